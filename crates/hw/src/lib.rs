@@ -1,14 +1,17 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The SEV-SNP CPU as snpsim models it: page geometry, the RMP with bit-exact entries, the RMP
+//! instructions (RMPUPDATE, PSMASH, PVALIDATE, RMPADJUST, RMPQUERY, RMPREAD) and the RMP checks of
+//! guest and host accesses.
+//!
+//! Hardware behaviour lives here and nowhere else: host, KVM and guest layers call these checks
+//! and never re-implement them. The rules and their sources are listed in `docs/semantics.md`.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod geometry;
+pub mod model;
+pub mod reference;
+pub mod rmp;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use geometry::Geometry;
+pub use model::{
+    AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel,
+    RmpQueryResult,
+};

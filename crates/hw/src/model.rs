@@ -1,0 +1,193 @@
+//! The interface of an RMP model: the instructions, the access checks and the concurrency hooks.
+//!
+//! Two implementations exist: [`crate::rmp::Rmp`] (the model every other layer uses, stored by
+//! 2M region so that untouched memory costs nothing) and [`crate::reference::DenseRmp`] (one raw
+//! 16-byte entry per 4 KiB page, the simplest possible code, kept as the test oracle). Both follow
+//! the rules written down, with their sources, in `docs/semantics.md` ("Hardware").
+
+use snpsim_defs::{
+    Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry,
+    RmpEntryRaw, RmpPageSize, SvmExitCode, VmplPerms,
+};
+
+use crate::Geometry;
+
+/// How an RMP model is built: geometry, size and the switchable checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RmpConfig {
+    /// Pages per level.
+    pub geometry: Geometry,
+    /// System pages the RMP covers (frames `0..pages`); a frame beyond is a "DEFAULT" page that no
+    /// RMP check applies to.
+    pub pages: u64,
+    /// Whether a private access through an NPT leaf *smaller* than the RMP entry (4K leaf, 2M
+    /// entry) faults with SIZEM. APM §15.36.11 as quoted by the RFC v3 KVM handler and upstream
+    /// `sev_handle_rmp_fault`'s comment list it; default true. Design §4 (`smaller_npt_faults`).
+    pub smaller_npt_faults: bool,
+}
+
+impl RmpConfig {
+    /// An x86 RMP covering `pages` frames with the default checks.
+    pub const fn x86(pages: u64) -> Self {
+        RmpConfig { geometry: Geometry::X86, pages, smaller_npt_faults: true }
+    }
+
+    /// A `tiny`-geometry RMP covering `pages` frames with the default checks.
+    pub const fn tiny(pages: u64) -> Self {
+        RmpConfig { geometry: Geometry::TINY, pages, smaller_npt_faults: true }
+    }
+}
+
+/// The guest executing an instruction or access: its ASID and the VMPL it runs at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GuestContext {
+    /// The guest's ASID (1–1022 for an SNP guest).
+    pub asid: u16,
+    /// The VMPL the vCPU runs at (0–3).
+    pub vmpl: u8,
+}
+
+/// What a guest access does with the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccessKind {
+    /// A data read.
+    Read,
+    /// A data write.
+    Write,
+    /// An instruction fetch.
+    Exec,
+}
+
+/// A guest memory access after the NPT walk: which GPA, which system page the NPT leaf maps it to,
+/// and the size of that leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GuestAccess {
+    /// Who accesses.
+    pub guest: GuestContext,
+    /// The accessed guest-physical address.
+    pub gpa: Gpa,
+    /// The system page the NPT maps `gpa` to.
+    pub pfn: Pfn,
+    /// The size of the NPT leaf that translated `gpa`.
+    pub npt_size: PageSize,
+    /// C-bit set (private access) or clear (shared access).
+    pub private: bool,
+    /// Read, write or fetch.
+    pub kind: AccessKind,
+    /// The access was made at CPL 3.
+    pub user: bool,
+}
+
+/// The result of a guest-executed RMP instruction or access check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuestOutcome<T> {
+    /// The instruction retired with [`ReturnCode::Success`] (or the access completed).
+    Done(T),
+    /// The instruction retired with a failure code in EAX.
+    Fail(ReturnCode),
+    /// The instruction or access caused a nested page fault with this error code.
+    Npf(NpfErrorCode),
+    /// The instruction or access caused a #VC with this exit code.
+    Vc(SvmExitCode),
+}
+
+impl<T> GuestOutcome<T> {
+    /// Whether the outcome is `Done`.
+    pub const fn is_done(&self) -> bool {
+        matches!(self, GuestOutcome::Done(_))
+    }
+}
+
+/// Whether a successful PVALIDATE changed the Validated bit (CF = 0) or found it already in the
+/// requested state (CF = 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PvalidateStatus {
+    /// The entry changed (CF = 0).
+    Changed,
+    /// The entry already had the requested state (CF = 1; Linux `PVALIDATE_FAIL_NOUPDATE`).
+    Unchanged,
+}
+
+/// What RMPQUERY reports about a page for a target VMPL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RmpQueryResult {
+    /// The target VMPL's permissions.
+    pub perms: VmplPerms,
+    /// The page is a VMSA.
+    pub vmsa: bool,
+    /// The size of the RMP entry governing the page.
+    pub page_size: RmpPageSize,
+}
+
+/// An RMP: the per-page ownership table of SEV-SNP and the instructions and checks that use it.
+///
+/// Frame numbers are system frames (`Pfn`); the caller (host or KVM layer) has already translated
+/// guest addresses through its page tables. Every method is deterministic.
+pub trait RmpModel {
+    /// How the model was built.
+    fn config(&self) -> RmpConfig;
+
+    /// RMPUPDATE (host, CPL 0): write the architectural state `new` into the entry for `pfn` (a 2M
+    /// entry when `new.page_size()`).
+    fn rmpupdate(&mut self, pfn: Pfn, new: RmpArchEntry) -> ReturnCode;
+
+    /// PSMASH (host): split the 2M entry at `pfn` (2M-aligned) into 4K entries.
+    fn psmash(&mut self, pfn: Pfn) -> ReturnCode;
+
+    /// PVALIDATE (guest): set or clear Validated for the page at `gpa`, which the NPT maps to
+    /// `pfn`, at `size`.
+    fn pvalidate(
+        &mut self,
+        guest: GuestContext,
+        gpa: Gpa,
+        pfn: Pfn,
+        size: RmpPageSize,
+        validate: bool,
+    ) -> GuestOutcome<PvalidateStatus>;
+
+    /// RMPADJUST (guest): set the permissions (and VMSA flag) of a less-privileged VMPL.
+    fn rmpadjust(
+        &mut self,
+        guest: GuestContext,
+        gpa: Gpa,
+        pfn: Pfn,
+        size: RmpPageSize,
+        op: RmpAdjustOperand,
+    ) -> GuestOutcome<()>;
+
+    /// RMPQUERY (guest): read the permissions of `target_vmpl` on the page.
+    fn rmpquery(&self, guest: GuestContext, gpa: Gpa, pfn: Pfn, target_vmpl: u8) -> GuestOutcome<RmpQueryResult>;
+
+    /// RMPREAD (host): the architectural view of the entry for `pfn`.
+    fn rmpread(&self, pfn: Pfn) -> Result<RmpArchEntry, ReturnCode>;
+
+    /// The raw 16-byte in-memory entry for `pfn`, or `None` beyond the RMP.
+    fn raw_entry(&self, pfn: Pfn) -> Option<RmpEntryRaw>;
+
+    /// The RMP check of a guest access after its NPT walk.
+    fn check_guest_access(&self, access: &GuestAccess) -> GuestOutcome<()>;
+
+    /// The RMP check of a host write to `pfn` through a host mapping of `mapping` size; host reads
+    /// are never RMP-checked. `user` marks a CPL-3 access.
+    fn check_host_write(&self, pfn: Pfn, mapping: PageSize, user: bool) -> Result<(), PfErrorCode>;
+
+    /// Mark the 2M region starting at `region` as being rewritten by an in-flight operation on
+    /// another CPU: until [`RmpModel::end_in_flight`], RMPUPDATE and PSMASH in it return FAIL_INUSE
+    /// and guest checks in it take an #NPF. Returns FAIL_INUSE if it already is, FAIL_INPUT if
+    /// `region` is not a region start inside the RMP.
+    fn begin_in_flight(&mut self, region: Pfn) -> ReturnCode;
+
+    /// End an in-flight operation started by [`RmpModel::begin_in_flight`]; returns whether one was.
+    fn end_in_flight(&mut self, region: Pfn) -> bool;
+
+    /// The number of 4 KiB pages assigned to `asid` (the RMP's per-ASID bookkeeping counter).
+    fn asid_assigned_pages(&self, asid: u16) -> u64;
+
+    /// Linux `snp_lookup_rmpentry`: whether `pfn` is assigned and the size of the entry that
+    /// governs it (the 2M-aligned entry's page-size bit). `None` beyond the RMP.
+    fn lookup(&self, pfn: Pfn) -> Option<(bool, RmpPageSize)> {
+        let own = self.rmpread(pfn).ok()?;
+        let large = self.rmpread(self.config().geometry.region_of(pfn)).ok()?;
+        Some((own.assigned(), RmpPageSize::from_bit(large.page_size())))
+    }
+}

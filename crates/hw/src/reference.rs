@@ -1,0 +1,1 @@
+//! Placeholder: the dense reference RMP is being written.

@@ -1,0 +1,1 @@
+//! Placeholder: the region-structured RMP is being written.

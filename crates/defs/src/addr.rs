@@ -37,6 +37,7 @@ macro_rules! byte_address {
                 self.0 & (bytes - 1) == 0
             }
             /// The address rounded down to a multiple of `bytes` (a power of two).
+            #[must_use]
             pub const fn align_down(self, bytes: u64) -> Self {
                 Self(self.0 & !(bytes - 1))
             }
@@ -112,6 +113,7 @@ macro_rules! frame_number {
                 self.0 & (frames - 1) == 0
             }
             /// The frame number rounded down to a multiple of `frames` (a power of two).
+            #[must_use]
             pub const fn align_down(self, frames: u64) -> Self {
                 Self(self.0 & !(frames - 1))
             }

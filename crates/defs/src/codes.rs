@@ -183,7 +183,12 @@ mod tests {
 
     #[test]
     fn npf_error_code_known_answers() {
-        let e = NpfErrorCode::new().with_present(true).with_rmp(true).with_guest_final(true).with_enc(true).with_sizem(true);
+        let e = NpfErrorCode::new()
+            .with_present(true)
+            .with_rmp(true)
+            .with_guest_final(true)
+            .with_enc(true)
+            .with_sizem(true);
         assert_eq!(e.into_bits(), 1 | (1 << 31) | (1 << 32) | (1 << 34) | (1 << 35));
         assert_eq!(NpfErrorCode::new().with_vmpl(true).into_bits(), 1 << 36);
         assert_eq!(NpfErrorCode::new().with_fetch(true).with_write(true).into_bits(), 0x12);

@@ -147,11 +147,17 @@ mod tests {
 
     #[test]
     fn msr_psc_known_answers() {
-        let req = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(0x1234).with_op(PscOp::Shared.raw());
+        let req = GhcbMsrPscRequest::new()
+            .with_info(GHCB_MSR_PSC_REQ)
+            .with_gfn(0x1234)
+            .with_op(PscOp::Shared.raw());
         assert_eq!(req.into_bits(), 0x0020_0000_0123_4014);
         let resp = GhcbMsrPscResponse::new().with_info(GHCB_MSR_PSC_RESP).with_error(0);
         assert_eq!(resp.into_bits(), 0x015);
-        assert_eq!(GhcbMsrPscResponse::new().with_info(GHCB_MSR_PSC_RESP).with_error(1).into_bits(), 0x1_0000_0015);
+        assert_eq!(
+            GhcbMsrPscResponse::new().with_info(GHCB_MSR_PSC_RESP).with_error(1).into_bits(),
+            0x1_0000_0015
+        );
     }
 
     #[test]

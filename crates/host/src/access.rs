@@ -1,0 +1,113 @@
+//! Host writes to guest memory and the host's RMP #PF handling.
+
+use snpsim_defs::{PageSize, Pfn, RmpPageSize};
+use snpsim_hw::RmpModel;
+
+use crate::{Host, Invalidation};
+
+/// How the host reaches a guest page (design §10 `via`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostVia {
+    /// The VMM process, through its own mapping (a user-mode access).
+    Vmm,
+    /// The kernel through the VMM's mapping: get/put_user, copy_to/from_user (vhost, KVM emulation).
+    Uaccess,
+    /// The kernel through its direct map.
+    Kernel,
+}
+
+/// What became of a host write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HostWriteOutcome {
+    /// The write completed.
+    Done,
+    /// The VMM got SIGBUS: an RMP #PF the handler could not resolve on a user access.
+    Sigbus,
+    /// The uaccess returned -EFAULT: an RMP #PF it could not resolve on a kernel access to a user
+    /// address (the exception-table fixup).
+    Efault,
+    /// A kernel write through the direct map took an RMP #PF: an oops in Linux.
+    KernelOops,
+}
+
+impl Host {
+    /// A host write to VMA page `offset` through the VMM's mapping (`Vmm` or `Uaccess`).
+    ///
+    /// On an RMP #PF the handler of the RFC v4 patch 10/40 ("x86/fault: Add support to handle the
+    /// RMP fault for user address") runs: the target page assigned ⇒ SIGBUS (user) or -EFAULT
+    /// (uaccess fixup); a host mapping larger than the RMP entry ⇒ split the THP to 4K and retry
+    /// (a needed split); a mapping that cannot split (hugetlbfs) ⇒ SIGBUS / -EFAULT (design §4).
+    /// Returns the outcome and the ranges whose mappings changed (for the MMU notifier).
+    pub fn write_via_vma(
+        &mut self,
+        rmp: &dyn RmpModel,
+        offset: u64,
+        via: HostVia,
+    ) -> (HostWriteOutcome, Vec<Invalidation>) {
+        let user = via == HostVia::Vmm;
+        let fail = if user { HostWriteOutcome::Sigbus } else { HostWriteOutcome::Efault };
+        let mut invalidated = Vec::new();
+        // At most one split can help; a second fault is final.
+        for _ in 0..2 {
+            let Some((pfn, level)) = self.vma.translate(offset) else { return (fail, invalidated) };
+            if rmp.check_host_write(pfn, level, user).is_ok() {
+                return (HostWriteOutcome::Done, invalidated);
+            }
+            let (assigned, rmp_level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
+            if assigned || level <= rmp_level.page_size() {
+                break;
+            }
+            match self.vma.split(offset) {
+                Ok(Some(inv)) => {
+                    self.stats.host_splits += 1;
+                    invalidated.push(inv);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.count_failure(fail);
+        (fail, invalidated)
+    }
+
+    /// A kernel write to host frame `pfn` through the direct map: an RMP #PF there is an oops.
+    pub fn write_via_direct_map(&mut self, rmp: &dyn RmpModel, pfn: Pfn) -> HostWriteOutcome {
+        if rmp.check_host_write(pfn, self.direct_map.level(pfn), false).is_ok() {
+            HostWriteOutcome::Done
+        } else {
+            self.count_failure(HostWriteOutcome::KernelOops);
+            HostWriteOutcome::KernelOops
+        }
+    }
+
+    /// Linux `adjust_direct_map`: before a 4K RMPUPDATE makes `pfn` private, split the direct map
+    /// around it to 4K so kernel writes to its neighbours do not fault.
+    pub fn adjust_direct_map(&mut self, pfn: Pfn) {
+        self.stats.direct_map_splits += self.direct_map.split_to_4k(pfn);
+    }
+
+    /// Split the VMA mapping holding `offset` on KVM's request (the RFC's host walk resolving an
+    /// #NPF): every such split is needless, since KVM could have demoted its own NPT instead
+    /// (design §7, false positives).
+    pub fn split_for_kvm(&mut self, offset: u64) -> Result<Option<Invalidation>, crate::HostError> {
+        let inv = self.vma.split(offset)?;
+        if inv.is_some() {
+            self.stats.host_splits += 1;
+            self.stats.host_splits_needless += 1;
+        }
+        Ok(inv)
+    }
+
+    fn count_failure(&mut self, outcome: HostWriteOutcome) {
+        match outcome {
+            HostWriteOutcome::Sigbus => self.stats.sigbus += 1,
+            HostWriteOutcome::Efault => self.stats.efault += 1,
+            HostWriteOutcome::KernelOops => self.stats.kernel_oops += 1,
+            HostWriteOutcome::Done => {}
+        }
+    }
+}
+
+/// Whether a mapping of `level` is a huge mapping for the RMP's checks.
+pub const fn is_huge(level: PageSize) -> bool {
+    !matches!(level, PageSize::Size4K)
+}

@@ -1,0 +1,80 @@
+//! The host kernel's direct map of all RAM and its one-way splitting to 4K.
+
+use std::collections::BTreeSet;
+
+use snpsim_defs::{PageSize, Pfn};
+use snpsim_hw::Geometry;
+
+/// The kernel direct map: every frame mapped at the largest size its surroundings allow (1G where
+/// a whole 1G of RAM is there, else 2M, else 4K), split on demand and never re-merged.
+///
+/// Linux `adjust_direct_map` (`arch/x86/virt/svm/sev.c`) splits the ≥2M mapping covering a page to
+/// 4K before a 4K RMPUPDATE makes it private, because a kernel write through a large mapping over a
+/// private 4K page faults; a 2M RMPUPDATE needs no split (the hardware checks 1G mappings as 2M).
+#[derive(Clone, Debug)]
+pub struct DirectMap {
+    geometry: Geometry,
+    pages: u64,
+    split_1g: BTreeSet<u64>,
+    split_2m: BTreeSet<u64>,
+}
+
+impl DirectMap {
+    /// The direct map of `pages` frames of RAM.
+    pub fn new(geometry: Geometry, pages: u64) -> Self {
+        DirectMap { geometry, pages, split_1g: BTreeSet::new(), split_2m: BTreeSet::new() }
+    }
+
+    /// The size of the direct-map leaf covering `pfn`.
+    pub fn level(&self, pfn: Pfn) -> PageSize {
+        let (p2m, p1g) = (self.geometry.pages(PageSize::Size2M), self.geometry.pages(PageSize::Size1G));
+        let (r2m, r1g) = (pfn.raw() / p2m, pfn.raw() / p1g);
+        if self.split_2m.contains(&r2m) || (r2m + 1) * p2m > self.pages {
+            PageSize::Size4K
+        } else if self.split_1g.contains(&r1g) || (r1g + 1) * p1g > self.pages {
+            PageSize::Size2M
+        } else {
+            PageSize::Size1G
+        }
+    }
+
+    /// Split the mappings covering `pfn` down to 4K; returns how many leaves were split (a 1G leaf
+    /// to 2M and a 2M leaf to 4K count one each).
+    pub fn split_to_4k(&mut self, pfn: Pfn) -> u64 {
+        let (p2m, p1g) = (self.geometry.pages(PageSize::Size2M), self.geometry.pages(PageSize::Size1G));
+        let mut splits = 0;
+        match self.level(pfn) {
+            PageSize::Size4K => {}
+            PageSize::Size2M => {
+                self.split_2m.insert(pfn.raw() / p2m);
+                splits += 1;
+            }
+            PageSize::Size1G => {
+                self.split_1g.insert(pfn.raw() / p1g);
+                self.split_2m.insert(pfn.raw() / p2m);
+                splits += 2;
+            }
+        }
+        splits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_map_splits_once_and_never_merges() {
+        let mut d = DirectMap::new(Geometry::TINY, 42);
+        assert_eq!(d.level(Pfn(3)), PageSize::Size1G);
+        assert_eq!(d.level(Pfn(33)), PageSize::Size2M);
+        assert_eq!(d.level(Pfn(38)), PageSize::Size2M);
+        assert_eq!(d.level(Pfn(41)), PageSize::Size4K);
+        assert_eq!(d.split_to_4k(Pfn(5)), 2);
+        assert_eq!(d.level(Pfn(5)), PageSize::Size4K);
+        assert_eq!(d.level(Pfn(1)), PageSize::Size2M);
+        assert_eq!(d.split_to_4k(Pfn(6)), 0);
+        assert_eq!(d.split_to_4k(Pfn(1)), 1);
+        assert_eq!(d.split_to_4k(Pfn(33)), 1);
+    }
+}

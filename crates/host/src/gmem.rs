@@ -1,0 +1,152 @@
+//! guest_memfd: the private side of a gmem-era VM, allocated in folios on first use.
+
+use std::collections::BTreeMap;
+
+use snpsim_defs::{PageSize, Pfn};
+use snpsim_hw::Geometry;
+
+use crate::{HostError, HostMemory};
+
+/// A folio of the guest_memfd file: `size` pages of host memory from `pfn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Folio {
+    /// First host frame.
+    pub pfn: Pfn,
+    /// Folio size.
+    pub size: PageSize,
+}
+
+/// A guest_memfd file of `pages` pages whose folios are `folio_size` (4K upstream, 2M in the THP
+/// RFC, 1G in the HugeTLB RFC; design §2), allocated on first use and split to smaller folios when
+/// a hole is punched into part of one (as both RFCs do on partial invalidation).
+#[derive(Clone, Debug)]
+pub struct Gmem {
+    geometry: Geometry,
+    folio_size: PageSize,
+    pages: u64,
+    /// Folios by the file offset (in pages) of their first page.
+    folios: BTreeMap<u64, Folio>,
+}
+
+impl Gmem {
+    /// An empty file of `pages` pages with folios of `folio_size`.
+    pub fn new(geometry: Geometry, folio_size: PageSize, pages: u64) -> Self {
+        Gmem { geometry, folio_size, pages, folios: BTreeMap::new() }
+    }
+
+    /// The configured folio size.
+    pub fn folio_size(&self) -> PageSize {
+        self.folio_size
+    }
+
+    /// The folio holding `offset`, with its first offset, if allocated.
+    pub fn folio_at(&self, offset: u64) -> Option<(u64, Folio)> {
+        let (&start, &folio) = self.folios.range(..=offset).next_back()?;
+        (offset < start + self.geometry.pages(folio.size)).then_some((start, folio))
+    }
+
+    /// The host frame of `offset` and the size of its folio, if allocated.
+    pub fn pfn(&self, offset: u64) -> Option<(Pfn, PageSize)> {
+        let (start, folio) = self.folio_at(offset)?;
+        Some((folio.pfn.checked_add(offset - start)?, folio.size))
+    }
+
+    /// The frame of `offset`, allocating its folio first if needed (`kvm_gmem_get_pfn`); the flag
+    /// says whether a folio was allocated. A folio never extends past the file end: near the end the
+    /// largest size that fits is used.
+    pub fn get_pfn(&mut self, mem: &mut HostMemory, offset: u64) -> Result<(Pfn, PageSize, bool), HostError> {
+        if offset >= self.pages {
+            return Err(HostError::OutsideGmem { offset });
+        }
+        if let Some((pfn, size)) = self.pfn(offset) {
+            return Ok((pfn, size, false));
+        }
+        let mut size = self.folio_size;
+        loop {
+            let n = self.geometry.pages(size);
+            let start = offset / n * n;
+            let free = start + n <= self.pages && self.folios.range(start..start + n).next().is_none();
+            if free {
+                let pfn = mem.alloc(size)?;
+                self.folios.insert(start, Folio { pfn, size });
+                return Ok((
+                    pfn.checked_add(offset - start).ok_or(HostError::OutsideGmem { offset })?,
+                    size,
+                    true,
+                ));
+            }
+            size = size.smaller().ok_or(HostError::OutsideGmem { offset })?;
+        }
+    }
+
+    /// Punch a hole over `count` pages from `offset` (fallocate PUNCH_HOLE): every page of the
+    /// range that is allocated is handed to `invalidate` (as runs of frames, before they are freed:
+    /// KVM's `sev_gmem_invalidate` makes them shared again) and freed. A folio only partly inside
+    /// the range is first split into folios of the next smaller size. Returns the pages freed.
+    pub fn punch_hole(
+        &mut self,
+        mem: &mut HostMemory,
+        offset: u64,
+        count: u64,
+        mut invalidate: impl FnMut(Pfn, u64),
+    ) -> Result<u64, HostError> {
+        let end = offset
+            .checked_add(count)
+            .filter(|&e| e <= self.pages)
+            .ok_or(HostError::OutsideGmem { offset })?;
+        let mut freed = 0;
+        let mut pos = offset;
+        while pos < end {
+            let Some((start, folio)) = self.folio_at(pos) else {
+                pos = self.folios.range(pos..end).next().map_or(end, |(&s, _)| s);
+                continue;
+            };
+            let n = self.geometry.pages(folio.size);
+            if start >= offset && start + n <= end {
+                self.folios.remove(&start);
+                invalidate(folio.pfn, n);
+                mem.free(folio.pfn, folio.size)?;
+                freed += n;
+                pos = start + n;
+            } else {
+                let smaller = folio.size.smaller().ok_or(HostError::OutsideGmem { offset: pos })?;
+                let m = self.geometry.pages(smaller);
+                self.folios.remove(&start);
+                for i in 0..n / m {
+                    let pfn = folio.pfn.checked_add(i * m).ok_or(HostError::OutsideGmem { offset: pos })?;
+                    self.folios.insert(start + i * m, Folio { pfn, size: smaller });
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Allocated folios, by size.
+    pub fn folio_count(&self, size: PageSize) -> usize {
+        self.folios.values().filter(|f| f.size == size).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folios_are_allocated_on_first_use_and_split_by_partial_punch() {
+        let g = Geometry::TINY;
+        let mut mem = HostMemory::new(g, 256);
+        let mut gm = Gmem::new(g, PageSize::Size2M, 10);
+        let (pfn, size, new) = gm.get_pfn(&mut mem, 5).unwrap();
+        assert_eq!((size, new), (PageSize::Size2M, true));
+        assert_eq!(gm.get_pfn(&mut mem, 4).unwrap(), (Pfn(pfn.raw() - 1), size, false));
+        // Tail: offsets 8..10 cannot hold a whole 2M folio.
+        assert_eq!(gm.get_pfn(&mut mem, 9).unwrap().1, PageSize::Size4K);
+        let mut seen = Vec::new();
+        let freed = gm.punch_hole(&mut mem, 5, 1, |p, n| seen.push((p, n))).unwrap();
+        assert_eq!(freed, 1);
+        assert_eq!(seen, vec![(pfn, 1)]);
+        assert_eq!(gm.folio_count(PageSize::Size4K), 4);
+        assert_eq!(gm.pfn(5), None);
+        assert_eq!(gm.pfn(6).map(|(_, s)| s), Some(PageSize::Size4K));
+    }
+}

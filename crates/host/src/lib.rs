@@ -1,0 +1,125 @@
+//! The host kernel's memory as snpsim models it.
+//!
+//! Host RAM and its allocator ([`memory`]), the VMM's guest-memory VMA with its backing and mapping
+//! levels ([`vma`]), the kernel direct map ([`direct_map`]), guest_memfd ([`gmem`]) and host writes
+//! with the RMP #PF handling of the 2021 RFC ([`access`]). Hardware checks come from `snpsim-hw`;
+//! nothing here knows KVM: mapping changes are reported as [`Invalidation`]s for an MMU-notifier
+//! listener to act on.
+
+pub mod access;
+pub mod direct_map;
+pub mod gmem;
+pub mod memory;
+pub mod vma;
+
+pub use access::{HostVia, HostWriteOutcome};
+pub use direct_map::DirectMap;
+pub use gmem::{Folio, Gmem};
+pub use memory::HostMemory;
+pub use vma::{GuestVma, Invalidation, VmaBacking};
+
+use snpsim_defs::{Hva, PageSize, Pfn};
+use snpsim_hw::Geometry;
+
+/// Errors of host memory operations.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// Host memory cannot satisfy an allocation.
+    #[error("host memory exhausted allocating {requested} pages")]
+    OutOfMemory {
+        /// Pages requested.
+        requested: u64,
+    },
+    /// A frame was freed twice (it would be handed out twice).
+    #[error("frame {pfn} freed twice")]
+    DoubleFree {
+        /// The frame.
+        pfn: Pfn,
+    },
+    /// hugetlbfs memory must be a whole number of its pages.
+    #[error("hugetlbfs VMA of {pages} pages is not a multiple of its {unit}-page huge page")]
+    HugetlbfsSize {
+        /// VMA pages.
+        pages: u64,
+        /// Pages per huge page.
+        unit: u64,
+    },
+    /// The backing cannot split a huge mapping.
+    #[error("{backing:?} mappings cannot be split")]
+    Unsplittable {
+        /// The backing.
+        backing: VmaBacking,
+    },
+    /// A page offset outside the VMA.
+    #[error("page offset {offset} is outside the guest VMA")]
+    OutsideVma {
+        /// The offset.
+        offset: u64,
+    },
+    /// A page offset outside the guest_memfd file.
+    #[error("page offset {offset} is outside the guest_memfd file")]
+    OutsideGmem {
+        /// The offset.
+        offset: u64,
+    },
+}
+
+/// Counters of host-side events (design §8 names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostStats {
+    /// Huge host mappings split to 4K, for any reason.
+    pub host_splits: u64,
+    /// Host splits started by KVM to resolve an #NPF (the NPT alone could have been demoted).
+    pub host_splits_needless: u64,
+    /// Direct-map leaves split before 4K RMPUPDATEs.
+    pub direct_map_splits: u64,
+    /// VMM writes that ended in SIGBUS.
+    pub sigbus: u64,
+    /// Kernel uaccess writes that returned -EFAULT.
+    pub efault: u64,
+    /// Kernel direct-map writes that took an RMP #PF.
+    pub kernel_oops: u64,
+}
+
+/// The host side of one VM: RAM, direct map, the VMM's guest-memory VMA and, in the gmem era, the
+/// guest_memfd file holding private memory.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Host RAM.
+    pub memory: HostMemory,
+    /// The kernel direct map.
+    pub direct_map: DirectMap,
+    /// The VMM's guest-memory VMA (in the gmem era: the shared side).
+    pub vma: GuestVma,
+    /// guest_memfd (gmem era only).
+    pub gmem: Option<Gmem>,
+    /// Event counters.
+    pub stats: HostStats,
+}
+
+impl Host {
+    /// A host of `host_pages` frames running one VM of `guest_pages` pages whose VMA is backed by
+    /// `backing` (placed at an HVA and HPA aligned to the backing's largest page, design §2), plus
+    /// a guest_memfd with `gmem_folio` folios in the gmem era.
+    pub fn new(
+        geometry: Geometry,
+        host_pages: u64,
+        guest_pages: u64,
+        backing: VmaBacking,
+        gmem_folio: Option<PageSize>,
+    ) -> Result<Self, HostError> {
+        let mut memory = HostMemory::new(geometry, host_pages);
+        let align = backing.page_size().max(PageSize::Size2M);
+        let pfn = memory.alloc_pages(align, guest_pages)?;
+        let hva = Hva(geometry.bytes(PageSize::Size1G) * 64);
+        let vma = GuestVma::new(geometry, backing, hva, pfn, guest_pages)?;
+        let gmem = gmem_folio.map(|size| Gmem::new(geometry, size, guest_pages));
+        Ok(Host {
+            memory,
+            direct_map: DirectMap::new(geometry, host_pages),
+            vma,
+            gmem,
+            stats: HostStats::default(),
+        })
+    }
+}

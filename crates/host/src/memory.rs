@@ -1,0 +1,103 @@
+//! Host physical memory: a deterministic page allocator that never hands out a frame twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use snpsim_defs::{PageSize, Pfn};
+use snpsim_hw::Geometry;
+
+use crate::HostError;
+
+/// The host's RAM, frames `0..pages`, handed out in naturally aligned 4K, 2M or 1G blocks.
+///
+/// Allocation is a bump pointer per request, aligned up to the block size, plus a free set per size
+/// for blocks given back; the lowest free block is reused first, so runs are reproducible. A freed
+/// block is never merged into a larger one (Linux's buddy allocator would; the model has no need).
+#[derive(Debug, Clone)]
+pub struct HostMemory {
+    geometry: Geometry,
+    pages: u64,
+    next: u64,
+    free: BTreeMap<PageSize, BTreeSet<Pfn>>,
+    allocated: BTreeMap<Pfn, PageSize>,
+}
+
+impl HostMemory {
+    /// A host with `pages` 4 KiB frames.
+    pub fn new(geometry: Geometry, pages: u64) -> Self {
+        HostMemory { geometry, pages, next: 0, free: BTreeMap::new(), allocated: BTreeMap::new() }
+    }
+
+    /// Frames of RAM.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// Allocate one naturally aligned block of `size`.
+    pub fn alloc(&mut self, size: PageSize) -> Result<Pfn, HostError> {
+        self.alloc_pages(size, self.geometry.pages(size))
+    }
+
+    /// Allocate `count` contiguous frames aligned to `align` (for a VMA populated at VM start).
+    pub fn alloc_pages(&mut self, align: PageSize, count: u64) -> Result<Pfn, HostError> {
+        if count == self.geometry.pages(align)
+            && let Some(set) = self.free.get_mut(&align)
+            && let Some(pfn) = set.pop_first()
+        {
+            self.allocated.insert(pfn, align);
+            return Ok(pfn);
+        }
+        let step = self.geometry.pages(align);
+        let start = self.next.div_ceil(step) * step;
+        let end = start.checked_add(count).ok_or(HostError::OutOfMemory { requested: count })?;
+        if end > self.pages {
+            return Err(HostError::OutOfMemory { requested: count });
+        }
+        self.next = end;
+        self.allocated.insert(Pfn(start), align);
+        Ok(Pfn(start))
+    }
+
+    /// Give back a block of `size` at `pfn` that was allocated (whole or as a piece of a split
+    /// block). Freeing a frame that is already free is an error: it would be handed out twice.
+    pub fn free(&mut self, pfn: Pfn, size: PageSize) -> Result<(), HostError> {
+        let set = self.free.entry(size).or_default();
+        if !set.insert(pfn) {
+            return Err(HostError::DoubleFree { pfn });
+        }
+        self.allocated.remove(&pfn);
+        Ok(())
+    }
+
+    /// Frames handed out and not given back, counting bump-allocated ranges in full.
+    pub fn used_pages(&self) -> u64 {
+        let freed: u64 =
+            self.free.iter().map(|(size, set)| set.len() as u64 * self.geometry.pages(*size)).sum();
+        self.next - freed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_are_aligned_disjoint_and_reused_lowest_first() {
+        let g = Geometry::X86;
+        let mut m = HostMemory::new(g, 4 << 18);
+        let a = m.alloc(PageSize::Size4K).unwrap();
+        let b = m.alloc(PageSize::Size2M).unwrap();
+        let c = m.alloc(PageSize::Size1G).unwrap();
+        assert_eq!(a, Pfn(0));
+        assert_eq!(b, Pfn(512));
+        assert_eq!(c, Pfn(1 << 18));
+        m.free(b, PageSize::Size2M).unwrap();
+        assert_eq!(m.free(b, PageSize::Size2M), Err(HostError::DoubleFree { pfn: b }));
+        assert_eq!(m.alloc(PageSize::Size2M).unwrap(), b);
+        assert!(matches!(m.alloc_pages(PageSize::Size1G, 3 << 18), Err(HostError::OutOfMemory { .. })));
+    }
+}

@@ -1,0 +1,208 @@
+//! The VMM's mapping of guest memory: one VMA, its backing, and the level of each host mapping.
+
+use std::collections::BTreeSet;
+
+use snpsim_defs::{Hva, PageSize, Pfn};
+use snpsim_hw::Geometry;
+
+use crate::HostError;
+
+/// What backs the VMM's guest-memory VMA (design §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VmaBacking {
+    /// Anonymous memory mapped with 4 KiB pages only.
+    Anon4k,
+    /// Transparent huge pages: every 2M-aligned range inside the VMA is a PMD mapping (populated at
+    /// VM start, as with preallocation and THP "always"); the host can split one to 4K.
+    Thp,
+    /// hugetlbfs with 2 MiB pages: never split.
+    Hugetlbfs2m,
+    /// hugetlbfs with 1 GiB pages: never split.
+    Hugetlbfs1g,
+}
+
+impl VmaBacking {
+    /// Whether the host can split a huge mapping of this backing (THP can; hugetlbfs cannot —
+    /// D. Hansen on the RFC v4 10/40 thread).
+    pub const fn splittable(self) -> bool {
+        matches!(self, VmaBacking::Thp)
+    }
+
+    /// Whether the backing is hugetlbfs.
+    pub const fn is_hugetlbfs(self) -> bool {
+        matches!(self, VmaBacking::Hugetlbfs2m | VmaBacking::Hugetlbfs1g)
+    }
+
+    /// The size of the backing's pages: the alignment its VMA and HPAs get.
+    pub const fn page_size(self) -> PageSize {
+        match self {
+            VmaBacking::Anon4k => PageSize::Size4K,
+            VmaBacking::Thp | VmaBacking::Hugetlbfs2m => PageSize::Size2M,
+            VmaBacking::Hugetlbfs1g => PageSize::Size1G,
+        }
+    }
+}
+
+/// A range of the VMA whose mappings changed, reported to MMU-notifier listeners (KVM zaps the NPT
+/// over it), as page offsets from the VMA start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Invalidation {
+    /// First page offset.
+    pub offset: u64,
+    /// Number of pages.
+    pub pages: u64,
+}
+
+/// The guest-memory VMA: `pages` pages at `hva`, backed by the contiguous host frames from `pfn`
+/// (both aligned to the backing's page size, as design §2 fixes), with a mapping level per page.
+#[derive(Clone, Debug)]
+pub struct GuestVma {
+    geometry: Geometry,
+    backing: VmaBacking,
+    hva: Hva,
+    pfn: Pfn,
+    pages: u64,
+    /// THP: 2M regions (by index) currently mapped with 4K PTEs.
+    split: BTreeSet<u64>,
+}
+
+impl GuestVma {
+    /// A VMA of `pages` pages over frames from `pfn`. hugetlbfs needs a whole number of its pages.
+    pub fn new(
+        geometry: Geometry,
+        backing: VmaBacking,
+        hva: Hva,
+        pfn: Pfn,
+        pages: u64,
+    ) -> Result<Self, HostError> {
+        let unit = geometry.pages(backing.page_size());
+        if backing.is_hugetlbfs() && !pages.is_multiple_of(unit) {
+            return Err(HostError::HugetlbfsSize { pages, unit });
+        }
+        Ok(GuestVma { geometry, backing, hva, pfn, pages, split: BTreeSet::new() })
+    }
+
+    /// The backing.
+    pub fn backing(&self) -> VmaBacking {
+        self.backing
+    }
+
+    /// The VMA's first address.
+    pub fn hva(&self) -> Hva {
+        self.hva
+    }
+
+    /// Pages in the VMA.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// The host frame backing page `offset`.
+    pub fn pfn(&self, offset: u64) -> Option<Pfn> {
+        if offset < self.pages { self.pfn.checked_add(offset) } else { None }
+    }
+
+    /// The page offset of `hva` in the VMA.
+    pub fn offset_of(&self, hva: Hva) -> Option<u64> {
+        let off = hva.checked_offset_from(self.hva)? >> snpsim_defs::PAGE_SHIFT;
+        (off < self.pages).then_some(off)
+    }
+
+    /// The size of the host mapping (PTE, PMD or PUD leaf) that maps page `offset`.
+    pub fn level(&self, offset: u64) -> PageSize {
+        let per_2m = self.geometry.pages_per_2m();
+        match self.backing {
+            VmaBacking::Anon4k => PageSize::Size4K,
+            VmaBacking::Hugetlbfs2m => PageSize::Size2M,
+            VmaBacking::Hugetlbfs1g => PageSize::Size1G,
+            VmaBacking::Thp => {
+                let region = offset / per_2m;
+                let whole = (region + 1) * per_2m <= self.pages;
+                if whole && !self.split.contains(&region) { PageSize::Size2M } else { PageSize::Size4K }
+            }
+        }
+    }
+
+    /// Translate `offset` to its host frame and mapping level.
+    pub fn translate(&self, offset: u64) -> Option<(Pfn, PageSize)> {
+        Some((self.pfn(offset)?, self.level(offset)))
+    }
+
+    /// Split the huge mapping holding `offset` to 4K (`__split_huge_pmd`). `Ok(None)` if it is
+    /// already 4K; an error for a backing that cannot split.
+    pub fn split(&mut self, offset: u64) -> Result<Option<Invalidation>, HostError> {
+        if offset >= self.pages {
+            return Err(HostError::OutsideVma { offset });
+        }
+        if self.level(offset) == PageSize::Size4K {
+            return Ok(None);
+        }
+        if !self.backing.splittable() {
+            return Err(HostError::Unsplittable { backing: self.backing });
+        }
+        let per_2m = self.geometry.pages_per_2m();
+        let region = offset / per_2m;
+        self.split.insert(region);
+        Ok(Some(Invalidation { offset: region * per_2m, pages: per_2m }))
+    }
+
+    /// Collapse a split THP range back to a PMD mapping of the same frames (khugepaged's
+    /// in-place collapse of a PTE-mapped THP). `Ok(None)` if nothing changed.
+    pub fn collapse(&mut self, offset: u64) -> Result<Option<Invalidation>, HostError> {
+        if offset >= self.pages {
+            return Err(HostError::OutsideVma { offset });
+        }
+        let per_2m = self.geometry.pages_per_2m();
+        let region = offset / per_2m;
+        if self.backing != VmaBacking::Thp || !self.split.remove(&region) {
+            return Ok(None);
+        }
+        Ok(Some(Invalidation { offset: region * per_2m, pages: per_2m }))
+    }
+
+    /// Regions currently split to 4K (THP only).
+    pub fn split_regions(&self) -> usize {
+        self.split.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(backing: VmaBacking, pages: u64) -> GuestVma {
+        GuestVma::new(Geometry::TINY, backing, Hva(0x4000_0000), Pfn(64), pages).unwrap()
+    }
+
+    #[test]
+    fn thp_maps_whole_regions_at_2m_and_the_tail_at_4k() {
+        let v = vma(VmaBacking::Thp, 10);
+        assert_eq!(v.level(0), PageSize::Size2M);
+        assert_eq!(v.level(7), PageSize::Size2M);
+        assert_eq!(v.level(8), PageSize::Size4K);
+        assert_eq!(v.translate(5), Some((Pfn(69), PageSize::Size2M)));
+        assert_eq!(v.translate(10), None);
+    }
+
+    #[test]
+    fn thp_splits_and_collapses_in_place() {
+        let mut v = vma(VmaBacking::Thp, 8);
+        assert_eq!(v.split(5).unwrap(), Some(Invalidation { offset: 4, pages: 4 }));
+        assert_eq!(v.level(6), PageSize::Size4K);
+        assert_eq!(v.level(1), PageSize::Size2M);
+        assert_eq!(v.split(6).unwrap(), None);
+        assert_eq!(v.collapse(7).unwrap(), Some(Invalidation { offset: 4, pages: 4 }));
+        assert_eq!(v.level(6), PageSize::Size2M);
+        assert_eq!(v.pfn(6), Some(Pfn(70)));
+    }
+
+    #[test]
+    fn hugetlbfs_never_splits() {
+        let mut v = vma(VmaBacking::Hugetlbfs1g, 16);
+        assert_eq!(v.level(3), PageSize::Size1G);
+        assert_eq!(v.split(3), Err(HostError::Unsplittable { backing: VmaBacking::Hugetlbfs1g }));
+        assert!(GuestVma::new(Geometry::TINY, VmaBacking::Hugetlbfs2m, Hva(0), Pfn(0), 6).is_err());
+        let anon = vma(VmaBacking::Anon4k, 8);
+        assert_eq!(anon.level(4), PageSize::Size4K);
+    }
+}

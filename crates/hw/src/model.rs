@@ -123,7 +123,7 @@ pub struct RmpQueryResult {
 ///
 /// Frame numbers are system frames (`Pfn`); the caller (host or KVM layer) has already translated
 /// guest addresses through its page tables. Every method is deterministic.
-pub trait RmpModel {
+pub trait RmpModel: core::fmt::Debug {
     /// How the model was built.
     fn config(&self) -> RmpConfig;
 

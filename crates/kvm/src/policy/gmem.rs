@@ -1,0 +1,42 @@
+//! `gmem`: upstream Linux since 6.11 (`sev_handle_rmp_fault`, guest_memfd).
+
+use snpsim_defs::Gfn;
+use snpsim_hw::Geometry;
+
+use super::{Era, FaultCx, Policy};
+use crate::KvmError;
+
+/// Private memory lives in guest_memfd and the NPT level of a private page is capped at its RMP
+/// level (`sev_gmem_max_mapping_level`), so an NPT leaf larger than the RMP entry is not created.
+/// An RMP #NPF with a 2M RMP entry is resolved by PSMASH and `kvm_zap_gfn_range(gfn, gfn + 512)`
+/// from the faulting GFN, not aligned down (common code with [`Policy::psmash_zap_start`]). An
+/// RMP #NPF whose entry is already 4K is treated as spurious and nothing is done, so if one
+/// arises anyway (`npt_level_follows_rmp = false`) the fault repeats: reported as unresolvable.
+#[derive(Clone, Copy, Debug)]
+pub struct Gmem;
+
+impl Policy for Gmem {
+    fn name(&self) -> &'static str {
+        "gmem"
+    }
+
+    fn era(&self) -> Era {
+        Era::Gmem
+    }
+
+    fn summary(&self) -> &'static str {
+        "upstream (6.11+): guest_memfd private memory, NPT capped at RMP level, PSMASH + zap on SIZEM"
+    }
+
+    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
+        Err(KvmError::Unresolvable {
+            gfn: cx.gfn,
+            reason: "the RMP entry is already 4K: sev_handle_rmp_fault does nothing and the fault repeats"
+                .into(),
+        })
+    }
+
+    fn psmash_zap_start(&self, _geometry: Geometry, gfn: Gfn) -> Gfn {
+        gfn
+    }
+}

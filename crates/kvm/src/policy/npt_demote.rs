@@ -1,0 +1,31 @@
+//! `npt-demote`: the seed mail's answer (S. Christopherson, July 2021).
+
+use snpsim_defs::PageSize;
+
+use super::{Era, FaultCx, Policy};
+use crate::KvmError;
+
+/// Resolve an RMP size-mismatch #NPF by demoting KVM's own NPT leaf to the RMP level, minimally
+/// (a fault in one 2M part of a 1G leaf leaves the other parts at 2M), never consulting or
+/// changing the host page tables. Works for THP and hugetlbfs alike; host writes through a huge
+/// host mapping over a private 4K page still fault (a generic, non-KVM problem).
+#[derive(Clone, Copy, Debug)]
+pub struct NptDemote;
+
+impl Policy for NptDemote {
+    fn name(&self) -> &'static str {
+        "npt-demote"
+    }
+
+    fn era(&self) -> Era {
+        Era::Legacy
+    }
+
+    fn summary(&self) -> &'static str {
+        "seed mail (2021): demote the NPT leaf to the RMP level; never touch the host mapping"
+    }
+
+    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
+        cx.demote_npt(PageSize::Size4K)
+    }
+}

@@ -1,0 +1,90 @@
+//! KVM-side event counters (design §8 names).
+
+use std::collections::BTreeMap;
+
+use snpsim_defs::PageSize;
+
+/// Exit reasons counted in `exits` (keys of the `exits` metric).
+pub mod exit {
+    /// A nested page fault (#VMEXIT NPF), RMP or not.
+    pub const NPF: &str = "npf";
+    /// A VMGEXIT carrying an MSR-protocol page-state change.
+    pub const VMGEXIT_PSC_MSR: &str = "vmgexit_psc_msr";
+    /// A VMGEXIT carrying an NAE page-state-change buffer.
+    pub const VMGEXIT_PSC: &str = "vmgexit_psc";
+    /// KVM_EXIT_HYPERCALL (KVM_HC_MAP_GPA_RANGE) to the VMM.
+    pub const HYPERCALL: &str = "hypercall";
+    /// KVM_EXIT_MEMORY_FAULT to the VMM (an implicit conversion in the gmem era).
+    pub const MEMORY_FAULT: &str = "memory_fault";
+    /// Every reason, in report order.
+    pub const ALL: [&str; 5] = [NPF, VMGEXIT_PSC_MSR, VMGEXIT_PSC, HYPERCALL, MEMORY_FAULT];
+}
+
+/// Counters kept by KVM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvmStats {
+    /// #NPF exits of any kind.
+    pub npf: u64,
+    /// #NPF exits with the RMP bit.
+    pub rmp_npf: u64,
+    /// #NPF exits with the RMP and SIZEM bits.
+    pub rmp_npf_sizem: u64,
+    /// NPT leaves of ≥ 2M removed or split while resolving an RMP #NPF, by `from_to` size
+    /// (`1g_2m`, `2m_4k`, `1g_4k`).
+    pub npt_demotions: BTreeMap<String, u64>,
+    /// Demotions deeper than the fault needed (design §7).
+    pub npt_demotions_needless: u64,
+    /// PSMASH instructions executed.
+    pub psmash: u64,
+    /// RMPUPDATE instructions executed.
+    pub rmpupdate: u64,
+    /// Page-state-change requests received (one per VMGEXIT).
+    pub psc_requests: u64,
+    /// Pages whose state a PSC asked to change.
+    pub psc_pages: u64,
+    /// PSC requests answered with an error.
+    pub psc_failed: u64,
+    /// Conversions done because the guest accessed a page in the other state.
+    pub implicit_conversions: u64,
+    /// Exits by reason ([`exit`]).
+    pub exits: BTreeMap<&'static str, u64>,
+}
+
+impl Default for KvmStats {
+    fn default() -> Self {
+        KvmStats {
+            npf: 0,
+            rmp_npf: 0,
+            rmp_npf_sizem: 0,
+            npt_demotions: BTreeMap::new(),
+            npt_demotions_needless: 0,
+            psmash: 0,
+            rmpupdate: 0,
+            psc_requests: 0,
+            psc_pages: 0,
+            psc_failed: 0,
+            implicit_conversions: 0,
+            exits: exit::ALL.iter().map(|&r| (r, 0)).collect(),
+        }
+    }
+}
+
+impl KvmStats {
+    /// Count one exit.
+    pub fn exit(&mut self, reason: &'static str) {
+        *self.exits.entry(reason).or_default() += 1;
+    }
+
+    /// Count a demotion of a leaf from `from` to `to`.
+    pub fn demotion(&mut self, from: PageSize, to: PageSize, needless: bool) {
+        *self.npt_demotions.entry(format!("{}_{}", from.name(), to.name())).or_default() += 1;
+        if needless {
+            self.npt_demotions_needless += 1;
+        }
+    }
+
+    /// Total demotions.
+    pub fn demotions_total(&self) -> u64 {
+        self.npt_demotions.values().sum()
+    }
+}

@@ -1,0 +1,591 @@
+//! KVM's per-VM state and its handlers: #NPF, page-state changes, gmem hooks, MMU notifier.
+
+use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse};
+use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, ReturnCode, RmpArchEntry, RmpPageSize};
+use snpsim_host::{Host, HostError, Invalidation, VmaBacking};
+use snpsim_hw::{Geometry, RmpModel};
+
+use crate::attributes::MemoryAttributes;
+use crate::npt::Npt;
+use crate::policy::{Era, FaultCx, Policy};
+use crate::psc::{self, PscBuffer, PscRange};
+use crate::stats::{KvmStats, exit};
+
+/// A failure KVM cannot hide from the guest or the VMM.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KvmError {
+    /// Memory registration was refused (outcome `vm_rejected`).
+    #[error("memory registration refused: {0}")]
+    Rejected(String),
+    /// A fault KVM cannot resolve (outcome `vm_error`).
+    #[error("unresolvable #NPF at GFN {gfn}: {reason}")]
+    Unresolvable {
+        /// The faulting GFN.
+        gfn: Gfn,
+        /// Why.
+        reason: String,
+    },
+    /// A page-state change the policy refuses; the guest is told, not the VMM.
+    #[error("page-state change refused: {0}")]
+    PscRefused(String),
+    /// An RMP instruction KVM issued failed.
+    #[error("{instruction} of frame {pfn} failed with {}", code.name())]
+    Instruction {
+        /// RMPUPDATE or PSMASH.
+        instruction: &'static str,
+        /// The frame.
+        pfn: Pfn,
+        /// The return code.
+        code: ReturnCode,
+    },
+    /// A host memory operation failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// Per-VM settings (design §4, §10 `[vm]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KvmConfig {
+    /// The guest's ASID.
+    pub asid: u16,
+    /// The VMM pre-faults every range a PSC makes private (KVM_PRE_FAULT_MEMORY; gmem era).
+    pub prefault_on_psc: bool,
+    /// NPT level of a private page ≤ its RMP level.
+    pub npt_level_follows_rmp: bool,
+}
+
+/// KVM's state for one SNP VM whose single memslot maps GFN 0.. onto the VMM's VMA (and, in the
+/// gmem era, onto guest_memfd for private GFNs).
+#[derive(Debug)]
+pub struct Kvm {
+    geometry: Geometry,
+    /// Settings.
+    pub config: KvmConfig,
+    policy: &'static dyn Policy,
+    /// The nested page table.
+    pub npt: Npt,
+    /// Memory attributes (gmem era).
+    pub attrs: MemoryAttributes,
+    /// Counters.
+    pub stats: KvmStats,
+    pages: u64,
+    backing: VmaBacking,
+}
+
+impl Kvm {
+    /// Create the VM and register its memory; the policy may refuse the backing.
+    pub fn new(config: KvmConfig, policy: &'static dyn Policy, host: &Host) -> Result<Self, KvmError> {
+        let backing = host.vma.backing();
+        policy.register_memslot(backing).map_err(KvmError::Rejected)?;
+        let geometry = host.memory.geometry();
+        Ok(Kvm {
+            geometry,
+            config,
+            policy,
+            npt: Npt::new(geometry),
+            attrs: MemoryAttributes::new(),
+            stats: KvmStats::default(),
+            pages: host.vma.pages(),
+            backing,
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &'static dyn Policy {
+        self.policy
+    }
+
+    /// The era of the policy.
+    pub fn era(&self) -> Era {
+        self.policy.era()
+    }
+
+    /// Guest pages in the memslot.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// The host frame `gfn` must map to when mapped (the memslot / gmem binding), if it has one.
+    pub fn bound_pfn(&self, host: &Host, gfn: Gfn) -> Option<Pfn> {
+        if self.era() == Era::Gmem && self.attrs.is_private(gfn) {
+            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
+        } else {
+            host.vma.pfn(gfn.raw())
+        }
+    }
+
+    /// The largest leaf KVM may use for `gfn` given its backing: host mapping level (legacy, or a
+    /// shared GFN in the gmem era) or gmem folio size (private, gmem era).
+    pub fn backing_level(&self, host: &Host, gfn: Gfn) -> Option<PageSize> {
+        if self.era() == Era::Gmem && self.attrs.is_private(gfn) {
+            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(_, s)| s)
+        } else {
+            host.vma.translate(gfn.raw()).map(|(_, s)| s)
+        }
+    }
+
+    /// Handle a #NPF exit for `gpa` with `code` (SVM's `npf_interception` → KVM MMU, and
+    /// `sev_handle_rmp_fault` for the RMP bit).
+    pub fn handle_npf(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gpa: Gpa,
+        code: NpfErrorCode,
+    ) -> Result<(), KvmError> {
+        let gfn = gpa.gfn();
+        self.stats.npf += 1;
+        self.stats.exit(exit::NPF);
+        if !code.rmp() {
+            if code.present() {
+                return Err(KvmError::Unresolvable {
+                    gfn,
+                    reason: format!("non-RMP #NPF {code:?} on a present leaf"),
+                });
+            }
+            return self.fault_in(host, rmp, gfn, code.enc());
+        }
+        self.stats.rmp_npf += 1;
+        if code.sizem() {
+            self.stats.rmp_npf_sizem += 1;
+        }
+        let Some((pfn, _)) = self.npt.translate(gfn) else {
+            return Err(KvmError::Unresolvable { gfn, reason: "RMP #NPF on an unmapped GFN".into() });
+        };
+        let (assigned, rmp_level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
+        if code.sizem() {
+            if rmp_level == RmpPageSize::Size2M {
+                return self.psmash_and_zap(host, rmp, gfn, pfn);
+            }
+            let policy = self.policy;
+            return policy.resolve_npt_larger(&mut FaultCx { kvm: self, host, rmp, gfn });
+        }
+        if code.enc() != assigned {
+            // A private access to a shared page or a shared access to a private one: the guest
+            // changed the page's state without a PSC (implicit conversion).
+            self.stats.implicit_conversions += 1;
+            if self.era() == Era::Gmem {
+                self.stats.exit(exit::MEMORY_FAULT);
+            }
+            return self.convert(host, rmp, PscRange { gfn, pages: 1, private: code.enc(), size_2m: false });
+        }
+        Err(KvmError::Unresolvable { gfn, reason: format!("RMP #NPF {code:?} that KVM cannot resolve") })
+    }
+
+    /// Every policy's answer to a SIZEM fault on a 2M RMP entry (a 4K PVALIDATE/RMPADJUST inside
+    /// it, or a private access through a smaller leaf): PSMASH the entry and zap 512 GFNs so the NPT
+    /// refaults at the new RMP level (RFC v3 34/37; upstream `sev_handle_rmp_fault`). A failed
+    /// PSMASH is fine when the entry is 4K on re-lookup (a racing vCPU did it).
+    fn psmash_and_zap(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gfn: Gfn,
+        pfn: Pfn,
+    ) -> Result<(), KvmError> {
+        let region = self.geometry.region_of(pfn);
+        self.stats.psmash += 1;
+        let rc = rmp.psmash(region);
+        if rc != ReturnCode::Success && rmp.lookup(pfn).map(|(_, l)| l) != Some(RmpPageSize::Size4K) {
+            return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
+        }
+        let _ = host;
+        let start = self.policy.psmash_zap_start(self.geometry, gfn);
+        self.zap_for_fault(start, self.geometry.pages_per_2m(), gfn, PageSize::Size4K);
+        Ok(())
+    }
+
+    /// Zap `pages` GFNs from `start` to resolve a fault at `fault`, after which the faulting page
+    /// refaults at `target`: every zapped leaf larger than `target` is a demotion, needless when it
+    /// does not hold the faulting GFN or is a 1G leaf (its other 2M parts lose their mapping for
+    /// nothing). Returns the number of leaves zapped.
+    pub fn zap_for_fault(&mut self, start: Gfn, pages: u64, fault: Gfn, target: PageSize) -> usize {
+        let removed = self.npt.zap(start, pages);
+        for r in &removed {
+            if r.leaf.size > target {
+                let holds = r.gfn <= fault && fault.raw() < r.gfn.raw() + self.geometry.pages(r.leaf.size);
+                self.stats.demotion(r.leaf.size, target, !holds || r.leaf.size == PageSize::Size1G);
+            }
+        }
+        removed.len()
+    }
+
+    /// Demote the leaf holding `gfn` in place down to `target` (minimal demotion). Returns the
+    /// number of leaves split.
+    pub fn demote_for_fault(&mut self, gfn: Gfn, target: PageSize) -> usize {
+        let split = self.npt.demote(gfn, target);
+        for r in &split {
+            let to = r.leaf.size.smaller().unwrap_or(PageSize::Size4K);
+            self.stats.demotion(r.leaf.size, to, false);
+        }
+        split.len()
+    }
+
+    /// Map `gfn` after a non-RMP #NPF (or a pre-fault), at the largest level its backing, the
+    /// memslot, its memory attributes and (with `npt_level_follows_rmp`, for private accesses) its
+    /// RMP entry allow.
+    pub fn fault_in(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gfn: Gfn,
+        private: bool,
+    ) -> Result<(), KvmError> {
+        if gfn.raw() >= self.pages {
+            return Err(KvmError::Unresolvable {
+                gfn,
+                reason: "GPA outside guest memory (MMIO is not modelled)".into(),
+            });
+        }
+        if self.era() == Era::Gmem && self.attrs.is_private(gfn) != private {
+            // KVM_EXIT_MEMORY_FAULT: the access's C-bit disagrees with the attribute; the VMM
+            // converts the page and the access is retried.
+            self.stats.implicit_conversions += 1;
+            self.stats.exit(exit::MEMORY_FAULT);
+            return self.convert(host, rmp, PscRange { gfn, pages: 1, private, size_2m: false });
+        }
+        let gmem_private = self.era() == Era::Gmem && private;
+        let mut max = if gmem_private {
+            let gmem =
+                host.gmem.as_mut().ok_or(KvmError::Unresolvable { gfn, reason: "no guest_memfd".into() })?;
+            let (pfn, folio, _) = gmem.get_pfn(&mut host.memory, gfn.raw())?;
+            self.gmem_prepare(host, rmp, gfn, pfn, folio)?;
+            folio
+        } else {
+            host.vma.level(gfn.raw())
+        };
+        if private && self.config.npt_level_follows_rmp {
+            let pfn = self
+                .bound_pfn(host, gfn)
+                .ok_or(KvmError::Unresolvable { gfn, reason: "unbacked GFN".into() })?;
+            let rmp_max = match rmp.lookup(pfn) {
+                Some((true, level)) => level.page_size(),
+                _ => PageSize::Size4K,
+            };
+            max = max.min(rmp_max);
+        }
+        loop {
+            let n = self.geometry.pages(max);
+            let start = self.geometry.gfn_align_down(gfn, max);
+            let fits = start.raw() + n <= self.pages
+                && !self.npt.any_mapped(start, n)
+                && (self.era() == Era::Legacy || self.attrs.uniform(start, n).is_some());
+            if fits && let Some(pfn) = self.bound_pfn(host, start) {
+                self.npt.map(start, max, pfn);
+                return Ok(());
+            }
+            max = max.smaller().ok_or(KvmError::Unresolvable { gfn, reason: "no NPT leaf fits".into() })?;
+        }
+    }
+
+    /// `sev_gmem_prepare`: make a gmem page private on first use — one 2M RMPUPDATE when its folio
+    /// is ≥ 2M and the whole 2M range is unassigned (and, a snpsim choice, private by attribute),
+    /// else 4K.
+    fn gmem_prepare(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gfn: Gfn,
+        pfn: Pfn,
+        folio: PageSize,
+    ) -> Result<(), KvmError> {
+        if rmp.lookup(pfn).is_some_and(|(a, _)| a) {
+            return Ok(());
+        }
+        let region = self.geometry.region_of(pfn);
+        let gfn_region = self.geometry.gfn_align_down(gfn, PageSize::Size2M);
+        let per_2m = self.geometry.pages_per_2m();
+        let whole = folio >= PageSize::Size2M
+            && rmp.rmpread(region).is_ok_and(|e| !e.hpage_region_status())
+            && self.attrs.uniform(gfn_region, per_2m) == Some(true);
+        if whole {
+            self.make_private(host, rmp, region, gfn_region.gpa(), RmpPageSize::Size2M)
+        } else {
+            self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size4K)
+        }
+    }
+
+    /// Linux `rmp_make_private`: RMPUPDATE to assigned (4K updates split the direct map first).
+    fn make_private(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        pfn: Pfn,
+        gpa: Gpa,
+        size: RmpPageSize,
+    ) -> Result<(), KvmError> {
+        if size == RmpPageSize::Size4K {
+            host.adjust_direct_map(pfn);
+        }
+        let state = RmpArchEntry::new()
+            .with_assigned(true)
+            .with_asid(u32::from(self.config.asid))
+            .with_gpa(gpa.raw())
+            .with_page_size(size.bit());
+        self.rmpupdate(rmp, pfn, state)
+    }
+
+    /// Linux `rmp_make_shared`: RMPUPDATE to hypervisor-owned.
+    fn make_shared(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        pfn: Pfn,
+        size: RmpPageSize,
+    ) -> Result<(), KvmError> {
+        if size == RmpPageSize::Size4K {
+            host.adjust_direct_map(pfn);
+        }
+        self.rmpupdate(rmp, pfn, RmpArchEntry::new().with_page_size(size.bit()))
+    }
+
+    fn rmpupdate(&mut self, rmp: &mut dyn RmpModel, pfn: Pfn, state: RmpArchEntry) -> Result<(), KvmError> {
+        self.stats.rmpupdate += 1;
+        match rmp.rmpupdate(pfn, state) {
+            ReturnCode::Success => Ok(()),
+            code => Err(KvmError::Instruction { instruction: "RMPUPDATE", pfn, code }),
+        }
+    }
+
+    fn psmash(&mut self, rmp: &mut dyn RmpModel, pfn: Pfn) -> Result<(), KvmError> {
+        let region = self.geometry.region_of(pfn);
+        self.stats.psmash += 1;
+        match rmp.psmash(region) {
+            ReturnCode::Success => Ok(()),
+            code => Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code }),
+        }
+    }
+
+    /// Handle an MSR-protocol PSC VMGEXIT.
+    pub fn handle_psc_msr(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        req: GhcbMsrPscRequest,
+    ) -> Result<GhcbMsrPscResponse, KvmError> {
+        self.stats.exit(exit::VMGEXIT_PSC_MSR);
+        self.stats.psc_requests += 1;
+        let mut fatal = None;
+        let resp = psc::process_msr(req, |range| self.apply_psc(host, rmp, range, &mut fatal));
+        if resp.error() != 0 {
+            self.stats.psc_failed += 1;
+        }
+        fatal.map_or(Ok(resp), Err)
+    }
+
+    /// Handle an NAE PSC VMGEXIT; returns SW_EXITINFO2.
+    pub fn handle_psc_ghcb(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        buf: &mut PscBuffer,
+    ) -> Result<u64, KvmError> {
+        self.stats.exit(exit::VMGEXIT_PSC);
+        self.stats.psc_requests += 1;
+        let mut fatal = None;
+        let per_2m = self.geometry.pages_per_2m();
+        let info2 = psc::process_ghcb(buf, per_2m, |range| self.apply_psc(host, rmp, range, &mut fatal));
+        if info2 != 0 {
+            self.stats.psc_failed += 1;
+        }
+        fatal.map_or(Ok(info2), Err)
+    }
+
+    /// Convert one PSC range; a refusal is reported to the guest, any other failure is fatal.
+    fn apply_psc(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        range: PscRange,
+        fatal: &mut Option<KvmError>,
+    ) -> bool {
+        if range.gfn.raw().checked_add(range.pages).is_none_or(|end| end > self.pages) {
+            return false;
+        }
+        self.stats.psc_pages += range.pages;
+        match self.convert(host, rmp, range) {
+            Ok(()) => true,
+            Err(KvmError::PscRefused(_)) => false,
+            Err(e) => {
+                *fatal = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Change the state of a GFN range: KVM's own RMPUPDATEs in the legacy era, the VMM's
+    /// KVM_HC_MAP_GPA_RANGE handling in the gmem era.
+    pub fn convert(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        range: PscRange,
+    ) -> Result<(), KvmError> {
+        match self.era() {
+            Era::Legacy => self.convert_legacy(host, rmp, range),
+            Era::Gmem => self.map_gpa_range(host, rmp, range),
+        }
+    }
+
+    /// Legacy conversion (RFC series): RMPUPDATE at 2M when the request is 2M and the host mapping
+    /// is ≥ 2M, else at 4K; a 4K change inside a 2M entry PSMASHes it first. The NPT is not
+    /// touched: the next access finds any size mismatch.
+    fn convert_legacy(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        range: PscRange,
+    ) -> Result<(), KvmError> {
+        if range.private && !self.policy.psc_private_allowed(self.backing) {
+            return Err(KvmError::PscRefused(format!(
+                "{} refuses private {:?} pages",
+                self.policy.name(),
+                self.backing
+            )));
+        }
+        let per_2m = self.geometry.pages_per_2m();
+        let end = range.gfn.raw() + range.pages;
+        let mut g = range.gfn.raw();
+        while g < end {
+            let gfn = Gfn(g);
+            let pfn = host
+                .vma
+                .pfn(g)
+                .ok_or(KvmError::Unresolvable { gfn, reason: "GFN outside the VMA".into() })?;
+            let whole_2m = range.size_2m
+                && gfn.is_aligned(per_2m)
+                && g + per_2m <= end
+                && host.vma.level(g) >= PageSize::Size2M;
+            let (assigned, level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
+            if whole_2m {
+                let region_busy = rmp.rmpread(pfn).is_ok_and(|e| e.hpage_region_status());
+                if range.private && assigned && level == RmpPageSize::Size2M {
+                    g += per_2m;
+                    continue;
+                }
+                if range.private && !region_busy {
+                    self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size2M)?;
+                    g += per_2m;
+                    continue;
+                }
+                if !range.private && level == RmpPageSize::Size2M {
+                    self.make_shared(host, rmp, pfn, RmpPageSize::Size2M)?;
+                    g += per_2m;
+                    continue;
+                }
+            }
+            if range.private && !assigned {
+                self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size4K)?;
+            } else if !range.private && assigned {
+                if level == RmpPageSize::Size2M {
+                    self.psmash(rmp, pfn)?;
+                }
+                self.make_shared(host, rmp, pfn, RmpPageSize::Size4K)?;
+            }
+            g += 1;
+        }
+        Ok(())
+    }
+
+    /// gmem-era conversion, as the VMM does it after KVM_EXIT_HYPERCALL(KVM_HC_MAP_GPA_RANGE) or
+    /// KVM_EXIT_MEMORY_FAULT: set the memory attributes (KVM zaps the NPT range when they change),
+    /// then discard the copy no longer needed — punch a hole in gmem on private→shared (which runs
+    /// `sev_gmem_invalidate`), MADV_DONTNEED on the VMA on shared→private — and, with
+    /// `prefault_on_psc`, pre-fault a range made private (KVM_PRE_FAULT_MEMORY).
+    fn map_gpa_range(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        range: PscRange,
+    ) -> Result<(), KvmError> {
+        self.stats.exit(exit::HYPERCALL);
+        if self.attrs.set(range.gfn, range.pages, range.private) > 0 {
+            self.npt.zap(range.gfn, range.pages);
+        }
+        if range.private {
+            if self.config.prefault_on_psc {
+                self.prefault(host, rmp, range.gfn, range.pages)?;
+            }
+        } else {
+            self.punch_hole(host, rmp, range.gfn, range.pages)?;
+        }
+        Ok(())
+    }
+
+    /// KVM_PRE_FAULT_MEMORY over a private range: map every unmapped GFN, with no exit.
+    pub fn prefault(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        start: Gfn,
+        pages: u64,
+    ) -> Result<(), KvmError> {
+        let mut g = start.raw();
+        while g < start.raw() + pages {
+            if self.npt.translate(Gfn(g)).is_none() {
+                self.fault_in(host, rmp, Gfn(g), true)?;
+            }
+            g = match self.npt.leaf(Gfn(g)) {
+                Some((s, leaf)) => s.raw() + self.geometry.pages(leaf.size),
+                None => g + 1,
+            };
+        }
+        Ok(())
+    }
+
+    /// fallocate(PUNCH_HOLE) on guest_memfd over a GFN range: KVM zaps the NPT over it, then every
+    /// freed folio page goes through `sev_gmem_invalidate` — one 2M RMPUPDATE to shared where a
+    /// whole 2M entry goes, else PSMASH (if inside a 2M entry) and 4K RMPUPDATE.
+    pub fn punch_hole(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        start: Gfn,
+        pages: u64,
+    ) -> Result<(), KvmError> {
+        let Some(gmem) = host.gmem.as_mut() else { return Ok(()) };
+        for r in self.npt.zap(start, pages) {
+            if self.attrs.is_private(r.gfn) {
+                continue;
+            }
+            // A shared leaf in the range maps the VMA, not gmem: put it back untouched.
+            self.npt.map(r.gfn, r.leaf.size, r.leaf.pfn);
+        }
+        let mut freed = Vec::new();
+        gmem.punch_hole(&mut host.memory, start.raw(), pages, |pfn, n| freed.push((pfn, n)))?;
+        let per_2m = self.geometry.pages_per_2m();
+        for (pfn, n) in freed {
+            let end = pfn.raw() + n;
+            let mut p = pfn.raw();
+            while p < end {
+                let (assigned, level) = rmp.lookup(Pfn(p)).unwrap_or((false, RmpPageSize::Size4K));
+                if !assigned {
+                    p += 1;
+                } else if level == RmpPageSize::Size2M && Pfn(p).is_aligned(per_2m) && p + per_2m <= end {
+                    self.make_shared(host, rmp, Pfn(p), RmpPageSize::Size2M)?;
+                    p += per_2m;
+                } else {
+                    if level == RmpPageSize::Size2M {
+                        self.psmash(rmp, Pfn(p))?;
+                    }
+                    self.make_shared(host, rmp, Pfn(p), RmpPageSize::Size4K)?;
+                    p += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The MMU notifier: the host changed the VMA's mappings over `inv`; zap the NPT there (in the
+    /// gmem era only shared GFNs map the VMA).
+    pub fn mmu_invalidate(&mut self, inv: Invalidation) {
+        let removed = self.npt.zap(Gfn(inv.offset), inv.pages);
+        if self.era() == Era::Gmem {
+            for r in removed {
+                if self.attrs.is_private(r.gfn) {
+                    self.npt.map(r.gfn, r.leaf.size, r.leaf.pfn);
+                }
+            }
+        }
+    }
+}

@@ -131,6 +131,15 @@ pub struct PscEntry {
     _rsvd: u8,
 }
 
+/// An NAE page-state-change buffer in the GHCB shared buffer: the header and its entry slots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PscBuffer {
+    /// The header.
+    pub header: PscHeader,
+    /// Entry slots (the hypervisor reads at most [`VMGEXIT_PSC_MAX_COUNT`]).
+    pub entries: Vec<PscEntry>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use snpsim_defs::Gfn;
 use snpsim_defs::ghcb::{
-    GHCB_MSR_PSC_REQ, GHCB_MSR_PSC_RESP, GhcbMsrPscRequest, GhcbMsrPscResponse, PscEntry, PscHeader, PscOp,
+    GHCB_MSR_PSC_REQ, GHCB_MSR_PSC_RESP, GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer, PscEntry, PscOp,
     VMGEXIT_PSC_ERROR_GENERIC, VMGEXIT_PSC_ERROR_INVALID_ENTRY, VMGEXIT_PSC_ERROR_INVALID_HDR,
     VMGEXIT_PSC_MAX_COUNT,
 };
@@ -20,15 +20,6 @@ pub struct PscRange {
     pub private: bool,
     /// The guest asked for 2M entries (KVM_MAP_GPA_RANGE_PAGE_SZ_2M).
     pub size_2m: bool,
-}
-
-/// An NAE page-state-change buffer: the header and its entry slots.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PscBuffer {
-    /// The header.
-    pub header: PscHeader,
-    /// Entry slots (at most [`VMGEXIT_PSC_MAX_COUNT`] are read).
-    pub entries: Vec<PscEntry>,
 }
 
 /// The MSR-protocol response to `req`, after `apply` converted the page (or failed).
@@ -134,6 +125,7 @@ pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, mut apply: impl FnMu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use snpsim_defs::ghcb::PscHeader;
 
     fn entry(gfn: u64, op: PscOp, big: bool) -> PscEntry {
         PscEntry::new().with_gfn(gfn).with_op(op.raw()).with_page_size(big)

@@ -1,6 +1,6 @@
 //! KVM's per-VM state and its handlers: #NPF, page-state changes, gmem hooks, MMU notifier.
 
-use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse};
+use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer};
 use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, ReturnCode, RmpArchEntry, RmpPageSize};
 use snpsim_host::{Host, HostError, Invalidation, VmaBacking};
 use snpsim_hw::{Geometry, RmpModel};
@@ -8,7 +8,7 @@ use snpsim_hw::{Geometry, RmpModel};
 use crate::attributes::MemoryAttributes;
 use crate::npt::Npt;
 use crate::policy::{Era, FaultCx, Policy};
-use crate::psc::{self, PscBuffer, PscRange};
+use crate::psc::{self, PscRange};
 use crate::stats::{KvmStats, exit};
 
 /// A failure KVM cannot hide from the guest or the VMM.

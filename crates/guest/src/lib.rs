@@ -1,0 +1,16 @@
+//! SEV-SNP guest models for snpsim: what a Linux (or other) guest does around page-state changes.
+//!
+//! [`Guest`] keeps the guest's own bookkeeping — which pages it validated (validation tracking),
+//! which pages hold its data and at which version — and performs the guest operations of design
+//! §5 and §10 through a [`Platform`]: page-state changes in Linux's order (rescind before a PSC to
+//! shared; PSC, then PVALIDATE with the 2M→4K fallback, for private), acceptance, bare PVALIDATE
+//! and RMPADJUST, accesses, and re-coalescing a PSMASHed 2M region. It knows nothing of the host
+//! or KVM.
+
+mod guest;
+pub mod platform;
+pub mod ranges;
+
+pub use guest::{Granularity, Guest, GuestConfig, GuestError, GuestStats, Protocol, Recoalesce, TermReason};
+pub use platform::{Platform, Stop};
+pub use ranges::RangeSet;

@@ -1,0 +1,155 @@
+//! The one error type of scenario loading, and the mapping from byte spans to line and column.
+
+use core::fmt;
+
+/// What kind of input error a [`ScenarioError`] is (for callers that classify; the message says
+/// the rest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The file could not be read.
+    Io,
+    /// The file is not UTF-8.
+    NotUtf8,
+    /// TOML syntax (including duplicate keys), or a malformed `--set KEY=VALUE`.
+    Syntax,
+    /// A field the format does not have.
+    UnknownField,
+    /// A value that is not one of the accepted names (or not a well-formed size, address,
+    /// duration or comparison).
+    UnknownValue,
+    /// A value of the wrong TOML type.
+    WrongType,
+    /// A required field is absent.
+    Missing,
+    /// A number outside its accepted range.
+    OutOfRange,
+    /// A `gpa` or `size` that is not a multiple of the page size it must be aligned to.
+    Unaligned,
+    /// A guest range that extends beyond guest memory.
+    OutsideMemory,
+    /// Fields that are each valid but do not go together (policy and backing era, steps and
+    /// workload, guest memory larger than host memory).
+    Conflict,
+}
+
+/// An input error: where it is (file, 1-based line and column), which field, and what is wrong.
+///
+/// Displays as `FILE:LINE:COLUMN: field `vm.policy`: unknown value "foo"; accepted: ...`. A
+/// problem with no field (TOML syntax, an unreadable file) omits the `field ...:` part. Columns
+/// count Unicode characters. For a `--set KEY=VALUE` override the file is `--set`, the line is
+/// the 1-based index of the override among those given, and the column points into `KEY=VALUE`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {}{message}", field_prefix(.field.as_deref()))]
+pub struct ScenarioError {
+    /// The file as named by the caller (or `--set` for an override).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// The dotted path of the field (`vm.policy`, `step[2].gpa`, `expect.exits.npf`), if any.
+    pub field: Option<String>,
+    /// The class of error.
+    pub kind: ErrorKind,
+    /// What is wrong, and the accepted values where there is a list.
+    pub message: String,
+}
+
+fn field_prefix(field: Option<&str>) -> FieldPrefix<'_> {
+    FieldPrefix(field)
+}
+
+struct FieldPrefix<'a>(Option<&'a str>);
+
+impl fmt::Display for FieldPrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(field) => write!(f, "field `{field}`: "),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A byte range in one of the texts a scenario is read from: source 0 is the file, source `i ≥ 1`
+/// the `i`-th `--set` override (as the string `KEY=VALUE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub src: usize,
+    pub start: usize,
+}
+
+impl Span {
+    pub(crate) const fn new(src: usize, start: usize) -> Self {
+        Span { src, start }
+    }
+}
+
+/// The texts a scenario is read from, to turn spans into `FILE:LINE:COLUMN`.
+#[derive(Debug)]
+pub(crate) struct Sources<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+    pub overrides: Vec<String>,
+}
+
+impl Sources<'_> {
+    /// The error at `span`.
+    pub(crate) fn error(
+        &self,
+        span: Span,
+        field: Option<&str>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> ScenarioError {
+        let (file, line, column) = if span.src == 0 {
+            let (line, column) = line_column(self.text, span.start);
+            (self.file.to_owned(), line, column)
+        } else {
+            let text = self.overrides.get(span.src - 1).map_or("", String::as_str);
+            let (_, column) = line_column(text, span.start);
+            ("--set".to_owned(), span.src, column)
+        };
+        ScenarioError { file, line, column, field: field.map(str::to_owned), kind, message: message.into() }
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `offset` in `text`; an offset past the
+/// end or inside a character is moved back to the nearest character boundary.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_counts_from_one_in_characters() {
+        let text = "ab\ncé\nx";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 2), (1, 3));
+        assert_eq!(line_column(text, 3), (2, 1));
+        // 'é' is two bytes; offset 6 is after it.
+        assert_eq!(line_column(text, 6), (2, 3));
+        // Inside 'é' moves back to its start.
+        assert_eq!(line_column(text, 5), (2, 2));
+        assert_eq!(line_column(text, 999), (3, 2));
+    }
+
+    #[test]
+    fn display_has_location_and_field() {
+        let s = Sources { file: "a.toml", text: "x\ny = 1", overrides: vec!["vm.x=1".into()] };
+        let e = s.error(Span::new(0, 2), Some("y"), ErrorKind::WrongType, "bad");
+        assert_eq!(e.to_string(), "a.toml:2:1: field `y`: bad");
+        let e = s.error(Span::new(1, 5), None, ErrorKind::Syntax, "oops");
+        assert_eq!(e.to_string(), "--set:1:6: oops");
+    }
+}

@@ -1,0 +1,441 @@
+//! The named values of a scenario: policies, backings, guest presets and the small enumerations of
+//! guest, step and result fields. Each has `ALL`, `name()` (the spelling in scenario files and
+//! reports), `FromStr`, `Display` and `Serialize` (as the name).
+
+use snpsim_defs::PageSize;
+
+/// A name that is not one of a type's accepted names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}; accepted: {accepted}")]
+pub struct UnknownName {
+    /// What was being named (`policy`, `backing`, ...).
+    pub what: &'static str,
+    /// The name given.
+    pub value: String,
+    /// The accepted names, comma-separated.
+    pub accepted: String,
+}
+
+/// The accepted names of `all`, comma-separated, for messages.
+pub(crate) fn accepted_list<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str) -> String {
+    all.iter().map(|&v| name(v)).collect::<Vec<_>>().join(", ")
+}
+
+macro_rules! named_enum {
+    (
+        $(#[$doc:meta])*
+        $what:literal,
+        pub enum $name:ident {
+            $( $(#[$vdoc:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $( $(#[$vdoc])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in documentation order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name used in scenario files and reports.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The accepted names, comma-separated.
+            pub fn accepted() -> String {
+                $crate::scenario::names::accepted_list(Self::ALL, Self::name)
+            }
+        }
+
+        impl ::core::str::FromStr for $name {
+            type Err = $crate::scenario::names::UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL.iter().copied().find(|v| v.name() == s).ok_or_else(|| $crate::scenario::names::UnknownName {
+                    what: $what,
+                    value: s.to_owned(),
+                    accepted: Self::accepted(),
+                })
+            }
+        }
+
+        impl ::core::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl $crate::scenario::parse::Named for $name {
+            fn all() -> &'static [Self] {
+                Self::ALL
+            }
+            fn name(self) -> &'static str {
+                $name::name(self)
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// The memory era a policy belongs to (design §2).
+    "era",
+    pub enum Era {
+        /// The 2021 RFC series: private and shared pages are the same host pages in one VMA.
+        Legacy = "legacy",
+        /// Upstream since 6.11: private memory in `guest_memfd`, shared memory in the VMA.
+        Gmem = "gmem",
+    }
+}
+
+named_enum! {
+    /// How KVM resolves an RMP size-mismatch #NPF, and what it does with hugetlbfs (design §4):
+    /// the rows of every comparison.
+    "policy",
+    pub enum Policy {
+        /// The RFC v4 patch as the seed mail characterises it: split the host mapping (THP) to 4K;
+        /// every such split is needless; a hugetlbfs split fails (`vm_error`). (The RFC's own v3
+        /// #NPF handler already PSMASHed and zapped; its host split lived in the host fault handler
+        /// for user addresses.)
+        RfcHostSplit = "rfc-host-split",
+        /// As `rfc-host-split`, but a hugetlbfs memslot is refused (`vm_rejected`).
+        RefuseHugetlbfs = "refuse-hugetlbfs",
+        /// As `rfc-host-split`, but a page-state change to private on hugetlbfs fails
+        /// (`guest_terminated` for a Linux guest).
+        FailPscHugetlbfs = "fail-psc-hugetlbfs",
+        /// The seed (Sean Christopherson): demote or zap the NPT and refault at ≤ the RMP level;
+        /// never touch the host page tables.
+        NptDemote = "npt-demote",
+        /// Upstream Linux (`sev_handle_rmp_fault`): PSMASH a 2M RMP entry, zap 512 GFNs, refault.
+        Gmem = "gmem",
+    }
+}
+
+impl Policy {
+    /// The memory era the policy runs in.
+    pub const fn era(self) -> Era {
+        match self {
+            Policy::Gmem => Era::Gmem,
+            _ => Era::Legacy,
+        }
+    }
+
+    /// The default of `vm.npt_level_follows_rmp`: true for `gmem` (KVM's later
+    /// `private_max_mapping_level`), false for the legacy policies (RFC v4).
+    pub const fn default_npt_level_follows_rmp(self) -> bool {
+        matches!(self, Policy::Gmem)
+    }
+}
+
+named_enum! {
+    /// The host side of guest memory (design §3). In the gmem era `backing` is the private side
+    /// (a `gmem-*` folio size) and `shared_backing` the VMA.
+    "backing",
+    pub enum Backing {
+        /// Anonymous memory mapped at 4K.
+        Anon4k = "anon-4k",
+        /// Transparent huge pages: 2M for every 2M-aligned range, else 4K; the host can split.
+        Thp = "thp",
+        /// hugetlbfs with 2M pages; never split.
+        Hugetlbfs2m = "hugetlbfs-2m",
+        /// hugetlbfs with 1G pages; never split.
+        Hugetlbfs1g = "hugetlbfs-1g",
+        /// guest_memfd with 4K folios (upstream).
+        Gmem4k = "gmem-4k",
+        /// guest_memfd with 2M folios (the THP RFC).
+        Gmem2m = "gmem-2m",
+        /// guest_memfd with 1G folios (the HugeTLB RFC).
+        Gmem1g = "gmem-1g",
+    }
+}
+
+impl Backing {
+    /// The era whose policies can use this backing as `vm.backing`.
+    pub const fn era(self) -> Era {
+        if self.is_gmem() { Era::Gmem } else { Era::Legacy }
+    }
+
+    /// A `gmem-*` backing.
+    pub const fn is_gmem(self) -> bool {
+        matches!(self, Backing::Gmem4k | Backing::Gmem2m | Backing::Gmem1g)
+    }
+
+    /// A `hugetlbfs-*` backing.
+    pub const fn is_hugetlbfs(self) -> bool {
+        matches!(self, Backing::Hugetlbfs2m | Backing::Hugetlbfs1g)
+    }
+
+    /// The largest page the backing maps (host mapping level, or gmem folio size).
+    pub const fn page_size(self) -> PageSize {
+        match self {
+            Backing::Anon4k | Backing::Gmem4k => PageSize::Size4K,
+            Backing::Thp | Backing::Hugetlbfs2m | Backing::Gmem2m => PageSize::Size2M,
+            Backing::Hugetlbfs1g | Backing::Gmem1g => PageSize::Size1G,
+        }
+    }
+
+    /// The backings of an era.
+    pub fn of_era(era: Era) -> impl Iterator<Item = Backing> {
+        Backing::ALL.iter().copied().filter(move |b| b.era() == era)
+    }
+}
+
+named_enum! {
+    /// A whole set of guest parameters named after a real guest (design §5); explicit `[guest]`
+    /// fields override it. The values of each are in [`Preset::params`].
+    "preset",
+    pub enum Preset {
+        /// A current Linux guest (≥ 6.5 with unaccepted memory): `psc_granularity = "2m"`,
+        /// `psc_protocol = "ghcb"`, `ghcb_entries = 64` (`VMGEXIT_PSC_MAX_ENTRY`),
+        /// `accept = "lazy"` (`accept_memory=lazy`, the default), `validation_tracking = true`,
+        /// `recoalesce = "none"`.
+        Linux = "linux",
+        /// The Linux guest of the 2021 SNP guest series: `psc_granularity = "4k"`,
+        /// `psc_protocol = "msr"` (one 4K page per exit), `ghcb_entries = 64` (unused with MSR),
+        /// `accept = "eager"` (no unaccepted-memory support yet), `validation_tracking = true`,
+        /// `recoalesce = "none"`.
+        Linux2021 = "linux-2021",
+        /// COCONUT-SVSM: `psc_granularity = "2m"` (2M entries and 2M PVALIDATE when aligned, 4K
+        /// fallback), `psc_protocol = "ghcb"` with `ghcb_entries = 253` (it fills the whole 2 KiB
+        /// shared buffer, `VMGEXIT_PSC_MAX_COUNT`), `accept = "eager"` (it validates memory when it
+        /// takes it), `validation_tracking = true` (its valid bitmap), `recoalesce = "none"`.
+        CoconutSvsm = "coconut-svsm",
+        /// Project Oak's stage0 firmware: `psc_granularity = "2m"` (explicit 2M PSC, then 2M
+        /// PVALIDATE with 4K fallback: oak PR 4967/4972), `psc_protocol = "ghcb"` with
+        /// `ghcb_entries = 253` (PR 4972), `accept = "eager"` (it validates all memory before the
+        /// kernel), `validation_tracking = false` (it keeps no record of validated pages: it
+        /// validates each page once at boot and hands over), `recoalesce = "none"`.
+        OakStage0 = "oak-stage0",
+    }
+}
+
+// The default preset is a current Linux guest (design §5).
+#[allow(clippy::derivable_impls)] // the enum is generated by `named_enum!`
+impl Default for Preset {
+    fn default() -> Self {
+        Preset::Linux
+    }
+}
+
+impl Preset {
+    /// The guest parameters of the preset.
+    pub const fn params(self) -> GuestParams {
+        let linux = GuestParams {
+            psc_granularity: Granularity::Size2M,
+            psc_protocol: PscProtocol::Ghcb,
+            ghcb_entries: 64,
+            accept: AcceptMode::Lazy,
+            validation_tracking: true,
+            recoalesce: Recoalesce::None,
+        };
+        match self {
+            Preset::Linux => linux,
+            Preset::Linux2021 => GuestParams {
+                psc_granularity: Granularity::Size4K,
+                psc_protocol: PscProtocol::Msr,
+                accept: AcceptMode::Eager,
+                ..linux
+            },
+            Preset::CoconutSvsm => GuestParams { ghcb_entries: 253, accept: AcceptMode::Eager, ..linux },
+            Preset::OakStage0 => GuestParams {
+                ghcb_entries: 253,
+                accept: AcceptMode::Eager,
+                validation_tracking: false,
+                ..linux
+            },
+        }
+    }
+}
+
+/// The concrete guest parameters a run uses: a preset with the explicit `[guest]` fields applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct GuestParams {
+    /// PSC entry and PVALIDATE size for aligned runs.
+    pub psc_granularity: Granularity,
+    /// How page-state changes reach the hypervisor.
+    pub psc_protocol: PscProtocol,
+    /// Entries per GHCB PSC request (1–253).
+    pub ghcb_entries: u16,
+    /// When the guest accepts its memory.
+    pub accept: AcceptMode,
+    /// The guest refuses to validate a page it already validated.
+    pub validation_tracking: bool,
+    /// What the guest does to regain a 2M RMP entry after PSMASH.
+    pub recoalesce: Recoalesce,
+}
+
+named_enum! {
+    /// The page size a guest uses for PSC entries and PVALIDATE (`psc_granularity`, and a step's
+    /// `granularity`).
+    "granularity",
+    pub enum Granularity {
+        /// Every change and PVALIDATE at 4K.
+        Size4K = "4k",
+        /// 2M entries and 2M PVALIDATE for aligned 2M runs, 4K fallback on FAIL_SIZEMISMATCH.
+        Size2M = "2m",
+    }
+}
+
+impl Granularity {
+    /// The RMP page size of the granularity.
+    pub const fn rmp_size(self) -> snpsim_defs::RmpPageSize {
+        match self {
+            Granularity::Size4K => snpsim_defs::RmpPageSize::Size4K,
+            Granularity::Size2M => snpsim_defs::RmpPageSize::Size2M,
+        }
+    }
+}
+
+named_enum! {
+    /// How the guest requests page-state changes.
+    "protocol",
+    pub enum PscProtocol {
+        /// The GHCB MSR protocol: one 4K page per exit.
+        Msr = "msr",
+        /// The GHCB PSC NAE event: up to `ghcb_entries` entries per exit, 2M entries allowed.
+        Ghcb = "ghcb",
+    }
+}
+
+named_enum! {
+    /// When the guest accepts (PSC to private and PVALIDATE) its memory.
+    "accept mode",
+    pub enum AcceptMode {
+        /// All memory at boot.
+        Eager = "eager",
+        /// On demand, in 4 MiB chunks (unaccepted bitmap at 2M units).
+        Lazy = "lazy",
+    }
+}
+
+named_enum! {
+    /// What the guest does to regain a 2M RMP entry after PSMASH (design §5).
+    "recoalesce mode",
+    pub enum Recoalesce {
+        /// Nothing.
+        None = "none",
+        /// Copy the region out and back around the re-coalesce (costed; no data loss).
+        SaveRestore = "save-restore",
+        /// Re-coalesce without saving: the region's contents are lost.
+        Naive = "naive",
+    }
+}
+
+named_enum! {
+    /// The target state of a `psc` step.
+    "page state",
+    pub enum PageState {
+        /// Assigned to the guest.
+        Private = "private",
+        /// Hypervisor-owned, shared with the host.
+        Shared = "shared",
+    }
+}
+
+named_enum! {
+    /// What a host access goes through (`host_write`, `host_read`).
+    "host access path",
+    pub enum HostVia {
+        /// The VMM process, a user access through its VMA.
+        Vmm = "vmm",
+        /// A kernel uaccess (get/put_user, copy_to/from_user) on the VMM's address.
+        Uaccess = "uaccess",
+        /// The kernel direct map.
+        Kernel = "kernel",
+    }
+}
+
+named_enum! {
+    /// The kind of a guest `access` step.
+    "access kind",
+    pub enum AccessKind {
+        /// A data read.
+        Read = "read",
+        /// A data write (marks the page as holding guest data).
+        Write = "write",
+        /// An instruction fetch.
+        Exec = "exec",
+    }
+}
+
+impl AccessKind {
+    /// The hardware model's access kind.
+    pub const fn hw(self) -> snpsim_hw::AccessKind {
+        match self {
+            AccessKind::Read => snpsim_hw::AccessKind::Read,
+            AccessKind::Write => snpsim_hw::AccessKind::Write,
+            AccessKind::Exec => snpsim_hw::AccessKind::Exec,
+        }
+    }
+}
+
+named_enum! {
+    /// How a run ended (design §8). An outcome is a result, not an error.
+    "outcome",
+    pub enum Outcome {
+        /// Every step or phase ran.
+        Completed = "completed",
+        /// Memslot registration was refused.
+        VmRejected = "vm_rejected",
+        /// KVM could not resolve a fault; the VM exited with an error.
+        VmError = "vm_error",
+        /// The guest terminated itself (a failed page-state change).
+        GuestTerminated = "guest_terminated",
+        /// The run hit `vm.step_budget`.
+        StepBudgetExceeded = "step_budget_exceeded",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in Policy::ALL {
+            assert_eq!(p.name().parse::<Policy>(), Ok(*p));
+        }
+        for b in Backing::ALL {
+            assert_eq!(b.name().parse::<Backing>(), Ok(*b));
+        }
+        assert_eq!(Policy::ALL.len(), 5);
+        assert_eq!(Backing::ALL.len(), 7);
+        let e = "foo".parse::<Policy>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown policy \"foo\"; accepted: rfc-host-split, refuse-hugetlbfs, \
+             fail-psc-hugetlbfs, npt-demote, gmem"
+        );
+    }
+
+    #[test]
+    fn eras() {
+        assert_eq!(Policy::Gmem.era(), Era::Gmem);
+        assert_eq!(Policy::NptDemote.era(), Era::Legacy);
+        assert_eq!(Backing::of_era(Era::Gmem).count(), 3);
+        assert!(Policy::Gmem.default_npt_level_follows_rmp());
+        assert!(!Policy::RfcHostSplit.default_npt_level_follows_rmp());
+        assert_eq!(Backing::Hugetlbfs1g.page_size(), PageSize::Size1G);
+    }
+
+    #[test]
+    fn presets() {
+        let l = Preset::Linux.params();
+        assert_eq!(l.psc_granularity, Granularity::Size2M);
+        assert_eq!(l.ghcb_entries, 64);
+        assert_eq!(l.accept, AcceptMode::Lazy);
+        let o = Preset::Linux2021.params();
+        assert_eq!((o.psc_granularity, o.psc_protocol), (Granularity::Size4K, PscProtocol::Msr));
+        assert_eq!(Preset::CoconutSvsm.params().ghcb_entries, 253);
+        assert!(!Preset::OakStage0.params().validation_tracking);
+    }
+}

@@ -1,0 +1,235 @@
+//! The scenario document as a tree of values that remember where they came from.
+//!
+//! The file is parsed with `toml`'s spanned document parser (`toml::de::DeTable`), converted into
+//! [`Node`]s whose spans name their source (file or `--set` override), and the overrides are then
+//! written into the tree. Every later check reads this tree, so an overridden value is validated
+//! exactly like a value in the file, and its errors point into the `--set` argument.
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::error::{ErrorKind, ScenarioError, Sources, Span};
+
+/// A TOML value.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Datetime,
+    Array(Vec<Node>),
+    Table(Table),
+}
+
+impl Val {
+    /// The TOML type name, for "expected X, found Y" messages.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Val::Str(_) => "a string",
+            Val::Int(_) => "an integer",
+            Val::Float(_) => "a float",
+            Val::Bool(_) => "a boolean",
+            Val::Datetime => "a datetime",
+            Val::Array(_) => "an array",
+            Val::Table(_) => "a table",
+        }
+    }
+}
+
+/// A value and where it starts.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub span: Span,
+    pub val: Val,
+}
+
+/// A key, where the key is written, and its value.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub key_span: Span,
+    pub node: Node,
+}
+
+/// A table; entries in source order (overrides last).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Table {
+    pub entries: Vec<Entry>,
+}
+
+impl Table {
+    pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|e| e.key == key)
+    }
+}
+
+/// Parse the file into a tree rooted at a table whose span is the start of the file.
+pub(crate) fn parse_document(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
+    let doc = DeTable::parse(sources.text).map_err(|e| {
+        let start = e.span().map_or(0, |s| s.start);
+        sources.error(Span::new(0, start), None, ErrorKind::Syntax, format!("TOML syntax: {}", e.message()))
+    })?;
+    let span = doc.span();
+    let root = Spanned::new(span, DeValue::Table(doc.into_inner()));
+    convert(sources, 0, 0, root)
+}
+
+/// Convert a parsed value; `offset` is added to its spans (for a value parsed out of a larger
+/// string).
+fn convert(
+    sources: &Sources<'_>,
+    src: usize,
+    offset: usize,
+    value: Spanned<DeValue<'_>>,
+) -> Result<Node, ScenarioError> {
+    let span = Span::new(src, value.span().start + offset);
+    let val = match value.into_inner() {
+        DeValue::String(s) => Val::Str(s.into_owned()),
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(v) => Val::Int(v),
+            Err(_) => {
+                return Err(sources.error(
+                    span,
+                    None,
+                    ErrorKind::OutOfRange,
+                    format!("integer {i} does not fit in 64 bits"),
+                ));
+            }
+        },
+        DeValue::Float(f) => match f.as_str().parse::<f64>() {
+            Ok(v) => Val::Float(v),
+            Err(_) => {
+                return Err(sources.error(
+                    span,
+                    None,
+                    ErrorKind::OutOfRange,
+                    format!("float {f} is not representable"),
+                ));
+            }
+        },
+        DeValue::Boolean(b) => Val::Bool(b),
+        DeValue::Datetime(_) => Val::Datetime,
+        DeValue::Array(a) => {
+            let mut items = Vec::with_capacity(a.len());
+            for item in &*a {
+                items.push(convert(sources, src, offset, item.clone())?);
+            }
+            Val::Array(items)
+        }
+        DeValue::Table(t) => {
+            let mut entries = Vec::with_capacity(t.len());
+            for (k, v) in t {
+                let key_span = Span::new(src, k.span().start + offset);
+                let key = k.into_inner().into_owned();
+                entries.push(Entry { key, key_span, node: convert(sources, src, offset, v)? });
+            }
+            entries.sort_by_key(|e| (e.key_span.src, e.key_span.start));
+            Val::Table(Table { entries })
+        }
+    };
+    Ok(Node { span, val })
+}
+
+/// Write `--set KEY=VALUE` override number `index` (1-based; its source text is `KEY=VALUE`) into
+/// the tree.
+///
+/// KEY is a dotted path (`vm.backing`, `expect.npt_coverage.2m`, `step.0.gpa`: a number indexes
+/// an existing array). Missing tables are created. VALUE is read as a TOML value (`4`, `true`,
+/// `"x"`, `[1, 2]`) and, if it is not one, as a plain string (`thp`, `4GiB`, `>0`).
+pub(crate) fn apply_override(
+    sources: &Sources<'_>,
+    root: &mut Node,
+    index: usize,
+    key: &str,
+    value: &str,
+) -> Result<(), ScenarioError> {
+    let value_offset = key.len() + 1 + (value.len() - value.trim_start().len());
+    let value = value.trim();
+    let node = match DeValue::parse(value) {
+        Ok(parsed) => convert(sources, index, value_offset, parsed)?,
+        Err(_) => Node { span: Span::new(index, value_offset), val: Val::Str(value.to_owned()) },
+    };
+
+    // Split the key into segments with their offsets.
+    let mut segments = Vec::new();
+    let mut pos = 0;
+    for seg in key.split('.') {
+        segments.push((seg.trim(), pos + (seg.len() - seg.trim_start().len())));
+        pos += seg.len() + 1;
+    }
+    if segments.iter().any(|(s, _)| s.is_empty()) {
+        return Err(sources.error(
+            Span::new(index, 0),
+            None,
+            ErrorKind::Syntax,
+            format!("override key {key:?} has an empty part"),
+        ));
+    }
+
+    let mut cur = root;
+    let mut path = String::new();
+    let last = segments.len() - 1;
+    for (i, (seg, seg_pos)) in segments.into_iter().enumerate() {
+        let seg_span = Span::new(index, seg_pos);
+        let here = match &cur.val {
+            Val::Array(_) => format!("{path}[{seg}]"),
+            _ if path.is_empty() => seg.to_owned(),
+            _ => format!("{path}.{seg}"),
+        };
+        match &mut cur.val {
+            Val::Table(table) => {
+                if i == last {
+                    if let Some(entry) = table.get_mut(seg) {
+                        entry.node = node;
+                        entry.key_span = seg_span;
+                    } else {
+                        table.entries.push(Entry { key: seg.to_owned(), key_span: seg_span, node });
+                    }
+                    return Ok(());
+                }
+                if table.get(seg).is_none() {
+                    table.entries.push(Entry {
+                        key: seg.to_owned(),
+                        key_span: seg_span,
+                        node: Node { span: seg_span, val: Val::Table(Table::default()) },
+                    });
+                }
+                let Some(entry) = table.get_mut(seg) else {
+                    return Err(sources.error(seg_span, None, ErrorKind::Syntax, "internal"));
+                };
+                cur = &mut entry.node;
+            }
+            Val::Array(items) => {
+                let len = items.len();
+                let Some(item) = seg.parse::<usize>().ok().and_then(|n| items.get_mut(n)) else {
+                    return Err(sources.error(
+                        seg_span,
+                        Some(&path),
+                        ErrorKind::OutOfRange,
+                        format!("{seg:?} is not an index of this array; accepted: 0..{len}"),
+                    ));
+                };
+                if i == last {
+                    *item = node;
+                    return Ok(());
+                }
+                cur = item;
+            }
+            other => {
+                return Err(sources.error(
+                    seg_span,
+                    Some(&path),
+                    ErrorKind::WrongType,
+                    format!("cannot set `{here}`: `{path}` is {}, not a table", other.type_name()),
+                ));
+            }
+        }
+        path = here;
+    }
+    Ok(())
+}

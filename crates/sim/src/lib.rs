@@ -1,7 +1,23 @@
-//! The snpsim simulation layer: scenario files today (the engine that runs them comes next).
+//! The snpsim simulation layer: scenario files, the engine that runs them, invariants, metrics and
+//! the cost model.
 //!
 //! [`scenario`] turns a scenario TOML file (design §10) into a typed, validated
 //! [`scenario::Scenario`], rejecting bad input with a `FILE:LINE:COLUMN: field ...` message
-//! before anything runs.
+//! before anything runs. [`engine::Simulation`] builds the machine ([`machine`]: the RMP of
+//! `snpsim-hw`, the host of `snpsim-host`, KVM of `snpsim-kvm`) and the guest of `snpsim-guest`,
+//! runs actions, checks the invariants of design §7 ([`invariants`]) and reports the metrics of
+//! design §8 ([`metrics`]) priced by [`cost`].
 
+pub mod cost;
+pub mod engine;
+pub mod invariants;
+pub mod machine;
+pub mod metrics;
+pub mod observed;
+pub mod outcome;
+pub mod run;
 pub mod scenario;
+
+pub use engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, Simulation};
+pub use metrics::Metrics;
+pub use outcome::Outcome;

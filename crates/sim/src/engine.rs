@@ -1,0 +1,464 @@
+//! The simulation engine: builds a machine and a guest from a configuration, runs actions (the
+//! steps of a scenario) one at a time, checks the invariants after each, and reports metrics.
+
+use std::collections::BTreeSet;
+
+use snpsim_defs::{Gfn, Gpa, PageSize, RmpAdjustOperand, RmpPageSize, VmplPerms};
+use snpsim_guest::{Guest, GuestConfig, GuestError, Recoalesce};
+use snpsim_host::{Host, HostVia, HostWriteOutcome, VmaBacking};
+use snpsim_hw::rmp::Rmp;
+use snpsim_hw::{AccessKind, Geometry, RmpConfig, RmpModel};
+use snpsim_kvm::{Era, Kvm, KvmConfig, Policy};
+
+use crate::invariants;
+use crate::machine::Machine;
+use crate::metrics::{Metrics, collect};
+use crate::outcome::Outcome;
+
+/// Where guest memory comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryBacking {
+    /// Legacy era: one VMA holds private and shared pages.
+    Vma(VmaBacking),
+    /// gmem era: private pages in guest_memfd folios of `folio` size, shared pages in the VMA.
+    Gmem {
+        /// guest_memfd folio size.
+        folio: PageSize,
+        /// The VMA's backing.
+        shared: VmaBacking,
+    },
+}
+
+/// How much invariant checking to do after each step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckMode {
+    /// Check the whole state after every step.
+    Full,
+    /// Check what the step touched (currently: the per-access checks, and the whole state at the
+    /// end of the run).
+    Incremental,
+    /// Only the per-access checks.
+    Off,
+}
+
+/// Everything needed to build a simulation.
+#[derive(Clone, Copy, Debug)]
+pub struct SimConfig {
+    /// Page geometry.
+    pub geometry: Geometry,
+    /// Host RAM in pages.
+    pub host_pages: u64,
+    /// Guest memory in pages.
+    pub guest_pages: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// The hypervisor policy.
+    pub policy: &'static dyn Policy,
+    /// Guest memory backing.
+    pub backing: MemoryBacking,
+    /// The VMM pre-faults ranges converted to private (gmem era).
+    pub prefault_on_psc: bool,
+    /// Override of the policy's `npt_level_follows_rmp` default.
+    pub npt_level_follows_rmp: Option<bool>,
+    /// RMP check of private accesses through leaves smaller than the entry.
+    pub smaller_npt_faults: bool,
+    /// khugepaged collapses split THP ranges after every step.
+    pub khugepaged: bool,
+    /// The guest's behaviour.
+    pub guest: GuestConfig,
+    /// Stop after this many steps.
+    pub step_budget: Option<u64>,
+    /// Invariant checking.
+    pub check: CheckMode,
+}
+
+/// One thing that happens in a run: a guest operation or a host operation (design §10 steps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// The guest's page-state change of a range.
+    Psc {
+        /// vCPU.
+        vcpu: u32,
+        /// First GPA.
+        gpa: Gpa,
+        /// Pages.
+        pages: u64,
+        /// To private (else shared).
+        private: bool,
+        /// Granularity override.
+        granularity: Option<snpsim_guest::Granularity>,
+    },
+    /// The guest accepts a range.
+    Accept {
+        /// vCPU.
+        vcpu: u32,
+        /// First GPA.
+        gpa: Gpa,
+        /// Pages.
+        pages: u64,
+        /// Granularity override.
+        granularity: Option<snpsim_guest::Granularity>,
+    },
+    /// One PVALIDATE.
+    Pvalidate {
+        /// vCPU.
+        vcpu: u32,
+        /// GPA.
+        gpa: Gpa,
+        /// Operand size.
+        size: RmpPageSize,
+        /// Validate (else rescind).
+        validate: bool,
+    },
+    /// One RMPADJUST.
+    Rmpadjust {
+        /// vCPU.
+        vcpu: u32,
+        /// GPA.
+        gpa: Gpa,
+        /// Operand size.
+        size: RmpPageSize,
+        /// Target VMPL.
+        vmpl: u8,
+        /// Permissions.
+        perms: VmplPerms,
+        /// VMSA flag.
+        vmsa: bool,
+    },
+    /// A guest memory access.
+    Access {
+        /// vCPU.
+        vcpu: u32,
+        /// GPA.
+        gpa: Gpa,
+        /// Kind.
+        kind: AccessKind,
+        /// C-bit.
+        private: bool,
+    },
+    /// Re-coalesce a 2M region.
+    Recoalesce {
+        /// vCPU.
+        vcpu: u32,
+        /// 2M-aligned GPA.
+        gpa: Gpa,
+        /// Mode.
+        mode: Recoalesce,
+    },
+    /// A host write to a guest page.
+    HostWrite {
+        /// GPA of the page.
+        gpa: Gpa,
+        /// Path.
+        via: HostVia,
+    },
+    /// A host read of a guest page (never RMP-checked).
+    HostRead {
+        /// GPA of the page.
+        gpa: Gpa,
+        /// Path.
+        via: HostVia,
+    },
+    /// The host splits the huge mapping holding a guest page.
+    HostSplit {
+        /// GPA of the page.
+        gpa: Gpa,
+    },
+    /// The host collapses the THP range holding a guest page.
+    HostCollapse {
+        /// GPA of the page.
+        gpa: Gpa,
+    },
+    /// The VMM punches a hole into guest_memfd.
+    PunchHole {
+        /// First GPA.
+        gpa: Gpa,
+        /// Pages.
+        pages: u64,
+    },
+}
+
+/// What one step did, for traces and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepReport {
+    /// A one-line description of the result.
+    pub result: String,
+}
+
+/// Errors building a simulation (bad configuration that passed parsing).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// The host cannot hold the guest.
+    #[error("host setup failed: {0}")]
+    Host(#[from] snpsim_host::HostError),
+    /// The policy and the backing belong to different eras.
+    #[error("policy {policy} cannot run on backing {backing}")]
+    EraMismatch {
+        /// Policy name.
+        policy: &'static str,
+        /// Backing description.
+        backing: String,
+    },
+}
+
+/// One run.
+#[derive(Debug)]
+pub struct Simulation {
+    config: SimConfig,
+    machine: Option<Machine>,
+    guest: Guest,
+    outcome: Option<(Outcome, String)>,
+    steps: u64,
+    lossy_recoalesce: bool,
+    violations: BTreeSet<String>,
+    coverage_series: Vec<[u64; 3]>,
+}
+
+/// The guest's ASID (one VM per run).
+pub const ASID: u16 = 1;
+
+impl Simulation {
+    /// Build the machine and the guest. A refused memory registration is not an error: the run's
+    /// outcome is `vm_rejected`.
+    pub fn new(config: SimConfig) -> Result<Self, SimError> {
+        let (vma_backing, folio) = match config.backing {
+            MemoryBacking::Vma(b) => (b, None),
+            MemoryBacking::Gmem { folio, shared } => (shared, Some(folio)),
+        };
+        let gmem_era = config.policy.era() == Era::Gmem;
+        if gmem_era != folio.is_some() {
+            return Err(SimError::EraMismatch {
+                policy: config.policy.name(),
+                backing: format!("{:?}", config.backing),
+            });
+        }
+        let host = Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?;
+        let rmp = Rmp::new(RmpConfig {
+            geometry: config.geometry,
+            pages: config.host_pages,
+            smaller_npt_faults: config.smaller_npt_faults,
+        });
+        let kvm_config = KvmConfig {
+            asid: ASID,
+            prefault_on_psc: config.prefault_on_psc,
+            npt_level_follows_rmp: config
+                .npt_level_follows_rmp
+                .unwrap_or(config.policy.npt_level_follows_rmp()),
+        };
+        let guest = Guest::new(config.guest, config.geometry, config.guest_pages);
+        let mut sim = Simulation {
+            config,
+            machine: None,
+            guest,
+            outcome: None,
+            steps: 0,
+            lossy_recoalesce: false,
+            violations: BTreeSet::new(),
+            coverage_series: Vec::new(),
+        };
+        match Kvm::new(kvm_config, config.policy, &host) {
+            Ok(kvm) => {
+                if gmem_era && let Some(gm) = &host.gmem {
+                    debug_assert_eq!(gm.folio_size(), folio.unwrap_or(PageSize::Size4K));
+                }
+                sim.machine = Some(Machine::new(rmp, host, kvm, ASID));
+            }
+            Err(e) => sim.outcome = Some((Outcome::VmRejected, e.to_string())),
+        }
+        Ok(sim)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The machine, unless registration was refused.
+    pub fn machine(&self) -> Option<&Machine> {
+        self.machine.as_ref()
+    }
+
+    /// The guest.
+    pub fn guest(&self) -> &Guest {
+        &self.guest
+    }
+
+    /// The outcome so far: `None` while the run can go on.
+    pub fn outcome(&self) -> Option<(Outcome, &str)> {
+        self.outcome.as_ref().map(|(o, r)| (*o, r.as_str()))
+    }
+
+    /// Run one action. Does nothing once the run has an outcome.
+    pub fn step(&mut self, action: &Action) -> StepReport {
+        if let Some((o, _)) = &self.outcome {
+            return StepReport { result: format!("skipped: run already {o}") };
+        }
+        if let Some(budget) = self.config.step_budget
+            && self.steps >= budget
+        {
+            self.outcome =
+                Some((Outcome::StepBudgetExceeded, format!("step budget of {budget} steps exhausted")));
+            return StepReport { result: "step budget exceeded".into() };
+        }
+        self.steps += 1;
+        let Some(m) = self.machine.as_mut() else { return StepReport { result: "no VM".into() } };
+        let result = run_action(m, &mut self.guest, action, &mut self.lossy_recoalesce);
+        let result = match result {
+            Ok(r) => r,
+            Err(GuestError::Terminated { reason, gpa }) => {
+                let why = format!("guest terminated ({reason:?}) at GPA {gpa}");
+                self.outcome = Some((Outcome::GuestTerminated, why.clone()));
+                why
+            }
+            Err(GuestError::Stopped) => {
+                let (o, why) = m.fatal.clone().unwrap_or((Outcome::VmError, "stopped".into()));
+                self.outcome = Some((o, why.clone()));
+                why
+            }
+        };
+        if self.config.khugepaged {
+            collapse_all(m);
+        }
+        self.coverage_series.push(m.kvm.npt.coverage());
+        if self.config.check == CheckMode::Full {
+            self.check_now();
+        }
+        StepReport { result }
+    }
+
+    /// Run every action in order, then finish.
+    pub fn run(mut self, actions: &[Action]) -> RunResult {
+        for a in actions {
+            if self.outcome.is_some() {
+                break;
+            }
+            self.step(a);
+        }
+        self.finish()
+    }
+
+    fn check_now(&mut self) {
+        if let Some(m) = &self.machine {
+            let found = invariants::check(m, &self.guest, self.lossy_recoalesce);
+            self.violations.extend(found);
+        }
+    }
+
+    /// End the run: the final invariant check, the outcome and the metrics.
+    pub fn finish(mut self) -> RunResult {
+        if self.config.check != CheckMode::Off {
+            self.check_now();
+        }
+        if let Some(m) = &self.machine {
+            self.violations.extend(m.findings.violations.iter().cloned());
+        }
+        let (outcome, reason) = self.outcome.clone().unwrap_or((Outcome::Completed, String::new()));
+        let metrics = collect(self.machine.as_ref(), &self.guest, self.violations.len() as u64);
+        RunResult {
+            outcome,
+            reason,
+            metrics,
+            violations: self.violations.into_iter().collect(),
+            coverage_series: self.coverage_series,
+        }
+    }
+}
+
+/// The result of a finished run.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why, for anything but `completed`.
+    pub reason: String,
+    /// The metrics of design §8.
+    pub metrics: Metrics,
+    /// Invariant violations (each once).
+    pub violations: Vec<String>,
+    /// NPT pages mapped at 4K/2M/1G after each step.
+    pub coverage_series: Vec<[u64; 3]>,
+}
+
+fn collapse_all(m: &mut Machine) {
+    let per_2m = m.rmp.config().geometry.pages_per_2m();
+    let pages = m.host.vma.pages();
+    let mut offset = 0;
+    while offset < pages {
+        if let Ok(Some(inv)) = m.host.vma.collapse(offset) {
+            m.kvm.mmu_invalidate(inv);
+        }
+        offset += per_2m;
+    }
+}
+
+fn run_action(
+    m: &mut Machine,
+    guest: &mut Guest,
+    action: &Action,
+    lossy: &mut bool,
+) -> Result<String, GuestError> {
+    Ok(match *action {
+        Action::Psc { vcpu, gpa, pages, private, granularity } => {
+            guest.psc(m, vcpu, gpa.gfn(), pages, private, granularity)?;
+            "ok".into()
+        }
+        Action::Accept { vcpu, gpa, pages, granularity } => {
+            guest.accept(m, vcpu, gpa.gfn(), pages, granularity)?;
+            "ok".into()
+        }
+        Action::Pvalidate { vcpu, gpa, size, validate } => {
+            format!("{:?}", guest.pvalidate(m, vcpu, gpa.gfn(), size, validate)?)
+        }
+        Action::Rmpadjust { vcpu, gpa, size, vmpl, perms, vmsa } => {
+            let op = RmpAdjustOperand::new().with_target_vmpl(vmpl).with_perms(perms).with_vmsa(vmsa);
+            format!("{:?}", guest.rmpadjust(m, vcpu, gpa.gfn(), size, op)?)
+        }
+        Action::Access { vcpu, gpa, kind, private } => {
+            format!("{:?}", guest.access(m, vcpu, gpa, kind, private)?)
+        }
+        Action::Recoalesce { vcpu, gpa, mode } => {
+            if mode == Recoalesce::Naive {
+                *lossy = true;
+            }
+            guest.recoalesce(m, vcpu, gpa.gfn(), mode)?;
+            "ok".into()
+        }
+        Action::HostWrite { gpa, via } => match m.host_write(gpa, via) {
+            HostWriteOutcome::Done => "ok".into(),
+            other => format!("{other:?}"),
+        },
+        Action::HostRead { .. } => "ok".into(),
+        Action::HostSplit { gpa } => match m.host.vma.split(gpa.gfn().raw()) {
+            Ok(Some(inv)) => {
+                m.host.stats.host_splits += 1;
+                m.kvm.mmu_invalidate(inv);
+                "split".into()
+            }
+            Ok(None) => "already 4K".into(),
+            Err(e) => e.to_string(),
+        },
+        Action::HostCollapse { gpa } => match m.host.vma.collapse(gpa.gfn().raw()) {
+            Ok(Some(inv)) => {
+                m.kvm.mmu_invalidate(inv);
+                "collapsed".into()
+            }
+            Ok(None) => "nothing to collapse".into(),
+            Err(e) => e.to_string(),
+        },
+        Action::PunchHole { gpa, pages } => {
+            let Machine { kvm, host, rmp, .. } = m;
+            match kvm.punch_hole(host, rmp, gpa.gfn(), pages) {
+                Ok(()) => "ok".into(),
+                Err(e) => {
+                    m.stop(&e);
+                    return Err(GuestError::Stopped);
+                }
+            }
+        }
+    })
+}
+
+/// A GFN range helper for callers building actions in pages.
+pub fn gpa_of(gfn: u64) -> Gpa {
+    Gfn(gfn).gpa()
+}

@@ -1,0 +1,241 @@
+//! The machine a guest runs on: RMP, host and KVM wired together, resolving #NPFs the way the CPU
+//! and KVM do, and checking every completed access independently of the hardware model.
+
+use std::collections::BTreeMap;
+
+use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer};
+use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, RmpAdjustOperand, RmpPageSize};
+use snpsim_guest::{Platform, Stop};
+use snpsim_host::{Host, HostVia, HostWriteOutcome};
+use snpsim_hw::rmp::Rmp;
+use snpsim_hw::{AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpModel};
+use snpsim_kvm::{Kvm, KvmError};
+
+use crate::observed::Observed;
+use crate::outcome::Outcome;
+
+/// How many #NPFs one guest instruction may take before the run is declared livelocked.
+pub const MAX_FAULTS_PER_ACCESS: u32 = 64;
+
+/// What the independent checker found (design §7).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Accesses that completed but should have faulted.
+    pub false_negatives: u64,
+    /// Invariant violations, each described.
+    pub violations: Vec<String>,
+}
+
+/// RMP, host and KVM of one VM.
+#[derive(Debug)]
+pub struct Machine {
+    /// The RMP, observed for owner changes.
+    pub rmp: Observed<Rmp>,
+    /// The host.
+    pub host: Host,
+    /// KVM.
+    pub kvm: Kvm,
+    /// The guest's ASID.
+    pub asid: u16,
+    /// Contents of host pages: frame → (version, RMP sequence number when written).
+    contents: BTreeMap<u64, (u64, u64)>,
+    /// PVALIDATE(validate) successes per frame since its last RMPUPDATE: frame → (count, seq).
+    validations: BTreeMap<u64, (u32, u64)>,
+    /// Why the VM stopped, if it did.
+    pub fatal: Option<(Outcome, String)>,
+    /// The checker's findings.
+    pub findings: Findings,
+}
+
+impl Machine {
+    /// Wire up a machine.
+    pub fn new(rmp: Rmp, host: Host, kvm: Kvm, asid: u16) -> Self {
+        Machine {
+            rmp: Observed::new(rmp),
+            host,
+            kvm,
+            asid,
+            contents: BTreeMap::new(),
+            validations: BTreeMap::new(),
+            fatal: None,
+            findings: Findings::default(),
+        }
+    }
+
+    fn ctx(&self) -> GuestContext {
+        GuestContext { asid: self.asid, vmpl: 0 }
+    }
+
+    /// Record a KVM failure as the end of the VM.
+    pub fn stop(&mut self, e: &KvmError) -> Stop {
+        let outcome = if matches!(e, KvmError::Rejected(_)) { Outcome::VmRejected } else { Outcome::VmError };
+        if self.fatal.is_none() {
+            self.fatal = Some((outcome, e.to_string()));
+        }
+        Stop
+    }
+
+    /// Run a guest instruction or access at `gpa` through the NPT: a missing leaf or an RMP
+    /// violation exits to KVM (#NPF), which fixes things up, and the instruction is retried.
+    fn through_npt<T>(
+        &mut self,
+        gpa: Gpa,
+        private: bool,
+        write: bool,
+        mut exec: impl FnMut(&mut Observed<Rmp>, Pfn, PageSize) -> GuestOutcome<T>,
+    ) -> Result<(GuestOutcome<T>, Pfn, PageSize), Stop> {
+        let gfn = gpa.gfn();
+        for _ in 0..MAX_FAULTS_PER_ACCESS {
+            let code = match self.kvm.npt.translate(gfn) {
+                None => NpfErrorCode::new().with_guest_final(true).with_enc(private).with_write(write),
+                Some((pfn, size)) => match exec(&mut self.rmp, pfn, size) {
+                    GuestOutcome::Npf(code) => code,
+                    other => return Ok((other, pfn, size)),
+                },
+            };
+            if let Err(e) = self.kvm.handle_npf(&mut self.host, &mut self.rmp, gpa, code) {
+                return Err(self.stop(&e));
+            }
+        }
+        self.fatal.get_or_insert((
+            Outcome::VmError,
+            format!("GPA {gpa}: still faulting after {MAX_FAULTS_PER_ACCESS} #NPFs (livelock)"),
+        ));
+        Err(Stop)
+    }
+
+    /// Invariants 3 and 5, checked without the hardware model: a completed private access needs an
+    /// assigned, validated entry of this guest at this GPA, no larger than the leaf allows; a
+    /// completed shared access or host write needs an unassigned target and, through a ≥ 2M
+    /// mapping, a 2M part without assigned pages.
+    fn check_completed(&mut self, what: &str, gpa: Option<Gpa>, pfn: Pfn, size: PageSize, private: bool) {
+        let Ok(own) = self.rmp.rmpread(pfn) else { return };
+        let region = self.rmp.config().geometry.region_of(pfn);
+        let large = self.rmp.rmpread(region).is_ok_and(|e| e.page_size());
+        let bad = if private {
+            let gpa_ok = gpa.is_none_or(|g| own.gpa() == g.gfn().gpa().raw());
+            let npt_larger = size >= PageSize::Size2M && !large;
+            !own.assigned() || own.asid() != u32::from(self.asid) || !gpa_ok || npt_larger
+        } else {
+            own.assigned() || (size >= PageSize::Size2M && own.hpage_region_status())
+        };
+        if bad {
+            self.findings.false_negatives += 1;
+            self.findings.violations.push(format!(
+                "false negative: {what} to frame {pfn} through a {} mapping completed",
+                size.name()
+            ));
+        }
+    }
+
+    /// Count a successful validation of `pages` frames from `pfn`; two since the frame's last
+    /// RMPUPDATE break invariant 6.
+    fn note_validation(&mut self, pfn: Pfn, pages: u64) {
+        for p in pfn.raw()..pfn.raw() + pages {
+            let last = self.rmp.last_change(Pfn(p));
+            let entry = self.validations.entry(p).or_insert((0, last));
+            if entry.1 != last {
+                *entry = (0, last);
+            }
+            entry.0 += 1;
+            if entry.0 == 2 {
+                self.findings
+                    .violations
+                    .push(format!("invariant 6: frame {:#x} validated twice since it was assigned", p));
+            }
+        }
+    }
+
+    /// A host write to the guest page `gpa` (design §10 `host_write`).
+    pub fn host_write(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
+        let gfn = gpa.gfn();
+        if via == HostVia::Kernel {
+            let Some(pfn) = self.kvm.bound_pfn(&self.host, gfn) else { return HostWriteOutcome::Done };
+            let level = self.host.direct_map.level(pfn);
+            let r = self.host.write_via_direct_map(&self.rmp, pfn);
+            if r == HostWriteOutcome::Done {
+                self.check_completed("kernel write", None, pfn, level, false);
+                self.contents.insert(pfn.raw(), (0, self.rmp.seq()));
+            }
+            return r;
+        }
+        let (r, invalidated) = self.host.write_via_vma(&self.rmp, gfn.raw(), via);
+        for inv in invalidated {
+            self.kvm.mmu_invalidate(inv);
+        }
+        if r == HostWriteOutcome::Done
+            && let Some((pfn, level)) = self.host.vma.translate(gfn.raw())
+        {
+            self.check_completed("host write", None, pfn, level, false);
+            self.contents.insert(pfn.raw(), (0, self.rmp.seq()));
+        }
+        r
+    }
+}
+
+impl Platform for Machine {
+    fn psc_msr(&mut self, _vcpu: u32, req: GhcbMsrPscRequest) -> Result<GhcbMsrPscResponse, Stop> {
+        self.kvm.handle_psc_msr(&mut self.host, &mut self.rmp, req).map_err(|e| self.stop(&e))
+    }
+
+    fn psc_ghcb(&mut self, _vcpu: u32, buf: &mut PscBuffer) -> Result<u64, Stop> {
+        self.kvm.handle_psc_ghcb(&mut self.host, &mut self.rmp, buf).map_err(|e| self.stop(&e))
+    }
+
+    fn pvalidate(
+        &mut self,
+        _vcpu: u32,
+        gpa: Gpa,
+        size: RmpPageSize,
+        validate: bool,
+    ) -> Result<GuestOutcome<PvalidateStatus>, Stop> {
+        let ctx = self.ctx();
+        let (r, pfn, _) =
+            self.through_npt(gpa, true, false, |rmp, pfn, _| rmp.pvalidate(ctx, gpa, pfn, size, validate))?;
+        if validate && r == GuestOutcome::Done(PvalidateStatus::Changed) {
+            let pages = self.rmp.config().geometry.pages(size.page_size());
+            self.note_validation(pfn, pages);
+        }
+        Ok(r)
+    }
+
+    fn rmpadjust(
+        &mut self,
+        _vcpu: u32,
+        gpa: Gpa,
+        size: RmpPageSize,
+        op: RmpAdjustOperand,
+    ) -> Result<GuestOutcome<()>, Stop> {
+        let ctx = self.ctx();
+        Ok(self.through_npt(gpa, true, false, |rmp, pfn, _| rmp.rmpadjust(ctx, gpa, pfn, size, op))?.0)
+    }
+
+    fn access(
+        &mut self,
+        _vcpu: u32,
+        gpa: Gpa,
+        kind: AccessKind,
+        private: bool,
+        version: u64,
+    ) -> Result<GuestOutcome<()>, Stop> {
+        let guest = self.ctx();
+        let write = kind == AccessKind::Write;
+        let (r, pfn, size) = self.through_npt(gpa, private, write, |rmp, pfn, npt_size| {
+            rmp.check_guest_access(&GuestAccess { guest, gpa, pfn, npt_size, private, kind, user: false })
+        })?;
+        if r.is_done() {
+            self.check_completed("guest access", Some(gpa), pfn, size, private);
+            if write {
+                self.contents.insert(pfn.raw(), (version, self.rmp.seq()));
+            }
+        }
+        Ok(r)
+    }
+
+    fn read_version(&self, gfn: Gfn) -> Option<u64> {
+        let pfn =
+            self.kvm.npt.translate(gfn).map(|(p, _)| p).or_else(|| self.kvm.bound_pfn(&self.host, gfn))?;
+        let &(version, stamp) = self.contents.get(&pfn.raw())?;
+        (self.rmp.last_change(pfn) <= stamp).then_some(version)
+    }
+}

@@ -1,0 +1,158 @@
+//! The metrics of design §8. Field names are the contract: JSON output uses them as keys, and
+//! scenario expectations name them (nested ones with a dot: `exits.npf`, `npt_coverage.2m`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use snpsim_guest::Guest;
+
+use crate::cost;
+use crate::machine::Machine;
+
+/// Share of mapped guest memory at each NPT leaf size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Coverage {
+    /// Share mapped by 4K leaves.
+    #[serde(rename = "4k")]
+    pub k4: f64,
+    /// Share mapped by 2M leaves.
+    #[serde(rename = "2m")]
+    pub m2: f64,
+    /// Share mapped by 1G leaves.
+    #[serde(rename = "1g")]
+    pub g1: f64,
+}
+
+impl Coverage {
+    /// Shares from page counts `[4K, 2M, 1G]` (all zero when nothing is mapped).
+    pub fn from_pages(c: [u64; 3]) -> Self {
+        let total = (c[0] + c[1] + c[2]) as f64;
+        if total == 0.0 {
+            return Coverage::default();
+        }
+        Coverage { k4: c[0] as f64 / total, m2: c[1] as f64 / total, g1: c[2] as f64 / total }
+    }
+}
+
+/// Every metric of one run; every key is present even when zero.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    /// #NPF exits with the RMP bit.
+    pub rmp_npf: u64,
+    /// #NPF exits with RMP and SIZEM.
+    pub rmp_npf_sizem: u64,
+    /// #NPF exits of any kind.
+    pub npf: u64,
+    /// NPT demotions by `from_to` size.
+    pub npt_demotions: BTreeMap<String, u64>,
+    /// Demotions deeper than needed.
+    pub npt_demotions_needless: u64,
+    /// Host huge mappings split.
+    pub host_splits: u64,
+    /// Host splits KVM started to resolve an #NPF.
+    pub host_splits_needless: u64,
+    /// Direct-map leaves split.
+    pub direct_map_splits: u64,
+    /// PSMASH executed.
+    pub psmash: u64,
+    /// RMPUPDATE executed.
+    pub rmpupdate: u64,
+    /// PVALIDATE executed.
+    pub pvalidate: u64,
+    /// RMPADJUST executed.
+    pub rmpadjust: u64,
+    /// PSC requests (VMGEXITs).
+    pub psc_requests: u64,
+    /// Pages named by PSC requests.
+    pub psc_pages: u64,
+    /// PSC requests answered with an error.
+    pub psc_failed: u64,
+    /// Conversions caused by guest accesses in the other state.
+    pub implicit_conversions: u64,
+    /// Exits by reason.
+    pub exits: BTreeMap<String, u64>,
+    /// VMM writes that got SIGBUS.
+    pub sigbus: u64,
+    /// Kernel uaccess writes that got -EFAULT.
+    pub efault: u64,
+    /// Kernel direct-map writes that took an RMP #PF (an oops in Linux).
+    pub kernel_oops: u64,
+    /// Data pages found scrambled or stale on a guest read.
+    pub data_loss_pages: u64,
+    /// Accesses that completed but should have faulted.
+    pub false_negatives: u64,
+    /// Distinct invariant violations.
+    pub invariant_violations: u64,
+    /// 2M regions the guest re-coalesced.
+    pub recoalesced: u64,
+    /// NPT coverage at the end of the run.
+    pub npt_coverage: Coverage,
+    /// Simulated time.
+    pub sim_time_ns: u64,
+    /// Simulated time by cost item.
+    pub sim_time_by_item: BTreeMap<String, u64>,
+}
+
+/// Gather the metrics of a run (`machine` is `None` when the VM was never created).
+pub fn collect(machine: Option<&Machine>, guest: &Guest, invariant_violations: u64) -> Metrics {
+    let mut m = Metrics {
+        pvalidate: guest.stats.pvalidate,
+        rmpadjust: guest.stats.rmpadjust,
+        data_loss_pages: guest.stats.data_loss_pages,
+        recoalesced: guest.stats.recoalesced,
+        invariant_violations,
+        exits: snpsim_kvm::stats::exit::ALL.iter().map(|r| ((*r).to_string(), 0)).collect(),
+        ..Metrics::default()
+    };
+    let Some(mc) = machine else {
+        m.sim_time_by_item = cost::DEFAULTS.iter().map(|c| (c.name.to_string(), 0)).collect();
+        return m;
+    };
+    let k = &mc.kvm.stats;
+    let h = &mc.host.stats;
+    m.rmp_npf = k.rmp_npf;
+    m.rmp_npf_sizem = k.rmp_npf_sizem;
+    m.npf = k.npf;
+    m.npt_demotions.clone_from(&k.npt_demotions);
+    m.npt_demotions_needless = k.npt_demotions_needless;
+    m.host_splits = h.host_splits;
+    m.host_splits_needless = h.host_splits_needless;
+    m.direct_map_splits = h.direct_map_splits;
+    m.psmash = k.psmash;
+    m.rmpupdate = k.rmpupdate;
+    m.psc_requests = k.psc_requests;
+    m.psc_pages = k.psc_pages;
+    m.psc_failed = k.psc_failed;
+    m.implicit_conversions = k.implicit_conversions;
+    m.exits = k.exits.iter().map(|(r, n)| ((*r).to_string(), *n)).collect();
+    m.sigbus = h.sigbus;
+    m.efault = h.efault;
+    m.kernel_oops = h.kernel_oops;
+    m.false_negatives = mc.findings.false_negatives;
+    m.npt_coverage = Coverage::from_pages(mc.kvm.npt.coverage());
+    let exits = |r: &str| k.exits.get(r).copied().unwrap_or(0);
+    let counts: cost::Counts = [
+        ("npf_exit", k.npf),
+        (
+            "vmgexit",
+            exits(snpsim_kvm::stats::exit::VMGEXIT_PSC) + exits(snpsim_kvm::stats::exit::VMGEXIT_PSC_MSR),
+        ),
+        (
+            "userspace_exit",
+            exits(snpsim_kvm::stats::exit::HYPERCALL) + exits(snpsim_kvm::stats::exit::MEMORY_FAULT),
+        ),
+        ("rmpupdate", k.rmpupdate),
+        ("psmash", k.psmash),
+        ("pvalidate", guest.stats.pvalidate),
+        ("rmpadjust", guest.stats.rmpadjust),
+        ("host_split", h.host_splits),
+        ("direct_map_split", h.direct_map_splits),
+        ("npt_demotion", k.demotions_total()),
+    ]
+    .into_iter()
+    .collect();
+    let (total, by_item) = cost::price(&counts);
+    m.sim_time_ns = total;
+    m.sim_time_by_item = by_item.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    m
+}

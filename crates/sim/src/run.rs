@@ -1,0 +1,208 @@
+//! Running a scenario: from the parsed file to a [`SimConfig`] and actions, then checking the
+//! run against its `[expect]`.
+
+use snpsim_defs::{Gpa, PAGE_SIZE_4K};
+use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
+use snpsim_host::{HostVia, VmaBacking};
+
+use crate::engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, SimError, Simulation};
+use crate::metrics::Metrics;
+use crate::scenario::{self, Backing, Expect, Scenario, StepOp};
+
+/// A finished scenario run.
+#[derive(Clone, Debug)]
+pub struct ScenarioRun {
+    /// The scenario's name.
+    pub name: String,
+    /// The policy name.
+    pub policy: &'static str,
+    /// The backing name.
+    pub backing: &'static str,
+    /// The guest granularity name.
+    pub granularity: &'static str,
+    /// The result.
+    pub result: RunResult,
+    /// Every expectation that did not hold, described; and every invariant violation.
+    pub failures: Vec<String>,
+}
+
+impl ScenarioRun {
+    /// Whether the run met its expectations and broke no invariant.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn vma_backing(b: Backing) -> VmaBacking {
+    match b {
+        Backing::Anon4k | Backing::Gmem4k => VmaBacking::Anon4k,
+        Backing::Thp | Backing::Gmem2m | Backing::Gmem1g => VmaBacking::Thp,
+        Backing::Hugetlbfs2m => VmaBacking::Hugetlbfs2m,
+        Backing::Hugetlbfs1g => VmaBacking::Hugetlbfs1g,
+    }
+}
+
+fn granularity(g: scenario::Granularity) -> Granularity {
+    match g {
+        scenario::Granularity::Size4K => Granularity::K4,
+        scenario::Granularity::Size2M => Granularity::M2,
+    }
+}
+
+fn recoalesce(r: scenario::Recoalesce) -> Recoalesce {
+    match r {
+        scenario::Recoalesce::None => Recoalesce::None,
+        scenario::Recoalesce::SaveRestore => Recoalesce::SaveRestore,
+        scenario::Recoalesce::Naive => Recoalesce::Naive,
+    }
+}
+
+fn via(v: scenario::HostVia) -> HostVia {
+    match v {
+        scenario::HostVia::Vmm => HostVia::Vmm,
+        scenario::HostVia::Uaccess => HostVia::Uaccess,
+        scenario::HostVia::Kernel => HostVia::Kernel,
+    }
+}
+
+/// The engine configuration a scenario describes.
+pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
+    let vm = &s.vm;
+    let backing = if vm.backing.is_gmem() {
+        MemoryBacking::Gmem { folio: vm.backing.page_size(), shared: vma_backing(vm.vma_backing()) }
+    } else {
+        MemoryBacking::Vma(vma_backing(vm.backing))
+    };
+    let g = s.guest.resolved();
+    SimConfig {
+        geometry: s.machine.geometry,
+        host_pages: s.machine.host_memory / PAGE_SIZE_4K,
+        guest_pages: vm.pages(),
+        vcpus: vm.vcpus,
+        policy: snpsim_kvm::policy::by_name(vm.policy.name()).unwrap_or(snpsim_kvm::policy::ALL[0]),
+        backing,
+        prefault_on_psc: vm.prefault_on_psc,
+        npt_level_follows_rmp: vm.npt_level_follows_rmp,
+        smaller_npt_faults: vm.smaller_npt_faults,
+        khugepaged: vm.khugepaged,
+        guest: GuestConfig {
+            granularity: granularity(g.psc_granularity),
+            protocol: match g.psc_protocol {
+                scenario::PscProtocol::Msr => Protocol::Msr,
+                scenario::PscProtocol::Ghcb => Protocol::Ghcb,
+            },
+            ghcb_entries: g.ghcb_entries,
+            validation_tracking: g.validation_tracking,
+        },
+        step_budget: vm.step_budget,
+        check,
+    }
+}
+
+/// The actions a scenario's steps describe (an `access` over a range is one access per page).
+pub fn actions(s: &Scenario) -> Vec<Action> {
+    let pages = |bytes: u64| bytes / PAGE_SIZE_4K;
+    let mut out = Vec::new();
+    for step in &s.steps {
+        let vcpu = step.vcpu;
+        match &step.op {
+            StepOp::Psc { gpa, size, to, granularity: g } => out.push(Action::Psc {
+                vcpu,
+                gpa: *gpa,
+                pages: pages(*size),
+                private: *to == scenario::PageState::Private,
+                granularity: g.map(granularity),
+            }),
+            StepOp::Accept { gpa, size, granularity: g } => {
+                out.push(Action::Accept {
+                    vcpu,
+                    gpa: *gpa,
+                    pages: pages(*size),
+                    granularity: g.map(granularity),
+                });
+            }
+            StepOp::Pvalidate { gpa, size, validate } => {
+                out.push(Action::Pvalidate { vcpu, gpa: *gpa, size: *size, validate: *validate });
+            }
+            StepOp::Rmpadjust { gpa, size, vmpl, perms, vmsa } => out.push(Action::Rmpadjust {
+                vcpu,
+                gpa: *gpa,
+                size: *size,
+                vmpl: *vmpl,
+                perms: *perms,
+                vmsa: *vmsa,
+            }),
+            StepOp::Access { gpa, size, kind, private } => {
+                for i in 0..pages(*size) {
+                    let gpa = Gpa(gpa.raw() + i * PAGE_SIZE_4K);
+                    out.push(Action::Access { vcpu, gpa, kind: kind.hw(), private: *private });
+                }
+            }
+            StepOp::Recoalesce { gpa, mode } => {
+                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: recoalesce(*mode) })
+            }
+            StepOp::HostWrite { gpa, via: v } => out.push(Action::HostWrite { gpa: *gpa, via: via(*v) }),
+            StepOp::HostRead { gpa, via: v } => out.push(Action::HostRead { gpa: *gpa, via: via(*v) }),
+            StepOp::HostSplit { gpa } => out.push(Action::HostSplit { gpa: *gpa }),
+            StepOp::HostCollapse { gpa } => out.push(Action::HostCollapse { gpa: *gpa }),
+            StepOp::PunchHole { gpa, size } => out.push(Action::PunchHole { gpa: *gpa, pages: pages(*size) }),
+        }
+    }
+    out
+}
+
+/// Look up a metric by its expectation name: a top-level key, `FAMILY.MEMBER`, or a family name
+/// alone for its total (`sim_time_ns.ITEM` reads `sim_time_by_item`).
+pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
+    let v = serde_json::to_value(m).ok()?;
+    let num = |x: &serde_json::Value| x.as_f64();
+    match name.split_once('.') {
+        Some(("sim_time_ns", item)) => v.get("sim_time_by_item")?.get(item).and_then(num).or(Some(0.0)),
+        Some((family, member)) => {
+            let fam = v.get(family)?;
+            fam.as_object()?;
+            Some(fam.get(member).and_then(num).unwrap_or(0.0))
+        }
+        None => match v.get(name)? {
+            serde_json::Value::Object(members) => Some(members.values().filter_map(num).sum()),
+            other => num(other),
+        },
+    }
+}
+
+/// Run a scenario and check its expectations.
+pub fn run_scenario(s: &Scenario, check: CheckMode) -> Result<ScenarioRun, SimError> {
+    let config = sim_config(s, check);
+    let sim = Simulation::new(config)?;
+    let result = sim.run(&actions(s));
+    let mut failures = Vec::new();
+    for (name, expect) in s.expect.iter() {
+        if let Expect::Outcome(o) = expect {
+            if o.name() != result.outcome.name() {
+                failures.push(format!(
+                    "expected outcome {}, got {}{}",
+                    o.name(),
+                    result.outcome,
+                    if result.reason.is_empty() { String::new() } else { format!(" ({})", result.reason) }
+                ));
+            }
+            continue;
+        }
+        match metric_value(&result.metrics, name) {
+            Some(actual) if expect.matches(actual) => {}
+            Some(actual) => failures.push(format!("expected {name} {expect}, got {actual}")),
+            None => failures.push(format!("metric {name} is not reported")),
+        }
+    }
+    for v in &result.violations {
+        failures.push(format!("invariant violated: {v}"));
+    }
+    Ok(ScenarioRun {
+        name: s.name.clone(),
+        policy: s.vm.policy.name(),
+        backing: s.vm.backing.name(),
+        granularity: s.guest.resolved().psc_granularity.name(),
+        result,
+        failures,
+    })
+}

@@ -2039,3 +2039,4 @@ macro_rules! rule_tests {
 }
 
 rule_tests!(dense_reference, DenseRmp::new);
+rule_tests!(region_store, snpsim_hw::rmp::Rmp::new);

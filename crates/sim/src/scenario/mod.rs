@@ -40,10 +40,12 @@
 //!   4 KiB; with a hugetlbfs or a `gmem-2m`/`gmem-1g` backing `vm.memory` is a multiple of that
 //!   page (hugetlbfs and huge-folio guest_memfd files are whole pages).
 //! - `vm.vcpus` is 1–4096 (KVM_MAX_VCPUS); `guest.ghcb_entries` 1–253; `vm.step_budget` ≥ 1.
-//! - `vm.shared_backing` must be a VMA backing; it is `Some` (default `thp`) only in the gmem era
-//!   and dropped in the legacy era, where the VMA is `vm.backing` itself.
-//! - A scenario has `[[step]]`s or a `[workload]`, not both; with neither, only the VM's launch
-//!   runs. `punch_hole` steps need the `gmem` policy.
+//! - `vm.shared_backing` must be a VMA backing; in the gmem era it defaults to `thp`. In the
+//!   legacy era it is kept as written but has no effect (the VMA is `vm.backing` itself; see
+//!   [`Vm::vma_backing`]), so one file can be compared across both eras.
+//! - A scenario may have both `[[step]]`s and a `[workload]` (the design's own example does): the
+//!   steps run first, from the post-launch state, then the workload's phases. With neither, only
+//!   the VM's launch runs. `punch_hole` steps need the `gmem` policy.
 //! - `pvalidate`/`rmpadjust` `size` is the geometry's 4K or 2M page; a 2M one at a gpa that is not
 //!   2M-aligned is left to the hardware (FAIL_INPUT). `access` takes a range (`size`, default
 //!   4 KiB): one access per 4 KiB page. `pvalidate.validate` defaults to true, `host_*.via` to
@@ -88,9 +90,9 @@ pub struct Scenario {
     pub vm: Vm,
     /// `[guest]`.
     pub guest: GuestConfig,
-    /// `[[step]]`s in file order (empty for a workload scenario).
+    /// `[[step]]`s in file order; they run before the workload, if there is one.
     pub steps: Vec<Step>,
-    /// `[workload]`, if the scenario has one instead of steps.
+    /// `[workload]`, if any.
     pub workload: Option<Workload>,
     /// `[expect]` (empty if absent).
     pub expect: Expectations,
@@ -116,7 +118,8 @@ pub struct Vm {
     pub policy: Policy,
     /// `backing`: in the gmem era, the private side.
     pub backing: Backing,
-    /// `shared_backing`: the VMA of the gmem era (default `thp`); `None` in the legacy era.
+    /// `shared_backing`: the VMA of the gmem era (always `Some` there, default `thp`); in the
+    /// legacy era as written, and without effect.
     pub shared_backing: Option<Backing>,
     /// `prefault_on_psc` (default true, as QEMU since 2024).
     pub prefault_on_psc: bool,
@@ -138,6 +141,15 @@ impl Vm {
     /// default (true for `gmem`, false for the legacy policies).
     pub fn npt_level_follows_rmp(&self) -> bool {
         self.npt_level_follows_rmp.unwrap_or(self.policy.default_npt_level_follows_rmp())
+    }
+
+    /// The backing of the VMM's VMA: `backing` in the legacy era (private and shared pages are
+    /// the same host pages), `shared_backing` in the gmem era.
+    pub fn vma_backing(&self) -> Backing {
+        match self.era() {
+            Era::Legacy => self.backing,
+            Era::Gmem => self.shared_backing.unwrap_or(Backing::Thp),
+        }
     }
 
     /// The memory era of the policy.

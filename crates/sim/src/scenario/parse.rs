@@ -93,11 +93,6 @@ impl<'a> Obj<'a> {
             cx.err(self.span, &path, ErrorKind::Missing, format!("required field missing in {place}"))
         })
     }
-
-    /// The span of a key, for errors about the entry as a whole.
-    fn key_span(&self, key: &str) -> Span {
-        self.table.get(key).map_or(self.span, |e| e.key_span)
-    }
 }
 
 impl<'a> Field<'a> {
@@ -234,14 +229,6 @@ pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
         None => Vec::new(),
     };
     let workload = opt(&top, "workload", |f| workload(&cx, f, &vm))?;
-    if top.opt("step").is_some() && workload.is_some() {
-        return Err(cx.err(
-            top.key_span("workload"),
-            "workload",
-            ErrorKind::Conflict,
-            "a scenario has either [[step]]s or a [workload], not both",
-        ));
-    }
     let expect = opt_or(&top, "expect", Expectations::default(), |f| expectations(&cx, f))?;
 
     Ok(Scenario { name, seed, machine, vm, guest, steps, workload, expect })
@@ -357,7 +344,7 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
     })?;
     let shared_backing = match policy.era() {
         Era::Gmem => Some(shared.unwrap_or(Backing::Thp)),
-        Era::Legacy => None,
+        Era::Legacy => shared,
     };
     let adversary = opt_or(&v, "adversary", Vec::new(), |f| adversary(cx, f))?;
     let step_budget = opt(&v, "step_budget", |f| f.int(cx, 1..=u64::MAX))?;

@@ -180,7 +180,7 @@ impl Rmp {
     /// PVALIDATE steps 3–4 (shared by RMPADJUST step 3, RMPQUERY and private accesses): the region
     /// is not in flight and the authoritative entry E is assigned, mutable, owned by `guest.asid`
     /// and bound to `gpa`'s frame. Returns E (as seen by this page) and the governing size, or
-    /// `None` for an RMP #NPF. A frame beyond the RMP has no entry, so it fails as unassigned.
+    /// `None` for an RMP #NPF. A frame beyond the RMP has no entry: it fails as unassigned.
     fn owned_entry(&self, guest: GuestContext, gpa: Gpa, pfn: Pfn) -> Option<(RmpEntryRaw, RmpPageSize)> {
         let (idx, _) = self.split(pfn);
         // PVALIDATE step 3 (Choice): the firmware's lock ASID 0x3FF in the aligned entry fails
@@ -251,7 +251,9 @@ impl Rmp {
         if new.assigned() {
             let bytes =
                 if new.page_size() { self.bytes_2m() } else { self.config.geometry.bytes(PageSize::Size4K) };
-            (1..=MAX_GUEST_ASID).contains(&new.asid()) && new.gpa() < RMP_GPA_LIMIT && new.gpa() % bytes == 0
+            (1..=MAX_GUEST_ASID).contains(&new.asid())
+                && new.gpa() < RMP_GPA_LIMIT
+                && new.gpa().is_multiple_of(bytes)
         } else {
             new.asid() == 0 && new.gpa() == 0 && !new.immutable()
         }
@@ -551,8 +553,8 @@ impl RmpModel for Rmp {
         if access.private {
             // Private (VeriSMo `check_access`), + ENC.
             let code = base.with_enc(true);
-            // In flight / ownership as PVALIDATE 3–4. A frame beyond the RMP has no entry and
-            // fails as unassigned.
+            // In flight / ownership as PVALIDATE 3–4. Choice (the docs are silent): a frame
+            // beyond the RMP has no entry, so no guest owns it and it fails as unassigned.
             let Some((e, entry_size)) = self.owned_entry(access.guest, access.gpa, access.pfn) else {
                 return GuestOutcome::Npf(code);
             };
@@ -579,6 +581,12 @@ impl RmpModel for Rmp {
             }
             GuestOutcome::Done(())
         } else {
+            // Choice (the docs are silent): a shared access to a frame beyond the RMP is not
+            // checked, as a host write to it (H6; `RmpConfig::pages`: "a DEFAULT page that no RMP
+            // check applies to"), even through a large leaf over a partial last region.
+            if !self.in_rmp(access.pfn) {
+                return GuestOutcome::Done(());
+            }
             // Shared: the page's own entry assigned ⇒ #NPF (KVM implicit conversion).
             if self.entry(access.pfn).lo.assigned() {
                 return GuestOutcome::Npf(base);

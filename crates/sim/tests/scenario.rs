@@ -404,7 +404,7 @@ fn wrong_types() {
     check(&e, 7, 10, Some("vm.policy"), ErrorKind::WrongType, "expected a string (one of: rfc-host-split");
     let e = err(&with("[step]\nop = \"psc\"\n"));
     check(&e, 9, 1, Some("step"), ErrorKind::WrongType, "expected an array of tables ([[step]])");
-    let e = err(&format!("vm = 1\nname = \"x\"\n[machine]\nhost_memory = 4096\n"));
+    let e = err("vm = 1\nname = \"x\"\n[machine]\nhost_memory = 4096\n");
     check(&e, 1, 6, Some("vm"), ErrorKind::WrongType, "expected a table ([vm]), found an integer");
     let e = err(&with("[expect]\nsigbus = true\n"));
     check(&e, 10, 10, Some("expect.sigbus"), ErrorKind::WrongType, "found a boolean");

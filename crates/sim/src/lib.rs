@@ -9,6 +9,7 @@
 //! design §8 ([`metrics`]) priced by [`cost`].
 
 pub mod cost;
+pub mod debate;
 pub mod engine;
 pub mod invariants;
 pub mod machine;

@@ -1,0 +1,51 @@
+//! `snpsim list`: what is built in, one line each.
+
+use snpsim_sim::debate::CLAIM_SCENARIOS;
+use snpsim_sim::scenario::{Backing, METRICS, Preset};
+
+fn backing_line(b: Backing) -> &'static str {
+    match b {
+        Backing::Anon4k => "anonymous memory, 4K host mappings only",
+        Backing::Thp => "transparent huge pages: 2M host mappings the host can split to 4K",
+        Backing::Hugetlbfs2m => "hugetlbfs 2M pages: never split",
+        Backing::Hugetlbfs1g => "hugetlbfs 1G pages: never split",
+        Backing::Gmem4k => "guest_memfd with 4K folios (upstream); shared side from shared_backing",
+        Backing::Gmem2m => "guest_memfd with 2M folios (THP RFC), split on partial invalidation",
+        Backing::Gmem1g => "guest_memfd with 1G folios (HugeTLB RFC), split on partial invalidation",
+    }
+}
+
+fn preset_line(p: Preset) -> &'static str {
+    match p {
+        Preset::Linux => "current Linux: 2M PSC over GHCB (64 entries), lazy acceptance, validation tracking",
+        Preset::Linux2021 => "Linux of the 2021 series: 4K PSC over the MSR protocol, eager acceptance",
+        Preset::CoconutSvsm => "COCONUT-SVSM: 2M PSC over GHCB (253 entries), eager, validation tracking",
+        Preset::OakStage0 => "Oak stage0: explicit 2M PSC then 2M PVALIDATE, eager, no tracking",
+    }
+}
+
+/// Print the lists.
+pub fn print() {
+    println!("Embedded scenarios:");
+    println!("  {:<52} the debate matrix: every policy x backing x guest granularity", "(default run)");
+    for (file, text) in CLAIM_SCENARIOS {
+        let name = text.lines().find_map(|l| l.strip_prefix("name = ")).unwrap_or("").trim_matches('"');
+        println!("  {file:<52} {name}");
+    }
+    println!("\nPolicies:");
+    for p in snpsim_kvm::policy::ALL {
+        println!("  {:<20} {}", p.name(), p.summary());
+    }
+    println!("\nBackings:");
+    for &b in Backing::ALL {
+        println!("  {:<20} {}", b.name(), backing_line(b));
+    }
+    println!("\nGuest presets:");
+    for &p in Preset::ALL {
+        println!("  {:<20} {}", p.name(), preset_line(p));
+    }
+    println!("\nMetrics (JSON keys; [expect] names):");
+    for m in METRICS {
+        println!("  {m}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Terminal tables, CSV and JSON for runs.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+use snpsim_sim::run::{ScenarioRun, metric_value};
+
+/// Columns of the terminal table: header and metric.
+const COLUMNS: &[(&str, &str)] = &[
+    ("rmp_npf", "rmp_npf"),
+    ("sizem", "rmp_npf_sizem"),
+    ("npf_exits", "exits.npf"),
+    ("host_splits", "host_splits"),
+    ("needless", "host_splits_needless"),
+    ("npt_demote", "npt_demotions"),
+    ("psmash", "psmash"),
+    ("sigbus", "sigbus"),
+    ("efault", "efault"),
+    ("lost", "data_loss_pages"),
+    ("FN", "false_negatives"),
+];
+
+fn num(x: f64) -> String {
+    // `+ 0.0` turns the -0.0 an empty float sum yields into 0.
+    let x = x + 0.0;
+    if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.3}") }
+}
+
+/// A fixed-width table, one row per run.
+pub fn render(runs: &[ScenarioRun], with_name: bool) -> String {
+    let mut header: Vec<String> = Vec::new();
+    if with_name {
+        header.push("scenario".into());
+    }
+    header.extend(["policy", "backing", "gran", "outcome"].map(String::from));
+    header.extend(COLUMNS.iter().map(|(h, _)| (*h).to_string()));
+    header.extend(["2M+ cover", "sim_time"].map(String::from));
+    let mut rows = vec![header];
+    for r in runs {
+        let m = &r.result.metrics;
+        let mut row = Vec::new();
+        if with_name {
+            let name: String = r.name.chars().take(44).collect();
+            row.push(name);
+        }
+        row.push(r.policy.to_string());
+        row.push(r.backing.to_string());
+        row.push(r.granularity.to_string());
+        row.push(if r.passed() {
+            r.result.outcome.name().to_string()
+        } else {
+            format!("{}!", r.result.outcome)
+        });
+        for (_, key) in COLUMNS {
+            row.push(num(metric_value(m, key).unwrap_or(0.0)));
+        }
+        row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
+        row.push(format!("{:.1}us", m.sim_time_ns as f64 / 1000.0));
+        rows.push(row);
+    }
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| {
+                let left = c < if with_name { 5 } else { 4 };
+                if left { format!("{cell:<w$}") } else { format!("{cell:>w$}") }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        if i == 0 {
+            let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+        }
+    }
+    out
+}
+
+/// The design §11 JSON document: one object per run.
+pub fn json(runs: &[ScenarioRun]) -> Value {
+    Value::Array(
+        runs.iter()
+            .map(|r| {
+                json!({
+                    "scenario": r.name,
+                    "policy": r.policy,
+                    "backing": r.backing,
+                    "granularity": r.granularity,
+                    "outcome": r.result.outcome.name(),
+                    "reason": r.result.reason,
+                    "metrics": r.result.metrics,
+                    "violations": r.result.violations,
+                    "failures": r.failures,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, x, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// CSV with every metric as a column (nested ones dotted).
+pub fn csv(runs: &[ScenarioRun]) -> String {
+    let mut out = String::new();
+    let mut header_done = false;
+    for r in runs {
+        let mut cols = Vec::new();
+        flatten("", &serde_json::to_value(&r.result.metrics).unwrap_or(Value::Null), &mut cols);
+        if !header_done {
+            let names: Vec<String> = cols.iter().map(|(k, _)| csv_field(k)).collect();
+            let _ = writeln!(out, "scenario,policy,backing,granularity,outcome,{}", names.join(","));
+            header_done = true;
+        }
+        let vals: Vec<String> = cols.iter().map(|(_, v)| csv_field(v)).collect();
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            csv_field(&r.name),
+            r.policy,
+            r.backing,
+            r.granularity,
+            r.result.outcome,
+            vals.join(",")
+        );
+    }
+    out
+}

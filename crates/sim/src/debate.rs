@@ -1,0 +1,326 @@
+//! The embedded default run: the 2021 debate as a matrix of policy × backing × guest granularity
+//! on one workload, plus the dedicated claim scenarios of `examples/debate/`, and a verdict per
+//! claim of the seed computed from the runs.
+
+use crate::engine::{CheckMode, SimError};
+use crate::run::{ScenarioRun, metric_value, run_scenario};
+use crate::scenario::{Backing, Granularity, Policy, ScenarioError, parse_scenario};
+
+/// The claim scenarios, embedded from `examples/debate/` (file name, text).
+pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
+    (
+        "examples/debate/07-npt-demote-hugetlbfs-1g-minimal.toml",
+        include_str!("../../../examples/debate/07-npt-demote-hugetlbfs-1g-minimal.toml"),
+    ),
+    (
+        "examples/debate/10-recoalesce-naive.toml",
+        include_str!("../../../examples/debate/10-recoalesce-naive.toml"),
+    ),
+    (
+        "examples/debate/11-recoalesce-save-restore.toml",
+        include_str!("../../../examples/debate/11-recoalesce-save-restore.toml"),
+    ),
+    (
+        "examples/debate/12-gmem-4k-no-prefault.toml",
+        include_str!("../../../examples/debate/12-gmem-4k-no-prefault.toml"),
+    ),
+    (
+        "examples/debate/13-gmem-4k-prefault.toml",
+        include_str!("../../../examples/debate/13-gmem-4k-prefault.toml"),
+    ),
+];
+
+/// The matrix workload for one policy, backing and granularity: a guest accepts 64 MiB, writes
+/// data, shares a driver buffer of one granule (4 KiB or 2 MiB), writes private memory next to
+/// it, lets the VMM and the kernel (get/put_user) write the buffer, reads its data back and
+/// writes the buffer itself.
+pub fn matrix_scenario(policy: Policy, backing: Backing, granularity: Granularity) -> String {
+    let (buf, next) = match granularity {
+        Granularity::Size4K => ("4KiB", "0x401000"),
+        Granularity::Size2M => ("2MiB", "0x600000"),
+    };
+    let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
+    format!(
+        r#"name = "debate matrix"
+seed = 1
+
+[machine]
+host_memory = "4GiB"
+
+[vm]
+memory = "1GiB"
+policy = "{policy}"
+backing = "{backing}"
+{shared}
+[guest]
+psc_granularity = "{granularity}"
+
+[[step]]
+op = "accept"
+gpa = "0x0"
+size = "64MiB"
+
+[[step]]
+op = "access"
+gpa = "0x200000"
+size = "16KiB"
+kind = "write"
+
+[[step]]
+op = "psc"
+gpa = "0x400000"
+size = "{buf}"
+to = "shared"
+
+[[step]]
+op = "access"
+gpa = "{next}"
+kind = "write"
+
+[[step]]
+op = "host_write"
+gpa = "0x400000"
+via = "vmm"
+
+[[step]]
+op = "host_write"
+gpa = "0x400000"
+via = "uaccess"
+
+[[step]]
+op = "access"
+gpa = "0x200000"
+size = "16KiB"
+kind = "read"
+
+[[step]]
+op = "access"
+gpa = "0x400000"
+kind = "write"
+private = false
+"#,
+        policy = policy.name(),
+        backing = backing.name(),
+        granularity = granularity.name(),
+    )
+}
+
+/// Every (policy, backing, granularity) of the matrix, in report order: each policy with every
+/// backing of its era.
+pub fn matrix() -> Vec<(Policy, Backing, Granularity)> {
+    let mut out = Vec::new();
+    for &p in Policy::ALL {
+        for b in Backing::of_era(p.era()) {
+            for &g in Granularity::ALL {
+                out.push((p, b, g));
+            }
+        }
+    }
+    out
+}
+
+/// Errors of the embedded suite (a bug in snpsim if they ever happen).
+#[derive(Debug, thiserror::Error)]
+pub enum DebateError {
+    /// An embedded scenario does not parse.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// An embedded scenario cannot be built.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+/// The runs of the default suite.
+#[derive(Debug)]
+pub struct Debate {
+    /// The matrix runs, in [`matrix`] order.
+    pub matrix: Vec<ScenarioRun>,
+    /// The claim scenario runs, in [`CLAIM_SCENARIOS`] order.
+    pub claims: Vec<ScenarioRun>,
+}
+
+/// Run the whole default suite.
+pub fn run_debate(check: CheckMode) -> Result<Debate, DebateError> {
+    let mut matrix_runs = Vec::new();
+    for (p, b, g) in matrix() {
+        let text = matrix_scenario(p, b, g);
+        let s = parse_scenario(&format!("<embedded {}/{}/{}>", p.name(), b.name(), g.name()), &text)?;
+        matrix_runs.push(run_scenario(&s, check)?);
+    }
+    let mut claims = Vec::new();
+    for (file, text) in CLAIM_SCENARIOS {
+        claims.push(run_scenario(&parse_scenario(file, text)?, check)?);
+    }
+    Ok(Debate { matrix: matrix_runs, claims })
+}
+
+/// A claim of the seed and whether the runs support it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The claim.
+    pub claim: &'static str,
+    /// Whether every run that bears on it agrees.
+    pub supported: bool,
+    /// The numbers that show it.
+    pub evidence: String,
+}
+
+impl Debate {
+    fn row(&self, policy: Policy, backing: Backing, g: Granularity) -> Option<&ScenarioRun> {
+        self.matrix
+            .iter()
+            .find(|r| r.policy == policy.name() && r.backing == backing.name() && r.granularity == g.name())
+    }
+
+    fn claim_run(&self, file_part: &str) -> Option<&ScenarioRun> {
+        CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(file_part)).and_then(|i| self.claims.get(i))
+    }
+
+    /// The verdict on each claim of the seed (DEVELOPERS.md, "The mission").
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        use Backing::{Gmem1g, Gmem2m, Gmem4k, Hugetlbfs1g, Hugetlbfs2m, Thp};
+        use Granularity::{Size2M, Size4K};
+        use Policy::{FailPscHugetlbfs, Gmem, NptDemote, RefuseHugetlbfs, RfcHostSplit};
+        let m = |r: Option<&ScenarioRun>, k: &str| {
+            r.and_then(|r| metric_value(&r.result.metrics, k)).unwrap_or(f64::NAN)
+        };
+        let o = |r: Option<&ScenarioRun>| r.map_or("missing", |r| r.result.outcome.name());
+        let mut v = Vec::new();
+
+        let thp = self.row(RfcHostSplit, Thp, Size4K);
+        let h2 = self.row(RfcHostSplit, Hugetlbfs2m, Size4K);
+        let h1 = self.row(RfcHostSplit, Hugetlbfs1g, Size4K);
+        v.push(Verdict {
+            claim: "the RFC's host walk splits host pages the fault did not need on THP, and cannot resolve it on hugetlbfs",
+            supported: m(thp, "host_splits_needless") > 0.0 && o(h2) == "vm_error" && o(h1) == "vm_error",
+            evidence: format!(
+                "rfc-host-split, 4K guest: THP {} needless host splits; hugetlbfs-2m {}, hugetlbfs-1g {}",
+                m(thp, "host_splits_needless"),
+                o(h2),
+                o(h1)
+            ),
+        });
+
+        let rows: Vec<_> = [Hugetlbfs2m, Hugetlbfs1g]
+            .into_iter()
+            .flat_map(|b| [Size4K, Size2M].map(move |g| (b, g)))
+            .map(|(b, g)| (self.row(RefuseHugetlbfs, b, g), self.row(FailPscHugetlbfs, b, g)))
+            .collect();
+        v.push(Verdict {
+            claim: "refusing hugetlbfs at registration rejects the VM; failing the PSC terminates a Linux guest",
+            supported: rows.iter().all(|(r, f)| o(*r) == "vm_rejected" && o(*f) == "guest_terminated"),
+            evidence: format!(
+                "hugetlbfs rows: refuse-hugetlbfs {}; fail-psc-hugetlbfs {}",
+                rows.iter().map(|(r, _)| o(*r)).collect::<Vec<_>>().join("/"),
+                rows.iter().map(|(_, f)| o(*f)).collect::<Vec<_>>().join("/")
+            ),
+        });
+
+        let demote: Vec<_> = [Thp, Hugetlbfs2m, Hugetlbfs1g]
+            .into_iter()
+            .map(|b| (b, self.row(NptDemote, b, Size4K)))
+            .collect();
+        let minimal = self.claim_run("07-");
+        v.push(Verdict {
+            claim: "npt-demote resolves the same faults with no needless host split on THP and hugetlbfs 2M/1G, demoting a 1G leaf minimally",
+            supported: demote.iter().all(|(_, r)| {
+                o(*r) == "completed" && m(*r, "host_splits_needless") == 0.0 && m(*r, "rmp_npf_sizem") > 0.0 && m(*r, "npt_demotions") > 0.0
+            }) && m(minimal, "npt_demotions.1g_2m") == 1.0
+                && m(minimal, "npt_demotions_needless") == 0.0
+                && m(minimal, "npt_coverage.2m") > 0.99,
+            evidence: format!(
+                "npt-demote, 4K guest: {}; 1G scenario: 1g_2m {} 2m_4k {}, needless {}, 2M coverage {:.3}",
+                demote
+                    .iter()
+                    .map(|(b, r)| {
+                        format!(
+                            "{} {} ({} SIZEM faults, {} demotions, {} needless host splits)",
+                            b.name(),
+                            o(*r),
+                            m(*r, "rmp_npf_sizem"),
+                            m(*r, "npt_demotions"),
+                            m(*r, "host_splits_needless")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                m(minimal, "npt_demotions.1g_2m"),
+                m(minimal, "npt_demotions.2m_4k"),
+                m(minimal, "npt_demotions_needless"),
+                m(minimal, "npt_coverage.2m")
+            ),
+        });
+
+        let hw = self.row(NptDemote, Hugetlbfs2m, Size4K);
+        v.push(Verdict {
+            claim: "host writes (VMM and get/put_user) to a hugetlbfs page holding a private 4K page still fail under npt-demote",
+            supported: m(hw, "sigbus") > 0.0 && m(hw, "efault") > 0.0,
+            evidence: format!("npt-demote, hugetlbfs-2m, 4K guest: {} SIGBUS, {} -EFAULT", m(hw, "sigbus"), m(hw, "efault")),
+        });
+
+        let ok: Vec<_> = [RfcHostSplit, NptDemote]
+            .into_iter()
+            .flat_map(|p| [Hugetlbfs2m, Hugetlbfs1g].map(move |b| (p, b)))
+            .map(|(p, b)| self.row(p, b, Size2M))
+            .collect();
+        let stopped: Vec<_> = [RefuseHugetlbfs, FailPscHugetlbfs]
+            .into_iter()
+            .map(|p| self.row(p, Hugetlbfs2m, Size2M))
+            .collect();
+        v.push(Verdict {
+            claim: "a guest changing page state in 2M chunks never hits an RMP violation on hugetlbfs, yet refusing hugetlbfs stops it anyway",
+            supported: ok.iter().all(|r| o(*r) == "completed" && m(*r, "rmp_npf") == 0.0)
+                && stopped.iter().all(|r| o(*r) != "completed"),
+            evidence: format!(
+                "2M guest on hugetlbfs: rfc-host-split/npt-demote {} with {} RMP #NPFs; refuse-hugetlbfs {}, fail-psc-hugetlbfs {}",
+                ok.iter().map(|r| o(*r)).collect::<Vec<_>>().join("/"),
+                ok.iter().map(|r| m(*r, "rmp_npf")).sum::<f64>(),
+                o(stopped[0]),
+                o(stopped[1])
+            ),
+        });
+
+        let naive = self.claim_run("10-");
+        let saved = self.claim_run("11-");
+        v.push(Verdict {
+            claim: "PSMASH is one-way: regaining the 2M entry needs a whole-2M PVALIDATE, and re-coalescing without saving loses data",
+            supported: m(naive, "psmash") > 0.0
+                && m(naive, "recoalesced") == 1.0
+                && m(naive, "data_loss_pages") > 0.0
+                && m(saved, "data_loss_pages") == 0.0,
+            evidence: format!(
+                "naive: {} pages lost; save-restore: {} lost",
+                m(naive, "data_loss_pages"),
+                m(saved, "data_loss_pages")
+            ),
+        });
+
+        let gmem_rows: Vec<_> = [Gmem4k, Gmem2m, Gmem1g]
+            .into_iter()
+            .flat_map(|b| [Size4K, Size2M].map(move |g| self.row(Gmem, b, g)))
+            .collect();
+        let host_faults: f64 = gmem_rows.iter().map(|r| m(*r, "sigbus") + m(*r, "efault")).sum();
+        let (np, p) = (self.claim_run("12-"), self.claim_run("13-"));
+        v.push(Verdict {
+            claim: "gmem never faults the host; with 4K folios it takes about 1024 #NPF exits per 4 MiB accepted unless the VMM pre-faults",
+            supported: host_faults == 0.0 && m(np, "exits.npf") >= 1024.0 && m(p, "exits.npf") <= 4.0,
+            evidence: format!(
+                "gmem rows: {host_faults} host faults; 4 MiB accept on gmem-4k: {} #NPF exits without prefault, {} with",
+                m(np, "exits.npf"),
+                m(p, "exits.npf")
+            ),
+        });
+
+        let fns: f64 = self.matrix.iter().chain(&self.claims).map(|r| m(Some(r), "false_negatives")).sum();
+        let bad: usize = self.matrix.iter().chain(&self.claims).map(|r| r.result.violations.len()).sum();
+        v.push(Verdict {
+            claim: "no access was wrongly allowed and no invariant broke, under any policy",
+            supported: fns == 0.0 && bad == 0,
+            evidence: format!(
+                "{fns} false negatives, {bad} invariant violations over {} runs",
+                self.matrix.len() + self.claims.len()
+            ),
+        });
+        v
+    }
+}

@@ -12,6 +12,5 @@ pub mod rmp;
 
 pub use geometry::Geometry;
 pub use model::{
-    AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel,
-    RmpQueryResult,
+    AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };

@@ -6,8 +6,8 @@
 //! the rules written down, with their sources, in `docs/semantics.md` ("Hardware").
 
 use snpsim_defs::{
-    Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry,
-    RmpEntryRaw, RmpPageSize, SvmExitCode, VmplPerms,
+    Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpEntryRaw,
+    RmpPageSize, SvmExitCode, VmplPerms,
 };
 
 use crate::Geometry;
@@ -156,7 +156,13 @@ pub trait RmpModel: core::fmt::Debug {
     ) -> GuestOutcome<()>;
 
     /// RMPQUERY (guest): read the permissions of `target_vmpl` on the page.
-    fn rmpquery(&self, guest: GuestContext, gpa: Gpa, pfn: Pfn, target_vmpl: u8) -> GuestOutcome<RmpQueryResult>;
+    fn rmpquery(
+        &self,
+        guest: GuestContext,
+        gpa: Gpa,
+        pfn: Pfn,
+        target_vmpl: u8,
+    ) -> GuestOutcome<RmpQueryResult>;
 
     /// RMPREAD (host): the architectural view of the entry for `pfn`.
     fn rmpread(&self, pfn: Pfn) -> Result<RmpArchEntry, ReturnCode>;

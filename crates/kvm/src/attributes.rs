@@ -20,7 +20,7 @@ impl MemoryAttributes {
 
     /// Whether `gfn` is private.
     pub fn is_private(&self, gfn: Gfn) -> bool {
-        !self.shared.range(..=gfn.raw()).next_back().is_some_and(|(_, &end)| gfn.raw() < end)
+        self.shared.range(..=gfn.raw()).next_back().is_none_or(|(_, &end)| gfn.raw() >= end)
     }
 
     /// `Some(private)` if every GFN of `start..start + pages` has the same attribute, else `None`

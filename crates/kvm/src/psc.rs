@@ -63,7 +63,7 @@ pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, mut apply: impl FnMu
     while idx <= end {
         let e = buf.entries[usize::from(idx)];
         let n = npages(&e);
-        if u64::from(e.cur_page()) > n || e.gfn() % n != 0 {
+        if u64::from(e.cur_page()) > n || !e.gfn().is_multiple_of(n) {
             return VMGEXIT_PSC_ERROR_INVALID_ENTRY;
         }
         if u64::from(e.cur_page()) == n {
@@ -101,7 +101,7 @@ pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, mut apply: impl FnMu
                 {
                     break;
                 }
-                if next.gfn() % npages(&next) != 0 {
+                if !next.gfn().is_multiple_of(npages(&next)) {
                     break;
                 }
                 range.pages += npages(&next);

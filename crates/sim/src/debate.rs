@@ -165,6 +165,19 @@ pub struct Verdict {
     pub evidence: String,
 }
 
+fn m(r: Option<&ScenarioRun>, key: &str) -> f64 {
+    r.and_then(|r| metric_value(&r.result.metrics, key)).unwrap_or(f64::NAN)
+}
+
+fn o(r: Option<&ScenarioRun>) -> &'static str {
+    r.map_or("missing", |r| r.result.outcome.name())
+}
+
+/// Whether a count metric equals `n` (counts are small integers, exact in an `f64`).
+fn is(r: Option<&ScenarioRun>, key: &str, n: u32) -> bool {
+    m(r, key).to_bits() == f64::from(n).to_bits()
+}
+
 impl Debate {
     fn row(&self, policy: Policy, backing: Backing, g: Granularity) -> Option<&ScenarioRun> {
         self.matrix
@@ -178,19 +191,23 @@ impl Debate {
 
     /// The verdict on each claim of the seed (DEVELOPERS.md, "The mission").
     pub fn verdicts(&self) -> Vec<Verdict> {
-        use Backing::{Gmem1g, Gmem2m, Gmem4k, Hugetlbfs1g, Hugetlbfs2m, Thp};
-        use Granularity::{Size2M, Size4K};
-        use Policy::{FailPscHugetlbfs, Gmem, NptDemote, RefuseHugetlbfs, RfcHostSplit};
-        let m = |r: Option<&ScenarioRun>, k: &str| {
-            r.and_then(|r| metric_value(&r.result.metrics, k)).unwrap_or(f64::NAN)
-        };
-        let o = |r: Option<&ScenarioRun>| r.map_or("missing", |r| r.result.outcome.name());
-        let mut v = Vec::new();
+        vec![
+            self.rfc_host_split(),
+            self.refusals(),
+            self.npt_demote(),
+            self.host_writes(),
+            self.two_meg_guest(),
+            self.recoalescing(),
+            self.gmem(),
+            self.soundness(),
+        ]
+    }
 
-        let thp = self.row(RfcHostSplit, Thp, Size4K);
-        let h2 = self.row(RfcHostSplit, Hugetlbfs2m, Size4K);
-        let h1 = self.row(RfcHostSplit, Hugetlbfs1g, Size4K);
-        v.push(Verdict {
+    fn rfc_host_split(&self) -> Verdict {
+        let thp = self.row(Policy::RfcHostSplit, Backing::Thp, Granularity::Size4K);
+        let h2 = self.row(Policy::RfcHostSplit, Backing::Hugetlbfs2m, Granularity::Size4K);
+        let h1 = self.row(Policy::RfcHostSplit, Backing::Hugetlbfs1g, Granularity::Size4K);
+        Verdict {
             claim: "the RFC's host walk splits host pages the fault did not need on THP, and cannot resolve it on hugetlbfs",
             supported: m(thp, "host_splits_needless") > 0.0 && o(h2) == "vm_error" && o(h1) == "vm_error",
             evidence: format!(
@@ -199,14 +216,16 @@ impl Debate {
                 o(h2),
                 o(h1)
             ),
-        });
+        }
+    }
 
-        let rows: Vec<_> = [Hugetlbfs2m, Hugetlbfs1g]
+    fn refusals(&self) -> Verdict {
+        let rows: Vec<_> = [Backing::Hugetlbfs2m, Backing::Hugetlbfs1g]
             .into_iter()
-            .flat_map(|b| [Size4K, Size2M].map(move |g| (b, g)))
-            .map(|(b, g)| (self.row(RefuseHugetlbfs, b, g), self.row(FailPscHugetlbfs, b, g)))
+            .flat_map(|b| [Granularity::Size4K, Granularity::Size2M].map(move |g| (b, g)))
+            .map(|(b, g)| (self.row(Policy::RefuseHugetlbfs, b, g), self.row(Policy::FailPscHugetlbfs, b, g)))
             .collect();
-        v.push(Verdict {
+        Verdict {
             claim: "refusing hugetlbfs at registration rejects the VM; failing the PSC terminates a Linux guest",
             supported: rows.iter().all(|(r, f)| o(*r) == "vm_rejected" && o(*f) == "guest_terminated"),
             evidence: format!(
@@ -214,62 +233,74 @@ impl Debate {
                 rows.iter().map(|(r, _)| o(*r)).collect::<Vec<_>>().join("/"),
                 rows.iter().map(|(_, f)| o(*f)).collect::<Vec<_>>().join("/")
             ),
-        });
+        }
+    }
 
-        let demote: Vec<_> = [Thp, Hugetlbfs2m, Hugetlbfs1g]
+    fn npt_demote(&self) -> Verdict {
+        let demote: Vec<_> = [Backing::Thp, Backing::Hugetlbfs2m, Backing::Hugetlbfs1g]
             .into_iter()
-            .map(|b| (b, self.row(NptDemote, b, Size4K)))
+            .map(|b| (b, self.row(Policy::NptDemote, b, Granularity::Size4K)))
             .collect();
         let minimal = self.claim_run("07-");
-        v.push(Verdict {
+        let rows_ok = demote.iter().all(|(_, r)| {
+            o(*r) == "completed"
+                && is(*r, "host_splits_needless", 0)
+                && m(*r, "rmp_npf_sizem") > 0.0
+                && m(*r, "npt_demotions") > 0.0
+        });
+        let minimal_ok = is(minimal, "npt_demotions.1g_2m", 1)
+            && is(minimal, "npt_demotions_needless", 0)
+            && m(minimal, "npt_coverage.2m") > 0.99;
+        let rows = demote.iter().map(|(b, r)| {
+            format!(
+                "{} {} ({} SIZEM faults, {} demotions, {} needless host splits)",
+                b.name(),
+                o(*r),
+                m(*r, "rmp_npf_sizem"),
+                m(*r, "npt_demotions"),
+                m(*r, "host_splits_needless")
+            )
+        });
+        Verdict {
             claim: "npt-demote resolves the same faults with no needless host split on THP and hugetlbfs 2M/1G, demoting a 1G leaf minimally",
-            supported: demote.iter().all(|(_, r)| {
-                o(*r) == "completed" && m(*r, "host_splits_needless") == 0.0 && m(*r, "rmp_npf_sizem") > 0.0 && m(*r, "npt_demotions") > 0.0
-            }) && m(minimal, "npt_demotions.1g_2m") == 1.0
-                && m(minimal, "npt_demotions_needless") == 0.0
-                && m(minimal, "npt_coverage.2m") > 0.99,
+            supported: rows_ok && minimal_ok,
             evidence: format!(
                 "npt-demote, 4K guest: {}; 1G scenario: 1g_2m {} 2m_4k {}, needless {}, 2M coverage {:.3}",
-                demote
-                    .iter()
-                    .map(|(b, r)| {
-                        format!(
-                            "{} {} ({} SIZEM faults, {} demotions, {} needless host splits)",
-                            b.name(),
-                            o(*r),
-                            m(*r, "rmp_npf_sizem"),
-                            m(*r, "npt_demotions"),
-                            m(*r, "host_splits_needless")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                rows.collect::<Vec<_>>().join(", "),
                 m(minimal, "npt_demotions.1g_2m"),
                 m(minimal, "npt_demotions.2m_4k"),
                 m(minimal, "npt_demotions_needless"),
                 m(minimal, "npt_coverage.2m")
             ),
-        });
+        }
+    }
 
-        let hw = self.row(NptDemote, Hugetlbfs2m, Size4K);
-        v.push(Verdict {
+    fn host_writes(&self) -> Verdict {
+        let hw = self.row(Policy::NptDemote, Backing::Hugetlbfs2m, Granularity::Size4K);
+        Verdict {
             claim: "host writes (VMM and get/put_user) to a hugetlbfs page holding a private 4K page still fail under npt-demote",
             supported: m(hw, "sigbus") > 0.0 && m(hw, "efault") > 0.0,
-            evidence: format!("npt-demote, hugetlbfs-2m, 4K guest: {} SIGBUS, {} -EFAULT", m(hw, "sigbus"), m(hw, "efault")),
-        });
+            evidence: format!(
+                "npt-demote, hugetlbfs-2m, 4K guest: {} SIGBUS, {} -EFAULT",
+                m(hw, "sigbus"),
+                m(hw, "efault")
+            ),
+        }
+    }
 
-        let ok: Vec<_> = [RfcHostSplit, NptDemote]
+    fn two_meg_guest(&self) -> Verdict {
+        let ok: Vec<_> = [Policy::RfcHostSplit, Policy::NptDemote]
             .into_iter()
-            .flat_map(|p| [Hugetlbfs2m, Hugetlbfs1g].map(move |b| (p, b)))
-            .map(|(p, b)| self.row(p, b, Size2M))
+            .flat_map(|p| [Backing::Hugetlbfs2m, Backing::Hugetlbfs1g].map(move |b| (p, b)))
+            .map(|(p, b)| self.row(p, b, Granularity::Size2M))
             .collect();
-        let stopped: Vec<_> = [RefuseHugetlbfs, FailPscHugetlbfs]
+        let stopped: Vec<_> = [Policy::RefuseHugetlbfs, Policy::FailPscHugetlbfs]
             .into_iter()
-            .map(|p| self.row(p, Hugetlbfs2m, Size2M))
+            .map(|p| self.row(p, Backing::Hugetlbfs2m, Granularity::Size2M))
             .collect();
-        v.push(Verdict {
+        Verdict {
             claim: "a guest changing page state in 2M chunks never hits an RMP violation on hugetlbfs, yet refusing hugetlbfs stops it anyway",
-            supported: ok.iter().all(|r| o(*r) == "completed" && m(*r, "rmp_npf") == 0.0)
+            supported: ok.iter().all(|r| o(*r) == "completed" && is(*r, "rmp_npf", 0))
                 && stopped.iter().all(|r| o(*r) != "completed"),
             evidence: format!(
                 "2M guest on hugetlbfs: rfc-host-split/npt-demote {} with {} RMP #NPFs; refuse-hugetlbfs {}, fail-psc-hugetlbfs {}",
@@ -278,30 +309,36 @@ impl Debate {
                 o(stopped[0]),
                 o(stopped[1])
             ),
-        });
+        }
+    }
 
+    fn recoalescing(&self) -> Verdict {
         let naive = self.claim_run("10-");
         let saved = self.claim_run("11-");
-        v.push(Verdict {
+        Verdict {
             claim: "PSMASH is one-way: regaining the 2M entry needs a whole-2M PVALIDATE, and re-coalescing without saving loses data",
             supported: m(naive, "psmash") > 0.0
-                && m(naive, "recoalesced") == 1.0
+                && is(naive, "recoalesced", 1)
                 && m(naive, "data_loss_pages") > 0.0
-                && m(saved, "data_loss_pages") == 0.0,
+                && is(saved, "data_loss_pages", 0),
             evidence: format!(
                 "naive: {} pages lost; save-restore: {} lost",
                 m(naive, "data_loss_pages"),
                 m(saved, "data_loss_pages")
             ),
-        });
+        }
+    }
 
-        let gmem_rows: Vec<_> = [Gmem4k, Gmem2m, Gmem1g]
+    fn gmem(&self) -> Verdict {
+        let rows: Vec<_> = [Backing::Gmem4k, Backing::Gmem2m, Backing::Gmem1g]
             .into_iter()
-            .flat_map(|b| [Size4K, Size2M].map(move |g| self.row(Gmem, b, g)))
+            .flat_map(|b| {
+                [Granularity::Size4K, Granularity::Size2M].map(move |g| self.row(Policy::Gmem, b, g))
+            })
             .collect();
-        let host_faults: f64 = gmem_rows.iter().map(|r| m(*r, "sigbus") + m(*r, "efault")).sum();
+        let host_faults: f64 = rows.iter().map(|r| m(*r, "sigbus") + m(*r, "efault")).sum();
         let (np, p) = (self.claim_run("12-"), self.claim_run("13-"));
-        v.push(Verdict {
+        Verdict {
             claim: "gmem never faults the host; with 4K folios it takes about 1024 #NPF exits per 4 MiB accepted unless the VMM pre-faults",
             supported: host_faults == 0.0 && m(np, "exits.npf") >= 1024.0 && m(p, "exits.npf") <= 4.0,
             evidence: format!(
@@ -309,18 +346,20 @@ impl Debate {
                 m(np, "exits.npf"),
                 m(p, "exits.npf")
             ),
-        });
+        }
+    }
 
-        let fns: f64 = self.matrix.iter().chain(&self.claims).map(|r| m(Some(r), "false_negatives")).sum();
-        let bad: usize = self.matrix.iter().chain(&self.claims).map(|r| r.result.violations.len()).sum();
-        v.push(Verdict {
+    fn soundness(&self) -> Verdict {
+        let runs = || self.matrix.iter().chain(&self.claims);
+        let fns: f64 = runs().map(|r| m(Some(r), "false_negatives")).sum();
+        let bad: usize = runs().map(|r| r.result.violations.len()).sum();
+        Verdict {
             claim: "no access was wrongly allowed and no invariant broke, under any policy",
             supported: fns == 0.0 && bad == 0,
             evidence: format!(
                 "{fns} false negatives, {bad} invariant violations over {} runs",
                 self.matrix.len() + self.claims.len()
             ),
-        });
-        v
+        }
     }
 }

@@ -141,7 +141,7 @@ impl Machine {
             if entry.0 == 2 {
                 self.findings
                     .violations
-                    .push(format!("invariant 6: frame {:#x} validated twice since it was assigned", p));
+                    .push(format!("invariant 6: frame {p:#x} validated twice since it was assigned"));
             }
         }
     }

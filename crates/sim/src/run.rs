@@ -139,7 +139,7 @@ pub fn actions(s: &Scenario) -> Vec<Action> {
                 }
             }
             StepOp::Recoalesce { gpa, mode } => {
-                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: recoalesce(*mode) })
+                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: recoalesce(*mode) });
             }
             StepOp::HostWrite { gpa, via: v } => out.push(Action::HostWrite { gpa: *gpa, via: via(*v) }),
             StepOp::HostRead { gpa, via: v } => out.push(Action::HostRead { gpa: *gpa, via: via(*v) }),

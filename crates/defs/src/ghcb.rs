@@ -7,9 +7,9 @@
 
 use bitfield_struct::bitfield;
 
-/// GHCBData[11:0] of an MSR-protocol page-state-change request.
+/// Bits 11:0 of GHCBData in an MSR-protocol page-state-change request.
 pub const GHCB_MSR_PSC_REQ: u16 = 0x014;
-/// GHCBData[11:0] of an MSR-protocol page-state-change response.
+/// Bits 11:0 of GHCBData in an MSR-protocol page-state-change response.
 pub const GHCB_MSR_PSC_RESP: u16 = 0x015;
 /// Most entries one NAE page-state-change request may hold (8 + 253 × 8 bytes fit the 2 KiB GHCB
 /// shared buffer). Linux `VMGEXIT_PSC_MAX_COUNT`.
@@ -74,7 +74,7 @@ impl PscOp {
 #[bitfield(u64)]
 #[derive(PartialEq, Eq, Hash)]
 pub struct GhcbMsrPscRequest {
-    /// Bits 11:0: [`GHCB_MSR_PSC_REQ`].
+    /// Bits 11..0: [`GHCB_MSR_PSC_REQ`].
     #[bits(12)]
     pub info: u16,
     /// Bits 51:12: the guest frame number.
@@ -91,7 +91,7 @@ pub struct GhcbMsrPscRequest {
 #[bitfield(u64)]
 #[derive(PartialEq, Eq, Hash)]
 pub struct GhcbMsrPscResponse {
-    /// Bits 11:0: [`GHCB_MSR_PSC_RESP`].
+    /// Bits 11..0: [`GHCB_MSR_PSC_RESP`].
     #[bits(12)]
     pub info: u16,
     #[bits(20)]

@@ -115,7 +115,8 @@ impl Machine {
         let bad = if private {
             let gpa_ok = gpa.is_none_or(|g| own.gpa() == g.gfn().gpa().raw());
             let npt_larger = size >= PageSize::Size2M && !large;
-            !own.assigned() || own.asid() != u32::from(self.asid) || !gpa_ok || npt_larger
+            let validated = self.rmp.raw_entry(pfn).is_some_and(|r| r.lo.validated());
+            !own.assigned() || own.asid() != u32::from(self.asid) || !gpa_ok || npt_larger || !validated
         } else {
             own.assigned() || (size >= PageSize::Size2M && own.hpage_region_status())
         };

@@ -147,6 +147,16 @@ impl Guest {
         self.validated.contains(gfn.raw())
     }
 
+    /// The runs of pages the guest believes validated.
+    pub fn validated_set(&self) -> &RangeSet {
+        &self.validated
+    }
+
+    /// The pages the guest holds data in, with the version it last wrote there.
+    pub fn held_pages(&self) -> impl Iterator<Item = (Gfn, u64)> + '_ {
+        self.holding.iter().map(|(&g, &v)| (Gfn(g), v))
+    }
+
     /// Pages the guest believes validated.
     pub fn validated_pages(&self) -> u64 {
         self.validated.len()

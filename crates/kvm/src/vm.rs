@@ -56,7 +56,7 @@ pub struct KvmConfig {
 
 /// KVM's state for one SNP VM whose single memslot maps GFN 0.. onto the VMM's VMA (and, in the
 /// gmem era, onto guest_memfd for private GFNs).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Kvm {
     geometry: Geometry,
     /// Settings.

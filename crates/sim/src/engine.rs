@@ -202,7 +202,7 @@ pub enum SimError {
 }
 
 /// One run.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Simulation {
     config: SimConfig,
     machine: Option<Machine>,
@@ -286,6 +286,12 @@ impl Simulation {
     /// The outcome so far: `None` while the run can go on.
     pub fn outcome(&self) -> Option<(Outcome, &str)> {
         self.outcome.as_ref().map(|(o, r)| (*o, r.as_str()))
+    }
+
+    /// Invariant violations found so far by the whole-state checks (each once, sorted); the
+    /// machine's own findings are in [`Machine::findings`].
+    pub fn violations(&self) -> impl Iterator<Item = &str> {
+        self.violations.iter().map(String::as_str)
     }
 
     /// Run one action. Does nothing once the run has an outcome.

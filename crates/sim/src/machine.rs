@@ -27,7 +27,7 @@ pub struct Findings {
 }
 
 /// RMP, host and KVM of one VM.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Machine {
     /// The RMP, observed for owner changes.
     pub rmp: Observed<Rmp>,
@@ -145,6 +145,16 @@ impl Machine {
                     .push(format!("invariant 6: frame {p:#x} validated twice since it was assigned"));
             }
         }
+    }
+
+    /// Per frame, the validations since its last RMPUPDATE (frames with none omitted): the part of
+    /// invariant 6's bookkeeping that matters for the future, without sequence numbers.
+    pub fn validation_counts(&self) -> Vec<(u64, u32)> {
+        self.validations
+            .iter()
+            .filter(|&(&p, &(n, seq))| n > 0 && seq == self.rmp.last_change(Pfn(p)))
+            .map(|(&p, &(n, _))| (p, n))
+            .collect()
     }
 
     /// A host write to the guest page `gpa` (design §10 `host_write`).

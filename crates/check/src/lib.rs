@@ -1,0 +1,14 @@
+//! Exhaustive model checking of snpsim on the `tiny` geometry.
+//!
+//! The state is a whole [`Simulation`] (RMP, host, KVM, guest) on a machine with 4 pages per
+//! paging level; the actions are the scripted steps a guest and a host can take
+//! ([`Action`]), bounded in depth. Each action runs through the *same* engine as a simulation —
+//! there is no second model of the rules — with the whole-state invariant check after every step.
+//! The checker is [stateright](https://docs.rs/stateright); properties are the invariants of
+//! design §7 (`always`) and reachability goals (`sometimes`).
+
+mod fingerprint;
+mod model;
+
+pub use fingerprint::fingerprint;
+pub use model::{CheckSetup, SnpModel, State, menu, tiny_config};

@@ -1,0 +1,315 @@
+//! The `snpsim` command line (design §11): exit codes, output formats, input errors and
+//! overrides, run as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/debate");
+
+/// The metric keys design §8 fixes (JSON `metrics` keys).
+const METRICS: [&str; 24] = [
+    "rmp_npf",
+    "rmp_npf_sizem",
+    "npf",
+    "npt_demotions",
+    "npt_demotions_needless",
+    "host_splits",
+    "host_splits_needless",
+    "direct_map_splits",
+    "psmash",
+    "rmpupdate",
+    "pvalidate",
+    "rmpadjust",
+    "psc_requests",
+    "psc_pages",
+    "psc_failed",
+    "implicit_conversions",
+    "exits",
+    "sigbus",
+    "efault",
+    "data_loss_pages",
+    "false_negatives",
+    "invariant_violations",
+    "npt_coverage",
+    "sim_time_ns",
+];
+
+/// A valid scenario: a 4K private page on hugetlbfs-2m under npt-demote, with expectations.
+const BASE: &str = r#"name = "cli test"
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "npt-demote"
+backing = "hugetlbfs-2m"
+[guest]
+psc_granularity = "4k"
+[[step]]
+op = "psc"
+gpa = "0x200000"
+to = "private"
+[[step]]
+op = "access"
+gpa = "0x200000"
+kind = "write"
+[expect]
+outcome = "completed"
+host_splits = 0
+rmp_npf_sizem = 1
+"#;
+
+fn snpsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// A fresh directory for one test.
+fn temp_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("snpsim-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// `BASE` with one line replaced (the line must exist).
+fn base_with(old: &str, new: &str) -> String {
+    assert!(BASE.contains(old), "{old}");
+    BASE.replacen(old, new, 1)
+}
+
+fn json_runs(out: &Output) -> Vec<Value> {
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    v.as_array().unwrap().clone()
+}
+
+#[test]
+fn no_arguments_runs_the_debate_and_prints_every_verdict() {
+    let out = snpsim(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("\nVerdicts:\n"), "{stdout}");
+    let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  [")).collect();
+    assert_eq!(verdicts.len(), 8, "{stdout}");
+    assert!(verdicts.iter().all(|l| l.starts_with("  [supported] ")), "{verdicts:#?}");
+    assert!(stdout.contains("rfc-host-split"), "{stdout}");
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn json_is_one_array_with_one_object_per_scenario() {
+    let out = snpsim(&["run", EXAMPLES, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let runs = json_runs(&out);
+    let files = std::fs::read_dir(EXAMPLES)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "toml"));
+    assert_eq!(runs.len(), files.count());
+    for r in &runs {
+        for key in ["scenario", "policy", "backing", "outcome"] {
+            assert!(r[key].is_string(), "{key} in {r}");
+        }
+        let m = r["metrics"].as_object().unwrap();
+        for key in METRICS {
+            assert!(m.contains_key(key), "metric {key} missing in {}", r["scenario"]);
+        }
+        for reason in ["npf", "vmgexit_psc_msr", "vmgexit_psc", "hypercall", "memory_fault"] {
+            assert!(m["exits"][reason].is_u64(), "exits.{reason} in {}", r["scenario"]);
+        }
+        for size in ["4k", "2m", "1g"] {
+            assert!(m["npt_coverage"][size].is_f64(), "npt_coverage.{size} in {}", r["scenario"]);
+        }
+    }
+    let first = &runs[0];
+    assert!(first["scenario"].as_str().unwrap().contains("01-rfc-host-split-thp.toml"), "{first}");
+    assert_eq!(first["policy"], "rfc-host-split");
+    assert_eq!(first["backing"], "thp");
+    assert_eq!(first["outcome"], "completed");
+    assert_eq!(first["metrics"]["host_splits_needless"], 1);
+    let outcomes: Vec<&str> = runs.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|&&o| o == "vm_rejected").count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|&&o| o == "guest_terminated").count(), 1, "{outcomes:?}");
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn csv_has_a_header_and_one_row_per_run() {
+    let d = temp_dir("csv");
+    let a = write(&d, "a.toml", BASE);
+    let b = write(&d, "b.toml", &base_with("backing = \"hugetlbfs-2m\"", "backing = \"thp\""));
+    let out = snpsim(&["run", &a, &b, "--csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("scenario,policy,backing,granularity,outcome,"), "{}", lines[0]);
+    let header: Vec<&str> = lines[0].split(',').collect();
+    for key in ["rmp_npf", "host_splits_needless", "psmash", "exits.npf", "npt_coverage.2m", "sim_time_ns"] {
+        assert!(header.contains(&key), "{key} not in {header:?}");
+    }
+    assert!(
+        lines[1].starts_with(&format!("cli test ({a}),npt-demote,hugetlbfs-2m,4k,completed,")),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with(&format!("cli test ({b}),npt-demote,thp,4k,completed,")), "{}", lines[2]);
+    // Both runs demote one 2M leaf, so the columns agree.
+    for row in &lines[1..] {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells.len(), header.len(), "{row}");
+        let col = |k: &str| cells[header.iter().position(|h| *h == k).unwrap()];
+        assert_eq!(col("rmp_npf_sizem"), "1", "{row}");
+        assert_eq!(col("npt_demotions.2m_4k"), "1", "{row}");
+    }
+}
+
+#[test]
+#[ignore = "bug: --csv takes its header from the first run's metrics, so runs whose npt_demotions keys differ get rows with more or fewer cells than the header"]
+fn csv_rows_line_up_with_the_header() {
+    let out = snpsim(&["run", EXAMPLES, "--csv"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap().split(',').count();
+    for row in lines {
+        // Scenario names hold commas: count the cells after the quoted name.
+        let rest = row.rsplit_once("\",").map_or(row, |(_, r)| r);
+        let name_cells = usize::from(rest.len() != row.len());
+        assert_eq!(rest.split(',').count() + name_cells, header, "{row}");
+    }
+}
+
+#[test]
+fn unknown_policy_is_bad_input_with_location_and_field() {
+    let d = temp_dir("policy");
+    let f = write(&d, "s.toml", &base_with("policy = \"npt-demote\"", "policy = \"npt-demolish\""));
+    let out = snpsim(&["run", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{f}:6:10: field `vm.policy`")), "{err}");
+    assert!(err.contains("\"npt-demolish\""), "{err}");
+    assert!(err.contains("rfc-host-split, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem"), "{err}");
+}
+
+#[test]
+fn toml_syntax_error_is_bad_input_with_location() {
+    let d = temp_dir("syntax");
+    let f = write(&d, "s.toml", &base_with("memory = \"16MiB\"", "memory = \"16MiB"));
+    let out = snpsim(&["run", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{f}:5:")), "{err}");
+    assert!(err.contains("TOML syntax"), "{err}");
+}
+
+#[test]
+#[ignore = "bug: design §10 says every input error names the field; a TOML syntax error in `memory = \"16MiB` names none"]
+fn toml_syntax_error_names_the_field() {
+    let d = temp_dir("syntax-field");
+    let f = write(&d, "s.toml", &base_with("memory = \"16MiB\"", "memory = \"16MiB"));
+    let out = snpsim(&["run", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("vm.memory"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn unaligned_gpa_is_bad_input_with_location_and_field() {
+    let d = temp_dir("unaligned");
+    let f = write(&d, "s.toml", &base_with("gpa = \"0x200000\"\nto", "gpa = \"0x200800\"\nto"));
+    let out = snpsim(&["run", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{f}:12:7: field `step[0].gpa`")), "{err}");
+    assert!(err.contains("0x200800"), "{err}");
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_says_which() {
+    let d = temp_dir("expect");
+    let f = write(&d, "s.toml", &base_with("host_splits = 0", "host_splits = 3"));
+    let out = snpsim(&["run", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("FAILED cli test"), "{err}");
+    assert!(err.contains("expected host_splits") && err.contains("got 0"), "{err}");
+    assert!(!err.contains("rmp_npf_sizem"), "only the failed expectation is reported: {err}");
+    assert!(text(&out.stdout).contains("npt-demote"));
+    // An outcome mismatch names both outcomes.
+    let f = write(&d, "o.toml", &base_with("outcome = \"completed\"", "outcome = \"vm_error\""));
+    let out = snpsim(&["run", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("expected outcome vm_error, got completed"), "{err}");
+}
+
+#[test]
+fn set_overrides_a_field_and_is_validated() {
+    let d = temp_dir("set");
+    let f = write(&d, "s.toml", BASE);
+    let out = snpsim(&["run", &f, "--set", "vm.backing=thp", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let runs = json_runs(&out);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["backing"], "thp");
+    assert_eq!(runs[0]["metrics"]["npt_demotions"]["2m_4k"], 1);
+    let out = snpsim(&["run", &f, "--set", "vm.backing=ssd"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(err.contains("--set:1:") && err.contains("vm.backing"), "{err}");
+}
+
+#[test]
+fn a_bad_file_in_a_directory_stops_everything_before_any_run() {
+    let d = temp_dir("dir");
+    write(&d, "a.toml", BASE);
+    write(&d, "b.toml", &base_with("policy = \"npt-demote\"", "policy = \"npt-demolish\""));
+    for extra in [&[][..], &["--json"][..], &["--csv"][..]] {
+        let mut args = vec!["run", d.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = snpsim(&args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        assert_eq!(text(&out.stdout), "", "{extra:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("b.toml:6:10: field `vm.policy`"), "{err}");
+    }
+}
+
+#[test]
+fn list_names_the_five_policies() {
+    let out = snpsim(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let policies: Vec<&str> = stdout
+        .split("Policies:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(policies, ["rfc-host-split", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote", "gmem"]);
+}
+
+#[test]
+fn an_unknown_command_is_bad_input() {
+    let out = snpsim(&["bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("bogus"), "{}", text(&out.stderr));
+}

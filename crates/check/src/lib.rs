@@ -9,6 +9,7 @@
 
 mod fingerprint;
 mod model;
+pub mod mutants;
 
 pub use fingerprint::fingerprint;
 pub use model::{CheckSetup, SnpModel, State, menu, tiny_config};

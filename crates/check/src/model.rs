@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use snpsim_defs::{Gfn, PageSize};
 use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
 use snpsim_host::HostVia;
-use snpsim_hw::{AccessKind, Geometry, RmpModel};
+use snpsim_hw::{AccessKind, Geometry, Mutant, RmpModel};
 use snpsim_kvm::Policy;
 use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
 use stateright::{Model, Property};
@@ -18,7 +18,11 @@ pub const GUEST_PAGES: u64 = 16;
 pub const HOST_PAGES: u64 = 64;
 
 /// A simulation configuration on the tiny geometry.
-pub fn tiny_config(policy: &'static dyn Policy, backing: MemoryBacking, granularity: Granularity) -> SimConfig {
+pub fn tiny_config(
+    policy: &'static dyn Policy,
+    backing: MemoryBacking,
+    granularity: Granularity,
+) -> SimConfig {
     SimConfig {
         geometry: Geometry::TINY,
         host_pages: HOST_PAGES,
@@ -30,7 +34,12 @@ pub fn tiny_config(policy: &'static dyn Policy, backing: MemoryBacking, granular
         npt_level_follows_rmp: None,
         smaller_npt_faults: true,
         khugepaged: false,
-        guest: GuestConfig { granularity, protocol: Protocol::Ghcb, ghcb_entries: 64, validation_tracking: true },
+        guest: GuestConfig {
+            granularity,
+            protocol: Protocol::Ghcb,
+            ghcb_entries: 64,
+            validation_tracking: true,
+        },
         step_budget: None,
         check: CheckMode::Full,
     }
@@ -56,7 +65,13 @@ pub fn menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
     }
     for page in [1, g2m] {
         for private in [true, false] {
-            m.push(Action::Psc { vcpu: 0, gpa: gpa(page), pages: 1, private, granularity: Some(Granularity::K4) });
+            m.push(Action::Psc {
+                vcpu: 0,
+                gpa: gpa(page),
+                pages: 1,
+                private,
+                granularity: Some(Granularity::K4),
+            });
         }
     }
     for page in [0, 1, g2m + 1] {
@@ -64,9 +79,11 @@ pub fn menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
         m.push(Action::Access { vcpu: 0, gpa: gpa(page), kind: AccessKind::Read, private: true });
     }
     m.push(Action::Access { vcpu: 0, gpa: gpa(1), kind: AccessKind::Write, private: false });
-    m.push(Action::HostWrite { gpa: gpa(1), via: HostVia::Vmm });
-    m.push(Action::HostWrite { gpa: gpa(1), via: HostVia::Uaccess });
-    m.push(Action::HostWrite { gpa: gpa(1), via: HostVia::Kernel });
+    for page in [0, 1] {
+        for via in [HostVia::Vmm, HostVia::Uaccess, HostVia::Kernel] {
+            m.push(Action::HostWrite { gpa: gpa(page), via });
+        }
+    }
     if !gmem {
         m.push(Action::HostSplit { gpa: gpa(0) });
         m.push(Action::HostCollapse { gpa: gpa(0) });
@@ -90,8 +107,14 @@ pub struct State {
 
 impl State {
     fn new(sim: Simulation, depth: u32, kernel_fault_on_shared: bool) -> Self {
-        let digest = fingerprint(&sim);
-        State { sim, depth, kernel_fault_on_shared, digest }
+        let mut s = State { sim, depth, kernel_fault_on_shared, digest: 0 };
+        // What the `always` properties read must be part of the identity, or a violating state
+        // would be merged with the clean state it otherwise equals and never be checked.
+        let flags = u64::from(s.false_negatives() > 0)
+            | u64::from(s.violations() > 0) << 1
+            | u64::from(kernel_fault_on_shared) << 2;
+        s.digest = fingerprint(&s.sim) ^ flags.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        s
     }
 
     /// Whether every page the guest believes validated is assigned and validated in the RMP.
@@ -143,6 +166,8 @@ pub struct CheckSetup {
     pub granularity: Granularity,
     /// Most actions on a path.
     pub depth: u32,
+    /// A planted bug (`None` for the real model).
+    pub mutant: Option<Mutant>,
 }
 
 /// The model: a setup and its action menu.
@@ -171,7 +196,7 @@ impl Model for SnpModel {
 
     fn init_states(&self) -> Vec<State> {
         let s = self.setup;
-        Simulation::new(tiny_config(s.policy, s.backing, s.granularity))
+        Simulation::with_mutant(tiny_config(s.policy, s.backing, s.granularity), s.mutant)
             .map(|sim| vec![State::new(sim, 0, false)])
             .unwrap_or_default()
     }
@@ -193,7 +218,10 @@ impl Model for SnpModel {
         let mut sim = last.sim.clone();
         let kernel_target_shared = match action {
             Action::HostWrite { gpa, via: HostVia::Kernel } => sim.machine().is_some_and(|m| {
-                m.kvm.bound_pfn(&m.host, gpa.gfn()).and_then(|p| m.rmp.raw_entry(p)).is_some_and(|e| !e.lo.assigned())
+                m.kvm
+                    .bound_pfn(&m.host, gpa.gfn())
+                    .and_then(|p| m.rmp.raw_entry(p))
+                    .is_some_and(|e| !e.lo.assigned())
             }),
             _ => false,
         };
@@ -211,13 +239,14 @@ impl Model for SnpModel {
                 s.guest_view_consistent()
             }),
             Property::always("KVM's RMP instructions never fail", |_, s: &State| !s.kvm_instruction_failed()),
-            Property::always("kernel writes to shared pages complete", |_, s: &State| !s.kernel_fault_on_shared),
+            Property::always("kernel writes to shared pages complete", |_, s: &State| {
+                !s.kernel_fault_on_shared
+            }),
             Property::sometimes("an RMP #NPF is resolved and the guest goes on", |_, s: &State| {
                 s.sim.outcome().is_none() && s.sim.machine().is_some_and(|m| m.kvm.stats.rmp_npf > 0)
             }),
             Property::sometimes("a PSMASHed region is re-coalesced", |_, s: &State| {
-                s.sim.guest().stats.recoalesced > 0
-                    && s.sim.machine().is_some_and(|m| m.kvm.stats.psmash > 0)
+                s.sim.guest().stats.recoalesced > 0 && s.sim.machine().is_some_and(|m| m.kvm.stats.psmash > 0)
             }),
         ]
     }

@@ -10,7 +10,13 @@ use snpsim_sim::engine::MemoryBacking;
 use stateright::{Checker, Model};
 
 fn explore(policy: &str, backing: MemoryBacking, depth: u32) -> (usize, Vec<&'static str>) {
-    let setup = CheckSetup { policy: by_name(policy).unwrap(), backing, granularity: Granularity::K4, depth };
+    let setup = CheckSetup {
+        policy: by_name(policy).unwrap(),
+        backing,
+        granularity: Granularity::K4,
+        depth,
+        mutant: None,
+    };
     let checker = SnpModel::new(setup).checker().spawn_bfs().join();
     let mut found: Vec<&'static str> = checker.discoveries().into_keys().collect();
     found.sort_unstable();

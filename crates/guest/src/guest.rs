@@ -116,6 +116,7 @@ pub struct Guest {
     next_version: u64,
     /// Counters.
     pub stats: GuestStats,
+    mutant: Option<snpsim_hw::Mutant>,
 }
 
 impl Guest {
@@ -129,6 +130,19 @@ impl Guest {
             holding: BTreeMap::new(),
             next_version: 1,
             stats: GuestStats::default(),
+            mutant: None,
+        }
+    }
+
+    /// Plant a bug (checker tests only; see `snpsim_hw::Mutant`).
+    pub fn set_mutant(&mut self, mutant: Option<snpsim_hw::Mutant>) {
+        self.mutant = mutant;
+    }
+
+    /// Stop tracking `start..end` as validated (unless a planted bug keeps it tracked).
+    fn untrack(&mut self, start: u64, end: u64) {
+        if self.mutant != Some(snpsim_hw::Mutant::GuestKeepsTrackingShared) {
+            self.validated.remove(start, end);
         }
     }
 
@@ -252,7 +266,7 @@ impl Guest {
             if size == RmpPageSize::Size2M && (tracked == n || !self.config.validation_tracking) {
                 match self.pvalidate_checked(p, vcpu, Gfn(g), size, false)? {
                     ChunkResult::Done => {
-                        self.validated.remove(g, g + n);
+                        self.untrack(g, g + n);
                         continue;
                     }
                     ChunkResult::SizeMismatch => {}
@@ -270,7 +284,7 @@ impl Guest {
                         gpa: Gfn(page).gpa(),
                     });
                 }
-                self.validated.remove(page, page + 1);
+                self.untrack(page, page + 1);
             }
         }
         Ok(())

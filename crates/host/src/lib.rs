@@ -95,6 +95,8 @@ pub struct Host {
     pub gmem: Option<Gmem>,
     /// Event counters.
     pub stats: HostStats,
+    /// A planted bug, for checker tests (`snpsim_hw::Mutant`).
+    pub mutant: Option<snpsim_hw::Mutant>,
 }
 
 impl Host {
@@ -120,6 +122,7 @@ impl Host {
             vma,
             gmem,
             stats: HostStats::default(),
+            mutant: None,
         })
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod geometry;
 pub mod model;
+pub mod mutant;
 pub mod reference;
 pub mod rmp;
 
@@ -14,3 +15,4 @@ pub use geometry::Geometry;
 pub use model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
+pub use mutant::Mutant;

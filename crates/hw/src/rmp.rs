@@ -63,6 +63,8 @@ pub struct Rmp {
     in_flight: BTreeSet<u64>,
     /// H7: 4 KiB pages assigned per ASID; ASIDs with a zero count are absent.
     asid_pages: BTreeMap<u16, u64>,
+    /// A planted bug, for checker tests (`crate::mutant`).
+    mutant: Option<crate::Mutant>,
 }
 
 /// H3: the raw entry `i` of a 2M region whose aligned entry is `aligned`: it mirrors assigned,
@@ -100,7 +102,18 @@ fn instr_npf(sizem: bool) -> NpfErrorCode {
 impl Rmp {
     /// A fresh RMP for `config`: every page hypervisor-owned (H1), nothing stored.
     pub fn new(config: RmpConfig) -> Rmp {
-        Rmp { config, regions: BTreeMap::new(), in_flight: BTreeSet::new(), asid_pages: BTreeMap::new() }
+        Rmp {
+            config,
+            regions: BTreeMap::new(),
+            in_flight: BTreeSet::new(),
+            asid_pages: BTreeMap::new(),
+            mutant: None,
+        }
+    }
+
+    /// Plant a bug (checker tests only; see [`crate::Mutant`]).
+    pub fn set_mutant(&mut self, mutant: Option<crate::Mutant>) {
+        self.mutant = mutant;
     }
 
     /// The number of stored (touched, not all-zero) 2M regions: the model's memory is
@@ -394,6 +407,11 @@ impl RmpModel for Rmp {
         // count stays G-1 (H4) and the ASID counter is unchanged (H7).
         let mut entries: Box<[RmpEntryRaw]> = (0..g as usize).map(|i| derive_huge(aligned, i)).collect();
         entries[0].lo = entries[0].lo.with_page_size(false);
+        if self.mutant == Some(crate::Mutant::PsmashClearsValidated) {
+            for e in &mut entries {
+                e.lo = e.lo.with_validated(false);
+            }
+        }
         self.regions.insert(idx, Region::Small(entries));
         ReturnCode::Success
     }
@@ -609,7 +627,10 @@ impl RmpModel for Rmp {
         // Host write check (RFC v4 10/40, Linux `adjust_direct_map`): the target assigned, or a
         // mapping ≥ 2M whose 2M part holds an assigned page. Choice: immutable alone is writable.
         let (idx, _) = self.split(pfn);
-        if self.entry(pfn).lo.assigned() || (mapping >= PageSize::Size2M && self.region_has_assigned(idx)) {
+        let large_checked = self.mutant != Some(crate::Mutant::HostWriteIgnoresLargeMapping);
+        if self.entry(pfn).lo.assigned()
+            || (large_checked && mapping >= PageSize::Size2M && self.region_has_assigned(idx))
+        {
             return Err(PfErrorCode::new()
                 .with_present(true)
                 .with_write(true)

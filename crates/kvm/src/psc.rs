@@ -7,6 +7,7 @@ use snpsim_defs::ghcb::{
     VMGEXIT_PSC_ERROR_GENERIC, VMGEXIT_PSC_ERROR_INVALID_ENTRY, VMGEXIT_PSC_ERROR_INVALID_HDR,
     VMGEXIT_PSC_MAX_COUNT,
 };
+use snpsim_hw::Mutant;
 
 /// A run of pages to convert, as KVM forwards it to userspace (KVM_HC_MAP_GPA_RANGE) or, in the
 /// legacy era, converts itself.
@@ -53,7 +54,17 @@ pub fn process_msr(req: GhcbMsrPscRequest, apply: impl FnOnce(PscRange) -> bool)
 /// PSMASH and UNSMASH are marked done without action; any other operation ⇒ INVALID_ENTRY; a
 /// range `apply` fails ⇒ GENERIC. Finished entries get `cur_page` = their page count and
 /// `cur_entry` advances past them, so a re-issued buffer resumes where this one stopped.
-pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, mut apply: impl FnMut(PscRange) -> bool) -> u64 {
+pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, apply: impl FnMut(PscRange) -> bool) -> u64 {
+    process_ghcb_mutated(buf, pages_per_2m, None, apply)
+}
+
+/// [`process_ghcb`] with a planted bug (checker tests only; see [`Mutant`]).
+pub fn process_ghcb_mutated(
+    buf: &mut PscBuffer,
+    pages_per_2m: u64,
+    mutant: Option<Mutant>,
+    mut apply: impl FnMut(PscRange) -> bool,
+) -> u64 {
     let end = buf.header.end_entry();
     if end >= VMGEXIT_PSC_MAX_COUNT || usize::from(end) >= buf.entries.len() {
         return VMGEXIT_PSC_ERROR_INVALID_HDR;
@@ -63,7 +74,8 @@ pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, mut apply: impl FnMu
     while idx <= end {
         let e = buf.entries[usize::from(idx)];
         let n = npages(&e);
-        if u64::from(e.cur_page()) > n || !e.gfn().is_multiple_of(n) {
+        let aligned = e.gfn().is_multiple_of(n) || mutant == Some(Mutant::PscAcceptsUnaligned2m);
+        if u64::from(e.cur_page()) > n || !aligned {
             return VMGEXIT_PSC_ERROR_INVALID_ENTRY;
         }
         if u64::from(e.cur_page()) == n {
@@ -82,10 +94,11 @@ pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, mut apply: impl FnMu
             }
             None => return VMGEXIT_PSC_ERROR_INVALID_ENTRY,
         };
-        let partial = e.cur_page() != 0;
+        let done = if mutant == Some(Mutant::PscIgnoresCurPage) { 0 } else { u64::from(e.cur_page()) };
+        let partial = done != 0;
         let mut range = PscRange {
-            gfn: Gfn(e.gfn() + u64::from(e.cur_page())),
-            pages: n - u64::from(e.cur_page()),
+            gfn: Gfn(e.gfn() + done),
+            pages: n - done,
             private,
             size_2m: e.page_size() && !partial,
         };

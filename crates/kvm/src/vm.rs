@@ -3,7 +3,7 @@
 use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer};
 use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, ReturnCode, RmpArchEntry, RmpPageSize};
 use snpsim_host::{Host, HostError, Invalidation, VmaBacking};
-use snpsim_hw::{Geometry, RmpModel};
+use snpsim_hw::{Geometry, Mutant, RmpModel};
 
 use crate::attributes::MemoryAttributes;
 use crate::npt::Npt;
@@ -70,6 +70,7 @@ pub struct Kvm {
     pub stats: KvmStats,
     pages: u64,
     backing: VmaBacking,
+    mutant: Option<Mutant>,
 }
 
 impl Kvm {
@@ -87,7 +88,13 @@ impl Kvm {
             stats: KvmStats::default(),
             pages: host.vma.pages(),
             backing,
+            mutant: None,
         })
+    }
+
+    /// Plant a bug (checker tests only; see [`Mutant`]).
+    pub fn set_mutant(&mut self, mutant: Option<Mutant>) {
+        self.mutant = mutant;
     }
 
     /// The policy.
@@ -190,6 +197,9 @@ impl Kvm {
             return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
         }
         let _ = host;
+        if self.mutant == Some(Mutant::NoZapAfterPsmash) {
+            return Ok(());
+        }
         let start = self.policy.psmash_zap_start(self.geometry, gfn);
         self.zap_for_fault(start, self.geometry.pages_per_2m(), gfn, PageSize::Size4K);
         Ok(())
@@ -251,10 +261,12 @@ impl Kvm {
             let (pfn, folio, _) = gmem.get_pfn(&mut host.memory, gfn.raw())?;
             self.gmem_prepare(host, rmp, gfn, pfn, folio)?;
             folio
+        } else if self.mutant == Some(Mutant::NptIgnoresHostLevel) {
+            PageSize::Size1G
         } else {
             host.vma.level(gfn.raw())
         };
-        if private && self.config.npt_level_follows_rmp {
+        if private && self.config.npt_level_follows_rmp && self.mutant != Some(Mutant::NptIgnoresRmpLevel) {
             let pfn = self
                 .bound_pfn(host, gfn)
                 .ok_or(KvmError::Unresolvable { gfn, reason: "unbacked GFN".into() })?;
@@ -384,7 +396,10 @@ impl Kvm {
         self.stats.psc_requests += 1;
         let mut fatal = None;
         let per_2m = self.geometry.pages_per_2m();
-        let info2 = psc::process_ghcb(buf, per_2m, |range| self.apply_psc(host, rmp, range, &mut fatal));
+        let mutant = self.mutant;
+        let info2 = psc::process_ghcb_mutated(buf, per_2m, mutant, |range| {
+            self.apply_psc(host, rmp, range, &mut fatal)
+        });
         if info2 != 0 {
             self.stats.psc_failed += 1;
         }
@@ -477,7 +492,7 @@ impl Kvm {
             if range.private && !assigned {
                 self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size4K)?;
             } else if !range.private && assigned {
-                if level == RmpPageSize::Size2M {
+                if level == RmpPageSize::Size2M && self.mutant != Some(Mutant::NoPsmashBefore4kShared) {
                     self.psmash(rmp, pfn)?;
                 }
                 self.make_shared(host, rmp, pfn, RmpPageSize::Size4K)?;
@@ -499,7 +514,9 @@ impl Kvm {
         range: PscRange,
     ) -> Result<(), KvmError> {
         self.stats.exit(exit::HYPERCALL);
-        if self.attrs.set(range.gfn, range.pages, range.private) > 0 {
+        if self.attrs.set(range.gfn, range.pages, range.private) > 0
+            && self.mutant != Some(Mutant::NoZapOnAttributeChange)
+        {
             self.npt.zap(range.gfn, range.pages);
         }
         if range.private {
@@ -553,6 +570,9 @@ impl Kvm {
         }
         let mut freed = Vec::new();
         gmem.punch_hole(&mut host.memory, start.raw(), pages, |pfn, n| freed.push((pfn, n)))?;
+        if self.mutant == Some(Mutant::PunchHoleSkipsInvalidate) {
+            freed.clear();
+        }
         let per_2m = self.geometry.pages_per_2m();
         for (pfn, n) in freed {
             let end = pfn.raw() + n;
@@ -579,6 +599,9 @@ impl Kvm {
     /// The MMU notifier: the host changed the VMA's mappings over `inv`; zap the NPT there (in the
     /// gmem era only shared GFNs map the VMA).
     pub fn mmu_invalidate(&mut self, inv: Invalidation) {
+        if self.mutant == Some(Mutant::MmuNotifierIgnored) {
+            return;
+        }
         let removed = self.npt.zap(Gfn(inv.offset), inv.pages);
         if self.era() == Era::Gmem {
             for r in removed {

@@ -221,6 +221,12 @@ impl Simulation {
     /// Build the machine and the guest. A refused memory registration is not an error: the run's
     /// outcome is `vm_rejected`.
     pub fn new(config: SimConfig) -> Result<Self, SimError> {
+        Self::with_mutant(config, None)
+    }
+
+    /// [`Simulation::new`] with a planted bug in every layer that has the site for it (checker
+    /// tests only; see [`snpsim_hw::Mutant`]).
+    pub fn with_mutant(config: SimConfig, mutant: Option<snpsim_hw::Mutant>) -> Result<Self, SimError> {
         let (vma_backing, folio) = match config.backing {
             MemoryBacking::Vma(b) => (b, None),
             MemoryBacking::Gmem { folio, shared } => (shared, Some(folio)),
@@ -232,12 +238,14 @@ impl Simulation {
                 backing: format!("{:?}", config.backing),
             });
         }
-        let host = Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?;
-        let rmp = Rmp::new(RmpConfig {
+        let mut host = Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?;
+        host.mutant = mutant;
+        let mut rmp = Rmp::new(RmpConfig {
             geometry: config.geometry,
             pages: config.host_pages,
             smaller_npt_faults: config.smaller_npt_faults,
         });
+        rmp.set_mutant(mutant);
         let kvm_config = KvmConfig {
             asid: ASID,
             prefault_on_psc: config.prefault_on_psc,
@@ -245,7 +253,8 @@ impl Simulation {
                 .npt_level_follows_rmp
                 .unwrap_or(config.policy.npt_level_follows_rmp()),
         };
-        let guest = Guest::new(config.guest, config.geometry, config.guest_pages);
+        let mut guest = Guest::new(config.guest, config.geometry, config.guest_pages);
+        guest.set_mutant(mutant);
         let mut sim = Simulation {
             config,
             machine: None,
@@ -257,7 +266,8 @@ impl Simulation {
             coverage_series: Vec::new(),
         };
         match Kvm::new(kvm_config, config.policy, &host) {
-            Ok(kvm) => {
+            Ok(mut kvm) => {
+                kvm.set_mutant(mutant);
                 if gmem_era && let Some(gm) = &host.gmem {
                     debug_assert_eq!(gm.folio_size(), folio.unwrap_or(PageSize::Size4K));
                 }

@@ -1,0 +1,80 @@
+//! Planted bugs: realistic mistakes a hardware-model, host or KVM developer could make, switched on
+//! one at a time to prove that the model checker and the invariant checks catch them.
+//!
+//! A mutant is off unless a test or `snpsim check --mutant` turns it on; every site that consults
+//! one names it. `docs/mutants.md` has one section per mutant naming the property that catches it.
+
+/// One planted bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mutant {
+    /// hw: PSMASH clears Validated in the 4K entries instead of preserving it.
+    PsmashClearsValidated,
+    /// hw: a host write through a ≥ 2M mapping is checked only against its target page.
+    HostWriteIgnoresLargeMapping,
+    /// host: the direct map is not split to 4K before a 4K RMPUPDATE.
+    SkipDirectMapSplit,
+    /// KVM: the NPT is filled at the largest level the memslot allows, ignoring the host mapping.
+    NptIgnoresHostLevel,
+    /// KVM: a private page is mapped at the backing level even when its RMP entry is smaller.
+    NptIgnoresRmpLevel,
+    /// KVM: after PSMASH resolves a SIZEM fault, the NPT range is not zapped.
+    NoZapAfterPsmash,
+    /// KVM: a 4K conversion to shared inside a 2M RMP entry is not preceded by PSMASH.
+    NoPsmashBefore4kShared,
+    /// KVM: a 2M PSC entry whose GFN is not 2M-aligned is accepted.
+    PscAcceptsUnaligned2m,
+    /// KVM: a partly done PSC entry is redone from its start, ignoring `cur_page`.
+    PscIgnoresCurPage,
+    /// KVM: a memory-attribute change does not zap the NPT range.
+    NoZapOnAttributeChange,
+    /// KVM: a guest_memfd hole punch frees pages without making them shared in the RMP.
+    PunchHoleSkipsInvalidate,
+    /// KVM: the MMU notifier is ignored, so a host split leaves a huge NPT leaf in place.
+    MmuNotifierIgnored,
+    /// guest: the guest forgets to untrack pages it converts to shared (it still believes them
+    /// validated).
+    GuestKeepsTrackingShared,
+}
+
+impl Mutant {
+    /// Every mutant.
+    pub const ALL: [Mutant; 13] = [
+        Mutant::PsmashClearsValidated,
+        Mutant::HostWriteIgnoresLargeMapping,
+        Mutant::SkipDirectMapSplit,
+        Mutant::NptIgnoresHostLevel,
+        Mutant::NptIgnoresRmpLevel,
+        Mutant::NoZapAfterPsmash,
+        Mutant::NoPsmashBefore4kShared,
+        Mutant::PscAcceptsUnaligned2m,
+        Mutant::PscIgnoresCurPage,
+        Mutant::NoZapOnAttributeChange,
+        Mutant::PunchHoleSkipsInvalidate,
+        Mutant::MmuNotifierIgnored,
+        Mutant::GuestKeepsTrackingShared,
+    ];
+
+    /// The kebab-case name used on the command line and in `docs/mutants.md`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mutant::PsmashClearsValidated => "psmash-clears-validated",
+            Mutant::HostWriteIgnoresLargeMapping => "host-write-ignores-large-mapping",
+            Mutant::SkipDirectMapSplit => "skip-direct-map-split",
+            Mutant::NptIgnoresHostLevel => "npt-ignores-host-level",
+            Mutant::NptIgnoresRmpLevel => "npt-ignores-rmp-level",
+            Mutant::NoZapAfterPsmash => "no-zap-after-psmash",
+            Mutant::NoPsmashBefore4kShared => "no-psmash-before-4k-shared",
+            Mutant::PscAcceptsUnaligned2m => "psc-accepts-unaligned-2m",
+            Mutant::PscIgnoresCurPage => "psc-ignores-cur-page",
+            Mutant::NoZapOnAttributeChange => "no-zap-on-attribute-change",
+            Mutant::PunchHoleSkipsInvalidate => "punch-hole-skips-invalidate",
+            Mutant::MmuNotifierIgnored => "mmu-notifier-ignored",
+            Mutant::GuestKeepsTrackingShared => "guest-keeps-tracking-shared",
+        }
+    }
+
+    /// The mutant named `name`.
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
+    }
+}

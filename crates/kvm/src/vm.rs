@@ -167,7 +167,10 @@ impl Kvm {
             let policy = self.policy;
             return policy.resolve_npt_larger(&mut FaultCx { kvm: self, host, rmp, gfn });
         }
-        if code.enc() != assigned {
+        // An implicit conversion: the access's C-bit disagrees with the page's state — its RMP
+        // assignment in the legacy era, its memory attribute in the gmem era.
+        let state_private = if self.era() == Era::Gmem { self.attrs.is_private(gfn) } else { assigned };
+        if code.enc() != state_private {
             // A private access to a shared page or a shared access to a private one: the guest
             // changed the page's state without a PSC (implicit conversion).
             self.stats.implicit_conversions += 1;
@@ -284,6 +287,21 @@ impl Kvm {
                 && (self.era() == Era::Legacy || self.attrs.uniform(start, n).is_some());
             if fits && let Some(pfn) = self.bound_pfn(host, start) {
                 self.npt.map(start, max, pfn);
+                if gmem_private {
+                    // Everything KVM maps private must be prepared (without
+                    // `npt_level_follows_rmp` a leaf can cover more than the faulting page's entry).
+                    for p in start.raw()..start.raw() + n {
+                        let page_pfn = Pfn(pfn.raw() + (p - start.raw()));
+                        if !rmp.lookup(page_pfn).is_some_and(|(a, _)| a) {
+                            let folio = host
+                                .gmem
+                                .as_ref()
+                                .and_then(|g| g.pfn(p))
+                                .map_or(PageSize::Size4K, |(_, s)| s);
+                            self.gmem_prepare(host, rmp, Gfn(p), page_pfn, folio)?;
+                        }
+                    }
+                }
                 return Ok(());
             }
             max = max.smaller().ok_or(KvmError::Unresolvable { gfn, reason: "no NPT leaf fits".into() })?;
@@ -418,6 +436,10 @@ impl Kvm {
             return false;
         }
         self.stats.psc_pages += range.pages;
+        if self.era() == Era::Gmem {
+            // KVM forwards the range to the VMM as KVM_HC_MAP_GPA_RANGE.
+            self.stats.exit(exit::HYPERCALL);
+        }
         match self.convert(host, rmp, range) {
             Ok(()) => true,
             Err(KvmError::PscRefused(_)) => false,
@@ -513,7 +535,6 @@ impl Kvm {
         rmp: &mut dyn RmpModel,
         range: PscRange,
     ) -> Result<(), KvmError> {
-        self.stats.exit(exit::HYPERCALL);
         if self.attrs.set(range.gfn, range.pages, range.private) > 0
             && self.mutant != Some(Mutant::NoZapOnAttributeChange)
         {

@@ -216,7 +216,6 @@ fn toml_syntax_error_is_bad_input_with_location() {
 }
 
 #[test]
-#[ignore = "bug: design §10 says every input error names the field; a TOML syntax error in `memory = \"16MiB` names none"]
 fn toml_syntax_error_names_the_field() {
     let d = temp_dir("syntax-field");
     let f = write(&d, "s.toml", &base_with("memory = \"16MiB\"", "memory = \"16MiB"));

@@ -312,9 +312,11 @@ fn expectations_flatten_nested_tables() {
 #[test]
 fn toml_syntax() {
     let e = err("name = \"x\"\n[vm]\nmemory = \n");
-    check(&e, 3, 10, None, ErrorKind::Syntax, "TOML syntax");
+    check(&e, 3, 10, Some("vm.memory"), ErrorKind::Syntax, "TOML syntax");
     let e = err("name = \"x\"\nname = \"y\"\n");
-    check(&e, 2, 1, None, ErrorKind::Syntax, "duplicate key");
+    check(&e, 2, 1, Some("name"), ErrorKind::Syntax, "duplicate key");
+    let e = err("name = \"x\"\n[[step]]\nop = \"psc\"\n[[step]]\ngpa = 0x1 0x2\n");
+    check(&e, 5, 7, Some("step[1].gpa"), ErrorKind::Syntax, "TOML syntax");
 }
 
 #[test]

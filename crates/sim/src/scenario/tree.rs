@@ -72,11 +72,47 @@ impl Table {
 pub(crate) fn parse_document(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
     let doc = DeTable::parse(sources.text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);
-        sources.error(Span::new(0, start), None, ErrorKind::Syntax, format!("TOML syntax: {}", e.message()))
+        let field = syntax_field(sources.text, start);
+        sources.error(
+            Span::new(0, start),
+            field.as_deref(),
+            ErrorKind::Syntax,
+            format!("TOML syntax: {}", e.message()),
+        )
     })?;
     let span = doc.span();
     let root = Spanned::new(span, DeValue::Table(doc.into_inner()));
     convert(sources, 0, 0, root)
+}
+
+/// The field a TOML syntax error at byte `offset` is in, read from the text around it (the parser
+/// gives none): the key on that line, inside the table or array-of-tables header above it
+/// (`vm.memory`, `step[2].gpa`), or the header itself.
+pub(crate) fn syntax_field(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let header = |l: &str| -> Option<(String, bool)> {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            return Some((name.trim().to_string(), true));
+        }
+        l.strip_prefix('[').and_then(|r| r.split(']').next()).map(|n| (n.trim().to_string(), false))
+    };
+    if let Some((name, _)) = header(line) {
+        return (!name.is_empty()).then_some(name);
+    }
+    let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && line.contains('='))?;
+    let above = &text[..line_start];
+    let table = above.lines().rev().find_map(header);
+    Some(match table {
+        None => key.to_string(),
+        Some((name, false)) => format!("{name}.{key}"),
+        Some((name, true)) => {
+            let index = above.lines().filter(|l| header(l).is_some_and(|(n, arr)| arr && n == name)).count();
+            format!("{name}[{}].{key}", index.saturating_sub(1))
+        }
+    })
 }
 
 /// Convert a parsed value; `offset` is added to its spans (for a value parsed out of a larger

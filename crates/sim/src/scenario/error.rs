@@ -35,8 +35,8 @@ pub enum ErrorKind {
 /// An input error: where it is (file, 1-based line and column), which field, and what is wrong.
 ///
 /// Displays as `FILE:LINE:COLUMN: field `vm.policy`: unknown value "foo"; accepted: ...`. A
-/// problem with no field (an unreadable file) omits the `field ...:` part; a TOML syntax error names the key or header it is on. Columns
-/// count Unicode characters. For a `--set KEY=VALUE` override the file is `--set`, the line is
+/// problem with no field (an unreadable file) omits the `field ...:` part; a TOML syntax error
+/// names the key or header it is on. Columns count Unicode characters. For a `--set KEY=VALUE` override the file is `--set`, the line is
 /// the 1-based index of the override among those given, and the column points into `KEY=VALUE`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{column}: {}{message}", field_prefix(.field.as_deref()))]

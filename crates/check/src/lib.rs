@@ -10,6 +10,7 @@
 mod fingerprint;
 mod model;
 pub mod mutants;
+pub mod run;
 
 pub use fingerprint::fingerprint;
 pub use model::{CheckSetup, SnpModel, State, menu, tiny_config};

@@ -59,3 +59,18 @@ fn pinned_state_counts() {
     ];
     assert_eq!(counts, [65, 66]);
 }
+
+#[test]
+fn check_all_covers_every_policy_and_backing_without_violation() {
+    let reports = snpsim_check::run::check_all(None, None, 2, None);
+    // 4 legacy policies x 4 backings + gmem x 3 backings, each at two granularities.
+    assert_eq!(reports.len(), (4 * 4 + 3) * 2);
+    for r in &reports {
+        assert!(r.violation.is_none(), "{} {} {:?}: {:?}", r.policy, r.backing, r.granularity, r.violation);
+        let rejected = r.policy == "refuse-hugetlbfs" && r.backing.starts_with("hugetlbfs");
+        assert_eq!(r.states > 1, !rejected, "{} {}: {} states", r.policy, r.backing, r.states);
+    }
+    let refused =
+        reports.iter().find(|r| r.policy == "refuse-hugetlbfs" && r.backing == "hugetlbfs-2m").unwrap();
+    assert_eq!(refused.states, 1, "a rejected VM has no actions");
+}

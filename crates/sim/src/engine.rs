@@ -14,6 +14,7 @@ use crate::invariants;
 use crate::machine::Machine;
 use crate::metrics::{Metrics, collect};
 use crate::outcome::Outcome;
+use crate::trace::{Recorder, TraceMeta};
 
 /// Where guest memory comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,6 +213,9 @@ pub struct Simulation {
     lossy_recoalesce: bool,
     violations: BTreeSet<String>,
     coverage_series: Vec<[u64; 3]>,
+    /// The trace recorder while the VM does not exist (a refused registration); otherwise it lives
+    /// in the machine's RMP wrapper, where every RMP instruction passes.
+    recorder: Option<Box<Recorder>>,
 }
 
 /// The guest's ASID (one VM per run).
@@ -264,6 +268,7 @@ impl Simulation {
             lossy_recoalesce: false,
             violations: BTreeSet::new(),
             coverage_series: Vec::new(),
+            recorder: None,
         };
         match Kvm::new(kvm_config, config.policy, &host) {
             Ok(mut kvm) => {
@@ -304,8 +309,66 @@ impl Simulation {
         self.violations.iter().map(String::as_str)
     }
 
+    /// Record a trace of this run (design §12, `docs/trace-format.md`): the `run` header line now,
+    /// then every event of every step. Call it before the first step. Read the lines with
+    /// [`Simulation::take_trace`] as the run goes, and the rest from [`RunResult::trace`].
+    pub fn enable_trace(&mut self, meta: &TraceMeta) {
+        let rec = Box::new(Recorder::new(self.config.geometry, meta, &self.config));
+        match self.machine.as_mut() {
+            Some(m) => m.rmp.recorder = Some(rec),
+            None => self.recorder = Some(rec),
+        }
+    }
+
+    /// Whether the run is traced.
+    pub fn is_traced(&self) -> bool {
+        self.recorder.is_some() || self.machine.as_ref().is_some_and(|m| m.rmp.recorder.is_some())
+    }
+
+    /// The trace lines written since the last call (empty when the run is not traced).
+    pub fn take_trace(&mut self) -> Vec<u8> {
+        self.recorder_mut().map(Recorder::take).unwrap_or_default()
+    }
+
+    fn recorder_mut(&mut self) -> Option<&mut Recorder> {
+        match self.machine.as_mut() {
+            Some(m) => m.rmp.recorder.as_deref_mut(),
+            None => self.recorder.as_deref_mut(),
+        }
+    }
+
+    /// The simulated time so far (the `sim_time_ns` the metrics would report now).
+    pub fn sim_time_ns(&self) -> u64 {
+        collect(self.machine.as_ref(), &self.guest, 0).sim_time_ns
+    }
+
     /// Run one action. Does nothing once the run has an outcome.
     pub fn step(&mut self, action: &Action) -> StepReport {
+        if !self.is_traced() {
+            return self.step_untraced(action);
+        }
+        if let Some(r) = self.recorder_mut() {
+            r.begin_step(action);
+        }
+        let findings_before = self.machine.as_ref().map_or(0, |m| m.findings.violations.len());
+        let checks_before = self.violations.clone();
+        let report = self.step_untraced(action);
+        let mut new: Vec<String> = self
+            .machine
+            .as_ref()
+            .map(|m| m.findings.violations.iter().skip(findings_before).cloned().collect())
+            .unwrap_or_default();
+        new.extend(self.violations.difference(&checks_before).cloned());
+        let outcome = self.outcome.clone();
+        let t_end = self.sim_time_ns();
+        if let Some(r) = self.recorder_mut() {
+            r.end_step(&report.result, outcome.as_ref().map(|(o, why)| (o.name(), why.as_str())), &new);
+            r.flush(t_end);
+        }
+        report
+    }
+
+    fn step_untraced(&mut self, action: &Action) -> StepReport {
         if let Some((o, _)) = &self.outcome {
             return StepReport { result: format!("skipped: run already {o}") };
         }
@@ -370,13 +433,42 @@ impl Simulation {
         }
         let (outcome, reason) = self.outcome.clone().unwrap_or((Outcome::Completed, String::new()));
         let metrics = collect(self.machine.as_ref(), &self.guest, self.violations.len() as u64);
-        RunResult {
-            outcome,
-            reason,
+        let violations: Vec<String> = self.violations.iter().cloned().collect();
+        let trace = self.finish_trace(outcome, &reason, &metrics, &violations);
+        RunResult { outcome, reason, metrics, violations, coverage_series: self.coverage_series, trace }
+    }
+
+    /// The trace's last lines: `end` (outcome, metrics, violations) and `state_hash`.
+    fn finish_trace(
+        &mut self,
+        outcome: Outcome,
+        reason: &str,
+        metrics: &Metrics,
+        violations: &[String],
+    ) -> Option<Vec<u8>> {
+        let machine = self.machine.as_mut();
+        let mut rec = match machine {
+            Some(m) => m.rmp.recorder.take()?,
+            None => self.recorder.take()?,
+        };
+        let hash = crate::trace::state_hash(
+            self.machine.as_ref(),
+            &self.guest,
+            rec.regions(),
+            outcome.name(),
             metrics,
-            violations: self.violations.into_iter().collect(),
-            coverage_series: self.coverage_series,
-        }
+        );
+        let end = serde_json::json!({
+            "ev": "end",
+            "t": metrics.sim_time_ns,
+            "steps": rec.steps(),
+            "outcome": outcome.name(),
+            "reason": reason,
+            "violations": violations,
+            "metrics": metrics,
+        });
+        rec.finish(&end, &hash);
+        Some(rec.take())
     }
 }
 
@@ -393,6 +485,9 @@ pub struct RunResult {
     pub violations: Vec<String>,
     /// NPT pages mapped at 4K/2M/1G after each step.
     pub coverage_series: Vec<[u64; 3]>,
+    /// The trace lines not yet taken with [`Simulation::take_trace`], ending with the `end` and
+    /// `state_hash` lines (`None` when the run was not traced).
+    pub trace: Option<Vec<u8>>,
 }
 
 fn collapse_all(m: &mut Machine) {
@@ -401,6 +496,10 @@ fn collapse_all(m: &mut Machine) {
     let mut offset = 0;
     while offset < pages {
         if let Ok(Some(inv)) = m.host.vma.collapse(offset) {
+            if let Some(r) = &mut m.rmp.recorder {
+                r.set_actor(None, "khugepaged");
+                r.host_collapse(inv.offset, inv.pages);
+            }
             m.kvm.mmu_invalidate(inv);
         }
         offset += per_2m;
@@ -446,8 +545,10 @@ fn run_action(
         Action::HostRead { .. } => "ok".into(),
         Action::HostSplit { gpa } => match m.host.vma.split(gpa.gfn().raw()) {
             Ok(Some(inv)) => {
-                m.host.stats.host_splits += 1;
-                m.kvm.mmu_invalidate(inv);
+                m.traced(None, |m| {
+                    m.host.stats.host_splits += 1;
+                    m.kvm.mmu_invalidate(inv);
+                });
                 "split".into()
             }
             Ok(None) => "already 4K".into(),
@@ -455,6 +556,9 @@ fn run_action(
         },
         Action::HostCollapse { gpa } => match m.host.vma.collapse(gpa.gfn().raw()) {
             Ok(Some(inv)) => {
+                if let Some(r) = &mut m.rmp.recorder {
+                    r.host_collapse(inv.offset, inv.pages);
+                }
                 m.kvm.mmu_invalidate(inv);
                 "collapsed".into()
             }
@@ -462,8 +566,11 @@ fn run_action(
             Err(e) => e.to_string(),
         },
         Action::PunchHole { gpa, pages } => {
-            let Machine { kvm, host, rmp, .. } = m;
-            match kvm.punch_hole(host, rmp, gpa.gfn(), pages) {
+            let punched = m.traced(None, |m| {
+                let Machine { kvm, host, rmp, .. } = m;
+                kvm.punch_hole(host, rmp, gpa.gfn(), pages)
+            });
+            match punched {
                 Ok(()) => "ok".into(),
                 Err(e) => {
                     m.stop(&e);

@@ -8,6 +8,7 @@
 //! runs actions, checks the invariants of design §7 ([`invariants`]) and reports the metrics of
 //! design §8 ([`metrics`]) priced by [`cost`].
 
+pub mod chrome;
 pub mod cost;
 pub mod debate;
 pub mod engine;
@@ -16,8 +17,10 @@ pub mod machine;
 pub mod metrics;
 pub mod observed;
 pub mod outcome;
+pub mod replay;
 pub mod run;
 pub mod scenario;
+pub mod trace;
 
 pub use engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, Simulation};
 pub use metrics::Metrics;

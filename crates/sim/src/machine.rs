@@ -13,6 +13,7 @@ use snpsim_kvm::{Kvm, KvmError};
 
 use crate::observed::Observed;
 use crate::outcome::Outcome;
+use crate::trace::{Counters, Fnv128};
 
 /// How many #NPFs one guest instruction may take before the run is declared livelocked.
 pub const MAX_FAULTS_PER_ACCESS: u32 = 64;
@@ -86,14 +87,17 @@ impl Machine {
     ) -> Result<(GuestOutcome<T>, Pfn, PageSize), Stop> {
         let gfn = gpa.gfn();
         for _ in 0..MAX_FAULTS_PER_ACCESS {
-            let code = match self.kvm.npt.translate(gfn) {
+            let leaf = self.kvm.npt.translate(gfn);
+            let code = match leaf {
                 None => NpfErrorCode::new().with_guest_final(true).with_enc(private).with_write(write),
                 Some((pfn, size)) => match exec(&mut self.rmp, pfn, size) {
                     GuestOutcome::Npf(code) => code,
                     other => return Ok((other, pfn, size)),
                 },
             };
-            if let Err(e) = self.kvm.handle_npf(&mut self.host, &mut self.rmp, gpa, code) {
+            let exit = self.rmp.recorder.as_mut().map(|r| r.npf(gpa, code, leaf.map(|(_, s)| s)));
+            let handled = self.traced(exit, |m| m.kvm.handle_npf(&mut m.host, &mut m.rmp, gpa, code));
+            if let Err(e) = handled {
                 return Err(self.stop(&e));
             }
         }
@@ -102,6 +106,43 @@ impl Machine {
             format!("GPA {gpa}: still faulting after {MAX_FAULTS_PER_ACCESS} #NPFs (livelock)"),
         ));
         Err(Stop)
+    }
+
+    /// Run `f` (a KVM or host call); when tracing, record the effects its counters show (exits to
+    /// the VMM, NPT demotions, host and direct-map splits, implicit conversions) and end the slice
+    /// of the exit at `exit`, if any, after them. Without a trace it is just `f(self)`.
+    pub(crate) fn traced<R>(&mut self, exit: Option<usize>, f: impl FnOnce(&mut Self) -> R) -> R {
+        if self.rmp.recorder.is_none() {
+            return f(self);
+        }
+        let before = Counters::of(self);
+        let r = f(self);
+        let after = Counters::of(self);
+        if let Some(rec) = &mut self.rmp.recorder {
+            rec.derived(&before, &after);
+            if let Some(i) = exit {
+                rec.close(i);
+            }
+        }
+        r
+    }
+
+    /// Feed the machine's own bookkeeping (content stamps and validation counts) to a state digest.
+    pub(crate) fn digest_bookkeeping(&self, h: &mut Fnv128) {
+        h.bytes(b"contents");
+        for (&frame, &(version, stamp)) in &self.contents {
+            h.u64(frame);
+            h.u64(version);
+            h.u64(stamp);
+        }
+        h.bytes(b"validations");
+        for (&frame, &(count, seq)) in &self.validations {
+            h.u64(frame);
+            h.u64(u64::from(count));
+            h.u64(seq);
+        }
+        h.piece("findings", format!("{:?}", self.findings).as_bytes());
+        h.piece("fatal", format!("{:?}", self.fatal).as_bytes());
     }
 
     /// Invariants 3 and 5, checked without the hardware model: a completed private access needs an
@@ -159,6 +200,22 @@ impl Machine {
 
     /// A host write to the guest page `gpa` (design §10 `host_write`).
     pub fn host_write(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
+        let r = self.traced(None, |m| m.host_write_untraced(gpa, via));
+        if self.rmp.recorder.is_some() {
+            let gfn = gpa.gfn();
+            let target = if via == HostVia::Kernel {
+                self.kvm.bound_pfn(&self.host, gfn).map(|p| (p, self.host.direct_map.level(p)))
+            } else {
+                self.host.vma.translate(gfn.raw())
+            };
+            if let Some(rec) = &mut self.rmp.recorder {
+                rec.host_write(gpa, via, target, r);
+            }
+        }
+        r
+    }
+
+    fn host_write_untraced(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
         let gfn = gpa.gfn();
         if via == HostVia::Kernel {
             let Some(pfn) = self.kvm.bound_pfn(&self.host, gfn) else { return HostWriteOutcome::Done };
@@ -186,11 +243,31 @@ impl Machine {
 
 impl Platform for Machine {
     fn psc_msr(&mut self, _vcpu: u32, req: GhcbMsrPscRequest) -> Result<GhcbMsrPscResponse, Stop> {
-        self.kvm.handle_psc_msr(&mut self.host, &mut self.rmp, req).map_err(|e| self.stop(&e))
+        let exit = self.rmp.recorder.as_mut().map(|r| {
+            r.psc_entry("msr", None, req.gfn() << 12, req.op(), false, 0);
+            r.exit(snpsim_kvm::stats::exit::VMGEXIT_PSC_MSR)
+        });
+        let resp = self.traced(exit, |m| m.kvm.handle_psc_msr(&mut m.host, &mut m.rmp, req));
+        if let (Some(rec), Some(i), Ok(resp)) = (&mut self.rmp.recorder, exit, &resp) {
+            rec.set(i, "result", resp.error().into());
+        }
+        resp.map_err(|e| self.stop(&e))
     }
 
     fn psc_ghcb(&mut self, _vcpu: u32, buf: &mut PscBuffer) -> Result<u64, Stop> {
-        self.kvm.handle_psc_ghcb(&mut self.host, &mut self.rmp, buf).map_err(|e| self.stop(&e))
+        let exit = self.rmp.recorder.as_mut().map(|r| {
+            let (cur, end) = (usize::from(buf.header.cur_entry()), usize::from(buf.header.end_entry()));
+            for (i, e) in buf.entries.iter().enumerate().take(end.saturating_add(1)).skip(cur) {
+                r.psc_entry("ghcb", Some(i), e.gfn() << 12, e.op(), e.page_size(), e.cur_page());
+            }
+            r.exit(snpsim_kvm::stats::exit::VMGEXIT_PSC)
+        });
+        let info2 = self.traced(exit, |m| m.kvm.handle_psc_ghcb(&mut m.host, &mut m.rmp, buf));
+        if let (Some(rec), Some(i), Ok(info2)) = (&mut self.rmp.recorder, exit, &info2) {
+            rec.set(i, "result", format!("{info2:#x}").into());
+            rec.set(i, "cur_entry", buf.header.cur_entry().into());
+        }
+        info2.map_err(|e| self.stop(&e))
     }
 
     fn pvalidate(
@@ -234,6 +311,9 @@ impl Platform for Machine {
         let (r, pfn, size) = self.through_npt(gpa, private, write, |rmp, pfn, npt_size| {
             rmp.check_guest_access(&GuestAccess { guest, gpa, pfn, npt_size, private, kind, user: false })
         })?;
+        if let Some(rec) = &mut self.rmp.recorder {
+            rec.access(gpa, kind, private, pfn, size, &r);
+        }
         if r.is_done() {
             self.check_completed("guest access", Some(gpa), pfn, size, private);
             if write {

@@ -10,6 +10,8 @@ use snpsim_hw::{
     GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
 
+use crate::trace::Recorder;
+
 /// Wraps an [`RmpModel`]; every successful RMPUPDATE stamps the pages it rewrote with a new
 /// sequence number.
 #[derive(Debug, Clone)]
@@ -18,12 +20,15 @@ pub struct Observed<R> {
     seq: u64,
     /// Page → sequence number of the last RMPUPDATE that rewrote it.
     changed: BTreeMap<u64, u64>,
+    /// The trace recorder, when the run is traced: every RMP instruction issued through this
+    /// wrapper (by the guest, KVM or the host) is recorded with its operands and result.
+    pub(crate) recorder: Option<Box<Recorder>>,
 }
 
 impl<R: RmpModel> Observed<R> {
     /// Wrap `inner`.
     pub fn new(inner: R) -> Self {
-        Observed { inner, seq: 0, changed: BTreeMap::new() }
+        Observed { inner, seq: 0, changed: BTreeMap::new(), recorder: None }
     }
 
     /// The wrapped model.
@@ -56,11 +61,18 @@ impl<R: RmpModel> RmpModel for Observed<R> {
                 self.changed.insert(p, self.seq);
             }
         }
+        if let Some(r) = &mut self.recorder {
+            r.rmpupdate(pfn, new, rc);
+        }
         rc
     }
 
     fn psmash(&mut self, pfn: Pfn) -> ReturnCode {
-        self.inner.psmash(pfn)
+        let rc = self.inner.psmash(pfn);
+        if let Some(r) = &mut self.recorder {
+            r.psmash(pfn, rc);
+        }
+        rc
     }
 
     fn pvalidate(
@@ -71,7 +83,11 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         size: RmpPageSize,
         validate: bool,
     ) -> GuestOutcome<PvalidateStatus> {
-        self.inner.pvalidate(guest, gpa, pfn, size, validate)
+        let r = self.inner.pvalidate(guest, gpa, pfn, size, validate);
+        if let Some(rec) = &mut self.recorder {
+            rec.pvalidate(gpa, pfn, size, validate, &r);
+        }
+        r
     }
 
     fn rmpadjust(
@@ -82,7 +98,11 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         size: RmpPageSize,
         op: RmpAdjustOperand,
     ) -> GuestOutcome<()> {
-        self.inner.rmpadjust(guest, gpa, pfn, size, op)
+        let r = self.inner.rmpadjust(guest, gpa, pfn, size, op);
+        if let Some(rec) = &mut self.recorder {
+            rec.rmpadjust(gpa, pfn, size, op, &r);
+        }
+        r
     }
 
     fn rmpquery(

@@ -172,8 +172,19 @@ pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
 
 /// Run a scenario and check its expectations.
 pub fn run_scenario(s: &Scenario, check: CheckMode) -> Result<ScenarioRun, SimError> {
+    run_scenario_with(s, check, None)
+}
+
+fn run_scenario_with(
+    s: &Scenario,
+    check: CheckMode,
+    meta: Option<&crate::trace::TraceMeta>,
+) -> Result<ScenarioRun, SimError> {
     let config = sim_config(s, check);
-    let sim = Simulation::new(config)?;
+    let mut sim = Simulation::new(config)?;
+    if let Some(meta) = meta {
+        sim.enable_trace(meta);
+    }
     let result = sim.run(&actions(s));
     let mut failures = Vec::new();
     for (name, expect) in s.expect.iter() {
@@ -205,4 +216,14 @@ pub fn run_scenario(s: &Scenario, check: CheckMode) -> Result<ScenarioRun, SimEr
         result,
         failures,
     })
+}
+
+/// Run a scenario as [`run_scenario`] does, recording a trace (design §12) described by `meta`
+/// into [`RunResult::trace`] when it is given.
+pub fn run_scenario_traced(
+    s: &Scenario,
+    check: CheckMode,
+    meta: Option<&crate::trace::TraceMeta>,
+) -> Result<ScenarioRun, SimError> {
+    run_scenario_with(s, check, meta)
 }

@@ -1,0 +1,124 @@
+//! Checking many configurations: the engine behind `snpsim check`.
+
+use std::time::{Duration, Instant};
+
+use snpsim_defs::PageSize;
+use snpsim_guest::Granularity;
+use snpsim_host::VmaBacking;
+use snpsim_hw::Mutant;
+use snpsim_kvm::{Era, Policy};
+use snpsim_sim::engine::{Action, MemoryBacking};
+use stateright::{Checker, Expectation, Model};
+
+use crate::{CheckSetup, SnpModel};
+
+/// Every backing of an era, as the checker runs them.
+pub fn backings(era: Era) -> Vec<(&'static str, MemoryBacking)> {
+    match era {
+        Era::Legacy => vec![
+            ("anon-4k", MemoryBacking::Vma(VmaBacking::Anon4k)),
+            ("thp", MemoryBacking::Vma(VmaBacking::Thp)),
+            ("hugetlbfs-2m", MemoryBacking::Vma(VmaBacking::Hugetlbfs2m)),
+            ("hugetlbfs-1g", MemoryBacking::Vma(VmaBacking::Hugetlbfs1g)),
+        ],
+        Era::Gmem => {
+            [("gmem-4k", PageSize::Size4K), ("gmem-2m", PageSize::Size2M), ("gmem-1g", PageSize::Size1G)]
+                .into_iter()
+                .map(|(n, folio)| (n, MemoryBacking::Gmem { folio, shared: VmaBacking::Thp }))
+                .collect()
+        }
+    }
+}
+
+/// What checking one configuration found.
+#[derive(Clone, Debug)]
+pub struct ConfigReport {
+    /// Policy name.
+    pub policy: &'static str,
+    /// Backing name.
+    pub backing: &'static str,
+    /// The guest granularity.
+    pub granularity: Granularity,
+    /// Unique states explored.
+    pub states: usize,
+    /// Deepest path explored.
+    pub max_depth: usize,
+    /// Wall time (reporting only; never part of a result).
+    pub elapsed: Duration,
+    /// The first `always` property that failed and its shortest counterexample.
+    pub violation: Option<(String, Vec<Action>)>,
+    /// The `sometimes` properties reached.
+    pub reached: Vec<&'static str>,
+}
+
+fn explore(setup: CheckSetup) -> (usize, usize, Vec<(&'static str, Vec<Action>, bool)>) {
+    let model = SnpModel::new(setup);
+    let kinds: Vec<(&'static str, bool)> =
+        model.properties().iter().map(|p| (p.name, p.expectation == Expectation::Always)).collect();
+    let checker = model.checker().spawn_bfs().join();
+    let mut found: Vec<(&'static str, Vec<Action>, bool)> = checker
+        .discoveries()
+        .into_iter()
+        .map(|(name, path)| {
+            let always = kinds.iter().any(|&(n, a)| n == name && a);
+            (name, path.into_actions(), always)
+        })
+        .collect();
+    found.sort_by(|a, b| (a.1.len(), a.0).cmp(&(b.1.len(), b.0)));
+    (checker.unique_state_count(), checker.max_depth(), found)
+}
+
+/// Check one configuration to `depth` actions. A violation is re-searched with iterative
+/// deepening so the counterexample reported is a shortest one.
+pub fn check_config(
+    policy: &'static dyn Policy,
+    backing: (&'static str, MemoryBacking),
+    granularity: Granularity,
+    depth: u32,
+    mutant: Option<Mutant>,
+) -> ConfigReport {
+    let t = Instant::now();
+    let setup = |d| CheckSetup { policy, backing: backing.1, granularity, depth: d, mutant };
+    let (states, max_depth, found) = explore(setup(depth));
+    let reached = found.iter().filter(|f| !f.2).map(|f| f.0).collect();
+    let violation = found.iter().any(|f| f.2).then(|| {
+        (1..=depth)
+            .find_map(|d| explore(setup(d)).2.into_iter().find(|f| f.2))
+            .map(|(name, actions, _)| (name.to_string(), actions))
+    });
+    ConfigReport {
+        policy: policy.name(),
+        backing: backing.0,
+        granularity,
+        states,
+        max_depth,
+        elapsed: t.elapsed(),
+        violation: violation.flatten(),
+        reached,
+    }
+}
+
+/// Check every configuration matching the filters (each policy with each backing of its era,
+/// guests at 4K and 2M granularity).
+pub fn check_all(
+    policy: Option<&str>,
+    backing: Option<&str>,
+    depth: u32,
+    mutant: Option<Mutant>,
+) -> Vec<ConfigReport> {
+    let mut out = Vec::new();
+    for p in snpsim_kvm::policy::ALL {
+        if policy.is_some_and(|want| want != p.name()) {
+            continue;
+        }
+        for b in backings(p.era()) {
+            if backing.is_some_and(|want| want != b.0) {
+                continue;
+            }
+            for g in [Granularity::K4, Granularity::M2] {
+                out.push(check_config(p, b, g, depth, mutant));
+            }
+        }
+    }
+    out
+}

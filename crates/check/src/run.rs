@@ -51,12 +51,16 @@ pub struct ConfigReport {
     pub reached: Vec<&'static str>,
 }
 
-fn explore(setup: CheckSetup) -> (usize, usize, Vec<(&'static str, Vec<Action>, bool)>) {
+/// A property the checker found: its name, the path to it, whether it is an `always` (violated)
+/// rather than a `sometimes` (reached).
+type Discovery = (&'static str, Vec<Action>, bool);
+
+fn explore(setup: CheckSetup) -> (usize, usize, Vec<Discovery>) {
     let model = SnpModel::new(setup);
     let kinds: Vec<(&'static str, bool)> =
         model.properties().iter().map(|p| (p.name, p.expectation == Expectation::Always)).collect();
     let checker = model.checker().spawn_bfs().join();
-    let mut found: Vec<(&'static str, Vec<Action>, bool)> = checker
+    let mut found: Vec<Discovery> = checker
         .discoveries()
         .into_iter()
         .map(|(name, path)| {

@@ -1,0 +1,91 @@
+//! Random streams of guest and host operations on a tiny machine, under every policy and backing,
+//! with the whole-state invariant check after every step: never a panic, never a false negative
+//! (the hardware guarantees hold whatever the guest does).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use snpsim_defs::{Gfn, PageSize, RmpPageSize, VmplPerms};
+use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
+use snpsim_host::{HostVia, VmaBacking};
+use snpsim_hw::{AccessKind, Geometry};
+use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
+
+const PAGES: u64 = 32;
+
+fn action(b: &[u8]) -> Action {
+    let page = u64::from(b[1]) % PAGES;
+    let gpa = Gfn(page).gpa();
+    let aligned = Gfn(page & !3).gpa();
+    let flag = b[2] & 1 == 1;
+    match b[0] % 12 {
+        0 => Action::Psc { vcpu: 0, gpa, pages: 1, private: flag, granularity: None },
+        1 => Action::Psc { vcpu: 0, gpa: aligned, pages: 4, private: flag, granularity: None },
+        2 => Action::Accept { vcpu: 0, gpa: aligned, pages: 4, granularity: None },
+        3 => Action::Access { vcpu: 0, gpa, kind: AccessKind::Write, private: flag },
+        4 => Action::Access { vcpu: 0, gpa, kind: AccessKind::Read, private: flag },
+        5 => Action::HostWrite {
+            gpa,
+            via: [HostVia::Vmm, HostVia::Uaccess, HostVia::Kernel][usize::from(b[2] % 3)],
+        },
+        6 => Action::HostSplit { gpa },
+        7 => Action::HostCollapse { gpa },
+        8 => Action::Recoalesce {
+            vcpu: 0,
+            gpa: aligned,
+            mode: if flag { Recoalesce::Naive } else { Recoalesce::SaveRestore },
+        },
+        9 => Action::Pvalidate {
+            vcpu: 0,
+            gpa,
+            size: if b[2] & 2 == 2 { RmpPageSize::Size2M } else { RmpPageSize::Size4K },
+            validate: flag,
+        },
+        10 => Action::Rmpadjust {
+            vcpu: 0,
+            gpa,
+            size: RmpPageSize::Size4K,
+            vmpl: 1 + b[2] % 3,
+            perms: VmplPerms::from_bits(b[2] >> 3),
+            vmsa: flag,
+        },
+        _ => Action::PunchHole { gpa, pages: 1 + u64::from(b[2] % 4) },
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&setup, ops)) = data.split_first() else { return };
+    let policy = snpsim_kvm::policy::ALL[usize::from(setup % 5)];
+    let backing = if policy.era() == snpsim_kvm::Era::Gmem {
+        let folio = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G][usize::from((setup >> 3) % 3)];
+        MemoryBacking::Gmem { folio, shared: VmaBacking::Thp }
+    } else {
+        let b = [VmaBacking::Anon4k, VmaBacking::Thp, VmaBacking::Hugetlbfs2m, VmaBacking::Hugetlbfs1g];
+        MemoryBacking::Vma(b[usize::from((setup >> 3) % 4)])
+    };
+    let config = SimConfig {
+        geometry: Geometry::TINY,
+        host_pages: 128,
+        guest_pages: PAGES,
+        vcpus: 1,
+        policy,
+        backing,
+        prefault_on_psc: setup & 0x20 != 0,
+        npt_level_follows_rmp: None,
+        smaller_npt_faults: true,
+        khugepaged: setup & 0x40 != 0,
+        guest: GuestConfig {
+            granularity: if setup & 0x80 != 0 { Granularity::M2 } else { Granularity::K4 },
+            protocol: Protocol::Ghcb,
+            ghcb_entries: 64,
+            validation_tracking: true,
+        },
+        step_budget: None,
+        check: CheckMode::Full,
+    };
+    let Ok(mut sim) = Simulation::new(config) else { return };
+    for chunk in ops.chunks_exact(3).take(64) {
+        sim.step(&action(chunk));
+    }
+    let result = sim.finish();
+    assert_eq!(result.metrics.false_negatives, 0, "{:?}", result.violations);
+});

@@ -1,8 +1,13 @@
-//! `snpsim`: run SEV-SNP memory-protection scenarios and the embedded 2021 debate.
+//! `snpsim`: run SEV-SNP memory-protection scenarios and the embedded 2021 debate, compare
+//! configurations, record and replay traces.
 //!
-//! Exit codes (design §11): 0 ok, 1 an expectation or invariant failed, 2 bad input.
+//! Exit codes (design §11): 0 ok, 1 an expectation or invariant failed (or a replay diverged),
+//! 2 bad input (scenario, trace or arguments). Bad input is reported before anything runs or is
+//! written; output files are written whole or not at all.
 
+mod compare;
 mod list;
+mod output;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -10,10 +15,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use snpsim_sim::debate::{Debate, run_debate};
+use serde_json::Value;
+use snpsim_sim::debate::{CLAIM_SCENARIOS, Debate, matrix, matrix_scenario};
 use snpsim_sim::engine::CheckMode;
-use snpsim_sim::run::{ScenarioRun, run_scenario};
-use snpsim_sim::scenario::{load_scenario_with_overrides, split_override};
+use snpsim_sim::run::{ScenarioRun, run_scenario_traced};
+use snpsim_sim::scenario::{Scenario, load_scenario_with_overrides, parse_scenario, split_override};
+use snpsim_sim::trace::TraceMeta;
+
+use crate::output::{Files, TraceFormat};
 
 /// A deterministic simulator of SEV-SNP memory protection: which faults occur, which host pages
 /// are split (and which splits were needless), what fails, what is lost, and what it costs, for
@@ -24,7 +33,11 @@ use snpsim_sim::scenario::{load_scenario_with_overrides, split_override};
 Examples:\n  snpsim                                  the 2021 debate: table and verdicts\n  \
 snpsim run examples/debate              every scenario in a directory\n  \
 snpsim run s.toml --set vm.backing=thp  override a field\n  \
-snpsim run --json > results.json        machine-readable results")]
+snpsim run --json > results.json        machine-readable results\n  \
+snpsim compare s.toml --policies all --backings thp,hugetlbfs-2m --guests 4k,2m\n  \
+snpsim run s.toml --out out --trace-format chrome   results, trace.jsonl and a Perfetto timeline\n  \
+snpsim replay out/trace.jsonl           re-execute a trace and verify every event\n\n\
+Exit codes: 0 ok, 1 an expectation or invariant failed (or a replay diverged), 2 bad input.")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -37,9 +50,26 @@ enum Command {
     /// Run scenario files or directories (default: the embedded debate suite).
     #[command(
         after_help = "Examples:\n  snpsim run\n  snpsim run examples/debate/05-npt-demote-thp.toml --json\n  \
-snpsim run examples --set guest.psc_granularity=2m --check full"
+snpsim run examples --set guest.psc_granularity=2m --check full\n  \
+snpsim run examples/debate --out results --trace-format chrome\n  \
+snpsim run s.toml --trace s.jsonl && snpsim replay s.jsonl"
     )]
     Run(RunArgs),
+    /// Run one scenario under every combination of policies, backings and guests, in parallel.
+    #[command(after_help = "Lists are comma-separated names or `all`; an option left out keeps the \
+scenario's own value. --guests takes guest presets (linux, linux-2021, coconut-svsm, oak-stage0: the \
+preset replaces the scenario's [guest]) or PSC granularities (4k, 2m: only guest.psc_granularity \
+changes); `all` means every preset. Policy/backing pairs of different eras are skipped with a note. \
+The scenario's [expect] describes one configuration and is not checked; invariants are.\n\n\
+Examples:\n  snpsim compare examples/debate/05-npt-demote-thp.toml --policies all --backings all --guests 4k,2m\n  \
+snpsim compare s.toml --policies npt-demote,gmem --backings thp,gmem-2m --csv > matrix.csv\n  \
+snpsim compare s.toml --policies all --out cmp --jobs 8")]
+    Compare(compare::CompareArgs),
+    /// Re-execute a JSONL trace and verify every event, every result and the final state hash.
+    #[command(after_help = "Exit codes: 0 every line matches, 1 the first divergence (its line is \
+named), 2 the trace is malformed (file:line:column and what is wrong).\n\n\
+Examples:\n  snpsim run examples/debate/05-npt-demote-thp.toml --trace t.jsonl\n  snpsim replay t.jsonl")]
+    Replay(ReplayArgs),
     /// List embedded scenarios, policies, backings, guest presets and metrics.
     #[command(after_help = "Example:\n  snpsim list")]
     List,
@@ -52,16 +82,9 @@ enum Check {
     Off,
 }
 
+/// Options shared by `run` and `compare`: overrides and checking.
 #[derive(Debug, Args)]
-struct RunArgs {
-    /// Scenario files or directories (searched for *.toml); none = the embedded debate suite.
-    paths: Vec<PathBuf>,
-    /// Print one JSON document (an array with one object per run) and nothing else on stdout.
-    #[arg(long, conflicts_with = "csv")]
-    json: bool,
-    /// Print CSV, one row per run, every metric a column.
-    #[arg(long)]
-    csv: bool,
+struct ScenarioOpts {
     /// Override a scenario field, validated like the file (`vm.backing=thp`); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -73,6 +96,49 @@ struct RunArgs {
     check: Check,
 }
 
+/// Where results go.
+#[derive(Debug, Args)]
+struct OutputOpts {
+    /// Print one JSON document (an array with one object per run) and nothing else on stdout.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print CSV, one row per run, every metric a column.
+    #[arg(long)]
+    csv: bool,
+    /// Write DIR/results.json (as --json) and DIR/trace.jsonl (every run); with
+    /// `--trace-format chrome` also DIR/trace.json (open it in Perfetto).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Write the trace of every run to FILE (JSONL, or Chrome format with --trace-format chrome).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Trace format for --trace; with --out, `chrome` adds trace.json beside trace.jsonl.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    trace_format: TraceFormat,
+}
+
+impl OutputOpts {
+    fn traced(&self) -> bool {
+        self.out.is_some() || self.trace.is_some()
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Scenario files or directories (searched for *.toml); none = the embedded debate suite.
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    scenario: ScenarioOpts,
+    #[command(flatten)]
+    output: OutputOpts,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The JSONL trace (from `--trace FILE` or `--out DIR`'s trace.jsonl).
+    trace: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -81,6 +147,8 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Some(Command::Run(args)) => run(&args),
+        Some(Command::Compare(args)) => compare::compare(&args),
+        Some(Command::Replay(args)) => replay(&args),
         None => run(&cli.run),
     };
     match result {
@@ -98,6 +166,14 @@ fn check_mode(c: Check) -> CheckMode {
         Check::Full => CheckMode::Full,
         Check::Incremental => CheckMode::Incremental,
         Check::Off => CheckMode::Off,
+    }
+}
+
+fn check_name(c: Check) -> &'static str {
+    match c {
+        Check::Full => "full",
+        Check::Incremental => "incremental",
+        Check::Off => "off",
     }
 }
 
@@ -121,24 +197,75 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// `--set` and `--seed` as (KEY, VALUE) overrides.
+fn overrides(opts: &ScenarioOpts) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, s) in opts.set.iter().enumerate() {
+        let Some((k, v)) = split_override(s) else {
+            bail!("--set:{}:1: expected KEY=VALUE (for example vm.backing=thp), got {s:?}", i + 1)
+        };
+        out.push((k.to_string(), v.to_string()));
+    }
+    if let Some(seed) = opts.seed {
+        out.push(("seed".into(), seed.to_string()));
+    }
+    Ok(out)
+}
+
+/// Quote a shell word when it needs it.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// One run of a command, with what it takes to reproduce it.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub run: ScenarioRun,
+    pub seed: u64,
+    /// The command line that re-runs exactly this run.
+    pub repro: String,
+}
+
+/// A command line re-running `file` with `overrides` (which include the seed) and `check`.
+pub(crate) fn repro_command(file: &str, overrides: &[(String, String)], seed: u64, check: Check) -> String {
+    use std::fmt::Write as _;
+    let mut cmd = format!("snpsim run {}", shell_word(file));
+    for (k, v) in overrides.iter().filter(|(k, _)| k != "seed") {
+        let _ = write!(cmd, " --set {}", shell_word(&format!("{k}={v}")));
+    }
+    let _ = write!(cmd, " --seed {seed} --check {}", check_name(check));
+    cmd
+}
+
+/// Run one scenario, traced as run `index` when `traced`.
+pub(crate) fn run_one(
+    s: &Scenario,
+    source: &str,
+    index: u64,
+    check: CheckMode,
+    traced: bool,
+) -> Result<ScenarioRun> {
+    let meta = traced.then(|| TraceMeta::for_scenario(s, source, index));
+    run_scenario_traced(s, check, meta.as_ref())
+        .with_context(|| format!("{source}: cannot build the machine"))
+}
+
 /// Run the arguments' scenarios; `Ok(false)` when an expectation or invariant failed.
 fn run(args: &RunArgs) -> Result<bool> {
-    let check = check_mode(args.check);
-    let mut overrides: Vec<(String, String)> = Vec::new();
-    for s in &args.set {
-        let Some((k, v)) = split_override(s) else { bail!("--set {s}: expected KEY=VALUE") };
-        overrides.push((k.to_string(), v.to_string()));
-    }
-    if let Some(seed) = args.seed {
-        overrides.push(("seed".into(), seed.to_string()));
-    }
+    let check = check_mode(args.scenario.check);
+    let overrides = overrides(&args.scenario)?;
     if args.paths.is_empty() && !overrides.is_empty() {
         bail!("--set and --seed apply to scenario files; the embedded suite takes none");
     }
-    let (runs, debate) = if args.paths.is_empty() {
-        let d = run_debate(check).context("the embedded debate suite failed to run (a bug in snpsim)")?;
-        let runs: Vec<ScenarioRun> = d.matrix.iter().chain(&d.claims).cloned().collect();
-        (runs, Some(d))
+    Files::prepare(args.output.out.as_deref(), args.output.trace.as_deref())?;
+    let traced = args.output.traced();
+    let (jobs, debate) = if args.paths.is_empty() {
+        let (jobs, d) = run_debate(check, args.scenario.check, traced)?;
+        (jobs, Some(d))
     } else {
         let mut files = Vec::new();
         for p in &args.paths {
@@ -153,45 +280,175 @@ fn run(args: &RunArgs) -> Result<bool> {
         for f in &files {
             scenarios.push(load_scenario_with_overrides(f, &ov)?);
         }
-        let mut runs = Vec::new();
-        for (f, s) in files.iter().zip(&scenarios) {
-            let mut r = run_scenario(s, check)
-                .with_context(|| format!("{}: cannot build the machine", f.display()))?;
+        let mut jobs = Vec::new();
+        for (i, (f, s)) in files.iter().zip(&scenarios).enumerate() {
+            let source = f.display().to_string();
+            let mut r = run_one(s, &source, i as u64, check, traced)?;
             r.name = format!("{} ({})", s.name, f.display());
-            runs.push(r);
+            jobs.push(Job {
+                run: r,
+                seed: s.seed,
+                repro: repro_command(&source, &overrides, s.seed, args.scenario.check),
+            });
         }
-        (runs, None)
+        (jobs, None)
     };
-    let passed = runs.iter().all(ScenarioRun::passed);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&table::json(&runs))?);
-    } else if args.csv {
-        print!("{}", table::csv(&runs));
+    let runs: Vec<&ScenarioRun> = jobs.iter().map(|j| &j.run).collect();
+    let stdout = if args.output.json {
+        format!("{}\n", serde_json::to_string_pretty(&table::json(&runs))?)
+    } else if args.output.csv {
+        table::csv(&runs)
     } else {
         match &debate {
-            Some(d) => print_debate(d),
-            None => print!("{}", table::render(&runs, true)),
+            Some(d) => debate_text(d),
+            None => table::render(&runs, true),
         }
-        for r in runs.iter().filter(|r| !r.passed()) {
-            eprintln!("FAILED {} [{} / {} / {}]:", r.name, r.policy, r.backing, r.granularity);
-            for f in &r.failures {
-                eprintln!("  {f}");
+    };
+    emit(jobs, &args.output, table::json, &stdout)
+}
+
+/// The embedded suite, run as [`snpsim_sim::debate::run_debate`] does, each run traced if asked.
+fn run_debate(check: CheckMode, c: Check, traced: bool) -> Result<(Vec<Job>, Debate)> {
+    let bug = "the embedded debate suite failed to run (a bug in snpsim)";
+    let mut jobs = Vec::new();
+    let mut index = 0u64;
+    let mut matrix_runs = Vec::new();
+    for (p, b, g) in matrix() {
+        let source = format!("<embedded {}/{}/{}>", p.name(), b.name(), g.name());
+        let s = parse_scenario(&source, &matrix_scenario(p, b, g)).context(bug)?;
+        let mut r = run_one(&s, &source, index, check, traced).context(bug)?;
+        index += 1;
+        let trace = r.result.trace.take();
+        matrix_runs.push(r.clone());
+        r.result.trace = trace;
+        jobs.push(Job { run: r, seed: s.seed, repro: format!("snpsim run --check {}", check_name(c)) });
+    }
+    let mut claims = Vec::new();
+    for (file, text) in CLAIM_SCENARIOS {
+        let s = parse_scenario(file, text).context(bug)?;
+        let mut r = run_one(&s, file, index, check, traced).context(bug)?;
+        index += 1;
+        let trace = r.result.trace.take();
+        claims.push(r.clone());
+        r.result.trace = trace;
+        jobs.push(Job { run: r, seed: s.seed, repro: repro_command(file, &[], s.seed, c) });
+    }
+    Ok((jobs, Debate { matrix: matrix_runs, claims }))
+}
+
+/// Write the output files, print `stdout`, report failures; `Ok(false)` if any run failed.
+pub(crate) fn emit(
+    mut jobs: Vec<Job>,
+    output: &OutputOpts,
+    results_json: impl Fn(&[&ScenarioRun]) -> Value,
+    stdout: &str,
+) -> Result<bool> {
+    let mut files = Files::default();
+    let mut trace_text = Vec::new();
+    if output.traced() {
+        for j in &mut jobs {
+            trace_text.extend(j.run.result.trace.take().unwrap_or_default());
+        }
+    }
+    let chrome = || -> Result<Vec<u8>> {
+        let text = String::from_utf8_lossy(&trace_text);
+        Ok(snpsim_sim::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes())
+    };
+    let mut replay_path = None;
+    if let Some(dir) = &output.out {
+        let runs: Vec<&ScenarioRun> = jobs.iter().map(|j| &j.run).collect();
+        let mut results = serde_json::to_vec_pretty(&results_json(&runs))?;
+        results.push(b'\n');
+        files.add(dir.join("results.json"), results);
+        if output.trace_format == TraceFormat::Chrome {
+            files.add(dir.join("trace.json"), chrome()?);
+        }
+        files.add(dir.join("trace.jsonl"), trace_text.clone());
+        replay_path = Some(dir.join("trace.jsonl"));
+    }
+    if let Some(path) = &output.trace {
+        match output.trace_format {
+            TraceFormat::Jsonl => {
+                files.add(path.clone(), trace_text.clone());
+                replay_path = Some(path.clone());
             }
+            TraceFormat::Chrome => files.add(path.clone(), chrome()?),
+        }
+    }
+    files.write(output.out.as_deref())?;
+    print_stdout(stdout);
+    let mut passed = true;
+    for j in jobs.iter().filter(|j| !j.run.passed()) {
+        passed = false;
+        let r = &j.run;
+        eprintln!("FAILED {} [{} / {} / {}]:", r.name, r.policy, r.backing, r.granularity);
+        for f in &r.failures {
+            eprintln!("  {f}");
+        }
+        eprintln!("  seed {}; reproduce with: {}", j.seed, j.repro);
+        if let Some(p) = &replay_path {
+            eprintln!(
+                "  or replay the recorded trace: snpsim replay {}",
+                shell_word(&p.display().to_string())
+            );
         }
     }
     Ok(passed)
 }
 
-fn print_debate(d: &Debate) {
-    println!("snpsim: the 2021 SNP debate (\"x86/fault: handle the RMP fault for user address\")");
-    println!("Workload: a guest accepts 64 MiB, writes data, shares one driver buffer of its granule,");
-    println!("writes next to it, lets the VMM and vhost write the buffer, reads its data back.\n");
-    print!("{}", table::render(&d.matrix, false));
-    println!("\nClaim scenarios (examples/debate):");
-    print!("{}", table::render(&d.claims, true));
-    println!("\nVerdicts:");
+/// Print to stdout; a closed pipe (`snpsim ... | head`) is not an error.
+fn print_stdout(s: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
+}
+
+fn debate_text(d: &Debate) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    s.push_str("snpsim: the 2021 SNP debate (\"x86/fault: handle the RMP fault for user address\")\n");
+    s.push_str("Workload: a guest accepts 64 MiB, writes data, shares one driver buffer of its granule,\n");
+    s.push_str("writes next to it, lets the VMM and vhost write the buffer, reads its data back.\n\n");
+    let matrix: Vec<&ScenarioRun> = d.matrix.iter().collect();
+    let claims: Vec<&ScenarioRun> = d.claims.iter().collect();
+    s.push_str(&table::render(&matrix, false));
+    s.push_str("\nClaim scenarios (examples/debate):\n");
+    s.push_str(&table::render(&claims, true));
+    s.push_str("\nVerdicts:\n");
     for v in d.verdicts() {
-        println!("  [{}] {}", if v.supported { "supported" } else { "NOT SUPPORTED" }, v.claim);
-        println!("        {}", v.evidence);
+        let _ = writeln!(s, "  [{}] {}", if v.supported { "supported" } else { "NOT SUPPORTED" }, v.claim);
+        let _ = writeln!(s, "        {}", v.evidence);
+    }
+    s
+}
+
+/// `snpsim replay TRACE`.
+fn replay(args: &ReplayArgs) -> Result<bool> {
+    let name = args.trace.display().to_string();
+    let bytes = std::fs::read(&args.trace).with_context(|| format!("{name}: cannot read the trace"))?;
+    let Ok(text) = String::from_utf8(bytes) else { bail!("{name}:1:1: malformed trace: not UTF-8 text") };
+    // A panic inside the engine is caught and reported as a malformed trace; keep its default
+    // message off the terminal.
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = snpsim_sim::replay::replay(&text);
+    let _ = std::panic::take_hook();
+    match result {
+        Ok(summary) => {
+            use std::fmt::Write as _;
+            let mut s = format!(
+                "{name}: replayed {} run(s), {} step(s), {} line(s): every event and state hash matches\n",
+                summary.runs, summary.steps, summary.lines
+            );
+            for (scenario, hash) in &summary.hashes {
+                let _ = writeln!(s, "  {hash}  {scenario}");
+            }
+            print_stdout(&s);
+            Ok(true)
+        }
+        Err(e) if e.is_divergence() => {
+            eprintln!("snpsim: {name}:{e}");
+            Ok(false)
+        }
+        Err(e) => bail!("{name}:{e}"),
     }
 }

@@ -27,16 +27,27 @@ fn num(x: f64) -> String {
 }
 
 /// A fixed-width table, one row per run.
-pub fn render(runs: &[ScenarioRun], with_name: bool) -> String {
+pub fn render(runs: &[&ScenarioRun], with_name: bool) -> String {
+    render_with(runs, with_name, "gran", None)
+}
+
+/// A fixed-width table, one row per run, whose guest column is headed `guest_header` and holds
+/// `guests` (one label per run) or else each run's granularity.
+pub fn render_with(
+    runs: &[&ScenarioRun],
+    with_name: bool,
+    guest_header: &str,
+    guests: Option<&[String]>,
+) -> String {
     let mut header: Vec<String> = Vec::new();
     if with_name {
         header.push("scenario".into());
     }
-    header.extend(["policy", "backing", "gran", "outcome"].map(String::from));
+    header.extend(["policy", "backing", guest_header, "outcome"].map(String::from));
     header.extend(COLUMNS.iter().map(|(h, _)| (*h).to_string()));
     header.extend(["2M+ cover", "sim_time"].map(String::from));
     let mut rows = vec![header];
-    for r in runs {
+    for (i, r) in runs.iter().enumerate() {
         let m = &r.result.metrics;
         let mut row = Vec::new();
         if with_name {
@@ -45,7 +56,7 @@ pub fn render(runs: &[ScenarioRun], with_name: bool) -> String {
         }
         row.push(r.policy.to_string());
         row.push(r.backing.to_string());
-        row.push(r.granularity.to_string());
+        row.push(guests.and_then(|g| g.get(i)).map_or_else(|| r.granularity.to_string(), Clone::clone));
         row.push(if r.passed() {
             r.result.outcome.name().to_string()
         } else {
@@ -80,7 +91,7 @@ pub fn render(runs: &[ScenarioRun], with_name: bool) -> String {
 }
 
 /// The design §11 JSON document: one object per run.
-pub fn json(runs: &[ScenarioRun]) -> Value {
+pub fn json(runs: &[&ScenarioRun]) -> Value {
     Value::Array(
         runs.iter()
             .map(|r| {
@@ -117,25 +128,34 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
 }
 
 /// CSV with every metric as a column (nested ones dotted).
-pub fn csv(runs: &[ScenarioRun]) -> String {
+pub fn csv(runs: &[&ScenarioRun]) -> String {
+    csv_with(runs, None)
+}
+
+/// CSV as [`csv`], with a `guest` column after `granularity` when `guests` (one label per run)
+/// is given.
+pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
     let mut out = String::new();
     let mut header_done = false;
-    for r in runs {
+    for (i, r) in runs.iter().enumerate() {
         let mut cols = Vec::new();
         flatten("", &serde_json::to_value(&r.result.metrics).unwrap_or(Value::Null), &mut cols);
+        let guest = guests.map(|g| format!(",{}", csv_field(g.get(i).map_or("", String::as_str))));
         if !header_done {
             let names: Vec<String> = cols.iter().map(|(k, _)| csv_field(k)).collect();
-            let _ = writeln!(out, "scenario,policy,backing,granularity,outcome,{}", names.join(","));
+            let extra = if guests.is_some() { ",guest" } else { "" };
+            let _ = writeln!(out, "scenario,policy,backing,granularity{extra},outcome,{}", names.join(","));
             header_done = true;
         }
         let vals: Vec<String> = cols.iter().map(|(_, v)| csv_field(v)).collect();
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{}",
+            "{},{},{},{}{},{},{}",
             csv_field(&r.name),
             r.policy,
             r.backing,
             r.granularity,
+            guest.unwrap_or_default(),
             r.result.outcome,
             vals.join(",")
         );

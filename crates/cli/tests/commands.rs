@@ -1,0 +1,380 @@
+//! `snpsim run --out/--trace`, `replay`, `compare`, and the error classes of design §11, run as a
+//! user runs them: exit codes, messages, files written whole or not at all, determinism.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/debate");
+
+fn example(name: &str) -> String {
+    format!("{EXAMPLES}/{name}")
+}
+
+fn snpsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("snpsim-commands-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn files_in(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn out_writes_results_and_traces_that_replay() {
+    let d = temp_dir("out");
+    let out = d.join("o");
+    let r = snpsim(&["run", EXAMPLES, "--out", s(&out), "--trace-format", "chrome"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(files_in(&out), ["results.json", "trace.json", "trace.jsonl"]);
+    // results.json is the --json document.
+    let json = snpsim(&["run", EXAMPLES, "--json"]);
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), json.stdout);
+    // The JSONL trace replays.
+    let rp = snpsim(&["replay", s(&out.join("trace.jsonl"))]);
+    assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
+    let files = std::fs::read_dir(EXAMPLES).unwrap().count();
+    assert!(text(&rp.stdout).contains(&format!("replayed {files} run(s)")), "{}", text(&rp.stdout));
+    // Without chrome, no trace.json; never a report here.
+    let out2 = d.join("o2");
+    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out2)]);
+    assert_eq!(r.status.code(), Some(0));
+    assert_eq!(files_in(&out2), ["results.json", "trace.jsonl"]);
+}
+
+/// The Trace Event format's required fields, per event phase.
+fn check_chrome(doc: &Value) {
+    let events = doc["traceEvents"].as_array().expect("traceEvents is an array");
+    assert!(!events.is_empty());
+    let (mut slices, mut instants, mut meta) = (0, 0, 0);
+    for e in events {
+        assert!(e["name"].is_string(), "{e}");
+        assert!(e["pid"].is_u64() && e["tid"].is_u64(), "{e}");
+        match e["ph"].as_str().unwrap() {
+            "X" => {
+                assert!(e["ts"].as_f64().unwrap() >= 0.0 && e["dur"].as_f64().unwrap() >= 0.0, "{e}");
+                slices += 1;
+            }
+            "i" => {
+                assert!(e["ts"].is_number() && e["s"] == "t", "{e}");
+                instants += 1;
+            }
+            "M" => {
+                assert!(e["args"]["name"].is_string() || e["args"]["sort_index"].is_u64(), "{e}");
+                meta += 1;
+            }
+            other => panic!("unexpected phase {other}: {e}"),
+        }
+    }
+    assert!(slices > 0 && instants > 0 && meta > 0);
+    let names: Vec<&str> = events.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert!(names.iter().any(|n| n.starts_with("#NPF ")), "no #NPF slice");
+    assert!(names.iter().any(|n| n.starts_with("exit vmgexit_psc")), "no PSC exit slice");
+    assert!(tracks(doc).contains(&"vCPU 0".to_string()), "no vCPU track");
+}
+
+/// The names of the threads (tracks) a Trace Event document declares.
+fn tracks(doc: &Value) -> Vec<String> {
+    doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .filter_map(|e| e["args"]["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn chrome_trace_is_valid_trace_event_json() {
+    let d = temp_dir("chrome");
+    let f = d.join("t.json");
+    let r = snpsim(&[
+        "run",
+        &example("08-host-writes-still-fault.toml"),
+        "--trace",
+        s(&f),
+        "--trace-format",
+        "chrome",
+    ]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+    check_chrome(&doc);
+    let names: Vec<&str> =
+        doc["traceEvents"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+    let tracks = tracks(&doc);
+    assert!(
+        tracks.contains(&"vmm".into()) && tracks.contains(&"vhost".into()),
+        "host actor tracks: {tracks:?}"
+    );
+    assert!(names.iter().any(|n| n.starts_with("#PF host write: ")), "{names:?}");
+}
+
+#[test]
+fn traces_are_byte_identical_across_runs_and_job_counts() {
+    let d = temp_dir("determinism");
+    let file = example("05-npt-demote-thp.toml");
+    let (a, b) = (d.join("a.jsonl"), d.join("b.jsonl"));
+    assert_eq!(snpsim(&["run", EXAMPLES, "--trace", s(&a)]).status.code(), Some(0));
+    assert_eq!(snpsim(&["run", EXAMPLES, "--trace", s(&b)]).status.code(), Some(0));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let mut outs = Vec::new();
+    for jobs in ["1", "3", "8"] {
+        let o = d.join(format!("cmp{jobs}"));
+        let r = snpsim(&[
+            "compare",
+            &file,
+            "--policies",
+            "all",
+            "--backings",
+            "all",
+            "--guests",
+            "4k,2m",
+            "--jobs",
+            jobs,
+            "--out",
+            s(&o),
+        ]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        outs.push((
+            r.stdout,
+            std::fs::read(o.join("trace.jsonl")).unwrap(),
+            std::fs::read(o.join("results.json")).unwrap(),
+        ));
+    }
+    assert!(outs.windows(2).all(|w| w[0] == w[1]), "compare output depends on --jobs");
+    let rp = snpsim(&["replay", s(&d.join("cmp3/trace.jsonl"))]);
+    assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
+}
+
+#[test]
+fn replay_reports_the_first_divergence_and_malformed_lines() {
+    let d = temp_dir("replay");
+    let t = d.join("t.jsonl");
+    assert_eq!(snpsim(&["run", &example("05-npt-demote-thp.toml"), "--trace", s(&t)]).status.code(), Some(0));
+    let good = std::fs::read_to_string(&t).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+
+    // A changed result: exit 1, the line and field named.
+    let i = lines.iter().position(|l| l.starts_with("{\"ev\":\"rmpupdate\"")).unwrap();
+    let mut bad = lines.clone();
+    let changed = lines[i].replace("\"rc\":\"SUCCESS\"", "\"rc\":\"FAIL_OVERLAP\"");
+    bad[i] = &changed;
+    let f = d.join("diverged.jsonl");
+    std::fs::write(&f, bad.join("\n") + "\n").unwrap();
+    let r = snpsim(&["replay", s(&f)]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = text(&r.stderr);
+    assert!(err.contains(&format!("diverged.jsonl:{}: divergence", i + 1)), "{err}");
+    assert!(err.contains("`rc`") && err.contains("FAIL_OVERLAP") && err.contains("SUCCESS"), "{err}");
+    assert_eq!(text(&r.stdout), "");
+
+    // A wrong final hash: exit 1 at the last line.
+    let mut bad = lines.clone();
+    let last = lines.len() - 1;
+    bad[last] = "{\"state_hash\":\"00000000000000000000000000000000\"}";
+    std::fs::write(&f, bad.join("\n") + "\n").unwrap();
+    let r = snpsim(&["replay", s(&f)]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(text(&r.stderr).contains(&format!(":{}: divergence", last + 1)), "{}", text(&r.stderr));
+
+    // Broken JSON: exit 2 with file:line:column.
+    let mut bad = lines.clone();
+    bad[2] = "{\"ev\":\"step\" \"t\":0}";
+    let m = d.join("malformed.jsonl");
+    std::fs::write(&m, bad.join("\n") + "\n").unwrap();
+    let r = snpsim(&["replay", s(&m)]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = text(&r.stderr);
+    assert!(err.contains("malformed.jsonl:3:14: malformed trace: not JSON"), "{err}");
+
+    // An action that is not valid for the run: exit 2 naming the field and accepted values.
+    let step = lines.iter().position(|l| l.starts_with("{\"ev\":\"step\"")).unwrap();
+    let mut bad = lines.clone();
+    let weird = lines[step].replace("\"to\":\"private\"", "\"to\":\"sideways\"");
+    bad[step] = &weird;
+    std::fs::write(&m, bad.join("\n") + "\n").unwrap();
+    let r = snpsim(&["replay", s(&m)]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = text(&r.stderr);
+    assert!(
+        err.contains(&format!("malformed.jsonl:{}:1:", step + 1))
+            && err.contains("accepted: private, shared"),
+        "{err}"
+    );
+
+    // Missing file.
+    let r = snpsim(&["replay", s(&d.join("nope.jsonl"))]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("nope.jsonl: cannot read the trace"), "{}", text(&r.stderr));
+}
+
+#[test]
+fn compare_runs_a_matrix_in_a_stable_order() {
+    let file = example("05-npt-demote-thp.toml");
+    let r = snpsim(&[
+        "compare",
+        &file,
+        "--policies",
+        "npt-demote,gmem",
+        "--backings",
+        "all",
+        "--guests",
+        "linux,4k",
+        "--json",
+    ]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let runs: Vec<Value> = serde_json::from_slice::<Value>(&r.stdout).unwrap().as_array().unwrap().clone();
+    // npt-demote × 3 legacy backings × 2 guests, then gmem × 2 gmem backings × 2 guests: the 1G
+    // backings need a whole number of 1 GiB pages, which this 16 MiB guest is not.
+    assert_eq!(runs.len(), 3 * 2 + 2 * 2);
+    let keys: Vec<(String, String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["policy"].as_str().unwrap().into(),
+                r["backing"].as_str().unwrap().into(),
+                r["guest"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(keys[0], ("npt-demote".into(), "anon-4k".into(), "linux".into()));
+    assert_eq!(keys[1], ("npt-demote".into(), "anon-4k".into(), "4k".into()));
+    assert_eq!(keys[6], ("gmem".into(), "gmem-4k".into(), "linux".into()));
+    // The linux preset brings its own 2m granularity; `4k` only changes the granularity.
+    assert_eq!(runs[0]["granularity"], "2m");
+    assert_eq!(runs[1]["granularity"], "4k");
+    assert!(runs.iter().all(|r| r["metrics"]["invariant_violations"] == 0));
+    let err = text(&r.stderr);
+    assert!(err.contains("note: skipped npt-demote on gmem-4k: the policy is of the legacy era"), "{err}");
+    assert!(
+        err.contains("note: skipped npt-demote on hugetlbfs-1g with guest linux: ")
+            && err.contains("vm.memory"),
+        "{err}"
+    );
+
+    let table = snpsim(&["compare", &file, "--policies", "all", "--backings", "thp,gmem-2m"]);
+    assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
+    let out = text(&table.stdout);
+    assert!(out.contains("policy") && out.contains("guest") && out.contains("sizem"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("npt-demote") && l.contains(" 4k ")), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("rfc-host-split") || l.starts_with("gmem ")).count(),
+        2,
+        "{out}"
+    );
+
+    let csv = snpsim(&["compare", &file, "--guests", "all", "--csv"]);
+    assert_eq!(csv.status.code(), Some(0), "{}", text(&csv.stderr));
+    let csv = text(&csv.stdout);
+    assert!(csv.starts_with("scenario,policy,backing,granularity,guest,outcome,"), "{csv}");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+}
+
+#[test]
+fn every_error_class_exits_2_with_a_located_message_and_no_output() {
+    let d = temp_dir("errors");
+    let file = example("05-npt-demote-thp.toml");
+    // Bad arguments: an unknown policy in a list names the item and the accepted values.
+    let r = snpsim(&["compare", &file, "--policies", "npt-demote,npt-promote"]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = text(&r.stderr);
+    assert!(err.contains("--policies: item 2 is \"npt-promote\"; accepted: all, or a comma-separated list of rfc-host-split"), "{err}");
+    assert_eq!(text(&r.stdout), "");
+    let r = snpsim(&["compare", &file, "--guests", "windows"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        text(&r.stderr).contains("linux, linux-2021, coconut-svsm, oak-stage0 (presets) or 4k, 2m"),
+        "{}",
+        text(&r.stderr)
+    );
+    // An explicitly requested combination that cannot run is an error, not a skip.
+    let r = snpsim(&["compare", &file, "--backings", "hugetlbfs-1g"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("vm.memory"), "{}", text(&r.stderr));
+    // A bad --set.
+    let r = snpsim(&["run", &file, "--set", "vm.backing"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("--set:1:1: expected KEY=VALUE"), "{}", text(&r.stderr));
+    let r = snpsim(&["run", &file, "--trace-format", "svg"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("possible values: jsonl, chrome"), "{}", text(&r.stderr));
+    // --out on a file: nothing runs, nothing is written.
+    let not_dir = d.join("file");
+    std::fs::write(&not_dir, "x").unwrap();
+    let r = snpsim(&["run", &file, "--out", s(&not_dir)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("exists and is not a directory"), "{}", text(&r.stderr));
+    assert_eq!(text(&r.stdout), "");
+    // A bad scenario with --out: no directory, no file.
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[machine]\nhost_memory = \"16GiB\"\n[vm]\nmemory = \"4GiB\"\npolicy = \"foo\"\nbacking = \"thp\"\n").unwrap();
+    let out = d.join("never");
+    let r = snpsim(&["run", s(&bad), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("bad.toml:6:10: field `vm.policy`"), "{}", text(&r.stderr));
+    assert!(!out.exists());
+    // No temporary files are left behind anywhere.
+    assert!(files_in(&d).iter().all(|f| !f.contains(".tmp-")), "{:?}", files_in(&d));
+}
+
+#[test]
+fn a_failed_expectation_prints_the_seed_and_the_command_that_reproduces_it() {
+    let d = temp_dir("expect");
+    let f = d.join("s.toml");
+    let text_in = std::fs::read_to_string(example("05-npt-demote-thp.toml"))
+        .unwrap()
+        .replace("host_splits = 0", "host_splits = 3");
+    std::fs::write(&f, text_in).unwrap();
+    let out = d.join("o");
+    let r = snpsim(&["run", s(&f), "--set", "guest.psc_protocol=msr", "--seed", "9", "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = text(&r.stderr);
+    assert!(err.contains("expected host_splits ==3, got 0"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "seed 9; reproduce with: snpsim run {} --set guest.psc_protocol=msr --seed 9 --check incremental",
+            s(&f)
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("snpsim replay {}", s(&out.join("trace.jsonl")))), "{err}");
+    // The failure is a result: the files are all there.
+    assert_eq!(files_in(&out), ["results.json", "trace.jsonl"]);
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["compare", "--help"],
+        vec!["replay", "--help"],
+        vec!["list", "--help"],
+    ] {
+        let r = snpsim(&cmd);
+        assert_eq!(r.status.code(), Some(0), "{cmd:?}");
+        let out = text(&r.stdout);
+        assert!(out.contains("Example"), "{cmd:?}: {out}");
+        assert!(out.contains("snpsim "), "{cmd:?}: {out}");
+    }
+}

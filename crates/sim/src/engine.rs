@@ -42,7 +42,8 @@ pub enum CheckMode {
     Off,
 }
 
-/// Everything needed to build a simulation.
+/// Everything needed to build a simulation. [`SimConfig::new`] fills in the defaults of a
+/// scenario file; every field is public.
 #[derive(Clone, Copy, Debug)]
 pub struct SimConfig {
     /// Page geometry.
@@ -71,6 +72,40 @@ pub struct SimConfig {
     pub step_budget: Option<u64>,
     /// Invariant checking.
     pub check: CheckMode,
+}
+
+impl SimConfig {
+    /// A configuration with a scenario file's defaults (design §10): `x86` geometry, one vCPU,
+    /// `prefault_on_psc`, the policy's own `npt_level_follows_rmp`, `smaller_npt_faults`, no
+    /// khugepaged, a current Linux guest (2M page-state changes over the GHCB, 64 entries,
+    /// validation tracking), no step budget, incremental checking.
+    pub fn new(
+        policy: &'static dyn Policy,
+        backing: MemoryBacking,
+        guest_pages: u64,
+        host_pages: u64,
+    ) -> Self {
+        SimConfig {
+            geometry: Geometry::X86,
+            host_pages,
+            guest_pages,
+            vcpus: 1,
+            policy,
+            backing,
+            prefault_on_psc: true,
+            npt_level_follows_rmp: None,
+            smaller_npt_faults: true,
+            khugepaged: false,
+            guest: GuestConfig {
+                granularity: snpsim_guest::Granularity::M2,
+                protocol: snpsim_guest::Protocol::Ghcb,
+                ghcb_entries: 64,
+                validation_tracking: true,
+            },
+            step_budget: None,
+            check: CheckMode::Incremental,
+        }
+    }
 }
 
 /// One thing that happens in a run: a guest operation or a host operation (design §10 steps).
@@ -202,7 +237,55 @@ pub enum SimError {
     },
 }
 
-/// One run.
+/// One run: a machine and a guest built from a [`SimConfig`], driven one [`Action`] at a time.
+///
+/// [`crate::prelude`] has everything needed to build a configuration in code; a scenario file
+/// becomes one with [`crate::run::sim_config`] and [`crate::run::actions`].
+///
+/// ```
+/// use snpsim_sim::prelude::*;
+///
+/// // npt-demote on THP, a 16 MiB guest on a 64 MiB host, a guest that converts at 4K.
+/// let mut config = SimConfig::new(policy("npt-demote").unwrap(), MemoryBacking::Vma(VmaBacking::Thp), 4096, 16384);
+/// config.guest.granularity = Granularity::K4;
+/// let mut sim = Simulation::new(config).unwrap();
+///
+/// // The guest makes one 4K page private and writes it: the 2M NPT leaf over a 4K RMP entry faults
+/// // (RMP|SIZEM) and npt-demote splits the leaf.
+/// sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(0x200000), pages: 1, private: true, granularity: None });
+/// let write = Action::Access { vcpu: 0, gpa: Gpa(0x200000), kind: AccessKind::Write, private: true };
+/// assert_eq!(sim.step(&write).result, "Done(())");
+/// assert!(sim.outcome().is_none(), "the run goes on");
+/// assert!(sim.sim_time_ns() > 0);
+///
+/// // The VMM writes the shared page next to it through its 2M THP mapping: the host's RMP #PF
+/// // handler splits the THP to 4K (a needed split) and the write completes.
+/// assert_eq!(sim.step(&Action::HostWrite { gpa: Gpa(0x201000), via: HostVia::Vmm }).result, "ok");
+///
+/// let result = sim.finish();
+/// assert_eq!(result.outcome, Outcome::Completed);
+/// assert_eq!(result.metrics.rmp_npf_sizem, 1);
+/// assert_eq!(result.metrics.npt_demotions["2m_4k"], 1);
+/// assert_eq!((result.metrics.host_splits, result.metrics.host_splits_needless), (1, 0));
+/// assert_eq!(result.metrics.false_negatives, 0);
+/// assert!(result.violations.is_empty());
+/// ```
+///
+/// With [`Simulation::enable_trace`] the run records a trace (`docs/trace-format.md`) that
+/// [`crate::replay::replay`] re-executes:
+///
+/// ```
+/// use snpsim_sim::prelude::*;
+/// use snpsim_sim::trace::TraceMeta;
+///
+/// let config = SimConfig::new(policy("gmem").unwrap(), MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp }, 4096, 16384);
+/// let mut sim = Simulation::new(config).unwrap();
+/// sim.enable_trace(&TraceMeta { scenario: "from code".into(), source: "<library>".into(), ..TraceMeta::default() });
+/// sim.step(&Action::Accept { vcpu: 0, gpa: Gpa(0), pages: 1024, granularity: None });
+/// let trace = String::from_utf8(sim.finish().trace.unwrap()).unwrap();
+/// assert!(trace.starts_with("{\"ev\":\"run\""));
+/// assert_eq!(snpsim_sim::replay::replay(&trace).unwrap().steps, 1);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Simulation {
     config: SimConfig,

@@ -17,6 +17,7 @@ pub mod machine;
 pub mod metrics;
 pub mod observed;
 pub mod outcome;
+pub mod prelude;
 pub mod replay;
 pub mod run;
 pub mod scenario;

@@ -152,7 +152,8 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
     let (combos, notes) = combinations(&file, &text, &user, &base, &axes)?;
     if combos.is_empty() {
         bail!(
-            "{file}: no combination of the given policies, backings and guests can run:\n  {}",
+            "{file}: no combination of the given policies, backings and guests can run:\n  {}\n\
+             (give --backings of the policies' era as well: `snpsim list` names each backing's era)",
             notes.join("\n  ")
         );
     }

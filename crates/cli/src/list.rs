@@ -24,28 +24,34 @@ fn preset_line(p: Preset) -> &'static str {
     }
 }
 
-/// Print the lists.
-pub fn print() {
-    println!("Embedded scenarios:");
-    println!("  {:<52} the debate matrix: every policy x backing x guest granularity", "(default run)");
+/// The lists, as `snpsim list` prints them.
+pub fn text() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    macro_rules! w {
+        ($($arg:tt)*) => {{ let _ = writeln!(out, $($arg)*); }};
+    }
+    w!("Embedded scenarios:");
+    w!("  {:<52} the debate matrix: every policy x backing x guest granularity", "(default run)");
     for (file, text) in CLAIM_SCENARIOS {
         let name = text.lines().find_map(|l| l.strip_prefix("name = ")).unwrap_or("").trim_matches('"');
-        println!("  {file:<52} {name}");
+        w!("  {file:<52} {name}");
     }
-    println!("\nPolicies:");
+    w!("\nPolicies:");
     for p in snpsim_kvm::policy::ALL {
-        println!("  {:<20} {}", p.name(), p.summary());
+        w!("  {:<20} {}", p.name(), p.summary());
     }
-    println!("\nBackings:");
+    w!("\nBackings:");
     for &b in Backing::ALL {
-        println!("  {:<20} {}", b.name(), backing_line(b));
+        w!("  {:<20} {} era: {}", b.name(), b.era(), backing_line(b));
     }
-    println!("\nGuest presets:");
+    w!("\nGuest presets:");
     for &p in Preset::ALL {
-        println!("  {:<20} {}", p.name(), preset_line(p));
+        w!("  {:<20} {}", p.name(), preset_line(p));
     }
-    println!("\nMetrics (JSON keys; [expect] names):");
+    w!("\nMetrics (JSON keys; [expect] names):");
     for m in METRICS {
-        println!("  {m}");
+        w!("  {m}");
     }
+    out
 }

@@ -143,7 +143,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::List) => {
-            list::print();
+            print_stdout(&list::text());
             Ok(true)
         }
         Some(Command::Run(args)) => run(&args),

@@ -222,6 +222,19 @@ fn replay_reports_the_first_divergence_and_malformed_lines() {
         "{err}"
     );
 
+    // The Chrome file instead of the JSONL one: the message says which file replay wants.
+    let c = d.join("t.json");
+    let r =
+        snpsim(&["run", &example("05-npt-demote-thp.toml"), "--trace", s(&c), "--trace-format", "chrome"]);
+    assert_eq!(r.status.code(), Some(0));
+    let r = snpsim(&["replay", s(&c)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        text(&r.stderr).contains("t.json:1:1: malformed trace: this is a Chrome/Perfetto trace"),
+        "{}",
+        text(&r.stderr)
+    );
+
     // Missing file.
     let r = snpsim(&["replay", s(&d.join("nope.jsonl"))]);
     assert_eq!(r.status.code(), Some(2));

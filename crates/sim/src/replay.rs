@@ -103,6 +103,15 @@ fn malformed(line: usize, column: usize, message: impl Into<String>) -> ReplayEr
     ReplayError::Malformed { line, column, message: message.into() }
 }
 
+fn chrome_hint(line: usize) -> ReplayError {
+    malformed(
+        line,
+        1,
+        "this is a Chrome/Perfetto trace (--trace-format chrome); replay reads the JSONL trace \
+         (--trace FILE without --trace-format, or trace.jsonl beside it with --out)",
+    )
+}
+
 /// Parse every line; anything that is not a trace line is malformed.
 fn parse_lines(text: &str) -> Result<Vec<Value>, ReplayError> {
     let mut lines: Vec<&str> = text.split('\n').collect();
@@ -119,8 +128,14 @@ fn parse_lines(text: &str) -> Result<Vec<Value>, ReplayError> {
         if l.trim().is_empty() {
             return Err(malformed(n, 1, "empty line (a trace has one JSON object per line)"));
         }
+        if n == 1 && l.contains("\"traceEvents\"") {
+            return Err(chrome_hint(n));
+        }
         let v: Value =
             serde_json::from_str(l).map_err(|e| malformed(n, e.column().max(1), format!("not JSON: {e}")))?;
+        if v.get("traceEvents").is_some() || v.get("displayTimeUnit").is_some() {
+            return Err(chrome_hint(n));
+        }
         let Some(obj) = v.as_object() else {
             return Err(malformed(n, 1, "not a JSON object"));
         };

@@ -391,3 +391,21 @@ fn every_command_has_help_with_an_example() {
         assert!(out.contains("snpsim "), "{cmd:?}: {out}");
     }
 }
+
+#[test]
+fn the_cli_runs_the_embedded_suite_exactly_as_the_library_does() {
+    let r = snpsim(&["run", "--json"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let cli: Vec<Value> = serde_json::from_slice::<Value>(&r.stdout).unwrap().as_array().unwrap().clone();
+    let d = snpsim_sim::debate::run_debate(snpsim_sim::CheckMode::Incremental).unwrap();
+    let lib: Vec<&snpsim_sim::run::ScenarioRun> = d.matrix.iter().chain(&d.claims).collect();
+    assert_eq!(cli.len(), lib.len());
+    for (c, l) in cli.iter().zip(lib) {
+        assert_eq!(c["policy"], l.policy);
+        assert_eq!(c["backing"], l.backing);
+        assert_eq!(c["outcome"], l.result.outcome.name());
+        // Both sides through the same text-to-float parse.
+        let lib: Value = serde_json::from_str(&serde_json::to_string(&l.result.metrics).unwrap()).unwrap();
+        assert_eq!(c["metrics"], lib, "{}", c["scenario"]);
+    }
+}

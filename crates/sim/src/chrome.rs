@@ -175,6 +175,7 @@ impl Converter {
                     "pvalidate" => format!("PVALIDATE {} {}", s("gpa"), s("size")),
                     "rmpadjust" => format!("RMPADJUST {} {}", s("gpa"), s("size")),
                     "psc" => format!("PSC {} {} {}", s("gpa"), s("size"), s("op")),
+                    "host_pf" => format!("#PF {}", s("bits")),
                     "access" => format!("{} {}", s("kind"), s("gpa")),
                     "violation" => "invariant violation".to_string(),
                     other => other.replace('_', " "),

@@ -200,6 +200,21 @@ impl Machine {
 
     /// A host write to the guest page `gpa` (design §10 `host_write`).
     pub fn host_write(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
+        if self.rmp.recorder.is_some() {
+            // The host #PF the write takes first, if any (the handler may split and retry).
+            let gfn = gpa.gfn();
+            let target = if via == HostVia::Kernel {
+                self.kvm.bound_pfn(&self.host, gfn).map(|p| (p, self.host.direct_map.level(p)))
+            } else {
+                self.host.vma.translate(gfn.raw())
+            };
+            if let Some((pfn, mapping)) = target
+                && let Err(code) = self.rmp.check_host_write(pfn, mapping, via == HostVia::Vmm)
+                && let Some(rec) = &mut self.rmp.recorder
+            {
+                rec.host_pf(gpa, pfn, mapping, code);
+            }
+        }
         let r = self.traced(None, |m| m.host_write_untraced(gpa, via));
         if self.rmp.recorder.is_some() {
             let gfn = gpa.gfn();

@@ -19,7 +19,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 use snpsim_defs::{
-    Gpa, NpfErrorCode, PageSize, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpPageSize, VmplPerms,
+    Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpPageSize,
+    VmplPerms,
 };
 use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
 use snpsim_host::{HostVia, HostWriteOutcome, VmaBacking};
@@ -46,6 +47,7 @@ pub const EVENTS: &[&str] = &[
     "psc",
     "access",
     "host_write",
+    "host_pf",
     "host_collapse",
     "implicit_conversion",
     "npt_demotion",
@@ -1052,6 +1054,30 @@ impl Recorder {
             json!({
                 "gpa": hex(gpa.raw()), "via": via_name(via), "pfn": pfn, "mapping": mapping,
                 "result": host_write_name(r),
+            }),
+            0,
+        );
+    }
+
+    /// A host #PF taken by a host write (before the RMP #PF handler runs).
+    pub(crate) fn host_pf(&mut self, gpa: Gpa, pfn: Pfn, mapping: PageSize, code: PfErrorCode) {
+        let bits = [
+            (code.present(), "P"),
+            (code.write(), "W"),
+            (code.user(), "U"),
+            (code.reserved_bit(), "RSV"),
+            (code.instr(), "I"),
+            (code.pk(), "PK"),
+            (code.shadow_stack(), "SS"),
+            (code.sgx(), "SGX"),
+            (code.rmp(), "RMP"),
+        ];
+        let bits: Vec<&str> = bits.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+        self.push(
+            "host_pf",
+            json!({
+                "gpa": hex(gpa.raw()), "pfn": hex(pfn.raw()), "mapping": mapping.name(),
+                "code": hex(u64::from(code.into_bits())), "bits": bits.join("|"),
             }),
             0,
         );

@@ -151,3 +151,195 @@ fn a_missing_line_diverges_and_garbage_is_malformed() {
     let err = replay(&header).unwrap_err();
     assert!(err.line() == 1 && err.to_string().contains("accepted: rfc-host-split"), "{err}");
 }
+
+/// Scenarios for [`every_action_and_option_replays`] and the events each trace must show.
+const CASES: &[(&str, &[&str])] = &[
+    (
+        r#"name = "legacy, every action"
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "rfc-host-split"
+backing = "thp"
+khugepaged = true
+[guest]
+psc_granularity = "4k"
+psc_protocol = "msr"
+[[step]]
+op = "accept"
+gpa = "0x200000"
+size = "2MiB"
+[[step]]
+op = "access"
+gpa = "0x200000"
+size = "8KiB"
+kind = "write"
+[[step]]
+op = "rmpadjust"
+gpa = "0x200000"
+vmpl = 1
+perms = "r"
+[[step]]
+op = "psc"
+gpa = "0x201000"
+to = "shared"
+[[step]]
+op = "host_write"
+gpa = "0x201000"
+via = "vmm"
+[[step]]
+op = "host_write"
+gpa = "0x200000"
+via = "uaccess"
+[[step]]
+op = "host_write"
+gpa = "0x200000"
+via = "kernel"
+[[step]]
+op = "host_read"
+gpa = "0x200000"
+[[step]]
+op = "host_split"
+gpa = "0x400000"
+[[step]]
+op = "host_collapse"
+gpa = "0x400000"
+[[step]]
+op = "pvalidate"
+gpa = "0x202000"
+validate = false
+[[step]]
+op = "access"
+gpa = "0x600000"
+kind = "read"
+private = false
+"#,
+        &[
+            "psc",
+            "rmpadjust",
+            "host_write",
+            "host_pf",
+            "host_split",
+            "host_collapse",
+            "\"actor\":\"khugepaged\"",
+            "\"protocol\":\"msr\"",
+        ],
+    ),
+    (
+        r#"name = "gmem, punch hole and implicit conversion"
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "gmem"
+backing = "gmem-2m"
+[guest]
+psc_granularity = "2m"
+[[step]]
+op = "accept"
+gpa = "0x200000"
+size = "4MiB"
+[[step]]
+op = "psc"
+gpa = "0x200000"
+size = "64KiB"
+to = "shared"
+[[step]]
+op = "punch_hole"
+gpa = "0x400000"
+size = "2MiB"
+[[step]]
+op = "access"
+gpa = "0x500000"
+kind = "write"
+private = false
+[[step]]
+op = "recoalesce"
+gpa = "0x200000"
+mode = "save-restore"
+"#,
+        &["\"reason\":\"hypercall\"", "psmash", "implicit_conversion", "punch_hole"],
+    ),
+    (
+        r#"name = "budget"
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "npt-demote"
+backing = "hugetlbfs-2m"
+step_budget = 2
+[[step]]
+op = "accept"
+gpa = "0x0"
+size = "2MiB"
+[[step]]
+op = "access"
+gpa = "0x0"
+kind = "write"
+[[step]]
+op = "access"
+gpa = "0x0"
+kind = "read"
+[[step]]
+op = "access"
+gpa = "0x1000"
+kind = "read"
+"#,
+        &["\"outcome\":\"step_budget_exceeded\""],
+    ),
+    (
+        r#"name = "rejected"
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "refuse-hugetlbfs"
+backing = "hugetlbfs-2m"
+[[step]]
+op = "accept"
+gpa = "0x0"
+size = "2MiB"
+"#,
+        &["\"outcome\":\"vm_rejected\""],
+    ),
+    (
+        r#"name = "tiny"
+[machine]
+geometry = "tiny"
+host_memory = "256KiB"
+[vm]
+memory = "64KiB"
+policy = "npt-demote"
+backing = "thp"
+[guest]
+psc_granularity = "4k"
+[[step]]
+op = "psc"
+gpa = "0x4000"
+to = "private"
+[[step]]
+op = "access"
+gpa = "0x4000"
+kind = "write"
+"#,
+        &["npt_demotion", "\"geometry\":\"tiny\""],
+    ),
+];
+
+/// Scenarios that exercise every action, both PSC protocols, khugepaged, the gmem era, a step
+/// budget, a rejected VM and the tiny geometry: each replays, and the events it should show are
+/// in its trace.
+#[test]
+fn every_action_and_option_replays() {
+    for (text, wanted) in CASES {
+        let s = parse_scenario("case.toml", text).unwrap_or_else(|e| panic!("{e}"));
+        let trace = trace_of(&s, "case.toml", 0);
+        let summary = replay(&trace).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        assert_eq!(summary.runs, 1);
+        for w in *wanted {
+            assert!(trace.contains(w), "{}: no {w} in\n{trace}", s.name);
+        }
+    }
+}

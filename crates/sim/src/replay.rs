@@ -113,7 +113,24 @@ fn chrome_hint(line: usize) -> ReplayError {
 }
 
 /// Parse every line; anything that is not a trace line is malformed.
-fn parse_lines(text: &str) -> Result<Vec<Value>, ReplayError> {
+/// The lines of a trace, checked once and parsed again when replay reaches them (so a large trace
+/// costs its text, not a tree of every line).
+struct Lines<'a> {
+    texts: Vec<&'a str>,
+}
+
+impl Lines<'_> {
+    fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Line `i` (0-based), already known to parse.
+    fn get(&self, i: usize) -> Option<Value> {
+        self.texts.get(i).map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
+    }
+}
+
+fn parse_lines(text: &str) -> Result<Lines<'_>, ReplayError> {
     let mut lines: Vec<&str> = text.split('\n').collect();
     if lines.last() == Some(&"") {
         lines.pop();
@@ -168,9 +185,9 @@ fn parse_lines(text: &str) -> Result<Vec<Value>, ReplayError> {
                 }
             }
         }
-        out.push(v);
+        out.push(l);
     }
-    Ok(out)
+    Ok(Lines { texts: out })
 }
 
 fn ev(v: &Value) -> &str {
@@ -215,7 +232,7 @@ fn diff(path: &str, trace: &Value, computed: &Value) -> Option<String> {
 }
 
 /// Compare the lines the re-execution wrote with the trace's lines from index `pos`.
-fn compare(lines: &[Value], pos: usize, produced: &[u8]) -> Result<usize, ReplayError> {
+fn compare(lines: &Lines<'_>, pos: usize, produced: &[u8]) -> Result<usize, ReplayError> {
     let text = String::from_utf8_lossy(produced);
     let mut n = 0;
     for (k, l) in text.lines().enumerate() {
@@ -227,8 +244,8 @@ fn compare(lines: &[Value], pos: usize, produced: &[u8]) -> Result<usize, Replay
                 message: format!("the trace ends here; replay computed a `{}` line: {l}", ev(&computed)),
             });
         };
-        if let Some(d) = diff("", trace, &computed) {
-            let (te, ce) = (ev(trace), ev(&computed));
+        if let Some(d) = diff("", &trace, &computed) {
+            let (te, ce) = (ev(&trace), ev(&computed));
             let what = if te == ce {
                 format!("`{te}` line: {d}")
             } else {
@@ -270,7 +287,8 @@ pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
     let mut summary = ReplaySummary::default();
     let mut pos = 0;
     while pos < lines.len() {
-        let header = &lines[pos];
+        let Some(header) = lines.get(pos) else { break };
+        let header = &header;
         let hl = pos + 1;
         if ev(header) != "run" {
             return Err(malformed(
@@ -294,7 +312,7 @@ pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
                     format!("run {} ends without its `end` and `state_hash` lines", meta.run),
                 ));
             };
-            match ev(line) {
+            match ev(&line) {
                 "step" => {
                     let action_v = line.get("action").unwrap_or(&Value::Null);
                     let action = action_from_json(action_v, &config).map_err(|e| malformed(pos + 1, 1, e))?;
@@ -317,9 +335,11 @@ pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
                         .map_err(|_| malformed(pos + 1, 1, "finishing the run panicked (a bug in snpsim)"))?;
                     let produced = result.trace.unwrap_or_default();
                     let n = compare(&lines, pos, &produced)?;
-                    let hash =
-                        lines[pos + n - 1].get("state_hash").and_then(Value::as_str).unwrap_or_default();
-                    summary.hashes.push((meta.scenario.clone(), hash.to_string()));
+                    let hash = lines
+                        .get(pos + n - 1)
+                        .and_then(|l| l.get("state_hash").and_then(Value::as_str).map(String::from))
+                        .unwrap_or_default();
+                    summary.hashes.push((meta.scenario.clone(), hash));
                     pos += n;
                     summary.runs += 1;
                     break;

@@ -350,10 +350,15 @@ pub(crate) fn emit(
             trace_text.extend(j.run.result.trace.take().unwrap_or_default());
         }
     }
-    let chrome = || -> Result<Vec<u8>> {
+    // The Chrome document, built once if any destination wants it.
+    let mut chrome = if output.traced() && output.trace_format == TraceFormat::Chrome {
         let text = String::from_utf8_lossy(&trace_text);
-        Ok(snpsim_sim::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes())
+        snpsim_sim::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes()
+    } else {
+        Vec::new()
     };
+    // `--trace FILE` takes its copy last; `--out` copies only what `--trace` also needs.
+    let trace_wants = output.trace.as_ref().map(|_| output.trace_format);
     let mut replay_path = None;
     if let Some(dir) = &output.out {
         let runs: Vec<&ScenarioRun> = jobs.iter().map(|j| &j.run).collect();
@@ -361,18 +366,28 @@ pub(crate) fn emit(
         results.push(b'\n');
         files.add(dir.join("results.json"), results);
         if output.trace_format == TraceFormat::Chrome {
-            files.add(dir.join("trace.json"), chrome()?);
+            let doc = if trace_wants == Some(TraceFormat::Chrome) {
+                chrome.clone()
+            } else {
+                std::mem::take(&mut chrome)
+            };
+            files.add(dir.join("trace.json"), doc);
         }
-        files.add(dir.join("trace.jsonl"), trace_text.clone());
+        let jsonl = if trace_wants == Some(TraceFormat::Jsonl) {
+            trace_text.clone()
+        } else {
+            std::mem::take(&mut trace_text)
+        };
+        files.add(dir.join("trace.jsonl"), jsonl);
         replay_path = Some(dir.join("trace.jsonl"));
     }
     if let Some(path) = &output.trace {
         match output.trace_format {
             TraceFormat::Jsonl => {
-                files.add(path.clone(), trace_text.clone());
+                files.add(path.clone(), std::mem::take(&mut trace_text));
                 replay_path = Some(path.clone());
             }
-            TraceFormat::Chrome => files.add(path.clone(), chrome()?),
+            TraceFormat::Chrome => files.add(path.clone(), std::mem::take(&mut chrome)),
         }
     }
     files.write(output.out.as_deref())?;

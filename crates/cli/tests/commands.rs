@@ -409,3 +409,19 @@ fn the_cli_runs_the_embedded_suite_exactly_as_the_library_does() {
         assert_eq!(c["metrics"], lib, "{}", c["scenario"]);
     }
 }
+
+#[test]
+fn out_and_trace_together_get_the_same_traces() {
+    let d = temp_dir("both");
+    let file = example("08-host-writes-still-fault.toml");
+    for format in ["jsonl", "chrome"] {
+        let (out, t) = (d.join(format!("o-{format}")), d.join(format!("t.{format}")));
+        let r = snpsim(&["run", &file, "--out", s(&out), "--trace", s(&t), "--trace-format", format]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        let same = if format == "jsonl" { out.join("trace.jsonl") } else { out.join("trace.json") };
+        let (a, b) = (std::fs::read(&t).unwrap(), std::fs::read(same).unwrap());
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{format}");
+        assert!(!std::fs::read(out.join("trace.jsonl")).unwrap().is_empty());
+    }
+}

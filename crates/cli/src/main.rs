@@ -5,6 +5,7 @@
 //! 2 bad input (scenario, trace or arguments). Bad input is reported before anything runs or is
 //! written; output files are written whole or not at all.
 
+mod check;
 mod compare;
 mod list;
 mod output;
@@ -70,6 +71,13 @@ snpsim compare s.toml --policies all --out cmp --jobs 8")]
 named), 2 the trace is malformed (file:line:column and what is wrong).\n\n\
 Examples:\n  snpsim run examples/debate/05-npt-demote-thp.toml --trace t.jsonl\n  snpsim replay t.jsonl")]
     Replay(ReplayArgs),
+    /// Model-check every policy and backing exhaustively on the tiny geometry (4 pages per level).
+    #[command(after_help = "Explores every sequence of guest and host actions up to --depth with the \
+simulator's own engine and checks the invariants of design §7 in every state. A violation prints the \
+shortest counterexample and writes it as a trace that `snpsim replay` re-executes. Exit 1 on a \
+violation.\n\nExamples:\n  snpsim check\n  snpsim check --policy npt-demote --backing hugetlbfs-1g --depth 10\n  \
+snpsim check --mutant no-zap-after-psmash --depth 3 --out cex")]
+    Check(check::CheckArgs),
     /// List embedded scenarios, policies, backings, guest presets and metrics.
     #[command(after_help = "Example:\n  snpsim list")]
     List,
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(&args),
         Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Replay(args)) => replay(&args),
+        Some(Command::Check(args)) => check::check(&args),
         None => run(&cli.run),
     };
     match result {

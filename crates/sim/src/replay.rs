@@ -278,7 +278,14 @@ fn meta_from(header: &Value, line: usize) -> Result<TraceMeta, ReplayError> {
             format!("trace format {format}; this snpsim reads format {}", crate::trace::FORMAT_VERSION),
         ));
     }
-    Ok(TraceMeta { run: u("run")?, scenario: s("scenario")?, source: s("source")?, seed: u("seed")? })
+    let mutant = match header.get("mutant") {
+        None => None,
+        Some(v) => Some(v.as_str().and_then(snpsim_hw::Mutant::from_name).ok_or_else(|| {
+            let names: Vec<&str> = snpsim_hw::Mutant::ALL.iter().map(|m| m.name()).collect();
+            malformed(line, 1, format!("field `mutant`: unknown mutant {v}; accepted: {}", names.join(", ")))
+        })?),
+    };
+    Ok(TraceMeta { run: u("run")?, scenario: s("scenario")?, source: s("source")?, seed: u("seed")?, mutant })
 }
 
 /// Replay every run of a trace (the text of a `.jsonl` file).
@@ -300,8 +307,8 @@ pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
         let meta = meta_from(header, hl)?;
         let config = config_from_json(header.get("config").unwrap_or(&Value::Null))
             .map_err(|e| malformed(hl, 1, e))?;
-        let mut sim =
-            Simulation::new(config).map_err(|e| malformed(hl, 1, format!("the run cannot be built: {e}")))?;
+        let mut sim = Simulation::with_mutant(config, meta.mutant)
+            .map_err(|e| malformed(hl, 1, format!("the run cannot be built: {e}")))?;
         sim.enable_trace(&meta);
         pos += compare(&lines, pos, &sim.take_trace())?;
         loop {

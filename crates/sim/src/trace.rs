@@ -69,12 +69,14 @@ pub struct TraceMeta {
     pub source: String,
     /// The scenario's seed.
     pub seed: u64,
+    /// A planted bug the run carries (`snpsim check --mutant`), so that replay plants it too.
+    pub mutant: Option<snpsim_hw::Mutant>,
 }
 
 impl TraceMeta {
     /// The metadata of run `run` of a trace file for scenario `s` read from `source`.
     pub fn for_scenario(s: &crate::scenario::Scenario, source: &str, run: u64) -> Self {
-        TraceMeta { run, scenario: s.name.clone(), source: source.to_string(), seed: s.seed }
+        TraceMeta { run, scenario: s.name.clone(), source: source.to_string(), seed: s.seed, mutant: None }
     }
 }
 
@@ -692,7 +694,7 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
 
 /// The `run` header line of a trace.
 pub fn header_json(meta: &TraceMeta, config: &SimConfig) -> Value {
-    json!({
+    let mut header = json!({
         "ev": "run",
         "format": FORMAT_VERSION,
         "run": meta.run,
@@ -700,7 +702,11 @@ pub fn header_json(meta: &TraceMeta, config: &SimConfig) -> Value {
         "source": meta.source,
         "seed": meta.seed,
         "config": config_json(config),
-    })
+    });
+    if let (Some(m), Some(obj)) = (meta.mutant, header.as_object_mut()) {
+        obj.insert("mutant".into(), Value::String(m.name().into()));
+    }
+    header
 }
 
 /// Counters whose differences around a KVM or host call become derived events.

@@ -1,0 +1,65 @@
+//! `snpsim check`: exit codes, the counterexample trace, and its replay.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn snpsim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("snpsim-check-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn a_correct_configuration_passes_and_reports_its_states() {
+    let out = snpsim(&["check", "--policy", "npt-demote", "--backing", "hugetlbfs-2m", "--depth", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.starts_with("npt-demote")).count(), 2, "{text}");
+    assert!(text.contains("ok ("), "{text}");
+}
+
+#[test]
+fn a_mutant_is_caught_with_a_replayable_counterexample() {
+    let dir = temp_dir("mutant");
+    let d = dir.to_str().unwrap();
+    let out = snpsim(&[
+        "check",
+        "--policy",
+        "gmem",
+        "--backing",
+        "gmem-2m",
+        "--depth",
+        "3",
+        "--mutant",
+        "no-zap-after-psmash",
+        "--out",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"invariants hold\" fails after 1 actions"), "{err}");
+    let trace = dir.join("counterexample-gmem-gmem-2m-k4.jsonl");
+    let replay = snpsim(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(replay.status.code(), Some(0), "{}", String::from_utf8_lossy(&replay.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_arguments_exit_2_naming_the_accepted_values() {
+    for (args, fragment) in [
+        (vec!["check", "--mutant", "bogus"], "accepted: psmash-clears-validated"),
+        (vec!["check", "--policy", "kvm"], "accepted: rfc-host-split"),
+        (vec!["check", "--backing", "gmem-3m"], "accepted: anon-4k"),
+        (vec!["check", "--depth", "0"], "accepted: 1 to 16"),
+        (vec!["check", "--policy", "gmem", "--backing", "thp"], "select no configuration"),
+    ] {
+        let out = snpsim(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(fragment), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

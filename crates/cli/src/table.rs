@@ -135,19 +135,25 @@ pub fn csv(runs: &[&ScenarioRun]) -> String {
 /// CSV as [`csv`], with a `guest` column after `granularity` when `guests` (one label per run)
 /// is given.
 pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
+    // Nested metrics (`npt_demotions`, `exits`, ...) have members only where they occurred: the
+    // columns are the union over all runs, in name order, and a run without one reports 0.
+    let rows: Vec<std::collections::BTreeMap<String, String>> = runs
+        .iter()
+        .map(|r| {
+            let mut cols = Vec::new();
+            flatten("", &serde_json::to_value(&r.result.metrics).unwrap_or(Value::Null), &mut cols);
+            cols.into_iter().collect()
+        })
+        .collect();
+    let names: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.keys()).collect();
     let mut out = String::new();
-    let mut header_done = false;
-    for (i, r) in runs.iter().enumerate() {
-        let mut cols = Vec::new();
-        flatten("", &serde_json::to_value(&r.result.metrics).unwrap_or(Value::Null), &mut cols);
+    let header: Vec<String> = names.iter().map(|k| csv_field(k)).collect();
+    let extra = if guests.is_some() { ",guest" } else { "" };
+    let _ = writeln!(out, "scenario,policy,backing,granularity{extra},outcome,{}", header.join(","));
+    for (i, (r, row)) in runs.iter().zip(&rows).enumerate() {
         let guest = guests.map(|g| format!(",{}", csv_field(g.get(i).map_or("", String::as_str))));
-        if !header_done {
-            let names: Vec<String> = cols.iter().map(|(k, _)| csv_field(k)).collect();
-            let extra = if guests.is_some() { ",guest" } else { "" };
-            let _ = writeln!(out, "scenario,policy,backing,granularity{extra},outcome,{}", names.join(","));
-            header_done = true;
-        }
-        let vals: Vec<String> = cols.iter().map(|(_, v)| csv_field(v)).collect();
+        let vals: Vec<String> =
+            names.iter().map(|k| row.get(*k).map_or_else(|| "0".to_string(), |v| csv_field(v))).collect();
         let _ = writeln!(
             out,
             "{},{},{},{}{},{},{}",

@@ -295,8 +295,13 @@ impl RmpModel for DenseRmp {
             return GuestOutcome::Fail(ReturnCode::FailPermission);
         }
         // Step 2: outside the RMP (H6), or a 2M operation with an unaligned GPA or frame.
-        if !self.inside(pfn) || (size == RmpPageSize::Size2M && !self.aligned_2m(gpa, pfn)) {
+        let huge = size == RmpPageSize::Size2M;
+        if !self.inside(pfn) || (huge && !gpa.is_aligned(self.config.geometry.bytes(PageSize::Size2M))) {
             return GuestOutcome::Fail(ReturnCode::FailInput);
+        }
+        // H12: an aligned GPA translated to an unaligned frame is not a 2M page.
+        if huge && !self.aligned_2m(gpa, pfn) {
+            return GuestOutcome::Fail(ReturnCode::FailSizeMismatch);
         }
         // Steps 3–5: in flight, ownership, 4K operation in a 2M region ⇒ #NPF.
         if let Some(code) = self.instruction_fault(guest, gpa, pfn, size) {

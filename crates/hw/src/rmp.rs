@@ -428,10 +428,15 @@ impl RmpModel for Rmp {
         if guest.vmpl != 0 {
             return GuestOutcome::Fail(ReturnCode::FailPermission);
         }
-        // Step 2: outside the RMP, or a 2M operand with an unaligned GPA or frame.
+        // Step 2: outside the RMP, or a 2M operand with an unaligned GPA ⇒ FAIL_INPUT; a 2M operand
+        // whose GPA is aligned but whose frame is not is not backed by a 2M page ⇒
+        // FAIL_SIZEMISMATCH (H12).
         let huge_op = size == RmpPageSize::Size2M;
-        if !self.in_rmp(pfn) || (huge_op && (!gpa.is_aligned(self.bytes_2m()) || !pfn.is_aligned(self.g()))) {
+        if !self.in_rmp(pfn) || (huge_op && !gpa.is_aligned(self.bytes_2m())) {
             return GuestOutcome::Fail(ReturnCode::FailInput);
+        }
+        if huge_op && !pfn.is_aligned(self.g()) {
+            return GuestOutcome::Fail(ReturnCode::FailSizeMismatch);
         }
         // Steps 3–4: in flight / ownership ⇒ #NPF (RMP).
         let Some((e, entry_size)) = self.owned_entry(guest, gpa, pfn) else {

@@ -907,7 +907,8 @@ macro_rules! rule_tests {
 
             #[test]
             fn pvalidate_step2_unaligned_2m_is_fail_input() {
-                // PVALIDATE step 2: size 2M with gpa or pfn unaligned; precedes step 3.
+                // PVALIDATE step 2: size 2M with gpa unaligned ⇒ FAIL_INPUT; an aligned gpa on an
+                // unaligned frame ⇒ FAIL_SIZEMISMATCH (H12); both precede step 3.
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
@@ -920,7 +921,7 @@ macro_rules! rule_tests {
                     );
                     assert_eq!(
                         m.pvalidate(at(0), base, pf(r, 1), size, true),
-                        GuestOutcome::Fail(ReturnCode::FailInput)
+                        GuestOutcome::Fail(ReturnCode::FailSizeMismatch)
                     );
                     assert_eq!(
                         m.pvalidate(at(0), ga(base, 1), r, size, true),
@@ -929,7 +930,7 @@ macro_rules! rule_tests {
                     assert_eq!(m.begin_in_flight(r), ReturnCode::Success);
                     assert_eq!(
                         m.pvalidate(at(0), base, pf(r, 1), size, true),
-                        GuestOutcome::Fail(ReturnCode::FailInput)
+                        GuestOutcome::Fail(ReturnCode::FailSizeMismatch)
                     );
                     assert!(!m.raw_entry(r).unwrap().lo.validated());
                 }

@@ -85,7 +85,11 @@ impl Host {
         if self.mutant == Some(snpsim_hw::Mutant::SkipDirectMapSplit) {
             return;
         }
-        self.stats.direct_map_splits += self.direct_map.split_to_4k(pfn);
+        let split = self.direct_map.split_to_4k(pfn);
+        if split > 0 {
+            self.stats.direct_map_splits += split;
+            self.stats.direct_map_flushes += 1;
+        }
     }
 
     /// Split the VMA mapping holding `offset` on KVM's request (the RFC's host walk resolving an

@@ -18,20 +18,34 @@ pub struct Folio {
 
 /// A guest_memfd file of `pages` pages whose folios are `folio_size` (4K upstream, 2M in the THP
 /// RFC, 1G in the HugeTLB RFC; design §2), allocated on first use and split to smaller folios when
-/// a hole is punched into part of one (as both RFCs do on partial invalidation).
-#[derive(Clone, Debug)]
+/// a hole is punched into part of one (as both RFCs do on partial invalidation). Its `Debug` form
+/// leaves out the allocation counter (history, not state).
+#[derive(Clone)]
 pub struct Gmem {
     geometry: Geometry,
     folio_size: PageSize,
     pages: u64,
     /// Folios by the file offset (in pages) of their first page.
     folios: BTreeMap<u64, Folio>,
+    /// Pages allocated (and cleared) for folios so far.
+    pub allocated_pages: u64,
+}
+
+impl core::fmt::Debug for Gmem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Gmem")
+            .field("geometry", &self.geometry)
+            .field("folio_size", &self.folio_size)
+            .field("pages", &self.pages)
+            .field("folios", &self.folios)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Gmem {
     /// An empty file of `pages` pages with folios of `folio_size`.
     pub fn new(geometry: Geometry, folio_size: PageSize, pages: u64) -> Self {
-        Gmem { geometry, folio_size, pages, folios: BTreeMap::new() }
+        Gmem { geometry, folio_size, pages, folios: BTreeMap::new(), allocated_pages: 0 }
     }
 
     /// The configured folio size.
@@ -41,8 +55,18 @@ impl Gmem {
 
     /// The folio holding `offset`, with its first offset, if allocated.
     pub fn folio_at(&self, offset: u64) -> Option<(u64, Folio)> {
-        let (&start, &folio) = self.folios.range(..=offset).next_back()?;
-        (offset < start + self.geometry.pages(folio.size)).then_some((start, folio))
+        // Folios are aligned to their size in the file: the one holding `offset` starts at it
+        // aligned down to 4K, 2M or 1G (three exact lookups instead of a range search).
+        for size in [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G] {
+            let n = self.geometry.pages(size);
+            let start = offset / n * n;
+            if let Some(&folio) = self.folios.get(&start)
+                && offset < start + self.geometry.pages(folio.size)
+            {
+                return Some((start, folio));
+            }
+        }
+        None
     }
 
     /// The host frame of `offset` and the size of its folio, if allocated.
@@ -68,6 +92,7 @@ impl Gmem {
             let free = start + n <= self.pages && self.folios.range(start..start + n).next().is_none();
             if free {
                 let pfn = mem.alloc(size)?;
+                self.allocated_pages += n;
                 self.folios.insert(start, Folio { pfn, size });
                 return Ok((
                     pfn.checked_add(offset - start).ok_or(HostError::OutsideGmem { offset })?,
@@ -119,6 +144,11 @@ impl Gmem {
             }
         }
         Ok(freed)
+    }
+
+    /// Every allocated folio with the file offset of its first page, in offset order.
+    pub fn folios(&self) -> impl Iterator<Item = (u64, Folio)> + '_ {
+        self.folios.iter().map(|(&o, &f)| (o, f))
     }
 
     /// Allocated folios, by size.

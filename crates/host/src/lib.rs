@@ -73,6 +73,8 @@ pub struct HostStats {
     pub host_splits_needless: u64,
     /// Direct-map leaves split before 4K RMPUPDATEs.
     pub direct_map_splits: u64,
+    /// Direct-map split operations (each splits one or two leaves and flushes the TLB once).
+    pub direct_map_flushes: u64,
     /// VMM writes that ended in SIGBUS.
     pub sigbus: u64,
     /// Kernel uaccess writes that returned -EFAULT.

@@ -1,4 +1,8 @@
 //! The nested page table: GFN → host frame leaves of 4K, 2M or 1G.
+//!
+//! Leaves are stored per 2M region of GFNs (a 2M leaf or an array of 4K leaves) with the 1G leaves
+//! on the side, so a translation is an index and a 64 GiB guest mapped at 4K costs 4 KiB per 2M
+//! region rather than a tree node per page.
 
 use std::collections::BTreeMap;
 
@@ -23,18 +27,226 @@ pub struct Removed {
     pub leaf: Leaf,
 }
 
-/// The NPT of one VM, stored as its leaves keyed by first GFN (leaves are aligned to their size
-/// and never overlap).
+/// Work done on the NPT, for the cost model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NptStats {
+    /// Leaves installed by [`Npt::map`].
+    pub mapped: u64,
+    /// Leaves removed by [`Npt::zap`] and [`Npt::zap_where`].
+    pub zapped: u64,
+    /// Leaves split in place by [`Npt::demote`].
+    pub split: u64,
+    /// TLB flushes: one per zap or demotion that changed anything.
+    pub flushes: u64,
+}
+
+/// One 2M region of GFNs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Slot {
+    /// No 2M or 4K leaf (a 1G leaf may cover it).
+    Empty,
+    /// A 2M leaf mapping the region to frames from this one.
+    Huge(Pfn),
+    /// 4K leaves: 1 + the frame of each page, 0 where unmapped; and how many are mapped.
+    Small(u32, Box<[u64]>),
+}
+
+/// The leaves, keyed by first GFN: an index per 2M region plus the 1G leaves.
 #[derive(Clone, Debug)]
+struct Store {
+    g2: u64,
+    g1: u64,
+    regions: Vec<Slot>,
+    huge: BTreeMap<Gfn, Pfn>,
+}
+
+impl Store {
+    fn slot(&self, r: u64) -> &Slot {
+        usize::try_from(r).ok().and_then(|r| self.regions.get(r)).unwrap_or(&Slot::Empty)
+    }
+
+    fn slot_mut(&mut self, r: u64) -> &mut Slot {
+        let r = usize::try_from(r).unwrap_or(usize::MAX);
+        if self.regions.len() <= r {
+            self.regions.resize(r + 1, Slot::Empty);
+        }
+        &mut self.regions[r]
+    }
+
+    /// The leaf keyed exactly at `start`.
+    fn get(&self, start: Gfn) -> Option<Leaf> {
+        let (r, i) = (start.raw() / self.g2, start.raw() % self.g2);
+        match self.slot(r) {
+            Slot::Huge(pfn) if i == 0 => Some(Leaf { size: PageSize::Size2M, pfn: *pfn }),
+            Slot::Small(_, pages) if pages[i as usize] != 0 => {
+                Some(Leaf { size: PageSize::Size4K, pfn: Pfn(pages[i as usize] - 1) })
+            }
+            Slot::Empty if !self.huge.is_empty() && start.raw().is_multiple_of(self.g1) => {
+                self.huge.get(&start).map(|&pfn| Leaf { size: PageSize::Size1G, pfn })
+            }
+            _ => None,
+        }
+    }
+
+    /// The leaf holding `gfn`, with its first GFN.
+    fn holding(&self, gfn: Gfn) -> Option<(Gfn, Leaf)> {
+        let (r, i) = (gfn.raw() / self.g2, gfn.raw() % self.g2);
+        match self.slot(r) {
+            Slot::Huge(pfn) => Some((Gfn(r * self.g2), Leaf { size: PageSize::Size2M, pfn: *pfn })),
+            Slot::Small(_, pages) => (pages[i as usize] != 0)
+                .then(|| (gfn, Leaf { size: PageSize::Size4K, pfn: Pfn(pages[i as usize] - 1) })),
+            Slot::Empty if !self.huge.is_empty() => {
+                let start = Gfn(gfn.raw() / self.g1 * self.g1);
+                self.huge.get(&start).map(|&pfn| (start, Leaf { size: PageSize::Size1G, pfn }))
+            }
+            Slot::Empty => None,
+        }
+    }
+
+    fn insert(&mut self, start: Gfn, leaf: Leaf) {
+        let (r, i) = (start.raw() / self.g2, start.raw() % self.g2);
+        match leaf.size {
+            PageSize::Size1G => {
+                self.huge.insert(start, leaf.pfn);
+            }
+            PageSize::Size2M => *self.slot_mut(r) = Slot::Huge(leaf.pfn),
+            PageSize::Size4K => {
+                let g2 = self.g2 as usize;
+                let slot = self.slot_mut(r);
+                if !matches!(slot, Slot::Small(..)) {
+                    *slot = Slot::Small(0, vec![0; g2].into_boxed_slice());
+                }
+                if let Slot::Small(n, pages) = slot {
+                    if pages[i as usize] == 0 {
+                        *n += 1;
+                    }
+                    pages[i as usize] = leaf.pfn.raw() + 1;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, start: Gfn) -> Option<Leaf> {
+        let leaf = self.get(start)?;
+        let (r, i) = (start.raw() / self.g2, start.raw() % self.g2);
+        match leaf.size {
+            PageSize::Size1G => {
+                self.huge.remove(&start);
+            }
+            PageSize::Size2M => *self.slot_mut(r) = Slot::Empty,
+            PageSize::Size4K => {
+                let slot = self.slot_mut(r);
+                if let Slot::Small(n, pages) = slot {
+                    pages[i as usize] = 0;
+                    *n -= 1;
+                    if *n == 0 {
+                        *slot = Slot::Empty;
+                    }
+                }
+            }
+        }
+        Some(leaf)
+    }
+
+    /// The first GFNs of the leaves starting in `start..end`, in order.
+    fn keys_in(&self, start: Gfn, end: Gfn) -> Vec<Gfn> {
+        let mut keys = Vec::new();
+        let (start, end) = (start.raw(), end.raw());
+        if start >= end {
+            return keys;
+        }
+        let per_1g = self.g1 / self.g2;
+        let mut r = start / self.g2;
+        let last = (end - 1) / self.g2;
+        while r <= last {
+            let base = r * self.g2;
+            if r.is_multiple_of(per_1g)
+                && !self.huge.is_empty()
+                && base >= start
+                && self.huge.contains_key(&Gfn(base))
+            {
+                keys.push(Gfn(base));
+                r += per_1g;
+                continue;
+            }
+            if usize::try_from(r).map_or(true, |r| r >= self.regions.len()) {
+                // Past the last stored region only 1G leaves can follow.
+                match self.huge.range(Gfn(base.max(start))..Gfn(end)).next() {
+                    Some((&k, _)) => {
+                        r = k.raw() / self.g2;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            match self.slot(r) {
+                Slot::Huge(_) if base >= start => keys.push(Gfn(base)),
+                Slot::Small(_, pages) => {
+                    let from = start.max(base) - base;
+                    let to = end.min(base + self.g2) - base;
+                    keys.extend((from..to).filter(|&i| pages[i as usize] != 0).map(|i| Gfn(base + i)));
+                }
+                _ => {}
+            }
+            r += 1;
+        }
+        keys
+    }
+}
+
+/// The NPT of one VM: leaves keyed by first GFN, aligned to their size and never overlapping. Its
+/// `Debug` form shows the geometry and the leaves only: the coverage is derived from them and the
+/// counters record history, not state.
+#[derive(Clone)]
 pub struct Npt {
     geometry: Geometry,
-    leaves: BTreeMap<Gfn, Leaf>,
+    leaves: Store,
+    /// Pages mapped at 4K, 2M and 1G, kept as leaves come and go.
+    coverage: [u64; 3],
+    /// Work counters.
+    pub stats: NptStats,
+}
+
+impl core::fmt::Debug for Npt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Leaves<'a>(&'a Npt);
+        impl core::fmt::Debug for Leaves<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_map().entries(self.0.leaves()).finish()
+            }
+        }
+        f.debug_struct("Npt")
+            .field("geometry", &self.geometry)
+            .field("leaves", &Leaves(self))
+            .finish_non_exhaustive()
+    }
+}
+
+fn level_index(size: PageSize) -> usize {
+    usize::from(size.level() - 1)
 }
 
 impl Npt {
     /// An empty NPT.
     pub fn new(geometry: Geometry) -> Self {
-        Npt { geometry, leaves: BTreeMap::new() }
+        let store = Store {
+            g2: geometry.pages(PageSize::Size2M),
+            g1: geometry.pages(PageSize::Size1G),
+            regions: Vec::new(),
+            huge: BTreeMap::new(),
+        };
+        Npt { geometry, leaves: store, coverage: [0; 3], stats: NptStats::default() }
+    }
+
+    fn insert_leaf(&mut self, gfn: Gfn, leaf: Leaf) {
+        self.coverage[level_index(leaf.size)] += self.geometry.pages(leaf.size);
+        self.leaves.insert(gfn, leaf);
+    }
+
+    fn remove_leaf(&mut self, gfn: Gfn) -> Option<Leaf> {
+        let leaf = self.leaves.remove(gfn)?;
+        self.coverage[level_index(leaf.size)] -= self.geometry.pages(leaf.size);
+        Some(leaf)
     }
 
     /// The geometry.
@@ -44,8 +256,7 @@ impl Npt {
 
     /// The leaf translating `gfn`, with its first GFN.
     pub fn leaf(&self, gfn: Gfn) -> Option<(Gfn, Leaf)> {
-        let (&start, &leaf) = self.leaves.range(..=gfn).next_back()?;
-        (gfn.raw() < start.raw() + self.geometry.pages(leaf.size)).then_some((start, leaf))
+        self.leaves.holding(gfn)
     }
 
     /// Translate `gfn`: its host frame and the size of the leaf that maps it.
@@ -56,7 +267,7 @@ impl Npt {
 
     /// Whether any leaf maps a GFN in `start..start + pages`.
     pub fn any_mapped(&self, start: Gfn, pages: u64) -> bool {
-        self.leaf(start).is_some() || self.leaves.range(start..Gfn(start.raw() + pages)).next().is_some()
+        self.leaf(start).is_some() || !self.leaves.keys_in(start, Gfn(start.raw() + pages)).is_empty()
     }
 
     /// Install a leaf of `size` at the `size`-aligned `gfn`, mapping frames from `pfn`. The caller
@@ -64,25 +275,37 @@ impl Npt {
     pub fn map(&mut self, gfn: Gfn, size: PageSize, pfn: Pfn) {
         debug_assert!(gfn.is_aligned(self.geometry.pages(size)));
         debug_assert!(!self.any_mapped(gfn, self.geometry.pages(size)));
-        self.leaves.insert(gfn, Leaf { size, pfn });
+        self.stats.mapped += 1;
+        self.insert_leaf(gfn, Leaf { size, pfn });
     }
 
     /// Remove every leaf that maps any GFN in `start..start + pages` (a huge leaf straddling the
     /// range goes whole, as `kvm_zap_gfn_range` does). Returns the removed leaves in GFN order.
     pub fn zap(&mut self, start: Gfn, pages: u64) -> Vec<Removed> {
-        let mut removed = Vec::new();
-        if let Some((s, leaf)) = self.leaf(start)
+        self.zap_where(start, pages, |_| true)
+    }
+
+    /// [`Npt::zap`] limited to the leaves whose first GFN satisfies `which` (the others stay).
+    pub fn zap_where(&mut self, start: Gfn, pages: u64, which: impl Fn(Gfn) -> bool) -> Vec<Removed> {
+        let mut keys = Vec::new();
+        if let Some((s, _)) = self.leaf(start)
             && s < start
         {
-            self.leaves.remove(&s);
-            removed.push(Removed { gfn: s, leaf });
+            keys.push(s);
         }
         let end = Gfn(start.raw().saturating_add(pages));
-        let keys: Vec<Gfn> = self.leaves.range(start..end).map(|(&k, _)| k).collect();
+        keys.extend(self.leaves.keys_in(start, end));
+        let mut removed = Vec::new();
         for k in keys {
-            if let Some(leaf) = self.leaves.remove(&k) {
+            if which(k)
+                && let Some(leaf) = self.remove_leaf(k)
+            {
                 removed.push(Removed { gfn: k, leaf });
             }
+        }
+        if !removed.is_empty() {
+            self.stats.zapped += removed.len() as u64;
+            self.stats.flushes += 1;
         }
         removed
     }
@@ -95,37 +318,113 @@ impl Npt {
         let mut split = Vec::new();
         while let Some((start, leaf)) = self.leaf(gfn) {
             let Some(smaller) = leaf.size.smaller().filter(|_| leaf.size > target) else { break };
-            self.leaves.remove(&start);
+            self.remove_leaf(start);
             let n = self.geometry.pages(smaller);
             for i in 0..self.geometry.pages(leaf.size) / n {
-                self.leaves.insert(
+                self.insert_leaf(
                     Gfn(start.raw() + i * n),
                     Leaf { size: smaller, pfn: Pfn(leaf.pfn.raw() + i * n) },
                 );
             }
             split.push(Removed { gfn: start, leaf });
         }
+        if !split.is_empty() {
+            self.stats.split += split.len() as u64;
+            self.stats.flushes += 1;
+        }
         split
     }
 
-    /// Pages mapped at each size: `[4K, 2M, 1G]`.
+    /// Pages mapped at each size: `[4K, 2M, 1G]` (kept incrementally: O(1)).
     pub fn coverage(&self) -> [u64; 3] {
+        self.coverage
+    }
+
+    /// [`Npt::coverage`] recomputed from the leaves (for tests of the incremental count).
+    pub fn recount_coverage(&self) -> [u64; 3] {
         let mut c = [0; 3];
-        for leaf in self.leaves.values() {
-            c[usize::from(leaf.size.level() - 1)] += self.geometry.pages(leaf.size);
+        for (_, leaf) in self.leaves() {
+            c[level_index(leaf.size)] += self.geometry.pages(leaf.size);
         }
         c
     }
 
     /// Every leaf, in GFN order.
     pub fn leaves(&self) -> impl Iterator<Item = (Gfn, Leaf)> + '_ {
-        self.leaves.iter().map(|(&g, &l)| (g, l))
+        let end = Gfn((self.leaves.regions.len() as u64 * self.leaves.g2)
+            .max(self.leaves.huge.keys().next_back().map_or(0, |k| k.raw() + self.leaves.g1)));
+        self.leaves.keys_in(Gfn(0), end).into_iter().filter_map(|k| self.leaves.get(k).map(|l| (k, l)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The NPT as a plain map from first GFN to leaf, the way it used to be stored.
+    #[derive(Default)]
+    struct Reference(BTreeMap<u64, Leaf>);
+
+    impl Reference {
+        fn holding(&self, g: Geometry, gfn: u64) -> Option<(u64, Leaf)> {
+            let (&s, &l) = self.0.range(..=gfn).next_back()?;
+            (gfn < s + g.pages(l.size)).then_some((s, l))
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn region_store_matches_a_plain_map(ops in proptest::collection::vec((0u8..4, 0u64..160, 0u8..3), 1..60)) {
+            let g = Geometry::TINY;
+            let mut npt = Npt::new(g);
+            let mut r = Reference::default();
+            let sizes = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G];
+            for (op, at, sz) in ops {
+                let size = sizes[usize::from(sz)];
+                match op {
+                    0 | 1 => {
+                        let gfn = at / g.pages(size) * g.pages(size);
+                        let n = g.pages(size);
+                        if npt.any_mapped(Gfn(gfn), n) {
+                            prop_assert!((gfn..gfn + n).any(|p| r.holding(g, p).is_some()));
+                        } else {
+                            prop_assert!((gfn..gfn + n).all(|p| r.holding(g, p).is_none()));
+                            npt.map(Gfn(gfn), size, Pfn(1000 + gfn));
+                            r.0.insert(gfn, Leaf { size, pfn: Pfn(1000 + gfn) });
+                        }
+                    }
+                    2 => {
+                        let n = u64::from(sz) * 5 + 1;
+                        let removed: Vec<u64> = npt.zap(Gfn(at), n).iter().map(|x| x.gfn.raw()).collect();
+                        let mut expected: Vec<u64> = r.holding(g, at).map(|(s, _)| s).filter(|&s| s < at).into_iter().collect();
+                        expected.extend(r.0.range(at..at + n).map(|(&k, _)| k));
+                        for k in &expected { r.0.remove(k); }
+                        prop_assert_eq!(removed, expected);
+                    }
+                    _ => {
+                        let split = npt.demote(Gfn(at), size);
+                        while let Some((s, l)) = r.holding(g, at) {
+                            let Some(smaller) = l.size.smaller().filter(|_| l.size > size) else { break };
+                            r.0.remove(&s);
+                            let n = g.pages(smaller);
+                            for i in 0..g.pages(l.size) / n {
+                                r.0.insert(s + i * n, Leaf { size: smaller, pfn: Pfn(l.pfn.raw() + i * n) });
+                            }
+                        }
+                        let _ = split;
+                    }
+                }
+                for gfn in 0..176u64 {
+                    prop_assert_eq!(npt.leaf(Gfn(gfn)).map(|(s, l)| (s.raw(), l)), r.holding(g, gfn));
+                }
+                let leaves: Vec<(u64, Leaf)> = npt.leaves().map(|(s, l)| (s.raw(), l)).collect();
+                let expected: Vec<(u64, Leaf)> = r.0.iter().map(|(&s, &l)| (s, l)).collect();
+                prop_assert_eq!(leaves, expected);
+                prop_assert_eq!(npt.coverage(), npt.recount_coverage());
+            }
+        }
+    }
 
     #[test]
     fn translate_zap_and_minimal_demotion() {
@@ -140,11 +439,18 @@ mod tests {
         assert_eq!(npt.translate(Gfn(21)), Some((Pfn(37), PageSize::Size4K)));
         assert_eq!(npt.translate(Gfn(25)), Some((Pfn(41), PageSize::Size2M)));
         assert_eq!(npt.coverage(), [4, 12, 0]);
+        assert_eq!(npt.recount_coverage(), [4, 12, 0]);
         let zapped = npt.zap(Gfn(22), 4);
         assert_eq!(zapped.len(), 3);
         assert_eq!(npt.translate(Gfn(24)), None);
         assert_eq!(npt.translate(Gfn(21)), Some((Pfn(37), PageSize::Size4K)));
         assert!(npt.any_mapped(Gfn(20), 4));
         assert!(!npt.any_mapped(Gfn(22), 6));
+        assert_eq!(npt.coverage(), npt.recount_coverage());
+        assert_eq!(npt.stats, NptStats { mapped: 1, zapped: 3, split: 2, flushes: 2 });
+        let kept = npt.zap_where(Gfn(0), 64, |g| g.raw() != 20);
+        assert_eq!(kept.len(), 3);
+        assert_eq!(npt.translate(Gfn(20)), Some((Pfn(36), PageSize::Size4K)));
+        assert_eq!(npt.coverage(), npt.recount_coverage());
     }
 }

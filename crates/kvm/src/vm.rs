@@ -582,13 +582,9 @@ impl Kvm {
         pages: u64,
     ) -> Result<(), KvmError> {
         let Some(gmem) = host.gmem.as_mut() else { return Ok(()) };
-        for r in self.npt.zap(start, pages) {
-            if self.attrs.is_private(r.gfn) {
-                continue;
-            }
-            // A shared leaf in the range maps the VMA, not gmem: put it back untouched.
-            self.npt.map(r.gfn, r.leaf.size, r.leaf.pfn);
-        }
+        // A shared leaf in the range maps the VMA, not gmem: it stays.
+        let attrs = &self.attrs;
+        self.npt.zap_where(start, pages, |g| attrs.is_private(g));
         let mut freed = Vec::new();
         gmem.punch_hole(&mut host.memory, start.raw(), pages, |pfn, n| freed.push((pfn, n)))?;
         if self.mutant == Some(Mutant::PunchHoleSkipsInvalidate) {
@@ -623,13 +619,8 @@ impl Kvm {
         if self.mutant == Some(Mutant::MmuNotifierIgnored) {
             return;
         }
-        let removed = self.npt.zap(Gfn(inv.offset), inv.pages);
-        if self.era() == Era::Gmem {
-            for r in removed {
-                if self.attrs.is_private(r.gfn) {
-                    self.npt.map(r.gfn, r.leaf.size, r.leaf.pfn);
-                }
-            }
-        }
+        let gmem = self.era() == Era::Gmem;
+        let attrs = &self.attrs;
+        self.npt.zap_where(Gfn(inv.offset), inv.pages, |g| !gmem || !attrs.is_private(g));
     }
 }

@@ -1,14 +1,12 @@
 //! The guest model: bookkeeping and the guest operations of design §5 and §10.
 
-use std::collections::BTreeMap;
-
 use snpsim_defs::ghcb::{
     GHCB_MSR_PSC_REQ, GHCB_MSR_PSC_RESP, GhcbMsrPscRequest, PscBuffer, PscEntry, PscHeader, PscOp,
 };
 use snpsim_defs::{Gfn, Gpa, ReturnCode, RmpAdjustOperand, RmpPageSize, SvmExitCode};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 
-use crate::{Platform, RangeSet, Stop};
+use crate::{PageMap, Platform, RangeSet, Stop};
 
 /// The size of the entries a guest uses in page-state changes and PVALIDATE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,8 +109,11 @@ pub struct Guest {
     geometry: Geometry,
     pages: u64,
     validated: RangeSet,
-    /// Pages holding data, with the version the guest last wrote.
-    holding: BTreeMap<u64, u64>,
+    /// Pages holding data, with the version the guest last wrote (0 = no data; versions start
+    /// at 1). Stored per 2M region: memory the guest never wrote costs O(regions).
+    holding: PageMap<u64>,
+    /// Pages holding data (non-zero entries of `holding`).
+    held: u64,
     next_version: u64,
     /// Counters.
     pub stats: GuestStats,
@@ -127,7 +128,8 @@ impl Guest {
             geometry,
             pages,
             validated: RangeSet::new(),
-            holding: BTreeMap::new(),
+            holding: PageMap::new(geometry.pages_per_2m()),
+            held: 0,
             next_version: 1,
             stats: GuestStats::default(),
             mutant: None,
@@ -168,7 +170,7 @@ impl Guest {
 
     /// The pages the guest holds data in, with the version it last wrote there.
     pub fn held_pages(&self) -> impl Iterator<Item = (Gfn, u64)> + '_ {
-        self.holding.iter().map(|(&g, &v)| (Gfn(g), v))
+        self.holding.iter().map(|(g, v)| (Gfn(g), v))
     }
 
     /// Pages the guest believes validated.
@@ -178,12 +180,18 @@ impl Guest {
 
     /// Whether the guest holds data in `gfn`.
     pub fn holds_data(&self, gfn: Gfn) -> bool {
-        self.holding.contains_key(&gfn.raw())
+        self.holding.get(gfn.raw()) != 0
     }
 
     /// Pages the guest holds data in.
     pub fn data_pages(&self) -> usize {
-        self.holding.len()
+        usize::try_from(self.held).unwrap_or(usize::MAX)
+    }
+
+    /// Forget the data of `start..start + pages`.
+    fn drop_data(&mut self, start: u64, pages: u64) {
+        self.held -= self.holding.count_in(start, pages);
+        self.holding.set_range(start, pages, 0);
     }
 
     /// Split `start..start + pages` into PSC/PVALIDATE chunks: 2M for aligned whole 2M runs when
@@ -231,10 +239,7 @@ impl Guest {
         if private {
             self.validate(p, vcpu, &chunks)?;
         }
-        let keys: Vec<u64> = self.holding.range(start.raw()..start.raw() + pages).map(|(&k, _)| k).collect();
-        for k in keys {
-            self.holding.remove(&k);
-        }
+        self.drop_data(start.raw(), pages);
         Ok(())
     }
 
@@ -472,14 +477,16 @@ impl Guest {
             GuestOutcome::Done(()) if private => match kind {
                 AccessKind::Write => {
                     self.next_version += 1;
-                    self.holding.insert(gfn.raw(), version);
+                    if self.holding.get(gfn.raw()) == 0 {
+                        self.held += 1;
+                    }
+                    self.holding.set(gfn.raw(), version);
                 }
                 AccessKind::Read => {
-                    if let Some(&expected) = self.holding.get(&gfn.raw())
-                        && p.read_version(gfn) != Some(expected)
-                    {
+                    let expected = self.holding.get(gfn.raw());
+                    if expected != 0 && p.read_version(gfn) != Some(expected) {
                         self.stats.data_loss_pages += 1;
-                        self.holding.remove(&gfn.raw());
+                        self.drop_data(gfn.raw(), 1);
                     }
                 }
                 AccessKind::Exec => {}
@@ -503,7 +510,7 @@ impl Guest {
     ) -> Result<(), GuestError> {
         let per_2m = self.geometry.pages_per_2m();
         let s = start.raw();
-        let saved: Vec<(u64, u64)> = self.holding.range(s..s + per_2m).map(|(&k, &v)| (k, v)).collect();
+        let saved: Vec<(u64, u64)> = self.holding.iter_range(s, per_2m).collect();
         let chunk = [(s, RmpPageSize::Size2M)];
         self.rescind(p, vcpu, &chunk)?;
         self.send_psc(p, vcpu, &chunk, false)?;

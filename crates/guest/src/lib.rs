@@ -7,10 +7,14 @@
 //! and RMPADJUST, accesses, and re-coalescing a PSMASHed 2M region. It knows nothing of the host
 //! or KVM.
 
+pub mod accept;
 mod guest;
+pub mod pagemap;
 pub mod platform;
 pub mod ranges;
 
+pub use accept::{BootLayout, UnacceptedMemory, swiotlb_bytes};
 pub use guest::{Granularity, Guest, GuestConfig, GuestError, GuestStats, Protocol, Recoalesce, TermReason};
+pub use pagemap::PageMap;
 pub use platform::{Platform, Stop};
 pub use ranges::RangeSet;

@@ -70,6 +70,31 @@ impl RangeSet {
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
+
+    /// The runs `(start, end)`, in order.
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.runs.iter().map(|(&s, &e)| (s, e))
+    }
+
+    /// The runs clipped to `start..end`, in order.
+    pub fn runs_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let first = self.runs.range(..=start).next_back().map_or(start, |(&s, _)| s);
+        self.runs
+            .range(first..end)
+            .filter(move |&(_, &e)| e > start)
+            .map(move |(&s, &e)| (s.max(start), e.min(end)))
+    }
+
+    /// The `k`-th member in increasing order (0-based), if the set has more than `k` members.
+    pub fn nth(&self, mut k: u64) -> Option<u64> {
+        for (&s, &e) in &self.runs {
+            if k < e - s {
+                return Some(s + k);
+            }
+            k -= e - s;
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +115,12 @@ mod tests {
                 let c = (10..30).filter(|&i| dense[i]).count() as u64;
                 prop_assert_eq!(r.count_in(10, 30), c);
                 prop_assert_eq!(r.covers(10, 30), c == 20);
+                let members: Vec<u64> = (0..80u64).filter(|&i| dense[i as usize]).collect();
+                for (k, &m) in members.iter().enumerate() { prop_assert_eq!(r.nth(k as u64), Some(m)); }
+                prop_assert_eq!(r.nth(members.len() as u64), None);
+                let clipped: u64 = r.runs_in(10, 30).map(|(s, e)| e - s).sum();
+                prop_assert_eq!(clipped, c);
+                prop_assert!(r.runs_in(10, 30).all(|(s, e)| 10 <= s && s < e && e <= 30));
             }
         }
     }

@@ -10,9 +10,10 @@ use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{AccessKind, Geometry, RmpConfig, RmpModel};
 use snpsim_kvm::{Era, Kvm, KvmConfig, Policy};
 
+use crate::cost::CostTable;
 use crate::invariants;
 use crate::machine::Machine;
-use crate::metrics::{Metrics, collect};
+use crate::metrics::{self, Metrics, collect_with};
 use crate::outcome::Outcome;
 use crate::trace::{Recorder, TraceMeta};
 
@@ -299,6 +300,10 @@ pub struct Simulation {
     /// The trace recorder while the VM does not exist (a refused registration); otherwise it lives
     /// in the machine's RMP wrapper, where every RMP instruction passes.
     recorder: Option<Box<Recorder>>,
+    /// The cost parameters pricing `sim_time_ns` (defaults unless [`Simulation::set_costs`]).
+    costs: CostTable,
+    /// Record NPT coverage after every `coverage_every`-th step (1 = every step).
+    coverage_every: u64,
 }
 
 /// The guest's ASID (one VM per run).
@@ -352,6 +357,8 @@ impl Simulation {
             violations: BTreeSet::new(),
             coverage_series: Vec::new(),
             recorder: None,
+            costs: CostTable::default(),
+            coverage_every: 1,
         };
         match Kvm::new(kvm_config, config.policy, &host) {
             Ok(mut kvm) => {
@@ -420,9 +427,30 @@ impl Simulation {
         }
     }
 
-    /// The simulated time so far (the `sim_time_ns` the metrics would report now).
+    /// Price the run with `costs` (a scenario's `[cost]` table) instead of the defaults.
+    pub fn set_costs(&mut self, costs: CostTable) {
+        self.costs = costs;
+    }
+
+    /// The cost parameters in force.
+    pub fn costs(&self) -> &CostTable {
+        &self.costs
+    }
+
+    /// Record the NPT coverage series only after every `every`-th step (generated workloads run
+    /// millions of steps); 1, the default, records it after each.
+    pub fn set_coverage_sampling(&mut self, every: u64) {
+        self.coverage_every = every.max(1);
+    }
+
+    /// Steps executed so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The simulated time so far (the `sim_time_ns` the metrics would report now), in O(1).
     pub fn sim_time_ns(&self) -> u64 {
-        collect(self.machine.as_ref(), &self.guest, 0).sim_time_ns
+        metrics::sim_time_ns(self.machine.as_ref(), &self.guest, &self.costs)
     }
 
     /// Run one action. Does nothing once the run has an outcome.
@@ -481,7 +509,9 @@ impl Simulation {
         if self.config.khugepaged {
             collapse_all(m);
         }
-        self.coverage_series.push(m.kvm.npt.coverage());
+        if self.steps.is_multiple_of(self.coverage_every) {
+            self.coverage_series.push(m.kvm.npt.coverage());
+        }
         if self.config.check == CheckMode::Full {
             self.check_now();
         }
@@ -515,7 +545,8 @@ impl Simulation {
             self.violations.extend(m.findings.violations.iter().cloned());
         }
         let (outcome, reason) = self.outcome.clone().unwrap_or((Outcome::Completed, String::new()));
-        let metrics = collect(self.machine.as_ref(), &self.guest, self.violations.len() as u64);
+        let metrics =
+            collect_with(self.machine.as_ref(), &self.guest, self.violations.len() as u64, &self.costs);
         let violations: Vec<String> = self.violations.iter().cloned().collect();
         let trace = self.finish_trace(outcome, &reason, &metrics, &violations);
         RunResult { outcome, reason, metrics, violations, coverage_series: self.coverage_series, trace }

@@ -22,6 +22,7 @@ pub mod replay;
 pub mod run;
 pub mod scenario;
 pub mod trace;
+pub mod workload;
 
 pub use engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, Simulation};
 pub use metrics::Metrics;

@@ -1,11 +1,9 @@
 //! The machine a guest runs on: RMP, host and KVM wired together, resolving #NPFs the way the CPU
 //! and KVM do, and checking every completed access independently of the hardware model.
 
-use std::collections::BTreeMap;
-
 use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer};
 use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, RmpAdjustOperand, RmpPageSize};
-use snpsim_guest::{Platform, Stop};
+use snpsim_guest::{PageMap, Platform, Stop};
 use snpsim_host::{Host, HostVia, HostWriteOutcome};
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpModel};
@@ -38,29 +36,45 @@ pub struct Machine {
     pub kvm: Kvm,
     /// The guest's ASID.
     pub asid: u16,
-    /// Contents of host pages: frame → (version, RMP sequence number when written).
-    contents: BTreeMap<u64, (u64, u64)>,
-    /// PVALIDATE(validate) successes per frame since its last RMPUPDATE: frame → (count, seq).
-    validations: BTreeMap<u64, (u32, u64)>,
+    /// Contents of host pages (design §6): frame → (version, 1 + the RMP sequence number when
+    /// written); (0, 0) = never written. Stored per 2M region: untouched memory costs O(regions).
+    contents: PageMap<(u64, u64)>,
+    /// PVALIDATE(validate) successes per frame since its last RMPUPDATE: frame → (count, seq);
+    /// (0, 0) = none. A 2M PVALIDATE of a region with one change stamp is one O(1) update.
+    validations: PageMap<(u32, u64)>,
     /// Why the VM stopped, if it did.
     pub fatal: Option<(Outcome, String)>,
     /// The checker's findings.
     pub findings: Findings,
+    /// Completed guest accesses by the size of the NPT leaf they went through (`[4K, 2M, 1G]`),
+    /// for the cost model.
+    pub accesses: [u64; 3],
+    /// Host writes to guest pages (completed or not), for the cost model.
+    pub host_writes: u64,
 }
 
 impl Machine {
     /// Wire up a machine.
     pub fn new(rmp: Rmp, host: Host, kvm: Kvm, asid: u16) -> Self {
+        let region = rmp.config().geometry.pages_per_2m();
         Machine {
             rmp: Observed::new(rmp),
             host,
             kvm,
             asid,
-            contents: BTreeMap::new(),
-            validations: BTreeMap::new(),
+            contents: PageMap::new(region),
+            validations: PageMap::new(region),
             fatal: None,
             findings: Findings::default(),
+            accesses: [0; 3],
+            host_writes: 0,
         }
+    }
+
+    /// Record that `pfn` now holds `version` (0 for a host write), written at the current RMP
+    /// sequence number.
+    fn store(&mut self, pfn: Pfn, version: u64) {
+        self.contents.set(pfn.raw(), (version, self.rmp.seq() + 1));
     }
 
     fn ctx(&self) -> GuestContext {
@@ -130,13 +144,13 @@ impl Machine {
     /// Feed the machine's own bookkeeping (content stamps and validation counts) to a state digest.
     pub(crate) fn digest_bookkeeping(&self, h: &mut Fnv128) {
         h.bytes(b"contents");
-        for (&frame, &(version, stamp)) in &self.contents {
+        for (frame, (version, stamp)) in self.contents.iter() {
             h.u64(frame);
             h.u64(version);
-            h.u64(stamp);
+            h.u64(stamp - 1);
         }
         h.bytes(b"validations");
-        for (&frame, &(count, seq)) in &self.validations {
+        for (frame, (count, seq)) in self.validations.iter() {
             h.u64(frame);
             h.u64(u64::from(count));
             h.u64(seq);
@@ -173,19 +187,38 @@ impl Machine {
     /// Count a successful validation of `pages` frames from `pfn`; two since the frame's last
     /// RMPUPDATE break invariant 6.
     fn note_validation(&mut self, pfn: Pfn, pages: u64) {
-        for p in pfn.raw()..pfn.raw() + pages {
-            let last = self.rmp.last_change(Pfn(p));
-            let entry = self.validations.entry(p).or_insert((0, last));
-            if entry.1 != last {
-                *entry = (0, last);
+        let bump = |(count, seq): (u32, u64), last: u64| {
+            if seq == last && count > 0 { (count + 1, last) } else { (1, last) }
+        };
+        let region = self.rmp.config().geometry.pages_per_2m();
+        // A whole region whose pages share one change stamp and one count: one update.
+        if pages == region
+            && pfn.raw().is_multiple_of(region)
+            && let (Some(last), Some(current)) =
+                (self.rmp.region_change(pfn), self.validations.uniform(pfn.raw()))
+        {
+            let next = bump(current, last);
+            self.validations.set_range(pfn.raw(), pages, next);
+            if next.0 == 2 {
+                for p in pfn.raw()..pfn.raw() + pages {
+                    self.double_validation(p);
+                }
             }
-            entry.0 += 1;
-            if entry.0 == 2 {
-                self.findings
-                    .violations
-                    .push(format!("invariant 6: frame {p:#x} validated twice since it was assigned"));
+            return;
+        }
+        for p in pfn.raw()..pfn.raw() + pages {
+            let next = bump(self.validations.get(p), self.rmp.last_change(Pfn(p)));
+            self.validations.set(p, next);
+            if next.0 == 2 {
+                self.double_validation(p);
             }
         }
+    }
+
+    fn double_validation(&mut self, frame: u64) {
+        self.findings
+            .violations
+            .push(format!("invariant 6: frame {frame:#x} validated twice since it was assigned"));
     }
 
     /// Per frame, the validations since its last RMPUPDATE (frames with none omitted): the part of
@@ -193,13 +226,14 @@ impl Machine {
     pub fn validation_counts(&self) -> Vec<(u64, u32)> {
         self.validations
             .iter()
-            .filter(|&(&p, &(n, seq))| n > 0 && seq == self.rmp.last_change(Pfn(p)))
-            .map(|(&p, &(n, _))| (p, n))
+            .filter(|&(p, (n, seq))| n > 0 && seq == self.rmp.last_change(Pfn(p)))
+            .map(|(p, (n, _))| (p, n))
             .collect()
     }
 
     /// A host write to the guest page `gpa` (design §10 `host_write`).
     pub fn host_write(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
+        self.host_writes += 1;
         if self.rmp.recorder.is_some() {
             // The host #PF the write takes first, if any (the handler may split and retry).
             let gfn = gpa.gfn();
@@ -238,7 +272,7 @@ impl Machine {
             let r = self.host.write_via_direct_map(&self.rmp, pfn);
             if r == HostWriteOutcome::Done {
                 self.check_completed("kernel write", None, pfn, level, false);
-                self.contents.insert(pfn.raw(), (0, self.rmp.seq()));
+                self.store(pfn, 0);
             }
             return r;
         }
@@ -250,7 +284,7 @@ impl Machine {
             && let Some((pfn, level)) = self.host.vma.translate(gfn.raw())
         {
             self.check_completed("host write", None, pfn, level, false);
-            self.contents.insert(pfn.raw(), (0, self.rmp.seq()));
+            self.store(pfn, 0);
         }
         r
     }
@@ -330,9 +364,10 @@ impl Platform for Machine {
             rec.access(gpa, kind, private, pfn, size, &r);
         }
         if r.is_done() {
+            self.accesses[usize::from(size.level() - 1)] += 1;
             self.check_completed("guest access", Some(gpa), pfn, size, private);
             if write {
-                self.contents.insert(pfn.raw(), (version, self.rmp.seq()));
+                self.store(pfn, version);
             }
         }
         Ok(r)
@@ -341,7 +376,7 @@ impl Platform for Machine {
     fn read_version(&self, gfn: Gfn) -> Option<u64> {
         let pfn =
             self.kvm.npt.translate(gfn).map(|(p, _)| p).or_else(|| self.kvm.bound_pfn(&self.host, gfn))?;
-        let &(version, stamp) = self.contents.get(&pfn.raw())?;
-        (self.rmp.last_change(pfn) <= stamp).then_some(version)
+        let (version, stamp) = self.contents.get(pfn.raw());
+        (stamp > 0 && self.rmp.last_change(pfn) < stamp).then_some(version)
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use snpsim_guest::Guest;
 
-use crate::cost;
+use snpsim_kvm::stats::exit;
+
+use crate::cost::{self, CostTable, Counts};
 use crate::machine::Machine;
 
 /// Share of mapped guest memory at each NPT leaf size.
@@ -93,19 +95,70 @@ pub struct Metrics {
     pub sim_time_by_item: BTreeMap<String, u64>,
 }
 
-/// Gather the metrics of a run (`machine` is `None` when the VM was never created).
+/// Gather the metrics of a run (`machine` is `None` when the VM was never created), priced with the
+/// default cost parameters.
 pub fn collect(machine: Option<&Machine>, guest: &Guest, invariant_violations: u64) -> Metrics {
+    collect_with(machine, guest, invariant_violations, &CostTable::default())
+}
+
+/// The events the cost model prices, counted from the machine and the guest.
+pub fn cost_counts(mc: &Machine, guest: &Guest) -> Counts {
+    use cost::item;
+    let k = &mc.kvm.stats;
+    let h = &mc.host.stats;
+    let insn = &mc.rmp.counts;
+    let npt = &mc.kvm.npt.stats;
+    let exits = |r: &str| k.exits.get(r).copied().unwrap_or(0);
+    let mut c = Counts::default();
+    c.add(item::VMGEXIT, exits(exit::VMGEXIT_PSC) + exits(exit::VMGEXIT_PSC_MSR));
+    c.add(item::NPF_EXIT, k.npf);
+    c.add(item::USERSPACE_EXIT, exits(exit::HYPERCALL) + exits(exit::MEMORY_FAULT));
+    c.add(item::RMPUPDATE_4K, insn.rmpupdate_4k);
+    c.add(item::RMPUPDATE_2M, insn.rmpupdate_2m);
+    c.add(item::PSMASH, insn.psmash);
+    c.add(item::PVALIDATE_4K, insn.pvalidate_4k);
+    c.add(item::PVALIDATE_2M, insn.pvalidate_2m);
+    c.add(item::RMPADJUST, insn.rmpadjust);
+    c.add(item::NPT_MAP, npt.mapped);
+    c.add(item::NPT_ZAP, npt.zapped + npt.split);
+    c.add(item::TLB_SHOOTDOWN, npt.flushes + h.host_splits + h.direct_map_flushes);
+    c.add(item::HOST_SPLIT, h.host_splits);
+    c.add(item::DIRECT_MAP_SPLIT, h.direct_map_splits);
+    let kib_per_page = snpsim_defs::PAGE_SIZE_4K / 1024;
+    let allocated = mc.host.gmem.as_ref().map_or(0, |g| g.allocated_pages);
+    c.add(item::PAGE_CLEAR_KIB, allocated * kib_per_page);
+    // save-restore copies each data page out and back.
+    c.add(item::PAGE_COPY_KIB, guest.stats.pages_saved * 2 * kib_per_page);
+    c.add(item::GUEST_ACCESS_4K, mc.accesses[0]);
+    c.add(item::GUEST_ACCESS_2M, mc.accesses[1]);
+    c.add(item::GUEST_ACCESS_1G, mc.accesses[2]);
+    c.add(item::HOST_WRITE, mc.host_writes);
+    c
+}
+
+/// Simulated time so far: [`cost_counts`] priced with `costs`, without building the metrics.
+pub fn sim_time_ns(machine: Option<&Machine>, guest: &Guest, costs: &CostTable) -> u64 {
+    machine.map_or(0, |mc| costs.total(&cost_counts(mc, guest)))
+}
+
+/// [`collect`] with the cost parameters `costs` (a scenario's `[cost]` overrides applied).
+pub fn collect_with(
+    machine: Option<&Machine>,
+    guest: &Guest,
+    invariant_violations: u64,
+    costs: &CostTable,
+) -> Metrics {
     let mut m = Metrics {
         pvalidate: guest.stats.pvalidate,
         rmpadjust: guest.stats.rmpadjust,
         data_loss_pages: guest.stats.data_loss_pages,
         recoalesced: guest.stats.recoalesced,
         invariant_violations,
-        exits: snpsim_kvm::stats::exit::ALL.iter().map(|r| ((*r).to_string(), 0)).collect(),
+        exits: exit::ALL.iter().map(|r| ((*r).to_string(), 0)).collect(),
         ..Metrics::default()
     };
     let Some(mc) = machine else {
-        m.sim_time_by_item = cost::DEFAULTS.iter().map(|c| (c.name.to_string(), 0)).collect();
+        m.sim_time_by_item = cost::ALL[..cost::PRICED].iter().map(|c| (c.name.to_string(), 0)).collect();
         return m;
     };
     let k = &mc.kvm.stats;
@@ -130,28 +183,7 @@ pub fn collect(machine: Option<&Machine>, guest: &Guest, invariant_violations: u
     m.kernel_oops = h.kernel_oops;
     m.false_negatives = mc.findings.false_negatives;
     m.npt_coverage = Coverage::from_pages(mc.kvm.npt.coverage());
-    let exits = |r: &str| k.exits.get(r).copied().unwrap_or(0);
-    let counts: cost::Counts = [
-        ("npf_exit", k.npf),
-        (
-            "vmgexit",
-            exits(snpsim_kvm::stats::exit::VMGEXIT_PSC) + exits(snpsim_kvm::stats::exit::VMGEXIT_PSC_MSR),
-        ),
-        (
-            "userspace_exit",
-            exits(snpsim_kvm::stats::exit::HYPERCALL) + exits(snpsim_kvm::stats::exit::MEMORY_FAULT),
-        ),
-        ("rmpupdate", k.rmpupdate),
-        ("psmash", k.psmash),
-        ("pvalidate", guest.stats.pvalidate),
-        ("rmpadjust", guest.stats.rmpadjust),
-        ("host_split", h.host_splits),
-        ("direct_map_split", h.direct_map_splits),
-        ("npt_demotion", k.demotions_total()),
-    ]
-    .into_iter()
-    .collect();
-    let (total, by_item) = cost::price(&counts);
+    let (total, by_item) = costs.price(&cost_counts(mc, guest));
     m.sim_time_ns = total;
     m.sim_time_by_item = by_item.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     m

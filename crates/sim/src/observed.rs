@@ -1,7 +1,9 @@
 //! An RMP wrapper that records when each page's RMP owner or key last changed, so the engine can
-//! tell scrambled memory contents from intact ones (design §6) and reset per-assignment checks.
-
-use std::collections::BTreeMap;
+//! tell scrambled memory contents from intact ones (design §6) and reset per-assignment checks,
+//! and counts the RMP instructions it passes for the cost model.
+//!
+//! The change stamps are kept per 2M region ([`PageMap`]): a 2M RMPUPDATE stamps its region in
+//! O(1), and memory no 4K RMPUPDATE touched costs one slot per region.
 
 use snpsim_defs::{
     Gpa, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpEntryRaw, RmpPageSize,
@@ -10,7 +12,28 @@ use snpsim_hw::{
     GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
 
+use snpsim_guest::PageMap;
+
 use crate::trace::Recorder;
+
+/// RMP instructions executed through the wrapper, by size, for the cost model: every RMPUPDATE and
+/// PSMASH (they always retire with a code), and every PVALIDATE and RMPADJUST that retired (one that
+/// took an #NPF or #VC is priced as that exit instead).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InsnCounts {
+    /// RMPUPDATE of a 4K entry.
+    pub rmpupdate_4k: u64,
+    /// RMPUPDATE of a 2M entry.
+    pub rmpupdate_2m: u64,
+    /// PSMASH.
+    pub psmash: u64,
+    /// PVALIDATE with a 4K operand that retired.
+    pub pvalidate_4k: u64,
+    /// PVALIDATE with a 2M operand that retired.
+    pub pvalidate_2m: u64,
+    /// RMPADJUST that retired.
+    pub rmpadjust: u64,
+}
 
 /// Wraps an [`RmpModel`]; every successful RMPUPDATE stamps the pages it rewrote with a new
 /// sequence number.
@@ -18,8 +41,10 @@ use crate::trace::Recorder;
 pub struct Observed<R> {
     inner: R,
     seq: u64,
-    /// Page → sequence number of the last RMPUPDATE that rewrote it.
-    changed: BTreeMap<u64, u64>,
+    /// Page → sequence number of the last RMPUPDATE that rewrote it (0 = never).
+    changed: PageMap<u64>,
+    /// Instructions executed, for the cost model.
+    pub counts: InsnCounts,
     /// The trace recorder, when the run is traced: every RMP instruction issued through this
     /// wrapper (by the guest, KVM or the host) is recorded with its operands and result.
     pub(crate) recorder: Option<Box<Recorder>>,
@@ -28,7 +53,14 @@ pub struct Observed<R> {
 impl<R: RmpModel> Observed<R> {
     /// Wrap `inner`.
     pub fn new(inner: R) -> Self {
-        Observed { inner, seq: 0, changed: BTreeMap::new(), recorder: None }
+        let region = inner.config().geometry.pages_per_2m();
+        Observed {
+            inner,
+            seq: 0,
+            changed: PageMap::new(region),
+            counts: InsnCounts::default(),
+            recorder: None,
+        }
     }
 
     /// The wrapped model.
@@ -43,8 +75,18 @@ impl<R: RmpModel> Observed<R> {
 
     /// The sequence number of the last RMPUPDATE that rewrote `pfn` (0 = never).
     pub fn last_change(&self, pfn: Pfn) -> u64 {
-        self.changed.get(&pfn.raw()).copied().unwrap_or(0)
+        self.changed.get(pfn.raw())
     }
+
+    /// The stamp shared by every page of the 2M region holding `pfn`, if they all have the same.
+    pub fn region_change(&self, pfn: Pfn) -> Option<u64> {
+        self.changed.uniform(pfn.raw())
+    }
+}
+
+/// Whether a guest instruction retired (with a result or a failure code) rather than faulting.
+fn retired<T>(r: &GuestOutcome<T>) -> bool {
+    matches!(r, GuestOutcome::Done(_) | GuestOutcome::Fail(_))
 }
 
 impl<R: RmpModel> RmpModel for Observed<R> {
@@ -54,12 +96,15 @@ impl<R: RmpModel> RmpModel for Observed<R> {
 
     fn rmpupdate(&mut self, pfn: Pfn, new: RmpArchEntry) -> ReturnCode {
         let rc = self.inner.rmpupdate(pfn, new);
+        if new.page_size() {
+            self.counts.rmpupdate_2m += 1;
+        } else {
+            self.counts.rmpupdate_4k += 1;
+        }
         if rc == ReturnCode::Success {
             self.seq += 1;
             let n = if new.page_size() { self.inner.config().geometry.pages_per_2m() } else { 1 };
-            for p in pfn.raw()..pfn.raw() + n {
-                self.changed.insert(p, self.seq);
-            }
+            self.changed.set_range(pfn.raw(), n, self.seq);
         }
         if let Some(r) = &mut self.recorder {
             r.rmpupdate(pfn, new, rc);
@@ -68,6 +113,7 @@ impl<R: RmpModel> RmpModel for Observed<R> {
     }
 
     fn psmash(&mut self, pfn: Pfn) -> ReturnCode {
+        self.counts.psmash += 1;
         let rc = self.inner.psmash(pfn);
         if let Some(r) = &mut self.recorder {
             r.psmash(pfn, rc);
@@ -84,6 +130,12 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         validate: bool,
     ) -> GuestOutcome<PvalidateStatus> {
         let r = self.inner.pvalidate(guest, gpa, pfn, size, validate);
+        if retired(&r) {
+            match size {
+                RmpPageSize::Size4K => self.counts.pvalidate_4k += 1,
+                RmpPageSize::Size2M => self.counts.pvalidate_2m += 1,
+            }
+        }
         if let Some(rec) = &mut self.recorder {
             rec.pvalidate(gpa, pfn, size, validate, &r);
         }
@@ -99,6 +151,9 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         op: RmpAdjustOperand,
     ) -> GuestOutcome<()> {
         let r = self.inner.rmpadjust(guest, gpa, pfn, size, op);
+        if retired(&r) {
+            self.counts.rmpadjust += 1;
+        }
         if let Some(rec) = &mut self.recorder {
             rec.rmpadjust(gpa, pfn, size, op, &r);
         }

@@ -8,6 +8,7 @@ use snpsim_host::{HostVia, VmaBacking};
 use crate::engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, SimError, Simulation};
 use crate::metrics::Metrics;
 use crate::scenario::{self, Backing, Expect, Scenario, StepOp};
+use crate::workload::{self, WorkloadReport};
 
 /// A finished scenario run.
 #[derive(Clone, Debug)]
@@ -24,6 +25,8 @@ pub struct ScenarioRun {
     pub result: RunResult,
     /// Every expectation that did not hold, described; and every invariant violation.
     pub failures: Vec<String>,
+    /// How the `[workload]` phases went (`None` without a workload).
+    pub workload: Option<WorkloadReport>,
 }
 
 impl ScenarioRun {
@@ -182,10 +185,11 @@ fn run_scenario_with(
 ) -> Result<ScenarioRun, SimError> {
     let config = sim_config(s, check);
     let mut sim = Simulation::new(config)?;
+    sim.set_costs(s.cost);
     if let Some(meta) = meta {
         sim.enable_trace(meta);
     }
-    let result = sim.run(&actions(s));
+    let (result, workload) = run_steps_and_workload(sim, s, None);
     let mut failures = Vec::new();
     for (name, expect) in s.expect.iter() {
         if let Expect::Outcome(o) = expect {
@@ -215,6 +219,7 @@ fn run_scenario_with(
         granularity: s.guest.resolved().psc_granularity.name(),
         result,
         failures,
+        workload,
     })
 }
 
@@ -226,4 +231,28 @@ pub fn run_scenario_traced(
     meta: Option<&crate::trace::TraceMeta>,
 ) -> Result<ScenarioRun, SimError> {
     run_scenario_with(s, check, meta)
+}
+
+/// Run the scenario's steps on `sim`, then its `[workload]` (design §10: steps run first), with
+/// the one random generator of the run seeded from the scenario's `seed`; with `record`, the
+/// workload's generated actions are appended to it. Returns the finished run and the workload's
+/// report.
+pub fn run_steps_and_workload(
+    mut sim: Simulation,
+    s: &Scenario,
+    record: Option<&mut Vec<Action>>,
+) -> (RunResult, Option<WorkloadReport>) {
+    for a in &actions(s) {
+        if sim.outcome().is_some() {
+            break;
+        }
+        sim.step(a);
+    }
+    let report = s.workload.as_ref().map(|_| {
+        // A generated workload runs millions of steps: keep one coverage sample per 4096.
+        sim.set_coverage_sampling(4096);
+        let mut rng = workload::rng(s.seed);
+        workload::run_workload(&mut sim, s, &mut rng, record)
+    });
+    (sim.finish(), report)
 }

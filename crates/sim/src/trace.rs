@@ -917,7 +917,7 @@ impl Recorder {
                 "pfn": hex(pfn.raw()), "assigned": new.assigned(), "asid": new.asid(), "gpa": hex(new.gpa()),
                 "size": if new.page_size() { "2m" } else { "4k" }, "immutable": new.immutable(), "rc": rc.name(),
             }),
-            cost_of("rmpupdate"),
+            cost_of(if new.page_size() { "rmpupdate_2m" } else { "rmpupdate_4k" }),
         );
     }
 
@@ -945,7 +945,7 @@ impl Recorder {
                 "gpa": hex(gpa.raw()), "pfn": hex(pfn.raw()), "size": rmp_size_name(size),
                 "validate": validate, "result": result,
             }),
-            cost_of("pvalidate"),
+            cost_of(if size == RmpPageSize::Size2M { "pvalidate_2m" } else { "pvalidate_4k" }),
         );
     }
 
@@ -1123,7 +1123,7 @@ impl Recorder {
                 self.push(
                     "npt_demotion",
                     json!({ "from": from, "to": to, "count": d }),
-                    d.saturating_mul(cost_of("npt_demotion")),
+                    d.saturating_mul(cost_of("npt_zap")),
                 );
             }
         }

@@ -6,7 +6,7 @@ use snpsim_hw::Geometry;
 use snpsim_sim::scenario::{
     AcceptMode, AccessKind, Backing, CmpOp, ErrorKind, Expect, Granularity, GuestParams, HostVia, Outcome,
     PageState, Phase, Policy, Preset, PscProtocol, Recoalesce, Scenario, ScenarioError, SteadyPhase, StepOp,
-    load_scenario, parse_scenario, parse_scenario_with_overrides,
+    TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
 };
 
 /// The example of design §10, verbatim.
@@ -150,6 +150,7 @@ fn design_example_parses_to_the_expected_structs() {
                 working_set: 3 * GIB,
                 conversions_per_s: 200,
                 host_writes_per_s: 1000,
+                touch: TouchPattern::Random,
             })
         ]
     );

@@ -72,6 +72,15 @@ pub fn check_metric_name(name: &str) -> Option<String> {
                 )
             });
         }
+        if family == "sim_time_ns" {
+            let priced = &crate::cost::ALL[..crate::cost::PRICED];
+            return (!priced.iter().any(|c| c.name == member)).then(|| {
+                format!(
+                    "unknown cost item {member:?} of sim_time_ns; accepted: {}",
+                    priced.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+                )
+            });
+        }
         let ok = !member.is_empty()
             && member.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         return (!ok).then(|| {

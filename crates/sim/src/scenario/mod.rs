@@ -66,13 +66,15 @@ use std::path::Path;
 use snpsim_defs::PAGE_SIZE_4K;
 use snpsim_hw::Geometry;
 
+use crate::cost::CostTable;
+
 pub use error::{ErrorKind, ScenarioError};
 pub use expect::{
     CmpOp, Expect, Expectations, METRIC_FAMILIES, METRICS, NPT_COVERAGE_LEVELS, check_metric_name,
 };
 pub use names::{
     AcceptMode, AccessKind, Backing, Era, Granularity, GuestParams, HostVia, Outcome, PageState, Policy,
-    Preset, PscProtocol, Recoalesce, UnknownName,
+    Preset, PscProtocol, Recoalesce, TouchPattern, UnknownName,
 };
 pub use step::{Step, StepKind, StepOp, parse_perms};
 pub use units::{Size, UnitError, parse_duration, parse_gpa, parse_size};
@@ -96,6 +98,9 @@ pub struct Scenario {
     pub workload: Option<Workload>,
     /// `[expect]` (empty if absent).
     pub expect: Expectations,
+    /// `[cost]`: the cost parameters in force (the defaults of [`crate::cost`] with the table's
+    /// overrides applied).
+    pub cost: CostTable,
 }
 
 /// `[machine]`.
@@ -211,6 +216,8 @@ pub enum Phase {
     Boot,
     /// `{ kind = "steady", ... }`.
     Steady(SteadyPhase),
+    /// `{ kind = "balloon", size = "1GiB" }`: the guest returns memory to the host.
+    Balloon(BalloonPhase),
 }
 
 /// A steady phase.
@@ -224,6 +231,15 @@ pub struct SteadyPhase {
     pub conversions_per_s: u64,
     /// `host_writes_per_s` (default 0).
     pub host_writes_per_s: u64,
+    /// `touch`: the order in which the guest touches its working set (default `random`).
+    pub touch: TouchPattern,
+}
+
+/// A balloon phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalloonPhase {
+    /// `size` in bytes (required; a non-zero multiple of 4 KiB, at most guest memory).
+    pub size: u64,
 }
 
 /// Parse a scenario from `text`; `path_for_messages` names it in errors.

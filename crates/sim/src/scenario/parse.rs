@@ -8,11 +8,12 @@ use snpsim_hw::Geometry;
 
 use super::error::{ErrorKind, ScenarioError, Sources, Span};
 use super::expect::{Expect, Expectations, METRIC_FAMILIES, check_metric_name};
-use super::names::{Backing, Era, Outcome, Policy, Recoalesce, accepted_list};
+use super::names::{Backing, Era, Outcome, Policy, Recoalesce, TouchPattern, accepted_list};
 use super::step::{Step, StepKind, StepOp, parse_perms};
 use super::tree::{Node, Table, Val};
 use super::units::{Size, UnitError, parse_duration, parse_gpa, parse_size};
-use super::{GuestConfig, Machine, Phase, Scenario, SteadyPhase, Vm, Workload};
+use super::{BalloonPhase, GuestConfig, Machine, Phase, Scenario, SteadyPhase, Vm, Workload};
+use crate::cost::CostTable;
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -208,7 +209,7 @@ fn opt<'a, T>(obj: &Obj<'a>, key: &str, read: impl FnOnce(&Field<'a>) -> Result<
 pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
     let cx = Cx { src };
     let top = Obj::of(&cx, String::new(), root, "a table")?;
-    top.allow(&cx, &["name", "seed", "machine", "vm", "guest", "step", "workload", "expect"])?;
+    top.allow(&cx, &["name", "seed", "machine", "vm", "guest", "step", "workload", "expect", "cost"])?;
 
     let name_field = top.req(&cx, "name")?;
     let name = name_field.str(&cx)?.to_owned();
@@ -230,8 +231,9 @@ pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
     };
     let workload = opt(&top, "workload", |f| workload(&cx, f, &vm))?;
     let expect = opt_or(&top, "expect", Expectations::default(), |f| expectations(&cx, f))?;
+    let cost = opt_or(&top, "cost", CostTable::default(), |f| cost_table(&cx, f))?;
 
-    Ok(Scenario { name, seed, machine, vm, guest, steps, workload, expect })
+    Ok(Scenario { name, seed, machine, vm, guest, steps, workload, expect, cost })
 }
 
 fn machine(cx: &Cx<'_>, f: &Field<'_>) -> Result<Machine> {
@@ -688,7 +690,10 @@ fn workload(cx: &Cx<'_>, f: &Field<'_>, vm: &Vm) -> Result<Workload> {
                 Phase::Boot
             }
             "steady" => {
-                p.allow(cx, &["kind", "duration", "working_set", "conversions_per_s", "host_writes_per_s"])?;
+                p.allow(
+                    cx,
+                    &["kind", "duration", "working_set", "conversions_per_s", "host_writes_per_s", "touch"],
+                )?;
                 let duration_ns = p.req(cx, "duration")?.duration(cx)?;
                 let working_set = match p.opt("working_set") {
                     None => vm.memory,
@@ -714,19 +719,70 @@ fn workload(cx: &Cx<'_>, f: &Field<'_>, vm: &Vm) -> Result<Workload> {
                     working_set,
                     conversions_per_s: rate("conversions_per_s")?,
                     host_writes_per_s: rate("host_writes_per_s")?,
+                    touch: opt_or(&p, "touch", TouchPattern::default(), |f| f.named(cx))?,
                 })
+            }
+            "balloon" => {
+                p.allow(cx, &["kind", "size"])?;
+                let sf = p.req(cx, "size")?;
+                let bytes = sf.size(cx)?;
+                check_memory_size(cx, &sf, bytes, PAGE_SIZE_4K)?;
+                if bytes > vm.memory {
+                    return Err(sf.err(
+                        cx,
+                        ErrorKind::OutOfRange,
+                        format!(
+                            "{} is out of range; accepted: 4KiB..={} (`vm.memory`)",
+                            size(bytes),
+                            size(vm.memory)
+                        ),
+                    ));
+                }
+                Phase::Balloon(BalloonPhase { size: bytes })
             }
             other => {
                 return Err(kind.err(
                     cx,
                     ErrorKind::UnknownValue,
-                    format!("unknown value {other:?}; accepted: boot, steady"),
+                    format!("unknown value {other:?}; accepted: boot, steady, balloon"),
                 ));
             }
         };
         phases.push(phase);
     }
     Ok(Workload { phases })
+}
+
+/// `[cost]`: parameter name → a non-negative number in the parameter's unit (`ns`, `ns/KiB`, ...);
+/// a fractional value is rounded to the nearest integer.
+fn cost_table(cx: &Cx<'_>, f: &Field<'_>) -> Result<CostTable> {
+    let t = f.obj(cx, "a table ([cost])")?;
+    let mut table = CostTable::default();
+    for entry in &t.table.entries {
+        let path = join(&t.path, &entry.key);
+        let Some(item) = crate::cost::index_of(&entry.key) else {
+            return Err(cx.err(
+                entry.key_span,
+                &path,
+                ErrorKind::UnknownField,
+                format!("unknown cost parameter; accepted: {}", crate::cost::accepted_names()),
+            ));
+        };
+        let field = Field { path, node: &entry.node };
+        let unit = crate::cost::ALL[item].unit.name();
+        let ns = match entry.node.val {
+            Val::Int(v) => u64::try_from(v).ok(),
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked: finite, >= 0
+            Val::Float(v) if (0.0..1e18).contains(&v) => Some(v.round() as u64),
+            Val::Float(_) => None,
+            _ => return Err(field.wrong_type(cx, &format!("a number of {unit}"))),
+        };
+        let Some(ns) = ns else {
+            return Err(field.err(cx, ErrorKind::OutOfRange, format!("a cost is a number >= 0 ({unit})")));
+        };
+        table.set(&entry.key, ns);
+    }
+    Ok(table)
 }
 
 fn expectations(cx: &Cx<'_>, f: &Field<'_>) -> Result<Expectations> {

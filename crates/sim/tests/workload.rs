@@ -1,0 +1,279 @@
+//! Generated workloads (design §10 `[workload]`), guest presets, the `[cost]` table and data
+//! integrity across re-coalescing.
+
+use std::fmt::Write as _;
+
+use proptest::prelude::*;
+use snpsim_sim::engine::CheckMode;
+use snpsim_sim::run::{run_scenario, run_steps_and_workload, sim_config};
+use snpsim_sim::scenario::{Backing, Phase, Policy, Preset, TouchPattern, parse_scenario};
+use snpsim_sim::workload::steps_toml;
+use snpsim_sim::{Action, Simulation};
+
+const MIB: u64 = 1 << 20;
+
+fn scenario_text(policy: &str, backing: &str, memory: &str, guest: &str, workload: &str) -> String {
+    format!(
+        "name = \"t\"\nseed = 5\n[machine]\nhost_memory = \"8GiB\"\n[vm]\nmemory = \"{memory}\"\n\
+         policy = \"{policy}\"\nbacking = \"{backing}\"\n[guest]\n{guest}\n[workload]\nphases = [{workload}]\n"
+    )
+}
+
+/// Run a scenario's steps and workload, recording the generated actions.
+fn run_recorded(text: &str) -> (snpsim_sim::RunResult, Vec<Action>) {
+    let s = parse_scenario("t.toml", text).unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = Simulation::new(sim_config(&s, CheckMode::Incremental)).unwrap();
+    sim.set_costs(s.cost);
+    let mut actions = Vec::new();
+    let (result, _) = run_steps_and_workload(sim, &s, Some(&mut actions));
+    (result, actions)
+}
+
+#[test]
+fn cost_table_overrides_and_rejects_unknown_names() {
+    let base = "name = \"t\"\n[machine]\nhost_memory = \"1GiB\"\n[vm]\nmemory = \"64MiB\"\n\
+                policy = \"npt-demote\"\nbacking = \"thp\"\n";
+    let s =
+        parse_scenario("t.toml", &format!("{base}[cost]\npvalidate_4k = 7\npage_clear_kib = 0.6\n")).unwrap();
+    let i = snpsim_sim::cost::index_of("pvalidate_4k").unwrap();
+    assert_eq!(s.cost.get(i), 7);
+    assert_eq!(s.cost.get(snpsim_sim::cost::index_of("page_clear_kib").unwrap()), 1);
+    let e = parse_scenario("t.toml", &format!("{base}[cost]\npvalidate = 7\n")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("t.toml:9:1: field `cost.pvalidate`: unknown cost parameter; accepted: vmgexit,")
+    );
+    let e = parse_scenario("t.toml", &format!("{base}[cost]\nnpf_exit = -1\n")).unwrap_err();
+    assert!(e.to_string().contains("a cost is a number >= 0 (ns)"), "{e}");
+    let e = parse_scenario("t.toml", &format!("{base}[expect]\nsim_time_ns = {{ nope = 1 }}\n")).unwrap_err();
+    assert!(e.to_string().contains("unknown cost item \"nope\" of sim_time_ns; accepted: vmgexit"), "{e}");
+    let ok = parse_scenario("t.toml", &format!("{base}[expect]\nsim_time_ns = {{ guest_access_4k = 0 }}\n"));
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn workload_phases_parse() {
+    let text = scenario_text(
+        "gmem",
+        "gmem-2m",
+        "1GiB",
+        "",
+        "{ kind = \"boot\" }, { kind = \"steady\", duration = \"1ms\", touch = \"hotset\" }, \
+         { kind = \"balloon\", size = \"64MiB\" }",
+    );
+    let s = parse_scenario("t.toml", &text).unwrap();
+    let phases = &s.workload.as_ref().unwrap().phases;
+    assert!(
+        matches!(phases[1], Phase::Steady(p) if p.touch == TouchPattern::Hotset && p.working_set == 1 << 30)
+    );
+    assert!(matches!(phases[2], Phase::Balloon(b) if b.size == 64 * MIB));
+    let bad = scenario_text("gmem", "gmem-2m", "1GiB", "", "{ kind = \"kexec\" }");
+    let e = parse_scenario("t.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("accepted: boot, steady, balloon"), "{e}");
+    let bad = scenario_text(
+        "gmem",
+        "gmem-2m",
+        "1GiB",
+        "",
+        "{ kind = \"steady\", duration = \"1ms\", touch = \"zigzag\" }",
+    );
+    let e = parse_scenario("t.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("accepted: sequential, random, hotset"), "{e}");
+}
+
+/// A workload's generated actions, written out as `[[step]]`s and run as a scripted scenario, give
+/// identical metrics.
+#[test]
+fn generated_actions_replay_as_steps_with_identical_metrics() {
+    for (policy, backing, guest) in [
+        ("gmem", "gmem-4k", "preset = \"linux\""),
+        ("npt-demote", "hugetlbfs-2m", "preset = \"linux\"\nrecoalesce = \"save-restore\""),
+        ("rfc-host-split", "thp", "preset = \"linux-2021\""),
+    ] {
+        let text = scenario_text(
+            policy,
+            backing,
+            "256MiB",
+            guest,
+            "{ kind = \"boot\" }, { kind = \"steady\", duration = \"2ms\", working_set = \"64MiB\", \
+             conversions_per_s = 4000, host_writes_per_s = 20000, touch = \"random\" }, \
+             { kind = \"balloon\", size = \"32MiB\" }",
+        );
+        let (generated, actions) = run_recorded(&text);
+        assert!(actions.len() > 500, "{policy}: only {} actions", actions.len());
+        let replay = text.split("[workload]").next().unwrap().to_string() + &steps_toml(&actions);
+        let s = parse_scenario("replay.toml", &replay).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.workload.is_none());
+        let scripted = run_scenario(&s, CheckMode::Incremental).unwrap();
+        assert_eq!(scripted.result.metrics, generated.metrics, "{policy} {backing}");
+        assert_eq!(scripted.result.outcome, generated.outcome);
+        assert!(generated.violations.is_empty(), "{:?}", generated.violations);
+    }
+}
+
+#[test]
+fn the_seed_decides_the_run() {
+    let text = |seed: u64| {
+        scenario_text(
+            "gmem",
+            "gmem-2m",
+            "256MiB",
+            "",
+            "{ kind = \"boot\" }, { kind = \"steady\", duration = \"1ms\", conversions_per_s = 5000, \
+             host_writes_per_s = 5000 }",
+        )
+        .replace("seed = 5", &format!("seed = {seed}"))
+    };
+    let a = run_recorded(&text(1));
+    let b = run_recorded(&text(1));
+    let c = run_recorded(&text(2));
+    assert_eq!(a.1, b.1);
+    assert_eq!(a.0.metrics, b.0.metrics);
+    assert_ne!(a.1, c.1);
+}
+
+/// Every preset boots on every policy and backing without breaking an invariant; refusals end the
+/// run the way the policy says.
+#[test]
+fn every_preset_boots_invariant_clean_on_every_policy() {
+    for &preset in Preset::ALL {
+        for &policy in Policy::ALL {
+            for backing in Backing::of_era(policy.era()) {
+                let memory =
+                    if backing.page_size() == snpsim_defs::PageSize::Size1G { "1GiB" } else { "128MiB" };
+                let text = scenario_text(
+                    policy.name(),
+                    backing.name(),
+                    memory,
+                    &format!("preset = \"{}\"", preset.name()),
+                    "{ kind = \"boot\" }",
+                );
+                let s = parse_scenario("t.toml", &text).unwrap();
+                let run = run_scenario(&s, CheckMode::Full).unwrap();
+                let what = format!("{} on {} / {}", preset.name(), policy.name(), backing.name());
+                assert!(run.result.violations.is_empty(), "{what}: {:?}", run.result.violations);
+                assert_eq!(run.result.metrics.false_negatives, 0, "{what}");
+                assert_eq!(run.result.metrics.data_loss_pages, 0, "{what}");
+                let expected = match (policy, backing.is_hugetlbfs()) {
+                    (Policy::RefuseHugetlbfs, true) => "vm_rejected",
+                    (Policy::FailPscHugetlbfs, true) => "guest_terminated",
+                    _ => "completed",
+                };
+                assert_eq!(run.result.outcome.name(), expected, "{what}: {}", run.result.reason);
+                let report = run.workload.unwrap();
+                if expected == "completed" {
+                    assert!(report.time_to_ready_ns.unwrap() > report.phases[0].end_ns, "{what}");
+                }
+            }
+        }
+    }
+}
+
+/// Lazy acceptance accepts exactly the edges, the firmware/kernel footprint, the memmap and the
+/// SWIOTLB buffer at boot, then one 4 MiB chunk per first touch of unaccepted memory.
+#[test]
+fn lazy_boot_accepts_what_linux_accepts() {
+    use snpsim_guest::BootLayout;
+    let memory = 512 * MIB + 3 * 4096; // a tail that is not 2M-aligned
+    let text = scenario_text(
+        "gmem",
+        "gmem-4k",
+        &format!("{memory}"),
+        "preset = \"linux\"",
+        "{ kind = \"boot\" }, { kind = \"steady\", duration = \"20us\", working_set = \"256MiB\", touch = \"sequential\" }",
+    );
+    let (run, actions) = run_recorded(&text);
+    assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+    let layout = BootLayout::new(snpsim_hw::Geometry::X86, memory / 4096);
+    let accepts: Vec<(u64, u64)> = actions
+        .iter()
+        .filter_map(|a| match *a {
+            Action::Accept { gpa, pages, .. } => Some((gpa.raw() / 4096, pages)),
+            _ => None,
+        })
+        .collect();
+    let unit = 512;
+    let pages = memory / 4096;
+    // The EFI stub's tail, then memblock's ranges widened to 2M units, then 4 MiB chunks.
+    assert_eq!(accepts[0], (pages / unit * unit, 3));
+    assert_eq!(accepts[1], (0, layout.footprint.div_ceil(unit) * unit));
+    let memmap_start = layout.memmap / unit * unit;
+    assert_eq!(accepts[2], (memmap_start, pages / unit * unit - memmap_start));
+    let swiotlb_start = layout.swiotlb / unit * unit;
+    assert_eq!(accepts[3], (swiotlb_start, memmap_start - swiotlb_start));
+    // Sequential touches start in the footprint (accepted) and reach unaccepted memory a chunk at a
+    // time.
+    for &(start, n) in &accepts[4..] {
+        assert_eq!(start % (2 * unit), 0);
+        assert_eq!(n, 2 * unit);
+    }
+    let accepted: u64 = accepts.iter().map(|&(_, n)| n).sum();
+    assert_eq!(run.metrics.psc_pages, accepted + layout.swiotlb_pages);
+}
+
+/// An eager guest accepts all its memory in one go and never again.
+#[test]
+fn eager_boot_accepts_everything_once() {
+    let text = scenario_text(
+        "npt-demote",
+        "thp",
+        "256MiB",
+        "preset = \"coconut-svsm\"",
+        "{ kind = \"boot\" }, { kind = \"steady\", duration = \"50us\" }",
+    );
+    let (run, actions) = run_recorded(&text);
+    let accepts: Vec<&Action> = actions.iter().filter(|a| matches!(a, Action::Accept { .. })).collect();
+    assert_eq!(accepts.len(), 1);
+    assert!(matches!(accepts[0], Action::Accept { pages, .. } if *pages == 65536));
+    assert_eq!(run.outcome.name(), "completed");
+}
+
+const BASE: u64 = 0x0020_0000;
+
+fn recoalesce_text(backing: &str, policy: &str, written: &[u64], shared: u64, mode: &str) -> String {
+    let mut t = format!(
+        "name = \"r\"\n[machine]\nhost_memory = \"256MiB\"\n[vm]\nmemory = \"64MiB\"\npolicy = \"{policy}\"\n\
+         backing = \"{backing}\"\n[guest]\npsc_granularity = \"2m\"\n\
+         [[step]]\nop = \"accept\"\ngpa = \"0x200000\"\nsize = \"2MiB\"\n"
+    );
+    for &p in written {
+        let _ = write!(t, "[[step]]\nop = \"access\"\ngpa = \"{:#x}\"\nkind = \"write\"\n", BASE + p * 4096);
+    }
+    let _ = write!(
+        t,
+        "[[step]]\nop = \"psc\"\ngpa = \"{:#x}\"\nto = \"shared\"\n[[step]]\nop = \"psc\"\ngpa = \"{:#x}\"\nto = \"private\"\n\
+         [[step]]\nop = \"recoalesce\"\ngpa = \"0x200000\"\nmode = \"{mode}\"\n",
+        BASE + shared * 4096,
+        BASE + shared * 4096
+    );
+    for &p in written {
+        let _ = write!(t, "[[step]]\nop = \"access\"\ngpa = \"{:#x}\"\nkind = \"read\"\n", BASE + p * 4096);
+    }
+    t
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Re-coalescing a PSMASHed region: `save-restore` never loses data; `naive` loses every page
+    /// the region held data in (except the one the guest itself converted, whose data its own PSC
+    /// ended).
+    #[test]
+    fn save_restore_never_loses_data_and_naive_always_does(
+        written in proptest::collection::btree_set(0u64..512, 1..12),
+        shared in 0u64..512,
+        which in 0usize..3,
+    ) {
+        let (backing, policy) = [("hugetlbfs-2m", "npt-demote"), ("thp", "npt-demote"), ("gmem-2m", "gmem")][which];
+        let written: Vec<u64> = written.into_iter().collect();
+        let held = written.iter().filter(|&&p| p != shared).count() as u64;
+        for (mode, lost) in [("save-restore", 0), ("naive", held)] {
+            let s = parse_scenario("r.toml", &recoalesce_text(backing, policy, &written, shared, mode)).unwrap();
+            let run = run_scenario(&s, CheckMode::Incremental).unwrap();
+            prop_assert_eq!(run.result.outcome.name(), "completed", "{}", run.result.reason);
+            prop_assert_eq!(run.result.metrics.recoalesced, 1);
+            prop_assert_eq!(run.result.metrics.data_loss_pages, lost, "{} {} {}", mode, backing, policy);
+            prop_assert!(run.result.violations.is_empty(), "{:?}", run.result.violations);
+        }
+    }
+}

@@ -81,6 +81,7 @@ fuzz_target!(|data: &[u8]| {
         },
         step_budget: None,
         check: CheckMode::Full,
+        adversary: snpsim_sim::adversary::Attacks::NONE,
     };
     let Ok(mut sim) = Simulation::new(config) else { return };
     for chunk in ops.chunks_exact(3).take(64) {

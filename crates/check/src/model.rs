@@ -42,6 +42,7 @@ pub fn tiny_config(
         },
         step_budget: None,
         check: CheckMode::Full,
+        adversary: snpsim_sim::adversary::Attacks::NONE,
     }
 }
 

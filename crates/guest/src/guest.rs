@@ -469,7 +469,16 @@ impl Guest {
     ) -> Result<GuestOutcome<()>, GuestError> {
         let gfn = gpa.gfn();
         let version = self.next_version;
-        let r = p.access(vcpu, gpa, kind, private, version)?;
+        let mut r = p.access(vcpu, gpa, kind, private, version)?;
+        if r == GuestOutcome::Vc(SvmExitCode::PageNotValidated) && !self.config.validation_tracking {
+            // A naive guest validates the page it took the #VC for and retries: exactly what a
+            // hypervisor that swapped the frame behind a validated GPA needs (docs/attacks.md).
+            self.stats.pvalidate += 1;
+            if p.pvalidate(vcpu, gfn.gpa(), RmpPageSize::Size4K, true)?.is_done() {
+                self.validated.insert(gfn.raw(), gfn.raw() + 1);
+                r = p.access(vcpu, gpa, kind, private, version)?;
+            }
+        }
         match r {
             GuestOutcome::Vc(SvmExitCode::PageNotValidated) => {
                 return Err(GuestError::Terminated { reason: TermReason::PageNotValidated, gpa });
@@ -494,6 +503,21 @@ impl Guest {
             _ => {}
         }
         Ok(r)
+    }
+
+    /// A #VC 0x404 ("page not validated") for `gfn` that the guest did not cause (a hypervisor
+    /// injecting it). A guest that tracks validation knows whether it validated the page; Linux has
+    /// no handler for 0x404 and terminates either way. A naive guest validates the page and goes on
+    /// (a PVALIDATE that finds it already validated changes nothing).
+    pub fn inject_vc(&mut self, p: &mut dyn Platform, vcpu: u32, gfn: Gfn) -> Result<(), GuestError> {
+        if self.config.validation_tracking {
+            return Err(GuestError::Terminated { reason: TermReason::PageNotValidated, gpa: gfn.gpa() });
+        }
+        self.stats.pvalidate += 1;
+        if p.pvalidate(vcpu, gfn.gpa(), RmpPageSize::Size4K, true)?.is_done() {
+            self.validated.insert(gfn.raw(), gfn.raw() + 1);
+        }
+        Ok(())
     }
 
     /// Regain a 2M RMP entry for the region at `start` after a PSMASH (design §5): all its pages

@@ -15,4 +15,4 @@ pub mod vm;
 
 pub use policy::{Era, Policy};
 pub use stats::KvmStats;
-pub use vm::{Kvm, KvmConfig, KvmError};
+pub use vm::{Kvm, KvmConfig, KvmError, PscAdversary};

@@ -71,6 +71,29 @@ pub struct Kvm {
     pages: u64,
     backing: VmaBacking,
     mutant: Option<Mutant>,
+    psc_adversary: PscAdversary,
+    /// GFNs an adversarial host bound to other frames than the memslot's (`rebind`).
+    rebound: std::collections::BTreeMap<Gfn, Pfn>,
+}
+
+/// An adversarial page-state-change handler (`snpsim_sim::adversary`): what a malicious
+/// hypervisor does with the guest's requests. All off for an honest KVM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PscAdversary {
+    /// Answer every request with success and convert nothing.
+    pub ack_without_action: bool,
+    /// Mark the second half of each NAE buffer done without converting it.
+    pub lie_cur_page: bool,
+    /// Process half of each NAE buffer and return success with `cur_entry` half-way.
+    pub drop_halfway: bool,
+}
+
+impl PscAdversary {
+    /// Whether the handler leaves pages unconverted while claiming success; KVM then also refuses
+    /// to fix up the faults that follow (no implicit conversion).
+    const fn lies(self) -> bool {
+        self.ack_without_action || self.lie_cur_page
+    }
 }
 
 impl Kvm {
@@ -89,7 +112,24 @@ impl Kvm {
             pages: host.vma.pages(),
             backing,
             mutant: None,
+            psc_adversary: PscAdversary::default(),
+            rebound: std::collections::BTreeMap::new(),
         })
+    }
+
+    /// An adversarial host binds `gfn` to `pfn` instead of its memslot frame (it swaps the page
+    /// behind the GPA, as page migration would, without the guest's consent) and remaps it. Honest
+    /// KVM code then maps the GFN to that frame, at 4K.
+    pub fn rebind(&mut self, gfn: Gfn, pfn: Pfn) {
+        self.rebound.insert(gfn, pfn);
+        self.npt.demote(gfn, PageSize::Size4K);
+        self.npt.zap(gfn, 1);
+        self.npt.map(gfn, PageSize::Size4K, pfn);
+    }
+
+    /// Make the page-state-change handler adversarial.
+    pub fn set_psc_adversary(&mut self, adversary: PscAdversary) {
+        self.psc_adversary = adversary;
     }
 
     /// Plant a bug (checker tests only; see [`Mutant`]).
@@ -114,6 +154,9 @@ impl Kvm {
 
     /// The host frame `gfn` must map to when mapped (the memslot / gmem binding), if it has one.
     pub fn bound_pfn(&self, host: &Host, gfn: Gfn) -> Option<Pfn> {
+        if let Some(&pfn) = self.rebound.get(&gfn) {
+            return Some(pfn);
+        }
         if self.era() == Era::Gmem && self.attrs.is_private(gfn) {
             host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
         } else {
@@ -124,6 +167,9 @@ impl Kvm {
     /// The largest leaf KVM may use for `gfn` given its backing: host mapping level (legacy, or a
     /// shared GFN in the gmem era) or gmem folio size (private, gmem era).
     pub fn backing_level(&self, host: &Host, gfn: Gfn) -> Option<PageSize> {
+        if self.rebound.contains_key(&gfn) {
+            return Some(PageSize::Size4K);
+        }
         if self.era() == Era::Gmem && self.attrs.is_private(gfn) {
             host.gmem.as_ref()?.pfn(gfn.raw()).map(|(_, s)| s)
         } else {
@@ -170,7 +216,7 @@ impl Kvm {
         // An implicit conversion: the access's C-bit disagrees with the page's state — its RMP
         // assignment in the legacy era, its memory attribute in the gmem era.
         let state_private = if self.era() == Era::Gmem { self.attrs.is_private(gfn) } else { assigned };
-        if code.enc() != state_private {
+        if code.enc() != state_private && !self.psc_adversary.lies() {
             // A private access to a shared page or a shared access to a private one: the guest
             // changed the page's state without a PSC (implicit conversion).
             self.stats.implicit_conversions += 1;
@@ -251,6 +297,12 @@ impl Kvm {
             });
         }
         if self.era() == Era::Gmem && self.attrs.is_private(gfn) != private {
+            if self.psc_adversary.lies() {
+                return Err(KvmError::Unresolvable {
+                    gfn,
+                    reason: "the adversarial KVM refuses to convert the page the guest asked for".into(),
+                });
+            }
             // KVM_EXIT_MEMORY_FAULT: the access's C-bit disagrees with the attribute; the VMM
             // converts the page and the access is retried.
             self.stats.implicit_conversions += 1;
@@ -284,6 +336,7 @@ impl Kvm {
             let start = self.geometry.gfn_align_down(gfn, max);
             let fits = start.raw() + n <= self.pages
                 && !self.npt.any_mapped(start, n)
+                && (n == 1 || self.rebound.range(start..Gfn(start.raw() + n)).next().is_none())
                 && (self.era() == Era::Legacy || self.attrs.uniform(start, n).is_some());
             if fits && let Some(pfn) = self.bound_pfn(host, start) {
                 self.npt.map(start, max, pfn);
@@ -415,9 +468,22 @@ impl Kvm {
         let mut fatal = None;
         let per_2m = self.geometry.pages_per_2m();
         let mutant = self.mutant;
+        let adv = self.psc_adversary;
+        let (cur, end) = (buf.header.cur_entry(), buf.header.end_entry());
+        let half = cur + end.saturating_sub(cur).div_ceil(2);
+        if adv.lie_cur_page {
+            for e in buf.entries.iter_mut().take(usize::from(end) + 1).skip(usize::from(half) + 1) {
+                e.set_cur_page(if e.page_size() { per_2m as u16 } else { 1 });
+            }
+        }
+        let real_end = buf.header.end_entry();
+        if adv.drop_halfway && half < end {
+            buf.header.set_end_entry(half);
+        }
         let info2 = psc::process_ghcb_mutated(buf, per_2m, mutant, |range| {
             self.apply_psc(host, rmp, range, &mut fatal)
         });
+        buf.header.set_end_entry(real_end);
         if info2 != 0 {
             self.stats.psc_failed += 1;
         }
@@ -436,6 +502,9 @@ impl Kvm {
             return false;
         }
         self.stats.psc_pages += range.pages;
+        if self.psc_adversary.ack_without_action {
+            return true;
+        }
         if self.era() == Era::Gmem {
             // KVM forwards the range to the VMM as KVM_HC_MAP_GPA_RANGE.
             self.stats.exit(exit::HYPERCALL);

@@ -73,6 +73,8 @@ pub struct SimConfig {
     pub step_budget: Option<u64>,
     /// Invariant checking.
     pub check: CheckMode,
+    /// The adversarial hypervisor's attacks (empty for an honest host; `[vm] adversary`).
+    pub adversary: crate::adversary::Attacks,
 }
 
 impl SimConfig {
@@ -105,6 +107,7 @@ impl SimConfig {
             },
             step_budget: None,
             check: CheckMode::Incremental,
+            adversary: crate::adversary::Attacks::NONE,
         }
     }
 }
@@ -300,6 +303,9 @@ pub struct Simulation {
     /// The trace recorder while the VM does not exist (a refused registration); otherwise it lives
     /// in the machine's RMP wrapper, where every RMP instruction passes.
     recorder: Option<Box<Recorder>>,
+    /// Attacks already carried out, and what each did.
+    adversary_done: crate::adversary::Attacks,
+    attack_log: Vec<String>,
     /// The cost parameters pricing `sim_time_ns` (defaults unless [`Simulation::set_costs`]).
     costs: CostTable,
     /// Record NPT coverage after every `coverage_every`-th step (1 = every step).
@@ -357,6 +363,8 @@ impl Simulation {
             violations: BTreeSet::new(),
             coverage_series: Vec::new(),
             recorder: None,
+            adversary_done: crate::adversary::Attacks::NONE,
+            attack_log: Vec::new(),
             costs: CostTable::default(),
             coverage_every: 1,
         };
@@ -506,6 +514,27 @@ impl Simulation {
                 why
             }
         };
+        if !self.config.adversary.is_empty() && self.outcome.is_none() {
+            let (log, ended) = crate::adversary::after_step(
+                self.config.adversary,
+                &mut self.adversary_done,
+                m,
+                &mut self.guest,
+            );
+            self.attack_log.extend(log);
+            match ended {
+                Some(GuestError::Terminated { reason, gpa }) => {
+                    self.outcome = Some((
+                        Outcome::GuestTerminated,
+                        format!("guest terminated ({reason:?}) at GPA {gpa}"),
+                    ));
+                }
+                Some(GuestError::Stopped) => {
+                    self.outcome = Some(m.fatal.clone().unwrap_or((Outcome::VmError, "stopped".into())));
+                }
+                None => {}
+            }
+        }
         if self.config.khugepaged {
             collapse_all(m);
         }
@@ -549,7 +578,15 @@ impl Simulation {
             collect_with(self.machine.as_ref(), &self.guest, self.violations.len() as u64, &self.costs);
         let violations: Vec<String> = self.violations.iter().cloned().collect();
         let trace = self.finish_trace(outcome, &reason, &metrics, &violations);
-        RunResult { outcome, reason, metrics, violations, coverage_series: self.coverage_series, trace }
+        RunResult {
+            outcome,
+            reason,
+            metrics,
+            violations,
+            coverage_series: self.coverage_series,
+            trace,
+            attacks: self.attack_log,
+        }
     }
 
     /// The trace's last lines: `end` (outcome, metrics, violations) and `state_hash`.
@@ -602,6 +639,8 @@ pub struct RunResult {
     /// The trace lines not yet taken with [`Simulation::take_trace`], ending with the `end` and
     /// `state_hash` lines (`None` when the run was not traced).
     pub trace: Option<Vec<u8>>,
+    /// What the adversarial hypervisor did, one line per attack (empty for an honest host).
+    pub attacks: Vec<String>,
 }
 
 fn collapse_all(m: &mut Machine) {

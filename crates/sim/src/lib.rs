@@ -8,6 +8,7 @@
 //! runs actions, checks the invariants of design §7 ([`invariants`]) and reports the metrics of
 //! design §8 ([`metrics`]) priced by [`cost`].
 
+pub mod adversary;
 pub mod chrome;
 pub mod cost;
 pub mod debate;

@@ -99,6 +99,9 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         },
         step_budget: vm.step_budget,
         check,
+        adversary: crate::adversary::Attacks::of(
+            &vm.adversary.iter().filter_map(|n| crate::adversary::Attack::from_name(n)).collect::<Vec<_>>(),
+        ),
     }
 }
 
@@ -209,8 +212,13 @@ fn run_scenario_with(
             None => failures.push(format!("metric {name} is not reported")),
         }
     }
+    // With an adversary the honest-hypervisor invariants are expected to break: they are the
+    // attack's effects. The hardware guarantees (no false negative) must hold in every run.
+    let adversarial = !config.adversary.is_empty();
     for v in &result.violations {
-        failures.push(format!("invariant violated: {v}"));
+        if !adversarial || v.starts_with("false negative") {
+            failures.push(format!("invariant violated: {v}"));
+        }
     }
     Ok(ScenarioRun {
         name: s.name.clone(),

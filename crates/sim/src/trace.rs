@@ -568,6 +568,7 @@ pub fn config_json(c: &SimConfig) -> Value {
         guest,
         step_budget,
         check,
+        adversary,
     } = *c;
     let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking } = guest;
     let (backing, shared) = match backing {
@@ -596,6 +597,7 @@ pub fn config_json(c: &SimConfig) -> Value {
         },
         "step_budget": step_budget,
         "check": check_name(check),
+        "adversary": adversary.iter().map(crate::adversary::Attack::name).collect::<Vec<_>>(),
     })
 }
 
@@ -674,6 +676,14 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
         "check",
         &[("full", CheckMode::Full), ("incremental", CheckMode::Incremental), ("off", CheckMode::Off)],
     )?;
+    let mut attacks = Vec::new();
+    let av = f.get("adversary")?;
+    for a in av.as_array().ok_or("`config.adversary` must be an array of attack names")? {
+        let name = a.as_str().unwrap_or_default();
+        attacks.push(crate::adversary::Attack::from_name(name).ok_or_else(|| {
+            format!("`config.adversary` names {a}; accepted: {}", crate::adversary::Attack::accepted())
+        })?);
+    }
     f.done()?;
     Ok(SimConfig {
         geometry,
@@ -689,6 +699,7 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
         guest,
         step_budget,
         check,
+        adversary: crate::adversary::Attacks::of(&attacks),
     })
 }
 

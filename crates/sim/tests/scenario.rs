@@ -175,12 +175,14 @@ fn defaults() {
     assert!(s.vm.npt_level_follows_rmp());
     assert_eq!(s.vm.vma_backing(), Backing::Thp);
 
-    let s = ok(&with("step_budget = 10\nadversary = \"double-validate\"\nnpt_level_follows_rmp = true\n"));
+    let s = ok(&with("step_budget = 10\nadversary = \"vc-storm\"\nnpt_level_follows_rmp = true\n"));
     assert_eq!(s.vm.step_budget, Some(10));
-    assert_eq!(s.vm.adversary, vec!["double-validate".to_owned()]);
+    assert_eq!(s.vm.adversary, vec!["vc-storm".to_owned()]);
     assert!(s.vm.npt_level_follows_rmp());
-    let s = ok(&with("adversary = [\"a\", \"b\"]\n"));
-    assert_eq!(s.vm.adversary, vec!["a".to_owned(), "b".to_owned()]);
+    let s = ok(&with("adversary = [\"reform-2m\", \"foreign-asid\"]\n"));
+    assert_eq!(s.vm.adversary, vec!["reform-2m".to_owned(), "foreign-asid".to_owned()]);
+    let e = err(&with("adversary = \"double-validate\"\n"));
+    assert!(e.to_string().contains("unknown attack \"double-validate\"; accepted: remap-validated-gpa"), "{e}");
 }
 
 #[test]

@@ -31,9 +31,11 @@ pub const METRICS: &[&str] = &[
     "exits",
     "sigbus",
     "efault",
+    "kernel_oops",
     "data_loss_pages",
     "false_negatives",
     "invariant_violations",
+    "recoalesced",
     "npt_coverage",
     "sim_time_ns",
 ];

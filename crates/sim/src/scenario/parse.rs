@@ -368,8 +368,12 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
 fn adversary(cx: &Cx<'_>, f: &Field<'_>) -> Result<Vec<String>> {
     let one = |f: &Field<'_>| -> Result<String> {
         let s = f.str(cx)?;
-        if s.trim().is_empty() {
-            return Err(f.err(cx, ErrorKind::UnknownValue, "an attack name must not be empty"));
+        if crate::adversary::Attack::from_name(s).is_none() {
+            return Err(f.err(
+                cx,
+                ErrorKind::UnknownValue,
+                format!("unknown attack {s:?}; accepted: {}", crate::adversary::Attack::accepted()),
+            ));
         }
         Ok(s.to_owned())
     };

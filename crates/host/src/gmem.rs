@@ -1,11 +1,9 @@
 //! guest_memfd: the private side of a gmem-era VM, allocated in folios on first use.
 
-use std::collections::BTreeMap;
-
 use snpsim_defs::{PageSize, Pfn};
 use snpsim_hw::Geometry;
 
-use crate::{HostError, HostMemory};
+use crate::{BlockMap, HostError, HostMemory};
 
 /// A folio of the guest_memfd file: `size` pages of host memory from `pfn`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,9 +24,18 @@ pub struct Gmem {
     folio_size: PageSize,
     pages: u64,
     /// Folios by the file offset (in pages) of their first page.
-    folios: BTreeMap<u64, Folio>,
+    folios: BlockMap,
     /// Pages allocated (and cleared) for folios so far.
     pub allocated_pages: u64,
+}
+
+/// The folios as a map from first offset, for `Debug`.
+struct Folios<'a>(&'a Gmem);
+
+impl core::fmt::Debug for Folios<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map().entries(self.0.folios()).finish()
+    }
 }
 
 impl core::fmt::Debug for Gmem {
@@ -37,7 +44,7 @@ impl core::fmt::Debug for Gmem {
             .field("geometry", &self.geometry)
             .field("folio_size", &self.folio_size)
             .field("pages", &self.pages)
-            .field("folios", &self.folios)
+            .field("folios", &Folios(self))
             .finish_non_exhaustive()
     }
 }
@@ -45,7 +52,7 @@ impl core::fmt::Debug for Gmem {
 impl Gmem {
     /// An empty file of `pages` pages with folios of `folio_size`.
     pub fn new(geometry: Geometry, folio_size: PageSize, pages: u64) -> Self {
-        Gmem { geometry, folio_size, pages, folios: BTreeMap::new(), allocated_pages: 0 }
+        Gmem { geometry, folio_size, pages, folios: BlockMap::new(geometry), allocated_pages: 0 }
     }
 
     /// The configured folio size.
@@ -55,18 +62,7 @@ impl Gmem {
 
     /// The folio holding `offset`, with its first offset, if allocated.
     pub fn folio_at(&self, offset: u64) -> Option<(u64, Folio)> {
-        // Folios are aligned to their size in the file: the one holding `offset` starts at it
-        // aligned down to 4K, 2M or 1G (three exact lookups instead of a range search).
-        for size in [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G] {
-            let n = self.geometry.pages(size);
-            let start = offset / n * n;
-            if let Some(&folio) = self.folios.get(&start)
-                && offset < start + self.geometry.pages(folio.size)
-            {
-                return Some((start, folio));
-            }
-        }
-        None
+        self.folios.holding(offset).map(|(start, size, pfn)| (start, Folio { pfn, size }))
     }
 
     /// The host frame of `offset` and the size of its folio, if allocated.
@@ -89,11 +85,13 @@ impl Gmem {
         loop {
             let n = self.geometry.pages(size);
             let start = offset / n * n;
-            let free = start + n <= self.pages && self.folios.range(start..start + n).next().is_none();
+            let free = start + n <= self.pages
+                && self.folio_at(start).is_none()
+                && self.folios.first_in(start, start + n).is_none();
             if free {
                 let pfn = mem.alloc(size)?;
                 self.allocated_pages += n;
-                self.folios.insert(start, Folio { pfn, size });
+                self.folios.insert(start, size, pfn);
                 return Ok((
                     pfn.checked_add(offset - start).ok_or(HostError::OutsideGmem { offset })?,
                     size,
@@ -123,12 +121,12 @@ impl Gmem {
         let mut pos = offset;
         while pos < end {
             let Some((start, folio)) = self.folio_at(pos) else {
-                pos = self.folios.range(pos..end).next().map_or(end, |(&s, _)| s);
+                pos = self.folios.first_in(pos, end).unwrap_or(end);
                 continue;
             };
             let n = self.geometry.pages(folio.size);
             if start >= offset && start + n <= end {
-                self.folios.remove(&start);
+                self.folios.remove(start);
                 invalidate(folio.pfn, n);
                 mem.free(folio.pfn, folio.size)?;
                 freed += n;
@@ -136,10 +134,10 @@ impl Gmem {
             } else {
                 let smaller = folio.size.smaller().ok_or(HostError::OutsideGmem { offset: pos })?;
                 let m = self.geometry.pages(smaller);
-                self.folios.remove(&start);
+                self.folios.remove(start);
                 for i in 0..n / m {
                     let pfn = folio.pfn.checked_add(i * m).ok_or(HostError::OutsideGmem { offset: pos })?;
-                    self.folios.insert(start + i * m, Folio { pfn, size: smaller });
+                    self.folios.insert(start + i * m, smaller, pfn);
                 }
             }
         }
@@ -148,12 +146,12 @@ impl Gmem {
 
     /// Every allocated folio with the file offset of its first page, in offset order.
     pub fn folios(&self) -> impl Iterator<Item = (u64, Folio)> + '_ {
-        self.folios.iter().map(|(&o, &f)| (o, f))
+        self.folios.iter().map(|(o, size, pfn)| (o, Folio { pfn, size }))
     }
 
     /// Allocated folios, by size.
     pub fn folio_count(&self, size: PageSize) -> usize {
-        self.folios.values().filter(|f| f.size == size).count()
+        self.folios.iter().filter(|&(_, s, _)| s == size).count()
     }
 }
 

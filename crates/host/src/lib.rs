@@ -7,12 +7,14 @@
 //! listener to act on.
 
 pub mod access;
+pub mod blocks;
 pub mod direct_map;
 pub mod gmem;
 pub mod memory;
 pub mod vma;
 
 pub use access::{HostVia, HostWriteOutcome};
+pub use blocks::BlockMap;
 pub use direct_map::DirectMap;
 pub use gmem::{Folio, Gmem};
 pub use memory::HostMemory;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use snpsim_defs::{PageSize, Pfn};
 use snpsim_hw::Geometry;
 
-use crate::HostError;
+use crate::{BlockMap, HostError};
 
 /// The host's RAM, frames `0..pages`, handed out in naturally aligned 4K, 2M or 1G blocks.
 ///
@@ -18,13 +18,15 @@ pub struct HostMemory {
     pages: u64,
     next: u64,
     free: BTreeMap<PageSize, BTreeSet<Pfn>>,
-    allocated: BTreeMap<Pfn, PageSize>,
+    /// Blocks handed out, keyed by first frame (bookkeeping only: a bump-allocated range is
+    /// recorded as its first block, and a block allocated inside a split larger one replaces it).
+    allocated: BlockMap,
 }
 
 impl HostMemory {
     /// A host with `pages` 4 KiB frames.
     pub fn new(geometry: Geometry, pages: u64) -> Self {
-        HostMemory { geometry, pages, next: 0, free: BTreeMap::new(), allocated: BTreeMap::new() }
+        HostMemory { geometry, pages, next: 0, free: BTreeMap::new(), allocated: BlockMap::new(geometry) }
     }
 
     /// Frames of RAM.
@@ -48,7 +50,7 @@ impl HostMemory {
             && let Some(set) = self.free.get_mut(&align)
             && let Some(pfn) = set.pop_first()
         {
-            self.allocated.insert(pfn, align);
+            self.allocated.insert(pfn.raw(), align, pfn);
             return Ok(pfn);
         }
         let step = self.geometry.pages(align);
@@ -58,7 +60,7 @@ impl HostMemory {
             return Err(HostError::OutOfMemory { requested: count });
         }
         self.next = end;
-        self.allocated.insert(Pfn(start), align);
+        self.allocated.insert(start, align, Pfn(start));
         Ok(Pfn(start))
     }
 
@@ -69,7 +71,7 @@ impl HostMemory {
         if !set.insert(pfn) {
             return Err(HostError::DoubleFree { pfn });
         }
-        self.allocated.remove(&pfn);
+        self.allocated.remove(pfn.raw());
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! The region-structured RMP: the model every upper layer (host, KVM, guest, engine) uses.
 //!
-//! State costs O(touched 2M regions), not O(pages): a region is stored only while it differs from
-//! the all-zero (hypervisor-owned) state of a fresh RMP (H1). A 2M region (H2) is stored as its one
+//! State costs one slot per 2M region plus the contents of the touched ones, not O(pages): a
+//! region's contents are stored only while they differ from the all-zero (hypervisor-owned) state
+//! of a fresh RMP (H1); the slots make finding a region an index, not a tree search. A 2M region (H2) is stored as its one
 //! aligned entry; the raw contents of its other `G-1` entries are derived on read (H3), never
 //! stored. A 4K region that holds any assigned entry is stored as its `G` raw entries; it is dropped
 //! as soon as it returns to all-zero. The per-ASID counters (H7) are kept incrementally, the
@@ -49,7 +50,65 @@ enum Region {
     Small(Box<[RmpEntryRaw]>),
 }
 
-/// The RMP, stored by 2M region so that untouched memory costs nothing.
+/// One slot per 2M region of the RMP: the region's stored state, `None` while it is all zero. Its
+/// `Debug` form is that of a map from region index to the stored regions only.
+#[derive(Clone, PartialEq, Eq)]
+struct Regions {
+    slots: Vec<Option<Region>>,
+    stored: usize,
+}
+
+impl core::fmt::Debug for Regions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map()
+            .entries(self.slots.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i as u64, r))))
+            .finish()
+    }
+}
+
+impl Regions {
+    fn new(count: u64) -> Self {
+        Regions { slots: vec![None; usize::try_from(count).unwrap_or(0)], stored: 0 }
+    }
+
+    fn get(&self, idx: u64) -> Option<&Region> {
+        usize::try_from(idx).ok().and_then(|i| self.slots.get(i)).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, idx: u64) -> Option<&mut Region> {
+        usize::try_from(idx).ok().and_then(|i| self.slots.get_mut(i)).and_then(Option::as_mut)
+    }
+
+    fn slot(&mut self, idx: u64) -> &mut Option<Region> {
+        let i = usize::try_from(idx).expect("region index fits in usize");
+        &mut self.slots[i]
+    }
+
+    fn insert(&mut self, idx: u64, region: Region) {
+        if self.slot(idx).replace(region).is_none() {
+            self.stored += 1;
+        }
+    }
+
+    fn remove(&mut self, idx: u64) {
+        if self.slot(idx).take().is_some() {
+            self.stored -= 1;
+        }
+    }
+
+    fn get_or_insert_with(&mut self, idx: u64, make: impl FnOnce() -> Region) -> &mut Region {
+        if self.slot(idx).is_none() {
+            self.stored += 1;
+        }
+        self.slot(idx).get_or_insert_with(make)
+    }
+
+    fn len(&self) -> usize {
+        self.stored
+    }
+}
+
+/// The RMP, stored by 2M region so that untouched memory costs one empty slot.
 ///
 /// Implements [`RmpModel`] by the rules of `docs/semantics.md` ("Hardware"). Build it with
 /// [`Rmp::new`]; a fresh RMP is all zero (every page hypervisor-owned, H1).
@@ -57,8 +116,8 @@ enum Region {
 pub struct Rmp {
     /// Geometry, size and switchable checks.
     config: RmpConfig,
-    /// Regions (keyed by region index = first frame / `G`) whose entries are not all zero.
-    regions: BTreeMap<u64, Region>,
+    /// Regions (indexed by region index = first frame / `G`) whose entries are not all zero.
+    regions: Regions,
     /// Region indices inside an in-flight window (*Concurrency*).
     in_flight: BTreeSet<u64>,
     /// H7: 4 KiB pages assigned per ASID; ASIDs with a zero count are absent.
@@ -104,7 +163,7 @@ impl Rmp {
     pub fn new(config: RmpConfig) -> Rmp {
         Rmp {
             config,
-            regions: BTreeMap::new(),
+            regions: Regions::new(config.pages.div_ceil(config.geometry.pages_per_2m())),
             in_flight: BTreeSet::new(),
             asid_pages: BTreeMap::new(),
             mutant: None,
@@ -146,7 +205,7 @@ impl Rmp {
     /// The raw entry of `pfn` (zero when nothing is stored, including beyond the RMP).
     fn entry(&self, pfn: Pfn) -> RmpEntryRaw {
         let (idx, i) = self.split(pfn);
-        match self.regions.get(&idx) {
+        match self.regions.get(idx) {
             None => ZERO,
             Some(Region::Huge(aligned)) => derive_huge(*aligned, i),
             Some(Region::Small(entries)) => entries[i],
@@ -158,7 +217,7 @@ impl Rmp {
     /// the entry that governs the page.
     fn governing(&self, pfn: Pfn) -> (RmpEntryRaw, RmpPageSize) {
         let (idx, i) = self.split(pfn);
-        match self.regions.get(&idx) {
+        match self.regions.get(idx) {
             None => (ZERO, RmpPageSize::Size4K),
             Some(Region::Huge(aligned)) => (derive_huge(*aligned, i), RmpPageSize::Size2M),
             Some(Region::Small(entries)) => (entries[i], RmpPageSize::Size4K),
@@ -169,7 +228,7 @@ impl Rmp {
     /// shared-access large-mapping checks. H4: the aligned entry's own assigned bit plus its
     /// sub-page count, O(1) as in hardware.
     fn region_has_assigned(&self, idx: u64) -> bool {
-        match self.regions.get(&idx) {
+        match self.regions.get(idx) {
             None => false,
             Some(Region::Huge(_)) => true,
             Some(Region::Small(entries)) => entries[0].lo.assigned() || entries[0].lo.subpage_count() > 0,
@@ -214,7 +273,7 @@ impl Rmp {
     /// which H3 mirrors to all `G`; else the page's own entry). The entry must be assigned.
     fn modify_governing(&mut self, pfn: Pfn, f: impl FnOnce(RmpEntryRaw) -> RmpEntryRaw) {
         let (idx, i) = self.split(pfn);
-        match self.regions.get_mut(&idx) {
+        match self.regions.get_mut(idx) {
             Some(Region::Huge(aligned)) => *aligned = f(*aligned),
             Some(Region::Small(entries)) => entries[i] = f(entries[i]),
             None => unreachable!("modify_governing on an unassigned page"),
@@ -227,8 +286,7 @@ impl Rmp {
     fn write_4k(&mut self, pfn: Pfn, new: RmpEntryRaw) {
         let g = self.g() as usize;
         let (idx, i) = self.split(pfn);
-        let region =
-            self.regions.entry(idx).or_insert_with(|| Region::Small(vec![ZERO; g].into_boxed_slice()));
+        let region = self.regions.get_or_insert_with(idx, || Region::Small(vec![ZERO; g].into_boxed_slice()));
         let Region::Small(entries) = region else {
             unreachable!("RMPUPDATE step 6 rejects a 4K update in a 2M region")
         };
@@ -248,7 +306,7 @@ impl Rmp {
         let region_zero = entries[0] == ZERO;
         debug_assert!(!region_zero || entries.iter().all(|e| *e == ZERO));
         if region_zero {
-            self.regions.remove(&idx);
+            self.regions.remove(idx);
         }
         // H7.
         if old.lo.assigned() {
@@ -332,7 +390,7 @@ impl RmpModel for Rmp {
         if self.in_flight.contains(&idx) {
             return ReturnCode::FailInuse;
         }
-        let current = self.regions.get(&idx);
+        let current = self.regions.get(idx);
         // Step 5 (MSVC `__rmpupdate`, VeriSMo `_rmpupdate`): an entry to be rewritten is immutable:
         // the page's own for 4K (H3: in a 2M region it mirrors the 2M entry), any of the G for 2M.
         let immutable = match (current, huge) {
@@ -356,7 +414,7 @@ impl RmpModel for Rmp {
         }
         // Step 7: the effect.
         if huge {
-            let old = match self.regions.get(&idx) {
+            let old = match self.regions.get(idx) {
                 Some(Region::Huge(aligned)) => Some(*aligned),
                 // Step 6 rejected a 4K region with assigned entries; stored Small regions have one.
                 Some(Region::Small(_)) => unreachable!("stored 4K regions hold an assigned entry"),
@@ -372,7 +430,7 @@ impl RmpModel for Rmp {
                 self.regions.insert(idx, Region::Huge(entry));
             } else {
                 // H5: a 2M update to unassigned returns all G entries to zero.
-                self.regions.remove(&idx);
+                self.regions.remove(idx);
             }
         } else {
             // A 4K update touches a 4K region only (step 6), whose entries are all 4K.
@@ -394,7 +452,7 @@ impl RmpModel for Rmp {
             return ReturnCode::FailInuse;
         }
         // PSMASH step 3 (Choice, UNVERIFIED code): the region is not 2M.
-        let Some(Region::Huge(aligned)) = self.regions.get(&idx) else {
+        let Some(Region::Huge(aligned)) = self.regions.get(idx) else {
             return ReturnCode::FailInput;
         };
         let aligned = *aligned;

@@ -1,10 +1,10 @@
 //! The nested page table: GFN → host frame leaves of 4K, 2M or 1G.
 //!
-//! Leaves are stored per 2M region of GFNs (a 2M leaf or an array of 4K leaves) with the 1G leaves
-//! on the side, so a translation is an index and a 64 GiB guest mapped at 4K costs 4 KiB per 2M
-//! region rather than a tree node per page.
+//! Leaves are stored per 2M region of GFNs ([`BlockMap`]: a 2M leaf or an array of 4K leaves) with
+//! the 1G leaves on the side, so a translation is an index and a 64 GiB guest mapped at 4K costs
+//! 4 KiB per 2M region rather than a tree node per page.
 
-use std::collections::BTreeMap;
+use snpsim_host::BlockMap;
 
 use snpsim_defs::{Gfn, PageSize, Pfn};
 use snpsim_hw::Geometry;
@@ -40,167 +40,13 @@ pub struct NptStats {
     pub flushes: u64,
 }
 
-/// One 2M region of GFNs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Slot {
-    /// No 2M or 4K leaf (a 1G leaf may cover it).
-    Empty,
-    /// A 2M leaf mapping the region to frames from this one.
-    Huge(Pfn),
-    /// 4K leaves: 1 + the frame of each page, 0 where unmapped; and how many are mapped.
-    Small(u32, Box<[u64]>),
-}
-
-/// The leaves, keyed by first GFN: an index per 2M region plus the 1G leaves.
-#[derive(Clone, Debug)]
-struct Store {
-    g2: u64,
-    g1: u64,
-    regions: Vec<Slot>,
-    huge: BTreeMap<Gfn, Pfn>,
-}
-
-impl Store {
-    fn slot(&self, r: u64) -> &Slot {
-        usize::try_from(r).ok().and_then(|r| self.regions.get(r)).unwrap_or(&Slot::Empty)
-    }
-
-    fn slot_mut(&mut self, r: u64) -> &mut Slot {
-        let r = usize::try_from(r).unwrap_or(usize::MAX);
-        if self.regions.len() <= r {
-            self.regions.resize(r + 1, Slot::Empty);
-        }
-        &mut self.regions[r]
-    }
-
-    /// The leaf keyed exactly at `start`.
-    fn get(&self, start: Gfn) -> Option<Leaf> {
-        let (r, i) = (start.raw() / self.g2, start.raw() % self.g2);
-        match self.slot(r) {
-            Slot::Huge(pfn) if i == 0 => Some(Leaf { size: PageSize::Size2M, pfn: *pfn }),
-            Slot::Small(_, pages) if pages[i as usize] != 0 => {
-                Some(Leaf { size: PageSize::Size4K, pfn: Pfn(pages[i as usize] - 1) })
-            }
-            Slot::Empty if !self.huge.is_empty() && start.raw().is_multiple_of(self.g1) => {
-                self.huge.get(&start).map(|&pfn| Leaf { size: PageSize::Size1G, pfn })
-            }
-            _ => None,
-        }
-    }
-
-    /// The leaf holding `gfn`, with its first GFN.
-    fn holding(&self, gfn: Gfn) -> Option<(Gfn, Leaf)> {
-        let (r, i) = (gfn.raw() / self.g2, gfn.raw() % self.g2);
-        match self.slot(r) {
-            Slot::Huge(pfn) => Some((Gfn(r * self.g2), Leaf { size: PageSize::Size2M, pfn: *pfn })),
-            Slot::Small(_, pages) => (pages[i as usize] != 0)
-                .then(|| (gfn, Leaf { size: PageSize::Size4K, pfn: Pfn(pages[i as usize] - 1) })),
-            Slot::Empty if !self.huge.is_empty() => {
-                let start = Gfn(gfn.raw() / self.g1 * self.g1);
-                self.huge.get(&start).map(|&pfn| (start, Leaf { size: PageSize::Size1G, pfn }))
-            }
-            Slot::Empty => None,
-        }
-    }
-
-    fn insert(&mut self, start: Gfn, leaf: Leaf) {
-        let (r, i) = (start.raw() / self.g2, start.raw() % self.g2);
-        match leaf.size {
-            PageSize::Size1G => {
-                self.huge.insert(start, leaf.pfn);
-            }
-            PageSize::Size2M => *self.slot_mut(r) = Slot::Huge(leaf.pfn),
-            PageSize::Size4K => {
-                let g2 = self.g2 as usize;
-                let slot = self.slot_mut(r);
-                if !matches!(slot, Slot::Small(..)) {
-                    *slot = Slot::Small(0, vec![0; g2].into_boxed_slice());
-                }
-                if let Slot::Small(n, pages) = slot {
-                    if pages[i as usize] == 0 {
-                        *n += 1;
-                    }
-                    pages[i as usize] = leaf.pfn.raw() + 1;
-                }
-            }
-        }
-    }
-
-    fn remove(&mut self, start: Gfn) -> Option<Leaf> {
-        let leaf = self.get(start)?;
-        let (r, i) = (start.raw() / self.g2, start.raw() % self.g2);
-        match leaf.size {
-            PageSize::Size1G => {
-                self.huge.remove(&start);
-            }
-            PageSize::Size2M => *self.slot_mut(r) = Slot::Empty,
-            PageSize::Size4K => {
-                let slot = self.slot_mut(r);
-                if let Slot::Small(n, pages) = slot {
-                    pages[i as usize] = 0;
-                    *n -= 1;
-                    if *n == 0 {
-                        *slot = Slot::Empty;
-                    }
-                }
-            }
-        }
-        Some(leaf)
-    }
-
-    /// The first GFNs of the leaves starting in `start..end`, in order.
-    fn keys_in(&self, start: Gfn, end: Gfn) -> Vec<Gfn> {
-        let mut keys = Vec::new();
-        let (start, end) = (start.raw(), end.raw());
-        if start >= end {
-            return keys;
-        }
-        let per_1g = self.g1 / self.g2;
-        let mut r = start / self.g2;
-        let last = (end - 1) / self.g2;
-        while r <= last {
-            let base = r * self.g2;
-            if r.is_multiple_of(per_1g)
-                && !self.huge.is_empty()
-                && base >= start
-                && self.huge.contains_key(&Gfn(base))
-            {
-                keys.push(Gfn(base));
-                r += per_1g;
-                continue;
-            }
-            if usize::try_from(r).map_or(true, |r| r >= self.regions.len()) {
-                // Past the last stored region only 1G leaves can follow.
-                match self.huge.range(Gfn(base.max(start))..Gfn(end)).next() {
-                    Some((&k, _)) => {
-                        r = k.raw() / self.g2;
-                        continue;
-                    }
-                    None => break,
-                }
-            }
-            match self.slot(r) {
-                Slot::Huge(_) if base >= start => keys.push(Gfn(base)),
-                Slot::Small(_, pages) => {
-                    let from = start.max(base) - base;
-                    let to = end.min(base + self.g2) - base;
-                    keys.extend((from..to).filter(|&i| pages[i as usize] != 0).map(|i| Gfn(base + i)));
-                }
-                _ => {}
-            }
-            r += 1;
-        }
-        keys
-    }
-}
-
 /// The NPT of one VM: leaves keyed by first GFN, aligned to their size and never overlapping. Its
 /// `Debug` form shows the geometry and the leaves only: the coverage is derived from them and the
 /// counters record history, not state.
 #[derive(Clone)]
 pub struct Npt {
     geometry: Geometry,
-    leaves: Store,
+    leaves: BlockMap,
     /// Pages mapped at 4K, 2M and 1G, kept as leaves come and go.
     coverage: [u64; 3],
     /// Work counters.
@@ -229,22 +75,17 @@ fn level_index(size: PageSize) -> usize {
 impl Npt {
     /// An empty NPT.
     pub fn new(geometry: Geometry) -> Self {
-        let store = Store {
-            g2: geometry.pages(PageSize::Size2M),
-            g1: geometry.pages(PageSize::Size1G),
-            regions: Vec::new(),
-            huge: BTreeMap::new(),
-        };
-        Npt { geometry, leaves: store, coverage: [0; 3], stats: NptStats::default() }
+        Npt { geometry, leaves: BlockMap::new(geometry), coverage: [0; 3], stats: NptStats::default() }
     }
 
     fn insert_leaf(&mut self, gfn: Gfn, leaf: Leaf) {
         self.coverage[level_index(leaf.size)] += self.geometry.pages(leaf.size);
-        self.leaves.insert(gfn, leaf);
+        self.leaves.insert(gfn.raw(), leaf.size, leaf.pfn);
     }
 
     fn remove_leaf(&mut self, gfn: Gfn) -> Option<Leaf> {
-        let leaf = self.leaves.remove(gfn)?;
+        let (size, pfn) = self.leaves.remove(gfn.raw())?;
+        let leaf = Leaf { size, pfn };
         self.coverage[level_index(leaf.size)] -= self.geometry.pages(leaf.size);
         Some(leaf)
     }
@@ -256,7 +97,7 @@ impl Npt {
 
     /// The leaf translating `gfn`, with its first GFN.
     pub fn leaf(&self, gfn: Gfn) -> Option<(Gfn, Leaf)> {
-        self.leaves.holding(gfn)
+        self.leaves.holding(gfn.raw()).map(|(s, size, pfn)| (Gfn(s), Leaf { size, pfn }))
     }
 
     /// Translate `gfn`: its host frame and the size of the leaf that maps it.
@@ -267,7 +108,7 @@ impl Npt {
 
     /// Whether any leaf maps a GFN in `start..start + pages`.
     pub fn any_mapped(&self, start: Gfn, pages: u64) -> bool {
-        self.leaf(start).is_some() || !self.leaves.keys_in(start, Gfn(start.raw() + pages)).is_empty()
+        self.leaf(start).is_some() || self.leaves.first_in(start.raw(), start.raw() + pages).is_some()
     }
 
     /// Install a leaf of `size` at the `size`-aligned `gfn`, mapping frames from `pfn`. The caller
@@ -294,7 +135,7 @@ impl Npt {
             keys.push(s);
         }
         let end = Gfn(start.raw().saturating_add(pages));
-        keys.extend(self.leaves.keys_in(start, end));
+        keys.extend(self.leaves.keys_in(start.raw(), end.raw()).into_iter().map(Gfn));
         let mut removed = Vec::new();
         for k in keys {
             if which(k)
@@ -351,9 +192,7 @@ impl Npt {
 
     /// Every leaf, in GFN order.
     pub fn leaves(&self) -> impl Iterator<Item = (Gfn, Leaf)> + '_ {
-        let end = Gfn((self.leaves.regions.len() as u64 * self.leaves.g2)
-            .max(self.leaves.huge.keys().next_back().map_or(0, |k| k.raw() + self.leaves.g1)));
-        self.leaves.keys_in(Gfn(0), end).into_iter().filter_map(|k| self.leaves.get(k).map(|l| (k, l)))
+        self.leaves.iter().map(|(s, size, pfn)| (Gfn(s), Leaf { size, pfn }))
     }
 }
 
@@ -361,6 +200,8 @@ impl Npt {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    use std::collections::BTreeMap;
 
     /// The NPT as a plain map from first GFN to leaf, the way it used to be stored.
     #[derive(Default)]

@@ -105,6 +105,7 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "metrics": r.result.metrics,
                     "violations": r.result.violations,
                     "failures": r.failures,
+                    "workload": r.workload,
                 })
             })
             .collect(),

@@ -122,7 +122,7 @@ pub const ALL: [CostItem; COUNT] = [
     },
     CostItem {
         name: "rmpupdate_4k",
-        ns: 950,
+        ns: 965,
         unit: Unit::PerEvent,
         what: "RMPUPDATE of a 4K entry (host)",
         provenance: "fitted: with pvalidate_4k, to eager acceptance at 1.5 GiB/s per vCPU on gmem-4k \
@@ -144,7 +144,7 @@ pub const ALL: [CostItem; COUNT] = [
     },
     CostItem {
         name: "pvalidate_4k",
-        ns: 950,
+        ns: 965,
         unit: Unit::PerEvent,
         what: "PVALIDATE of a 4K page that completes (a faulting attempt costs its #NPF exit instead)",
         provenance: "fitted: with rmpupdate_4k, to eager acceptance at 1.5 GiB/s per vCPU on gmem-4k \
@@ -244,7 +244,7 @@ pub const ALL: [CostItem; COUNT] = [
     },
     CostItem {
         name: "boot_fixed",
-        ns: 950_000_000,
+        ns: 536_000_000,
         unit: Unit::PerBoot,
         what: "a boot's work outside the memory model (firmware, kernel, init to a shell): \
                time-to-ready only",
@@ -253,7 +253,7 @@ pub const ALL: [CostItem; COUNT] = [
     },
     CostItem {
         name: "boot_per_gib",
-        ns: 200_000_000,
+        ns: 176_900_000,
         unit: Unit::PerGib,
         what: "a boot's work outside the memory model that grows with guest memory (memmap and \
                allocator setup): time-to-ready only",
@@ -407,6 +407,6 @@ mod tests {
         assert_eq!(total, 20 + 800);
         assert_eq!(by_item["npf_exit"], 20);
         assert_eq!(by_item.len(), PRICED);
-        assert_eq!(t.boot_compute_ns(2 << 30), 950_000_000 + 400_000_000);
+        assert_eq!(t.boot_compute_ns(2 << 30), 536_000_000 + 2 * 176_900_000);
     }
 }

@@ -182,7 +182,10 @@ fn defaults() {
     let s = ok(&with("adversary = [\"reform-2m\", \"foreign-asid\"]\n"));
     assert_eq!(s.vm.adversary, vec!["reform-2m".to_owned(), "foreign-asid".to_owned()]);
     let e = err(&with("adversary = \"double-validate\"\n"));
-    assert!(e.to_string().contains("unknown attack \"double-validate\"; accepted: remap-validated-gpa"), "{e}");
+    assert!(
+        e.to_string().contains("unknown attack \"double-validate\"; accepted: remap-validated-gpa"),
+        "{e}"
+    );
 }
 
 #[test]

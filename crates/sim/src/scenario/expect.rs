@@ -138,6 +138,13 @@ pub enum Expect {
         /// The number compared with (finite).
         value: f64,
     },
+    /// A metric within an inclusive range: `"2.6e9..2.7e9"` (calibration tolerances).
+    Range {
+        /// The least value accepted.
+        lo: f64,
+        /// The greatest value accepted.
+        hi: f64,
+    },
     /// The run's outcome (`outcome = "completed"`).
     Outcome(Outcome),
 }
@@ -147,6 +154,20 @@ impl Expect {
     /// means `==`) and a finite number (`">0"`, `">=1024"`, `">=0.99"`, `"3"`).
     pub fn parse_comparison(text: &str) -> Result<Expect, String> {
         let t = text.trim();
+        if let Some((lo, hi)) = t.split_once("..") {
+            let number = |x: &str| {
+                let x = x.trim();
+                let ok = !x.is_empty()
+                    && x.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+                x.parse::<f64>().ok().filter(|v| ok && v.is_finite())
+            };
+            return match (number(lo), number(hi)) {
+                (Some(lo), Some(hi)) if lo <= hi => Ok(Expect::Range { lo, hi }),
+                _ => Err(format!(
+                    "{text:?} is not a range; write two numbers, the lower first, e.g. \"2.6e9..2.7e9\""
+                )),
+            };
+        }
         let ops = [
             (">=", CmpOp::Ge),
             ("<=", CmpOp::Le),
@@ -166,7 +187,7 @@ impl Expect {
             Ok(value) if is_number && value.is_finite() => Ok(Expect::Compare { op, value }),
             _ => Err(format!(
                 "{text:?} is not a comparison; write an operator (==, !=, <, <=, >, >=) and a \
-                 number, e.g. \">0\", \">=1024\", \"<=4\", \">=0.99\""
+                 number, e.g. \">0\", \">=1024\", \"<=4\", \">=0.99\", or a range \"2.6e9..2.7e9\""
             )),
         }
     }
@@ -184,6 +205,7 @@ impl Expect {
                 CmpOp::Gt => actual > value,
                 CmpOp::Ge => actual >= value,
             },
+            Expect::Range { lo, hi } => (lo..=hi).contains(&actual),
             Expect::Outcome(_) => false,
         }
     }
@@ -198,6 +220,7 @@ impl fmt::Display for Expect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expect::Compare { op, value } => write!(f, "{}{value}", op.symbol()),
+            Expect::Range { lo, hi } => write!(f, "in {lo}..{hi}"),
             Expect::Outcome(o) => f.write_str(o.name()),
         }
     }

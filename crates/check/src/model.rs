@@ -3,7 +3,7 @@
 use std::hash::{Hash, Hasher};
 
 use snpsim_defs::{Gfn, PageSize};
-use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
+use snpsim_guest::{Granularity, GuestConfig, Recoalesce};
 use snpsim_host::HostVia;
 use snpsim_hw::{AccessKind, Geometry, Mutant, RmpModel};
 use snpsim_kvm::Policy;
@@ -23,26 +23,12 @@ pub fn tiny_config(
     backing: MemoryBacking,
     granularity: Granularity,
 ) -> SimConfig {
+    let defaults = SimConfig::new(policy, backing, GUEST_PAGES, HOST_PAGES);
     SimConfig {
         geometry: Geometry::TINY,
-        host_pages: HOST_PAGES,
-        guest_pages: GUEST_PAGES,
-        vcpus: 1,
-        policy,
-        backing,
-        prefault_on_psc: true,
-        npt_level_follows_rmp: None,
-        smaller_npt_faults: true,
-        khugepaged: false,
-        guest: GuestConfig {
-            granularity,
-            protocol: Protocol::Ghcb,
-            ghcb_entries: 64,
-            validation_tracking: true,
-        },
-        step_budget: None,
+        guest: GuestConfig { granularity, ..defaults.guest },
         check: CheckMode::Full,
-        adversary: snpsim_sim::adversary::Attacks::NONE,
+        ..defaults
     }
 }
 

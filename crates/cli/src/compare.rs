@@ -209,7 +209,7 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
     for n in &notes {
         eprintln!("note: {n}");
     }
-    emit(jobs, &args.output, with_guests, &stdout)
+    emit(jobs, &args.output, with_guests, None, &stdout)
 }
 
 /// The axes of a comparison.

@@ -9,6 +9,7 @@ mod check;
 mod compare;
 mod list;
 mod output;
+mod report;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +79,15 @@ shortest counterexample and writes it as a trace that `snpsim replay` re-execute
 violation.\n\nExamples:\n  snpsim check\n  snpsim check --policy npt-demote --backing hugetlbfs-1g --depth 10\n  \
 snpsim check --mutant no-zap-after-psmash --depth 3 --out cex")]
     Check(check::CheckArgs),
+    /// Write a self-contained HTML report (tables, verdicts, SVG charts) from saved results.
+    #[command(
+        after_help = "RESULTS is a directory written by run/compare/sweep/merge --out, a results.json \
+(or --json output), or a sweep's runs.jsonl. The page has no script and loads nothing: open it anywhere.\n\n\
+Examples:\n  snpsim run --out out && snpsim report out --html debate.html\n  \
+snpsim compare s.toml --policies all --json > r.json && snpsim report r.json --html r.html\n  \
+snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
+    )]
+    Report(report::ReportArgs),
     /// List embedded scenarios, policies, backings, guest presets and metrics.
     #[command(after_help = "Example:\n  snpsim list")]
     List,
@@ -113,8 +123,9 @@ struct OutputOpts {
     /// Print CSV, one row per run, every metric a column.
     #[arg(long)]
     csv: bool,
-    /// Write DIR/results.json (as --json) and DIR/trace.jsonl (every run); with
-    /// `--trace-format chrome` also DIR/trace.json (open it in Perfetto).
+    /// Write DIR/results.json (as --json), DIR/report.html (the HTML report) and DIR/trace.jsonl
+    /// (every run); the default run adds DIR/verdicts.json; with `--trace-format chrome` also
+    /// DIR/trace.json (open it in Perfetto).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Write the trace of every run to FILE (JSONL, or Chrome format with --trace-format chrome).
@@ -158,6 +169,7 @@ fn main() -> ExitCode {
         Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Replay(args)) => replay(&args),
         Some(Command::Check(args)) => check::check(&args),
+        Some(Command::Report(args)) => report::report(&args),
         None => run(&cli.run),
     };
     match result {
@@ -313,7 +325,8 @@ fn run(args: &RunArgs) -> Result<bool> {
             None => table::render(&runs, true),
         }
     };
-    emit(jobs, &args.output, table::json, &stdout)
+    let verdicts = debate.as_ref().map(verdicts_json);
+    emit(jobs, &args.output, table::json, verdicts.as_ref(), &stdout)
 }
 
 /// The embedded suite, run as [`snpsim_sim::debate::run_debate`] does, each run traced if asked.
@@ -345,11 +358,24 @@ fn run_debate(check: CheckMode, c: Check, traced: bool) -> Result<(Vec<Job>, Deb
     Ok((jobs, Debate { matrix: matrix_runs, claims }))
 }
 
+/// The debate's verdicts as `verdicts.json` holds them: one object per claim.
+fn verdicts_json(d: &Debate) -> Value {
+    Value::Array(
+        d.verdicts()
+            .into_iter()
+            .map(|v| serde_json::json!({"claim": v.claim, "supported": v.supported, "evidence": v.evidence}))
+            .collect(),
+    )
+}
+
 /// Write the output files, print `stdout`, report failures; `Ok(false)` if any run failed.
+/// With `--out DIR`, `verdicts` (the default run's) go to `DIR/verdicts.json`, and the report of
+/// the results to `DIR/report.html`.
 pub(crate) fn emit(
     mut jobs: Vec<Job>,
     output: &OutputOpts,
     results_json: impl Fn(&[&ScenarioRun]) -> Value,
+    verdicts: Option<&Value>,
     stdout: &str,
 ) -> Result<bool> {
     let mut files = Files::default();
@@ -371,9 +397,17 @@ pub(crate) fn emit(
     let mut replay_path = None;
     if let Some(dir) = &output.out {
         let runs: Vec<&ScenarioRun> = jobs.iter().map(|j| &j.run).collect();
-        let mut results = serde_json::to_vec_pretty(&results_json(&runs))?;
+        let doc = results_json(&runs);
+        let mut results = serde_json::to_vec_pretty(&doc)?;
         results.push(b'\n');
         files.add(dir.join("results.json"), results);
+        let page = report::html(&report::Report::from_results(&doc, verdicts)?);
+        files.add(dir.join("report.html"), page.into_bytes());
+        if let Some(v) = verdicts {
+            let mut bytes = serde_json::to_vec_pretty(v)?;
+            bytes.push(b'\n');
+            files.add(dir.join("verdicts.json"), bytes);
+        }
         if output.trace_format == TraceFormat::Chrome {
             let doc = if trace_wants == Some(TraceFormat::Chrome) {
                 chrome.clone()

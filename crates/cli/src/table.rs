@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
+use snpsim_sim::RunResult;
 use snpsim_sim::run::{ScenarioRun, metric_value};
 
 /// Columns of the terminal table: header and metric.
@@ -106,10 +107,38 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "violations": r.result.violations,
                     "failures": r.failures,
                     "workload": r.workload,
+                    "npt_coverage_series": coverage_series(&r.result),
                 })
             })
             .collect(),
     )
+}
+
+/// Most points of a run's `npt_coverage_series` in the JSON document.
+const SERIES_POINTS: usize = 512;
+
+/// The NPT coverage over simulated time, as the JSON document carries it: `t_ns` and the pages
+/// mapped at `4k`/`2m`/`1g` at each point. Coverage is a step function, so only the points where
+/// it changes are kept, and the last one (where the run ends); past [`SERIES_POINTS`] changes,
+/// every k-th.
+pub fn coverage_series(r: &RunResult) -> Value {
+    let n = r.coverage_series.len().min(r.coverage_time_ns.len());
+    let mut keep: Vec<usize> =
+        (0..n).filter(|&i| i == 0 || r.coverage_series[i] != r.coverage_series[i - 1]).collect();
+    if keep.len() > SERIES_POINTS {
+        let k = keep.len().div_ceil(SERIES_POINTS - 1);
+        keep = keep.into_iter().step_by(k).collect();
+    }
+    if n > 0 && keep.last() != Some(&(n - 1)) {
+        keep.push(n - 1);
+    }
+    let col = |f: &dyn Fn(usize) -> u64| -> Vec<u64> { keep.iter().map(|&i| f(i)).collect() };
+    json!({
+        "t_ns": col(&|i| r.coverage_time_ns[i]),
+        "4k": col(&|i| r.coverage_series[i][0]),
+        "2m": col(&|i| r.coverage_series[i][1]),
+        "1g": col(&|i| r.coverage_series[i][2]),
+    })
 }
 
 fn csv_field(s: &str) -> String {

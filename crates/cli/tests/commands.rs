@@ -46,7 +46,12 @@ fn out_writes_results_and_traces_that_replay() {
     let out = d.join("o");
     let r = snpsim(&["run", EXAMPLES, "--out", s(&out), "--trace-format", "chrome"]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-    assert_eq!(files_in(&out), ["results.json", "trace.json", "trace.jsonl"]);
+    assert_eq!(files_in(&out), ["report.html", "results.json", "trace.json", "trace.jsonl"]);
+    // report.html is what `snpsim report` makes of results.json.
+    let page = d.join("page.html");
+    let rep = snpsim(&["report", s(&out), "--html", s(&page)]);
+    assert_eq!(rep.status.code(), Some(0), "{}", text(&rep.stderr));
+    assert_eq!(std::fs::read(&page).unwrap(), std::fs::read(out.join("report.html")).unwrap());
     // results.json is the --json document.
     let json = snpsim(&["run", EXAMPLES, "--json"]);
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), json.stdout);
@@ -55,11 +60,11 @@ fn out_writes_results_and_traces_that_replay() {
     assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
     let files = std::fs::read_dir(EXAMPLES).unwrap().count();
     assert!(text(&rp.stdout).contains(&format!("replayed {files} run(s)")), "{}", text(&rp.stdout));
-    // Without chrome, no trace.json; never a report here.
+    // Without chrome, no trace.json; verdicts only for the default run.
     let out2 = d.join("o2");
     let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out2)]);
     assert_eq!(r.status.code(), Some(0));
-    assert_eq!(files_in(&out2), ["results.json", "trace.jsonl"]);
+    assert_eq!(files_in(&out2), ["report.html", "results.json", "trace.jsonl"]);
 }
 
 /// The Trace Event format's required fields, per event phase.
@@ -159,6 +164,7 @@ fn traces_are_byte_identical_across_runs_and_job_counts() {
             r.stdout,
             std::fs::read(o.join("trace.jsonl")).unwrap(),
             std::fs::read(o.join("results.json")).unwrap(),
+            std::fs::read(o.join("report.html")).unwrap(),
         ));
     }
     assert!(outs.windows(2).all(|w| w[0] == w[1]), "compare output depends on --jobs");
@@ -372,7 +378,7 @@ fn a_failed_expectation_prints_the_seed_and_the_command_that_reproduces_it() {
     );
     assert!(err.contains(&format!("snpsim replay {}", s(&out.join("trace.jsonl")))), "{err}");
     // The failure is a result: the files are all there.
-    assert_eq!(files_in(&out), ["results.json", "trace.jsonl"]);
+    assert_eq!(files_in(&out), ["report.html", "results.json", "trace.jsonl"]);
 }
 
 #[test]
@@ -383,6 +389,7 @@ fn every_command_has_help_with_an_example() {
         vec!["compare", "--help"],
         vec!["replay", "--help"],
         vec!["list", "--help"],
+        vec!["report", "--help"],
     ] {
         let r = snpsim(&cmd);
         assert_eq!(r.status.code(), Some(0), "{cmd:?}");

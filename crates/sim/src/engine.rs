@@ -300,6 +300,7 @@ pub struct Simulation {
     lossy_recoalesce: bool,
     violations: BTreeSet<String>,
     coverage_series: Vec<[u64; 3]>,
+    coverage_time_ns: Vec<u64>,
     /// The trace recorder while the VM does not exist (a refused registration); otherwise it lives
     /// in the machine's RMP wrapper, where every RMP instruction passes.
     recorder: Option<Box<Recorder>>,
@@ -362,6 +363,7 @@ impl Simulation {
             lossy_recoalesce: false,
             violations: BTreeSet::new(),
             coverage_series: Vec::new(),
+            coverage_time_ns: Vec::new(),
             recorder: None,
             adversary_done: crate::adversary::Attacks::NONE,
             attack_log: Vec::new(),
@@ -540,6 +542,7 @@ impl Simulation {
         }
         if self.steps.is_multiple_of(self.coverage_every) {
             self.coverage_series.push(m.kvm.npt.coverage());
+            self.coverage_time_ns.push(metrics::sim_time_ns(Some(m), &self.guest, &self.costs));
         }
         if self.config.check == CheckMode::Full {
             self.check_now();
@@ -584,6 +587,7 @@ impl Simulation {
             metrics,
             violations,
             coverage_series: self.coverage_series,
+            coverage_time_ns: self.coverage_time_ns,
             trace,
             attacks: self.attack_log,
         }
@@ -636,6 +640,8 @@ pub struct RunResult {
     pub violations: Vec<String>,
     /// NPT pages mapped at 4K/2M/1G after each step.
     pub coverage_series: Vec<[u64; 3]>,
+    /// The simulated time (`sim_time_ns`) at each point of `coverage_series`.
+    pub coverage_time_ns: Vec<u64>,
     /// The trace lines not yet taken with [`Simulation::take_trace`], ending with the `end` and
     /// `state_hash` lines (`None` when the run was not traced).
     pub trace: Option<Vec<u8>>,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use snpsim_check::run::{ConfigReport, backings, check_all};
+use snpsim_check::run::{ConfigReport, backings, check_config};
 use snpsim_check::tiny_config;
 use snpsim_hw::Mutant;
 use snpsim_sim::engine::Simulation;
@@ -30,6 +30,9 @@ pub struct CheckArgs {
     /// Directory for counterexample traces (default: the current directory).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// No progress bar (it is drawn only when standard error is a terminal anyway).
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 fn validate(args: &CheckArgs) -> Result<Option<Mutant>> {
@@ -90,11 +93,39 @@ fn counterexample_trace(
     bytes
 }
 
+/// The configurations of `snpsim_check::run::check_all` one at a time, with a progress bar.
+fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Vec<ConfigReport> {
+    let mut configs = Vec::new();
+    for p in snpsim_kvm::policy::ALL {
+        if args.policy.as_deref().is_some_and(|want| want != p.name()) {
+            continue;
+        }
+        for b in backings(p.era()) {
+            if args.backing.as_deref().is_some_and(|want| want != b.0) {
+                continue;
+            }
+            for g in [snpsim_guest::Granularity::K4, snpsim_guest::Granularity::M2] {
+                configs.push((p, b, g));
+            }
+        }
+    }
+    let progress = crate::progress::Progress::new(configs.len() as u64, "configurations", args.quiet);
+    configs
+        .into_iter()
+        .map(|(p, b, g)| {
+            progress.set_message(format!("{} on {}", p.name(), b.0));
+            let r = check_config(p, b, g, args.depth, mutant);
+            progress.inc();
+            r
+        })
+        .collect()
+}
+
 /// Run the checker; `Ok(false)` when a property failed.
 pub fn check(args: &CheckArgs) -> Result<bool> {
     let mutant = validate(args)?;
     Files::prepare(args.out.as_deref(), None)?;
-    let reports = check_all(args.policy.as_deref(), args.backing.as_deref(), args.depth, mutant);
+    let reports = check_each(args, mutant);
     if reports.is_empty() {
         bail!("--policy and --backing select no configuration (a policy runs only with backings of its era)");
     }

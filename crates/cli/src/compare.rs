@@ -162,13 +162,7 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
         .num_threads(args.jobs.unwrap_or(0))
         .build()
         .context("cannot start the worker threads")?;
-    let runs: Vec<Result<ScenarioRun>> = pool.install(|| {
-        combos
-            .par_iter()
-            .enumerate()
-            .map(|(i, c)| run_one(&c.scenario, &file, i as u64, check, traced))
-            .collect()
-    });
+    let runs = run_all(&pool, &combos, &file, check, traced, args.output.quiet);
     let mut jobs = Vec::new();
     for (c, r) in combos.iter().zip(runs) {
         let mut r = r?;
@@ -210,6 +204,29 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
         eprintln!("note: {n}");
     }
     emit(jobs, &args.output, with_guests, None, &stdout)
+}
+
+/// Run every combination on `pool`, in parallel, results in combination order.
+fn run_all(
+    pool: &rayon::ThreadPool,
+    combos: &[Combo],
+    file: &str,
+    check: snpsim_sim::engine::CheckMode,
+    traced: bool,
+    quiet: bool,
+) -> Vec<Result<ScenarioRun>> {
+    let progress = crate::progress::Progress::new(combos.len() as u64, "runs", quiet);
+    pool.install(|| {
+        combos
+            .par_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let r = run_one(&c.scenario, file, i as u64, check, traced);
+                progress.inc();
+                r
+            })
+            .collect()
+    })
 }
 
 /// The axes of a comparison.

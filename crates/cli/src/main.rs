@@ -9,6 +9,7 @@ mod check;
 mod compare;
 mod list;
 mod output;
+mod progress;
 mod report;
 mod table;
 
@@ -134,6 +135,9 @@ struct OutputOpts {
     /// Trace format for --trace; with --out, `chrome` adds trace.json beside trace.jsonl.
     #[arg(long, value_enum, default_value = "jsonl")]
     trace_format: TraceFormat,
+    /// No progress bar (it is drawn only when standard error is a terminal anyway).
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 impl OutputOpts {
@@ -285,7 +289,7 @@ fn run(args: &RunArgs) -> Result<bool> {
     Files::prepare(args.output.out.as_deref(), args.output.trace.as_deref())?;
     let traced = args.output.traced();
     let (jobs, debate) = if args.paths.is_empty() {
-        let (jobs, d) = run_debate(check, args.scenario.check, traced)?;
+        let (jobs, d) = run_debate(check, args.scenario.check, traced, args.output.quiet)?;
         (jobs, Some(d))
     } else {
         let mut files = Vec::new();
@@ -302,9 +306,12 @@ fn run(args: &RunArgs) -> Result<bool> {
             scenarios.push(load_scenario_with_overrides(f, &ov)?);
         }
         let mut jobs = Vec::new();
+        let progress = progress::Progress::new(files.len() as u64, "runs", args.output.quiet);
         for (i, (f, s)) in files.iter().zip(&scenarios).enumerate() {
             let source = f.display().to_string();
+            progress.set_message(source.clone());
             let mut r = run_one(s, &source, i as u64, check, traced)?;
+            progress.inc();
             r.name = format!("{} ({})", s.name, f.display());
             jobs.push(Job {
                 run: r,
@@ -330,12 +337,14 @@ fn run(args: &RunArgs) -> Result<bool> {
 }
 
 /// The embedded suite, run as [`snpsim_sim::debate::run_debate`] does, each run traced if asked.
-fn run_debate(check: CheckMode, c: Check, traced: bool) -> Result<(Vec<Job>, Debate)> {
+fn run_debate(check: CheckMode, c: Check, traced: bool, quiet: bool) -> Result<(Vec<Job>, Debate)> {
     let bug = "the embedded debate suite failed to run (a bug in snpsim)";
     let mut jobs = Vec::new();
     let mut index = 0u64;
     let mut matrix_runs = Vec::new();
+    let progress = progress::Progress::new((matrix().len() + CLAIM_SCENARIOS.len()) as u64, "runs", quiet);
     for (p, b, g) in matrix() {
+        progress.inc();
         let source = format!("<embedded {}/{}/{}>", p.name(), b.name(), g.name());
         let s = parse_scenario(&source, &matrix_scenario(p, b, g)).context(bug)?;
         let mut r = run_one(&s, &source, index, check, traced).context(bug)?;
@@ -347,6 +356,7 @@ fn run_debate(check: CheckMode, c: Check, traced: bool) -> Result<(Vec<Job>, Deb
     }
     let mut claims = Vec::new();
     for (file, text) in CLAIM_SCENARIOS {
+        progress.inc();
         let s = parse_scenario(file, text).context(bug)?;
         let mut r = run_one(&s, file, index, check, traced).context(bug)?;
         index += 1;

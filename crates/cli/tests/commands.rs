@@ -432,3 +432,30 @@ fn out_and_trace_together_get_the_same_traces() {
         assert!(!std::fs::read(out.join("trace.jsonl")).unwrap().is_empty());
     }
 }
+
+#[test]
+fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
+    let f = example("05-npt-demote-thp.toml");
+    let args =
+        ["compare", f.as_str(), "--policies", "npt-demote,rfc-host-split", "--backings", "thp,hugetlbfs-2m"];
+    // Not a terminal (captured): no bar.
+    let r = snpsim(&args);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(!text(&r.stderr).contains("eta"), "{}", text(&r.stderr));
+    // A terminal: `script` (util-linux) gives the command a pseudo-terminal.
+    if !Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED the terminal half: no `script` (util-linux) to make a pseudo-terminal");
+        return;
+    }
+    let on_tty = |extra: &str| -> String {
+        let cmd = format!("{} {} --jobs 1 {extra}", env!("CARGO_BIN_EXE_snpsim"), args.join(" "));
+        let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let shown = on_tty("");
+    assert!(shown.contains("/4 runs"), "a bar on a terminal: {shown:?}");
+    let quiet = on_tty("--quiet");
+    assert!(!quiet.contains("/4 runs"), "no bar with --quiet: {quiet:?}");
+    assert!(quiet.contains("4 runs"), "{quiet:?}");
+}

@@ -11,6 +11,7 @@ mod list;
 mod output;
 mod progress;
 mod report;
+mod sweep;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +90,12 @@ snpsim compare s.toml --policies all --json > r.json && snpsim report r.json --h
 snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
     )]
     Report(report::ReportArgs),
+    /// Run a parameter sweep (a base scenario x a grid of overrides x seeds), or one shard of it.
+    #[command(after_help = sweep::SWEEP_HELP)]
+    Sweep(sweep::SweepArgs),
+    /// Join the outputs of a sweep's shards, checking that every run is there exactly once.
+    #[command(after_help = sweep::MERGE_HELP)]
+    Merge(sweep::MergeArgs),
     /// List embedded scenarios, policies, backings, guest presets and metrics.
     #[command(after_help = "Example:\n  snpsim list")]
     List,
@@ -174,6 +181,8 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay(&args),
         Some(Command::Check(args)) => check::check(&args),
         Some(Command::Report(args)) => report::report(&args),
+        Some(Command::Sweep(args)) => sweep::sweep(&args),
+        Some(Command::Merge(args)) => sweep::merge(&args),
         None => run(&cli.run),
     };
     match result {

@@ -390,6 +390,8 @@ fn every_command_has_help_with_an_example() {
         vec!["replay", "--help"],
         vec!["list", "--help"],
         vec!["report", "--help"],
+        vec!["sweep", "--help"],
+        vec!["merge", "--help"],
     ] {
         let r = snpsim(&cmd);
         assert_eq!(r.status.code(), Some(0), "{cmd:?}");

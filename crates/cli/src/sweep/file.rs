@@ -1,0 +1,860 @@
+//! Sweep files: a base scenario, fixed overrides, axes of values, seeds; expanded into runs in a
+//! fixed order, and sliced into shards.
+//!
+//! ```toml
+//! name = "needless host splits vs shared buffer size"
+//! scenario = "base.toml"            # relative to this file
+//! seeds = [1, 2]                    # or { from = 1, to = 8 }; default: the scenario's seed
+//! x = "step.2.size"                 # optional: the axis the report plots metrics against
+//! skip_invalid = false              # true: leave out combinations the scenario rejects
+//!
+//! [set]                             # optional: overrides for every run
+//! "guest.psc_granularity" = "4k"
+//!
+//! [[axis]]                          # one key, a list of values
+//! key = "vm.policy"
+//! values = ["rfc-host-split", "npt-demote"]
+//!
+//! [[axis]]                          # one key, a range (inclusive; integers or floats)
+//! key = "workload.phases.1.conversions_per_s"
+//! range = { from = 0, to = 1000, step = 250 }
+//! label = "conversions per second"
+//!
+//! [[axis]]                          # several keys varying together
+//! name = "backing"
+//! keys = ["vm.backing", "vm.shared_backing"]
+//! values = [["thp", "thp"], ["hugetlbfs-2m", "thp"]]
+//! ```
+//!
+//! Keys are `--set` keys: every value goes through the scenario parser's own override path, so it
+//! is validated exactly like the same value written in the scenario, and an error in it is
+//! reported at the value in the sweep file.
+//!
+//! Expansion is the cartesian product of the axes, the first axis varying slowest and the seeds
+//! fastest; run `i` of that order is run `i` on every machine. Shard `I` of `N` is the runs whose
+//! index is `I` modulo `N` (neighbouring runs differ in the fastest axes, so round-robin spreads
+//! expensive corners of the grid over the shards).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde_json::Value as Json;
+use toml::de::{DeTable, DeValue};
+
+/// Most runs one sweep may expand to.
+pub const MAX_RUNS: usize = 1_000_000;
+
+/// A place in the sweep file: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Loc {
+    /// Line.
+    pub line: usize,
+    /// Column (characters).
+    pub column: usize,
+}
+
+/// One `KEY=VALUE` override and where its value is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// The `--set` key.
+    pub key: String,
+    /// The value as TOML text, as `--set` reads it.
+    pub value: String,
+    /// Where the value is in the sweep file.
+    pub loc: Loc,
+}
+
+/// One value of an axis: a TOML text per key of the axis, the value as JSON for results, and
+/// where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AxisValue {
+    /// TOML text per key.
+    pub texts: Vec<String>,
+    /// The value (an array for an axis of several keys).
+    pub json: Json,
+    /// Where it is written.
+    pub loc: Loc,
+}
+
+/// An axis of the grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    /// `name` (default: the key, or the keys joined with `+`).
+    pub name: String,
+    /// `label` for charts (default: empty, the name is used).
+    pub label: String,
+    /// The keys it sets.
+    pub keys: Vec<String>,
+    /// Its values, in order.
+    pub values: Vec<AxisValue>,
+}
+
+/// A parsed sweep file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepDef {
+    /// The sweep file, as named on the command line.
+    pub file: String,
+    /// `name`.
+    pub name: String,
+    /// `scenario` as written.
+    pub scenario: String,
+    /// The scenario's path (relative to the sweep file's directory).
+    pub scenario_path: PathBuf,
+    /// Seeds (empty: the scenario's own seed).
+    pub seeds: Vec<u64>,
+    /// Where `seeds` is written.
+    pub seeds_loc: Loc,
+    /// `[set]`.
+    pub fixed: Vec<Override>,
+    /// `[[axis]]`.
+    pub axes: Vec<Axis>,
+    /// `x`.
+    pub x: Option<String>,
+    /// `skip_invalid`.
+    pub skip_invalid: bool,
+}
+
+/// One point of the grid: its index in expansion order, the value index on each axis, the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Point {
+    /// Index in expansion order.
+    pub index: usize,
+    /// Value index per axis (`value[a]` for axis `a`); at most 16 axes.
+    pub value: [u32; MAX_AXES],
+    /// The seed index (into [`SweepDef::seeds`], 0 when there are none).
+    pub seed: u32,
+}
+
+/// Most axes in a sweep.
+pub const MAX_AXES: usize = 16;
+
+// ---------------------------------------------------------------------------------------------
+// Reading the TOML with spans.
+
+#[derive(Debug, Clone)]
+enum V {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Arr(Vec<N>),
+    Tab(Vec<(String, usize, N)>),
+    Datetime(String),
+}
+
+#[derive(Debug, Clone)]
+struct N {
+    at: usize,
+    v: V,
+}
+
+impl V {
+    fn type_name(&self) -> &'static str {
+        match self {
+            V::Str(_) => "a string",
+            V::Int(_) => "an integer",
+            V::Float(_) => "a float",
+            V::Bool(_) => "a boolean",
+            V::Arr(_) => "an array",
+            V::Tab(_) => "a table",
+            V::Datetime(_) => "a datetime",
+        }
+    }
+}
+
+struct Cx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Cx<'_> {
+    fn loc(&self, offset: usize) -> Loc {
+        let mut end = offset.min(self.text.len());
+        while end > 0 && !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &self.text[..end];
+        let line = before.matches('\n').count() + 1;
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        Loc { line, column: before[start..].chars().count() + 1 }
+    }
+
+    fn err(&self, at: usize, field: &str, msg: impl std::fmt::Display) -> anyhow::Error {
+        let l = self.loc(at);
+        if field.is_empty() {
+            anyhow::anyhow!("{}:{}:{}: {msg}", self.file, l.line, l.column)
+        } else {
+            anyhow::anyhow!("{}:{}:{}: field `{field}`: {msg}", self.file, l.line, l.column)
+        }
+    }
+
+    fn convert(&self, value: toml::Spanned<DeValue<'_>>) -> Result<N> {
+        let at = value.span().start;
+        let v = match value.into_inner() {
+            DeValue::String(s) => V::Str(s.into_owned()),
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(v) => V::Int(v),
+                Err(_) => return Err(self.err(at, "", format!("integer {i} does not fit in 64 bits"))),
+            },
+            DeValue::Float(f) => match f.as_str().parse::<f64>() {
+                Ok(v) if v.is_finite() => V::Float(v),
+                _ => return Err(self.err(at, "", format!("float {f} is not a finite number"))),
+            },
+            DeValue::Boolean(b) => V::Bool(b),
+            DeValue::Datetime(d) => V::Datetime(d.to_string()),
+            DeValue::Array(a) => {
+                let mut items = Vec::new();
+                for item in &*a {
+                    items.push(self.convert(item.clone())?);
+                }
+                V::Arr(items)
+            }
+            DeValue::Table(t) => {
+                let mut entries = Vec::new();
+                for (k, v) in t {
+                    let kat = k.span().start;
+                    entries.push((k.into_inner().into_owned(), kat, self.convert(v)?));
+                }
+                entries.sort_by_key(|e| e.1);
+                V::Tab(entries)
+            }
+        };
+        Ok(N { at, v })
+    }
+}
+
+fn accepted(cx: &Cx<'_>, path: &str, entries: &[(String, usize, N)], keys: &[&str]) -> Result<()> {
+    match entries.iter().find(|e| !keys.contains(&e.0.as_str())) {
+        None => Ok(()),
+        Some((k, at, _)) => {
+            let field = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            Err(cx.err(*at, &field, format!("unknown field; accepted: {}", keys.join(", "))))
+        }
+    }
+}
+
+fn get<'a>(entries: &'a [(String, usize, N)], key: &str) -> Option<&'a N> {
+    entries.iter().find(|e| e.0 == key).map(|e| &e.2)
+}
+
+fn as_str<'a>(cx: &Cx<'_>, n: &'a N, field: &str) -> Result<&'a str> {
+    match &n.v {
+        V::Str(s) => Ok(s),
+        other => Err(cx.err(n.at, field, format!("expected a string, found {}", other.type_name()))),
+    }
+}
+
+/// The TOML text `--set` reads back as this value.
+fn toml_text(n: &N) -> String {
+    toml_value(n).to_string()
+}
+
+fn toml_value(n: &N) -> toml::Value {
+    match &n.v {
+        V::Str(s) | V::Datetime(s) => toml::Value::String(s.clone()),
+        V::Int(i) => toml::Value::Integer(*i),
+        V::Float(f) => toml::Value::Float(*f),
+        V::Bool(b) => toml::Value::Boolean(*b),
+        V::Arr(a) => toml::Value::Array(a.iter().map(toml_value).collect()),
+        V::Tab(t) => toml::Value::Table(t.iter().map(|(k, _, v)| (k.clone(), toml_value(v))).collect()),
+    }
+}
+
+fn json(n: &N) -> Json {
+    match &n.v {
+        V::Str(s) | V::Datetime(s) => Json::String(s.clone()),
+        V::Int(i) => Json::from(*i),
+        V::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        V::Bool(b) => Json::Bool(*b),
+        V::Arr(a) => Json::Array(a.iter().map(json).collect()),
+        V::Tab(t) => Json::Object(t.iter().map(|(k, _, v)| (k.clone(), json(v))).collect()),
+    }
+}
+
+/// A number of a range: integer or float.
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    I(i64),
+    F(f64),
+}
+
+impl Num {
+    fn f(self) -> f64 {
+        match self {
+            Num::I(i) => i as f64,
+            Num::F(f) => f,
+        }
+    }
+}
+
+fn num(cx: &Cx<'_>, n: &N, field: &str) -> Result<Num> {
+    match n.v {
+        V::Int(i) => Ok(Num::I(i)),
+        V::Float(f) => Ok(Num::F(f)),
+        ref other => Err(cx.err(n.at, field, format!("expected a number, found {}", other.type_name()))),
+    }
+}
+
+/// `{ from, to, step }`, inclusive of `to` when a step lands on it.
+fn range(cx: &Cx<'_>, n: &N, field: &str, default_step: Option<i64>) -> Result<Vec<N>> {
+    let V::Tab(entries) = &n.v else {
+        return Err(cx.err(
+            n.at,
+            field,
+            format!("expected a table {{ from, to, step }}, found {}", n.v.type_name()),
+        ));
+    };
+    accepted(cx, field, entries, &["from", "to", "step"])?;
+    let need = |k: &str| -> Result<Num> {
+        let node =
+            get(entries, k).ok_or_else(|| cx.err(n.at, &format!("{field}.{k}"), "required field missing"))?;
+        num(cx, node, &format!("{field}.{k}"))
+    };
+    let from = need("from")?;
+    let to = need("to")?;
+    let step = match (get(entries, "step"), default_step) {
+        (Some(s), _) => num(cx, s, &format!("{field}.step"))?,
+        (None, Some(d)) => Num::I(d),
+        (None, None) => return Err(cx.err(n.at, &format!("{field}.step"), "required field missing")),
+    };
+    let step_at = get(entries, "step").map_or(n.at, |s| s.at);
+    if step.f() <= 0.0 {
+        return Err(cx.err(step_at, &format!("{field}.step"), "must be greater than 0"));
+    }
+    if to.f() < from.f() {
+        return Err(cx.err(
+            get(entries, "to").map_or(n.at, |s| s.at),
+            &format!("{field}.to"),
+            "must not be below `from`",
+        ));
+    }
+    let count = ((to.f() - from.f()) / step.f() + 1e-9).floor() + 1.0;
+    if count > MAX_RUNS as f64 {
+        return Err(cx.err(n.at, field, format!("{count} values; at most {MAX_RUNS}")));
+    }
+    let count = count as i64;
+    Ok(match (from, to, step) {
+        (Num::I(a), Num::I(_), Num::I(s)) => {
+            (0..count).map(|i| N { at: n.at, v: V::Int(a + i * s) }).collect()
+        }
+        _ => (0..count)
+            .map(|i| {
+                let v = from.f() + i as f64 * step.f();
+                let v = (v * 1e9).round() / 1e9;
+                N { at: n.at, v: V::Float(v) }
+            })
+            .collect(),
+    })
+}
+
+/// Parse a sweep file's text; `file` names it in messages (and locates the scenario).
+#[allow(clippy::too_many_lines)] // a flat reader, one field after the other, as the format reads
+pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
+    let cx = Cx { file, text };
+    let doc = DeTable::parse(text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        cx.err(at, "", format!("TOML syntax: {}", e.message()))
+    })?;
+    let span = doc.span();
+    let root = cx.convert(toml::Spanned::new(span, DeValue::Table(doc.into_inner())))?;
+    let V::Tab(top) = &root.v else { bail!("{file}:1:1: expected a table") };
+    accepted(&cx, "", top, &["name", "scenario", "seeds", "x", "skip_invalid", "set", "axis"])?;
+    let name = match get(top, "name") {
+        Some(n) => as_str(&cx, n, "name")?.to_string(),
+        None => return Err(cx.err(0, "name", "required field missing in the file")),
+    };
+    let scenario = match get(top, "scenario") {
+        Some(n) => as_str(&cx, n, "scenario")?.to_string(),
+        None => {
+            return Err(cx.err(
+                0,
+                "scenario",
+                "required field missing in the file (the base scenario's path)",
+            ));
+        }
+    };
+    let dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    let scenario_path = dir.join(&scenario);
+
+    let mut seeds = Vec::new();
+    let mut seeds_loc = Loc::default();
+    if let Some(n) = get(top, "seeds") {
+        seeds_loc = cx.loc(n.at);
+        let items = match &n.v {
+            V::Arr(a) => a.clone(),
+            V::Tab(_) => range(&cx, n, "seeds", Some(1))?,
+            other => {
+                return Err(cx.err(
+                    n.at,
+                    "seeds",
+                    format!("expected an array of integers or {{ from, to }}, found {}", other.type_name()),
+                ));
+            }
+        };
+        if items.is_empty() {
+            return Err(cx.err(
+                n.at,
+                "seeds",
+                "must not be empty (leave it out for the scenario's own seed)",
+            ));
+        }
+        for item in &items {
+            match item.v {
+                V::Int(i) if i >= 0 => {
+                    if seeds.contains(&i.cast_unsigned()) {
+                        return Err(cx.err(item.at, "seeds", format!("seed {i} is listed twice")));
+                    }
+                    seeds.push(i.cast_unsigned());
+                }
+                V::Int(i) => return Err(cx.err(item.at, "seeds", format!("seed {i} is negative"))),
+                ref other => {
+                    return Err(cx.err(
+                        item.at,
+                        "seeds",
+                        format!("expected an integer, found {}", other.type_name()),
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut fixed = Vec::new();
+    if let Some(n) = get(top, "set") {
+        let V::Tab(entries) = &n.v else {
+            return Err(cx.err(
+                n.at,
+                "set",
+                format!("expected a table of KEY = VALUE, found {}", n.v.type_name()),
+            ));
+        };
+        for (k, _, v) in entries {
+            fixed.push(Override { key: k.clone(), value: toml_text(v), loc: cx.loc(v.at) });
+        }
+    }
+
+    let mut axes: Vec<Axis> = Vec::new();
+    if let Some(n) = get(top, "axis") {
+        let V::Arr(items) = &n.v else {
+            return Err(cx.err(n.at, "axis", format!("expected [[axis]] tables, found {}", n.v.type_name())));
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("axis[{i}]");
+            let V::Tab(e) = &item.v else {
+                return Err(cx.err(
+                    item.at,
+                    &path,
+                    format!("expected a table, found {}", item.v.type_name()),
+                ));
+            };
+            accepted(&cx, &path, e, &["key", "keys", "name", "label", "values", "range"])?;
+            let keys: Vec<String> = match (get(e, "key"), get(e, "keys")) {
+                (Some(k), None) => vec![as_str(&cx, k, &format!("{path}.key"))?.to_string()],
+                (None, Some(ks)) => {
+                    let V::Arr(a) = &ks.v else {
+                        return Err(cx.err(ks.at, &format!("{path}.keys"), "expected an array of keys"));
+                    };
+                    if a.len() < 2 {
+                        return Err(cx.err(
+                            ks.at,
+                            &format!("{path}.keys"),
+                            "give at least two keys (or one `key`)",
+                        ));
+                    }
+                    a.iter()
+                        .map(|k| as_str(&cx, k, &format!("{path}.keys")).map(str::to_string))
+                        .collect::<Result<_>>()?
+                }
+                (Some(_), Some(ks)) => {
+                    return Err(cx.err(ks.at, &format!("{path}.keys"), "give `key` or `keys`, not both"));
+                }
+                (None, None) => {
+                    return Err(cx.err(
+                        item.at,
+                        &format!("{path}.key"),
+                        "required field missing (or `keys`)",
+                    ));
+                }
+            };
+            for k in &keys {
+                if k.trim().is_empty() || k == "seed" {
+                    let at = get(e, "key").or_else(|| get(e, "keys")).map_or(item.at, |n| n.at);
+                    return Err(cx.err(
+                        at,
+                        &format!("{path}.key"),
+                        format!("{k:?} cannot be swept here (use `seeds` for seeds)"),
+                    ));
+                }
+            }
+            let name = match get(e, "name") {
+                Some(n) => as_str(&cx, n, &format!("{path}.name"))?.to_string(),
+                None => keys.join("+"),
+            };
+            if axes.iter().any(|a| a.name == name) {
+                let at = get(e, "name").or_else(|| get(e, "key")).map_or(item.at, |n| n.at);
+                return Err(cx.err(
+                    at,
+                    &path,
+                    format!("a second axis named {name:?}; give it another `name`"),
+                ));
+            }
+            let label = match get(e, "label") {
+                Some(n) => as_str(&cx, n, &format!("{path}.label"))?.to_string(),
+                None => String::new(),
+            };
+            let raw: Vec<N> = match (get(e, "values"), get(e, "range")) {
+                (Some(v), None) => match &v.v {
+                    V::Arr(a) => a.clone(),
+                    other => {
+                        return Err(cx.err(
+                            v.at,
+                            &format!("{path}.values"),
+                            format!("expected an array, found {}", other.type_name()),
+                        ));
+                    }
+                },
+                (None, Some(r)) if keys.len() == 1 => range(&cx, r, &format!("{path}.range"), None)?,
+                (None, Some(r)) => {
+                    return Err(cx.err(
+                        r.at,
+                        &format!("{path}.range"),
+                        "a range sets one `key`; give `values` for `keys`",
+                    ));
+                }
+                (Some(_), Some(r)) => {
+                    return Err(cx.err(r.at, &format!("{path}.range"), "give `values` or `range`, not both"));
+                }
+                (None, None) => {
+                    return Err(cx.err(
+                        item.at,
+                        &format!("{path}.values"),
+                        "required field missing (or `range`)",
+                    ));
+                }
+            };
+            if raw.is_empty() {
+                let at = get(e, "values").map_or(item.at, |n| n.at);
+                return Err(cx.err(at, &format!("{path}.values"), "must not be empty"));
+            }
+            let mut values = Vec::new();
+            for (j, v) in raw.iter().enumerate() {
+                let field = format!("{path}.values[{j}]");
+                let texts = if keys.len() == 1 {
+                    vec![toml_text(v)]
+                } else {
+                    match &v.v {
+                        V::Arr(parts) if parts.len() == keys.len() => parts.iter().map(toml_text).collect(),
+                        _ => {
+                            return Err(cx.err(
+                                v.at,
+                                &field,
+                                format!("expected an array of {} values, one per key", keys.len()),
+                            ));
+                        }
+                    }
+                };
+                let json = json(v);
+                if values.iter().any(|x: &AxisValue| x.json == json) {
+                    return Err(cx.err(v.at, &field, "this value is listed twice"));
+                }
+                values.push(AxisValue { texts, json, loc: cx.loc(v.at) });
+            }
+            axes.push(Axis { name, label, keys, values });
+        }
+    }
+    if axes.len() > MAX_AXES {
+        return Err(cx.err(
+            get(top, "axis").map_or(0, |n| n.at),
+            "axis",
+            format!("{} axes; at most {MAX_AXES}", axes.len()),
+        ));
+    }
+    let x = match get(top, "x") {
+        Some(n) => {
+            let x = as_str(&cx, n, "x")?.to_string();
+            if !axes.iter().any(|a| a.name == x) {
+                let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
+                return Err(cx.err(
+                    n.at,
+                    "x",
+                    format!("no axis named {x:?}; accepted: {}", names.join(", ")),
+                ));
+            }
+            Some(x)
+        }
+        None => None,
+    };
+    let skip_invalid = match get(top, "skip_invalid") {
+        Some(N { v: V::Bool(b), .. }) => *b,
+        Some(n) => {
+            return Err(cx.err(
+                n.at,
+                "skip_invalid",
+                format!("expected a boolean, found {}", n.v.type_name()),
+            ));
+        }
+        None => false,
+    };
+    let def = SweepDef {
+        file: file.to_string(),
+        name,
+        scenario,
+        scenario_path,
+        seeds,
+        seeds_loc,
+        fixed,
+        axes,
+        x,
+        skip_invalid,
+    };
+    let total = def.size();
+    if total > MAX_RUNS as u128 {
+        return Err(cx.err(0, "", format!("the sweep expands to {total} runs; at most {MAX_RUNS}")));
+    }
+    Ok(def)
+}
+
+impl SweepDef {
+    /// Runs in the full grid (before any is skipped).
+    pub fn size(&self) -> u128 {
+        let seeds = self.seeds.len().max(1) as u128;
+        self.axes.iter().map(|a| a.values.len() as u128).product::<u128>() * seeds
+    }
+
+    /// Every point of the grid in expansion order (first axis slowest, seeds fastest).
+    pub fn expand(&self) -> Vec<Point> {
+        let seeds = self.seeds.len().max(1);
+        let total = usize::try_from(self.size()).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(total);
+        for index in 0..total {
+            let mut rest = index;
+            let seed = (rest % seeds) as u32;
+            rest /= seeds;
+            let mut value = [0u32; MAX_AXES];
+            for (a, axis) in self.axes.iter().enumerate().rev() {
+                value[a] = (rest % axis.values.len()) as u32;
+                rest /= axis.values.len();
+            }
+            out.push(Point { index, value, seed });
+        }
+        out
+    }
+
+    /// The overrides of a point, in the order given to the scenario parser: `[set]`, each axis's
+    /// keys, then `seed`. The third element of each is where the value is written.
+    pub fn overrides(&self, p: &Point) -> Vec<(String, String, Loc)> {
+        let mut out: Vec<(String, String, Loc)> =
+            self.fixed.iter().map(|o| (o.key.clone(), o.value.clone(), o.loc)).collect();
+        for (a, axis) in self.axes.iter().enumerate() {
+            let v = &axis.values[p.value[a] as usize];
+            for (k, t) in axis.keys.iter().zip(&v.texts) {
+                out.push((k.clone(), t.clone(), v.loc));
+            }
+        }
+        if let Some(seed) = self.seeds.get(p.seed as usize) {
+            out.push(("seed".into(), seed.to_string(), self.seeds_loc));
+        }
+        out
+    }
+
+    /// The point's parameters: axis name → value.
+    pub fn params(&self, p: &Point) -> serde_json::Map<String, Json> {
+        self.axes
+            .iter()
+            .enumerate()
+            .map(|(a, axis)| (axis.name.clone(), axis.values[p.value[a] as usize].json.clone()))
+            .collect()
+    }
+}
+
+/// `--shard I/N`: `(I, N)` with `0 <= I < N`.
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--shard {s:?}: expected I/N with 0 <= I < N (for example 0/8; array task ids count from 0)"
+        )
+    };
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Whether the run with `index` belongs to shard `i` of `n`.
+pub fn in_shard(index: usize, i: usize, n: usize) -> bool {
+    index % n == i
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const OK: &str = r#"
+name = "demo"
+scenario = "base.toml"
+seeds = { from = 1, to = 3 }
+x = "size"
+
+[set]
+"guest.psc_granularity" = "4k"
+
+[[axis]]
+key = "vm.policy"
+values = ["rfc-host-split", "npt-demote"]
+
+[[axis]]
+name = "size"
+key = "step.1.size"
+range = { from = 4096, to = 16384, step = 4096 }
+label = "buffer (bytes)"
+
+[[axis]]
+name = "backing"
+keys = ["vm.backing", "vm.shared_backing"]
+values = [["thp", "thp"], ["hugetlbfs-2m", "thp"]]
+"#;
+
+    #[test]
+    fn parses_and_expands_in_order() {
+        let d = parse("dir/s.toml", OK).unwrap();
+        assert_eq!(d.scenario_path, Path::new("dir/base.toml"));
+        assert_eq!(d.seeds, [1, 2, 3]);
+        assert_eq!(d.axes.len(), 3);
+        assert_eq!(
+            d.axes[1].values.iter().map(|v| v.texts[0].as_str()).collect::<Vec<_>>(),
+            ["4096", "8192", "12288", "16384"]
+        );
+        assert_eq!(d.axes[2].values[1].texts, ["\"hugetlbfs-2m\"", "\"thp\""]);
+        assert_eq!(d.size(), 2 * 4 * 2 * 3);
+        let pts = d.expand();
+        assert_eq!(pts.len(), 48);
+        // Seeds fastest, first axis slowest.
+        assert_eq!((pts[0].value[..3].to_vec(), pts[0].seed), (vec![0, 0, 0], 0));
+        assert_eq!((pts[1].value[..3].to_vec(), pts[1].seed), (vec![0, 0, 0], 1));
+        assert_eq!((pts[3].value[..3].to_vec(), pts[3].seed), (vec![0, 0, 1], 0));
+        assert_eq!((pts[47].value[..3].to_vec(), pts[47].seed), (vec![1, 3, 1], 2));
+        let ov = d.overrides(&pts[47]);
+        let kv: Vec<(&str, &str)> = ov.iter().map(|(k, v, _)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            kv,
+            [
+                ("guest.psc_granularity", "\"4k\""),
+                ("vm.policy", "\"npt-demote\""),
+                ("step.1.size", "16384"),
+                ("vm.backing", "\"hugetlbfs-2m\""),
+                ("vm.shared_backing", "\"thp\""),
+                ("seed", "3")
+            ]
+        );
+        assert_eq!(
+            serde_json::Value::Object(d.params(&pts[47])).to_string(),
+            r#"{"backing":["hugetlbfs-2m","thp"],"size":16384,"vm.policy":"npt-demote"}"#
+        );
+    }
+
+    #[test]
+    fn float_ranges_land_on_round_values() {
+        let d = parse(
+            "s.toml",
+            "name='f'\nscenario='b.toml'\n[[axis]]\nkey='a'\nrange={from=0.0, to=0.3, step=0.1}\n",
+        )
+        .unwrap();
+        let v: Vec<&str> = d.axes[0].values.iter().map(|v| v.texts[0].as_str()).collect();
+        assert_eq!(v, ["0.0", "0.1", "0.2", "0.3"]);
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "name = 'x'\nscenario = 'b.toml'\nbogus = 1\n",
+                "s.toml:3:1: field `bogus`: unknown field; accepted: name, scenario, seeds, x, skip_invalid, set, axis",
+            ),
+            ("scenario = 'b.toml'\n", "s.toml:1:1: field `name`: required field missing"),
+            (
+                "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkey = 'vm.policy'\nvalues = []\n",
+                "s.toml:5:10: field `axis[0].values`: must not be empty",
+            ),
+            (
+                "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkey = 'a'\nrange = { from = 1, to = 0, step = 1 }\n",
+                "s.toml:5:26: field `axis[0].range.to`: must not be below `from`",
+            ),
+            (
+                "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkey = 'a'\nrange = { from = 1, to = 3, step = 0 }\n",
+                "s.toml:5:36: field `axis[0].range.step`: must be greater than 0",
+            ),
+            (
+                "name = 'x'\nscenario = 'b.toml'\nseeds = [1, 1]\n",
+                "s.toml:3:13: field `seeds`: seed 1 is listed twice",
+            ),
+            (
+                "name = 'x'\nscenario = 'b.toml'\nx = 'nope'\n",
+                "s.toml:3:5: field `x`: no axis named \"nope\"",
+            ),
+            (
+                "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkeys = ['a', 'b']\nvalues = [['1', '2'], '3']\n",
+                "s.toml:5:23: field `axis[0].values[1]`: expected an array of 2 values, one per key",
+            ),
+            ("name = 'x\n", "s.toml:1:10: TOML syntax"),
+            (
+                "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkey = 'seed'\nvalues = [1]\n",
+                "s.toml:4:7: field `axis[0].key`: \"seed\" cannot be swept here",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse("s.toml", text).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{text:?}\n got: {e}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn shard_argument() {
+        assert_eq!(parse_shard("0/1").unwrap(), (0, 1));
+        assert_eq!(parse_shard("7/8").unwrap(), (7, 8));
+        for bad in ["8/8", "1/0", "x/2", "3", "-1/2"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn def_with(sizes: &[usize], seeds: usize) -> SweepDef {
+        let mut text = String::from("name = 'p'\nscenario = 'b.toml'\n");
+        if seeds > 0 {
+            let _ = writeln!(text, "seeds = {{ from = 0, to = {} }}", seeds - 1);
+        }
+        for (a, n) in sizes.iter().enumerate() {
+            let _ =
+                writeln!(text, "[[axis]]\nkey = 'k{a}'\nrange = {{ from = 0, to = {}, step = 1 }}", n - 1);
+        }
+        parse("p.toml", &text).unwrap()
+    }
+
+    proptest! {
+        /// The shards of any N are disjoint, their union is the whole sweep, and every run is the
+        /// same point (index, values, seed) whatever N is.
+        #[test]
+        fn shards_partition_the_sweep(sizes in prop::collection::vec(1usize..5, 0..4), seeds in 0usize..4, n in 1usize..12) {
+            let d = def_with(&sizes, seeds);
+            let all = d.expand();
+            prop_assert_eq!(all.len() as u128, d.size());
+            // Expansion is a bijection onto the grid: every combination once.
+            let distinct: std::collections::BTreeSet<_> = all.iter().map(|p| (p.value, p.seed)).collect();
+            prop_assert_eq!(distinct.len(), all.len());
+            for (i, p) in all.iter().enumerate() {
+                prop_assert_eq!(p.index, i);
+            }
+            let mut seen = vec![0u32; all.len()];
+            for shard in 0..n {
+                for p in all.iter().filter(|p| in_shard(p.index, shard, n)) {
+                    seen[p.index] += 1;
+                }
+            }
+            prop_assert!(seen.iter().all(|&c| c == 1), "every run in exactly one shard");
+            // Independent of N: a second expansion (another machine, another N) is identical.
+            prop_assert_eq!(d.expand(), all);
+        }
+    }
+}

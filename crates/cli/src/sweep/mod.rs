@@ -1,0 +1,506 @@
+//! `snpsim sweep` and `snpsim merge`: a base scenario × a grid of overrides × seeds, run locally
+//! in parallel or one deterministic shard at a time (Slurm array, Kubernetes indexed Job), then
+//! joined and checked.
+//!
+//! Outputs under `--out DIR`:
+//! - `sweep.json`: the manifest (name, sweep id, total runs, axes and their values, seeds, skipped
+//!   combinations). It is the same for every shard, so shards may share one directory.
+//! - `runs.jsonl` (whole sweep) or `shard-I-of-N.jsonl` (one shard): one JSON object per run, in
+//!   index order: `sweep`, `sweep_id`, `index`, `total`, `params` (axis → value), `seed`, and the
+//!   fields of a results.json run (`scenario`, `policy`, `backing`, `granularity`, `outcome`,
+//!   `reason`, `metrics`, `violations`, `failures`, `npt_coverage_series`).
+//! - `report.html` for a whole sweep (and after `merge`).
+//!
+//! The sweep id hashes the snpsim version, the sweep's name and every run's scenario text and
+//! overrides, so shards of different sweeps (or of an edited scenario) are never merged.
+
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use snpsim_sim::run::ScenarioRun;
+use snpsim_sim::scenario::{ErrorKind, Scenario, parse_scenario_with_overrides};
+
+use crate::output::Files;
+use crate::{Check, check_mode, report, run_one, table};
+use file::{Point, SweepDef, in_shard, parse_shard};
+
+/// `snpsim sweep --help` epilogue.
+pub const SWEEP_HELP: &str = "A sweep file names a base scenario, fixed overrides ([set]), axes of values or \
+ranges for any scenario field (the keys of --set, validated the same way) and seeds; see \
+examples/sweeps/. Runs are numbered in a fixed order (first axis slowest, seeds fastest); --shard I/N runs \
+those whose number is I modulo N, so N array tasks with I = 0..N-1 cover the sweep exactly once. Results \
+do not depend on --jobs or on N. The base scenario's [expect] describes one configuration and is not \
+checked; invariants are.\n\nOutput: DIR/sweep.json (the manifest), DIR/runs.jsonl (one JSON line per \
+run) and DIR/report.html; a shard writes DIR/shard-I-of-N.jsonl instead, for `snpsim merge`.\n\n\
+Examples:\n  snpsim sweep examples/sweeps/needless-splits.toml --out sweep\n  \
+snpsim sweep s.toml --shard $SLURM_ARRAY_TASK_ID/8 --out shards\n  \
+snpsim sweep s.toml --shard $JOB_COMPLETION_INDEX/8 --out /results\n\n\
+Exit codes: 0 ok, 1 an invariant failed in some run (the output is written), 2 bad input (FILE:LINE:COLUMN; \
+nothing is written).";
+
+/// `snpsim merge --help` epilogue.
+pub const MERGE_HELP: &str = "Reads sweep.json and every runs.jsonl / shard-I-of-N.jsonl in the given \
+directories, checks that they belong to one sweep and that every run is present exactly once, and writes \
+OUT/sweep.json, OUT/runs.jsonl (index order) and OUT/report.html. A missing or duplicated run is an error \
+(exit 2, nothing written) naming the runs and the shard that should have produced them.\n\n\
+Examples:\n  snpsim merge shards --out merged\n  snpsim merge shard-0 shard-1 shard-2 --out merged";
+
+/// `snpsim sweep` options.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The sweep file (TOML).
+    file: PathBuf,
+    /// Run only shard I of N (0 <= I < N): the runs whose number is I modulo N.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Runs at a time (default: one per CPU); results do not depend on it.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Invariant checking after each step.
+    #[arg(long, value_enum, default_value = "incremental")]
+    check: Check,
+    /// No progress bar (it is drawn only when standard error is a terminal anyway).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// `snpsim merge` options.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Directories holding shard outputs (`sweep --out`).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint (not a security property).
+fn fnv(hash: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *hash ^= u64::from(*b);
+        *hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+/// A sweep whose every run parsed: the points kept and their scenarios.
+struct Expanded {
+    def: SweepDef,
+    points: Vec<(Point, Scenario)>,
+    skipped: Vec<String>,
+    id: String,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:1:1: the file is not UTF-8 text"))
+}
+
+/// Parse the sweep file and every run's scenario (all of them, whatever the shard: bad input is
+/// found before anything runs, and every shard agrees on the runs).
+fn expand(path: &Path) -> Result<Expanded> {
+    let file = path.display().to_string();
+    let def = file::parse(&file, &read_text(path)?)?;
+    let scenario_file = def.scenario_path.display().to_string();
+    let text = read_text(&def.scenario_path).map_err(|e| {
+        anyhow::anyhow!("{e} (the sweep's `scenario = {:?}` is relative to the sweep file)", def.scenario)
+    })?;
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    fnv(&mut hash, env!("CARGO_PKG_VERSION").as_bytes());
+    fnv(&mut hash, def.name.as_bytes());
+    fnv(&mut hash, text.as_bytes());
+    let mut points = Vec::new();
+    let mut skipped = Vec::new();
+    for p in def.expand() {
+        let ov = def.overrides(&p);
+        let refs: Vec<(&str, &str)> = ov.iter().map(|(k, v, _)| (k.as_str(), v.as_str())).collect();
+        match parse_scenario_with_overrides(&scenario_file, &text, &refs) {
+            Ok(s) => {
+                for (k, v) in &refs {
+                    fnv(&mut hash, k.as_bytes());
+                    fnv(&mut hash, b"=");
+                    fnv(&mut hash, v.as_bytes());
+                    fnv(&mut hash, b"\n");
+                }
+                fnv(&mut hash, b"\x1e");
+                points.push((p, s));
+            }
+            Err(e)
+                if def.skip_invalid
+                    && matches!(
+                        e.kind,
+                        ErrorKind::Conflict | ErrorKind::Unaligned | ErrorKind::OutsideMemory
+                    ) =>
+            {
+                skipped.push(format!("{}: {}", describe(&def, &p), e.message));
+            }
+            Err(e) => {
+                let hint = if matches!(
+                    e.kind,
+                    ErrorKind::Conflict | ErrorKind::Unaligned | ErrorKind::OutsideMemory
+                ) {
+                    " (set `skip_invalid = true` to leave such combinations out)"
+                } else {
+                    ""
+                };
+                if e.file == "--set" {
+                    // Override number e.line (1-based) is ov[e.line - 1]: report it where the sweep
+                    // file writes its value.
+                    let (key, value, loc) = &ov[e.line.saturating_sub(1).min(ov.len() - 1)];
+                    let field = e.field.as_deref().unwrap_or(key);
+                    bail!(
+                        "{file}:{}:{}: field `{field}` = {value} (run {}: {}): {}{hint}",
+                        loc.line,
+                        loc.column,
+                        p.index,
+                        describe(&def, &p),
+                        e.message
+                    );
+                }
+                bail!("{e} (run {} of sweep {file}: {}){hint}", p.index, describe(&def, &p));
+            }
+        }
+    }
+    if points.is_empty() {
+        bail!("{file}: every combination was skipped:\n  {}", skipped.join("\n  "));
+    }
+    Ok(Expanded { def, points, skipped, id: format!("{hash:016x}") })
+}
+
+/// `axis=value, ..., seed=S` of a point.
+fn describe(def: &SweepDef, p: &Point) -> String {
+    let mut parts: Vec<String> = def
+        .axes
+        .iter()
+        .enumerate()
+        .map(|(a, axis)| {
+            format!("{}={}", axis.name, report::param_text(&axis.values[p.value[a] as usize].json))
+        })
+        .collect();
+    if let Some(s) = def.seeds.get(p.seed as usize) {
+        parts.push(format!("seed={s}"));
+    }
+    if parts.is_empty() { "the base scenario".into() } else { parts.join(", ") }
+}
+
+fn manifest(x: &Expanded) -> Value {
+    let d = &x.def;
+    json!({
+        "sweep": d.name,
+        "name": d.name,
+        "sweep_id": x.id,
+        "snpsim": env!("CARGO_PKG_VERSION"),
+        "scenario": d.scenario,
+        "total": x.points.len(),
+        "axes": d.axes.iter().map(|a| json!({
+            "name": a.name,
+            "label": a.label,
+            "keys": a.keys,
+            "values": a.values.iter().map(|v| v.json.clone()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "seeds": d.seeds,
+        "x": d.x,
+        "skipped": x.skipped,
+    })
+}
+
+fn run_line(x: &Expanded, number: usize, p: &Point, run: &ScenarioRun, seed: u64) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert("sweep".into(), json!(x.def.name));
+    obj.insert("sweep_id".into(), json!(x.id));
+    obj.insert("index".into(), json!(number));
+    obj.insert("total".into(), json!(x.points.len()));
+    obj.insert("params".into(), Value::Object(x.def.params(p)));
+    obj.insert("seed".into(), json!(seed));
+    if let Value::Array(mut items) = table::json(&[run])
+        && let Some(Value::Object(fields)) = items.pop()
+    {
+        obj.extend(fields);
+    }
+    Value::Object(obj).to_string()
+}
+
+/// `snpsim sweep`; `Ok(false)` when an invariant failed in some run.
+pub fn sweep(args: &SweepArgs) -> Result<bool> {
+    let (shard, shards) = match &args.shard {
+        Some(s) => parse_shard(s)?,
+        None => (0, 1),
+    };
+    if args.jobs == Some(0) {
+        bail!("--jobs: must be at least 1");
+    }
+    Files::prepare(Some(&args.out), None)?;
+    let x = expand(&args.file)?;
+    let check = check_mode(args.check);
+    // Run numbers count the points kept, so skipped combinations leave no hole.
+    let mine: Vec<(usize, &(Point, Scenario))> =
+        x.points.iter().enumerate().filter(|(n, _)| in_shard(*n, shard, shards)).collect();
+    let source = x.def.scenario_path.display().to_string();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.jobs.unwrap_or(0))
+        .build()
+        .context("cannot start the worker threads")?;
+    let progress = crate::progress::Progress::new(mine.len() as u64, "runs", args.quiet);
+    let runs: Vec<Result<ScenarioRun>> = pool.install(|| {
+        mine.par_iter()
+            .map(|(n, (_, s))| {
+                let r = run_one(s, &source, *n as u64, check, false);
+                progress.inc();
+                r
+            })
+            .collect()
+    });
+    drop(progress);
+    let mut lines = String::new();
+    let mut failed = Vec::new();
+    let mut report_runs = Vec::new();
+    for ((n, (p, s)), r) in mine.iter().zip(runs) {
+        let mut r = r?;
+        // [expect] describes one configuration; a sweep checks only the invariants.
+        r.failures.retain(|f| f.starts_with("invariant violated"));
+        if !r.passed() {
+            failed.push(format!("run {n} ({}): {}", describe(&x.def, p), r.failures.join("; ")));
+        }
+        let line = run_line(&x, *n, p, &r, s.seed);
+        if shards == 1 {
+            report_runs.push(serde_json::from_str::<Value>(&line)?);
+        }
+        lines.push_str(&line);
+        lines.push('\n');
+    }
+    let mut files = Files::default();
+    let mut m = serde_json::to_string_pretty(&manifest(&x))?;
+    m.push('\n');
+    let name =
+        if shards == 1 { "runs.jsonl".to_string() } else { format!("shard-{shard}-of-{shards}.jsonl") };
+    if shards == 1 {
+        let page = report::html(&report::Report::from_sweep(&manifest(&x), &report_runs)?);
+        files.add(args.out.join("report.html"), page.into_bytes());
+    }
+    files.add(args.out.join("sweep.json"), m.into_bytes());
+    files.add(args.out.join(&name), lines.into_bytes());
+    files.write(Some(&args.out))?;
+    let what = if shards == 1 { String::new() } else { format!(" shard {shard}/{shards}:") };
+    println!(
+        "sweep {:?}:{what} {} of {} runs -> {}",
+        x.def.name,
+        mine.len(),
+        x.points.len(),
+        args.out.join(&name).display()
+    );
+    for s in &x.skipped {
+        eprintln!("note: skipped {s}");
+    }
+    for f in &failed {
+        eprintln!("FAILED {f}");
+    }
+    Ok(failed.is_empty())
+}
+
+/// A run line read back: where it came from, its index and its text.
+struct Found {
+    file: String,
+    line: usize,
+    text: String,
+}
+
+fn shard_name(name: &str) -> Option<(usize, usize)> {
+    let rest = name.strip_prefix("shard-")?.strip_suffix(".jsonl")?;
+    let (i, n) = rest.split_once("-of-")?;
+    Some((i.parse().ok()?, n.parse().ok()?))
+}
+
+/// Runs `missing` as ranges, for messages: `3, 7-9`.
+fn ranges(missing: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < missing.len() && parts.len() < 12 {
+        let start = missing[i];
+        let mut end = start;
+        while i + 1 < missing.len() && missing[i + 1] == end + 1 {
+            i += 1;
+            end = missing[i];
+        }
+        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        i += 1;
+    }
+    if i < missing.len() {
+        parts.push("...".into());
+    }
+    parts.join(", ")
+}
+
+/// Every run of `0..total` present exactly once, or an error naming what is duplicated or
+/// missing (and which shard should have produced it).
+fn check_complete(
+    total: usize,
+    by_index: &BTreeMap<usize, Vec<Found>>,
+    shard_counts: &std::collections::BTreeSet<usize>,
+) -> Result<()> {
+    let dups: Vec<(&usize, &Vec<Found>)> = by_index.iter().filter(|(_, v)| v.len() > 1).collect();
+    if !dups.is_empty() {
+        let lines: Vec<String> = dups
+            .iter()
+            .take(10)
+            .map(|(i, v)| {
+                format!(
+                    "run {i}: {}",
+                    v.iter().map(|f| format!("{}:{}", f.file, f.line)).collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
+        bail!(
+            "{} run(s) present more than once (was a shard run twice, or given twice?):\n  {}{}",
+            dups.len(),
+            lines.join("\n  "),
+            if dups.len() > 10 { "\n  ..." } else { "" }
+        );
+    }
+    let missing: Vec<usize> = (0..total).filter(|i| !by_index.contains_key(i)).collect();
+    if !missing.is_empty() {
+        let hint = match shard_counts.iter().next() {
+            Some(&n) if shard_counts.len() == 1 => {
+                let mut shards: Vec<usize> = missing.iter().map(|i| i % n).collect();
+                shards.dedup();
+                shards.sort_unstable();
+                shards.dedup();
+                format!(
+                    "; with {n} shards they belong to shard(s) {} (re-run: snpsim sweep FILE --shard I/{n} --out DIR)",
+                    shards.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                )
+            }
+            _ => String::new(),
+        };
+        bail!("{} of {total} runs missing: {}{hint}", missing.len(), ranges(&missing));
+    }
+    Ok(())
+}
+
+/// `snpsim merge`.
+#[allow(clippy::too_many_lines)] // read, check, write: one pass over the inputs
+pub fn merge(args: &MergeArgs) -> Result<bool> {
+    Files::prepare(Some(&args.out), None)?;
+    let out_canon = std::fs::canonicalize(&args.out).ok();
+    let mut manifest: Option<(String, Value)> = None;
+    let mut by_index: BTreeMap<usize, Vec<Found>> = BTreeMap::new();
+    let mut shard_counts = std::collections::BTreeSet::new();
+    for dir in &args.dirs {
+        let dname = dir.display().to_string();
+        if !dir.is_dir() {
+            bail!("{dname}: not a directory (give the --out directories of the shards)");
+        }
+        if out_canon.is_some() && std::fs::canonicalize(dir).ok() == out_canon {
+            bail!("--out {}: is also an input; merge into another directory", args.out.display());
+        }
+        let mpath = dir.join("sweep.json");
+        if !mpath.is_file() {
+            bail!("{dname}: no sweep.json (not the output of snpsim sweep)");
+        }
+        let m = report::parse_json(&mpath.display().to_string(), &read_text(&mpath)?)?;
+        let id = m.get("sweep_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        match &manifest {
+            None => manifest = Some((mpath.display().to_string(), m)),
+            Some((first, m0)) => {
+                let id0 = m0.get("sweep_id").and_then(Value::as_str).unwrap_or_default();
+                if id0 != id {
+                    bail!(
+                        "{}: sweep {} (id {id}) is not the sweep of {first} ({}, id {id0}): shards of different sweeps or \
+                         scenario texts cannot be merged",
+                        mpath.display(),
+                        m.get("name").unwrap_or(&Value::Null),
+                        m0.get("name").unwrap_or(&Value::Null)
+                    );
+                }
+            }
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .with_context(|| format!("{dname}: cannot read the directory"))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n == "runs.jsonl" || shard_name(n).is_some())
+            .collect();
+        names.sort();
+        for name in names {
+            if let Some((_, n)) = shard_name(&name) {
+                shard_counts.insert(n);
+            }
+            let path = dir.join(&name);
+            let pname = path.display().to_string();
+            let text = read_text(&path)?;
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(line).map_err(|e| {
+                    anyhow::anyhow!("{pname}:{}:{}: malformed JSON line: {e}", i + 1, e.column())
+                })?;
+                if v.get("sweep_id").and_then(Value::as_str) != Some(id.as_str()) {
+                    bail!(
+                        "{pname}:{}:1: this run belongs to another sweep (sweep_id differs from sweep.json)",
+                        i + 1
+                    );
+                }
+                let Some(index) = v.get("index").and_then(Value::as_u64) else {
+                    bail!("{pname}:{}:1: the run has no `index`", i + 1);
+                };
+                by_index.entry(index as usize).or_default().push(Found {
+                    file: pname.clone(),
+                    line: i + 1,
+                    text: line.trim().to_string(),
+                });
+            }
+        }
+    }
+    let Some((_, m)) = manifest else { bail!("no directories given") };
+    let total = m.get("total").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let beyond: Vec<usize> = by_index.keys().copied().filter(|&i| i >= total).collect();
+    if let Some(&i) = beyond.first() {
+        let f = &by_index[&i][0];
+        bail!("{}:{}:1: run {i} is beyond the sweep's {total} runs", f.file, f.line);
+    }
+    check_complete(total, &by_index, &shard_counts)?;
+    let mut runs = String::new();
+    let mut values = Vec::with_capacity(total);
+    for found in by_index.values() {
+        runs.push_str(&found[0].text);
+        runs.push('\n');
+        values.push(serde_json::from_str::<Value>(&found[0].text)?);
+    }
+    let page = report::html(&report::Report::from_sweep(&m, &values)?);
+    let mut files = Files::default();
+    let mut mtext = serde_json::to_string_pretty(&m)?;
+    mtext.push('\n');
+    files.add(args.out.join("sweep.json"), mtext.into_bytes());
+    files.add(args.out.join("runs.jsonl"), runs.into_bytes());
+    files.add(args.out.join("report.html"), page.into_bytes());
+    files.write(Some(&args.out))?;
+    println!(
+        "merged {total} runs of sweep {} from {} director{} -> {}",
+        m.get("name").unwrap_or(&Value::Null),
+        args.dirs.len(),
+        if args.dirs.len() == 1 { "y" } else { "ies" },
+        args.out.display()
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_file_names_and_ranges() {
+        assert_eq!(shard_name("shard-3-of-8.jsonl"), Some((3, 8)));
+        assert_eq!(shard_name("runs.jsonl"), None);
+        assert_eq!(ranges(&[1, 2, 3, 7, 9, 10]), "1-3, 7, 9-10");
+    }
+}

@@ -1,0 +1,338 @@
+//! `snpsim sweep` and `snpsim merge` as a user runs them: local and sharded sweeps give the same
+//! merged bytes whatever the number of shards or jobs, merge refuses missing and duplicated runs
+//! and shards of another sweep, bad sweep files are `FILE:LINE:COLUMN` errors with nothing written,
+//! and the example sweep runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn snpsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("snpsim-sweep-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn files_in(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+const BASE: &str = r#"name = "tiny"
+seed = 3
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "npt-demote"
+backing = "thp"
+[guest]
+psc_granularity = "4k"
+[[step]]
+op = "accept"
+gpa = "0x0"
+size = "8MiB"
+[[step]]
+op = "psc"
+gpa = "0x200000"
+size = "4KiB"
+to = "shared"
+[[step]]
+op = "access"
+gpa = "0x400000"
+size = "16KiB"
+kind = "write"
+"#;
+
+const SWEEP: &str = r#"name = "tiny sweep"
+scenario = "base.toml"
+seeds = [1, 2]
+[[axis]]
+name = "config"
+keys = ["vm.policy", "vm.backing"]
+values = [["rfc-host-split", "thp"], ["npt-demote", "thp"], ["npt-demote", "hugetlbfs-2m"], ["gmem", "gmem-2m"]]
+[[axis]]
+key = "step.2.size"
+range = { from = 4096, to = 16384, step = 4096 }
+"#;
+
+fn setup(d: &Path, sweep: &str) -> PathBuf {
+    std::fs::write(d.join("base.toml"), BASE).unwrap();
+    let f = d.join("s.toml");
+    std::fs::write(&f, sweep).unwrap();
+    f
+}
+
+#[test]
+fn sharded_runs_merge_to_the_local_sweep_byte_for_byte() {
+    let d = temp_dir("shards");
+    let f = setup(&d, SWEEP);
+    let local = d.join("local");
+    let r = snpsim(&["sweep", s(&f), "--out", s(&local), "--jobs", "1"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(files_in(&local), ["report.html", "runs.jsonl", "sweep.json"]);
+    let runs = std::fs::read_to_string(local.join("runs.jsonl")).unwrap();
+    assert_eq!(runs.lines().count(), 4 * 4 * 2);
+    for (i, line) in runs.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["index"], i);
+        assert!(v["params"]["config"].is_array() && v["params"]["step.2.size"].is_number());
+        assert!(v["metrics"]["npt_coverage"]["2m"].is_number());
+        assert_eq!(
+            v["npt_coverage_series"]["t_ns"].as_array().unwrap().len(),
+            v["npt_coverage_series"]["2m"].as_array().unwrap().len()
+        );
+    }
+    // N shards into one shared directory, any N, any --jobs: merged bytes equal the local run's.
+    for n in [1usize, 3, 5] {
+        let shards = d.join(format!("shards-{n}"));
+        for i in 0..n {
+            let jobs = if i % 2 == 0 { "1" } else { "2" };
+            let r = snpsim(&[
+                "sweep",
+                s(&f),
+                "--shard",
+                &format!("{i}/{n}"),
+                "--jobs",
+                jobs,
+                "--out",
+                s(&shards),
+            ]);
+            assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        }
+        let merged = d.join(format!("merged-{n}"));
+        let m = snpsim(&["merge", s(&shards), "--out", s(&merged)]);
+        assert_eq!(m.status.code(), Some(0), "{}", text(&m.stderr));
+        for file in ["runs.jsonl", "sweep.json", "report.html"] {
+            assert_eq!(
+                std::fs::read(merged.join(file)).unwrap(),
+                std::fs::read(local.join(file)).unwrap(),
+                "{file} with {n} shards"
+            );
+        }
+    }
+    // Shards in separate directories merge too; `report` reads a merged directory.
+    let (a, b) = (d.join("a"), d.join("b"));
+    for (i, dir) in [(0, &a), (1, &b)] {
+        let r = snpsim(&["sweep", s(&f), "--shard", &format!("{i}/2"), "--out", s(dir)]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        assert_eq!(files_in(dir), [format!("shard-{i}-of-2.jsonl"), "sweep.json".into()]);
+    }
+    let merged = d.join("merged-ab");
+    assert_eq!(snpsim(&["merge", s(&a), s(&b), "--out", s(&merged)]).status.code(), Some(0));
+    let page = d.join("page.html");
+    let r = snpsim(&["report", s(&merged), "--html", s(&page)]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(std::fs::read(&page).unwrap(), std::fs::read(local.join("report.html")).unwrap());
+}
+
+#[test]
+fn merge_rejects_missing_duplicate_and_foreign_runs() {
+    let d = temp_dir("reject");
+    let f = setup(&d, SWEEP);
+    let shards = d.join("shards");
+    for i in 0..3 {
+        let r = snpsim(&["sweep", s(&f), "--shard", &format!("{i}/3"), "--out", s(&shards), "-q"]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    }
+    // A missing shard: exit 2, the runs and the shard named, nothing written.
+    let partial = d.join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    for file in ["sweep.json", "shard-0-of-3.jsonl", "shard-2-of-3.jsonl"] {
+        std::fs::copy(shards.join(file), partial.join(file)).unwrap();
+    }
+    let out = d.join("out");
+    let r = snpsim(&["merge", s(&partial), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = text(&r.stderr);
+    assert!(err.contains("11 of 32 runs missing: 1, 4, 7,"), "{err}");
+    assert!(err.contains("they belong to shard(s) 1"), "{err}");
+    assert!(!out.exists(), "nothing written");
+    // One run removed from a shard file.
+    let lines = std::fs::read_to_string(shards.join("shard-1-of-3.jsonl")).unwrap();
+    let cut: String = lines.lines().skip(1).flat_map(|l| [l, "\n"]).collect();
+    std::fs::write(partial.join("shard-1-of-3.jsonl"), cut).unwrap();
+    let r = snpsim(&["merge", s(&partial), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("1 of 32 runs missing: 1;"), "{}", text(&r.stderr));
+    // The same directory twice: every run twice.
+    let r = snpsim(&["merge", s(&shards), s(&shards), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = text(&r.stderr);
+    assert!(err.contains("32 run(s) present more than once"), "{err}");
+    assert!(err.contains("run 0: ") && err.contains("shard-0-of-3.jsonl:1"), "{err}");
+    assert!(!out.exists());
+    // A shard run twice under another N.
+    let extra = d.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    assert_eq!(snpsim(&["sweep", s(&f), "--shard", "0/2", "--out", s(&extra)]).status.code(), Some(0));
+    let r = snpsim(&["merge", s(&shards), s(&extra), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("16 run(s) present more than once"), "{}", text(&r.stderr));
+    // Shards of an edited scenario are another sweep.
+    std::fs::write(d.join("base.toml"), BASE.replace("seed = 3", "seed = 4")).unwrap();
+    let other = d.join("other");
+    assert_eq!(snpsim(&["sweep", s(&f), "--shard", "1/3", "--out", s(&other)]).status.code(), Some(0));
+    let r = snpsim(&["merge", s(&partial), s(&other), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("is not the sweep of"), "{}", text(&r.stderr));
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_sweeps_are_file_line_column_errors_and_write_nothing() {
+    let d = temp_dir("bad");
+    let cases: &[(&str, &str)] = &[
+        // A value the scenario rejects is reported where the sweep writes it.
+        (
+            "name = 'x'\nscenario = 'base.toml'\n[[axis]]\nkey = 'vm.policy'\nvalues = ['npt-demote', 'npt-promote']\n",
+            "s.toml:5:25: field `vm.policy` = \"npt-promote\" (run 1: vm.policy=npt-promote): unknown value \"npt-promote\"",
+        ),
+        (
+            "name = 'x'\nscenario = 'base.toml'\n[set]\n'vm.memory' = 'lots'\n",
+            "s.toml:4:15: field `vm.memory` = \"lots\" (run 0: the base scenario):",
+        ),
+        (
+            "name = 'x'\nscenario = 'base.toml'\n[[axis]]\nkey = 'vm.policy'\nvalues = ['gmem']\n",
+            "(set `skip_invalid = true` to leave such combinations out)",
+        ),
+        ("name = 'x'\nscenario = 'nope.toml'\n", "nope.toml: cannot read"),
+        (
+            "name = 'x'\nscenario = 'base.toml'\n[[axis]]\nkey = 'vm.policy'\nvalue = ['gmem']\n",
+            "s.toml:5:1: field `axis[0].value`: unknown field",
+        ),
+        (
+            "name = 'x'\nscenario = 'base.toml'\nseeds = 'many'\n",
+            "s.toml:3:9: field `seeds`: expected an array",
+        ),
+    ];
+    for (sweep, want) in cases {
+        let f = setup(&d, sweep);
+        let out = d.join("out");
+        let r = snpsim(&["sweep", s(&f), "--out", s(&out)]);
+        assert_eq!(r.status.code(), Some(2), "{sweep}");
+        let err = text(&r.stderr);
+        assert!(err.contains(want), "{sweep}\n got: {err}\nwant: {want}");
+        assert!(err.starts_with("snpsim: "), "{err}");
+        assert!(!out.exists(), "nothing written for {sweep}");
+    }
+    // skip_invalid leaves the other era's combinations out, with a note.
+    let f = setup(
+        &d,
+        "name = 'x'\nscenario = 'base.toml'\nskip_invalid = true\n[[axis]]\nkey = 'vm.policy'\nvalues = ['gmem', 'npt-demote']\n",
+    );
+    let out = d.join("skip");
+    let r = snpsim(&["sweep", s(&f), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(text(&r.stderr).contains("note: skipped vm.policy=gmem"), "{}", text(&r.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("runs.jsonl")).unwrap().lines().count(), 1);
+    for bad in ["2/2", "x", "1/0"] {
+        let r = snpsim(&["sweep", s(&f), "--shard", bad, "--out", s(&d.join("never"))]);
+        assert_eq!(r.status.code(), Some(2), "{bad}");
+        assert!(text(&r.stderr).contains("expected I/N"), "{}", text(&r.stderr));
+    }
+    assert!(!d.join("never").exists());
+}
+
+#[test]
+fn the_example_sweep_runs_sharded() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sweeps/conversion-rate.toml");
+    let d = temp_dir("example");
+    // Every shard checks the whole grid before running its part; run two of the 25 shards.
+    for i in [0, 24] {
+        let r = snpsim(&["sweep", example, "--shard", &format!("{i}/25"), "--out", s(&d)]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        assert!(text(&r.stdout).contains(&format!("shard {i}/25: 4 of 100 runs")), "{}", text(&r.stdout));
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(m["total"], 100);
+    assert_eq!(m["x"], "conversions_per_s");
+}
+
+#[test]
+fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
+    let d = temp_dir("progress");
+    let f = setup(&d, SWEEP);
+    // Not a terminal (captured): no bar.
+    let r = snpsim(&["sweep", s(&f), "--out", s(&d.join("plain"))]);
+    assert_eq!(r.status.code(), Some(0));
+    assert!(!text(&r.stderr).contains("eta"), "{}", text(&r.stderr));
+    // A terminal: `script` (util-linux) gives the command a pseudo-terminal.
+    let has_script = Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIPPED the terminal half: no `script` (util-linux) to make a pseudo-terminal");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_snpsim");
+    let on_tty = |extra: &str, out: &str| -> String {
+        let cmd = format!("{bin} sweep {} --out {} --jobs 1 {extra}", s(&f), s(&d.join(out)));
+        let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let shown = on_tty("", "tty");
+    assert!(shown.contains("/32 runs"), "a bar on a terminal: {shown:?}");
+    let quiet = on_tty("--quiet", "tty-quiet");
+    assert!(!quiet.contains("/32 runs"), "no bar with --quiet: {quiet:?}");
+    assert!(quiet.contains("32 of 32 runs"), "{quiet:?}");
+}
+
+#[test]
+fn the_slurm_script_of_docs_scale_out_runs_every_shard() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scale-out.md")).unwrap();
+    let after = &doc[doc.find("`sweep.sbatch`").expect("the Slurm script")..];
+    let start = after.find("```bash\n").unwrap() + "```bash\n".len();
+    let script = &after[start..start + after[start..].find("```").unwrap()];
+    assert!(
+        script.contains("#SBATCH --array=0-15")
+            && script.contains("--shard \"${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}\"")
+    );
+    let d = temp_dir("slurm");
+    let f = setup(&d, SWEEP);
+    std::fs::write(d.join("sweep.sbatch"), script).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_snpsim")).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let results = d.join("results");
+    // Slurm runs the script once per array task with these variables set.
+    for task in 0..4 {
+        let o = Command::new("bash")
+            .arg(d.join("sweep.sbatch"))
+            .env("PATH", &path)
+            .env("SLURM_ARRAY_TASK_ID", task.to_string())
+            .env("SLURM_ARRAY_TASK_COUNT", "4")
+            .env("SLURM_CPUS_PER_TASK", "1")
+            .env("SWEEP", &f)
+            .env("OUT", &results)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "task {task}: {}", text(&o.stderr));
+    }
+    assert_eq!(files_in(&results).len(), 5, "four shards and the manifest");
+    let merged = d.join("merged");
+    let m = snpsim(&["merge", s(&results), "--out", s(&merged)]);
+    assert_eq!(m.status.code(), Some(0), "{}", text(&m.stderr));
+    let local = d.join("local");
+    assert_eq!(snpsim(&["sweep", s(&f), "--out", s(&local)]).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(merged.join("runs.jsonl")).unwrap(),
+        std::fs::read(local.join("runs.jsonl")).unwrap()
+    );
+}

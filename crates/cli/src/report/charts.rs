@@ -122,7 +122,10 @@ pub fn fmt_num(x: f64) -> String {
     } else if x.abs() >= 1.0 {
         format!("{x:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
+        // Three significant digits below 1 (0.998, 0.0123), at most nine decimals.
+        let decimals = (2.0 - x.abs().log10().floor()).clamp(3.0, 9.0);
+        let decimals = index(decimals).unwrap_or(3);
+        format!("{x:.decimals$}").trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -346,6 +349,9 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, x: &XAxis, series: &[Line]
         x1 = x0 + 1.0;
     }
     let y_top = if y1 > y0 { y1 + (y1 - y0) * 0.08 } else { y0 + 1.0 };
+    // Small counts get whole-number ticks only.
+    let integral = series.iter().flat_map(|s| &s.points).all(|p| p.2.fract() == 0.0 && p.3.fract() == 0.0);
+    let y_ticks = if integral && y1 - y0 <= 8.0 { index(y1 - y0).unwrap_or(5) + 1 } else { 6 };
     let cats = match x {
         XAxis::Categories(c) => c.clone(),
         XAxis::Numeric => Vec::new(),
@@ -374,7 +380,7 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, x: &XAxis, series: &[Line]
             .axis_style(BLACK)
             .x_desc(x_desc)
             .y_desc(y_desc)
-            .y_labels(6)
+            .y_labels(y_ticks)
             .label_style(text_style(10))
             .axis_desc_style(text_style(11))
             .y_label_formatter(&|v| fmt_num(*v));
@@ -422,6 +428,8 @@ mod tests {
         assert_eq!(fmt_num(16417.0), "16,417");
         assert_eq!(fmt_num(-1_234_567.0), "-1,234,567");
         assert_eq!(fmt_num(0.998), "0.998");
+        assert_eq!(fmt_num(0.000_512_3), "0.000512");
+        assert_eq!(fmt_num(0.25), "0.25");
         assert_eq!(fmt_num(13.5), "13.5");
         assert_eq!(fmt_num(f64::NAN), "–");
     }

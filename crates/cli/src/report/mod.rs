@@ -883,7 +883,7 @@ const SWEEP_METRICS: &[(&str, &str, &str, f64)] = &[
     ("efault", "-EFAULT", "-EFAULT (count)", 1.0),
     ("data_loss_pages", "Data loss", "pages lost (count)", 1.0),
     ("false_negatives", "False negatives", "accesses wrongly allowed (count)", 1.0),
-    ("sim_time_ns", "Simulated time", "simulated time (ms)", 1e-6),
+    ("sim_time_ns", "Simulated time", "simulated time", 0.0),
 ];
 
 /// The axis on the x axis: the one named `x`, else the first axis with more than one value.
@@ -934,6 +934,10 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
             "one seed.".to_string()
         }
     );
+    out.push_str(
+        "<p class=\"note\">Lines with the same values lie on top of each other; the numbers beneath each chart \
+         list every line.</p>",
+    );
     let param = |run: &Run, a: &Axis| -> String {
         run.params.iter().find(|(k, _)| *k == a.name).map_or(String::new(), |p| p.1.clone())
     };
@@ -970,7 +974,16 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
     }
     let _ = write!(out, "<div class=\"charts{}\">", if facet.is_some() { " bars" } else { "" });
     let mut zero = Vec::new();
+    // Simulated time in the unit that suits the sweep's largest run.
+    let longest = r.runs.iter().map(|x| x.m("sim_time_ns")).fold(0.0_f64, f64::max);
+    let time_unit = [("s", 1e9), ("ms", 1e6), ("µs", 1e3)]
+        .into_iter()
+        .find(|(_, ns)| longest >= *ns)
+        .unwrap_or(("ns", 1.0));
+    let time_desc = format!("simulated time ({})", time_unit.0);
     for (i, &(name, title, y_desc, scale)) in SWEEP_METRICS.iter().enumerate() {
+        let (y_desc, scale) =
+            if name == "sim_time_ns" { (time_desc.as_str(), 1.0 / time_unit.1) } else { (y_desc, scale) };
         // Lines per facet, and whether anything is non-zero.
         let mut per_facet: Vec<Vec<Line>> = Vec::new();
         let mut any = false;

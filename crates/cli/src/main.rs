@@ -20,7 +20,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
-use snpsim_sim::debate::{CLAIM_SCENARIOS, Debate, matrix, matrix_scenario};
+use snpsim_sim::debate::{
+    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, workload_check, workload_matrix, workload_scenario,
+};
 use snpsim_sim::engine::CheckMode;
 use snpsim_sim::run::{ScenarioRun, run_scenario_traced};
 use snpsim_sim::scenario::{Scenario, load_scenario_with_overrides, parse_scenario, split_override};
@@ -374,7 +376,18 @@ fn run_debate(check: CheckMode, c: Check, traced: bool, quiet: bool) -> Result<(
         r.result.trace = trace;
         jobs.push(Job { run: r, seed: s.seed, repro: repro_command(file, &[], s.seed, c) });
     }
-    Ok((jobs, Debate { matrix: matrix_runs, claims }))
+    let mut workloads = Vec::new();
+    for (p, b, g) in workload_matrix() {
+        let source = format!("<embedded workload {}/{}/{}>", p.name(), b.name(), g.name());
+        let s = parse_scenario(&source, &workload_scenario(p, b, g)).context(bug)?;
+        let mut r = run_one(&s, &source, index, workload_check(check), traced).context(bug)?;
+        index += 1;
+        let trace = r.result.trace.take();
+        workloads.push(r.clone());
+        r.result.trace = trace;
+        jobs.push(Job { run: r, seed: s.seed, repro: format!("snpsim run --check {}", check_name(c)) });
+    }
+    Ok((jobs, Debate { matrix: matrix_runs, claims, workloads }))
 }
 
 /// The debate's verdicts as `verdicts.json` holds them: one object per claim.
@@ -491,6 +504,10 @@ fn debate_text(d: &Debate) -> String {
     s.push_str(&table::render(&matrix, false));
     s.push_str("\nClaim scenarios (examples/debate):\n");
     s.push_str(&table::render(&claims, true));
+    let workloads: Vec<&ScenarioRun> = d.workloads.iter().collect();
+    let guests: Vec<String> = d.workloads.iter().map(|r| r.preset.to_string()).collect();
+    let _ = writeln!(s, "\nRealistic workload: {}", snpsim_sim::debate::WORKLOAD_SUMMARY);
+    s.push_str(&table::render_workloads(&workloads, &guests));
     s.push_str("\nVerdicts:\n");
     for v in d.verdicts() {
         let _ = writeln!(s, "  [{}] {}", if v.supported { "supported" } else { "NOT SUPPORTED" }, v.claim);

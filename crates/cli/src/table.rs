@@ -91,6 +91,69 @@ pub fn render_with(
     out
 }
 
+/// Columns of the generated-workload table: header and metric.
+const WORKLOAD_COLUMNS: &[(&str, &str)] = &[
+    ("npf_exits", "exits.npf"),
+    ("psc_exits", "psc_requests"),
+    ("to_vmm", "exits.hypercall"),
+    ("psmash", "psmash"),
+    ("host_splits", "host_splits"),
+    ("needless", "host_splits_needless"),
+    ("npt_demote", "npt_demotions"),
+    ("sigbus", "sigbus"),
+    ("efault", "efault"),
+    ("lost", "data_loss_pages"),
+    ("FN", "false_negatives"),
+];
+
+/// A fixed-width table of generated-workload runs, one row per run: `guests` labels each run's
+/// guest (its preset); times in milliseconds, with the workload's time-to-ready.
+pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
+    let mut header: Vec<String> = ["policy", "backing", "guest", "outcome"].map(String::from).to_vec();
+    header.extend(WORKLOAD_COLUMNS.iter().map(|(h, _)| (*h).to_string()));
+    header.extend(["2M+ cover", "ready", "sim_time"].map(String::from));
+    let ms = |ns: u64| format!("{:.1}ms", ns as f64 / 1e6);
+    let mut rows = vec![header];
+    for (i, r) in runs.iter().enumerate() {
+        let m = &r.result.metrics;
+        let mut row = vec![r.policy.to_string(), r.backing.to_string()];
+        row.push(guests.get(i).cloned().unwrap_or_else(|| r.granularity.to_string()));
+        row.push(if r.passed() {
+            r.result.outcome.name().to_string()
+        } else {
+            format!("{}!", r.result.outcome)
+        });
+        for (_, key) in WORKLOAD_COLUMNS {
+            row.push(num(metric_value(m, key).unwrap_or(0.0)));
+        }
+        row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
+        let ready = r.workload.as_ref().and_then(|w| w.time_to_ready_ns);
+        row.push(if r.result.outcome.name() == "completed" {
+            ready.map_or_else(|| "-".into(), ms)
+        } else {
+            "-".into()
+        });
+        row.push(ms(m.sim_time_ns));
+        rows.push(row);
+    }
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| if c < 4 { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        if i == 0 {
+            let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+        }
+    }
+    out
+}
+
 /// The design §11 JSON document: one object per run.
 pub fn json(runs: &[&ScenarioRun]) -> Value {
     Value::Array(

@@ -66,6 +66,11 @@ impl UnacceptedMemory {
         self.units.contains(gfn / self.unit)
     }
 
+    /// The unaccepted page ranges `(start, end)`, in order.
+    pub fn unaccepted_runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.units.runs().map(|(s, e)| (s * self.unit, e * self.unit))
+    }
+
     /// Pages still unaccepted.
     pub fn unaccepted_pages(&self) -> u64 {
         self.units.len() * self.unit

@@ -1,10 +1,11 @@
 //! The embedded default run: the 2021 debate as a matrix of policy × backing × guest granularity
-//! on one workload, plus the dedicated claim scenarios of `examples/debate/`, and a verdict per
-//! claim of the seed computed from the runs.
+//! on one scripted workload, the dedicated claim scenarios of `examples/debate/`, a realistic
+//! generated workload (boot and steady state with driver conversions and host writes) per policy ×
+//! backing × guest preset, and a verdict per claim of the seed computed from the runs.
 
 use crate::engine::{CheckMode, SimError};
 use crate::run::{ScenarioRun, metric_value, run_scenario};
-use crate::scenario::{Backing, Granularity, Policy, ScenarioError, parse_scenario};
+use crate::scenario::{Backing, Granularity, Policy, Preset, ScenarioError, parse_scenario};
 
 /// The claim scenarios, embedded from `examples/debate/` (file name, text).
 pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
@@ -119,6 +120,64 @@ pub fn matrix() -> Vec<(Policy, Backing, Granularity)> {
     out
 }
 
+/// The guests of the realistic workload: today's Linux (2M page-state changes over the GHCB, lazy
+/// acceptance) and the Linux of the 2021 series (4K over the MSR protocol, eager acceptance).
+pub const WORKLOAD_PRESETS: &[Preset] = &[Preset::Linux, Preset::Linux2021];
+
+/// What the realistic workload does, for the report.
+pub const WORKLOAD_SUMMARY: &str = "a 1 GiB guest boots (accepting memory as its preset does, SWIOTLB \
+    shared), then runs for 10 ms of simulated time:\ntouches of a 512 MiB working set (hotset), 5000 \
+    driver buffers/s (4K, one in eight 64K) converted shared and back,\n20000 host writes/s (VMM and \
+    vhost) to the guest's shared pages.";
+
+/// The realistic workload for one policy, backing and guest preset ([`WORKLOAD_SUMMARY`]).
+pub fn workload_scenario(policy: Policy, backing: Backing, preset: Preset) -> String {
+    let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
+    format!(
+        r#"name = "realistic workload"
+seed = 1
+
+[machine]
+host_memory = "4GiB"
+
+[vm]
+memory = "1GiB"
+policy = "{policy}"
+backing = "{backing}"
+{shared}
+[guest]
+preset = "{preset}"
+
+[workload]
+phases = [ {{ kind = "boot" }},
+           {{ kind = "steady", duration = "10ms", working_set = "512MiB", touch = "hotset",
+             conversions_per_s = 5000, host_writes_per_s = 20000 }} ]
+"#,
+        policy = policy.name(),
+        backing = backing.name(),
+        preset = preset.name(),
+    )
+}
+
+/// Every (policy, backing, preset) of the realistic workload, in report order.
+pub fn workload_matrix() -> Vec<(Policy, Backing, Preset)> {
+    let mut out = Vec::new();
+    for &p in Policy::ALL {
+        for b in Backing::of_era(p.era()) {
+            for &g in WORKLOAD_PRESETS {
+                out.push((p, b, g));
+            }
+        }
+    }
+    out
+}
+
+/// The check mode of the generated workloads of the suite: at most `incremental` (a whole-state
+/// check after each of their tens of thousands of steps would take minutes).
+pub fn workload_check(check: CheckMode) -> CheckMode {
+    if check == CheckMode::Full { CheckMode::Incremental } else { check }
+}
+
 /// Errors of the embedded suite (a bug in snpsim if they ever happen).
 #[derive(Debug, thiserror::Error)]
 pub enum DebateError {
@@ -137,6 +196,8 @@ pub struct Debate {
     pub matrix: Vec<ScenarioRun>,
     /// The claim scenario runs, in [`CLAIM_SCENARIOS`] order.
     pub claims: Vec<ScenarioRun>,
+    /// The realistic workload runs, in [`workload_matrix`] order.
+    pub workloads: Vec<ScenarioRun>,
 }
 
 /// Run the whole default suite.
@@ -151,7 +212,14 @@ pub fn run_debate(check: CheckMode) -> Result<Debate, DebateError> {
     for (file, text) in CLAIM_SCENARIOS {
         claims.push(run_scenario(&parse_scenario(file, text)?, check)?);
     }
-    Ok(Debate { matrix: matrix_runs, claims })
+    let mut workloads = Vec::new();
+    for (p, b, g) in workload_matrix() {
+        let text = workload_scenario(p, b, g);
+        let s =
+            parse_scenario(&format!("<embedded workload {}/{}/{}>", p.name(), b.name(), g.name()), &text)?;
+        workloads.push(run_scenario(&s, workload_check(check))?);
+    }
+    Ok(Debate { matrix: matrix_runs, claims, workloads })
 }
 
 /// A claim of the seed and whether the runs support it.
@@ -350,7 +418,7 @@ impl Debate {
     }
 
     fn soundness(&self) -> Verdict {
-        let runs = || self.matrix.iter().chain(&self.claims);
+        let runs = || self.matrix.iter().chain(&self.claims).chain(&self.workloads);
         let fns: f64 = runs().map(|r| m(Some(r), "false_negatives")).sum();
         let bad: usize = runs().map(|r| r.result.violations.len()).sum();
         Verdict {
@@ -358,7 +426,7 @@ impl Debate {
             supported: fns == 0.0 && bad == 0,
             evidence: format!(
                 "{fns} false negatives, {bad} invariant violations over {} runs",
-                self.matrix.len() + self.claims.len()
+                self.matrix.len() + self.claims.len() + self.workloads.len()
             ),
         }
     }

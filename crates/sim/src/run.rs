@@ -21,6 +21,8 @@ pub struct ScenarioRun {
     pub backing: &'static str,
     /// The guest granularity name.
     pub granularity: &'static str,
+    /// The guest preset name.
+    pub preset: &'static str,
     /// The result.
     pub result: RunResult,
     /// Every expectation that did not hold, described; and every invariant violation.
@@ -225,6 +227,7 @@ fn run_scenario_with(
         policy: s.vm.policy.name(),
         backing: s.vm.backing.name(),
         granularity: s.guest.resolved().psc_granularity.name(),
+        preset: s.guest.preset.name(),
         result,
         failures,
         workload,

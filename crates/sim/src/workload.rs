@@ -9,7 +9,9 @@
 //! Nothing depends on wall-clock time or hash order. Simulated time is the cost model's: a steady
 //! phase generates actions until the run's `sim_time_ns` has advanced by its `duration`, and
 //! rate-driven events fall due at fixed points of simulated time (`k × 1 s / rate` after the
-//! phase starts).
+//! phase starts); events fall due while the phase lasts, so an action that carries the clock past
+//! several due points (a 4 MiB accept) is followed by them back to back, and those still pending
+//! when the phase ends are dropped.
 //!
 //! What each phase does (Linux guest behaviour; the choices are `docs/semantics.md` G5–G8):
 //! - **boot**: with `accept = "lazy"`, the EFI stub accepts the non-2M-aligned edges of guest
@@ -24,7 +26,8 @@
 //!   written, others are read (2/3) or written (1/3); a page in an unaccepted 2M unit first makes
 //!   the guest accept the 4 MiB chunk holding it; a shared page (SWIOTLB, a live driver buffer) is
 //!   accessed as shared. `conversions_per_s` times per second a driver buffer (4 KiB, or 64 KiB
-//!   one time in eight) at a random place of the working set is made shared; the sixteen most
+//!   one time in eight) at a random place of the working set's accepted memory is made shared
+//!   (the page allocator hands out accepted memory first); the sixteen most
 //!   recent stay shared and the oldest is converted back to private, after which a guest with
 //!   `recoalesce` other than `none` re-coalesces its 2M region(s). `host_writes_per_s` times per
 //!   second the host writes a page picked uniformly among the guest's shared pages, alternately
@@ -214,8 +217,11 @@ impl Gen<'_> {
         };
         let (mut conversions, mut writes, mut cursor, mut stalls) = (1u64, 1u64, 0u64, 0u32);
         loop {
+            if self.stopped() {
+                break;
+            }
             let now = self.sim.sim_time_ns();
-            if now >= end || self.stopped() {
+            if now >= end {
                 break;
             }
             if now >= due(conversions, p.conversions_per_s) {
@@ -266,10 +272,19 @@ impl Gen<'_> {
 
     fn convert(&mut self, touchable: &RangeSet) {
         let pages = if below(self.rng, 8) == 0 { BIG_BUFFER_PAGES } else { 1 };
-        let n = touchable.len();
+        // Drivers allocate buffers from memory the guest already accepted (the page allocator
+        // accepts another chunk only when it runs dry): the working set minus unaccepted units.
+        let mut from = touchable.clone();
+        for (s, e) in self.unaccepted.unaccepted_runs() {
+            from.remove(s, e);
+        }
+        if from.is_empty() {
+            from = touchable.clone();
+        }
+        let n = from.len();
         let mut found = None;
         for _ in 0..8 {
-            let at = touchable.nth(below(self.rng, n)).unwrap_or(0) / pages * pages;
+            let at = from.nth(below(self.rng, n)).unwrap_or(0) / pages * pages;
             if touchable.covers(at, at + pages) && self.shared.count_in(at, at + pages) == 0 {
                 found = Some(at);
                 break;

@@ -33,6 +33,7 @@ pub fn text() -> String {
     }
     w!("Embedded scenarios:");
     w!("  {:<52} the debate matrix: every policy x backing x guest granularity", "(default run)");
+    w!("  {:<52} a realistic generated workload per policy x backing x guest preset", "(default run)");
     for (file, text) in CLAIM_SCENARIOS {
         let name = text.lines().find_map(|l| l.strip_prefix("name = ")).unwrap_or("").trim_matches('"');
         w!("  {file:<52} {name}");
@@ -52,6 +53,11 @@ pub fn text() -> String {
     w!("\nMetrics (JSON keys; [expect] names):");
     for m in METRICS {
         w!("  {m}");
+    }
+    w!("\nCost parameters ([cost] names; sim_time_ns.NAME; docs/calibration.md):");
+    for c in snpsim_sim::cost::ALL {
+        let source = c.provenance.split(':').next().unwrap_or("");
+        w!("  {:<18} {:>13} {:<7} {:<10} {}", c.name, c.ns, c.unit.name(), source, c.what);
     }
     out
 }

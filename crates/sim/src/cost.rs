@@ -159,7 +159,7 @@ pub const ALL: [CostItem; COUNT] = [
     },
     CostItem {
         name: "rmpadjust",
-        ns: 950,
+        ns: 965,
         unit: Unit::PerEvent,
         what: "RMPADJUST that completes",
         provenance: "unmeasured: assumed as a 4K PVALIDATE",

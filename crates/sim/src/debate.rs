@@ -125,10 +125,11 @@ pub fn matrix() -> Vec<(Policy, Backing, Granularity)> {
 pub const WORKLOAD_PRESETS: &[Preset] = &[Preset::Linux, Preset::Linux2021];
 
 /// What the realistic workload does, for the report.
-pub const WORKLOAD_SUMMARY: &str = "a 1 GiB guest boots (accepting memory as its preset does, SWIOTLB \
-    shared), then runs for 10 ms of simulated time:\ntouches of a 512 MiB working set (hotset), 5000 \
-    driver buffers/s (4K, one in eight 64K) converted shared and back,\n20000 host writes/s (VMM and \
-    vhost) to the guest's shared pages.";
+pub const WORKLOAD_SUMMARY: &str = "a 256 MiB guest boots (accepting memory as its preset does, \
+    SWIOTLB shared), then runs for 2 ms of simulated time:\ntouches of a 128 MiB working set (hotset), \
+    20000 driver buffers/s (4K, one in eight 64K) converted shared and back,\n50000 host writes/s (VMM \
+    and vhost) to the guest's shared pages. refuse-hugetlbfs and fail-psc-hugetlbfs are rfc-host-split off \
+    hugetlbfs;\nthe 1G backings need 1 GiB guests (see the matrix above).";
 
 /// The realistic workload for one policy, backing and guest preset ([`WORKLOAD_SUMMARY`]).
 pub fn workload_scenario(policy: Policy, backing: Backing, preset: Preset) -> String {
@@ -141,7 +142,7 @@ seed = 1
 host_memory = "4GiB"
 
 [vm]
-memory = "1GiB"
+memory = "256MiB"
 policy = "{policy}"
 backing = "{backing}"
 {shared}
@@ -150,8 +151,8 @@ preset = "{preset}"
 
 [workload]
 phases = [ {{ kind = "boot" }},
-           {{ kind = "steady", duration = "10ms", working_set = "512MiB", touch = "hotset",
-             conversions_per_s = 5000, host_writes_per_s = 20000 }} ]
+           {{ kind = "steady", duration = "2ms", working_set = "128MiB", touch = "hotset",
+             conversions_per_s = 20000, host_writes_per_s = 50000 }} ]
 "#,
         policy = policy.name(),
         backing = backing.name(),
@@ -159,17 +160,27 @@ phases = [ {{ kind = "boot" }},
     )
 }
 
+/// The (policy, backing) pairs of the realistic workload: every policy on the backings where it
+/// differs from the others. `refuse-hugetlbfs` and `fail-psc-hugetlbfs` are `rfc-host-split` off
+/// hugetlbfs, so they appear on `hugetlbfs-2m` only; the 1G backings are left out (their guests
+/// are whole 1 GiB pages, and a 1 GiB guest booting with the 2021 preset makes the suite's traces
+/// gigabytes; the scripted matrix covers them).
+pub const WORKLOAD_PAIRS: &[(Policy, Backing)] = &[
+    (Policy::RfcHostSplit, Backing::Anon4k),
+    (Policy::RfcHostSplit, Backing::Thp),
+    (Policy::RfcHostSplit, Backing::Hugetlbfs2m),
+    (Policy::RefuseHugetlbfs, Backing::Hugetlbfs2m),
+    (Policy::FailPscHugetlbfs, Backing::Hugetlbfs2m),
+    (Policy::NptDemote, Backing::Anon4k),
+    (Policy::NptDemote, Backing::Thp),
+    (Policy::NptDemote, Backing::Hugetlbfs2m),
+    (Policy::Gmem, Backing::Gmem4k),
+    (Policy::Gmem, Backing::Gmem2m),
+];
+
 /// Every (policy, backing, preset) of the realistic workload, in report order.
 pub fn workload_matrix() -> Vec<(Policy, Backing, Preset)> {
-    let mut out = Vec::new();
-    for &p in Policy::ALL {
-        for b in Backing::of_era(p.era()) {
-            for &g in WORKLOAD_PRESETS {
-                out.push((p, b, g));
-            }
-        }
-    }
-    out
+    WORKLOAD_PAIRS.iter().flat_map(|&(p, b)| WORKLOAD_PRESETS.iter().map(move |&g| (p, b, g))).collect()
 }
 
 /// The check mode of the generated workloads of the suite: at most `incremental` (a whole-state

@@ -174,10 +174,37 @@ impl BlockMap {
         keys
     }
 
-    /// The first block starting in `start..end`.
+    /// The first block starting in `start..end` (without collecting the others).
     pub fn first_in(&self, start: u64, end: u64) -> Option<u64> {
-        // Blocks are rare to skip over in the callers' ranges; a full scan is bounded by the range.
-        self.keys_in(start, end).first().copied()
+        if start >= end {
+            return None;
+        }
+        let per_1g = self.g1 / self.g2;
+        let huge_first = || self.huge.range(start..end).next().map(|(&k, _)| k);
+        let mut r = start / self.g2;
+        let last = (end - 1) / self.g2;
+        while r <= last {
+            if usize::try_from(r).map_or(true, |r| r >= self.regions.len()) {
+                return huge_first();
+            }
+            let base = r * self.g2;
+            if r.is_multiple_of(per_1g) && base >= start && self.huge.contains_key(&base) {
+                return Some(base);
+            }
+            match self.slot(r) {
+                Slot::Huge(_) if base >= start => return Some(base),
+                Slot::Small(_, pages) => {
+                    let from = start.max(base) - base;
+                    let to = end.min(base + self.g2) - base;
+                    if let Some(i) = (from..to).find(|&i| pages[i as usize] != 0) {
+                        return Some(base + i);
+                    }
+                }
+                _ => {}
+            }
+            r += 1;
+        }
+        None
     }
 
     /// Every block in order: `(first page, size, first frame)`.
@@ -224,6 +251,8 @@ mod tests {
                 prop_assert_eq!(all, expected);
                 let k: Vec<u64> = b.keys_in(7, 70);
                 let e: Vec<u64> = plain.range(7..70).map(|(&s, _)| s).collect();
+                prop_assert_eq!(b.first_in(7, 70), e.first().copied());
+                prop_assert_eq!(b.first_in(at, at + 9), plain.range(at..at + 9).next().map(|(&s, _)| s));
                 prop_assert_eq!(k, e);
             }
         }

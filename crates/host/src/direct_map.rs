@@ -1,9 +1,38 @@
 //! The host kernel's direct map of all RAM and its one-way splitting to 4K.
 
-use std::collections::BTreeSet;
-
 use snpsim_defs::{PageSize, Pfn};
 use snpsim_hw::Geometry;
+
+/// A set of leaf indices as a bitmap (the split leaves of a 1 TiB host fit in 64 KiB); its `Debug`
+/// form is that of an ordered set.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Indices(Vec<u64>);
+
+impl Indices {
+    fn contains(&self, i: u64) -> bool {
+        usize::try_from(i / 64).ok().and_then(|w| self.0.get(w)).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    fn insert(&mut self, i: u64) {
+        let w = usize::try_from(i / 64).expect("leaf index fits in usize");
+        if self.0.len() <= w {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << (i % 64);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64u64).filter(move |b| bits >> b & 1 == 1).map(move |b| w as u64 * 64 + b)
+        })
+    }
+}
+
+impl core::fmt::Debug for Indices {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
 
 /// The kernel direct map: every frame mapped at the largest size its surroundings allow (1G where
 /// a whole 1G of RAM is there, else 2M, else 4K), split on demand and never re-merged.
@@ -15,23 +44,23 @@ use snpsim_hw::Geometry;
 pub struct DirectMap {
     geometry: Geometry,
     pages: u64,
-    split_1g: BTreeSet<u64>,
-    split_2m: BTreeSet<u64>,
+    split_1g: Indices,
+    split_2m: Indices,
 }
 
 impl DirectMap {
     /// The direct map of `pages` frames of RAM.
     pub fn new(geometry: Geometry, pages: u64) -> Self {
-        DirectMap { geometry, pages, split_1g: BTreeSet::new(), split_2m: BTreeSet::new() }
+        DirectMap { geometry, pages, split_1g: Indices::default(), split_2m: Indices::default() }
     }
 
     /// The size of the direct-map leaf covering `pfn`.
     pub fn level(&self, pfn: Pfn) -> PageSize {
         let (p2m, p1g) = (self.geometry.pages(PageSize::Size2M), self.geometry.pages(PageSize::Size1G));
         let (r2m, r1g) = (pfn.raw() / p2m, pfn.raw() / p1g);
-        if self.split_2m.contains(&r2m) || (r2m + 1) * p2m > self.pages {
+        if self.split_2m.contains(r2m) || (r2m + 1) * p2m > self.pages {
             PageSize::Size4K
-        } else if self.split_1g.contains(&r1g) || (r1g + 1) * p1g > self.pages {
+        } else if self.split_1g.contains(r1g) || (r1g + 1) * p1g > self.pages {
             PageSize::Size2M
         } else {
             PageSize::Size1G

@@ -108,11 +108,16 @@ pub fn cost_counts(mc: &Machine, guest: &Guest) -> Counts {
     let h = &mc.host.stats;
     let insn = &mc.rmp.counts;
     let npt = &mc.kvm.npt.stats;
-    let exits = |r: &str| k.exits.get(r).copied().unwrap_or(0);
     let mut c = Counts::default();
-    c.add(item::VMGEXIT, exits(exit::VMGEXIT_PSC) + exits(exit::VMGEXIT_PSC_MSR));
+    // One pass over the (five) exit reasons: this runs after every generated action.
+    for (&reason, &n) in &k.exits {
+        match reason {
+            exit::VMGEXIT_PSC | exit::VMGEXIT_PSC_MSR => c.add(item::VMGEXIT, n),
+            exit::HYPERCALL | exit::MEMORY_FAULT => c.add(item::USERSPACE_EXIT, n),
+            _ => {}
+        }
+    }
     c.add(item::NPF_EXIT, k.npf);
-    c.add(item::USERSPACE_EXIT, exits(exit::HYPERCALL) + exits(exit::MEMORY_FAULT));
     c.add(item::RMPUPDATE_4K, insn.rmpupdate_4k);
     c.add(item::RMPUPDATE_2M, insn.rmpupdate_2m);
     c.add(item::PSMASH, insn.psmash);

@@ -117,6 +117,9 @@ struct Gen<'a> {
     accept: AcceptMode,
     host_writes: u64,
     actions: u64,
+    /// The working set's accepted pages, where driver buffers come from (recomputed after an
+    /// acceptance or a balloon).
+    buffer_pool: Option<RangeSet>,
 }
 
 impl Gen<'_> {
@@ -133,6 +136,9 @@ impl Gen<'_> {
     }
 
     fn accept_ranges(&mut self, ranges: Vec<(u64, u64)>) {
+        if !ranges.is_empty() {
+            self.buffer_pool = None;
+        }
         for (start, pages) in ranges {
             self.emit(Action::Accept { vcpu: 0, gpa: Gfn(start).gpa(), pages, granularity: None });
         }
@@ -201,6 +207,7 @@ impl Gen<'_> {
 
     fn steady(&mut self, p: &SteadyPhase) {
         let touchable = self.touchable(p.working_set / PAGE_SIZE_4K);
+        self.buffer_pool = None;
         let n = touchable.len();
         if n == 0 {
             return;
@@ -274,13 +281,13 @@ impl Gen<'_> {
         let pages = if below(self.rng, 8) == 0 { BIG_BUFFER_PAGES } else { 1 };
         // Drivers allocate buffers from memory the guest already accepted (the page allocator
         // accepts another chunk only when it runs dry): the working set minus unaccepted units.
-        let mut from = touchable.clone();
-        for (s, e) in self.unaccepted.unaccepted_runs() {
-            from.remove(s, e);
-        }
-        if from.is_empty() {
-            from = touchable.clone();
-        }
+        let from = self.buffer_pool.get_or_insert_with(|| {
+            let mut from = touchable.clone();
+            for (s, e) in self.unaccepted.unaccepted_runs() {
+                from.remove(s, e);
+            }
+            if from.is_empty() { touchable.clone() } else { from }
+        });
         let n = from.len();
         let mut found = None;
         for _ in 0..8 {
@@ -372,6 +379,7 @@ impl Gen<'_> {
             }
         }
         self.ballooned.insert(start, top);
+        self.buffer_pool = None;
     }
 }
 
@@ -407,6 +415,7 @@ pub fn run_workload(
         accept: params.accept,
         host_writes: 0,
         actions: 0,
+        buffer_pool: None,
     };
     for phase in &workload.phases {
         if g.stopped() {

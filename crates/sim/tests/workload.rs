@@ -277,3 +277,20 @@ proptest! {
         }
     }
 }
+
+/// The benchmark scenarios of `bench/` (BENCHMARKS.md; 64 GiB guests, timed by hand, never here)
+/// parse.
+#[test]
+fn benchmark_scenarios_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let s = snpsim_sim::scenario::load_scenario(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.vm.memory, 64 << 30, "{}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 6);
+}

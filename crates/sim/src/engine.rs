@@ -413,7 +413,7 @@ impl Simulation {
     /// then every event of every step. Call it before the first step. Read the lines with
     /// [`Simulation::take_trace`] as the run goes, and the rest from [`RunResult::trace`].
     pub fn enable_trace(&mut self, meta: &TraceMeta) {
-        let rec = Box::new(Recorder::new(self.config.geometry, meta, &self.config));
+        let rec = Box::new(Recorder::new(self.config.geometry, meta, &self.config, &self.costs));
         match self.machine.as_mut() {
             Some(m) => m.rmp.recorder = Some(rec),
             None => self.recorder = Some(rec),
@@ -437,7 +437,8 @@ impl Simulation {
         }
     }
 
-    /// Price the run with `costs` (a scenario's `[cost]` table) instead of the defaults.
+    /// Price the run with `costs` (a scenario's `[cost]` table) instead of the defaults. Call it
+    /// before [`Simulation::enable_trace`]: the trace's header records the parameters that differ.
     pub fn set_costs(&mut self, costs: CostTable) {
         self.costs = costs;
     }

@@ -307,8 +307,10 @@ pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
         let meta = meta_from(header, hl)?;
         let config = config_from_json(header.get("config").unwrap_or(&Value::Null))
             .map_err(|e| malformed(hl, 1, e))?;
+        let costs = crate::trace::costs_from_json(header).map_err(|e| malformed(hl, 1, e))?;
         let mut sim = Simulation::with_mutant(config, meta.mutant)
             .map_err(|e| malformed(hl, 1, format!("the run cannot be built: {e}")))?;
+        sim.set_costs(costs);
         sim.enable_trace(&meta);
         pos += compare(&lines, pos, &sim.take_trace())?;
         loop {

@@ -704,7 +704,7 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
 }
 
 /// The `run` header line of a trace.
-pub fn header_json(meta: &TraceMeta, config: &SimConfig) -> Value {
+pub fn header_json(meta: &TraceMeta, config: &SimConfig, costs: &crate::cost::CostTable) -> Value {
     let mut header = json!({
         "ev": "run",
         "format": FORMAT_VERSION,
@@ -717,7 +717,33 @@ pub fn header_json(meta: &TraceMeta, config: &SimConfig) -> Value {
     if let (Some(m), Some(obj)) = (meta.mutant, header.as_object_mut()) {
         obj.insert("mutant".into(), Value::String(m.name().into()));
     }
+    // A scenario's `[cost]` overrides: the parameters that differ from the defaults, by name.
+    let defaults = crate::cost::CostTable::default();
+    let changed: Map<String, Value> = (0..crate::cost::COUNT)
+        .filter(|&i| costs.get(i) != defaults.get(i))
+        .map(|i| (crate::cost::ALL[i].name.to_string(), Value::from(costs.get(i))))
+        .collect();
+    if let (false, Some(obj)) = (changed.is_empty(), header.as_object_mut()) {
+        obj.insert("costs".into(), Value::Object(changed));
+    }
     header
+}
+
+/// The cost parameters a `run` header names (`costs`, absent for the defaults).
+pub fn costs_from_json(header: &Value) -> Result<crate::cost::CostTable, String> {
+    let mut table = crate::cost::CostTable::default();
+    let Some(costs) = header.get("costs") else { return Ok(table) };
+    let Some(obj) = costs.as_object() else { return Err("field `costs` must be an object".into()) };
+    for (name, v) in obj {
+        let ns = v.as_u64().ok_or_else(|| format!("field `costs.{name}` must be a non-negative integer"))?;
+        if !table.set(name, ns) {
+            return Err(format!(
+                "field `costs.{name}`: unknown cost parameter; accepted: {}",
+                crate::cost::accepted_names()
+            ));
+        }
+    }
+    Ok(table)
 }
 
 /// Counters whose differences around a KVM or host call become derived events.
@@ -753,7 +779,12 @@ impl Counters {
 
 impl Recorder {
     /// A recorder for a machine of `geometry`, its header line already written.
-    pub fn new(geometry: Geometry, meta: &TraceMeta, config: &SimConfig) -> Self {
+    pub fn new(
+        geometry: Geometry,
+        meta: &TraceMeta,
+        config: &SimConfig,
+        costs: &crate::cost::CostTable,
+    ) -> Self {
         let mut r = Recorder {
             out: Vec::new(),
             pending: Vec::new(),
@@ -766,7 +797,7 @@ impl Recorder {
             clock: 0,
             steps: 0,
         };
-        r.write_value(&header_json(meta, config));
+        r.write_value(&header_json(meta, config, costs));
         r
     }
 

@@ -294,3 +294,25 @@ fn benchmark_scenarios_parse() {
     }
     assert!(n >= 6);
 }
+
+/// A traced run with `[cost]` overrides and a generated workload replays: the trace's header names
+/// the overridden parameters.
+#[test]
+fn a_traced_workload_with_cost_overrides_replays() {
+    let text = scenario_text(
+        "npt-demote",
+        "thp",
+        "64MiB",
+        "preset = \"linux\"",
+        "{ kind = \"boot\" }, { kind = \"steady\", duration = \"200us\", conversions_per_s = 20000, \
+         host_writes_per_s = 50000 }",
+    ) + "[cost]\nnpf_exit = 2500\nguest_access_2m = 100\n";
+    let s = parse_scenario("t.toml", &text).unwrap();
+    let meta = snpsim_sim::trace::TraceMeta::for_scenario(&s, "t.toml", 0);
+    let run = snpsim_sim::run::run_scenario_traced(&s, CheckMode::Incremental, Some(&meta)).unwrap();
+    let trace = String::from_utf8(run.result.trace.clone().unwrap()).unwrap();
+    assert!(trace.lines().next().unwrap().contains("\"costs\":{\"guest_access_2m\":100,\"npf_exit\":2500}"));
+    let summary = snpsim_sim::replay::replay(&trace).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.runs, 1);
+    assert!(summary.steps > 100);
+}

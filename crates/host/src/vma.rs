@@ -164,6 +164,12 @@ impl GuestVma {
     pub fn split_regions(&self) -> usize {
         self.split.len()
     }
+
+    /// The page offsets of the 2M regions currently split to 4K, in order (THP only).
+    pub fn split_offsets(&self) -> Vec<u64> {
+        let per_2m = self.geometry.pages_per_2m();
+        self.split.iter().map(|r| r * per_2m).collect()
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use snpsim_defs::{Gfn, Gpa, PageSize, RmpAdjustOperand, RmpPageSize, VmplPerms};
 use snpsim_guest::{Guest, GuestConfig, GuestError, Recoalesce};
 use snpsim_host::{Host, HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::rmp::Rmp;
-use snpsim_hw::{AccessKind, Geometry, RmpConfig, RmpModel};
+use snpsim_hw::{AccessKind, Geometry, RmpConfig};
 use snpsim_kvm::{Era, Kvm, KvmConfig, Policy};
 
 use crate::cost::CostTable;
@@ -651,10 +651,8 @@ pub struct RunResult {
 }
 
 fn collapse_all(m: &mut Machine) {
-    let per_2m = m.rmp.config().geometry.pages_per_2m();
-    let pages = m.host.vma.pages();
-    let mut offset = 0;
-    while offset < pages {
+    // Only split regions can collapse: visiting them alone keeps a step O(split regions).
+    for offset in m.host.vma.split_offsets() {
         if let Ok(Some(inv)) = m.host.vma.collapse(offset) {
             if let Some(r) = &mut m.rmp.recorder {
                 r.set_actor(None, "khugepaged");
@@ -662,7 +660,6 @@ fn collapse_all(m: &mut Machine) {
             }
             m.kvm.mmu_invalidate(inv);
         }
-        offset += per_2m;
     }
 }
 

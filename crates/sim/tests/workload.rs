@@ -316,3 +316,50 @@ fn a_traced_workload_with_cost_overrides_replays() {
     assert_eq!(summary.runs, 1);
     assert!(summary.steps > 100);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Lazy acceptance over guest sizes with unaligned tails and random touches: no page is
+    /// accepted twice, every page the guest touches privately was accepted before, and the PSCs
+    /// named exactly the accepted pages plus the SWIOTLB buffer (made shared at boot).
+    #[test]
+    fn lazy_acceptance_covers_exactly_what_is_touched(
+        extra_pages in 0u64..1024,
+        seed in 0u64..1000,
+        touch in prop_oneof![Just("sequential"), Just("random"), Just("hotset")],
+    ) {
+        let memory = 96 * MIB + extra_pages * 4096;
+        let text = scenario_text(
+            "npt-demote",
+            "thp",
+            &format!("{memory}"),
+            "preset = \"linux\"",
+            &format!("{{ kind = \"boot\" }}, {{ kind = \"steady\", duration = \"40us\", touch = \"{touch}\" }}"),
+        )
+        .replace("seed = 5", &format!("seed = {seed}"));
+        let (run, actions) = run_recorded(&text);
+        prop_assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+        let mut accepted = std::collections::BTreeSet::new();
+        let layout = snpsim_guest::BootLayout::new(snpsim_hw::Geometry::X86, memory / 4096);
+        for a in &actions {
+            match *a {
+                Action::Accept { gpa, pages, .. } => {
+                    for p in gpa.raw() / 4096..gpa.raw() / 4096 + pages {
+                        prop_assert!(accepted.insert(p), "page {:#x} accepted twice", p);
+                    }
+                }
+                Action::Access { gpa, private: true, .. } => {
+                    let page = gpa.raw() / 4096;
+                    let chunk = page / 1024 * 1024;
+                    // A touch of unaccepted memory is preceded by the acceptance of its chunk.
+                    prop_assert!(accepted.contains(&page) || accepted.contains(&chunk), "page {:#x} touched unaccepted", page);
+                }
+                _ => {}
+            }
+        }
+        let touched = actions.iter().filter(|a| matches!(a, Action::Access { private: true, .. })).count();
+        prop_assert!(touched > 0 && !accepted.is_empty(), "{} touches, {} accepted", touched, accepted.len());
+        prop_assert_eq!(run.metrics.psc_pages, accepted.len() as u64 + layout.swiotlb_pages);
+    }
+}

@@ -120,9 +120,11 @@ pub fn matrix() -> Vec<(Policy, Backing, Granularity)> {
     out
 }
 
-/// The guests of the realistic workload: today's Linux (2M page-state changes over the GHCB, lazy
-/// acceptance) and the Linux of the 2021 series (4K over the MSR protocol, eager acceptance).
-pub const WORKLOAD_PRESETS: &[Preset] = &[Preset::Linux, Preset::Linux2021];
+/// The guests of the realistic workload: every preset — today's Linux (2M page-state changes over
+/// the GHCB, lazy acceptance), the Linux of the 2021 series (4K over the MSR protocol, eager
+/// acceptance), COCONUT-SVSM and Oak stage0 (2M, eager).
+pub const WORKLOAD_PRESETS: &[Preset] =
+    &[Preset::Linux, Preset::Linux2021, Preset::CoconutSvsm, Preset::OakStage0];
 
 /// What the realistic workload does, for the report.
 pub const WORKLOAD_SUMMARY: &str = "a 256 MiB guest boots (accepting memory as its preset does, \

@@ -114,7 +114,7 @@ pub struct Report {
 }
 
 /// Runs above this many get no per-run charts (a sweep's own charts summarise them).
-const PER_RUN_CHART_LIMIT: usize = 64;
+const PER_RUN_CHART_LIMIT: usize = 128;
 
 /// A metric by name from a `metrics` object: `KEY`, `FAMILY.MEMBER` (0 if absent), a family's
 /// total, `sim_time_ns.ITEM` (as [`snpsim_sim::run::metric_value`] reads them).

@@ -1,6 +1,6 @@
 //! Host writes to guest memory and the host's RMP #PF handling.
 
-use snpsim_defs::{PageSize, Pfn, RmpPageSize};
+use snpsim_defs::{Pfn, RmpPageSize};
 use snpsim_hw::RmpModel;
 
 use crate::{Host, Invalidation};
@@ -112,9 +112,4 @@ impl Host {
             HostWriteOutcome::Done => {}
         }
     }
-}
-
-/// Whether a mapping of `level` is a huge mapping for the RMP's checks.
-pub const fn is_huge(level: PageSize) -> bool {
-    !matches!(level, PageSize::Size4K)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use snpsim_defs::{Gfn, Gpa, PageSize, RmpAdjustOperand, RmpPageSize, VmplPerms};
+use snpsim_defs::{Gpa, PageSize, RmpAdjustOperand, RmpPageSize, VmplPerms};
 use snpsim_guest::{Guest, GuestConfig, GuestError, Recoalesce};
 use snpsim_host::{Host, HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::rmp::Rmp;
@@ -736,9 +736,4 @@ fn run_action(
             }
         }
     })
-}
-
-/// A GFN range helper for callers building actions in pages.
-pub fn gpa_of(gfn: u64) -> Gpa {
-    Gfn(gfn).gpa()
 }

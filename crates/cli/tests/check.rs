@@ -1,17 +1,8 @@
 //! `snpsim check`: exit codes, the counterexample trace, and its replay.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn snpsim(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("snpsim-check-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use common::*;
 
 #[test]
 fn a_correct_configuration_passes_and_reports_its_states() {

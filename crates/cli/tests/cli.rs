@@ -1,8 +1,12 @@
 //! The `snpsim` command line (design §11): exit codes, output formats, input errors and
 //! overrides, run as a user runs it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::*;
+
+use std::path::Path;
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -59,22 +63,6 @@ outcome = "completed"
 host_splits = 0
 rmp_npf_sizem = 1
 "#;
-
-fn snpsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-/// A fresh directory for one test.
-fn temp_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("snpsim-cli-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn write(dir: &Path, name: &str, contents: &str) -> String {
     let p = dir.join(name);

@@ -1,8 +1,11 @@
 //! `snpsim run --out/--trace`, `replay`, `compare`, and the error classes of design §11, run as a
 //! user runs them: exit codes, messages, files written whole or not at all, determinism.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::*;
+
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -10,34 +13,6 @@ const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/deba
 
 fn example(name: &str) -> String {
     format!("{EXAMPLES}/{name}")
-}
-
-fn snpsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("snpsim-commands-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn files_in(d: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -5,32 +5,17 @@
 //! non-empty in the rendered DOM, and screenshots in light and dark mode kept as test artefacts
 //! under `target/tmp/report-artefacts/`.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn snpsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("snpsim-report-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::process::Command;
 
 fn artefacts() -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-artefacts");
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// The Chromium binary, if one is installed.
@@ -175,32 +160,6 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     eprintln!("screenshots: {}", a.display());
 }
 
-const BASE: &str = r#"name = "tiny"
-seed = 3
-[machine]
-host_memory = "64MiB"
-[vm]
-memory = "16MiB"
-policy = "npt-demote"
-backing = "thp"
-[guest]
-psc_granularity = "4k"
-[[step]]
-op = "accept"
-gpa = "0x0"
-size = "8MiB"
-[[step]]
-op = "psc"
-gpa = "0x200000"
-size = "4KiB"
-to = "shared"
-[[step]]
-op = "access"
-gpa = "0x400000"
-size = "16KiB"
-kind = "write"
-"#;
-
 const SWEEP: &str = r#"name = "tiny sweep"
 scenario = "base.toml"
 x = "size"
@@ -219,7 +178,7 @@ values = ["4KiB", "2MiB", "4MiB"]
 #[test]
 fn the_sweep_report_renders_in_chromium_without_console_errors() {
     let d = temp_dir("sweep");
-    std::fs::write(d.join("base.toml"), BASE).unwrap();
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
     std::fs::write(d.join("s.toml"), SWEEP).unwrap();
     let out = d.join("out");
     let r = snpsim(&["sweep", s(&d.join("s.toml")), "--out", s(&out)]);

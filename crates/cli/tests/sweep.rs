@@ -3,62 +3,12 @@
 //! and shards of another sweep, bad sweep files are `FILE:LINE:COLUMN` errors with nothing written,
 //! and the example sweep runs.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn snpsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("snpsim-sweep-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn files_in(d: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-const BASE: &str = r#"name = "tiny"
-seed = 3
-[machine]
-host_memory = "64MiB"
-[vm]
-memory = "16MiB"
-policy = "npt-demote"
-backing = "thp"
-[guest]
-psc_granularity = "4k"
-[[step]]
-op = "accept"
-gpa = "0x0"
-size = "8MiB"
-[[step]]
-op = "psc"
-gpa = "0x200000"
-size = "4KiB"
-to = "shared"
-[[step]]
-op = "access"
-gpa = "0x400000"
-size = "16KiB"
-kind = "write"
-"#;
+use std::process::Command;
 
 const SWEEP: &str = r#"name = "tiny sweep"
 scenario = "base.toml"
@@ -73,7 +23,7 @@ range = { from = 4096, to = 16384, step = 4096 }
 "#;
 
 fn setup(d: &Path, sweep: &str) -> PathBuf {
-    std::fs::write(d.join("base.toml"), BASE).unwrap();
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
     let f = d.join("s.toml");
     std::fs::write(&f, sweep).unwrap();
     f
@@ -186,7 +136,7 @@ fn merge_rejects_missing_duplicate_and_foreign_runs() {
     assert_eq!(r.status.code(), Some(2));
     assert!(text(&r.stderr).contains("16 run(s) present more than once"), "{}", text(&r.stderr));
     // Shards of an edited scenario are another sweep.
-    std::fs::write(d.join("base.toml"), BASE.replace("seed = 3", "seed = 4")).unwrap();
+    std::fs::write(d.join("base.toml"), TINY_BASE.replace("seed = 3", "seed = 4")).unwrap();
     let other = d.join("other");
     assert_eq!(snpsim(&["sweep", s(&f), "--shard", "1/3", "--out", s(&other)]).status.code(), Some(0));
     let r = snpsim(&["merge", s(&partial), s(&other), "--out", s(&out)]);

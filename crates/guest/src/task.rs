@@ -1,0 +1,688 @@
+//! Guest operations as resumable tasks: each [`GuestTask::resume`] performs the guest's own logic
+//! up to its next platform request (one VMGEXIT or one guest-side instruction) and returns it, so
+//! that an engine can interleave the operations of several vCPUs between requests (design §10;
+//! issue "Engine and command line", item 1). Running a task to completion against a [`Platform`]
+//! ([`Guest::run`]) is the sequential guest; there is no second copy of the guest's rules.
+
+use snpsim_defs::ghcb::{
+    GHCB_MSR_PSC_REQ, GHCB_MSR_PSC_RESP, GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer, PscEntry,
+    PscHeader, PscOp,
+};
+use snpsim_defs::{Gfn, Gpa, ReturnCode, RmpAdjustOperand, RmpPageSize, SvmExitCode};
+use snpsim_hw::{AccessKind, GuestOutcome, PvalidateStatus};
+
+use crate::guest::{Granularity, Guest, GuestError, Recoalesce, TermReason};
+use crate::{Platform, Stop};
+
+/// One thing a guest asks of its platform.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// VMGEXIT with an MSR-protocol page-state-change request.
+    PscMsr(GhcbMsrPscRequest),
+    /// VMGEXIT with an NAE page-state-change buffer.
+    PscGhcb(PscBuffer),
+    /// PVALIDATE.
+    Pvalidate {
+        /// The page.
+        gpa: Gpa,
+        /// Operand size.
+        size: RmpPageSize,
+        /// Validate (else rescind).
+        validate: bool,
+    },
+    /// RMPADJUST.
+    Rmpadjust {
+        /// The page.
+        gpa: Gpa,
+        /// Operand size.
+        size: RmpPageSize,
+        /// The operand.
+        op: RmpAdjustOperand,
+    },
+    /// A memory access; a write stores `version`.
+    Access {
+        /// The address.
+        gpa: Gpa,
+        /// Read, write or execute.
+        kind: AccessKind,
+        /// C-bit.
+        private: bool,
+        /// The version a write stores.
+        version: u64,
+    },
+}
+
+/// The platform's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reply {
+    /// The MSR-protocol response.
+    PscMsr(GhcbMsrPscResponse),
+    /// The buffer as the hypervisor left it, and SW_EXITINFO2.
+    PscGhcb {
+        /// The buffer.
+        buf: PscBuffer,
+        /// SW_EXITINFO2.
+        info2: u64,
+    },
+    /// PVALIDATE's result.
+    Pvalidate(GuestOutcome<PvalidateStatus>),
+    /// RMPADJUST's result.
+    Rmpadjust(GuestOutcome<()>),
+    /// The access's result and, for a completed private read, the version it read (`None` when
+    /// the contents were scrambled).
+    Access {
+        /// The result.
+        outcome: GuestOutcome<()>,
+        /// What a completed access read.
+        read: Option<u64>,
+    },
+}
+
+impl dyn Platform + '_ {
+    /// Serve one request with the platform's methods.
+    pub fn serve(&mut self, vcpu: u32, req: Request) -> Result<Reply, Stop> {
+        Ok(match req {
+            Request::PscMsr(r) => Reply::PscMsr(self.psc_msr(vcpu, r)?),
+            Request::PscGhcb(mut buf) => {
+                let info2 = self.psc_ghcb(vcpu, &mut buf)?;
+                Reply::PscGhcb { buf, info2 }
+            }
+            Request::Pvalidate { gpa, size, validate } => {
+                Reply::Pvalidate(self.pvalidate(vcpu, gpa, size, validate)?)
+            }
+            Request::Rmpadjust { gpa, size, op } => Reply::Rmpadjust(self.rmpadjust(vcpu, gpa, size, op)?),
+            Request::Access { gpa, kind, private, version } => {
+                let outcome = self.access(vcpu, gpa, kind, private, version)?;
+                let read = self.read_version(gpa.gfn());
+                Reply::Access { outcome, read }
+            }
+        })
+    }
+}
+
+/// What a finished task returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskResult {
+    /// A composite operation (page-state change, acceptance, re-coalescing, a #VC) completed.
+    Done,
+    /// The result of a bare PVALIDATE.
+    Pvalidate(GuestOutcome<PvalidateStatus>),
+    /// The result of a bare RMPADJUST or an access.
+    Plain(GuestOutcome<()>),
+}
+
+impl TaskResult {
+    /// The one-line form the engine reports for a step.
+    pub fn describe(&self) -> String {
+        match self {
+            TaskResult::Done => "ok".into(),
+            TaskResult::Pvalidate(r) => format!("{r:?}"),
+            TaskResult::Plain(r) => format!("{r:?}"),
+        }
+    }
+}
+
+/// What a task does next.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TaskStep {
+    /// Ask the platform; pass the reply to the next [`GuestTask::resume`].
+    Issue(Request),
+    /// The operation is over.
+    Done(TaskResult),
+}
+
+/// A PVALIDATE result as Linux's `pval_pages` treats it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkResult {
+    Done,
+    SizeMismatch,
+}
+
+/// Walks chunks for rescinding or validating: a 2M chunk is tried at 2M first (when the
+/// tracking allows), then page by page (`page`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ChunkCursor {
+    chunks: Vec<(u64, RmpPageSize)>,
+    validate: bool,
+    i: usize,
+    page: Option<u64>,
+    /// The PVALIDATE in flight: (first page, size).
+    awaiting: Option<(u64, RmpPageSize)>,
+    /// PVALIDATEs issued (re-coalescing succeeds only with exactly one).
+    issued: u64,
+}
+
+/// Sends the page-state change of chunks: one MSR request per page, or NAE buffers of
+/// `ghcb_entries` entries re-issued until the hypervisor has processed them all.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SendCursor {
+    chunks: Vec<(u64, RmpPageSize)>,
+    private: bool,
+    /// MSR: chunk index and page; NAE: first chunk of the current batch.
+    i: usize,
+    page: u64,
+    /// NAE: `cur_entry` before the request in flight.
+    before: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Phase {
+    Rescind(ChunkCursor),
+    Send(SendCursor),
+    Validate(ChunkCursor),
+    /// Re-coalescing: count the validation, then write the saved pages back (`i`: next one).
+    Restore {
+        saved: Vec<(u64, u64)>,
+        i: usize,
+        counted: bool,
+        awaiting: bool,
+    },
+    /// Forget the guest's data in the range (the end of a page-state change).
+    DropData {
+        start: u64,
+        pages: u64,
+    },
+}
+
+/// A guest operation in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GuestTask {
+    kind: TaskKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum TaskKind {
+    /// Phases run in order (page-state change, acceptance, re-coalescing).
+    Phases {
+        phases: Vec<Phase>,
+        at: usize,
+        validated_2m: Option<bool>,
+    },
+    Pvalidate {
+        gfn: Gfn,
+        size: RmpPageSize,
+        validate: bool,
+        issued: bool,
+    },
+    Rmpadjust {
+        gfn: Gfn,
+        size: RmpPageSize,
+        op: RmpAdjustOperand,
+        issued: bool,
+    },
+    Access {
+        gpa: Gpa,
+        kind: AccessKind,
+        private: bool,
+        version: u64,
+        stage: AccessStage,
+    },
+    InjectVc {
+        gfn: Gfn,
+        issued: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum AccessStage {
+    Start,
+    First,
+    Validating,
+    Retry,
+}
+
+fn terminated(reason: TermReason, gfn: u64) -> GuestError {
+    GuestError::Terminated { reason, gpa: Gfn(gfn).gpa() }
+}
+
+impl GuestTask {
+    /// The guest's whole page-state change of `pages` pages from `start` (design §10 `psc`): to
+    /// shared, rescind the validation of the pages it validated, then the PSC; to private, the
+    /// PSC, then PVALIDATE (2M with the 4K fallback). Linux ordering (`__set_pages_state`). The
+    /// guest's own conversion ends any data it held there.
+    pub fn psc(g: &Guest, start: Gfn, pages: u64, private: bool, gran: Option<Granularity>) -> Self {
+        let gran = gran.unwrap_or(g.config().granularity);
+        let chunks = g.chunks(start.raw(), pages, gran);
+        let mut phases = Vec::new();
+        if !private {
+            phases.push(Phase::Rescind(ChunkCursor::new(chunks.clone(), false)));
+        }
+        phases.push(Phase::Send(SendCursor::new(chunks.clone(), private)));
+        if private {
+            phases.push(Phase::Validate(ChunkCursor::new(chunks, true)));
+        }
+        phases.push(Phase::DropData { start: start.raw(), pages });
+        GuestTask { kind: TaskKind::Phases { phases, at: 0, validated_2m: None } }
+    }
+
+    /// Regain a 2M RMP entry for the region at `start` after a PSMASH (design §5): all its pages
+    /// to shared (rescinding what was validated), a 2M PSC to private, PVALIDATE 2M. With
+    /// `SaveRestore` the data pages are written back after (their versions kept); with `Naive`
+    /// they are not, and the region's data is lost. Re-coalescing does not end the guest's data:
+    /// it means to keep it.
+    pub fn recoalesce(g: &Guest, start: Gfn, mode: Recoalesce) -> Self {
+        let s = start.raw();
+        let saved: Vec<(u64, u64)> = if mode == Recoalesce::SaveRestore {
+            g.holding.iter_range(s, g.geometry.pages_per_2m()).collect()
+        } else {
+            Vec::new()
+        };
+        let chunk = vec![(s, RmpPageSize::Size2M)];
+        let phases = vec![
+            Phase::Rescind(ChunkCursor::new(chunk.clone(), false)),
+            Phase::Send(SendCursor::new(chunk.clone(), false)),
+            Phase::Send(SendCursor::new(chunk.clone(), true)),
+            Phase::Validate(ChunkCursor::new(chunk, true)),
+            Phase::Restore { saved, i: 0, counted: false, awaiting: false },
+        ];
+        GuestTask { kind: TaskKind::Phases { phases, at: 0, validated_2m: None } }
+    }
+
+    /// The bare PVALIDATE instruction (design §10 `pvalidate`), keeping the tracking in step.
+    pub fn pvalidate(gfn: Gfn, size: RmpPageSize, validate: bool) -> Self {
+        GuestTask { kind: TaskKind::Pvalidate { gfn, size, validate, issued: false } }
+    }
+
+    /// The bare RMPADJUST instruction (design §10 `rmpadjust`).
+    pub fn rmpadjust(gfn: Gfn, size: RmpPageSize, op: RmpAdjustOperand) -> Self {
+        GuestTask { kind: TaskKind::Rmpadjust { gfn, size, op, issued: false } }
+    }
+
+    /// A memory access (design §10 `access`). A private write makes the page hold data; a private
+    /// read of a page holding data checks its contents and counts a loss when they are scrambled
+    /// or stale (design §6). A #VC for an unvalidated page terminates a Linux guest; a naive guest
+    /// validates the page and retries (docs/attacks.md).
+    pub fn access(gpa: Gpa, kind: AccessKind, private: bool) -> Self {
+        GuestTask { kind: TaskKind::Access { gpa, kind, private, version: 0, stage: AccessStage::Start } }
+    }
+
+    /// A #VC 0x404 ("page not validated") for `gfn` that the guest did not cause (a hypervisor
+    /// injecting it). A guest that tracks validation knows whether it validated the page; Linux has
+    /// no handler for 0x404 and terminates either way. A naive guest validates the page and goes on.
+    pub fn inject_vc(gfn: Gfn) -> Self {
+        GuestTask { kind: TaskKind::InjectVc { gfn, issued: false } }
+    }
+
+    /// Advance the task with the reply to its last request (`None` the first time): it returns
+    /// its next request or its result, or the guest's termination.
+    pub fn resume(&mut self, g: &mut Guest, mut reply: Option<Reply>) -> Result<TaskStep, GuestError> {
+        match &mut self.kind {
+            TaskKind::Phases { phases, at, validated_2m } => {
+                while let Some(phase) = phases.get_mut(*at) {
+                    let req = match phase {
+                        Phase::Rescind(c) => c.next(g, reply.take().as_ref())?,
+                        Phase::Validate(c) => {
+                            let r = c.next(g, reply.take().as_ref())?;
+                            if r.is_none() {
+                                *validated_2m = Some(c.issued == 1);
+                            }
+                            r
+                        }
+                        Phase::Send(c) => c.next(g, reply.take())?,
+                        Phase::Restore { saved, i, counted, awaiting } => restore_next(
+                            g,
+                            saved,
+                            i,
+                            (counted, awaiting),
+                            *validated_2m,
+                            reply.take().as_ref(),
+                        )?,
+                        Phase::DropData { start, pages } => {
+                            g.drop_data(*start, *pages);
+                            None
+                        }
+                    };
+                    match req {
+                        Some(req) => return Ok(TaskStep::Issue(req)),
+                        None => *at += 1,
+                    }
+                }
+                Ok(TaskStep::Done(TaskResult::Done))
+            }
+            TaskKind::Pvalidate { gfn, size, validate, issued } => {
+                if !*issued {
+                    *issued = true;
+                    g.stats.pvalidate += 1;
+                    return Ok(TaskStep::Issue(Request::Pvalidate {
+                        gpa: gfn.gpa(),
+                        size: *size,
+                        validate: *validate,
+                    }));
+                }
+                let Some(Reply::Pvalidate(r)) = reply else { unreachable!("PVALIDATE awaits its reply") };
+                if r.is_done() {
+                    let n = g.span(*size);
+                    if *validate {
+                        g.validated.insert(gfn.raw(), gfn.raw() + n);
+                    } else {
+                        g.validated.remove(gfn.raw(), gfn.raw() + n);
+                    }
+                }
+                Ok(TaskStep::Done(TaskResult::Pvalidate(r)))
+            }
+            TaskKind::Rmpadjust { gfn, size, op, issued } => {
+                if !*issued {
+                    *issued = true;
+                    g.stats.rmpadjust += 1;
+                    return Ok(TaskStep::Issue(Request::Rmpadjust { gpa: gfn.gpa(), size: *size, op: *op }));
+                }
+                let Some(Reply::Rmpadjust(r)) = reply else { unreachable!("RMPADJUST awaits its reply") };
+                Ok(TaskStep::Done(TaskResult::Plain(r)))
+            }
+            TaskKind::Access { gpa, kind, private, version, stage } => {
+                access_next(g, (*gpa, *kind, *private), version, stage, reply)
+            }
+            TaskKind::InjectVc { gfn, issued } => {
+                if g.config().validation_tracking {
+                    return Err(terminated(TermReason::PageNotValidated, gfn.raw()));
+                }
+                if !*issued {
+                    *issued = true;
+                    g.stats.pvalidate += 1;
+                    return Ok(TaskStep::Issue(Request::Pvalidate {
+                        gpa: gfn.gpa(),
+                        size: RmpPageSize::Size4K,
+                        validate: true,
+                    }));
+                }
+                if let Some(Reply::Pvalidate(r)) = reply
+                    && r.is_done()
+                {
+                    g.validated.insert(gfn.raw(), gfn.raw() + 1);
+                }
+                Ok(TaskStep::Done(TaskResult::Done))
+            }
+        }
+    }
+}
+
+/// Re-coalescing's end: count whether the region was validated with one 2M PVALIDATE, then write
+/// the saved pages back, one private write each (a write that does not complete terminates).
+fn restore_next(
+    g: &mut Guest,
+    saved: &[(u64, u64)],
+    i: &mut usize,
+    (counted, awaiting): (&mut bool, &mut bool),
+    validated_2m: Option<bool>,
+    reply: Option<&Reply>,
+) -> Result<Option<Request>, GuestError> {
+    if !*counted {
+        *counted = true;
+        if validated_2m == Some(true) {
+            g.stats.recoalesced += 1;
+        } else {
+            g.stats.recoalesce_failed += 1;
+        }
+    }
+    if *awaiting {
+        *awaiting = false;
+        let Some(Reply::Access { outcome, .. }) = reply else {
+            unreachable!("a restore write awaits an access reply")
+        };
+        if !outcome.is_done() {
+            return Err(terminated(TermReason::PageNotValidated, saved[*i].0));
+        }
+        *i += 1;
+    }
+    Ok(saved.get(*i).map(|&(gfn, version)| {
+        g.stats.pages_saved += 1;
+        *awaiting = true;
+        Request::Access { gpa: Gfn(gfn).gpa(), kind: AccessKind::Write, private: true, version }
+    }))
+}
+
+/// The access task: issue the access; a naive guest answers a #VC 0x404 by validating the page
+/// and retrying once; the guest's bookkeeping follows the final result.
+fn access_next(
+    g: &mut Guest,
+    (gpa, kind, private): (Gpa, AccessKind, bool),
+    version: &mut u64,
+    stage: &mut AccessStage,
+    reply: Option<Reply>,
+) -> Result<TaskStep, GuestError> {
+    let access = Request::Access { gpa, kind, private, version: *version };
+    let gfn = gpa.gfn();
+    let (outcome, read) = match (*stage, reply) {
+        (AccessStage::Start, _) => {
+            // The version is taken when the write is issued, so that concurrent
+            // writers on other vCPUs never store the same one.
+            *version = g.next_version;
+            if private && kind == AccessKind::Write {
+                g.next_version += 1;
+            }
+            *stage = AccessStage::First;
+            return Ok(TaskStep::Issue(Request::Access { gpa, kind, private, version: *version }));
+        }
+        (AccessStage::Validating, Some(Reply::Pvalidate(r))) => {
+            if r.is_done() {
+                g.validated.insert(gfn.raw(), gfn.raw() + 1);
+                *stage = AccessStage::Retry;
+                return Ok(TaskStep::Issue(access));
+            }
+            (GuestOutcome::Vc(SvmExitCode::PageNotValidated), None)
+        }
+        (AccessStage::First, Some(Reply::Access { outcome, .. }))
+            if outcome == GuestOutcome::Vc(SvmExitCode::PageNotValidated)
+                && !g.config().validation_tracking =>
+        {
+            // A naive guest validates the page it took the #VC for and retries:
+            // exactly what a hypervisor that swapped the frame behind a validated GPA
+            // needs (docs/attacks.md).
+            g.stats.pvalidate += 1;
+            *stage = AccessStage::Validating;
+            return Ok(TaskStep::Issue(Request::Pvalidate {
+                gpa: gfn.gpa(),
+                size: RmpPageSize::Size4K,
+                validate: true,
+            }));
+        }
+        (AccessStage::First | AccessStage::Retry, Some(Reply::Access { outcome, read })) => (outcome, read),
+        _ => unreachable!("an access awaits an access or PVALIDATE reply"),
+    };
+    g.complete_access(gfn, kind, private, *version, outcome, read)?;
+    Ok(TaskStep::Done(TaskResult::Plain(outcome)))
+}
+
+impl ChunkCursor {
+    fn new(chunks: Vec<(u64, RmpPageSize)>, validate: bool) -> Self {
+        ChunkCursor { chunks, validate, i: 0, page: None, awaiting: None, issued: 0 }
+    }
+
+    /// PVALIDATE as Linux's `pval_pages` treats it: success continues, FAIL_SIZEMISMATCH asks for
+    /// the 4K fallback, anything else — including "unchanged" (CF = 1, which Linux reports as
+    /// `PVALIDATE_FAIL_NOUPDATE`) for a guest that tracks validation — terminates the guest. A
+    /// naive guest (`validation_tracking = false`) does not notice "unchanged".
+    fn classify(
+        g: &Guest,
+        gfn: u64,
+        size: RmpPageSize,
+        reply: Option<&Reply>,
+    ) -> Result<ChunkResult, GuestError> {
+        let Some(&Reply::Pvalidate(r)) = reply else { unreachable!("PVALIDATE awaits its reply") };
+        match r {
+            GuestOutcome::Done(PvalidateStatus::Changed) => Ok(ChunkResult::Done),
+            GuestOutcome::Done(PvalidateStatus::Unchanged) if !g.config().validation_tracking => {
+                Ok(ChunkResult::Done)
+            }
+            GuestOutcome::Fail(ReturnCode::FailSizeMismatch) if size == RmpPageSize::Size2M => {
+                Ok(ChunkResult::SizeMismatch)
+            }
+            _ => Err(terminated(TermReason::Pvalidate, gfn)),
+        }
+    }
+
+    fn issue(&mut self, g: &mut Guest, gfn: u64, size: RmpPageSize) -> Request {
+        g.stats.pvalidate += 1;
+        self.issued += 1;
+        self.awaiting = Some((gfn, size));
+        Request::Pvalidate { gpa: Gfn(gfn).gpa(), size, validate: self.validate }
+    }
+
+    fn record(&self, g: &mut Guest, start: u64, end: u64) {
+        if self.validate {
+            g.validated.insert(start, end);
+        } else {
+            g.untrack(start, end);
+        }
+    }
+
+    /// Rescind (`validate` false) or validate the chunks: per chunk, one 2M PVALIDATE when the
+    /// tracking says the whole chunk is in the other state (rescind: all validated; validate: none
+    /// validated; a naive guest always tries), else (or on FAIL_SIZEMISMATCH) 4K PVALIDATEs of the
+    /// pages whose tracked state differs. A 4K PVALIDATE that fails terminates the guest.
+    fn next(&mut self, g: &mut Guest, reply: Option<&Reply>) -> Result<Option<Request>, GuestError> {
+        let tracking = g.config().validation_tracking;
+        if let Some((gfn, size)) = self.awaiting.take() {
+            match (Self::classify(g, gfn, size, reply)?, size) {
+                (ChunkResult::Done, RmpPageSize::Size2M) => {
+                    self.record(g, gfn, gfn + g.span(size));
+                    self.i += 1;
+                    self.page = None;
+                }
+                (ChunkResult::SizeMismatch, _) => self.page = Some(gfn),
+                (ChunkResult::Done, RmpPageSize::Size4K) => {
+                    self.record(g, gfn, gfn + 1);
+                    self.page = Some(gfn + 1);
+                }
+            }
+        }
+        while let Some(&(start, size)) = self.chunks.get(self.i) {
+            let n = g.span(size);
+            match self.page {
+                None => {
+                    let tracked = g.validated.count_in(start, start + n);
+                    if self.validate {
+                        let tracked = if tracking { tracked } else { 0 };
+                        g.stats.refused_validations += tracked;
+                        if size == RmpPageSize::Size2M && tracked == 0 {
+                            return Ok(Some(self.issue(g, start, size)));
+                        }
+                    } else {
+                        if tracking && tracked == 0 {
+                            self.i += 1;
+                            continue;
+                        }
+                        if size == RmpPageSize::Size2M && (tracked == n || !tracking) {
+                            return Ok(Some(self.issue(g, start, size)));
+                        }
+                    }
+                    self.page = Some(start);
+                }
+                Some(page) if page < start + n => {
+                    if tracking && g.validated.contains(page) == self.validate {
+                        self.page = Some(page + 1);
+                        continue;
+                    }
+                    return Ok(Some(self.issue(g, page, RmpPageSize::Size4K)));
+                }
+                Some(_) => {
+                    self.i += 1;
+                    self.page = None;
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl SendCursor {
+    fn new(chunks: Vec<(u64, RmpPageSize)>, private: bool) -> Self {
+        SendCursor { chunks, private, i: 0, page: 0, before: None }
+    }
+
+    fn op(&self) -> PscOp {
+        if self.private { PscOp::Private } else { PscOp::Shared }
+    }
+
+    /// Issue the PSC for the chunks with the configured protocol; any error terminates the guest.
+    fn next(&mut self, g: &mut Guest, reply: Option<Reply>) -> Result<Option<Request>, GuestError> {
+        match g.config().protocol {
+            crate::Protocol::Msr => self.next_msr(g, reply),
+            crate::Protocol::Ghcb => self.next_ghcb(g, reply),
+        }
+    }
+
+    fn next_msr(&mut self, g: &Guest, reply: Option<Reply>) -> Result<Option<Request>, GuestError> {
+        if let Some(reply) = reply {
+            let Reply::PscMsr(resp) = reply else { unreachable!("an MSR PSC awaits its response") };
+            if resp.info() != GHCB_MSR_PSC_RESP || resp.error() != 0 {
+                return Err(terminated(TermReason::Psc, self.page));
+            }
+            self.page += 1;
+        }
+        while let Some(&(start, size)) = self.chunks.get(self.i) {
+            if self.page < start {
+                self.page = start;
+            }
+            if self.page < start + g.span(size) {
+                let req = GhcbMsrPscRequest::new()
+                    .with_info(GHCB_MSR_PSC_REQ)
+                    .with_gfn(self.page)
+                    .with_op(self.op().raw());
+                return Ok(Some(Request::PscMsr(req)));
+            }
+            self.i += 1;
+        }
+        Ok(None)
+    }
+
+    /// Linux `vmgexit_psc`: batches of `ghcb_entries` entries, each re-issued until `cur_entry`
+    /// passes `end_entry`; an error, a non-zero reserved field, or a hypervisor that moves
+    /// backwards or not at all terminates the guest.
+    fn next_ghcb(&mut self, g: &Guest, reply: Option<Reply>) -> Result<Option<Request>, GuestError> {
+        let per_request =
+            usize::from(g.config().ghcb_entries.clamp(1, snpsim_defs::ghcb::VMGEXIT_PSC_MAX_COUNT));
+        let Some(batch) = self.chunks.get(self.i..) else { return Ok(None) };
+        let batch = &batch[..batch.len().min(per_request)];
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let end = (batch.len() - 1) as u16;
+        let buf = match (reply, self.before) {
+            (Some(Reply::PscGhcb { buf, info2 }), Some(before)) => {
+                let h = buf.header;
+                if info2 != 0 || h.reserved() != 0 || h.end_entry() != end || h.cur_entry() < before {
+                    return Err(terminated(TermReason::Psc, batch[0].0));
+                }
+                if h.cur_entry() > end {
+                    self.i += batch.len();
+                    self.before = None;
+                    return self.next_ghcb(g, None);
+                }
+                if h.cur_entry() == before {
+                    return Err(terminated(TermReason::Psc, batch[0].0));
+                }
+                buf
+            }
+            (None, None) => {
+                let op = self.op().raw();
+                let entries: Vec<PscEntry> = batch
+                    .iter()
+                    .map(|&(gfn, size)| PscEntry::new().with_gfn(gfn).with_op(op).with_page_size(size.bit()))
+                    .collect();
+                PscBuffer { header: PscHeader::new().with_end_entry(end), entries }
+            }
+            _ => unreachable!("an NAE PSC awaits its buffer"),
+        };
+        self.before = Some(buf.header.cur_entry());
+        Ok(Some(Request::PscGhcb(buf)))
+    }
+}
+
+impl Guest {
+    /// Run `task` to completion against `p` on `vcpu`: the sequential guest.
+    pub fn run(
+        &mut self,
+        p: &mut dyn Platform,
+        vcpu: u32,
+        mut task: GuestTask,
+    ) -> Result<TaskResult, GuestError> {
+        let mut reply = None;
+        loop {
+            match task.resume(self, reply.take())? {
+                TaskStep::Issue(req) => reply = Some(p.serve(vcpu, req)?),
+                TaskStep::Done(r) => return Ok(r),
+            }
+        }
+    }
+}

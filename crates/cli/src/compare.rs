@@ -158,6 +158,9 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
         );
     }
     let traced = args.output.traced();
+    for c in &combos {
+        crate::check_budget(&c.scenario, args.scenario_opts.memory_budget, traced)?;
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.jobs.unwrap_or(0))
         .build()

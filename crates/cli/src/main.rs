@@ -122,6 +122,28 @@ struct ScenarioOpts {
     /// Invariant checking after each step.
     #[arg(long, value_enum, default_value = "incremental")]
     check: Check,
+    /// Refuse, before running anything, a scenario whose estimated simulator memory per run
+    /// exceeds SIZE (`8GiB`, `512MiB`) or `unlimited`.
+    #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = parse_budget)]
+    memory_budget: u64,
+}
+
+/// `--memory-budget`: a size (`8GiB`) or `unlimited`.
+pub(crate) fn parse_budget(text: &str) -> std::result::Result<u64, String> {
+    if text == "unlimited" {
+        return Ok(u64::MAX);
+    }
+    match snpsim_sim::scenario::parse_size(text) {
+        Ok(0) => Err("must not be zero".into()),
+        Ok(b) => Ok(b),
+        Err(e) => Err(format!("{e}, or `unlimited`")),
+    }
+}
+
+/// Refuse a scenario whose estimated memory exceeds `budget` (exit 2, naming the field).
+pub(crate) fn check_budget(s: &Scenario, budget: u64, traced: bool) -> Result<()> {
+    snpsim_sim::budget::check(s, budget, traced)?;
+    Ok(())
 }
 
 /// Where results go.
@@ -315,6 +337,9 @@ fn run(args: &RunArgs) -> Result<bool> {
         let mut scenarios = Vec::new();
         for f in &files {
             scenarios.push(load_scenario_with_overrides(f, &ov)?);
+        }
+        for s in &scenarios {
+            check_budget(s, args.scenario.memory_budget, traced)?;
         }
         let mut jobs = Vec::new();
         let progress = progress::Progress::new(files.len() as u64, "runs", args.output.quiet);

@@ -9,6 +9,7 @@
 //! design §8 ([`metrics`]) priced by [`cost`].
 
 pub mod adversary;
+pub mod budget;
 pub mod chrome;
 pub mod cost;
 pub mod debate;

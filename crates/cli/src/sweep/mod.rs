@@ -24,7 +24,7 @@ use clap::Args;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use snpsim_sim::run::ScenarioRun;
-use snpsim_sim::scenario::{ErrorKind, Scenario, parse_scenario_with_overrides};
+use snpsim_sim::scenario::{ErrorKind, Scenario, ScenarioError, parse_scenario_with_overrides};
 
 use crate::output::Files;
 use crate::{Check, check_mode, report, run_one, table};
@@ -71,6 +71,10 @@ pub struct SweepArgs {
     /// No progress bar (it is drawn only when standard error is a terminal anyway).
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Refuse, before running anything, a sweep any of whose runs has an estimated simulator
+    /// memory over SIZE (`8GiB`, `512MiB`) or `unlimited`.
+    #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = crate::parse_budget)]
+    memory_budget: u64,
 }
 
 /// `snpsim merge` options.
@@ -104,6 +108,43 @@ fn read_text(path: &Path) -> Result<String> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
     String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:1:1: the file is not UTF-8 text"))
+}
+
+/// An error in the scenario of point `p`: an error in an override the sweep made is reported where
+/// the sweep file writes its value.
+fn point_error(
+    file: &str,
+    def: &SweepDef,
+    p: &Point,
+    ov: &[(String, String, file::Loc)],
+    e: &ScenarioError,
+    hint: &str,
+) -> anyhow::Error {
+    if e.file == "--set" && !ov.is_empty() {
+        // Override number e.line (1-based) is ov[e.line - 1].
+        let (key, value, loc) = &ov[e.line.saturating_sub(1).min(ov.len() - 1)];
+        let field = e.field.as_deref().unwrap_or(key);
+        return anyhow::anyhow!(
+            "{file}:{}:{}: field `{field}` = {value} (run {}: {}): {}{hint}",
+            loc.line,
+            loc.column,
+            p.index,
+            describe(def, p),
+            e.message
+        );
+    }
+    anyhow::anyhow!("{e} (run {} of sweep {file}: {}){hint}", p.index, describe(def, p))
+}
+
+/// Refuse the sweep if any run's scenario exceeds the memory budget (every run, whatever the
+/// shard, so that every shard agrees).
+fn check_budgets(file: &str, x: &Expanded, budget: u64) -> Result<()> {
+    for (p, s) in &x.points {
+        if let Err(e) = snpsim_sim::budget::check(s, budget, false) {
+            return Err(point_error(file, &x.def, p, &x.def.overrides(p), &e, ""));
+        }
+    }
+    Ok(())
 }
 
 /// Parse the sweep file and every run's scenario (all of them, whatever the shard: bad input is
@@ -153,21 +194,7 @@ fn expand(path: &Path) -> Result<Expanded> {
                 } else {
                     ""
                 };
-                if e.file == "--set" {
-                    // Override number e.line (1-based) is ov[e.line - 1]: report it where the sweep
-                    // file writes its value.
-                    let (key, value, loc) = &ov[e.line.saturating_sub(1).min(ov.len() - 1)];
-                    let field = e.field.as_deref().unwrap_or(key);
-                    bail!(
-                        "{file}:{}:{}: field `{field}` = {value} (run {}: {}): {}{hint}",
-                        loc.line,
-                        loc.column,
-                        p.index,
-                        describe(&def, &p),
-                        e.message
-                    );
-                }
-                bail!("{e} (run {} of sweep {file}: {}){hint}", p.index, describe(&def, &p));
+                return Err(point_error(&file, &def, &p, &ov, &e, hint));
             }
         }
     }
@@ -241,6 +268,7 @@ pub fn sweep(args: &SweepArgs) -> Result<bool> {
     }
     Files::prepare(Some(&args.out), None)?;
     let x = expand(&args.file)?;
+    check_budgets(&args.file.display().to_string(), &x, args.memory_budget)?;
     let check = check_mode(args.check);
     // Run numbers count the points kept, so skipped combinations leave no hole.
     let mine: Vec<(usize, &(Point, Scenario))> =

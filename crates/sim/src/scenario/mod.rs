@@ -101,6 +101,45 @@ pub struct Scenario {
     /// `[cost]`: the cost parameters in force (the defaults of [`crate::cost`] with the table's
     /// overrides applied).
     pub cost: CostTable,
+    /// Where the fields that checks after parsing blame were written.
+    pub sites: Sites,
+}
+
+/// Where a field was written (the file, or `--set` and the override's index as the line), for
+/// errors found after parsing, such as the memory budget's.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Site {
+    /// The file as named by the caller, or `--set`.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// The dotted path of the field.
+    pub field: String,
+}
+
+impl Site {
+    /// An error at this site.
+    pub fn error(&self, kind: ErrorKind, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            field: Some(self.field.clone()),
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The sites of `machine.host_memory` and `vm.memory`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Sites {
+    /// `machine.host_memory`.
+    pub host_memory: Site,
+    /// `vm.memory`.
+    pub memory: Site,
 }
 
 /// `[machine]`.

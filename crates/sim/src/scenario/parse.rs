@@ -12,7 +12,7 @@ use super::names::{Backing, Era, Outcome, Policy, Recoalesce, TouchPattern, acce
 use super::step::{Step, StepKind, StepOp, parse_perms};
 use super::tree::{Node, Table, Val};
 use super::units::{Size, UnitError, parse_duration, parse_gpa, parse_size};
-use super::{BalloonPhase, GuestConfig, Machine, Phase, Scenario, SteadyPhase, Vm, Workload};
+use super::{BalloonPhase, GuestConfig, Machine, Phase, Scenario, Site, Sites, SteadyPhase, Vm, Workload};
 use crate::cost::CostTable;
 
 type Result<T> = std::result::Result<T, ScenarioError>;
@@ -233,7 +233,13 @@ pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
     let expect = opt_or(&top, "expect", Expectations::default(), |f| expectations(&cx, f))?;
     let cost = opt_or(&top, "cost", CostTable::default(), |f| cost_table(&cx, f))?;
 
-    Ok(Scenario { name, seed, machine, vm, guest, steps, workload, expect, cost })
+    let site = |table: &str, key: &str| -> Result<Site> {
+        let f = top.req(&cx, table)?.obj(&cx, "a table")?.req(&cx, key)?;
+        let e = f.err(&cx, ErrorKind::OutOfRange, "");
+        Ok(Site { file: e.file, line: e.line, column: e.column, field: f.path })
+    };
+    let sites = Sites { host_memory: site("machine", "host_memory")?, memory: site("vm", "memory")? };
+    Ok(Scenario { name, seed, machine, vm, guest, steps, workload, expect, cost, sites })
 }
 
 fn machine(cx: &Cx<'_>, f: &Field<'_>) -> Result<Machine> {

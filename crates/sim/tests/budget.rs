@@ -1,0 +1,36 @@
+//! The memory budget: every shipped scenario fits the default budget, traced or not (the 64 GiB
+//! benchmarks and boots untraced), and its refusals come before the machine is built.
+
+use std::path::{Path, PathBuf};
+
+use snpsim_sim::budget::{DEFAULT_MEMORY_BUDGET, check};
+use snpsim_sim::scenario::load_scenario;
+
+fn toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            toml_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "toml") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_shipped_scenario_fits_the_default_budget() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    toml_files(&root.join("examples"), &mut files);
+    toml_files(&root.join("bench"), &mut files);
+    files.sort();
+    let mut checked = 0;
+    for f in &files {
+        // Sweep files are not scenarios.
+        let Ok(s) = load_scenario(f) else { continue };
+        let large = s.vm.memory >= 32 << 30;
+        check(&s, DEFAULT_MEMORY_BUDGET, !large).unwrap_or_else(|e| panic!("{e}"));
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} scenarios found");
+}

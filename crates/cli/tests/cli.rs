@@ -13,7 +13,7 @@ use serde_json::Value;
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/debate");
 
 /// The metric keys design §8 fixes (JSON `metrics` keys).
-const METRICS: [&str; 24] = [
+const METRICS: [&str; 25] = [
     "rmp_npf",
     "rmp_npf_sizem",
     "npf",
@@ -31,6 +31,7 @@ const METRICS: [&str; 24] = [
     "psc_failed",
     "implicit_conversions",
     "exits",
+    "races",
     "sigbus",
     "efault",
     "data_loss_pages",

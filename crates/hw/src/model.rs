@@ -186,6 +186,10 @@ pub trait RmpModel: core::fmt::Debug {
     /// End an in-flight operation started by [`RmpModel::begin_in_flight`]; returns whether one was.
     fn end_in_flight(&mut self, region: Pfn) -> bool;
 
+    /// Whether the 2M region holding `pfn` is in flight. Software cannot ask this of the hardware
+    /// (it sees FAIL_INUSE or an #NPF); the engine uses it to retry the way KVM's loops would.
+    fn in_flight(&self, pfn: Pfn) -> bool;
+
     /// The number of 4 KiB pages assigned to `asid` (the RMP's per-ASID bookkeeping counter).
     fn asid_assigned_pages(&self, asid: u16) -> u64;
 

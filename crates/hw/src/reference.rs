@@ -522,6 +522,10 @@ impl RmpModel for DenseRmp {
         if self.in_flight.insert(region) { ReturnCode::Success } else { ReturnCode::FailInuse }
     }
 
+    fn in_flight(&self, pfn: Pfn) -> bool {
+        self.is_in_flight(pfn)
+    }
+
     fn end_in_flight(&mut self, region: Pfn) -> bool {
         self.in_flight.remove(&region)
     }

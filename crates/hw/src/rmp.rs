@@ -712,6 +712,10 @@ impl RmpModel for Rmp {
         if self.in_flight.insert(idx) { ReturnCode::Success } else { ReturnCode::FailInuse }
     }
 
+    fn in_flight(&self, pfn: Pfn) -> bool {
+        self.in_rmp(pfn) && self.in_flight.contains(&self.split(pfn).0)
+    }
+
     fn end_in_flight(&mut self, region: Pfn) -> bool {
         if !region.is_aligned(self.g()) {
             return false;

@@ -2003,6 +2003,9 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     assert!(!m.end_in_flight(region(c, 1)));
                     assert_eq!(m.begin_in_flight(region(c, 1)), ReturnCode::Success);
+                    let inside = Pfn(region(c, 1).raw() + 1);
+                    assert!(m.in_flight(inside) && m.in_flight(region(c, 1)));
+                    assert!(!m.in_flight(region(c, 2)) && !m.in_flight(Pfn(u64::MAX)));
                     assert!(!m.end_in_flight(region(c, 2)));
                     assert!(m.end_in_flight(region(c, 1)));
                     assert!(!m.end_in_flight(region(c, 1)));

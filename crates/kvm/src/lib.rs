@@ -14,5 +14,5 @@ pub mod stats;
 pub mod vm;
 
 pub use policy::{Era, Policy};
-pub use stats::KvmStats;
-pub use vm::{Kvm, KvmConfig, KvmError, PscAdversary};
+pub use stats::{KvmStats, Races};
+pub use vm::{Kvm, KvmConfig, KvmError, NpfStep, PscAdversary, PsmashPlan};

@@ -48,6 +48,24 @@ pub struct KvmStats {
     pub implicit_conversions: u64,
     /// Exits by reason ([`exit`]).
     pub exits: BTreeMap<&'static str, u64>,
+    /// Races between vCPUs that KVM's retry loops absorbed (interleaved runs only).
+    pub races: Races,
+}
+
+/// Races between vCPUs that KVM tolerates (the `races` metric; all zero in sequential runs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Races {
+    /// PSMASH returned FAIL_INUSE (another CPU's instruction in the region was in flight) and was
+    /// retried (Linux `snp_rmptable_psmash` loops on `PSMASH_FAIL_INUSE`).
+    pub psmash_fail_inuse: u64,
+    /// A page-state-change range whose RMPUPDATE met another CPU's in-flight instruction
+    /// (FAIL_INUSE) and was retried (Linux `rmpupdate` loops on `RMPUPDATE_FAIL_OVERLAP`).
+    pub rmpupdate_fail_inuse: u64,
+    /// PSMASH failed because another vCPU had already smashed the entry, and the re-lookup found
+    /// it 4K (`sev_handle_rmp_fault`: "the PSMASH may have raced with another process").
+    pub psmash_already_4k: u64,
+    /// #NPFs taken inside another CPU's in-flight window, resolved by retrying the instruction.
+    pub spurious_npf: u64,
 }
 
 impl Default for KvmStats {
@@ -65,6 +83,7 @@ impl Default for KvmStats {
             psc_failed: 0,
             implicit_conversions: 0,
             exits: exit::ALL.iter().map(|&r| (r, 0)).collect(),
+            races: Races::default(),
         }
     }
 }

@@ -76,6 +76,24 @@ pub struct Kvm {
     rebound: std::collections::BTreeMap<Gfn, Pfn>,
 }
 
+/// What the first part of #NPF handling left to do ([`Kvm::begin_npf`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NpfStep {
+    /// The fault is resolved; the instruction can be retried.
+    Handled,
+    /// KVM looked up a 2M RMP entry and will PSMASH it ([`Kvm::finish_psmash`]).
+    Psmash(PsmashPlan),
+}
+
+/// A PSMASH KVM decided on: the faulting GFN and the frame its NPT leaf maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PsmashPlan {
+    /// The faulting GFN.
+    pub gfn: Gfn,
+    /// Its frame.
+    pub pfn: Pfn,
+}
+
 /// An adversarial page-state-change handler (`snpsim_sim::adversary`): what a malicious
 /// hypervisor does with the guest's requests. All off for an honest KVM.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -186,6 +204,23 @@ impl Kvm {
         gpa: Gpa,
         code: NpfErrorCode,
     ) -> Result<(), KvmError> {
+        match self.begin_npf(host, rmp, gpa, code)? {
+            NpfStep::Handled => Ok(()),
+            NpfStep::Psmash(plan) => self.finish_psmash(rmp, plan),
+        }
+    }
+
+    /// The first part of [`Kvm::handle_npf`]: everything, except that when the fault needs a
+    /// PSMASH of a 2M entry (what KVM decided from its RMP lookup) it returns that decision, so
+    /// that an engine can run other vCPUs between the lookup and [`Kvm::finish_psmash`] — the
+    /// window in which two vCPUs faulting in one 2M region race.
+    pub fn begin_npf(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gpa: Gpa,
+        code: NpfErrorCode,
+    ) -> Result<NpfStep, KvmError> {
         let gfn = gpa.gfn();
         self.stats.npf += 1;
         self.stats.exit(exit::NPF);
@@ -196,7 +231,7 @@ impl Kvm {
                     reason: format!("non-RMP #NPF {code:?} on a present leaf"),
                 });
             }
-            return self.fault_in(host, rmp, gfn, code.enc());
+            return self.fault_in(host, rmp, gfn, code.enc()).map(|()| NpfStep::Handled);
         }
         self.stats.rmp_npf += 1;
         if code.sizem() {
@@ -208,10 +243,12 @@ impl Kvm {
         let (assigned, rmp_level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
         if code.sizem() {
             if rmp_level == RmpPageSize::Size2M {
-                return self.psmash_and_zap(host, rmp, gfn, pfn);
+                return Ok(NpfStep::Psmash(PsmashPlan { gfn, pfn }));
             }
             let policy = self.policy;
-            return policy.resolve_npt_larger(&mut FaultCx { kvm: self, host, rmp, gfn });
+            return policy
+                .resolve_npt_larger(&mut FaultCx { kvm: self, host, rmp, gfn })
+                .map(|()| NpfStep::Handled);
         }
         // An implicit conversion: the access's C-bit disagrees with the page's state — its RMP
         // assignment in the legacy era, its memory attribute in the gmem era.
@@ -223,29 +260,36 @@ impl Kvm {
             if self.era() == Era::Gmem {
                 self.stats.exit(exit::MEMORY_FAULT);
             }
-            return self.convert(host, rmp, PscRange { gfn, pages: 1, private: code.enc(), size_2m: false });
+            return self
+                .convert(host, rmp, PscRange { gfn, pages: 1, private: code.enc(), size_2m: false })
+                .map(|()| NpfStep::Handled);
         }
         Err(KvmError::Unresolvable { gfn, reason: format!("RMP #NPF {code:?} that KVM cannot resolve") })
+    }
+
+    /// A #NPF taken inside another CPU's in-flight window: KVM finds nothing to fix
+    /// (`sev_handle_rmp_fault` returns) and the guest retries the instruction.
+    pub fn spurious_npf(&mut self) {
+        self.stats.npf += 1;
+        self.stats.exit(exit::NPF);
+        self.stats.races.spurious_npf += 1;
     }
 
     /// Every policy's answer to a SIZEM fault on a 2M RMP entry (a 4K PVALIDATE/RMPADJUST inside
     /// it, or a private access through a smaller leaf): PSMASH the entry and zap 512 GFNs so the NPT
     /// refaults at the new RMP level (RFC v3 34/37; upstream `sev_handle_rmp_fault`). A failed
     /// PSMASH is fine when the entry is 4K on re-lookup (a racing vCPU did it).
-    fn psmash_and_zap(
-        &mut self,
-        host: &mut Host,
-        rmp: &mut dyn RmpModel,
-        gfn: Gfn,
-        pfn: Pfn,
-    ) -> Result<(), KvmError> {
+    pub fn finish_psmash(&mut self, rmp: &mut dyn RmpModel, plan: PsmashPlan) -> Result<(), KvmError> {
+        let PsmashPlan { gfn, pfn } = plan;
         let region = self.geometry.region_of(pfn);
         self.stats.psmash += 1;
         let rc = rmp.psmash(region);
-        if rc != ReturnCode::Success && rmp.lookup(pfn).map(|(_, l)| l) != Some(RmpPageSize::Size4K) {
-            return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
+        if rc != ReturnCode::Success {
+            if rmp.lookup(pfn).map(|(_, l)| l) != Some(RmpPageSize::Size4K) {
+                return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
+            }
+            self.stats.races.psmash_already_4k += 1;
         }
-        let _ = host;
         if self.mutant == Some(Mutant::NoZapAfterPsmash) {
             return Ok(());
         }
@@ -488,6 +532,57 @@ impl Kvm {
             self.stats.psc_failed += 1;
         }
         fatal.map_or(Ok(info2), Err)
+    }
+
+    /// The range the next step of an NAE PSC would convert (`None` when nothing is left to convert
+    /// or the buffer is malformed), without converting anything.
+    pub fn psc_next_range(&self, buf: &PscBuffer) -> Option<PscRange> {
+        let mut probe = buf.clone();
+        let mut next = None;
+        psc::process_ghcb_mutated(&mut probe, self.geometry.pages_per_2m(), self.mutant, |range| {
+            next = Some(range);
+            false
+        });
+        next
+    }
+
+    /// One step of an NAE PSC VMGEXIT in an interleaved run: convert at most one range (as KVM
+    /// does per KVM_HC_MAP_GPA_RANGE exit before re-entering `snp_begin_psc`), the exit counted on
+    /// the `first` step. Returns SW_EXITINFO2 when the request is finished, `None` while ranges
+    /// remain. The adversarial PSC behaviours are not available here.
+    pub fn handle_psc_ghcb_one(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        buf: &mut PscBuffer,
+        first: bool,
+    ) -> Result<Option<u64>, KvmError> {
+        if first {
+            self.stats.exit(exit::VMGEXIT_PSC);
+            self.stats.psc_requests += 1;
+        }
+        let mut fatal = None;
+        let mut applied = false;
+        let mut more = false;
+        let per_2m = self.geometry.pages_per_2m();
+        let info2 = psc::process_ghcb_mutated(buf, per_2m, self.mutant, |range| {
+            if applied {
+                more = true;
+                return false;
+            }
+            applied = true;
+            self.apply_psc(host, rmp, range, &mut fatal)
+        });
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if more {
+            return Ok(None);
+        }
+        if info2 != 0 {
+            self.stats.psc_failed += 1;
+        }
+        Ok(Some(info2))
     }
 
     /// Convert one PSC range; a refusal is reported to the guest, any other failure is fatal.

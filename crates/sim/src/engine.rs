@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use snpsim_defs::{Gpa, PageSize, RmpAdjustOperand, RmpPageSize, VmplPerms};
-use snpsim_guest::{Guest, GuestConfig, GuestError, Recoalesce};
+use snpsim_guest::{Guest, GuestConfig, GuestError, GuestTask, Recoalesce, TaskStep};
 use snpsim_host::{Host, HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{AccessKind, Geometry, RmpConfig};
@@ -16,6 +16,7 @@ use crate::machine::Machine;
 use crate::metrics::{self, Metrics, collect_with};
 use crate::outcome::Outcome;
 use crate::trace::{Recorder, TraceMeta};
+use crate::vcpu::Exec;
 
 /// Where guest memory comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +47,7 @@ pub enum CheckMode {
 /// Everything needed to build a simulation. [`SimConfig::new`] fills in the defaults of a
 /// scenario file; every field is public.
 #[derive(Clone, Copy, Debug)]
+#[allow(clippy::struct_excessive_bools, reason = "independent switches of a scenario file")]
 pub struct SimConfig {
     /// Page geometry.
     pub geometry: Geometry,
@@ -75,6 +77,10 @@ pub struct SimConfig {
     pub check: CheckMode,
     /// The adversarial hypervisor's attacks (empty for an honest host; `[vm] adversary`).
     pub adversary: crate::adversary::Attacks,
+    /// vCPUs interleave (`[vm] interleave`): a guest action only starts on its vCPU and
+    /// [`Action::Tick`] advances it one architectural operation at a time; otherwise every
+    /// action runs to completion in turn.
+    pub interleave: bool,
 }
 
 impl SimConfig {
@@ -108,6 +114,7 @@ impl SimConfig {
             step_budget: None,
             check: CheckMode::Incremental,
             adversary: crate::adversary::Attacks::NONE,
+            interleave: false,
         }
     }
 }
@@ -216,6 +223,32 @@ pub enum Action {
         /// Pages.
         pages: u64,
     },
+    /// Advance the operation running on `vcpu` by one architectural operation (interleaved runs;
+    /// the scheduler's choice, recorded so that a trace replays the same interleaving).
+    Tick {
+        /// vCPU.
+        vcpu: u32,
+    },
+}
+
+impl Action {
+    /// The vCPU a guest action runs on (`None` for host actions).
+    pub fn vcpu(&self) -> Option<u32> {
+        match *self {
+            Action::Psc { vcpu, .. }
+            | Action::Accept { vcpu, .. }
+            | Action::Pvalidate { vcpu, .. }
+            | Action::Rmpadjust { vcpu, .. }
+            | Action::Access { vcpu, .. }
+            | Action::Recoalesce { vcpu, .. }
+            | Action::Tick { vcpu } => Some(vcpu),
+            Action::HostWrite { .. }
+            | Action::HostRead { .. }
+            | Action::HostSplit { .. }
+            | Action::HostCollapse { .. }
+            | Action::PunchHole { .. } => None,
+        }
+    }
 }
 
 /// What one step did, for traces and tests.
@@ -311,6 +344,17 @@ pub struct Simulation {
     costs: CostTable,
     /// Record NPT coverage after every `coverage_every`-th step (1 = every step).
     coverage_every: u64,
+    /// Interleaved runs: the operation each vCPU is running (`None` when idle).
+    running: Vec<Option<Running>>,
+}
+
+/// A guest operation in progress on one vCPU of an interleaved run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Running {
+    /// The guest's side.
+    pub task: GuestTask,
+    /// The platform request in progress, if any.
+    pub exec: Option<Exec>,
 }
 
 /// The guest's ASID (one VM per run).
@@ -369,6 +413,7 @@ impl Simulation {
             attack_log: Vec::new(),
             costs: CostTable::default(),
             coverage_every: 1,
+            running: vec![None; config.vcpus as usize],
         };
         match Kvm::new(kvm_config, config.policy, &host) {
             Ok(mut kvm) => {
@@ -454,6 +499,21 @@ impl Simulation {
         self.coverage_every = every.max(1);
     }
 
+    /// Whether `vcpu` is running an operation (interleaved runs).
+    pub fn is_busy(&self, vcpu: u32) -> bool {
+        self.running.get(vcpu as usize).is_some_and(Option::is_some)
+    }
+
+    /// The operation each vCPU is running (interleaved runs; `None` when idle).
+    pub fn running(&self) -> &[Option<Running>] {
+        &self.running
+    }
+
+    /// Whether some vCPU holds an in-flight window open (interleaved runs).
+    pub fn windows_open(&self) -> bool {
+        self.machine.as_ref().is_some_and(|m| !m.windows.is_empty())
+    }
+
     /// Steps executed so far.
     pub fn steps(&self) -> u64 {
         self.steps
@@ -503,7 +563,15 @@ impl Simulation {
         }
         self.steps += 1;
         let Some(m) = self.machine.as_mut() else { return StepReport { result: "no VM".into() } };
-        let result = run_action(m, &mut self.guest, action, &mut self.lossy_recoalesce);
+        let result = if self.config.interleave && action.vcpu().is_some() {
+            match interleaved(m, &mut self.guest, &mut self.running, action, &mut self.lossy_recoalesce) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => return StepReport { result: "pending".into() },
+                Err(e) => Err(e),
+            }
+        } else {
+            run_action(m, &mut self.guest, action, &mut self.lossy_recoalesce)
+        };
         let result = match result {
             Ok(r) => r,
             Err(GuestError::Terminated { reason, gpa }) => {
@@ -538,7 +606,7 @@ impl Simulation {
                 None => {}
             }
         }
-        if self.config.khugepaged {
+        if self.config.khugepaged && m.windows.is_empty() {
             collapse_all(m);
         }
         if self.steps.is_multiple_of(self.coverage_every) {
@@ -650,6 +718,96 @@ pub struct RunResult {
     pub attacks: Vec<String>,
 }
 
+/// The guest task of a guest action.
+fn guest_task(guest: &Guest, action: &Action, lossy: &mut bool) -> GuestTask {
+    match *action {
+        Action::Psc { gpa, pages, private, granularity, .. } => {
+            GuestTask::psc(guest, gpa.gfn(), pages, private, granularity)
+        }
+        Action::Accept { gpa, pages, granularity, .. } => {
+            GuestTask::psc(guest, gpa.gfn(), pages, true, granularity)
+        }
+        Action::Pvalidate { gpa, size, validate, .. } => GuestTask::pvalidate(gpa.gfn(), size, validate),
+        Action::Rmpadjust { gpa, size, vmpl, perms, vmsa, .. } => {
+            let op = RmpAdjustOperand::new().with_target_vmpl(vmpl).with_perms(perms).with_vmsa(vmsa);
+            GuestTask::rmpadjust(gpa.gfn(), size, op)
+        }
+        Action::Access { gpa, kind, private, .. } => GuestTask::access(gpa, kind, private),
+        Action::Recoalesce { gpa, mode, .. } => {
+            if mode == Recoalesce::Naive {
+                *lossy = true;
+            }
+            GuestTask::recoalesce(guest, gpa.gfn(), mode)
+        }
+        _ => unreachable!("{action:?} is not a guest action"),
+    }
+}
+
+/// A guest action or a tick in an interleaved run: start the action on its idle vCPU and run its
+/// first request's first tick, or advance the running one. `Ok(None)` while it goes on.
+fn interleaved(
+    m: &mut Machine,
+    guest: &mut Guest,
+    running: &mut [Option<Running>],
+    action: &Action,
+    lossy: &mut bool,
+) -> Result<Option<String>, GuestError> {
+    let vcpu = action.vcpu().unwrap_or(0);
+    let slot = &mut running[vcpu as usize];
+    let mut reply = None;
+    match (action, slot.as_mut()) {
+        (Action::Tick { .. }, None) => return Ok(Some("idle".into())),
+        (Action::Tick { .. }, Some(run)) => {
+            if let Some(exec) = &mut run.exec {
+                match m.tick(vcpu, exec)? {
+                    None => return Ok(None),
+                    Some(r) => {
+                        run.exec = None;
+                        reply = Some(r);
+                    }
+                }
+            }
+        }
+        (_, Some(_)) => return Ok(Some(format!("vcpu {vcpu} is busy"))),
+        (_, None) => *slot = Some(Running { task: guest_task(guest, action, lossy), exec: None }),
+    }
+    let first = reply.is_none();
+    let Some(run) = slot.as_mut() else { return Ok(None) };
+    let step = run.task.resume(guest, reply);
+    match step {
+        Ok(TaskStep::Issue(req)) => {
+            let mut exec = Exec::new(req);
+            if first && let Some(r) = m.tick(vcpu, &mut exec)? {
+                let next = run.task.resume(guest, Some(r));
+                return match next {
+                    Ok(TaskStep::Issue(req)) => {
+                        run.exec = Some(Exec::new(req));
+                        Ok(None)
+                    }
+                    Ok(TaskStep::Done(r)) => {
+                        *slot = None;
+                        Ok(Some(r.describe()))
+                    }
+                    Err(e) => {
+                        *slot = None;
+                        Err(e)
+                    }
+                };
+            }
+            run.exec = Some(exec);
+            Ok(None)
+        }
+        Ok(TaskStep::Done(r)) => {
+            *slot = None;
+            Ok(Some(r.describe()))
+        }
+        Err(e) => {
+            *slot = None;
+            Err(e)
+        }
+    }
+}
+
 fn collapse_all(m: &mut Machine) {
     // Only split regions can collapse: visiting them alone keeps a step O(split regions).
     for offset in m.host.vma.split_offsets() {
@@ -722,6 +880,7 @@ fn run_action(
             Ok(None) => "nothing to collapse".into(),
             Err(e) => e.to_string(),
         },
+        Action::Tick { .. } => "idle".into(),
         Action::PunchHole { gpa, pages } => {
             let punched = m.traced(None, |m| {
                 let Machine { kvm, host, rmp, .. } = m;

@@ -23,7 +23,9 @@ pub mod prelude;
 pub mod replay;
 pub mod run;
 pub mod scenario;
+pub mod schedule;
 pub mod trace;
+pub mod vcpu;
 pub mod workload;
 
 pub use engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, Simulation};

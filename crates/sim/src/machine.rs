@@ -51,6 +51,8 @@ pub struct Machine {
     pub accesses: [u64; 3],
     /// Host writes to guest pages (completed or not), for the cost model.
     pub host_writes: u64,
+    /// In-flight windows vCPUs hold open (interleaved runs).
+    pub(crate) windows: Vec<crate::vcpu::Window>,
 }
 
 impl Machine {
@@ -68,6 +70,7 @@ impl Machine {
             findings: Findings::default(),
             accesses: [0; 3],
             host_writes: 0,
+            windows: Vec::new(),
         }
     }
 
@@ -77,7 +80,7 @@ impl Machine {
         self.contents.set(pfn.raw(), (version, self.rmp.seq() + 1));
     }
 
-    fn ctx(&self) -> GuestContext {
+    pub(crate) fn ctx(&self) -> GuestContext {
         GuestContext { asid: self.asid, vmpl: 0 }
     }
 
@@ -231,6 +234,42 @@ impl Machine {
             .collect()
     }
 
+    /// The machine's side of a retired PVALIDATE: count a validation (invariant 6).
+    pub(crate) fn done_pvalidate(
+        &mut self,
+        validate: bool,
+        size: RmpPageSize,
+        r: GuestOutcome<PvalidateStatus>,
+        pfn: Pfn,
+    ) {
+        if validate && r == GuestOutcome::Done(PvalidateStatus::Changed) {
+            let pages = self.rmp.config().geometry.pages(size.page_size());
+            self.note_validation(pfn, pages);
+        }
+    }
+
+    /// The machine's side of a finished access: trace it, count it for the cost model, check it
+    /// independently (invariants 3 and 5), and store a write's version (design §6).
+    pub(crate) fn done_access(
+        &mut self,
+        gpa: Gpa,
+        (kind, private, version): (AccessKind, bool, u64),
+        r: GuestOutcome<()>,
+        pfn: Pfn,
+        size: PageSize,
+    ) {
+        if let Some(rec) = &mut self.rmp.recorder {
+            rec.access(gpa, kind, private, pfn, size, &r);
+        }
+        if r.is_done() {
+            self.accesses[usize::from(size.level() - 1)] += 1;
+            self.check_completed("guest access", Some(gpa), pfn, size, private);
+            if kind == AccessKind::Write {
+                self.store(pfn, version);
+            }
+        }
+    }
+
     /// A host write to the guest page `gpa` (design §10 `host_write`).
     pub fn host_write(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
         self.host_writes += 1;
@@ -329,10 +368,7 @@ impl Platform for Machine {
         let ctx = self.ctx();
         let (r, pfn, _) =
             self.through_npt(gpa, true, false, |rmp, pfn, _| rmp.pvalidate(ctx, gpa, pfn, size, validate))?;
-        if validate && r == GuestOutcome::Done(PvalidateStatus::Changed) {
-            let pages = self.rmp.config().geometry.pages(size.page_size());
-            self.note_validation(pfn, pages);
-        }
+        self.done_pvalidate(validate, size, r, pfn);
         Ok(r)
     }
 
@@ -360,16 +396,7 @@ impl Platform for Machine {
         let (r, pfn, size) = self.through_npt(gpa, private, write, |rmp, pfn, npt_size| {
             rmp.check_guest_access(&GuestAccess { guest, gpa, pfn, npt_size, private, kind, user: false })
         })?;
-        if let Some(rec) = &mut self.rmp.recorder {
-            rec.access(gpa, kind, private, pfn, size, &r);
-        }
-        if r.is_done() {
-            self.accesses[usize::from(size.level() - 1)] += 1;
-            self.check_completed("guest access", Some(gpa), pfn, size, private);
-            if write {
-                self.store(pfn, version);
-            }
-        }
+        self.done_access(gpa, (kind, private, version), r, pfn, size);
         Ok(r)
     }
 

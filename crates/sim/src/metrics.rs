@@ -73,6 +73,10 @@ pub struct Metrics {
     pub implicit_conversions: u64,
     /// Exits by reason.
     pub exits: BTreeMap<String, u64>,
+    /// Races between vCPUs that KVM's retry loops absorbed (interleaved runs; all zero in
+    /// sequential ones): `psmash_fail_inuse`, `rmpupdate_fail_inuse`, `psmash_already_4k`,
+    /// `spurious_npf`.
+    pub races: BTreeMap<String, u64>,
     /// VMM writes that got SIGBUS.
     pub sigbus: u64,
     /// Kernel uaccess writes that got -EFAULT.
@@ -93,6 +97,20 @@ pub struct Metrics {
     pub sim_time_ns: u64,
     /// Simulated time by cost item.
     pub sim_time_by_item: BTreeMap<String, u64>,
+}
+
+/// The `races` metric's members.
+fn races(r: snpsim_kvm::Races) -> BTreeMap<String, u64> {
+    let snpsim_kvm::Races { psmash_fail_inuse, rmpupdate_fail_inuse, psmash_already_4k, spurious_npf } = r;
+    [
+        ("psmash_fail_inuse", psmash_fail_inuse),
+        ("rmpupdate_fail_inuse", rmpupdate_fail_inuse),
+        ("psmash_already_4k", psmash_already_4k),
+        ("spurious_npf", spurious_npf),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Gather the metrics of a run (`machine` is `None` when the VM was never created), priced with the
@@ -183,6 +201,7 @@ pub fn collect_with(
     m.psc_failed = k.psc_failed;
     m.implicit_conversions = k.implicit_conversions;
     m.exits = k.exits.iter().map(|(r, n)| ((*r).to_string(), *n)).collect();
+    m.races = races(k.races);
     m.sigbus = h.sigbus;
     m.efault = h.efault;
     m.kernel_oops = h.kernel_oops;

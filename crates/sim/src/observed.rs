@@ -190,6 +190,10 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         self.inner.begin_in_flight(region)
     }
 
+    fn in_flight(&self, pfn: Pfn) -> bool {
+        self.inner.in_flight(pfn)
+    }
+
     fn end_in_flight(&mut self, region: Pfn) -> bool {
         self.inner.end_in_flight(region)
     }

@@ -104,16 +104,25 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         adversary: crate::adversary::Attacks::of(
             &vm.adversary.iter().filter_map(|n| crate::adversary::Attack::from_name(n)).collect::<Vec<_>>(),
         ),
+        interleave: vm.interleave,
     }
 }
 
-/// The actions a scenario's steps describe (an `access` over a range is one access per page).
+/// The actions a scenario's steps describe (an `access` over a range is one access per page;
+/// barriers are left out).
 pub fn actions(s: &Scenario) -> Vec<Action> {
+    action_phases(s).concat()
+}
+
+/// The actions of a scenario's steps in phases separated by its `barrier` steps.
+pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
     let pages = |bytes: u64| bytes / PAGE_SIZE_4K;
+    let mut phases = Vec::new();
     let mut out = Vec::new();
     for step in &s.steps {
         let vcpu = step.vcpu;
         match &step.op {
+            StepOp::Barrier => phases.push(std::mem::take(&mut out)),
             StepOp::Psc { gpa, size, to, granularity: g } => out.push(Action::Psc {
                 vcpu,
                 gpa: *gpa,
@@ -156,7 +165,8 @@ pub fn actions(s: &Scenario) -> Vec<Action> {
             StepOp::PunchHole { gpa, size } => out.push(Action::PunchHole { gpa: *gpa, pages: pages(*size) }),
         }
     }
-    out
+    phases.push(out);
+    phases
 }
 
 /// Look up a metric by its expectation name: a top-level key, `FAMILY.MEMBER`, or a family name
@@ -253,16 +263,22 @@ pub fn run_steps_and_workload(
     s: &Scenario,
     record: Option<&mut Vec<Action>>,
 ) -> (RunResult, Option<WorkloadReport>) {
-    for a in &actions(s) {
-        if sim.outcome().is_some() {
-            break;
+    let mut rng = workload::rng(s.seed);
+    if sim.config().interleave {
+        for phase in action_phases(s) {
+            crate::schedule::run_interleaved(&mut sim, &phase, &mut rng);
         }
-        sim.step(a);
+    } else {
+        for a in &actions(s) {
+            if sim.outcome().is_some() {
+                break;
+            }
+            sim.step(a);
+        }
     }
     let report = s.workload.as_ref().map(|_| {
         // A generated workload runs millions of steps: keep one coverage sample per 4096.
         sim.set_coverage_sampling(4096);
-        let mut rng = workload::rng(s.seed);
         workload::run_workload(&mut sim, s, &mut rng, record)
     });
     (sim.finish(), report)

@@ -310,7 +310,8 @@ pub fn action_actor(a: &Action) -> (Option<u32>, &'static str) {
         | Action::Pvalidate { vcpu, .. }
         | Action::Rmpadjust { vcpu, .. }
         | Action::Access { vcpu, .. }
-        | Action::Recoalesce { vcpu, .. } => (Some(vcpu), "guest"),
+        | Action::Recoalesce { vcpu, .. }
+        | Action::Tick { vcpu } => (Some(vcpu), "guest"),
         Action::HostWrite { via, .. } | Action::HostRead { via, .. } => (None, via_actor(via)),
         Action::HostSplit { .. } | Action::HostCollapse { .. } => (None, "host-mm"),
         Action::PunchHole { .. } => (None, "vmm"),
@@ -352,6 +353,7 @@ pub fn action_json(a: &Action) -> Value {
         Action::PunchHole { gpa, pages } => {
             json!({ "op": "punch_hole", "gpa": hex(gpa.raw()), "pages": pages })
         }
+        Action::Tick { vcpu } => json!({ "op": "tick", "vcpu": vcpu }),
     }
 }
 
@@ -446,6 +448,9 @@ const VIAS: [(&str, HostVia); 3] =
 pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String> {
     let mut f = Fields::new(v, "action")?;
     let op = f.str("op")?;
+    if op == "tick" {
+        return tick_from(f, config);
+    }
     let gpa = Gpa(f.hex("gpa")?);
     let guest_bytes = config.guest_pages.saturating_mul(4096);
     let mut vcpu = || -> Result<u32, String> {
@@ -531,7 +536,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
         other => {
             return Err(format!(
                 "`action.op` is {other:?}; accepted: psc, accept, pvalidate, rmpadjust, access, recoalesce, \
-                 host_write, host_read, host_split, host_collapse, punch_hole"
+                 host_write, host_read, host_split, host_collapse, punch_hole, tick"
             ));
         }
     };
@@ -549,6 +554,19 @@ fn rmpadjust_from(f: &mut Fields<'_>, vcpu: u32, gpa: Gpa) -> Result<Action, Str
     let perms =
         parse_perms(p).ok_or_else(|| format!("`action.perms` is {p:?}; accepted: a subset of \"rwxsS\""))?;
     Ok(Action::Rmpadjust { vcpu, gpa, size, vmpl: vmpl as u8, perms, vmsa: f.bool("vmsa")? })
+}
+
+/// A `tick` action: a vCPU of an interleaved run.
+fn tick_from(mut f: Fields<'_>, config: &SimConfig) -> Result<Action, String> {
+    let vcpu = f.u32("vcpu")?;
+    if vcpu >= config.vcpus || !config.interleave {
+        return Err(format!(
+            "`action` is a tick of vCPU {vcpu}, but the run has {} vCPUs and interleave = {}",
+            config.vcpus, config.interleave
+        ));
+    }
+    f.done()?;
+    Ok(Action::Tick { vcpu })
 }
 
 /// The normalized configuration as the `config` object of a `run` header.
@@ -569,6 +587,7 @@ pub fn config_json(c: &SimConfig) -> Value {
         step_budget,
         check,
         adversary,
+        interleave,
     } = *c;
     let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking } = guest;
     let (backing, shared) = match backing {
@@ -577,7 +596,7 @@ pub fn config_json(c: &SimConfig) -> Value {
             (format!("gmem-{}", folio.name()), Value::from(vma_name(shared)))
         }
     };
-    json!({
+    let mut v = json!({
         "geometry": geometry.name(),
         "host_pages": host_pages,
         "guest_pages": guest_pages,
@@ -598,7 +617,11 @@ pub fn config_json(c: &SimConfig) -> Value {
         "step_budget": step_budget,
         "check": check_name(check),
         "adversary": adversary.iter().map(crate::adversary::Attack::name).collect::<Vec<_>>(),
-    })
+    });
+    if interleave {
+        v["interleave"] = Value::Bool(true);
+    }
+    v
 }
 
 /// Largest host memory a trace may ask for (1 PiB in 4 KiB pages).
@@ -684,8 +707,14 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
             format!("`config.adversary` names {a}; accepted: {}", crate::adversary::Attack::accepted())
         })?);
     }
+    // Written only for interleaved runs: traces of sequential runs keep their form.
+    let interleave = match f.obj.get("interleave") {
+        None => false,
+        Some(_) => f.bool("interleave")?,
+    };
     f.done()?;
     Ok(SimConfig {
+        interleave,
         geometry,
         host_pages,
         guest_pages,

@@ -488,6 +488,11 @@ fn step_fields(a: &Action) -> (u32, Vec<(&'static str, String)>) {
         }
     };
     let vcpu = match *a {
+        // Generated workloads never schedule ticks; the interleaving is the scheduler's.
+        Action::Tick { vcpu } => {
+            f.push(("op", q("tick")));
+            vcpu
+        }
         Action::Psc { vcpu, gpa, pages, private, granularity } => {
             f.extend([("op", q("psc")), ("gpa", hex(gpa)), ("size", size(pages))]);
             f.push(("to", q(if private { "private" } else { "shared" })));

@@ -29,6 +29,7 @@ pub const METRICS: &[&str] = &[
     "psc_failed",
     "implicit_conversions",
     "exits",
+    "races",
     "sigbus",
     "efault",
     "kernel_oops",
@@ -41,9 +42,9 @@ pub const METRICS: &[&str] = &[
 ];
 
 /// Metrics with members, expected as `FAMILY.MEMBER`: `npt_demotions` by from/to level, `exits` by
-/// reason, `npt_coverage` by level (`4k`, `2m`, `1g`; a share between 0 and 1), `sim_time_ns` by
+/// reason, `races` by kind, `npt_coverage` by level (`4k`, `2m`, `1g`; a share between 0 and 1), `sim_time_ns` by
 /// cost item. The family name alone is the total (except `npt_coverage`, which has no total).
-pub const METRIC_FAMILIES: &[&str] = &["npt_demotions", "exits", "npt_coverage", "sim_time_ns"];
+pub const METRIC_FAMILIES: &[&str] = &["npt_demotions", "exits", "races", "npt_coverage", "sim_time_ns"];
 
 /// The members of `npt_coverage`.
 pub const NPT_COVERAGE_LEVELS: &[&str] = &["4k", "2m", "1g"];

@@ -153,6 +153,7 @@ pub struct Machine {
 
 /// `[vm]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools, reason = "independent switches of a scenario file")]
 pub struct Vm {
     /// `memory`: guest memory in bytes, from GPA 0.
     pub memory: u64,
@@ -178,6 +179,9 @@ pub struct Vm {
     pub adversary: Vec<String>,
     /// `step_budget`, if any.
     pub step_budget: Option<u64>,
+    /// `interleave` (default false): vCPUs and the host run their steps interleaved by the
+    /// seeded scheduler, one architectural operation at a time.
+    pub interleave: bool,
 }
 
 impl Vm {

@@ -288,6 +288,7 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
             "khugepaged",
             "adversary",
             "step_budget",
+            "interleave",
         ],
     )?;
     let memory_f = v.req(cx, "memory")?;
@@ -356,6 +357,7 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
     };
     let adversary = opt_or(&v, "adversary", Vec::new(), |f| adversary(cx, f))?;
     let step_budget = opt(&v, "step_budget", |f| f.int(cx, 1..=u64::MAX))?;
+    let interleave = opt(&v, "interleave", |f| interleave(cx, f, &adversary))?.unwrap_or(false);
     Ok(Vm {
         memory,
         vcpus: u32::try_from(vcpus).unwrap_or(u32::MAX),
@@ -368,7 +370,21 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
         khugepaged: opt_or(&v, "khugepaged", false, |f| f.bool(cx))?,
         adversary,
         step_budget,
+        interleave,
     })
+}
+
+/// `vm.interleave`: a bool, and not with an adversary (its PSC behaviours act on whole requests).
+fn interleave(cx: &Cx<'_>, f: &Field<'_>, adversary: &[String]) -> Result<bool> {
+    let on = f.bool(cx)?;
+    if on && !adversary.is_empty() {
+        return Err(f.err(
+            cx,
+            ErrorKind::Conflict,
+            "interleaved runs have an honest hypervisor; accepted: false with `vm.adversary`",
+        ));
+    }
+    Ok(on)
 }
 
 fn adversary(cx: &Cx<'_>, f: &Field<'_>) -> Result<Vec<String>> {
@@ -531,6 +547,9 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
     let line =
         if s.span.src == 0 { super::error::line_column(cx.src.text, s.span.start).0 } else { s.span.src };
     let vcpu = step_vcpu(scx, &s)?;
+    if kind == StepKind::Barrier {
+        return Ok(Step { line, vcpu, op: StepOp::Barrier });
+    }
 
     let gpa_f = s.req(cx, "gpa")?;
     let gpa = scx.gpa(&gpa_f)?;
@@ -614,6 +633,7 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
             }
             StepOp::PunchHole { gpa, size: range(scx)? }
         }
+        StepKind::Barrier => unreachable!("handled above"),
     };
     Ok(Step { line, vcpu, op })
 }

@@ -30,6 +30,8 @@ named_enum! {
         HostCollapse = "host_collapse",
         /// The VMM punches a hole in guest_memfd (gmem era).
         PunchHole = "punch_hole",
+        /// In an interleaved run, every vCPU and the host finish the steps before it first.
+        Barrier = "barrier",
     }
 }
 
@@ -143,6 +145,9 @@ pub enum StepOp {
         /// Length in bytes (default 4 KiB).
         size: u64,
     },
+    /// `barrier`: the steps before it all finish before any after it starts (a no-op in a
+    /// sequential run).
+    Barrier,
 }
 
 impl StepOp {
@@ -160,10 +165,11 @@ impl StepOp {
             StepOp::HostSplit { .. } => StepKind::HostSplit,
             StepOp::HostCollapse { .. } => StepKind::HostCollapse,
             StepOp::PunchHole { .. } => StepKind::PunchHole,
+            StepOp::Barrier => StepKind::Barrier,
         }
     }
 
-    /// The guest address the step names.
+    /// The guest address the step names (0 for a barrier).
     pub const fn gpa(&self) -> Gpa {
         match *self {
             StepOp::Psc { gpa, .. }
@@ -177,6 +183,7 @@ impl StepOp {
             | StepOp::HostSplit { gpa }
             | StepOp::HostCollapse { gpa }
             | StepOp::PunchHole { gpa, .. } => gpa,
+            StepOp::Barrier => Gpa(0),
         }
     }
 }
@@ -194,6 +201,7 @@ impl StepKind {
             StepKind::HostWrite | StepKind::HostRead => &["gpa", "via"],
             StepKind::HostSplit | StepKind::HostCollapse => &["gpa"],
             StepKind::PunchHole => &["gpa", "size"],
+            StepKind::Barrier => &[],
         }
     }
 }
@@ -240,7 +248,7 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(StepKind::ALL.len(), 11);
+        assert_eq!(StepKind::ALL.len(), 12);
         assert_eq!("host_write".parse::<StepKind>(), Ok(StepKind::HostWrite));
         let op = StepOp::HostSplit { gpa: Gpa(0x1000) };
         assert_eq!(op.kind(), StepKind::HostSplit);

@@ -171,6 +171,9 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "failures": r.failures,
                     "workload": r.workload,
                     "npt_coverage_series": coverage_series(&r.result),
+                    "validation_tracking": r.validation_tracking,
+                    "adversary": r.adversary,
+                    "attacks": r.result.attacks,
                 })
             })
             .collect(),

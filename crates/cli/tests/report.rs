@@ -201,3 +201,112 @@ fn the_sweep_report_renders_in_chromium_without_console_errors() {
         headless(&chrome, &page, &["--window-size=1400,2400", &format!("--screenshot={}", shot.display())]);
     assert!(std::fs::metadata(&shot).is_ok(), "{err}");
 }
+
+/// Cells of each body row of the table with id `id` in `html`, tags stripped.
+fn rows_of(html: &str, id: &str) -> Vec<Vec<String>> {
+    let start = html.find(&format!("<table id=\"{id}\"")).unwrap_or_else(|| panic!("no table {id}"));
+    let table = &html[start..start + html[start..].find("</table>").unwrap()];
+    let body = &table[table.find("<tbody>").unwrap()..];
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            row.split("<td")
+                .skip(1)
+                .map(|c| {
+                    let inner = &c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()];
+                    let mut out = String::new();
+                    let mut in_tag = false;
+                    for ch in inner.chars() {
+                        match ch {
+                            '<' => in_tag = true,
+                            '>' => in_tag = false,
+                            c if !in_tag => out.push(c),
+                            _ => {}
+                        }
+                    }
+                    out.replace("&amp;", "&").replace("&#39;", "'")
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// (attack, tracking guest's outcome, naive guest's outcome, naive guest loses data), as
+/// `crates/sim/tests/attacks.rs` asserts them.
+const ATTACKS: &[(&str, &str, &str, bool)] = &[
+    ("remap-validated-gpa", "guest_terminated", "completed", true),
+    ("rmpupdate-behind-back", "guest_terminated", "completed", true),
+    ("alias-two-gpas", "vm_error", "vm_error", false),
+    ("reform-2m", "guest_terminated", "completed", true),
+    ("psc-ack-without-action", "vm_error", "vm_error", false),
+    ("psc-lie-cur-page", "vm_error", "vm_error", false),
+    ("drop-psc-halfway", "completed", "completed", false),
+    ("vc-storm", "guest_terminated", "completed", false),
+    ("foreign-asid", "vm_error", "vm_error", false),
+    ("host-write-private", "completed", "completed", false),
+];
+
+#[test]
+fn the_attack_table_shows_every_attack_against_both_guests() {
+    let d = temp_dir("attacks");
+    let out = d.join("out");
+    let sweep = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sweeps/attacks.toml");
+    let r = snpsim(&["sweep", sweep, "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let page = out.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("<li><a href=\"#attacks\">Attacks</a></li>"),
+        "the attack section is in the contents"
+    );
+    let rows = rows_of(&html, "attack-table");
+    assert_eq!(rows.len(), 2 * ATTACKS.len());
+    for (i, &(attack, tracking, naive, naive_loses)) in ATTACKS.iter().enumerate() {
+        for (row, guest, outcome) in
+            [(&rows[2 * i], "tracking", tracking), (&rows[2 * i + 1], "naive", naive)]
+        {
+            // attack, guest, host did, hardware blocked, guest detected, silently accepted, broken,
+            // outcome, data lost, false negatives.
+            assert_eq!(
+                (row[0].as_str(), row[1].as_str(), row[7].as_str()),
+                (attack, guest, outcome),
+                "{row:?}"
+            );
+            assert_ne!(row[2], "nothing (no target)", "{row:?}: the attack ran");
+            assert_eq!(row[9], "0", "{row:?}: no false negative");
+            let silently = row[5] != "—";
+            assert_eq!(silently, guest == "naive" && naive_loses, "{row:?}");
+            assert_eq!(row[8] != "0", silently, "{row:?}: data lost exactly where accepted silently");
+            let detected = row[4] != "—";
+            assert_eq!(detected, outcome == "guest_terminated", "{row:?}");
+            if outcome == "vm_error" {
+                assert!(row[3].contains("#NPF RMP"), "{row:?}: the hardware blocked the access");
+            }
+        }
+    }
+    assert!(rows[2 * 9][3].contains("RMP #PF"), "host-write-private: the host write faults");
+    // Results carry the adversary and the guest kind; honest runs get no attack section.
+    let lines = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["adversary"], serde_json::json!(["remap-validated-gpa"]));
+    assert_eq!(first["validation_tracking"], serde_json::json!(true));
+    assert!(first["attacks"][0].as_str().unwrap().starts_with("remap-validated-gpa: "));
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
+    let honest = d.join("honest");
+    let r = snpsim(&["run", s(&d.join("base.toml")), "--out", s(&honest)]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let html = std::fs::read_to_string(honest.join("report.html")).unwrap();
+    assert!(!html.contains("id=\"attacks\""));
+    let Some(chrome) = chromium() else {
+        eprintln!("SKIPPED the browser half: no chromium on PATH (.ci/run installs Debian's `chromium`)");
+        return;
+    };
+    let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);
+    assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
+    assert_eq!(rows_of(&dom, "attack-table").len(), 2 * ATTACKS.len());
+    let shot = artefacts().join("attacks-light.png");
+    let _ = std::fs::remove_file(&shot);
+    let (_, err) =
+        headless(&chrome, &page, &["--window-size=1400,2400", &format!("--screenshot={}", shot.display())]);
+    assert!(std::fs::metadata(&shot).is_ok(), "{err}");
+}

@@ -23,6 +23,10 @@ pub struct ScenarioRun {
     pub granularity: &'static str,
     /// The guest preset name.
     pub preset: &'static str,
+    /// Whether the guest tracks the pages it validated (`guest.validation_tracking` in force).
+    pub validation_tracking: bool,
+    /// The adversary's attack names (`[vm] adversary`; empty for an honest host).
+    pub adversary: Vec<String>,
     /// The result.
     pub result: RunResult,
     /// Every expectation that did not hold, described; and every invariant violation.
@@ -238,6 +242,8 @@ fn run_scenario_with(
         backing: s.vm.backing.name(),
         granularity: s.guest.resolved().psc_granularity.name(),
         preset: s.guest.preset.name(),
+        validation_tracking: s.guest.resolved().validation_tracking,
+        adversary: s.vm.adversary.clone(),
         result,
         failures,
         workload,

@@ -8,6 +8,7 @@
 //! `runs.jsonl`. The page depends on nothing but those inputs (no date, no path), so the same
 //! results give the same bytes.
 
+pub mod attacks;
 pub mod charts;
 
 use std::collections::BTreeSet;
@@ -65,6 +66,16 @@ pub struct Run {
     pub params: Vec<(String, String)>,
     /// The seed, for sweep runs.
     pub seed: Option<u64>,
+    /// Why the run ended as it did (`reason`; empty for `completed`).
+    pub reason: String,
+    /// Invariant violations (`violations`): in an adversary run, the attack's effects.
+    pub violations: Vec<String>,
+    /// The adversary's attacks (`adversary`; empty for an honest host).
+    pub adversary: Vec<String>,
+    /// What the adversary did (`attacks`), one line per attack.
+    pub attacks: Vec<String>,
+    /// Whether the guest tracks its validated pages (`validation_tracking`), if recorded.
+    pub validation_tracking: Option<bool>,
 }
 
 /// A claim of the debate and its verdict.
@@ -140,6 +151,14 @@ fn str_field(o: &Value, key: &str) -> String {
     }
 }
 
+/// An array of strings (absent or of another type: empty; other items as JSON text).
+fn strings(o: &Value, key: &str) -> Vec<String> {
+    o.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect())
+        .unwrap_or_default()
+}
+
 /// The value of a sweep parameter as shown (strings without quotes).
 pub fn param_text(v: &Value) -> String {
     match v {
@@ -194,6 +213,11 @@ impl Run {
             series: o.get("npt_coverage_series").and_then(series_from),
             params,
             seed: o.get("seed").and_then(Value::as_u64),
+            reason: str_field(o, "reason"),
+            violations: strings(o, "violations"),
+            adversary: strings(o, "adversary"),
+            attacks: strings(o, "attacks"),
+            validation_tracking: o.get("validation_tracking").and_then(Value::as_bool),
         })
     }
 
@@ -357,6 +381,7 @@ th, td { padding: 3px 8px; border-bottom: 1px solid var(--rule); white-space: no
 th { text-align: left; position: sticky; top: 0; background: var(--bg); }
 td.num, th.num { text-align: right; }
 td.wrap { white-space: normal; min-width: 12em; max-width: 24em; }
+#attack-table td.wrap { min-width: 8em; max-width: 13em; }
 tbody tr:nth-child(even) { background: var(--zebra); }
 .scroll { overflow-x: auto; max-width: 100%; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
@@ -414,6 +439,10 @@ pub fn html(r: &Report) -> String {
     if !r.verdicts.is_empty() {
         toc.push(("verdicts", "Verdicts"));
         body.push_str(&verdicts_html(&r.verdicts));
+    }
+    if r.runs.iter().any(|x| !x.adversary.is_empty()) {
+        toc.push(("attacks", "Attacks"));
+        body.push_str(&attacks::html(&r.runs));
     }
     toc.push(("results", "Results"));
     body.push_str(&table_html(r));

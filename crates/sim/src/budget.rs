@@ -164,14 +164,15 @@ fn human(bytes: u64) -> String {
 }
 
 /// Refuse `s` if its estimate exceeds `budget` bytes. The error points at `machine.host_memory`
-/// when host memory is most of the estimate, else at `vm.memory`; it says what the estimate is
+/// when host memory costs more than the guest's part, else at `vm.memory`; it says what the estimate is
 /// made of and how to proceed.
 pub fn check(s: &Scenario, budget: u64, traced: bool) -> Result<Estimate, ScenarioError> {
     let e = estimate(s, traced);
     if e.bytes <= budget {
         return Ok(e);
     }
-    let site = if e.host_bytes > e.bytes / 2 { &s.sites.host_memory } else { &s.sites.memory };
+    let guest_bytes = e.bytes.saturating_sub(BASE_BYTES).saturating_sub(e.host_bytes);
+    let site = if e.host_bytes > guest_bytes { &s.sites.host_memory } else { &s.sites.memory };
     let mut parts = Vec::new();
     if e.pages_4k > 0 {
         parts.push(format!("{} guest pages tracked at 4 KiB", e.pages_4k));

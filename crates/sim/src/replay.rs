@@ -238,11 +238,13 @@ fn compare(lines: &Lines<'_>, pos: usize, produced: &[u8]) -> Result<usize, Repl
     for (k, l) in text.lines().enumerate() {
         let computed: Value = serde_json::from_str(l).unwrap_or(Value::Null);
         let at = pos + k;
+        // A trace that stops where the run goes on is truncated: malformed, not a divergence.
         let Some(trace) = lines.get(at) else {
-            return Err(ReplayError::Diverged {
-                line: at + 1,
-                message: format!("the trace ends here; replay computed a `{}` line: {l}", ev(&computed)),
-            });
+            return Err(malformed(
+                at + 1,
+                1,
+                format!("the trace ends here (truncated?); replay computed a `{}` line: {l}", ev(&computed)),
+            ));
         };
         if let Some(d) = diff("", &trace, &computed) {
             let (te, ce) = (ev(&trace), ev(&computed));

@@ -440,7 +440,9 @@ fn numbers_out_of_range() {
     let e = err(&BASE.replace("\"16GiB\"", "\"99999999TiB\""));
     check(&e, 3, 15, Some("machine.host_memory"), ErrorKind::OutOfRange, "does not fit in 64 bits");
     let e = err("x = 99999999999999999999\n");
-    check(&e, 1, 5, None, ErrorKind::OutOfRange, "does not fit in 64 bits");
+    check(&e, 1, 5, Some("x"), ErrorKind::OutOfRange, "does not fit in 64 bits");
+    let e = err(&with("step_budget = 99999999999999999999\n"));
+    check(&e, 9, 15, Some("vm.step_budget"), ErrorKind::OutOfRange, "does not fit in 64 bits");
     let e = err(&with(
         "[workload]\nphases = [{ kind = \"steady\", duration = \"1s\", working_set = \"8GiB\" }]\n",
     ));

@@ -115,6 +115,12 @@ pub(crate) fn syntax_field(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// The key of `--set` override number `src` (1-based).
+fn override_key(sources: &Sources<'_>, src: usize) -> Option<String> {
+    let text = sources.overrides.get(src.checked_sub(1)?)?;
+    text.split_once('=').map(|(k, _)| k.to_string())
+}
+
 /// Convert a parsed value; `offset` is added to its spans (for a value parsed out of a larger
 /// string).
 fn convert(
@@ -124,30 +130,21 @@ fn convert(
     value: Spanned<DeValue<'_>>,
 ) -> Result<Node, ScenarioError> {
     let span = Span::new(src, value.span().start + offset);
+    // A number TOML reads but i64/f64 cannot hold, named by its key (or the override's).
+    let out_of_range = |message: String| {
+        let field =
+            if src == 0 { syntax_field(sources.text, span.start) } else { override_key(sources, src) };
+        sources.error(span, field.as_deref(), ErrorKind::OutOfRange, message)
+    };
     let val = match value.into_inner() {
         DeValue::String(s) => Val::Str(s.into_owned()),
-        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(v) => Val::Int(v),
-            Err(_) => {
-                return Err(sources.error(
-                    span,
-                    None,
-                    ErrorKind::OutOfRange,
-                    format!("integer {i} does not fit in 64 bits"),
-                ));
-            }
-        },
-        DeValue::Float(f) => match f.as_str().parse::<f64>() {
-            Ok(v) => Val::Float(v),
-            Err(_) => {
-                return Err(sources.error(
-                    span,
-                    None,
-                    ErrorKind::OutOfRange,
-                    format!("float {f} is not representable"),
-                ));
-            }
-        },
+        DeValue::Integer(i) => Val::Int(
+            i64::from_str_radix(i.as_str(), i.radix())
+                .map_err(|_| out_of_range(format!("integer {i} does not fit in 64 bits")))?,
+        ),
+        DeValue::Float(f) => Val::Float(
+            f.as_str().parse::<f64>().map_err(|_| out_of_range(format!("float {f} is not representable")))?,
+        ),
         DeValue::Boolean(b) => Val::Bool(b),
         DeValue::Datetime(_) => Val::Datetime,
         DeValue::Array(a) => {

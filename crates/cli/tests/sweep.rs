@@ -286,3 +286,60 @@ fn the_slurm_script_of_docs_scale_out_runs_every_shard() {
         std::fs::read(local.join("runs.jsonl")).unwrap()
     );
 }
+
+#[test]
+fn adversary_runs_do_not_depend_on_jobs_or_shards() {
+    // Every attack against both guests (examples/sweeps/attacks.toml), at 1 and 3 jobs and in
+    // 3 shards merged: the same bytes; and a traced comparison of one attack under every legacy
+    // policy and backing, at 1 and 4 jobs.
+    let d = temp_dir("adversary-jobs");
+    let sweep = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sweeps/attacks.toml");
+    let mut outs = Vec::new();
+    for jobs in ["1", "3"] {
+        let o = d.join(format!("j{jobs}"));
+        let r = snpsim(&["sweep", sweep, "--jobs", jobs, "--out", s(&o)]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        outs.push((
+            std::fs::read(o.join("runs.jsonl")).unwrap(),
+            std::fs::read(o.join("report.html")).unwrap(),
+        ));
+    }
+    let shards = d.join("shards");
+    for i in 0..3 {
+        let r = snpsim(&["sweep", sweep, "--shard", &format!("{i}/3"), "--jobs", "2", "--out", s(&shards)]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    }
+    let merged = d.join("merged");
+    assert_eq!(snpsim(&["merge", s(&shards), "--out", s(&merged)]).status.code(), Some(0));
+    outs.push((
+        std::fs::read(merged.join("runs.jsonl")).unwrap(),
+        std::fs::read(merged.join("report.html")).unwrap(),
+    ));
+    assert!(outs.windows(2).all(|w| w[0] == w[1]), "adversary sweep output depends on --jobs or shards");
+    let attack = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/attacks/04-reform-2m.toml");
+    let mut cmps = Vec::new();
+    for jobs in ["1", "4"] {
+        let o = d.join(format!("cmp{jobs}"));
+        let r = snpsim(&[
+            "compare",
+            attack,
+            "--policies",
+            "rfc-host-split,npt-demote",
+            "--backings",
+            "thp,hugetlbfs-2m",
+            "--jobs",
+            jobs,
+            "--out",
+            s(&o),
+        ]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        cmps.push((
+            r.stdout,
+            std::fs::read(o.join("results.json")).unwrap(),
+            std::fs::read(o.join("trace.jsonl")).unwrap(),
+        ));
+    }
+    assert!(cmps[0] == cmps[1], "adversary comparison depends on --jobs");
+    let rp = snpsim(&["replay", s(&d.join("cmp4/trace.jsonl"))]);
+    assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
+}

@@ -191,6 +191,10 @@ struct RunArgs {
 struct ReplayArgs {
     /// The JSONL trace (from `--trace FILE` or `--out DIR`'s trace.jsonl).
     trace: PathBuf,
+    /// Refuse a run whose machine (host and guest memory) needs an estimated simulator memory
+    /// over SIZE (`8GiB`) or `unlimited`.
+    #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = parse_budget)]
+    memory_budget: u64,
 }
 
 fn main() -> ExitCode {
@@ -549,7 +553,7 @@ fn replay(args: &ReplayArgs) -> Result<bool> {
     // A panic inside the engine is caught and reported as a malformed trace; keep its default
     // message off the terminal.
     std::panic::set_hook(Box::new(|_| {}));
-    let result = snpsim_sim::replay::replay(&text);
+    let result = snpsim_sim::replay::replay_with_budget(&text, args.memory_budget);
     let _ = std::panic::take_hook();
     match result {
         Ok(summary) => {

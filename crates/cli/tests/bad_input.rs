@@ -57,6 +57,11 @@ fn rows(trace: &[u8]) -> Vec<Row> {
     let first_two: Vec<u8> = [lines[0], b"\n", lines[1], b"\n"].concat();
     let mut bad_value = first_two.clone();
     bad_value.extend(b"{\"ev\": 7}\n");
+    let huge_host = String::from_utf8(trace.to_vec())
+        .unwrap()
+        .replacen("\"host_pages\":16384", "\"host_pages\":274877906944", 1)
+        .into_bytes();
+    assert_ne!(huge_host, trace);
     let mut non_utf8 = trace.to_vec();
     non_utf8.splice(10..10, [0xff, 0xfe]);
     vec![
@@ -342,6 +347,13 @@ fn rows(trace: &[u8]) -> Vec<Row> {
             args: "replay @/t.jsonl",
             code: 2,
             says: &["t.jsonl:1:1", "not UTF-8"],
+        },
+        Row {
+            what: "trace of a machine over the memory budget",
+            files: vec![("t.jsonl", huge_host)],
+            args: "replay @/t.jsonl",
+            code: 2,
+            says: &["t.jsonl:1:1", "run 0", "memory budget of 8 GiB"],
         },
         Row {
             what: "trace is a directory",

@@ -145,8 +145,17 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
     Estimate { bytes, pages_4k: pages, regions_2m: regions, host_bytes, trace_bytes }
 }
 
+/// The memory a machine of `host_pages` and `guest_pages` 4K pages needs before any work: the
+/// process, host memory's 2M regions and guest memory's (what a trace's `run` header fixes).
+pub fn machine_bytes(geometry: snpsim_hw::Geometry, host_pages: u64, guest_pages: u64) -> u64 {
+    let per = geometry.pages_per_2m();
+    BASE_BYTES
+        .saturating_add(mul(host_pages.div_ceil(per), BYTES_PER_HOST_REGION))
+        .saturating_add(mul(guest_pages.div_ceil(per), BYTES_PER_UNTOUCHED_REGION))
+}
+
 /// A size for messages: whole units when exact, else one decimal.
-fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut u = 0;

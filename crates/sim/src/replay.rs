@@ -290,8 +290,16 @@ fn meta_from(header: &Value, line: usize) -> Result<TraceMeta, ReplayError> {
     Ok(TraceMeta { run: u("run")?, scenario: s("scenario")?, source: s("source")?, seed: u("seed")?, mutant })
 }
 
-/// Replay every run of a trace (the text of a `.jsonl` file).
+/// Replay every run of a trace (the text of a `.jsonl` file), refusing a run whose machine
+/// exceeds the default memory budget ([`crate::budget::DEFAULT_MEMORY_BUDGET`]).
 pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
+    replay_with_budget(text, crate::budget::DEFAULT_MEMORY_BUDGET)
+}
+
+/// [`replay`], refusing (as malformed input, before building it) a run whose host and guest
+/// memory alone need more than `budget` bytes of simulator memory
+/// ([`crate::budget::machine_bytes`]).
+pub fn replay_with_budget(text: &str, budget: u64) -> Result<ReplaySummary, ReplayError> {
     let lines = parse_lines(text)?;
     let mut summary = ReplaySummary::default();
     let mut pos = 0;
@@ -310,6 +318,20 @@ pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
         let config = config_from_json(header.get("config").unwrap_or(&Value::Null))
             .map_err(|e| malformed(hl, 1, e))?;
         let costs = crate::trace::costs_from_json(header).map_err(|e| malformed(hl, 1, e))?;
+        let need = crate::budget::machine_bytes(config.geometry, config.host_pages, config.guest_pages);
+        if need > budget {
+            return Err(malformed(
+                hl,
+                1,
+                format!(
+                    "run {}: its host and guest memory need an estimated {} of simulator memory, over the \
+                     memory budget of {} (--memory-budget)",
+                    meta.run,
+                    crate::budget::human(need),
+                    crate::budget::human(budget)
+                ),
+            ));
+        }
         let mut sim = Simulation::with_mutant(config, meta.mutant)
             .map_err(|e| malformed(hl, 1, format!("the run cannot be built: {e}")))?;
         sim.set_costs(costs);

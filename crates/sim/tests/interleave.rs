@@ -21,7 +21,11 @@ fn with(rel: &str, seed: u64) -> Scenario {
 
 fn metrics_json(s: &Scenario) -> (String, serde_json::Value, Vec<String>) {
     let run = run_scenario_traced(s, CheckMode::Full, None).unwrap();
-    (run.result.outcome.name().to_string(), serde_json::to_value(&run.result.metrics).unwrap(), run.result.violations)
+    (
+        run.result.outcome.name().to_string(),
+        serde_json::to_value(&run.result.metrics).unwrap(),
+        run.result.violations,
+    )
 }
 
 #[test]

@@ -232,6 +232,23 @@ pub enum Action {
 }
 
 impl Action {
+    /// The guest pages a guest action works on (first page and count; `None` for host actions
+    /// and ticks).
+    pub fn pages(&self, geometry: Geometry) -> Option<(u64, u64)> {
+        let insn = |size: RmpPageSize| geometry.pages(size.page_size());
+        match *self {
+            Action::Psc { gpa, pages, .. } | Action::Accept { gpa, pages, .. } => {
+                Some((gpa.gfn().raw(), pages))
+            }
+            Action::Pvalidate { gpa, size, .. } | Action::Rmpadjust { gpa, size, .. } => {
+                Some((gpa.gfn().raw(), insn(size)))
+            }
+            Action::Access { gpa, .. } => Some((gpa.gfn().raw(), 1)),
+            Action::Recoalesce { gpa, .. } => Some((gpa.gfn().raw(), geometry.pages_per_2m())),
+            _ => None,
+        }
+    }
+
     /// The vCPU a guest action runs on (`None` for host actions).
     pub fn vcpu(&self) -> Option<u32> {
         match *self {
@@ -351,6 +368,8 @@ pub struct Simulation {
 /// A guest operation in progress on one vCPU of an interleaved run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Running {
+    /// The action it started from.
+    pub action: Action,
     /// The guest's side.
     pub task: GuestTask,
     /// The platform request in progress, if any.
@@ -769,7 +788,9 @@ fn interleaved(
             }
         }
         (_, Some(_)) => return Ok(Some(format!("vcpu {vcpu} is busy"))),
-        (_, None) => *slot = Some(Running { task: guest_task(guest, action, lossy), exec: None }),
+        (_, None) => {
+            *slot = Some(Running { action: *action, task: guest_task(guest, action, lossy), exec: None })
+        }
     }
     let first = reply.is_none();
     let Some(run) = slot.as_mut() else { return Ok(None) };

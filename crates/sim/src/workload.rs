@@ -123,11 +123,76 @@ struct Gen<'a> {
 }
 
 impl Gen<'_> {
-    fn emit(&mut self, action: Action) {
+    fn emit(&mut self, mut action: Action) {
+        if self.sim.config().interleave {
+            action = self.interleave(action);
+        }
         self.sim.step(&action);
         self.actions += 1;
         if let Some(r) = self.record.as_deref_mut() {
             r.push(action);
+        }
+    }
+
+    /// In an interleaved run, a guest action goes to the vCPUs in turn, and a random busy vCPU
+    /// ticks until that one is idle; a host action waits until no in-flight window is open. The
+    /// actions of the vCPUs thus overlap, drawn from the run's one generator.
+    fn interleave(&mut self, action: Action) -> Action {
+        let vcpus = self.sim.config().vcpus;
+        let action = match action {
+            Action::Psc { vcpu: _, gpa, pages, private, granularity } => {
+                Action::Psc { vcpu: self.next_vcpu(vcpus), gpa, pages, private, granularity }
+            }
+            Action::Accept { vcpu: _, gpa, pages, granularity } => {
+                Action::Accept { vcpu: self.next_vcpu(vcpus), gpa, pages, granularity }
+            }
+            Action::Access { vcpu: _, gpa, kind, private } => {
+                Action::Access { vcpu: self.next_vcpu(vcpus), gpa, kind, private }
+            }
+            Action::Recoalesce { vcpu: _, gpa, mode } => {
+                Action::Recoalesce { vcpu: self.next_vcpu(vcpus), gpa, mode }
+            }
+            other => other,
+        };
+        let geometry = self.geometry;
+        let overlaps = |a: &Action, b: &Action| match (a.pages(geometry), b.pages(geometry)) {
+            (Some((s1, n1)), Some((s2, n2))) => s1 < s2 + n2 && s2 < s1 + n1,
+            _ => false,
+        };
+        while self.sim.outcome().is_none() {
+            // The guest orders what depends on what: an access waits for the acceptance or
+            // conversion of its own page on another vCPU (Linux accepts on the faulting thread).
+            let conflict = self.sim.running().iter().flatten().any(|r| overlaps(&r.action, &action));
+            let waiting = conflict
+                || match action.vcpu() {
+                    Some(v) => self.sim.is_busy(v),
+                    None => self.sim.windows_open(),
+                };
+            if !waiting {
+                break;
+            }
+            self.tick_any(vcpus);
+        }
+        action
+    }
+
+    fn next_vcpu(&self, vcpus: u32) -> u32 {
+        (self.actions % u64::from(vcpus)) as u32
+    }
+
+    /// Tick one busy vCPU, drawn uniformly.
+    fn tick_any(&mut self, vcpus: u32) {
+        let busy: Vec<u32> = (0..vcpus).filter(|&v| self.sim.is_busy(v)).collect();
+        if let Some(&v) = busy.get(below(self.rng, busy.len().max(1) as u64) as usize) {
+            self.sim.step(&Action::Tick { vcpu: v });
+        }
+    }
+
+    /// Let every vCPU finish what it is running.
+    fn drain(&mut self) {
+        let vcpus = self.sim.config().vcpus;
+        while self.sim.outcome().is_none() && (0..vcpus).any(|v| self.sim.is_busy(v)) {
+            self.tick_any(vcpus);
         }
     }
 
@@ -436,6 +501,7 @@ pub fn run_workload(
                 "balloon"
             }
         };
+        g.drain();
         let end = g.sim.sim_time_ns();
         if kind == "boot" && report.time_to_ready_ns.is_none() {
             let boot = g.sim.costs().boot_compute_ns(scenario.vm.memory);

@@ -47,6 +47,8 @@ impl Host {
         let user = via == HostVia::Vmm;
         let fail = if user { HostWriteOutcome::Sigbus } else { HostWriteOutcome::Efault };
         let mut invalidated = Vec::new();
+        // The user access faults the page in; with no memory for it, the access fails below.
+        let _ = self.populate_vma(offset);
         // At most one split can help; a second fault is final.
         for _ in 0..2 {
             let Some((pfn, level)) = self.vma.translate(offset) else { return (fail, invalidated) };

@@ -106,7 +106,8 @@ pub struct Host {
 impl Host {
     /// A host of `host_pages` frames running one VM of `guest_pages` pages whose VMA is backed by
     /// `backing` (placed at an HVA and HPA aligned to the backing's largest page, design §2), plus
-    /// a guest_memfd with `gmem_folio` folios in the gmem era.
+    /// a guest_memfd with `gmem_folio` folios in the gmem era. The legacy VMA is populated at VM
+    /// start; the gmem era's shared-side VMA on first touch (docs/semantics.md).
     pub fn new(
         geometry: Geometry,
         host_pages: u64,
@@ -115,10 +116,14 @@ impl Host {
         gmem_folio: Option<PageSize>,
     ) -> Result<Self, HostError> {
         let mut memory = HostMemory::new(geometry, host_pages);
-        let align = backing.page_size().max(PageSize::Size2M);
-        let pfn = memory.alloc_pages(align, guest_pages)?;
         let hva = Hva(geometry.bytes(PageSize::Size1G) * 64);
-        let vma = GuestVma::new(geometry, backing, hva, pfn, guest_pages)?;
+        let vma = if gmem_folio.is_some() {
+            GuestVma::on_demand(geometry, backing, hva, guest_pages)?
+        } else {
+            let align = backing.page_size().max(PageSize::Size2M);
+            let pfn = memory.alloc_pages(align, guest_pages)?;
+            GuestVma::new(geometry, backing, hva, pfn, guest_pages)?
+        };
         let gmem = gmem_folio.map(|size| Gmem::new(geometry, size, guest_pages));
         Ok(Host {
             memory,
@@ -128,5 +133,10 @@ impl Host {
             stats: HostStats::default(),
             mutant: None,
         })
+    }
+
+    /// Fault in the VMA page `offset` (a no-op when the VMA is populated at VM start).
+    pub fn populate_vma(&mut self, offset: u64) -> Result<(), HostError> {
+        self.vma.populate(&mut self.memory, offset).map(|_| ())
     }
 }

@@ -1,11 +1,11 @@
 //! The VMM's mapping of guest memory: one VMA, its backing, and the level of each host mapping.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use snpsim_defs::{Hva, PageSize, Pfn};
 use snpsim_hw::Geometry;
 
-use crate::HostError;
+use crate::{HostError, HostMemory};
 
 /// What backs the VMM's guest-memory VMA (design §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,14 +53,25 @@ pub struct Invalidation {
     pub pages: u64,
 }
 
-/// The guest-memory VMA: `pages` pages at `hva`, backed by the contiguous host frames from `pfn`
-/// (both aligned to the backing's page size, as design §2 fixes), with a mapping level per page.
+/// Where the VMA's frames come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Frames {
+    /// Populated at VM start: contiguous frames from this one (legacy era).
+    Contiguous(Pfn),
+    /// Populated on first touch, one unit (2M, or 1G for hugetlbfs-1g) at a time: the first frame of
+    /// each populated unit, by unit index (gmem era, docs/semantics.md).
+    OnDemand(BTreeMap<u64, Pfn>),
+}
+
+/// The guest-memory VMA: `pages` pages at `hva` (aligned to the backing's page size, as design §2
+/// fixes), with a mapping level per page. Its frames are contiguous within each unit of
+/// `max(backing page, 2M)` and aligned to it.
 #[derive(Clone, Debug)]
 pub struct GuestVma {
     geometry: Geometry,
     backing: VmaBacking,
     hva: Hva,
-    pfn: Pfn,
+    frames: Frames,
     pages: u64,
     /// THP: 2M regions (by index) currently mapped with 4K PTEs.
     split: BTreeSet<u64>,
@@ -79,7 +90,61 @@ impl GuestVma {
         if backing.is_hugetlbfs() && !pages.is_multiple_of(unit) {
             return Err(HostError::HugetlbfsSize { pages, unit });
         }
-        Ok(GuestVma { geometry, backing, hva, pfn, pages, split: BTreeSet::new() })
+        Ok(GuestVma {
+            geometry,
+            backing,
+            hva,
+            frames: Frames::Contiguous(pfn),
+            pages,
+            split: BTreeSet::new(),
+        })
+    }
+
+    /// A VMA of `pages` pages with no frames yet: each unit is populated by [`GuestVma::populate`]
+    /// on first touch.
+    pub fn on_demand(
+        geometry: Geometry,
+        backing: VmaBacking,
+        hva: Hva,
+        pages: u64,
+    ) -> Result<Self, HostError> {
+        let mut vma = GuestVma::new(geometry, backing, hva, Pfn(0), pages)?;
+        vma.frames = Frames::OnDemand(BTreeMap::new());
+        Ok(vma)
+    }
+
+    /// Pages per population unit: the backing's page size, at least 2M.
+    fn unit(&self) -> u64 {
+        self.geometry.pages(self.backing.page_size().max(PageSize::Size2M))
+    }
+
+    /// Fault in the unit holding `offset` (the first touch of a VMM's shared memory), allocating
+    /// its frames from `mem`. Returns whether frames were allocated.
+    pub fn populate(&mut self, mem: &mut HostMemory, offset: u64) -> Result<bool, HostError> {
+        if offset >= self.pages {
+            return Err(HostError::OutsideVma { offset });
+        }
+        let unit = self.unit();
+        let align = self.backing.page_size().max(PageSize::Size2M);
+        let Frames::OnDemand(units) = &mut self.frames else { return Ok(false) };
+        let index = offset / unit;
+        if units.contains_key(&index) {
+            return Ok(false);
+        }
+        let count = unit.min(self.pages - index * unit);
+        units.insert(index, mem.alloc_pages(align, count)?);
+        Ok(true)
+    }
+
+    /// The populated runs of the VMA: `(first page offset, first frame, pages)`, in offset order.
+    pub fn runs(&self) -> Vec<(u64, Pfn, u64)> {
+        let unit = self.unit();
+        match &self.frames {
+            Frames::Contiguous(pfn) => vec![(0, *pfn, self.pages)],
+            Frames::OnDemand(units) => {
+                units.iter().map(|(&i, &pfn)| (i * unit, pfn, unit.min(self.pages - i * unit))).collect()
+            }
+        }
     }
 
     /// The backing.
@@ -99,7 +164,16 @@ impl GuestVma {
 
     /// The host frame backing page `offset`.
     pub fn pfn(&self, offset: u64) -> Option<Pfn> {
-        if offset < self.pages { self.pfn.checked_add(offset) } else { None }
+        if offset >= self.pages {
+            return None;
+        }
+        match &self.frames {
+            Frames::Contiguous(pfn) => pfn.checked_add(offset),
+            Frames::OnDemand(units) => {
+                let unit = self.unit();
+                units.get(&(offset / unit))?.checked_add(offset % unit)
+            }
+        }
     }
 
     /// The page offset of `hva` in the VMA.
@@ -200,6 +274,22 @@ mod tests {
         assert_eq!(v.collapse(7).unwrap(), Some(Invalidation { offset: 4, pages: 4 }));
         assert_eq!(v.level(6), PageSize::Size2M);
         assert_eq!(v.pfn(6), Some(Pfn(70)));
+    }
+
+    #[test]
+    fn on_demand_units_are_populated_once_and_aligned() {
+        let g = Geometry::TINY;
+        let mut mem = HostMemory::new(g, 256);
+        let mut v = GuestVma::on_demand(g, VmaBacking::Anon4k, Hva(0x4000_0000), 10).unwrap();
+        assert_eq!(v.pfn(5), None);
+        mem.alloc(PageSize::Size4K).unwrap();
+        assert!(v.populate(&mut mem, 5).unwrap());
+        assert!(!v.populate(&mut mem, 6).unwrap());
+        assert_eq!(v.pfn(5), Some(Pfn(5)));
+        assert_eq!(v.pfn(3), None);
+        assert!(v.populate(&mut mem, 9).unwrap());
+        assert_eq!(v.runs(), vec![(4, Pfn(4), 4), (8, Pfn(8), 2)]);
+        assert_eq!(v.populate(&mut mem, 10), Err(HostError::OutsideVma { offset: 10 }));
     }
 
     #[test]

@@ -360,10 +360,14 @@ impl Kvm {
             let (pfn, folio, _) = gmem.get_pfn(&mut host.memory, gfn.raw())?;
             self.gmem_prepare(host, rmp, gfn, pfn, folio)?;
             folio
-        } else if self.mutant == Some(Mutant::NptIgnoresHostLevel) {
-            PageSize::Size1G
         } else {
-            host.vma.level(gfn.raw())
+            // `hva_to_pfn` faults the VMA page in (the gmem era populates it on first touch).
+            host.populate_vma(gfn.raw())?;
+            if self.mutant == Some(Mutant::NptIgnoresHostLevel) {
+                PageSize::Size1G
+            } else {
+                host.vma.level(gfn.raw())
+            }
         };
         if private && self.config.npt_level_follows_rmp && self.mutant != Some(Mutant::NptIgnoresRmpLevel) {
             let pfn = self
@@ -387,9 +391,17 @@ impl Kvm {
                 if gmem_private {
                     // Everything KVM maps private must be prepared (without
                     // `npt_level_follows_rmp` a leaf can cover more than the faulting page's entry).
-                    for p in start.raw()..start.raw() + n {
+                    let per_2m = self.geometry.pages_per_2m();
+                    let mut p = start.raw();
+                    while p < start.raw() + n {
                         let page_pfn = Pfn(pfn.raw() + (p - start.raw()));
-                        if !rmp.lookup(page_pfn).is_some_and(|(a, _)| a) {
+                        let entry = rmp.lookup(page_pfn);
+                        if page_pfn.is_aligned(per_2m) && entry == Some((true, RmpPageSize::Size2M)) {
+                            // A 2M entry: its pages are all assigned.
+                            p += per_2m;
+                            continue;
+                        }
+                        if !entry.is_some_and(|(a, _)| a) {
                             let folio = host
                                 .gmem
                                 .as_ref()
@@ -397,6 +409,7 @@ impl Kvm {
                                 .map_or(PageSize::Size4K, |(_, s)| s);
                             self.gmem_prepare(host, rmp, Gfn(p), page_pfn, folio)?;
                         }
+                        p += 1;
                     }
                 }
                 return Ok(());

@@ -364,7 +364,8 @@ fn punch_hole_frees_private_pages_and_keeps_shared_leaves() {
     }
     assert_eq!(v.msr(0x12, PscOp::Shared), 0);
     v.fault_in(0x12, false);
-    assert_eq!(v.kvm.npt.translate(Gfn(0x12)), Some((Pfn(0x12), PageSize::Size4K)));
+    let shared = v.host.vma.pfn(0x12).expect("the shared fault populates the VMA");
+    assert_eq!(v.kvm.npt.translate(Gfn(0x12)), Some((shared, PageSize::Size4K)));
     let freed: Vec<Pfn> = [0x10, 0x11, 0x13].iter().map(|&g| v.gmem_pfn(g).unwrap().0).collect();
     v.kvm.punch_hole(&mut v.host, &mut v.rmp, Gfn(0x10), 4).unwrap();
     for (g, pfn) in [0x10, 0x11, 0x13].into_iter().zip(freed) {
@@ -373,7 +374,7 @@ fn punch_hole_frees_private_pages_and_keeps_shared_leaves() {
         assert_eq!(v.kvm.npt.translate(Gfn(g)), None);
     }
     // The shared GFN's leaf maps the VMA and survives the hole.
-    assert_eq!(v.kvm.npt.translate(Gfn(0x12)), Some((Pfn(0x12), PageSize::Size4K)));
+    assert_eq!(v.kvm.npt.translate(Gfn(0x12)), Some((shared, PageSize::Size4K)));
     // Four pages made private, one shared by the PSC's own hole, three by this one.
     assert_eq!(v.kvm.stats.rmpupdate, 4 + 1 + 3);
 }

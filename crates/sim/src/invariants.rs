@@ -158,9 +158,9 @@ fn check_assigned(m: &Machine, v: &mut Vec<String>) {
             i += 1;
         }
     };
-    // The VMA's frames are contiguous from a 2M-aligned frame (S1); guest_memfd's are its folios.
-    if let Some(first) = m.host.vma.pfn(0) {
-        check_run(0, first, m.host.vma.pages().min(m.kvm.pages()), 0);
+    // The VMA's frames are contiguous per populated unit (S1); guest_memfd's are its folios.
+    for (offset, first, pages) in m.host.vma.runs() {
+        check_run(offset, first, pages.min(m.kvm.pages().saturating_sub(offset)), 0);
     }
     if m.kvm.era() == Era::Gmem
         && let Some(gm) = m.host.gmem.as_ref()

@@ -5,6 +5,7 @@
 //! 2 bad input (scenario, trace or arguments). Bad input is reported before anything runs or is
 //! written; output files are written whole or not at all.
 
+mod bench;
 mod check;
 mod compare;
 mod list;
@@ -98,6 +99,9 @@ snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
     /// Join the outputs of a sweep's shards, checking that every run is there exactly once.
     #[command(after_help = sweep::MERGE_HELP)]
     Merge(sweep::MergeArgs),
+    /// Run the performance suite of BENCHMARKS.md: wall time, page operations per second, peak RSS.
+    #[command(after_help = bench::BENCH_HELP)]
+    Bench(bench::BenchArgs),
     /// List embedded scenarios, policies, backings, guest presets and metrics.
     #[command(after_help = "Example:\n  snpsim list")]
     List,
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
         Some(Command::Report(args)) => report::report(&args),
         Some(Command::Sweep(args)) => sweep::sweep(&args),
         Some(Command::Merge(args)) => sweep::merge(&args),
+        Some(Command::Bench(args)) => bench::bench(&args),
         None => run(&cli.run),
     };
     match result {

@@ -437,3 +437,13 @@ fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
     assert!(!quiet.contains("/4 runs"), "no bar with --quiet: {quiet:?}");
     assert!(quiet.contains("4 runs"), "{quiet:?}");
 }
+
+#[test]
+fn bench_refuses_an_unknown_benchmark_with_exit_2_naming_the_suite() {
+    let out = snpsim(&["bench", "--only", "accept-2t"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("unknown benchmark \"accept-2t\""), "{err}");
+    assert!(err.contains("accept-1t-2m, accept-1t-4k, fragment-1t, steady-64g, sweep-1000"), "{err}");
+    assert!(out.stdout.is_empty());
+}

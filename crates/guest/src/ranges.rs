@@ -20,9 +20,15 @@ impl RangeSet {
         self.runs.range(..=x).next_back().is_some_and(|(_, &e)| x < e)
     }
 
+    /// The runs that overlap `start..end`, unclipped, in order: O(log runs + hits).
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let before = self.runs.range(..start).next_back().filter(|&(_, &e)| e > start);
+        before.into_iter().chain(self.runs.range(start..end.max(start))).map(|(&s, &e)| (s, e))
+    }
+
     /// How many of `start..end` are in the set.
     pub fn count_in(&self, start: u64, end: u64) -> u64 {
-        self.runs.range(..end).filter(|&(_, &e)| e > start).map(|(&s, &e)| e.min(end) - s.max(start)).sum()
+        self.overlapping(start, end).map(|(s, e)| e.min(end) - s.max(start)).sum()
     }
 
     /// Whether all of `start..end` is in the set.
@@ -32,8 +38,7 @@ impl RangeSet {
 
     /// Remove `start..end`.
     pub fn remove(&mut self, start: u64, end: u64) {
-        let hit: Vec<(u64, u64)> =
-            self.runs.range(..end).filter(|&(_, &e)| e > start).map(|(&s, &e)| (s, e)).collect();
+        let hit: Vec<(u64, u64)> = self.overlapping(start, end).collect();
         for (s, e) in hit {
             self.runs.remove(&s);
             if s < start {

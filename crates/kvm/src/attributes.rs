@@ -39,8 +39,7 @@ impl MemoryAttributes {
         let (s, e) = (start.raw(), start.raw() + pages);
         let before = self.shared_in(s, e);
         // Cut the runs overlapping [s, e) down to the parts outside it.
-        let overlapping: Vec<(u64, u64)> =
-            self.shared.range(..e).filter(|&(_, &end)| end > s).map(|(&a, &b)| (a, b)).collect();
+        let overlapping: Vec<(u64, u64)> = self.overlapping(s, e).collect();
         for (a, b) in overlapping {
             self.shared.remove(&a);
             if a < s {
@@ -69,7 +68,13 @@ impl MemoryAttributes {
     }
 
     fn shared_in(&self, s: u64, e: u64) -> u64 {
-        self.shared.range(..e).filter(|&(_, &end)| end > s).map(|(&a, &b)| b.min(e) - a.max(s)).sum()
+        self.overlapping(s, e).map(|(a, b)| b.min(e) - a.max(s)).sum()
+    }
+
+    /// The shared runs that overlap `s..e`, unclipped, in order: O(log runs + hits).
+    fn overlapping(&self, s: u64, e: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let before = self.shared.range(..s).next_back().filter(|&(_, &end)| end > s);
+        before.into_iter().chain(self.shared.range(s..e.max(s))).map(|(&a, &b)| (a, b))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod cost;
 pub mod debate;
 pub mod engine;
 pub mod invariants;
+pub mod kernels;
 pub mod machine;
 pub mod metrics;
 pub mod observed;

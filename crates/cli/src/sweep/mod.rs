@@ -77,6 +77,13 @@ pub struct SweepArgs {
     memory_budget: u64,
 }
 
+impl SweepArgs {
+    /// The options of `snpsim sweep FILE --jobs JOBS --out OUT --quiet` (the bench suite's sweep).
+    pub fn quiet(file: PathBuf, jobs: usize, out: PathBuf, check: Check) -> Self {
+        SweepArgs { file, shard: None, jobs: Some(jobs), out, check, quiet: true, memory_budget: u64::MAX }
+    }
+}
+
 /// `snpsim merge` options.
 #[derive(Debug, Args)]
 pub struct MergeArgs {

@@ -789,7 +789,7 @@ fn interleaved(
         }
         (_, Some(_)) => return Ok(Some(format!("vcpu {vcpu} is busy"))),
         (_, None) => {
-            *slot = Some(Running { action: *action, task: guest_task(guest, action, lossy), exec: None })
+            *slot = Some(Running { action: *action, task: guest_task(guest, action, lossy), exec: None });
         }
     }
     let first = reply.is_none();

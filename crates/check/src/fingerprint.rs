@@ -36,7 +36,7 @@ pub fn fingerprint(sim: &Simulation) -> u64 {
             m.validation_counts()
         );
         let g = sim.guest();
-        let _ = write!(s, "{:?}|", g.validated_set());
+        let _ = write!(s, "{:?}|{:?}|", g.validated_set(), sim.running());
         for (gfn, version) in g.held_pages() {
             let _ = write!(s, "{gfn}:{},", m.read_version(gfn) == Some(version));
         }

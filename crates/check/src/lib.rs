@@ -6,6 +6,10 @@
 //! there is no second model of the rules — with the whole-state invariant check after every step.
 //! The checker is [stateright](https://docs.rs/stateright); properties are the invariants of
 //! design §7 (`always`) and reachability goals (`sometimes`).
+//!
+//! With two vCPUs the run is interleaved (`[vm] interleave`) and every action is one tick of one
+//! vCPU or one host operation, so the checker explores every interleaving of the vCPUs' #NPF
+//! handlers, PSMASHes, in-flight windows and page-state-change ranges ([`race_menu`]).
 
 mod fingerprint;
 mod model;
@@ -13,4 +17,4 @@ pub mod mutants;
 pub mod run;
 
 pub use fingerprint::fingerprint;
-pub use model::{CheckSetup, SnpModel, State, menu, tiny_config};
+pub use model::{CheckSetup, SnpModel, State, initial_simulation, menu, race_menu, tiny_config};

@@ -8,6 +8,7 @@ use snpsim_host::HostVia;
 use snpsim_hw::{AccessKind, Geometry, Mutant, RmpModel};
 use snpsim_kvm::Policy;
 use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
+use snpsim_sim::trace::TraceMeta;
 use stateright::{Model, Property};
 
 use crate::fingerprint;
@@ -80,6 +81,61 @@ pub fn menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
     m
 }
 
+/// The race menu of a two-vCPU check: both vCPUs work on their own page of the same "2M" region
+/// (pages 1 and 2 of region 0, which starts private and 2M-validated): each converts its page to
+/// shared and back at 4K and reads and writes it; the host writes the pages through the VMMs
+/// mapping and, on THP, splits and collapses the region. The races are between the vCPUs' #NPF
+/// handlers, PSMASHes and page-state changes on the one 2M RMP entry and NPT leaf.
+pub fn race_menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
+    let _ = geometry;
+    let gpa = |p: u64| Gfn(p).gpa();
+    let mut m = Vec::new();
+    for vcpu in 0..2 {
+        let page = gpa(1 + u64::from(vcpu));
+        for private in [false, true] {
+            m.push(Action::Psc { vcpu, gpa: page, pages: 1, private, granularity: Some(Granularity::K4) });
+        }
+        for kind in [AccessKind::Write, AccessKind::Read] {
+            m.push(Action::Access { vcpu, gpa: page, kind, private: true });
+        }
+    }
+    for page in [1, 2] {
+        m.push(Action::HostWrite { gpa: gpa(page), via: HostVia::Vmm });
+    }
+    if !gmem {
+        m.push(Action::HostSplit { gpa: gpa(0) });
+        m.push(Action::HostCollapse { gpa: gpa(0) });
+    }
+    m
+}
+
+/// The simulation a check of `setup` starts from (traced with `trace` from its first event). With
+/// two vCPUs the race starts from region 0 private and validated at 2M (vCPU 0, to completion).
+pub fn initial_simulation(setup: &CheckSetup, trace: Option<&TraceMeta>) -> Option<Simulation> {
+    let mut config = tiny_config(setup.policy, setup.backing, setup.granularity);
+    if setup.vcpus > 1 {
+        config.vcpus = setup.vcpus;
+        config.interleave = true;
+    }
+    let mut sim = Simulation::with_mutant(config, setup.mutant).ok()?;
+    if let Some(meta) = trace {
+        sim.enable_trace(meta);
+    }
+    if setup.vcpus > 1 {
+        let g2m = Geometry::TINY.pages(PageSize::Size2M);
+        sim.step(&Action::Accept {
+            vcpu: 0,
+            gpa: Gfn(0).gpa(),
+            pages: g2m,
+            granularity: Some(Granularity::M2),
+        });
+        while sim.outcome().is_none() && sim.is_busy(0) {
+            sim.step(&Action::Tick { vcpu: 0 });
+        }
+    }
+    Some(sim)
+}
+
 /// One state: a simulation and its canonical digest.
 #[derive(Clone, Debug)]
 pub struct State {
@@ -97,9 +153,14 @@ impl State {
         let mut s = State { sim, depth, kernel_fault_on_shared, digest: 0 };
         // What the `always` properties read must be part of the identity, or a violating state
         // would be merged with the clean state it otherwise equals and never be checked.
+        // So must the counters the race goals read: a tick whose PSMASH meets FAIL_INUSE changes
+        // nothing else (the vCPU retries later).
+        let races = s.sim.machine().map(|m| m.kvm.stats.races).unwrap_or_default();
         let flags = u64::from(s.false_negatives() > 0)
             | u64::from(s.violations() > 0) << 1
-            | u64::from(kernel_fault_on_shared) << 2;
+            | u64::from(kernel_fault_on_shared) << 2
+            | u64::from(races.psmash_already_4k > 0) << 3
+            | u64::from(races.psmash_fail_inuse > 0) << 4;
         s.digest = fingerprint(&s.sim) ^ flags.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         s
     }
@@ -155,6 +216,9 @@ pub struct CheckSetup {
     pub depth: u32,
     /// A planted bug (`None` for the real model).
     pub mutant: Option<Mutant>,
+    /// 1: one vCPU, every operation to completion ([`menu`]); 2: two interleaved vCPUs racing
+    /// in one region ([`race_menu`]), each step one tick.
+    pub vcpus: u32,
 }
 
 /// The model: a setup and its action menu.
@@ -168,7 +232,8 @@ impl SnpModel {
     /// The model of `setup`.
     pub fn new(setup: CheckSetup) -> Self {
         let gmem = matches!(setup.backing, MemoryBacking::Gmem { .. });
-        SnpModel { setup, menu: menu(Geometry::TINY, gmem) }
+        let menu = if setup.vcpus > 1 { race_menu(Geometry::TINY, gmem) } else { menu(Geometry::TINY, gmem) };
+        SnpModel { setup, menu }
     }
 
     /// The action menu.
@@ -182,10 +247,7 @@ impl Model for SnpModel {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        let s = self.setup;
-        Simulation::with_mutant(tiny_config(s.policy, s.backing, s.granularity), s.mutant)
-            .map(|sim| vec![State::new(sim, 0, false)])
-            .unwrap_or_default()
+        initial_simulation(&self.setup, None).map(|sim| vec![State::new(sim, 0, false)]).unwrap_or_default()
     }
 
     /// A well-behaved guest: private accesses only to pages it validated, shared accesses only to
@@ -195,10 +257,18 @@ impl Model for SnpModel {
             return;
         }
         let g = state.sim.guest();
+        let sim = &state.sim;
+        let idle = |a: &Action| a.vcpu().is_none_or(|v| !sim.is_busy(v));
         actions.extend(self.menu.iter().copied().filter(|a| match *a {
-            Action::Access { gpa, private, .. } => g.is_validated(gpa.gfn()) == private,
-            _ => true,
+            Action::Access { gpa, private, .. } => idle(a) && g.is_validated(gpa.gfn()) == private,
+            _ if a.vcpu().is_none() => !sim.windows_open(),
+            _ => idle(a),
         }));
+        for v in 0..self.setup.vcpus {
+            if sim.is_busy(v) {
+                actions.push(Action::Tick { vcpu: v });
+            }
+        }
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
@@ -234,6 +304,12 @@ impl Model for SnpModel {
             }),
             Property::sometimes("a PSMASHed region is re-coalesced", |_, s: &State| {
                 s.sim.guest().stats.recoalesced > 0 && s.sim.machine().is_some_and(|m| m.kvm.stats.psmash > 0)
+            }),
+            Property::sometimes("two vCPUs PSMASH one entry (already 4K)", |_, s: &State| {
+                s.sim.machine().is_some_and(|m| m.kvm.stats.races.psmash_already_4k > 0)
+            }),
+            Property::sometimes("a PSMASH meets another CPU's in-flight instruction", |_, s: &State| {
+                s.sim.machine().is_some_and(|m| m.kvm.stats.races.psmash_fail_inuse > 0)
             }),
         ]
     }

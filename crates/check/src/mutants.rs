@@ -41,7 +41,14 @@ pub fn model_check(mutant: Option<Mutant>, depth: u32) -> Option<Caught> {
 }
 
 fn check_one(policy: &str, backing: MemoryBacking, mutant: Option<Mutant>, depth: u32) -> Option<Caught> {
-    let setup = CheckSetup { policy: by_name(policy)?, backing, granularity: Granularity::K4, depth, mutant };
+    let setup = CheckSetup {
+        policy: by_name(policy)?,
+        backing,
+        granularity: Granularity::K4,
+        depth,
+        mutant,
+        vcpus: 1,
+    };
     let model = SnpModel::new(setup);
     let always: Vec<&'static str> = model
         .properties()

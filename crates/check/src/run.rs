@@ -39,6 +39,8 @@ pub struct ConfigReport {
     pub backing: &'static str,
     /// The guest granularity.
     pub granularity: Granularity,
+    /// vCPUs (2: the interleaved race model).
+    pub vcpus: u32,
     /// Unique states explored.
     pub states: usize,
     /// Deepest path explored.
@@ -80,9 +82,10 @@ pub fn check_config(
     granularity: Granularity,
     depth: u32,
     mutant: Option<Mutant>,
+    vcpus: u32,
 ) -> ConfigReport {
     let t = Instant::now();
-    let setup = |d| CheckSetup { policy, backing: backing.1, granularity, depth: d, mutant };
+    let setup = |d| CheckSetup { policy, backing: backing.1, granularity, depth: d, mutant, vcpus };
     let (states, max_depth, found) = explore(setup(depth));
     let reached = found.iter().filter(|f| !f.2).map(|f| f.0).collect();
     let violation = found.iter().any(|f| f.2).then(|| {
@@ -94,6 +97,7 @@ pub fn check_config(
         policy: policy.name(),
         backing: backing.0,
         granularity,
+        vcpus,
         states,
         max_depth,
         elapsed: t.elapsed(),
@@ -103,12 +107,13 @@ pub fn check_config(
 }
 
 /// Check every configuration matching the filters (each policy with each backing of its era,
-/// guests at 4K and 2M granularity).
+/// guests at 4K and 2M granularity), with `vcpus` vCPUs.
 pub fn check_all(
     policy: Option<&str>,
     backing: Option<&str>,
     depth: u32,
     mutant: Option<Mutant>,
+    vcpus: u32,
 ) -> Vec<ConfigReport> {
     let mut out = Vec::new();
     for p in snpsim_kvm::policy::ALL {
@@ -120,7 +125,7 @@ pub fn check_all(
                 continue;
             }
             for g in [Granularity::K4, Granularity::M2] {
-                out.push(check_config(p, b, g, depth, mutant));
+                out.push(check_config(p, b, g, depth, mutant, vcpus));
             }
         }
     }

@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use snpsim_check::run::{ConfigReport, backings, check_config};
-use snpsim_check::tiny_config;
+use snpsim_check::{CheckSetup, initial_simulation};
 use snpsim_hw::Mutant;
-use snpsim_sim::engine::Simulation;
 use snpsim_sim::trace::TraceMeta;
 
 use crate::output::{Files, write_atomic};
@@ -24,6 +23,14 @@ pub struct CheckArgs {
     /// Most actions on a path. 8 checks every configuration in under a minute on 2 cores.
     #[arg(long, default_value_t = 8)]
     depth: u32,
+    /// Most actions on a path of the two-vCPU race model, where every action is one tick of one
+    /// vCPU (an operation takes several). 12 reaches both PSMASH races.
+    #[arg(long, default_value_t = 12)]
+    race_depth: u32,
+    /// 1: one vCPU, every operation to completion (to --depth); 2: two interleaved vCPUs racing
+    /// in one 2M region (to --race-depth). Default: both.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
+    vcpus: Option<u32>,
     /// Plant a bug from the mutant catalogue (docs/mutants.md) to see the checker catch it.
     #[arg(long)]
     mutant: Option<String>,
@@ -54,6 +61,9 @@ fn validate(args: &CheckArgs) -> Result<Option<Mutant>> {
     if args.depth == 0 || args.depth > 16 {
         bail!("--depth {}: out of range; accepted: 1 to 16", args.depth);
     }
+    if args.race_depth == 0 || args.race_depth > 24 {
+        bail!("--race-depth {}: out of range; accepted: 1 to 24", args.race_depth);
+    }
     match &args.mutant {
         None => Ok(None),
         Some(m) => Mutant::from_name(m).map(Some).ok_or_else(|| {
@@ -72,9 +82,6 @@ fn counterexample_trace(
     let policy = snpsim_kvm::policy::by_name(r.policy).unwrap_or(snpsim_kvm::policy::ALL[0]);
     let backing = backings(policy.era()).into_iter().find(|(n, _)| *n == r.backing).map(|(_, b)| b);
     let Some(backing) = backing else { return Vec::new() };
-    let Ok(mut sim) = Simulation::with_mutant(tiny_config(policy, backing, r.granularity), mutant) else {
-        return Vec::new();
-    };
     let meta = TraceMeta {
         run: 0,
         scenario: format!("counterexample: {} on {}", r.policy, r.backing),
@@ -82,8 +89,9 @@ fn counterexample_trace(
         seed: 0,
         mutant,
     };
-    sim.enable_trace(&meta);
-    let mut bytes = Vec::new();
+    let setup = CheckSetup { policy, backing, granularity: r.granularity, depth: 0, mutant, vcpus: r.vcpus };
+    let Some(mut sim) = initial_simulation(&setup, Some(&meta)) else { return Vec::new() };
+    let mut bytes = sim.take_trace();
     for a in actions {
         sim.step(a);
         bytes.extend(sim.take_trace());
@@ -104,17 +112,20 @@ fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Vec<ConfigReport> {
             if args.backing.as_deref().is_some_and(|want| want != b.0) {
                 continue;
             }
-            for g in [snpsim_guest::Granularity::K4, snpsim_guest::Granularity::M2] {
-                configs.push((p, b, g));
+            for vcpus in args.vcpus.map_or(vec![1, 2], |v| vec![v]) {
+                for g in [snpsim_guest::Granularity::K4, snpsim_guest::Granularity::M2] {
+                    configs.push((p, b, g, vcpus));
+                }
             }
         }
     }
     let progress = crate::progress::Progress::new(configs.len() as u64, "configurations", args.quiet);
     configs
         .into_iter()
-        .map(|(p, b, g)| {
+        .map(|(p, b, g, vcpus)| {
             progress.set_message(format!("{} on {}", p.name(), b.0));
-            let r = check_config(p, b, g, args.depth, mutant);
+            let depth = if vcpus > 1 { args.race_depth } else { args.depth };
+            let r = check_config(p, b, g, depth, mutant, vcpus);
             progress.inc();
             r
         })
@@ -130,8 +141,8 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
         bail!("--policy and --backing select no configuration (a policy runs only with backings of its era)");
     }
     println!(
-        "{:<20} {:<13} {:<4} {:>8} {:>5} {:>8}  result",
-        "policy", "backing", "gran", "states", "depth", "time"
+        "{:<20} {:<13} {:<4} {:>5} {:>8} {:>5} {:>8}  result",
+        "policy", "backing", "gran", "vcpus", "states", "depth", "time"
     );
     let mut ok = true;
     for r in &reports {
@@ -144,10 +155,11 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             Some((p, _)) => format!("VIOLATED: {p}"),
         };
         println!(
-            "{:<20} {:<13} {:<4} {:>8} {:>5} {:>7.2}s  {result}",
+            "{:<20} {:<13} {:<4} {:>5} {:>8} {:>5} {:>7.2}s  {result}",
             r.policy,
             r.backing,
             gran,
+            r.vcpus,
             r.states,
             r.max_depth,
             r.elapsed.as_secs_f64()
@@ -171,7 +183,8 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             std::fs::create_dir_all(&dir)?;
         }
         let path = dir.join(
-            format!("counterexample-{}-{}-{:?}.jsonl", r.policy, r.backing, r.granularity).to_lowercase(),
+            format!("counterexample-{}-{}-{:?}-{}vcpu.jsonl", r.policy, r.backing, r.granularity, r.vcpus)
+                .to_lowercase(),
         );
         write_atomic(&path, &counterexample_trace(r, actions, mutant))?;
         eprintln!("  trace: {}  (re-run it: snpsim replay {})", path.display(), path.display());

@@ -182,6 +182,16 @@ impl Kvm {
         }
     }
 
+    /// The frame whose RMP entry a conversion of `gfn` rewrites: its guest_memfd page in the gmem
+    /// era (when allocated), its VMA page in the legacy era.
+    pub fn conversion_pfn(&self, host: &Host, gfn: Gfn) -> Option<Pfn> {
+        if self.era() == Era::Gmem {
+            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
+        } else {
+            self.bound_pfn(host, gfn)
+        }
+    }
+
     /// The largest leaf KVM may use for `gfn` given its backing: host mapping level (legacy, or a
     /// shared GFN in the gmem era) or gmem folio size (private, gmem era).
     pub fn backing_level(&self, host: &Host, gfn: Gfn) -> Option<PageSize> {

@@ -218,16 +218,21 @@ impl Machine {
         window: Option<Pfn>,
     ) -> Result<Option<Reply>, Stop> {
         let next = self.kvm.psc_next_range(&buf);
-        if window.is_none()
-            && let Some(range) = next
-        {
+        if let Some(region) = window {
+            self.close_window(region);
+        }
+        if let Some(range) = next {
+            // The range's RMPUPDATEs meet any window another CPU holds over its GFNs: FAIL_INUSE,
+            // retried on a later tick (checked again after this vCPU's own window closes).
             let end = Gfn(range.gfn.raw() + range.pages.saturating_sub(1));
             if self.blocked(vcpu, range.gfn) || self.blocked(vcpu, end) {
                 self.kvm.stats.races.rmpupdate_fail_inuse += 1;
-                exec.stage = Stage::Psc { buf, started, window };
+                exec.stage = Stage::Psc { buf, started, window: None };
                 return Ok(None);
             }
-            if let Some(pfn) = self.kvm.bound_pfn(&self.host, range.gfn) {
+            if window.is_none()
+                && let Some(pfn) = self.kvm.conversion_pfn(&self.host, range.gfn)
+            {
                 let region = self.rmp.config().geometry.region_of(pfn);
                 let opened = self.open_window(vcpu, range.gfn, region);
                 if !opened {
@@ -236,9 +241,6 @@ impl Machine {
                 exec.stage = Stage::Psc { buf, started, window: opened.then_some(region) };
                 return Ok(None);
             }
-        }
-        if let Some(region) = window {
-            self.close_window(region);
         }
         let exit = (!started).then(|| {
             self.rmp.recorder.as_mut().map(|r| {

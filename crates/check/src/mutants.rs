@@ -37,18 +37,35 @@ fn configurations() -> Vec<(&'static str, MemoryBacking)> {
 /// actions: the first property that fails at the smallest depth, with the configuration and that
 /// shortest counterexample.
 pub fn model_check(mutant: Option<Mutant>, depth: u32) -> Option<Caught> {
-    (1..=depth).find_map(|d| configurations().into_iter().find_map(|(p, b)| check_one(p, b, mutant, d)))
+    (1..=depth)
+        .find_map(|d| configurations().into_iter().find_map(|(p, b)| check_one(p, b, mutant, d, 1)))
+        .or_else(|| {
+            (1..=RACE_DEPTH).find_map(|d| {
+                race_configurations().into_iter().find_map(|(p, b)| check_one(p, b, mutant, d, 2))
+            })
+        })
 }
 
-fn check_one(policy: &str, backing: MemoryBacking, mutant: Option<Mutant>, depth: u32) -> Option<Caught> {
-    let setup = CheckSetup {
-        policy: by_name(policy)?,
-        backing,
-        granularity: Granularity::K4,
-        depth,
-        mutant,
-        vcpus: 1,
-    };
+/// How deep the two-vCPU race model is explored for the catalogue (both PSMASH races are reachable).
+pub const RACE_DEPTH: u32 = 12;
+
+/// The configurations of the two-vCPU race model the catalogue explores.
+fn race_configurations() -> Vec<(&'static str, MemoryBacking)> {
+    vec![
+        ("npt-demote", MemoryBacking::Vma(VmaBacking::Hugetlbfs2m)),
+        ("gmem", MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp }),
+    ]
+}
+
+fn check_one(
+    policy: &str,
+    backing: MemoryBacking,
+    mutant: Option<Mutant>,
+    depth: u32,
+    vcpus: u32,
+) -> Option<Caught> {
+    let setup =
+        CheckSetup { policy: by_name(policy)?, backing, granularity: Granularity::K4, depth, mutant, vcpus };
     let model = SnpModel::new(setup);
     let always: Vec<&'static str> = model
         .properties()
@@ -64,7 +81,7 @@ fn check_one(policy: &str, backing: MemoryBacking, mutant: Option<Mutant>, depth
     let actions = path.into_actions();
     Some(Caught {
         by: name.to_string(),
-        how: format!("{policy} on {backing:?}: {} actions: {actions:?}", actions.len()),
+        how: format!("{policy} on {backing:?}, {vcpus} vCPU(s): {} actions: {actions:?}", actions.len()),
     })
 }
 

@@ -34,11 +34,17 @@ pub enum Mutant {
     /// guest: the guest forgets to untrack pages it converts to shared (it still believes them
     /// validated).
     GuestKeepsTrackingShared,
+    /// KVM: a PSMASH that fails because another vCPU already smashed the entry is an error (no
+    /// re-lookup: the "already 4K" tolerance of `sev_handle_rmp_fault` is missing).
+    PsmashRaceFatal,
+    /// KVM: PSMASH's FAIL_INUSE (another CPU's instruction in flight) is an error instead of a
+    /// retry (`snp_rmptable_psmash` loops on it).
+    FailInuseFatal,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 13] = [
+    pub const ALL: [Mutant; 15] = [
         Mutant::PsmashClearsValidated,
         Mutant::HostWriteIgnoresLargeMapping,
         Mutant::SkipDirectMapSplit,
@@ -52,6 +58,8 @@ impl Mutant {
         Mutant::PunchHoleSkipsInvalidate,
         Mutant::MmuNotifierIgnored,
         Mutant::GuestKeepsTrackingShared,
+        Mutant::PsmashRaceFatal,
+        Mutant::FailInuseFatal,
     ];
 
     /// The kebab-case name used on the command line and in `docs/mutants.md`.
@@ -70,6 +78,8 @@ impl Mutant {
             Mutant::PunchHoleSkipsInvalidate => "punch-hole-skips-invalidate",
             Mutant::MmuNotifierIgnored => "mmu-notifier-ignored",
             Mutant::GuestKeepsTrackingShared => "guest-keeps-tracking-shared",
+            Mutant::PsmashRaceFatal => "psmash-race-fatal",
+            Mutant::FailInuseFatal => "fail-inuse-fatal",
         }
     }
 

@@ -155,6 +155,11 @@ impl Kvm {
         self.mutant = mutant;
     }
 
+    /// The planted bug, if any.
+    pub fn mutant(&self) -> Option<Mutant> {
+        self.mutant
+    }
+
     /// The policy.
     pub fn policy(&self) -> &'static dyn Policy {
         self.policy
@@ -295,7 +300,9 @@ impl Kvm {
         self.stats.psmash += 1;
         let rc = rmp.psmash(region);
         if rc != ReturnCode::Success {
-            if rmp.lookup(pfn).map(|(_, l)| l) != Some(RmpPageSize::Size4K) {
+            if self.mutant == Some(Mutant::PsmashRaceFatal)
+                || rmp.lookup(pfn).map(|(_, l)| l) != Some(RmpPageSize::Size4K)
+            {
                 return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
             }
             self.stats.races.psmash_already_4k += 1;

@@ -104,6 +104,14 @@ impl Machine {
                     exec.stage = Stage::PsmashInFlight(plan);
                 } else {
                     self.kvm.stats.races.psmash_fail_inuse += 1;
+                    if self.kvm.mutant() == Some(snpsim_hw::Mutant::FailInuseFatal) {
+                        let e = snpsim_kvm::KvmError::Instruction {
+                            instruction: "PSMASH",
+                            pfn: region,
+                            code: ReturnCode::FailInuse,
+                        };
+                        return Err(self.stop(&e));
+                    }
                     exec.stage = Stage::Psmash(plan);
                 }
                 Ok(None)

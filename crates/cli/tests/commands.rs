@@ -447,3 +447,34 @@ fn bench_refuses_an_unknown_benchmark_with_exit_2_naming_the_suite() {
     assert!(err.contains("accept-1t-2m, accept-1t-4k, fragment-1t, steady-64g, sweep-1000"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn interleaved_runs_do_not_depend_on_jobs_and_replay() {
+    // Racing vCPUs under every policy and backing: the seeded scheduler, not the thread pool,
+    // decides the interleaving.
+    let d = temp_dir("interleaved-jobs");
+    let file = format!("{}/../../examples/races/02-psc-vs-psc.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut outs = Vec::new();
+    for jobs in ["1", "4"] {
+        let o = d.join(format!("cmp{jobs}"));
+        let r = snpsim(&[
+            "compare",
+            &file,
+            "--policies",
+            "all",
+            "--backings",
+            "all",
+            "--jobs",
+            jobs,
+            "--out",
+            s(&o),
+        ]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        outs.push((r.stdout, std::fs::read(o.join("trace.jsonl")).unwrap()));
+    }
+    assert_eq!(outs[0], outs[1], "interleaved compare output depends on --jobs");
+    let trace = text(&outs[0].1);
+    assert!(trace.contains(r#""op":"tick""#), "the trace records the ticks");
+    let rp = snpsim(&["replay", s(&d.join("cmp4/trace.jsonl"))]);
+    assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
+}

@@ -3,7 +3,7 @@
 use snpsim_defs::{PageSize, Pfn};
 use snpsim_hw::Geometry;
 
-use crate::{BlockMap, HostError, HostMemory};
+use crate::{BlockMap, DirtyLog, HostError, HostMemory};
 
 /// A folio of the guest_memfd file: `size` pages of host memory from `pfn`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +27,8 @@ pub struct Gmem {
     folios: BlockMap,
     /// Pages allocated (and cleared) for folios so far.
     pub allocated_pages: u64,
+    /// File offsets whose folio changed (for the incremental invariant check).
+    pub dirty: DirtyLog,
 }
 
 /// The folios as a map from first offset, for `Debug`.
@@ -52,7 +54,14 @@ impl core::fmt::Debug for Gmem {
 impl Gmem {
     /// An empty file of `pages` pages with folios of `folio_size`.
     pub fn new(geometry: Geometry, folio_size: PageSize, pages: u64) -> Self {
-        Gmem { geometry, folio_size, pages, folios: BlockMap::new(geometry), allocated_pages: 0 }
+        Gmem {
+            geometry,
+            folio_size,
+            pages,
+            folios: BlockMap::new(geometry),
+            allocated_pages: 0,
+            dirty: DirtyLog::default(),
+        }
     }
 
     /// The configured folio size.
@@ -92,6 +101,7 @@ impl Gmem {
                 let pfn = mem.alloc(size)?;
                 self.allocated_pages += n;
                 self.folios.insert(start, size, pfn);
+                self.dirty.mark(start, n);
                 return Ok((
                     pfn.checked_add(offset - start).ok_or(HostError::OutsideGmem { offset })?,
                     size,
@@ -127,6 +137,7 @@ impl Gmem {
             let n = self.geometry.pages(folio.size);
             if start >= offset && start + n <= end {
                 self.folios.remove(start);
+                self.dirty.mark(start, n);
                 invalidate(folio.pfn, n);
                 mem.free(folio.pfn, folio.size)?;
                 freed += n;
@@ -135,6 +146,7 @@ impl Gmem {
                 let smaller = folio.size.smaller().ok_or(HostError::OutsideGmem { offset: pos })?;
                 let m = self.geometry.pages(smaller);
                 self.folios.remove(start);
+                self.dirty.mark(start, n);
                 for i in 0..n / m {
                     let pfn = folio.pfn.checked_add(i * m).ok_or(HostError::OutsideGmem { offset: pos })?;
                     self.folios.insert(start + i * m, smaller, pfn);
@@ -142,6 +154,14 @@ impl Gmem {
             }
         }
         Ok(freed)
+    }
+
+    /// The folios holding any offset in `start..end`, with their first offsets, in order.
+    pub fn folios_in(&self, start: u64, end: u64) -> Vec<(u64, Folio)> {
+        let mut out: Vec<(u64, Folio)> =
+            self.folio_at(start).filter(|&(s, _)| s < start).into_iter().collect();
+        out.extend(self.folios.keys_in(start, end).into_iter().filter_map(|k| self.folio_at(k)));
+        out
     }
 
     /// Every allocated folio with the file offset of its first page, in offset order.

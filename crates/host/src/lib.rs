@@ -9,6 +9,7 @@
 pub mod access;
 pub mod blocks;
 pub mod direct_map;
+pub mod dirty;
 pub mod gmem;
 pub mod memory;
 pub mod vma;
@@ -16,6 +17,7 @@ pub mod vma;
 pub use access::{HostVia, HostWriteOutcome};
 pub use blocks::BlockMap;
 pub use direct_map::DirectMap;
+pub use dirty::DirtyLog;
 pub use gmem::{Folio, Gmem};
 pub use memory::HostMemory;
 pub use vma::{GuestVma, Invalidation, VmaBacking};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use snpsim_defs::{PageSize, Pfn};
 use snpsim_hw::Geometry;
 
-use crate::{BlockMap, HostError};
+use crate::{BlockMap, DirtyLog, HostError};
 
 /// The host's RAM, frames `0..pages`, handed out in naturally aligned 4K, 2M or 1G blocks.
 ///
@@ -21,12 +21,22 @@ pub struct HostMemory {
     /// Blocks handed out, keyed by first frame (bookkeeping only: a bump-allocated range is
     /// recorded as its first block, and a block allocated inside a split larger one replaces it).
     allocated: BlockMap,
+    /// Frames handed out or given back (for the incremental invariant check: a freed frame must
+    /// not stay assigned to the guest).
+    pub dirty: DirtyLog,
 }
 
 impl HostMemory {
     /// A host with `pages` 4 KiB frames.
     pub fn new(geometry: Geometry, pages: u64) -> Self {
-        HostMemory { geometry, pages, next: 0, free: BTreeMap::new(), allocated: BlockMap::new(geometry) }
+        HostMemory {
+            geometry,
+            pages,
+            next: 0,
+            free: BTreeMap::new(),
+            allocated: BlockMap::new(geometry),
+            dirty: DirtyLog::default(),
+        }
     }
 
     /// Frames of RAM.
@@ -72,6 +82,7 @@ impl HostMemory {
             return Err(HostError::DoubleFree { pfn });
         }
         self.allocated.remove(pfn.raw());
+        self.dirty.mark(pfn.raw(), self.geometry.pages(size));
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use snpsim_defs::{Hva, PageSize, Pfn};
 use snpsim_hw::Geometry;
 
-use crate::{HostError, HostMemory};
+use crate::{DirtyLog, HostError, HostMemory};
 
 /// What backs the VMM's guest-memory VMA (design §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,6 +75,8 @@ pub struct GuestVma {
     pages: u64,
     /// THP: 2M regions (by index) currently mapped with 4K PTEs.
     split: BTreeSet<u64>,
+    /// Page offsets whose frame or mapping level changed (for the incremental invariant check).
+    pub dirty: DirtyLog,
 }
 
 impl GuestVma {
@@ -97,6 +99,7 @@ impl GuestVma {
             frames: Frames::Contiguous(pfn),
             pages,
             split: BTreeSet::new(),
+            dirty: DirtyLog::default(),
         })
     }
 
@@ -133,7 +136,28 @@ impl GuestVma {
         }
         let count = unit.min(self.pages - index * unit);
         units.insert(index, mem.alloc_pages(align, count)?);
+        self.dirty.mark(index * unit, count);
         Ok(true)
+    }
+
+    /// The populated runs of the VMA clipped to the page offsets `start..end`.
+    pub fn runs_in(&self, start: u64, end: u64) -> Vec<(u64, Pfn, u64)> {
+        let end = end.min(self.pages);
+        match &self.frames {
+            Frames::Contiguous(pfn) if start < end => vec![(start, Pfn(pfn.raw() + start), end - start)],
+            Frames::Contiguous(_) => Vec::new(),
+            Frames::OnDemand(units) => {
+                let unit = self.unit();
+                let last = if end == 0 { 0 } else { (end - 1) / unit + 1 };
+                units
+                    .range(start / unit..last)
+                    .filter_map(|(&i, &pfn)| {
+                        let (s, e) = ((i * unit).max(start), ((i + 1) * unit).min(end));
+                        (s < e).then(|| (s, Pfn(pfn.raw() + (s - i * unit)), e - s))
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// The populated runs of the VMA: `(first page offset, first frame, pages)`, in offset order.
@@ -217,6 +241,7 @@ impl GuestVma {
         let per_2m = self.geometry.pages_per_2m();
         let region = offset / per_2m;
         self.split.insert(region);
+        self.dirty.mark(region * per_2m, per_2m);
         Ok(Some(Invalidation { offset: region * per_2m, pages: per_2m }))
     }
 
@@ -231,6 +256,7 @@ impl GuestVma {
         if self.backing != VmaBacking::Thp || !self.split.remove(&region) {
             return Ok(None);
         }
+        self.dirty.mark(region * per_2m, per_2m);
         Ok(Some(Invalidation { offset: region * per_2m, pages: per_2m }))
     }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use snpsim_defs::Gfn;
+use snpsim_host::DirtyLog;
 
 /// The private/shared attribute of every GFN, stored as the disjoint, coalesced runs of shared
 /// GFNs (a fresh SNP VM's memory starts private, design §10).
@@ -10,6 +11,8 @@ use snpsim_defs::Gfn;
 pub struct MemoryAttributes {
     /// Shared runs: start → end (exclusive).
     shared: BTreeMap<u64, u64>,
+    /// GFN ranges whose attribute changed (for the incremental invariant check).
+    pub dirty: DirtyLog,
 }
 
 impl MemoryAttributes {
@@ -64,6 +67,9 @@ impl MemoryAttributes {
             self.shared.insert(ns, ne);
         }
         let after = self.shared_in(s, e);
+        if after != before {
+            self.dirty.mark(s, e - s);
+        }
         after.abs_diff(before)
     }
 

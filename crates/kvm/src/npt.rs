@@ -4,7 +4,7 @@
 //! the 1G leaves on the side, so a translation is an index and a 64 GiB guest mapped at 4K costs
 //! 4 KiB per 2M region rather than a tree node per page.
 
-use snpsim_host::BlockMap;
+use snpsim_host::{BlockMap, DirtyLog};
 
 use snpsim_defs::{Gfn, PageSize, Pfn};
 use snpsim_hw::Geometry;
@@ -51,6 +51,8 @@ pub struct Npt {
     coverage: [u64; 3],
     /// Work counters.
     pub stats: NptStats,
+    /// First GFNs of the leaves added or removed (for the incremental invariant check).
+    pub dirty: DirtyLog,
 }
 
 impl core::fmt::Debug for Npt {
@@ -75,17 +77,25 @@ fn level_index(size: PageSize) -> usize {
 impl Npt {
     /// An empty NPT.
     pub fn new(geometry: Geometry) -> Self {
-        Npt { geometry, leaves: BlockMap::new(geometry), coverage: [0; 3], stats: NptStats::default() }
+        Npt {
+            geometry,
+            leaves: BlockMap::new(geometry),
+            coverage: [0; 3],
+            stats: NptStats::default(),
+            dirty: DirtyLog::default(),
+        }
     }
 
     fn insert_leaf(&mut self, gfn: Gfn, leaf: Leaf) {
         self.coverage[level_index(leaf.size)] += self.geometry.pages(leaf.size);
         self.leaves.insert(gfn.raw(), leaf.size, leaf.pfn);
+        self.dirty.mark(gfn.raw(), 1);
     }
 
     fn remove_leaf(&mut self, gfn: Gfn) -> Option<Leaf> {
         let (size, pfn) = self.leaves.remove(gfn.raw())?;
         let leaf = Leaf { size, pfn };
+        self.dirty.mark(gfn.raw(), 1);
         self.coverage[level_index(leaf.size)] -= self.geometry.pages(leaf.size);
         Some(leaf)
     }
@@ -174,6 +184,18 @@ impl Npt {
             self.stats.flushes += 1;
         }
         split
+    }
+
+    /// The leaves that map any GFN in `start..end`, in GFN order (a huge leaf straddling `start`
+    /// first).
+    pub fn leaves_in(&self, start: Gfn, end: Gfn) -> Vec<(Gfn, Leaf)> {
+        let mut out: Vec<(Gfn, Leaf)> = self.leaf(start).filter(|&(s, _)| s < start).into_iter().collect();
+        for k in self.leaves.keys_in(start.raw(), end.raw()) {
+            if let Some((size, pfn)) = self.leaves.get(k) {
+                out.push((Gfn(k), Leaf { size, pfn }));
+            }
+        }
+        out
     }
 
     /// Pages mapped at each size: `[4K, 2M, 1G]` (kept incrementally: O(1)).

@@ -1,4 +1,5 @@
-//! The invariants of design §7, checked over the whole state (`--check full`).
+//! The invariants of design §7, checked over the whole state (`--check full`) or over what a step
+//! changed (`--check incremental`).
 //!
 //! Invariants 3 (accesses) and 5 (host writes) are checked on each completed access by the
 //! [`crate::machine::Machine`]; 6 on each validation; the rest here, after every step.
@@ -9,6 +10,7 @@ use snpsim_defs::{Gfn, PageSize, Pfn};
 use snpsim_guest::Guest;
 use snpsim_hw::RmpModel;
 use snpsim_kvm::Era;
+use snpsim_kvm::npt::Leaf;
 
 use crate::machine::Machine;
 
@@ -52,44 +54,9 @@ impl FrameRanges {
 /// Check invariants 1, 2, 3 (leaf form), 4 and 7. Returns one message per violation.
 pub fn check(m: &Machine, guest: &Guest, lossy_recoalesce: bool) -> Vec<String> {
     let mut v = Vec::new();
-    let g = m.rmp.config().geometry;
     let mut frames = FrameRanges::default();
     for (start, leaf) in m.kvm.npt.leaves() {
-        let n = g.pages(leaf.size);
-        // 1. NPT leaf level ≤ the backing's level.
-        match m.kvm.backing_level(&m.host, start) {
-            Some(level) if leaf.size <= level => {}
-            level => v.push(format!(
-                "invariant 1: NPT leaf {} at GFN {start} exceeds its backing level {level:?}",
-                leaf.size.name()
-            )),
-        }
-        // 2. The leaf maps the frames bound to its GFNs, and no frame twice.
-        if m.kvm.bound_pfn(&m.host, start) != Some(leaf.pfn)
-            || m.kvm.bound_pfn(&m.host, Gfn(start.raw() + n - 1)) != Some(Pfn(leaf.pfn.raw() + n - 1))
-        {
-            v.push(format!("invariant 2: NPT leaf at GFN {start} maps frame {} not bound to it", leaf.pfn));
-        }
-        if frames.overlaps_predecessor(leaf.pfn.raw(), n) {
-            v.push(format!("invariant 2: frame {} is mapped at two GPAs", leaf.pfn));
-        }
-        frames.insert(leaf.pfn.raw(), leaf.pfn.raw() + n);
-        // 3. With npt_level_follows_rmp, no leaf over assigned pages is larger than their entry.
-        if m.kvm.config.npt_level_follows_rmp && leaf.size >= PageSize::Size2M {
-            let mut p = leaf.pfn.raw();
-            while p < leaf.pfn.raw() + n {
-                let region = g.region_of(Pfn(p));
-                let e = m.rmp.rmpread(region);
-                if e.is_ok_and(|e| e.hpage_region_status() && !e.page_size()) {
-                    v.push(format!(
-                        "invariant 3: {} NPT leaf at GFN {start} over 4K RMP entries",
-                        leaf.size.name()
-                    ));
-                    break;
-                }
-                p = region.raw() + g.pages_per_2m();
-            }
-        }
+        check_leaf(m, start, leaf, &mut frames, &mut v);
     }
     check_assigned(m, &mut v);
     // 7. No data loss unless a naive re-coalesce ran.
@@ -102,6 +69,103 @@ pub fn check(m: &Machine, guest: &Guest, lossy_recoalesce: bool) -> Vec<String> 
     v
 }
 
+/// Invariants 1, 2 and 3 (leaf form) for one NPT leaf; `frames` holds the frames of the leaves
+/// checked before it.
+fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: &mut Vec<String>) {
+    let g = m.rmp.config().geometry;
+    let n = g.pages(leaf.size);
+    // 1. NPT leaf level ≤ the backing's level.
+    match m.kvm.backing_level(&m.host, start) {
+        Some(level) if leaf.size <= level => {}
+        level => v.push(format!(
+            "invariant 1: NPT leaf {} at GFN {start} exceeds its backing level {level:?}",
+            leaf.size.name()
+        )),
+    }
+    // 2. The leaf maps the frames bound to its GFNs, and no frame twice.
+    if m.kvm.bound_pfn(&m.host, start) != Some(leaf.pfn)
+        || m.kvm.bound_pfn(&m.host, Gfn(start.raw() + n - 1)) != Some(Pfn(leaf.pfn.raw() + n - 1))
+    {
+        v.push(format!("invariant 2: NPT leaf at GFN {start} maps frame {} not bound to it", leaf.pfn));
+    }
+    if frames.overlaps_predecessor(leaf.pfn.raw(), n) {
+        v.push(format!("invariant 2: frame {} is mapped at two GPAs", leaf.pfn));
+    }
+    frames.insert(leaf.pfn.raw(), leaf.pfn.raw() + n);
+    // 3. With npt_level_follows_rmp, no leaf over assigned pages is larger than their entry.
+    if m.kvm.config.npt_level_follows_rmp && leaf.size >= PageSize::Size2M {
+        let mut p = leaf.pfn.raw();
+        while p < leaf.pfn.raw() + n {
+            let region = g.region_of(Pfn(p));
+            let e = m.rmp.rmpread(region);
+            if e.is_ok_and(|e| e.hpage_region_status() && !e.page_size()) {
+                v.push(format!(
+                    "invariant 3: {} NPT leaf at GFN {start} over 4K RMP entries",
+                    leaf.size.name()
+                ));
+                break;
+            }
+            p = region.raw() + g.pages_per_2m();
+        }
+    }
+}
+
+/// Invariant 4 over the frames bound to `n` GFNs from `gfn`, from frame `pfn` (`source`: VMA 0,
+/// guest_memfd 1): each assigned one must be this guest's at its bound GPA. Messages go to `bad`
+/// with their GFN and source; returns the assigned pages found.
+fn check_bound_run(
+    m: &Machine,
+    gfn: u64,
+    pfn: Pfn,
+    n: u64,
+    source: u8,
+    bad: &mut Vec<(u64, u8, String)>,
+) -> u64 {
+    let g = m.rmp.config().geometry;
+    let per_2m = g.pages_per_2m();
+    let mut found = 0;
+    let mut i = 0;
+    while i < n {
+        let p = Pfn(pfn.raw() + i);
+        let region = g.region_of(p);
+        if p == region
+            && i + per_2m <= n
+            && let Ok(head) = m.rmp.rmpread(region)
+        {
+            if !head.hpage_region_status() {
+                i += per_2m;
+                continue;
+            }
+            // A 2M entry of this guest at the bound GPA: all its pages are (H3).
+            if head.page_size() && head.asid() == u32::from(m.asid) && head.gpa() == Gfn(gfn + i).gpa().raw()
+            {
+                found += per_2m;
+                i += per_2m;
+                continue;
+            }
+        }
+        if let Ok(e) = m.rmp.rmpread(p)
+            && e.assigned()
+        {
+            found += 1;
+            let f = Gfn(gfn + i);
+            if e.asid() != u32::from(m.asid) || e.gpa() != f.gpa().raw() {
+                bad.push((
+                    f.raw(),
+                    source,
+                    format!(
+                        "invariant 4: frame {p} assigned to ASID {} at GPA {:#x}, bound to GFN {f}",
+                        e.asid(),
+                        e.gpa()
+                    ),
+                ));
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
 /// Invariant 4: every assigned page is this guest's, at the GPA bound to it; none is assigned
 /// elsewhere (the per-ASID counter equals the assigned pages found among the bound frames).
 fn check_assigned(m: &Machine, v: &mut Vec<String>) {
@@ -111,52 +175,11 @@ fn check_assigned(m: &Machine, v: &mut Vec<String>) {
     // checked once.
     let g = m.rmp.config().geometry;
     let mut found = 0u64;
-    let per_2m = g.pages_per_2m();
     // Messages are collected with their GFN and source (VMA 0, guest_memfd 1) and reported in that
     // order, as a GFN-by-GFN walk would.
     let mut bad: Vec<(u64, u8, String)> = Vec::new();
     let mut check_run = |gfn: u64, pfn: Pfn, n: u64, source: u8| {
-        let mut i = 0;
-        while i < n {
-            let p = Pfn(pfn.raw() + i);
-            let region = g.region_of(p);
-            if p == region
-                && i + per_2m <= n
-                && let Ok(head) = m.rmp.rmpread(region)
-            {
-                if !head.hpage_region_status() {
-                    i += per_2m;
-                    continue;
-                }
-                // A 2M entry of this guest at the bound GPA: all its pages are (H3).
-                if head.page_size()
-                    && head.asid() == u32::from(m.asid)
-                    && head.gpa() == Gfn(gfn + i).gpa().raw()
-                {
-                    found += per_2m;
-                    i += per_2m;
-                    continue;
-                }
-            }
-            if let Ok(e) = m.rmp.rmpread(p)
-                && e.assigned()
-            {
-                found += 1;
-                let f = Gfn(gfn + i);
-                if e.asid() != u32::from(m.asid) || e.gpa() != f.gpa().raw() {
-                    bad.push((
-                        f.raw(),
-                        source,
-                        format!(
-                            "invariant 4: frame {p} assigned to ASID {} at GPA {:#x}, bound to GFN {f}",
-                            e.asid(),
-                            e.gpa()
-                        ),
-                    ));
-                }
-            }
-            i += 1;
-        }
+        found += check_bound_run(m, gfn, pfn, n, source, &mut bad);
     };
     // The VMA's frames are contiguous per populated unit (S1); guest_memfd's are its folios.
     for (offset, first, pages) in m.host.vma.runs() {
@@ -177,5 +200,155 @@ fn check_assigned(m: &Machine, v: &mut Vec<String>) {
         v.push(format!(
             "invariant 4: {counted} pages assigned to the guest's ASID, {found} of them bound to its memory"
         ));
+    }
+}
+
+/// What steps changed since the last [`take_touched`]: GFN ranges (NPT leaves, memory attributes,
+/// VMA frames and levels, guest_memfd folios) and frame ranges (RMP entries rewritten or smashed,
+/// host frames freed), each `(first, count)`.
+#[derive(Debug, Default)]
+pub struct Touched {
+    /// GFN ranges.
+    pub gfns: Vec<(u64, u64)>,
+    /// Frame ranges.
+    pub frames: Vec<(u64, u64)>,
+}
+
+/// Drain the stores' dirty logs.
+pub fn take_touched(m: &mut Machine) -> Touched {
+    let mut gfns = m.kvm.npt.dirty.take();
+    gfns.extend(m.kvm.attrs.dirty.take());
+    gfns.extend(m.host.vma.dirty.take());
+    if let Some(gm) = m.host.gmem.as_mut() {
+        gfns.extend(gm.dirty.take());
+    }
+    let mut frames = m.rmp.dirty.take();
+    frames.extend(m.host.memory.dirty.take());
+    Touched { gfns, frames }
+}
+
+/// Sorted, merged runs of 2M regions (`start..end` region indices) covering `ranges`.
+fn region_runs(ranges: impl IntoIterator<Item = (u64, u64)>, per_2m: u64) -> Vec<(u64, u64)> {
+    merged(ranges.into_iter().filter(|&(_, n)| n > 0).map(|(s, n)| (s / per_2m, (s + n - 1) / per_2m + 1)))
+}
+
+/// `start..end` ranges sorted and merged where they overlap or touch.
+fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = ranges.into_iter().filter(|&(s, e)| s < e).collect();
+    runs.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+    for (s, e) in runs {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
+}
+
+/// Invariants 1, 2, 3 (leaf form), 4 and 7 over what `touched` names, the 2M regions around it:
+/// the leaves and bound frames of every touched GFN region, and every entry of a touched frame
+/// region that is assigned to this guest, with the GFN region its GPA names. A step that changes
+/// nothing costs nothing. Over a run it finds the violations the whole-state check finds, with the
+/// same messages, except the per-ASID count of invariant 4, which it replaces by a check of each
+/// touched entry's binding (`crates/check/tests/incremental.rs` compares both on every mutant).
+pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched: &Touched) -> Vec<String> {
+    let mut v = Vec::new();
+    let g = m.rmp.config().geometry;
+    let per_2m = g.pages_per_2m();
+    let asid = u32::from(m.asid);
+    let mut gfns = touched.gfns.clone();
+    for (fs, fe) in merged(touched.frames.iter().map(|&(s, n)| (s, s + n))) {
+        let mut p = fs;
+        while p < fe {
+            let region = g.region_of(Pfn(p));
+            let region_end = (region.raw() + per_2m).min(fe);
+            match m.rmp.rmpread(region) {
+                // Nothing assigned in the region.
+                Ok(h) if !h.hpage_region_status() => p = region_end,
+                // A 2M entry: its touched frames `p..region_end` at the GPAs it implies.
+                Ok(h) if h.page_size() => {
+                    let gfn = Gfn((h.gpa() >> snpsim_defs::PAGE_SHIFT) + (p - region.raw()));
+                    gfns.push((gfn.raw(), region_end - p));
+                    if h.asid() == asid {
+                        check_frames_bound(m, Pfn(p), gfn, region_end - p, h.gpa(), &mut v);
+                    }
+                    p = region_end;
+                }
+                Ok(_) => {
+                    if let Ok(e) = m.rmp.rmpread(Pfn(p))
+                        && e.assigned()
+                    {
+                        let gfn = Gfn(e.gpa() >> snpsim_defs::PAGE_SHIFT);
+                        gfns.push((gfn.raw(), 1));
+                        if e.asid() == asid {
+                            check_frames_bound(m, Pfn(p), gfn, 1, e.gpa(), &mut v);
+                        }
+                    }
+                    p += 1;
+                }
+                Err(_) => p += 1,
+            }
+        }
+    }
+    let mut frames = FrameRanges::default();
+    let mut bad: Vec<(u64, u8, String)> = Vec::new();
+    let end_gfn = m.kvm.pages();
+    for (rs, re) in region_runs(gfns, per_2m) {
+        let (start, end) = (rs * per_2m, (re * per_2m).min(end_gfn));
+        if start >= end {
+            continue;
+        }
+        for (first, leaf) in m.kvm.npt.leaves_in(Gfn(start), Gfn(end)) {
+            check_leaf(m, first, leaf, &mut frames, &mut v);
+        }
+        for (offset, first, pages) in m.host.vma.runs_in(start, end) {
+            check_bound_run(m, offset, first, pages, 0, &mut bad);
+        }
+        if m.kvm.era() == Era::Gmem
+            && let Some(gm) = m.host.gmem.as_ref()
+        {
+            for (offset, folio) in gm.folios_in(start, end) {
+                let (s, e) = (offset.max(start), (offset + g.pages(folio.size)).min(end));
+                check_bound_run(m, s, Pfn(folio.pfn.raw() + (s - offset)), e - s, 1, &mut bad);
+            }
+        }
+    }
+    bad.sort_by_key(|(gfn, source, _)| (*gfn, *source));
+    v.extend(bad.into_iter().map(|(_, _, msg)| msg));
+    if guest.stats.data_loss_pages > 0 && !lossy_recoalesce {
+        v.push(format!(
+            "invariant 7: {} data pages lost without a naive re-coalesce",
+            guest.stats.data_loss_pages
+        ));
+    }
+    v
+}
+
+/// Invariant 4 for `n` frames from `pfn` assigned to the guest at the GFNs from `gfn` (inside one
+/// 2M entry whose GPA is `gpa`): each must be the frame bound to its GFN. A run bound to one
+/// guest_memfd folio or VMA unit is checked at its ends; anything else page by page.
+fn check_frames_bound(m: &Machine, pfn: Pfn, gfn: Gfn, n: u64, gpa: u64, v: &mut Vec<String>) {
+    let last = Gfn(gfn.raw() + n - 1);
+    let ends = m.kvm.bound_pfn(&m.host, gfn) == Some(pfn)
+        && m.kvm.bound_pfn(&m.host, last) == Some(Pfn(pfn.raw() + n - 1));
+    let one_folio = |private: bool| {
+        !private
+            || m.kvm.era() == Era::Legacy
+            || m.host.gmem.as_ref().is_some_and(|gm| {
+                gm.folio_at(gfn.raw()).map(|(s, _)| s) == gm.folio_at(last.raw()).map(|(s, _)| s)
+            })
+    };
+    if ends && (n == 1 || m.kvm.attrs.uniform(gfn, n).is_some_and(one_folio)) {
+        return;
+    }
+    for i in 0..n {
+        if m.kvm.bound_pfn(&m.host, Gfn(gfn.raw() + i)) != Some(Pfn(pfn.raw() + i)) {
+            v.push(format!(
+                "invariant 4: frame {} assigned to the guest at GPA {:#x}, which is not bound to it",
+                Pfn(pfn.raw() + i),
+                gpa + (i << snpsim_defs::PAGE_SHIFT)
+            ));
+        }
     }
 }

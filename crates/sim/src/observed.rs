@@ -45,6 +45,8 @@ pub struct Observed<R> {
     changed: PageMap<u64>,
     /// Instructions executed, for the cost model.
     pub counts: InsnCounts,
+    /// Frames whose entries RMPUPDATE or PSMASH rewrote (for the incremental invariant check).
+    pub dirty: snpsim_host::DirtyLog,
     /// The trace recorder, when the run is traced: every RMP instruction issued through this
     /// wrapper (by the guest, KVM or the host) is recorded with its operands and result.
     pub(crate) recorder: Option<Box<Recorder>>,
@@ -59,6 +61,7 @@ impl<R: RmpModel> Observed<R> {
             seq: 0,
             changed: PageMap::new(region),
             counts: InsnCounts::default(),
+            dirty: snpsim_host::DirtyLog::default(),
             recorder: None,
         }
     }
@@ -105,6 +108,7 @@ impl<R: RmpModel> RmpModel for Observed<R> {
             self.seq += 1;
             let n = if new.page_size() { self.inner.config().geometry.pages_per_2m() } else { 1 };
             self.changed.set_range(pfn.raw(), n, self.seq);
+            self.dirty.mark(pfn.raw(), n);
         }
         if let Some(r) = &mut self.recorder {
             r.rmpupdate(pfn, new, rc);
@@ -115,6 +119,9 @@ impl<R: RmpModel> RmpModel for Observed<R> {
     fn psmash(&mut self, pfn: Pfn) -> ReturnCode {
         self.counts.psmash += 1;
         let rc = self.inner.psmash(pfn);
+        if rc == ReturnCode::Success {
+            self.dirty.mark(pfn.raw(), self.inner.config().geometry.pages_per_2m());
+        }
         if let Some(r) = &mut self.recorder {
             r.psmash(pfn, rc);
         }

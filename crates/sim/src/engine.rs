@@ -326,6 +326,34 @@ pub enum SimError {
 /// assert!(result.violations.is_empty());
 /// ```
 ///
+/// With `interleave` set, a guest action only starts on its vCPU, and [`Action::Tick`] advances
+/// a vCPU by one architectural operation, in whatever order the caller (a test, a scheduler, the
+/// model checker) chooses:
+///
+/// ```
+/// use snpsim_sim::prelude::*;
+///
+/// let gmem = MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp };
+/// let mut config = SimConfig::new(policy("gmem").unwrap(), gmem, 4096, 16384);
+/// config.vcpus = 2;
+/// config.interleave = true;
+/// let mut sim = Simulation::new(config).unwrap();
+/// let finish = |sim: &mut Simulation, vcpu| while sim.is_busy(vcpu) { sim.step(&Action::Tick { vcpu }); };
+/// sim.step(&Action::Accept { vcpu: 0, gpa: Gpa(0x200000), pages: 512, granularity: None });
+/// finish(&mut sim, 0);
+///
+/// // Both vCPUs rescind a 4K page of the 2M private region: each takes an RMP|SIZEM #NPF and KVM
+/// // looks up a 2M entry on both before either PSMASHes.
+/// let rescind = |vcpu, gpa| Action::Pvalidate { vcpu, gpa: Gpa(gpa), size: RmpPageSize::Size4K, validate: false };
+/// sim.step(&rescind(0, 0x200000));
+/// sim.step(&rescind(1, 0x201000));
+/// finish(&mut sim, 0);
+/// finish(&mut sim, 1);
+/// let m = sim.finish().metrics;
+/// assert_eq!(m.psmash, 2, "both vCPUs PSMASHed");
+/// assert_eq!(m.races["psmash_already_4k"], 1, "the second found the entry already 4K");
+/// ```
+///
 /// With [`Simulation::enable_trace`] the run records a trace (`docs/trace-format.md`) that
 /// [`crate::replay::replay`] re-executes:
 ///

@@ -1,6 +1,7 @@
 //! Random streams of guest and host operations on a tiny machine, under every policy and backing,
 //! with the whole-state invariant check after every step: never a panic, never a false negative
-//! (the hardware guarantees hold whatever the guest does).
+//! (the hardware guarantees hold whatever the guest does). One setup bit runs two interleaved
+//! vCPUs: an action for a busy vCPU becomes a tick of it, and the stream ends with both drained.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,17 +13,17 @@ use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation
 
 const PAGES: u64 = 32;
 
-fn action(b: &[u8]) -> Action {
+fn action(b: &[u8], vcpu: u32) -> Action {
     let page = u64::from(b[1]) % PAGES;
     let gpa = Gfn(page).gpa();
     let aligned = Gfn(page & !3).gpa();
     let flag = b[2] & 1 == 1;
     match b[0] % 12 {
-        0 => Action::Psc { vcpu: 0, gpa, pages: 1, private: flag, granularity: None },
-        1 => Action::Psc { vcpu: 0, gpa: aligned, pages: 4, private: flag, granularity: None },
-        2 => Action::Accept { vcpu: 0, gpa: aligned, pages: 4, granularity: None },
-        3 => Action::Access { vcpu: 0, gpa, kind: AccessKind::Write, private: flag },
-        4 => Action::Access { vcpu: 0, gpa, kind: AccessKind::Read, private: flag },
+        0 => Action::Psc { vcpu, gpa, pages: 1, private: flag, granularity: None },
+        1 => Action::Psc { vcpu, gpa: aligned, pages: 4, private: flag, granularity: None },
+        2 => Action::Accept { vcpu, gpa: aligned, pages: 4, granularity: None },
+        3 => Action::Access { vcpu, gpa, kind: AccessKind::Write, private: flag },
+        4 => Action::Access { vcpu, gpa, kind: AccessKind::Read, private: flag },
         5 => Action::HostWrite {
             gpa,
             via: [HostVia::Vmm, HostVia::Uaccess, HostVia::Kernel][usize::from(b[2] % 3)],
@@ -30,18 +31,18 @@ fn action(b: &[u8]) -> Action {
         6 => Action::HostSplit { gpa },
         7 => Action::HostCollapse { gpa },
         8 => Action::Recoalesce {
-            vcpu: 0,
+            vcpu,
             gpa: aligned,
             mode: if flag { Recoalesce::Naive } else { Recoalesce::SaveRestore },
         },
         9 => Action::Pvalidate {
-            vcpu: 0,
+            vcpu,
             gpa,
             size: if b[2] & 2 == 2 { RmpPageSize::Size2M } else { RmpPageSize::Size4K },
             validate: flag,
         },
         10 => Action::Rmpadjust {
-            vcpu: 0,
+            vcpu,
             gpa,
             size: RmpPageSize::Size4K,
             vmpl: 1 + b[2] % 3,
@@ -62,11 +63,12 @@ fuzz_target!(|data: &[u8]| {
         let b = [VmaBacking::Anon4k, VmaBacking::Thp, VmaBacking::Hugetlbfs2m, VmaBacking::Hugetlbfs1g];
         MemoryBacking::Vma(b[usize::from((setup >> 3) % 4)])
     };
+    let interleave = setup & 0x04 != 0;
     let config = SimConfig {
         geometry: Geometry::TINY,
         host_pages: 128,
         guest_pages: PAGES,
-        vcpus: 1,
+        vcpus: if interleave { 2 } else { 1 },
         policy,
         backing,
         prefault_on_psc: setup & 0x20 != 0,
@@ -82,10 +84,25 @@ fuzz_target!(|data: &[u8]| {
         step_budget: None,
         check: CheckMode::Full,
         adversary: snpsim_sim::adversary::Attacks::NONE,
+        interleave,
     };
     let Ok(mut sim) = Simulation::new(config) else { return };
+    let busy = |sim: &Simulation| (0..2).find(|&v| sim.is_busy(v));
     for chunk in ops.chunks_exact(3).take(64) {
-        sim.step(&action(chunk));
+        let vcpu = if interleave { u32::from(chunk[2] >> 2 & 1) } else { 0 };
+        let mut a = action(chunk, vcpu);
+        if interleave {
+            match a.vcpu() {
+                Some(v) if sim.is_busy(v) => a = Action::Tick { vcpu: v },
+                None if sim.windows_open() => a = Action::Tick { vcpu: busy(&sim).unwrap_or(0) },
+                _ => {}
+            }
+        }
+        sim.step(&a);
+    }
+    for _ in 0..10_000 {
+        let Some(v) = busy(&sim).filter(|_| sim.outcome().is_none()) else { break };
+        sim.step(&Action::Tick { vcpu: v });
     }
     let result = sim.finish();
     assert_eq!(result.metrics.false_negatives, 0, "{:?}", result.violations);

@@ -51,7 +51,7 @@ pub struct Npt {
     coverage: [u64; 3],
     /// Work counters.
     pub stats: NptStats,
-    /// First GFNs of the leaves added or removed (for the incremental invariant check).
+    /// GFNs of the leaves added or removed (for the incremental invariant check).
     pub dirty: DirtyLog,
 }
 
@@ -89,13 +89,13 @@ impl Npt {
     fn insert_leaf(&mut self, gfn: Gfn, leaf: Leaf) {
         self.coverage[level_index(leaf.size)] += self.geometry.pages(leaf.size);
         self.leaves.insert(gfn.raw(), leaf.size, leaf.pfn);
-        self.dirty.mark(gfn.raw(), 1);
+        self.dirty.mark(gfn.raw(), self.geometry.pages(leaf.size));
     }
 
     fn remove_leaf(&mut self, gfn: Gfn) -> Option<Leaf> {
         let (size, pfn) = self.leaves.remove(gfn.raw())?;
         let leaf = Leaf { size, pfn };
-        self.dirty.mark(gfn.raw(), 1);
+        self.dirty.mark(gfn.raw(), self.geometry.pages(size));
         self.coverage[level_index(leaf.size)] -= self.geometry.pages(leaf.size);
         Some(leaf)
     }

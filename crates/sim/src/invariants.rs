@@ -227,11 +227,6 @@ pub fn take_touched(m: &mut Machine) -> Touched {
     Touched { gfns, frames }
 }
 
-/// Sorted, merged runs of 2M regions (`start..end` region indices) covering `ranges`.
-fn region_runs(ranges: impl IntoIterator<Item = (u64, u64)>, per_2m: u64) -> Vec<(u64, u64)> {
-    merged(ranges.into_iter().filter(|&(_, n)| n > 0).map(|(s, n)| (s / per_2m, (s + n - 1) / per_2m + 1)))
-}
-
 /// `start..end` ranges sorted and merged where they overlap or touch.
 fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = ranges.into_iter().filter(|&(s, e)| s < e).collect();
@@ -246,9 +241,9 @@ fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
     merged
 }
 
-/// Invariants 1, 2, 3 (leaf form), 4 and 7 over what `touched` names, the 2M regions around it:
-/// the leaves and bound frames of every touched GFN region, and every entry of a touched frame
-/// region that is assigned to this guest, with the GFN region its GPA names. A step that changes
+/// Invariants 1, 2, 3 (leaf form), 4 and 7 over what `touched` names: the leaves over every
+/// touched GFN and its bound frames, and every touched frame whose entry is assigned, with the GFN
+/// its GPA names. A step that changes
 /// nothing costs nothing. Over a run it finds the violations the whole-state check finds, with the
 /// same messages, except the per-ASID count of invariant 4, which it replaces by a check of each
 /// touched entry's binding (`crates/check/tests/incremental.rs` compares both on every mutant).
@@ -291,16 +286,19 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
             }
         }
     }
-    let mut frames = FrameRanges::default();
     let mut bad: Vec<(u64, u8, String)> = Vec::new();
     let end_gfn = m.kvm.pages();
-    for (rs, re) in region_runs(gfns, per_2m) {
-        let (start, end) = (rs * per_2m, (re * per_2m).min(end_gfn));
+    // A huge leaf over two touched ranges is checked once.
+    let mut leaves: Vec<(Gfn, Leaf)> = Vec::new();
+    for (start, end) in merged(gfns.into_iter().map(|(s, n)| (s, s.saturating_add(n)))) {
+        let end = end.min(end_gfn);
         if start >= end {
             continue;
         }
         for (first, leaf) in m.kvm.npt.leaves_in(Gfn(start), Gfn(end)) {
-            check_leaf(m, first, leaf, &mut frames, &mut v);
+            if leaves.last().is_none_or(|&(last, _)| last < first) {
+                leaves.push((first, leaf));
+            }
         }
         for (offset, first, pages) in m.host.vma.runs_in(start, end) {
             check_bound_run(m, offset, first, pages, 0, &mut bad);
@@ -313,6 +311,10 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
                 check_bound_run(m, s, Pfn(folio.pfn.raw() + (s - offset)), e - s, 1, &mut bad);
             }
         }
+    }
+    let mut frames = FrameRanges::default();
+    for (first, leaf) in leaves {
+        check_leaf(m, first, leaf, &mut frames, &mut v);
     }
     bad.sort_by_key(|(gfn, source, _)| (*gfn, *source));
     v.extend(bad.into_iter().map(|(_, _, msg)| msg));

@@ -6,11 +6,24 @@ use common::*;
 
 #[test]
 fn a_correct_configuration_passes_and_reports_its_states() {
-    let out = snpsim(&["check", "--policy", "npt-demote", "--backing", "hugetlbfs-2m", "--depth", "3"]);
+    let out = snpsim(&[
+        "check",
+        "--policy",
+        "npt-demote",
+        "--backing",
+        "hugetlbfs-2m",
+        "--depth",
+        "3",
+        "--race-depth",
+        "12",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().filter(|l| l.starts_with("npt-demote")).count(), 2, "{text}");
-    assert!(text.contains("ok ("), "{text}");
+    // Both granularities, with one vCPU and in the two-vCPU race model.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("npt-demote")).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(rows.iter().all(|r| r.contains("ok (")), "{text}");
+    assert!(rows.iter().filter(|r| r.contains("ok (3 goals")).count() == 2, "both races reached: {text}");
 }
 
 #[test]
@@ -27,13 +40,44 @@ fn a_mutant_is_caught_with_a_replayable_counterexample() {
         "3",
         "--mutant",
         "no-zap-after-psmash",
+        "--vcpus",
+        "1",
         "--out",
         d,
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("\"invariants hold\" fails after 1 actions"), "{err}");
-    let trace = dir.join("counterexample-gmem-gmem-2m-k4.jsonl");
+    let trace = dir.join("counterexample-gmem-gmem-2m-k4-1vcpu.jsonl");
+    let replay = snpsim(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(replay.status.code(), Some(0), "{}", String::from_utf8_lossy(&replay.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_race_mutant_is_caught_by_the_two_vcpu_model_with_a_replayable_trace() {
+    let dir = temp_dir("race-mutant");
+    let d = dir.to_str().unwrap();
+    let out = snpsim(&[
+        "check",
+        "--policy",
+        "npt-demote",
+        "--backing",
+        "hugetlbfs-2m",
+        "--vcpus",
+        "2",
+        "--race-depth",
+        "8",
+        "--mutant",
+        "psmash-race-fatal",
+        "--out",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"KVM's RMP instructions never fail\" fails after 6 actions"), "{err}");
+    assert!(err.contains("Tick { vcpu: 1 }"), "{err}");
+    let trace = dir.join("counterexample-npt-demote-hugetlbfs-2m-k4-2vcpu.jsonl");
     let replay = snpsim(&["replay", trace.to_str().unwrap()]);
     assert_eq!(replay.status.code(), Some(0), "{}", String::from_utf8_lossy(&replay.stderr));
     let _ = std::fs::remove_dir_all(&dir);
@@ -46,6 +90,8 @@ fn bad_arguments_exit_2_naming_the_accepted_values() {
         (vec!["check", "--policy", "kvm"], "accepted: rfc-host-split"),
         (vec!["check", "--backing", "gmem-3m"], "accepted: anon-4k"),
         (vec!["check", "--depth", "0"], "accepted: 1 to 16"),
+        (vec!["check", "--race-depth", "99"], "accepted: 1 to 24"),
+        (vec!["check", "--vcpus", "3"], "1..=2"),
         (vec!["check", "--policy", "gmem", "--backing", "thp"], "select no configuration"),
     ] {
         let out = snpsim(&args);

@@ -72,23 +72,27 @@ enum Tried {
 impl Machine {
     /// Whether another vCPU than `vcpu` holds a window over GFNs in the 1G range holding `gfn`.
     fn blocked(&self, vcpu: u32, gfn: Gfn) -> bool {
-        let g1 = self.kvm_gfn_1g(gfn);
+        let g1 = self.gfn_range_1g(gfn);
         self.windows.iter().any(|w| w.vcpu != vcpu && w.gfn_1g == g1)
     }
 
-    fn kvm_gfn_1g(&self, gfn: Gfn) -> Gfn {
+    /// The first GFN of the 1G-aligned GFN range holding `gfn`.
+    fn gfn_range_1g(&self, gfn: Gfn) -> Gfn {
         self.rmp.config().geometry.gfn_align_down(gfn, PageSize::Size1G)
     }
 
+    /// Start an in-flight instruction of `vcpu` on `region` for `gfn`; `false` (FAIL_INUSE) when
+    /// another CPU's is in flight there.
     fn open_window(&mut self, vcpu: u32, gfn: Gfn, region: Pfn) -> bool {
         if self.rmp.begin_in_flight(region) != ReturnCode::Success {
             return false;
         }
-        let gfn_1g = self.kvm_gfn_1g(gfn);
+        let gfn_1g = self.gfn_range_1g(gfn);
         self.windows.push(Window { vcpu, gfn_1g, region });
         true
     }
 
+    /// The in-flight instruction on `region` retires.
     fn close_window(&mut self, region: Pfn) {
         self.rmp.end_in_flight(region);
         self.windows.retain(|w| w.region != region);

@@ -319,7 +319,7 @@ fn table(results: &[Value]) -> String {
         }
         if let Some(d) = r.get("dense") {
             notes.push(format!(
-                "dense oracle scaled {:.1} s: {:.0}x slower than this run, {:.0}x slower than the region RMP",
+                "dense oracle kernel scaled {:.1} s: {:.2}x this run's time, {:.1}x the region RMP kernel's",
                 d["dense_scaled_s"].as_f64().unwrap_or(0.0),
                 d["simulation_speedup"].as_f64().unwrap_or(0.0),
                 d["kernel_speedup"].as_f64().unwrap_or(0.0)

@@ -176,6 +176,11 @@ impl Guest {
         self.validated.len()
     }
 
+    /// Bytes of memory the guest model's state takes.
+    pub fn state_bytes(&self) -> usize {
+        self.validated.state_bytes() + self.holding.state_bytes()
+    }
+
     /// Whether the guest holds data in `gfn`.
     pub fn holds_data(&self, gfn: Gfn) -> bool {
         self.holding.get(gfn.raw()) != 0

@@ -18,6 +18,19 @@ pub struct PageMap<T> {
 }
 
 impl<T: Copy + Default + PartialEq> PageMap<T> {
+    /// Bytes of memory the map takes.
+    pub fn state_bytes(&self) -> usize {
+        let pages: usize = self
+            .regions
+            .iter()
+            .map(|r| match r {
+                Region::Pages(p) => size_of_val(&**p),
+                Region::Uniform(_) => 0,
+            })
+            .sum();
+        self.regions.len() * size_of::<Region<T>>() + pages
+    }
+
     /// An all-default map with regions of `region_pages` pages (the geometry's 2M page).
     pub fn new(region_pages: u64) -> Self {
         assert!(region_pages > 0);

@@ -15,6 +15,11 @@ impl RangeSet {
         RangeSet::default()
     }
 
+    /// Bytes of memory the runs take (B-tree entries estimated).
+    pub fn state_bytes(&self) -> usize {
+        self.runs.len() * snpsim_hw::BTREE_ENTRY_BYTES
+    }
+
     /// Whether `x` is in the set.
     pub fn contains(&self, x: u64) -> bool {
         self.runs.range(..=x).next_back().is_some_and(|(_, &e)| x < e)

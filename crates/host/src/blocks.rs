@@ -52,6 +52,19 @@ impl BlockMap {
         &mut self.regions[r]
     }
 
+    /// Bytes of memory the map takes (B-tree entries estimated).
+    pub fn state_bytes(&self) -> usize {
+        let small: usize = self
+            .regions
+            .iter()
+            .map(|s| match s {
+                Slot::Small(_, pages) => size_of_val(&**pages),
+                _ => 0,
+            })
+            .sum();
+        self.regions.len() * size_of::<Slot>() + small + self.huge.len() * snpsim_hw::BTREE_ENTRY_BYTES
+    }
+
     /// The block whose first page is `start`.
     pub fn get(&self, start: u64) -> Option<(PageSize, Pfn)> {
         let (r, i) = (start / self.g2, start % self.g2);

@@ -49,6 +49,11 @@ pub struct DirectMap {
 }
 
 impl DirectMap {
+    /// Bytes of memory the split bitmaps take.
+    pub fn state_bytes(&self) -> usize {
+        (self.split_1g.0.len() + self.split_2m.0.len()) * size_of::<u64>()
+    }
+
     /// The direct map of `pages` frames of RAM.
     pub fn new(geometry: Geometry, pages: u64) -> Self {
         DirectMap { geometry, pages, split_1g: Indices::default(), split_2m: Indices::default() }

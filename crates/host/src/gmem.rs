@@ -64,6 +64,11 @@ impl Gmem {
         }
     }
 
+    /// Bytes of memory the file's folio map takes.
+    pub fn state_bytes(&self) -> usize {
+        self.folios.state_bytes()
+    }
+
     /// The configured folio size.
     pub fn folio_size(&self) -> PageSize {
         self.folio_size

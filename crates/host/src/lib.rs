@@ -137,6 +137,14 @@ impl Host {
         })
     }
 
+    /// Bytes of memory the host model's state takes.
+    pub fn state_bytes(&self) -> usize {
+        self.memory.state_bytes()
+            + self.direct_map.state_bytes()
+            + self.vma.state_bytes()
+            + self.gmem.as_ref().map_or(0, Gmem::state_bytes)
+    }
+
     /// Fault in the VMA page `offset` (a no-op when the VMA is populated at VM start).
     pub fn populate_vma(&mut self, offset: u64) -> Result<(), HostError> {
         self.vma.populate(&mut self.memory, offset).map(|_| ())

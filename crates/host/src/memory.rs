@@ -39,6 +39,12 @@ impl HostMemory {
         }
     }
 
+    /// Bytes of memory the allocator's bookkeeping takes (B-tree entries estimated).
+    pub fn state_bytes(&self) -> usize {
+        let free: usize = self.free.values().map(BTreeSet::len).sum();
+        self.allocated.state_bytes() + free * snpsim_hw::BTREE_ENTRY_BYTES
+    }
+
     /// Frames of RAM.
     pub fn pages(&self) -> u64 {
         self.pages

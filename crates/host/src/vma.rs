@@ -171,6 +171,15 @@ impl GuestVma {
         }
     }
 
+    /// Bytes of memory the VMA's bookkeeping takes (B-tree entries estimated).
+    pub fn state_bytes(&self) -> usize {
+        let units = match &self.frames {
+            Frames::Contiguous(_) => 0,
+            Frames::OnDemand(units) => units.len(),
+        };
+        (units + self.split.len()) * snpsim_hw::BTREE_ENTRY_BYTES
+    }
+
     /// The backing.
     pub fn backing(&self) -> VmaBacking {
         self.backing

@@ -16,3 +16,7 @@ pub use model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
 pub use mutant::Mutant;
+
+/// The estimated memory of one entry of a `BTreeMap` or `BTreeSet` with small keys and values
+/// (the entry plus its share of a node), for the models' `state_bytes` accounting.
+pub const BTREE_ENTRY_BYTES: usize = 40;

@@ -181,6 +181,23 @@ impl Rmp {
         self.regions.len()
     }
 
+    /// Bytes of memory the model's state takes (slots, stored regions and side tables; B-tree
+    /// entries estimated at [`crate::BTREE_ENTRY_BYTES`]).
+    pub fn state_bytes(&self) -> usize {
+        let stored: usize = self
+            .regions
+            .slots
+            .iter()
+            .map(|r| match r {
+                Some(Region::Small(e)) => size_of_val(&**e),
+                _ => 0,
+            })
+            .sum();
+        self.regions.slots.len() * size_of::<Option<Region>>()
+            + stored
+            + (self.in_flight.len() + self.asid_pages.len()) * crate::BTREE_ENTRY_BYTES
+    }
+
     /// `G`: pages per 2M region.
     fn g(&self) -> u64 {
         self.config.geometry.pages_per_2m()

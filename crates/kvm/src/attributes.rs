@@ -21,6 +21,11 @@ impl MemoryAttributes {
         MemoryAttributes::default()
     }
 
+    /// Bytes of memory the shared runs take (B-tree entries estimated).
+    pub fn state_bytes(&self) -> usize {
+        self.shared.len() * snpsim_hw::BTREE_ENTRY_BYTES
+    }
+
     /// Whether `gfn` is private.
     pub fn is_private(&self, gfn: Gfn) -> bool {
         self.shared.range(..=gfn.raw()).next_back().is_none_or(|(_, &end)| gfn.raw() >= end)

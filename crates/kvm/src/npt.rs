@@ -100,6 +100,11 @@ impl Npt {
         Some(leaf)
     }
 
+    /// Bytes of memory the leaves take.
+    pub fn state_bytes(&self) -> usize {
+        self.leaves.state_bytes()
+    }
+
     /// The geometry.
     pub fn geometry(&self) -> Geometry {
         self.geometry

@@ -481,6 +481,12 @@ impl Simulation {
         &self.config
     }
 
+    /// Bytes of memory the simulated state takes (machine and guest; `snpsim bench` and the
+    /// memory-accounting test read it).
+    pub fn state_bytes(&self) -> usize {
+        self.machine.as_ref().map_or(0, Machine::state_bytes) + self.guest.state_bytes()
+    }
+
     /// The machine, unless registration was refused.
     pub fn machine(&self) -> Option<&Machine> {
         self.machine.as_ref()

@@ -252,7 +252,10 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
     let g = m.rmp.config().geometry;
     let per_2m = g.pages_per_2m();
     let asid = u32::from(m.asid);
-    let mut gfns = touched.gfns.clone();
+    let mut gfns = snpsim_host::DirtyLog::default();
+    for &(first, n) in &touched.gfns {
+        gfns.mark(first, n);
+    }
     for (fs, fe) in merged(touched.frames.iter().map(|&(s, n)| (s, s + n))) {
         let mut p = fs;
         while p < fe {
@@ -264,7 +267,7 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
                 // A 2M entry: its touched frames `p..region_end` at the GPAs it implies.
                 Ok(h) if h.page_size() => {
                     let gfn = Gfn((h.gpa() >> snpsim_defs::PAGE_SHIFT) + (p - region.raw()));
-                    gfns.push((gfn.raw(), region_end - p));
+                    gfns.mark(gfn.raw(), region_end - p);
                     if h.asid() == asid {
                         check_frames_bound(m, Pfn(p), gfn, region_end - p, h.gpa(), &mut v);
                     }
@@ -275,7 +278,7 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
                         && e.assigned()
                     {
                         let gfn = Gfn(e.gpa() >> snpsim_defs::PAGE_SHIFT);
-                        gfns.push((gfn.raw(), 1));
+                        gfns.mark(gfn.raw(), 1);
                         if e.asid() == asid {
                             check_frames_bound(m, Pfn(p), gfn, 1, e.gpa(), &mut v);
                         }
@@ -288,17 +291,25 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
     }
     let mut bad: Vec<(u64, u8, String)> = Vec::new();
     let end_gfn = m.kvm.pages();
-    // A huge leaf over two touched ranges is checked once.
-    let mut leaves: Vec<(Gfn, Leaf)> = Vec::new();
-    for (start, end) in merged(gfns.into_iter().map(|(s, n)| (s, s.saturating_add(n)))) {
+    let mut frames = FrameRanges::default();
+    // Leaves are visited in GFN order, a 1G at a time; a huge leaf over two touched ranges once.
+    let mut last_leaf: Option<Gfn> = None;
+    let chunk = g.pages(PageSize::Size1G);
+    for (start, end) in merged(gfns.take().into_iter().map(|(s, n)| (s, s.saturating_add(n)))) {
         let end = end.min(end_gfn);
         if start >= end {
             continue;
         }
-        for (first, leaf) in m.kvm.npt.leaves_in(Gfn(start), Gfn(end)) {
-            if leaves.last().is_none_or(|&(last, _)| last < first) {
-                leaves.push((first, leaf));
+        let mut at = start;
+        while at < end {
+            let to = (at + chunk).min(end);
+            for (first, leaf) in m.kvm.npt.leaves_in(Gfn(at), Gfn(to)) {
+                if last_leaf.is_none_or(|last| last < first) {
+                    last_leaf = Some(first);
+                    check_leaf(m, first, leaf, &mut frames, &mut v);
+                }
             }
+            at = to;
         }
         for (offset, first, pages) in m.host.vma.runs_in(start, end) {
             check_bound_run(m, offset, first, pages, 0, &mut bad);
@@ -311,10 +322,6 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
                 check_bound_run(m, s, Pfn(folio.pfn.raw() + (s - offset)), e - s, 1, &mut bad);
             }
         }
-    }
-    let mut frames = FrameRanges::default();
-    for (first, leaf) in leaves {
-        check_leaf(m, first, leaf, &mut frames, &mut v);
     }
     bad.sort_by_key(|(gfn, source, _)| (*gfn, *source));
     v.extend(bad.into_iter().map(|(_, _, msg)| msg));

@@ -56,6 +56,17 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// Bytes of memory the machine's state takes: RMP, host, NPT, memory attributes, page
+    /// contents and validation counts (B-tree entries estimated). Traces and metrics are not state.
+    pub fn state_bytes(&self) -> usize {
+        self.rmp.state_bytes()
+            + self.host.state_bytes()
+            + self.kvm.npt.state_bytes()
+            + self.kvm.attrs.state_bytes()
+            + self.contents.state_bytes()
+            + self.validations.state_bytes()
+    }
+
     /// Wire up a machine.
     pub fn new(rmp: Rmp, host: Host, kvm: Kvm, asid: u16) -> Self {
         let region = rmp.config().geometry.pages_per_2m();

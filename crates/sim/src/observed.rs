@@ -52,6 +52,13 @@ pub struct Observed<R> {
     pub(crate) recorder: Option<Box<Recorder>>,
 }
 
+impl Observed<snpsim_hw::rmp::Rmp> {
+    /// Bytes of memory the wrapped RMP's and the change stamps' state takes.
+    pub fn state_bytes(&self) -> usize {
+        self.inner.state_bytes() + self.changed.state_bytes()
+    }
+}
+
 impl<R: RmpModel> Observed<R> {
     /// Wrap `inner`.
     pub fn new(inner: R) -> Self {

@@ -1,0 +1,41 @@
+//! Memory accounting: the simulated state costs O(2M regions), not O(4K pages), where memory is
+//! uniform, and 4K detail only where it exists.
+
+use snpsim_sim::prelude::*;
+
+const GIB: u64 = 1 << 18;
+
+/// A gmem-2m guest of `pages` pages on a host of 5/4 of that, after accepting all its memory with
+/// 2M page-state changes (`granularity`) or 4K ones: its simulated state in bytes.
+fn accepted(pages: u64, granularity: Granularity) -> usize {
+    let mut config = SimConfig::new(
+        policy("gmem").unwrap(),
+        MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp },
+        pages,
+        pages / 4 * 5,
+    );
+    config.guest.granularity = granularity;
+    let mut sim = Simulation::new(config).unwrap();
+    sim.step(&Action::Accept { vcpu: 0, gpa: Gpa(0), pages, granularity: None });
+    assert_eq!(sim.outcome(), None);
+    sim.state_bytes()
+}
+
+#[test]
+fn a_uniform_terabyte_costs_per_region_what_a_uniform_gibibyte_does() {
+    let small = accepted(GIB, Granularity::M2);
+    let large = accepted(1024 * GIB, Granularity::M2);
+    let (small_regions, large_regions) = (512, 512 * 1024);
+    // Per 2M region the 1 TiB guest costs at most twice what the 1 GiB guest does...
+    assert!(large / large_regions <= 2 * (small / small_regions), "{large} B vs {small} B");
+    // ...and under a byte per 4K page: a sixteenth of the hardware RMP's own 16 bytes.
+    assert!(large < (1024 * GIB) as usize, "{large} B for {} pages", 1024 * GIB);
+}
+
+#[test]
+fn four_k_detail_costs_only_where_it_exists() {
+    let uniform = accepted(GIB, Granularity::M2);
+    let smashed = accepted(GIB, Granularity::K4);
+    // Every region smashed to 4K entries: per-page state, at least the RMP's 16 bytes per page.
+    assert!(smashed >= uniform + 16 * GIB as usize, "{smashed} B vs {uniform} B");
+}

@@ -79,9 +79,11 @@ Examples:\n  snpsim run examples/debate/05-npt-demote-thp.toml --trace t.jsonl\n
     Replay(ReplayArgs),
     /// Model-check every policy and backing exhaustively on the tiny geometry (4 pages per level).
     #[command(after_help = "Explores every sequence of guest and host actions up to --depth with the \
-simulator's own engine and checks the invariants of design §7 in every state. A violation prints the \
-shortest counterexample and writes it as a trace that `snpsim replay` re-executes. Exit 1 on a \
-violation.\n\nExamples:\n  snpsim check\n  snpsim check --policy npt-demote --backing hugetlbfs-1g --depth 10\n  \
+simulator's own engine and checks the invariants of design §7 in every state; then, with two \
+interleaved vCPUs racing in one 2M region, every interleaving of their ticks up to --race-depth. A \
+violation prints the shortest counterexample and writes it as a trace that `snpsim replay` \
+re-executes. Exit 1 on a violation.\n\nExamples:\n  snpsim check\n  snpsim check --policy npt-demote \
+--backing hugetlbfs-1g --depth 10\n  snpsim check --vcpus 2 --race-depth 16 --policy gmem\n  \
 snpsim check --mutant no-zap-after-psmash --depth 3 --out cex")]
     Check(check::CheckArgs),
     /// Write a self-contained HTML report (tables, verdicts, SVG charts) from saved results.

@@ -9,19 +9,24 @@ use snpsim_kvm::policy::by_name;
 use snpsim_sim::engine::MemoryBacking;
 use stateright::{Checker, Model};
 
-fn explore(policy: &str, backing: MemoryBacking, depth: u32) -> (usize, Vec<&'static str>) {
+/// Unique states and the properties discovered, exploring `depth` actions with `vcpus` vCPUs.
+fn explore_with(policy: &str, backing: MemoryBacking, depth: u32, vcpus: u32) -> (usize, Vec<&'static str>) {
     let setup = CheckSetup {
         policy: by_name(policy).unwrap(),
         backing,
         granularity: Granularity::K4,
         depth,
         mutant: None,
-        vcpus: 1,
+        vcpus,
     };
     let checker = SnpModel::new(setup).checker().spawn_bfs().join();
     let mut found: Vec<&'static str> = checker.discoveries().into_keys().collect();
     found.sort_unstable();
     (checker.unique_state_count(), found)
+}
+
+fn explore(policy: &str, backing: MemoryBacking, depth: u32) -> (usize, Vec<&'static str>) {
+    explore_with(policy, backing, depth, 1)
 }
 
 const RESOLVED: &str = "an RMP #NPF is resolved and the guest goes on";
@@ -79,18 +84,7 @@ fn check_all_covers_every_policy_and_backing_without_violation() {
 /// The two-vCPU race model: every interleaving of two vCPUs working on their own page of one 2M
 /// region, to `depth` ticks.
 fn explore_race(policy: &str, backing: MemoryBacking, depth: u32) -> (usize, Vec<&'static str>) {
-    let setup = CheckSetup {
-        policy: by_name(policy).unwrap(),
-        backing,
-        granularity: Granularity::K4,
-        depth,
-        mutant: None,
-        vcpus: 2,
-    };
-    let checker = SnpModel::new(setup).checker().spawn_bfs().join();
-    let mut found: Vec<&'static str> = checker.discoveries().into_keys().collect();
-    found.sort_unstable();
-    (checker.unique_state_count(), found)
+    explore_with(policy, backing, depth, 2)
 }
 
 #[test]

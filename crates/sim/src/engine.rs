@@ -843,39 +843,30 @@ fn interleaved(
             *slot = Some(Running { action: *action, task: guest_task(guest, action, lossy), exec: None });
         }
     }
-    let first = reply.is_none();
-    let Some(run) = slot.as_mut() else { return Ok(None) };
-    let step = run.task.resume(guest, reply);
-    match step {
-        Ok(TaskStep::Issue(req)) => {
-            let mut exec = Exec::new(req);
-            if first && let Some(r) = m.tick(vcpu, &mut exec)? {
-                let next = run.task.resume(guest, Some(r));
-                return match next {
-                    Ok(TaskStep::Issue(req)) => {
-                        run.exec = Some(Exec::new(req));
-                        Ok(None)
-                    }
-                    Ok(TaskStep::Done(r)) => {
-                        *slot = None;
-                        Ok(Some(r.describe()))
-                    }
-                    Err(e) => {
-                        *slot = None;
-                        Err(e)
-                    }
-                };
+    // Resume the guest with the reply; the request it issues on starting runs its first tick now.
+    let mut first = reply.is_none();
+    loop {
+        let Some(run) = slot.as_mut() else { return Ok(None) };
+        match run.task.resume(guest, reply.take()) {
+            Ok(TaskStep::Issue(req)) => {
+                let mut exec = Exec::new(req);
+                if std::mem::take(&mut first)
+                    && let Some(r) = m.tick(vcpu, &mut exec)?
+                {
+                    reply = Some(r);
+                    continue;
+                }
+                run.exec = Some(exec);
+                return Ok(None);
             }
-            run.exec = Some(exec);
-            Ok(None)
-        }
-        Ok(TaskStep::Done(r)) => {
-            *slot = None;
-            Ok(Some(r.describe()))
-        }
-        Err(e) => {
-            *slot = None;
-            Err(e)
+            Ok(TaskStep::Done(r)) => {
+                *slot = None;
+                return Ok(Some(r.describe()));
+            }
+            Err(e) => {
+                *slot = None;
+                return Err(e);
+            }
         }
     }
 }

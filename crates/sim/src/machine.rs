@@ -245,6 +245,18 @@ impl Machine {
             .collect()
     }
 
+    /// When tracing, record an NAE PSC VMGEXIT: the entries it carries from `cur_entry` on, then
+    /// the exit (whose slice index is returned).
+    pub(crate) fn record_psc_exit(&mut self, buf: &PscBuffer) -> Option<usize> {
+        self.rmp.recorder.as_mut().map(|r| {
+            let (cur, end) = (usize::from(buf.header.cur_entry()), usize::from(buf.header.end_entry()));
+            for (i, e) in buf.entries.iter().enumerate().take(end.saturating_add(1)).skip(cur) {
+                r.psc_entry("ghcb", Some(i), e.gfn() << 12, e.op(), e.page_size(), e.cur_page());
+            }
+            r.exit(snpsim_kvm::stats::exit::VMGEXIT_PSC)
+        })
+    }
+
     /// The machine's side of a retired PVALIDATE: count a validation (invariant 6).
     pub(crate) fn done_pvalidate(
         &mut self,
@@ -354,13 +366,7 @@ impl Platform for Machine {
     }
 
     fn psc_ghcb(&mut self, _vcpu: u32, buf: &mut PscBuffer) -> Result<u64, Stop> {
-        let exit = self.rmp.recorder.as_mut().map(|r| {
-            let (cur, end) = (usize::from(buf.header.cur_entry()), usize::from(buf.header.end_entry()));
-            for (i, e) in buf.entries.iter().enumerate().take(end.saturating_add(1)).skip(cur) {
-                r.psc_entry("ghcb", Some(i), e.gfn() << 12, e.op(), e.page_size(), e.cur_page());
-            }
-            r.exit(snpsim_kvm::stats::exit::VMGEXIT_PSC)
-        });
+        let exit = self.record_psc_exit(buf);
         let info2 = self.traced(exit, |m| m.kvm.handle_psc_ghcb(&mut m.host, &mut m.rmp, buf));
         if let (Some(rec), Some(i), Ok(info2)) = (&mut self.rmp.recorder, exit, &info2) {
             rec.set(i, "result", format!("{info2:#x}").into());

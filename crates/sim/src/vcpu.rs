@@ -254,18 +254,9 @@ impl Machine {
                 return Ok(None);
             }
         }
-        let exit = (!started).then(|| {
-            self.rmp.recorder.as_mut().map(|r| {
-                let (cur, end) = (usize::from(buf.header.cur_entry()), usize::from(buf.header.end_entry()));
-                for (i, e) in buf.entries.iter().enumerate().take(end.saturating_add(1)).skip(cur) {
-                    r.psc_entry("ghcb", Some(i), e.gfn() << 12, e.op(), e.page_size(), e.cur_page());
-                }
-                r.exit(snpsim_kvm::stats::exit::VMGEXIT_PSC)
-            })
-        });
-        let step = self.traced(exit.flatten(), |m| {
-            m.kvm.handle_psc_ghcb_one(&mut m.host, &mut m.rmp, &mut buf, !started)
-        });
+        let exit = if started { None } else { self.record_psc_exit(&buf) };
+        let step =
+            self.traced(exit, |m| m.kvm.handle_psc_ghcb_one(&mut m.host, &mut m.rmp, &mut buf, !started));
         if let Some(info2) = step.map_err(|e| self.stop(&e))? {
             return Ok(Some(Reply::PscGhcb { buf, info2 }));
         }

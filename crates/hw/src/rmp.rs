@@ -12,6 +12,7 @@
 //! `docs/semantics.md` ("Hardware"), which names the sources. Only ordered containers are used so
 //! that every run is deterministic.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use snpsim_defs::rmp::{RMP_GPA_LIMIT, RMP_LOCK_ASID};
@@ -23,6 +24,7 @@ use snpsim_defs::{
 use crate::model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
+use crate::runs::{Progression, RunVec};
 
 /// Largest ASID a guest page may be assigned to (RMPUPDATE step 3: 0 is a firmware page, 0x3FF
 /// the firmware's lock value, AMD SEV firmware `rmp_entry_write`).
@@ -50,61 +52,103 @@ enum Region {
     Small(Box<[RmpEntryRaw]>),
 }
 
-/// One slot per 2M region of the RMP: the region's stored state, `None` while it is all zero. Its
-/// `Debug` form is that of a map from region index to the stored regions only.
+/// H3 in storage: consecutive 2M regions whose aligned entries differ only by a GPA rising by a
+/// constant step form a progression ([`crate::runs`]); a 4K region never does.
+impl Progression for Option<Region> {
+    type Step = u64;
+    fn step_to(&self, next: &Self) -> Option<u64> {
+        match (self, next) {
+            (None, None) => Some(0),
+            (Some(Region::Huge(a)), Some(Region::Huge(b)))
+                if a.hi == b.hi && a.lo.with_gpa_frame(0) == b.lo.with_gpa_frame(0) =>
+            {
+                Some(b.lo.gpa_frame().wrapping_sub(a.lo.gpa_frame()) & GPA_FRAME_MASK)
+            }
+            _ => None,
+        }
+    }
+
+    fn nth(&self, step: u64, k: u64) -> Self {
+        match self {
+            Some(Region::Huge(a)) if step != 0 => {
+                let gpa = a.lo.gpa_frame().wrapping_add(step.wrapping_mul(k)) & GPA_FRAME_MASK;
+                Some(Region::Huge(RmpEntryRaw { lo: a.lo.with_gpa_frame(gpa), hi: a.hi }))
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// The GPA frame field's values (39 bits, `RmpEntryLo`).
+const GPA_FRAME_MASK: u64 = (1 << 39) - 1;
+
+/// The RMP's 2M regions by region index: the region's stored state, `None` while it is all zero.
+/// Its `Debug` form lists the stored regions only, whatever their storage.
 #[derive(Clone, PartialEq, Eq)]
 struct Regions {
-    slots: Vec<Option<Region>>,
+    slots: RunVec<Option<Region>>,
     stored: usize,
 }
 
 impl core::fmt::Debug for Regions {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_map()
-            .entries(self.slots.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| (i as u64, r))))
-            .finish()
+        f.debug_map().entries(self.slots.iter_set(0, self.slots.extent())).finish()
     }
 }
 
 impl Regions {
-    fn new(count: u64) -> Self {
-        Regions { slots: vec![None; usize::try_from(count).unwrap_or(0)], stored: 0 }
+    fn new() -> Self {
+        Regions { slots: RunVec::new(), stored: 0 }
     }
 
-    fn get(&self, idx: u64) -> Option<&Region> {
-        usize::try_from(idx).ok().and_then(|i| self.slots.get(i)).and_then(Option::as_ref)
+    fn get(&self, idx: u64) -> Cow<'_, Option<Region>> {
+        self.slots.get(idx)
     }
 
     fn get_mut(&mut self, idx: u64) -> Option<&mut Region> {
-        usize::try_from(idx).ok().and_then(|i| self.slots.get_mut(i)).and_then(Option::as_mut)
-    }
-
-    fn slot(&mut self, idx: u64) -> &mut Option<Region> {
-        let i = usize::try_from(idx).expect("region index fits in usize");
-        &mut self.slots[i]
+        if self.slots.get(idx).is_none() {
+            return None;
+        }
+        self.slots.get_mut(idx).as_mut()
     }
 
     fn insert(&mut self, idx: u64, region: Region) {
-        if self.slot(idx).replace(region).is_none() {
+        if self.slots.get(idx).is_none() {
             self.stored += 1;
         }
+        self.slots.set(idx, Some(region));
     }
 
     fn remove(&mut self, idx: u64) {
-        if self.slot(idx).take().is_some() {
+        if self.slots.get(idx).is_some() {
             self.stored -= 1;
+            self.slots.set(idx, None);
         }
     }
 
     fn get_or_insert_with(&mut self, idx: u64, make: impl FnOnce() -> Region) -> &mut Region {
-        if self.slot(idx).is_none() {
+        if self.slots.get(idx).is_none() {
             self.stored += 1;
+            self.slots.set(idx, Some(make()));
         }
-        self.slot(idx).get_or_insert_with(make)
+        self.slots.get_mut(idx).as_mut().expect("the region was just stored")
     }
 
     fn len(&self) -> usize {
         self.stored
+    }
+
+    /// Bytes of the slots and of the stored 4K regions' entries.
+    fn state_bytes(&self) -> usize {
+        let small: usize = self
+            .slots
+            .dense_values()
+            .map(|r| match r {
+                Some(Region::Small(e)) => size_of_val(&**e),
+                _ => 0,
+            })
+            .sum();
+        self.slots.state_bytes() + small
     }
 }
 
@@ -163,7 +207,7 @@ impl Rmp {
     pub fn new(config: RmpConfig) -> Rmp {
         Rmp {
             config,
-            regions: Regions::new(config.pages.div_ceil(config.geometry.pages_per_2m())),
+            regions: Regions::new(),
             in_flight: BTreeSet::new(),
             asid_pages: BTreeMap::new(),
             mutant: None,
@@ -184,18 +228,7 @@ impl Rmp {
     /// Bytes of memory the model's state takes (slots, stored regions and side tables; B-tree
     /// entries estimated at [`crate::BTREE_ENTRY_BYTES`]).
     pub fn state_bytes(&self) -> usize {
-        let stored: usize = self
-            .regions
-            .slots
-            .iter()
-            .map(|r| match r {
-                Some(Region::Small(e)) => size_of_val(&**e),
-                _ => 0,
-            })
-            .sum();
-        self.regions.slots.len() * size_of::<Option<Region>>()
-            + stored
-            + (self.in_flight.len() + self.asid_pages.len()) * crate::BTREE_ENTRY_BYTES
+        self.regions.state_bytes() + (self.in_flight.len() + self.asid_pages.len()) * crate::BTREE_ENTRY_BYTES
     }
 
     /// `G`: pages per 2M region.
@@ -222,7 +255,7 @@ impl Rmp {
     /// The raw entry of `pfn` (zero when nothing is stored, including beyond the RMP).
     fn entry(&self, pfn: Pfn) -> RmpEntryRaw {
         let (idx, i) = self.split(pfn);
-        match self.regions.get(idx) {
+        match &*self.regions.get(idx) {
             None => ZERO,
             Some(Region::Huge(aligned)) => derive_huge(*aligned, i),
             Some(Region::Small(entries)) => entries[i],
@@ -234,7 +267,7 @@ impl Rmp {
     /// the entry that governs the page.
     fn governing(&self, pfn: Pfn) -> (RmpEntryRaw, RmpPageSize) {
         let (idx, i) = self.split(pfn);
-        match self.regions.get(idx) {
+        match &*self.regions.get(idx) {
             None => (ZERO, RmpPageSize::Size4K),
             Some(Region::Huge(aligned)) => (derive_huge(*aligned, i), RmpPageSize::Size2M),
             Some(Region::Small(entries)) => (entries[i], RmpPageSize::Size4K),
@@ -245,7 +278,7 @@ impl Rmp {
     /// shared-access large-mapping checks. H4: the aligned entry's own assigned bit plus its
     /// sub-page count, O(1) as in hardware.
     fn region_has_assigned(&self, idx: u64) -> bool {
-        match self.regions.get(idx) {
+        match &*self.regions.get(idx) {
             None => false,
             Some(Region::Huge(_)) => true,
             Some(Region::Small(entries)) => entries[0].lo.assigned() || entries[0].lo.subpage_count() > 0,
@@ -407,7 +440,8 @@ impl RmpModel for Rmp {
         if self.in_flight.contains(&idx) {
             return ReturnCode::FailInuse;
         }
-        let current = self.regions.get(idx);
+        let current_slot = self.regions.get(idx);
+        let current = current_slot.as_ref().as_ref();
         // Step 5 (MSVC `__rmpupdate`, VeriSMo `_rmpupdate`): an entry to be rewritten is immutable:
         // the page's own for 4K (H3: in a 2M region it mirrors the 2M entry), any of the G for 2M.
         let immutable = match (current, huge) {
@@ -431,7 +465,7 @@ impl RmpModel for Rmp {
         }
         // Step 7: the effect.
         if huge {
-            let old = match self.regions.get(idx) {
+            let old = match &*self.regions.get(idx) {
                 Some(Region::Huge(aligned)) => Some(*aligned),
                 // Step 6 rejected a 4K region with assigned entries; stored Small regions have one.
                 Some(Region::Small(_)) => unreachable!("stored 4K regions hold an assigned entry"),
@@ -469,10 +503,9 @@ impl RmpModel for Rmp {
             return ReturnCode::FailInuse;
         }
         // PSMASH step 3 (Choice, UNVERIFIED code): the region is not 2M.
-        let Some(Region::Huge(aligned)) = self.regions.get(idx) else {
+        let Some(Region::Huge(aligned)) = self.regions.get(idx).into_owned() else {
             return ReturnCode::FailInput;
         };
-        let aligned = *aligned;
         // PSMASH step 4: the 2M entry is immutable.
         if aligned.lo.immutable() {
             return ReturnCode::FailPermission;

@@ -71,15 +71,21 @@ impl Rng {
 /// The hosts the differential runs on: `tiny` and `x86`, each with a partial last region, with
 /// the SIZEM check for smaller NPT leaves on and off.
 fn config(index: u64) -> RmpConfig {
-    let (geometry, pages) = match index % 2 {
+    let (geometry, pages) = match index % 3 {
         0 => (Geometry::TINY, 4 * 4 + 3),
-        _ => (Geometry::X86, 3 * 512 + 7),
+        1 => (Geometry::X86, 3 * 512 + 7),
+        _ => (Geometry::TINY, 4 * BIG_REGIONS + 3),
     };
-    RmpConfig { geometry, pages, smaller_npt_faults: (index / 2).is_multiple_of(2) }
+    RmpConfig { geometry, pages, smaller_npt_faults: (index / 3).is_multiple_of(2) }
 }
 
 /// Number of distinct configurations of [`config`].
-const CONFIGS: u64 = 4;
+const CONFIGS: u64 = 6;
+
+/// Full regions of the big host: several chunks of the run-compressed storage
+/// (`snpsim_hw::runs::CHUNK`), one guest owning them all, so that a sweep of 2M assignments
+/// leaves progressions that the random operations then break and the storage compresses again.
+const BIG_REGIONS: u64 = 3 * snpsim_hw::runs::CHUNK as u64 + 5;
 
 /// One operation on an RMP model.
 #[derive(Clone, Copy, Debug)]
@@ -171,7 +177,26 @@ impl Gen {
     /// The guest that mostly owns the region of `pfn` (ASID 1 or 2 by region parity), so that the
     /// host's assignments and the guests' operations meet.
     fn owner(&self, pfn: u64) -> u16 {
-        1 + (pfn / self.g() % 2) as u16
+        if self.regions() > BIG_REGIONS { 1 } else { 1 + (pfn / self.g() % 2) as u16 }
+    }
+
+    /// On the big host, the sweep the operations start from: every full region assigned 2M to
+    /// ASID 1 at its GPA and validated, in rising order, as an eager 2M acceptance does.
+    fn sweep(&self) -> Vec<Op> {
+        if self.regions() <= BIG_REGIONS {
+            return Vec::new();
+        }
+        let g = self.g();
+        let guest = GuestContext { asid: 1, vmpl: 0 };
+        (0..self.cfg.pages / g)
+            .flat_map(|r| {
+                let pfn = r * g;
+                let gpa = gpa_of(1, pfn);
+                let e =
+                    RmpArchEntry::new().with_page_size(true).with_assigned(true).with_asid(1).with_gpa(gpa);
+                [Op::Update(Pfn(pfn), e), Op::Pvalidate(guest, Gpa(gpa), Pfn(pfn), RmpPageSize::Size2M, true)]
+            })
+            .collect()
     }
 
     /// A guest working on `pfn`: mostly its owner, sometimes another or an invalid ASID.
@@ -474,7 +499,8 @@ fn run_case(case_seed: u64, stats: &mut Stats) -> Result<(), String> {
     let mut r = Rng(case_seed);
     let cfg = config(r.below(CONFIGS));
     let generator = Gen { cfg };
-    let ops: Vec<Op> = (0..OPS_PER_CASE).map(|_| generator.op(r.next())).collect();
+    let mut ops = generator.sweep();
+    ops.extend((0..OPS_PER_CASE).map(|_| generator.op(r.next())));
     run(cfg, &ops, stats)
 }
 
@@ -495,7 +521,8 @@ proptest! {
         let cfg = config(cfg);
         let generator = Gen { cfg };
         let mut stats = Stats::default();
-        let ops: Vec<Op> = seeds.iter().map(|&s| generator.op(s)).collect();
+        let mut ops = generator.sweep();
+        ops.extend(seeds.iter().map(|&s| generator.op(s)));
         if let Err(e) = run(cfg, &ops, &mut stats) {
             prop_assert!(false, "{}", e);
         }

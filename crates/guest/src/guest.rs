@@ -3,7 +3,7 @@
 use snpsim_defs::{Gfn, Gpa, RmpAdjustOperand, RmpPageSize, SvmExitCode};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 
-use crate::task::{GuestTask, TaskResult};
+use crate::task::{Chunks, GuestTask, TaskResult};
 use crate::{PageMap, Platform, RangeSet, Stop};
 
 /// The size of the entries a guest uses in page-state changes and PVALIDATE.
@@ -199,21 +199,8 @@ impl Guest {
 
     /// Split `start..start + pages` into PSC/PVALIDATE chunks: 2M for aligned whole 2M runs when
     /// the granularity is 2M (Linux `__set_pages_state`), else 4K.
-    pub(crate) fn chunks(&self, start: u64, pages: u64, gran: Granularity) -> Vec<(u64, RmpPageSize)> {
-        let per_2m = self.geometry.pages_per_2m();
-        let end = start + pages;
-        let mut out = Vec::new();
-        let mut g = start;
-        while g < end {
-            if gran == Granularity::M2 && g.is_multiple_of(per_2m) && g + per_2m <= end {
-                out.push((g, RmpPageSize::Size2M));
-                g += per_2m;
-            } else {
-                out.push((g, RmpPageSize::Size4K));
-                g += 1;
-            }
-        }
-        out
+    pub(crate) fn chunks(&self, start: u64, pages: u64, gran: Granularity) -> Chunks {
+        Chunks::new(start, start + pages, self.geometry.pages_per_2m(), gran == Granularity::M2)
     }
 
     pub(crate) fn span(&self, size: RmpPageSize) -> u64 {

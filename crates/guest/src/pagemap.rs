@@ -1,5 +1,9 @@
 //! A value per page, stored per 2M region, so that memory nobody touched page by page costs O(regions)
-//! and whole-region updates (a 2M RMPUPDATE, a 2M PVALIDATE) cost O(1).
+//! and whole-region updates (a 2M RMPUPDATE, a 2M PVALIDATE) cost O(1). Consecutive uniform
+//! regions whose values rise by a constant step (stamps of a 2M sweep) cost one entry per chunk of
+//! regions ([`RunVec`]).
+
+use snpsim_hw::{Progression, RunVec};
 
 /// One region: a single value for all its pages, or one value per page.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -8,75 +12,90 @@ enum Region<T> {
     Pages(Box<[T]>),
 }
 
+impl<T: Default> Default for Region<T> {
+    fn default() -> Self {
+        Region::Uniform(T::default())
+    }
+}
+
+/// Uniform regions whose values form a progression form one; a region of per-page values never
+/// does.
+impl<T: Progression> Progression for Region<T> {
+    type Step = T::Step;
+    fn step_to(&self, next: &Self) -> Option<T::Step> {
+        match (self, next) {
+            (Region::Uniform(a), Region::Uniform(b)) => a.step_to(b),
+            _ => None,
+        }
+    }
+
+    fn nth(&self, step: T::Step, k: u64) -> Self {
+        match self {
+            Region::Uniform(v) => Region::Uniform(v.nth(step, k)),
+            Region::Pages(_) => self.clone(),
+        }
+    }
+}
+
 /// A value of type `T` for every page number, `T::default()` until set. Regions of `region_pages`
 /// pages are stored as one value until a page of them is set to a different value, then as an
 /// array; [`PageMap::set_range`] over a whole region makes it one value again.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PageMap<T> {
+pub struct PageMap<T: Progression> {
     region_pages: u64,
-    regions: Vec<Region<T>>,
+    regions: RunVec<Region<T>>,
 }
 
-impl<T: Copy + Default + PartialEq> PageMap<T> {
+impl<T: Progression + Copy> PageMap<T> {
     /// Bytes of memory the map takes.
     pub fn state_bytes(&self) -> usize {
         let pages: usize = self
             .regions
-            .iter()
+            .dense_values()
             .map(|r| match r {
                 Region::Pages(p) => size_of_val(&**p),
                 Region::Uniform(_) => 0,
             })
             .sum();
-        self.regions.len() * size_of::<Region<T>>() + pages
+        self.regions.state_bytes() + pages
     }
 
     /// An all-default map with regions of `region_pages` pages (the geometry's 2M page).
     pub fn new(region_pages: u64) -> Self {
         assert!(region_pages > 0);
-        PageMap { region_pages, regions: Vec::new() }
+        PageMap { region_pages, regions: RunVec::new() }
     }
 
-    fn split(&self, page: u64) -> (usize, usize) {
-        let r = usize::try_from(page / self.region_pages).unwrap_or(usize::MAX);
-        (r, (page % self.region_pages) as usize)
+    fn split(&self, page: u64) -> (u64, usize) {
+        (page / self.region_pages, (page % self.region_pages) as usize)
     }
 
     /// The value of `page`.
     pub fn get(&self, page: u64) -> T {
         let (r, i) = self.split(page);
-        match self.regions.get(r) {
-            None => T::default(),
-            Some(Region::Uniform(v)) => *v,
-            Some(Region::Pages(p)) => p[i],
+        match &*self.regions.get(r) {
+            Region::Uniform(v) => *v,
+            Region::Pages(p) => p[i],
         }
     }
 
     /// The value of every page of the region holding `page`, if they are all the same.
     pub fn uniform(&self, page: u64) -> Option<T> {
         let (r, _) = self.split(page);
-        match self.regions.get(r) {
-            None => Some(T::default()),
-            Some(Region::Uniform(v)) => Some(*v),
-            Some(Region::Pages(_)) => None,
+        match &*self.regions.get(r) {
+            Region::Uniform(v) => Some(*v),
+            Region::Pages(_) => None,
         }
-    }
-
-    fn region_mut(&mut self, r: usize) -> &mut Region<T> {
-        if self.regions.len() <= r {
-            self.regions.resize_with(r + 1, || Region::Uniform(T::default()));
-        }
-        &mut self.regions[r]
     }
 
     /// Set `page` to `value`.
     pub fn set(&mut self, page: u64, value: T) {
         let (r, i) = self.split(page);
-        if self.regions.get(r).is_none() && value == T::default() {
+        if matches!(&*self.regions.get(r), Region::Uniform(v) if *v == value) {
             return;
         }
         let n = self.region_pages as usize;
-        let region = self.region_mut(r);
+        let region = self.regions.get_mut(r);
         match region {
             Region::Uniform(v) if *v == value => {}
             Region::Uniform(v) => {
@@ -96,10 +115,9 @@ impl<T: Copy + Default + PartialEq> PageMap<T> {
             let (r, i) = self.split(p);
             let region_end = (p / self.region_pages + 1) * self.region_pages;
             if i == 0 && region_end <= end {
-                if self.regions.get(r).is_some() || value != T::default() {
-                    *self.region_mut(r) = Region::Uniform(value);
-                }
-                p = region_end;
+                let regions_end = end / self.region_pages;
+                self.regions.set_run(r, regions_end, &Region::Uniform(value), T::Step::default());
+                p = regions_end * self.region_pages;
             } else {
                 let stop = region_end.min(end);
                 for q in p..stop {
@@ -113,17 +131,12 @@ impl<T: Copy + Default + PartialEq> PageMap<T> {
     /// Every page whose value is not the default, with its value, in page order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, T)> + '_ {
         let n = self.region_pages;
-        self.regions.iter().enumerate().flat_map(move |(r, region)| {
-            let base = r as u64 * n;
-            let (uniform, pages) = match region {
-                Region::Uniform(v) => (Some(*v), None),
-                Region::Pages(p) => (None, Some(p)),
-            };
+        self.regions.iter_set(0, self.regions.extent()).flat_map(move |(r, region)| {
+            let base = r * n;
             (0..n).filter_map(move |i| {
-                let v = match (uniform, pages) {
-                    (Some(v), _) => v,
-                    (None, Some(p)) => p[i as usize],
-                    (None, None) => T::default(),
+                let v = match &*region {
+                    Region::Uniform(v) => *v,
+                    Region::Pages(p) => p[i as usize],
                 };
                 (v != T::default()).then_some((base + i, v))
             })
@@ -157,7 +170,7 @@ impl<T: Copy + Default + PartialEq> PageMap<T> {
 
     /// Regions stored as one value per page (the map's memory beyond one slot per region).
     pub fn dense_regions(&self) -> usize {
-        self.regions.iter().filter(|r| matches!(r, Region::Pages(_))).count()
+        self.regions.dense_values().filter(|r| matches!(r, Region::Pages(_))).count()
     }
 }
 
@@ -168,26 +181,37 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_a_dense_array(ops in proptest::collection::vec((0u64..40, 1u64..12, 0u8..3, any::<bool>()), 1..60)) {
+        fn matches_a_dense_array(ops in proptest::collection::vec((0u64..1200, 1u64..400, 0u8..3, 0u8..3), 1..60)) {
             let mut m = PageMap::<u8>::new(4);
-            let mut dense = [0u8; 64];
-            for (s, n, v, range) in ops {
-                if range {
-                    m.set_range(s, n, v);
-                    for p in s..s + n { dense[p as usize] = v; }
-                } else {
-                    m.set(s, v);
-                    dense[s as usize] = v;
+            let mut dense = vec![0u8; 1600];
+            for (s, n, v, kind) in ops {
+                match kind {
+                    0 => {
+                        m.set(s, v);
+                        dense[s as usize] = v;
+                    }
+                    1 => {
+                        m.set_range(s, n, v);
+                        for p in s..s + n { dense[p as usize] = v; }
+                    }
+                    _ => {
+                        // A stamp per region, rising region by region (a 2M sweep's RMPUPDATEs).
+                        for r in s / 4..(s + n) / 4 {
+                            let stamp = v.wrapping_add(r as u8);
+                            m.set_range(r * 4, 4, stamp);
+                            dense[(r * 4) as usize..(r * 4 + 4) as usize].fill(stamp);
+                        }
+                    }
                 }
-                for p in 0..64u64 { prop_assert_eq!(m.get(p), dense[p as usize]); }
+                for p in 0..1600u64 { prop_assert_eq!(m.get(p), dense[p as usize]); }
                 let listed: Vec<(u64, u8)> = m.iter().collect();
                 let expected: Vec<(u64, u8)> =
-                    (0..64u64).filter(|&p| dense[p as usize] != 0).map(|p| (p, dense[p as usize])).collect();
+                    (0..1600u64).filter(|&p| dense[p as usize] != 0).map(|p| (p, dense[p as usize])).collect();
                 prop_assert_eq!(&listed, &expected);
-                let c = (8..30).filter(|&p| dense[p] != 0).count() as u64;
-                prop_assert_eq!(m.count_in(8, 22), c);
-                prop_assert_eq!(m.iter_range(8, 22).count() as u64, c);
-                for r in 0..16u64 {
+                let c = (8..900).filter(|&p| dense[p] != 0).count() as u64;
+                prop_assert_eq!(m.count_in(8, 892), c);
+                prop_assert_eq!(m.iter_range(8, 892).count() as u64, c);
+                for r in 0..400u64 {
                     let w = &dense[(r * 4) as usize..(r * 4 + 4) as usize];
                     if let Some(v) = m.uniform(r * 4) { prop_assert!(w.iter().all(|&x| x == v)); }
                 }

@@ -142,7 +142,7 @@ enum ChunkResult {
 /// tracking allows), then page by page (`page`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ChunkCursor {
-    chunks: Vec<(u64, RmpPageSize)>,
+    chunks: Chunks,
     validate: bool,
     i: usize,
     page: Option<u64>,
@@ -156,7 +156,7 @@ struct ChunkCursor {
 /// `ghcb_entries` entries re-issued until the hypervisor has processed them all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct SendCursor {
-    chunks: Vec<(u64, RmpPageSize)>,
+    chunks: Chunks,
     private: bool,
     /// MSR: chunk index and page; NAE: first chunk of the current batch.
     i: usize,
@@ -245,9 +245,9 @@ impl GuestTask {
         let chunks = g.chunks(start.raw(), pages, gran);
         let mut phases = Vec::new();
         if !private {
-            phases.push(Phase::Rescind(ChunkCursor::new(chunks.clone(), false)));
+            phases.push(Phase::Rescind(ChunkCursor::new(chunks, false)));
         }
-        phases.push(Phase::Send(SendCursor::new(chunks.clone(), private)));
+        phases.push(Phase::Send(SendCursor::new(chunks, private)));
         if private {
             phases.push(Phase::Validate(ChunkCursor::new(chunks, true)));
         }
@@ -267,11 +267,11 @@ impl GuestTask {
         } else {
             Vec::new()
         };
-        let chunk = vec![(s, RmpPageSize::Size2M)];
+        let chunk = g.chunks(s, g.geometry.pages_per_2m(), crate::Granularity::M2);
         let phases = vec![
-            Phase::Rescind(ChunkCursor::new(chunk.clone(), false)),
-            Phase::Send(SendCursor::new(chunk.clone(), false)),
-            Phase::Send(SendCursor::new(chunk.clone(), true)),
+            Phase::Rescind(ChunkCursor::new(chunk, false)),
+            Phase::Send(SendCursor::new(chunk, false)),
+            Phase::Send(SendCursor::new(chunk, true)),
             Phase::Validate(ChunkCursor::new(chunk, true)),
             Phase::Restore { saved, i: 0, counted: false, awaiting: false },
         ];
@@ -483,8 +483,54 @@ fn access_next(
     Ok(TaskStep::Done(TaskResult::Plain(outcome)))
 }
 
+/// The chunks a page-state change of `start..end` is cut into, computed by index rather than
+/// stored: with 2M granularity the 4K pages up to the first 2M boundary, the whole 2M regions,
+/// then the 4K pages after the last one; with 4K granularity every page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Chunks {
+    start: u64,
+    /// 4K pages before the first 2M chunk (all of them with 4K granularity).
+    head: u64,
+    /// 2M chunks.
+    huge: u64,
+    /// 4K pages after the last 2M chunk.
+    tail: u64,
+    per_2m: u64,
+}
+
+impl Chunks {
+    pub(crate) fn new(start: u64, end: u64, per_2m: u64, huge: bool) -> Self {
+        let pages = end.saturating_sub(start);
+        if !huge {
+            return Chunks { start, head: pages, huge: 0, tail: 0, per_2m };
+        }
+        let head = (start.next_multiple_of(per_2m) - start).min(pages);
+        let huge = (pages - head) / per_2m;
+        Chunks { start, head, huge, tail: pages - head - huge * per_2m, per_2m }
+    }
+
+    fn len(&self) -> usize {
+        usize::try_from(self.head + self.huge + self.tail).unwrap_or(usize::MAX)
+    }
+
+    /// Chunk `i`: its first page and size.
+    fn get(&self, i: usize) -> Option<(u64, RmpPageSize)> {
+        let i = i as u64;
+        let huge_start = self.start + self.head;
+        if i < self.head {
+            Some((self.start + i, RmpPageSize::Size4K))
+        } else if i < self.head + self.huge {
+            Some((huge_start + (i - self.head) * self.per_2m, RmpPageSize::Size2M))
+        } else if i < self.head + self.huge + self.tail {
+            Some((huge_start + self.huge * self.per_2m + (i - self.head - self.huge), RmpPageSize::Size4K))
+        } else {
+            None
+        }
+    }
+}
+
 impl ChunkCursor {
-    fn new(chunks: Vec<(u64, RmpPageSize)>, validate: bool) -> Self {
+    fn new(chunks: Chunks, validate: bool) -> Self {
         ChunkCursor { chunks, validate, i: 0, page: None, awaiting: None, issued: 0 }
     }
 
@@ -546,7 +592,7 @@ impl ChunkCursor {
                 }
             }
         }
-        while let Some(&(start, size)) = self.chunks.get(self.i) {
+        while let Some((start, size)) = self.chunks.get(self.i) {
             let n = g.span(size);
             match self.page {
                 None => {
@@ -586,7 +632,7 @@ impl ChunkCursor {
 }
 
 impl SendCursor {
-    fn new(chunks: Vec<(u64, RmpPageSize)>, private: bool) -> Self {
+    fn new(chunks: Chunks, private: bool) -> Self {
         SendCursor { chunks, private, i: 0, page: 0, before: None }
     }
 
@@ -610,7 +656,7 @@ impl SendCursor {
             }
             self.page += 1;
         }
-        while let Some(&(start, size)) = self.chunks.get(self.i) {
+        while let Some((start, size)) = self.chunks.get(self.i) {
             if self.page < start {
                 self.page = start;
             }
@@ -632,33 +678,30 @@ impl SendCursor {
     fn next_ghcb(&mut self, g: &Guest, reply: Option<Reply>) -> Result<Option<Request>, GuestError> {
         let per_request =
             usize::from(g.config().ghcb_entries.clamp(1, snpsim_defs::ghcb::VMGEXIT_PSC_MAX_COUNT));
-        let Some(batch) = self.chunks.get(self.i..) else { return Ok(None) };
-        let batch = &batch[..batch.len().min(per_request)];
-        if batch.is_empty() {
-            return Ok(None);
-        }
-        let end = (batch.len() - 1) as u16;
+        let count = self.chunks.len().saturating_sub(self.i).min(per_request);
+        let batch = || (self.i..self.i + count).filter_map(|i| self.chunks.get(i));
+        let Some((first_gfn, _)) = batch().next() else { return Ok(None) };
+        let end = (count - 1) as u16;
         let buf = match (reply, self.before) {
             (Some(Reply::PscGhcb { buf, info2 }), Some(before)) => {
                 let h = buf.header;
                 if info2 != 0 || h.reserved() != 0 || h.end_entry() != end || h.cur_entry() < before {
-                    return Err(terminated(TermReason::Psc, batch[0].0));
+                    return Err(terminated(TermReason::Psc, first_gfn));
                 }
                 if h.cur_entry() > end {
-                    self.i += batch.len();
+                    self.i += count;
                     self.before = None;
                     return self.next_ghcb(g, None);
                 }
                 if h.cur_entry() == before {
-                    return Err(terminated(TermReason::Psc, batch[0].0));
+                    return Err(terminated(TermReason::Psc, first_gfn));
                 }
                 buf
             }
             (None, None) => {
                 let op = self.op().raw();
-                let entries: Vec<PscEntry> = batch
-                    .iter()
-                    .map(|&(gfn, size)| PscEntry::new().with_gfn(gfn).with_op(op).with_page_size(size.bit()))
+                let entries: Vec<PscEntry> = batch()
+                    .map(|(gfn, size)| PscEntry::new().with_gfn(gfn).with_op(op).with_page_size(size.bit()))
                     .collect();
                 PscBuffer { header: PscHeader::new().with_end_entry(end), entries }
             }
@@ -683,6 +726,36 @@ impl Guest {
                 TaskStep::Issue(req) => reply = Some(p.serve(vcpu, req)?),
                 TaskStep::Done(r) => return Ok(r),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The computed chunks are the ones a page-by-page cut gives: 2M where a whole aligned
+        /// region fits (with 2M granularity), else 4K.
+        #[test]
+        fn chunks_match_a_page_by_page_cut(start in 0u64..40, pages in 0u64..40, huge: bool) {
+            let per_2m = 4;
+            let (end, mut expected, mut g) = (start + pages, Vec::new(), start);
+            while g < end {
+                if huge && g.is_multiple_of(per_2m) && g + per_2m <= end {
+                    expected.push((g, RmpPageSize::Size2M));
+                    g += per_2m;
+                } else {
+                    expected.push((g, RmpPageSize::Size4K));
+                    g += 1;
+                }
+            }
+            let chunks = Chunks::new(start, end, per_2m, huge);
+            let got: Vec<_> = (0..chunks.len()).map_while(|i| chunks.get(i)).collect();
+            prop_assert_eq!(chunks.len(), expected.len());
+            prop_assert_eq!(chunks.get(expected.len()), None);
+            prop_assert_eq!(got, expected);
         }
     }
 }

@@ -1,22 +1,44 @@
 //! Size-aligned blocks of 4K, 2M or 1G pages keyed by their first page — an NPT's leaves, a
 //! guest_memfd file's folios — stored per 2M region: a 2M block or an array of 4K blocks per
 //! region, 1G blocks on the side. Finding the block that holds a page is an index, not a tree
-//! search, and a range mapped at 4K costs 8 bytes per page rather than a tree node.
+//! search, a range mapped at 4K costs 8 bytes per page rather than a tree node, and consecutive
+//! 2M blocks on consecutive frames cost one entry per chunk of regions ([`RunVec`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use snpsim_defs::{PageSize, Pfn};
-use snpsim_hw::Geometry;
+use snpsim_hw::{Geometry, Progression, RunVec};
 
 /// One 2M region.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Slot {
     /// No 2M or 4K block (a 1G block may cover it).
+    #[default]
     Empty,
     /// A 2M block whose first frame is this one.
     Huge(Pfn),
     /// 4K blocks: 1 + the frame of each page, 0 where there is none; and how many there are.
     Small(u32, Box<[u64]>),
+}
+
+/// Empty regions, and 2M blocks whose frames rise by a constant step, form progressions.
+impl Progression for Slot {
+    type Step = u64;
+    fn step_to(&self, next: &Self) -> Option<u64> {
+        match (self, next) {
+            (Slot::Empty, Slot::Empty) => Some(0),
+            (Slot::Huge(a), Slot::Huge(b)) => Some(b.raw().wrapping_sub(a.raw())),
+            _ => None,
+        }
+    }
+
+    fn nth(&self, step: u64, k: u64) -> Self {
+        match self {
+            Slot::Huge(p) => Slot::Huge(Pfn(p.raw().wrapping_add(step.wrapping_mul(k)))),
+            _ => self.clone(),
+        }
+    }
 }
 
 /// Blocks keyed by first page, each aligned to its size, never overlapping: `(first page, size,
@@ -25,7 +47,7 @@ enum Slot {
 pub struct BlockMap {
     g2: u64,
     g1: u64,
-    regions: Vec<Slot>,
+    regions: RunVec<Slot>,
     huge: BTreeMap<u64, Pfn>,
 }
 
@@ -35,40 +57,36 @@ impl BlockMap {
         BlockMap {
             g2: geometry.pages(PageSize::Size2M),
             g1: geometry.pages(PageSize::Size1G),
-            regions: Vec::new(),
+            regions: RunVec::new(),
             huge: BTreeMap::new(),
         }
     }
 
-    fn slot(&self, r: u64) -> &Slot {
-        usize::try_from(r).ok().and_then(|r| self.regions.get(r)).unwrap_or(&Slot::Empty)
+    fn slot(&self, r: u64) -> Cow<'_, Slot> {
+        self.regions.get(r)
     }
 
     fn slot_mut(&mut self, r: u64) -> &mut Slot {
-        let r = usize::try_from(r).unwrap_or(usize::MAX);
-        if self.regions.len() <= r {
-            self.regions.resize(r + 1, Slot::Empty);
-        }
-        &mut self.regions[r]
+        self.regions.get_mut(r)
     }
 
     /// Bytes of memory the map takes (B-tree entries estimated).
     pub fn state_bytes(&self) -> usize {
         let small: usize = self
             .regions
-            .iter()
+            .dense_values()
             .map(|s| match s {
                 Slot::Small(_, pages) => size_of_val(&**pages),
                 _ => 0,
             })
             .sum();
-        self.regions.len() * size_of::<Slot>() + small + self.huge.len() * snpsim_hw::BTREE_ENTRY_BYTES
+        self.regions.state_bytes() + small + self.huge.len() * snpsim_hw::BTREE_ENTRY_BYTES
     }
 
     /// The block whose first page is `start`.
     pub fn get(&self, start: u64) -> Option<(PageSize, Pfn)> {
         let (r, i) = (start / self.g2, start % self.g2);
-        match self.slot(r) {
+        match &*self.slot(r) {
             Slot::Huge(pfn) if i == 0 => Some((PageSize::Size2M, *pfn)),
             Slot::Small(_, pages) if pages[i as usize] != 0 => {
                 Some((PageSize::Size4K, Pfn(pages[i as usize] - 1)))
@@ -83,7 +101,7 @@ impl BlockMap {
     /// The block holding `page`: its first page, size and first frame.
     pub fn holding(&self, page: u64) -> Option<(u64, PageSize, Pfn)> {
         let (r, i) = (page / self.g2, page % self.g2);
-        match self.slot(r) {
+        match &*self.slot(r) {
             Slot::Huge(pfn) => Some((r * self.g2, PageSize::Size2M, *pfn)),
             Slot::Small(_, pages) => {
                 (pages[i as usize] != 0).then(|| (page, PageSize::Size4K, Pfn(pages[i as usize] - 1)))
@@ -103,7 +121,7 @@ impl BlockMap {
             PageSize::Size1G => {
                 self.huge.insert(start, pfn);
             }
-            PageSize::Size2M => *self.slot_mut(r) = Slot::Huge(pfn),
+            PageSize::Size2M => self.regions.set(r, Slot::Huge(pfn)),
             PageSize::Size4K => {
                 let g2 = self.g2 as usize;
                 let slot = self.slot_mut(r);
@@ -128,7 +146,7 @@ impl BlockMap {
             PageSize::Size1G => {
                 self.huge.remove(&start);
             }
-            PageSize::Size2M => *self.slot_mut(r) = Slot::Empty,
+            PageSize::Size2M => self.regions.set(r, Slot::Empty),
             PageSize::Size4K => {
                 let slot = self.slot_mut(r);
                 if let Slot::Small(n, pages) = slot {
@@ -143,46 +161,48 @@ impl BlockMap {
         Some(block)
     }
 
+    /// Call `f` with the first page of each 2M and 4K block that starts in `start..end`, in
+    /// order, until it returns `false`; each stored run of regions is visited once.
+    fn small_keys(&self, start: u64, end: u64, mut f: impl FnMut(u64) -> bool) {
+        if start >= end {
+            return;
+        }
+        let g2 = self.g2;
+        for (at, n, slot, _) in self.regions.runs(start / g2, (end - 1) / g2 + 1) {
+            match slot.as_ref() {
+                Slot::Empty => {}
+                Slot::Huge(_) => {
+                    for base in (at..at + n).map(|r| r * g2).filter(|&b| b >= start && b < end) {
+                        if !f(base) {
+                            return;
+                        }
+                    }
+                }
+                Slot::Small(_, pages) => {
+                    let base = at * g2;
+                    for i in start.max(base) - base..end.min(base + g2) - base {
+                        if pages[i as usize] != 0 && !f(base + i) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The first pages of the blocks that start in `start..end`, in order.
     pub fn keys_in(&self, start: u64, end: u64) -> Vec<u64> {
-        let mut keys = Vec::new();
         if start >= end {
-            return keys;
+            return Vec::new();
         }
-        let per_1g = self.g1 / self.g2;
-        let mut r = start / self.g2;
-        let last = (end - 1) / self.g2;
-        while r <= last {
-            let base = r * self.g2;
-            if r.is_multiple_of(per_1g)
-                && !self.huge.is_empty()
-                && base >= start
-                && self.huge.contains_key(&base)
-            {
-                keys.push(base);
-                r += per_1g;
-                continue;
-            }
-            if usize::try_from(r).map_or(true, |r| r >= self.regions.len()) {
-                // Past the last stored region only 1G blocks can follow.
-                match self.huge.range(base.max(start)..end).next() {
-                    Some((&k, _)) => {
-                        r = k / self.g2;
-                        continue;
-                    }
-                    None => break,
-                }
-            }
-            match self.slot(r) {
-                Slot::Huge(_) if base >= start => keys.push(base),
-                Slot::Small(_, pages) => {
-                    let from = start.max(base) - base;
-                    let to = end.min(base + self.g2) - base;
-                    keys.extend((from..to).filter(|&i| pages[i as usize] != 0).map(|i| base + i));
-                }
-                _ => {}
-            }
-            r += 1;
+        let mut keys = Vec::new();
+        self.small_keys(start, end, |k| {
+            keys.push(k);
+            true
+        });
+        if !self.huge.is_empty() {
+            keys.extend(self.huge.range(start..end).map(|(&k, _)| k));
+            keys.sort_unstable();
         }
         keys
     }
@@ -192,38 +212,22 @@ impl BlockMap {
         if start >= end {
             return None;
         }
-        let per_1g = self.g1 / self.g2;
-        let huge_first = || self.huge.range(start..end).next().map(|(&k, _)| k);
-        let mut r = start / self.g2;
-        let last = (end - 1) / self.g2;
-        while r <= last {
-            if usize::try_from(r).map_or(true, |r| r >= self.regions.len()) {
-                return huge_first();
-            }
-            let base = r * self.g2;
-            if r.is_multiple_of(per_1g) && base >= start && self.huge.contains_key(&base) {
-                return Some(base);
-            }
-            match self.slot(r) {
-                Slot::Huge(_) if base >= start => return Some(base),
-                Slot::Small(_, pages) => {
-                    let from = start.max(base) - base;
-                    let to = end.min(base + self.g2) - base;
-                    if let Some(i) = (from..to).find(|&i| pages[i as usize] != 0) {
-                        return Some(base + i);
-                    }
-                }
-                _ => {}
-            }
-            r += 1;
+        let mut small = None;
+        self.small_keys(start, end, |k| {
+            small = Some(k);
+            false
+        });
+        let huge = self.huge.range(start..end).next().map(|(&k, _)| k);
+        match (small, huge) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        None
     }
 
     /// Every block in order: `(first page, size, first frame)`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, PageSize, Pfn)> + '_ {
-        let end = (self.regions.len() as u64 * self.g2)
-            .max(self.huge.keys().next_back().map_or(0, |k| k + self.g1));
+        let end =
+            (self.regions.extent() * self.g2).max(self.huge.keys().next_back().map_or(0, |k| k + self.g1));
         self.keys_in(0, end).into_iter().filter_map(|k| self.get(k).map(|(s, p)| (k, s, p)))
     }
 }
@@ -235,12 +239,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_a_plain_map(ops in proptest::collection::vec((any::<bool>(), 0u64..160, 0u8..3), 1..60)) {
+        fn matches_a_plain_map(ops in proptest::collection::vec((any::<bool>(), 0u64..1200, 0u8..4), 1..60)) {
             let g = Geometry::TINY;
             let mut b = BlockMap::new(g);
             let mut plain: BTreeMap<u64, (PageSize, Pfn)> = BTreeMap::new();
             let sizes = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G];
             for (add, at, sz) in ops {
+                if sz == 3 {
+                    // A sweep of 2M blocks on rising frames: stored as progressions.
+                    let g2 = g.pages(PageSize::Size2M);
+                    for r in at / g2..(at / g2 + 150).min(300) {
+                        let start = r * g2;
+                        let free = |p: u64| plain.range(..=p).next_back().is_none_or(|(s, (z, _))| p >= *s + g.pages(*z));
+                        if (start..start + g2).all(free) {
+                            b.insert(start, PageSize::Size2M, Pfn(500 + start));
+                            plain.insert(start, (PageSize::Size2M, Pfn(500 + start)));
+                        }
+                    }
+                    continue;
+                }
                 let size = sizes[usize::from(sz)];
                 let n = g.pages(size);
                 let start = at / n * n;
@@ -255,16 +272,16 @@ mod tests {
                 } else {
                     prop_assert_eq!(b.remove(start), plain.remove(&start));
                 }
-                for p in 0..176u64 {
+                for p in 0..1216u64 {
                     prop_assert_eq!(b.holding(p), holding(p, &plain));
                     prop_assert_eq!(b.get(p), plain.get(&p).copied());
                 }
                 let all: Vec<(u64, PageSize, Pfn)> = b.iter().collect();
                 let expected: Vec<(u64, PageSize, Pfn)> = plain.iter().map(|(&s, &(z, f))| (s, z, f)).collect();
                 prop_assert_eq!(all, expected);
-                let k: Vec<u64> = b.keys_in(7, 70);
-                let e: Vec<u64> = plain.range(7..70).map(|(&s, _)| s).collect();
-                prop_assert_eq!(b.first_in(7, 70), e.first().copied());
+                let k: Vec<u64> = b.keys_in(7, 700);
+                let e: Vec<u64> = plain.range(7..700).map(|(&s, _)| s).collect();
+                prop_assert_eq!(b.first_in(7, 700), e.first().copied());
                 prop_assert_eq!(b.first_in(at, at + 9), plain.range(at..at + 9).next().map(|(&s, _)| s));
                 prop_assert_eq!(k, e);
             }

@@ -300,27 +300,26 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
         if start >= end {
             continue;
         }
+        for (offset, first, pages) in m.host.vma.runs_in(start, end) {
+            check_bound_run(m, offset, first, pages, 0, &mut bad);
+        }
+        // A 1G-aligned piece at a time, so that the lists stay short: no leaf or folio crosses
+        // a 1G boundary (both are size-aligned), and a huge leaf met twice is checked once.
+        let gm = m.host.gmem.as_ref().filter(|_| m.kvm.era() == Era::Gmem);
         let mut at = start;
         while at < end {
-            let to = (at + chunk).min(end);
+            let to = (at / chunk + 1).saturating_mul(chunk).min(end);
             for (first, leaf) in m.kvm.npt.leaves_in(Gfn(at), Gfn(to)) {
                 if last_leaf.is_none_or(|last| last < first) {
                     last_leaf = Some(first);
                     check_leaf(m, first, leaf, &mut frames, &mut v);
                 }
             }
-            at = to;
-        }
-        for (offset, first, pages) in m.host.vma.runs_in(start, end) {
-            check_bound_run(m, offset, first, pages, 0, &mut bad);
-        }
-        if m.kvm.era() == Era::Gmem
-            && let Some(gm) = m.host.gmem.as_ref()
-        {
-            for (offset, folio) in gm.folios_in(start, end) {
-                let (s, e) = (offset.max(start), (offset + g.pages(folio.size)).min(end));
+            for (offset, folio) in gm.map(|gm| gm.folios_in(at, to)).unwrap_or_default() {
+                let (s, e) = (offset.max(at), (offset + g.pages(folio.size)).min(to));
                 check_bound_run(m, s, Pfn(folio.pfn.raw() + (s - offset)), e - s, 1, &mut bad);
             }
+            at = to;
         }
     }
     bad.sort_by_key(|(gfn, source, _)| (*gfn, *source));

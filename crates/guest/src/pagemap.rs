@@ -60,14 +60,15 @@ impl<T: Progression + Copy> PageMap<T> {
         self.regions.state_bytes() + pages
     }
 
-    /// An all-default map with regions of `region_pages` pages (the geometry's 2M page).
+    /// An all-default map with regions of `region_pages` pages (the geometry's 2M page, a power of
+    /// two).
     pub fn new(region_pages: u64) -> Self {
-        assert!(region_pages > 0);
+        assert!(region_pages.is_power_of_two());
         PageMap { region_pages, regions: RunVec::new() }
     }
 
     fn split(&self, page: u64) -> (u64, usize) {
-        (page / self.region_pages, (page % self.region_pages) as usize)
+        (page >> self.region_pages.trailing_zeros(), (page & (self.region_pages - 1)) as usize)
     }
 
     /// The value of `page`.

@@ -46,6 +46,9 @@ impl Progression for Slot {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockMap {
     g2: u64,
+    /// log2 of `g2`: region arithmetic by shift and mask, not division (every geometry's page
+    /// sizes are powers of two).
+    g2_shift: u32,
     g1: u64,
     regions: RunVec<Slot>,
     huge: BTreeMap<u64, Pfn>,
@@ -56,10 +59,16 @@ impl BlockMap {
     pub fn new(geometry: Geometry) -> Self {
         BlockMap {
             g2: geometry.pages(PageSize::Size2M),
+            g2_shift: geometry.pages(PageSize::Size2M).trailing_zeros(),
             g1: geometry.pages(PageSize::Size1G),
             regions: RunVec::new(),
             huge: BTreeMap::new(),
         }
+    }
+
+    /// The region of `page` and the page's index in it.
+    fn split(&self, page: u64) -> (u64, u64) {
+        (page >> self.g2_shift, page & (self.g2 - 1))
     }
 
     fn slot(&self, r: u64) -> Cow<'_, Slot> {
@@ -85,7 +94,7 @@ impl BlockMap {
 
     /// The block whose first page is `start`.
     pub fn get(&self, start: u64) -> Option<(PageSize, Pfn)> {
-        let (r, i) = (start / self.g2, start % self.g2);
+        let (r, i) = self.split(start);
         match &*self.slot(r) {
             Slot::Huge(pfn) if i == 0 => Some((PageSize::Size2M, *pfn)),
             Slot::Small(_, pages) if pages[i as usize] != 0 => {
@@ -100,7 +109,7 @@ impl BlockMap {
 
     /// The block holding `page`: its first page, size and first frame.
     pub fn holding(&self, page: u64) -> Option<(u64, PageSize, Pfn)> {
-        let (r, i) = (page / self.g2, page % self.g2);
+        let (r, i) = self.split(page);
         match &*self.slot(r) {
             Slot::Huge(pfn) => Some((r * self.g2, PageSize::Size2M, *pfn)),
             Slot::Small(_, pages) => {
@@ -116,7 +125,7 @@ impl BlockMap {
 
     /// Add a block of `size` at the `size`-aligned `start` (the caller keeps blocks disjoint).
     pub fn insert(&mut self, start: u64, size: PageSize, pfn: Pfn) {
-        let (r, i) = (start / self.g2, start % self.g2);
+        let (r, i) = self.split(start);
         match size {
             PageSize::Size1G => {
                 self.huge.insert(start, pfn);
@@ -141,7 +150,7 @@ impl BlockMap {
     /// Remove the block whose first page is `start`.
     pub fn remove(&mut self, start: u64) -> Option<(PageSize, Pfn)> {
         let block = self.get(start)?;
-        let (r, i) = (start / self.g2, start % self.g2);
+        let (r, i) = self.split(start);
         match block.0 {
             PageSize::Size1G => {
                 self.huge.remove(&start);

@@ -113,10 +113,11 @@ impl Regions {
     }
 
     fn insert(&mut self, idx: u64, region: Region) {
-        if self.slots.get(idx).is_none() {
+        let slot = self.slots.get_mut(idx);
+        if slot.is_none() {
             self.stored += 1;
         }
-        self.slots.set(idx, Some(region));
+        *slot = Some(region);
     }
 
     fn remove(&mut self, idx: u64) {

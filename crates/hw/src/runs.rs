@@ -126,13 +126,18 @@ impl<T: Progression> Chunk<T> {
             .then(|| (first.clone(), step))
     }
 
-    fn compact(&mut self) {
+    /// Store the chunk as a progression if its values form one; returns the values' storage
+    /// when it is freed.
+    fn compact(&mut self) -> Option<Box<[T]>> {
         if let Chunk::Dense { vals, writes } = self {
             *writes = 0;
             if let Some((first, step)) = Self::as_run(vals) {
-                *self = Chunk::Run { first, step };
+                if let Chunk::Dense { vals, .. } = std::mem::replace(self, Chunk::Run { first, step }) {
+                    return Some(vals);
+                }
             }
         }
+        None
     }
 }
 
@@ -143,11 +148,14 @@ pub struct RunVec<T: Progression> {
     chunks: Vec<Chunk<T>>,
     /// The chunk last written while stored as values.
     hot: Option<usize>,
+    /// The storage of the chunk last compressed, reused by the next one stored as values (a
+    /// sweep compresses one chunk as it expands the next).
+    spare: Option<Box<[T]>>,
 }
 
 impl<T: Progression> Default for RunVec<T> {
     fn default() -> Self {
-        RunVec { chunks: Vec::new(), hot: None }
+        RunVec { chunks: Vec::new(), hot: None, spare: None }
     }
 }
 
@@ -179,8 +187,9 @@ impl<T: Progression> RunVec<T> {
         if let Some(h) = self.hot
             && h != c
             && let Some(chunk @ Chunk::Dense { writes: RECHECK_WRITES.., .. }) = self.chunks.get_mut(h)
+            && let Some(vals) = chunk.compact()
         {
-            chunk.compact();
+            self.spare = Some(vals);
         }
         self.hot = Some(c);
         if self.chunks.len() <= c {
@@ -192,9 +201,18 @@ impl<T: Progression> RunVec<T> {
     /// The value at `i`, for writing: its chunk is stored as values until it is compressed again.
     pub fn get_mut(&mut self, i: u64) -> &mut T {
         let (c, j) = split(i);
-        let chunk = self.chunk_mut(c);
+        self.chunk_mut(c);
+        let chunk = &mut self.chunks[c];
         if let Chunk::Run { first, step } = chunk {
-            let vals = (0..CHUNK as u64).map(|k| first.nth(*step, k)).collect();
+            let vals = match self.spare.take() {
+                Some(mut vals) => {
+                    for (k, v) in vals.iter_mut().enumerate() {
+                        *v = first.nth(*step, k as u64);
+                    }
+                    vals
+                }
+                None => (0..CHUNK as u64).map(|k| first.nth(*step, k)).collect(),
+            };
             *chunk = Chunk::Dense { vals, writes: 0 };
         }
         match chunk {
@@ -290,7 +308,10 @@ impl<T: Progression> RunVec<T> {
 
     /// Scan every chunk stored as values and store it as a progression where it is one.
     pub fn compact(&mut self) {
-        self.chunks.iter_mut().for_each(Chunk::compact);
+        self.chunks.iter_mut().for_each(|c| {
+            c.compact();
+        });
+        self.spare = None;
         while matches!(self.chunks.last(), Some(Chunk::Run { first, step }) if *first == T::default() && *step == T::Step::default())
         {
             self.chunks.pop();

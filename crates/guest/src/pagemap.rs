@@ -7,12 +7,13 @@ use snpsim_hw::{Progression, RunVec};
 
 /// One region: a single value for all its pages, or one value per page.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Region<T> {
+enum Region<T: Progression> {
     Uniform(T),
-    Pages(Box<[T]>),
+    /// One value per page, progressions of them stored once per chunk.
+    Pages(Box<RunVec<T>>),
 }
 
-impl<T: Default> Default for Region<T> {
+impl<T: Progression> Default for Region<T> {
     fn default() -> Self {
         Region::Uniform(T::default())
     }
@@ -53,7 +54,7 @@ impl<T: Progression + Copy> PageMap<T> {
             .regions
             .dense_values()
             .map(|r| match r {
-                Region::Pages(p) => size_of_val(&**p),
+                Region::Pages(p) => size_of::<RunVec<T>>() + p.state_bytes(),
                 Region::Uniform(_) => 0,
             })
             .sum();
@@ -76,7 +77,7 @@ impl<T: Progression + Copy> PageMap<T> {
         let (r, i) = self.split(page);
         match &*self.regions.get(r) {
             Region::Uniform(v) => *v,
-            Region::Pages(p) => p[i],
+            Region::Pages(p) => *p.get(i as u64),
         }
     }
 
@@ -95,16 +96,17 @@ impl<T: Progression + Copy> PageMap<T> {
         if matches!(&*self.regions.get(r), Region::Uniform(v) if *v == value) {
             return;
         }
-        let n = self.region_pages as usize;
+        let n = self.region_pages;
         let region = self.regions.get_mut(r);
         match region {
             Region::Uniform(v) if *v == value => {}
             Region::Uniform(v) => {
-                let mut pages = vec![*v; n].into_boxed_slice();
-                pages[i] = value;
+                let mut pages = Box::new(RunVec::new());
+                pages.set_run(0, n, v, T::Step::default());
+                pages.set(i as u64, value);
                 *region = Region::Pages(pages);
             }
-            Region::Pages(p) => p[i] = value,
+            Region::Pages(p) => p.set(i as u64, value),
         }
     }
 
@@ -137,7 +139,7 @@ impl<T: Progression + Copy> PageMap<T> {
             (0..n).filter_map(move |i| {
                 let v = match &*region {
                     Region::Uniform(v) => *v,
-                    Region::Pages(p) => p[i as usize],
+                    Region::Pages(p) => *p.get(i),
                 };
                 (v != T::default()).then_some((base + i, v))
             })

@@ -19,7 +19,7 @@ enum Slot {
     /// A 2M block whose first frame is this one.
     Huge(Pfn),
     /// 4K blocks: 1 + the frame of each page, 0 where there is none; and how many there are.
-    Small(u32, Box<[u64]>),
+    Small(u32, Box<RunVec<u64>>),
 }
 
 /// Empty regions, and 2M blocks whose frames rise by a constant step, form progressions.
@@ -85,7 +85,7 @@ impl BlockMap {
             .regions
             .dense_values()
             .map(|s| match s {
-                Slot::Small(_, pages) => size_of_val(&**pages),
+                Slot::Small(_, pages) => size_of::<RunVec<u64>>() + pages.state_bytes(),
                 _ => 0,
             })
             .sum();
@@ -97,9 +97,7 @@ impl BlockMap {
         let (r, i) = self.split(start);
         match &*self.slot(r) {
             Slot::Huge(pfn) if i == 0 => Some((PageSize::Size2M, *pfn)),
-            Slot::Small(_, pages) if pages[i as usize] != 0 => {
-                Some((PageSize::Size4K, Pfn(pages[i as usize] - 1)))
-            }
+            Slot::Small(_, pages) if *pages.get(i) != 0 => Some((PageSize::Size4K, Pfn(*pages.get(i) - 1))),
             Slot::Empty if !self.huge.is_empty() && start.is_multiple_of(self.g1) => {
                 self.huge.get(&start).map(|&pfn| (PageSize::Size1G, pfn))
             }
@@ -113,7 +111,8 @@ impl BlockMap {
         match &*self.slot(r) {
             Slot::Huge(pfn) => Some((r * self.g2, PageSize::Size2M, *pfn)),
             Slot::Small(_, pages) => {
-                (pages[i as usize] != 0).then(|| (page, PageSize::Size4K, Pfn(pages[i as usize] - 1)))
+                let p = *pages.get(i);
+                (p != 0).then(|| (page, PageSize::Size4K, Pfn(p - 1)))
             }
             Slot::Empty if !self.huge.is_empty() => {
                 let start = page / self.g1 * self.g1;
@@ -132,16 +131,15 @@ impl BlockMap {
             }
             PageSize::Size2M => self.regions.set(r, Slot::Huge(pfn)),
             PageSize::Size4K => {
-                let g2 = self.g2 as usize;
                 let slot = self.slot_mut(r);
                 if !matches!(slot, Slot::Small(..)) {
-                    *slot = Slot::Small(0, vec![0; g2].into_boxed_slice());
+                    *slot = Slot::Small(0, Box::default());
                 }
                 if let Slot::Small(n, pages) = slot {
-                    if pages[i as usize] == 0 {
+                    if *pages.get(i) == 0 {
                         *n += 1;
                     }
-                    pages[i as usize] = pfn.raw() + 1;
+                    pages.set(i, pfn.raw() + 1);
                 }
             }
         }
@@ -159,7 +157,7 @@ impl BlockMap {
             PageSize::Size4K => {
                 let slot = self.slot_mut(r);
                 if let Slot::Small(n, pages) = slot {
-                    pages[i as usize] = 0;
+                    pages.set(i, 0);
                     *n -= 1;
                     if *n == 0 {
                         *slot = Slot::Empty;
@@ -189,8 +187,8 @@ impl BlockMap {
                 }
                 Slot::Small(_, pages) => {
                     let base = at * g2;
-                    for i in start.max(base) - base..end.min(base + g2) - base {
-                        if pages[i as usize] != 0 && !f(base + i) {
+                    for (i, _) in pages.iter_set(start.max(base) - base, end.min(base + g2) - base) {
+                        if !f(base + i) {
                             return;
                         }
                     }

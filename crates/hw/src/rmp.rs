@@ -46,10 +46,11 @@ enum Region {
     /// count `G-1` per H4). The other `G-1` entries are derived from it on read (H3). H5: only
     /// assigned 2M entries exist.
     Huge(RmpEntryRaw),
-    /// A 4K region holding at least one assigned entry: all `G` raw entries; the aligned one
-    /// carries the region's sub-page count (H4). Entries beyond `pages` (a partial last region)
-    /// stay zero.
-    Small(Box<[RmpEntryRaw]>),
+    /// A 4K region holding at least one assigned entry: its `G` raw entries, progressions of
+    /// them (a smashed region's entries, GPA rising page by page) stored once per chunk; the
+    /// aligned one carries the region's sub-page count (H4). Entries beyond `pages` (a partial last
+    /// region) stay zero.
+    Small(Box<RunVec<RmpEntryRaw>>),
 }
 
 /// H3 in storage: consecutive 2M regions whose aligned entries differ only by a GPA rising by a
@@ -70,12 +71,27 @@ impl Progression for Option<Region> {
 
     fn nth(&self, step: u64, k: u64) -> Self {
         match self {
-            Some(Region::Huge(a)) if step != 0 => {
-                let gpa = a.lo.gpa_frame().wrapping_add(step.wrapping_mul(k)) & GPA_FRAME_MASK;
-                Some(Region::Huge(RmpEntryRaw { lo: a.lo.with_gpa_frame(gpa), hi: a.hi }))
-            }
+            Some(Region::Huge(a)) => Some(Region::Huge(a.nth(step, k))),
             _ => self.clone(),
         }
+    }
+}
+
+/// Entries that differ only by a GPA rising by a constant step form a progression (a smashed 2M
+/// region's entries, H3).
+impl Progression for RmpEntryRaw {
+    type Step = u64;
+    fn step_to(&self, next: &Self) -> Option<u64> {
+        (self.hi == next.hi && self.lo.with_gpa_frame(0) == next.lo.with_gpa_frame(0))
+            .then(|| next.lo.gpa_frame().wrapping_sub(self.lo.gpa_frame()) & GPA_FRAME_MASK)
+    }
+
+    fn nth(&self, step: u64, k: u64) -> Self {
+        if step == 0 {
+            return *self;
+        }
+        let gpa = self.lo.gpa_frame().wrapping_add(step.wrapping_mul(k)) & GPA_FRAME_MASK;
+        RmpEntryRaw { lo: self.lo.with_gpa_frame(gpa), hi: self.hi }
     }
 }
 
@@ -145,7 +161,7 @@ impl Regions {
             .slots
             .dense_values()
             .map(|r| match r {
-                Some(Region::Small(e)) => size_of_val(&**e),
+                Some(Region::Small(e)) => size_of::<RunVec<RmpEntryRaw>>() + e.state_bytes(),
                 _ => 0,
             })
             .sum();
@@ -259,7 +275,7 @@ impl Rmp {
         match &*self.regions.get(idx) {
             None => ZERO,
             Some(Region::Huge(aligned)) => derive_huge(*aligned, i),
-            Some(Region::Small(entries)) => entries[i],
+            Some(Region::Small(entries)) => *entries.get(i as u64),
         }
     }
 
@@ -271,7 +287,7 @@ impl Rmp {
         match &*self.regions.get(idx) {
             None => (ZERO, RmpPageSize::Size4K),
             Some(Region::Huge(aligned)) => (derive_huge(*aligned, i), RmpPageSize::Size2M),
-            Some(Region::Small(entries)) => (entries[i], RmpPageSize::Size4K),
+            Some(Region::Small(entries)) => (*entries.get(i as u64), RmpPageSize::Size4K),
         }
     }
 
@@ -282,7 +298,10 @@ impl Rmp {
         match &*self.regions.get(idx) {
             None => false,
             Some(Region::Huge(_)) => true,
-            Some(Region::Small(entries)) => entries[0].lo.assigned() || entries[0].lo.subpage_count() > 0,
+            Some(Region::Small(entries)) => {
+                let aligned = entries.get(0).lo;
+                aligned.assigned() || aligned.subpage_count() > 0
+            }
         }
     }
 
@@ -326,7 +345,10 @@ impl Rmp {
         let (idx, i) = self.split(pfn);
         match self.regions.get_mut(idx) {
             Some(Region::Huge(aligned)) => *aligned = f(*aligned),
-            Some(Region::Small(entries)) => entries[i] = f(entries[i]),
+            Some(Region::Small(entries)) => {
+                let e = *entries.get(i as u64);
+                entries.set(i as u64, f(e));
+            }
             None => unreachable!("modify_governing on an unassigned page"),
         }
     }
@@ -335,27 +357,30 @@ impl Rmp {
     /// sub-page count), H7 (ASID counters) and the storage invariant (a region that returns to
     /// all-zero is dropped). `new`'s sub-page count is ignored.
     fn write_4k(&mut self, pfn: Pfn, new: RmpEntryRaw) {
-        let g = self.g() as usize;
+        let g = self.g();
         let (idx, i) = self.split(pfn);
-        let region = self.regions.get_or_insert_with(idx, || Region::Small(vec![ZERO; g].into_boxed_slice()));
+        let region = self.regions.get_or_insert_with(idx, || Region::Small(Box::default()));
         let Region::Small(entries) = region else {
             unreachable!("RMPUPDATE step 6 rejects a 4K update in a 2M region")
         };
-        let old = entries[i];
+        let i = i as u64;
+        let old = *entries.get(i);
         // H4: the sub-page count lives in the aligned entry's bits 3–11 whatever its own state.
         let mut new = new;
         new.lo = new.lo.with_subpage_count(old.lo.subpage_count());
-        entries[i] = new;
+        entries.set(i, new);
         if i != 0 && old.lo.assigned() != new.lo.assigned() {
             // H4 (firmware `set_rmp_sub_page_count`): count assigned non-aligned entries.
-            let c = entries[0].lo.subpage_count();
+            let mut aligned = *entries.get(0);
+            let c = aligned.lo.subpage_count();
             let c = if new.lo.assigned() { c + 1 } else { c - 1 };
-            entries[0].lo = entries[0].lo.with_subpage_count(c);
+            aligned.lo = aligned.lo.with_subpage_count(c);
+            entries.set(0, aligned);
         }
         // An unassigned entry is all zero (RMPUPDATE step 7), so a zero aligned entry (unassigned,
         // sub-page count 0) means the whole region is zero: drop it.
-        let region_zero = entries[0] == ZERO;
-        debug_assert!(!region_zero || entries.iter().all(|e| *e == ZERO));
+        let region_zero = *entries.get(0) == ZERO;
+        debug_assert!(!region_zero || entries.iter_set(0, g).next().is_none());
         if region_zero {
             self.regions.remove(idx);
         }
@@ -448,8 +473,9 @@ impl RmpModel for Rmp {
         let immutable = match (current, huge) {
             (None, _) => false,
             (Some(Region::Huge(aligned)), _) => aligned.lo.immutable(),
-            (Some(Region::Small(entries)), false) => entries[i].lo.immutable(),
-            (Some(Region::Small(entries)), true) => entries.iter().any(|e| e.lo.immutable()),
+            (Some(Region::Small(entries)), false) => entries.get(i as u64).lo.immutable(),
+            // The immutable bit is the same along a stored progression: one test per run.
+            (Some(Region::Small(entries)), true) => entries.runs(0, g).any(|(_, _, e, _)| e.lo.immutable()),
         };
         if immutable {
             return ReturnCode::FailPermission;
@@ -514,13 +540,17 @@ impl RmpModel for Rmp {
         // PSMASH step 5 (Linux `snp_rmptable_psmash` "preserving the Validated bit"): the H3
         // entries become the region's own; only the aligned page-size bit clears. The sub-page
         // count stays G-1 (H4) and the ASID counter is unchanged (H7).
-        let mut entries: Box<[RmpEntryRaw]> = (0..g as usize).map(|i| derive_huge(aligned, i)).collect();
-        entries[0].lo = entries[0].lo.with_page_size(false);
+        let mut aligned_4k = aligned;
+        aligned_4k.lo = aligned_4k.lo.with_page_size(false);
+        let mut others = derive_huge(aligned, 1);
         if self.mutant == Some(crate::Mutant::PsmashClearsValidated) {
-            for e in &mut entries {
-                e.lo = e.lo.with_validated(false);
-            }
+            aligned_4k.lo = aligned_4k.lo.with_validated(false);
+            others.lo = others.lo.with_validated(false);
         }
+        // Entry i ≥ 1 is `derive_huge(aligned, i)`: GPA rising one frame per page.
+        let mut entries = Box::new(RunVec::new());
+        entries.set_run(1, g, &others, 1);
+        entries.set(0, aligned_4k);
         self.regions.insert(idx, Region::Small(entries));
         ReturnCode::Success
     }

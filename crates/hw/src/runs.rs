@@ -10,9 +10,9 @@
 //! headers per table instead of 500,000 slots.
 //!
 //! A chunk that a write leaves as a progression is not recompressed at once (that costs a scan of
-//! the chunk): when writes move on to another chunk, the chunk last written is scanned if it took
-//! at least [`RECHECK_WRITES`] writes since its last scan, so scanning costs at most
-//! `CHUNK / RECHECK_WRITES` comparisons per write. The stored form is therefore not canonical;
+//! the chunk): when writes move on to another chunk, or [`RunVec::set`] writes a chunk's last
+//! index, the chunk is scanned if it took at least [`RECHECK_WRITES`] writes since its last scan,
+//! so scanning costs at most `CHUNK / RECHECK_WRITES` comparisons per write. The stored form is therefore not canonical;
 //! equality and `Debug` compare and print the values, never the form.
 
 use std::borrow::Cow;
@@ -91,39 +91,46 @@ impl<A: Progression, B: Progression> Progression for (A, B) {
     }
 }
 
-/// One chunk: a progression, or its values.
+/// One chunk: a progression after a first value that may differ (a 2M region's aligned RMP entry
+/// carries the sub-page count its other entries do not), or its values.
 #[derive(Clone)]
 enum Chunk<T: Progression> {
-    Run { first: T, step: T::Step },
+    /// Value 0 is `head`; value `k ≥ 1` is `first` advanced `k - 1` steps.
+    Run { head: T, first: T, step: T::Step },
     Dense { vals: Box<[T]>, writes: u32 },
 }
 
 impl<T: Progression> Default for Chunk<T> {
     fn default() -> Self {
-        Chunk::Run { first: T::default(), step: T::Step::default() }
+        Chunk::Run { head: T::default(), first: T::default(), step: T::Step::default() }
     }
 }
 
 impl<T: Progression> Chunk<T> {
+    /// A chunk holding the progression `first, first+step, …` from its index 0.
+    fn progression(first: &T, step: T::Step) -> Self {
+        Chunk::Run { head: first.clone(), first: first.nth(step, 1), step }
+    }
+
     fn get(&self, j: usize) -> Cow<'_, T> {
         match self {
-            Chunk::Run { first, step } => Cow::Owned(first.nth(*step, j as u64)),
+            Chunk::Run { head, .. } if j == 0 => Cow::Borrowed(head),
+            Chunk::Run { first, step, .. } => Cow::Owned(first.nth(*step, j as u64 - 1)),
             Chunk::Dense { vals, .. } => Cow::Borrowed(&vals[j]),
         }
     }
 
-    /// The chunk's progression, if its values form one.
-    fn as_run(vals: &[T]) -> Option<(T, T::Step)> {
-        let step = match vals {
-            [a, b, ..] => a.step_to(b)?,
-            _ => T::Step::default(),
-        };
-        let first = &vals[0];
-        vals.iter()
-            .enumerate()
-            .skip(1)
-            .all(|(k, v)| *v == first.nth(step, k as u64))
-            .then(|| (first.clone(), step))
+    fn is_default(&self) -> bool {
+        matches!(self, Chunk::Run { head, first, step }
+            if *head == T::default() && *first == T::default() && *step == T::Step::default())
+    }
+
+    /// The chunk as a progression after its first value, if its values form one.
+    fn as_run(vals: &[T]) -> Option<Self> {
+        let (head, first) = (&vals[0], &vals[1]);
+        let step = first.step_to(&vals[2])?;
+        let run = vals[2..].iter().enumerate().all(|(k, v)| *v == first.nth(step, k as u64 + 1));
+        run.then(|| Chunk::Run { head: head.clone(), first: first.clone(), step })
     }
 
     /// Store the chunk as a progression if its values form one; returns the values' storage
@@ -131,10 +138,10 @@ impl<T: Progression> Chunk<T> {
     fn compact(&mut self) -> Option<Box<[T]>> {
         if let Chunk::Dense { vals, writes } = self {
             *writes = 0;
-            if let Some((first, step)) = Self::as_run(vals) {
-                if let Chunk::Dense { vals, .. } = std::mem::replace(self, Chunk::Run { first, step }) {
-                    return Some(vals);
-                }
+            if let Some(run) = Self::as_run(vals)
+                && let Chunk::Dense { vals, .. } = std::mem::replace(self, run)
+            {
+                return Some(vals);
             }
         }
         None
@@ -203,17 +210,18 @@ impl<T: Progression> RunVec<T> {
         let (c, j) = split(i);
         self.chunk_mut(c);
         let chunk = &mut self.chunks[c];
-        if let Chunk::Run { first, step } = chunk {
+        if let Chunk::Run { .. } = chunk {
             let vals = match self.spare.take() {
                 Some(mut vals) => {
                     for (k, v) in vals.iter_mut().enumerate() {
-                        *v = first.nth(*step, k as u64);
+                        *v = chunk.get(k).into_owned();
                     }
                     vals
                 }
-                None => (0..CHUNK as u64).map(|k| first.nth(*step, k)).collect(),
+                None => (0..CHUNK).map(|k| chunk.get(k).into_owned()).collect(),
             };
-            *chunk = Chunk::Dense { vals, writes: 0 };
+            // Expanding cost a pass over the chunk already: scanning it when it is left costs no more.
+            *chunk = Chunk::Dense { vals, writes: RECHECK_WRITES };
         }
         match chunk {
             Chunk::Dense { vals, writes } => {
@@ -224,10 +232,26 @@ impl<T: Progression> RunVec<T> {
         }
     }
 
-    /// Set the value at `i` (a no-op, and no decompression, if it already holds `value`).
+    /// Set the value at `i` (a no-op, and no decompression, if it already holds `value`; the
+    /// first value of a chunk stored as a progression is replaced in place).
     pub fn set(&mut self, i: u64, value: T) {
-        if *self.get(i) != value {
-            *self.get_mut(i) = value;
+        if *self.get(i) == value {
+            return;
+        }
+        let (c, j) = split(i);
+        if j == 0
+            && let Some(Chunk::Run { head, .. }) = self.chunks.get_mut(c)
+        {
+            *head = value;
+            return;
+        }
+        *self.get_mut(i) = value;
+        // A rising sweep ends a chunk here and may never come back to it: scan it now.
+        if j == CHUNK - 1
+            && let Chunk::Dense { writes: RECHECK_WRITES.., .. } = self.chunks[c]
+            && let Some(vals) = self.chunks[c].compact()
+        {
+            self.spare = Some(vals);
         }
     }
 
@@ -240,7 +264,7 @@ impl<T: Progression> RunVec<T> {
             let chunk_end = i - j as u64 + CHUNK as u64;
             let value = first.nth(step, i - start);
             if j == 0 && chunk_end <= end {
-                *self.chunk_mut(c) = Chunk::Run { first: value, step };
+                *self.chunk_mut(c) = Chunk::progression(&value, step);
                 i = chunk_end;
             } else {
                 self.set(i, value);
@@ -261,14 +285,15 @@ impl<T: Progression> RunVec<T> {
             let (c, j) = split(i);
             let chunk_end = (i - j as u64 + CHUNK as u64).min(end);
             let at = i;
-            match &self.chunks[c] {
-                Chunk::Run { first, step } => {
+            let chunk = &self.chunks[c];
+            match chunk {
+                Chunk::Run { step, .. } if j > 0 => {
                     i = chunk_end;
-                    Some((at, chunk_end - at, Cow::Owned(first.nth(*step, j as u64)), *step))
+                    Some((at, chunk_end - at, chunk.get(j), *step))
                 }
-                Chunk::Dense { vals, .. } => {
+                _ => {
                     i += 1;
-                    Some((at, 1, Cow::Borrowed(&vals[j]), T::Step::default()))
+                    Some((at, 1, chunk.get(j), T::Step::default()))
                 }
             }
         })
@@ -312,8 +337,7 @@ impl<T: Progression> RunVec<T> {
             c.compact();
         });
         self.spare = None;
-        while matches!(self.chunks.last(), Some(Chunk::Run { first, step }) if *first == T::default() && *step == T::Step::default())
-        {
+        while self.chunks.last().is_some_and(Chunk::is_default) {
             self.chunks.pop();
         }
         self.hot = None;
@@ -328,7 +352,9 @@ impl<T: Progression> PartialEq for RunVec<T> {
             let a = self.chunks.get(c).unwrap_or(&default);
             let b = other.chunks.get(c).unwrap_or(&default);
             match (a, b) {
-                (Chunk::Run { first: f, step: s }, Chunk::Run { first: g, step: t }) if s == t => f == g,
+                (Chunk::Run { head: h, first: f, step: s }, Chunk::Run { head: i, first: g, step: t }) if s == t => {
+                    h == i && f == g
+                }
                 _ => (0..CHUNK).all(|j| a.get(j) == b.get(j)),
             }
         })
@@ -413,7 +439,9 @@ mod tests {
         }
         assert!(v.dense_chunks() <= 1, "{} chunks stored as values", v.dense_chunks());
         assert_eq!(*v.get(77_777), (0x8000 + 512 * 77_777, 3 + 77_777));
-        assert!(v.state_bytes() < 100_000 / CHUNK * 64 + CHUNK * 16);
+        // A header per chunk (at most 64 bytes, the vector at most doubled), not 16 bytes per index.
+        assert!(v.state_bytes() < 2 * (100_000 / CHUNK + 1) * 64 + CHUNK * 16, "{}", v.state_bytes());
+        assert!(v.state_bytes() < 100_000 * 16 / 8);
         v.set(500, (1, 1));
         assert_eq!(v.dense_chunks(), 2);
         assert_eq!(*v.get(501), (0x8000 + 512 * 501, 3 + 501));

@@ -10,7 +10,7 @@ use snpsim_hw::{Progression, RunVec};
 enum Region<T: Progression> {
     Uniform(T),
     /// One value per page, progressions of them stored once per chunk.
-    Pages(Box<RunVec<T>>),
+    Pages(RunVec<T>),
 }
 
 impl<T: Progression> Default for Region<T> {
@@ -54,7 +54,7 @@ impl<T: Progression + Copy> PageMap<T> {
             .regions
             .dense_values()
             .map(|r| match r {
-                Region::Pages(p) => size_of::<RunVec<T>>() + p.state_bytes(),
+                Region::Pages(p) => p.state_bytes(),
                 Region::Uniform(_) => 0,
             })
             .sum();
@@ -101,7 +101,7 @@ impl<T: Progression + Copy> PageMap<T> {
         match region {
             Region::Uniform(v) if *v == value => {}
             Region::Uniform(v) => {
-                let mut pages = Box::new(RunVec::new());
+                let mut pages = RunVec::new();
                 pages.set_run(0, n, v, T::Step::default());
                 pages.set(i as u64, value);
                 *region = Region::Pages(pages);

@@ -24,6 +24,10 @@ pub const CHUNK: usize = 64;
 /// Writes to a chunk after which leaving it triggers a compression scan.
 pub const RECHECK_WRITES: u32 = 16;
 
+/// Chunks a vector must have to keep a compressed chunk's storage for reuse (more than the 512
+/// pages of an x86 2M region).
+const SPARE_MIN_CHUNKS: usize = 8;
+
 /// A value that can be stored as part of an arithmetic progression.
 ///
 /// Laws (checked by the tests of each implementation): `v.nth(Step::default(), k) == v`;
@@ -196,13 +200,21 @@ impl<T: Progression> RunVec<T> {
             && let Some(chunk @ Chunk::Dense { writes: RECHECK_WRITES.., .. }) = self.chunks.get_mut(h)
             && let Some(vals) = chunk.compact()
         {
-            self.spare = Some(vals);
+            self.keep_spare(vals);
         }
         self.hot = Some(c);
         if self.chunks.len() <= c {
             self.chunks.resize_with(c + 1, Chunk::default);
         }
         &mut self.chunks[c]
+    }
+
+    /// Keep the storage of a compressed chunk for the next expansion, in a vector longer than a
+    /// region's pages (in a region's own vector a kept chunk would cost its storage per region).
+    fn keep_spare(&mut self, vals: Box<[T]>) {
+        if self.chunks.len() > SPARE_MIN_CHUNKS {
+            self.spare = Some(vals);
+        }
     }
 
     /// The value at `i`, for writing: its chunk is stored as values until it is compressed again.
@@ -251,7 +263,7 @@ impl<T: Progression> RunVec<T> {
             && let Chunk::Dense { writes: RECHECK_WRITES.., .. } = self.chunks[c]
             && let Some(vals) = self.chunks[c].compact()
         {
-            self.spare = Some(vals);
+            self.keep_spare(vals);
         }
     }
 

@@ -39,6 +39,13 @@ impl FrameRanges {
             Some(set) => {
                 set.insert((start, end));
             }
+            // A range right after the last one extends it (a 4K-mapped region is one range, not
+            // 512): the union is the same, and so is every later overlap answer.
+            None if self.rising.last().is_some_and(|&(_, last_end)| last_end == start) => {
+                if let Some(last) = self.rising.last_mut() {
+                    last.1 = end;
+                }
+            }
             None if self.rising.last().is_none_or(|&last| last < (start, end)) => {
                 self.rising.push((start, end));
             }

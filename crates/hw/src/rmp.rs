@@ -121,10 +121,8 @@ impl Regions {
         self.slots.get(idx)
     }
 
+    /// The stored region `idx`, for writing (callers know it is stored).
     fn get_mut(&mut self, idx: u64) -> Option<&mut Region> {
-        if self.slots.get(idx).is_none() {
-            return None;
-        }
         self.slots.get_mut(idx).as_mut()
     }
 
@@ -490,14 +488,16 @@ impl RmpModel for Rmp {
         if overlap {
             return ReturnCode::FailOverlap;
         }
+        let old_huge = match current {
+            Some(Region::Huge(aligned)) => Some(*aligned),
+            _ => None,
+        };
+        drop(current_slot);
         // Step 7: the effect.
         if huge {
-            let old = match &*self.regions.get(idx) {
-                Some(Region::Huge(aligned)) => Some(*aligned),
-                // Step 6 rejected a 4K region with assigned entries; stored Small regions have one.
-                Some(Region::Small(_)) => unreachable!("stored 4K regions hold an assigned entry"),
-                None => None,
-            };
+            // Step 6 rejected a 4K region with assigned entries, and stored 4K regions have one:
+            // the region is 2M or empty.
+            let old = old_huge;
             if let Some(old) = old {
                 self.count_sub(old.lo.asid(), g);
             }

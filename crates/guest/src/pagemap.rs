@@ -3,7 +3,7 @@
 //! regions whose values rise by a constant step (stamps of a 2M sweep) cost one entry per chunk of
 //! regions ([`RunVec`]).
 
-use snpsim_hw::{Progression, RunVec};
+use snpsim_hw::{Progression, RegionVec, RunVec};
 
 /// One region: a single value for all its pages, or one value per page.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl<T: Progression> Progression for Region<T> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageMap<T: Progression> {
     region_pages: u64,
-    regions: RunVec<Region<T>>,
+    regions: RegionVec<Region<T>>,
 }
 
 impl<T: Progression + Copy> PageMap<T> {
@@ -65,7 +65,7 @@ impl<T: Progression + Copy> PageMap<T> {
     /// two).
     pub fn new(region_pages: u64) -> Self {
         assert!(region_pages.is_power_of_two());
-        PageMap { region_pages, regions: RunVec::new() }
+        PageMap { region_pages, regions: RegionVec::new() }
     }
 
     fn split(&self, page: u64) -> (u64, usize) {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use snpsim_defs::{PageSize, Pfn};
-use snpsim_hw::{Geometry, Progression, RunVec};
+use snpsim_hw::{Geometry, Progression, RegionVec, RunVec};
 
 /// One 2M region.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,10 +33,12 @@ impl Progression for Slot {
         }
     }
 
+    #[inline]
     fn nth(&self, step: u64, k: u64) -> Self {
         match self {
             Slot::Huge(p) => Slot::Huge(Pfn(p.raw().wrapping_add(step.wrapping_mul(k)))),
-            _ => self.clone(),
+            Slot::Empty => Slot::Empty,
+            Slot::Small(..) => self.clone(),
         }
     }
 }
@@ -50,7 +52,7 @@ pub struct BlockMap {
     /// sizes are powers of two).
     g2_shift: u32,
     g1: u64,
-    regions: RunVec<Slot>,
+    regions: RegionVec<Slot>,
     huge: BTreeMap<u64, Pfn>,
 }
 
@@ -61,7 +63,7 @@ impl BlockMap {
             g2: geometry.pages(PageSize::Size2M),
             g2_shift: geometry.pages(PageSize::Size2M).trailing_zeros(),
             g1: geometry.pages(PageSize::Size1G),
-            regions: RunVec::new(),
+            regions: RegionVec::new(),
             huge: BTreeMap::new(),
         }
     }

@@ -17,7 +17,7 @@ pub use model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
 pub use mutant::Mutant;
-pub use runs::{Progression, RunVec};
+pub use runs::{Progression, RegionVec, RunVec};
 
 /// The estimated memory of one entry of a `BTreeMap` or `BTreeSet` with small keys and values
 /// (the entry plus its share of a node), for the models' `state_bytes` accounting.

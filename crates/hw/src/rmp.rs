@@ -24,7 +24,7 @@ use snpsim_defs::{
 use crate::model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
-use crate::runs::{Progression, RunVec};
+use crate::runs::{Progression, RegionVec, RunVec};
 
 /// Largest ASID a guest page may be assigned to (RMPUPDATE step 3: 0 is a firmware page, 0x3FF
 /// the firmware's lock value, AMD SEV firmware `rmp_entry_write`).
@@ -69,10 +69,12 @@ impl Progression for Option<Region> {
         }
     }
 
+    #[inline]
     fn nth(&self, step: u64, k: u64) -> Self {
         match self {
             Some(Region::Huge(a)) => Some(Region::Huge(a.nth(step, k))),
-            _ => self.clone(),
+            None => None,
+            Some(Region::Small(_)) => self.clone(),
         }
     }
 }
@@ -102,7 +104,7 @@ const GPA_FRAME_MASK: u64 = (1 << 39) - 1;
 /// Its `Debug` form lists the stored regions only, whatever their storage.
 #[derive(Clone, PartialEq, Eq)]
 struct Regions {
-    slots: RunVec<Option<Region>>,
+    slots: RegionVec<Option<Region>>,
     stored: usize,
 }
 
@@ -114,7 +116,7 @@ impl core::fmt::Debug for Regions {
 
 impl Regions {
     fn new() -> Self {
-        Regions { slots: RunVec::new(), stored: 0 }
+        Regions { slots: RegionVec::new(), stored: 0 }
     }
 
     fn get(&self, idx: u64) -> Cow<'_, Option<Region>> {

@@ -3,7 +3,8 @@
 //!
 //! Memory a guest converts or accepts region by region leaves long stretches whose entries differ
 //! only by an address that rises with the index (a 2M RMP entry's GPA, a 2M folio's frame, an
-//! RMPUPDATE stamp). [`RunVec`] keeps the vector in chunks of [`CHUNK`] indices; a chunk whose
+//! RMPUPDATE stamp). [`RunVec`] keeps the vector in chunks of `C` indices ([`CHUNK`] for a
+//! region's pages, [`REGION_CHUNK`] for the regions of a guest or host); a chunk whose
 //! values are `first, first+step, first+2·step, …` is stored as `(first, step)`, any other as its
 //! values. Lookups stay an index (chunk, then element) so the model's cost per operation does not
 //! change with the size of the guest; a 1 TiB guest accepted at 2M costs about 1,000 chunk
@@ -11,8 +12,8 @@
 //!
 //! A chunk that a write leaves as a progression is not recompressed at once (that costs a scan of
 //! the chunk): when writes move on to another chunk, or [`RunVec::set`] writes a chunk's last
-//! index, the chunk is scanned if it took at least [`RECHECK_WRITES`] writes since its last scan,
-//! so scanning costs at most `CHUNK / RECHECK_WRITES` comparisons per write. The stored form is therefore not canonical;
+//! index, the chunk is scanned if it took at least `C / 4` writes since its last scan, so
+//! scanning costs at most 4 comparisons per write. The stored form is therefore not canonical;
 //! equality and `Debug` compare and print the values, never the form.
 
 use std::borrow::Cow;
@@ -21,12 +22,16 @@ use std::fmt;
 /// Indices per chunk.
 pub const CHUNK: usize = 64;
 
-/// Writes to a chunk after which leaving it triggers a compression scan.
-pub const RECHECK_WRITES: u32 = 16;
+/// Indices per chunk of a vector over regions ([`RegionVec`]): a 1 TiB guest is 1,024 chunk
+/// headers, and expanding one chunk for writing costs 512 values.
+pub const REGION_CHUNK: usize = 512;
 
-/// Chunks a vector must have to keep a compressed chunk's storage for reuse (more than the 512
+/// A [`RunVec`] over the 2M regions of a guest or host.
+pub type RegionVec<T> = RunVec<T, REGION_CHUNK>;
+
+/// Indices a vector must span to keep a compressed chunk's storage for reuse (more than the 512
 /// pages of an x86 2M region).
-const SPARE_MIN_CHUNKS: usize = 8;
+const SPARE_MIN_INDICES: usize = 512;
 
 /// A value that can be stored as part of an arithmetic progression.
 ///
@@ -100,8 +105,15 @@ impl<A: Progression, B: Progression> Progression for (A, B) {
 #[derive(Clone)]
 enum Chunk<T: Progression> {
     /// Value 0 is `head`; value `k ≥ 1` is `first` advanced `k - 1` steps.
-    Run { head: T, first: T, step: T::Step },
-    Dense { vals: Box<[T]>, writes: u32 },
+    Run {
+        head: T,
+        first: T,
+        step: T::Step,
+    },
+    Dense {
+        vals: Box<[T]>,
+        writes: u32,
+    },
 }
 
 impl<T: Progression> Default for Chunk<T> {
@@ -155,7 +167,7 @@ impl<T: Progression> Chunk<T> {
 /// A vector of `T` over every `u64` index, `T::default()` where never written, with progressions
 /// stored once per chunk.
 #[derive(Clone)]
-pub struct RunVec<T: Progression> {
+pub struct RunVec<T: Progression, const C: usize = CHUNK> {
     chunks: Vec<Chunk<T>>,
     /// The chunk last written while stored as values.
     hot: Option<usize>,
@@ -164,17 +176,21 @@ pub struct RunVec<T: Progression> {
     spare: Option<Box<[T]>>,
 }
 
-impl<T: Progression> Default for RunVec<T> {
+impl<T: Progression, const C: usize> Default for RunVec<T, C> {
     fn default() -> Self {
         RunVec { chunks: Vec::new(), hot: None, spare: None }
     }
 }
 
-fn split(i: u64) -> (usize, usize) {
-    (usize::try_from(i / CHUNK as u64).unwrap_or(usize::MAX), (i % CHUNK as u64) as usize)
-}
+impl<T: Progression, const C: usize> RunVec<T, C> {
+    /// Writes to a chunk stored as values after which leaving it triggers a compression scan.
+    const RECHECK: u32 = (C / 4) as u32;
 
-impl<T: Progression> RunVec<T> {
+    /// The chunk of `i` and `i`'s index in it.
+    fn split(i: u64) -> (usize, usize) {
+        (usize::try_from(i / C as u64).unwrap_or(usize::MAX), (i % C as u64) as usize)
+    }
+
     /// All default.
     pub fn new() -> Self {
         Self::default()
@@ -182,7 +198,7 @@ impl<T: Progression> RunVec<T> {
 
     /// The value at `i`.
     pub fn get(&self, i: u64) -> Cow<'_, T> {
-        let (c, j) = split(i);
+        let (c, j) = Self::split(i);
         match self.chunks.get(c) {
             Some(chunk) => chunk.get(j),
             None => Cow::Owned(T::default()),
@@ -191,13 +207,14 @@ impl<T: Progression> RunVec<T> {
 
     /// One past the highest index written (values beyond it are all default).
     pub fn extent(&self) -> u64 {
-        (self.chunks.len() * CHUNK) as u64
+        (self.chunks.len() * C) as u64
     }
 
     fn chunk_mut(&mut self, c: usize) -> &mut Chunk<T> {
         if let Some(h) = self.hot
             && h != c
-            && let Some(chunk @ Chunk::Dense { writes: RECHECK_WRITES.., .. }) = self.chunks.get_mut(h)
+            && let Some(chunk) = self.chunks.get_mut(h)
+            && matches!(chunk, Chunk::Dense { writes, .. } if *writes >= Self::RECHECK)
             && let Some(vals) = chunk.compact()
         {
             self.keep_spare(vals);
@@ -212,14 +229,14 @@ impl<T: Progression> RunVec<T> {
     /// Keep the storage of a compressed chunk for the next expansion, in a vector longer than a
     /// region's pages (in a region's own vector a kept chunk would cost its storage per region).
     fn keep_spare(&mut self, vals: Box<[T]>) {
-        if self.chunks.len() > SPARE_MIN_CHUNKS {
+        if self.chunks.len() * C > SPARE_MIN_INDICES {
             self.spare = Some(vals);
         }
     }
 
     /// The value at `i`, for writing: its chunk is stored as values until it is compressed again.
     pub fn get_mut(&mut self, i: u64) -> &mut T {
-        let (c, j) = split(i);
+        let (c, j) = Self::split(i);
         self.chunk_mut(c);
         let chunk = &mut self.chunks[c];
         if let Chunk::Run { .. } = chunk {
@@ -230,10 +247,10 @@ impl<T: Progression> RunVec<T> {
                     }
                     vals
                 }
-                None => (0..CHUNK).map(|k| chunk.get(k).into_owned()).collect(),
+                None => (0..C).map(|k| chunk.get(k).into_owned()).collect(),
             };
             // Expanding cost a pass over the chunk already: scanning it when it is left costs no more.
-            *chunk = Chunk::Dense { vals, writes: RECHECK_WRITES };
+            *chunk = Chunk::Dense { vals, writes: Self::RECHECK };
         }
         match chunk {
             Chunk::Dense { vals, writes } => {
@@ -250,7 +267,7 @@ impl<T: Progression> RunVec<T> {
         if *self.get(i) == value {
             return;
         }
-        let (c, j) = split(i);
+        let (c, j) = Self::split(i);
         if j == 0
             && let Some(Chunk::Run { head, .. }) = self.chunks.get_mut(c)
         {
@@ -259,8 +276,9 @@ impl<T: Progression> RunVec<T> {
         }
         *self.get_mut(i) = value;
         // A rising sweep ends a chunk here and may never come back to it: scan it now.
-        if j == CHUNK - 1
-            && let Chunk::Dense { writes: RECHECK_WRITES.., .. } = self.chunks[c]
+        if j == C - 1
+            && let Chunk::Dense { writes, .. } = self.chunks[c]
+            && writes >= Self::RECHECK
             && let Some(vals) = self.chunks[c].compact()
         {
             self.keep_spare(vals);
@@ -272,8 +290,8 @@ impl<T: Progression> RunVec<T> {
     pub fn set_run(&mut self, start: u64, end: u64, first: &T, step: T::Step) {
         let mut i = start;
         while i < end {
-            let (c, j) = split(i);
-            let chunk_end = i - j as u64 + CHUNK as u64;
+            let (c, j) = Self::split(i);
+            let chunk_end = i - j as u64 + C as u64;
             let value = first.nth(step, i - start);
             if j == 0 && chunk_end <= end {
                 *self.chunk_mut(c) = Chunk::progression(&value, step);
@@ -294,8 +312,8 @@ impl<T: Progression> RunVec<T> {
             if i >= end {
                 return None;
             }
-            let (c, j) = split(i);
-            let chunk_end = (i - j as u64 + CHUNK as u64).min(end);
+            let (c, j) = Self::split(i);
+            let chunk_end = (i - j as u64 + C as u64).min(end);
             let at = i;
             let chunk = &self.chunks[c];
             match chunk {
@@ -335,7 +353,7 @@ impl<T: Progression> RunVec<T> {
     /// Bytes of memory the vector takes, not counting what its values own on the heap.
     pub fn state_bytes(&self) -> usize {
         let dense = self.chunks.iter().filter(|c| matches!(c, Chunk::Dense { .. })).count();
-        self.chunks.capacity() * size_of::<Chunk<T>>() + dense * CHUNK * size_of::<T>()
+        self.chunks.capacity() * size_of::<Chunk<T>>() + dense * C * size_of::<T>()
     }
 
     /// Chunks stored as values (for tests of the compression).
@@ -356,7 +374,7 @@ impl<T: Progression> RunVec<T> {
     }
 }
 
-impl<T: Progression> PartialEq for RunVec<T> {
+impl<T: Progression, const C: usize> PartialEq for RunVec<T, C> {
     fn eq(&self, other: &Self) -> bool {
         let n = self.chunks.len().max(other.chunks.len());
         let default = Chunk::default();
@@ -364,20 +382,22 @@ impl<T: Progression> PartialEq for RunVec<T> {
             let a = self.chunks.get(c).unwrap_or(&default);
             let b = other.chunks.get(c).unwrap_or(&default);
             match (a, b) {
-                (Chunk::Run { head: h, first: f, step: s }, Chunk::Run { head: i, first: g, step: t }) if s == t => {
+                (Chunk::Run { head: h, first: f, step: s }, Chunk::Run { head: i, first: g, step: t })
+                    if s == t =>
+                {
                     h == i && f == g
                 }
-                _ => (0..CHUNK).all(|j| a.get(j) == b.get(j)),
+                _ => (0..C).all(|j| a.get(j) == b.get(j)),
             }
         })
     }
 }
 
-impl<T: Progression + Eq> Eq for RunVec<T> {}
+impl<T: Progression + Eq, const C: usize> Eq for RunVec<T, C> {}
 
 /// The indices that hold a value other than the default, with their values: the same text for
 /// equal vectors, whatever their stored form.
-impl<T: Progression + fmt::Debug> fmt::Debug for RunVec<T> {
+impl<T: Progression + fmt::Debug, const C: usize> fmt::Debug for RunVec<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter_set(0, self.extent())).finish()
     }

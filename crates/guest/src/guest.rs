@@ -1,10 +1,10 @@
 //! The guest model: bookkeeping and the guest operations of design §5 and §10.
 
 use snpsim_defs::{Gfn, Gpa, RmpAdjustOperand, RmpPageSize, SvmExitCode};
-use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
+use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PageSet, PvalidateStatus};
 
 use crate::task::{Chunks, GuestTask, TaskResult};
-use crate::{PageMap, Platform, RangeSet, Stop};
+use crate::{PageMap, Platform, Stop};
 
 /// The size of the entries a guest uses in page-state changes and PVALIDATE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,7 +106,7 @@ pub struct Guest {
     config: GuestConfig,
     pub(crate) geometry: Geometry,
     pages: u64,
-    pub(crate) validated: RangeSet,
+    pub(crate) validated: PageSet,
     /// Pages holding data, with the version the guest last wrote (0 = no data; versions start
     /// at 1). Stored per 2M region: memory the guest never wrote costs O(regions).
     pub(crate) holding: PageMap<u64>,
@@ -125,7 +125,7 @@ impl Guest {
             config,
             geometry,
             pages,
-            validated: RangeSet::new(),
+            validated: PageSet::new(),
             holding: PageMap::new(geometry.pages_per_2m()),
             held: 0,
             next_version: 1,
@@ -162,7 +162,7 @@ impl Guest {
     }
 
     /// The runs of pages the guest believes validated.
-    pub fn validated_set(&self) -> &RangeSet {
+    pub fn validated_set(&self) -> &PageSet {
         &self.validated
     }
 

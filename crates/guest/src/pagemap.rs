@@ -171,7 +171,7 @@ impl<T: Progression + Copy> PageMap<T> {
         count
     }
 
-    /// Regions stored as one value per page (the map's memory beyond one slot per region).
+    /// Regions stored as one value per page (the map's memory beyond its region table).
     pub fn dense_regions(&self) -> usize {
         self.regions.dense_values().filter(|r| matches!(r, Region::Pages(_))).count()
     }

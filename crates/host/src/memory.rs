@@ -1,11 +1,43 @@
 //! Host physical memory: a deterministic page allocator that never hands out a frame twice.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use snpsim_defs::{PageSize, Pfn};
-use snpsim_hw::Geometry;
+use snpsim_hw::{Geometry, PageSet};
 
 use crate::{BlockMap, DirtyLog, HostError};
+
+/// Blocks of one size given back, as the set of their block numbers (first frame / block size):
+/// blocks freed one by one between allocated ones cost bits, not tree nodes.
+#[derive(Clone, Default)]
+struct FreeBlocks {
+    blocks: PageSet,
+    /// No block below this one is free (where the search for the lowest starts).
+    low: u64,
+}
+
+/// The free blocks, whatever the search hint.
+impl core::fmt::Debug for FreeBlocks {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.blocks.fmt(f)
+    }
+}
+
+impl FreeBlocks {
+    /// Take the lowest free block.
+    fn pop_first(&mut self) -> Option<u64> {
+        let b = self.blocks.first_from(self.low)?;
+        self.blocks.remove(b, b + 1);
+        self.low = b + 1;
+        Some(b)
+    }
+
+    /// Give back block `b`; `false` if it was free already.
+    fn insert(&mut self, b: u64) -> bool {
+        self.low = self.low.min(b);
+        self.blocks.insert(b, b + 1) == 1
+    }
+}
 
 /// The host's RAM, frames `0..pages`, handed out in naturally aligned 4K, 2M or 1G blocks.
 ///
@@ -17,7 +49,7 @@ pub struct HostMemory {
     geometry: Geometry,
     pages: u64,
     next: u64,
-    free: BTreeMap<PageSize, BTreeSet<Pfn>>,
+    free: BTreeMap<PageSize, FreeBlocks>,
     /// Blocks handed out, keyed by first frame (bookkeeping only: a bump-allocated range is
     /// recorded as its first block, and a block allocated inside a split larger one replaces it).
     allocated: BlockMap,
@@ -41,8 +73,8 @@ impl HostMemory {
 
     /// Bytes of memory the allocator's bookkeeping takes (B-tree entries estimated).
     pub fn state_bytes(&self) -> usize {
-        let free: usize = self.free.values().map(BTreeSet::len).sum();
-        self.allocated.state_bytes() + free * snpsim_hw::BTREE_ENTRY_BYTES
+        let free: usize = self.free.values().map(|f| f.blocks.state_bytes()).sum();
+        self.allocated.state_bytes() + free
     }
 
     /// Frames of RAM.
@@ -64,8 +96,9 @@ impl HostMemory {
     pub fn alloc_pages(&mut self, align: PageSize, count: u64) -> Result<Pfn, HostError> {
         if count == self.geometry.pages(align)
             && let Some(set) = self.free.get_mut(&align)
-            && let Some(pfn) = set.pop_first()
+            && let Some(block) = set.pop_first()
         {
+            let pfn = Pfn(block * self.geometry.pages(align));
             self.allocated.insert(pfn.raw(), align, pfn);
             return Ok(pfn);
         }
@@ -84,7 +117,9 @@ impl HostMemory {
     /// block). Freeing a frame that is already free is an error: it would be handed out twice.
     pub fn free(&mut self, pfn: Pfn, size: PageSize) -> Result<(), HostError> {
         let set = self.free.entry(size).or_default();
-        if !set.insert(pfn) {
+        // Blocks are naturally aligned (they were handed out so, or are pieces of such a block).
+        debug_assert!(pfn.is_aligned(self.geometry.pages(size)));
+        if !set.insert(pfn.raw() / self.geometry.pages(size)) {
             return Err(HostError::DoubleFree { pfn });
         }
         self.allocated.remove(pfn.raw());
@@ -95,7 +130,7 @@ impl HostMemory {
     /// Frames handed out and not given back, counting bump-allocated ranges in full.
     pub fn used_pages(&self) -> u64 {
         let freed: u64 =
-            self.free.iter().map(|(size, set)| set.len() as u64 * self.geometry.pages(*size)).sum();
+            self.free.iter().map(|(size, set)| set.blocks.len() * self.geometry.pages(*size)).sum();
         self.next - freed
     }
 }

@@ -8,6 +8,7 @@
 pub mod geometry;
 pub mod model;
 pub mod mutant;
+pub mod pageset;
 pub mod reference;
 pub mod rmp;
 pub mod runs;
@@ -17,6 +18,7 @@ pub use model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
 pub use mutant::Mutant;
+pub use pageset::PageSet;
 pub use runs::{Progression, RegionVec, RunVec};
 
 /// The estimated memory of one entry of a `BTreeMap` or `BTreeSet` with small keys and values

@@ -1,11 +1,13 @@
 //! The region-structured RMP: the model every upper layer (host, KVM, guest, engine) uses.
 //!
-//! State costs one slot per 2M region plus the contents of the touched ones, not O(pages): a
-//! region's contents are stored only while they differ from the all-zero (hypervisor-owned) state
-//! of a fresh RMP (H1); the slots make finding a region an index, not a tree search. A 2M region (H2) is stored as its one
-//! aligned entry; the raw contents of its other `G-1` entries are derived on read (H3), never
-//! stored. A 4K region that holds any assigned entry is stored as its `G` raw entries; it is dropped
-//! as soon as it returns to all-zero. The per-ASID counters (H7) are kept incrementally, the
+//! State costs O(regions), not O(pages), and less where regions repeat: a region's contents are
+//! stored only while they differ from the all-zero (hypervisor-owned) state of a fresh RMP (H1),
+//! in a [`RegionVec`] (finding a region is an index, not a tree search; consecutive 2M regions
+//! whose aligned entries differ only by a GPA rising with the index cost one chunk header). A 2M
+//! region (H2) is stored as its one aligned entry; the raw contents of its other `G-1` entries are
+//! derived on read (H3), never stored. A 4K region that holds any assigned entry is stored as its
+//! `G` raw entries in a [`RunVec`] (a smashed region's entries, GPA rising page by page, cost a
+//! chunk header per 64 pages); it is dropped as soon as it returns to all-zero. The per-ASID counters (H7) are kept incrementally, the
 //! sub-page count (H4) in the aligned raw entry as the hardware keeps it.
 //!
 //! Every rule is written once for any [`crate::Geometry`] and cites its rule id in
@@ -86,6 +88,14 @@ impl Progression for RmpEntryRaw {
     fn step_to(&self, next: &Self) -> Option<u64> {
         (self.hi == next.hi && self.lo.with_gpa_frame(0) == next.lo.with_gpa_frame(0))
             .then(|| next.lo.gpa_frame().wrapping_sub(self.lo.gpa_frame()) & GPA_FRAME_MASK)
+    }
+
+    fn step_over(&self, next: &Self, k: u64) -> Option<u64> {
+        let diff = next.lo.gpa_frame().checked_sub(self.lo.gpa_frame())?;
+        (self.hi == next.hi
+            && self.lo.with_gpa_frame(0) == next.lo.with_gpa_frame(0)
+            && diff.is_multiple_of(k))
+        .then(|| diff / k)
     }
 
     fn nth(&self, step: u64, k: u64) -> Self {

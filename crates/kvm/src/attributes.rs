@@ -1,16 +1,16 @@
 //! KVM memory attributes (gmem era): which GFNs are private.
 
-use std::collections::BTreeMap;
-
 use snpsim_defs::Gfn;
 use snpsim_host::DirtyLog;
+use snpsim_hw::PageSet;
 
-/// The private/shared attribute of every GFN, stored as the disjoint, coalesced runs of shared
-/// GFNs (a fresh SNP VM's memory starts private, design §10).
+/// The private/shared attribute of every GFN, stored as the set of shared GFNs (a fresh SNP VM's
+/// memory starts private, design §10), a bit per page in run-compressed words: a range converted
+/// page by page (every other page shared) costs no more than one converted whole.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryAttributes {
-    /// Shared runs: start → end (exclusive).
-    shared: BTreeMap<u64, u64>,
+    /// Shared GFNs.
+    shared: PageSet,
     /// GFN ranges whose attribute changed (for the incremental invariant check).
     pub dirty: DirtyLog,
 }
@@ -21,71 +21,31 @@ impl MemoryAttributes {
         MemoryAttributes::default()
     }
 
-    /// Bytes of memory the shared runs take (B-tree entries estimated).
+    /// Bytes of memory the shared set takes.
     pub fn state_bytes(&self) -> usize {
-        self.shared.len() * snpsim_hw::BTREE_ENTRY_BYTES
+        self.shared.state_bytes()
     }
 
     /// Whether `gfn` is private.
     pub fn is_private(&self, gfn: Gfn) -> bool {
-        self.shared.range(..=gfn.raw()).next_back().is_none_or(|(_, &end)| gfn.raw() >= end)
+        !self.shared.contains(gfn.raw())
     }
 
     /// `Some(private)` if every GFN of `start..start + pages` has the same attribute, else `None`
     /// (a "mixed" range that KVM maps with smaller leaves).
     pub fn uniform(&self, start: Gfn, pages: u64) -> Option<bool> {
-        let (s, e) = (start.raw(), start.raw() + pages);
-        let first = self.is_private(start);
-        let boundary = self.shared.range(s + 1..e).next().is_some()
-            || self.shared.range(..e).next_back().is_some_and(|(_, &end)| end > s && end < e);
-        (!boundary).then_some(first)
+        self.shared.uniform(start.raw(), start.raw() + pages).map(|shared| !shared)
     }
 
     /// KVM_SET_MEMORY_ATTRIBUTES over `start..start + pages`. Returns the number of GFNs whose
     /// attribute changed.
     pub fn set(&mut self, start: Gfn, pages: u64, private: bool) -> u64 {
         let (s, e) = (start.raw(), start.raw() + pages);
-        let before = self.shared_in(s, e);
-        // Cut the runs overlapping [s, e) down to the parts outside it.
-        let overlapping: Vec<(u64, u64)> = self.overlapping(s, e).collect();
-        for (a, b) in overlapping {
-            self.shared.remove(&a);
-            if a < s {
-                self.shared.insert(a, s);
-            }
-            if b > e {
-                self.shared.insert(e, b);
-            }
-        }
-        if !private {
-            let mut ns = s;
-            let mut ne = e;
-            if let Some((&a, &b)) = self.shared.range(..s).next_back()
-                && b == s
-            {
-                self.shared.remove(&a);
-                ns = a;
-            }
-            if let Some(b) = self.shared.remove(&e) {
-                ne = b;
-            }
-            self.shared.insert(ns, ne);
-        }
-        let after = self.shared_in(s, e);
-        if after != before {
+        let changed = if private { self.shared.remove(s, e) } else { self.shared.insert(s, e) };
+        if changed > 0 {
             self.dirty.mark(s, e - s);
         }
-        after.abs_diff(before)
-    }
-
-    fn shared_in(&self, s: u64, e: u64) -> u64 {
-        self.overlapping(s, e).map(|(a, b)| b.min(e) - a.max(s)).sum()
-    }
-
-    /// The shared runs that overlap `s..e`, unclipped, in order: O(log runs + hits).
-    fn overlapping(&self, s: u64, e: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let before = self.shared.range(..s).next_back().filter(|&(_, &end)| end > s);
-        before.into_iter().chain(self.shared.range(s..e.max(s))).map(|(&a, &b)| (a, b))
+        changed
     }
 }
 

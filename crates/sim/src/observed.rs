@@ -3,7 +3,8 @@
 //! and counts the RMP instructions it passes for the cost model.
 //!
 //! The change stamps are kept per 2M region ([`PageMap`]): a 2M RMPUPDATE stamps its region in
-//! O(1), and memory no 4K RMPUPDATE touched costs one slot per region.
+//! O(1), memory no 4K RMPUPDATE touched costs nothing beyond its region, and a sweep of
+//! RMPUPDATEs (stamps rising region by region) is stored as a progression.
 
 use snpsim_defs::{
     Gpa, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpEntryRaw, RmpPageSize,

@@ -324,17 +324,20 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
         self.chunk_mut(c);
         let chunk = &mut self.chunks[c];
         if !matches!(chunk, Chunk::Dense { .. }) {
-            let vals = match self.spare.take() {
+            let mut vals = match self.spare.take() {
                 Some(mut vals) => {
-                    for (k, v) in vals.iter_mut().enumerate() {
+                    for (k, v) in vals.iter_mut().enumerate().skip(1) {
                         *v = chunk.get(k).into_owned();
                     }
                     vals
                 }
-                None => (0..C).map(|k| chunk.get(k).into_owned()).collect(),
+                None => (0..C).map(|k| if k == 0 { T::default() } else { chunk.get(k).into_owned() }).collect(),
             };
-            // Expanding cost a pass over the chunk already: scanning it when it is left costs no more.
-            *chunk = Chunk::Dense { vals, writes: Self::RECHECK };
+            // The first value moves (it may own storage: a region's per-page vector).
+            if let Chunk::Run { head, .. } | Chunk::Masked { head, .. } = chunk {
+                vals[0] = std::mem::take(head);
+            }
+            *chunk = Chunk::Dense { vals, writes: 0 };
         }
         match chunk {
             Chunk::Dense { vals, writes } => {
@@ -580,8 +583,9 @@ mod tests {
     fn a_rising_sweep_is_stored_as_progressions() {
         let mut v = RunVec::<(u64, u64)>::new();
         for r in 0..100_000u64 {
+            // Written, then rewritten (an RMPUPDATE, then the PVALIDATE of the same region).
+            *v.get_mut(r) = (0x8000 + 512 * r, 2 + r);
             v.set(r, (0x8000 + 512 * r, 3 + r));
-            *v.get_mut(r) = (0x8000 + 512 * r, 3 + r);
         }
         assert!(v.dense_chunks() <= 1, "{} chunks stored as values", v.dense_chunks());
         assert_eq!(*v.get(77_777), (0x8000 + 512 * 77_777, 3 + 77_777));

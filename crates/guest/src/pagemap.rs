@@ -10,7 +10,10 @@ use snpsim_hw::{Progression, RegionVec, RunVec};
 enum Region<T: Progression> {
     Uniform(T),
     /// One value per page, progressions of them stored once per chunk.
-    Pages(RunVec<T>),
+    Pages(Box<RunVec<T>>),
+    /// One value per page, stored plainly: a region whose pages were written in no order (half
+    /// its chunks or more stored value by value) is read with one indirection less.
+    Flat(Box<[T]>),
 }
 
 impl<T: Progression> Default for Region<T> {
@@ -33,7 +36,7 @@ impl<T: Progression> Progression for Region<T> {
     fn nth(&self, step: T::Step, k: u64) -> Self {
         match self {
             Region::Uniform(v) => Region::Uniform(v.nth(step, k)),
-            Region::Pages(_) => self.clone(),
+            Region::Pages(_) | Region::Flat(_) => self.clone(),
         }
     }
 }
@@ -54,7 +57,8 @@ impl<T: Progression + Copy> PageMap<T> {
             .regions
             .dense_values()
             .map(|r| match r {
-                Region::Pages(p) => p.state_bytes(),
+                Region::Pages(p) => size_of::<RunVec<T>>() + p.state_bytes(),
+                Region::Flat(p) => size_of_val(&**p),
                 Region::Uniform(_) => 0,
             })
             .sum();
@@ -77,6 +81,7 @@ impl<T: Progression + Copy> PageMap<T> {
         let (r, i) = self.split(page);
         match &*self.regions.get(r) {
             Region::Uniform(v) => *v,
+            Region::Flat(p) => p[i],
             Region::Pages(p) => *p.get(i as u64),
         }
     }
@@ -86,7 +91,7 @@ impl<T: Progression + Copy> PageMap<T> {
         let (r, _) = self.split(page);
         match &*self.regions.get(r) {
             Region::Uniform(v) => Some(*v),
-            Region::Pages(_) => None,
+            Region::Pages(_) | Region::Flat(_) => None,
         }
     }
 
@@ -101,12 +106,19 @@ impl<T: Progression + Copy> PageMap<T> {
         match region {
             Region::Uniform(v) if *v == value => {}
             Region::Uniform(v) => {
-                let mut pages = RunVec::new();
+                let mut pages = Box::new(RunVec::new());
                 pages.set_run(0, n, v, T::Step::default());
                 pages.set(i as u64, value);
                 *region = Region::Pages(pages);
             }
-            Region::Pages(p) => p.set(i as u64, value),
+            Region::Flat(p) => p[i] = value,
+            Region::Pages(p) => {
+                p.set(i as u64, value);
+                let chunks = n.div_ceil(snpsim_hw::runs::CHUNK as u64) as usize;
+                if 2 * p.dense_chunks() >= chunks.max(2) {
+                    *region = Region::Flat((0..n).map(|k| *p.get(k)).collect());
+                }
+            }
         }
     }
 
@@ -139,6 +151,7 @@ impl<T: Progression + Copy> PageMap<T> {
             (0..n).filter_map(move |i| {
                 let v = match &*region {
                     Region::Uniform(v) => *v,
+                    Region::Flat(p) => p[i as usize],
                     Region::Pages(p) => *p.get(i),
                 };
                 (v != T::default()).then_some((base + i, v))
@@ -173,7 +186,7 @@ impl<T: Progression + Copy> PageMap<T> {
 
     /// Regions stored as one value per page (the map's memory beyond its region table).
     pub fn dense_regions(&self) -> usize {
-        self.regions.dense_values().filter(|r| matches!(r, Region::Pages(_))).count()
+        self.regions.dense_values().filter(|r| !matches!(r, Region::Uniform(_))).count()
     }
 }
 

@@ -15,10 +15,92 @@ fn bits(from: u64, to: u64) -> u64 {
     high & !((1 << from) - 1)
 }
 
+/// Call `f(first word, words, mask, value, step)` for the words covering `start..end`, in
+/// order: `words` consecutive words from `first` whose values are `value`, `value + step`, …,
+/// each to be read under `mask` (the bits of the word inside `start..end`). Words past the
+/// stored ones are empty and not visited.
+/// `f` returns whether to go on.
+fn spans(words: &RegionVec<u64>, start: u64, end: u64, mut f: impl FnMut(u64, u64, u64, u64, u64) -> bool) {
+    if start >= end {
+        return;
+    }
+    let (first, last) = (start / BITS, (end - 1) / BITS);
+    let mask_of = |w: u64| {
+        let from = if w == first { start % BITS } else { 0 };
+        let to = if w == last { (end - 1) % BITS + 1 } else { BITS };
+        bits(from, to)
+    };
+    for (at, n, value, step) in words.runs(first, last + 1) {
+        let (value, end_word) = (*value, at + n);
+        // The boundary words, with partial masks, one by one; the others as one span.
+        let mut w = at;
+        if w == first {
+            if !f(w, 1, mask_of(w), value, 0) {
+                return;
+            }
+            w += 1;
+        }
+        let inner_end = if end_word > last && last > first { last } else { end_word };
+        if w < inner_end {
+            if !f(w, inner_end - w, u64::MAX, value.wrapping_add(step.wrapping_mul(w - at)), step) {
+                return;
+            }
+            w = inner_end;
+        }
+        if w < end_word && w == last && !f(w, 1, mask_of(w), value.wrapping_add(step.wrapping_mul(w - at)), 0)
+        {
+            return;
+        }
+    }
+}
+
+/// Set (`on`) or clear bits `start..end` of `words`.
+fn write_bits(words: &mut RegionVec<u64>, start: u64, end: u64, on: bool) {
+    if start >= end {
+        return;
+    }
+    let (first, last) = (start / BITS, (end - 1) / BITS);
+    let edit = |words: &mut RegionVec<u64>, w: u64, mask: u64| {
+        let v = *words.get(w);
+        words.set(w, if on { v | mask } else { v & !mask });
+    };
+    if first == last {
+        edit(words, first, bits(start % BITS, (end - 1) % BITS + 1));
+    } else {
+        edit(words, first, bits(start % BITS, BITS));
+        if first + 1 < last {
+            words.set_run(first + 1, last, &if on { u64::MAX } else { 0 }, 0);
+        }
+        edit(words, last, bits(0, (end - 1) % BITS + 1));
+    }
+}
+
+/// The first set bit of `words` at or after `from`.
+fn first_set(words: &RegionVec<u64>, from: u64) -> Option<u64> {
+    let mut found = None;
+    spans(words, from, words.extent() * BITS, |w, n, mask, value, step| {
+        for k in 0..n {
+            let bits = value.wrapping_add(step.wrapping_mul(k)) & mask;
+            if bits != 0 {
+                found = Some((w + k) * BITS + u64::from(bits.trailing_zeros()));
+                return false;
+            }
+            if step == 0 {
+                break;
+            }
+        }
+        true
+    });
+    found
+}
+
 /// A set of `u64` page numbers.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PageSet {
     words: RegionVec<u64>,
+    /// Bit `w` is set iff word `w` is not zero: finding the next page in the set skips 4,096
+    /// empty pages per summary bit checked.
+    summary: RegionVec<u64>,
     len: u64,
 }
 
@@ -30,7 +112,7 @@ impl PageSet {
 
     /// Bytes of memory the set takes.
     pub fn state_bytes(&self) -> usize {
-        self.words.state_bytes()
+        self.words.state_bytes() + self.summary.state_bytes()
     }
 
     /// Whether `x` is in the set.
@@ -48,51 +130,10 @@ impl PageSet {
         self.len == 0
     }
 
-    /// Call `f(first word, words, mask, value, step)` for the words covering `start..end`, in
-    /// order: `words` consecutive words from `first` whose values are `value`, `value + step`, …,
-    /// each to be read under `mask` (the bits of the word inside `start..end`). Words past the
-    /// stored ones are empty and not visited.
-    /// `f` returns whether to go on.
-    fn spans(&self, start: u64, end: u64, mut f: impl FnMut(u64, u64, u64, u64, u64) -> bool) {
-        if start >= end {
-            return;
-        }
-        let (first, last) = (start / BITS, (end - 1) / BITS);
-        let mask_of = |w: u64| {
-            let from = if w == first { start % BITS } else { 0 };
-            let to = if w == last { (end - 1) % BITS + 1 } else { BITS };
-            bits(from, to)
-        };
-        for (at, n, value, step) in self.words.runs(first, last + 1) {
-            let (value, end_word) = (*value, at + n);
-            // The boundary words, with partial masks, one by one; the others as one span.
-            let mut w = at;
-            if w == first {
-                if !f(w, 1, mask_of(w), value, 0) {
-                    return;
-                }
-                w += 1;
-            }
-            let inner_end = if end_word > last && last > first { last } else { end_word };
-            if w < inner_end {
-                if !f(w, inner_end - w, u64::MAX, value.wrapping_add(step.wrapping_mul(w - at)), step) {
-                    return;
-                }
-                w = inner_end;
-            }
-            if w < end_word
-                && w == last
-                && !f(w, 1, mask_of(w), value.wrapping_add(step.wrapping_mul(w - at)), 0)
-            {
-                return;
-            }
-        }
-    }
-
     /// How many pages of `start..end` are in the set.
     pub fn count_in(&self, start: u64, end: u64) -> u64 {
         let mut count = 0;
-        self.spans(start, end, |_, n, mask, value, step| {
+        spans(&self.words, start, end, |_, n, mask, value, step| {
             if step == 0 {
                 count += u64::from((value & mask).count_ones()) * n;
             } else {
@@ -125,19 +166,16 @@ impl PageSet {
             return 0;
         }
         let before = self.count_in(start, end);
+        write_bits(&mut self.words, start, end, add);
         let (first, last) = (start / BITS, (end - 1) / BITS);
-        let edit = |words: &mut RegionVec<u64>, w: u64, mask: u64| {
-            let v = *words.get(w);
-            words.set(w, if add { v | mask } else { v & !mask });
-        };
-        if first == last {
-            edit(&mut self.words, first, bits(start % BITS, (end - 1) % BITS + 1));
-        } else {
-            edit(&mut self.words, first, bits(start % BITS, BITS));
-            if first + 1 < last {
-                self.words.set_run(first + 1, last, &if add { u64::MAX } else { 0 }, 0);
+        write_bits(&mut self.summary, first, last + 1, add);
+        if !add {
+            // Only the boundary words can still hold pages.
+            for w in [first, last] {
+                if *self.words.get(w) != 0 {
+                    write_bits(&mut self.summary, w, w + 1, true);
+                }
             }
-            edit(&mut self.words, last, bits(0, (end - 1) % BITS + 1));
         }
         let changed = if add { end - start - before } else { before };
         if add {
@@ -165,7 +203,7 @@ impl PageSet {
             Some(last) if last.1 == s => last.1 = e,
             _ => out.push((s, e)),
         };
-        self.spans(start, end, |w, n, mask, value, step| {
+        spans(&self.words, start, end, |w, n, mask, value, step| {
             if step == 0 && value & mask == mask {
                 push(
                     w * BITS + u64::from(mask.trailing_zeros()),
@@ -190,21 +228,15 @@ impl PageSet {
 
     /// The smallest page in the set at or after `from`.
     pub fn first_from(&self, from: u64) -> Option<u64> {
-        let mut found = None;
-        self.spans(from, self.words.extent() * BITS, |w, n, mask, value, step| {
-            for k in 0..n {
-                let bits = value.wrapping_add(step.wrapping_mul(k)) & mask;
-                if bits != 0 {
-                    found = Some((w + k) * BITS + u64::from(bits.trailing_zeros()));
-                    return false;
-                }
-                if step == 0 {
-                    break;
-                }
-            }
-            true
-        });
-        found
+        let w = from / BITS;
+        let here = *self.words.get(w) & bits(from % BITS, BITS);
+        let (w, word) = if here != 0 {
+            (w, here)
+        } else {
+            let next = first_set(&self.summary, w + 1)?;
+            (next, *self.words.get(next))
+        };
+        Some(w * BITS + u64::from(word.trailing_zeros()))
     }
 
     /// Every maximal run of the set, in order.

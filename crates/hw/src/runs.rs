@@ -331,7 +331,9 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
                     }
                     vals
                 }
-                None => (0..C).map(|k| if k == 0 { T::default() } else { chunk.get(k).into_owned() }).collect(),
+                None => {
+                    (0..C).map(|k| if k == 0 { T::default() } else { chunk.get(k).into_owned() }).collect()
+                }
             };
             // The first value moves (it may own storage: a region's per-page vector).
             if let Chunk::Run { head, .. } | Chunk::Masked { head, .. } = chunk {

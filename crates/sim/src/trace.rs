@@ -31,7 +31,7 @@ use crate::engine::{Action, CheckMode, MemoryBacking, SimConfig};
 use crate::machine::Machine;
 
 /// The trace format version written in every `run` header.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Every value of `ev` a trace line can carry (the last line of a run has `state_hash` instead).
 pub const EVENTS: &[&str] = &[

@@ -4,16 +4,18 @@
 //! Memory a guest converts or accepts region by region leaves long stretches whose entries differ
 //! only by an address that rises with the index (a 2M RMP entry's GPA, a 2M folio's frame, an
 //! RMPUPDATE stamp). [`RunVec`] keeps the vector in chunks of `C` indices ([`CHUNK`] for a
-//! region's pages, [`REGION_CHUNK`] for the regions of a guest or host); a chunk whose
-//! values are `first, first+step, first+2·step, …` is stored as `(first, step)`, any other as its
-//! values. Lookups stay an index (chunk, then element) so the model's cost per operation does not
-//! change with the size of the guest; a 1 TiB guest accepted at 2M costs about 1,000 chunk
-//! headers per table instead of 500,000 slots.
+//! region's pages, [`REGION_CHUNK`] for the regions of a guest or host); a chunk whose values are
+//! `head, first, first+step, first+2·step, …` is stored as `(head, first, step)` (the first value
+//! may differ: a region's aligned RMP entry carries its sub-page count), a chunk of at most 64
+//! values that is such a progression with some values default as the progression and a bit mask,
+//! any other as its values. Lookups stay an index (chunk, then element) so the model's cost per
+//! operation does not change with the size of the guest; a 1 TiB guest accepted at 2M costs about
+//! 1,000 chunk headers per table instead of 500,000 slots.
 //!
 //! A chunk that a write leaves as a progression is not recompressed at once (that costs a scan of
 //! the chunk): when writes move on to another chunk, the chunk is scanned if it took at least
-//! `C / 4` writes since its last scan, and [`RunVec::set`] of a chunk's last index scans it, so
-//! scanning costs at most 5 comparisons per write on average over any order of writes. The stored form is therefore not canonical;
+//! `C / 4` writes since its last scan, and [`RunVec::set`] of a chunk's last index scans it; a
+//! sweep thus pays about two comparisons per write. The stored form is therefore not canonical:
 //! equality and `Debug` compare and print the values, never the form.
 
 use std::borrow::Cow;

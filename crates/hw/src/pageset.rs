@@ -1,7 +1,7 @@
-//! A set of page numbers (validated GFNs, shared GFNs) stored as bits, 64 pages per word, in a
-//! run-compressed vector ([`RegionVec`]): whole ranges in or out of the set are chunks of equal
-//! words stored once, and so is a range where every other page is in the set (equal words again),
-//! where a tree of runs would spend a node per alternation.
+//! A set of page numbers (validated GFNs, shared GFNs, free host blocks) stored as bits, 64 pages
+//! per word, in a run-compressed vector ([`RegionVec`]): whole ranges in or out of the set are
+//! chunks of equal words stored once, and so is a range where every other page is in the set
+//! (equal words again), where a tree of runs would spend a node per alternation.
 
 use std::fmt;
 

@@ -126,7 +126,7 @@ impl Guest {
             geometry,
             pages,
             validated: PageSet::new(),
-            holding: PageMap::new(geometry.pages_per_2m()),
+            holding: PageMap::new_flat(geometry.pages_per_2m()),
             held: 0,
             next_version: 1,
             stats: GuestStats::default(),

@@ -48,6 +48,8 @@ impl<T: Progression> Progression for Region<T> {
 pub struct PageMap<T: Progression> {
     region_pages: u64,
     regions: RegionVec<Region<T>>,
+    /// Regions written page by page go straight to a plain array (values written in no order).
+    flat: bool,
 }
 
 impl<T: Progression + Copy> PageMap<T> {
@@ -69,7 +71,14 @@ impl<T: Progression + Copy> PageMap<T> {
     /// two).
     pub fn new(region_pages: u64) -> Self {
         assert!(region_pages.is_power_of_two());
-        PageMap { region_pages, regions: RegionVec::new() }
+        PageMap { region_pages, regions: RegionVec::new(), flat: false }
+    }
+
+    /// An all-default map for values written in no order (content versions, data pages): a
+    /// region written page by page becomes a plain array at once, without first trying to store
+    /// its pages as progressions.
+    pub fn new_flat(region_pages: u64) -> Self {
+        PageMap { flat: true, ..Self::new(region_pages) }
     }
 
     fn split(&self, page: u64) -> (u64, usize) {
@@ -105,6 +114,11 @@ impl<T: Progression + Copy> PageMap<T> {
         let region = self.regions.get_mut(r);
         match region {
             Region::Uniform(v) if *v == value => {}
+            Region::Uniform(v) if self.flat => {
+                let mut pages = vec![*v; n as usize].into_boxed_slice();
+                pages[i] = value;
+                *region = Region::Flat(pages);
+            }
             Region::Uniform(v) => {
                 let mut pages = Box::new(RunVec::new());
                 pages.set_run(0, n, v, T::Step::default());
@@ -197,8 +211,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_a_dense_array(ops in proptest::collection::vec((0u64..1200, 1u64..400, 0u8..3, 0u8..3), 1..60)) {
-            let mut m = PageMap::<u8>::new(4);
+        fn matches_a_dense_array(flat: bool, ops in proptest::collection::vec((0u64..1200, 1u64..400, 0u8..3, 0u8..3), 1..60)) {
+            let mut m = if flat { PageMap::<u8>::new_flat(4) } else { PageMap::<u8>::new(4) };
             let mut dense = vec![0u8; 1600];
             for (s, n, v, kind) in ops {
                 match kind {

@@ -75,7 +75,7 @@ impl Machine {
             host,
             kvm,
             asid,
-            contents: PageMap::new(region),
+            contents: PageMap::new_flat(region),
             validations: PageMap::new(region),
             fatal: None,
             findings: Findings::default(),

@@ -62,11 +62,7 @@ impl Progression for Option<Region> {
     fn step_to(&self, next: &Self) -> Option<u64> {
         match (self, next) {
             (None, None) => Some(0),
-            (Some(Region::Huge(a)), Some(Region::Huge(b)))
-                if a.hi == b.hi && a.lo.with_gpa_frame(0) == b.lo.with_gpa_frame(0) =>
-            {
-                Some(b.lo.gpa_frame().wrapping_sub(a.lo.gpa_frame()) & GPA_FRAME_MASK)
-            }
+            (Some(Region::Huge(a)), Some(Region::Huge(b))) => a.step_to(b),
             _ => None,
         }
     }
@@ -86,16 +82,13 @@ impl Progression for Option<Region> {
 impl Progression for RmpEntryRaw {
     type Step = u64;
     fn step_to(&self, next: &Self) -> Option<u64> {
-        (self.hi == next.hi && self.lo.with_gpa_frame(0) == next.lo.with_gpa_frame(0))
+        same_but_gpa(self, next)
             .then(|| next.lo.gpa_frame().wrapping_sub(self.lo.gpa_frame()) & GPA_FRAME_MASK)
     }
 
     fn step_over(&self, next: &Self, k: u64) -> Option<u64> {
         let diff = next.lo.gpa_frame().checked_sub(self.lo.gpa_frame())?;
-        (self.hi == next.hi
-            && self.lo.with_gpa_frame(0) == next.lo.with_gpa_frame(0)
-            && diff.is_multiple_of(k))
-        .then(|| diff / k)
+        (same_but_gpa(self, next) && diff.is_multiple_of(k)).then(|| diff / k)
     }
 
     fn nth(&self, step: u64, k: u64) -> Self {
@@ -105,6 +98,11 @@ impl Progression for RmpEntryRaw {
         let gpa = self.lo.gpa_frame().wrapping_add(step.wrapping_mul(k)) & GPA_FRAME_MASK;
         RmpEntryRaw { lo: self.lo.with_gpa_frame(gpa), hi: self.hi }
     }
+}
+
+/// Whether two entries differ at most in their GPA frame.
+fn same_but_gpa(a: &RmpEntryRaw, b: &RmpEntryRaw) -> bool {
+    a.hi == b.hi && a.lo.with_gpa_frame(0) == b.lo.with_gpa_frame(0)
 }
 
 /// The GPA frame field's values (39 bits, `RmpEntryLo`).

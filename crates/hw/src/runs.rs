@@ -299,11 +299,9 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
     fn chunk_mut(&mut self, c: usize) -> &mut Chunk<T> {
         if let Some(h) = self.hot
             && h != c
-            && let Some(chunk) = self.chunks.get_mut(h)
-            && matches!(chunk, Chunk::Dense { writes, .. } if *writes >= Self::RECHECK)
-            && let Some(vals) = chunk.compact()
+            && matches!(self.chunks.get(h), Some(Chunk::Dense { writes, .. }) if *writes >= Self::RECHECK)
         {
-            self.keep_spare(vals);
+            self.compact_chunk(h);
         }
         self.hot = Some(c);
         if self.chunks.len() <= c {
@@ -312,10 +310,13 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
         &mut self.chunks[c]
     }
 
-    /// Keep the storage of a compressed chunk for the next expansion, in a vector longer than a
-    /// region's pages (in a region's own vector a kept chunk would cost its storage per region).
-    fn keep_spare(&mut self, vals: Box<[T]>) {
-        if self.chunks.len() * C > SPARE_MIN_INDICES {
+    /// Scan chunk `c` and store it as a progression where it is one, keeping the freed storage
+    /// for the next expansion in a vector longer than a region's pages (in a region's own vector
+    /// a kept chunk would cost its storage per region).
+    fn compact_chunk(&mut self, c: usize) {
+        if let Some(vals) = self.chunks[c].compact()
+            && self.chunks.len() * C > SPARE_MIN_INDICES
+        {
             self.spare = Some(vals);
         }
     }
@@ -373,10 +374,8 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
         *self.get_mut(i) = value;
         // A rising sweep ends a chunk here and may never come back to it: scan it now (a write
         // in 64 or 512 at most, whatever the order).
-        if j == C - 1
-            && let Some(vals) = self.chunks[c].compact()
-        {
-            self.keep_spare(vals);
+        if j == C - 1 {
+            self.compact_chunk(c);
         }
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -117,23 +118,20 @@ fn traces_are_byte_identical_across_runs_and_job_counts() {
     assert_eq!(snpsim(&["run", EXAMPLES, "--trace", s(&a)]).status.code(), Some(0));
     assert_eq!(snpsim(&["run", EXAMPLES, "--trace", s(&b)]).status.code(), Some(0));
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    compare_at_job_counts(&d, &file, &["--guests", "4k,2m"], &["1", "3", "8"]);
+}
+
+/// `snpsim compare FILE --policies all --backings all EXTRA` at each job count into `DIR/cmpN`:
+/// the stdout, trace, results and report must not depend on the job count, and the trace must
+/// replay. Returns the first job count's trace.
+fn compare_at_job_counts(d: &Path, file: &str, extra: &[&str], jobs: &[&str]) -> String {
     let mut outs = Vec::new();
-    for jobs in ["1", "3", "8"] {
-        let o = d.join(format!("cmp{jobs}"));
-        let r = snpsim(&[
-            "compare",
-            &file,
-            "--policies",
-            "all",
-            "--backings",
-            "all",
-            "--guests",
-            "4k,2m",
-            "--jobs",
-            jobs,
-            "--out",
-            s(&o),
-        ]);
+    for &j in jobs {
+        let o = d.join(format!("cmp{j}"));
+        let mut args = vec!["compare", file, "--policies", "all", "--backings", "all"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--jobs", j, "--out", s(&o)]);
+        let r = snpsim(&args);
         assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
         outs.push((
             r.stdout,
@@ -142,9 +140,10 @@ fn traces_are_byte_identical_across_runs_and_job_counts() {
             std::fs::read(o.join("report.html")).unwrap(),
         ));
     }
-    assert!(outs.windows(2).all(|w| w[0] == w[1]), "compare output depends on --jobs");
-    let rp = snpsim(&["replay", s(&d.join("cmp3/trace.jsonl"))]);
+    assert!(outs.windows(2).all(|w| w[0] == w[1]), "compare output of {file} depends on --jobs");
+    let rp = snpsim(&["replay", s(&d.join(format!("cmp{}/trace.jsonl", jobs[0])))]);
     assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
+    text(&outs[0].1)
 }
 
 #[test]
@@ -454,26 +453,7 @@ fn interleaved_runs_do_not_depend_on_jobs_and_replay() {
     // decides the interleaving.
     let d = temp_dir("interleaved-jobs");
     let file = format!("{}/../../examples/races/02-psc-vs-psc.toml", env!("CARGO_MANIFEST_DIR"));
-    let mut outs = Vec::new();
-    for jobs in ["1", "4"] {
-        let o = d.join(format!("cmp{jobs}"));
-        let r = snpsim(&[
-            "compare",
-            &file,
-            "--policies",
-            "all",
-            "--backings",
-            "all",
-            "--jobs",
-            jobs,
-            "--out",
-            s(&o),
-        ]);
-        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-        outs.push((r.stdout, std::fs::read(o.join("trace.jsonl")).unwrap()));
-    }
-    assert_eq!(outs[0], outs[1], "interleaved compare output depends on --jobs");
-    let trace = text(&outs[0].1);
+    let trace = compare_at_job_counts(&d, &file, &[], &["1", "4"]);
     assert!(trace.contains(r#""op":"tick""#), "the trace records the ticks");
     let rp = snpsim(&["replay", s(&d.join("cmp4/trace.jsonl"))]);
     assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));

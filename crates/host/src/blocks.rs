@@ -99,7 +99,8 @@ impl BlockMap {
         let (r, i) = self.split(start);
         match &*self.slot(r) {
             Slot::Huge(pfn) if i == 0 => Some((PageSize::Size2M, *pfn)),
-            Slot::Small(_, pages) if *pages.get(i) != 0 => Some((PageSize::Size4K, Pfn(*pages.get(i) - 1))),
+            // 1 + the frame, 0 where there is no block.
+            Slot::Small(_, pages) => pages.get(i).checked_sub(1).map(|p| (PageSize::Size4K, Pfn(p))),
             Slot::Empty if !self.huge.is_empty() && start.is_multiple_of(self.g1) => {
                 self.huge.get(&start).map(|&pfn| (PageSize::Size1G, pfn))
             }
@@ -112,10 +113,7 @@ impl BlockMap {
         let (r, i) = self.split(page);
         match &*self.slot(r) {
             Slot::Huge(pfn) => Some((r * self.g2, PageSize::Size2M, *pfn)),
-            Slot::Small(_, pages) => {
-                let p = *pages.get(i);
-                (p != 0).then(|| (page, PageSize::Size4K, Pfn(p - 1)))
-            }
+            Slot::Small(_, pages) => pages.get(i).checked_sub(1).map(|p| (page, PageSize::Size4K, Pfn(p))),
             Slot::Empty if !self.huge.is_empty() => {
                 let start = page / self.g1 * self.g1;
                 self.huge.get(&start).map(|&pfn| (start, PageSize::Size1G, pfn))

@@ -113,7 +113,6 @@ impl<T: Progression + Copy> PageMap<T> {
         let n = self.region_pages;
         let region = self.regions.get_mut(r);
         match region {
-            Region::Uniform(v) if *v == value => {}
             Region::Uniform(v) if self.flat => {
                 let mut pages = vec![*v; n as usize].into_boxed_slice();
                 pages[i] = value;

@@ -28,6 +28,23 @@ pub enum HostWriteOutcome {
     Efault,
     /// A kernel write through the direct map took an RMP #PF: an oops in Linux.
     KernelOops,
+    /// The handler asked for a split the mapping cannot do and retried: the write faults again
+    /// with no progress, forever (RFC v4 10/40 on hugetlbfs, [`UnsplittableRmpFault::Refault`]).
+    Hang,
+}
+
+/// What the host's RMP #PF handler for user addresses does when the mapping is larger than the RMP
+/// entry but cannot be split (hugetlbfs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum UnsplittableRmpFault {
+    /// SIGBUS for a user access, -EFAULT for a kernel uaccess: how the seed mail and Dave Hansen's
+    /// question read the RFC ("the split path can theoretically trigger on a hugetlbfs page").
+    #[default]
+    Sigbus,
+    /// The code as posted (RFC v4 10/40): the handler sets `FAULT_FLAG_PAGE_SPLIT` and retries,
+    /// but only `__handle_mm_fault` honours the flag; a hugetlb VMA is handled by `hugetlb_fault`,
+    /// which ignores it, so the same write faults again without progress.
+    Refault,
 }
 
 impl Host {
@@ -36,8 +53,10 @@ impl Host {
     /// On an RMP #PF the handler of the RFC v4 patch 10/40 ("x86/fault: Add support to handle the
     /// RMP fault for user address") runs: the target page assigned ⇒ SIGBUS (user) or -EFAULT
     /// (uaccess fixup); a host mapping larger than the RMP entry ⇒ split the THP to 4K and retry
-    /// (a needed split); a mapping that cannot split (hugetlbfs) ⇒ SIGBUS / -EFAULT (design §4).
-    /// Returns the outcome and the ranges whose mappings changed (for the MMU notifier).
+    /// (a needed split); a mapping that cannot split (hugetlbfs) ⇒ SIGBUS / -EFAULT, or a fault
+    /// loop ([`HostWriteOutcome::Hang`], counted in `host_fault_loops`) when the handler is the
+    /// posted code's ([`UnsplittableRmpFault::Refault`]). Returns the outcome and the ranges whose
+    /// mappings changed (for the MMU notifier).
     pub fn write_via_vma(
         &mut self,
         rmp: &dyn RmpModel,
@@ -63,6 +82,12 @@ impl Host {
                 Ok(Some(inv)) => {
                     self.stats.host_splits += 1;
                     invalidated.push(inv);
+                }
+                Err(crate::HostError::Unsplittable { .. })
+                    if self.unsplittable_rmp_fault == UnsplittableRmpFault::Refault =>
+                {
+                    self.stats.host_fault_loops += 1;
+                    return (HostWriteOutcome::Hang, invalidated);
                 }
                 Ok(None) | Err(_) => break,
             }
@@ -111,7 +136,7 @@ impl Host {
             HostWriteOutcome::Sigbus => self.stats.sigbus += 1,
             HostWriteOutcome::Efault => self.stats.efault += 1,
             HostWriteOutcome::KernelOops => self.stats.kernel_oops += 1,
-            HostWriteOutcome::Done => {}
+            HostWriteOutcome::Done | HostWriteOutcome::Hang => {}
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod gmem;
 pub mod memory;
 pub mod vma;
 
-pub use access::{HostVia, HostWriteOutcome};
+pub use access::{HostVia, HostWriteOutcome, UnsplittableRmpFault};
 pub use blocks::BlockMap;
 pub use direct_map::DirectMap;
 pub use dirty::DirtyLog;
@@ -85,6 +85,8 @@ pub struct HostStats {
     pub efault: u64,
     /// Kernel direct-map writes that took an RMP #PF.
     pub kernel_oops: u64,
+    /// Host writes whose RMP #PF re-faulted without progress ([`HostWriteOutcome::Hang`]).
+    pub host_fault_loops: u64,
 }
 
 /// The host side of one VM: RAM, direct map, the VMM's guest-memory VMA and, in the gmem era, the
@@ -103,6 +105,8 @@ pub struct Host {
     pub stats: HostStats,
     /// A planted bug, for checker tests (`snpsim_hw::Mutant`).
     pub mutant: Option<snpsim_hw::Mutant>,
+    /// What the RMP #PF handler does with a mapping it cannot split (set from the policy).
+    pub unsplittable_rmp_fault: UnsplittableRmpFault,
 }
 
 impl Host {
@@ -134,6 +138,7 @@ impl Host {
             gmem,
             stats: HostStats::default(),
             mutant: None,
+            unsplittable_rmp_fault: UnsplittableRmpFault::Sigbus,
         })
     }
 

@@ -22,6 +22,17 @@ pub enum VmaBacking {
 }
 
 impl VmaBacking {
+    /// The scenario name of the backing (`anon-4k`, `thp`, `hugetlbfs-2m`, `hugetlbfs-1g`), for
+    /// messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            VmaBacking::Anon4k => "anon-4k",
+            VmaBacking::Thp => "thp",
+            VmaBacking::Hugetlbfs2m => "hugetlbfs-2m",
+            VmaBacking::Hugetlbfs1g => "hugetlbfs-1g",
+        }
+    }
+
     /// Whether the host can split a huge mapping of this backing (THP can; hugetlbfs cannot —
     /// D. Hansen on the RFC v4 10/40 thread).
     pub const fn splittable(self) -> bool {

@@ -4,6 +4,8 @@
 //! the 1G leaves on the side, so a translation is an index and a 64 GiB guest mapped at 4K costs
 //! 4 KiB per 2M region rather than a tree node per page.
 
+use std::collections::BTreeSet;
+
 use snpsim_host::{BlockMap, DirtyLog};
 
 use snpsim_defs::{Gfn, PageSize, Pfn};
@@ -53,6 +55,10 @@ pub struct Npt {
     pub stats: NptStats,
     /// GFNs of the leaves added or removed (for the incremental invariant check).
     pub dirty: DirtyLog,
+    /// First GFNs of the leaves ≥ 2M that were no larger than the RMP entries under them when
+    /// mapped, but whose RMP entries a later change without a zap made smaller (a legacy
+    /// page-state change does not zap the NPT). Kept until the leaf goes.
+    outgrown: BTreeSet<u64>,
 }
 
 impl core::fmt::Debug for Npt {
@@ -63,10 +69,12 @@ impl core::fmt::Debug for Npt {
                 f.debug_map().entries(self.0.leaves()).finish()
             }
         }
-        f.debug_struct("Npt")
-            .field("geometry", &self.geometry)
-            .field("leaves", &Leaves(self))
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Npt");
+        d.field("geometry", &self.geometry).field("leaves", &Leaves(self));
+        if !self.outgrown.is_empty() {
+            d.field("outgrown", &self.outgrown);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
@@ -83,6 +91,7 @@ impl Npt {
             coverage: [0; 3],
             stats: NptStats::default(),
             dirty: DirtyLog::default(),
+            outgrown: BTreeSet::new(),
         }
     }
 
@@ -90,12 +99,14 @@ impl Npt {
         self.coverage[level_index(leaf.size)] += self.geometry.pages(leaf.size);
         self.leaves.insert(gfn.raw(), leaf.size, leaf.pfn);
         self.dirty.mark(gfn.raw(), self.geometry.pages(leaf.size));
+        self.outgrown.remove(&gfn.raw());
     }
 
     fn remove_leaf(&mut self, gfn: Gfn) -> Option<Leaf> {
         let (size, pfn) = self.leaves.remove(gfn.raw())?;
         let leaf = Leaf { size, pfn };
         self.dirty.mark(gfn.raw(), self.geometry.pages(size));
+        self.outgrown.remove(&gfn.raw());
         self.coverage[level_index(leaf.size)] -= self.geometry.pages(leaf.size);
         Some(leaf)
     }
@@ -108,6 +119,22 @@ impl Npt {
     /// The geometry.
     pub fn geometry(&self) -> Geometry {
         self.geometry
+    }
+
+    /// Record that the RMP entries under the leaf holding `gfn` became smaller than it without a
+    /// zap (see [`Npt::is_outgrown`]); nothing if that leaf is 4K or absent.
+    pub fn mark_outgrown(&mut self, gfn: Gfn) {
+        if let Some((start, leaf)) = self.leaf(gfn)
+            && leaf.size > PageSize::Size4K
+        {
+            self.outgrown.insert(start.raw());
+        }
+    }
+
+    /// Whether the leaf starting at `start` outgrew its RMP entries after it was mapped (a legacy
+    /// page-state change shrank them without zapping it), rather than being mapped too large.
+    pub fn is_outgrown(&self, start: Gfn) -> bool {
+        self.outgrown.contains(&start.raw())
     }
 
     /// The leaf translating `gfn`, with its first GFN.

@@ -51,7 +51,8 @@ pub fn process_msr(req: GhcbMsrPscRequest, apply: impl FnOnce(PscRange) -> bool)
 /// GFN not aligned to it ⇒ INVALID_ENTRY; a finished entry is skipped; a partly done entry
 /// (`cur_page` ≠ 0) is continued as 4K pages from `gfn + cur_page`; following entries with the
 /// same operation, contiguous GFNs, `cur_page` 0 and the same size are coalesced into one range;
-/// PSMASH and UNSMASH are marked done without action; any other operation ⇒ INVALID_ENTRY; a
+/// every operation but private and shared (PSMASH, UNSMASH, undefined values) is marked done
+/// without action, as `snp_begin_psc`'s default branch does; a
 /// range `apply` fails ⇒ GENERIC. Finished entries get `cur_page` = their page count and
 /// `cur_entry` advances past them, so a re-issued buffer resumes where this one stopped.
 pub fn process_ghcb(buf: &mut PscBuffer, pages_per_2m: u64, apply: impl FnMut(PscRange) -> bool) -> u64 {
@@ -86,13 +87,14 @@ pub fn process_ghcb_mutated(
         let private = match PscOp::from_raw(e.op()) {
             Some(PscOp::Private) => true,
             Some(PscOp::Shared) => false,
-            Some(PscOp::Psmash | PscOp::Unsmash) => {
+            // `snp_begin_psc`'s default branch: every operation but private/shared (PSMASH,
+            // UNSMASH, and values the GHCB spec does not define) is "considered completed".
+            Some(PscOp::Psmash | PscOp::Unsmash) | None => {
                 buf.entries[usize::from(idx)].set_cur_page(n as u16);
                 idx += 1;
                 buf.header.set_cur_entry(idx);
                 continue;
             }
-            None => return VMGEXIT_PSC_ERROR_INVALID_ENTRY,
         };
         let done = if mutant == Some(Mutant::PscIgnoresCurPage) { 0 } else { u64::from(e.cur_page()) };
         let partial = done != 0;
@@ -198,8 +200,10 @@ mod tests {
         assert_eq!(process_ghcb(&mut b, 512, |_| true), VMGEXIT_PSC_ERROR_INVALID_ENTRY);
         let mut b = buffer(vec![entry(0x200, PscOp::Private, false).with_cur_page(2)]);
         assert_eq!(process_ghcb(&mut b, 512, |_| true), VMGEXIT_PSC_ERROR_INVALID_ENTRY);
+        // An undefined operation is completed without action (`snp_begin_psc`'s default).
         let mut b = buffer(vec![PscEntry::new().with_gfn(1).with_op(7)]);
-        assert_eq!(process_ghcb(&mut b, 512, |_| true), VMGEXIT_PSC_ERROR_INVALID_ENTRY);
+        assert_eq!(process_ghcb(&mut b, 512, |_| panic!("nothing to convert")), 0);
+        assert_eq!((b.header.cur_entry(), b.entries[0].cur_page()), (1, 1));
         let mut b = buffer(vec![entry(1, PscOp::Private, false)]);
         assert_eq!(process_ghcb(&mut b, 512, |_| false), VMGEXIT_PSC_ERROR_GENERIC);
         assert_eq!(b.header.cur_entry(), 0);

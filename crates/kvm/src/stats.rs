@@ -50,6 +50,9 @@ pub struct KvmStats {
     pub exits: BTreeMap<&'static str, u64>,
     /// Races between vCPUs that KVM's retry loops absorbed (interleaved runs only).
     pub races: Races,
+    /// Conditions upstream KVM only WARNs about and goes on from (a failed PSMASH in
+    /// `sev_handle_rmp_fault`, a failed PSMASH or RMPUPDATE in `sev_gmem_invalidate`).
+    pub kvm_warnings: u64,
 }
 
 /// Races between vCPUs that KVM tolerates (the `races` metric; all zero in sequential runs).
@@ -84,6 +87,7 @@ impl Default for KvmStats {
             implicit_conversions: 0,
             exits: exit::ALL.iter().map(|&r| (r, 0)).collect(),
             races: Races::default(),
+            kvm_warnings: 0,
         }
     }
 }

@@ -7,7 +7,7 @@ use snpsim_hw::{Geometry, Mutant, RmpModel};
 
 use crate::attributes::MemoryAttributes;
 use crate::npt::Npt;
-use crate::policy::{Era, FaultCx, Policy};
+use crate::policy::{Era, FaultCx, Policy, PscLevel, PsmashFailure, RmpCap};
 use crate::psc::{self, PscRange};
 use crate::stats::{KvmStats, exit};
 
@@ -275,9 +275,17 @@ impl Kvm {
             if self.era() == Era::Gmem {
                 self.stats.exit(exit::MEMORY_FAULT);
             }
-            return self
-                .convert(host, rmp, PscRange { gfn, pages: 1, private: code.enc(), size_2m: false })
-                .map(|()| NpfStep::Handled);
+            self.convert(host, rmp, PscRange { gfn, pages: 1, private: code.enc(), size_2m: false })?;
+            if self.policy.zap_after_implicit_conversion() {
+                let start = self.geometry.gfn_align_down(gfn, PageSize::Size2M);
+                self.zap_for_fault(start, self.geometry.pages_per_2m(), gfn, PageSize::Size4K);
+            }
+            return Ok(NpfStep::Handled);
+        }
+        // Upstream `sev_handle_rmp_fault` runs for every RMP #NPF on a private GFN that
+        // `kvm_mmu_page_fault` resumed from, and PSMASHes whenever the entry is 2M.
+        if self.policy.psmash_on_any_rmp_fault() && rmp_level == RmpPageSize::Size2M && assigned {
+            return Ok(NpfStep::Psmash(PsmashPlan { gfn, pfn }));
         }
         Err(KvmError::Unresolvable { gfn, reason: format!("RMP #NPF {code:?} that KVM cannot resolve") })
     }
@@ -291,28 +299,57 @@ impl Kvm {
     }
 
     /// Every policy's answer to a SIZEM fault on a 2M RMP entry (a 4K PVALIDATE/RMPADJUST inside
-    /// it, or a private access through a smaller leaf): PSMASH the entry and zap 512 GFNs so the NPT
-    /// refaults at the new RMP level (RFC v3 34/37; upstream `sev_handle_rmp_fault`). A failed
-    /// PSMASH is fine when the entry is 4K on re-lookup (a racing vCPU did it).
+    /// it, or a private access through a smaller leaf): PSMASH the entry, then remove the NPT
+    /// mappings over it so the page refaults at the new RMP level — a zap of 512 GFNs (RFC v3
+    /// 34/37 and v4 38/40 from the 2M-aligned GFN; upstream `sev_handle_rmp_fault` from the
+    /// faulting GFN) or, for a policy that demotes minimally, an in-place demotion of the faulting
+    /// leaf. A failed PSMASH is handled as the policy's code does ([`PsmashFailure`]).
     pub fn finish_psmash(&mut self, rmp: &mut dyn RmpModel, plan: PsmashPlan) -> Result<(), KvmError> {
         let PsmashPlan { gfn, pfn } = plan;
         let region = self.geometry.region_of(pfn);
-        self.stats.psmash += 1;
-        let rc = rmp.psmash(region);
+        let rc = self.psmash_unchecked(rmp, pfn);
         if rc != ReturnCode::Success {
-            if self.mutant == Some(Mutant::PsmashRaceFatal)
-                || rmp.lookup(pfn).map(|(_, l)| l) != Some(RmpPageSize::Size4K)
-            {
-                return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
+            let now_4k = rmp.lookup(pfn).map(|(_, l)| l) == Some(RmpPageSize::Size4K);
+            match self.policy.psmash_failure() {
+                PsmashFailure::Ignored => {}
+                PsmashFailure::WarnAndZap if now_4k && self.mutant != Some(Mutant::PsmashRaceFatal) => {
+                    // "the PSMASH may have raced with another process": nothing left to do.
+                    self.stats.races.psmash_already_4k += 1;
+                    return Ok(());
+                }
+                PsmashFailure::WarnAndZap if self.mutant != Some(Mutant::PsmashRaceFatal) => {
+                    self.stats.kvm_warnings += 1;
+                }
+                PsmashFailure::Fatal if now_4k && self.mutant != Some(Mutant::PsmashRaceFatal) => {
+                    self.stats.races.psmash_already_4k += 1;
+                }
+                PsmashFailure::Fatal | PsmashFailure::WarnAndZap => {
+                    return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
+                }
             }
-            self.stats.races.psmash_already_4k += 1;
         }
         if self.mutant == Some(Mutant::NoZapAfterPsmash) {
+            return Ok(());
+        }
+        if self.policy.demote_after_psmash() {
+            self.demote_for_fault(gfn, PageSize::Size4K);
             return Ok(());
         }
         let start = self.policy.psmash_zap_start(self.geometry, gfn);
         self.zap_for_fault(start, self.geometry.pages_per_2m(), gfn, PageSize::Size4K);
         Ok(())
+    }
+
+    /// PSMASH the 2M region holding `pfn` (Linux `snp_rmptable_psmash` aligns the frame down),
+    /// counted, and return the code without acting on it.
+    pub fn psmash_unchecked(&mut self, rmp: &mut dyn RmpModel, pfn: Pfn) -> ReturnCode {
+        self.stats.psmash += 1;
+        rmp.psmash(self.geometry.region_of(pfn))
+    }
+
+    /// The page geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
     }
 
     /// Zap `pages` GFNs from `start` to resolve a fault at `fault`, after which the faulting page
@@ -351,6 +388,22 @@ impl Kvm {
         gfn: Gfn,
         private: bool,
     ) -> Result<(), KvmError> {
+        self.fault_in_at_most(host, rmp, gfn, private, PageSize::Size1G, true)
+    }
+
+    /// [`Kvm::fault_in`] at a level of at most `limit`, with (`rmp_cap`) or without the
+    /// RMP-level cap: RFC v4's page-state-change handler maps a missing GPA through
+    /// `kvm_mmu_map_tdp_page`, which calls `direct_page_fault` with the request's level and so
+    /// skips the `sev_get_tdp_max_page_level` hook of `kvm_tdp_page_fault`.
+    fn fault_in_at_most(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gfn: Gfn,
+        private: bool,
+        limit: PageSize,
+        rmp_cap: bool,
+    ) -> Result<(), KvmError> {
         if gfn.raw() >= self.pages {
             return Err(KvmError::Unresolvable {
                 gfn,
@@ -386,11 +439,18 @@ impl Kvm {
                 host.vma.level(gfn.raw())
             }
         };
-        if private && self.config.npt_level_follows_rmp && self.mutant != Some(Mutant::NptIgnoresRmpLevel) {
+        max = max.min(limit);
+        let every = self.policy.rmp_cap() == RmpCap::EveryFault;
+        if rmp_cap
+            && (private || every)
+            && self.config.npt_level_follows_rmp
+            && self.mutant != Some(Mutant::NptIgnoresRmpLevel)
+        {
             let pfn = self
                 .bound_pfn(host, gfn)
                 .ok_or(KvmError::Unresolvable { gfn, reason: "unbacked GFN".into() })?;
             let rmp_max = match rmp.lookup(pfn) {
+                Some((_, level)) if every => level.page_size(),
                 Some((true, level)) => level.page_size(),
                 _ => PageSize::Size4K,
             };
@@ -660,7 +720,8 @@ impl Kvm {
 
     /// Legacy conversion (RFC series): RMPUPDATE at 2M when the request is 2M and the host mapping
     /// is ≥ 2M, else at 4K; a 4K change inside a 2M entry PSMASHes it first. The NPT is not
-    /// touched: the next access finds any size mismatch.
+    /// touched: the next access finds any size mismatch. A policy whose PSC follows the NPT leaf
+    /// ([`PscLevel::NptLeaf`]) converts as RFC v4 did instead ([`Kvm::convert_v4`]).
     fn convert_legacy(
         &mut self,
         host: &mut Host,
@@ -669,10 +730,13 @@ impl Kvm {
     ) -> Result<(), KvmError> {
         if range.private && !self.policy.psc_private_allowed(self.backing) {
             return Err(KvmError::PscRefused(format!(
-                "{} refuses private {:?} pages",
+                "{} refuses private {} pages",
                 self.policy.name(),
-                self.backing
+                self.backing.name()
             )));
+        }
+        if self.policy.psc_level() == PscLevel::NptLeaf {
+            return self.convert_v4(host, rmp, range);
         }
         let per_2m = self.geometry.pages_per_2m();
         let end = range.gfn.raw() + range.pages;
@@ -707,13 +771,94 @@ impl Kvm {
             }
             if range.private && !assigned {
                 self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size4K)?;
+                self.npt.mark_outgrown(gfn);
             } else if !range.private && assigned {
                 if level == RmpPageSize::Size2M && self.mutant != Some(Mutant::NoPsmashBefore4kShared) {
                     self.psmash(rmp, pfn)?;
                 }
                 self.make_shared(host, rmp, pfn, RmpPageSize::Size4K)?;
+                self.npt.mark_outgrown(gfn);
             }
             g += 1;
+        }
+        Ok(())
+    }
+
+    /// RFC v4's page-state change (the PSC handler's `__snp_handle_page_state_change`, one call per
+    /// PSC entry at the entry's level): for each GPA, map it in the NPT if it is not
+    /// (`snp_check_and_build_npt`), lower the level to the NPT leaf's (`level = min(level,
+    /// npt_level)`, which sticks for the rest of the entry), then RMPUPDATE at that level —
+    /// `rmp_make_private`, or `snp_make_page_shared` (nothing for an unassigned page; PSMASH
+    /// first for a 4K change inside a 2M entry). A failed instruction fails the request, which
+    /// the guest is told of. The NPT is not zapped.
+    fn convert_v4(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        range: PscRange,
+    ) -> Result<(), KvmError> {
+        let entry = if range.size_2m { PageSize::Size2M } else { PageSize::Size4K };
+        let n = self.geometry.pages(entry);
+        let mut first = range.gfn.raw();
+        while first < range.gfn.raw() + range.pages {
+            let mut level = entry;
+            let mut g = first;
+            while g < first + n {
+                let gfn = Gfn(g);
+                if self.npt.translate(gfn).is_none() {
+                    self.fault_in_at_most(host, rmp, gfn, false, level, false)?;
+                }
+                let npt_level = self.npt.translate(gfn).map_or(PageSize::Size4K, |(_, s)| s);
+                level = level.min(npt_level);
+                let rmp_size =
+                    if level >= PageSize::Size2M { RmpPageSize::Size2M } else { RmpPageSize::Size4K };
+                let pfn = host
+                    .vma
+                    .pfn(g)
+                    .ok_or(KvmError::Unresolvable { gfn, reason: "GFN outside the VMA".into() })?;
+                let refused = |code: ReturnCode, what: &str| {
+                    KvmError::PscRefused(format!(
+                        "{what} of frame {pfn} at {} failed with {}",
+                        level.name(),
+                        code.name()
+                    ))
+                };
+                if range.private {
+                    if rmp_size == RmpPageSize::Size4K {
+                        host.adjust_direct_map(pfn);
+                    }
+                    let state = RmpArchEntry::new()
+                        .with_assigned(true)
+                        .with_asid(u32::from(self.config.asid))
+                        .with_gpa(gfn.gpa().raw())
+                        .with_page_size(rmp_size.bit());
+                    self.stats.rmpupdate += 1;
+                    match rmp.rmpupdate(pfn, state) {
+                        ReturnCode::Success => {}
+                        code => return Err(refused(code, "RMPUPDATE")),
+                    }
+                } else if let Some((true, rmp_level)) = rmp.lookup(pfn) {
+                    if rmp_size == RmpPageSize::Size4K && rmp_level == RmpPageSize::Size2M {
+                        match self.psmash_unchecked(rmp, pfn) {
+                            ReturnCode::Success => {}
+                            code => return Err(refused(code, "PSMASH")),
+                        }
+                    }
+                    if rmp_size == RmpPageSize::Size4K {
+                        host.adjust_direct_map(pfn);
+                    }
+                    self.stats.rmpupdate += 1;
+                    match rmp.rmpupdate(pfn, RmpArchEntry::new().with_page_size(rmp_size.bit())) {
+                        ReturnCode::Success => {}
+                        code => return Err(refused(code, "RMPUPDATE")),
+                    }
+                }
+                if rmp_size == RmpPageSize::Size4K {
+                    self.npt.mark_outgrown(gfn);
+                }
+                g += self.geometry.pages(level);
+            }
+            first += n;
         }
         Ok(())
     }
@@ -767,7 +912,9 @@ impl Kvm {
 
     /// fallocate(PUNCH_HOLE) on guest_memfd over a GFN range: KVM zaps the NPT over it, then every
     /// freed folio page goes through `sev_gmem_invalidate` — one 2M RMPUPDATE to shared where a
-    /// whole 2M entry goes, else PSMASH (if inside a 2M entry) and 4K RMPUPDATE.
+    /// whole 2M entry goes, else PSMASH (if inside a 2M entry) and 4K RMPUPDATE. A failed PSMASH or
+    /// RMPUPDATE there is only a WARN upstream: counted in `kvm_warnings`, and the invalidation
+    /// goes on.
     pub fn punch_hole(
         &mut self,
         host: &mut Host,
@@ -792,16 +939,24 @@ impl Kvm {
                 let (assigned, level) = rmp.lookup(Pfn(p)).unwrap_or((false, RmpPageSize::Size4K));
                 if !assigned {
                     p += 1;
-                } else if level == RmpPageSize::Size2M && Pfn(p).is_aligned(per_2m) && p + per_2m <= end {
-                    self.make_shared(host, rmp, Pfn(p), RmpPageSize::Size2M)?;
-                    p += per_2m;
-                } else {
-                    if level == RmpPageSize::Size2M {
-                        self.psmash(rmp, Pfn(p))?;
-                    }
-                    self.make_shared(host, rmp, Pfn(p), RmpPageSize::Size4K)?;
-                    p += 1;
+                    continue;
                 }
+                let whole = level == RmpPageSize::Size2M && Pfn(p).is_aligned(per_2m) && p + per_2m <= end;
+                if !whole && level == RmpPageSize::Size2M {
+                    // "This shouldn't fail, but if it does, report it, but still try to update
+                    // RMP entry to shared": a WARN_ONCE, and on.
+                    if self.psmash_unchecked(rmp, Pfn(p)) != ReturnCode::Success {
+                        self.stats.kvm_warnings += 1;
+                    }
+                }
+                let size = if whole { RmpPageSize::Size2M } else { RmpPageSize::Size4K };
+                match self.make_shared(host, rmp, Pfn(p), size) {
+                    Ok(()) => {}
+                    // A failed RMPUPDATE is a WARN_ONCE; the page is skipped (left assigned).
+                    Err(KvmError::Instruction { .. }) => self.stats.kvm_warnings += 1,
+                    Err(e) => return Err(e),
+                }
+                p += if whole { per_2m } else { 1 };
             }
         }
         Ok(())

@@ -1,4 +1,4 @@
-//! The five policies of design §4 driven through `Kvm::handle_npf` on a real host and RMP, with the
+//! The six policies driven through `Kvm::handle_npf` on a real host and RMP, with the
 //! #NPF error codes the hardware model gives: what each one does to the NPT, the host mappings and
 //! the counters, branch by branch.
 
@@ -24,7 +24,8 @@ const GIB: u64 = 1024 * MIB;
 /// 4 KiB pages per 2M on x86.
 const P2M: u64 = 512;
 
-const LEGACY: [&str; 4] = ["rfc-host-split", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote"];
+const LEGACY: [&str; 5] =
+    ["rfc-host-split", "rfc-v4", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote"];
 const HOST_SPLIT: [&str; 3] = ["rfc-host-split", "refuse-hugetlbfs", "fail-psc-hugetlbfs"];
 
 /// One VM: host, RMP and KVM, as the engine wires them.
@@ -101,6 +102,13 @@ fn fault(vm: &mut Vm, gfn: u64, private: bool, kind: AccessKind) -> Result<NpfEr
 fn fault_in(vm: &mut Vm, gfn: u64, private: bool) {
     let code = NpfErrorCode::new().with_guest_final(true).with_enc(private);
     vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(gfn), code).unwrap();
+}
+
+/// Map `gfn` as [`fault_in`] does unless a leaf already maps it.
+fn ensure_mapped(vm: &mut Vm, gfn: u64, private: bool) {
+    if vm.kvm.npt.translate(Gfn(gfn)).is_none() {
+        fault_in(vm, gfn, private);
+    }
 }
 
 /// PVALIDATE through the NPT as the hardware does it (the leaf must be present).
@@ -346,8 +354,8 @@ fn pvalidate_sizem() -> NpfErrorCode {
 }
 
 #[test]
-fn legacy_policies_psmash_and_zap_the_aligned_2m_range_on_a_4k_pvalidate() {
-    for name in LEGACY {
+fn host_split_policies_psmash_and_zap_the_aligned_2m_range_on_a_4k_pvalidate() {
+    for name in HOST_SPLIT {
         let mut vm = legacy(name, VmaBacking::Thp, 16 * MIB);
         convert(&mut vm, 0x200, P2M, true, true);
         assert_eq!(vm.kvm.stats.rmpupdate, 1, "{name}");
@@ -416,25 +424,36 @@ fn gmem_psmashes_and_zaps_512_gfns_from_the_faulting_gfn() {
 
 #[test]
 fn a_private_access_through_a_leaf_smaller_than_the_rmp_entry_is_psmashed() {
-    let mut vm = legacy("npt-demote", VmaBacking::Thp, 16 * MIB);
-    convert(&mut vm, 0x200, P2M, true, true);
-    fault_in(&mut vm, 0x200, true);
-    assert_eq!(pvalidate(&mut vm, 0x200, RmpPageSize::Size2M), GuestOutcome::Done(PvalidateStatus::Changed));
-    // The host splits the THP for its own reasons; the refault maps 4K over the 2M entry.
-    let inv = vm.host.vma.split(0x200).unwrap().unwrap();
-    vm.kvm.mmu_invalidate(inv);
-    fault_in(&mut vm, 0x205, true);
-    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
-    let code = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap();
-    assert_eq!(code, sizem_private(false));
-    assert_eq!(vm.kvm.stats.psmash, 1);
-    assert_eq!(vm.rmp.lookup(Pfn(0x205)), Some((true, RmpPageSize::Size4K)));
-    assert_eq!(leaf(&vm, 0x205), None);
-    // Only 4K leaves were zapped: no demotion.
-    assert_eq!(vm.kvm.stats.demotions_total(), 0);
-    fault_in(&mut vm, 0x205, true);
-    // PSMASH kept Validated: the access completes.
-    assert_eq!(access_fault(&vm, 0x205, true, AccessKind::Read), Err(GuestOutcome::Done(())));
+    for name in ["rfc-host-split", "npt-demote"] {
+        let mut vm = legacy(name, VmaBacking::Thp, 16 * MIB);
+        convert(&mut vm, 0x200, P2M, true, true);
+        fault_in(&mut vm, 0x200, true);
+        assert_eq!(
+            pvalidate(&mut vm, 0x200, RmpPageSize::Size2M),
+            GuestOutcome::Done(PvalidateStatus::Changed)
+        );
+        // The host splits the THP for its own reasons; the refault maps 4K over the 2M entry.
+        let inv = vm.host.vma.split(0x200).unwrap().unwrap();
+        vm.kvm.mmu_invalidate(inv);
+        fault_in(&mut vm, 0x205, true);
+        assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+        let code = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap();
+        assert_eq!(code, sizem_private(false));
+        assert_eq!(vm.kvm.stats.psmash, 1);
+        assert_eq!(vm.rmp.lookup(Pfn(0x205)), Some((true, RmpPageSize::Size4K)));
+        if name == "npt-demote" {
+            // Minimal: the leaf is already 4K, so nothing is demoted and it stays.
+            assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+        } else {
+            // The zap of the 2M-aligned range removes the 4K leaf; the refault maps it again.
+            assert_eq!(leaf(&vm, 0x205), None);
+            fault_in(&mut vm, 0x205, true);
+        }
+        // Only 4K leaves were there: no demotion either way.
+        assert_eq!(vm.kvm.stats.demotions_total(), 0, "{name}");
+        // PSMASH kept Validated: the access completes.
+        assert_eq!(access_fault(&vm, 0x205, true, AccessKind::Read), Err(GuestOutcome::Done(())), "{name}");
+    }
 }
 
 #[test]
@@ -463,16 +482,21 @@ fn legacy_implicit_conversions_both_ways() {
     for name in LEGACY {
         let mut vm = legacy(name, VmaBacking::Anon4k, 16 * MIB);
         assert_eq!(psc_msr(&mut vm, 0x10, true), 0);
-        fault_in(&mut vm, 0x10, true);
+        // rfc-v4's PSC handler maps the GPA itself (`snp_check_and_build_npt`).
+        ensure_mapped(&mut vm, 0x10, true);
         // A shared access to a private page: RMP without SIZEM; KVM makes the page shared.
         let code = fault(&mut vm, 0x10, false, AccessKind::Read).unwrap();
         assert_eq!(code, NpfErrorCode::new().with_present(true).with_rmp(true).with_guest_final(true));
         assert_eq!(vm.rmp.lookup(Pfn(0x10)), Some((false, RmpPageSize::Size4K)), "{name}");
         assert_eq!(vm.kvm.stats.implicit_conversions, 1, "{name}");
+        // rfc-v4 zaps the 2M-aligned range after every conversion (38/40); the refault maps it.
+        assert_eq!(leaf(&vm, 0x10).is_none(), name == "rfc-v4", "{name}");
+        ensure_mapped(&mut vm, 0x10, false);
         assert_eq!(access_fault(&vm, 0x10, false, AccessKind::Read), Err(GuestOutcome::Done(())));
         // A private write to a shared page: KVM makes it private (then the guest must validate).
-        fault_in(&mut vm, 0x20, false);
+        ensure_mapped(&mut vm, 0x20, false);
         fault(&mut vm, 0x20, true, AccessKind::Write).unwrap();
+        ensure_mapped(&mut vm, 0x20, true);
         assert_eq!(vm.rmp.lookup(Pfn(0x20)), Some((true, RmpPageSize::Size4K)), "{name}");
         assert_eq!(vm.rmp.rmpread(Pfn(0x20)).unwrap().gpa(), 0x20000, "{name}");
         assert_eq!(vm.kvm.stats.implicit_conversions, 2, "{name}");
@@ -634,7 +658,7 @@ fn gmem_mixed_attributes_force_4k_leaves() {
 
 #[test]
 fn a_psmash_zap_of_a_1g_leaf_is_a_needless_demotion() {
-    let mut vm = legacy("npt-demote", VmaBacking::Hugetlbfs1g, GIB);
+    let mut vm = legacy("rfc-host-split", VmaBacking::Hugetlbfs1g, GIB);
     convert(&mut vm, 0x200, P2M, true, true);
     assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((true, RmpPageSize::Size2M)));
     fault_in(&mut vm, 0x205, true);
@@ -646,6 +670,27 @@ fn a_psmash_zap_of_a_1g_leaf_is_a_needless_demotion() {
     assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("1g_4k", 1)]));
     assert_eq!(vm.kvm.stats.npt_demotions_needless, 1);
     assert_eq!(vm.kvm.stats.psmash, 1);
+}
+
+/// npt-demote demotes minimally on the PVALIDATE path too: a 4K PVALIDATE inside a 2M RMP entry
+/// under a 1G leaf PSMASHes the entry, then splits the 1G leaf into 512 2M leaves and only the
+/// 2M part holding the page into 512 4K leaves. Coverage of the 1 GiB guest (262,144 pages):
+/// 512 pages at 4K, the other 511 parts × 512 = 261,632 pages at 2M, none unmapped.
+#[test]
+fn npt_demote_demotes_minimally_after_a_pvalidate_psmash() {
+    let mut vm = legacy("npt-demote", VmaBacking::Hugetlbfs1g, GIB);
+    convert(&mut vm, 0x200, P2M, true, true);
+    fault_in(&mut vm, 0x205, true);
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size1G)));
+    let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x205, RmpPageSize::Size4K) else { panic!("no SIZEM") };
+    vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
+    assert_eq!(vm.kvm.stats.psmash, 1);
+    assert_eq!(vm.kvm.npt.coverage(), [P2M, GIB - P2M, 0]);
+    assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("1g_2m", 1), ("2m_4k", 1)]));
+    assert_eq!(vm.kvm.stats.npt_demotions_needless, 0);
+    assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)));
+    // The retried PVALIDATE needs no refault: the 4K leaf is already there.
+    assert_eq!(pvalidate(&mut vm, 0x205, RmpPageSize::Size4K), GuestOutcome::Done(PvalidateStatus::Changed));
 }
 
 #[test]
@@ -668,4 +713,65 @@ fn gmem_a_leaf_larger_than_the_faulting_entry_has_every_part_prepared() {
     assert_eq!(vm.kvm.stats.psmash, 1);
     fault_in(&mut vm, 0x405, true);
     assert!(pvalidate(&mut vm, 0x405, RmpPageSize::Size4K).is_done());
+}
+
+// ---------------------------------------------------------------------------------------------
+// rfc-v4: the RFC v4 code as posted
+
+/// 27/40: every fault, shared ones included, is capped at the page size of the 2M-aligned RMP
+/// entry. A never-converted THP region's entries are hypervisor-owned 4K entries, so a shared
+/// access maps 4K; with the cap off (`npt_level_follows_rmp = false`) the host's 2M level wins.
+#[test]
+fn rfc_v4_caps_every_fault_at_the_rmp_page_size() {
+    let mut vm = legacy("rfc-v4", VmaBacking::Thp, 16 * MIB);
+    fault_in(&mut vm, 0x1ff, false);
+    assert_eq!(leaf(&vm, 0x1ff), Some((Pfn(0x1ff), PageSize::Size4K)));
+    let mut off = try_vm("rfc-v4", VmaBacking::Thp, None, 16 * MIB, Some(false)).unwrap();
+    fault_in(&mut off, 0x1ff, false);
+    assert_eq!(leaf(&off, 0x1ff), Some((Pfn(0x1ff), PageSize::Size2M)));
+}
+
+/// The PSC handler maps a missing GPA at ≤ the entry's level and the host level (no RMP cap on
+/// that path), then converts at min(entry level, NPT leaf level), the lowered level sticking for
+/// the rest of the entry. A 2M entry over an unmapped THP region: one 2M leaf, one 2M RMPUPDATE.
+/// The same 2M entry after a shared access mapped its first page at 4K (the cap above): 512 4K
+/// leaves and 512 4K RMPUPDATEs, so the region can never get a 2M entry this way.
+#[test]
+fn rfc_v4_psc_converts_at_the_npt_leaf_level() {
+    let mut vm = legacy("rfc-v4", VmaBacking::Thp, 16 * MIB);
+    convert(&mut vm, 0x200, P2M, true, true);
+    assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size2M)));
+    assert_eq!(vm.rmp.lookup(Pfn(0x3ff)), Some((true, RmpPageSize::Size2M)));
+    assert_eq!(vm.kvm.stats.rmpupdate, 1);
+
+    let mut vm = legacy("rfc-v4", VmaBacking::Thp, 16 * MIB);
+    fault_in(&mut vm, 0x200, false);
+    convert(&mut vm, 0x200, P2M, true, true);
+    assert_eq!(vm.kvm.stats.rmpupdate, P2M);
+    assert_eq!(vm.rmp.lookup(Pfn(0x3ff)), Some((true, RmpPageSize::Size4K)));
+    assert_eq!(vm.kvm.npt.coverage(), [P2M, 0, 0]);
+}
+
+/// 38/40: a size mismatch over a 4K RMP entry (a 2M leaf left over 4K entries by a 4K
+/// conversion, since the PSC does not zap) is resolved by a PSMASH whose failure is ignored and
+/// the zap of the 2M-aligned 512 GFNs; the refault is capped at 4K. Never a host split.
+#[test]
+fn rfc_v4_resolves_a_size_mismatch_by_psmash_and_zap_never_by_a_host_split() {
+    let mut vm = legacy("rfc-v4", VmaBacking::Thp, 16 * MIB);
+    convert(&mut vm, 0x200, P2M, true, true);
+    assert_eq!(pvalidate(&mut vm, 0x200, RmpPageSize::Size2M), GuestOutcome::Done(PvalidateStatus::Changed));
+    // A 4K conversion to shared inside: PSMASH (1), RMPUPDATE at 4K; the 2M leaf stays.
+    convert(&mut vm, 0x201, 1, false, false);
+    assert_eq!(vm.kvm.stats.psmash, 1);
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size2M)));
+    let code = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap();
+    assert!(code.sizem(), "{code:?}");
+    // The second PSMASH fails (the entry is 4K) and is ignored; the 2M range is zapped.
+    assert_eq!(vm.kvm.stats.psmash, 2);
+    assert_eq!(leaf(&vm, 0x205), None);
+    assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("2m_4k", 1)]));
+    assert_eq!(vm.host.stats.host_splits, 0);
+    fault_in(&mut vm, 0x205, true);
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+    assert_eq!(access_fault(&vm, 0x205, true, AccessKind::Read), Err(GuestOutcome::Done(())));
 }

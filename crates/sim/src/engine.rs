@@ -431,6 +431,7 @@ impl Simulation {
         }
         let mut host = Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?;
         host.mutant = mutant;
+        host.unsplittable_rmp_fault = config.policy.unsplittable_rmp_fault();
         let mut rmp = Rmp::new(RmpConfig {
             geometry: config.geometry,
             pages: config.host_pages,
@@ -918,6 +919,7 @@ fn run_action(
         }
         Action::HostWrite { gpa, via } => match m.host_write(gpa, via) {
             HostWriteOutcome::Done => "ok".into(),
+            HostWriteOutcome::Hang => return Err(GuestError::Stopped),
             other => format!("{other:?}"),
         },
         Action::HostRead { .. } => "ok".into(),

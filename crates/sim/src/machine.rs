@@ -342,6 +342,19 @@ impl Machine {
         for inv in invalidated {
             self.kvm.mmu_invalidate(inv);
         }
+        if r == HostWriteOutcome::Hang && self.fatal.is_none() {
+            let mapping = self.host.vma.translate(gfn.raw());
+            let (frame, size) = mapping.map_or((String::from("?"), "?"), |(p, s)| (p.to_string(), s.name()));
+            let who = if via == HostVia::Vmm { "the VMM" } else { "a get/put_user (vhost)" };
+            self.fatal = Some((
+                Outcome::HostHang,
+                format!(
+                    "host write by {who} to GPA {gpa} (frame {frame}) re-faults forever: its {size} {} mapping \
+                     holds an assigned 4K page, and hugetlb_fault ignores FAULT_FLAG_PAGE_SPLIT (RFC v4 10/40)",
+                    self.host.vma.backing().name()
+                ),
+            ));
+        }
         if r == HostWriteOutcome::Done
             && let Some((pfn, level)) = self.host.vma.translate(gfn.raw())
         {

@@ -83,6 +83,11 @@ pub struct Metrics {
     pub efault: u64,
     /// Kernel direct-map writes that took an RMP #PF (an oops in Linux).
     pub kernel_oops: u64,
+    /// Host writes whose RMP #PF handler retried without progress (`host_hang`).
+    pub host_fault_loops: u64,
+    /// Conditions upstream KVM only WARNs about and goes on from (a failed PSMASH in
+    /// `sev_handle_rmp_fault`, a failed PSMASH or RMPUPDATE in `sev_gmem_invalidate`).
+    pub kvm_warnings: u64,
     /// Data pages found scrambled or stale on a guest read.
     pub data_loss_pages: u64,
     /// Accesses that completed but should have faulted.
@@ -205,6 +210,8 @@ pub fn collect_with(
     m.sigbus = h.sigbus;
     m.efault = h.efault;
     m.kernel_oops = h.kernel_oops;
+    m.host_fault_loops = h.host_fault_loops;
+    m.kvm_warnings = k.kvm_warnings;
     m.false_negatives = mc.findings.false_negatives;
     m.npt_coverage = Coverage::from_pages(mc.kvm.npt.coverage());
     let (total, by_item) = costs.price(&cost_counts(mc, guest));

@@ -14,17 +14,21 @@ pub enum Outcome {
     VmError,
     /// The guest terminated itself (failed PSC or PVALIDATE, unhandled #VC).
     GuestTerminated,
+    /// A host access took an RMP #PF that its handler retries without progress: the VMM or vhost
+    /// thread spins in the fault handler (RFC v4 10/40 on hugetlbfs).
+    HostHang,
     /// The run hit its `step_budget`.
     StepBudgetExceeded,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Completed,
         Outcome::VmRejected,
         Outcome::VmError,
         Outcome::GuestTerminated,
+        Outcome::HostHang,
         Outcome::StepBudgetExceeded,
     ];
 
@@ -35,6 +39,7 @@ impl Outcome {
             Outcome::VmRejected => "vm_rejected",
             Outcome::VmError => "vm_error",
             Outcome::GuestTerminated => "guest_terminated",
+            Outcome::HostHang => "host_hang",
             Outcome::StepBudgetExceeded => "step_budget_exceeded",
         }
     }

@@ -235,6 +235,7 @@ pub fn host_write_name(o: HostWriteOutcome) -> &'static str {
         HostWriteOutcome::Sigbus => "sigbus",
         HostWriteOutcome::Efault => "efault",
         HostWriteOutcome::KernelOops => "kernel_oops",
+        HostWriteOutcome::Hang => "hang",
     }
 }
 

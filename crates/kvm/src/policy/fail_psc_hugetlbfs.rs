@@ -3,7 +3,7 @@
 
 use snpsim_host::VmaBacking;
 
-use super::{Era, FaultCx, Policy};
+use super::{Era, FaultCx, Policy, Reading};
 use crate::KvmError;
 
 /// As `rfc-host-split`, but a page-state change to private on a hugetlbfs page is answered with
@@ -18,6 +18,10 @@ impl Policy for FailPscHugetlbfs {
 
     fn era(&self) -> Era {
         Era::Legacy
+    }
+
+    fn reading(&self) -> Reading {
+        Reading::Description
     }
 
     fn summary(&self) -> &'static str {

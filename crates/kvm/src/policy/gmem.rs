@@ -3,7 +3,7 @@
 use snpsim_defs::Gfn;
 use snpsim_hw::Geometry;
 
-use super::{Era, FaultCx, Policy};
+use super::{Era, FaultCx, Policy, PsmashFailure};
 use crate::KvmError;
 
 /// Private memory lives in guest_memfd and the NPT level of a private page is capped at its RMP
@@ -26,6 +26,14 @@ impl Policy for Gmem {
 
     fn summary(&self) -> &'static str {
         "upstream (6.11+): guest_memfd private memory, NPT capped at RMP level, PSMASH + zap on SIZEM"
+    }
+
+    fn psmash_failure(&self) -> PsmashFailure {
+        PsmashFailure::WarnAndZap
+    }
+
+    fn psmash_on_any_rmp_fault(&self) -> bool {
+        true
     }
 
     fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {

@@ -10,11 +10,12 @@ mod gmem;
 mod npt_demote;
 mod refuse_hugetlbfs;
 mod rfc_host_split;
+mod rfc_v4;
 
 use std::fmt;
 
 use snpsim_defs::{Gfn, PageSize};
-use snpsim_host::{Host, HostError, VmaBacking};
+use snpsim_host::{Host, HostError, UnsplittableRmpFault, VmaBacking};
 use snpsim_hw::{Geometry, RmpModel};
 
 use crate::{Kvm, KvmError};
@@ -24,6 +25,7 @@ pub use gmem::Gmem;
 pub use npt_demote::NptDemote;
 pub use refuse_hugetlbfs::RefuseHugetlbfs;
 pub use rfc_host_split::RfcHostSplit;
+pub use rfc_v4::RfcV4;
 
 /// Which memory design a policy belongs to (design §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,10 +47,54 @@ pub trait Policy: fmt::Debug + Sync {
     /// One line saying what the policy does and where it comes from.
     fn summary(&self) -> &'static str;
 
-    /// Whether KVM caps the NPT level of a private page at its RMP level unless the scenario says
-    /// otherwise (`npt_level_follows_rmp`, design §4): upstream's rule, so true in the gmem era.
+    /// Whether this row models code as posted or an author's description of it (shown beside the
+    /// name in `snpsim list`, tables and reports).
+    fn reading(&self) -> Reading {
+        Reading::Code
+    }
+
+    /// Whether KVM caps the NPT level at the RMP level unless the scenario says otherwise
+    /// (`npt_level_follows_rmp`): upstream's `sev_gmem_max_mapping_level`, so true in the gmem era.
     fn npt_level_follows_rmp(&self) -> bool {
         self.era() == Era::Gmem
+    }
+
+    /// Which faults the RMP-level cap applies to, when it is on.
+    fn rmp_cap(&self) -> RmpCap {
+        RmpCap::PrivateAssigned
+    }
+
+    /// The level of the RMPUPDATEs a legacy page-state change does.
+    fn psc_level(&self) -> PscLevel {
+        PscLevel::HostMapping
+    }
+
+    /// What KVM does when the PSMASH it issued for an RMP #NPF fails.
+    fn psmash_failure(&self) -> PsmashFailure {
+        PsmashFailure::Fatal
+    }
+
+    /// Whether KVM PSMASHes a 2M RMP entry on any RMP #NPF of a private GFN, SIZEM or not
+    /// (upstream `sev_handle_rmp_fault`), or only on a size mismatch.
+    fn psmash_on_any_rmp_fault(&self) -> bool {
+        false
+    }
+
+    /// After a PSMASH that resolved an #NPF, remove the NPT mappings over the smashed region by
+    /// demoting the faulting leaf in place (minimal) rather than zapping 512 GFNs.
+    fn demote_after_psmash(&self) -> bool {
+        false
+    }
+
+    /// Whether KVM zaps the 2M-aligned 512 GFNs after an implicit conversion (RFC v4 38/40 ends
+    /// every case of `snp_handle_rmp_page_fault` with that zap).
+    fn zap_after_implicit_conversion(&self) -> bool {
+        false
+    }
+
+    /// What the host's RMP #PF handler for user addresses does with a mapping it cannot split.
+    fn unsplittable_rmp_fault(&self) -> UnsplittableRmpFault {
+        UnsplittableRmpFault::Sigbus
     }
 
     /// Memory registration of the VMA backing (the RFC's KVM_MEMORY_ENCRYPT_REG_REGION).
@@ -75,7 +121,67 @@ pub trait Policy: fmt::Debug + Sync {
 }
 
 /// Every policy, in report order.
-pub const ALL: [&dyn Policy; 5] = [&RfcHostSplit, &RefuseHugetlbfs, &FailPscHugetlbfs, &NptDemote, &Gmem];
+pub const ALL: [&dyn Policy; 6] =
+    [&RfcHostSplit, &RfcV4, &RefuseHugetlbfs, &FailPscHugetlbfs, &NptDemote, &Gmem];
+
+/// What a policy row models: code as it was posted, or an author's description of a design.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reading {
+    /// The code as posted (a patch or upstream function, named in the policy's doc comment).
+    Code,
+    /// A design as someone described it (the seed mail's reading of the RFC, a reviewer's
+    /// proposal), not a particular patch.
+    Description,
+}
+
+impl Reading {
+    /// The label shown beside the policy's name.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Reading::Code => "code as posted",
+            Reading::Description => "as described",
+        }
+    }
+}
+
+/// Which faults the RMP-level cap on the NPT (`npt_level_follows_rmp`) applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RmpCap {
+    /// Private faults only, at the level of an assigned entry and 4K for an unassigned one
+    /// (upstream `sev_gmem_max_mapping_level`).
+    PrivateAssigned,
+    /// Every fault, private or shared, at the page size of the 2M-aligned RMP entry whether or
+    /// not it is assigned: RFC v4 27/40 `sev_get_tdp_max_page_level` returns
+    /// `min(level, max_level)` with `level` from `snp_lookup_page_in_rmptable`, which reads the
+    /// 2M-aligned entry's page-size bit. Hypervisor-owned memory whose entries were never 2M is
+    /// therefore mapped at 4K.
+    EveryFault,
+}
+
+/// The level of a legacy page-state change's RMPUPDATEs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PscLevel {
+    /// 2M when the request is 2M and the host mapping is ≥ 2M, else 4K.
+    HostMapping,
+    /// RFC v4's `__snp_handle_page_state_change`: map the GPA in the NPT first if it is not
+    /// (`snp_check_and_build_npt` → `kvm_mmu_map_tdp_page`, at most the request's level and the
+    /// host level), then `level = min(level, NPT leaf level)`; the lowered level sticks for the
+    /// rest of the entry.
+    NptLeaf,
+}
+
+/// What KVM does when the PSMASH it issued for an RMP #NPF fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PsmashFailure {
+    /// Stop the VM (`vm_error`, an instruction KVM issued failed) unless the re-lookup finds the
+    /// entry already 4K (another vCPU smashed it), then zap as usual.
+    Fatal,
+    /// RFC v4 38/40 `snp_handle_rmp_page_fault`: the return code is not acted on; zap anyway.
+    Ignored,
+    /// Upstream `sev_handle_rmp_fault`: a re-lookup that finds the entry assigned at 4K ends the
+    /// handler (no zap); otherwise WARN (`kvm_warnings`) and zap.
+    WarnAndZap,
+}
 
 /// The policy named `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn Policy> {
@@ -113,7 +219,7 @@ impl FaultCx<'_> {
             }),
             Err(HostError::Unsplittable { backing }) => Err(KvmError::Unresolvable {
                 gfn: self.gfn,
-                reason: format!("the host walk found a {backing:?} page, which cannot be split"),
+                reason: format!("the host walk found a {} page, which cannot be split", backing.name()),
             }),
             Err(e) => Err(e.into()),
         }

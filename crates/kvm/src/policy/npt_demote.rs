@@ -2,7 +2,7 @@
 
 use snpsim_defs::PageSize;
 
-use super::{Era, FaultCx, Policy};
+use super::{Era, FaultCx, Policy, Reading};
 use crate::KvmError;
 
 /// Resolve an RMP size-mismatch #NPF by demoting KVM's own NPT leaf to the RMP level, minimally
@@ -21,8 +21,19 @@ impl Policy for NptDemote {
         Era::Legacy
     }
 
+    fn reading(&self) -> Reading {
+        Reading::Description
+    }
+
     fn summary(&self) -> &'static str {
         "seed mail (2021): demote the NPT leaf to the RMP level; never touch the host mapping"
+    }
+
+    /// Minimal on every path: a SIZEM fault from a 4K PVALIDATE/RMPADJUST inside a 2M entry is
+    /// resolved by the PSMASH every policy does, then the faulting leaf is demoted in place (a
+    /// 1G leaf keeps its other 2M parts mapped), not zapped over 512 GFNs.
+    fn demote_after_psmash(&self) -> bool {
+        true
     }
 
     fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {

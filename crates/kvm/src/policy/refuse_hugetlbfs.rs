@@ -3,7 +3,7 @@
 
 use snpsim_host::VmaBacking;
 
-use super::{Era, FaultCx, Policy};
+use super::{Era, FaultCx, Policy, Reading};
 use crate::KvmError;
 
 /// As `rfc-host-split`, but memory registration fails when the VMA is hugetlbfs, so the split
@@ -19,6 +19,10 @@ impl Policy for RefuseHugetlbfs {
 
     fn era(&self) -> Era {
         Era::Legacy
+    }
+
+    fn reading(&self) -> Reading {
+        Reading::Description
     }
 
     fn summary(&self) -> &'static str {

@@ -1,6 +1,6 @@
 //! `rfc-host-split`: the SNP RFC v4 series (B. Singh, July 2021) as the seed mail characterises it.
 
-use super::{Era, FaultCx, Policy};
+use super::{Era, FaultCx, Policy, Reading};
 use crate::KvmError;
 
 /// Resolve an RMP size-mismatch #NPF by walking the *host* page table of the faulting HVA and
@@ -22,6 +22,10 @@ impl Policy for RfcHostSplit {
 
     fn era(&self) -> Era {
         Era::Legacy
+    }
+
+    fn reading(&self) -> Reading {
+        Reading::Description
     }
 
     fn summary(&self) -> &'static str {

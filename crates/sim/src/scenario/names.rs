@@ -107,6 +107,10 @@ named_enum! {
         /// #NPF handler already PSMASHed and zapped; its host split lived in the host fault handler
         /// for user addresses.)
         RfcHostSplit = "rfc-host-split",
+        /// The RFC v4 code as posted (27/40, 38/40, 10/40): NPT capped at the RMP level, PSMASH and
+        /// zap of the 2M-aligned range on an RMP #NPF, never a host split from KVM; a host write
+        /// into a hugetlbfs page over a private 4K page re-faults forever (`host_hang`).
+        RfcV4 = "rfc-v4",
         /// As `rfc-host-split`, but a hugetlbfs memslot is refused (`vm_rejected`).
         RefuseHugetlbfs = "refuse-hugetlbfs",
         /// As `rfc-host-split`, but a page-state change to private on hugetlbfs fails
@@ -130,9 +134,11 @@ impl Policy {
     }
 
     /// The default of `vm.npt_level_follows_rmp`: true for `gmem` (KVM's later
-    /// `private_max_mapping_level`), false for the legacy policies (RFC v4).
+    /// `private_max_mapping_level`) and for `rfc-v4` (27/40 `sev_get_tdp_max_page_level`), false
+    /// for the policies that model a description (the NPT follows the host level and size
+    /// mismatches surface as faults).
     pub const fn default_npt_level_follows_rmp(self) -> bool {
-        matches!(self, Policy::Gmem)
+        matches!(self, Policy::Gmem | Policy::RfcV4)
     }
 }
 
@@ -410,6 +416,8 @@ named_enum! {
         VmError = "vm_error",
         /// The guest terminated itself (a failed page-state change).
         GuestTerminated = "guest_terminated",
+        /// A host access re-faulted without progress (the VMM or vhost thread hangs).
+        HostHang = "host_hang",
         /// The run hit `vm.step_budget`.
         StepBudgetExceeded = "step_budget_exceeded",
     }

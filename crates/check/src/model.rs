@@ -113,6 +113,7 @@ pub fn race_menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
 /// two vCPUs the race starts from region 0 private and validated at 2M (vCPU 0, to completion).
 pub fn initial_simulation(setup: &CheckSetup, trace: Option<&TraceMeta>) -> Option<Simulation> {
     let mut config = tiny_config(setup.policy, setup.backing, setup.granularity);
+    config.npt_level_follows_rmp = setup.npt_level_follows_rmp;
     if setup.vcpus > 1 {
         config.vcpus = setup.vcpus;
         config.interleave = true;
@@ -219,6 +220,8 @@ pub struct CheckSetup {
     /// 1: one vCPU, every operation to completion ([`menu`]); 2: two interleaved vCPUs racing
     /// in one region ([`race_menu`]), each step one tick.
     pub vcpus: u32,
+    /// `npt_level_follows_rmp` (`None`: the policy's default).
+    pub npt_level_follows_rmp: Option<bool>,
 }
 
 /// The model: a setup and its action menu.

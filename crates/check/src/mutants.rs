@@ -64,8 +64,15 @@ fn check_one(
     depth: u32,
     vcpus: u32,
 ) -> Option<Caught> {
-    let setup =
-        CheckSetup { policy: by_name(policy)?, backing, granularity: Granularity::K4, depth, mutant, vcpus };
+    let setup = CheckSetup {
+        policy: by_name(policy)?,
+        backing,
+        granularity: Granularity::K4,
+        depth,
+        mutant,
+        vcpus,
+        npt_level_follows_rmp: None,
+    };
     let model = SnpModel::new(setup);
     let always: Vec<&'static str> = model
         .properties()

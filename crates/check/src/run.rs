@@ -39,6 +39,8 @@ pub struct ConfigReport {
     pub backing: &'static str,
     /// The guest granularity.
     pub granularity: Granularity,
+    /// `npt_level_follows_rmp` in force.
+    pub npt_level_follows_rmp: bool,
     /// vCPUs (2: the interleaved race model).
     pub vcpus: u32,
     /// Unique states explored.
@@ -76,16 +78,26 @@ fn explore(setup: CheckSetup) -> (usize, usize, Vec<Discovery>) {
 
 /// Check one configuration to `depth` actions. A violation is re-searched with iterative
 /// deepening so the counterexample reported is a shortest one.
+#[allow(clippy::too_many_arguments)]
 pub fn check_config(
     policy: &'static dyn Policy,
     backing: (&'static str, MemoryBacking),
     granularity: Granularity,
+    follows: Option<bool>,
     depth: u32,
     mutant: Option<Mutant>,
     vcpus: u32,
 ) -> ConfigReport {
     let t = Instant::now();
-    let setup = |d| CheckSetup { policy, backing: backing.1, granularity, depth: d, mutant, vcpus };
+    let setup = |d| CheckSetup {
+        policy,
+        backing: backing.1,
+        granularity,
+        depth: d,
+        mutant,
+        vcpus,
+        npt_level_follows_rmp: follows,
+    };
     let (states, max_depth, found) = explore(setup(depth));
     let reached = found.iter().filter(|f| !f.2).map(|f| f.0).collect();
     let violation = found.iter().any(|f| f.2).then(|| {
@@ -97,6 +109,7 @@ pub fn check_config(
         policy: policy.name(),
         backing: backing.0,
         granularity,
+        npt_level_follows_rmp: follows.unwrap_or(policy.npt_level_follows_rmp()),
         vcpus,
         states,
         max_depth,
@@ -106,8 +119,18 @@ pub fn check_config(
     }
 }
 
+/// The `npt_level_follows_rmp` settings checked for a policy: both for a legacy policy (the
+/// setting is an axis of the debate), the policy's own for gmem (upstream always caps).
+pub fn follows_settings(policy: &dyn Policy) -> Vec<Option<bool>> {
+    match policy.era() {
+        Era::Legacy => vec![Some(false), Some(true)],
+        Era::Gmem => vec![None],
+    }
+}
+
 /// Check every configuration matching the filters (each policy with each backing of its era,
-/// guests at 4K and 2M granularity), with `vcpus` vCPUs.
+/// guests at 4K and 2M granularity, both NPT-level settings for a legacy policy), with `vcpus`
+/// vCPUs.
 pub fn check_all(
     policy: Option<&str>,
     backing: Option<&str>,
@@ -124,8 +147,10 @@ pub fn check_all(
             if backing.is_some_and(|want| want != b.0) {
                 continue;
             }
-            for g in [Granularity::K4, Granularity::M2] {
-                out.push(check_config(p, b, g, depth, mutant, vcpus));
+            for f in follows_settings(p) {
+                for g in [Granularity::K4, Granularity::M2] {
+                    out.push(check_config(p, b, g, f, depth, mutant, vcpus));
+                }
             }
         }
     }

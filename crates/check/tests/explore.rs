@@ -18,6 +18,7 @@ fn explore_with(policy: &str, backing: MemoryBacking, depth: u32, vcpus: u32) ->
         depth,
         mutant: None,
         vcpus,
+        npt_level_follows_rmp: None,
     };
     let checker = SnpModel::new(setup).checker().spawn_bfs().join();
     let mut found: Vec<&'static str> = checker.discoveries().into_keys().collect();

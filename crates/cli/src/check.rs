@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use snpsim_check::run::{ConfigReport, backings, check_config};
+use snpsim_check::run::{ConfigReport, backings, check_config, follows_settings};
 use snpsim_check::{CheckSetup, initial_simulation};
 use snpsim_hw::Mutant;
 use snpsim_sim::trace::TraceMeta;
@@ -89,7 +89,15 @@ fn counterexample_trace(
         seed: 0,
         mutant,
     };
-    let setup = CheckSetup { policy, backing, granularity: r.granularity, depth: 0, mutant, vcpus: r.vcpus };
+    let setup = CheckSetup {
+        policy,
+        backing,
+        granularity: r.granularity,
+        depth: 0,
+        mutant,
+        vcpus: r.vcpus,
+        npt_level_follows_rmp: Some(r.npt_level_follows_rmp),
+    };
     let Some(mut sim) = initial_simulation(&setup, Some(&meta)) else { return Vec::new() };
     let mut bytes = sim.take_trace();
     for a in actions {
@@ -113,8 +121,10 @@ fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Vec<ConfigReport> {
                 continue;
             }
             for vcpus in args.vcpus.map_or(vec![1, 2], |v| vec![v]) {
-                for g in [snpsim_guest::Granularity::K4, snpsim_guest::Granularity::M2] {
-                    configs.push((p, b, g, vcpus));
+                for f in follows_settings(p) {
+                    for g in [snpsim_guest::Granularity::K4, snpsim_guest::Granularity::M2] {
+                        configs.push((p, b, g, f, vcpus));
+                    }
                 }
             }
         }
@@ -122,10 +132,10 @@ fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Vec<ConfigReport> {
     let progress = crate::progress::Progress::new(configs.len() as u64, "configurations", args.quiet);
     configs
         .into_iter()
-        .map(|(p, b, g, vcpus)| {
+        .map(|(p, b, g, f, vcpus)| {
             progress.set_message(format!("{} on {}", p.name(), b.0));
             let depth = if vcpus > 1 { args.race_depth } else { args.depth };
-            let r = check_config(p, b, g, depth, mutant, vcpus);
+            let r = check_config(p, b, g, f, depth, mutant, vcpus);
             progress.inc();
             r
         })
@@ -141,8 +151,8 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
         bail!("--policy and --backing select no configuration (a policy runs only with backings of its era)");
     }
     println!(
-        "{:<20} {:<13} {:<4} {:>5} {:>8} {:>5} {:>8}  result",
-        "policy", "backing", "gran", "vcpus", "states", "depth", "time"
+        "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>8}  result",
+        "policy", "backing", "gran", "npt≤rmp", "vcpus", "states", "depth", "time"
     );
     let mut ok = true;
     for r in &reports {
@@ -155,10 +165,11 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             Some((p, _)) => format!("VIOLATED: {p}"),
         };
         println!(
-            "{:<20} {:<13} {:<4} {:>5} {:>8} {:>5} {:>7.2}s  {result}",
+            "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>7.2}s  {result}",
             r.policy,
             r.backing,
             gran,
+            if r.npt_level_follows_rmp { "yes" } else { "no" },
             r.vcpus,
             r.states,
             r.max_depth,
@@ -169,10 +180,11 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
         ok = false;
         let Some((property, actions)) = &r.violation else { continue };
         eprintln!(
-            "\n{} on {} ({:?} guest): \"{property}\" fails after {} actions:",
+            "\n{} on {} ({:?} guest, npt_level_follows_rmp = {}): \"{property}\" fails after {} actions:",
             r.policy,
             r.backing,
             r.granularity,
+            r.npt_level_follows_rmp,
             actions.len()
         );
         for (i, a) in actions.iter().enumerate() {
@@ -183,8 +195,15 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             std::fs::create_dir_all(&dir)?;
         }
         let path = dir.join(
-            format!("counterexample-{}-{}-{:?}-{}vcpu.jsonl", r.policy, r.backing, r.granularity, r.vcpus)
-                .to_lowercase(),
+            format!(
+                "counterexample-{}-{}-{:?}-{}-{}vcpu.jsonl",
+                r.policy,
+                r.backing,
+                r.granularity,
+                if r.npt_level_follows_rmp { "follows" } else { "host-level" },
+                r.vcpus
+            )
+            .to_lowercase(),
         );
         write_atomic(&path, &counterexample_trace(r, actions, mutant))?;
         eprintln!("  trace: {}  (re-run it: snpsim replay {})", path.display(), path.display());

@@ -40,7 +40,7 @@ pub fn text() -> String {
     }
     w!("\nPolicies:");
     for p in snpsim_kvm::policy::ALL {
-        w!("  {:<20} {}", p.name(), p.summary());
+        w!("  {:<20} [{}] {}", p.name(), p.reading().label(), p.summary());
     }
     w!("\nBackings:");
     for &b in Backing::ALL {

@@ -22,7 +22,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use snpsim_sim::debate::{
-    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, workload_check, workload_matrix, workload_scenario,
+    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, workload_check, workload_matrix,
+    workload_scenario,
 };
 use snpsim_sim::engine::CheckMode;
 use snpsim_sim::run::{ScenarioRun, run_scenario_traced};
@@ -390,10 +391,10 @@ fn run_debate(check: CheckMode, c: Check, traced: bool, quiet: bool) -> Result<(
     let mut index = 0u64;
     let mut matrix_runs = Vec::new();
     let progress = progress::Progress::new((matrix().len() + CLAIM_SCENARIOS.len()) as u64, "runs", quiet);
-    for (p, b, g) in matrix() {
+    for (p, b, g, f) in matrix() {
         progress.inc();
-        let source = format!("<embedded {}/{}/{}>", p.name(), b.name(), g.name());
-        let s = parse_scenario(&source, &matrix_scenario(p, b, g)).context(bug)?;
+        let source = matrix_source(p, b, g, f);
+        let s = parse_scenario(&source, &matrix_scenario(p, b, g, f)).context(bug)?;
         let mut r = run_one(&s, &source, index, check, traced).context(bug)?;
         index += 1;
         let trace = r.result.trace.take();
@@ -431,7 +432,14 @@ fn verdicts_json(d: &Debate) -> Value {
     Value::Array(
         d.verdicts()
             .into_iter()
-            .map(|v| serde_json::json!({"claim": v.claim, "supported": v.supported, "evidence": v.evidence}))
+            .map(|v| {
+                serde_json::json!({
+                    "claim": v.claim,
+                    "settings": v.settings,
+                    "supported": v.supported,
+                    "evidence": v.evidence
+                })
+            })
             .collect(),
     )
 }
@@ -547,6 +555,7 @@ fn debate_text(d: &Debate) -> String {
     s.push_str("\nVerdicts:\n");
     for v in d.verdicts() {
         let _ = writeln!(s, "  [{}] {}", if v.supported { "supported" } else { "NOT SUPPORTED" }, v.claim);
+        let _ = writeln!(s, "        under: {}", v.settings);
         let _ = writeln!(s, "        {}", v.evidence);
     }
     s

@@ -44,7 +44,7 @@ pub fn render_with(
     if with_name {
         header.push("scenario".into());
     }
-    header.extend(["policy", "backing", guest_header, "outcome"].map(String::from));
+    header.extend(["policy", "backing", "npt≤rmp", guest_header, "outcome"].map(String::from));
     header.extend(COLUMNS.iter().map(|(h, _)| (*h).to_string()));
     header.extend(["2M+ cover", "sim_time"].map(String::from));
     let mut rows = vec![header];
@@ -57,6 +57,7 @@ pub fn render_with(
         }
         row.push(r.policy.to_string());
         row.push(r.backing.to_string());
+        row.push(if r.npt_level_follows_rmp { "yes" } else { "no" }.to_string());
         row.push(guests.and_then(|g| g.get(i)).map_or_else(|| r.granularity.to_string(), Clone::clone));
         row.push(if r.passed() {
             r.result.outcome.name().to_string()
@@ -79,7 +80,7 @@ pub fn render_with(
             .zip(&widths)
             .enumerate()
             .map(|(c, (cell, w))| {
-                let left = c < if with_name { 5 } else { 4 };
+                let left = c < if with_name { 6 } else { 5 };
                 if left { format!("{cell:<w$}") } else { format!("{cell:>w$}") }
             })
             .collect();
@@ -88,7 +89,46 @@ pub fn render_with(
             let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
         }
     }
+    out.push_str(&readings_legend(runs.iter().map(|r| r.policy)));
     out
+}
+
+/// One line under a table naming what each policy row models: code as posted or a design as
+/// described (a policy's `reading`); `npt≤rmp` is `vm.npt_level_follows_rmp`.
+pub fn readings_legend<'a>(policies: impl IntoIterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for p in policies {
+        if !seen.contains(&p) {
+            seen.push(p);
+        }
+    }
+    let of = |code: bool| -> Vec<&str> {
+        seen.iter()
+            .copied()
+            .filter(|p| {
+                snpsim_kvm::policy::by_name(p)
+                    .is_some_and(|k| (k.reading() == snpsim_kvm::policy::Reading::Code) == code)
+            })
+            .collect()
+    };
+    let (code, described) = (of(true), of(false));
+    let mut line = String::new();
+    if !code.is_empty() {
+        let _ = write!(line, "code as posted: {}", code.join(", "));
+    }
+    if !described.is_empty() {
+        let _ = write!(
+            line,
+            "{}as described (not a particular patch): {}",
+            if line.is_empty() { "" } else { "; " },
+            described.join(", ")
+        );
+    }
+    if line.is_empty() {
+        line
+    } else {
+        format!("{line}. npt≤rmp: the NPT level is capped at the RMP level.\n")
+    }
 }
 
 /// Columns of the generated-workload table: header and metric.
@@ -164,6 +204,7 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "policy": r.policy,
                     "backing": r.backing,
                     "granularity": r.granularity,
+                    "npt_level_follows_rmp": r.npt_level_follows_rmp,
                     "outcome": r.result.outcome.name(),
                     "reason": r.result.reason,
                     "metrics": r.result.metrics,

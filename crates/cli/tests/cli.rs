@@ -278,19 +278,22 @@ fn a_bad_file_in_a_directory_stops_everything_before_any_run() {
 }
 
 #[test]
-fn list_names_the_five_policies() {
+fn list_names_every_policy_with_what_it_models() {
     let out = snpsim(&["list"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
-    let policies: Vec<&str> = stdout
-        .split("Policies:\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .take_while(|l| !l.is_empty())
-        .map(|l| l.split_whitespace().next().unwrap())
-        .collect();
-    assert_eq!(policies, ["rfc-host-split", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote", "gmem"]);
+    let lines: Vec<&str> =
+        stdout.split("Policies:\n").nth(1).unwrap().lines().take_while(|l| !l.is_empty()).collect();
+    let policies: Vec<&str> = lines.iter().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(
+        policies,
+        ["rfc-host-split", "rfc-v4", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote", "gmem"]
+    );
+    // Code as posted vs an author's description, labelled on each line.
+    for (line, code) in lines.iter().zip([false, true, false, false, false, true]) {
+        let label = if code { "[code as posted]" } else { "[as described]" };
+        assert!(line.contains(label), "{line}");
+    }
 }
 
 #[test]

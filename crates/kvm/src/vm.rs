@@ -332,8 +332,9 @@ impl Kvm {
             return Ok(());
         }
         if self.policy.demote_after_psmash() {
-            self.demote_for_fault(gfn, PageSize::Size4K);
-            return Ok(());
+            // Split a 1G leaf into its 2M parts in place, so that only the part holding the
+            // fault goes (by the zap below); its 511 siblings stay mapped at 2M.
+            self.demote_for_fault(gfn, PageSize::Size2M);
         }
         let start = self.policy.psmash_zap_start(self.geometry, gfn);
         self.zap_for_fault(start, self.geometry.pages_per_2m(), gfn, PageSize::Size4K);

@@ -354,8 +354,8 @@ fn pvalidate_sizem() -> NpfErrorCode {
 }
 
 #[test]
-fn host_split_policies_psmash_and_zap_the_aligned_2m_range_on_a_4k_pvalidate() {
-    for name in HOST_SPLIT {
+fn legacy_policies_psmash_and_zap_the_aligned_2m_range_on_a_4k_pvalidate() {
+    for name in ["rfc-host-split", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote"] {
         let mut vm = legacy(name, VmaBacking::Thp, 16 * MIB);
         convert(&mut vm, 0x200, P2M, true, true);
         assert_eq!(vm.kvm.stats.rmpupdate, 1, "{name}");
@@ -424,36 +424,25 @@ fn gmem_psmashes_and_zaps_512_gfns_from_the_faulting_gfn() {
 
 #[test]
 fn a_private_access_through_a_leaf_smaller_than_the_rmp_entry_is_psmashed() {
-    for name in ["rfc-host-split", "npt-demote"] {
-        let mut vm = legacy(name, VmaBacking::Thp, 16 * MIB);
-        convert(&mut vm, 0x200, P2M, true, true);
-        fault_in(&mut vm, 0x200, true);
-        assert_eq!(
-            pvalidate(&mut vm, 0x200, RmpPageSize::Size2M),
-            GuestOutcome::Done(PvalidateStatus::Changed)
-        );
-        // The host splits the THP for its own reasons; the refault maps 4K over the 2M entry.
-        let inv = vm.host.vma.split(0x200).unwrap().unwrap();
-        vm.kvm.mmu_invalidate(inv);
-        fault_in(&mut vm, 0x205, true);
-        assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
-        let code = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap();
-        assert_eq!(code, sizem_private(false));
-        assert_eq!(vm.kvm.stats.psmash, 1);
-        assert_eq!(vm.rmp.lookup(Pfn(0x205)), Some((true, RmpPageSize::Size4K)));
-        if name == "npt-demote" {
-            // Minimal: the leaf is already 4K, so nothing is demoted and it stays.
-            assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
-        } else {
-            // The zap of the 2M-aligned range removes the 4K leaf; the refault maps it again.
-            assert_eq!(leaf(&vm, 0x205), None);
-            fault_in(&mut vm, 0x205, true);
-        }
-        // Only 4K leaves were there: no demotion either way.
-        assert_eq!(vm.kvm.stats.demotions_total(), 0, "{name}");
-        // PSMASH kept Validated: the access completes.
-        assert_eq!(access_fault(&vm, 0x205, true, AccessKind::Read), Err(GuestOutcome::Done(())), "{name}");
-    }
+    let mut vm = legacy("npt-demote", VmaBacking::Thp, 16 * MIB);
+    convert(&mut vm, 0x200, P2M, true, true);
+    fault_in(&mut vm, 0x200, true);
+    assert_eq!(pvalidate(&mut vm, 0x200, RmpPageSize::Size2M), GuestOutcome::Done(PvalidateStatus::Changed));
+    // The host splits the THP for its own reasons; the refault maps 4K over the 2M entry.
+    let inv = vm.host.vma.split(0x200).unwrap().unwrap();
+    vm.kvm.mmu_invalidate(inv);
+    fault_in(&mut vm, 0x205, true);
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+    let code = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap();
+    assert_eq!(code, sizem_private(false));
+    assert_eq!(vm.kvm.stats.psmash, 1);
+    assert_eq!(vm.rmp.lookup(Pfn(0x205)), Some((true, RmpPageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x205), None);
+    // Only 4K leaves were zapped: no demotion.
+    assert_eq!(vm.kvm.stats.demotions_total(), 0);
+    fault_in(&mut vm, 0x205, true);
+    // PSMASH kept Validated: the access completes.
+    assert_eq!(access_fault(&vm, 0x205, true, AccessKind::Read), Err(GuestOutcome::Done(())));
 }
 
 #[test]
@@ -673,9 +662,9 @@ fn a_psmash_zap_of_a_1g_leaf_is_a_needless_demotion() {
 }
 
 /// npt-demote demotes minimally on the PVALIDATE path too: a 4K PVALIDATE inside a 2M RMP entry
-/// under a 1G leaf PSMASHes the entry, then splits the 1G leaf into 512 2M leaves and only the
-/// 2M part holding the page into 512 4K leaves. Coverage of the 1 GiB guest (262,144 pages):
-/// 512 pages at 4K, the other 511 parts × 512 = 261,632 pages at 2M, none unmapped.
+/// under a 1G leaf PSMASHes the entry, splits the 1G leaf into 512 2M leaves in place and zaps
+/// only the 2M part holding the page. Coverage of the 1 GiB guest (262,144 pages): the other 511
+/// parts × 512 = 261,632 pages still at 2M, the 512 pages of the zapped part unmapped.
 #[test]
 fn npt_demote_demotes_minimally_after_a_pvalidate_psmash() {
     let mut vm = legacy("npt-demote", VmaBacking::Hugetlbfs1g, GIB);
@@ -685,11 +674,15 @@ fn npt_demote_demotes_minimally_after_a_pvalidate_psmash() {
     let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x205, RmpPageSize::Size4K) else { panic!("no SIZEM") };
     vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
     assert_eq!(vm.kvm.stats.psmash, 1);
-    assert_eq!(vm.kvm.npt.coverage(), [P2M, GIB - P2M, 0]);
+    assert_eq!(vm.kvm.npt.coverage(), [0, GIB - P2M, 0]);
     assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("1g_2m", 1), ("2m_4k", 1)]));
     assert_eq!(vm.kvm.stats.npt_demotions_needless, 0);
+    assert_eq!(leaf(&vm, 0x205), None);
     assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)));
-    // The retried PVALIDATE needs no refault: the 4K leaf is already there.
+    assert_eq!(leaf(&vm, 0x1ff), Some((Pfn(0x1ff), PageSize::Size2M)));
+    // The refault maps the part again (at the host's level, capped by the 1G neighbours to 2M);
+    // the retried PVALIDATE at 4K matches the 4K entry.
+    fault_in(&mut vm, 0x205, true);
     assert_eq!(pvalidate(&mut vm, 0x205, RmpPageSize::Size4K), GuestOutcome::Done(PvalidateStatus::Changed));
 }
 

@@ -23,6 +23,8 @@ pub struct ScenarioRun {
     pub granularity: &'static str,
     /// The guest preset name.
     pub preset: &'static str,
+    /// `vm.npt_level_follows_rmp` in force (the scenario's, or the policy's default).
+    pub npt_level_follows_rmp: bool,
     /// Whether the guest tracks the pages it validated (`guest.validation_tracking` in force).
     pub validation_tracking: bool,
     /// The adversary's attack names (`[vm] adversary`; empty for an honest host).
@@ -186,7 +188,8 @@ pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
             Some(fam.get(member).and_then(num).unwrap_or(0.0))
         }
         None => match v.get(name)? {
-            serde_json::Value::Object(members) => Some(members.values().filter_map(num).sum()),
+            // `+ 0.0`: an empty `f64` sum is -0.0, and a total of nothing is 0.
+            serde_json::Value::Object(members) => Some(members.values().filter_map(num).sum::<f64>() + 0.0),
             other => num(other),
         },
     }
@@ -242,6 +245,7 @@ fn run_scenario_with(
         backing: s.vm.backing.name(),
         granularity: s.guest.resolved().psc_granularity.name(),
         preset: s.guest.preset.name(),
+        npt_level_follows_rmp: s.vm.npt_level_follows_rmp(),
         validation_tracking: s.guest.resolved().validation_tracking,
         adversary: s.vm.adversary.clone(),
         result,

@@ -5,11 +5,23 @@ use snpsim_sim::debate::{CLAIM_SCENARIOS, Debate, matrix, run_debate};
 use snpsim_sim::engine::CheckMode;
 use snpsim_sim::run::{ScenarioRun, metric_value};
 
+/// The matrix row with the policy's own `npt_level_follows_rmp` default (false for the policies
+/// that model a description, true for rfc-v4 and gmem).
 fn row<'a>(d: &'a Debate, policy: &str, backing: &str, gran: &str) -> &'a ScenarioRun {
+    let follows = matches!(policy, "rfc-v4" | "gmem");
+    row_at(d, policy, backing, gran, follows)
+}
+
+fn row_at<'a>(d: &'a Debate, policy: &str, backing: &str, gran: &str, follows: bool) -> &'a ScenarioRun {
     d.matrix
         .iter()
-        .find(|r| r.policy == policy && r.backing == backing && r.granularity == gran)
-        .unwrap_or_else(|| panic!("no matrix row {policy}/{backing}/{gran}"))
+        .find(|r| {
+            r.policy == policy
+                && r.backing == backing
+                && r.granularity == gran
+                && r.npt_level_follows_rmp == follows
+        })
+        .unwrap_or_else(|| panic!("no matrix row {policy}/{backing}/{gran}/follows={follows}"))
 }
 
 fn claim<'a>(d: &'a Debate, file_part: &str) -> &'a ScenarioRun {
@@ -41,11 +53,13 @@ fn pin(r: &ScenarioRun, expected: &[(&str, u32)]) {
 fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
     let d = run_debate(CheckMode::Full).unwrap();
     let verdicts = d.verdicts();
-    assert_eq!(verdicts.len(), 8);
+    assert_eq!(verdicts.len(), 9);
     for v in &verdicts {
         assert!(v.supported, "NOT SUPPORTED: {}\n  {}", v.claim, v.evidence);
     }
-    assert_eq!(d.matrix.len(), 38);
+    // 5 legacy policies × 4 backings × 2 NPT-level settings × 2 granularities, and gmem × 3 folio
+    // sizes × 2 granularities.
+    assert_eq!(d.matrix.len(), 5 * 4 * 2 * 2 + 3 * 2);
     assert_eq!(d.matrix.len(), matrix().len());
     assert_eq!(d.claims.len(), CLAIM_SCENARIOS.len());
     for r in d.matrix.iter().chain(&d.claims) {
@@ -54,6 +68,8 @@ fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
         pin(r, &[("false_negatives", 0), ("invariant_violations", 0)]);
     }
     pin_rfc_host_split(&d);
+    pin_rfc_v4(&d);
+    pin_npt_level_follows_rmp(&d);
     pin_refusals(&d);
     pin_npt_demote(&d);
     pin_gmem(&d);
@@ -78,6 +94,44 @@ fn pin_rfc_host_split(d: &Debate) {
     }
     // A 4K host mapping has no size mismatch, at the price of one #NPF per page.
     pin(row(d, "rfc-host-split", "anon-4k", "4k"), &[("rmp_npf", 0), ("exits.npf", 16384)]);
+}
+
+fn pin_rfc_v4(d: &Debate) {
+    // The 16,384 4K PSCs map their pages in the NPT at 4K (the PSC handler builds the NPT, capped
+    // at the 4K entry it converts), so no access ever meets a larger leaf: no RMP #NPF at all.
+    // The VMM's write to the shared buffer meets its 2M THP mapping over private 4K pages: the
+    // host handler splits it (needed), the MMU notifier zaps the NPT over that 2M range, and the
+    // guest's final shared write refaults there: one #NPF exit.
+    let thp = row(d, "rfc-v4", "thp", "4k");
+    assert_eq!(thp.result.outcome.name(), "completed");
+    pin(thp, &[("rmp_npf", 0), ("host_splits", 1), ("host_splits_needless", 0), ("exits.npf", 1)]);
+    // On hugetlbfs the same write re-faults forever: the run ends there, hung.
+    for b in ["hugetlbfs-2m", "hugetlbfs-1g"] {
+        let r = row(d, "rfc-v4", b, "4k");
+        assert_eq!(r.result.outcome.name(), "host_hang", "{b}");
+        pin(r, &[("host_fault_loops", 1), ("rmp_npf", 0), ("host_splits", 0), ("sigbus", 0)]);
+        assert!(r.result.reason.contains("FAULT_FLAG_PAGE_SPLIT"), "{}", r.result.reason);
+        // A 2M guest's PSCs build 2M leaves over 2M entries: nothing faults.
+        let r = row(d, "rfc-v4", b, "2m");
+        assert_eq!(r.result.outcome.name(), "completed", "{b}");
+        pin(r, &[("rmp_npf", 0), ("host_splits", 0), ("exits.npf", 0)]);
+    }
+}
+
+fn pin_npt_level_follows_rmp(d: &Debate) {
+    // With the NPT capped at the RMP level the 4K guest's leaves are 4K where its entries are:
+    // the seed's size-mismatch faults vanish, and so do the needless splits and the hugetlbfs
+    // vm_errors; the host writes to hugetlbfs still fail (SIGBUS and -EFAULT, one each).
+    for p in ["rfc-host-split", "npt-demote"] {
+        let thp = row_at(d, p, "thp", "4k", true);
+        assert_eq!(thp.result.outcome.name(), "completed", "{p}");
+        pin(thp, &[("rmp_npf", 0), ("host_splits", 1), ("host_splits_needless", 0), ("npt_demotions", 0)]);
+        for b in ["hugetlbfs-2m", "hugetlbfs-1g"] {
+            let r = row_at(d, p, b, "4k", true);
+            assert_eq!(r.result.outcome.name(), "completed", "{p}/{b}");
+            pin(r, &[("rmp_npf", 0), ("sigbus", 1), ("efault", 1)]);
+        }
+    }
 }
 
 fn pin_refusals(d: &Debate) {
@@ -131,6 +185,10 @@ fn pin_claims(d: &Debate) {
     let minimal = claim(d, "07-");
     pin(minimal, &[("npt_demotions.1g_2m", 1), ("npt_demotions.2m_4k", 1), ("npt_demotions_needless", 0)]);
     assert!(metric(minimal, "npt_coverage.2m") > 0.998, "{}", metric(minimal, "npt_coverage.2m"));
+    // examples/debate/14 derives these in its header comment.
+    let pvalidate = claim(d, "14-");
+    pin(pvalidate, &[("psmash", 1), ("npt_demotions.1g_2m", 1), ("npt_demotions.2m_4k", 2)]);
+    pin(pvalidate, &[("npt_demotions_needless", 0), ("exits.npf", 4)]);
     pin(claim(d, "10-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 4)]);
     pin(claim(d, "11-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 0)]);
     pin(claim(d, "12-"), &[("exits.npf", 1024), ("rmpupdate", 1024)]);

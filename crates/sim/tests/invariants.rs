@@ -166,6 +166,67 @@ fn invariant_3_leaf_larger_than_the_rmp_entry_with_npt_level_follows_rmp() {
     }
 }
 
+/// A well-behaved guest cannot break invariant 3's leaf form with the cap on: a shared 2M write
+/// maps a 2M leaf over the unassigned region (no cap applies to it), then a legacy 8 KiB PSC to
+/// private makes two 4K entries under it without a zap, as the RFC's handler did. That leaf
+/// outgrew its entries; KVM did not map it too large, and the hardware's size check faults on the
+/// next private access through it (npt-demote then demotes it). With the leaf recorded as
+/// outgrown removed and mapped anew at 2M by hand, the same state is a violation.
+#[test]
+fn invariant_3_a_leaf_the_rmp_shrank_under_is_no_violation() {
+    let text = r#"
+name = "invariant 3, outgrown leaf"
+seed = 1
+[machine]
+host_memory = "16MiB"
+[vm]
+memory = "4MiB"
+policy = "npt-demote"
+backing = "thp"
+npt_level_follows_rmp = true
+[guest]
+psc_granularity = "4k"
+[[step]]
+op = "access"
+gpa = "0x200000"
+kind = "write"
+private = false
+[[step]]
+op = "psc"
+gpa = "0x23d000"
+size = "8KiB"
+to = "private"
+[[step]]
+op = "access"
+gpa = "0x23d000"
+kind = "write"
+"#;
+    let s = parse_scenario("t.toml", text).unwrap();
+    let mut sim = Simulation::new(sim_config(&s, CheckMode::Full)).unwrap();
+    let acts = actions(&s);
+    sim.step(&acts[0]);
+    sim.step(&acts[1]);
+    let m = sim.machine().unwrap();
+    assert_eq!(m.kvm.npt.translate(Gfn(0x23d)).map(|(_, s)| s), Some(PageSize::Size2M));
+    assert!(m.kvm.npt.is_outgrown(Gfn(0x200)));
+    assert_eq!(check(m), Vec::<String>::new());
+    // The private write meets the 2M leaf over 4K entries: SIZEM, demoted to 4K, completed.
+    sim.step(&acts[2]);
+    let r = sim.finish();
+    assert_eq!(r.violations, Vec::<String>::new());
+    assert_eq!(r.metrics.rmp_npf_sizem, 1);
+    assert_eq!(r.metrics.npt_demotions.get("2m_4k"), Some(&1));
+
+    // The same leaf mapped fresh over those entries (not outgrown) is a violation.
+    let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(true));
+    fault_in(&mut m, 0x200, false);
+    convert(&mut m, 0x23d, true);
+    assert!(m.kvm.npt.is_outgrown(Gfn(0x200)));
+    m.kvm.npt.zap(Gfn(0x200), 512);
+    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+    assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Assigned entries: this guest's ASID, the bound GPA
 

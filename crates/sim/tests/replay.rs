@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use snpsim_sim::debate::{matrix, matrix_scenario};
+use snpsim_sim::debate::{matrix, matrix_scenario, matrix_source};
 use snpsim_sim::engine::CheckMode;
 use snpsim_sim::replay::{ReplayError, replay};
 use snpsim_sim::run::run_scenario_traced;
@@ -58,9 +58,9 @@ fn every_example_replays() {
 #[test]
 fn matrix_runs_replay_in_one_file() {
     let mut text = String::new();
-    for (i, (p, b, g)) in matrix().into_iter().enumerate() {
-        let source = format!("<embedded {}/{}/{}>", p.name(), b.name(), g.name());
-        let s = parse_scenario(&source, &matrix_scenario(p, b, g)).unwrap();
+    for (i, (p, b, g, f)) in matrix().into_iter().enumerate() {
+        let source = matrix_source(p, b, g, f);
+        let s = parse_scenario(&source, &matrix_scenario(p, b, g, f)).unwrap();
         text.push_str(&trace_of(&s, &source, i as u64));
     }
     let summary = replay(&text).unwrap();

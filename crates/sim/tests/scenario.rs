@@ -364,7 +364,7 @@ fn unknown_values() {
         10,
         Some("vm.policy"),
         ErrorKind::UnknownValue,
-        "unknown value \"foo\"; accepted: rfc-host-split, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem",
+        "unknown value \"foo\"; accepted: rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem",
     );
     let e = err(&BASE.replace("\"thp\"", "\"thp-2m\""));
     check(&e, 8, 11, Some("vm.backing"), ErrorKind::UnknownValue, "accepted: anon-4k, thp, hugetlbfs-2m");

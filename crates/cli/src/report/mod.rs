@@ -83,6 +83,8 @@ pub struct Run {
 pub struct Verdict {
     /// The claim.
     pub claim: String,
+    /// The settings it was judged under.
+    pub settings: String,
     /// Supported by the runs?
     pub supported: bool,
     /// The numbers.
@@ -237,6 +239,7 @@ impl Report {
                 vs.iter()
                     .map(|v| Verdict {
                         claim: str_field(v, "claim"),
+                        settings: str_field(v, "settings"),
                         supported: v.get("supported").and_then(Value::as_bool).unwrap_or(false),
                         evidence: str_field(v, "evidence"),
                     })
@@ -527,8 +530,10 @@ fn verdicts_html(vs: &[Verdict]) -> String {
         let (class, word) = if v.supported { ("ok", "supported") } else { ("bad", "NOT SUPPORTED") };
         let _ = write!(
             s,
-            "<li><span class=\"badge {class}\">{word}</span> {}<span class=\"evidence\">{}</span></li>",
+            "<li><span class=\"badge {class}\">{word}</span> {}<span class=\"evidence\">under: {}</span>\
+             <span class=\"evidence\">{}</span></li>",
             esc(&v.claim),
+            esc(&v.settings),
             esc(&v.evidence)
         );
     }

@@ -80,8 +80,9 @@ pub trait Policy: fmt::Debug + Sync {
         false
     }
 
-    /// After a PSMASH that resolved an #NPF, remove the NPT mappings over the smashed region by
-    /// demoting the faulting leaf in place (minimal) rather than zapping 512 GFNs.
+    /// After a PSMASH that resolved an #NPF, split a 1G leaf holding the fault into 2M leaves in
+    /// place before the zap of the smashed 2M range, so the zap removes only that 2M part
+    /// (minimal demotion) instead of the whole 1G leaf.
     fn demote_after_psmash(&self) -> bool {
         false
     }

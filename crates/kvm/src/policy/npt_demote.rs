@@ -30,8 +30,8 @@ impl Policy for NptDemote {
     }
 
     /// Minimal on every path: a SIZEM fault from a 4K PVALIDATE/RMPADJUST inside a 2M entry is
-    /// resolved by the PSMASH every policy does, then the faulting leaf is demoted in place (a
-    /// 1G leaf keeps its other 2M parts mapped), not zapped over 512 GFNs.
+    /// resolved by the PSMASH every policy does and the zap of the smashed 2M range, but a 1G
+    /// leaf over it is first split into 2M leaves, so its other 511 parts stay mapped at 2M.
     fn demote_after_psmash(&self) -> bool {
         true
     }

@@ -33,6 +33,8 @@ pub const METRICS: &[&str] = &[
     "sigbus",
     "efault",
     "kernel_oops",
+    "host_fault_loops",
+    "kvm_warnings",
     "data_loss_pages",
     "false_negatives",
     "invariant_violations",

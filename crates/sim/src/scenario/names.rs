@@ -435,12 +435,18 @@ mod tests {
         for b in Backing::ALL {
             assert_eq!(b.name().parse::<Backing>(), Ok(*b));
         }
-        assert_eq!(Policy::ALL.len(), 5);
+        // The scenario names are KVM's policies, in the same order, with the same defaults.
+        let kvm: Vec<&str> = snpsim_kvm::policy::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(Policy::ALL.iter().map(|p| p.name()).collect::<Vec<_>>(), kvm);
+        for p in Policy::ALL {
+            let k = snpsim_kvm::policy::by_name(p.name()).unwrap();
+            assert_eq!(p.default_npt_level_follows_rmp(), k.npt_level_follows_rmp(), "{}", p.name());
+        }
         assert_eq!(Backing::ALL.len(), 7);
         let e = "foo".parse::<Policy>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown policy \"foo\"; accepted: rfc-host-split, refuse-hugetlbfs, \
+            "unknown policy \"foo\"; accepted: rfc-host-split, rfc-v4, refuse-hugetlbfs, \
              fail-psc-hugetlbfs, npt-demote, gmem"
         );
     }

@@ -293,7 +293,8 @@ impl Kvm {
     /// Every policy's answer to a SIZEM fault on a 2M RMP entry (a 4K PVALIDATE/RMPADJUST inside
     /// it, or a private access through a smaller leaf): PSMASH the entry and zap 512 GFNs so the NPT
     /// refaults at the new RMP level (RFC v3 34/37; upstream `sev_handle_rmp_fault`). A failed
-    /// PSMASH is fine when the entry is 4K on re-lookup (a racing vCPU did it).
+    /// PSMASH is fine when the entry is 4K on re-lookup (a racing vCPU did it; PSMASH returned
+    /// FAIL_UNSUPPORTED, 7, for the 4K entry).
     pub fn finish_psmash(&mut self, rmp: &mut dyn RmpModel, plan: PsmashPlan) -> Result<(), KvmError> {
         let PsmashPlan { gfn, pfn } = plan;
         let region = self.geometry.region_of(pfn);
@@ -453,7 +454,7 @@ impl Kvm {
         let gfn_region = self.geometry.gfn_align_down(gfn, PageSize::Size2M);
         let per_2m = self.geometry.pages_per_2m();
         let whole = folio >= PageSize::Size2M
-            && rmp.rmpread(region).is_ok_and(|e| !e.hpage_region_status())
+            && !rmp.region_has_assigned(region)
             && self.attrs.uniform(gfn_region, per_2m) == Some(true);
         if whole {
             self.make_private(host, rmp, region, gfn_region.gpa(), RmpPageSize::Size2M)
@@ -689,7 +690,7 @@ impl Kvm {
                 && host.vma.level(g) >= PageSize::Size2M;
             let (assigned, level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
             if whole_2m {
-                let region_busy = rmp.rmpread(pfn).is_ok_and(|e| e.hpage_region_status());
+                let region_busy = rmp.region_has_assigned(pfn);
                 if range.private && assigned && level == RmpPageSize::Size2M {
                     g += per_2m;
                     continue;

@@ -187,7 +187,7 @@ impl Machine {
             let validated = self.rmp.raw_entry(pfn).is_some_and(|r| r.lo.validated());
             !own.assigned() || own.asid() != u32::from(self.asid) || !gpa_ok || npt_larger || !validated
         } else {
-            own.assigned() || (size >= PageSize::Size2M && own.hpage_region_status())
+            own.assigned() || (size >= PageSize::Size2M && self.rmp.region_has_assigned(pfn))
         };
         if bad {
             self.findings.false_negatives += 1;

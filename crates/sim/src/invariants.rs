@@ -104,8 +104,9 @@ fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: 
         let mut p = leaf.pfn.raw();
         while p < leaf.pfn.raw() + n {
             let region = g.region_of(Pfn(p));
+            // Any page of the region assigned (the aligned one, or another: its region status).
             let e = m.rmp.rmpread(region);
-            if m.rmp.region_has_assigned(region) && e.is_ok_and(|e| !e.page_size()) {
+            if e.is_ok_and(|e| (e.assigned() || e.hpage_region_status()) && !e.page_size()) {
                 v.push(format!(
                     "invariant 3: {} NPT leaf at GFN {start} over 4K RMP entries",
                     leaf.size.name()

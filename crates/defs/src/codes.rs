@@ -7,7 +7,7 @@ use bitfield_struct::bitfield;
 /// One numbering serves RMPUPDATE, PSMASH, PVALIDATE and RMPADJUST. Sources: Linux
 /// `arch/x86/include/asm/sev.h` (`RMPUPDATE_FAIL_OVERLAP` 4, `PSMASH_FAIL_INUSE` 3,
 /// `PVALIDATE_FAIL_SIZEMISMATCH` 6); VeriSMo `arch/rmp/def_s.rs` (1, 2, 3, 4, 6); MSVC intrinsic
-/// documentation (`__rmpupdate`, `__pvalidate`, `__rmpadjust`).
+/// documentation (`__rmpupdate`, `__pvalidate`, `__rmpadjust`, `__psmash`: 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u32)]
 pub enum ReturnCode {
@@ -24,6 +24,10 @@ pub enum ReturnCode {
     FailOverlap = 4,
     /// The operand size does not match the RMP entry size (PVALIDATE, RMPADJUST).
     FailSizeMismatch = 6,
+    /// PSMASH: "the page doesn't meet the requirements for expansion" (MSVC `__psmash`, value 7):
+    /// the aligned entry is not an assigned, mutable 2M entry. The name is the APM's mnemonic as
+    /// far as it is known (**UNVERIFIED**); the number and the wording are the intrinsic's.
+    FailUnsupported = 7,
 }
 
 impl ReturnCode {
@@ -41,6 +45,7 @@ impl ReturnCode {
             3 => ReturnCode::FailInuse,
             4 => ReturnCode::FailOverlap,
             6 => ReturnCode::FailSizeMismatch,
+            7 => ReturnCode::FailUnsupported,
             _ => return None,
         })
     }
@@ -54,6 +59,7 @@ impl ReturnCode {
             ReturnCode::FailInuse => "FAIL_INUSE",
             ReturnCode::FailOverlap => "FAIL_OVERLAP",
             ReturnCode::FailSizeMismatch => "FAIL_SIZEMISMATCH",
+            ReturnCode::FailUnsupported => "FAIL_UNSUPPORTED",
         }
     }
 }
@@ -172,9 +178,12 @@ mod tests {
         assert_eq!(ReturnCode::FailInuse.raw(), 3);
         assert_eq!(ReturnCode::FailOverlap.raw(), 4);
         assert_eq!(ReturnCode::FailSizeMismatch.raw(), 6);
+        assert_eq!(ReturnCode::FailUnsupported.raw(), 7);
+        assert_eq!(ReturnCode::from_raw(7), Some(ReturnCode::FailUnsupported));
         assert_eq!(ReturnCode::from_raw(5), None);
+        assert_eq!(ReturnCode::from_raw(8), None);
         assert_eq!(ReturnCode::from_raw(PVALIDATE_FAIL_NOUPDATE), None);
-        for v in 0..8 {
+        for v in 0..9 {
             if let Some(c) = ReturnCode::from_raw(v) {
                 assert_eq!(c.raw(), v);
             }

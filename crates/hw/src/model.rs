@@ -193,6 +193,15 @@ pub trait RmpModel: core::fmt::Debug {
     /// The number of 4 KiB pages assigned to `asid` (the RMP's per-ASID bookkeeping counter).
     fn asid_assigned_pages(&self, asid: u16) -> u64;
 
+    /// Whether any page of the 2M region holding `pfn` is assigned, as software learns it from one
+    /// RMPREAD of the region's aligned frame: that entry's own assigned bit, or its 2M-region status
+    /// ("some *other* page of the region is assigned", set only for an aligned frame; Linux commit
+    /// 3e43c60eb3e3). `false` beyond the RMP.
+    fn region_has_assigned(&self, pfn: Pfn) -> bool {
+        let region = self.config().geometry.region_of(pfn);
+        self.rmpread(region).is_ok_and(|e| e.assigned() || e.hpage_region_status())
+    }
+
     /// Linux `snp_lookup_rmpentry`: whether `pfn` is assigned and the size of the entry that
     /// governs it (the 2M-aligned entry's page-size bit). `None` beyond the RMP.
     fn lookup(&self, pfn: Pfn) -> Option<(bool, RmpPageSize)> {

@@ -259,22 +259,20 @@ impl RmpModel for DenseRmp {
     }
 
     fn psmash(&mut self, pfn: Pfn) -> ReturnCode {
-        // Step 1: inside the RMP and region-aligned (Linux aligns the PFN down before calling).
+        // Step 1 (MSVC `__psmash` 1): inside the RMP and region-aligned (Linux aligns the PFN down
+        // before calling). Step 2 (code 2, ASID ≠ 0) needs a guest executing PSMASH: never here.
         if !self.inside(pfn) || !pfn.is_aligned(self.g()) {
             return ReturnCode::FailInput;
         }
-        // Step 2 (Linux `PSMASH_FAIL_INUSE`): the region is in flight.
+        // Step 3 (MSVC `__psmash` 3; Linux `PSMASH_FAIL_INUSE`): the region is in flight.
         if self.in_flight.contains(&pfn) {
             return ReturnCode::FailInuse;
         }
-        // Step 3 (Choice, UNVERIFIED code): the region is not 2M.
-        if !self.is_2m(pfn) {
-            return ReturnCode::FailInput;
-        }
+        // Step 4 (MSVC `__psmash` 7, "doesn't meet the requirements for expansion"): the region
+        // is not 2M, or (Choice) its 2M entry is immutable.
         let aligned = self.get(pfn);
-        // Step 4: the 2M entry is immutable.
-        if aligned.lo.immutable() {
-            return ReturnCode::FailPermission;
+        if !self.is_2m(pfn) || aligned.lo.immutable() {
+            return ReturnCode::FailUnsupported;
         }
         // Step 5 (Linux `snp_rmptable_psmash`, "preserving the Validated bit"): clear the page-size
         // bit; by H3 the other entries already hold GPA + i·4K, Validated and the permissions.
@@ -414,13 +412,16 @@ impl RmpModel for DenseRmp {
             return Err(ReturnCode::FailInput);
         }
         // RMPREAD: the page's own entry in the architectural layout (Linux `struct rmpentry`), with
-        // `hpage_region_status` = some entry of the region is assigned.
+        // `hpage_region_status` = the frame is region-aligned and some *other* entry of its region
+        // is assigned (Linux commit 3e43c60eb3e3), found by scanning the entries.
         let e = self.get(pfn).lo;
+        let status =
+            pfn.is_aligned(self.g()) && self.region_frames(pfn).skip(1).any(|p| self.get(p).lo.assigned());
         Ok(RmpArchEntry::new()
             .with_gpa(e.gpa_frame() << PAGE_SHIFT)
             .with_assigned(e.assigned())
             .with_page_size(e.page_size())
-            .with_hpage_region_status(self.any_assigned(self.region_of(pfn)))
+            .with_hpage_region_status(status)
             .with_immutable(e.immutable())
             .with_asid(u32::from(e.asid())))
     }

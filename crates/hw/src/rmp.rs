@@ -299,10 +299,21 @@ impl Rmp {
         }
     }
 
-    /// Whether any entry of region `idx` is assigned: RMPREAD's 2M-region status, the host and
-    /// shared-access large-mapping checks. H4: the aligned entry's own assigned bit plus its
-    /// sub-page count, O(1) as in hardware.
-    fn region_has_assigned(&self, idx: u64) -> bool {
+    /// Whether any entry of region `idx` other than the aligned one is assigned: RMPREAD's 2M-region
+    /// status for the aligned frame (Linux commit 3e43c60eb3e3). H4: the aligned entry's sub-page
+    /// count, which is `G-1` in a 2M region.
+    fn region_others_assigned(&self, idx: u64) -> bool {
+        match &*self.regions.get(idx) {
+            None => false,
+            Some(Region::Huge(aligned)) => aligned.lo.subpage_count() > 0,
+            Some(Region::Small(entries)) => entries.get(0).lo.subpage_count() > 0,
+        }
+    }
+
+    /// Whether any entry of region `idx` is assigned: the host and shared-access large-mapping
+    /// checks. H4: the aligned entry's own assigned bit plus its sub-page count, O(1) as in
+    /// hardware.
+    fn region_any_assigned(&self, idx: u64) -> bool {
         match &*self.regions.get(idx) {
             None => false,
             Some(Region::Huge(_)) => true,
@@ -492,7 +503,7 @@ impl RmpModel for Rmp {
         // 4K region holding any assigned entry. A 2M update of a 2M region is allowed.
         let overlap = match current {
             Some(Region::Huge(_)) => !huge,
-            Some(Region::Small(_)) => huge && self.region_has_assigned(idx),
+            Some(Region::Small(_)) => huge && self.region_any_assigned(idx),
             None => false,
         };
         if overlap {
@@ -530,23 +541,23 @@ impl RmpModel for Rmp {
 
     fn psmash(&mut self, pfn: Pfn) -> ReturnCode {
         let g = self.g();
-        // PSMASH step 1: outside the RMP or not region-aligned (Linux aligns down before calling).
+        // PSMASH step 1 (MSVC `__psmash` 1): outside the RMP or not region-aligned (Linux aligns
+        // down before calling). Step 2, FAIL_PERMISSION (executed with ASID ≠ 0), cannot happen:
+        // only the host, at ASID 0, executes PSMASH here.
         if !self.in_rmp(pfn) || !pfn.is_aligned(g) {
             return ReturnCode::FailInput;
         }
         let (idx, _) = self.split(pfn);
-        // PSMASH step 2 (Linux `PSMASH_FAIL_INUSE`).
+        // PSMASH step 3 (MSVC `__psmash` 3, Linux `PSMASH_FAIL_INUSE`).
         if self.in_flight.contains(&idx) {
             return ReturnCode::FailInuse;
         }
-        // PSMASH step 3 (Choice, UNVERIFIED code): the region is not 2M.
-        let Some(Region::Huge(aligned)) = self.regions.get(idx).into_owned() else {
-            return ReturnCode::FailInput;
+        // PSMASH step 4 (MSVC `__psmash` 7, "doesn't meet the requirements for expansion"): the
+        // region is not 2M (H5: every 2M entry is assigned), or its 2M entry is immutable (Choice).
+        let aligned = match self.regions.get(idx).into_owned() {
+            Some(Region::Huge(aligned)) if !aligned.lo.immutable() => aligned,
+            _ => return ReturnCode::FailUnsupported,
         };
-        // PSMASH step 4: the 2M entry is immutable.
-        if aligned.lo.immutable() {
-            return ReturnCode::FailPermission;
-        }
         // PSMASH step 5 (Linux `snp_rmptable_psmash` "preserving the Validated bit"): the H3
         // entries become the region's own; only the aligned page-size bit clears. The sub-page
         // count stays G-1 (H4) and the ASID counter is unchanged (H7).
@@ -697,14 +708,15 @@ impl RmpModel for Rmp {
             return Err(ReturnCode::FailInput);
         }
         // RMPREAD: the page's own raw entry (H3 for a 2M region) in the architectural layout, with
-        // the 2M-region status (Linux `struct rmpentry` `hpage_region_status`).
+        // the 2M-region status: only for a region-aligned frame, set when another page of its
+        // region is assigned (Linux commit 3e43c60eb3e3, `struct rmpentry` `hpage_region_status`).
         let e = self.entry(pfn).lo;
-        let (idx, _) = self.split(pfn);
+        let (idx, i) = self.split(pfn);
         Ok(RmpArchEntry::new()
             .with_gpa(e.gpa_frame() << PAGE_SHIFT)
             .with_assigned(e.assigned())
             .with_page_size(e.page_size())
-            .with_hpage_region_status(self.region_has_assigned(idx))
+            .with_hpage_region_status(i == 0 && self.region_others_assigned(idx))
             .with_immutable(e.immutable())
             .with_asid(u32::from(e.asid())))
     }
@@ -766,7 +778,7 @@ impl RmpModel for Rmp {
             // A leaf ≥ 2M whose accessed 2M part holds an assigned page ⇒ #NPF RMP|SIZEM (design §4,
             // as a host write through a large mapping).
             let (idx, _) = self.split(access.pfn);
-            if npt_huge && self.region_has_assigned(idx) {
+            if npt_huge && self.region_any_assigned(idx) {
                 return GuestOutcome::Npf(base.with_sizem(true));
             }
             GuestOutcome::Done(())
@@ -783,7 +795,7 @@ impl RmpModel for Rmp {
         let (idx, _) = self.split(pfn);
         let large_checked = self.mutant != Some(crate::Mutant::HostWriteIgnoresLargeMapping);
         if self.entry(pfn).lo.assigned()
-            || (large_checked && mapping >= PageSize::Size2M && self.region_has_assigned(idx))
+            || (large_checked && mapping >= PageSize::Size2M && self.region_any_assigned(idx))
         {
             return Err(PfErrorCode::new()
                 .with_present(true)
@@ -921,7 +933,7 @@ mod tests {
             assert!(e.lo.validated() && !e.lo.page_size());
         }
         assert_eq!(rmp.raw_entry(Pfn(8)).unwrap().lo.subpage_count(), 3);
-        assert_eq!(rmp.psmash(Pfn(8)), ReturnCode::FailInput);
+        assert_eq!(rmp.psmash(Pfn(8)), ReturnCode::FailUnsupported);
         // A 4K update now works and keeps Validated if nothing changes (RMPUPDATE step 7).
         assert_eq!(rmp.rmpupdate(Pfn(9), assigned(0x5000, 5, false)), ReturnCode::Success);
         assert!(rmp.raw_entry(Pfn(9)).unwrap().lo.validated());

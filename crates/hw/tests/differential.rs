@@ -367,6 +367,7 @@ impl Stats {
             (Op::Update(..), Res::Code(ReturnCode::FailOverlap)) => self.bump("FAIL_OVERLAP"),
             (Op::Update(..), Res::Code(ReturnCode::FailPermission)) => self.bump("rmpupdate FAIL_PERMISSION"),
             (Op::Psmash(_), Res::Code(ReturnCode::Success)) => self.bump("psmash success"),
+            (Op::Psmash(_), Res::Code(ReturnCode::FailUnsupported)) => self.bump("psmash FAIL_UNSUPPORTED"),
             (Op::Pvalidate(_, _, _, size, _), Res::Pvalidate(GuestOutcome::Done(s))) => {
                 self.bump(match (size, s) {
                     (RmpPageSize::Size2M, PvalidateStatus::Changed) => "pvalidate 2M changed",
@@ -548,6 +549,7 @@ fn generator_reaches_interesting_states() {
     }
     for needed in [
         "psmash success",
+        "psmash FAIL_UNSUPPORTED",
         "pvalidate 2M changed",
         "pvalidate 4K changed",
         "FAIL_OVERLAP",

@@ -789,7 +789,8 @@ macro_rules! rule_tests {
 
             #[test]
             fn psmash_step1_unaligned_or_beyond_rmp_is_fail_input() {
-                // PSMASH step 1: pfn >= pages or not region-aligned ⇒ FAIL_INPUT.
+                // PSMASH step 1 (MSVC __psmash 1): pfn >= pages or not region-aligned ⇒ FAIL_INPUT,
+                // before every other check.
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
@@ -798,12 +799,34 @@ macro_rules! rule_tests {
                     assert_eq!(m.psmash(pf(r, g(c) - 1)), ReturnCode::FailInput);
                     assert_eq!(m.psmash(Pfn(c.pages)), ReturnCode::FailInput);
                     assert_eq!(m.lookup(r), Some((true, RmpPageSize::Size2M)));
+                    // Unaligned inside an in-flight 4K region: FAIL_INPUT beats FAIL_INUSE (3) and
+                    // FAIL_UNSUPPORTED (7).
+                    let empty = region(c, 2);
+                    assert_eq!(m.begin_in_flight(empty), ReturnCode::Success);
+                    assert_eq!(m.psmash(pf(empty, 1)), ReturnCode::FailInput);
                 }
             }
 
             #[test]
-            fn psmash_step2_region_in_flight_is_fail_inuse() {
-                // PSMASH step 2 (Linux PSMASH_FAIL_INUSE); precedes step 3.
+            fn psmash_return_codes_have_the_intrinsic_numbers() {
+                // MSVC __psmash: 0 success, 1 invalid input, 2 ASID ≠ 0, 3 in use, 7 "doesn't meet
+                // the requirements for expansion". Code 2 needs a guest executing PSMASH, which the
+                // model has no caller for (docs/semantics.md, PSMASH).
+                let codes = [
+                    ReturnCode::Success,
+                    ReturnCode::FailInput,
+                    ReturnCode::FailPermission,
+                    ReturnCode::FailInuse,
+                    ReturnCode::FailUnsupported,
+                ];
+                assert_eq!(codes.map(ReturnCode::raw), [0, 1, 2, 3, 7]);
+                assert_eq!(ReturnCode::FailUnsupported.name(), "FAIL_UNSUPPORTED");
+            }
+
+            #[test]
+            fn psmash_step3_region_in_flight_is_fail_inuse() {
+                // PSMASH step 3 (MSVC __psmash 3, Linux PSMASH_FAIL_INUSE); precedes step 4: an
+                // in-flight 4K region (region 2, never assigned) is FAIL_INUSE, not 7.
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
@@ -819,30 +842,40 @@ macro_rules! rule_tests {
             }
 
             #[test]
-            fn psmash_step3_4k_region_is_fail_input() {
-                // PSMASH step 3 (Choice, UNVERIFIED code): the region is not 2M.
+            fn psmash_step4_4k_region_is_fail_unsupported() {
+                // PSMASH step 4 (MSVC __psmash 7): a region that is not 2M does not meet the
+                // requirements for expansion, whatever its 4K entries hold; nothing changes.
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
-                    assert_eq!(m.psmash(r), ReturnCode::FailInput);
+                    assert_eq!(m.psmash(r), ReturnCode::FailUnsupported);
                     assign_4k(&mut m, r, gpa_2m(c, 1), A);
                     assign_4k(&mut m, pf(r, 1), ga(gpa_2m(c, 1), 1), A);
                     let before = raws(&m, r, g(c));
-                    assert_eq!(m.psmash(r), ReturnCode::FailInput);
+                    assert_eq!(m.psmash(r), ReturnCode::FailUnsupported);
                     assert_eq!(raws(&m, r, g(c)), before);
+                    // A partial last region (frames beyond the RMP) can hold no 2M entry (H9).
+                    let tail = RmpConfig { pages: c.pages + 1, ..c };
+                    let mut t = rmp(tail);
+                    assert_eq!(t.psmash(Pfn(c.pages)), ReturnCode::FailUnsupported);
                 }
             }
 
             #[test]
-            fn psmash_step4_immutable_2m_is_fail_permission() {
-                // PSMASH step 4: the 2M entry is immutable.
+            fn psmash_step4_immutable_2m_is_fail_unsupported() {
+                // PSMASH step 4 (Choice): an immutable 2M entry is not expandable (7); FAIL_PERMISSION
+                // is only "ASID ≠ 0" for PSMASH (MSVC __psmash).
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
                     let imm = private(gpa_2m(c, 1), A, RmpPageSize::Size2M).with_immutable(true);
                     assert_eq!(m.rmpupdate(r, imm), ReturnCode::Success);
-                    assert_eq!(m.psmash(r), ReturnCode::FailPermission);
-                    assert_eq!(m.lookup(r), Some((true, RmpPageSize::Size2M)));
+                    let before = raws(&m, r, g(c));
+                    assert_eq!(m.psmash(r), ReturnCode::FailUnsupported);
+                    assert_eq!(raws(&m, r, g(c)), before);
+                    // In flight, FAIL_INUSE (3) comes first.
+                    assert_eq!(m.begin_in_flight(r), ReturnCode::Success);
+                    assert_eq!(m.psmash(r), ReturnCode::FailInuse);
                 }
             }
 
@@ -869,8 +902,8 @@ macro_rules! rule_tests {
                     // The 4K entries are validated: PVALIDATE 4K finds nothing to change.
                     let pv = m.pvalidate(at(0), ga(base, 1), pf(r, 1), RmpPageSize::Size4K, true);
                     assert_eq!(pv, GuestOutcome::Done(PvalidateStatus::Unchanged));
-                    // One-way: a second PSMASH finds a 4K region; 4K RMPUPDATEs no longer overlap.
-                    assert_eq!(m.psmash(r), ReturnCode::FailInput);
+                    // One-way: a second PSMASH finds a 4K region (7); 4K RMPUPDATEs no longer overlap.
+                    assert_eq!(m.psmash(r), ReturnCode::FailUnsupported);
                     assert_eq!(m.rmpupdate(pf(r, 1), shared(RmpPageSize::Size4K)), ReturnCode::Success);
                 }
             }
@@ -1553,33 +1586,66 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     let imm = private(Gpa(0x7000), 5, RmpPageSize::Size4K).with_immutable(true);
                     assert_eq!(m.rmpupdate(Pfn(1), imm), ReturnCode::Success);
-                    // gpa | assigned (bit 64) | region status (73) | immutable (80) | ASID (96).
-                    let bits = 0x7000 | 1 << 64 | 1 << 73 | 1 << 80 | 5 << 96;
+                    // gpa | assigned (bit 64) | immutable (80) | ASID (96); frame 1 is not
+                    // region-aligned, so the region status (73) stays clear.
+                    let bits = 0x7000 | 1 << 64 | 1 << 80 | 5 << 96;
                     assert_eq!(m.rmpread(Pfn(1)).map(RmpArchEntry::into_bits), Ok(bits));
                     valid_4k(&mut m, Pfn(2), Gpa(0x8000));
-                    let expected =
-                        private(Gpa(0x8000), A, RmpPageSize::Size4K).with_hpage_region_status(true);
-                    assert_eq!(m.rmpread(Pfn(2)), Ok(expected));
+                    assert_eq!(m.rmpread(Pfn(2)), Ok(private(Gpa(0x8000), A, RmpPageSize::Size4K)));
+                    // The aligned frame 0 is unassigned; frames 1 and 2 of its region are: status.
+                    let status = RmpArchEntry::new().with_hpage_region_status(true);
+                    assert_eq!(m.rmpread(Pfn(0)).map(RmpArchEntry::into_bits), Ok(1 << 73));
+                    assert_eq!(m.rmpread(Pfn(0)), Ok(status));
                 }
             }
 
             #[test]
-            fn rmpread_hpage_region_status_is_set_when_any_page_of_the_region_is_assigned() {
-                // RMPREAD: hpage_region_status = some entry of the region is assigned.
+            fn rmpread_hpage_region_status_is_set_at_an_aligned_frame_when_another_page_is_assigned() {
+                // RMPREAD (Linux commit 3e43c60eb3e3): hpage_region_status = the input frame is
+                // 2M-aligned and some *other* page of its region is assigned.
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
                     assign_4k(&mut m, pf(r, g(c) - 1), Gpa(0x1000), A);
                     let status = RmpArchEntry::new().with_hpage_region_status(true);
                     assert_eq!(m.rmpread(r), Ok(status));
-                    assert_eq!(m.rmpread(pf(r, 1)), Ok(status));
-                    assert_eq!(m.rmpread(Pfn(r.0 - 1)), Ok(RmpArchEntry::new()));
-                    assert_eq!(m.rmpread(pf(r, g(c))), Ok(RmpArchEntry::new()));
+                    // Unaligned frames of the region (assigned or not) never carry it.
+                    assert_eq!(m.rmpread(pf(r, 1)), Ok(RmpArchEntry::new()));
+                    assert_eq!(m.rmpread(pf(r, g(c) - 1)), Ok(private(Gpa(0x1000), A, RmpPageSize::Size4K)));
+                    // Neighbouring regions' aligned frames see nothing assigned in theirs.
+                    assert_eq!(m.rmpread(region(c, 0)), Ok(RmpArchEntry::new()));
+                    assert_eq!(m.rmpread(region(c, 2)), Ok(RmpArchEntry::new()));
                     assert_eq!(
                         m.rmpupdate(pf(r, g(c) - 1), shared(RmpPageSize::Size4K)),
                         ReturnCode::Success
                     );
-                    assert_eq!(m.rmpread(pf(r, 1)), Ok(RmpArchEntry::new()));
+                    assert_eq!(m.rmpread(r), Ok(RmpArchEntry::new()));
+                    // Only the aligned page assigned: no *other* page is, so the bit stays clear
+                    // (the caller reads the entry's own assigned bit for that page).
+                    assign_4k(&mut m, r, gpa_2m(c, 1), A);
+                    assert_eq!(m.rmpread(r), Ok(private(gpa_2m(c, 1), A, RmpPageSize::Size4K)));
+                    assert!(m.region_has_assigned(pf(r, 1)));
+                    assign_4k(&mut m, pf(r, 1), ga(gpa_2m(c, 1), 1), A);
+                    let both = private(gpa_2m(c, 1), A, RmpPageSize::Size4K).with_hpage_region_status(true);
+                    assert_eq!(m.rmpread(r), Ok(both));
+                }
+            }
+
+            #[test]
+            fn region_has_assigned_reads_the_aligned_entry_and_its_region_status() {
+                // RmpModel::region_has_assigned: one RMPREAD of the aligned frame, own assigned bit
+                // or region status; any frame of the region names it; none beyond the RMP.
+                for c in CONFIGS {
+                    let mut m = rmp(c);
+                    let r = region(c, 1);
+                    assert!(!m.region_has_assigned(r));
+                    assign_4k(&mut m, pf(r, 2), Gpa(0x2000), A);
+                    for i in [0, 1, 2, g(c) - 1] {
+                        assert!(m.region_has_assigned(pf(r, i)), "{c:?} frame {i}");
+                    }
+                    assert!(!m.region_has_assigned(region(c, 0)));
+                    assert!(!m.region_has_assigned(region(c, 2)));
+                    assert!(!m.region_has_assigned(Pfn(c.pages)));
                 }
             }
 
@@ -1591,9 +1657,11 @@ macro_rules! rule_tests {
                     let r = region(c, 1);
                     let base = gpa_2m(c, 3);
                     assign_2m(&mut m, r, base, A);
+                    // The aligned frame's other G-1 pages are assigned (H3): region status set.
                     let aligned = private(base, A, RmpPageSize::Size2M).with_hpage_region_status(true);
                     assert_eq!(m.rmpread(r), Ok(aligned));
-                    let other = private(ga(base, 1), A, RmpPageSize::Size4K).with_hpage_region_status(true);
+                    // An unaligned frame never carries the region status (Linux 3e43c60eb3e3).
+                    let other = private(ga(base, 1), A, RmpPageSize::Size4K);
                     assert_eq!(m.rmpread(pf(r, 1)), Ok(other));
                 }
             }

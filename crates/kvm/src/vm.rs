@@ -303,7 +303,8 @@ impl Kvm {
     /// mappings over it so the page refaults at the new RMP level — a zap of 512 GFNs (RFC v3
     /// 34/37 and v4 38/40 from the 2M-aligned GFN; upstream `sev_handle_rmp_fault` from the
     /// faulting GFN) or, for a policy that demotes minimally, an in-place demotion of the faulting
-    /// leaf. A failed PSMASH is handled as the policy's code does ([`PsmashFailure`]).
+    /// leaf. A failed PSMASH (FAIL_UNSUPPORTED, 7, when a racing vCPU already smashed the entry) is
+    /// handled as the policy's code does ([`PsmashFailure`]).
     pub fn finish_psmash(&mut self, rmp: &mut dyn RmpModel, plan: PsmashPlan) -> Result<(), KvmError> {
         let PsmashPlan { gfn, pfn } = plan;
         let region = self.geometry.region_of(pfn);
@@ -514,7 +515,7 @@ impl Kvm {
         let gfn_region = self.geometry.gfn_align_down(gfn, PageSize::Size2M);
         let per_2m = self.geometry.pages_per_2m();
         let whole = folio >= PageSize::Size2M
-            && rmp.rmpread(region).is_ok_and(|e| !e.hpage_region_status())
+            && !rmp.region_has_assigned(region)
             && self.attrs.uniform(gfn_region, per_2m) == Some(true);
         if whole {
             self.make_private(host, rmp, region, gfn_region.gpa(), RmpPageSize::Size2M)
@@ -754,7 +755,7 @@ impl Kvm {
                 && host.vma.level(g) >= PageSize::Size2M;
             let (assigned, level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
             if whole_2m {
-                let region_busy = rmp.rmpread(pfn).is_ok_and(|e| e.hpage_region_status());
+                let region_busy = rmp.region_has_assigned(pfn);
                 if range.private && assigned && level == RmpPageSize::Size2M {
                     g += per_2m;
                     continue;

@@ -401,3 +401,50 @@ fn fail_psc_hugetlbfs_answers_a_ghcb_private_request_with_a_generic_error() {
     );
     assert!(matches!(r, Ok(resp) if resp.error() == u32::MAX), "{r:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The 2M-region test reads RMPREAD's region status at the aligned frame, which counts only the
+// *other* pages of the region (Linux commit 3e43c60eb3e3): the aligned page's own assigned bit
+// must be read too, or a 2M RMPUPDATE would overlap it.
+
+#[test]
+fn a_2m_private_psc_over_a_region_whose_aligned_page_alone_is_private_goes_4k() {
+    let mut v = legacy(VmaBacking::Thp);
+    // GFN 0x200 (the region's aligned page, frame 0x200 in the preallocated VMA) made private
+    // alone: one 4K RMPUPDATE.
+    assert_eq!(v.msr(0x200, PscOp::Private), 0);
+    assert_eq!(v.lookup(0x200), PRIVATE_4K);
+    // RMPREAD at the aligned frame: assigned, and no *other* page of the region is.
+    let head = v.rmp.rmpread(Pfn(0x200)).unwrap();
+    assert!(head.assigned() && !head.hpage_region_status());
+    // The 2M request over the region cannot be one 2M RMPUPDATE (it would overlap the 4K entry):
+    // KVM converts the 511 other pages at 4K, 1 + 511 = 512 RMPUPDATEs in all.
+    assert_eq!(v.ghcb_one(0x200, PscOp::Private, true), 0);
+    assert_eq!(v.kvm.stats.rmpupdate, 512);
+    for g in [0x200, 0x201, 0x3ff] {
+        assert_eq!(v.lookup(g), PRIVATE_4K, "GFN {g:#x}");
+    }
+}
+
+#[test]
+fn gmem_prepare_of_a_2m_folio_whose_aligned_frame_alone_is_private_goes_4k() {
+    let mut v = gmem2m(false);
+    // GFN 0x3ff shared before any folio exists: no hole to punch, the 2M range's attributes mixed.
+    assert_eq!(v.ghcb_one(0x3ff, PscOp::Shared, false), 0);
+    // Faulting GFN 0x200 allocates the 2M folio; mixed attributes prepare its frame alone at 4K.
+    v.fault_in(0x200, true);
+    let (folio, size) = v.gmem_pfn(0x200).unwrap();
+    assert_eq!(size, PageSize::Size2M);
+    assert_eq!(v.lookup(folio.raw()), PRIVATE_4K);
+    assert_eq!(v.lookup(folio.raw() + 1), SHARED);
+    assert_eq!(v.kvm.stats.rmpupdate, 1);
+    // GFN 0x3ff private again: the attributes are uniform, no RMP change (no prefault).
+    assert_eq!(v.ghcb_one(0x3ff, PscOp::Private, false), 0);
+    assert_eq!(v.kvm.stats.rmpupdate, 1);
+    // Faulting GFN 0x201: its frame is unassigned but the aligned one is, so sev_gmem_prepare
+    // cannot make the folio one 2M entry; it prepares frame folio + 1 at 4K (RMPUPDATE 2).
+    v.fault_in(0x201, true);
+    assert_eq!(v.lookup(folio.raw() + 1), PRIVATE_4K);
+    assert_eq!(v.lookup(folio.raw()), PRIVATE_4K);
+    assert_eq!(v.kvm.stats.rmpupdate, 2);
+}

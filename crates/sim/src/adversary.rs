@@ -133,6 +133,10 @@ pub fn after_step(
     let pending: Vec<Attack> = attacks.iter().filter(|a| !done.contains(*a)).collect();
     for a in pending {
         let asid = u32::from(m.asid);
+        // The adversarial hypervisor executes the attack (trace actor `adversary`).
+        if let Some(r) = &mut m.rmp.recorder {
+            r.enter(None, "adversary");
+        }
         let did = match a {
             Attack::RemapValidatedGpa => data_target(m, guest).and_then(|(gfn, _)| {
                 let new = m.host.memory.alloc(PageSize::Size4K).ok()?;
@@ -175,8 +179,15 @@ pub fn after_step(
                 Some("KVM's page-state-change handler is the adversary's".to_string())
             }
             Attack::VcStorm => data_target(m, guest).map(|(gfn, _)| {
+                // The injected #VC is handled by guest code on vCPU 0.
+                if let Some(r) = &mut m.rmp.recorder {
+                    r.enter(Some(0), "guest");
+                }
                 if let Err(e) = guest.inject_vc(m, 0, gfn) {
                     ended = Some(e);
+                }
+                if let Some(r) = &mut m.rmp.recorder {
+                    r.leave();
                 }
                 format!("#VC 0x404 injected for GPA {}", gfn.gpa())
             }),
@@ -193,6 +204,9 @@ pub fn after_step(
                 format!("kernel write to private GPA {}: {r:?}", gfn.gpa())
             }),
         };
+        if let Some(r) = &mut m.rmp.recorder {
+            r.leave();
+        }
         if let Some(line) = did {
             if a != Attack::VcStorm {
                 *done = Attacks(done.0 | a.bit());

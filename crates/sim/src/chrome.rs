@@ -1,8 +1,9 @@
 //! The Trace Event format (the JSON that Perfetto and `chrome://tracing` open) from a JSONL trace.
 //!
 //! Each run is a process; each vCPU and each host actor (`vmm`, `vhost`, `kernel`, `host-mm`,
-//! `khugepaged`) a thread, so each gets a track. Steps, exits and faults are slices (`X` events,
-//! nested: a step holds the exits it took, an #NPF slice spans the exit that resolved it);
+//! `khugepaged`, and `kvm` or `adversary` when they act on no vCPU) a thread, so each gets a
+//! track. Steps, exits and faults are slices (`X` events, nested: a step holds the exits it took,
+//! an #NPF slice spans the exit that resolved it);
 //! instructions, page-state-change entries, accesses and derived events are instants (`i`) with
 //! every trace field in `args`. Times are the trace's simulated nanoseconds, written in
 //! microseconds as the format wants.
@@ -28,6 +29,8 @@ fn actor_tid(actor: &str) -> u64 {
         "kernel" => 10_003,
         "host-mm" => 10_004,
         "khugepaged" => 10_005,
+        "kvm" => 10_006,
+        "adversary" => 10_007,
         _ => 10_099,
     }
 }

@@ -947,7 +947,8 @@ fn run_action(
         },
         Action::Tick { .. } => "idle".into(),
         Action::PunchHole { gpa, pages } => {
-            let punched = m.traced(None, |m| {
+            // The VMM's fallocate runs KVM's `sev_gmem_invalidate`: its RMP instructions are KVM's.
+            let punched = m.traced_as(None, "kvm", |m| {
                 let Machine { kvm, host, rmp, .. } = m;
                 kvm.punch_hole(host, rmp, gpa.gfn(), pages)
             });

@@ -106,8 +106,9 @@ fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: 
         let mut p = leaf.pfn.raw();
         while p < leaf.pfn.raw() + n {
             let region = g.region_of(Pfn(p));
+            // Any page of the region assigned (the aligned one, or another: its region status).
             let e = m.rmp.rmpread(region);
-            if e.is_ok_and(|e| e.hpage_region_status() && !e.page_size()) {
+            if e.is_ok_and(|e| (e.assigned() || e.hpage_region_status()) && !e.page_size()) {
                 v.push(format!(
                     "invariant 3: {} NPT leaf at GFN {start} over 4K RMP entries",
                     leaf.size.name()
@@ -141,7 +142,7 @@ fn check_bound_run(
             && i + per_2m <= n
             && let Ok(head) = m.rmp.rmpread(region)
         {
-            if !head.hpage_region_status() {
+            if !head.assigned() && !head.hpage_region_status() {
                 i += per_2m;
                 continue;
             }
@@ -271,8 +272,8 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
             let region = g.region_of(Pfn(p));
             let region_end = (region.raw() + per_2m).min(fe);
             match m.rmp.rmpread(region) {
-                // Nothing assigned in the region.
-                Ok(h) if !h.hpage_region_status() => p = region_end,
+                // Nothing assigned in the region (the aligned page, or another: its region status).
+                Ok(h) if !h.assigned() && !h.hpage_region_status() => p = region_end,
                 // A 2M entry: its touched frames `p..region_end` at the GPAs it implies.
                 Ok(h) if h.page_size() => {
                     let gfn = Gfn((h.gpa() >> snpsim_defs::PAGE_SHIFT) + (p - region.raw()));

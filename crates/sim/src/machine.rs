@@ -136,6 +136,24 @@ impl Machine {
         Err(Stop)
     }
 
+    /// [`Machine::traced`] for work that `actor` executes on `vcpu` without an exit of this step
+    /// opening it (trace: every event's actor is the one who executed it).
+    pub(crate) fn traced_as<R>(
+        &mut self,
+        vcpu: Option<u32>,
+        actor: &'static str,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        if let Some(rec) = &mut self.rmp.recorder {
+            rec.enter(vcpu, actor);
+        }
+        let r = self.traced(None, f);
+        if let Some(rec) = &mut self.rmp.recorder {
+            rec.leave();
+        }
+        r
+    }
+
     /// Run `f` (a KVM or host call); when tracing, record the effects its counters show (exits to
     /// the VMM, NPT demotions, host and direct-map splits, implicit conversions) and end the slice
     /// of the exit at `exit`, if any, after them. Without a trace it is just `f(self)`.
@@ -187,7 +205,7 @@ impl Machine {
             let validated = self.rmp.raw_entry(pfn).is_some_and(|r| r.lo.validated());
             !own.assigned() || own.asid() != u32::from(self.asid) || !gpa_ok || npt_larger || !validated
         } else {
-            own.assigned() || (size >= PageSize::Size2M && own.hpage_region_status())
+            own.assigned() || (size >= PageSize::Size2M && self.rmp.region_has_assigned(pfn))
         };
         if bad {
             self.findings.false_negatives += 1;

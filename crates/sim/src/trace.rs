@@ -144,8 +144,9 @@ pub struct Recorder {
     actor: &'static str,
     /// The vCPU and actor of the current step.
     step_who: (Option<u32>, &'static str),
-    /// Actors to return to when the open exits end (an exit hands the vCPU to `kvm`).
-    actor_stack: Vec<&'static str>,
+    /// The vCPUs and actors to return to when the open exits (an exit hands the vCPU to `kvm`)
+    /// and the work entered with [`Recorder::enter`] end.
+    actor_stack: Vec<(Option<u32>, &'static str)>,
     /// Simulated time at the start of the current step.
     clock: u64,
     /// Steps recorded.
@@ -892,8 +893,22 @@ impl Recorder {
         if let Some(p) = self.pending.get_mut(index) {
             p.span_end = Some(end);
         }
-        if let Some(a) = self.actor_stack.pop() {
-            self.actor = a;
+        self.leave();
+    }
+
+    /// What follows until [`Recorder::leave`] is executed by `actor` on `vcpu`: KVM's work on a
+    /// vCPU that no exit of this step opened (a PSMASH or page-state-change tick of an interleaved
+    /// run, `sev_gmem_invalidate` under a punch_hole), the adversary's attacks. Every event's actor
+    /// is the one who executed it.
+    pub(crate) fn enter(&mut self, vcpu: Option<u32>, actor: &'static str) {
+        self.actor_stack.push((self.vcpu, self.actor));
+        self.set_actor(vcpu, actor);
+    }
+
+    /// Return to the vCPU and actor before the last [`Recorder::enter`] or exit.
+    pub(crate) fn leave(&mut self) {
+        if let Some((vcpu, actor)) = self.actor_stack.pop() {
+            self.set_actor(vcpu, actor);
         }
     }
 
@@ -1065,8 +1080,7 @@ impl Recorder {
             _ => "userspace_exit",
         };
         let i = self.push("exit", json!({ "reason": reason }), cost_of(item));
-        self.actor_stack.push(self.actor);
-        self.actor = "kvm";
+        self.enter(self.vcpu, "kvm");
         i
     }
 

@@ -122,7 +122,7 @@ impl Machine {
             }
             Stage::PsmashInFlight(plan) => {
                 self.close_window(self.rmp.config().geometry.region_of(plan.pfn));
-                let done = self.traced(None, |m| m.kvm.finish_psmash(&mut m.rmp, plan));
+                let done = self.traced_as(Some(vcpu), "kvm", |m| m.kvm.finish_psmash(&mut m.rmp, plan));
                 done.map_err(|e| self.stop(&e))?;
                 Ok(None)
             }
@@ -255,8 +255,9 @@ impl Machine {
             }
         }
         let exit = if started { None } else { self.record_psc_exit(&buf) };
-        let step =
-            self.traced(exit, |m| m.kvm.handle_psc_ghcb_one(&mut m.host, &mut m.rmp, &mut buf, !started));
+        let one = |m: &mut Machine| m.kvm.handle_psc_ghcb_one(&mut m.host, &mut m.rmp, &mut buf, !started);
+        // The exit opens KVM's handling; a later range of the same exit is KVM's work on the vCPU.
+        let step = if started { self.traced_as(Some(vcpu), "kvm", one) } else { self.traced(exit, one) };
         if let Some(info2) = step.map_err(|e| self.stop(&e))? {
             return Ok(Some(Reply::PscGhcb { buf, info2 }));
         }

@@ -5,10 +5,15 @@ use std::path::Path;
 
 use snpsim_sim::adversary::Attack;
 use snpsim_sim::engine::CheckMode;
-use snpsim_sim::run::{ScenarioRun, run_scenario};
-use snpsim_sim::scenario::parse_scenario_with_overrides;
+use snpsim_sim::run::{ScenarioRun, run_scenario, run_scenario_traced};
+use snpsim_sim::scenario::{Scenario, parse_scenario_with_overrides};
+use snpsim_sim::trace::TraceMeta;
 
 fn run(attack: Attack, tracking: bool) -> ScenarioRun {
+    run_scenario(&scenario(attack, tracking), CheckMode::Full).unwrap()
+}
+
+fn scenario(attack: Attack, tracking: bool) -> Scenario {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/attacks");
     let file = std::fs::read_dir(&dir)
         .unwrap()
@@ -17,13 +22,8 @@ fn run(attack: Attack, tracking: bool) -> ScenarioRun {
         .unwrap_or_else(|| panic!("no example for {}", attack.name()));
     let text = std::fs::read_to_string(&file).unwrap();
     let t = if tracking { "true" } else { "false" };
-    let s = parse_scenario_with_overrides(
-        &file.display().to_string(),
-        &text,
-        &[("guest.validation_tracking", t)],
-    )
-    .unwrap();
-    run_scenario(&s, CheckMode::Full).unwrap()
+    parse_scenario_with_overrides(&file.display().to_string(), &text, &[("guest.validation_tracking", t)])
+        .unwrap()
 }
 
 /// (attack, tracking guest's outcome, naive guest's outcome, naive guest loses data).
@@ -110,4 +110,53 @@ fn the_hardware_blocks_host_writes_and_foreign_owners() {
         assert!(r.result.metrics.rmp_npf > 0, "{}", a.name());
         assert!(r.result.reason.contains("unresolvable #NPF"), "{}: {}", a.name(), r.result.reason);
     }
+}
+
+/// The `(ev, vcpu, actor, rc)` of every RMP instruction line of `attack`'s traced run.
+fn instructions(
+    attack: Attack,
+    tracking: bool,
+) -> Vec<(String, serde_json::Value, String, serde_json::Value)> {
+    let meta = TraceMeta { scenario: attack.name().into(), source: "test".into(), ..TraceMeta::default() };
+    let run = run_scenario_traced(&scenario(attack, tracking), CheckMode::Full, Some(&meta)).unwrap();
+    let text = String::from_utf8(run.result.trace.unwrap()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| ["rmpupdate", "psmash", "pvalidate", "rmpadjust"].iter().any(|e| v["ev"] == *e))
+        .map(|v| {
+            let ev = v["ev"].as_str().unwrap().to_string();
+            (ev, v["vcpu"].clone(), v["actor"].as_str().unwrap().to_string(), v["rc"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn the_adversary_s_rmp_instructions_are_its_own_in_the_trace() {
+    // Every event's actor is the one who executed it: the host's RMPUPDATE and PSMASH are KVM's
+    // or the adversary's (no vCPU), never the guest's; PVALIDATE and RMPADJUST are the guest's.
+    for &(attack, ..) in TABLE {
+        for tracking in [true, false] {
+            for (ev, vcpu, actor, _) in instructions(attack, tracking) {
+                let host = ev == "rmpupdate" || ev == "psmash";
+                let ok = if host { actor == "kvm" || actor == "adversary" } else { actor == "guest" };
+                assert!(ok, "{}: {ev} by {actor}", attack.name());
+                assert_eq!(
+                    actor == "adversary",
+                    vcpu.is_null(),
+                    "{}: {ev} by {actor} on {vcpu}",
+                    attack.name()
+                );
+            }
+        }
+    }
+    // rmpupdate-behind-back (examples/attacks/02): after the 16 KiB write at 0x200000 the target is
+    // that page, inside a 2M entry (2M acceptance on THP): the adversary PSMASHes the region, then
+    // makes the page shared and private again: PSMASH, RMPUPDATE, RMPUPDATE, all succeeding.
+    let adv: Vec<_> = instructions(Attack::RmpupdateBehindBack, true)
+        .into_iter()
+        .filter(|(_, _, a, _)| a == "adversary")
+        .map(|(ev, _, _, rc)| (ev, rc.as_str().unwrap().to_string()))
+        .collect();
+    let ok = |ev: &str| (ev.to_string(), "SUCCESS".to_string());
+    assert_eq!(adv, [ok("psmash"), ok("rmpupdate"), ok("rmpupdate")]);
 }

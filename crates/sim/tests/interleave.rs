@@ -154,3 +154,50 @@ phases = [ { kind = "boot" }, { kind = "steady", duration = "4ms", working_set =
     }
     assert!(races > 0);
 }
+
+/// The `(vcpu, actor, rc)` of every `ev` line of a JSONL trace.
+fn events(trace: &str, ev: &str) -> Vec<(serde_json::Value, String, serde_json::Value)> {
+    trace
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["ev"] == ev)
+        .map(|v| (v["vcpu"].clone(), v["actor"].as_str().unwrap_or("").to_string(), v["rc"].clone()))
+        .collect()
+}
+
+#[test]
+fn kvm_s_psmash_and_rmpupdates_in_later_ticks_are_kvm_s_on_the_vcpu() {
+    // Every event's actor is the one who executed it: the PSMASH KVM decided on in an #NPF's
+    // handling runs in a later tick of the vCPU (E-multi), and a page-state change's later ranges
+    // in later ticks; both are KVM's, on that vCPU, never the guest's.
+    let meta = TraceMeta { scenario: "race".into(), source: "test".into(), ..TraceMeta::default() };
+    let s = with("races/01-psmash-vs-psmash.toml", 1);
+    let text = String::from_utf8(
+        run_scenario_traced(&s, CheckMode::Full, Some(&meta)).unwrap().result.trace.unwrap(),
+    )
+    .unwrap();
+    let psmash = events(&text, "psmash");
+    // Seed 1 (the example's `[expect]`): both vCPUs PSMASH; the second finds the entry already 4K
+    // (psmash_already_4k = 1), which PSMASH answers with 7, FAIL_UNSUPPORTED.
+    let rcs: Vec<_> = psmash.iter().map(|(_, _, rc)| rc.as_str().unwrap()).collect();
+    assert_eq!(rcs, ["SUCCESS", "FAIL_UNSUPPORTED"]);
+    let vcpus: std::collections::BTreeSet<_> = psmash.iter().map(|(v, _, _)| v.as_u64().unwrap()).collect();
+    assert_eq!(vcpus, [0, 1].into(), "each on the vCPU whose #NPF decided it");
+    assert!(psmash.iter().all(|(_, a, _)| a == "kvm"), "{psmash:?}");
+    for seed in 1..=8 {
+        for rel in ["races/01-psmash-vs-psmash.toml", "races/02-psc-vs-psc.toml"] {
+            let s = with(rel, seed);
+            let trace = run_scenario_traced(&s, CheckMode::Full, Some(&meta)).unwrap().result.trace.unwrap();
+            let text = String::from_utf8(trace).unwrap();
+            for ev in ["psmash", "rmpupdate"] {
+                let all = events(&text, ev);
+                assert!(!all.is_empty() || ev == "psmash", "{rel} seed {seed}: no {ev}");
+                for (vcpu, actor, _) in all {
+                    assert_eq!(actor, "kvm", "{rel} seed {seed}: {ev} on {vcpu}");
+                    assert!(vcpu.is_u64(), "{rel} seed {seed}: {ev} of KVM handling a vCPU");
+                }
+            }
+            assert!(events(&text, "pvalidate").iter().all(|(_, a, _)| a == "guest"), "{rel} seed {seed}");
+        }
+    }
+}

@@ -227,8 +227,34 @@ kind = "write"
     assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
 }
 
+#[test]
+fn invariant_3_sees_a_region_whose_aligned_page_alone_is_assigned() {
+    // RMPREAD's region status at the aligned frame counts only the *other* pages (Linux commit
+    // 3e43c60eb3e3): the check must read the aligned page's own assigned bit too.
+    let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(true));
+    convert(&mut m, 0x200, true);
+    fault_in(&mut m, 0x200, true);
+    assert_eq!(m.kvm.npt.translate(Gfn(0x200)).unwrap().1, PageSize::Size4K);
+    assert_eq!(check(&m), Vec::<String>::new());
+    m.kvm.npt.zap(Gfn(0x200), 512);
+    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+    assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Assigned entries: this guest's ASID, the bound GPA
+
+#[test]
+fn invariant_4_sees_a_wrong_gpa_on_a_region_s_aligned_page_assigned_alone() {
+    // The region scan skips a region only when neither its aligned page nor (region status) any
+    // other page is assigned.
+    let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
+    assert_eq!(m.rmp.rmpupdate(Pfn(0x200), assigned(0x12000, ASID)), ReturnCode::Success);
+    assert_violations(
+        &check(&m),
+        &["invariant 4: frame 0x200 assigned to ASID 1 at GPA 0x12000, bound to GFN 0x200"],
+    );
+}
 
 #[test]
 fn invariant_4_page_assigned_to_another_asid() {

@@ -55,10 +55,11 @@ pub struct Npt {
     pub stats: NptStats,
     /// GFNs of the leaves added or removed (for the incremental invariant check).
     pub dirty: DirtyLog,
-    /// First GFNs of the leaves ≥ 2M that were no larger than the RMP entries under them when
-    /// mapped, but whose RMP entries a later change without a zap made smaller (a legacy
-    /// page-state change does not zap the NPT). Kept until the leaf goes.
-    outgrown: BTreeSet<u64>,
+    /// First GFNs of the leaves ≥ 2M that KVM's RMP-level cap does not govern: leaves no larger
+    /// than the RMP entries under them when mapped, whose entries a later change without a zap
+    /// made smaller (a legacy page-state change does not zap the NPT), and leaves mapped by a path
+    /// that skips the cap (RFC v4's page-state-change handler). Kept until the leaf goes.
+    uncapped: BTreeSet<u64>,
 }
 
 impl core::fmt::Debug for Npt {
@@ -71,8 +72,8 @@ impl core::fmt::Debug for Npt {
         }
         let mut d = f.debug_struct("Npt");
         d.field("geometry", &self.geometry).field("leaves", &Leaves(self));
-        if !self.outgrown.is_empty() {
-            d.field("outgrown", &self.outgrown);
+        if !self.uncapped.is_empty() {
+            d.field("uncapped", &self.uncapped);
         }
         d.finish_non_exhaustive()
     }
@@ -91,7 +92,7 @@ impl Npt {
             coverage: [0; 3],
             stats: NptStats::default(),
             dirty: DirtyLog::default(),
-            outgrown: BTreeSet::new(),
+            uncapped: BTreeSet::new(),
         }
     }
 
@@ -99,14 +100,14 @@ impl Npt {
         self.coverage[level_index(leaf.size)] += self.geometry.pages(leaf.size);
         self.leaves.insert(gfn.raw(), leaf.size, leaf.pfn);
         self.dirty.mark(gfn.raw(), self.geometry.pages(leaf.size));
-        self.outgrown.remove(&gfn.raw());
+        self.uncapped.remove(&gfn.raw());
     }
 
     fn remove_leaf(&mut self, gfn: Gfn) -> Option<Leaf> {
         let (size, pfn) = self.leaves.remove(gfn.raw())?;
         let leaf = Leaf { size, pfn };
         self.dirty.mark(gfn.raw(), self.geometry.pages(size));
-        self.outgrown.remove(&gfn.raw());
+        self.uncapped.remove(&gfn.raw());
         self.coverage[level_index(leaf.size)] -= self.geometry.pages(leaf.size);
         Some(leaf)
     }
@@ -121,20 +122,22 @@ impl Npt {
         self.geometry
     }
 
-    /// Record that the RMP entries under the leaf holding `gfn` became smaller than it without a
-    /// zap (see [`Npt::is_outgrown`]); nothing if that leaf is 4K or absent.
-    pub fn mark_outgrown(&mut self, gfn: Gfn) {
+    /// Record that the leaf holding `gfn` is not governed by the RMP-level cap: the RMP entries
+    /// under it became smaller without a zap, or it was mapped by a path that skips the cap (see
+    /// [`Npt::is_uncapped`]); nothing if that leaf is 4K or absent.
+    pub fn mark_uncapped(&mut self, gfn: Gfn) {
         if let Some((start, leaf)) = self.leaf(gfn)
             && leaf.size > PageSize::Size4K
         {
-            self.outgrown.insert(start.raw());
+            self.uncapped.insert(start.raw());
         }
     }
 
-    /// Whether the leaf starting at `start` outgrew its RMP entries after it was mapped (a legacy
-    /// page-state change shrank them without zapping it), rather than being mapped too large.
-    pub fn is_outgrown(&self, start: Gfn) -> bool {
-        self.outgrown.contains(&start.raw())
+    /// Whether the leaf starting at `start` is exempt from the RMP-level cap: it outgrew its RMP
+    /// entries after it was mapped (a legacy page-state change shrank them without zapping it), or
+    /// a path that skips the cap mapped it; rather than KVM's fault path mapping it too large.
+    pub fn is_uncapped(&self, start: Gfn) -> bool {
+        self.uncapped.contains(&start.raw())
     }
 
     /// The leaf translating `gfn`, with its first GFN.

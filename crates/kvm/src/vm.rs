@@ -773,13 +773,13 @@ impl Kvm {
             }
             if range.private && !assigned {
                 self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size4K)?;
-                self.npt.mark_outgrown(gfn);
+                self.npt.mark_uncapped(gfn);
             } else if !range.private && assigned {
                 if level == RmpPageSize::Size2M && self.mutant != Some(Mutant::NoPsmashBefore4kShared) {
                     self.psmash(rmp, pfn)?;
                 }
                 self.make_shared(host, rmp, pfn, RmpPageSize::Size4K)?;
-                self.npt.mark_outgrown(gfn);
+                self.npt.mark_uncapped(gfn);
             }
             g += 1;
         }
@@ -809,6 +809,8 @@ impl Kvm {
                 let gfn = Gfn(g);
                 if self.npt.translate(gfn).is_none() {
                     self.fault_in_at_most(host, rmp, gfn, false, level, false)?;
+                    // Mapped without 27/40's cap: it may be larger than assigned entries under it.
+                    self.npt.mark_uncapped(gfn);
                 }
                 let npt_level = self.npt.translate(gfn).map_or(PageSize::Size4K, |(_, s)| s);
                 level = level.min(npt_level);
@@ -856,7 +858,7 @@ impl Kvm {
                     }
                 }
                 if rmp_size == RmpPageSize::Size4K {
-                    self.npt.mark_outgrown(gfn);
+                    self.npt.mark_uncapped(gfn);
                 }
                 g += self.geometry.pages(level);
             }

@@ -99,10 +99,11 @@ fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: 
         v.push(format!("invariant 2: frame {} is mapped at two GPAs", leaf.pfn));
     }
     frames.insert(leaf.pfn.raw(), leaf.pfn.raw() + n);
-    // 3. With npt_level_follows_rmp, KVM maps no leaf over assigned pages larger than their
-    // entry. A leaf the RMP shrank under later (a legacy page-state change, which does not zap)
-    // is no violation: the hardware's size check faults on the next private access through it.
-    if m.kvm.config.npt_level_follows_rmp && leaf.size >= PageSize::Size2M && !m.kvm.npt.is_outgrown(start) {
+    // 3. With npt_level_follows_rmp, KVM's fault path maps no leaf over assigned pages larger than
+    // their entry. A leaf the RMP shrank under later (a legacy page-state change, which does not
+    // zap) or one a path without the cap mapped (RFC v4's page-state-change handler) is no
+    // violation: the hardware's size check faults on the next private access through it.
+    if m.kvm.config.npt_level_follows_rmp && leaf.size >= PageSize::Size2M && !m.kvm.npt.is_uncapped(start) {
         let mut p = leaf.pfn.raw();
         while p < leaf.pfn.raw() + n {
             let region = g.region_of(Pfn(p));

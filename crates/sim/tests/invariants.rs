@@ -169,13 +169,13 @@ fn invariant_3_leaf_larger_than_the_rmp_entry_with_npt_level_follows_rmp() {
 /// A well-behaved guest cannot break invariant 3's leaf form with the cap on: a shared 2M write
 /// maps a 2M leaf over the unassigned region (no cap applies to it), then a legacy 8 KiB PSC to
 /// private makes two 4K entries under it without a zap, as the RFC's handler did. That leaf
-/// outgrew its entries; KVM did not map it too large, and the hardware's size check faults on the
-/// next private access through it (npt-demote then demotes it). With the leaf recorded as
-/// outgrown removed and mapped anew at 2M by hand, the same state is a violation.
+/// outgrew its entries (KVM records it as uncapped): KVM did not map it too large, and the
+/// hardware's size check faults on the next private access through it (npt-demote then demotes
+/// it). The same leaf removed and mapped anew at 2M by hand is a violation.
 #[test]
 fn invariant_3_a_leaf_the_rmp_shrank_under_is_no_violation() {
     let text = r#"
-name = "invariant 3, outgrown leaf"
+name = "invariant 3, uncapped leaf"
 seed = 1
 [machine]
 host_memory = "16MiB"
@@ -208,7 +208,7 @@ kind = "write"
     sim.step(&acts[1]);
     let m = sim.machine().unwrap();
     assert_eq!(m.kvm.npt.translate(Gfn(0x23d)).map(|(_, s)| s), Some(PageSize::Size2M));
-    assert!(m.kvm.npt.is_outgrown(Gfn(0x200)));
+    assert!(m.kvm.npt.is_uncapped(Gfn(0x200)));
     assert_eq!(check(m), Vec::<String>::new());
     // The private write meets the 2M leaf over 4K entries: SIZEM, demoted to 4K, completed.
     sim.step(&acts[2]);
@@ -217,11 +217,11 @@ kind = "write"
     assert_eq!(r.metrics.rmp_npf_sizem, 1);
     assert_eq!(r.metrics.npt_demotions.get("2m_4k"), Some(&1));
 
-    // The same leaf mapped fresh over those entries (not outgrown) is a violation.
+    // The same leaf mapped fresh over those entries (not uncapped) is a violation.
     let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(true));
     fault_in(&mut m, 0x200, false);
     convert(&mut m, 0x23d, true);
-    assert!(m.kvm.npt.is_outgrown(Gfn(0x200)));
+    assert!(m.kvm.npt.is_uncapped(Gfn(0x200)));
     m.kvm.npt.zap(Gfn(0x200), 512);
     m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
     assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);

@@ -768,3 +768,55 @@ fn rfc_v4_resolves_a_size_mismatch_by_psmash_and_zap_never_by_a_host_split() {
     assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
     assert_eq!(access_fault(&vm, 0x205, true, AccessKind::Read), Err(GuestOutcome::Done(())));
 }
+
+// ---------------------------------------------------------------------------------------------
+// gmem: what upstream only WARNs about
+
+/// `sev_handle_rmp_fault`: a failed PSMASH whose entry is still 2M on re-lookup is a WARN
+/// (`kvm_warnings`), and the zap of 512 GFNs from the faulting GFN happens anyway. To make the
+/// PSMASH fail, another CPU's instruction is left in flight in the region (upstream's
+/// `snp_rmptable_psmash` would retry FAIL_INUSE; the state only drives the WARN branch).
+#[test]
+fn gmem_a_failed_psmash_warns_and_still_zaps() {
+    let mut vm = gmem(PageSize::Size2M, 16 * MIB, None);
+    fault_in(&mut vm, 0x205, true);
+    let (pfn, _) = vm.kvm.npt.translate(Gfn(0x200)).unwrap();
+    assert_eq!(vm.rmp.lookup(pfn), Some((true, RmpPageSize::Size2M)));
+    let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x205, RmpPageSize::Size4K) else { panic!("no SIZEM") };
+    assert_eq!(vm.rmp.begin_in_flight(pfn), snpsim_defs::ReturnCode::Success);
+    vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
+    assert_eq!((vm.kvm.stats.psmash, vm.kvm.stats.kvm_warnings), (1, 1));
+    assert_eq!(vm.rmp.lookup(pfn), Some((true, RmpPageSize::Size2M)));
+    assert_eq!(leaf(&vm, 0x205), None);
+}
+
+/// `sev_gmem_invalidate`: a failed PSMASH before a 4K RMPUPDATE to shared is reported (WARN_ONCE)
+/// and the RMPUPDATE still tried; it fails too (the page is inside a 2M entry: FAIL_OVERLAP or,
+/// here, FAIL_INUSE), which is another WARN_ONCE, and the page is skipped, left assigned. Two
+/// warnings, no error: the hole is punched.
+#[test]
+fn gmem_invalidate_warns_and_goes_on() {
+    let mut vm = gmem(PageSize::Size2M, 16 * MIB, None);
+    fault_in(&mut vm, 0x205, true);
+    let (pfn, _) = vm.kvm.npt.translate(Gfn(0x205)).unwrap();
+    let region = Geometry::X86.region_of(pfn);
+    assert_eq!(vm.rmp.begin_in_flight(region), snpsim_defs::ReturnCode::Success);
+    vm.kvm.punch_hole(&mut vm.host, &mut vm.rmp, Gfn(0x205), 1).unwrap();
+    assert_eq!(vm.kvm.stats.kvm_warnings, 2);
+    assert_eq!(vm.rmp.lookup(pfn).map(|(a, _)| a), Some(true));
+}
+
+/// Upstream PSMASHes on an RMP #NPF without SIZEM too when the entry is 2M: here a private read
+/// of a page whose RMP entry belongs to another guest's ASID is no size mismatch and no implicit
+/// conversion, but the handler still splits the 2M entry and zaps.
+#[test]
+fn gmem_psmashes_a_2m_entry_on_an_rmp_fault_without_sizem() {
+    let mut vm = gmem(PageSize::Size2M, 16 * MIB, None);
+    fault_in(&mut vm, 0x205, true);
+    let (pfn, _) = vm.kvm.npt.translate(Gfn(0x205)).unwrap();
+    let code = NpfErrorCode::new().with_present(true).with_rmp(true).with_guest_final(true).with_enc(true);
+    vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
+    assert_eq!(vm.kvm.stats.psmash, 1);
+    assert_eq!(vm.rmp.lookup(pfn), Some((true, RmpPageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x205), None);
+}

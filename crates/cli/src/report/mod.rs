@@ -76,6 +76,26 @@ pub struct Run {
     pub attacks: Vec<String>,
     /// Whether the guest tracks its validated pages (`validation_tracking`), if recorded.
     pub validation_tracking: Option<bool>,
+    /// `npt_level_follows_rmp` in force (`npt_level_follows_rmp`), if recorded.
+    pub npt_level_follows_rmp: Option<bool>,
+}
+
+impl Run {
+    /// How a run's label marks an `npt_level_follows_rmp` other than its policy's default:
+    /// ` · npt≤rmp` (capped at the RMP level) or ` · npt=host` (following the host level).
+    fn setting_suffix(&self) -> &'static str {
+        let default = snpsim_kvm::policy::by_name(&self.policy).map(|p| p.npt_level_follows_rmp());
+        match (self.npt_level_follows_rmp, default) {
+            (Some(f), Some(d)) if f != d => {
+                if f {
+                    " · npt≤rmp"
+                } else {
+                    " · npt=host"
+                }
+            }
+            _ => "",
+        }
+    }
 }
 
 /// A claim of the debate and its verdict.
@@ -220,6 +240,7 @@ impl Run {
             adversary: strings(o, "adversary"),
             attacks: strings(o, "attacks"),
             validation_tracking: o.get("validation_tracking").and_then(Value::as_bool),
+            npt_level_follows_rmp: o.get("npt_level_follows_rmp").and_then(Value::as_bool),
         })
     }
 
@@ -569,7 +590,7 @@ fn table_html(r: &Report) -> String {
     if with_seed {
         s.push_str("<th scope=\"col\" class=\"num\">seed</th>");
     }
-    s.push_str("<th scope=\"col\">policy</th><th scope=\"col\">backing</th><th scope=\"col\">guest</th><th scope=\"col\">outcome</th>");
+    s.push_str("<th scope=\"col\">policy</th><th scope=\"col\">backing</th><th scope=\"col\" title=\"npt_level_follows_rmp\">npt≤rmp</th><th scope=\"col\">guest</th><th scope=\"col\">outcome</th>");
     for (h, _) in TABLE_COLUMNS {
         let _ = write!(s, "<th scope=\"col\" class=\"num\">{h}</th>");
     }
@@ -587,9 +608,14 @@ fn table_html(r: &Report) -> String {
             let _ =
                 write!(s, "<td class=\"num\">{}</td>", run.seed.map(|x| x.to_string()).unwrap_or_default());
         }
+        let follows = match run.npt_level_follows_rmp {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
+        };
         let _ = write!(
             s,
-            "<td>{}</td><td>{}</td><td>{}</td><td{}>{}{}</td>",
+            "<td>{}</td><td>{}</td><td>{follows}</td><td>{}</td><td{}>{}{}</td>",
             esc(&run.policy),
             esc(&run.backing),
             esc(&run.guest),
@@ -607,7 +633,12 @@ fn table_html(r: &Report) -> String {
             fmt_num((run.m("sim_time_ns") / 100.0).round() / 10.0)
         );
     }
-    s.push_str("</tbody></table></div></section>\n");
+    s.push_str("</tbody></table></div>");
+    let legend = crate::table::readings_legend(r.runs.iter().map(|run| run.policy.as_str()));
+    if !legend.is_empty() {
+        let _ = write!(s, "<p class=\"note\">{}</p>", esc(legend.trim_end()));
+    }
+    s.push_str("</section>\n");
     s
 }
 
@@ -630,7 +661,7 @@ fn rows(r: &Report) -> Rows {
                 }
                 l.join(" · ")
             } else {
-                format!("{} · {} · {}", run.policy, run.backing, run.guest)
+                format!("{} · {} · {}{}", run.policy, run.backing, run.guest, run.setting_suffix())
             }
         })
         .collect();

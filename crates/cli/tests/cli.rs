@@ -90,9 +90,12 @@ fn no_arguments_runs_the_debate_and_prints_every_verdict() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("\nVerdicts:\n"), "{stdout}");
     let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  [")).collect();
-    assert_eq!(verdicts.len(), 8, "{stdout}");
+    assert_eq!(verdicts.len(), 9, "{stdout}");
     assert!(verdicts.iter().all(|l| l.starts_with("  [supported] ")), "{verdicts:#?}");
+    // Each verdict names the settings it was judged under.
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("        under: ")).count(), 9, "{stdout}");
     assert!(stdout.contains("rfc-host-split"), "{stdout}");
+    assert!(stdout.contains("rfc-v4"), "{stdout}");
     assert_eq!(text(&out.stderr), "");
 }
 
@@ -188,7 +191,10 @@ fn unknown_policy_is_bad_input_with_location_and_field() {
     let err = text(&out.stderr);
     assert!(err.contains(&format!("{f}:6:10: field `vm.policy`")), "{err}");
     assert!(err.contains("\"npt-demolish\""), "{err}");
-    assert!(err.contains("rfc-host-split, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem"), "{err}");
+    assert!(
+        err.contains("rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem"),
+        "{err}"
+    );
 }
 
 #[test]

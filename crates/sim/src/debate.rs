@@ -199,6 +199,8 @@ pub const WORKLOAD_PAIRS: &[(Policy, Backing)] = &[
     (Policy::RfcHostSplit, Backing::Anon4k),
     (Policy::RfcHostSplit, Backing::Thp),
     (Policy::RfcHostSplit, Backing::Hugetlbfs2m),
+    (Policy::RfcV4, Backing::Thp),
+    (Policy::RfcV4, Backing::Hugetlbfs2m),
     (Policy::RefuseHugetlbfs, Backing::Hugetlbfs2m),
     (Policy::FailPscHugetlbfs, Backing::Hugetlbfs2m),
     (Policy::NptDemote, Backing::Anon4k),

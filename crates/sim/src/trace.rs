@@ -22,7 +22,7 @@ use snpsim_defs::{
     Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpPageSize,
     VmplPerms,
 };
-use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
+use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 use snpsim_host::{HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus, RmpModel};
 
@@ -376,6 +376,11 @@ impl<'a> Fields<'a> {
         self.obj.get(key).ok_or_else(|| format!("`{}.{key}` is missing", self.what))
     }
 
+    /// Whether the object has `key` (for fields later versions of the format added).
+    fn has(&self, key: &str) -> bool {
+        self.obj.contains_key(key)
+    }
+
     fn u64(&mut self, key: &'a str) -> Result<u64, String> {
         let what = self.what;
         self.get(key)?.as_u64().ok_or_else(|| format!("`{what}.{key}` must be a non-negative integer"))
@@ -589,7 +594,7 @@ pub fn config_json(c: &SimConfig) -> Value {
         adversary,
         interleave,
     } = *c;
-    let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking } = guest;
+    let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } = guest;
     let (backing, shared) = match backing {
         MemoryBacking::Vma(b) => (vma_name(b).to_string(), Value::Null),
         MemoryBacking::Gmem { folio, shared } => {
@@ -613,6 +618,11 @@ pub fn config_json(c: &SimConfig) -> Value {
             "psc_protocol": match protocol { Protocol::Msr => "msr", Protocol::Ghcb => "ghcb" },
             "ghcb_entries": ghcb_entries,
             "validation_tracking": validation_tracking,
+            "psc_order": match order {
+                PscOrder::PerRequest => "per-request",
+                PscOrder::WholeRange => "whole-range",
+            },
+            "msr_until_ghcb": msr_until_ghcb,
         },
         "step_budget": step_budget,
         "check": check_name(check),
@@ -689,6 +699,14 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
             n as u16
         },
         validation_tracking: g.bool("validation_tracking")?,
+        // Traces written before these two fields existed were run in whole-range order with
+        // one protocol throughout.
+        order: if g.has("psc_order") {
+            g.choice("psc_order", &[("per-request", PscOrder::PerRequest), ("whole-range", PscOrder::WholeRange)])?
+        } else {
+            PscOrder::WholeRange
+        },
+        msr_until_ghcb: g.has("msr_until_ghcb") && g.bool("msr_until_ghcb")?,
     };
     g.done()?;
     let step_budget = f.opt_u64("step_budget")?;

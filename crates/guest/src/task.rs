@@ -614,8 +614,12 @@ impl ConvertCursor {
             }
             let (start, end) = (self.start, self.step_end());
             self.stage = match self.stage {
-                Stage::Rescind(_) => Stage::Send(SendCursor::new(self.chunks, start, end, false, self.protocol)),
-                Stage::Send(_) if self.private => Stage::Validate(ChunkCursor::new(self.chunks, start, end, true)),
+                Stage::Rescind(_) => {
+                    Stage::Send(SendCursor::new(self.chunks, start, end, false, self.protocol))
+                }
+                Stage::Send(_) if self.private => {
+                    Stage::Validate(ChunkCursor::new(self.chunks, start, end, true))
+                }
                 Stage::Send(_) | Stage::Validate(_) => {
                     if end >= self.chunks.len() {
                         return Ok(None);

@@ -594,7 +594,8 @@ pub fn config_json(c: &SimConfig) -> Value {
         adversary,
         interleave,
     } = *c;
-    let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } = guest;
+    let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } =
+        guest;
     let (backing, shared) = match backing {
         MemoryBacking::Vma(b) => (vma_name(b).to_string(), Value::Null),
         MemoryBacking::Gmem { folio, shared } => {
@@ -702,7 +703,10 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
         // Traces written before these two fields existed were run in whole-range order with
         // one protocol throughout.
         order: if g.has("psc_order") {
-            g.choice("psc_order", &[("per-request", PscOrder::PerRequest), ("whole-range", PscOrder::WholeRange)])?
+            g.choice(
+                "psc_order",
+                &[("per-request", PscOrder::PerRequest), ("whole-range", PscOrder::WholeRange)],
+            )?
         } else {
             PscOrder::WholeRange
         },

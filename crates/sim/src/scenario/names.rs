@@ -201,8 +201,8 @@ named_enum! {
         /// validates one batch of ≤ 64 entries at a time; `__page_state_change` one page at a time
         /// over MSR, since upstream 15d9088779b8).
         Linux = "linux",
-        /// The Linux guest of the 2021 SNP guest series: `psc_granularity = "4k"` (every entry
-        /// 4K, "until page size tracking is supported"), `psc_protocol = "ghcb"` with
+        /// The Linux guest of the 2021 SNP guest series: `psc_granularity = "4k"` (its
+        /// `__set_pages_state` "doesn't keep track of the RMP page size"), `psc_protocol = "ghcb"` with
         /// `ghcb_entries = 253` (that series' `VMGEXIT_PSC_MAX_ENTRY`), but the MSR protocol
         /// for the page-state change made before its GHCB is registered (`early_set_pages_state`),
         /// whole-range order (`snp_set_memory_{shared,private}` called `pvalidate_pages` on the

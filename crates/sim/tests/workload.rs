@@ -389,11 +389,11 @@ fn the_2021_guest_boots_over_msr_then_in_253_entry_ghcb_requests() {
     let run = snpsim_sim::run::run_scenario_traced(&s, CheckMode::Incremental, Some(&meta)).unwrap();
     let m = &run.result.metrics;
     assert_eq!(run.result.outcome.name(), "completed");
-    let metric = |k: &str| snpsim_sim::run::metric_value(m, k).unwrap_or_else(|| panic!("{k}"));
-    assert_eq!(metric("exits.vmgexit_psc_msr"), 8192.0);
-    assert_eq!(metric("exits.vmgexit_psc"), 98.0 + 33.0);
+    let exits = |k: &str| m.exits.get(k).copied().unwrap_or(0);
+    assert_eq!(exits("vmgexit_psc_msr"), 8192);
+    assert_eq!(exits("vmgexit_psc"), 98 + 33);
     // Every page validated once at 4K (32768) and the SWIOTLB's rescinded (8192).
-    assert_eq!(metric("pvalidate"), 32768.0 + 8192.0);
+    assert_eq!(m.pvalidate, 32768 + 8192);
     let reasons = psc_exit_reasons(&String::from_utf8(run.result.trace.clone().unwrap()).unwrap());
     let first_ghcb = reasons.iter().position(|r| r == "vmgexit_psc").unwrap();
     assert_eq!(first_ghcb, 8192, "all MSR exits come first");
@@ -403,6 +403,6 @@ fn the_2021_guest_boots_over_msr_then_in_253_entry_ghcb_requests() {
     let text = text.replace("preset = \"linux-2021\"", "preset = \"linux-2021\"\npsc_protocol = \"msr\"");
     let run = run_scenario(&parse_scenario("t.toml", &text).unwrap(), CheckMode::Incremental).unwrap();
     let m = &run.result.metrics;
-    assert_eq!(snpsim_sim::run::metric_value(m, "exits.vmgexit_psc_msr"), Some(32768.0 + 8192.0));
-    assert_eq!(snpsim_sim::run::metric_value(m, "exits.vmgexit_psc"), Some(0.0));
+    assert_eq!(m.exits.get("vmgexit_psc_msr"), Some(&(32768 + 8192)));
+    assert_eq!(m.exits.get("vmgexit_psc").copied().unwrap_or(0), 0);
 }

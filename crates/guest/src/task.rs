@@ -574,16 +574,8 @@ fn ghcb_batch(g: &Guest) -> usize {
 
 impl ConvertCursor {
     fn new(chunks: Chunks, private: bool, protocol: Protocol, per_step: usize) -> Self {
-        let mut c = ConvertCursor {
-            chunks,
-            private,
-            protocol,
-            per_step,
-            start: 0,
-            stage: Stage::Send(SendCursor::new(chunks, 0, 0, private, protocol)),
-        };
-        c.stage = c.first_stage();
-        c
+        let stage = Self::first_stage(chunks, private, protocol, 0, per_step.min(chunks.len()));
+        ConvertCursor { chunks, private, protocol, per_step, start: 0, stage }
     }
 
     /// The end of the current step.
@@ -591,13 +583,13 @@ impl ConvertCursor {
         self.start.saturating_add(self.per_step).min(self.chunks.len())
     }
 
-    /// The first stage of the current step: rescind (to shared) or send (to private).
-    fn first_stage(&self) -> Stage {
-        let (start, end) = (self.start, self.step_end());
-        if self.private {
-            Stage::Send(SendCursor::new(self.chunks, start, end, true, self.protocol))
+    /// The first stage of the step over chunks `start..end`: rescind (to shared) or send (to
+    /// private).
+    fn first_stage(chunks: Chunks, private: bool, protocol: Protocol, start: usize, end: usize) -> Stage {
+        if private {
+            Stage::Send(SendCursor::new(chunks, start, end, true, protocol))
         } else {
-            Stage::Rescind(ChunkCursor::new(self.chunks, start, end, false))
+            Stage::Rescind(ChunkCursor::new(chunks, start, end, false))
         }
     }
 
@@ -625,7 +617,8 @@ impl ConvertCursor {
                         return Ok(None);
                     }
                     self.start = end;
-                    self.first_stage()
+                    let end = self.step_end();
+                    Self::first_stage(self.chunks, self.private, self.protocol, self.start, end)
                 }
             };
         }

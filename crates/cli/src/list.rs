@@ -18,7 +18,9 @@ fn backing_line(b: Backing) -> &'static str {
 fn preset_line(p: Preset) -> &'static str {
     match p {
         Preset::Linux => "current Linux: 2M PSC over GHCB (64 entries), lazy acceptance, validation tracking",
-        Preset::Linux2021 => "Linux of the 2021 series: 4K PSC over the MSR protocol, eager acceptance",
+        Preset::Linux2021 => {
+            "Linux of the 2021 series: 4K PSC, MSR before the GHCB then GHCB (253 entries), eager"
+        }
         Preset::CoconutSvsm => "COCONUT-SVSM: 2M PSC over GHCB (253 entries), eager, validation tracking",
         Preset::OakStage0 => "Oak stage0: explicit 2M PSC then 2M PVALIDATE, eager, no tracking",
     }

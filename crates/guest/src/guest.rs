@@ -24,6 +24,24 @@ pub enum Protocol {
     Ghcb,
 }
 
+/// How the guest orders rescinding, the page-state change and validation over a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PscOrder {
+    /// Request by request, as Linux does since "x86/sev: Use large PSC requests if applicable"
+    /// (upstream 15d9088779b8): over MSR, page by page (`__page_state_change`, formerly
+    /// `early_set_pages_state`: rescind, PSC, or PSC, PVALIDATE, for each 4K page, always at 4K);
+    /// over the GHCB, batch by batch of at most `ghcb_entries` entries (`__set_pages_state`:
+    /// rescind the batch then send it, or send it then validate it, `pvalidate_pages` taking the
+    /// batch's descriptor).
+    PerRequest,
+    /// The whole range at once: rescind all of it, send all of it (in as many requests as it
+    /// takes), validate all of it. Linux before 15d9088779b8: `snp_set_memory_shared` called
+    /// `pvalidate_pages` over the range before `set_pages_state`, `snp_set_memory_private` after
+    /// it, and `early_snp_set_memory_{shared,private}` did the same around the MSR loop of
+    /// `early_set_pages_state`.
+    WholeRange,
+}
+
 /// What the guest does to regain a 2M RMP entry after a PSMASH (design §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Recoalesce {
@@ -46,6 +64,13 @@ pub struct GuestConfig {
     pub ghcb_entries: u16,
     /// The guest tracks the pages it validated and refuses to validate one twice.
     pub validation_tracking: bool,
+    /// The order of rescind, PSC and PVALIDATE over a range.
+    pub order: PscOrder,
+    /// With `protocol` GHCB: the guest's first page-state change runs before it has registered
+    /// a GHCB and uses the MSR protocol (the 2021 series: `early_set_pages_state` "can be called
+    /// before the GHCB is established"); it registers its GHCB when that change starts, and
+    /// every later one uses the NAE event.
+    pub msr_until_ghcb: bool,
 }
 
 /// Why a guest terminated itself.
@@ -113,6 +138,8 @@ pub struct Guest {
     /// Pages holding data (non-zero entries of `holding`).
     pub(crate) held: u64,
     pub(crate) next_version: u64,
+    /// Whether the guest has registered its GHCB (see [`GuestConfig::msr_until_ghcb`]).
+    ghcb_registered: bool,
     /// Counters.
     pub stats: GuestStats,
     mutant: Option<snpsim_hw::Mutant>,
@@ -129,6 +156,7 @@ impl Guest {
             holding: PageMap::new_flat(geometry.pages_per_2m()),
             held: 0,
             next_version: 1,
+            ghcb_registered: !config.msr_until_ghcb,
             stats: GuestStats::default(),
             mutant: None,
         }
@@ -144,6 +172,20 @@ impl Guest {
         if self.mutant != Some(snpsim_hw::Mutant::GuestKeepsTrackingShared) {
             self.validated.remove(start, end);
         }
+    }
+
+    /// The protocol the guest's next page-state change uses: MSR while it has no GHCB (see
+    /// [`GuestConfig::msr_until_ghcb`]), else the configured one.
+    pub fn psc_protocol(&self) -> Protocol {
+        if self.ghcb_registered { self.config.protocol } else { Protocol::Msr }
+    }
+
+    /// Start a page-state change: its protocol, after which the guest has its GHCB (the 2021
+    /// guest registers it once its first, early, change is under way).
+    pub(crate) fn start_psc(&mut self) -> Protocol {
+        let protocol = self.psc_protocol();
+        self.ghcb_registered = true;
+        protocol
     }
 
     /// The configuration.

@@ -15,7 +15,9 @@ pub mod ranges;
 pub mod task;
 
 pub use accept::{BootLayout, UnacceptedMemory, swiotlb_bytes};
-pub use guest::{Granularity, Guest, GuestConfig, GuestError, GuestStats, Protocol, Recoalesce, TermReason};
+pub use guest::{
+    Granularity, Guest, GuestConfig, GuestError, GuestStats, Protocol, PscOrder, Recoalesce, TermReason,
+};
 pub use pagemap::PageMap;
 pub use platform::{Platform, Stop};
 pub use ranges::RangeSet;

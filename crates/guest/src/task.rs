@@ -12,7 +12,7 @@ use snpsim_defs::{Gfn, Gpa, ReturnCode, RmpAdjustOperand, RmpPageSize, SvmExitCo
 use snpsim_hw::{AccessKind, GuestOutcome, PvalidateStatus};
 
 use crate::guest::{Granularity, Guest, GuestError, Recoalesce, TermReason};
-use crate::{Platform, Stop};
+use crate::{Platform, Protocol, PscOrder, Stop};
 
 /// One thing a guest asks of its platform.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -138,13 +138,14 @@ enum ChunkResult {
     SizeMismatch,
 }
 
-/// Walks chunks for rescinding or validating: a 2M chunk is tried at 2M first (when the
+/// Walks chunks `i..end` for rescinding or validating: a 2M chunk is tried at 2M first (when the
 /// tracking allows), then page by page (`page`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ChunkCursor {
     chunks: Chunks,
     validate: bool,
     i: usize,
+    end: usize,
     page: Option<u64>,
     /// The PVALIDATE in flight: (first page, size).
     awaiting: Option<(u64, RmpPageSize)>,
@@ -152,21 +153,48 @@ struct ChunkCursor {
     issued: u64,
 }
 
-/// Sends the page-state change of chunks: one MSR request per page, or NAE buffers of
+/// Sends the page-state change of chunks `i..end`: one MSR request per page, or NAE buffers of
 /// `ghcb_entries` entries re-issued until the hypervisor has processed them all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct SendCursor {
     chunks: Chunks,
     private: bool,
+    protocol: Protocol,
     /// MSR: chunk index and page; NAE: first chunk of the current batch.
     i: usize,
+    end: usize,
     page: u64,
     /// NAE: `cur_entry` before the request in flight.
     before: Option<u16>,
 }
 
+/// One stage of a step of a page-state change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Stage {
+    Rescind(ChunkCursor),
+    Send(SendCursor),
+    Validate(ChunkCursor),
+}
+
+/// A page-state change of `chunks` in steps of `per_step` chunks; each step rescinds its chunks
+/// then sends their change (to shared), or sends it then validates them (to private). With one
+/// step over the whole range this is [`PscOrder::WholeRange`]; with one page per step over MSR,
+/// or `ghcb_entries` chunks per step over the GHCB, it is [`PscOrder::PerRequest`]. The steps are
+/// computed as it goes, so a task's size does not grow with the range.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ConvertCursor {
+    chunks: Chunks,
+    private: bool,
+    protocol: Protocol,
+    per_step: usize,
+    /// First chunk of the current step.
+    start: usize,
+    stage: Stage,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Phase {
+    Convert(ConvertCursor),
     Rescind(ChunkCursor),
     Send(SendCursor),
     Validate(ChunkCursor),
@@ -238,20 +266,28 @@ fn terminated(reason: TermReason, gfn: u64) -> GuestError {
 impl GuestTask {
     /// The guest's whole page-state change of `pages` pages from `start` (design §10 `psc`): to
     /// shared, rescind the validation of the pages it validated, then the PSC; to private, the
-    /// PSC, then PVALIDATE (2M with the 4K fallback). Linux ordering (`__set_pages_state`). The
-    /// guest's own conversion ends any data it held there.
-    pub fn psc(g: &Guest, start: Gfn, pages: u64, private: bool, gran: Option<Granularity>) -> Self {
-        let gran = gran.unwrap_or(g.config().granularity);
-        let chunks = g.chunks(start.raw(), pages, gran);
-        let mut phases = Vec::new();
-        if !private {
-            phases.push(Phase::Rescind(ChunkCursor::new(chunks, false)));
-        }
-        phases.push(Phase::Send(SendCursor::new(chunks, private)));
-        if private {
-            phases.push(Phase::Validate(ChunkCursor::new(chunks, true)));
-        }
-        phases.push(Phase::DropData { start: start.raw(), pages });
+    /// PSC, then PVALIDATE (2M with the 4K fallback). The guest's [`PscOrder`] says whether that
+    /// is done request by request (Linux `__page_state_change` over MSR, one 4K page at a time;
+    /// `__set_pages_state` over the GHCB, one batch at a time) or over the whole range at once
+    /// (Linux before 15d9088779b8). The protocol is the one the guest has when the change starts
+    /// ([`Guest::psc_protocol`]). The guest's own conversion ends any data it held there.
+    pub fn psc(g: &mut Guest, start: Gfn, pages: u64, private: bool, gran: Option<Granularity>) -> Self {
+        let protocol = g.start_psc();
+        let config = g.config();
+        let gran = gran.unwrap_or(config.granularity);
+        let (chunks, per_step) = match (config.order, protocol) {
+            (PscOrder::WholeRange, _) => {
+                let chunks = g.chunks(start.raw(), pages, gran);
+                (chunks, chunks.len().max(1))
+            }
+            // `__page_state_change` works on 4K pages and validates them at 4K.
+            (PscOrder::PerRequest, Protocol::Msr) => (g.chunks(start.raw(), pages, Granularity::K4), 1),
+            (PscOrder::PerRequest, Protocol::Ghcb) => (g.chunks(start.raw(), pages, gran), ghcb_batch(g)),
+        };
+        let phases = vec![
+            Phase::Convert(ConvertCursor::new(chunks, private, protocol, per_step)),
+            Phase::DropData { start: start.raw(), pages },
+        ];
         GuestTask { kind: TaskKind::Phases { phases, at: 0, validated_2m: None } }
     }
 
@@ -268,11 +304,12 @@ impl GuestTask {
             Vec::new()
         };
         let chunk = g.chunks(s, g.geometry.pages_per_2m(), crate::Granularity::M2);
+        let protocol = g.psc_protocol();
         let phases = vec![
-            Phase::Rescind(ChunkCursor::new(chunk, false)),
-            Phase::Send(SendCursor::new(chunk, false)),
-            Phase::Send(SendCursor::new(chunk, true)),
-            Phase::Validate(ChunkCursor::new(chunk, true)),
+            Phase::Rescind(ChunkCursor::new(chunk, 0, chunk.len(), false)),
+            Phase::Send(SendCursor::new(chunk, 0, chunk.len(), false, protocol)),
+            Phase::Send(SendCursor::new(chunk, 0, chunk.len(), true, protocol)),
+            Phase::Validate(ChunkCursor::new(chunk, 0, chunk.len(), true)),
             Phase::Restore { saved, i: 0, counted: false, awaiting: false },
         ];
         GuestTask { kind: TaskKind::Phases { phases, at: 0, validated_2m: None } }
@@ -310,6 +347,7 @@ impl GuestTask {
             TaskKind::Phases { phases, at, validated_2m } => {
                 while let Some(phase) = phases.get_mut(*at) {
                     let req = match phase {
+                        Phase::Convert(c) => c.next(g, reply.take())?,
                         Phase::Rescind(c) => c.next(g, reply.take().as_ref())?,
                         Phase::Validate(c) => {
                             let r = c.next(g, reply.take().as_ref())?;
@@ -529,9 +567,72 @@ impl Chunks {
     }
 }
 
+/// Chunks per NAE request: `ghcb_entries`, within what the GHCB shared buffer holds.
+fn ghcb_batch(g: &Guest) -> usize {
+    usize::from(g.config().ghcb_entries.clamp(1, snpsim_defs::ghcb::VMGEXIT_PSC_MAX_COUNT))
+}
+
+impl ConvertCursor {
+    fn new(chunks: Chunks, private: bool, protocol: Protocol, per_step: usize) -> Self {
+        let stage = Self::first_stage(chunks, private, protocol, 0, per_step.min(chunks.len()));
+        ConvertCursor { chunks, private, protocol, per_step, start: 0, stage }
+    }
+
+    /// The end of the current step.
+    fn step_end(&self) -> usize {
+        self.start.saturating_add(self.per_step).min(self.chunks.len())
+    }
+
+    /// The first stage of the step over chunks `start..end`: rescind (to shared) or send (to
+    /// private).
+    fn first_stage(chunks: Chunks, private: bool, protocol: Protocol, start: usize, end: usize) -> Stage {
+        if private {
+            Stage::Send(SendCursor::new(chunks, start, end, true, protocol))
+        } else {
+            Stage::Rescind(ChunkCursor::new(chunks, start, end, false))
+        }
+    }
+
+    /// The next request of the change: the current stage's, or, when it is over, the next
+    /// stage's (rescind → send → next step; send → validate → next step).
+    fn next(&mut self, g: &mut Guest, mut reply: Option<Reply>) -> Result<Option<Request>, GuestError> {
+        loop {
+            let req = match &mut self.stage {
+                Stage::Rescind(c) | Stage::Validate(c) => c.next(g, reply.take().as_ref())?,
+                Stage::Send(c) => c.next(g, reply.take())?,
+            };
+            if req.is_some() {
+                return Ok(req);
+            }
+            let (start, end) = (self.start, self.step_end());
+            self.stage = match self.stage {
+                Stage::Rescind(_) => {
+                    Stage::Send(SendCursor::new(self.chunks, start, end, false, self.protocol))
+                }
+                Stage::Send(_) if self.private => {
+                    Stage::Validate(ChunkCursor::new(self.chunks, start, end, true))
+                }
+                Stage::Send(_) | Stage::Validate(_) => {
+                    if end >= self.chunks.len() {
+                        return Ok(None);
+                    }
+                    self.start = end;
+                    let end = self.step_end();
+                    Self::first_stage(self.chunks, self.private, self.protocol, self.start, end)
+                }
+            };
+        }
+    }
+}
+
 impl ChunkCursor {
-    fn new(chunks: Chunks, validate: bool) -> Self {
-        ChunkCursor { chunks, validate, i: 0, page: None, awaiting: None, issued: 0 }
+    fn new(chunks: Chunks, start: usize, end: usize, validate: bool) -> Self {
+        ChunkCursor { chunks, validate, i: start, end, page: None, awaiting: None, issued: 0 }
+    }
+
+    /// Chunk `i` if it is one of the cursor's.
+    fn chunk(&self, i: usize) -> Option<(u64, RmpPageSize)> {
+        if i < self.end { self.chunks.get(i) } else { None }
     }
 
     /// PVALIDATE as Linux's `pval_pages` treats it: success continues, FAIL_SIZEMISMATCH asks for
@@ -592,7 +693,7 @@ impl ChunkCursor {
                 }
             }
         }
-        while let Some((start, size)) = self.chunks.get(self.i) {
+        while let Some((start, size)) = self.chunk(self.i) {
             let n = g.span(size);
             match self.page {
                 None => {
@@ -632,19 +733,24 @@ impl ChunkCursor {
 }
 
 impl SendCursor {
-    fn new(chunks: Chunks, private: bool) -> Self {
-        SendCursor { chunks, private, i: 0, page: 0, before: None }
+    fn new(chunks: Chunks, start: usize, end: usize, private: bool, protocol: Protocol) -> Self {
+        SendCursor { chunks, private, protocol, i: start, end, page: 0, before: None }
+    }
+
+    /// Chunk `i` if it is one of the cursor's.
+    fn chunk(&self, i: usize) -> Option<(u64, RmpPageSize)> {
+        if i < self.end { self.chunks.get(i) } else { None }
     }
 
     fn op(&self) -> PscOp {
         if self.private { PscOp::Private } else { PscOp::Shared }
     }
 
-    /// Issue the PSC for the chunks with the configured protocol; any error terminates the guest.
+    /// Issue the PSC for the chunks with the cursor's protocol; any error terminates the guest.
     fn next(&mut self, g: &mut Guest, reply: Option<Reply>) -> Result<Option<Request>, GuestError> {
-        match g.config().protocol {
-            crate::Protocol::Msr => self.next_msr(g, reply),
-            crate::Protocol::Ghcb => self.next_ghcb(g, reply),
+        match self.protocol {
+            Protocol::Msr => self.next_msr(g, reply),
+            Protocol::Ghcb => self.next_ghcb(g, reply),
         }
     }
 
@@ -656,7 +762,7 @@ impl SendCursor {
             }
             self.page += 1;
         }
-        while let Some((start, size)) = self.chunks.get(self.i) {
+        while let Some((start, size)) = self.chunk(self.i) {
             if self.page < start {
                 self.page = start;
             }
@@ -676,9 +782,7 @@ impl SendCursor {
     /// passes `end_entry`; an error, a non-zero reserved field, or a hypervisor that moves
     /// backwards or not at all terminates the guest.
     fn next_ghcb(&mut self, g: &Guest, reply: Option<Reply>) -> Result<Option<Request>, GuestError> {
-        let per_request =
-            usize::from(g.config().ghcb_entries.clamp(1, snpsim_defs::ghcb::VMGEXIT_PSC_MAX_COUNT));
-        let count = self.chunks.len().saturating_sub(self.i).min(per_request);
+        let count = self.end.saturating_sub(self.i).min(ghcb_batch(g));
         let batch = || (self.i..self.i + count).filter_map(|i| self.chunks.get(i));
         let Some((first_gfn, _)) = batch().next() else { return Ok(None) };
         let end = (count - 1) as u16;

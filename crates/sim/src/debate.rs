@@ -149,8 +149,8 @@ pub fn matrix() -> Vec<(Policy, Backing, Granularity, bool)> {
 }
 
 /// The guests of the realistic workload: every preset — today's Linux (2M page-state changes over
-/// the GHCB, lazy acceptance), the Linux of the 2021 series (4K over the MSR protocol, eager
-/// acceptance), COCONUT-SVSM and Oak stage0 (2M, eager).
+/// the GHCB, lazy acceptance), the Linux of the 2021 series (4K, over MSR before its GHCB and in
+/// 253-entry GHCB requests after, eager acceptance), COCONUT-SVSM and Oak stage0 (2M, eager).
 pub const WORKLOAD_PRESETS: &[Preset] =
     &[Preset::Linux, Preset::Linux2021, Preset::CoconutSvsm, Preset::OakStage0];
 

@@ -111,6 +111,8 @@ impl SimConfig {
                 protocol: snpsim_guest::Protocol::Ghcb,
                 ghcb_entries: 64,
                 validation_tracking: true,
+                order: snpsim_guest::PscOrder::PerRequest,
+                msr_until_ghcb: false,
             },
             step_budget: None,
             check: CheckMode::Incremental,
@@ -790,7 +792,7 @@ pub struct RunResult {
 }
 
 /// The guest task of a guest action.
-fn guest_task(guest: &Guest, action: &Action, lossy: &mut bool) -> GuestTask {
+fn guest_task(guest: &mut Guest, action: &Action, lossy: &mut bool) -> GuestTask {
     match *action {
         Action::Psc { gpa, pages, private, granularity, .. } => {
             GuestTask::psc(guest, gpa.gfn(), pages, private, granularity)

@@ -104,6 +104,11 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
             },
             ghcb_entries: g.ghcb_entries,
             validation_tracking: g.validation_tracking,
+            order: match g.psc_order {
+                scenario::PscOrder::PerRequest => snpsim_guest::PscOrder::PerRequest,
+                scenario::PscOrder::WholeRange => snpsim_guest::PscOrder::WholeRange,
+            },
+            msr_until_ghcb: g.msr_until_ghcb,
         },
         step_budget: vm.step_budget,
         check,

@@ -22,7 +22,7 @@ use snpsim_defs::{
     Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpPageSize,
     VmplPerms,
 };
-use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
+use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 use snpsim_host::{HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus, RmpModel};
 
@@ -378,6 +378,11 @@ impl<'a> Fields<'a> {
         self.obj.get(key).ok_or_else(|| format!("`{}.{key}` is missing", self.what))
     }
 
+    /// Whether the object has `key` (for fields later versions of the format added).
+    fn has(&self, key: &str) -> bool {
+        self.obj.contains_key(key)
+    }
+
     fn u64(&mut self, key: &'a str) -> Result<u64, String> {
         let what = self.what;
         self.get(key)?.as_u64().ok_or_else(|| format!("`{what}.{key}` must be a non-negative integer"))
@@ -591,7 +596,8 @@ pub fn config_json(c: &SimConfig) -> Value {
         adversary,
         interleave,
     } = *c;
-    let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking } = guest;
+    let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } =
+        guest;
     let (backing, shared) = match backing {
         MemoryBacking::Vma(b) => (vma_name(b).to_string(), Value::Null),
         MemoryBacking::Gmem { folio, shared } => {
@@ -615,6 +621,11 @@ pub fn config_json(c: &SimConfig) -> Value {
             "psc_protocol": match protocol { Protocol::Msr => "msr", Protocol::Ghcb => "ghcb" },
             "ghcb_entries": ghcb_entries,
             "validation_tracking": validation_tracking,
+            "psc_order": match order {
+                PscOrder::PerRequest => "per-request",
+                PscOrder::WholeRange => "whole-range",
+            },
+            "msr_until_ghcb": msr_until_ghcb,
         },
         "step_budget": step_budget,
         "check": check_name(check),
@@ -628,6 +639,36 @@ pub fn config_json(c: &SimConfig) -> Value {
 
 /// Largest host memory a trace may ask for (1 PiB in 4 KiB pages).
 const MAX_PAGES: u64 = 1 << 38;
+
+/// Read the `guest` object of a `run` header's `config`.
+fn guest_from_json(gv: &Value) -> Result<GuestConfig, String> {
+    let mut g = Fields::new(gv, "config.guest")?;
+    let guest = GuestConfig {
+        granularity: g.choice("psc_granularity", &[("4k", Granularity::K4), ("2m", Granularity::M2)])?,
+        protocol: g.choice("psc_protocol", &[("msr", Protocol::Msr), ("ghcb", Protocol::Ghcb)])?,
+        ghcb_entries: {
+            let n = g.u64("ghcb_entries")?;
+            if !(1..=253).contains(&n) {
+                return Err(format!("`config.guest.ghcb_entries` is {n}; accepted: 1-253"));
+            }
+            n as u16
+        },
+        validation_tracking: g.bool("validation_tracking")?,
+        // Traces written before these two fields existed were run in whole-range order with
+        // one protocol throughout.
+        order: if g.has("psc_order") {
+            g.choice(
+                "psc_order",
+                &[("per-request", PscOrder::PerRequest), ("whole-range", PscOrder::WholeRange)],
+            )?
+        } else {
+            PscOrder::WholeRange
+        },
+        msr_until_ghcb: g.has("msr_until_ghcb") && g.bool("msr_until_ghcb")?,
+    };
+    g.done()?;
+    Ok(guest)
+}
 
 /// Read the `config` object of a `run` header back, rejecting what no scenario could produce.
 pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
@@ -678,21 +719,7 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
     let npt_level_follows_rmp = f.opt_bool("npt_level_follows_rmp")?;
     let smaller_npt_faults = f.bool("smaller_npt_faults")?;
     let khugepaged = f.bool("khugepaged")?;
-    let gv = f.get("guest")?;
-    let mut g = Fields::new(gv, "config.guest")?;
-    let guest = GuestConfig {
-        granularity: g.choice("psc_granularity", &[("4k", Granularity::K4), ("2m", Granularity::M2)])?,
-        protocol: g.choice("psc_protocol", &[("msr", Protocol::Msr), ("ghcb", Protocol::Ghcb)])?,
-        ghcb_entries: {
-            let n = g.u64("ghcb_entries")?;
-            if !(1..=253).contains(&n) {
-                return Err(format!("`config.guest.ghcb_entries` is {n}; accepted: 1-253"));
-            }
-            n as u16
-        },
-        validation_tracking: g.bool("validation_tracking")?,
-    };
-    g.done()?;
+    let guest = guest_from_json(f.get("guest")?)?;
     let step_budget = f.opt_u64("step_budget")?;
     if step_budget == Some(0) {
         return Err("`config.step_budget` must be null or at least 1".into());

@@ -17,7 +17,9 @@
 //! - **boot**: with `accept = "lazy"`, the EFI stub accepts the non-2M-aligned edges of guest
 //!   memory, memblock accepts the firmware/kernel footprint (the first 64 MiB), the memmap (1/64 of
 //!   memory, at the top) and the SWIOTLB buffer (below the memmap), and the rest stays in the
-//!   unaccepted bitmap; with `accept = "eager"` all memory is accepted in one go. Then the SWIOTLB
+//!   unaccepted bitmap; with `accept = "eager"` all memory is accepted in one go (a guest that
+//!   makes its first page-state change over MSR before it has a GHCB, `linux-2021`, accepts the
+//!   footprint first, then the rest). Then the SWIOTLB
 //!   buffer (6 % of memory clamped to [64 MiB, 1 GiB]) is made shared. The phase's simulated time,
 //!   plus the cost model's boot work outside the memory model (`boot_fixed`, `boot_per_gib`), is
 //!   the workload's time-to-ready.
@@ -115,6 +117,8 @@ struct Gen<'a> {
     recoalesce: Recoalesce,
     gmem: bool,
     accept: AcceptMode,
+    /// The guest makes its first page-state change over MSR, before it has a GHCB.
+    early_msr: bool,
     host_writes: u64,
     actions: u64,
     /// The working set's accepted pages, where driver buffers come from (recomputed after an
@@ -230,9 +234,11 @@ impl Gen<'_> {
         let layout = BootLayout::new(self.geometry, self.pages);
         match self.accept {
             AcceptMode::Eager => {
-                if self.pages > 0 {
-                    self.accept_ranges(vec![(0, self.pages)]);
-                }
+                // A guest without a GHCB yet accepts the firmware/kernel footprint first, over
+                // MSR, and the rest once it has registered its GHCB.
+                let first = if self.early_msr { layout.footprint.min(self.pages) } else { 0 };
+                let ranges = [(0, first), (first, self.pages - first)];
+                self.accept_ranges(ranges.into_iter().filter(|&(_, n)| n > 0).collect());
                 self.unaccepted = UnacceptedMemory::none(self.geometry);
             }
             AcceptMode::Lazy => {
@@ -478,6 +484,7 @@ pub fn run_workload(
         },
         gmem: scenario.vm.era() == Era::Gmem,
         accept: params.accept,
+        early_msr: params.msr_until_ghcb && params.psc_protocol == crate::scenario::PscProtocol::Ghcb,
         host_writes: 0,
         actions: 0,
         buffer_pool: None,

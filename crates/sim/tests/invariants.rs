@@ -9,7 +9,7 @@
 //! writes the hardware refuses are not counted as false negatives.
 
 use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, ReturnCode, RmpArchEntry, RmpPageSize};
-use snpsim_guest::{Granularity, Guest, GuestConfig, Platform, Protocol};
+use snpsim_guest::{Granularity, Guest, GuestConfig, Platform, Protocol, PscOrder};
 use snpsim_host::{Host, HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel};
@@ -29,6 +29,8 @@ const GUEST: GuestConfig = GuestConfig {
     protocol: Protocol::Msr,
     ghcb_entries: 64,
     validation_tracking: true,
+    order: PscOrder::PerRequest,
+    msr_until_ghcb: false,
 };
 
 /// A 16 MiB VM on a 64 MiB host, as the engine wires it (the VMA maps GFN n to frame n).

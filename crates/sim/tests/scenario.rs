@@ -5,8 +5,8 @@ use snpsim_defs::{Gpa, RmpPageSize, VmplPerms};
 use snpsim_hw::Geometry;
 use snpsim_sim::scenario::{
     AcceptMode, AccessKind, Backing, CmpOp, ErrorKind, Expect, Granularity, GuestParams, HostVia, Outcome,
-    PageState, Phase, Policy, Preset, PscProtocol, Recoalesce, Scenario, ScenarioError, SteadyPhase, StepOp,
-    TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
+    PageState, Phase, Policy, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError,
+    SteadyPhase, StepOp, TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
 };
 
 /// The example of design §10, verbatim.
@@ -127,6 +127,8 @@ fn design_example_parses_to_the_expected_structs() {
             accept: AcceptMode::Eager,
             validation_tracking: true,
             recoalesce: Recoalesce::None,
+            psc_order: PscOrder::PerRequest,
+            msr_until_ghcb: false,
         }
     );
 
@@ -197,7 +199,13 @@ fn guest_presets_and_overrides() {
     assert_eq!(g.accept, AcceptMode::Eager);
     assert_eq!(g.psc_granularity, Granularity::Size2M);
     let s = ok(&with("[guest]\npreset = \"linux-2021\"\n"));
-    assert_eq!(s.guest.resolved().psc_protocol, PscProtocol::Msr);
+    assert_eq!(s.guest.resolved().psc_protocol, PscProtocol::Ghcb);
+    assert_eq!(s.guest.resolved().ghcb_entries, 253);
+    // Overriding the protocol keeps the preset's order and early-MSR behaviour (no field).
+    let s = ok(&with("[guest]\npreset = \"linux-2021\"\npsc_protocol = \"msr\"\nghcb_entries = 64\n"));
+    let g = s.guest.resolved();
+    assert_eq!((g.psc_protocol, g.ghcb_entries), (PscProtocol::Msr, 64));
+    assert_eq!((g.psc_order, g.msr_until_ghcb), (PscOrder::WholeRange, true));
     let s = ok(&with("[guest]\npreset = \"oak-stage0\"\nvalidation_tracking = true\n"));
     assert!(s.guest.resolved().validation_tracking);
 }

@@ -363,3 +363,46 @@ proptest! {
         prop_assert_eq!(run.metrics.psc_pages, accepted.len() as u64 + layout.swiotlb_pages);
     }
 }
+
+/// The exit reasons of a traced run's page-state changes, in order.
+fn psc_exit_reasons(trace: &str) -> Vec<String> {
+    trace
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ev"] == "exit")
+        .filter_map(|v| v["reason"].as_str().map(str::to_owned))
+        .filter(|r| r.starts_with("vmgexit_psc"))
+        .collect()
+}
+
+#[test]
+fn the_2021_guest_boots_over_msr_then_in_253_entry_ghcb_requests() {
+    // A 128 MiB eager guest of the 2021 series: the footprint (a quarter of a guest under
+    // 256 MiB: 32 MiB = 8192 pages) is accepted before the GHCB exists, one MSR exit per page;
+    // the remaining 32768 - 8192 = 24576 pages go in 4K entries, 253 per request: 97 full
+    // requests and one of 24576 - 97 × 253 = 35 entries = 98; the SWIOTLB buffer (a quarter of
+    // a guest under 4 × 64 MiB: 8192 pages) is made shared in ceil(8192 / 253) = 33 requests.
+    let text =
+        scenario_text("npt-demote", "anon-4k", "128MiB", "preset = \"linux-2021\"", "{ kind = \"boot\" }");
+    let s = parse_scenario("t.toml", &text).unwrap();
+    let meta = snpsim_sim::trace::TraceMeta::for_scenario(&s, "t.toml", 0);
+    let run = snpsim_sim::run::run_scenario_traced(&s, CheckMode::Incremental, Some(&meta)).unwrap();
+    let m = &run.result.metrics;
+    assert_eq!(run.result.outcome.name(), "completed");
+    let exits = |k: &str| m.exits.get(k).copied().unwrap_or(0);
+    assert_eq!(exits("vmgexit_psc_msr"), 8192);
+    assert_eq!(exits("vmgexit_psc"), 98 + 33);
+    // Every page validated once at 4K (32768) and the SWIOTLB's rescinded (8192).
+    assert_eq!(m.pvalidate, 32768 + 8192);
+    let reasons = psc_exit_reasons(&String::from_utf8(run.result.trace.clone().unwrap()).unwrap());
+    let first_ghcb = reasons.iter().position(|r| r == "vmgexit_psc").unwrap();
+    assert_eq!(first_ghcb, 8192, "all MSR exits come first");
+    assert!(reasons[first_ghcb..].iter().all(|r| r == "vmgexit_psc"));
+
+    // Overriding the protocol makes every change MSR: 32768 + 8192 exits.
+    let text = text.replace("preset = \"linux-2021\"", "preset = \"linux-2021\"\npsc_protocol = \"msr\"");
+    let run = run_scenario(&parse_scenario("t.toml", &text).unwrap(), CheckMode::Incremental).unwrap();
+    let m = &run.result.metrics;
+    assert_eq!(m.exits.get("vmgexit_psc_msr"), Some(&(32768 + 8192)));
+    assert_eq!(m.exits.get("vmgexit_psc").copied().unwrap_or(0), 0);
+}

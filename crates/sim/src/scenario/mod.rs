@@ -74,7 +74,7 @@ pub use expect::{
 };
 pub use names::{
     AcceptMode, AccessKind, Backing, Era, Granularity, GuestParams, HostVia, Outcome, PageState, Policy,
-    Preset, PscProtocol, Recoalesce, TouchPattern, UnknownName,
+    Preset, PscOrder, PscProtocol, Recoalesce, TouchPattern, UnknownName,
 };
 pub use step::{Step, StepKind, StepOp, parse_perms};
 pub use units::{Size, UnitError, parse_duration, parse_gpa, parse_size};
@@ -241,6 +241,8 @@ impl GuestConfig {
             accept: self.accept.unwrap_or(p.accept),
             validation_tracking: self.validation_tracking.unwrap_or(p.validation_tracking),
             recoalesce: self.recoalesce.unwrap_or(p.recoalesce),
+            psc_order: p.psc_order,
+            msr_until_ghcb: p.msr_until_ghcb,
         }
     }
 }

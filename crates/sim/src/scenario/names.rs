@@ -203,10 +203,16 @@ named_enum! {
         /// A current Linux guest (≥ 6.5 with unaccepted memory): `psc_granularity = "2m"`,
         /// `psc_protocol = "ghcb"`, `ghcb_entries = 64` (`VMGEXIT_PSC_MAX_ENTRY`),
         /// `accept = "lazy"` (`accept_memory=lazy`, the default), `validation_tracking = true`,
-        /// `recoalesce = "none"`.
+        /// `recoalesce = "none"`; per-request order (`__set_pages_state` rescinds, sends and
+        /// validates one batch of ≤ 64 entries at a time; `__page_state_change` one page at a time
+        /// over MSR, since upstream 15d9088779b8).
         Linux = "linux",
-        /// The Linux guest of the 2021 SNP guest series: `psc_granularity = "4k"`,
-        /// `psc_protocol = "msr"` (one 4K page per exit), `ghcb_entries = 64` (unused with MSR),
+        /// The Linux guest of the 2021 SNP guest series: `psc_granularity = "4k"` (its
+        /// `__set_pages_state` "doesn't keep track of the RMP page size"), `psc_protocol = "ghcb"` with
+        /// `ghcb_entries = 253` (that series' `VMGEXIT_PSC_MAX_ENTRY`), but the MSR protocol
+        /// for the page-state change made before its GHCB is registered (`early_set_pages_state`),
+        /// whole-range order (`snp_set_memory_{shared,private}` called `pvalidate_pages` on the
+        /// whole range around `set_pages_state`: the code 15d9088779b8 removed),
         /// `accept = "eager"` (no unaccepted-memory support yet), `validation_tracking = true`,
         /// `recoalesce = "none"`.
         Linux2021 = "linux-2021",
@@ -242,20 +248,30 @@ impl Preset {
             accept: AcceptMode::Lazy,
             validation_tracking: true,
             recoalesce: Recoalesce::None,
+            psc_order: PscOrder::PerRequest,
+            msr_until_ghcb: false,
         };
         match self {
             Preset::Linux => linux,
             Preset::Linux2021 => GuestParams {
                 psc_granularity: Granularity::Size4K,
-                psc_protocol: PscProtocol::Msr,
+                ghcb_entries: 253,
                 accept: AcceptMode::Eager,
+                psc_order: PscOrder::WholeRange,
+                msr_until_ghcb: true,
                 ..linux
             },
-            Preset::CoconutSvsm => GuestParams { ghcb_entries: 253, accept: AcceptMode::Eager, ..linux },
+            Preset::CoconutSvsm => GuestParams {
+                ghcb_entries: 253,
+                accept: AcceptMode::Eager,
+                psc_order: PscOrder::WholeRange,
+                ..linux
+            },
             Preset::OakStage0 => GuestParams {
                 ghcb_entries: 253,
                 accept: AcceptMode::Eager,
                 validation_tracking: false,
+                psc_order: PscOrder::WholeRange,
                 ..linux
             },
         }
@@ -277,6 +293,24 @@ pub struct GuestParams {
     pub validation_tracking: bool,
     /// What the guest does to regain a 2M RMP entry after PSMASH.
     pub recoalesce: Recoalesce,
+    /// The order of rescind, PSC and PVALIDATE over a range (the preset's; no `[guest]` field).
+    pub psc_order: PscOrder,
+    /// The guest's first page-state change, made before it registers its GHCB, uses the MSR
+    /// protocol (the preset's; no `[guest]` field).
+    pub msr_until_ghcb: bool,
+}
+
+named_enum! {
+    /// How a guest orders rescinding, the page-state change and validation over a range.
+    "psc order",
+    pub enum PscOrder {
+        /// Request by request: one 4K page at a time over MSR (Linux `__page_state_change`), one
+        /// batch of ≤ `ghcb_entries` entries at a time over the GHCB (`__set_pages_state`).
+        PerRequest = "per-request",
+        /// Rescind the whole range, send all of it, validate all of it (Linux before upstream
+        /// 15d9088779b8).
+        WholeRange = "whole-range",
+    }
 }
 
 named_enum! {
@@ -467,8 +501,10 @@ mod tests {
         assert_eq!(l.psc_granularity, Granularity::Size2M);
         assert_eq!(l.ghcb_entries, 64);
         assert_eq!(l.accept, AcceptMode::Lazy);
+        assert_eq!((l.psc_order, l.msr_until_ghcb), (PscOrder::PerRequest, false));
         let o = Preset::Linux2021.params();
-        assert_eq!((o.psc_granularity, o.psc_protocol), (Granularity::Size4K, PscProtocol::Msr));
+        assert_eq!((o.psc_granularity, o.psc_protocol), (Granularity::Size4K, PscProtocol::Ghcb));
+        assert_eq!((o.ghcb_entries, o.psc_order, o.msr_until_ghcb), (253, PscOrder::WholeRange, true));
         assert_eq!(Preset::CoconutSvsm.params().ghcb_entries, 253);
         assert!(!Preset::OakStage0.params().validation_tracking);
     }

@@ -546,7 +546,7 @@ impl Simulation {
 
     /// Take a point of the NPT coverage series at most every `every` steps; 1, the default, takes
     /// one after every step that changed the coverage. The series stays bounded either way (it
-    /// thins itself past a few thousand points), and always ends with the state the run ended in.
+    /// thins itself past 1024 points), and always ends with the state the run ended in.
     pub fn set_coverage_sampling(&mut self, every: u64) {
         self.coverage.set_every(every);
     }
@@ -780,7 +780,7 @@ pub struct RunResult {
     /// Invariant violations (each once).
     pub violations: Vec<String>,
     /// NPT pages mapped at 4K/2M/1G over the run: after the steps that changed them (at most one
-    /// point every `Simulation::set_coverage_sampling` steps, thinned past a few thousand
+    /// point every `Simulation::set_coverage_sampling` steps, thinned past 1024
     /// points), and at the end of the run; empty when the VM was never created.
     pub coverage_series: Vec<[u64; 3]>,
     /// The simulated time (`sim_time_ns`) at each point of `coverage_series`.

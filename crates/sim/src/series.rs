@@ -20,8 +20,10 @@ pub(crate) struct CoverageSeries {
 }
 
 impl CoverageSeries {
-    /// Most points kept.
-    pub(crate) const CAP: usize = 4096;
+    /// Most points kept: twice the 512 that results.json keeps (`snpsim` thins the changes to
+    /// those), so that thinning here rarely decides which points it shows, and a sweep of a
+    /// thousand workload runs holds 32 KiB of series per run at most.
+    pub(crate) const CAP: usize = 1024;
 
     /// No points; one may be taken after every step.
     pub(crate) fn new() -> Self {

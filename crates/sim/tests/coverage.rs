@@ -54,6 +54,21 @@ fn run(text: &str, upto: Option<usize>) -> RunResult {
     r.result
 }
 
+/// Shares here are multiples of 1/262144 (or small counts), exact in an `f64`, and computed the
+/// same way on both sides: compared bit for bit.
+#[track_caller]
+fn exact(got: f64, want: f64) {
+    assert_eq!(got.to_bits(), want.to_bits(), "{got} != {want}");
+}
+
+#[track_caller]
+fn exact_all(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.to_bits(), w.to_bits(), "{got:?} != {want:?}");
+    }
+}
+
 fn m(r: &RunResult, name: &str) -> f64 {
     metric_value(&r.metrics, name).unwrap_or_else(|| panic!("{name} not reported"))
 }
@@ -75,7 +90,9 @@ fn accepting_64_mib_at_2m_maps_a_sixteenth_and_leaves_everything_huge_capable() 
         // huge_capable: the 32 accepted regions hold 2M RMP entries; the other 480 are unassigned
         // on 2M host pages (THP never split) or not yet in guest_memfd (2M folios on first use):
         // every region could be mapped at 2M, so 1.
-        assert_eq!(coverage(&r), ([0.0, 0.0625, 0.0, 0.9375], 1.0), "{policy} on {backing}");
+        let (c, capable) = coverage(&r);
+        exact_all(&c, &[0.0, 0.0625, 0.0, 0.9375]);
+        exact(capable, 1.0);
     }
 }
 
@@ -87,17 +104,18 @@ fn npt_demote_splits_in_place_and_loses_huge_capability_for_one_region() {
     // level (2M: legacy KVM does not follow the RMP level). The PSC makes the page shared (4K
     // RMPUPDATE in the now 4K region). The write to 0x400000 through the 2M leaf over a 4K entry
     // takes RMP|SIZEM, and npt-demote splits that leaf in place into 512 4K leaves.
-    assert_eq!(m(&r, "npt_demotions.2m_4k"), 2.0, "one zap (PSMASH) and one split");
+    // One zap (with the PSMASH) and one split.
+    exact(m(&r, "npt_demotions.2m_4k"), 2.0);
     let ([k4, m2, g1, unmapped], capable) = coverage(&r);
     // 4k = 512 / 262144; 2m = 31 × 512 / 262144; unmapped unchanged (0.9375): nothing was left
     // unmapped by the split.
-    assert_eq!(k4, REGION / GUEST_PAGES);
-    assert_eq!(m2, 31.0 * REGION / GUEST_PAGES);
-    assert_eq!(g1, 0.0);
-    assert_eq!(unmapped, 0.9375);
+    exact(k4, REGION / GUEST_PAGES);
+    exact(m2, 31.0 * REGION / GUEST_PAGES);
+    exact(g1, 0.0);
+    exact(unmapped, 0.9375);
     // Region 2's RMP entries are 4K with 511 assigned: no leaf ≥ 2M may map it again (short of a
     // re-coalesce). huge_capable = 511 / 512.
-    assert_eq!(capable, (GUEST_PAGES - REGION) / GUEST_PAGES);
+    exact(capable, (GUEST_PAGES - REGION) / GUEST_PAGES);
 }
 
 #[test]
@@ -105,17 +123,17 @@ fn rfc_host_split_zaps_and_leaves_the_region_unmapped() {
     let r = run(&scenario("rfc-host-split", "thp"), None);
     // As under npt-demote up to the write; then the RFC splits the THP of region 2, and the MMU
     // notifier zaps the region's 2M leaf; the write re-faults one 4K leaf at the new host level.
-    assert_eq!(m(&r, "host_splits"), 1.0);
+    exact(m(&r, "host_splits"), 1.0);
     let ([k4, m2, g1, unmapped], capable) = coverage(&r);
     // 4k = 1 / 262144; 2m = 31 × 512 / 262144; unmapped = (262144 − 31 × 512 − 1) / 262144: the
     // other 511 pages of region 2 are no longer mapped. (As a share of mapped memory the old
     // metric gave this run 15872 / 15873 = 0.99994 at 2M, npt-demote's 31 / 32 = 0.969.)
-    assert_eq!(k4, 1.0 / GUEST_PAGES);
-    assert_eq!(m2, 31.0 * REGION / GUEST_PAGES);
-    assert_eq!(g1, 0.0);
-    assert_eq!(unmapped, (GUEST_PAGES - 31.0 * REGION - 1.0) / GUEST_PAGES);
+    exact(k4, 1.0 / GUEST_PAGES);
+    exact(m2, 31.0 * REGION / GUEST_PAGES);
+    exact(g1, 0.0);
+    exact(unmapped, (GUEST_PAGES - 31.0 * REGION - 1.0) / GUEST_PAGES);
     // Region 2 is now 4K in the host and in the RMP: huge_capable = 511 / 512.
-    assert_eq!(capable, (GUEST_PAGES - REGION) / GUEST_PAGES);
+    exact(capable, (GUEST_PAGES - REGION) / GUEST_PAGES);
 }
 
 #[test]
@@ -129,11 +147,11 @@ fn gmem_mixed_attributes_and_a_split_folio_end_huge_capability() {
     let ([k4, m2, g1, unmapped], capable) = coverage(&r);
     // Left: the 30 2M leaves of regions 0, 1 and 4..32. 2m = 30 × 512 / 262144 = 0.05859375;
     // unmapped = 1 − that.
-    assert_eq!([k4, m2, g1], [0.0, 30.0 * REGION / GUEST_PAGES, 0.0]);
-    assert_eq!(unmapped, 1.0 - 30.0 * REGION / GUEST_PAGES);
+    exact_all(&[k4, m2, g1], &[0.0, 30.0 * REGION / GUEST_PAGES, 0.0]);
+    exact(unmapped, 1.0 - 30.0 * REGION / GUEST_PAGES);
     // Region 2 has mixed attributes (KVM never maps it huge) in 4K folios: not huge-capable.
     // Region 3 lost its leaf but keeps its 2M folio and 2M RMP entry: still capable. 511 / 512.
-    assert_eq!(capable, (GUEST_PAGES - REGION) / GUEST_PAGES);
+    exact(capable, (GUEST_PAGES - REGION) / GUEST_PAGES);
 }
 
 #[test]
@@ -180,7 +198,7 @@ fn workload_runs_have_a_coverage_series_that_ends_with_the_final_state() {
         let last = *r.coverage_series.last().unwrap();
         let c = r.metrics.npt_coverage;
         let share = |p: u64| p as f64 / 65_536.0;
-        assert_eq!([share(last[0]), share(last[1]), share(last[2])], [c.k4, c.m2, c.g1], "{label}");
+        exact_all(&[share(last[0]), share(last[1]), share(last[2])], &[c.k4, c.m2, c.g1]);
         assert_eq!(r.coverage_time_ns.last(), Some(&r.metrics.sim_time_ns), "{label}");
         // The boot accepts memory: the series rises from its first point.
         assert!(r.coverage_series.len() >= 2, "{label}: {:?}", r.coverage_series);

@@ -134,9 +134,12 @@ fn pin_claims(d: &Debate) {
     // 4K leaves, nothing unmapped: 2m = 511 × 512 / 262144, 4k = 512 / 262144 (shares of guest
     // memory). The other 511 regions keep host pages of 1G and unassigned RMP regions, and region 1
     // holds one assigned 4K entry: huge_capable = 511 / 512 too.
-    let minimal_cover = ["4k", "2m", "1g", "unmapped"].map(|k| metric(minimal, &format!("npt_coverage.{k}")));
-    assert_eq!(minimal_cover, [1.0 / 512.0, 511.0 / 512.0, 0.0, 0.0]);
-    assert_eq!(metric(minimal, "huge_capable"), 511.0 / 512.0);
+    // Multiples of 1/512, exact in an f64: compared bit for bit.
+    let minimal_cover = ["4k", "2m", "1g", "unmapped", "huge_capable"].map(|k| {
+        metric(minimal, &if k == "huge_capable" { k.to_string() } else { format!("npt_coverage.{k}") })
+    });
+    let pinned = [1.0 / 512.0, 511.0 / 512.0, 0.0, 0.0, 511.0 / 512.0];
+    assert_eq!(minimal_cover.map(f64::to_bits), pinned.map(f64::to_bits), "{minimal_cover:?}");
     pin(claim(d, "10-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 4)]);
     pin(claim(d, "11-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 0)]);
     pin(claim(d, "12-"), &[("exits.npf", 1024), ("rmpupdate", 1024)]);

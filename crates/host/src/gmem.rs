@@ -248,7 +248,8 @@ mod tests {
         let mut gm = Gmem::new(g, PageSize::Size1G, 34);
         // Nothing allocated: a 1G folio would hold 0..16.
         assert_eq!(gm.range_backing(4, 4), RangeBacking::Unallocated);
-        let (pfn, size, _) = gm.get_pfn(&mut mem, 1).unwrap();
+        // First use of offset 0: the 1G folio holding 0..16, `pfn` its first frame.
+        let (pfn, size, _) = gm.get_pfn(&mut mem, 0).unwrap();
         assert_eq!(size, PageSize::Size1G);
         // Offset 4 is 4 pages into the 1G folio that starts at 0.
         assert_eq!(gm.range_backing(4, 4), RangeBacking::Folio(Pfn(pfn.raw() + 4)));

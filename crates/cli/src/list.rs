@@ -26,6 +26,19 @@ fn preset_line(p: Preset) -> &'static str {
     }
 }
 
+/// What the metrics whose name does not say it are (docs/semantics.md E5a).
+fn metric_note(m: &str) -> &'static str {
+    match m {
+        "npt_coverage" => {
+            "shares of guest memory mapped by 4K/2M/1G NPT leaves and unmapped: .4k .2m .1g .unmapped (sum 1)"
+        }
+        "huge_capable" => {
+            "share of guest memory that could still be mapped at >= 2M (host page and RMP entry still huge)"
+        }
+        _ => "",
+    }
+}
+
 /// The lists, as `snpsim list` prints them.
 pub fn text() -> String {
     use std::fmt::Write as _;
@@ -54,7 +67,10 @@ pub fn text() -> String {
     }
     w!("\nMetrics (JSON keys; [expect] names):");
     for m in METRICS {
-        w!("  {m}");
+        match metric_note(m) {
+            "" => w!("  {m}"),
+            note => w!("  {m:<20} {note}"),
+        }
     }
     w!("\nCost parameters ([cost] names; sim_time_ns.NAME; docs/calibration.md):");
     for c in snpsim_sim::cost::ALL {

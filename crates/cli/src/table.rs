@@ -46,7 +46,7 @@ pub fn render_with(
     }
     header.extend(["policy", "backing", "npt≤rmp", guest_header, "outcome"].map(String::from));
     header.extend(COLUMNS.iter().map(|(h, _)| (*h).to_string()));
-    header.extend(["2M+ cover", "sim_time"].map(String::from));
+    header.extend(["2M+ cover", "2M-able", "sim_time"].map(String::from));
     let mut rows = vec![header];
     for (i, r) in runs.iter().enumerate() {
         let m = &r.result.metrics;
@@ -68,6 +68,7 @@ pub fn render_with(
             row.push(num(metric_value(m, key).unwrap_or(0.0)));
         }
         row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
+        row.push(format!("{:.1}%", 100.0 * m.huge_capable));
         row.push(format!("{:.1}us", m.sim_time_ns as f64 / 1000.0));
         rows.push(row);
     }
@@ -151,7 +152,7 @@ const WORKLOAD_COLUMNS: &[(&str, &str)] = &[
 pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
     let mut header: Vec<String> = ["policy", "backing", "guest", "outcome"].map(String::from).to_vec();
     header.extend(WORKLOAD_COLUMNS.iter().map(|(h, _)| (*h).to_string()));
-    header.extend(["2M+ cover", "ready", "sim_time"].map(String::from));
+    header.extend(["2M+ cover", "2M-able", "ready", "sim_time"].map(String::from));
     let ms = |ns: u64| format!("{:.1}ms", ns as f64 / 1e6);
     let mut rows = vec![header];
     for (i, r) in runs.iter().enumerate() {
@@ -167,6 +168,7 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
             row.push(num(metric_value(m, key).unwrap_or(0.0)));
         }
         row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
+        row.push(format!("{:.1}%", 100.0 * m.huge_capable));
         let ready = r.workload.as_ref().and_then(|w| w.time_to_ready_ns);
         row.push(if r.result.outcome.name() == "completed" {
             ready.map_or_else(|| "-".into(), ms)
@@ -225,9 +227,10 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
 const SERIES_POINTS: usize = 512;
 
 /// The NPT coverage over simulated time, as the JSON document carries it: `t_ns` and the pages
-/// mapped at `4k`/`2m`/`1g` at each point. Coverage is a step function, so only the points where
-/// it changes are kept, and the last one (where the run ends); past [`SERIES_POINTS`] changes,
-/// every k-th.
+/// mapped at `4k`/`2m`/`1g` and the pages of guest memory not mapped (`unmapped`; the four add up
+/// to the guest's pages) at each point. Coverage is a step function, so only the points where it
+/// changes are kept, and the last one (where the run ends); past [`SERIES_POINTS`] changes, every
+/// k-th.
 pub fn coverage_series(r: &RunResult) -> Value {
     let n = r.coverage_series.len().min(r.coverage_time_ns.len());
     let mut keep: Vec<usize> =
@@ -240,11 +243,13 @@ pub fn coverage_series(r: &RunResult) -> Value {
         keep.push(n - 1);
     }
     let col = |f: &dyn Fn(usize) -> u64| -> Vec<u64> { keep.iter().map(|&i| f(i)).collect() };
+    let unmapped = |i: usize| r.guest_pages.saturating_sub(r.coverage_series[i].iter().sum::<u64>());
     json!({
         "t_ns": col(&|i| r.coverage_time_ns[i]),
         "4k": col(&|i| r.coverage_series[i][0]),
         "2m": col(&|i| r.coverage_series[i][1]),
         "1g": col(&|i| r.coverage_series[i][2]),
+        "unmapped": col(&unmapped),
     })
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/debate");
 
 /// The metric keys design §8 fixes (JSON `metrics` keys).
-const METRICS: [&str; 25] = [
+const METRICS: [&str; 26] = [
     "rmp_npf",
     "rmp_npf_sizem",
     "npf",
@@ -38,6 +38,7 @@ const METRICS: [&str; 25] = [
     "false_negatives",
     "invariant_violations",
     "npt_coverage",
+    "huge_capable",
     "sim_time_ns",
 ];
 
@@ -119,9 +120,17 @@ fn json_is_one_array_with_one_object_per_scenario() {
         for reason in ["npf", "vmgexit_psc_msr", "vmgexit_psc", "hypercall", "memory_fault"] {
             assert!(m["exits"][reason].is_u64(), "exits.{reason} in {}", r["scenario"]);
         }
-        for size in ["4k", "2m", "1g"] {
-            assert!(m["npt_coverage"][size].is_f64(), "npt_coverage.{size} in {}", r["scenario"]);
-        }
+        let shares: Vec<f64> = ["4k", "2m", "1g", "unmapped"]
+            .iter()
+            .map(|k| {
+                m["npt_coverage"][k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("npt_coverage.{k} in {}", r["scenario"]))
+            })
+            .collect();
+        // Shares of guest memory: they sum to 1 (a refused VM maps nothing: unmapped = 1).
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{shares:?} in {}", r["scenario"]);
+        assert!(m["huge_capable"].as_f64().is_some_and(|h| (0.0..=1.0).contains(&h)), "{}", r["scenario"]);
     }
     let first = &runs[0];
     assert!(first["scenario"].as_str().unwrap().contains("01-rfc-host-split-thp.toml"), "{first}");
@@ -147,7 +156,16 @@ fn csv_has_a_header_and_one_row_per_run() {
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(lines[0].starts_with("scenario,policy,backing,granularity,outcome,"), "{}", lines[0]);
     let header: Vec<&str> = lines[0].split(',').collect();
-    for key in ["rmp_npf", "host_splits_needless", "psmash", "exits.npf", "npt_coverage.2m", "sim_time_ns"] {
+    for key in [
+        "rmp_npf",
+        "host_splits_needless",
+        "psmash",
+        "exits.npf",
+        "npt_coverage.2m",
+        "npt_coverage.unmapped",
+        "huge_capable",
+        "sim_time_ns",
+    ] {
         assert!(header.contains(&key), "{key} not in {header:?}");
     }
     assert!(

@@ -87,6 +87,44 @@ fn assert_charts_drawn(dom: &str, expected: usize) {
     }
 }
 
+/// Every run whose VM exists has a coverage series (workload runs included) ending where its
+/// metrics end, and the page draws a panel for each with the end shares in its caption; only a
+/// refused VM's panel has no points.
+fn coverage_panels_agree_with_the_data(html: &str, runs: &[serde_json::Value]) {
+    for (i, r) in runs.iter().enumerate() {
+        let series = &r["npt_coverage_series"];
+        let col = |k: &str| series[k].as_array().unwrap_or_else(|| panic!("run {i}: series {k}")).clone();
+        let start = html.find(&format!("id=\"chart-coverage-{i}\"")).unwrap_or_else(|| panic!("panel {i}"));
+        let end = start + html[start..].find("</figure>").unwrap();
+        let panel = &html[start..end];
+        if r["outcome"] == "vm_rejected" {
+            assert!(col("t_ns").is_empty(), "run {i}");
+            assert!(panel.contains("no VM: registration refused"), "run {i}: {panel}");
+            continue;
+        }
+        assert!(!col("t_ns").is_empty(), "run {i} ({}): empty coverage series", r["scenario"]);
+        let last: Vec<f64> =
+            ["4k", "2m", "1g", "unmapped"].iter().map(|k| col(k).last().unwrap().as_f64().unwrap()).collect();
+        let pages: f64 = last.iter().sum();
+        let metrics = &r["metrics"]["npt_coverage"];
+        let mut caption = Vec::new();
+        for (k, p) in ["4k", "2m", "1g", "unmapped"].iter().zip(&last) {
+            let share = metrics[k].as_f64().unwrap();
+            assert!((p / pages - share).abs() < 1e-12, "run {i}: {k} {p}/{pages} vs {share}");
+            caption.push(format!("{:.1}%", 100.0 * share));
+        }
+        let text = format!(
+            "{} of guest memory mapped at 4K, {} at 2M, {} at 1G, {} unmapped; {:.1}% huge-capable",
+            caption[0],
+            caption[1],
+            caption[2],
+            caption[3],
+            100.0 * r["metrics"]["huge_capable"].as_f64().unwrap()
+        );
+        assert!(panel.contains(&text), "run {i}: {text:?} not in {panel}");
+    }
+}
+
 fn table_rows(dom: &str) -> usize {
     let start = dom.find("<table id=\"results-table\"").expect("the results table");
     let end = start + dom[start..].find("</table>").unwrap();
@@ -108,6 +146,7 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     let runs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let n = runs.as_array().unwrap().len();
+    coverage_panels_agree_with_the_data(&html, runs.as_array().unwrap());
     let Some(chrome) = chromium() else {
         eprintln!(
             "SKIPPED the browser half of this test: no chromium on PATH (.ci/run installs Debian's `chromium`; \

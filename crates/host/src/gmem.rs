@@ -14,6 +14,17 @@ pub struct Folio {
     pub size: PageSize,
 }
 
+/// How guest_memfd backs an aligned range ([`Gmem::range_backing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RangeBacking {
+    /// One allocated folio at least as large as the range holds it; the frame of its first page.
+    Folio(Pfn),
+    /// No page of the range is allocated, and first use allocates a folio at least as large.
+    Unallocated,
+    /// The range is (or would be) held by smaller folios.
+    Smaller,
+}
+
 /// A guest_memfd file of `pages` pages whose folios are `folio_size` (4K upstream, 2M in the THP
 /// RFC, 1G in the HugeTLB RFC; design §2), allocated on first use and split to smaller folios when
 /// a hole is punched into part of one (as both RFCs do on partial invalidation). Its `Debug` form
@@ -161,6 +172,32 @@ impl Gmem {
         Ok(freed)
     }
 
+    /// How the file backs the aligned range `start..start + pages` (a 2M range, for the largest
+    /// leaf KVM could map it with): inside one allocated folio of at least `pages` pages (its frame
+    /// at `start`), not allocated at all (first use allocates a folio of the configured size, or the
+    /// largest that fits in the file: `kvm_gmem_get_pfn`), or only in smaller folios (a punched
+    /// hole split the folio that held it, and folios are never merged again).
+    pub fn range_backing(&self, start: u64, pages: u64) -> RangeBacking {
+        if let Some((first, folio)) = self.folio_at(start) {
+            return if self.geometry.pages(folio.size) >= pages
+                && first + self.geometry.pages(folio.size) >= start + pages
+            {
+                folio.pfn.checked_add(start - first).map_or(RangeBacking::Smaller, RangeBacking::Folio)
+            } else {
+                RangeBacking::Smaller
+            };
+        }
+        let end = start.saturating_add(pages);
+        if end > self.pages || self.folios.first_in(start, end).is_some() {
+            return RangeBacking::Smaller;
+        }
+        if self.geometry.pages(self.folio_size) >= pages {
+            RangeBacking::Unallocated
+        } else {
+            RangeBacking::Smaller
+        }
+    }
+
     /// The folios holding any offset in `start..end`, with their first offsets, in order.
     pub fn folios_in(&self, start: u64, end: u64) -> Vec<(u64, Folio)> {
         let mut out: Vec<(u64, Folio)> =
@@ -201,5 +238,31 @@ mod tests {
         assert_eq!(gm.folio_count(PageSize::Size4K), 4);
         assert_eq!(gm.pfn(5), None);
         assert_eq!(gm.pfn(6).map(|(_, s)| s), Some(PageSize::Size4K));
+    }
+
+    #[test]
+    fn range_backing_tells_whole_folios_from_split_and_unallocated_ranges() {
+        // Tiny geometry: a 2M range is 4 pages, a 1G one 16.
+        let g = Geometry::TINY;
+        let mut mem = HostMemory::new(g, 256);
+        let mut gm = Gmem::new(g, PageSize::Size1G, 34);
+        // Nothing allocated: a 1G folio would hold 0..16.
+        assert_eq!(gm.range_backing(4, 4), RangeBacking::Unallocated);
+        // First use of offset 0: the 1G folio holding 0..16, `pfn` its first frame.
+        let (pfn, size, _) = gm.get_pfn(&mut mem, 0).unwrap();
+        assert_eq!(size, PageSize::Size1G);
+        // Offset 4 is 4 pages into the 1G folio that starts at 0.
+        assert_eq!(gm.range_backing(4, 4), RangeBacking::Folio(Pfn(pfn.raw() + 4)));
+        // A hole at page 9 splits the 1G folio into 2M folios, and the one holding 8..12 into 4K.
+        gm.punch_hole(&mut mem, 9, 1, |_, _| {}).unwrap();
+        assert_eq!(gm.range_backing(8, 4), RangeBacking::Smaller);
+        assert_eq!(gm.range_backing(12, 4), RangeBacking::Folio(Pfn(pfn.raw() + 12)));
+        // 32..34 is the file's tail: no 2M range fits there.
+        assert_eq!(gm.range_backing(32, 4), RangeBacking::Smaller);
+        // A 4K folio allocated alone in an otherwise empty 2M range.
+        let mut small = Gmem::new(g, PageSize::Size4K, 8);
+        assert_eq!(small.range_backing(0, 4), RangeBacking::Smaller);
+        small.get_pfn(&mut mem, 5).unwrap();
+        assert_eq!(small.range_backing(4, 4), RangeBacking::Smaller);
     }
 }

@@ -18,7 +18,7 @@ pub use access::{HostVia, HostWriteOutcome, UnsplittableRmpFault};
 pub use blocks::BlockMap;
 pub use direct_map::DirectMap;
 pub use dirty::DirtyLog;
-pub use gmem::{Folio, Gmem};
+pub use gmem::{Folio, Gmem, RangeBacking};
 pub use memory::HostMemory;
 pub use vma::{GuestVma, Invalidation, VmaBacking};
 

@@ -11,6 +11,8 @@ use crate::policy::{Era, FaultCx, Policy, PscLevel, PsmashFailure, RmpCap};
 use crate::psc::{self, PscRange};
 use crate::stats::{KvmStats, exit};
 
+mod capable;
+
 /// A failure KVM cannot hide from the guest or the VMM.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KvmError {

@@ -15,6 +15,7 @@ use crate::invariants;
 use crate::machine::Machine;
 use crate::metrics::{self, Metrics, collect_with};
 use crate::outcome::Outcome;
+use crate::series::CoverageSeries;
 use crate::trace::{Recorder, TraceMeta};
 use crate::vcpu::Exec;
 
@@ -380,8 +381,8 @@ pub struct Simulation {
     steps: u64,
     lossy_recoalesce: bool,
     violations: BTreeSet<String>,
-    coverage_series: Vec<[u64; 3]>,
-    coverage_time_ns: Vec<u64>,
+    /// NPT coverage over simulated time.
+    coverage: CoverageSeries,
     /// The trace recorder while the VM does not exist (a refused registration); otherwise it lives
     /// in the machine's RMP wrapper, where every RMP instruction passes.
     recorder: Option<Box<Recorder>>,
@@ -390,8 +391,6 @@ pub struct Simulation {
     attack_log: Vec<String>,
     /// The cost parameters pricing `sim_time_ns` (defaults unless [`Simulation::set_costs`]).
     costs: CostTable,
-    /// Record NPT coverage after every `coverage_every`-th step (1 = every step).
-    coverage_every: u64,
     /// Interleaved runs: the operation each vCPU is running (`None` when idle).
     running: Vec<Option<Running>>,
 }
@@ -457,13 +456,11 @@ impl Simulation {
             steps: 0,
             lossy_recoalesce: false,
             violations: BTreeSet::new(),
-            coverage_series: Vec::new(),
-            coverage_time_ns: Vec::new(),
+            coverage: CoverageSeries::new(),
             recorder: None,
             adversary_done: crate::adversary::Attacks::NONE,
             attack_log: Vec::new(),
             costs: CostTable::default(),
-            coverage_every: 1,
             running: vec![None; config.vcpus as usize],
         };
         match Kvm::new(kvm_config, config.policy, &host) {
@@ -550,10 +547,11 @@ impl Simulation {
         &self.costs
     }
 
-    /// Record the NPT coverage series only after every `every`-th step (generated workloads run
-    /// millions of steps); 1, the default, records it after each.
+    /// Take a point of the NPT coverage series at most every `every` steps; 1, the default, takes
+    /// one after every step that changed the coverage. The series stays bounded either way (it
+    /// thins itself past 1024 points), and always ends with the state the run ended in.
     pub fn set_coverage_sampling(&mut self, every: u64) {
-        self.coverage_every = every.max(1);
+        self.coverage.set_every(every);
     }
 
     /// Whether `vcpu` is running an operation (interleaved runs).
@@ -666,10 +664,9 @@ impl Simulation {
         if self.config.khugepaged && m.windows.is_empty() {
             collapse_all(m);
         }
-        if self.steps.is_multiple_of(self.coverage_every) {
-            self.coverage_series.push(m.kvm.npt.coverage());
-            self.coverage_time_ns.push(metrics::sim_time_ns(Some(m), &self.guest, &self.costs));
-        }
+        let (guest, costs) = (&self.guest, &self.costs);
+        self.coverage
+            .observe(self.steps, m.kvm.npt.coverage(), || metrics::sim_time_ns(Some(&*m), guest, costs));
         self.check_step();
         StepReport { result }
     }
@@ -723,13 +720,18 @@ impl Simulation {
             collect_with(self.machine.as_ref(), &self.guest, self.violations.len() as u64, &self.costs);
         let violations: Vec<String> = self.violations.iter().cloned().collect();
         let trace = self.finish_trace(outcome, &reason, &metrics, &violations);
+        if let Some(m) = &self.machine {
+            self.coverage.finish(m.kvm.npt.coverage(), metrics.sim_time_ns);
+        }
+        let (coverage_series, coverage_time_ns) = self.coverage.into_parts();
         RunResult {
             outcome,
             reason,
             metrics,
             violations,
-            coverage_series: self.coverage_series,
-            coverage_time_ns: self.coverage_time_ns,
+            coverage_series,
+            coverage_time_ns,
+            guest_pages: self.config.guest_pages,
             trace,
             attacks: self.attack_log,
         }
@@ -780,10 +782,14 @@ pub struct RunResult {
     pub metrics: Metrics,
     /// Invariant violations (each once).
     pub violations: Vec<String>,
-    /// NPT pages mapped at 4K/2M/1G after each step.
+    /// NPT pages mapped at 4K/2M/1G over the run: after the steps that changed them (at most one
+    /// point every `Simulation::set_coverage_sampling` steps, thinned past 1024
+    /// points), and at the end of the run; empty when the VM was never created.
     pub coverage_series: Vec<[u64; 3]>,
     /// The simulated time (`sim_time_ns`) at each point of `coverage_series`.
     pub coverage_time_ns: Vec<u64>,
+    /// Guest memory in pages (what `coverage_series` does not map is unmapped).
+    pub guest_pages: u64,
     /// The trace lines not yet taken with [`Simulation::take_trace`], ending with the `end` and
     /// `state_hash` lines (`None` when the run was not traced).
     pub trace: Option<Vec<u8>>,

@@ -25,6 +25,7 @@ pub mod replay;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+mod series;
 pub mod trace;
 pub mod vcpu;
 pub mod workload;

@@ -11,8 +11,11 @@ use snpsim_kvm::stats::exit;
 use crate::cost::{self, CostTable, Counts};
 use crate::machine::Machine;
 
-/// Share of mapped guest memory at each NPT leaf size.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+/// The NPT coverage: the share of guest memory (the memslot's pages) mapped by NPT leaves of each
+/// size, and the share not mapped; the four sum to 1. Shares of guest memory rather than of mapped
+/// memory, so that a policy that zaps leaves (memory left unmapped until the guest touches it
+/// again) does not look better than one that splits them in place.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Coverage {
     /// Share mapped by 4K leaves.
     #[serde(rename = "4k")]
@@ -23,16 +26,32 @@ pub struct Coverage {
     /// Share mapped by 1G leaves.
     #[serde(rename = "1g")]
     pub g1: f64,
+    /// Share not mapped.
+    pub unmapped: f64,
+}
+
+impl Default for Coverage {
+    /// Nothing mapped.
+    fn default() -> Self {
+        Coverage { k4: 0.0, m2: 0.0, g1: 0.0, unmapped: 1.0 }
+    }
 }
 
 impl Coverage {
-    /// Shares from page counts `[4K, 2M, 1G]` (all zero when nothing is mapped).
-    pub fn from_pages(c: [u64; 3]) -> Self {
-        let total = (c[0] + c[1] + c[2]) as f64;
-        if total == 0.0 {
+    /// Shares of `guest_pages` from the pages mapped at `[4K, 2M, 1G]` (nothing mapped when the
+    /// guest has no memory).
+    pub fn from_pages(c: [u64; 3], guest_pages: u64) -> Self {
+        if guest_pages == 0 {
             return Coverage::default();
         }
-        Coverage { k4: c[0] as f64 / total, m2: c[1] as f64 / total, g1: c[2] as f64 / total }
+        let total = guest_pages as f64;
+        let mapped = c[0].saturating_add(c[1]).saturating_add(c[2]);
+        Coverage {
+            k4: c[0] as f64 / total,
+            m2: c[1] as f64 / total,
+            g1: c[2] as f64 / total,
+            unmapped: guest_pages.saturating_sub(mapped) as f64 / total,
+        }
     }
 }
 
@@ -96,8 +115,12 @@ pub struct Metrics {
     pub invariant_violations: u64,
     /// 2M regions the guest re-coalesced.
     pub recoalesced: u64,
-    /// NPT coverage at the end of the run.
+    /// NPT coverage at the end of the run (shares of guest memory).
     pub npt_coverage: Coverage,
+    /// Share of guest memory that could still be mapped by NPT leaves of 2M or more at the end of
+    /// the run: its backing can hold one and its RMP entry allows one
+    /// (`snpsim_kvm::Kvm::huge_capable`).
+    pub huge_capable: f64,
     /// Simulated time.
     pub sim_time_ns: u64,
     /// Simulated time by cost item.
@@ -213,9 +236,20 @@ pub fn collect_with(
     m.host_fault_loops = h.host_fault_loops;
     m.kvm_warnings = k.kvm_warnings;
     m.false_negatives = mc.findings.false_negatives;
-    m.npt_coverage = Coverage::from_pages(mc.kvm.npt.coverage());
+    m.npt_coverage = Coverage::from_pages(mc.kvm.npt.coverage(), mc.kvm.pages());
+    m.huge_capable = huge_capable(mc);
     let (total, by_item) = costs.price(&cost_counts(mc, guest));
     m.sim_time_ns = total;
     m.sim_time_by_item = by_item.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     m
+}
+
+/// The share of guest memory that could still be mapped at 2M or more (0 for a guest without
+/// memory).
+pub fn huge_capable(mc: &Machine) -> f64 {
+    let pages = mc.kvm.pages();
+    if pages == 0 {
+        return 0.0;
+    }
+    mc.kvm.huge_capable_pages(&mc.host, mc.rmp.inner()) as f64 / pages as f64
 }

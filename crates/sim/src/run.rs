@@ -291,10 +291,6 @@ pub fn run_steps_and_workload(
             sim.step(a);
         }
     }
-    let report = s.workload.as_ref().map(|_| {
-        // A generated workload runs millions of steps: keep one coverage sample per 4096.
-        sim.set_coverage_sampling(4096);
-        workload::run_workload(&mut sim, s, &mut rng, record)
-    });
+    let report = s.workload.as_ref().map(|_| workload::run_workload(&mut sim, s, &mut rng, record));
     (sim.finish(), report)
 }

@@ -360,7 +360,14 @@ fn unknown_fields() {
         "unknown metric \"sigbuss\"; accepted: outcome, rmp_npf",
     );
     let e = err(&with("[expect]\nnpt_coverage = { \"3m\" = \">0\" }\n"));
-    check(&e, 10, 18, Some("expect.npt_coverage.3m"), ErrorKind::UnknownField, "accepted: 4k, 2m, 1g");
+    check(
+        &e,
+        10,
+        18,
+        Some("expect.npt_coverage.3m"),
+        ErrorKind::UnknownField,
+        "accepted: 4k, 2m, 1g, unmapped",
+    );
 }
 
 #[test]

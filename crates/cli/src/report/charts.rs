@@ -253,9 +253,16 @@ pub fn hbar(title: &str, x_desc: &str, rows: &Rows, comps: &[Component]) -> Stri
     finish(&svg, title)
 }
 
-/// NPT coverage over simulated time: stacked shares of mapped guest memory at 4K, 2M and 1G
-/// (`shares[i]` in percent, holding from `t_us[i]` to `t_us[i + 1]`).
-pub fn coverage(title: &str, t_us: &[f64], shares: &[[f64; 3]], colours: [RGBColor; 3]) -> String {
+/// NPT coverage over simulated time: stacked shares of guest memory mapped at 4K, 2M and 1G and
+/// not mapped (`shares[i]` in percent, summing to 100, holding from `t_us[i]` to `t_us[i + 1]`);
+/// `empty` is written across a chart without points.
+pub fn coverage(
+    title: &str,
+    t_us: &[f64],
+    shares: &[[f64; 4]],
+    colours: [RGBColor; 4],
+    empty: &str,
+) -> String {
     let (w, h) = (340u32, 200u32);
     // From the first sample (the end of the first step: nothing is known before it) to the end.
     let x_min = t_us.first().copied().unwrap_or(0.0);
@@ -280,7 +287,7 @@ pub fn coverage(title: &str, t_us: &[f64], shares: &[[f64; 3]], colours: [RGBCol
             .x_labels(3)
             .y_labels(5)
             .x_desc("simulated time (µs)")
-            .y_desc("mapped memory (%)")
+            .y_desc("guest memory (%)")
             .label_style(text_style(10))
             .axis_desc_style(text_style(10))
             .x_label_formatter(&|v| fmt_num(*v))
@@ -290,11 +297,11 @@ pub fn coverage(title: &str, t_us: &[f64], shares: &[[f64; 3]], colours: [RGBCol
         if t_us.is_empty() {
             let (px, py) = chart.backend_coord(&(f64::midpoint(x_min, x_max), 50.0));
             let style = text_style(11).pos(Pos::new(HPos::Center, VPos::Center));
-            root.draw(&Text::new("nothing mapped in the NPT", (px, py), style)).expect("note");
+            root.draw(&Text::new(empty.to_string(), (px, py), style)).expect("note");
         } else {
-            // Layers from the top of the stack down, each drawn over the one before: 1G on top of
-            // 2M on top of 4K.
-            for layer in (0..3).rev() {
+            // Layers from the top of the stack down, each drawn over the one before: unmapped on
+            // top of 1G on top of 2M on top of 4K.
+            for layer in (0..4).rev() {
                 let mut pts = Vec::with_capacity(2 * t_us.len());
                 for (i, &t) in t_us.iter().enumerate() {
                     let v: f64 = shares[i][..=layer].iter().sum();
@@ -444,10 +451,11 @@ mod tests {
             coverage(
                 "cov",
                 &[0.0, 1.0],
-                &[[10.0, 90.0, 0.0], [100.0, 0.0, 0.0]],
-                [PALETTE[3], PALETTE[0], PALETTE[2]],
+                &[[10.0, 40.0, 0.0, 50.0], [100.0, 0.0, 0.0, 0.0]],
+                [PALETTE[3], PALETTE[0], PALETTE[2], PALETTE[7]],
+                "nothing",
             ),
-            coverage("empty", &[], &[], [PALETTE[3], PALETTE[0], PALETTE[2]]),
+            coverage("empty", &[], &[], [PALETTE[3], PALETTE[0], PALETTE[2], PALETTE[7]], "VM not created"),
             lines("l", "x", "y", &XAxis::Numeric, &[Line { points: vec![(0.0, 1.0, 0.5, 1.5)] }], (0.0, 1.5)),
         ] {
             assert!(svg.starts_with("<svg"), "{svg}");

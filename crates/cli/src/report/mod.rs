@@ -39,8 +39,9 @@ pub struct ReportArgs {
 pub struct Series {
     /// Simulated time of each point, ns.
     pub t_ns: Vec<f64>,
-    /// Pages mapped at 4K, 2M, 1G at each point.
-    pub pages: Vec<[f64; 3]>,
+    /// Pages mapped at 4K, 2M, 1G and not mapped at each point (results written before the
+    /// `unmapped` column have 0 there).
+    pub pages: Vec<[f64; 4]>,
 }
 
 /// One run, as the report reads it.
@@ -199,10 +200,11 @@ fn series_from(v: &Value) -> Option<Series> {
     };
     let t = arr("t_ns");
     let (k4, m2, g1) = (arr("4k"), arr("2m"), arr("1g"));
-    if t.len() != k4.len() || t.len() != m2.len() || t.len() != g1.len() {
+    let unmapped = if v.get("unmapped").is_some() { arr("unmapped") } else { vec![0.0; t.len()] };
+    if t.len() != k4.len() || t.len() != m2.len() || t.len() != g1.len() || t.len() != unmapped.len() {
         return None;
     }
-    let pages = (0..t.len()).map(|i| [k4[i], m2[i], g1[i]]).collect();
+    let pages = (0..t.len()).map(|i| [k4[i], m2[i], g1[i], unmapped[i]]).collect();
     Some(Series { t_ns: t, pages })
 }
 
@@ -594,7 +596,7 @@ fn table_html(r: &Report) -> String {
     for (h, _) in TABLE_COLUMNS {
         let _ = write!(s, "<th scope=\"col\" class=\"num\">{h}</th>");
     }
-    s.push_str("<th scope=\"col\" class=\"num\">NPT 2M+ (%)</th><th scope=\"col\" class=\"num\">sim time (µs)</th></tr></thead><tbody>");
+    s.push_str("<th scope=\"col\" class=\"num\">NPT 2M+ (%)</th><th scope=\"col\" class=\"num\">2M-able (%)</th><th scope=\"col\" class=\"num\">sim time (µs)</th></tr></thead><tbody>");
     for run in &r.runs {
         s.push_str("<tr>");
         if with_scenario {
@@ -627,9 +629,10 @@ fn table_html(r: &Report) -> String {
             let _ = write!(s, "<td class=\"num\">{}</td>", fmt_num(run.m(key)));
         }
         let cover = 100.0 * (run.m("npt_coverage.2m") + run.m("npt_coverage.1g"));
+        let capable = 100.0 * run.m("huge_capable");
         let _ = write!(
             s,
-            "<td class=\"num\">{cover:.1}</td><td class=\"num\">{}</td></tr>",
+            "<td class=\"num\">{cover:.1}</td><td class=\"num\">{capable:.1}</td><td class=\"num\">{}</td></tr>",
             fmt_num((run.m("sim_time_ns") / 100.0).round() / 10.0)
         );
     }
@@ -858,20 +861,22 @@ fn time_html(r: &Report) -> String {
     s
 }
 
-const COVERAGE_NAMES: [&str; 3] = ["4K", "2M", "1G"];
+const COVERAGE_NAMES: [&str; 4] = ["4K leaves", "2M leaves", "1G leaves", "unmapped"];
 
-fn coverage_colours() -> [plotters::style::RGBColor; 3] {
-    [charts::PALETTE[3], charts::PALETTE[0], charts::PALETTE[2]]
+fn coverage_colours() -> [plotters::style::RGBColor; 4] {
+    [charts::PALETTE[3], charts::PALETTE[0], charts::PALETTE[2], charts::PALETTE[7]]
 }
 
 fn coverage_html(r: &Report) -> String {
     let cols = coverage_colours();
     let legend: Vec<(String, plotters::style::RGBColor)> =
-        COVERAGE_NAMES.iter().zip(cols).map(|(n, c)| (format!("{n} leaves"), c)).collect();
+        COVERAGE_NAMES.iter().zip(cols).map(|(n, c)| ((*n).to_string(), c)).collect();
     let mut s = String::from(
-        "<section id=\"coverage\"><h2>NPT coverage over simulated time</h2><p class=\"note\">The share of mapped \
-         guest memory that KVM's nested page table maps with 4K, 2M and 1G leaves after each step (stacked; \
-         generated workloads are sampled), from the end of the first step to the end of the run.</p>",
+        "<section id=\"coverage\"><h2>NPT coverage over simulated time</h2><p class=\"note\">The share of \
+         guest memory that KVM's nested page table maps with 4K, 2M and 1G leaves, and the share it does not \
+         map (stacked to 100%), after the steps that changed it (long runs are thinned) and at the end of \
+         the run, from the end of the first step. Huge-capable memory is the share that could still be \
+         mapped at 2M or more (its host page and RMP entry are still huge).</p>",
     );
     s.push_str(&charts::legend_html(&legend));
     let rows = rows(r);
@@ -891,36 +896,35 @@ fn coverage_html(r: &Report) -> String {
         }
         let series = run.series.clone().unwrap_or_default();
         let t_us: Vec<f64> = series.t_ns.iter().map(|t| t / 1000.0).collect();
-        let shares: Vec<[f64; 3]> = series
+        let shares: Vec<[f64; 4]> = series
             .pages
             .iter()
             .map(|p| {
-                let total = p[0] + p[1] + p[2];
-                if total > 0.0 {
-                    [100.0 * p[0] / total, 100.0 * p[1] / total, 100.0 * p[2] / total]
-                } else {
-                    [0.0; 3]
-                }
+                let total: f64 = p.iter().sum();
+                if total > 0.0 { p.map(|x| 100.0 * x / total) } else { [0.0, 0.0, 0.0, 100.0] }
             })
             .collect();
         let title = rows.labels[i].clone();
-        let svg = charts::coverage(&title, &t_us, &shares, cols);
+        let empty =
+            if run.outcome == "vm_rejected" { "no VM: registration refused" } else { "no coverage recorded" };
+        let svg = charts::coverage(&title, &t_us, &shares, cols, empty);
         let end = &run.metrics.get("npt_coverage").cloned().unwrap_or(Value::Null);
         let pct = |k: &str| 100.0 * end.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-        let caption = format!(
-            "{}: at the end {:.1}% 4K, {:.1}% 2M, {:.1}% 1G; {}.",
-            run.outcome,
-            pct("4k"),
-            pct("2m"),
-            pct("1g"),
-            match (series.t_ns.first(), series.t_ns.len()) {
-                (None, _) => "no step ran".to_string(),
-                (Some(t0), n) => format!(
-                    "{n} samples from the end of the first step ({} µs)",
-                    fmt_num((t0 / 100.0).round() / 10.0)
-                ),
-            }
-        );
+        let caption = match series.t_ns.first() {
+            None => format!("{}: {empty}.", run.outcome),
+            Some(t0) => format!(
+                "{}: at the end {:.1}% of guest memory mapped at 4K, {:.1}% at 2M, {:.1}% at 1G, {:.1}% \
+                 unmapped; {:.1}% huge-capable. {} points from the end of the first step ({} µs).",
+                run.outcome,
+                pct("4k"),
+                pct("2m"),
+                pct("1g"),
+                pct("unmapped"),
+                100.0 * run.m("huge_capable"),
+                series.t_ns.len(),
+                fmt_num((t0 / 100.0).round() / 10.0)
+            ),
+        };
         s.push_str(&figure(&format!("chart-coverage-{i}"), &svg, &[], &caption, "", false));
     }
     if current != usize::MAX {
@@ -934,9 +938,11 @@ fn coverage_html(r: &Report) -> String {
 const SWEEP_METRICS: &[(&str, &str, &str, f64)] = &[
     ("host_splits_needless", "Needless host splits", "host splits (count)", 1.0),
     ("host_splits", "Host splits", "host splits (count)", 1.0),
-    ("npt_coverage.2m", "NPT coverage at 2M", "mapped memory at 2M (%)", 100.0),
-    ("npt_coverage.4k", "NPT coverage at 4K", "mapped memory at 4K (%)", 100.0),
-    ("npt_coverage.1g", "NPT coverage at 1G", "mapped memory at 1G (%)", 100.0),
+    ("npt_coverage.2m", "NPT coverage at 2M", "guest memory at 2M (%)", 100.0),
+    ("npt_coverage.4k", "NPT coverage at 4K", "guest memory at 4K (%)", 100.0),
+    ("npt_coverage.1g", "NPT coverage at 1G", "guest memory at 1G (%)", 100.0),
+    ("npt_coverage.unmapped", "Guest memory not in the NPT", "guest memory unmapped (%)", 100.0),
+    ("huge_capable", "Huge-capable guest memory", "guest memory mappable at ≥2M (%)", 100.0),
     ("rmp_npf", "RMP nested page faults", "#NPF with RMP (count)", 1.0),
     ("rmp_npf_sizem", "RMP size-mismatch faults", "#NPF with RMP|SIZEM (count)", 1.0),
     ("npf", "All #NPF exits", "#NPF exits (count)", 1.0),
@@ -1176,7 +1182,8 @@ const GLOSSARY: &str = r#"<section id="glossary"><h2>Metrics</h2><dl class="metr
 <dt>psmash</dt><dd>2M RMP entries smashed into 512 4K entries (one-way without a re-coalesce).</dd>
 <dt>sigbus, efault</dt><dd>Host writes to guest memory that failed: SIGBUS for the VMM's user access, -EFAULT for the kernel's get/put_user.</dd>
 <dt>data_loss_pages, false_negatives</dt><dd>Guest data pages found scrambled or stale; accesses that completed but should have faulted (always 0).</dd>
-<dt>npt_coverage</dt><dd>The share of mapped guest memory at 4K, 2M and 1G in the NPT.</dd>
+<dt>npt_coverage</dt><dd>The share of guest memory the NPT maps with 4K, 2M and 1G leaves, and the share it does not map (unmapped); the four sum to 1. The table's NPT 2M+ is 2m + 1g.</dd>
+<dt>huge_capable</dt><dd>The share of guest memory that could still be mapped at 2M or more: its host page (VMA mapping or guest_memfd folio) and its RMP entry are still huge, or its RMP region is unassigned. A host split or a PSMASH can make a range permanently 4K. The table's 2M-able column.</dd>
 <dt>sim_time_ns</dt><dd>Simulated time from the cost model, by cost item in sim_time_by_item.</dd>
 </dl></section>
 "#;

@@ -40,16 +40,18 @@ pub const METRICS: &[&str] = &[
     "invariant_violations",
     "recoalesced",
     "npt_coverage",
+    "huge_capable",
     "sim_time_ns",
 ];
 
 /// Metrics with members, expected as `FAMILY.MEMBER`: `npt_demotions` by from/to level, `exits` by
-/// reason, `races` by kind, `npt_coverage` by level (`4k`, `2m`, `1g`; a share between 0 and 1), `sim_time_ns` by
-/// cost item. The family name alone is the total (except `npt_coverage`, which has no total).
+/// reason, `races` by kind, `npt_coverage` by level (`4k`, `2m`, `1g`, `unmapped`: shares of guest
+/// memory between 0 and 1, summing to 1), `sim_time_ns` by cost item. The family name alone is the
+/// total (except `npt_coverage`, whose total is always 1).
 pub const METRIC_FAMILIES: &[&str] = &["npt_demotions", "exits", "races", "npt_coverage", "sim_time_ns"];
 
 /// The members of `npt_coverage`.
-pub const NPT_COVERAGE_LEVELS: &[&str] = &["4k", "2m", "1g"];
+pub const NPT_COVERAGE_LEVELS: &[&str] = &["4k", "2m", "1g", "unmapped"];
 
 /// Why a metric name is refused, or `None` if `[expect]` may name it.
 ///
@@ -58,8 +60,8 @@ pub const NPT_COVERAGE_LEVELS: &[&str] = &["4k", "2m", "1g"];
 pub fn check_metric_name(name: &str) -> Option<String> {
     if name == "npt_coverage" {
         return Some(format!(
-            "`npt_coverage` has no total; name a level: npt_coverage = {{ \"2m\" = \">=0.99\" }}; \
-             accepted levels: {}",
+            "`npt_coverage` has no total (its members sum to 1); name a level: \
+             npt_coverage = {{ \"2m\" = \">=0.99\" }}; accepted levels: {}",
             NPT_COVERAGE_LEVELS.join(", ")
         ));
     }

@@ -74,10 +74,11 @@ impl Kvm {
 }
 
 /// Whether the RMP lets a leaf ≥ 2M map the 2M region at `region` for `private` (or shared)
-/// accesses: no page of it assigned, or (private) a 2M entry.
+/// accesses: no page of it assigned, or (private) a 2M entry. RMPREAD's region status counts only
+/// the other pages, so the aligned page's own bit is read too ([`RmpModel::region_has_assigned`]).
 fn rmp_allows_huge(rmp: &dyn RmpModel, region: Pfn, private: bool) -> bool {
     match rmp.rmpread(region) {
-        Ok(e) => !e.hpage_region_status() || (private && e.assigned() && e.page_size()),
+        Ok(e) => !rmp.region_has_assigned(region) || (private && e.assigned() && e.page_size()),
         Err(_) => false,
     }
 }

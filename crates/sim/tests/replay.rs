@@ -55,6 +55,22 @@ fn every_example_replays() {
     }
 }
 
+/// The trace-replay fuzz target's seeds are real traces of today's model: each replays to its
+/// hash (a change of the trace's content must re-record them: `snpsim run SOURCE --trace FILE`).
+#[test]
+fn the_fuzz_seeds_replay() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/trace_replay");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let summary = replay(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(summary.runs, 1, "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 2, "{seen} seeds in {}", dir.display());
+}
+
 #[test]
 fn matrix_runs_replay_in_one_file() {
     let mut text = String::new();

@@ -5,7 +5,7 @@
 //! ([`Action`]), bounded in depth. Each action runs through the *same* engine as a simulation —
 //! there is no second model of the rules — with the whole-state invariant check after every step.
 //! The checker is [stateright](https://docs.rs/stateright); properties are the invariants of
-//! design §7 (`always`) and reachability goals (`sometimes`).
+//! `docs/semantics.md` E8 (`always`) and reachability goals (`sometimes`).
 //!
 //! With two vCPUs the run is interleaved (`[vm] interleave`) and every action is one tick of one
 //! vCPU or one host operation, so the checker explores every interleaving of the vCPUs' #NPF

@@ -94,7 +94,7 @@ const SUITE: [(&str, Kind); 5] = [
 /// Guest pages the dense oracle is measured at (64 GiB: a 256 MiB dense RMP).
 const DENSE_PAGES: u64 = 16 << 20;
 
-/// The hardware's published eager-acceptance rate per vCPU (design §9): about 1.5 GiB/s.
+/// The hardware's published eager-acceptance rate per vCPU (`docs/calibration.md` §2): about 1.5 GiB/s.
 const HW_ACCEPT_BYTES_PER_S: f64 = 1.5 * (1u64 << 30) as f64;
 
 /// `snpsim bench`; `Ok(false)` when a benchmark did not complete as its file expects.

@@ -1,7 +1,7 @@
 //! `snpsim`: run SEV-SNP memory-protection scenarios and the embedded 2021 debate, compare
 //! configurations, record and replay traces.
 //!
-//! Exit codes (design §11): 0 ok, 1 an expectation or invariant failed (or a replay diverged),
+//! Exit codes: 0 ok, 1 an expectation or invariant failed (or a replay diverged),
 //! 2 bad input (scenario, trace or arguments). Bad input is reported before anything runs or is
 //! written; output files are written whole or not at all.
 
@@ -80,7 +80,7 @@ Examples:\n  snpsim run examples/debate/05-npt-demote-thp.toml --trace t.jsonl\n
     Replay(ReplayArgs),
     /// Model-check every policy and backing exhaustively on the tiny geometry (4 pages per level).
     #[command(after_help = "Explores every sequence of guest and host actions up to --depth with the \
-simulator's own engine and checks the invariants of design §7 in every state; then, with two \
+simulator's own engine and checks the invariants (docs/semantics.md E8) in every state; then, with two \
 interleaved vCPUs racing in one 2M region, every interleaving of their ticks up to --race-depth. A \
 violation prints the shortest counterexample and writes it as a trace that `snpsim replay` \
 re-executes. Exit 1 on a violation.\n\nExamples:\n  snpsim check\n  snpsim check --policy npt-demote \

@@ -196,7 +196,7 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
     out
 }
 
-/// The design §11 JSON document: one object per run.
+/// The `--json` document: an array with one object per run.
 pub fn json(runs: &[&ScenarioRun]) -> Value {
     Value::Array(
         runs.iter()

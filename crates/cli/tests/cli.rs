@@ -1,4 +1,4 @@
-//! The `snpsim` command line (design §11): exit codes, output formats, input errors and
+//! The `snpsim` command line: exit codes, output formats, input errors and
 //! overrides, run as a user runs it.
 
 mod common;
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/debate");
 
-/// The metric keys design §8 fixes (JSON `metrics` keys).
+/// The metric keys every run reports (JSON `metrics` keys; their names are the contract).
 const METRICS: [&str; 26] = [
     "rmp_npf",
     "rmp_npf_sizem",

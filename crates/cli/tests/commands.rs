@@ -1,4 +1,4 @@
-//! `snpsim run --out/--trace`, `replay`, `compare`, and the error classes of design §11, run as a
+//! `snpsim run --out/--trace`, `replay`, `compare`, and the error classes (exit 1 and 2), run as a
 //! user runs them: exit codes, messages, files written whole or not at all, determinism.
 
 mod common;

@@ -108,7 +108,7 @@ pub fn swiotlb_bytes(memory: u64) -> u64 {
 }
 
 /// Where a booting Linux guest puts what it accepts and shares up front, in pages of guest memory
-/// from GFN 0 (design §5; `docs/semantics.md` G5).
+/// from GFN 0 (`docs/semantics.md` G5, G6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BootLayout {
     /// Guest memory in pages.

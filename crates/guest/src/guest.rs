@@ -1,4 +1,4 @@
-//! The guest model: bookkeeping and the guest operations of design §5 and §10.
+//! The guest model: bookkeeping and the guest operations (`docs/semantics.md` G1–G7).
 
 use snpsim_defs::{Gfn, Gpa, RmpAdjustOperand, RmpPageSize, SvmExitCode};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PageSet, PvalidateStatus};
@@ -42,7 +42,7 @@ pub enum PscOrder {
     WholeRange,
 }
 
-/// What the guest does to regain a 2M RMP entry after a PSMASH (design §5).
+/// What the guest does to regain a 2M RMP entry after a PSMASH (`docs/semantics.md` G3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Recoalesce {
     /// Never.
@@ -53,7 +53,7 @@ pub enum Recoalesce {
     Naive,
 }
 
-/// The guest's behaviour (design §5 fields).
+/// The guest's behaviour (a scenario's `[guest]` fields and preset, `docs/semantics.md` G7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GuestConfig {
     /// PSC and PVALIDATE granularity.
@@ -113,7 +113,7 @@ pub struct GuestStats {
     pub pvalidate: u64,
     /// RMPADJUST instructions executed.
     pub rmpadjust: u64,
-    /// Reads of private pages holding data that found scrambled or stale contents (design §6).
+    /// Reads of private pages holding data that found scrambled or stale contents (`docs/semantics.md` G4).
     pub data_loss_pages: u64,
     /// Validations the guest refused because it had already validated the page.
     pub refused_validations: u64,
@@ -249,7 +249,7 @@ impl Guest {
         self.geometry.pages(size.page_size())
     }
 
-    /// The guest's whole page-state change of a range (design §10 `psc`); see [`GuestTask::psc`].
+    /// The guest's whole page-state change of a range (the `psc` step); see [`GuestTask::psc`].
     pub fn psc(
         &mut self,
         p: &mut dyn Platform,
@@ -263,7 +263,7 @@ impl Guest {
         self.run(p, vcpu, task).map(|_| ())
     }
 
-    /// Acceptance of a range (design §10 `accept`): PSC to private and validation in the guest's
+    /// Acceptance of a range (the `accept` step): PSC to private and validation in the guest's
     /// granularity (Linux `snp_accept_memory` → `set_pages_state(SNP_PAGE_STATE_PRIVATE)`).
     pub fn accept(
         &mut self,
@@ -324,7 +324,7 @@ impl Guest {
 
     /// The guest's side of a finished access: a #VC for an unvalidated page terminates it; a
     /// completed private write makes the page hold `version`; a completed private read of a page
-    /// holding data that `read` something else counts a loss (design §6).
+    /// holding data that `read` something else counts a loss (`docs/semantics.md` G4).
     pub(crate) fn complete_access(
         &mut self,
         gfn: Gfn,

@@ -1,7 +1,7 @@
 //! Guest operations as resumable tasks: each [`GuestTask::resume`] performs the guest's own logic
 //! up to its next platform request (one VMGEXIT or one guest-side instruction) and returns it, so
-//! that an engine can interleave the operations of several vCPUs between requests (design §10;
-//! issue "Engine and command line", item 1). Running a task to completion against a [`Platform`]
+//! that an engine can interleave the operations of several vCPUs between requests
+//! (`docs/semantics.md` E-multi). Running a task to completion against a [`Platform`]
 //! ([`Guest::run`]) is the sequential guest; there is no second copy of the guest's rules.
 
 use snpsim_defs::ghcb::{
@@ -264,7 +264,7 @@ fn terminated(reason: TermReason, gfn: u64) -> GuestError {
 }
 
 impl GuestTask {
-    /// The guest's whole page-state change of `pages` pages from `start` (design §10 `psc`): to
+    /// The guest's whole page-state change of `pages` pages from `start` (the `psc` step): to
     /// shared, rescind the validation of the pages it validated, then the PSC; to private, the
     /// PSC, then PVALIDATE (2M with the 4K fallback). The guest's [`PscOrder`] says whether that
     /// is done request by request (Linux `__page_state_change` over MSR, one 4K page at a time;
@@ -291,7 +291,7 @@ impl GuestTask {
         GuestTask { kind: TaskKind::Phases { phases, at: 0, validated_2m: None } }
     }
 
-    /// Regain a 2M RMP entry for the region at `start` after a PSMASH (design §5): all its pages
+    /// Regain a 2M RMP entry for the region at `start` after a PSMASH (`docs/semantics.md` G3): all its pages
     /// to shared (rescinding what was validated), a 2M PSC to private, PVALIDATE 2M. With
     /// `SaveRestore` the data pages are written back after (their versions kept); with `Naive`
     /// they are not, and the region's data is lost. Re-coalescing does not end the guest's data:
@@ -315,20 +315,20 @@ impl GuestTask {
         GuestTask { kind: TaskKind::Phases { phases, at: 0, validated_2m: None } }
     }
 
-    /// The bare PVALIDATE instruction (design §10 `pvalidate`), keeping the tracking in step.
+    /// The bare PVALIDATE instruction (the `pvalidate` step), keeping the tracking in step.
     pub fn pvalidate(gfn: Gfn, size: RmpPageSize, validate: bool) -> Self {
         GuestTask { kind: TaskKind::Pvalidate { gfn, size, validate, issued: false } }
     }
 
-    /// The bare RMPADJUST instruction (design §10 `rmpadjust`).
+    /// The bare RMPADJUST instruction (the `rmpadjust` step).
     pub fn rmpadjust(gfn: Gfn, size: RmpPageSize, op: RmpAdjustOperand) -> Self {
         GuestTask { kind: TaskKind::Rmpadjust { gfn, size, op, issued: false } }
     }
 
-    /// A memory access (design §10 `access`). A private write makes the page hold data; a private
-    /// read of a page holding data checks its contents and counts a loss when they are scrambled
-    /// or stale (design §6). A #VC for an unvalidated page terminates a Linux guest; a naive guest
-    /// validates the page and retries (docs/attacks.md).
+    /// A memory access (the `access` step). A private write makes the page hold data; a private
+    /// read of a page holding data checks its contents and counts a loss when they are scrambled or
+    /// stale (`docs/semantics.md` G4). A #VC for an unvalidated page terminates a Linux guest; a
+    /// naive guest validates the page and retries (docs/attacks.md).
     pub fn access(gpa: Gpa, kind: AccessKind, private: bool) -> Self {
         GuestTask { kind: TaskKind::Access { gpa, kind, private, version: 0, stage: AccessStage::Start } }
     }

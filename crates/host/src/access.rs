@@ -5,7 +5,7 @@ use snpsim_hw::RmpModel;
 
 use crate::{Host, Invalidation};
 
-/// How the host reaches a guest page (design §10 `via`).
+/// How the host reaches a guest page (a host step's `via`; `docs/semantics.md` S5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HostVia {
     /// The VMM process, through its own mapping (a user-mode access).
@@ -121,7 +121,7 @@ impl Host {
 
     /// Split the VMA mapping holding `offset` on KVM's request (the RFC's host walk resolving an
     /// #NPF): every such split is needless, since KVM could have demoted its own NPT instead
-    /// (design §7, false positives).
+    /// (a false positive, `docs/semantics.md` E8).
     pub fn split_for_kvm(&mut self, offset: u64) -> Result<Option<Invalidation>, crate::HostError> {
         let inv = self.vma.split(offset)?;
         if inv.is_some() {

@@ -26,7 +26,7 @@ pub enum RangeBacking {
 }
 
 /// A guest_memfd file of `pages` pages whose folios are `folio_size` (4K upstream, 2M in the THP
-/// RFC, 1G in the HugeTLB RFC; design §2), allocated on first use and split to smaller folios when
+/// RFC, 1G in the HugeTLB RFC; chosen per scenario), allocated on first use and split to smaller folios when
 /// a hole is punched into part of one (as both RFCs do on partial invalidation). Its `Debug` form
 /// leaves out the allocation counter (history, not state).
 #[derive(Clone)]

@@ -68,7 +68,7 @@ pub enum HostError {
     },
 }
 
-/// Counters of host-side events (design §8 names).
+/// Counters of host-side events, named as the metrics that report them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HostStats {
     /// Huge host mappings split to 4K, for any reason.
@@ -111,9 +111,10 @@ pub struct Host {
 
 impl Host {
     /// A host of `host_pages` frames running one VM of `guest_pages` pages whose VMA is backed by
-    /// `backing` (placed at an HVA and HPA aligned to the backing's largest page, design §2), plus
-    /// a guest_memfd with `gmem_folio` folios in the gmem era. The legacy VMA is populated at VM
-    /// start; the gmem era's shared-side VMA on first touch (docs/semantics.md).
+    /// `backing` (placed at an HVA and HPA aligned to the backing's largest page,
+    /// `docs/semantics.md` S1), plus a guest_memfd with `gmem_folio` folios in the gmem era. The
+    /// legacy VMA is populated at VM start; the gmem era's shared-side VMA on first touch
+    /// (docs/semantics.md).
     pub fn new(
         geometry: Geometry,
         host_pages: u64,

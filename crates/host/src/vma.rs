@@ -7,7 +7,7 @@ use snpsim_hw::Geometry;
 
 use crate::{DirtyLog, HostError, HostMemory};
 
-/// What backs the VMM's guest-memory VMA (design §3).
+/// What backs the VMM's guest-memory VMA (`docs/semantics.md` S1–S3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum VmaBacking {
     /// Anonymous memory mapped with 4 KiB pages only.
@@ -74,9 +74,9 @@ enum Frames {
     OnDemand(BTreeMap<u64, Pfn>),
 }
 
-/// The guest-memory VMA: `pages` pages at `hva` (aligned to the backing's page size, as design §2
-/// fixes), with a mapping level per page. Its frames are contiguous within each unit of
-/// `max(backing page, 2M)` and aligned to it.
+/// The guest-memory VMA: `pages` pages at `hva` (aligned to the backing's page size, so that the
+/// memslot's alignment never limits a level: `docs/semantics.md` S1), with a mapping level per
+/// page. Its frames are contiguous within each unit of `max(backing page, 2M)` and aligned to it.
 #[derive(Clone, Debug)]
 pub struct GuestVma {
     geometry: Geometry,

@@ -22,7 +22,7 @@ pub struct RmpConfig {
     pub pages: u64,
     /// Whether a private access through an NPT leaf *smaller* than the RMP entry (4K leaf, 2M
     /// entry) faults with SIZEM. APM §15.36.11 as quoted by the RFC v3 KVM handler and upstream
-    /// `sev_handle_rmp_fault`'s comment list it; default true. Design §4 (`smaller_npt_faults`).
+    /// `sev_handle_rmp_fault`'s comment list it; default true (`[vm] smaller_npt_faults`).
     pub smaller_npt_faults: bool,
 }
 

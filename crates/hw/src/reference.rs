@@ -487,7 +487,8 @@ impl RmpModel for DenseRmp {
             if self.get(pfn).lo.assigned() {
                 return GuestOutcome::Npf(base);
             }
-            // Shared 2 (design §4): a leaf ≥ 2M whose accessed 2M part holds an assigned page.
+            // Shared 2 (`docs/semantics.md`, guest access checks): a leaf ≥ 2M whose accessed 2M
+            // part holds an assigned page.
             if access.npt_size >= PageSize::Size2M && self.any_assigned(region) {
                 return GuestOutcome::Npf(base.with_sizem(true));
             }

@@ -775,8 +775,8 @@ impl RmpModel for Rmp {
             if self.entry(access.pfn).lo.assigned() {
                 return GuestOutcome::Npf(base);
             }
-            // A leaf ≥ 2M whose accessed 2M part holds an assigned page ⇒ #NPF RMP|SIZEM (design §4,
-            // as a host write through a large mapping).
+            // A leaf ≥ 2M whose accessed 2M part holds an assigned page ⇒ #NPF RMP|SIZEM (checked
+            // as a host write through a large mapping; `docs/semantics.md`, guest access checks).
             let (idx, _) = self.split(access.pfn);
             if npt_huge && self.region_any_assigned(idx) {
                 return GuestOutcome::Npf(base.with_sizem(true));

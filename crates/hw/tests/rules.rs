@@ -1753,7 +1753,7 @@ macro_rules! rule_tests {
 
             #[test]
             fn private_access_4k_leaf_in_2m_entry_passes_when_smaller_npt_faults_is_false() {
-                // Private access 2: the smaller-leaf SIZEM is switchable (design §4).
+                // Private access 2: the smaller-leaf SIZEM is switchable (`[vm] smaller_npt_faults`).
                 for c in CONFIGS {
                     let mut m = rmp(RmpConfig { smaller_npt_faults: false, ..c });
                     let r = region(c, 1);
@@ -1904,7 +1904,8 @@ macro_rules! rule_tests {
 
             #[test]
             fn shared_access_through_large_leaf_over_region_with_assigned_page_is_npf_sizem() {
-                // Shared access 2 (design §4): leaf ≥ 2M whose accessed 2M part holds an assigned page.
+                // Shared access 2 (`docs/semantics.md`, guest access checks): leaf ≥ 2M whose
+                // accessed 2M part holds an assigned page.
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);

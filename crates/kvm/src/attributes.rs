@@ -5,7 +5,7 @@ use snpsim_host::DirtyLog;
 use snpsim_hw::PageSet;
 
 /// The private/shared attribute of every GFN, stored as the set of shared GFNs (a fresh SNP VM's
-/// memory starts private, design §10), a bit per page in run-compressed words: a range converted
+/// memory starts private, `docs/semantics.md` E1), a bit per page in run-compressed words: a range converted
 /// page by page (every other page shared) costs no more than one converted whole.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryAttributes {

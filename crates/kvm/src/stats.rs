@@ -1,4 +1,4 @@
-//! KVM-side event counters (design §8 names).
+//! KVM-side event counters, named as the metrics that report them.
 
 use std::collections::BTreeMap;
 
@@ -32,7 +32,7 @@ pub struct KvmStats {
     /// NPT leaves of ≥ 2M removed or split while resolving an RMP #NPF, by `from_to` size
     /// (`1g_2m`, `2m_4k`, `1g_4k`).
     pub npt_demotions: BTreeMap<String, u64>,
-    /// Demotions deeper than the fault needed (design §7).
+    /// Demotions deeper than the fault needed (`docs/semantics.md` K3).
     pub npt_demotions_needless: u64,
     /// PSMASH instructions executed.
     pub psmash: u64,

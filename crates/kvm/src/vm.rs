@@ -45,7 +45,7 @@ pub enum KvmError {
     Host(#[from] HostError),
 }
 
-/// Per-VM settings (design §4, §10 `[vm]`).
+/// Per-VM settings: a scenario's `[vm]` table, with the policy's defaults (`docs/semantics.md` K1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KvmConfig {
     /// The guest's ASID.

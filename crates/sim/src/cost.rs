@@ -1,8 +1,8 @@
-//! The cost model: simulated time per architectural event (design §9).
+//! The cost model: simulated time per architectural event (`docs/semantics.md` E5).
 //!
 //! Every cost is a named parameter with a unit, a default and a provenance line. No public
-//! per-instruction cycle counts exist for the SNP instructions, nor a measured VMGEXIT or RMP #NPF
-//! round trip (`sev-snp-semantics.md` §6, anchors §3d), so most defaults are marked `unmeasured`;
+//! per-instruction cycle counts exist for the SNP instructions, nor has a measured VMGEXIT or RMP
+//! #NPF round trip been published, so most defaults are marked `unmeasured`;
 //! four published end-to-end figures calibrate them (`docs/calibration.md`): 1024 extra #NPF exits
 //! per 4 MiB accepted with 4K guest_memfd (a count), eager acceptance ≈ 1.5 GiB/s per vCPU,
 //! lazy vs eager time-to-ready ≈ 2.5× at 4 GiB and ≈ 4× at 64 GiB, and ≈ +40 ns per memory access
@@ -102,7 +102,7 @@ pub const ALL: [CostItem; COUNT] = [
         ns: 1_000,
         unit: Unit::PerEvent,
         what: "VMGEXIT round trip (guest → KVM → guest) carrying a page-state change (MSR or GHCB)",
-        provenance: "unmeasured: no published SEV-SNP VMGEXIT latency (anchors §3d); order of an SEV-ES \
+        provenance: "unmeasured: no published SEV-SNP VMGEXIT latency; order of an SEV-ES \
                      world switch",
     },
     CostItem {
@@ -110,7 +110,7 @@ pub const ALL: [CostItem; COUNT] = [
         ns: 1_500,
         unit: Unit::PerEvent,
         what: "#NPF exit: VMEXIT, KVM's fault handling (excluding the work priced separately) and VMRUN",
-        provenance: "unmeasured: no published RMP #NPF handling cost (anchors §3d)",
+        provenance: "unmeasured: no published RMP #NPF handling cost",
     },
     CostItem {
         name: "userspace_exit",

@@ -312,8 +312,8 @@ impl Debate {
         CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(file_part)).and_then(|i| self.claims.get(i))
     }
 
-    /// The verdict on each claim of the seed (DEVELOPERS.md, "The mission"), and on the difference
-    /// between the two readings of the RFC.
+    /// The verdict on each claim of the seed mail (the 2021 thread on RFC v4 10/40), and on the
+    /// difference between the two readings of the RFC.
     pub fn verdicts(&self) -> Vec<Verdict> {
         vec![
             self.rfc_host_split(),

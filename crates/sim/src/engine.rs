@@ -86,10 +86,10 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// A configuration with a scenario file's defaults (design §10): `x86` geometry, one vCPU,
-    /// `prefault_on_psc`, the policy's own `npt_level_follows_rmp`, `smaller_npt_faults`, no
-    /// khugepaged, a current Linux guest (2M page-state changes over the GHCB, 64 entries,
-    /// validation tracking), no step budget, incremental checking.
+    /// A configuration with the defaults a scenario file gets for fields it leaves out: `x86`
+    /// geometry, one vCPU, `prefault_on_psc`, the policy's own `npt_level_follows_rmp`,
+    /// `smaller_npt_faults`, no khugepaged, a current Linux guest (2M page-state changes over the
+    /// GHCB, 64 entries, validation tracking), no step budget, incremental checking.
     pub fn new(
         policy: &'static dyn Policy,
         backing: MemoryBacking,
@@ -123,7 +123,7 @@ impl SimConfig {
     }
 }
 
-/// One thing that happens in a run: a guest operation or a host operation (design §10 steps).
+/// One thing that happens in a run: a guest operation or a host operation (a scenario `[[step]]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     /// The guest's page-state change of a range.
@@ -508,7 +508,7 @@ impl Simulation {
         self.violations.iter().map(String::as_str)
     }
 
-    /// Record a trace of this run (design §12, `docs/trace-format.md`): the `run` header line now,
+    /// Record a trace of this run (`docs/trace-format.md`): the `run` header line now,
     /// then every event of every step. Call it before the first step. Read the lines with
     /// [`Simulation::take_trace`] as the run goes, and the rest from [`RunResult::trace`].
     pub fn enable_trace(&mut self, meta: &TraceMeta) {
@@ -778,7 +778,7 @@ pub struct RunResult {
     pub outcome: Outcome,
     /// Why, for anything but `completed`.
     pub reason: String,
-    /// The metrics of design §8.
+    /// The run's metrics (see [`Metrics`]).
     pub metrics: Metrics,
     /// Invariant violations (each once).
     pub violations: Vec<String>,

@@ -1,4 +1,4 @@
-//! The invariants of design §7, checked over the whole state (`--check full`) or over what a step
+//! The invariants (`docs/semantics.md` E8), checked over the whole state (`--check full`) or over what a step
 //! changed (`--check incremental`).
 //!
 //! Invariants 3 (accesses) and 5 (host writes) are checked on each completed access by the

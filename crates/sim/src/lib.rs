@@ -1,12 +1,12 @@
 //! The snpsim simulation layer: scenario files, the engine that runs them, invariants, metrics and
 //! the cost model.
 //!
-//! [`scenario`] turns a scenario TOML file (design §10) into a typed, validated
+//! [`scenario`] turns a scenario TOML file into a typed, validated
 //! [`scenario::Scenario`], rejecting bad input with a `FILE:LINE:COLUMN: field ...` message
 //! before anything runs. [`engine::Simulation`] builds the machine ([`machine`]: the RMP of
 //! `snpsim-hw`, the host of `snpsim-host`, KVM of `snpsim-kvm`) and the guest of `snpsim-guest`,
-//! runs actions, checks the invariants of design §7 ([`invariants`]) and reports the metrics of
-//! design §8 ([`metrics`]) priced by [`cost`].
+//! runs actions, checks the invariants (`docs/semantics.md` E8; [`invariants`]) and reports the
+//! metrics ([`metrics`]) priced by [`cost`].
 
 pub mod adversary;
 pub mod budget;

@@ -16,7 +16,7 @@ use crate::trace::{Counters, Fnv128};
 /// How many #NPFs one guest instruction may take before the run is declared livelocked.
 pub const MAX_FAULTS_PER_ACCESS: u32 = 64;
 
-/// What the independent checker found (design §7).
+/// What the independent checker found (`docs/semantics.md` E2, E8).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
     /// Accesses that completed but should have faulted.
@@ -36,7 +36,7 @@ pub struct Machine {
     pub kvm: Kvm,
     /// The guest's ASID.
     pub asid: u16,
-    /// Contents of host pages (design §6): frame → (version, 1 + the RMP sequence number when
+    /// Contents of host pages (`docs/semantics.md` G4): frame → (version, 1 + the RMP sequence number when
     /// written); (0, 0) = never written. Stored per 2M region: untouched memory costs O(regions).
     contents: PageMap<(u64, u64)>,
     /// PVALIDATE(validate) successes per frame since its last RMPUPDATE: frame → (count, seq);
@@ -290,7 +290,7 @@ impl Machine {
     }
 
     /// The machine's side of a finished access: trace it, count it for the cost model, check it
-    /// independently (invariants 3 and 5), and store a write's version (design §6).
+    /// independently (invariants 3 and 5), and store a write's version (`docs/semantics.md` G4).
     pub(crate) fn done_access(
         &mut self,
         gpa: Gpa,
@@ -311,7 +311,7 @@ impl Machine {
         }
     }
 
-    /// A host write to the guest page `gpa` (design §10 `host_write`).
+    /// A host write to the guest page `gpa` (the `host_write` step, `docs/semantics.md` S5).
     pub fn host_write(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
         self.host_writes += 1;
         if self.rmp.recorder.is_some() {

@@ -1,4 +1,4 @@
-//! The metrics of design §8. Field names are the contract: JSON output uses them as keys, and
+//! The metrics of a run. Field names are the contract: JSON output uses them as keys, and
 //! scenario expectations name them (nested ones with a dot: `exits.npf`, `npt_coverage.2m`).
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! An RMP wrapper that records when each page's RMP owner or key last changed, so the engine can
-//! tell scrambled memory contents from intact ones (design §6) and reset per-assignment checks,
+//! tell scrambled memory contents from intact ones (`docs/semantics.md` G4) and reset per-assignment checks,
 //! and counts the RMP instructions it passes for the cost model.
 //!
 //! The change stamps are kept per 2M region ([`PageMap`]): a 2M RMPUPDATE stamps its region in

@@ -1,4 +1,4 @@
-//! How a run ended (design §8 outcomes).
+//! How a run ended: its outcome (a result, not an error) and the reason for it.
 
 use std::fmt;
 

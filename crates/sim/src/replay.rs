@@ -1,6 +1,7 @@
-//! Replaying a trace (design §12): rebuild each run from its `run` header, re-execute every `step`
-//! line's action, and compare every line the re-execution writes — each event, the `end` line with
-//! the metrics, and the `state_hash` — with the trace, stopping at the first difference.
+//! Replaying a trace (`docs/trace-format.md`): rebuild each run from its `run` header, re-execute
+//! every `step` line's action, and compare every line the re-execution writes — each event, the
+//! `end` line with the metrics, and the `state_hash` — with the trace, stopping at the first
+//! difference.
 //!
 //! Two kinds of failure: a *malformed* trace (not JSON, a line that is no trace event, a header or
 //! an action that does not describe a valid run, a run without its `end`) is bad input; a

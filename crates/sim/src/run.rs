@@ -259,7 +259,7 @@ fn run_scenario_with(
     })
 }
 
-/// Run a scenario as [`run_scenario`] does, recording a trace (design §12) described by `meta`
+/// Run a scenario as [`run_scenario`] does, recording a trace (`docs/trace-format.md`) described by `meta`
 /// into [`RunResult::trace`] when it is given.
 pub fn run_scenario_traced(
     s: &Scenario,
@@ -269,7 +269,7 @@ pub fn run_scenario_traced(
     run_scenario_with(s, check, meta)
 }
 
-/// Run the scenario's steps on `sim`, then its `[workload]` (design §10: steps run first), with
+/// Run the scenario's steps on `sim`, then its `[workload]` (`docs/semantics.md` E1), with
 /// the one random generator of the run seeded from the scenario's `seed`; with `record`, the
 /// workload's generated actions are appended to it. Returns the finished run and the workload's
 /// report.

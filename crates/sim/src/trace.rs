@@ -1,4 +1,4 @@
-//! Traces (design §12): one JSON object per line per architectural event, with the simulated time
+//! Traces (`docs/semantics.md` E6): one JSON object per line per architectural event, with the simulated time
 //! and the vCPU or host actor, between a `run` header line that carries everything replay needs
 //! (the normalized configuration and the seed) and a final `{"state_hash": "<hex>"}` line over a
 //! canonical digest of the whole machine state. `docs/trace-format.md` documents every field.

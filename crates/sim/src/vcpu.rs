@@ -1,5 +1,5 @@
 //! One vCPU's platform request in progress, advanced one architectural operation per tick, so that
-//! the engine can interleave vCPUs (design §10; issue "Engine and command line", item 1).
+//! the engine can interleave vCPUs (`docs/semantics.md` E-multi).
 //!
 //! A tick is one of: one attempt of a guest instruction (PVALIDATE, RMPADJUST or an access)
 //! including the handling of the #NPF it takes; KVM's PSMASH after its RMP lookup (a separate

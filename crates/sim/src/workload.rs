@@ -1,4 +1,4 @@
-//! Generated workloads (design §10 `[workload]`): a boot, steady phases of guest work with
+//! Generated workloads (`docs/semantics.md` G8): a boot, steady phases of guest work with
 //! conversions and host writes, and ballooning, each turned into the same [`Action`]s scripted
 //! steps use, so a workload's actions can be written out as steps ([`steps_toml`]) and replayed
 //! with identical metrics.
@@ -519,7 +519,7 @@ pub fn run_workload(
     report
 }
 
-/// `actions` written as scenario `[[step]]` tables (design §10), one step per action, so that a
+/// `actions` written as scenario `[[step]]` tables, one step per action, so that a
 /// generated workload can be saved and replayed as a scripted scenario.
 pub fn steps_toml(actions: &[Action]) -> String {
     let mut out = String::new();

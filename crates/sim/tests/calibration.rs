@@ -1,6 +1,6 @@
-//! The calibration of the cost model against the published end-to-end figures of design §9
-//! (`docs/calibration.md`): every scenario of `examples/calibration/` meets its expectations, and
-//! the figures that compare runs hold within their stated tolerances.
+//! The calibration of the cost model against the published end-to-end figures of
+//! `docs/calibration.md` (§1–§4 below are its sections): every scenario of `examples/calibration/`
+//! meets its expectations, and the figures that compare runs hold within their stated tolerances.
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! The invariant checkers of design §7, each fed a state broken on purpose: `invariants::check`
+//! The invariant checkers (`docs/semantics.md` E8), each fed a state broken on purpose: `invariants::check`
 //! (1, 2, 3 leaf form, 4, 7) and the machine's own checks (6). Every test first shows the honest
 //! state passes, then breaks one invariant by mutating the machine directly.
 //!

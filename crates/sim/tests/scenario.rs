@@ -9,7 +9,7 @@ use snpsim_sim::scenario::{
     SteadyPhase, StepOp, TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
 };
 
-/// The example of design §10, verbatim.
+/// A scenario using every table of the format (machine, vm, guest, steps, workload, expect).
 const DESIGN_EXAMPLE: &str = r#"name = "hugetlb-2m, 4K guest shares one page"
 seed = 7
 
@@ -20,11 +20,11 @@ host_memory = "16GiB"
 [vm]
 memory = "4GiB"
 vcpus = 2
-policy = "npt-demote"       # section 4
-backing = "hugetlbfs-2m"    # section 3; gmem era: backing is the private side,
+policy = "npt-demote"       # `snpsim list` names the policies
+backing = "hugetlbfs-2m"    # host side; gmem era: backing is the private side,
 shared_backing = "thp"      #   shared_backing the VMA
 
-[guest]                     # section 5
+[guest]                     # the guest model (or a preset)
 psc_granularity = "4k"
 psc_protocol = "ghcb"
 accept = "eager"

@@ -1,4 +1,4 @@
-//! Generated workloads (design §10 `[workload]`), guest presets, the `[cost]` table and data
+//! Generated workloads (`[workload]`, `docs/semantics.md` G8), guest presets, the `[cost]` table and data
 //! integrity across re-coalescing.
 
 use std::fmt::Write as _;

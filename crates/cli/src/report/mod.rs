@@ -85,7 +85,8 @@ impl Run {
     /// How a run's label marks an `npt_level_follows_rmp` other than its policy's default:
     /// ` · npt≤rmp` (capped at the RMP level) or ` · npt=host` (following the host level).
     fn setting_suffix(&self) -> &'static str {
-        let default = snpsim_kvm::policy::by_name(&self.policy).map(snpsim_kvm::Policy::npt_level_follows_rmp);
+        let default =
+            snpsim_kvm::policy::by_name(&self.policy).map(snpsim_kvm::Policy::npt_level_follows_rmp);
         match (self.npt_level_follows_rmp, default) {
             (Some(f), Some(d)) if f != d => {
                 if f {

@@ -1,4 +1,5 @@
-//! The hypervisor policies compared by snpsim (design §4): one file each, behind [`Policy`].
+//! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K9): one file each, behind
+//! [`Policy`].
 //!
 //! A policy decides three things: whether a memslot is accepted, whether a page-state change to
 //! private is allowed, and how to resolve an RMP #NPF whose NPT leaf is larger than the RMP entry
@@ -27,7 +28,7 @@ pub use refuse_hugetlbfs::RefuseHugetlbfs;
 pub use rfc_host_split::RfcHostSplit;
 pub use rfc_v4::RfcV4;
 
-/// Which memory design a policy belongs to (design §2).
+/// Which memory design a policy belongs to: the 2021 RFC's one VMA, or upstream guest_memfd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Era {
     /// The 2021 RFC series: private and shared pages are the same VMA pages.
@@ -38,7 +39,7 @@ pub enum Era {
 
 /// A hypervisor policy.
 pub trait Policy: fmt::Debug + Sync {
-    /// The name used in scenarios and reports (design §4).
+    /// The name used in scenarios and reports (`[vm] policy`; `snpsim list` prints them).
     fn name(&self) -> &'static str;
 
     /// The memory era it runs in.

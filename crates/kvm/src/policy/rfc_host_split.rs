@@ -9,7 +9,7 @@ use crate::KvmError;
 /// negative, but every split is needless, and hugetlbfs, which cannot split, leaves the fault
 /// unresolved (`vm_error`).
 ///
-/// Nuance (design §4): the RFC's own KVM #NPF handler (v3 34/37) already PSMASHed and zapped;
+/// Nuance: the RFC's own KVM #NPF handler (v3 34/37) already PSMASHed and zapped;
 /// the host-split path lived in the host fault handler for user addresses. This policy models the
 /// design the seed mail argues against: resolving KVM's faults through the host mapping.
 #[derive(Clone, Copy, Debug)]

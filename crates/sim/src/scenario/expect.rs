@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::names::Outcome;
 
-/// The metric names of design §8 that `[expect]` may name (the JSON keys of a result's
+/// The metric names that `[expect]` may name (the JSON keys of a result's
 /// `metrics`), plus `outcome`.
 ///
 /// The families in [`METRIC_FAMILIES`] may also be expected per member with an inline table or a

@@ -1,4 +1,4 @@
-//! Scenario files (design §10): TOML in, typed and validated [`Scenario`] out.
+//! Scenario files: TOML in, typed and validated [`Scenario`] out.
 //!
 //! Everything a run needs is checked here, before anything runs: TOML syntax, unknown fields and
 //! values, types, ranges, alignment of every `gpa` and `size`, ranges inside guest memory, guest

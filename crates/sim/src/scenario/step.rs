@@ -1,4 +1,4 @@
-//! Scripted steps (`[[step]]`, design §10).
+//! Scripted steps (`[[step]]`): guest and host operations, run in order.
 
 use snpsim_defs::{Gpa, RmpPageSize, VmplPerms};
 

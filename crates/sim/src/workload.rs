@@ -502,8 +502,7 @@ impl Gen<'_> {
             return;
         };
         self.need(at, pages, true);
-        if !self.emit(Action::Psc { vcpu: 0, gpa: Gfn(at).gpa(), pages, private: false, granularity: None })
-        {
+        if !self.emit(Action::Psc { vcpu: 0, gpa: Gfn(at).gpa(), pages, private: false, granularity: None }) {
             return;
         }
         self.performed.conversions += 1;

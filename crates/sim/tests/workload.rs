@@ -460,7 +460,8 @@ fn a_slow_configuration_performs_as_many_actions_as_a_fast_one() {
     // The time a policy and backing take does not change what the guest does either: the same
     // workload on npt-demote over anon-4k (4K leaves everywhere) and over thp.
     let legacy = |backing: &str| {
-        let text = base.replace("\"gmem\"", "\"npt-demote\"").replace("\"gmem-4k\"", &format!("\"{backing}\""));
+        let text =
+            base.replace("\"gmem\"", "\"npt-demote\"").replace("\"gmem-4k\"", &format!("\"{backing}\""));
         run_with_report(&parse_scenario("legacy.toml", &text).unwrap())
     };
     let (_, anon, anon_actions) = legacy("anon-4k");
@@ -519,7 +520,8 @@ fn actions_without_a_target_are_counted() {
     assert_eq!(report.actions.conversions + report.no_target.conversions, 3);
     assert_eq!(report.not_performed, report.no_target, "the run did not stop");
     assert_eq!(report.actions.touches, 800);
-    let buffers = actions.iter().filter(|a| matches!(a, Action::Psc { private: false, pages: 1, .. })).count();
+    let buffers =
+        actions.iter().filter(|a| matches!(a, Action::Psc { private: false, pages: 1, .. })).count();
     assert_eq!(buffers as u64, report.actions.conversions);
 }
 

@@ -555,3 +555,33 @@ fn population_is_charged_in_both_eras() {
     let write = "[[step]]\nop = \"host_write\"\ngpa = \"0x201000\"\nvia = \"vmm\"\n";
     assert_eq!(item(&run("gmem", "gmem-2m", write)), 512 * 4 * 100);
 }
+
+/// In an interleaved run the scheduler draws from the run's generator as often as the
+/// configuration's busy vCPUs need; the guest actions draw from their own stream, so they stay the
+/// same under every policy and backing (the vCPU each goes to included).
+#[test]
+fn interleaved_rows_perform_the_same_guest_actions() {
+    let text = |policy: &str, backing: &str| {
+        format!(
+            "name = \"i\"\nseed = 3\n[machine]\nhost_memory = \"256MiB\"\n[vm]\nmemory = \"16MiB\"\nvcpus = 4\n\
+             policy = \"{policy}\"\nbacking = \"{backing}\"\ninterleave = true\n[guest]\npreset = \"linux\"\n\
+             [workload]\nphases = [ {{ kind = \"boot\" }}, {{ kind = \"steady\", duration = \"100us\", \
+             working_set = \"8MiB\", conversions_per_s = 40000, host_writes_per_s = 50000 }} ]\n"
+        )
+    };
+    // 100 µs × 8 000 000/s = 800 touches, × 40 000/s = 4 conversions, × 50 000/s = 5 host writes.
+    let plan = snpsim_sim::workload::ActionCounts { touches: 800, conversions: 4, host_writes: 5 };
+    let mut first: Option<Vec<Action>> = None;
+    for (policy, backing) in [("gmem", "gmem-2m"), ("gmem", "gmem-4k"), ("npt-demote", "thp")] {
+        let (run, report, actions) =
+            run_with_report(&parse_scenario("i.toml", &text(policy, backing)).unwrap());
+        assert_eq!(run.outcome.name(), "completed", "{policy}/{backing}: {}", run.reason);
+        assert_eq!(report.actions, plan, "{policy}/{backing}");
+        // Ticks are the scheduler's, not guest actions.
+        let guest: Vec<Action> = actions.into_iter().filter(|a| !matches!(a, Action::Tick { .. })).collect();
+        match &first {
+            None => first = Some(guest),
+            Some(f) => assert!(*f == guest, "{policy}/{backing} issued other actions"),
+        }
+    }
+}

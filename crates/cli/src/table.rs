@@ -147,10 +147,22 @@ const WORKLOAD_COLUMNS: &[(&str, &str)] = &[
     ("FN", "false_negatives"),
 ];
 
+/// The `actions` cell of a workload row: the guest actions performed (touches, conversions and
+/// host writes together), and `/PLANNED` after them when some planned ones were not performed.
+fn actions_cell(w: Option<&snpsim_sim::workload::WorkloadReport>) -> String {
+    match w {
+        None => "-".into(),
+        Some(w) if w.not_performed.total() == 0 => w.actions.total().to_string(),
+        Some(w) => format!("{}/{}", w.actions.total(), w.planned.total()),
+    }
+}
+
 /// A fixed-width table of generated-workload runs, one row per run: `guests` labels each run's
-/// guest (its preset); times in milliseconds, with the workload's time-to-ready.
+/// guest (its preset); `actions` the guest actions performed ([`actions_cell`]); times in
+/// milliseconds, with the workload's time-to-ready.
 pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
-    let mut header: Vec<String> = ["policy", "backing", "guest", "outcome"].map(String::from).to_vec();
+    let mut header: Vec<String> =
+        ["policy", "backing", "guest", "outcome", "actions"].map(String::from).to_vec();
     header.extend(WORKLOAD_COLUMNS.iter().map(|(h, _)| (*h).to_string()));
     header.extend(["2M+ cover", "2M-able", "ready", "sim_time"].map(String::from));
     let ms = |ns: u64| format!("{:.1}ms", ns as f64 / 1e6);
@@ -164,6 +176,7 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
         } else {
             format!("{}!", r.result.outcome)
         });
+        row.push(actions_cell(r.workload.as_ref()));
         for (_, key) in WORKLOAD_COLUMNS {
             row.push(num(metric_value(m, key).unwrap_or(0.0)));
         }
@@ -269,7 +282,9 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// CSV with every metric as a column (nested ones dotted).
+/// CSV with every metric as a column (nested ones dotted), and for runs with a generated
+/// workload its guest actions per kind (`workload.planned.touches`, `workload.actions.*`,
+/// `workload.not_performed.*`, `workload.no_target.*`).
 pub fn csv(runs: &[&ScenarioRun]) -> String {
     csv_with(runs, None)
 }
@@ -284,6 +299,18 @@ pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
         .map(|r| {
             let mut cols = Vec::new();
             flatten("", &serde_json::to_value(&r.result.metrics).unwrap_or(Value::Null), &mut cols);
+            if let Some(w) = &r.workload {
+                // A generated workload's guest actions, per kind: planned, performed, not
+                // performed and, of those, without a target.
+                for (key, counts) in [
+                    ("workload.planned", &w.planned),
+                    ("workload.actions", &w.actions),
+                    ("workload.not_performed", &w.not_performed),
+                    ("workload.no_target", &w.no_target),
+                ] {
+                    flatten(key, &serde_json::to_value(counts).unwrap_or(Value::Null), &mut cols);
+                }
+            }
             cols.into_iter().collect()
         })
         .collect();

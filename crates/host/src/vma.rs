@@ -84,6 +84,9 @@ pub struct GuestVma {
     hva: Hva,
     frames: Frames,
     pages: u64,
+    /// Pages with frames: all of them from creation for a preallocated VMA, the populated units'
+    /// for one populated on first touch.
+    populated: u64,
     /// THP: 2M regions (by index) currently mapped with 4K PTEs.
     split: BTreeSet<u64>,
     /// Page offsets whose frame or mapping level changed (for the incremental invariant check).
@@ -109,6 +112,7 @@ impl GuestVma {
             hva,
             frames: Frames::Contiguous(pfn),
             pages,
+            populated: pages,
             split: BTreeSet::new(),
             dirty: DirtyLog::default(),
         })
@@ -124,6 +128,7 @@ impl GuestVma {
     ) -> Result<Self, HostError> {
         let mut vma = GuestVma::new(geometry, backing, hva, Pfn(0), pages)?;
         vma.frames = Frames::OnDemand(BTreeMap::new());
+        vma.populated = 0;
         Ok(vma)
     }
 
@@ -147,6 +152,7 @@ impl GuestVma {
         }
         let count = unit.min(self.pages - index * unit);
         units.insert(index, mem.alloc_pages(align, count)?);
+        self.populated += count;
         self.dirty.mark(index * unit, count);
         Ok(true)
     }
@@ -204,6 +210,13 @@ impl GuestVma {
     /// Pages in the VMA.
     pub fn pages(&self) -> u64 {
         self.pages
+    }
+
+    /// Pages that have host frames: every page of a VMA populated at VM start (preallocation),
+    /// the populated units of one populated on first touch. The host cleared each of them when it
+    /// handed it out (`clear_page`/`clear_huge_page` on the fault or the preallocation).
+    pub fn populated_pages(&self) -> u64 {
+        self.populated
     }
 
     /// The host frame backing page `offset`.
@@ -328,6 +341,7 @@ mod tests {
         let mut mem = HostMemory::new(g, 256);
         let mut v = GuestVma::on_demand(g, VmaBacking::Anon4k, Hva(0x4000_0000), 10).unwrap();
         assert_eq!(v.pfn(5), None);
+        assert_eq!(v.populated_pages(), 0);
         mem.alloc(PageSize::Size4K).unwrap();
         assert!(v.populate(&mut mem, 5).unwrap());
         assert!(!v.populate(&mut mem, 6).unwrap());
@@ -335,6 +349,8 @@ mod tests {
         assert_eq!(v.pfn(3), None);
         assert!(v.populate(&mut mem, 9).unwrap());
         assert_eq!(v.runs(), vec![(4, Pfn(4), 4), (8, Pfn(8), 2)]);
+        // Two units: the whole 4-page unit of offset 5 and the 2-page tail unit of offset 9.
+        assert_eq!(v.populated_pages(), 4 + 2);
         assert_eq!(v.populate(&mut mem, 10), Err(HostError::OutsideVma { offset: 10 }));
     }
 
@@ -346,5 +362,7 @@ mod tests {
         assert!(GuestVma::new(Geometry::TINY, VmaBacking::Hugetlbfs2m, Hva(0), Pfn(0), 6).is_err());
         let anon = vma(VmaBacking::Anon4k, 8);
         assert_eq!(anon.level(4), PageSize::Size4K);
+        // Preallocated at VM start: every page has its frame from the beginning.
+        assert_eq!(anon.populated_pages(), 8);
     }
 }

@@ -203,7 +203,9 @@ pub const ALL: [CostItem; COUNT] = [
         name: "page_clear_kib",
         ns: 100,
         unit: Unit::PerKib,
-        what: "the host clears memory it hands to the guest (guest_memfd folio allocation)",
+        what: "the host clears memory it hands to the guest, when first populated: guest_memfd folios \
+               on allocation, the VMM's VMA at VM start (legacy preallocation) or on first touch \
+               (the gmem era's shared side)",
         provenance: "unmeasured: ≈ 10 GB/s, the order of a server core's clear_page bandwidth",
     },
     CostItem {

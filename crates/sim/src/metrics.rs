@@ -176,8 +176,15 @@ pub fn cost_counts(mc: &Machine, guest: &Guest) -> Counts {
     c.add(item::HOST_SPLIT, h.host_splits);
     c.add(item::DIRECT_MAP_SPLIT, h.direct_map_splits);
     let kib_per_page = snpsim_defs::PAGE_SIZE_4K / 1024;
+    // The host clears every page it hands the guest, in every era, when it first populates it:
+    // guest_memfd folios on allocation (`clear_highpage` of a folio not yet up to date,
+    // virt/kvm/guest_memfd.c), the VMM's VMA when preallocated at VM start (legacy:
+    // `-mem-prealloc`, hugetlbfs, THP "always") or on first touch (the gmem era's shared side:
+    // `do_anonymous_page`, `clear_huge_page`). Pricing only guest_memfd would make `sim_time`
+    // incomparable across eras.
     let allocated = mc.host.gmem.as_ref().map_or(0, |g| g.allocated_pages);
-    c.add(item::PAGE_CLEAR_KIB, allocated * kib_per_page);
+    let populated = mc.host.vma.populated_pages();
+    c.add(item::PAGE_CLEAR_KIB, (allocated + populated) * kib_per_page);
     // save-restore copies each data page out and back.
     c.add(item::PAGE_COPY_KIB, guest.stats.pages_saved * 2 * kib_per_page);
     c.add(item::GUEST_ACCESS_4K, mc.accesses[0]);

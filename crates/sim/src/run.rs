@@ -269,10 +269,12 @@ pub fn run_scenario_traced(
     run_scenario_with(s, check, meta)
 }
 
-/// Run the scenario's steps on `sim`, then its `[workload]` (`docs/semantics.md` E1), with
-/// the one random generator of the run seeded from the scenario's `seed`; with `record`, the
-/// workload's generated actions are appended to it. Returns the finished run and the workload's
-/// report.
+/// Run the scenario's steps on `sim`, then its `[workload]` (`docs/semantics.md` E1). The run's random
+/// generator, seeded from the scenario's `seed`, drives the scheduling of an interleaved run; the
+/// workload's guest actions draw from their own stream of the same seed
+/// ([`workload::plan_rng`]), so they are the same whatever the policy and backing. With
+/// `record`, the workload's issued actions are appended to it. Returns the finished run and the
+/// workload's report.
 pub fn run_steps_and_workload(
     mut sim: Simulation,
     s: &Scenario,

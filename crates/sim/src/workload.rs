@@ -3,15 +3,30 @@
 //! steps use, so a workload's actions can be written out as steps ([`steps_toml`]) and replayed
 //! with identical metrics.
 //!
-//! Randomness comes from one seeded generator, ChaCha8 (`rand_chacha::ChaCha8Rng`, seeded with
-//! `seed_from_u64(scenario.seed)`; its output is specified by the ChaCha algorithm and stable
-//! across platforms and versions of the crate), owned by the run and drawn from in a fixed order.
-//! Nothing depends on wall-clock time or hash order. Simulated time is the cost model's: a steady
-//! phase generates actions until the run's `sim_time_ns` has advanced by its `duration`, and
-//! rate-driven events fall due at fixed points of simulated time (`k × 1 s / rate` after the
-//! phase starts); events fall due while the phase lasts, so an action that carries the clock past
-//! several due points (a 4 MiB accept) is followed by them back to back, and those still pending
-//! when the phase ends are dropped.
+//! **Every row performs the same guest actions.** A workload's guest actions are a fixed sequence
+//! derived from its phases' parameters and the scenario's `seed` alone, never from the policy, the
+//! backing or simulated time, so the runs of one workload under different policies and backings
+//! compare like with like (a slower configuration takes more simulated time for the same work; it
+//! does not do less work). A steady phase's `duration` sizes its sequence, it does not cut it:
+//! [`steady_plan`] gives `duration × TOUCHES_PER_S` touches, `duration × conversions_per_s`
+//! conversions and `duration × host_writes_per_s` host writes (each rounded down), and each kind
+//! falls due at fixed points of the phase's *nominal* time, the k-th at `k × 1 s / rate`; they run
+//! in order of those points (ties: conversion, host write, touch). What the generator decides from
+//! — which pages are unaccepted, shared, live buffers, ballooned, or hold data the guest wrote —
+//! is its own model of the guest, not the simulated machine's state.
+//!
+//! **Nothing is dropped silently.** The [`WorkloadReport`] counts, per kind, the actions planned,
+//! performed and not performed: an action is performed when it is issued to a running machine; it
+//! is not performed when the run stopped first (the VM was rejected, the guest terminated, ...)
+//! or when it had no target (`no_target`: no free place for a driver buffer, no shared page for a
+//! host write, an empty working set). Phases that never started are counted as well.
+//!
+//! Randomness: the guest actions draw from their own ChaCha8 generator ([`plan_rng`]:
+//! `rand_chacha::ChaCha8Rng::seed_from_u64(seed)` on stream 1; its output is specified by the
+//! ChaCha algorithm and stable across platforms and versions of the crate); the scheduler of an
+//! interleaved run draws from the run's generator ([`rng`], stream 0), so however many scheduling
+//! draws a configuration needs, its guest actions stay the same. Nothing depends on wall-clock
+//! time or hash order.
 //!
 //! What each phase does (Linux guest behaviour; the choices are `docs/semantics.md` G5–G8):
 //! - **boot**: with `accept = "lazy"`, the EFI stub accepts the non-2M-aligned edges of guest
@@ -19,24 +34,26 @@
 //!   memory, at the top) and the SWIOTLB buffer (below the memmap), and the rest stays in the
 //!   unaccepted bitmap; with `accept = "eager"` all memory is accepted in one go (a guest that
 //!   makes its first page-state change over MSR before it has a GHCB, `linux-2021`, accepts the
-//!   footprint first, then the rest). Then the SWIOTLB
-//!   buffer (6 % of memory clamped to [64 MiB, 1 GiB]) is made shared. The phase's simulated time,
+//!   footprint first, then the rest). Then the SWIOTLB buffer (6 % of memory clamped to
+//!   [64 MiB, 1 GiB]) is made shared. The simulated time from VM start (the host's preallocation
+//!   of a legacy VMA included) to the end of the first boot phase,
 //!   plus the cost model's boot work outside the memory model (`boot_fixed`, `boot_per_gib`), is
 //!   the workload's time-to-ready.
 //! - **steady**: the guest touches its working set (the first `working_set` bytes of memory, minus
-//!   ballooned pages) in the `touch` order, one access per touch: a page it holds no data in is
-//!   written, others are read (2/3) or written (1/3); a page in an unaccepted 2M unit first makes
-//!   the guest accept the 4 MiB chunk holding it; a shared page (SWIOTLB, a live driver buffer) is
-//!   accessed as shared. `conversions_per_s` times per second a driver buffer (4 KiB, or 64 KiB
-//!   one time in eight) at a random place of the working set's accepted memory is made shared
-//!   (the page allocator hands out accepted memory first); the sixteen most
-//!   recent stay shared and the oldest is converted back to private, after which a guest with
-//!   `recoalesce` other than `none` re-coalesces its 2M region(s). `host_writes_per_s` times per
-//!   second the host writes a page picked uniformly among the guest's shared pages, alternately
-//!   through the VMM (`vmm`) and vhost's get/put_user (`uaccess`).
+//!   ballooned pages) in the `touch` order, one access per touch: a page it has not written since
+//!   it last became private is written, others are read (2/3) or written (1/3); a page in an
+//!   unaccepted 2M unit first makes the guest accept the 4 MiB chunk holding it; a shared page
+//!   (SWIOTLB, a live driver buffer) is accessed as shared. Each conversion makes a driver buffer
+//!   (4 KiB, or 64 KiB one time in eight) at a random place of the working set's accepted memory
+//!   shared (the page allocator hands out accepted memory first); the sixteen most recent stay
+//!   shared and the oldest is converted back to private, after which a guest with `recoalesce`
+//!   other than `none` re-coalesces its 2M region(s). Each host write writes a page picked
+//!   uniformly among the guest's shared pages, alternately through the VMM (`vmm`) and vhost's
+//!   get/put_user (`uaccess`).
 //! - **balloon**: the guest gives `size` bytes below the SWIOTLB buffer back to the host: it
 //!   converts the accepted part to shared (unaccepted units are simply never accepted) and, in the
-//!   gmem era, the VMM punches a hole over it; the guest never touches those pages again.
+//!   gmem era, the VMM punches a hole over it (a host action only that era has); the guest never
+//!   touches those pages again.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -54,9 +71,17 @@ use crate::scenario::{AcceptMode, BalloonPhase, Era, Phase, Scenario, SteadyPhas
 /// The run's random number generator.
 pub type Rng = ChaCha8Rng;
 
-/// The generator of a run with `seed` (the scenario's `seed`).
+/// The generator of a run with `seed` (the scenario's `seed`): the scheduler's, stream 0.
 pub fn rng(seed: u64) -> Rng {
     ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// The generator of a workload's guest actions for `seed`: stream 1 of the same key, independent
+/// of the scheduler's draws.
+pub fn plan_rng(seed: u64) -> Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(1);
+    r
 }
 
 /// A uniform draw from `0..n` (`n > 0`): Lemire's multiply-shift with rejection, so every value
@@ -78,6 +103,69 @@ pub const LIVE_BUFFERS: usize = 16;
 /// Pages of the larger driver buffer (64 KiB), used one conversion in eight.
 pub const BIG_BUFFER_PAGES: u64 = 16;
 
+/// Touches per second of a steady phase's `duration`: one per 125 ns, about the rate of a guest
+/// whose every access misses the TLB (the measured 129–169 ns latencies of `guest_access_2m` and
+/// `guest_access_4k`). It sizes the phase's action sequence; it is not a cost.
+pub const TOUCHES_PER_S: u64 = 8_000_000;
+
+/// Counts of a workload's guest actions, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ActionCounts {
+    /// Guest accesses to the working set (one per touch; an acceptance it needs is part of it).
+    pub touches: u64,
+    /// Driver buffers made shared (the return of the oldest to private is part of it).
+    pub conversions: u64,
+    /// Host writes to the guest's shared pages.
+    pub host_writes: u64,
+}
+
+impl ActionCounts {
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        self.touches + self.conversions + self.host_writes
+    }
+
+    fn add(&mut self, o: ActionCounts) {
+        self.touches += o.touches;
+        self.conversions += o.conversions;
+        self.host_writes += o.host_writes;
+    }
+
+    fn minus(&self, o: ActionCounts) -> ActionCounts {
+        ActionCounts {
+            touches: self.touches.saturating_sub(o.touches),
+            conversions: self.conversions.saturating_sub(o.conversions),
+            host_writes: self.host_writes.saturating_sub(o.host_writes),
+        }
+    }
+}
+
+/// `rate` events per second over `duration_ns`, rounded down.
+fn per_duration(rate: u64, duration_ns: u64) -> u64 {
+    u64::try_from(u128::from(rate) * u128::from(duration_ns) / 1_000_000_000).unwrap_or(u64::MAX)
+}
+
+/// The guest actions of a steady phase, from its parameters alone: `duration` × the rate of each
+/// kind ([`TOUCHES_PER_S`], `conversions_per_s`, `host_writes_per_s`), rounded down.
+pub fn steady_plan(p: &SteadyPhase) -> ActionCounts {
+    ActionCounts {
+        touches: per_duration(TOUCHES_PER_S, p.duration_ns),
+        conversions: per_duration(p.conversions_per_s, p.duration_ns),
+        host_writes: per_duration(p.host_writes_per_s, p.duration_ns),
+    }
+}
+
+/// The guest actions a workload's steady phases plan ([`steady_plan`] summed).
+pub fn workload_plan(phases: &[Phase]) -> ActionCounts {
+    let mut c = ActionCounts::default();
+    for phase in phases {
+        if let Phase::Steady(p) = phase {
+            c.add(steady_plan(p));
+        }
+    }
+    c
+}
+
 /// How one phase went.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PhaseReport {
@@ -87,8 +175,11 @@ pub struct PhaseReport {
     pub start_ns: u64,
     /// `sim_time_ns` when it ended.
     pub end_ns: u64,
-    /// Actions it generated.
-    pub actions: u64,
+    /// Steps it issued to the machine (accesses, acceptances, page-state changes, host writes,
+    /// re-coalesces, hole punches).
+    pub steps: u64,
+    /// The guest actions it performed.
+    pub actions: ActionCounts,
 }
 
 /// How a workload went.
@@ -96,15 +187,32 @@ pub struct PhaseReport {
 pub struct WorkloadReport {
     /// One report per phase run (a run that stops early has fewer).
     pub phases: Vec<PhaseReport>,
-    /// The first boot phase's simulated time plus the boot work outside the memory model
-    /// (`boot_fixed` + `boot_per_gib` × memory); `None` without a boot phase.
+    /// Phases that never started because the run had stopped.
+    pub phases_not_run: u64,
+    /// The simulated time from VM start (a legacy VMA's preallocation included) to the end of the
+    /// first boot phase, plus the boot work outside the memory model (`boot_fixed` +
+    /// `boot_per_gib` × memory); `None` without a boot phase or when the run stopped before its
+    /// end.
     pub time_to_ready_ns: Option<u64>,
+    /// The guest actions of the steady phases, from their parameters alone: the same for every
+    /// policy and backing.
+    pub planned: ActionCounts,
+    /// The guest actions performed (issued to a running machine).
+    pub actions: ActionCounts,
+    /// `planned − actions`: not performed because the run stopped first or there was no target.
+    pub not_performed: ActionCounts,
+    /// The part of `not_performed` that had no target (no free place for a buffer, no shared page
+    /// to write, an empty working set); the rest was cut off by the end of the run.
+    pub no_target: ActionCounts,
 }
 
 /// The generator's view of the guest's memory.
 struct Gen<'a> {
     sim: &'a mut Simulation,
-    rng: &'a mut Rng,
+    /// The guest actions' generator ([`plan_rng`]).
+    plan: Rng,
+    /// The run's generator, for the scheduler of an interleaved run.
+    sched: &'a mut Rng,
     record: Option<&'a mut Vec<Action>>,
     geometry: Geometry,
     pages: u64,
@@ -114,33 +222,46 @@ struct Gen<'a> {
     shared: RangeSet,
     live: VecDeque<(u64, u64)>,
     ballooned: RangeSet,
+    /// One bit per page: the guest wrote it since it last became private (the generator's own
+    /// record, so that data lost to a policy does not change what the guest does next).
+    written: Vec<u64>,
     recoalesce: Recoalesce,
     gmem: bool,
     accept: AcceptMode,
     /// The guest makes its first page-state change over MSR, before it has a GHCB.
     early_msr: bool,
     host_writes: u64,
-    actions: u64,
+    steps: u64,
+    performed: ActionCounts,
+    no_target: ActionCounts,
     /// The working set's accepted pages, where driver buffers come from (recomputed after an
     /// acceptance or a balloon).
     buffer_pool: Option<RangeSet>,
 }
 
 impl Gen<'_> {
-    fn emit(&mut self, mut action: Action) {
+    /// Issue `action` to the machine; `false` (and nothing issued) once the run has stopped.
+    fn emit(&mut self, mut action: Action) -> bool {
+        if self.stopped() {
+            return false;
+        }
         if self.sim.config().interleave {
             action = self.interleave(action);
+            if self.stopped() {
+                return false;
+            }
         }
         self.sim.step(&action);
-        self.actions += 1;
+        self.steps += 1;
         if let Some(r) = self.record.as_deref_mut() {
             r.push(action);
         }
+        true
     }
 
     /// In an interleaved run, a guest action goes to the vCPUs in turn, and a random busy vCPU
     /// ticks until that one is idle; a host action waits until no in-flight window is open. The
-    /// actions of the vCPUs thus overlap, drawn from the run's one generator.
+    /// actions of the vCPUs thus overlap, drawn from the run's scheduling generator.
     fn interleave(&mut self, action: Action) -> Action {
         let vcpus = self.sim.config().vcpus;
         let action = match action {
@@ -181,13 +302,13 @@ impl Gen<'_> {
     }
 
     fn next_vcpu(&self, vcpus: u32) -> u32 {
-        (self.actions % u64::from(vcpus)) as u32
+        (self.steps % u64::from(vcpus)) as u32
     }
 
     /// Tick one busy vCPU, drawn uniformly.
     fn tick_any(&mut self, vcpus: u32) {
         let busy: Vec<u32> = (0..vcpus).filter(|&v| self.sim.is_busy(v)).collect();
-        if let Some(&v) = busy.get(below(self.rng, busy.len().max(1) as u64) as usize) {
+        if let Some(&v) = busy.get(below(self.sched, busy.len().max(1) as u64) as usize) {
             self.sim.step(&Action::Tick { vcpu: v });
         }
     }
@@ -202,6 +323,24 @@ impl Gen<'_> {
 
     fn stopped(&self) -> bool {
         self.sim.outcome().is_some()
+    }
+
+    fn is_written(&self, gfn: u64) -> bool {
+        self.written.get((gfn / 64) as usize).is_some_and(|w| w & (1 << (gfn % 64)) != 0)
+    }
+
+    fn set_written(&mut self, gfn: u64) {
+        if let Some(w) = self.written.get_mut((gfn / 64) as usize) {
+            *w |= 1 << (gfn % 64);
+        }
+    }
+
+    fn clear_written(&mut self, start: u64, pages: u64) {
+        for gfn in start..start + pages {
+            if let Some(w) = self.written.get_mut((gfn / 64) as usize) {
+                *w &= !(1 << (gfn % 64));
+            }
+        }
     }
 
     fn accept_ranges(&mut self, ranges: Vec<(u64, u64)>) {
@@ -276,64 +415,51 @@ impl Gen<'_> {
         t
     }
 
+    /// The phase's [`steady_plan`], in order of the kinds' nominal due points (module doc). Stops
+    /// issuing when the run stops; what is left is counted as not performed by the caller.
     fn steady(&mut self, p: &SteadyPhase) {
+        let plan = steady_plan(p);
         let touchable = self.touchable(p.working_set / PAGE_SIZE_4K);
         self.buffer_pool = None;
         let n = touchable.len();
-        if n == 0 {
-            return;
-        }
         let hot = (n / 10).max(1);
-        let start = self.sim.sim_time_ns();
-        let end = start.saturating_add(p.duration_ns);
-        let due = |k: u64, rate: u64| -> u64 {
-            if rate == 0 {
-                return u64::MAX;
-            }
-            let t = u128::from(k) * 1_000_000_000 / u128::from(rate);
-            start.saturating_add(u64::try_from(t).unwrap_or(u64::MAX))
-        };
-        let (mut conversions, mut writes, mut cursor, mut stalls) = (1u64, 1u64, 0u64, 0u32);
-        loop {
-            if self.stopped() {
+        // Per kind (conversion, host write, touch): how many, at what rate, the next one's index.
+        let counts = [plan.conversions, plan.host_writes, plan.touches];
+        let rates = [p.conversions_per_s, p.host_writes_per_s, TOUCHES_PER_S];
+        let mut next = [1u64; 3];
+        // The k-th event of a kind falls due at k × 1 s / rate of nominal time (a kind with a
+        // non-zero count has a non-zero rate).
+        let due = |k: u64, rate: u64| u128::from(k) * 1_000_000_000 / u128::from(rate.max(1));
+        let mut cursor = 0u64;
+        while !self.stopped() {
+            let Some(kind) =
+                (0..3).filter(|&i| next[i] <= counts[i]).min_by_key(|&i| (due(next[i], rates[i]), i))
+            else {
                 break;
-            }
-            let now = self.sim.sim_time_ns();
-            if now >= end {
-                break;
-            }
-            if now >= due(conversions, p.conversions_per_s) {
-                conversions += 1;
-                self.convert(&touchable);
-            } else if now >= due(writes, p.host_writes_per_s) {
-                writes += 1;
-                self.host_write();
-            } else {
-                let k = match p.touch {
-                    TouchPattern::Sequential => {
-                        cursor += 1;
-                        (cursor - 1) % n
-                    }
-                    TouchPattern::Random => below(self.rng, n),
-                    TouchPattern::Hotset => {
-                        if below(self.rng, 10) < 9 {
-                            below(self.rng, hot)
-                        } else {
-                            below(self.rng, n)
+            };
+            next[kind] += 1;
+            match kind {
+                0 => self.convert(&touchable),
+                1 => self.host_write(),
+                _ if n == 0 => self.no_target.touches += 1,
+                _ => {
+                    let k = match p.touch {
+                        TouchPattern::Sequential => {
+                            cursor += 1;
+                            (cursor - 1) % n
                         }
-                    }
-                };
-                let gfn = touchable.nth(k).unwrap_or(0);
-                self.touch(gfn);
-            }
-            // With every cost overridden to zero time would never advance: give up after a while.
-            if self.sim.sim_time_ns() == now {
-                stalls += 1;
-                if stalls > 1_000_000 {
-                    break;
+                        TouchPattern::Random => below(&mut self.plan, n),
+                        TouchPattern::Hotset => {
+                            if below(&mut self.plan, 10) < 9 {
+                                below(&mut self.plan, hot)
+                            } else {
+                                below(&mut self.plan, n)
+                            }
+                        }
+                    };
+                    let gfn = touchable.nth(k).unwrap_or(0);
+                    self.touch(gfn);
                 }
-            } else {
-                stalls = 0;
             }
         }
     }
@@ -343,13 +469,22 @@ impl Gen<'_> {
             self.need(gfn, 1, true);
         }
         let shared = self.shared.contains(gfn);
-        let fresh = !shared && !self.sim.guest().holds_data(Gfn(gfn));
-        let kind = if fresh || below(self.rng, 3) == 0 { AccessKind::Write } else { AccessKind::Read };
-        self.emit(Action::Access { vcpu: 0, gpa: Gfn(gfn).gpa(), kind, private: !shared });
+        let fresh = !shared && !self.is_written(gfn);
+        let kind = if fresh || below(&mut self.plan, 3) == 0 { AccessKind::Write } else { AccessKind::Read };
+        if self.emit(Action::Access { vcpu: 0, gpa: Gfn(gfn).gpa(), kind, private: !shared }) {
+            self.performed.touches += 1;
+        }
+        if kind == AccessKind::Write && !shared {
+            self.set_written(gfn);
+        }
     }
 
     fn convert(&mut self, touchable: &RangeSet) {
-        let pages = if below(self.rng, 8) == 0 { BIG_BUFFER_PAGES } else { 1 };
+        if touchable.is_empty() {
+            self.no_target.conversions += 1;
+            return;
+        }
+        let pages = if below(&mut self.plan, 8) == 0 { BIG_BUFFER_PAGES } else { 1 };
         // Drivers allocate buffers from memory the guest already accepted (the page allocator
         // accepts another chunk only when it runs dry): the working set minus unaccepted units.
         let from = self.buffer_pool.get_or_insert_with(|| {
@@ -362,15 +497,23 @@ impl Gen<'_> {
         let n = from.len();
         let mut found = None;
         for _ in 0..8 {
-            let at = from.nth(below(self.rng, n)).unwrap_or(0) / pages * pages;
+            let at = from.nth(below(&mut self.plan, n)).unwrap_or(0) / pages * pages;
             if touchable.covers(at, at + pages) && self.shared.count_in(at, at + pages) == 0 {
                 found = Some(at);
                 break;
             }
         }
-        let Some(at) = found else { return };
+        let Some(at) = found else {
+            self.no_target.conversions += 1;
+            return;
+        };
         self.need(at, pages, true);
-        self.emit(Action::Psc { vcpu: 0, gpa: Gfn(at).gpa(), pages, private: false, granularity: None });
+        if !self.emit(Action::Psc { vcpu: 0, gpa: Gfn(at).gpa(), pages, private: false, granularity: None }) {
+            return;
+        }
+        self.performed.conversions += 1;
+        // The guest's own conversion to shared ends its data there.
+        self.clear_written(at, pages);
         self.shared.insert(at, at + pages);
         self.live.push_back((at, pages));
         if self.live.len() > LIVE_BUFFERS
@@ -411,12 +554,15 @@ impl Gen<'_> {
     fn host_write(&mut self) {
         let n = self.shared.len();
         if n == 0 {
+            self.no_target.host_writes += 1;
             return;
         }
-        let gfn = self.shared.nth(below(self.rng, n)).unwrap_or(0);
+        let gfn = self.shared.nth(below(&mut self.plan, n)).unwrap_or(0);
         let via = if self.host_writes.is_multiple_of(2) { HostVia::Vmm } else { HostVia::Uaccess };
         self.host_writes += 1;
-        self.emit(Action::HostWrite { gpa: Gfn(gfn).gpa(), via });
+        if self.emit(Action::HostWrite { gpa: Gfn(gfn).gpa(), via }) {
+            self.performed.host_writes += 1;
+        }
     }
 
     fn balloon(&mut self, p: BalloonPhase) {
@@ -449,34 +595,40 @@ impl Gen<'_> {
                 self.emit(Action::PunchHole { gpa: Gfn(s).gpa(), pages: e - s });
             }
         }
+        self.clear_written(start, top - start);
         self.ballooned.insert(start, top);
         self.buffer_pool = None;
     }
 }
 
-/// Run the `[workload]` of `scenario` on `sim` (after its steps), drawing from `rng`; with
-/// `record`, every generated action is appended to it as well.
+/// Run the `[workload]` of `scenario` on `sim` (after its steps): its guest actions come from
+/// [`plan_rng`] of the scenario's seed, an interleaved run's scheduling from `sched`; with
+/// `record`, every issued action is appended to it as well.
 pub fn run_workload(
     sim: &mut Simulation,
     scenario: &Scenario,
-    rng: &mut Rng,
+    sched: &mut Rng,
     record: Option<&mut Vec<Action>>,
 ) -> WorkloadReport {
     let mut report = WorkloadReport::default();
     let Some(workload) = &scenario.workload else { return report };
+    report.planned = workload_plan(&workload.phases);
     let params = scenario.guest.resolved();
     let geometry = scenario.machine.geometry;
+    let pages = scenario.vm.pages();
     let mut g = Gen {
         sim,
-        rng,
+        plan: plan_rng(scenario.seed),
+        sched,
         record,
         geometry,
-        pages: scenario.vm.pages(),
+        pages,
         unaccepted: UnacceptedMemory::none(geometry),
         layout: None,
         shared: RangeSet::new(),
         live: VecDeque::new(),
         ballooned: RangeSet::new(),
+        written: vec![0; usize::try_from(pages.div_ceil(64)).unwrap_or(0)],
         recoalesce: match params.recoalesce {
             crate::scenario::Recoalesce::None => Recoalesce::None,
             crate::scenario::Recoalesce::SaveRestore => Recoalesce::SaveRestore,
@@ -486,14 +638,18 @@ pub fn run_workload(
         accept: params.accept,
         early_msr: params.msr_until_ghcb && params.psc_protocol == crate::scenario::PscProtocol::Ghcb,
         host_writes: 0,
-        actions: 0,
+        steps: 0,
+        performed: ActionCounts::default(),
+        no_target: ActionCounts::default(),
         buffer_pool: None,
     };
-    for phase in &workload.phases {
+    let mut booted = false;
+    for (i, phase) in workload.phases.iter().enumerate() {
         if g.stopped() {
+            report.phases_not_run = (workload.phases.len() - i) as u64;
             break;
         }
-        let (start, before) = (g.sim.sim_time_ns(), g.actions);
+        let (start, steps, performed) = (g.sim.sim_time_ns(), g.steps, g.performed);
         let kind = match phase {
             Phase::Boot => {
                 g.boot();
@@ -510,12 +666,24 @@ pub fn run_workload(
         };
         g.drain();
         let end = g.sim.sim_time_ns();
-        if kind == "boot" && report.time_to_ready_ns.is_none() {
-            let boot = g.sim.costs().boot_compute_ns(scenario.vm.memory);
-            report.time_to_ready_ns = Some((end - start).saturating_add(boot));
+        if kind == "boot" && !booted {
+            booted = true;
+            if !g.stopped() {
+                let boot = g.sim.costs().boot_compute_ns(scenario.vm.memory);
+                report.time_to_ready_ns = Some(end.saturating_add(boot));
+            }
         }
-        report.phases.push(PhaseReport { kind, start_ns: start, end_ns: end, actions: g.actions - before });
+        report.phases.push(PhaseReport {
+            kind,
+            start_ns: start,
+            end_ns: end,
+            steps: g.steps - steps,
+            actions: g.performed.minus(performed),
+        });
     }
+    report.actions = g.performed;
+    report.no_target = g.no_target;
+    report.not_performed = report.planned.minus(g.performed);
     report
 }
 

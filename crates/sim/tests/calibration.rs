@@ -30,11 +30,13 @@ fn time_to_ready(r: &ScenarioRun) -> f64 {
     r.workload.as_ref().and_then(|w| w.time_to_ready_ns).expect("a boot phase") as f64
 }
 
-/// The steady phase's simulated time per generated action (each is one guest access here).
+/// The steady phase's simulated time per touch (each is one guest access here: no conversions,
+/// no host writes, and every page already accepted).
 fn ns_per_access(r: &ScenarioRun) -> f64 {
     let w = r.workload.as_ref().expect("a workload");
     let steady = w.phases.iter().find(|p| p.kind == "steady").expect("a steady phase");
-    (steady.end_ns - steady.start_ns) as f64 / steady.actions as f64
+    assert_eq!(steady.steps, steady.actions.touches, "one step per touch");
+    (steady.end_ns - steady.start_ns) as f64 / steady.actions.touches as f64
 }
 
 #[test]

@@ -406,3 +406,225 @@ fn the_2021_guest_boots_over_msr_then_in_253_entry_ghcb_requests() {
     assert_eq!(m.exits.get("vmgexit_psc_msr"), Some(&(32768 + 8192)));
     assert_eq!(m.exits.get("vmgexit_psc").copied().unwrap_or(0), 0);
 }
+
+/// Run a scenario's steps and workload with checking off, recording the issued actions; returns the
+/// result, the workload report and the actions.
+fn run_with_report(
+    s: &snpsim_sim::scenario::Scenario,
+) -> (snpsim_sim::RunResult, snpsim_sim::workload::WorkloadReport, Vec<Action>) {
+    let mut sim = Simulation::new(sim_config(s, CheckMode::Off)).unwrap();
+    sim.set_costs(s.cost);
+    let mut actions = Vec::new();
+    let (result, report) = run_steps_and_workload(sim, s, Some(&mut actions));
+    (result, report.expect("a workload"), actions)
+}
+
+/// The debate's realistic workload plans, in every row, `duration` × the nominal rates: 2 ms ×
+/// 8 000 000 touches/s = 16 000 touches, 2 ms × 20 000/s = 40 conversions, 2 ms × 50 000/s = 100
+/// host writes (`debate::workload_scenario`).
+const DEBATE_PLAN: snpsim_sim::workload::ActionCounts =
+    snpsim_sim::workload::ActionCounts { touches: 16_000, conversions: 40, host_writes: 100 };
+
+/// Every (policy, backing) row of the debate's realistic workload, for each guest preset, performs
+/// the same guest actions: the same counts and the same sequence of issued actions, whatever the
+/// policy and backing; a row whose run stopped early performed a prefix of that sequence and
+/// reports the rest as not performed.
+#[test]
+fn every_row_of_the_debate_workload_performs_the_same_guest_actions() {
+    use snpsim_sim::debate::{WORKLOAD_PAIRS, WORKLOAD_PRESETS, workload_scenario};
+    for &preset in WORKLOAD_PRESETS {
+        let mut reference: Option<(String, Vec<Action>)> = None;
+        let mut stopped = Vec::new();
+        for &(policy, backing) in WORKLOAD_PAIRS {
+            let what = format!("{}/{}/{}", policy.name(), backing.name(), preset.name());
+            let s = parse_scenario(&what, &workload_scenario(policy, backing, preset)).unwrap();
+            let (result, report, actions) = run_with_report(&s);
+            assert_eq!(report.planned, DEBATE_PLAN, "{what}");
+            assert_eq!(report.not_performed.total() + report.actions.total(), DEBATE_PLAN.total(), "{what}");
+            if result.outcome.name() == "completed" {
+                // The SWIOTLB buffer is always shared and the working set has free places: every
+                // planned action had a target and was performed.
+                assert_eq!(report.actions, DEBATE_PLAN, "{what}");
+                assert_eq!(report.not_performed.total(), 0, "{what}");
+                assert_eq!(report.no_target.total(), 0, "{what}");
+                assert_eq!(report.phases_not_run, 0, "{what}");
+                match &reference {
+                    None => reference = Some((what, actions)),
+                    Some((first, expected)) => {
+                        assert_eq!(actions.len(), expected.len(), "{what} vs {first}");
+                        assert!(actions == *expected, "{what} issued other actions than {first}");
+                    }
+                }
+            } else {
+                assert!(report.not_performed.total() > 0, "{what} stopped yet performed everything");
+                stopped.push((what, actions));
+            }
+        }
+        let (first, expected) = reference.expect("some row completes");
+        for (what, actions) in stopped {
+            assert!(expected.starts_with(&actions), "{what} is not a prefix of {first}'s actions");
+        }
+    }
+}
+
+/// A configuration whose steady phase is a thousand times slower performs exactly the same guest
+/// actions: `duration` sizes the sequence, it does not cut it. (Before, the phase ran until
+/// `duration` of simulated time had passed: with 169 µs accesses, about a dozen touches.)
+#[test]
+fn a_slow_configuration_performs_as_many_actions_as_a_fast_one() {
+    let base = scenario_text(
+        "gmem",
+        "gmem-4k",
+        "64MiB",
+        "preset = \"linux\"\naccept = \"eager\"",
+        "{ kind = \"boot\" }, { kind = \"steady\", duration = \"200us\", working_set = \"32MiB\", \
+         conversions_per_s = 20000, host_writes_per_s = 50000 }",
+    );
+    // 200 µs × 8 000 000/s = 1600 touches, × 20 000/s = 4 conversions, × 50 000/s = 10 host writes.
+    let plan = snpsim_sim::workload::ActionCounts { touches: 1600, conversions: 4, host_writes: 10 };
+    let fast = parse_scenario("fast.toml", &base).unwrap();
+    // Every access through a 4K leaf (all of gmem-4k) costs 1000 × the measured 169 ns.
+    let slow = parse_scenario("slow.toml", &format!("{base}[cost]\nguest_access_4k = 169000\n")).unwrap();
+    let (fast_run, fast_report, fast_actions) = run_with_report(&fast);
+    let (slow_run, slow_report, slow_actions) = run_with_report(&slow);
+    for (run, report) in [(&fast_run, &fast_report), (&slow_run, &slow_report)] {
+        assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+        assert_eq!(report.planned, plan);
+        assert_eq!(report.actions, plan);
+    }
+    assert!(fast_actions == slow_actions, "the slow run issued other actions");
+    let steady = |r: &snpsim_sim::workload::WorkloadReport| {
+        let p = r.phases.iter().find(|p| p.kind == "steady").unwrap();
+        p.end_ns - p.start_ns
+    };
+    // The slow phase lasts at least its 1600 touches × 169 µs = 270.4 ms, far beyond 200 µs.
+    assert!(steady(&slow_report) >= 1600 * 169_000, "{}", steady(&slow_report));
+    assert!(steady(&slow_report) > 100 * steady(&fast_report));
+    // The time a policy and backing take does not change what the guest does either: the same
+    // workload on npt-demote over anon-4k (4K leaves everywhere) and over thp.
+    let legacy = |backing: &str| {
+        let text =
+            base.replace("\"gmem\"", "\"npt-demote\"").replace("\"gmem-4k\"", &format!("\"{backing}\""));
+        run_with_report(&parse_scenario("legacy.toml", &text).unwrap())
+    };
+    let (_, anon, anon_actions) = legacy("anon-4k");
+    let (_, thp, thp_actions) = legacy("thp");
+    assert_ne!(steady(&anon), steady(&thp));
+    assert_eq!(anon.actions, plan);
+    assert_eq!(thp.actions, plan);
+    assert!(anon_actions == thp_actions && thp_actions == fast_actions);
+}
+
+/// A run that stops counts what it did not do: a VM the policy refuses performs none of the
+/// planned actions and runs none of the phases.
+#[test]
+fn a_stopped_run_reports_its_actions_as_not_performed() {
+    let text = scenario_text(
+        "refuse-hugetlbfs",
+        "hugetlbfs-2m",
+        "64MiB",
+        "preset = \"linux\"",
+        "{ kind = \"boot\" }, { kind = \"steady\", duration = \"100us\", conversions_per_s = 10000, \
+         host_writes_per_s = 10000 }, { kind = \"balloon\", size = \"8MiB\" }",
+    );
+    let (run, report, actions) = run_with_report(&parse_scenario("t.toml", &text).unwrap());
+    assert_eq!(run.outcome.name(), "vm_rejected");
+    // 100 µs × 8 000 000/s = 800 touches, × 10 000/s = 1 conversion and 1 host write.
+    let plan = snpsim_sim::workload::ActionCounts { touches: 800, conversions: 1, host_writes: 1 };
+    assert_eq!(report.planned, plan);
+    assert_eq!(report.not_performed, plan);
+    assert_eq!(report.actions.total(), 0);
+    assert_eq!(report.no_target.total(), 0);
+    assert!(actions.is_empty());
+    // All three phases: the VM was rejected before the first.
+    assert_eq!(report.phases_not_run, 3);
+    assert!(report.phases.is_empty());
+    assert_eq!(report.time_to_ready_ns, None);
+}
+
+/// Actions without a target are counted, not dropped: with a one-page working set, the first
+/// driver buffer (if it is a 4K one) takes the only page, and it stays shared (fewer than sixteen
+/// buffers are live), so the other conversions find no free place.
+#[test]
+fn actions_without_a_target_are_counted() {
+    let text = scenario_text(
+        "gmem",
+        "gmem-2m",
+        "64MiB",
+        "preset = \"linux\"",
+        "{ kind = \"boot\" }, { kind = \"steady\", duration = \"100us\", working_set = \"4KiB\", \
+         conversions_per_s = 30000 }",
+    );
+    let (run, report, actions) = run_with_report(&parse_scenario("t.toml", &text).unwrap());
+    assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+    // 100 µs × 30 000/s = 3 conversions, at most one of which finds a place; 800 touches.
+    assert_eq!(report.planned.conversions, 3);
+    assert!(report.actions.conversions <= 1, "{:?}", report.actions);
+    assert_eq!(report.actions.conversions + report.no_target.conversions, 3);
+    assert_eq!(report.not_performed, report.no_target, "the run did not stop");
+    assert_eq!(report.actions.touches, 800);
+    let buffers =
+        actions.iter().filter(|a| matches!(a, Action::Psc { private: false, pages: 1, .. })).count();
+    assert_eq!(buffers as u64, report.actions.conversions);
+}
+
+/// The host clears every page it hands the guest, in both eras: a legacy VMA is preallocated at VM
+/// start, so a VM that has done nothing yet has paid for clearing all of guest memory; a gmem VM
+/// pays for nothing until memory is allocated; the gmem era's shared side pays when a host
+/// access first populates a 2M unit of it.
+#[test]
+fn population_is_charged_in_both_eras() {
+    let item = |m: &snpsim_sim::Metrics| m.sim_time_by_item["page_clear_kib"];
+    let run = |policy: &str, backing: &str, steps: &str| {
+        let text = format!(
+            "name = \"p\"\n[machine]\nhost_memory = \"1GiB\"\n[vm]\nmemory = \"64MiB\"\npolicy = \"{policy}\"\n\
+             backing = \"{backing}\"\n{steps}"
+        );
+        let r = run_scenario(&parse_scenario("p.toml", &text).unwrap(), CheckMode::Incremental).unwrap();
+        assert_eq!(r.result.outcome.name(), "completed", "{}", r.result.reason);
+        r.result.metrics
+    };
+    // A step that touches nothing the host must populate: a read of shared page 0 by the host.
+    let idle = "[[step]]\nop = \"host_read\"\ngpa = \"0x0\"\nvia = \"kernel\"\n";
+    // 64 MiB = 16384 pages × 4 KiB = 65536 KiB, cleared at 100 ns/KiB: 6 553 600 ns.
+    for backing in ["anon-4k", "thp", "hugetlbfs-2m"] {
+        let m = run("npt-demote", backing, idle);
+        assert_eq!(item(&m), 16384 * 4 * 100, "{backing}");
+        assert_eq!(m.sim_time_ns, item(&m), "{backing}: nothing else happened");
+    }
+    assert_eq!(item(&run("gmem", "gmem-2m", idle)), 0, "gmem: nothing allocated yet");
+    // A VMM write to a shared page populates the 2M unit of the VMA holding it: 512 pages × 4 KiB
+    // × 100 ns/KiB = 204 800 ns (the write itself allocates no guest_memfd folio).
+    let write = "[[step]]\nop = \"host_write\"\ngpa = \"0x201000\"\nvia = \"vmm\"\n";
+    assert_eq!(item(&run("gmem", "gmem-2m", write)), 512 * 4 * 100);
+}
+
+/// In an interleaved run the scheduler draws from the run's generator as often as the
+/// configuration's busy vCPUs need; the guest actions draw from their own stream, so they stay the
+/// same under every policy and backing (the vCPU each goes to included).
+#[test]
+fn interleaved_rows_perform_the_same_guest_actions() {
+    let text = |policy: &str, backing: &str| {
+        format!(
+            "name = \"i\"\nseed = 3\n[machine]\nhost_memory = \"256MiB\"\n[vm]\nmemory = \"16MiB\"\nvcpus = 4\n\
+             policy = \"{policy}\"\nbacking = \"{backing}\"\ninterleave = true\n[guest]\npreset = \"linux\"\n\
+             [workload]\nphases = [ {{ kind = \"boot\" }}, {{ kind = \"steady\", duration = \"100us\", \
+             working_set = \"8MiB\", conversions_per_s = 40000, host_writes_per_s = 50000 }} ]\n"
+        )
+    };
+    // 100 µs × 8 000 000/s = 800 touches, × 40 000/s = 4 conversions, × 50 000/s = 5 host writes.
+    let plan = snpsim_sim::workload::ActionCounts { touches: 800, conversions: 4, host_writes: 5 };
+    let mut first: Option<Vec<Action>> = None;
+    for (policy, backing) in [("gmem", "gmem-2m"), ("gmem", "gmem-4k"), ("npt-demote", "thp")] {
+        let (run, report, actions) =
+            run_with_report(&parse_scenario("i.toml", &text(policy, backing)).unwrap());
+        assert_eq!(run.outcome.name(), "completed", "{policy}/{backing}: {}", run.reason);
+        assert_eq!(report.actions, plan, "{policy}/{backing}");
+        // Ticks are the scheduler's, not guest actions.
+        let guest: Vec<Action> = actions.into_iter().filter(|a| !matches!(a, Action::Tick { .. })).collect();
+        match &first {
+            None => first = Some(guest),
+            Some(f) => assert!(*f == guest, "{policy}/{backing} issued other actions"),
+        }
+    }
+}

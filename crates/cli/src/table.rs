@@ -116,6 +116,9 @@ pub fn readings_legend<'a>(policies: impl IntoIterator<Item = &'a str>) -> Strin
     let mut line = String::new();
     if !code.is_empty() {
         let _ = write!(line, "code as posted: {}", code.join(", "));
+        if code.contains(&"rfc-v4") {
+            line.push_str(" (rfc-v4 at npt≤rmp yes; no is the RFC without 27/40's cap)");
+        }
     }
     if !described.is_empty() {
         let _ = write!(

@@ -204,13 +204,16 @@ impl Npt {
         let mut split = Vec::new();
         while let Some((start, leaf)) = self.leaf(gfn) {
             let Some(smaller) = leaf.size.smaller().filter(|_| leaf.size > target) else { break };
+            // The parts of an uncapped leaf were not mapped under the cap either.
+            let uncapped = self.uncapped.contains(&start.raw());
             self.remove_leaf(start);
             let n = self.geometry.pages(smaller);
             for i in 0..self.geometry.pages(leaf.size) / n {
-                self.insert_leaf(
-                    Gfn(start.raw() + i * n),
-                    Leaf { size: smaller, pfn: Pfn(leaf.pfn.raw() + i * n) },
-                );
+                let part = Gfn(start.raw() + i * n);
+                self.insert_leaf(part, Leaf { size: smaller, pfn: Pfn(leaf.pfn.raw() + i * n) });
+                if uncapped && smaller > PageSize::Size4K {
+                    self.uncapped.insert(part.raw());
+                }
             }
             split.push(Removed { gfn: start, leaf });
         }

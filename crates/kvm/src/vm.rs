@@ -286,7 +286,11 @@ impl Kvm {
         }
         // Upstream `sev_handle_rmp_fault` runs for every RMP #NPF on a private GFN that
         // `kvm_mmu_page_fault` resumed from, and PSMASHes whenever the entry is 2M.
-        if self.policy.psmash_on_any_rmp_fault() && rmp_level == RmpPageSize::Size2M && assigned {
+        if self.policy.psmash_on_any_rmp_fault()
+            && rmp_level == RmpPageSize::Size2M
+            && assigned
+            && self.attrs.is_private(gfn)
+        {
             return Ok(NpfStep::Psmash(PsmashPlan { gfn, pfn }));
         }
         Err(KvmError::Unresolvable { gfn, reason: format!("RMP #NPF {code:?} that KVM cannot resolve") })
@@ -312,7 +316,12 @@ impl Kvm {
         let region = self.geometry.region_of(pfn);
         let rc = self.psmash_unchecked(rmp, pfn);
         if rc != ReturnCode::Success {
-            let now_4k = rmp.lookup(pfn).map(|(_, l)| l) == Some(RmpPageSize::Size4K);
+            let entry = rmp.lookup(pfn);
+            // Upstream's re-lookup asks for an assigned 4K entry; the others only for 4K.
+            let now_4k = match self.policy.psmash_failure() {
+                PsmashFailure::WarnAndZap => entry == Some((true, RmpPageSize::Size4K)),
+                _ => entry.map(|(_, l)| l) == Some(RmpPageSize::Size4K),
+            };
             match self.policy.psmash_failure() {
                 PsmashFailure::Ignored => {}
                 PsmashFailure::WarnAndZap if now_4k && self.mutant != Some(Mutant::PsmashRaceFatal) => {
@@ -335,9 +344,13 @@ impl Kvm {
             return Ok(());
         }
         if self.policy.demote_after_psmash() {
-            // Split a 1G leaf into its 2M parts in place, so that only the part holding the
-            // fault goes (by the zap below); its 511 siblings stay mapped at 2M.
+            // Minimal: split a 1G leaf into its 2M parts in place and zap nothing. The retried
+            // 4K PVALIDATE/RMPADJUST needs no new leaf; the 2M part over the smashed entries
+            // outgrew them and is demoted if a private access through it later takes a SIZEM
+            // fault. Its 511 siblings stay mapped at 2M.
             self.demote_for_fault(gfn, PageSize::Size2M);
+            self.npt.mark_uncapped(gfn);
+            return Ok(());
         }
         let start = self.policy.psmash_zap_start(self.geometry, gfn);
         self.zap_for_fault(start, self.geometry.pages_per_2m(), gfn, PageSize::Size4K);
@@ -445,8 +458,12 @@ impl Kvm {
         };
         max = max.min(limit);
         let every = self.policy.rmp_cap() == RmpCap::EveryFault;
+        // A legacy shared GFN maps the same frames a private one would: a leaf ≥ 2M over a region
+        // holding an assigned page faults on every shared access through it (the hardware checks
+        // a shared access through a large leaf like a host write), so the cap keeps it at 4K.
+        let legacy_shared = !private && self.era() == Era::Legacy;
         if rmp_cap
-            && (private || every)
+            && (private || every || legacy_shared)
             && self.config.npt_level_follows_rmp
             && self.mutant != Some(Mutant::NptIgnoresRmpLevel)
         {
@@ -456,6 +473,13 @@ impl Kvm {
             let rmp_max = match rmp.lookup(pfn) {
                 Some((_, level)) if every => level.page_size(),
                 Some((true, level)) => level.page_size(),
+                Some((false, _)) if legacy_shared => {
+                    if rmp.region_has_assigned(self.geometry.region_of(pfn)) {
+                        PageSize::Size4K
+                    } else {
+                        PageSize::Size1G
+                    }
+                }
                 _ => PageSize::Size4K,
             };
             max = max.min(rmp_max);
@@ -774,18 +798,49 @@ impl Kvm {
                 }
             }
             if range.private && !assigned {
+                let within = self.leaf_within_cap(rmp, gfn);
                 self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size4K)?;
-                self.npt.mark_uncapped(gfn);
+                self.note_rmp_shrank(gfn, within);
             } else if !range.private && assigned {
+                let within = self.leaf_within_cap(rmp, gfn);
                 if level == RmpPageSize::Size2M && self.mutant != Some(Mutant::NoPsmashBefore4kShared) {
                     self.psmash(rmp, pfn)?;
                 }
                 self.make_shared(host, rmp, pfn, RmpPageSize::Size4K)?;
-                self.npt.mark_uncapped(gfn);
+                self.note_rmp_shrank(gfn, within);
             }
             g += 1;
         }
         Ok(())
+    }
+
+    /// Whether the leaf holding `gfn` is within the RMP-level cap as the RMP stands (the policy's
+    /// [`RmpCap`]; vacuously when the cap is off or the leaf is 4K): for [`RmpCap::EveryFault`] a
+    /// leaf ≥ 2M needs a 2M entry; otherwise its 2M part must have no assigned page unless its
+    /// entry is an assigned 2M one.
+    fn leaf_within_cap(&self, rmp: &dyn RmpModel, gfn: Gfn) -> bool {
+        let Some((pfn, size)) = self.npt.translate(gfn) else { return true };
+        if size == PageSize::Size4K || !self.config.npt_level_follows_rmp {
+            return true;
+        }
+        let entry = rmp.lookup(pfn);
+        match self.policy.rmp_cap() {
+            RmpCap::EveryFault => entry.is_some_and(|(_, l)| l == RmpPageSize::Size2M),
+            RmpCap::PrivateAssigned => {
+                entry == Some((true, RmpPageSize::Size2M))
+                    || !rmp.region_has_assigned(self.geometry.region_of(pfn))
+            }
+        }
+    }
+
+    /// A legacy conversion made the RMP entries under the leaf holding `gfn` smaller without a zap:
+    /// if the leaf was within the cap before (`within`), it outgrew them and is marked uncapped
+    /// (invariant 3's leaf form exempts it). A leaf that was already too large is not, so a fault
+    /// path that broke the cap stays visible.
+    fn note_rmp_shrank(&mut self, gfn: Gfn, within: bool) {
+        if within {
+            self.npt.mark_uncapped(gfn);
+        }
     }
 
     /// RFC v4's page-state change (the PSC handler's `__snp_handle_page_state_change`, one call per
@@ -822,6 +877,7 @@ impl Kvm {
                     .vma
                     .pfn(g)
                     .ok_or(KvmError::Unresolvable { gfn, reason: "GFN outside the VMA".into() })?;
+                let within = self.leaf_within_cap(rmp, gfn);
                 let refused = |code: ReturnCode, what: &str| {
                     KvmError::PscRefused(format!(
                         "{what} of frame {pfn} at {} failed with {}",
@@ -860,7 +916,7 @@ impl Kvm {
                     }
                 }
                 if rmp_size == RmpPageSize::Size4K {
-                    self.npt.mark_uncapped(gfn);
+                    self.note_rmp_shrank(gfn, within);
                 }
                 g += self.geometry.pages(level);
             }

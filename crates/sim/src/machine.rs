@@ -368,7 +368,7 @@ impl Machine {
                 Outcome::HostHang,
                 format!(
                     "host write by {who} to GPA {gpa} (frame {frame}) re-faults forever: its {size} {} mapping \
-                     holds an assigned 4K page, and hugetlb_fault ignores FAULT_FLAG_PAGE_SPLIT (RFC v4 10/40)",
+                     holds an assigned page, and hugetlb_fault ignores FAULT_FLAG_PAGE_SPLIT (RFC v4 10/40)",
                     self.host.vma.backing().name()
                 ),
             ));

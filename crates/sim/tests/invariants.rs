@@ -229,6 +229,45 @@ kind = "write"
     assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
 }
 
+/// The parts of an uncapped leaf that npt-demote splits stay uncapped: a shared write maps a 1G
+/// leaf over unassigned memory, 4K conversions in two of its 2M parts make it outgrow them, and a
+/// private access's SIZEM fault splits it; the 2M part over the second conversion is no violation.
+#[test]
+fn invariant_3_the_parts_of_a_split_uncapped_leaf_stay_uncapped() {
+    let p = snpsim_kvm::policy::by_name("npt-demote").unwrap();
+    let (host_pages, guest_pages) = (2048 * MIB, 1024 * MIB);
+    let host = Host::new(Geometry::X86, host_pages, guest_pages, VmaBacking::Hugetlbfs1g, None).unwrap();
+    let rmp = Rmp::new(RmpConfig::x86(host_pages));
+    let config = KvmConfig { asid: ASID, prefault_on_psc: false, npt_level_follows_rmp: true };
+    let kvm = Kvm::new(config, p, &host).unwrap();
+    let mut m = Machine::new(rmp, host, kvm, ASID);
+    fault_in(&mut m, 0x0, false);
+    assert_eq!(m.kvm.npt.translate(Gfn(0x1)).map(|(_, s)| s), Some(PageSize::Size1G));
+    convert(&mut m, 0x1, true);
+    convert(&mut m, 0x201, true);
+    assert!(m.kvm.npt.is_uncapped(Gfn(0x0)));
+    let code = NpfErrorCode::new().with_present(true).with_rmp(true).with_guest_final(true).with_enc(true);
+    m.kvm.handle_npf(&mut m.host, &mut m.rmp, Gfn(0x1).gpa(), code.with_sizem(true)).unwrap();
+    assert_eq!(m.kvm.npt.translate(Gfn(0x201)).map(|(_, s)| s), Some(PageSize::Size2M));
+    assert!(m.kvm.npt.is_uncapped(Gfn(0x200)));
+    assert_eq!(
+        invariants::check(&m, &Guest::new(GUEST, Geometry::X86, guest_pages), false),
+        Vec::<String>::new()
+    );
+}
+
+/// A leaf that was already larger than the cap allows when a conversion shrinks the RMP under it
+/// is not exempted: a fault path that broke the cap stays visible to invariant 3.
+#[test]
+fn invariant_3_a_leaf_too_large_before_a_conversion_stays_a_violation() {
+    let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(true));
+    convert(&mut m, 0x205, true);
+    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+    convert(&mut m, 0x206, true);
+    assert!(!m.kvm.npt.is_uncapped(Gfn(0x200)));
+    assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
+}
+
 #[test]
 fn invariant_3_sees_a_region_whose_aligned_page_alone_is_assigned() {
     // RMPREAD's region status at the aligned frame counts only the *other* pages (Linux commit

@@ -81,9 +81,9 @@ pub trait Policy: fmt::Debug + Sync {
         false
     }
 
-    /// After a PSMASH that resolved an #NPF, split a 1G leaf holding the fault into 2M leaves in
-    /// place before the zap of the smashed 2M range, so the zap removes only that 2M part
-    /// (minimal demotion) instead of the whole 1G leaf.
+    /// After a PSMASH that resolved an #NPF, demote minimally instead of zapping 512 GFNs: split a
+    /// 1G leaf holding the fault into 2M leaves in place and leave the 2M part mapped (a later
+    /// private access through it over the smashed entries is a SIZEM fault, demoted then).
     fn demote_after_psmash(&self) -> bool {
         false
     }

@@ -30,8 +30,8 @@ impl Policy for NptDemote {
     }
 
     /// Minimal on every path: a SIZEM fault from a 4K PVALIDATE/RMPADJUST inside a 2M entry is
-    /// resolved by the PSMASH every policy does and the zap of the smashed 2M range, but a 1G
-    /// leaf over it is first split into 2M leaves, so its other 511 parts stay mapped at 2M.
+    /// resolved by the PSMASH every policy does; a 1G leaf over it is split into 2M leaves in
+    /// place and nothing is zapped, so no leaf goes that no fault required.
     fn demote_after_psmash(&self) -> bool {
         true
     }

@@ -29,7 +29,7 @@ impl Policy for RfcHostSplit {
     }
 
     fn summary(&self) -> &'static str {
-        "RFC v4 (2021): resolve RMP size mismatches by splitting the host mapping; hugetlbfs cannot split"
+        "the seed mail's reading of RFC v4 (2021): resolve RMP size mismatches by splitting the host mapping; hugetlbfs cannot split"
     }
 
     fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {

@@ -100,12 +100,11 @@ fn accepting_64_mib_at_2m_maps_a_sixteenth_and_leaves_everything_huge_capable() 
 fn npt_demote_splits_in_place_and_loses_huge_capability_for_one_region() {
     let r = run(&scenario("npt-demote", "thp"), None);
     // The guest rescinds 0x401000's validation with a 4K PVALIDATE inside region 2's 2M entry:
-    // RMP|SIZEM, KVM PSMASHes and zaps the region's 2M leaf; the retry re-faults it at the host
-    // level (2M: legacy KVM does not follow the RMP level). The PSC makes the page shared (4K
-    // RMPUPDATE in the now 4K region). The write to 0x400000 through the 2M leaf over a 4K entry
-    // takes RMP|SIZEM, and npt-demote splits that leaf in place into 512 4K leaves.
-    // One zap (with the PSMASH) and one split.
-    exact(m(&r, "npt_demotions.2m_4k"), 2.0);
+    // RMP|SIZEM, KVM PSMASHes and npt-demote zaps nothing (the retried PVALIDATE goes through the
+    // 2M leaf). The PSC makes the page shared (4K RMPUPDATE in the now 4K region). The write to
+    // 0x400000 through the 2M leaf over a 4K entry takes RMP|SIZEM, and npt-demote splits that
+    // leaf in place into 512 4K leaves: one demotion.
+    exact(m(&r, "npt_demotions.2m_4k"), 1.0);
     let ([k4, m2, g1, unmapped], capable) = coverage(&r);
     // 4k = 512 / 262144; 2m = 31 × 512 / 262144; unmapped unchanged (0.9375): nothing was left
     // unmapped by the split.

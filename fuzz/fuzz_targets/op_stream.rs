@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use snpsim_defs::{Gfn, PageSize, RmpPageSize, VmplPerms};
-use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
+use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 use snpsim_host::{HostVia, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry};
 use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
@@ -55,7 +55,7 @@ fn action(b: &[u8], vcpu: u32) -> Action {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&setup, ops)) = data.split_first() else { return };
-    let policy = snpsim_kvm::policy::ALL[usize::from(setup % 5)];
+    let policy = snpsim_kvm::policy::ALL[usize::from(setup) % snpsim_kvm::policy::ALL.len()];
     let backing = if policy.era() == snpsim_kvm::Era::Gmem {
         let folio = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G][usize::from((setup >> 3) % 3)];
         MemoryBacking::Gmem { folio, shared: VmaBacking::Thp }
@@ -80,6 +80,9 @@ fuzz_target!(|data: &[u8]| {
             protocol: Protocol::Ghcb,
             ghcb_entries: 64,
             validation_tracking: true,
+            // Both orders of a page-state change (Linux today, and the 2021 guest's whole range).
+            order: if setup & 0x02 != 0 { PscOrder::WholeRange } else { PscOrder::PerRequest },
+            msr_until_ghcb: false,
         },
         step_budget: None,
         check: CheckMode::Full,

@@ -915,9 +915,9 @@ impl Kvm {
                         code => return Err(refused(code, "RMPUPDATE")),
                     }
                 }
-                if rmp_size == RmpPageSize::Size4K {
-                    self.note_rmp_shrank(gfn, within);
-                }
+                // A 4K change, or a 2M one to shared (the entry reads 4K once unassigned), can
+                // leave the leaf above 27/40's cap.
+                self.note_rmp_shrank(gfn, within);
                 g += self.geometry.pages(level);
             }
             first += n;

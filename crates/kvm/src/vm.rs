@@ -593,11 +593,11 @@ impl Kvm {
     }
 
     fn psmash(&mut self, rmp: &mut dyn RmpModel, pfn: Pfn) -> Result<(), KvmError> {
-        let region = self.geometry.region_of(pfn);
-        self.stats.psmash += 1;
-        match rmp.psmash(region) {
+        match self.psmash_unchecked(rmp, pfn) {
             ReturnCode::Success => Ok(()),
-            code => Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code }),
+            code => {
+                Err(KvmError::Instruction { instruction: "PSMASH", pfn: self.geometry.region_of(pfn), code })
+            }
         }
     }
 
@@ -878,42 +878,18 @@ impl Kvm {
                     .pfn(g)
                     .ok_or(KvmError::Unresolvable { gfn, reason: "GFN outside the VMA".into() })?;
                 let within = self.leaf_within_cap(rmp, gfn);
-                let refused = |code: ReturnCode, what: &str| {
-                    KvmError::PscRefused(format!(
-                        "{what} of frame {pfn} at {} failed with {}",
-                        level.name(),
-                        code.name()
-                    ))
+                // A failed instruction fails the request (the guest is told), not the VM.
+                let refused = |e: KvmError| match e {
+                    KvmError::Instruction { .. } => KvmError::PscRefused(format!("{e} at {}", level.name())),
+                    other => other,
                 };
                 if range.private {
-                    if rmp_size == RmpPageSize::Size4K {
-                        host.adjust_direct_map(pfn);
-                    }
-                    let state = RmpArchEntry::new()
-                        .with_assigned(true)
-                        .with_asid(u32::from(self.config.asid))
-                        .with_gpa(gfn.gpa().raw())
-                        .with_page_size(rmp_size.bit());
-                    self.stats.rmpupdate += 1;
-                    match rmp.rmpupdate(pfn, state) {
-                        ReturnCode::Success => {}
-                        code => return Err(refused(code, "RMPUPDATE")),
-                    }
+                    self.make_private(host, rmp, pfn, gfn.gpa(), rmp_size).map_err(refused)?;
                 } else if let Some((true, rmp_level)) = rmp.lookup(pfn) {
                     if rmp_size == RmpPageSize::Size4K && rmp_level == RmpPageSize::Size2M {
-                        match self.psmash_unchecked(rmp, pfn) {
-                            ReturnCode::Success => {}
-                            code => return Err(refused(code, "PSMASH")),
-                        }
+                        self.psmash(rmp, pfn).map_err(refused)?;
                     }
-                    if rmp_size == RmpPageSize::Size4K {
-                        host.adjust_direct_map(pfn);
-                    }
-                    self.stats.rmpupdate += 1;
-                    match rmp.rmpupdate(pfn, RmpArchEntry::new().with_page_size(rmp_size.bit())) {
-                        ReturnCode::Success => {}
-                        code => return Err(refused(code, "RMPUPDATE")),
-                    }
+                    self.make_shared(host, rmp, pfn, rmp_size).map_err(refused)?;
                 }
                 // A 4K change, or a 2M one to shared (the entry reads 4K once unassigned), can
                 // leave the leaf above 27/40's cap.

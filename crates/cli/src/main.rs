@@ -436,7 +436,10 @@ fn verdicts_json(d: &Debate) -> Value {
                 serde_json::json!({
                     "claim": v.claim,
                     "settings": v.settings,
-                    "supported": v.supported,
+                    "supported": v.supported(),
+                    "status": v.status.name(),
+                    "falsifier": v.falsifier,
+                    "by_construction": v.by_construction,
                     "evidence": v.evidence
                 })
             })
@@ -554,9 +557,13 @@ fn debate_text(d: &Debate) -> String {
     s.push_str(&table::render_workloads(&workloads, &guests));
     s.push_str("\nVerdicts:\n");
     for v in d.verdicts() {
-        let _ = writeln!(s, "  [{}] {}", if v.supported { "supported" } else { "NOT SUPPORTED" }, v.claim);
+        let _ = writeln!(s, "  [{}] {}", v.status.name(), v.claim);
         let _ = writeln!(s, "        under: {}", v.settings);
         let _ = writeln!(s, "        {}", v.evidence);
+        let _ = writeln!(s, "        would fail if: {}", v.falsifier);
+        if let Some(part) = v.by_construction {
+            let _ = writeln!(s, "        by construction: {part}");
+        }
     }
     s
 }

@@ -91,10 +91,14 @@ fn no_arguments_runs_the_debate_and_prints_every_verdict() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("\nVerdicts:\n"), "{stdout}");
     let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  [")).collect();
-    assert_eq!(verdicts.len(), 9, "{stdout}");
+    assert_eq!(verdicts.len(), 10, "{stdout}");
     assert!(verdicts.iter().all(|l| l.starts_with("  [supported] ")), "{verdicts:#?}");
-    // Each verdict names the settings it was judged under.
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("        under: ")).count(), 9, "{stdout}");
+    // Each verdict names the settings it was judged under and the result that would have
+    // contradicted it; two hold partly by construction (the refusal policies' own definitions).
+    for prefix in ["        under: ", "        would fail if: "] {
+        assert_eq!(stdout.lines().filter(|l| l.starts_with(prefix)).count(), 10, "{prefix}: {stdout}");
+    }
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("        by construction: ")).count(), 2, "{stdout}");
     assert!(stdout.contains("rfc-host-split"), "{stdout}");
     assert!(stdout.contains("rfc-v4"), "{stdout}");
     assert_eq!(text(&out.stderr), "");

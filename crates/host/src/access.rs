@@ -72,17 +72,15 @@ impl Host {
         for _ in 0..2 {
             let Some((pfn, level)) = self.vma.translate(offset) else { return (fail, invalidated) };
             if rmp.check_host_write(pfn, level, user).is_ok() {
+                self.note_split_use(rmp, offset, pfn, user);
                 return (HostWriteOutcome::Done, invalidated);
             }
             let (assigned, rmp_level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
             if assigned || level <= rmp_level.page_size() {
                 break;
             }
-            match self.vma.split(offset) {
-                Ok(Some(inv)) => {
-                    self.stats.host_splits += 1;
-                    invalidated.push(inv);
-                }
+            match self.split_vma(offset) {
+                Ok(Some(inv)) => invalidated.push(inv),
                 Err(crate::HostError::Unsplittable { .. })
                     if self.unsplittable_rmp_fault == UnsplittableRmpFault::Refault =>
                 {
@@ -119,16 +117,40 @@ impl Host {
         }
     }
 
-    /// Split the VMA mapping holding `offset` on KVM's request (the RFC's host walk resolving an
-    /// #NPF): every such split is needless, since KVM could have demoted its own NPT instead
-    /// (a false positive, `docs/semantics.md` E8).
-    pub fn split_for_kvm(&mut self, offset: u64) -> Result<Option<Invalidation>, crate::HostError> {
+    /// Split the huge VMA mapping holding `offset` to 4K — for KVM's host walk (the RFC's
+    /// resolution of an #NPF), the host's RMP #PF handler or a scenario's `host_split` step — and
+    /// record it as needless until an access needs it ([`crate::SplitLedger`]). `Ok(None)` if the
+    /// mapping is already 4K.
+    pub fn split_vma(&mut self, offset: u64) -> Result<Option<Invalidation>, crate::HostError> {
+        let old = self.vma.level(offset);
         let inv = self.vma.split(offset)?;
-        if inv.is_some() {
+        if let Some(inv) = inv {
             self.stats.host_splits += 1;
             self.stats.host_splits_needless += 1;
+            self.splits.record(inv.offset, inv.pages, old);
         }
         Ok(inv)
+    }
+
+    /// Collapse a split THP range back to a huge mapping (khugepaged); the splits inside it stay
+    /// needless for good, since later accesses go through the huge mapping again.
+    pub fn collapse_vma(&mut self, offset: u64) -> Result<Option<Invalidation>, crate::HostError> {
+        let inv = self.vma.collapse(offset)?;
+        if let Some(inv) = inv {
+            self.splits.close(inv.offset, inv.pages);
+        }
+        Ok(inv)
+    }
+
+    /// A host write to `offset` (frame `pfn`) completed through the VMA: if a still-needless split
+    /// covers it and the write would have taken an RMP #PF through the mapping that split replaced,
+    /// the split was needed.
+    fn note_split_use(&mut self, rmp: &dyn RmpModel, offset: u64, pfn: Pfn, user: bool) {
+        let Some(old) = self.splits.old_level(offset) else { return };
+        if rmp.check_host_write(pfn, old, user).is_err() && self.splits.take(offset) {
+            self.stats.host_splits_needed += 1;
+            self.stats.host_splits_needless -= 1;
+        }
     }
 
     fn count_failure(&mut self, outcome: HostWriteOutcome) {

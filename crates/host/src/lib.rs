@@ -12,6 +12,7 @@ pub mod direct_map;
 pub mod dirty;
 pub mod gmem;
 pub mod memory;
+pub mod splits;
 pub mod vma;
 
 pub use access::{HostVia, HostWriteOutcome, UnsplittableRmpFault};
@@ -20,6 +21,7 @@ pub use direct_map::DirectMap;
 pub use dirty::DirtyLog;
 pub use gmem::{Folio, Gmem, RangeBacking};
 pub use memory::HostMemory;
+pub use splits::SplitLedger;
 pub use vma::{GuestVma, Invalidation, VmaBacking};
 
 use snpsim_defs::{Hva, PageSize, Pfn};
@@ -73,7 +75,11 @@ pub enum HostError {
 pub struct HostStats {
     /// Huge host mappings split to 4K, for any reason.
     pub host_splits: u64,
-    /// Host splits started by KVM to resolve an #NPF (the NPT alone could have been demoted).
+    /// Host splits an access needed: it would have taken an RMP #PF through the old mapping
+    /// ([`SplitLedger`]).
+    pub host_splits_needed: u64,
+    /// Host splits no access has needed (so far; final at the end of a run): `host_splits` minus
+    /// `host_splits_needed`.
     pub host_splits_needless: u64,
     /// Direct-map leaves split before 4K RMPUPDATEs.
     pub direct_map_splits: u64,
@@ -103,6 +109,8 @@ pub struct Host {
     pub gmem: Option<Gmem>,
     /// Event counters.
     pub stats: HostStats,
+    /// The splits no access has needed yet.
+    pub splits: SplitLedger,
     /// A planted bug, for checker tests (`snpsim_hw::Mutant`).
     pub mutant: Option<snpsim_hw::Mutant>,
     /// What the RMP #PF handler does with a mapping it cannot split (set from the policy).
@@ -138,6 +146,7 @@ impl Host {
             vma,
             gmem,
             stats: HostStats::default(),
+            splits: SplitLedger::default(),
             mutant: None,
             unsplittable_rmp_fault: UnsplittableRmpFault::Sigbus,
         })

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use snpsim_defs::ghcb::{GHCB_MSR_PSC_REQ, GhcbMsrPscRequest, PscOp};
 use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, RmpArchEntry, RmpPageSize};
-use snpsim_host::{Host, VmaBacking};
+use snpsim_host::{Host, HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{
     AccessKind, Geometry, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel,
@@ -189,6 +189,47 @@ fn host_split_policies_split_thp_needlessly_and_zap_the_2m_range() {
         assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((true, RmpPageSize::Size4K)), "{name}");
         assert_eq!(vm.kvm.stats.psmash, 0, "{name}");
     }
+}
+
+#[test]
+fn a_kvm_host_split_turns_needed_when_a_host_write_would_have_faulted_through_the_old_2m_mapping() {
+    let mut vm = legacy("rfc-host-split", VmaBacking::Thp, 16 * MIB);
+    private_4k_at_0x200(&mut vm);
+    fault(&mut vm, 0x200, true, AccessKind::Write).unwrap();
+    assert_eq!((vm.host.stats.host_splits, vm.host.stats.host_splits_needless), (1, 1));
+    // A VMM write to the private page itself faults through any mapping: the split cannot matter.
+    let (r, _) = vm.host.write_via_vma(&vm.rmp, 0x200, HostVia::Vmm);
+    assert_eq!(r, HostWriteOutcome::Sigbus);
+    // A write to a shared page of the unsplit 2M region at 0x400 has no split to need.
+    let (r, _) = vm.host.write_via_vma(&vm.rmp, 0x400, HostVia::Vmm);
+    assert_eq!(r, HostWriteOutcome::Done);
+    assert_eq!((vm.host.stats.host_splits_needed, vm.host.stats.host_splits_needless), (0, 1));
+    // A write to the shared neighbour 0x201 completes through its 4K mapping, but through the old
+    // 2M mapping, whose 2M part holds the assigned 0x200, it would have faulted: needed, once.
+    for _ in 0..2 {
+        let (r, _) = vm.host.write_via_vma(&vm.rmp, 0x201, HostVia::Uaccess);
+        assert_eq!(r, HostWriteOutcome::Done);
+    }
+    assert_eq!(
+        (vm.host.stats.host_splits, vm.host.stats.host_splits_needed, vm.host.stats.host_splits_needless),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn a_collapse_closes_a_needless_split_for_good() {
+    let mut vm = legacy("rfc-host-split", VmaBacking::Thp, 16 * MIB);
+    private_4k_at_0x200(&mut vm);
+    fault(&mut vm, 0x200, true, AccessKind::Write).unwrap();
+    assert!(vm.host.collapse_vma(0x200).unwrap().is_some());
+    // Through the collapsed 2M mapping the write faults for real: the host's RMP #PF handler
+    // splits again (a needed split of its own), and the first split stays needless.
+    let (r, _) = vm.host.write_via_vma(&vm.rmp, 0x201, HostVia::Vmm);
+    assert_eq!(r, HostWriteOutcome::Done);
+    assert_eq!(
+        (vm.host.stats.host_splits, vm.host.stats.host_splits_needed, vm.host.stats.host_splits_needless),
+        (2, 1, 1)
+    );
 }
 
 #[test]

@@ -883,7 +883,7 @@ fn interleaved(
 fn collapse_all(m: &mut Machine) {
     // Only split regions can collapse: visiting them alone keeps a step O(split regions).
     for offset in m.host.vma.split_offsets() {
-        if let Ok(Some(inv)) = m.host.vma.collapse(offset) {
+        if let Ok(Some(inv)) = m.host.collapse_vma(offset) {
             if let Some(r) = &mut m.rmp.recorder {
                 r.set_actor(None, "khugepaged");
                 r.host_collapse(inv.offset, inv.pages);
@@ -931,18 +931,18 @@ fn run_action(
             other => format!("{other:?}"),
         },
         Action::HostRead { .. } => "ok".into(),
-        Action::HostSplit { gpa } => match m.host.vma.split(gpa.gfn().raw()) {
-            Ok(Some(inv)) => {
-                m.traced(None, |m| {
-                    m.host.stats.host_splits += 1;
-                    m.kvm.mmu_invalidate(inv);
-                });
-                "split".into()
+        Action::HostSplit { gpa } => match m.traced(None, |m| {
+            let split = m.host.split_vma(gpa.gfn().raw());
+            if let Ok(Some(inv)) = &split {
+                m.kvm.mmu_invalidate(*inv);
             }
+            split
+        }) {
+            Ok(Some(_)) => "split".into(),
             Ok(None) => "already 4K".into(),
             Err(e) => e.to_string(),
         },
-        Action::HostCollapse { gpa } => match m.host.vma.collapse(gpa.gfn().raw()) {
+        Action::HostCollapse { gpa } => match m.host.collapse_vma(gpa.gfn().raw()) {
             Ok(Some(inv)) => {
                 if let Some(r) = &mut m.rmp.recorder {
                     r.host_collapse(inv.offset, inv.pages);

@@ -28,6 +28,7 @@ pub mod schedule;
 mod series;
 pub mod trace;
 pub mod vcpu;
+pub mod verdict;
 pub mod workload;
 
 pub use engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, Simulation};

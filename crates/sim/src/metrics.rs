@@ -70,7 +70,10 @@ pub struct Metrics {
     pub npt_demotions_needless: u64,
     /// Host huge mappings split.
     pub host_splits: u64,
-    /// Host splits KVM started to resolve an #NPF.
+    /// Host splits an access needed: it would have taken an RMP #PF through the replaced mapping
+    /// (measured by counterfactual, `snpsim_host::SplitLedger`).
+    pub host_splits_needed: u64,
+    /// Host splits no access needed: `host_splits` − `host_splits_needed`.
     pub host_splits_needless: u64,
     /// Direct-map leaves split.
     pub direct_map_splits: u64,
@@ -227,6 +230,7 @@ pub fn collect_with(
     m.npt_demotions.clone_from(&k.npt_demotions);
     m.npt_demotions_needless = k.npt_demotions_needless;
     m.host_splits = h.host_splits;
+    m.host_splits_needed = h.host_splits_needed;
     m.host_splits_needless = h.host_splits_needless;
     m.direct_map_splits = h.direct_map_splits;
     m.psmash = k.psmash;

@@ -53,6 +53,7 @@ pub const EVENTS: &[&str] = &[
     "npt_demotion",
     "npt_demotion_needless",
     "host_split",
+    "host_split_needed",
     "direct_map_split",
     "violation",
     "end",
@@ -812,7 +813,7 @@ pub(crate) struct Counters {
     demotions: BTreeMap<String, u64>,
     demotions_needless: u64,
     host_splits: u64,
-    host_splits_needless: u64,
+    host_splits_needed: u64,
     direct_map_splits: u64,
     implicit_conversions: u64,
 }
@@ -828,7 +829,7 @@ impl Counters {
             demotions: k.npt_demotions.clone(),
             demotions_needless: k.npt_demotions_needless,
             host_splits: h.host_splits,
-            host_splits_needless: h.host_splits_needless,
+            host_splits_needed: h.host_splits_needed,
             direct_map_splits: h.direct_map_splits,
             implicit_conversions: k.implicit_conversions,
         }
@@ -1245,11 +1246,11 @@ impl Recorder {
         }
         let splits = after.host_splits - before.host_splits;
         if splits > 0 {
-            self.push(
-                "host_split",
-                json!({ "count": splits, "needless": after.host_splits_needless - before.host_splits_needless }),
-                splits.saturating_mul(cost_of("host_split")),
-            );
+            self.push("host_split", json!({ "count": splits }), splits.saturating_mul(cost_of("host_split")));
+        }
+        let needed = after.host_splits_needed - before.host_splits_needed;
+        if needed > 0 {
+            self.push("host_split_needed", json!({ "count": needed }), 0);
         }
         let dm = after.direct_map_splits - before.direct_map_splits;
         if dm > 0 {

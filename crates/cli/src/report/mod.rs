@@ -107,8 +107,12 @@ pub struct Verdict {
     pub claim: String,
     /// The settings it was judged under.
     pub settings: String,
-    /// Supported by the runs?
-    pub supported: bool,
+    /// What the runs say: `supported`, `mixed` or `not supported`.
+    pub status: String,
+    /// The result that would have contradicted the claim.
+    pub falsifier: String,
+    /// The part that holds by construction (empty if none).
+    pub by_construction: String,
     /// The numbers.
     pub evidence: String,
 }
@@ -259,19 +263,32 @@ impl Report {
     pub fn from_results(results: &Value, verdicts: Option<&Value>) -> Result<Report> {
         let Some(items) = results.as_array() else { bail!("expected a JSON array of runs") };
         let runs = items.iter().map(Run::from_json).collect::<Result<Vec<_>>>()?;
-        let verdicts = verdicts
-            .and_then(Value::as_array)
-            .map(|vs| {
+        let verdicts = match verdicts {
+            None => Vec::new(),
+            Some(vs) => {
+                let Some(vs) = vs.as_array() else { bail!("verdicts: expected a JSON array of verdicts") };
                 vs.iter()
-                    .map(|v| Verdict {
-                        claim: str_field(v, "claim"),
-                        settings: str_field(v, "settings"),
-                        supported: v.get("supported").and_then(Value::as_bool).unwrap_or(false),
-                        evidence: str_field(v, "evidence"),
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let status = str_field(v, "status");
+                        if !["supported", "mixed", "not supported"].contains(&status.as_str()) {
+                            bail!(
+                                "verdicts[{i}].status: expected \"supported\", \"mixed\" or \"not supported\", got {:?}",
+                                v.get("status")
+                            );
+                        }
+                        Ok(Verdict {
+                            claim: str_field(v, "claim"),
+                            settings: str_field(v, "settings"),
+                            status,
+                            falsifier: str_field(v, "falsifier"),
+                            by_construction: str_field(v, "by_construction"),
+                            evidence: str_field(v, "evidence"),
+                        })
                     })
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
         Ok(Report { runs, verdicts, sweep: None })
     }
 
@@ -416,6 +433,7 @@ tbody tr:nth-child(even) { background: var(--zebra); }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; }
 .badge.ok { color: var(--ok); background: var(--ok-bg); }
 .badge.bad { color: var(--bad); background: var(--bad-bg); }
+.badge.mixed { color: var(--muted); background: var(--ok-bg); border: 1px solid var(--muted); }
 td.failed { color: var(--bad); font-weight: 600; }
 ol.verdicts { padding-left: 1.2em; }
 ol.verdicts li { margin: 0.6em 0; }
@@ -540,7 +558,7 @@ fn summary(r: &Report) -> String {
         let _ = write!(s, "; {failed} failed an expectation or invariant");
     }
     if !r.verdicts.is_empty() {
-        let ok = r.verdicts.iter().filter(|v| v.supported).count();
+        let ok = r.verdicts.iter().filter(|v| v.status == "supported").count();
         let _ = write!(s, "; {ok} of {} claims supported", r.verdicts.len());
     }
     s.push('.');
@@ -553,15 +571,25 @@ fn verdicts_html(vs: &[Verdict]) -> String {
          2021 debate, judged from the runs below; the evidence names the numbers.</p><ol class=\"verdicts\">",
     );
     for v in vs {
-        let (class, word) = if v.supported { ("ok", "supported") } else { ("bad", "NOT SUPPORTED") };
+        let class = match v.status.as_str() {
+            "supported" => "ok",
+            "mixed" => "mixed",
+            _ => "bad",
+        };
         let _ = write!(
             s,
-            "<li><span class=\"badge {class}\">{word}</span> {}<span class=\"evidence\">under: {}</span>\
-             <span class=\"evidence\">{}</span></li>",
+            "<li><span class=\"badge {class}\">{}</span> {}<span class=\"evidence\">under: {}</span>\
+             <span class=\"evidence\">{}</span><span class=\"evidence\">would fail if: {}</span>",
+            esc(&v.status),
             esc(&v.claim),
             esc(&v.settings),
-            esc(&v.evidence)
+            esc(&v.evidence),
+            esc(&v.falsifier)
         );
+        if !v.by_construction.is_empty() {
+            let _ = write!(s, "<span class=\"evidence\">by construction: {}</span>", esc(&v.by_construction));
+        }
+        s.push_str("</li>");
     }
     s.push_str("</ol></section>\n");
     s
@@ -781,8 +809,10 @@ fn counts_html(r: &Report) -> String {
         "Host huge-page splits: needed vs needless",
         "host huge mappings split (count)",
         &[
-            comp(r, "needed", |x| (x.m("host_splits") - x.m("host_splits_needless")).max(0.0)),
-            comp(r, "needless (KVM split the host to resolve an #NPF)", |x| x.m("host_splits_needless")),
+            comp(r, "needed (a host write would have faulted through the old mapping)", |x| {
+                x.m("host_splits_needed")
+            }),
+            comp(r, "needless (no access needed it)", |x| x.m("host_splits_needless")),
         ],
         "host_splits, of which host_splits_needless.",
     ));
@@ -1180,7 +1210,7 @@ impl Axis {
 const GLOSSARY: &str = r#"<section id="glossary"><h2>Metrics</h2><dl class="metrics">
 <dt>rmp_npf, rmp_npf_sizem</dt><dd>Nested page faults with the RMP bit, and those with the page-size-mismatch bit (an NPT leaf larger than the RMP entry, or the reverse).</dd>
 <dt>exits</dt><dd>VM exits by reason; exits.npf counts every #NPF exit.</dd>
-<dt>host_splits, host_splits_needless</dt><dd>Host huge mappings split; needless = split by KVM to resolve an #NPF that the NPT alone could have resolved.</dd>
+<dt>host_splits, host_splits_needed, host_splits_needless</dt><dd>Host huge mappings split; needed = a later host write completed through the 4K mapping but would have taken an RMP #PF through the huge mapping the split replaced; needless = the others (guest accesses go through the NPT, which KVM can demote, so they never need a host split).</dd>
 <dt>npt_demotions</dt><dd>NPT leaves demoted or zapped to resolve a fault, by from → to level.</dd>
 <dt>psmash</dt><dd>2M RMP entries smashed into 512 4K entries (one-way without a re-coalesce).</dd>
 <dt>sigbus, efault</dt><dd>Host writes to guest memory that failed: SIGBUS for the VMM's user access, -EFAULT for the kernel's get/put_user.</dd>

@@ -205,12 +205,13 @@ pub struct FaultCx<'a> {
 
 impl FaultCx<'_> {
     /// The RFC's resolution: split the host mapping of the faulting page to 4K; the MMU notifier
-    /// then zaps the NPT over the split range and the refault maps it at the new host level. The
-    /// split is needless (KVM could have demoted its own NPT). hugetlbfs cannot split: the fault
-    /// stays unresolved.
+    /// then zaps the NPT over the split range and the refault maps it at the new host level.
+    /// Whether the split was needed is measured by the host ([`snpsim_host::SplitLedger`]): only
+    /// if a host access would have faulted through the old mapping. hugetlbfs cannot split: the
+    /// fault stays unresolved.
     pub fn split_host_mapping(&mut self) -> Result<(), KvmError> {
         let offset = self.gfn.raw();
-        match self.host.split_for_kvm(offset) {
+        match self.host.split_vma(offset) {
             Ok(Some(inv)) => {
                 self.kvm.zap_for_fault(snpsim_defs::Gfn(inv.offset), inv.pages, self.gfn, PageSize::Size4K);
                 Ok(())

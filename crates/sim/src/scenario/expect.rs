@@ -18,6 +18,7 @@ pub const METRICS: &[&str] = &[
     "npt_demotions",
     "npt_demotions_needless",
     "host_splits",
+    "host_splits_needed",
     "host_splits_needless",
     "direct_map_splits",
     "psmash",

@@ -7,6 +7,7 @@
 //! guest's internals.
 
 pub mod attributes;
+pub mod demotions;
 pub mod npt;
 pub mod policy;
 pub mod psc;

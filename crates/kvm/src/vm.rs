@@ -3,7 +3,7 @@
 use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer};
 use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, ReturnCode, RmpArchEntry, RmpPageSize};
 use snpsim_host::{Host, HostError, Invalidation, VmaBacking};
-use snpsim_hw::{Geometry, Mutant, RmpModel};
+use snpsim_hw::{Geometry, GuestAccess, GuestOutcome, Mutant, RmpModel};
 
 use crate::attributes::MemoryAttributes;
 use crate::npt::Npt;
@@ -70,6 +70,8 @@ pub struct Kvm {
     pub attrs: MemoryAttributes,
     /// Counters.
     pub stats: KvmStats,
+    /// The zaps no fault has required in full yet.
+    pub demotions: crate::demotions::DemotionLedger,
     pages: u64,
     backing: VmaBacking,
     mutant: Option<Mutant>,
@@ -134,6 +136,7 @@ impl Kvm {
             mutant: None,
             psc_adversary: PscAdversary::default(),
             rebound: std::collections::BTreeMap::new(),
+            demotions: crate::demotions::DemotionLedger::default(),
         })
     }
 
@@ -370,18 +373,34 @@ impl Kvm {
     }
 
     /// Zap `pages` GFNs from `start` to resolve a fault at `fault`, after which the faulting page
-    /// refaults at `target`: every zapped leaf larger than `target` is a demotion, needless when it
-    /// does not hold the faulting GFN or is a 1G leaf (its other 2M parts lose their mapping for
-    /// nothing). Returns the number of leaves zapped.
+    /// refaults at `target`: every zapped leaf larger than `target` is a demotion, needless while a
+    /// 2M part of it that it unmapped is required by no fault ([`crate::demotions`]): the
+    /// faulting GFN's part is, another part only once a later access would have faulted through the
+    /// old leaf ([`Kvm::note_guest_access`]). Returns the number of leaves zapped.
     pub fn zap_for_fault(&mut self, start: Gfn, pages: u64, fault: Gfn, target: PageSize) -> usize {
         let removed = self.npt.zap(start, pages);
         for r in &removed {
             if r.leaf.size > target {
-                let holds = r.gfn <= fault && fault.raw() < r.gfn.raw() + self.geometry.pages(r.leaf.size);
-                self.stats.demotion(r.leaf.size, target, !holds || r.leaf.size == PageSize::Size1G);
+                let needless = self.demotions.zapped(self.geometry, r.gfn, r.leaf.pfn, r.leaf.size, fault);
+                self.stats.demotion(r.leaf.size, target, needless);
             }
         }
         removed.len()
+    }
+
+    /// A guest access completed (`access` as the NPT translated it): if it falls in a 2M part a
+    /// still-needless zap unmapped, and it would have taken an #NPF through the zapped leaf, the
+    /// zap was required there; once every part is, the demotion is needed.
+    pub fn note_guest_access(&mut self, rmp: &dyn RmpModel, access: &GuestAccess) {
+        let gfn = access.gpa.gfn();
+        let Some((start, pfn, size)) = self.demotions.old_leaf(self.geometry, gfn) else { return };
+        let Some(old_pfn) = pfn.checked_add(gfn.raw() - start.raw()) else { return };
+        let through_old = GuestAccess { pfn: old_pfn, npt_size: size, ..*access };
+        if matches!(rmp.check_guest_access(&through_old), GuestOutcome::Npf(_))
+            && self.demotions.required(self.geometry, start, gfn)
+        {
+            self.stats.npt_demotions_needless -= 1;
+        }
     }
 
     /// Demote the leaf holding `gfn` in place down to `target` (minimal demotion). Returns the
@@ -493,6 +512,7 @@ impl Kvm {
                 && (self.era() == Era::Legacy || self.attrs.uniform(start, n).is_some());
             if fits && let Some(pfn) = self.bound_pfn(host, start) {
                 self.npt.map(start, max, pfn);
+                self.demotions.remapped(start, max);
                 if gmem_private {
                     // Everything KVM maps private must be prepared (without
                     // `npt_level_follows_rmp` a leaf can cover more than the faulting page's entry).

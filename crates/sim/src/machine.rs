@@ -305,6 +305,15 @@ impl Machine {
         if r.is_done() {
             self.accesses[usize::from(size.level() - 1)] += 1;
             self.check_completed("guest access", Some(gpa), pfn, size, private);
+            let access =
+                GuestAccess { guest: self.ctx(), gpa, pfn, npt_size: size, private, kind, user: false };
+            let needless = self.kvm.stats.npt_demotions_needless;
+            self.kvm.note_guest_access(&self.rmp, &access);
+            if self.kvm.stats.npt_demotions_needless < needless
+                && let Some(rec) = &mut self.rmp.recorder
+            {
+                rec.demotion_needed(gpa);
+            }
             if kind == AccessKind::Write {
                 self.store(pfn, version);
             }

@@ -52,6 +52,7 @@ pub const EVENTS: &[&str] = &[
     "implicit_conversion",
     "npt_demotion",
     "npt_demotion_needless",
+    "npt_demotion_needed",
     "host_split",
     "host_split_needed",
     "direct_map_split",
@@ -1208,6 +1209,12 @@ impl Recorder {
         self.push("host_collapse", json!({ "gpa": hex(offset * 4096), "pages": pages }), 0);
     }
 
+    /// A guest access at `gpa` required the last unrequired part of a zapped leaf: that
+    /// demotion is needed after all.
+    pub(crate) fn demotion_needed(&mut self, gpa: Gpa) {
+        self.push("npt_demotion_needed", json!({ "gpa": hex(gpa.raw()), "count": 1 }), 0);
+    }
+
     /// Derived events: what changed in the counters between `before` and `after`.
     pub(crate) fn derived(&mut self, before: &Counters, after: &Counters) {
         if before == after {
@@ -1229,7 +1236,7 @@ impl Recorder {
                 0,
             );
         }
-        let needless = after.demotions_needless - before.demotions_needless;
+        let needless = after.demotions_needless.saturating_sub(before.demotions_needless);
         for (key, &n) in &after.demotions {
             let d = n - before.demotions.get(key).copied().unwrap_or(0);
             if d > 0 {

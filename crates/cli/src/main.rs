@@ -6,6 +6,7 @@
 //! written; output files are written whole or not at all.
 
 mod bench;
+mod bench_report;
 mod check;
 mod compare;
 mod list;

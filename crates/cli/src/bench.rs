@@ -253,6 +253,24 @@ fn memory_status() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// User plus system CPU time of this process so far, in seconds (`/proc/self/stat` fields 14 and
+/// 15, in the kernel's USER_HZ ticks, 100 per second on x86 Linux); NaN if unreadable. On a shared
+/// machine it varies less than wall time: waiting for a core is not counted.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // The command name (field 2) is parenthesised and may contain spaces: count after its `)`.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so fields 14 and 15 are at indices 11 and 12.
+    match (
+        fields.get(11).and_then(|v| v.parse::<u64>().ok()),
+        fields.get(12).and_then(|v| v.parse::<u64>().ok()),
+    ) {
+        (Some(user), Some(system)) => (user + system) as f64 / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn scenario(name: &str, text: &str) -> Result<Scenario> {
     Ok(parse_scenario(&format!("bench/suite/{name}.toml"), text)?)
 }
@@ -262,14 +280,15 @@ fn run_child(name: &str, kind: Kind, check: CheckMode) -> Result<Value> {
     match kind {
         Kind::Scenario { text, dense } => {
             let s = scenario(name, text)?;
-            let start = Instant::now();
+            let (start, cpu0) = (Instant::now(), cpu_seconds());
             let run = run_scenario(&s, check).with_context(|| format!("{name}: cannot build the machine"))?;
             let wall = start.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu0;
             let (peak, _) = memory_status();
             let m = &run.result.metrics;
             let mut v = json!({
                 "name": name, "outcome": run.result.outcome.name(), "passed": run.passed(),
-                "failures": run.failures, "wall_s": wall,
+                "failures": run.failures, "wall_s": wall, "cpu_s": cpu,
                 "peak_rss_bytes": peak, "guest_bytes": s.vm.memory, "sim_time_ns": m.sim_time_ns,
             });
             Counts::of(m).write(&mut v, wall);
@@ -312,7 +331,7 @@ fn dense_comparison(pages: u64, gran: RmpPageSize, sim_wall: f64) -> Result<Valu
 fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
     let s = scenario(name, text)?;
     let (_, before) = memory_status();
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
     let mut sim = Simulation::new(sim_config(&s, check)).with_context(|| format!("{name}: cannot build"))?;
     sim.set_costs(s.cost);
     for a in actions(&s) {
@@ -327,11 +346,12 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
     let (_, after) = memory_status();
     let result = sim.finish();
     let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     let (peak, _) = memory_status();
     let completed = result.outcome.name() == "completed" && result.violations.is_empty();
     let mut v = json!({
         "name": name, "outcome": result.outcome.name(), "passed": completed, "failures": result.violations,
-        "wall_s": wall, "peak_rss_bytes": peak,
+        "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
         "guest_bytes": s.vm.memory, "sim_time_ns": result.metrics.sim_time_ns,
         "state_bytes_per_4k_page": after.saturating_sub(before) as f64 / s.vm.pages() as f64,
     });
@@ -352,15 +372,16 @@ fn sweep(name: &str, text: &str, base: &str, check: CheckMode) -> Result<Value> 
         CheckMode::Incremental => Check::Incremental,
         CheckMode::Off => Check::Off,
     };
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
     let passed = crate::sweep::sweep(&crate::sweep::SweepArgs::quiet(file, 2, out.clone(), mode))?;
     let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     let (peak, _) = memory_status();
     let (runs, counts) = sweep_counts(&out.join("runs.jsonl"))?;
     let _ = std::fs::remove_dir_all(&dir);
     let mut v = json!({
         "name": name, "outcome": "completed", "passed": passed, "failures": [], "runs": runs,
-        "wall_s": wall, "peak_rss_bytes": peak,
+        "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
     });
     counts.write(&mut v, wall);
     Ok(v)

@@ -174,14 +174,15 @@ pub fn text(doc: &Value) -> String {
         "pages/s",
         "peak RSS"
     );
-    let _ = writeln!(out, "{}", "-".repeat(140));
+    let _ = writeln!(out, "{}", "-".repeat(150));
     for r in doc["benchmarks"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{:<14} {:<10} {:>7.2} s {:>15} {:>12} {:>13} {:>11} {:>15} {:>12} {:>10}",
+            "{:<14} {:<10} {:>7.2} s {:>7.2} s {:>15} {:>12} {:>13} {:>11} {:>15} {:>12} {:>10}",
             r["name"].as_str().unwrap_or("?"),
             r["outcome"].as_str().unwrap_or("?"),
             f(&r["wall_s"]),
+            f(&r["cpu_s"]),
             u(&r["rmp_instructions_total"]),
             rate(&r["rmp_instructions_per_s"]),
             u(&r["npf_exits"]),
@@ -243,17 +244,18 @@ pub fn markdown(doc: &Value) -> Result<String> {
     );
     let _ = writeln!(
         out,
-        "| benchmark | outcome | wall | RMP instructions | RMP instructions/s | #NPF exits | #NPF exits/s \
+        "| benchmark | outcome | wall | CPU time (all threads) | RMP instructions | RMP instructions/s | #NPF exits | #NPF exits/s \
          | 4K pages named by PSC | PSC pages/s | peak RSS |"
     );
-    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in list {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {:.2} s | {} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {:.2} s | {:.2} s | {} | {} | {} | {} | {} | {} | {} |",
             r["name"].as_str().unwrap_or("?"),
             r["outcome"].as_str().unwrap_or("?"),
             f(&r["wall_s"]),
+            f(&r["cpu_s"]),
             u(&r["rmp_instructions_total"]),
             rate(&r["rmp_instructions_per_s"]),
             u(&r["npf_exits"]),

@@ -464,7 +464,8 @@ fn benchmarks_md_tables_are_generated_from_the_committed_bench_json() {
 fn bench_markdown_refuses_a_file_that_is_not_a_bench_document() {
     let d = temp_dir("bench_markdown_refuses");
     let f = d.join("old.json");
-    // The format before the counts were separated: a bare array with one `page_ops` figure.
+    // The format before the counts were separated: a bare array with one `page_ops` figure
+    // (accept-1t-2m's: 1,049,600 RMP instructions + 268,697,600 PSC pages).
     std::fs::write(&f, r#"[{"name": "accept-1t-2m", "page_ops": 269747200}]"#).unwrap();
     let out = snpsim(&["bench", "--markdown", s(&f)]);
     assert_ne!(out.status.code(), Some(0));

@@ -1,8 +1,8 @@
 //! Exhaustive model checking of snpsim on the `tiny` geometry.
 //!
-//! The state is a whole [`Simulation`] (RMP, host, KVM, guest) on a machine with 4 pages per
+//! The state is a whole [`Simulation`](snpsim_sim::engine::Simulation) (RMP, host, KVM, guest) on a machine with 4 pages per
 //! paging level; the actions are the scripted steps a guest and a host can take
-//! ([`Action`]), bounded in depth. Each action runs through the *same* engine as a simulation —
+//! ([`Action`](snpsim_sim::engine::Action)), bounded in depth. Each action runs through the *same* engine as a simulation —
 //! there is no second model of the rules — with the whole-state invariant check after every step.
 //! The checker is [stateright](https://docs.rs/stateright); properties are the invariants of
 //! `docs/semantics.md` E8 (`always`) and reachability goals (`sometimes`).

@@ -4,7 +4,6 @@
 //! memory (`VmHWM`) is its own. Wall-clock time is read here and only here: the simulator never
 //! sees it, and it never appears in a run's results.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -25,12 +24,18 @@ use crate::{Check, check_mode};
 
 /// `snpsim bench --help` epilogue.
 pub const BENCH_HELP: &str = "Runs the performance suite of BENCHMARKS.md, each benchmark in its own \
-process: wall time, simulated page operations (RMPUPDATE, PVALIDATE, RMPADJUST, PSMASH, PSC pages and \
-#NPF exits) per second, peak resident memory, and for the acceptance benchmarks the same RMP \
-instructions on the dense oracle RMP (16 bytes per 4K page) at 64 GiB, scaled to the benchmark's size. \
-Timings vary with the machine and its load; nothing here is deterministic, unlike every other \
-command.\n\nBenchmarks: accept-1t-2m, accept-1t-4k, fragment-1t, steady-64g, sweep-1000 (the files are \
-in bench/suite/).\n\nExamples:\n  snpsim bench\n  snpsim bench --only accept-1t-2m --json";
+process, and reports per benchmark: wall time; the RMP instructions the simulation executed \
+(RMPUPDATE, PVALIDATE, RMPADJUST, PSMASH), the #NPF exits it took and the 4K pages its \
+page-state changes named, each counted and rated separately (a 2M PSC entry names 512 pages and \
+costs one RMPUPDATE, so the three are not one unit); peak resident memory; and for the acceptance \
+benchmarks the same RMP instructions on the dense oracle RMP (16 bytes per 4K page) at 64 GiB, \
+scaled to the benchmark's size. --json stamps the document with the commit the binary was built \
+from and the machine (cores, CPU model, memory, load average). --markdown FILE.json prints the \
+BENCHMARKS.md tables from such a document, without running anything. Timings vary with the \
+machine and its load; nothing here is deterministic, unlike every other command.\n\nBenchmarks: \
+accept-1t-2m, accept-1t-4k, fragment-1t, steady-64g, sweep-1000 (the files are in \
+bench/suite/).\n\nExamples:\n  snpsim bench\n  snpsim bench --only accept-1t-2m --json\n  \
+snpsim bench --json > bench/results.json && snpsim bench --markdown bench/results.json";
 
 /// `snpsim bench` options.
 #[derive(Debug, Args)]
@@ -38,9 +43,13 @@ pub struct BenchArgs {
     /// Run only the benchmark NAME (repeatable).
     #[arg(long, value_name = "NAME")]
     only: Vec<String>,
-    /// Print one JSON document (an array with one object per benchmark) and nothing else.
+    /// Print one JSON document (the build's commit, the machine, and one object per benchmark)
+    /// and nothing else.
     #[arg(long)]
     json: bool,
+    /// Print the BENCHMARKS.md tables (Markdown) of a document `--json` wrote; runs nothing.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["json", "only", "child"])]
+    markdown: Option<std::path::PathBuf>,
     /// Invariant checking after each step.
     #[arg(long, value_enum, default_value = "incremental")]
     check: Check,
@@ -99,6 +108,14 @@ const HW_ACCEPT_BYTES_PER_S: f64 = 1.5 * (1u64 << 30) as f64;
 
 /// `snpsim bench`; `Ok(false)` when a benchmark did not complete as its file expects.
 pub fn bench(args: &BenchArgs) -> Result<bool> {
+    if let Some(file) = &args.markdown {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let doc: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a `snpsim bench --json` document", file.display()))?;
+        print!("{}", crate::bench_report::markdown(&doc).with_context(|| file.display().to_string())?);
+        return Ok(true);
+    }
     if let Some(name) = &args.child {
         let (_, kind) = find(name)?;
         let out = run_child(name, kind, check_mode(args.check))?;
@@ -109,6 +126,8 @@ pub fn bench(args: &BenchArgs) -> Result<bool> {
         find(name)?;
     }
     let exe = std::env::current_exe().context("cannot find the snpsim executable")?;
+    // The machine as the suite starts (its load average is the noise the figures carry).
+    let start_stamp = crate::bench_report::Stamp::now();
     let mut results = Vec::new();
     for (name, _) in SUITE.iter().filter(|(n, _)| args.only.is_empty() || args.only.iter().any(|o| o == n)) {
         if !args.json {
@@ -132,10 +151,11 @@ pub fn bench(args: &BenchArgs) -> Result<bool> {
         results.push(v);
     }
     let ok = results.iter().all(|r| r["passed"] == true);
+    let doc = crate::bench_report::document(crate::check_name(args.check), &start_stamp, &results);
     if args.json {
-        println!("{}", Value::Array(results));
+        println!("{doc}");
     } else {
-        print!("{}", table(&results));
+        print!("{}", crate::bench_report::text(&doc));
     }
     Ok(ok)
 }
@@ -147,16 +167,77 @@ fn find(name: &str) -> Result<(&'static str, Kind)> {
     })
 }
 
-/// Simulated page operations: RMP instructions, PSC pages and #NPF exits.
-fn page_ops(m: &Metrics) -> u64 {
-    m.rmpupdate + m.pvalidate + m.rmpadjust + m.psmash + m.psc_pages + m.npf
+/// What a run simulated, counted separately because the units differ: an RMP instruction is one
+/// RMPUPDATE, PVALIDATE, RMPADJUST or PSMASH whatever its page size; an #NPF exit is one exit; a PSC
+/// page is a 4K page a page-state-change entry named (a 2M entry names 512 of them and costs one
+/// 2M RMPUPDATE, so in a 2M acceptance PSC pages outnumber instructions 256 to 1).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    rmpupdate: u64,
+    pvalidate: u64,
+    rmpadjust: u64,
+    psmash: u64,
+    npf_exits: u64,
+    psc_pages: u64,
+    psc_requests: u64,
 }
 
-fn page_ops_json(v: &Value) -> u64 {
-    ["rmpupdate", "pvalidate", "rmpadjust", "psmash", "psc_pages", "npf"]
-        .iter()
-        .map(|k| v[*k].as_u64().unwrap_or(0))
-        .sum()
+impl Counts {
+    fn of(m: &Metrics) -> Self {
+        Counts {
+            rmpupdate: m.rmpupdate,
+            pvalidate: m.pvalidate,
+            rmpadjust: m.rmpadjust,
+            psmash: m.psmash,
+            npf_exits: m.npf,
+            psc_pages: m.psc_pages,
+            psc_requests: m.psc_requests,
+        }
+    }
+
+    /// The same counts from a run's `metrics` object in `runs.jsonl` (a missing field is an error:
+    /// a sweep that stopped writing one would otherwise report zero).
+    fn of_json(m: &Value) -> Result<Self> {
+        let f = |k: &str| m[k].as_u64().with_context(|| format!("runs.jsonl: metrics.{k} missing"));
+        Ok(Counts {
+            rmpupdate: f("rmpupdate")?,
+            pvalidate: f("pvalidate")?,
+            rmpadjust: f("rmpadjust")?,
+            psmash: f("psmash")?,
+            npf_exits: f("npf")?,
+            psc_pages: f("psc_pages")?,
+            psc_requests: f("psc_requests")?,
+        })
+    }
+
+    fn add(&mut self, o: Counts) {
+        self.rmpupdate += o.rmpupdate;
+        self.pvalidate += o.pvalidate;
+        self.rmpadjust += o.rmpadjust;
+        self.psmash += o.psmash;
+        self.npf_exits += o.npf_exits;
+        self.psc_pages += o.psc_pages;
+        self.psc_requests += o.psc_requests;
+    }
+
+    fn instructions(&self) -> u64 {
+        self.rmpupdate + self.pvalidate + self.rmpadjust + self.psmash
+    }
+
+    /// Adds the counts and their rates over `wall` seconds to a benchmark's JSON object.
+    fn write(&self, v: &mut Value, wall: f64) {
+        v["rmp_instructions"] = json!({
+            "rmpupdate": self.rmpupdate, "pvalidate": self.pvalidate,
+            "rmpadjust": self.rmpadjust, "psmash": self.psmash,
+        });
+        v["rmp_instructions_total"] = json!(self.instructions());
+        v["rmp_instructions_per_s"] = json!(self.instructions() as f64 / wall);
+        v["npf_exits"] = json!(self.npf_exits);
+        v["npf_exits_per_s"] = json!(self.npf_exits as f64 / wall);
+        v["psc_pages_4k"] = json!(self.psc_pages);
+        v["psc_pages_4k_per_s"] = json!(self.psc_pages as f64 / wall);
+        v["psc_requests"] = json!(self.psc_requests);
+    }
 }
 
 /// Peak and current resident memory of this process, in bytes (`/proc/self/status`).
@@ -172,6 +253,24 @@ fn memory_status() -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// User plus system CPU time of this process so far, in seconds (`/proc/self/stat` fields 14 and
+/// 15, in the kernel's USER_HZ ticks, 100 per second on x86 Linux); NaN if unreadable. On a shared
+/// machine it varies less than wall time: waiting for a core is not counted.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // The command name (field 2) is parenthesised and may contain spaces: count after its `)`.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so fields 14 and 15 are at indices 11 and 12.
+    match (
+        fields.get(11).and_then(|v| v.parse::<u64>().ok()),
+        fields.get(12).and_then(|v| v.parse::<u64>().ok()),
+    ) {
+        (Some(user), Some(system)) => (user + system) as f64 / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn scenario(name: &str, text: &str) -> Result<Scenario> {
     Ok(parse_scenario(&format!("bench/suite/{name}.toml"), text)?)
 }
@@ -181,17 +280,18 @@ fn run_child(name: &str, kind: Kind, check: CheckMode) -> Result<Value> {
     match kind {
         Kind::Scenario { text, dense } => {
             let s = scenario(name, text)?;
-            let start = Instant::now();
+            let (start, cpu0) = (Instant::now(), cpu_seconds());
             let run = run_scenario(&s, check).with_context(|| format!("{name}: cannot build the machine"))?;
             let wall = start.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu0;
             let (peak, _) = memory_status();
             let m = &run.result.metrics;
-            let ops = page_ops(m);
             let mut v = json!({
                 "name": name, "outcome": run.result.outcome.name(), "passed": run.passed(),
-                "failures": run.failures, "wall_s": wall, "page_ops": ops, "page_ops_per_s": ops as f64 / wall,
+                "failures": run.failures, "wall_s": wall, "cpu_s": cpu,
                 "peak_rss_bytes": peak, "guest_bytes": s.vm.memory, "sim_time_ns": m.sim_time_ns,
             });
+            Counts::of(m).write(&mut v, wall);
             if let Some(gran) = dense {
                 v["accept_bytes_per_s"] = json!(s.vm.memory as f64 / wall);
                 v["vs_hardware"] = json!(s.vm.memory as f64 / wall / HW_ACCEPT_BYTES_PER_S);
@@ -231,7 +331,7 @@ fn dense_comparison(pages: u64, gran: RmpPageSize, sim_wall: f64) -> Result<Valu
 fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
     let s = scenario(name, text)?;
     let (_, before) = memory_status();
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
     let mut sim = Simulation::new(sim_config(&s, check)).with_context(|| format!("{name}: cannot build"))?;
     sim.set_costs(s.cost);
     for a in actions(&s) {
@@ -246,16 +346,17 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
     let (_, after) = memory_status();
     let result = sim.finish();
     let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     let (peak, _) = memory_status();
-    let ops = page_ops(&result.metrics);
     let completed = result.outcome.name() == "completed" && result.violations.is_empty();
-    Ok(json!({
+    let mut v = json!({
         "name": name, "outcome": result.outcome.name(), "passed": completed, "failures": result.violations,
-        "wall_s": wall, "page_ops": ops, "page_ops_per_s": ops as f64 / wall, "peak_rss_bytes": peak,
+        "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
         "guest_bytes": s.vm.memory, "sim_time_ns": result.metrics.sim_time_ns,
         "state_bytes_per_4k_page": after.saturating_sub(before) as f64 / s.vm.pages() as f64,
-        "psmash": result.metrics.psmash,
-    }))
+    });
+    Counts::of(&result.metrics).write(&mut v, wall);
+    Ok(v)
 }
 
 /// `snpsim sweep --jobs 2` of the suite's sweep, in this process.
@@ -271,80 +372,30 @@ fn sweep(name: &str, text: &str, base: &str, check: CheckMode) -> Result<Value> 
         CheckMode::Incremental => Check::Incremental,
         CheckMode::Off => Check::Off,
     };
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
     let passed = crate::sweep::sweep(&crate::sweep::SweepArgs::quiet(file, 2, out.clone(), mode))?;
     let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     let (peak, _) = memory_status();
-    let (runs, ops) = sweep_ops(&out.join("runs.jsonl"))?;
+    let (runs, counts) = sweep_counts(&out.join("runs.jsonl"))?;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(json!({
+    let mut v = json!({
         "name": name, "outcome": "completed", "passed": passed, "failures": [], "runs": runs,
-        "wall_s": wall, "page_ops": ops, "page_ops_per_s": ops as f64 / wall, "peak_rss_bytes": peak,
-    }))
+        "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
+    });
+    counts.write(&mut v, wall);
+    Ok(v)
 }
 
-fn sweep_ops(runs: &Path) -> Result<(u64, u64)> {
+/// The number of runs in a sweep's `runs.jsonl` and their summed counts.
+fn sweep_counts(runs: &Path) -> Result<(u64, Counts)> {
     let text = std::fs::read_to_string(runs).with_context(|| format!("{}: cannot read", runs.display()))?;
     let mut n = 0;
-    let mut ops = 0;
+    let mut counts = Counts::default();
     for line in text.lines() {
         let v: Value = serde_json::from_str(line)?;
         n += 1;
-        ops += page_ops_json(&v["metrics"]);
+        counts.add(Counts::of_json(&v["metrics"])?);
     }
-    Ok((n, ops))
-}
-
-fn mib(bytes: &Value) -> String {
-    format!("{:.0} MiB", bytes.as_f64().unwrap_or(0.0) / f64::from(1u32 << 20))
-}
-
-/// The terminal table.
-fn table(results: &[Value]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<14} {:<10} {:>9} {:>14} {:>13} {:>10}  notes",
-        "benchmark", "outcome", "wall", "page ops", "page ops/s", "peak RSS"
-    );
-    let _ = writeln!(out, "{}", "-".repeat(100));
-    for r in results {
-        let mut notes = Vec::new();
-        if let Some(rate) = r["accept_bytes_per_s"].as_f64() {
-            notes.push(format!(
-                "accepts {:.0} GiB/s ({:.0}x hardware's 1.5 GiB/s per vCPU)",
-                rate / f64::from(1u32 << 30),
-                r["vs_hardware"].as_f64().unwrap_or(0.0)
-            ));
-        }
-        if let Some(d) = r.get("dense") {
-            notes.push(format!(
-                "dense oracle kernel scaled {:.1} s: {:.2}x this run's time, {:.1}x the region RMP kernel's",
-                d["dense_scaled_s"].as_f64().unwrap_or(0.0),
-                d["simulation_speedup"].as_f64().unwrap_or(0.0),
-                d["kernel_speedup"].as_f64().unwrap_or(0.0)
-            ));
-        }
-        if let Some(b) = r["state_bytes_per_4k_page"].as_f64() {
-            notes.push(format!("{b:.1} bytes of state per 4K page"));
-        }
-        if let Some(n) = r["runs"].as_u64() {
-            notes.push(format!("{n} runs"));
-        }
-        let _ = writeln!(
-            out,
-            "{:<14} {:<10} {:>7.2} s {:>14} {:>13.3e} {:>10}  {}",
-            r["name"].as_str().unwrap_or("?"),
-            r["outcome"].as_str().unwrap_or("?"),
-            r["wall_s"].as_f64().unwrap_or(0.0),
-            r["page_ops"].as_u64().unwrap_or(0),
-            r["page_ops_per_s"].as_f64().unwrap_or(0.0),
-            mib(&r["peak_rss_bytes"]),
-            notes.join("; ")
-        );
-        for f in r["failures"].as_array().into_iter().flatten() {
-            let _ = writeln!(out, "  FAILED: {}", f.as_str().unwrap_or("?"));
-        }
-    }
-    out
+    Ok((n, counts))
 }

@@ -6,6 +6,7 @@
 //! written; output files are written whole or not at all.
 
 mod bench;
+mod bench_report;
 mod check;
 mod compare;
 mod list;
@@ -102,7 +103,8 @@ snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
     /// Join the outputs of a sweep's shards, checking that every run is there exactly once.
     #[command(after_help = sweep::MERGE_HELP)]
     Merge(sweep::MergeArgs),
-    /// Run the performance suite of BENCHMARKS.md: wall time, page operations per second, peak RSS.
+    /// Run the performance suite of BENCHMARKS.md: wall and CPU time, RMP instructions, #NPF exits and
+    /// PSC pages (each counted and rated separately), peak RSS.
     #[command(after_help = bench::BENCH_HELP)]
     Bench(bench::BenchArgs),
     /// List embedded scenarios, policies, backings, guest presets and metrics.

@@ -18,8 +18,8 @@ fn artefacts() -> PathBuf {
     d
 }
 
-/// The Chromium binary, if one is installed.
-fn chromium() -> Option<PathBuf> {
+/// The Chromium binary on `PATH`, if one is installed.
+fn find_chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
         for dir in std::env::split_paths(&path) {
@@ -30,6 +30,24 @@ fn chromium() -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The Chromium binary for the browser half of a test. Without one the half is skipped with a
+/// message, except when `SNPSIM_REQUIRE_BROWSER=1` (set by `.ci/run`): then the test fails, so
+/// CI can never pass without having rendered the report.
+fn chromium() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("SNPSIM_REQUIRE_BROWSER").is_none_or(|v| v != "1"),
+            "no chromium on PATH and SNPSIM_REQUIRE_BROWSER=1: the browser half of the report test must run"
+        );
+        eprintln!(
+            "SKIPPED the browser half of this test: no chromium on PATH (.ci/run installs Debian's `chromium`; \
+             apt-get install -y chromium)"
+        );
+    }
+    found
 }
 
 /// Run headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
@@ -148,10 +166,6 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     let n = runs.as_array().unwrap().len();
     coverage_panels_agree_with_the_data(&html, runs.as_array().unwrap());
     let Some(chrome) = chromium() else {
-        eprintln!(
-            "SKIPPED the browser half of this test: no chromium on PATH (.ci/run installs Debian's `chromium`; \
-             apt-get install -y chromium)"
-        );
         return;
     };
     // The console check works: a page that breaks the policy is caught.
@@ -224,7 +238,6 @@ fn the_sweep_report_renders_in_chromium_without_console_errors() {
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     let page = out.join("report.html");
     let Some(chrome) = chromium() else {
-        eprintln!("SKIPPED: no chromium on PATH (.ci/run installs Debian's `chromium`)");
         return;
     };
     let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);
@@ -337,7 +350,6 @@ fn the_attack_table_shows_every_attack_against_both_guests() {
     let html = std::fs::read_to_string(honest.join("report.html")).unwrap();
     assert!(!html.contains("id=\"attacks\""));
     let Some(chrome) = chromium() else {
-        eprintln!("SKIPPED the browser half: no chromium on PATH (.ci/run installs Debian's `chromium`)");
         return;
     };
     let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);

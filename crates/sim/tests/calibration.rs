@@ -47,10 +47,11 @@ fn every_calibration_scenario_meets_its_expectations() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 9);
+    assert!(files.len() >= 11);
     for f in files {
-        // 06 (64 GiB, eager) is run by `lazy_vs_eager_time_to_ready` below.
-        if f.ends_with("06-boot-64gib-eager.toml") {
+        // 06 (64 GiB, eager) is run by `lazy_vs_eager_time_to_ready` below, 10 (64 GiB at 4K) by
+        // `held_out_figures_within_their_validation_bounds`.
+        if f.ends_with("06-boot-64gib-eager.toml") || f.ends_with("10-held-out-ohcl-64gib-accept-4k.toml") {
             continue;
         }
         let s = load_scenario(&f).unwrap();
@@ -109,4 +110,55 @@ fn four_k_private_backing_costs_40_ns_per_access() {
     let m2 = ns_per_access(&run("09-access-gmem-2m.toml", &[]));
     assert!((k4 - m2 - 40.0).abs() <= 1.0, "4K {k4} ns, 2M {m2} ns");
     assert!((k4 - 169.0).abs() <= 1.0, "4K {k4} ns");
+}
+
+/// §5 and §6, held out: figures no parameter was fitted to, from microsoft/OHCL-Linux-Kernel pull
+/// request #85 ("The 64GiB+64VP VMs accept the memory in under a second on average with this
+/// change, and without that that's ~57sec on average"). The validation error of each is computed
+/// here from the model's run and printed (`-- --nocapture`); the test fails if one leaves its
+/// bound. §1 (a count) is held out too and exact: `gmem_4k_takes_1024_npf_exits_per_4_mib_without_prefault`.
+#[test]
+fn held_out_figures_within_their_validation_bounds() {
+    // §5: 64 GiB accepted at 4K on one vCPU, about 57 s.
+    const PUBLISHED_4K_S: f64 = 57.0;
+    // The bound: the two published single-vCPU 4K acceptance rates differ by 25 % (§2's 1.5 GiB/s,
+    // fitted, and this figure's 64 GiB / 57 s = 1.12 GiB/s); rounded up to 30 %.
+    const BOUND_4K: f64 = 0.30;
+    // §6: 64 GiB accepted at 2M by 64 vCPUs in parallel, under 1 s.
+    const PUBLISHED_2M_PARALLEL_S: f64 = 1.0;
+
+    let k4 = run("10-held-out-ohcl-64gib-accept-4k.toml", &[]);
+    let model_4k_s = k4.result.metrics.sim_time_ns as f64 / 1e9;
+    let error_4k = model_4k_s / PUBLISHED_4K_S - 1.0;
+
+    let file = "11-held-out-ohcl-64gib-accept-2m-64-vcpus.toml";
+    let vcpus = load_scenario(&dir().join(file)).unwrap().vm.vcpus;
+    assert_eq!(vcpus, 64, "the figure is for 64 vCPUs");
+    let vcpus = f64::from(vcpus);
+    let m2 = run(file, &[]);
+    // sim_time_ns is serial (a sum of event costs); with the 64 vCPUs each accepting its own
+    // 1 GiB and perfect scaling, the parallel time is that sum over the vCPUs.
+    let model_2m_s = m2.result.metrics.sim_time_ns as f64 / 1e9 / vcpus;
+
+    eprintln!("held-out figure                                  published    model        validation error");
+    eprintln!(
+        "§5 64 GiB at 4K, 1 vCPU (OHCL-Linux-Kernel #85)   about {PUBLISHED_4K_S:.0} s  {model_4k_s:>8.3} s   {:+.1} % (bound ±{:.0} %)",
+        error_4k * 100.0,
+        BOUND_4K * 100.0
+    );
+    eprintln!(
+        "§6 64 GiB at 2M, 64 vCPUs (OHCL-Linux-Kernel #85) under {PUBLISHED_2M_PARALLEL_S:.0} s   {model_2m_s:>8.3} s   \
+         {:.1} % of the bound (bound: under it)",
+        model_2m_s / PUBLISHED_2M_PARALLEL_S * 100.0
+    );
+    assert!(error_4k.abs() <= BOUND_4K, "§5: {model_4k_s} s against about {PUBLISHED_4K_S} s");
+    assert!(
+        model_2m_s < PUBLISHED_2M_PARALLEL_S,
+        "§6: {model_2m_s} s against under {PUBLISHED_2M_PARALLEL_S} s"
+    );
+    // Together the two figures say 2M parallel acceptance is more than 57x faster than 4K serial.
+    assert!(
+        model_4k_s / model_2m_s > PUBLISHED_4K_S / PUBLISHED_2M_PARALLEL_S,
+        "{model_4k_s} / {model_2m_s}"
+    );
 }

@@ -151,10 +151,11 @@ pub fn cost_counts(mc: &Machine, guest: &Guest) -> Counts {
     let mut c = Counts::default();
     // One pass over the (five) exit reasons: this runs after every generated action.
     for (&reason, &n) in &k.exits {
-        match reason {
-            exit::VMGEXIT_PSC | exit::VMGEXIT_PSC_MSR => c.add(item::VMGEXIT, n),
-            exit::HYPERCALL | exit::MEMORY_FAULT => c.add(item::USERSPACE_EXIT, n),
-            _ => {}
+        // #NPF exits are priced from `k.npf` below (the same count).
+        if reason != exit::NPF
+            && let Some(i) = cost::exit_item(reason)
+        {
+            c.add(i, n);
         }
     }
     c.add(item::NPF_EXIT, k.npf);

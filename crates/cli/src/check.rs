@@ -74,14 +74,21 @@ fn validate(args: &CheckArgs) -> Result<Option<Mutant>> {
 }
 
 /// The trace of a counterexample: the actions re-run with tracing on, replayable by `snpsim replay`.
+/// The report names its policy and backing; a name the checker does not know, or a configuration
+/// that cannot be built again, is an error rather than a trace of some other configuration (or an
+/// empty file).
 fn counterexample_trace(
     r: &ConfigReport,
     actions: &[snpsim_sim::engine::Action],
     mutant: Option<Mutant>,
-) -> Vec<u8> {
-    let policy = snpsim_kvm::policy::by_name(r.policy).unwrap_or(snpsim_kvm::policy::ALL[0]);
-    let backing = backings(policy.era()).into_iter().find(|(n, _)| *n == r.backing).map(|(_, b)| b);
-    let Some(backing) = backing else { return Vec::new() };
+) -> Result<Vec<u8>> {
+    let Some(policy) = snpsim_kvm::policy::by_name(r.policy) else {
+        bail!("counterexample of an unknown policy {:?}", r.policy);
+    };
+    let Some(backing) = backings(policy.era()).into_iter().find(|(n, _)| *n == r.backing).map(|(_, b)| b)
+    else {
+        bail!("counterexample of {} on an unknown backing {:?}", r.policy, r.backing);
+    };
     let meta = TraceMeta {
         run: 0,
         scenario: format!("counterexample: {} on {}", r.policy, r.backing),
@@ -98,7 +105,9 @@ fn counterexample_trace(
         vcpus: r.vcpus,
         npt_level_follows_rmp: Some(r.npt_level_follows_rmp),
     };
-    let Some(mut sim) = initial_simulation(&setup, Some(&meta)) else { return Vec::new() };
+    let Some(mut sim) = initial_simulation(&setup, Some(&meta)) else {
+        bail!("counterexample of {} on {}: the configuration could not be built again", r.policy, r.backing);
+    };
     let mut bytes = sim.take_trace();
     for a in actions {
         sim.step(a);
@@ -106,7 +115,7 @@ fn counterexample_trace(
     }
     let result = sim.finish();
     bytes.extend(result.trace.unwrap_or_default());
-    bytes
+    Ok(bytes)
 }
 
 /// The configurations of `snpsim_check::run::check_all` one at a time, with a progress bar.
@@ -205,7 +214,7 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             )
             .to_lowercase(),
         );
-        write_atomic(&path, &counterexample_trace(r, actions, mutant))?;
+        write_atomic(&path, &counterexample_trace(r, actions, mutant)?)?;
         eprintln!("  trace: {}  (re-run it: snpsim replay {})", path.display(), path.display());
     }
     Ok(ok)

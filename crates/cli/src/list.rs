@@ -1,7 +1,7 @@
 //! `snpsim list`: what is built in, one line each.
 
 use snpsim_sim::debate::CLAIM_SCENARIOS;
-use snpsim_sim::scenario::{Backing, METRICS, Preset};
+use snpsim_sim::scenario::{Backing, METRICS, Preset, family_members};
 
 fn backing_line(b: Backing) -> &'static str {
     match b {
@@ -70,6 +70,12 @@ pub fn text() -> String {
         match metric_note(m) {
             "" => w!("  {m}"),
             note => w!("  {m:<20} {note}"),
+        }
+        // The members `[expect]` accepts as FAMILY.MEMBER (cost items are listed below).
+        if let Some((what, members)) =
+            family_members(m).filter(|_| !matches!(*m, "npt_coverage" | "sim_time_ns"))
+        {
+            w!("  {:<20} by {what}: {}", "", members.join(", "));
         }
     }
     w!("\nCost parameters ([cost] names; sim_time_ns.NAME; docs/calibration.md):");

@@ -340,3 +340,15 @@ pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    /// A column reads its metric with `metric_value`, which has no value for a name `[expect]`
+    /// would refuse: a misspelt key would print a blank-looking 0 in every row.
+    #[test]
+    fn every_column_names_a_metric() {
+        for (_, key) in super::COLUMNS.iter().chain(super::WORKLOAD_COLUMNS) {
+            assert_eq!(snpsim_sim::scenario::check_metric_name(key), Ok(()), "{key}");
+        }
+    }
+}

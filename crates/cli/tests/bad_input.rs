@@ -195,6 +195,40 @@ fn rows(trace: &[u8]) -> Vec<Row> {
             code: 2,
             says: &["s.toml:26:1", "expect.splits"],
         },
+        // `[expect]` is line 25 of TINY_BASE + the table; `exits = { ` is 10 characters.
+        Row {
+            what: "unknown exit reason in [expect]",
+            files: scenario([TINY_BASE.as_bytes(), b"[expect]\nexits = { npff = 0 }\n"].concat()),
+            args: "run @/s.toml --out @/out",
+            code: 2,
+            says: &[
+                "s.toml:26:11",
+                "expect.exits.npff",
+                "unknown exit reason \"npff\" of `exits`; accepted: npf, vmgexit_psc_msr, vmgexit_psc, hypercall, \
+                 memory_fault",
+            ],
+        },
+        Row {
+            what: "negative expectation",
+            files: scenario([TINY_BASE.as_bytes(), b"[expect]\nrmp_npf = -1\n"].concat()),
+            args: "run @/s.toml --out @/out",
+            code: 2,
+            says: &["s.toml:26:11", "expect.rmp_npf", "-1 is negative"],
+        },
+        Row {
+            what: "expectation that cannot fail",
+            files: scenario([TINY_BASE.as_bytes(), b"[expect]\nsigbus = \">=0\"\n"].concat()),
+            args: "run @/s.toml --out @/out",
+            code: 2,
+            says: &["s.toml:26:10", "expect.sigbus", "could never fail"],
+        },
+        Row {
+            what: "--set of an unknown race kind",
+            files: vec![base()],
+            args: "run @/base.toml --set expect.races.psmash_inuse=0 --out @/out",
+            code: 2,
+            says: &["--set:1:14", "expect.races.psmash_inuse", "accepted: psmash_fail_inuse"],
+        },
         Row {
             what: "non-UTF-8 scenario",
             files: scenario([b"name = \"\xff\"\n".as_slice(), TINY_BASE.as_bytes()].concat()),
@@ -390,6 +424,22 @@ fn rows(trace: &[u8]) -> Vec<Row> {
             args: "sweep @/w.toml --out @/out",
             code: 2,
             says: &["w.toml:", "vm.colour"],
+        },
+        Row {
+            what: "sweep setting an unknown exit reason",
+            files: vec![
+                base(),
+                (
+                    "w.toml",
+                    sweep_with(
+                        "vm.policy\"\nvalues = [\"npt-demote\", \"gmem\"]",
+                        "vm.policy\"\nvalues = [\"npt-demote\"]\n[set]\n\"expect.exits.npff\" = 0",
+                    ),
+                ),
+            ],
+            args: "sweep @/w.toml --out @/out",
+            code: 2,
+            says: &["w.toml:7:", "expect.exits.npff", "accepted: npf, vmgexit_psc_msr"],
         },
         Row {
             what: "sweep of an unknown policy",

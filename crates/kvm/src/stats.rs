@@ -20,6 +20,21 @@ pub mod exit {
     pub const ALL: [&str; 5] = [NPF, VMGEXIT_PSC_MSR, VMGEXIT_PSC, HYPERCALL, MEMORY_FAULT];
 }
 
+/// The key of an NPT demotion from a leaf of `from` to leaves of `to` in `npt_demotions`
+/// (`1g_2m`, `2m_4k`, `1g_4k`): a demotion always goes to a smaller level.
+pub fn demotion_name(from: PageSize, to: PageSize) -> String {
+    format!("{}_{}", from.name(), to.name())
+}
+
+/// Every key [`KvmStats::demotion`] can count: each pair of levels from a larger to a smaller one
+/// (the members of the `npt_demotions` metric).
+pub fn demotion_names() -> impl Iterator<Item = String> {
+    PageSize::ALL
+        .into_iter()
+        .flat_map(|from| PageSize::ALL.into_iter().filter(move |&to| to < from).map(move |to| (from, to)))
+        .map(|(from, to)| demotion_name(from, to))
+}
+
 /// Counters kept by KVM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvmStats {
@@ -71,6 +86,23 @@ pub struct Races {
     pub spurious_npf: u64,
 }
 
+impl Races {
+    /// The member names of the `races` metric, in report order (the field names).
+    pub const NAMES: [&'static str; 4] =
+        ["psmash_fail_inuse", "rmpupdate_fail_inuse", "psmash_already_4k", "spurious_npf"];
+
+    /// Each counter with its member name, in [`Races::NAMES`] order.
+    pub const fn members(&self) -> [(&'static str, u64); 4] {
+        let Races { psmash_fail_inuse, rmpupdate_fail_inuse, psmash_already_4k, spurious_npf } = *self;
+        [
+            (Races::NAMES[0], psmash_fail_inuse),
+            (Races::NAMES[1], rmpupdate_fail_inuse),
+            (Races::NAMES[2], psmash_already_4k),
+            (Races::NAMES[3], spurious_npf),
+        ]
+    }
+}
+
 impl Default for KvmStats {
     fn default() -> Self {
         KvmStats {
@@ -100,7 +132,8 @@ impl KvmStats {
 
     /// Count a demotion of a leaf from `from` to `to`.
     pub fn demotion(&mut self, from: PageSize, to: PageSize, needless: bool) {
-        *self.npt_demotions.entry(format!("{}_{}", from.name(), to.name())).or_default() += 1;
+        debug_assert!(to < from, "a demotion goes to a smaller level: {from:?} to {to:?}");
+        *self.npt_demotions.entry(demotion_name(from, to)).or_default() += 1;
         if needless {
             self.npt_demotions_needless += 1;
         }
@@ -109,5 +142,34 @@ impl KvmStats {
     /// Total demotions.
     pub fn demotions_total(&self) -> u64 {
         self.npt_demotions.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demotion_names_are_the_three_downward_pairs() {
+        // Three levels (4K, 2M, 1G) give three pairs from a larger to a smaller one.
+        assert_eq!(demotion_names().collect::<Vec<_>>(), ["2m_4k", "1g_4k", "1g_2m"]);
+        let mut s = KvmStats::default();
+        s.demotion(PageSize::Size1G, PageSize::Size2M, false);
+        assert!(demotion_names().any(|n| s.npt_demotions.contains_key(&n)));
+    }
+
+    #[test]
+    fn race_members_follow_the_fields() {
+        let r =
+            Races { psmash_fail_inuse: 1, rmpupdate_fail_inuse: 2, psmash_already_4k: 3, spurious_npf: 4 };
+        assert_eq!(
+            r.members(),
+            [
+                ("psmash_fail_inuse", 1),
+                ("rmpupdate_fail_inuse", 2),
+                ("psmash_already_4k", 3),
+                ("spurious_npf", 4)
+            ]
+        );
     }
 }

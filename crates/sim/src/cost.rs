@@ -286,6 +286,20 @@ impl Default for CostTable {
     }
 }
 
+/// The item pricing one exit of `reason` (a key of the `exits` metric,
+/// `snpsim_kvm::stats::exit`): `npf_exit` for an #NPF, `vmgexit` for a page-state-change VMGEXIT
+/// (MSR or GHCB), `userspace_exit` for an exit to the VMM. `None` for a name that is no exit
+/// reason.
+pub fn exit_item(reason: &str) -> Option<usize> {
+    use snpsim_kvm::stats::exit;
+    match reason {
+        exit::NPF => Some(item::NPF_EXIT),
+        exit::VMGEXIT_PSC | exit::VMGEXIT_PSC_MSR => Some(item::VMGEXIT),
+        exit::HYPERCALL | exit::MEMORY_FAULT => Some(item::USERSPACE_EXIT),
+        _ => None,
+    }
+}
+
 /// The index of the parameter called `name`.
 pub fn index_of(name: &str) -> Option<usize> {
     ALL.iter().position(|c| c.name == name)
@@ -354,6 +368,17 @@ pub fn price(counts: &Counts) -> (u64, BTreeMap<&'static str, u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_exit_reason_is_priced() {
+        for r in snpsim_kvm::stats::exit::ALL {
+            assert!(exit_item(r).is_some_and(|i| i < PRICED), "{r}");
+        }
+        assert_eq!(exit_item("npf"), Some(item::NPF_EXIT));
+        assert_eq!(exit_item("vmgexit_psc_msr"), Some(item::VMGEXIT));
+        assert_eq!(exit_item("memory_fault"), Some(item::USERSPACE_EXIT));
+        assert_eq!(exit_item("npff"), None);
+    }
 
     #[test]
     fn indices_names_and_units_agree() {

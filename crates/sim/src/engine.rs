@@ -539,6 +539,10 @@ impl Simulation {
     /// Price the run with `costs` (a scenario's `[cost]` table) instead of the defaults. Call it
     /// before [`Simulation::enable_trace`]: the trace's header records the parameters that differ.
     pub fn set_costs(&mut self, costs: CostTable) {
+        debug_assert!(
+            !self.is_traced(),
+            "set_costs after enable_trace: the trace would price with the old table"
+        );
         self.costs = costs;
     }
 

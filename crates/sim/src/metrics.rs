@@ -38,6 +38,9 @@ impl Default for Coverage {
 }
 
 impl Coverage {
+    /// The member names of the `npt_coverage` metric (its serialized field names).
+    pub const LEVELS: [&'static str; 4] = ["4k", "2m", "1g", "unmapped"];
+
     /// Shares of `guest_pages` from the pages mapped at `[4K, 2M, 1G]` (nothing mapped when the
     /// guest has no memory).
     pub fn from_pages(c: [u64; 3], guest_pages: u64) -> Self {
@@ -132,16 +135,7 @@ pub struct Metrics {
 
 /// The `races` metric's members.
 fn races(r: snpsim_kvm::Races) -> BTreeMap<String, u64> {
-    let snpsim_kvm::Races { psmash_fail_inuse, rmpupdate_fail_inuse, psmash_already_4k, spurious_npf } = r;
-    [
-        ("psmash_fail_inuse", psmash_fail_inuse),
-        ("rmpupdate_fail_inuse", rmpupdate_fail_inuse),
-        ("psmash_already_4k", psmash_already_4k),
-        ("spurious_npf", spurious_npf),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    r.members().into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// Gather the metrics of a run (`machine` is `None` when the VM was never created), priced with the
@@ -160,10 +154,11 @@ pub fn cost_counts(mc: &Machine, guest: &Guest) -> Counts {
     let mut c = Counts::default();
     // One pass over the (five) exit reasons: this runs after every generated action.
     for (&reason, &n) in &k.exits {
-        match reason {
-            exit::VMGEXIT_PSC | exit::VMGEXIT_PSC_MSR => c.add(item::VMGEXIT, n),
-            exit::HYPERCALL | exit::MEMORY_FAULT => c.add(item::USERSPACE_EXIT, n),
-            _ => {}
+        // #NPF exits are priced from `k.npf` below (the same count).
+        if reason != exit::NPF
+            && let Some(i) = cost::exit_item(reason)
+        {
+            c.add(i, n);
         }
     }
     c.add(item::NPF_EXIT, k.npf);

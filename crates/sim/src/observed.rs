@@ -96,7 +96,7 @@ impl<R: RmpModel> Observed<R> {
 }
 
 /// Whether a guest instruction retired (with a result or a failure code) rather than faulting.
-fn retired<T>(r: &GuestOutcome<T>) -> bool {
+pub(crate) fn retired<T>(r: &GuestOutcome<T>) -> bool {
     matches!(r, GuestOutcome::Done(_) | GuestOutcome::Fail(_))
 }
 

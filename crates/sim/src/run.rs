@@ -53,6 +53,19 @@ fn vma_backing(b: Backing) -> VmaBacking {
     }
 }
 
+/// KVM's policy of a scenario's `vm.policy`: one for each name, with no fallback.
+pub fn kvm_policy(p: scenario::Policy) -> &'static dyn snpsim_kvm::Policy {
+    use snpsim_kvm::policy as k;
+    match p {
+        scenario::Policy::RfcHostSplit => &k::RfcHostSplit,
+        scenario::Policy::RfcV4 => &k::RfcV4,
+        scenario::Policy::RefuseHugetlbfs => &k::RefuseHugetlbfs,
+        scenario::Policy::FailPscHugetlbfs => &k::FailPscHugetlbfs,
+        scenario::Policy::NptDemote => &k::NptDemote,
+        scenario::Policy::Gmem => &k::Gmem,
+    }
+}
+
 fn granularity(g: scenario::Granularity) -> Granularity {
     match g {
         scenario::Granularity::Size4K => Granularity::K4,
@@ -90,7 +103,7 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         host_pages: s.machine.host_memory / PAGE_SIZE_4K,
         guest_pages: vm.pages(),
         vcpus: vm.vcpus,
-        policy: snpsim_kvm::policy::by_name(vm.policy.name()).unwrap_or(snpsim_kvm::policy::ALL[0]),
+        policy: kvm_policy(vm.policy),
         backing,
         prefault_on_psc: vm.prefault_on_psc,
         npt_level_follows_rmp: vm.npt_level_follows_rmp,
@@ -112,9 +125,7 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         },
         step_budget: vm.step_budget,
         check,
-        adversary: crate::adversary::Attacks::of(
-            &vm.adversary.iter().filter_map(|n| crate::adversary::Attack::from_name(n)).collect::<Vec<_>>(),
-        ),
+        adversary: crate::adversary::Attacks::of(&vm.adversary),
         interleave: vm.interleave,
     }
 }
@@ -182,7 +193,14 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
 
 /// Look up a metric by its expectation name: a top-level key, `FAMILY.MEMBER`, or a family name
 /// alone for its total (`sim_time_ns.ITEM` reads `sim_time_by_item`).
+///
+/// `None` for a name `[expect]` would refuse (an unknown metric or member,
+/// [`scenario::check_metric_name`]), so that a misspelt name is never read as 0; a known member
+/// absent from its family (an `npt_demotions` pair that never happened) is 0.
 pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
+    if name != "npt_coverage" && scenario::check_metric_name(name).is_err() {
+        return None;
+    }
     let v = serde_json::to_value(m).ok()?;
     let num = |x: &serde_json::Value| x.as_f64();
     match name.split_once('.') {
@@ -252,7 +270,7 @@ fn run_scenario_with(
         preset: s.guest.preset.name(),
         npt_level_follows_rmp: s.vm.npt_level_follows_rmp(),
         validation_tracking: s.guest.resolved().validation_tracking,
-        adversary: s.vm.adversary.clone(),
+        adversary: s.vm.adversary.iter().map(|a| a.name().to_owned()).collect(),
         result,
         failures,
         workload,
@@ -295,4 +313,16 @@ pub fn run_steps_and_workload(
     }
     let report = s.workload.as_ref().map(|_| workload::run_workload(&mut sim, s, &mut rng, record));
     (sim.finish(), report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_policy_is_the_kvm_policy_of_its_name() {
+        for &p in scenario::Policy::ALL {
+            assert_eq!(kvm_policy(p).name(), p.name());
+        }
+    }
 }

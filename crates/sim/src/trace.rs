@@ -8,9 +8,11 @@
 //! else when it is `None`.
 //!
 //! Events are gathered per engine step and written when the step ends, when their times are known:
-//! each event starts when the previous one's cost (from [`crate::cost::DEFAULTS`]) has elapsed,
-//! counted from the step's start, capped at the step's end, which is the run's `sim_time_ns` after
-//! the step. KVM-internal effects (exits to the VMM, NPT demotions, host and direct-map splits,
+//! each event starts when the previous one's cost has elapsed, priced by the run's own cost table
+//! (the defaults with a scenario's `[cost]` overrides, as `sim_time_ns` is), counted from the
+//! step's start, capped at the step's end, which is the run's `sim_time_ns` after the step. An
+//! event is priced exactly as `sim_time_ns` prices it (a PVALIDATE or RMPADJUST that faults costs
+//! its #NPF exit, not an instruction), so the cap binds only if the two disagree. KVM-internal effects (exits to the VMM, NPT demotions, host and direct-map splits,
 //! implicit conversions) are derived from counter differences around each KVM call and recorded
 //! right after it.
 
@@ -153,6 +155,8 @@ pub struct Recorder {
     clock: u64,
     /// Steps recorded.
     steps: u64,
+    /// The run's cost parameters: what each event adds to the clock.
+    costs: cost::CostTable,
 }
 
 /// The name of a page size in traces (`4k`, `2m`, `1g`).
@@ -162,10 +166,6 @@ pub fn size_name(s: PageSize) -> &'static str {
 
 fn hex(v: u64) -> Value {
     Value::String(format!("{v:#x}"))
-}
-
-fn cost_of(item: &str) -> u64 {
-    cost::DEFAULTS.iter().find(|c| c.name == item).map_or(0, |c| c.ns)
 }
 
 /// The `|`-joined names of the set bits of an #NPF error code (`P|W|RMP|SIZEM|ENC`).
@@ -856,6 +856,7 @@ impl Recorder {
             actor_stack: Vec::new(),
             clock: 0,
             steps: 0,
+            costs: *costs,
         };
         r.write_value(&header_json(meta, config, costs));
         r
@@ -877,6 +878,11 @@ impl Recorder {
         }
         line.push('\n');
         self.out.extend_from_slice(line.as_bytes());
+    }
+
+    /// What one event of cost item `item` adds to the clock, in the run's cost table.
+    fn cost(&self, item: usize) -> u64 {
+        self.costs.get(item)
     }
 
     /// Take the lines written so far.
@@ -1033,13 +1039,13 @@ impl Recorder {
                 "pfn": hex(pfn.raw()), "assigned": new.assigned(), "asid": new.asid(), "gpa": hex(new.gpa()),
                 "size": if new.page_size() { "2m" } else { "4k" }, "immutable": new.immutable(), "rc": rc.name(),
             }),
-            cost_of(if new.page_size() { "rmpupdate_2m" } else { "rmpupdate_4k" }),
+            self.cost(if new.page_size() { cost::item::RMPUPDATE_2M } else { cost::item::RMPUPDATE_4K }),
         );
     }
 
     pub(crate) fn psmash(&mut self, pfn: Pfn, rc: ReturnCode) {
         self.touch(pfn);
-        self.push("psmash", json!({ "pfn": hex(pfn.raw()), "rc": rc.name() }), cost_of("psmash"));
+        self.push("psmash", json!({ "pfn": hex(pfn.raw()), "rc": rc.name() }), self.cost(cost::item::PSMASH));
     }
 
     pub(crate) fn pvalidate(
@@ -1051,6 +1057,9 @@ impl Recorder {
         r: &GuestOutcome<PvalidateStatus>,
     ) {
         self.touch(pfn);
+        let item =
+            if size == RmpPageSize::Size2M { cost::item::PVALIDATE_2M } else { cost::item::PVALIDATE_4K };
+        let cost = if crate::observed::retired(r) { self.cost(item) } else { 0 };
         let result = outcome_name(r, |s| match s {
             PvalidateStatus::Changed => "done",
             PvalidateStatus::Unchanged => "unchanged",
@@ -1061,7 +1070,7 @@ impl Recorder {
                 "gpa": hex(gpa.raw()), "pfn": hex(pfn.raw()), "size": rmp_size_name(size),
                 "validate": validate, "result": result,
             }),
-            cost_of(if size == RmpPageSize::Size2M { "pvalidate_2m" } else { "pvalidate_4k" }),
+            cost,
         );
     }
 
@@ -1074,6 +1083,7 @@ impl Recorder {
         r: &GuestOutcome<()>,
     ) {
         self.touch(pfn);
+        let cost = if crate::observed::retired(r) { self.cost(cost::item::RMPADJUST) } else { 0 };
         self.push(
             "rmpadjust",
             json!({
@@ -1081,7 +1091,7 @@ impl Recorder {
                 "vmpl": op.target_vmpl(), "perms": perms_name(op.perms()), "vmsa": op.vmsa(),
                 "result": outcome_name(r, |()| "done"),
             }),
-            cost_of("rmpadjust"),
+            cost,
         );
     }
 
@@ -1103,12 +1113,9 @@ impl Recorder {
 
     /// An exit of `reason` (an `exits` metric key); returns its index.
     pub(crate) fn exit(&mut self, reason: &'static str) -> usize {
-        let item = match reason {
-            "npf" => "npf_exit",
-            "vmgexit_psc" | "vmgexit_psc_msr" => "vmgexit",
-            _ => "userspace_exit",
-        };
-        let i = self.push("exit", json!({ "reason": reason }), cost_of(item));
+        // Every reason KVM counts has an item (`cost::tests::every_exit_reason_is_priced`).
+        let cost = cost::exit_item(reason).map_or(0, |i| self.cost(i));
+        let i = self.push("exit", json!({ "reason": reason }), cost);
         self.enter(self.vcpu, "kvm");
         i
     }
@@ -1244,7 +1251,7 @@ impl Recorder {
                 self.push(
                     "npt_demotion",
                     json!({ "from": from, "to": to, "count": d }),
-                    d.saturating_mul(cost_of("npt_zap")),
+                    d.saturating_mul(self.cost(cost::item::NPT_ZAP)),
                 );
             }
         }
@@ -1253,7 +1260,11 @@ impl Recorder {
         }
         let splits = after.host_splits - before.host_splits;
         if splits > 0 {
-            self.push("host_split", json!({ "count": splits }), splits.saturating_mul(cost_of("host_split")));
+            self.push(
+                "host_split",
+                json!({ "count": splits }),
+                splits.saturating_mul(self.cost(cost::item::HOST_SPLIT)),
+            );
         }
         let needed = after.host_splits_needed - before.host_splits_needed;
         if needed > 0 {
@@ -1264,7 +1275,7 @@ impl Recorder {
             self.push(
                 "direct_map_split",
                 json!({ "count": dm }),
-                dm.saturating_mul(cost_of("direct_map_split")),
+                dm.saturating_mul(self.cost(cost::item::DIRECT_MAP_SPLIT)),
             );
         }
     }

@@ -364,3 +364,92 @@ fn every_action_and_option_replays() {
         }
     }
 }
+
+/// The cost item an event's own time is priced by, as `sim_time_ns` prices it (`None` for an event
+/// that takes no time of its own, or whose item the trace prices only in part: `npt_demotion` is
+/// one kind of `npt_zap`).
+fn item_of(ev: &serde_json::Value) -> Option<&'static str> {
+    let s = |k: &str| ev[k].as_str().unwrap_or_default().to_owned();
+    // A PVALIDATE or RMPADJUST that faulted (`npf:...`, `vc:...`) costs its #NPF exit instead.
+    let retired = !s("result").contains(':');
+    Some(match ev["ev"].as_str()? {
+        "exit" => match s("reason").as_str() {
+            "npf" => "npf_exit",
+            "vmgexit_psc" | "vmgexit_psc_msr" => "vmgexit",
+            _ => "userspace_exit",
+        },
+        "rmpupdate" if s("size") == "2m" => "rmpupdate_2m",
+        "rmpupdate" => "rmpupdate_4k",
+        "psmash" => "psmash",
+        "pvalidate" if retired && s("size") == "2m" => "pvalidate_2m",
+        "pvalidate" if retired => "pvalidate_4k",
+        "rmpadjust" if retired => "rmpadjust",
+        "host_split" => "host_split",
+        "direct_map_split" => "direct_map_split",
+        _ => return None,
+    })
+}
+
+/// Trace events are priced by the run's cost table, `[cost]` overrides included: each event takes
+/// its item's cost in that table (times its `count` for a derived split) up to the next line of
+/// its step, those costs summed by item are exactly the run's `sim_time_ns` of the item, and the
+/// last `step_end` is at `sim_time_ns`. The event before a `step_end` may take longer: the step's
+/// costs no event itemises (guest accesses, NPT maps, page clearing) end the step. (Priced with
+/// the defaults, each #NPF exit would take 1500 ns in the trace and 500000 in `sim_time_ns`.)
+#[test]
+fn trace_events_are_priced_by_the_runs_cost_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/debate");
+    // Every override differs from its default (1500, 1000, 10000, 965, 1500, 965, 1500, 3000).
+    let costs = "\n[cost]\nnpf_exit = 500000\nvmgexit = 70000\nuserspace_exit = 90000\nrmpupdate_4k = 3000\n\
+                 rmpupdate_2m = 4000\npvalidate_4k = 5000\npvalidate_2m = 6000\nhost_split = 7000\n";
+    let itemised = [
+        "npf_exit",
+        "vmgexit",
+        "userspace_exit",
+        "rmpupdate_4k",
+        "rmpupdate_2m",
+        "psmash",
+        "pvalidate_4k",
+        "pvalidate_2m",
+        "rmpadjust",
+        "host_split",
+        "direct_map_split",
+    ];
+    for file in ["01-rfc-host-split-thp.toml", "05-npt-demote-thp.toml", "12-gmem-4k-no-prefault.toml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap() + costs;
+        let s = parse_scenario(file, &text).unwrap();
+        let r =
+            run_scenario_traced(&s, CheckMode::Full, Some(&TraceMeta::for_scenario(&s, file, 0))).unwrap();
+        let m = r.result.metrics.clone();
+        let trace = String::from_utf8(r.result.trace.unwrap()).unwrap();
+        let lines: Vec<serde_json::Value> = trace.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let mut by_item: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        let mut last_step_end = 0;
+        for (i, ev) in lines.iter().enumerate() {
+            if ev["ev"] == "step_end" {
+                last_step_end = ev["t"].as_u64().unwrap();
+            }
+            let Some(item) = item_of(ev) else { continue };
+            let unit = s.cost.get(snpsim_sim::cost::index_of(item).unwrap());
+            let ns = unit * ev.get("count").and_then(serde_json::Value::as_u64).unwrap_or(1);
+            *by_item.entry(item).or_default() += ns;
+            // Every priced event has a later line in its step: at least its `step_end`.
+            let next = &lines[i + 1];
+            let took = next["t"].as_u64().unwrap() - ev["t"].as_u64().unwrap();
+            if next["ev"] == "step_end" {
+                assert!(took >= ns, "{file} line {}: {item} took {took} ns, priced {ns}", i + 1);
+            } else {
+                assert_eq!(took, ns, "{file} line {}: {item}", i + 1);
+            }
+        }
+        assert_eq!(last_step_end, m.sim_time_ns, "{file}");
+        // Each scenario takes #NPF exits, so the overrides are exercised: 500000 ns per #NPF exit.
+        assert!(m.npf > 0, "{file}");
+        assert_eq!(m.sim_time_by_item["npf_exit"], m.npf * 500_000, "{file}");
+        for item in itemised {
+            assert_eq!(by_item.get(item).copied().unwrap_or(0), m.sim_time_by_item[item], "{file}: {item}");
+        }
+        // A traced run with overrides replays: replay prices it with the header's `costs`.
+        replay(&trace).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}

@@ -3,6 +3,7 @@
 
 use snpsim_defs::{Gpa, RmpPageSize, VmplPerms};
 use snpsim_hw::Geometry;
+use snpsim_sim::adversary::Attack;
 use snpsim_sim::scenario::{
     AcceptMode, AccessKind, Backing, CmpOp, ErrorKind, Expect, Granularity, GuestParams, HostVia, Outcome,
     PageState, Phase, Policy, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError,
@@ -179,10 +180,10 @@ fn defaults() {
 
     let s = ok(&with("step_budget = 10\nadversary = \"vc-storm\"\nnpt_level_follows_rmp = true\n"));
     assert_eq!(s.vm.step_budget, Some(10));
-    assert_eq!(s.vm.adversary, vec!["vc-storm".to_owned()]);
+    assert_eq!(s.vm.adversary, vec![Attack::VcStorm]);
     assert!(s.vm.npt_level_follows_rmp());
     let s = ok(&with("adversary = [\"reform-2m\", \"foreign-asid\"]\n"));
-    assert_eq!(s.vm.adversary, vec!["reform-2m".to_owned(), "foreign-asid".to_owned()]);
+    assert_eq!(s.vm.adversary, vec![Attack::ReformTwoMeg, Attack::ForeignAsid]);
     let e = err(&with("adversary = \"double-validate\"\n"));
     assert!(
         e.to_string().contains("unknown attack \"double-validate\"; accepted: remap-validated-gpa"),
@@ -310,7 +311,7 @@ impl Add for String {
 fn expectations_flatten_nested_tables() {
     let s = ok(&with(
         "[expect]\nnpt_coverage = { \"2m\" = \">=0.99\" }\nexits = { npf = \">=1024\" }\n\
-         npt_demotions.1g_2m = 3\nsim_time_ns = \"<1e9\"\noutcome = \"vm_error\"\nrmp_npf = 0.5\n",
+         npt_demotions.1g_2m = 3\nsim_time_ns = \"<1e9\"\noutcome = \"vm_error\"\nhuge_capable = 0.5\n",
     ));
     let e = &s.expect;
     assert_eq!(e.get("npt_coverage.2m"), Some(&Expect::Compare { op: CmpOp::Ge, value: 0.99 }));
@@ -415,6 +416,105 @@ fn unknown_values() {
     );
     let e = err(&with("[workload]\nphases = [{ kind = \"steady\", duration = \"10h\" }]\n"));
     check(&e, 10, 41, Some("workload.phases[0].duration"), ErrorKind::UnknownValue, "is not a duration");
+}
+
+/// `[expect]` names members of closed sets (exit reasons, race kinds, level pairs, cost items), each
+/// as the crate that counts them defines it: a misspelt member would otherwise be a metric that is
+/// always 0, an expectation that can never fail.
+#[test]
+fn expectation_members_are_closed_sets() {
+    // `[expect]` is line 10 of `with(...)` (BASE has 8 lines); `exits = { ` is 10 characters.
+    let e = err(&with("[expect]\nexits = { npff = 0 }\n"));
+    check(
+        &e,
+        10,
+        11,
+        Some("expect.exits.npff"),
+        ErrorKind::UnknownField,
+        "unknown exit reason \"npff\" of `exits`; accepted: npf, vmgexit_psc_msr, vmgexit_psc, hypercall, \
+         memory_fault",
+    );
+    let e = err(&with("[expect]\nraces.psmash_inuse = 0\n"));
+    check(
+        &e,
+        10,
+        7,
+        Some("expect.races.psmash_inuse"),
+        ErrorKind::UnknownField,
+        "unknown race kind \"psmash_inuse\" of `races`; accepted: psmash_fail_inuse, rmpupdate_fail_inuse, \
+         psmash_already_4k, spurious_npf",
+    );
+    // A demotion goes from a larger level to a smaller one: 2m_1g is no member.
+    let e = err(&with("[expect]\nnpt_demotions = { \"2m_1g\" = 1 }\n"));
+    check(
+        &e,
+        10,
+        19,
+        Some("expect.npt_demotions.2m_1g"),
+        ErrorKind::UnknownField,
+        "unknown level pair \"2m_1g\" of `npt_demotions`; accepted: 2m_4k, 1g_4k, 1g_2m",
+    );
+    // `boot_fixed` is a time-to-ready parameter, not part of `sim_time_ns`.
+    let e = err(&with("[expect]\nsim_time_ns.boot_fixed = \">0\"\n"));
+    check(
+        &e,
+        10,
+        13,
+        Some("expect.sim_time_ns.boot_fixed"),
+        ErrorKind::UnknownField,
+        "unknown cost item \"boot_fixed\" of `sim_time_ns`; accepted: vmgexit, npf_exit, userspace_exit",
+    );
+    let e = parse_scenario_with_overrides("t.toml", BASE, &[("expect.exits.npff", "0")]).unwrap_err();
+    assert_eq!(e.file, "--set");
+    check(&e, 1, 14, Some("expect.exits.npff"), ErrorKind::UnknownField, "accepted: npf, vmgexit_psc_msr");
+    // Every member the engine names is accepted.
+    let s = ok(&with(
+        "[expect]\nexits = { memory_fault = 0 }\nraces.spurious_npf = 0\nnpt_demotions.1g_4k = 0\n\
+         sim_time_ns.host_write = \">0\"\n",
+    ));
+    assert_eq!(s.expect.iter().count(), 4);
+}
+
+/// A negative expectation, or one that holds for every value (or for none), could never fail (or
+/// pass): refused where it is written.
+#[test]
+fn expectations_that_cannot_fail_are_refused() {
+    let e = err(&with("[expect]\nrmp_npf = -1\n"));
+    check(
+        &e,
+        10,
+        11,
+        Some("expect.rmp_npf"),
+        ErrorKind::OutOfRange,
+        "-1 is negative; `rmp_npf` is never below 0",
+    );
+    let e = err(&with("[expect]\nexits = { npf = \">=-2\" }\n"));
+    check(&e, 10, 17, Some("expect.exits.npf"), ErrorKind::OutOfRange, "-2 is negative");
+    let e = err(&with("[expect]\nsim_time_ns = \"-5..10\"\n"));
+    check(&e, 10, 15, Some("expect.sim_time_ns"), ErrorKind::OutOfRange, "-5 is negative");
+    let e = err(&with("[expect]\nrmp_npf = \">=0\"\n"));
+    check(
+        &e,
+        10,
+        11,
+        Some("expect.rmp_npf"),
+        ErrorKind::OutOfRange,
+        "`rmp_npf` >=0 holds for every value, so it could never fail",
+    );
+    let e = err(&with("[expect]\nnpt_coverage = { \"2m\" = \">1\" }\n"));
+    check(
+        &e,
+        10,
+        25,
+        Some("expect.npt_coverage.2m"),
+        ErrorKind::OutOfRange,
+        "holds for no value, so it could never pass; accepted: a bound within the metric's values (a share \
+         between 0 and 1)",
+    );
+    let e = err(&with("[expect]\nsigbus = 0.5\n"));
+    check(&e, 10, 10, Some("expect.sigbus"), ErrorKind::OutOfRange, "(a whole number >= 0)");
+    let e = parse_scenario_with_overrides("t.toml", BASE, &[("expect.sigbus", "-1")]).unwrap_err();
+    check(&e, 1, 15, Some("expect.sigbus"), ErrorKind::OutOfRange, "-1 is negative");
 }
 
 #[test]

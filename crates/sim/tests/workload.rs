@@ -46,7 +46,7 @@ fn cost_table_overrides_and_rejects_unknown_names() {
     let e = parse_scenario("t.toml", &format!("{base}[cost]\nnpf_exit = -1\n")).unwrap_err();
     assert!(e.to_string().contains("a cost is a number >= 0 (ns)"), "{e}");
     let e = parse_scenario("t.toml", &format!("{base}[expect]\nsim_time_ns = {{ nope = 1 }}\n")).unwrap_err();
-    assert!(e.to_string().contains("unknown cost item \"nope\" of sim_time_ns; accepted: vmgexit"), "{e}");
+    assert!(e.to_string().contains("unknown cost item \"nope\" of `sim_time_ns`; accepted: vmgexit"), "{e}");
     let ok = parse_scenario("t.toml", &format!("{base}[expect]\nsim_time_ns = {{ guest_access_4k = 0 }}\n"));
     assert!(ok.is_ok());
 }

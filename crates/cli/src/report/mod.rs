@@ -1220,3 +1220,14 @@ const GLOSSARY: &str = r#"<section id="glossary"><h2>Metrics</h2><dl class="metr
 <dt>sim_time_ns</dt><dd>Simulated time from the cost model, by cost item in sim_time_by_item.</dd>
 </dl></section>
 "#;
+
+#[cfg(test)]
+mod sweep_metric_tests {
+    /// [`metric`] reads an absent name as 0: every charted name must be one `[expect]` accepts.
+    #[test]
+    fn every_sweep_chart_names_a_metric() {
+        for (name, ..) in super::SWEEP_METRICS {
+            assert_eq!(snpsim_sim::scenario::check_metric_name(name), Ok(()), "{name}");
+        }
+    }
+}

@@ -52,54 +52,186 @@ pub const METRICS: &[&str] = &[
 pub const METRIC_FAMILIES: &[&str] = &["npt_demotions", "exits", "races", "npt_coverage", "sim_time_ns"];
 
 /// The members of `npt_coverage`.
-pub const NPT_COVERAGE_LEVELS: &[&str] = &["4k", "2m", "1g", "unmapped"];
+pub const NPT_COVERAGE_LEVELS: &[&str] = &crate::metrics::Coverage::LEVELS;
 
-/// Why a metric name is refused, or `None` if `[expect]` may name it.
-///
-/// Family members other than `npt_coverage`'s are named by the engine (exit reasons, cost items,
-/// level pairs), so any name of lower-case letters, digits, `_` and `-` is accepted there.
-pub fn check_metric_name(name: &str) -> Option<String> {
+/// Why an expectation is refused: a name outside its closed set, a malformed comparison, or a
+/// bound that makes the expectation unable to fail (or to hold).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ExpectError {
+    /// A metric name that is neither a metric nor `FAMILY.MEMBER` of a family.
+    #[error("unknown metric {name:?}; accepted: {accepted}; and FAMILY.MEMBER for the families {families}")]
+    UnknownMetric {
+        /// The name given.
+        name: String,
+        /// The metric names, comma-separated.
+        accepted: String,
+        /// The families, comma-separated.
+        families: String,
+    },
+    /// A member that is not one of its family's.
+    #[error("unknown {what} {member:?} of `{family}`; accepted: {accepted}")]
+    UnknownMember {
+        /// The family (`exits`, `races`, ...).
+        family: &'static str,
+        /// What its members are (`exit reason`, `race kind`, ...).
+        what: &'static str,
+        /// The member given.
+        member: String,
+        /// The family's members, comma-separated.
+        accepted: String,
+    },
+    /// `npt_coverage` named without a level (its members always sum to 1).
+    #[error(
+        "`npt_coverage` has no total (its members sum to 1); name a level: \
+         npt_coverage = {{ \"2m\" = \">=0.99\" }}; accepted levels: {accepted}"
+    )]
+    CoverageTotal {
+        /// The levels, comma-separated.
+        accepted: String,
+    },
+    /// A string that is neither a comparison nor a range.
+    #[error(
+        "{text:?} is not a comparison; write an operator (==, !=, <, <=, >, >=) and a number, \
+         e.g. \">0\", \">=1024\", \"<=4\", \">=0.99\", or a range \"2.6e9..2.7e9\""
+    )]
+    NotComparison {
+        /// The text given.
+        text: String,
+    },
+    /// A `LO..HI` string whose bounds are not two numbers, the lower first.
+    #[error("{text:?} is not a range; write two numbers, the lower first, e.g. \"2.6e9..2.7e9\"")]
+    NotRange {
+        /// The text given.
+        text: String,
+    },
+    /// A negative number: every metric is a count, a time or a share, never below 0.
+    #[error("{value} is negative; `{metric}` is never below 0, so the expectation could not be met")]
+    Negative {
+        /// The metric.
+        metric: String,
+        /// The number given.
+        value: f64,
+    },
+    /// An expectation every value of the metric satisfies (`>=0`; `<=1` of a share), or none does
+    /// (`<0`; `>1` of a share; a fraction of a count).
+    #[error(
+        "`{metric}` {expect} {}; accepted: a bound within the metric's values ({domain})",
+        if *.always { "holds for every value, so it could never fail" } else { "holds for no value, so it could never pass" }
+    )]
+    Vacuous {
+        /// The metric.
+        metric: String,
+        /// The expectation as written canonically.
+        expect: String,
+        /// True when it always holds, false when it never does.
+        always: bool,
+        /// The metric's values (`a whole number >= 0`, `a share between 0 and 1`).
+        domain: &'static str,
+    },
+}
+
+impl ExpectError {
+    /// Whether the error is in the name of the metric (rather than in the expected value).
+    pub const fn is_name(&self) -> bool {
+        matches!(
+            self,
+            ExpectError::UnknownMetric { .. }
+                | ExpectError::UnknownMember { .. }
+                | ExpectError::CoverageTotal { .. }
+        )
+    }
+}
+
+/// The members of family `family` and what they are, from the crate that counts them: exit
+/// reasons from `snpsim_kvm::stats::exit`, race kinds from `snpsim_kvm::Races`, level pairs from
+/// `snpsim_kvm::stats::demotion_names`, coverage levels from `crate::metrics::Coverage`, cost items
+/// from `crate::cost` (the ones priced into `sim_time_ns`). `None` for a name that is no family.
+pub fn family_members(family: &str) -> Option<(&'static str, Vec<String>)> {
+    let own = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+    Some(match family {
+        "exits" => ("exit reason", own(&snpsim_kvm::stats::exit::ALL)),
+        "races" => ("race kind", own(&snpsim_kvm::Races::NAMES)),
+        "npt_demotions" => ("level pair", snpsim_kvm::stats::demotion_names().collect()),
+        "npt_coverage" => ("level", own(NPT_COVERAGE_LEVELS)),
+        "sim_time_ns" => {
+            ("cost item", crate::cost::ALL[..crate::cost::PRICED].iter().map(|c| c.name.to_owned()).collect())
+        }
+        _ => return None,
+    })
+}
+
+/// Whether `[expect]` may name the metric `name`: one of [`METRICS`], or `FAMILY.MEMBER` with a
+/// member of the family's closed set ([`family_members`]).
+pub fn check_metric_name(name: &str) -> Result<(), ExpectError> {
     if name == "npt_coverage" {
-        return Some(format!(
-            "`npt_coverage` has no total (its members sum to 1); name a level: \
-             npt_coverage = {{ \"2m\" = \">=0.99\" }}; accepted levels: {}",
-            NPT_COVERAGE_LEVELS.join(", ")
-        ));
+        return Err(ExpectError::CoverageTotal { accepted: NPT_COVERAGE_LEVELS.join(", ") });
     }
     if METRICS.contains(&name) {
-        return None;
+        return Ok(());
     }
     if let Some((family, member)) = name.split_once('.')
-        && METRIC_FAMILIES.contains(&family)
+        && let Some(family) = METRIC_FAMILIES.iter().copied().find(|f| *f == family)
+        && let Some((what, members)) = family_members(family)
     {
-        if family == "npt_coverage" {
-            return (!NPT_COVERAGE_LEVELS.contains(&member)).then(|| {
-                format!(
-                    "unknown level {member:?} of npt_coverage; accepted: {}",
-                    NPT_COVERAGE_LEVELS.join(", ")
-                )
-            });
+        if members.iter().any(|m| m == member) {
+            return Ok(());
         }
-        if family == "sim_time_ns" {
-            let priced = &crate::cost::ALL[..crate::cost::PRICED];
-            return (!priced.iter().any(|c| c.name == member)).then(|| {
-                format!(
-                    "unknown cost item {member:?} of sim_time_ns; accepted: {}",
-                    priced.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
-                )
-            });
-        }
-        let ok = !member.is_empty()
-            && member.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        return (!ok).then(|| {
-            format!("{member:?} is not a member name of `{family}` (lower-case letters, digits, _ and -)")
+        return Err(ExpectError::UnknownMember {
+            family,
+            what,
+            member: member.to_owned(),
+            accepted: members.join(", "),
         });
     }
-    Some(format!(
-        "unknown metric {name:?}; accepted: {}; and FAMILY.MEMBER for the families {}",
-        METRICS.join(", "),
-        METRIC_FAMILIES.join(", ")
-    ))
+    Err(ExpectError::UnknownMetric {
+        name: name.to_owned(),
+        accepted: METRICS.join(", "),
+        families: METRIC_FAMILIES.join(", "),
+    })
+}
+
+/// Whether a metric is a share of guest memory (between 0 and 1) rather than a whole count.
+fn is_share(metric: &str) -> bool {
+    metric == "huge_capable" || metric.starts_with("npt_coverage.")
+}
+
+/// Whether `expect` of `metric` can both hold and fail over the metric's values: no negative
+/// number (counts, times and shares are never below 0), and not true of every value (`>=0`) or of
+/// none (`<0`, `==0.5` of a count, `>1` of a share).
+#[allow(clippy::float_cmp)] // the bounds compared are exact literals (0, 1) or integral tests
+pub fn check_expect_value(metric: &str, expect: &Expect) -> Result<(), ExpectError> {
+    let share = is_share(metric);
+    let negative = |value: f64| ExpectError::Negative { metric: metric.to_owned(), value };
+    let vacuous = |always: bool| ExpectError::Vacuous {
+        metric: metric.to_owned(),
+        expect: expect.to_string(),
+        always,
+        domain: if share { "a share between 0 and 1" } else { "a whole number >= 0" },
+    };
+    // The values the metric takes: [0, 1] for a share, 0, 1, 2, ... for a count.
+    let max = if share { 1.0 } else { f64::INFINITY };
+    let is_value = |v: f64| (0.0..=max).contains(&v) && (share || v.fract() == 0.0);
+    match *expect {
+        Expect::Outcome(_) => Ok(()),
+        Expect::Compare { value, .. } if value < 0.0 => Err(negative(value)),
+        Expect::Range { lo, .. } if lo < 0.0 => Err(negative(lo)),
+        Expect::Compare { op, value } => {
+            let (never, always) = match op {
+                CmpOp::Eq => (!is_value(value), false),
+                CmpOp::Ne => (false, !is_value(value)),
+                CmpOp::Lt => (value == 0.0, value > max),
+                CmpOp::Le => (false, value >= max),
+                CmpOp::Gt => (value >= max, false),
+                CmpOp::Ge => (value > max, value == 0.0),
+            };
+            if never || always { Err(vacuous(always)) } else { Ok(()) }
+        }
+        Expect::Range { lo, hi } => {
+            let never = lo > max || (!share && lo.ceil() > hi);
+            let always = lo == 0.0 && hi >= max;
+            if never || always { Err(vacuous(always)) } else { Ok(()) }
+        }
+    }
 }
 
 /// A comparison operator.
@@ -158,7 +290,7 @@ pub enum Expect {
 impl Expect {
     /// Parse a comparison string: an optional operator (`==`, `!=`, `<`, `<=`, `>`, `>=`; none
     /// means `==`) and a finite number (`">0"`, `">=1024"`, `">=0.99"`, `"3"`).
-    pub fn parse_comparison(text: &str) -> Result<Expect, String> {
+    pub fn parse_comparison(text: &str) -> Result<Expect, ExpectError> {
         let t = text.trim();
         if let Some((lo, hi)) = t.split_once("..") {
             let number = |x: &str| {
@@ -169,9 +301,7 @@ impl Expect {
             };
             return match (number(lo), number(hi)) {
                 (Some(lo), Some(hi)) if lo <= hi => Ok(Expect::Range { lo, hi }),
-                _ => Err(format!(
-                    "{text:?} is not a range; write two numbers, the lower first, e.g. \"2.6e9..2.7e9\""
-                )),
+                _ => Err(ExpectError::NotRange { text: text.to_owned() }),
             };
         }
         let ops = [
@@ -191,10 +321,7 @@ impl Expect {
             && rest.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
         match rest.parse::<f64>() {
             Ok(value) if is_number && value.is_finite() => Ok(Expect::Compare { op, value }),
-            _ => Err(format!(
-                "{text:?} is not a comparison; write an operator (==, !=, <, <=, >, >=) and a \
-                 number, e.g. \">0\", \">=1024\", \"<=4\", \">=0.99\", or a range \"2.6e9..2.7e9\""
-            )),
+            _ => Err(ExpectError::NotComparison { text: text.to_owned() }),
         }
     }
 
@@ -311,16 +438,115 @@ mod tests {
     #[test]
     fn metric_names() {
         for m in METRICS.iter().filter(|m| **m != "npt_coverage") {
-            assert_eq!(check_metric_name(m), None, "{m}");
+            assert_eq!(check_metric_name(m), Ok(()), "{m}");
         }
-        assert_eq!(check_metric_name("npt_coverage.2m"), None);
-        assert_eq!(check_metric_name("exits.npf"), None);
-        assert_eq!(check_metric_name("npt_demotions.1g_2m"), None);
-        assert!(check_metric_name("npt_coverage").is_some());
-        assert!(check_metric_name("npt_coverage.3m").is_some());
-        assert!(check_metric_name("sigbus.x").is_some());
-        assert!(check_metric_name("exits.").is_some());
-        let msg = check_metric_name("sigbuss").unwrap();
+        assert_eq!(check_metric_name("npt_coverage.2m"), Ok(()));
+        assert_eq!(check_metric_name("exits.npf"), Ok(()));
+        assert_eq!(check_metric_name("npt_demotions.1g_2m"), Ok(()));
+        assert_eq!(check_metric_name("races.spurious_npf"), Ok(()));
+        assert_eq!(check_metric_name("sim_time_ns.npf_exit"), Ok(()));
+        assert!(matches!(check_metric_name("npt_coverage"), Err(ExpectError::CoverageTotal { .. })));
+        assert!(check_metric_name("npt_coverage.3m").is_err());
+        assert!(check_metric_name("sigbus.x").is_err());
+        assert!(check_metric_name("exits.").is_err());
+        // The time-to-ready items are not part of `sim_time_ns`.
+        assert!(check_metric_name("sim_time_ns.boot_fixed").is_err());
+        let msg = check_metric_name("sigbuss").unwrap_err().to_string();
         assert!(msg.contains("unknown metric \"sigbuss\"; accepted: outcome, rmp_npf"), "{msg}");
+    }
+
+    #[test]
+    fn family_members_are_closed_sets() {
+        let e = check_metric_name("exits.npff").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown exit reason \"npff\" of `exits`; accepted: npf, vmgexit_psc_msr, vmgexit_psc, \
+             hypercall, memory_fault"
+        );
+        assert!(e.is_name());
+        let e = check_metric_name("races.psmash_inuse").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown race kind \"psmash_inuse\" of `races`; accepted: psmash_fail_inuse,"),
+            "{e}"
+        );
+        let e = check_metric_name("npt_demotions.2m_1g").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown level pair \"2m_1g\" of `npt_demotions`; accepted: 2m_4k, 1g_4k, 1g_2m"),
+            "{e}"
+        );
+        let e = check_metric_name("sim_time_ns.npf").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown cost item \"npf\" of `sim_time_ns`; accepted: vmgexit, npf_exit,"),
+            "{e}"
+        );
+        // Every family has members, and every member the engine reports is accepted.
+        for f in METRIC_FAMILIES {
+            let (_, members) = family_members(f).unwrap();
+            assert!(!members.is_empty(), "{f}");
+            for m in members {
+                assert_eq!(check_metric_name(&format!("{f}.{m}")), Ok(()), "{f}.{m}");
+            }
+        }
+        assert_eq!(family_members("sigbus"), None);
+    }
+
+    #[test]
+    fn metric_names_are_the_metrics_fields() {
+        // `METRICS` is `outcome` and the keys a result's `metrics` serializes to, but
+        // `sim_time_by_item` (expected as `sim_time_ns.ITEM`).
+        let v = serde_json::to_value(crate::metrics::Metrics::default()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want: Vec<&str> = METRICS.iter().copied().filter(|m| *m != "outcome").collect();
+        want.push("sim_time_by_item");
+        let (mut keys, mut want) = (keys, want);
+        keys.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        let cov: Vec<String> = v["npt_coverage"].as_object().unwrap().keys().cloned().collect();
+        let mut levels: Vec<String> = NPT_COVERAGE_LEVELS.iter().map(|l| (*l).to_owned()).collect();
+        levels.sort_unstable();
+        assert_eq!(cov, levels);
+    }
+
+    #[test]
+    fn values_that_cannot_fail_or_cannot_hold_are_refused() {
+        let check = |metric: &str, t: &str| check_expect_value(metric, &cmp(t));
+        for (metric, t) in [("sigbus", "1"), ("sigbus", ">0"), ("exits.npf", ">=1024"), ("sigbus", "<1")] {
+            assert_eq!(check(metric, t), Ok(()), "{metric} {t}");
+        }
+        for (metric, t) in
+            [("npt_coverage.2m", ">=0.99"), ("huge_capable", "<1"), ("sim_time_ns", "2.6e9..2.7e9")]
+        {
+            assert_eq!(check(metric, t), Ok(()), "{metric} {t}");
+        }
+        // Negative numbers, bare or as a bound.
+        for t in ["-1", ">=-1", "<-0.5", "-1..3"] {
+            assert!(matches!(check("rmp_npf", t), Err(ExpectError::Negative { .. })), "{t}");
+        }
+        // Always true: nothing is below 0; no share is above 1.
+        for (metric, t) in
+            [("rmp_npf", ">=0"), ("huge_capable", "<=1"), ("npt_coverage.4k", "0..1"), ("sigbus", "!=0.5")]
+        {
+            assert!(
+                matches!(check(metric, t), Err(ExpectError::Vacuous { always: true, .. })),
+                "{metric} {t}"
+            );
+        }
+        // Never true.
+        for (metric, t) in
+            [("rmp_npf", "<0"), ("huge_capable", ">1"), ("sigbus", "0.5"), ("sigbus", "0.2..0.8")]
+        {
+            assert!(
+                matches!(check(metric, t), Err(ExpectError::Vacuous { always: false, .. })),
+                "{metric} {t}"
+            );
+        }
+        let msg = check("rmp_npf", ">=0").unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "`rmp_npf` >=0 holds for every value, so it could never fail; accepted: a bound within the \
+             metric's values (a whole number >= 0)"
+        );
+        assert_eq!(check_expect_value("outcome", &Expect::Outcome(Outcome::Completed)), Ok(()));
     }
 }

@@ -70,7 +70,8 @@ use crate::cost::CostTable;
 
 pub use error::{ErrorKind, ScenarioError};
 pub use expect::{
-    CmpOp, Expect, Expectations, METRIC_FAMILIES, METRICS, NPT_COVERAGE_LEVELS, check_metric_name,
+    CmpOp, Expect, ExpectError, Expectations, METRIC_FAMILIES, METRICS, NPT_COVERAGE_LEVELS,
+    check_expect_value, check_metric_name, family_members,
 };
 pub use names::{
     AcceptMode, AccessKind, Backing, Era, Granularity, GuestParams, HostVia, Outcome, PageState, Policy,
@@ -175,8 +176,8 @@ pub struct Vm {
     pub smaller_npt_faults: bool,
     /// `khugepaged` (default false).
     pub khugepaged: bool,
-    /// `adversary`: attack names (a string or an array of strings; empty for an honest host).
-    pub adversary: Vec<String>,
+    /// `adversary`: the attacks named (a string or an array of strings; empty for an honest host).
+    pub adversary: Vec<crate::adversary::Attack>,
     /// `step_budget`, if any.
     pub step_budget: Option<u64>,
     /// `interleave` (default false): vCPUs and the host run their steps interleaved by the

@@ -7,7 +7,9 @@ use snpsim_defs::{Gpa, PAGE_SIZE_4K, PageSize, RmpPageSize};
 use snpsim_hw::Geometry;
 
 use super::error::{ErrorKind, ScenarioError, Sources, Span};
-use super::expect::{Expect, Expectations, METRIC_FAMILIES, check_metric_name};
+use super::expect::{
+    Expect, ExpectError, Expectations, METRIC_FAMILIES, check_expect_value, check_metric_name,
+};
 use super::names::{Backing, Era, Outcome, Policy, Recoalesce, TouchPattern, accepted_list};
 use super::step::{Step, StepKind, StepOp, parse_perms};
 use super::tree::{Node, Table, Val};
@@ -375,7 +377,7 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
 }
 
 /// `vm.interleave`: a bool, and not with an adversary (its PSC behaviours act on whole requests).
-fn interleave(cx: &Cx<'_>, f: &Field<'_>, adversary: &[String]) -> Result<bool> {
+fn interleave(cx: &Cx<'_>, f: &Field<'_>, adversary: &[crate::adversary::Attack]) -> Result<bool> {
     let on = f.bool(cx)?;
     if on && !adversary.is_empty() {
         return Err(f.err(
@@ -387,17 +389,16 @@ fn interleave(cx: &Cx<'_>, f: &Field<'_>, adversary: &[String]) -> Result<bool> 
     Ok(on)
 }
 
-fn adversary(cx: &Cx<'_>, f: &Field<'_>) -> Result<Vec<String>> {
-    let one = |f: &Field<'_>| -> Result<String> {
+fn adversary(cx: &Cx<'_>, f: &Field<'_>) -> Result<Vec<crate::adversary::Attack>> {
+    let one = |f: &Field<'_>| -> Result<crate::adversary::Attack> {
         let s = f.str(cx)?;
-        if crate::adversary::Attack::from_name(s).is_none() {
-            return Err(f.err(
+        crate::adversary::Attack::from_name(s).ok_or_else(|| {
+            f.err(
                 cx,
                 ErrorKind::UnknownValue,
                 format!("unknown attack {s:?}; accepted: {}", crate::adversary::Attack::accepted()),
-            ));
-        }
-        Ok(s.to_owned())
+            )
+        })
     };
     match &f.node.val {
         Val::Str(_) => Ok(vec![one(f)?]),
@@ -841,17 +842,24 @@ fn expect_one(
     node: &Node,
 ) -> Result<()> {
     let path = format!("expect.{name}");
-    if let Some(msg) = check_metric_name(name) {
-        return Err(cx.err(key_span, &path, ErrorKind::UnknownField, msg));
+    if let Err(e) = check_metric_name(name) {
+        return Err(cx.err(key_span, &path, ErrorKind::UnknownField, e.to_string()));
     }
     let f = Field { path, node };
+    let value_error = |e: &ExpectError| {
+        let kind = match e {
+            ExpectError::NotComparison { .. } | ExpectError::NotRange { .. } => ErrorKind::UnknownValue,
+            _ => ErrorKind::OutOfRange,
+        };
+        f.err(cx, kind, e.to_string())
+    };
     let expect = if name == "outcome" {
         Expect::Outcome(f.named::<Outcome>(cx)?)
     } else {
         match &node.val {
             Val::Int(v) => Expect::Compare { op: super::expect::CmpOp::Eq, value: *v as f64 },
             Val::Float(v) if v.is_finite() => Expect::Compare { op: super::expect::CmpOp::Eq, value: *v },
-            Val::Str(s) => Expect::parse_comparison(s).map_err(|m| f.err(cx, ErrorKind::UnknownValue, m))?,
+            Val::Str(s) => Expect::parse_comparison(s).map_err(|e| value_error(&e))?,
             Val::Float(_) => {
                 return Err(f.err(cx, ErrorKind::OutOfRange, "expected a finite number"));
             }
@@ -863,6 +871,7 @@ fn expect_one(
             }
         }
     };
+    check_expect_value(name, &expect).map_err(|e| value_error(&e))?;
     if entries.insert(name.to_owned(), expect).is_some() {
         return Err(f.err(cx, ErrorKind::Syntax, format!("`{name}` is expected twice")));
     }

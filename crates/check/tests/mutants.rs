@@ -42,7 +42,8 @@ fn shipped_scenarios() -> Vec<(String, snpsim_sim::scenario::Scenario)> {
             .collect();
         files.sort();
         for f in files {
-            let s = snpsim_sim::scenario::load_scenario(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let s =
+                snpsim_sim::scenario::load_scenario(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             out.push((format!("{dir}/{}", f.file_name().unwrap().to_string_lossy()), s));
         }
     }
@@ -52,9 +53,7 @@ fn shipped_scenarios() -> Vec<(String, snpsim_sim::scenario::Scenario)> {
 /// What `snpsim run` reports for a scenario with `mutant` planted: its failed expectations and
 /// invariant violations (non-empty means exit 1).
 fn run_failures(s: &snpsim_sim::scenario::Scenario, mutant: Mutant) -> Vec<String> {
-    snpsim_sim::run::run_scenario_with_mutant(s, snpsim_sim::CheckMode::Incremental, mutant)
-        .unwrap()
-        .failures
+    snpsim_sim::run::run_scenario_with_mutant(s, snpsim_sim::CheckMode::Incremental, mutant).unwrap().failures
 }
 
 #[test]

@@ -126,14 +126,29 @@ fn check_exits_non_zero_for_every_catalogued_mutant() {
         ("fail-inuse-fatal", "npt-demote", "hugetlbfs-2m", "2", "3"),
     ];
     let names: Vec<&str> = table.iter().map(|t| t.0).collect();
-    let catalogue = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/mutants.md")).unwrap();
+    let catalogue =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/mutants.md")).unwrap();
     let documented: Vec<&str> = catalogue.lines().filter_map(|l| l.strip_prefix("## ")).collect();
     assert_eq!(names, documented, "the table follows docs/mutants.md");
     let dir = temp_dir("every-mutant");
     for (mutant, policy, backing, vcpus, depth) in table {
         let out = snpsim(&[
-            "check", "--mutant", mutant, "--policy", policy, "--backing", backing, "--vcpus", vcpus, "--depth",
-            depth, "--race-depth", depth, "--out", dir.to_str().unwrap(), "-q",
+            "check",
+            "--mutant",
+            mutant,
+            "--policy",
+            policy,
+            "--backing",
+            backing,
+            "--vcpus",
+            vcpus,
+            "--depth",
+            depth,
+            "--race-depth",
+            depth,
+            "--out",
+            dir.to_str().unwrap(),
+            "-q",
         ]);
         assert_eq!(out.status.code(), Some(1), "{mutant}: {}", String::from_utf8_lossy(&out.stdout));
     }

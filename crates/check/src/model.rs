@@ -1,7 +1,5 @@
 //! The stateright model.
 
-use std::hash::{Hash, Hasher};
-
 use snpsim_defs::{Gfn, PageSize};
 use snpsim_guest::{Granularity, GuestConfig, Recoalesce};
 use snpsim_host::HostVia;
@@ -11,7 +9,7 @@ use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation
 use snpsim_sim::trace::TraceMeta;
 use stateright::{Model, Property};
 
-use crate::fingerprint;
+use crate::canonical;
 
 /// Guest pages on the tiny machine: one "1G" page of 16 pages (four "2M" regions of 4).
 pub const GUEST_PAGES: u64 = 16;
@@ -137,30 +135,77 @@ pub fn initial_simulation(setup: &CheckSetup, trace: Option<&TraceMeta>) -> Opti
     Some(sim)
 }
 
-/// One state: a simulation and its canonical digest.
+/// One state: a simulation and its identity.
 #[derive(Clone, Debug)]
 pub struct State {
     /// The simulation.
     pub sim: Simulation,
     /// Actions taken so far.
     pub depth: u32,
-    digest: u64,
+    /// The state's identity: its canonical form ([`canonical`]) and the flags the properties read.
+    key: Key,
 }
+
+/// A state's exact identity: its canonical bytes, compared in full. The FNV-1a hash of the bytes,
+/// computed once, only places the key in a hash table and short-cuts unequal comparisons; equal
+/// hashes never make two keys equal.
+#[derive(Clone, Debug)]
+pub struct Key {
+    hash: u64,
+    bytes: std::sync::Arc<[u8]>,
+}
+
+impl Key {
+    fn new(bytes: Vec<u8>) -> Self {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in &bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        Key { hash, bytes: bytes.into() }
+    }
+
+    /// The canonical bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.hash.hash(h);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.bytes == other.bytes
+    }
+}
+
+impl Eq for Key {}
 
 impl State {
     fn new(sim: Simulation, depth: u32) -> Self {
-        let mut s = State { sim, depth, digest: 0 };
+        let mut s = State { sim, depth, key: Key::new(Vec::new()) };
         // What the `always` properties read must be part of the identity, or a violating state
         // would be merged with the clean state it otherwise equals and never be checked.
         // So must the counters the race goals read: a tick whose PSMASH meets FAIL_INUSE changes
         // nothing else (the vCPU retries later).
         let races = s.sim.machine().map(|m| m.kvm.stats.races).unwrap_or_default();
-        let flags = u64::from(s.false_negatives() > 0)
-            | u64::from(s.violations() > 0) << 1
-            | u64::from(races.psmash_already_4k > 0) << 3
-            | u64::from(races.psmash_fail_inuse > 0) << 4;
-        s.digest = fingerprint(&s.sim) ^ flags.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let flags = u8::from(s.false_negatives() > 0)
+            | u8::from(s.violations() > 0) << 1
+            | u8::from(races.psmash_already_4k > 0) << 2
+            | u8::from(races.psmash_fail_inuse > 0) << 3;
+        let mut key = canonical(&s.sim);
+        key.push(flags);
+        s.key = Key::new(key);
         s
+    }
+
+    /// The state's exact identity: two states are the same state when their keys are equal.
+    pub fn key(&self) -> &Key {
+        &self.key
     }
 
     fn kvm_instruction_failed(&self) -> bool {
@@ -176,15 +221,15 @@ impl State {
     }
 }
 
-impl Hash for State {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.digest.hash(h);
+impl std::hash::Hash for State {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.key.hash(h);
     }
 }
 
 impl PartialEq for State {
     fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest
+        self.key == other.key
     }
 }
 

@@ -22,8 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use snpsim_sim::debate::{
-    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, workload_matrix,
-    workload_scenario,
+    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, workload_matrix, workload_scenario,
 };
 use snpsim_sim::engine::CheckMode;
 use snpsim_sim::run::{ScenarioRun, run_scenario_traced};

@@ -1,25 +1,23 @@
-//! A canonical digest of a simulation's state: everything that can change what happens next, and
+//! The canonical form of a simulation's state: everything that can change what happens next, and
 //! nothing that only records how the state was reached (counters, sequence numbers, versions).
+//!
+//! The checker compares states by this whole form ([`crate::explore`] keys its visited set by
+//! it), never by a hash of it: two states are merged only when their canonical forms are equal.
 
 use std::fmt::Write as _;
 
 use snpsim_guest::Platform;
 use snpsim_sim::Simulation;
 
-/// FNV-1a over the canonical text (stable across runs and machines).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// The canonical digest of `sim`'s state. Two states with the same digest behave the same from
-/// here on (up to the counters, which no property reads except through `always` checks done on
-/// each state).
-pub fn fingerprint(sim: &Simulation) -> u64 {
+/// The canonical form of `sim`'s state: the outcome, the RMP, the NPT (leaves and uncapped
+/// leaves), KVM's memory attributes, the host's VMA, direct map, guest_memfd and memory, the
+/// validation counts of invariant 6, the guest's validated set and running operations, and for
+/// each page the guest holds data in whether its frame still holds that data. Each component is
+/// rendered in its canonical text form (`Debug`, which the stores define over their contents,
+/// not their storage: `PageSet` prints runs, `Npt` leaves, whatever the representation).
+/// Two states with equal forms behave the same from here on, up to the counters, which no
+/// property reads except through the flags [`crate::State`] adds.
+pub fn canonical(sim: &Simulation) -> Vec<u8> {
     let mut s = String::new();
     let _ = write!(s, "{:?}|", sim.outcome().map(|(o, _)| o));
     if let Some(m) = sim.machine() {
@@ -41,5 +39,5 @@ pub fn fingerprint(sim: &Simulation) -> u64 {
             let _ = write!(s, "{gfn}:{},", m.read_version(gfn) == Some(version));
         }
     }
-    fnv1a(s.as_bytes())
+    s.into_bytes()
 }

@@ -10,7 +10,6 @@ use snpsim_hw::Mutant;
 use snpsim_kvm::policy::by_name;
 use snpsim_kvm::psc::{PscRange, process_ghcb_mutated};
 use snpsim_sim::engine::MemoryBacking;
-use stateright::{Checker, Model};
 
 use crate::{CheckSetup, SnpModel};
 
@@ -73,22 +72,15 @@ fn check_one(
         vcpus,
         npt_level_follows_rmp: None,
     };
-    let model = SnpModel::new(setup);
-    let always: Vec<&'static str> = model
-        .properties()
-        .into_iter()
-        .filter(|p| p.expectation == stateright::Expectation::Always)
-        .map(|p| p.name)
-        .collect();
-    let checker = model.checker().spawn_bfs().join();
-    let mut found: Vec<_> =
-        checker.discoveries().into_iter().filter(|(name, _)| always.contains(name)).collect();
-    found.sort_by_key(|(name, path)| (path.clone().into_actions().len(), *name));
-    let (name, path) = found.into_iter().next()?;
-    let actions = path.into_actions();
+    let e = crate::explore(&SnpModel::new(setup));
+    let d = e.discoveries.into_iter().find(|d| d.always)?;
     Some(Caught {
-        by: name.to_string(),
-        how: format!("{policy} on {backing:?}, {vcpus} vCPU(s): {} actions: {actions:?}", actions.len()),
+        by: d.property.to_string(),
+        how: format!(
+            "{policy} on {backing:?}, {vcpus} vCPU(s): {} actions: {:?}",
+            d.actions.len(),
+            d.actions
+        ),
     })
 }
 

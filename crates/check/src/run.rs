@@ -8,7 +8,6 @@ use snpsim_host::VmaBacking;
 use snpsim_hw::Mutant;
 use snpsim_kvm::{Era, Policy};
 use snpsim_sim::engine::{Action, MemoryBacking};
-use stateright::{Checker, Expectation, Model};
 
 use crate::{CheckSetup, SnpModel};
 
@@ -60,20 +59,9 @@ pub struct ConfigReport {
 type Discovery = (&'static str, Vec<Action>, bool);
 
 fn explore(setup: CheckSetup) -> (usize, usize, Vec<Discovery>) {
-    let model = SnpModel::new(setup);
-    let kinds: Vec<(&'static str, bool)> =
-        model.properties().iter().map(|p| (p.name, p.expectation == Expectation::Always)).collect();
-    let checker = model.checker().spawn_bfs().join();
-    let mut found: Vec<Discovery> = checker
-        .discoveries()
-        .into_iter()
-        .map(|(name, path)| {
-            let always = kinds.iter().any(|&(n, a)| n == name && a);
-            (name, path.into_actions(), always)
-        })
-        .collect();
-    found.sort_by(|a, b| (a.1.len(), a.0).cmp(&(b.1.len(), b.0)));
-    (checker.unique_state_count(), checker.max_depth(), found)
+    let e = crate::explore(&SnpModel::new(setup));
+    let found = e.discoveries.into_iter().map(|d| (d.property, d.actions, d.always)).collect();
+    (e.unique_states, e.max_depth, found)
 }
 
 /// Check one configuration to `depth` actions. A violation is re-searched with iterative

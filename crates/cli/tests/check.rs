@@ -102,3 +102,55 @@ fn bad_arguments_exit_2_naming_the_accepted_values() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn check_exits_non_zero_for_every_catalogued_mutant() {
+    // Each mutant with the configuration and depth of its shortest counterexample in
+    // docs/mutants.md (the PSC decoder's two are caught by the conformance table, whatever the
+    // configuration): `snpsim check --mutant` must exit 1 for every one.
+    let table: [(&str, &str, &str, &str, &str); 15] = [
+        ("psmash-clears-validated", "npt-demote", "hugetlbfs-2m", "1", "2"),
+        ("host-write-ignores-large-mapping", "npt-demote", "hugetlbfs-2m", "1", "2"),
+        ("skip-direct-map-split", "npt-demote", "hugetlbfs-2m", "1", "2"),
+        ("npt-ignores-host-level", "npt-demote", "hugetlbfs-2m", "1", "1"),
+        ("npt-ignores-rmp-level", "gmem", "gmem-2m", "1", "1"),
+        ("no-zap-after-psmash", "gmem", "gmem-2m", "1", "1"),
+        ("no-psmash-before-4k-shared", "rfc-host-split", "thp", "1", "3"),
+        ("psc-accepts-unaligned-2m", "npt-demote", "anon-4k", "1", "1"),
+        ("psc-ignores-cur-page", "npt-demote", "anon-4k", "1", "1"),
+        ("no-zap-on-attribute-change", "gmem", "gmem-2m", "1", "2"),
+        ("punch-hole-skips-invalidate", "gmem", "gmem-2m", "1", "2"),
+        ("mmu-notifier-ignored", "rfc-host-split", "thp", "1", "2"),
+        ("guest-keeps-tracking-shared", "npt-demote", "hugetlbfs-2m", "1", "2"),
+        ("psmash-race-fatal", "npt-demote", "hugetlbfs-2m", "2", "6"),
+        ("fail-inuse-fatal", "npt-demote", "hugetlbfs-2m", "2", "3"),
+    ];
+    let names: Vec<&str> = table.iter().map(|t| t.0).collect();
+    let catalogue =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/mutants.md")).unwrap();
+    let documented: Vec<&str> = catalogue.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+    assert_eq!(names, documented, "the table follows docs/mutants.md");
+    let dir = temp_dir("every-mutant");
+    for (mutant, policy, backing, vcpus, depth) in table {
+        let out = snpsim(&[
+            "check",
+            "--mutant",
+            mutant,
+            "--policy",
+            policy,
+            "--backing",
+            backing,
+            "--vcpus",
+            vcpus,
+            "--depth",
+            depth,
+            "--race-depth",
+            depth,
+            "--out",
+            dir.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{mutant}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -169,7 +169,7 @@ impl Guest {
 
     /// Stop tracking `start..end` as validated (unless a planted bug keeps it tracked).
     pub(crate) fn untrack(&mut self, start: u64, end: u64) {
-        if self.mutant != Some(snpsim_hw::Mutant::GuestKeepsTrackingShared) {
+        if !snpsim_hw::Mutant::GuestKeepsTrackingShared.planted(self.mutant) {
             self.validated.remove(start, end);
         }
     }
@@ -324,7 +324,8 @@ impl Guest {
 
     /// The guest's side of a finished access: a #VC for an unvalidated page terminates it; a
     /// completed private write makes the page hold `version`; a completed private read of a page
-    /// holding data that `read` something else counts a loss (`docs/semantics.md` G4).
+    /// holding data that `read` something else, or an instruction fetch from one, counts a loss
+    /// (`docs/semantics.md` G4).
     pub(crate) fn complete_access(
         &mut self,
         gfn: Gfn,
@@ -345,14 +346,15 @@ impl Guest {
                     }
                     self.holding.set(gfn.raw(), version);
                 }
-                AccessKind::Read => {
+                // An instruction fetch reads the page as a load does: a guest executing code
+                // it wrote there sees the loss the same way.
+                AccessKind::Read | AccessKind::Exec => {
                     let expected = self.holding.get(gfn.raw());
                     if expected != 0 && read != Some(expected) {
                         self.stats.data_loss_pages += 1;
                         self.drop_data(gfn.raw(), 1);
                     }
                 }
-                AccessKind::Exec => {}
             },
             _ => {}
         }

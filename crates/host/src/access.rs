@@ -107,7 +107,7 @@ impl Host {
     /// Linux `adjust_direct_map`: before a 4K RMPUPDATE makes `pfn` private, split the direct map
     /// around it to 4K so kernel writes to its neighbours do not fault.
     pub fn adjust_direct_map(&mut self, pfn: Pfn) {
-        if self.mutant == Some(snpsim_hw::Mutant::SkipDirectMapSplit) {
+        if snpsim_hw::Mutant::SkipDirectMapSplit.planted(self.mutant) {
             return;
         }
         let split = self.direct_map.split_to_4k(pfn);

@@ -2,7 +2,13 @@
 //! one at a time to prove that the model checker and the invariant checks catch them.
 //!
 //! A mutant is off unless a test or `snpsim check --mutant` turns it on; every site that consults
-//! one names it. `docs/mutants.md` has one section per mutant naming the property that catches it.
+//! one names it through [`Mutant::planted`]. `docs/mutants.md` has one section per mutant naming
+//! the properties that catch it.
+//!
+//! The hooks exist only with this crate's `mutants` feature: without it [`Mutant::planted`] is the
+//! constant `false`, so every hook site compiles away and a planted mutant has no effect
+//! ([`HOOKS`] says which build this is). The checker's tests and the CLI's default features turn
+//! it on; `cargo build --release -p snpsim --no-default-features` builds a `snpsim` without them.
 
 /// One planted bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,7 +48,17 @@ pub enum Mutant {
     FailInuseFatal,
 }
 
+/// Whether the mutant hooks are compiled in (this crate's `mutants` feature).
+pub const HOOKS: bool = cfg!(feature = "mutants");
+
 impl Mutant {
+    /// Whether `self` is the bug `planted` at a hook site. Always `false` without the `mutants`
+    /// feature, so the hook is dead code the compiler removes.
+    #[inline]
+    pub fn planted(self, planted: Option<Mutant>) -> bool {
+        HOOKS && planted == Some(self)
+    }
+
     /// Every mutant.
     pub const ALL: [Mutant; 15] = [
         Mutant::PsmashClearsValidated,

@@ -564,7 +564,7 @@ impl RmpModel for Rmp {
         let mut aligned_4k = aligned;
         aligned_4k.lo = aligned_4k.lo.with_page_size(false);
         let mut others = derive_huge(aligned, 1);
-        if self.mutant == Some(crate::Mutant::PsmashClearsValidated) {
+        if crate::Mutant::PsmashClearsValidated.planted(self.mutant) {
             aligned_4k.lo = aligned_4k.lo.with_validated(false);
             others.lo = others.lo.with_validated(false);
         }
@@ -793,7 +793,7 @@ impl RmpModel for Rmp {
         // Host write check (RFC v4 10/40, Linux `adjust_direct_map`): the target assigned, or a
         // mapping ≥ 2M whose 2M part holds an assigned page. Choice: immutable alone is writable.
         let (idx, _) = self.split(pfn);
-        let large_checked = self.mutant != Some(crate::Mutant::HostWriteIgnoresLargeMapping);
+        let large_checked = !crate::Mutant::HostWriteIgnoresLargeMapping.planted(self.mutant);
         if self.entry(pfn).lo.assigned()
             || (large_checked && mapping >= PageSize::Size2M && self.region_any_assigned(idx))
         {

@@ -75,7 +75,7 @@ pub fn process_ghcb_mutated(
     while idx <= end {
         let e = buf.entries[usize::from(idx)];
         let n = npages(&e);
-        let aligned = e.gfn().is_multiple_of(n) || mutant == Some(Mutant::PscAcceptsUnaligned2m);
+        let aligned = e.gfn().is_multiple_of(n) || Mutant::PscAcceptsUnaligned2m.planted(mutant);
         if u64::from(e.cur_page()) > n || !aligned {
             return VMGEXIT_PSC_ERROR_INVALID_ENTRY;
         }
@@ -96,7 +96,7 @@ pub fn process_ghcb_mutated(
                 continue;
             }
         };
-        let done = if mutant == Some(Mutant::PscIgnoresCurPage) { 0 } else { u64::from(e.cur_page()) };
+        let done = if Mutant::PscIgnoresCurPage.planted(mutant) { 0 } else { u64::from(e.cur_page()) };
         let partial = done != 0;
         let mut range = PscRange {
             gfn: Gfn(e.gfn() + done),

@@ -150,6 +150,12 @@ impl Kvm {
         self.npt.map(gfn, PageSize::Size4K, pfn);
     }
 
+    /// Whether an adversarial host rebound some GFN to another frame ([`Kvm::rebind`]): the only
+    /// way two GPAs can be bound to one frame.
+    pub fn has_rebound(&self) -> bool {
+        !self.rebound.is_empty()
+    }
+
     /// Make the page-state-change handler adversarial.
     pub fn set_psc_adversary(&mut self, adversary: PscAdversary) {
         self.psc_adversary = adversary;
@@ -327,15 +333,15 @@ impl Kvm {
             };
             match self.policy.psmash_failure() {
                 PsmashFailure::Ignored => {}
-                PsmashFailure::WarnAndZap if now_4k && self.mutant != Some(Mutant::PsmashRaceFatal) => {
+                PsmashFailure::WarnAndZap if now_4k && !Mutant::PsmashRaceFatal.planted(self.mutant) => {
                     // "the PSMASH may have raced with another process": nothing left to do.
                     self.stats.races.psmash_already_4k += 1;
                     return Ok(());
                 }
-                PsmashFailure::WarnAndZap if self.mutant != Some(Mutant::PsmashRaceFatal) => {
+                PsmashFailure::WarnAndZap if !Mutant::PsmashRaceFatal.planted(self.mutant) => {
                     self.stats.kvm_warnings += 1;
                 }
-                PsmashFailure::Fatal if now_4k && self.mutant != Some(Mutant::PsmashRaceFatal) => {
+                PsmashFailure::Fatal if now_4k && !Mutant::PsmashRaceFatal.planted(self.mutant) => {
                     self.stats.races.psmash_already_4k += 1;
                 }
                 PsmashFailure::Fatal | PsmashFailure::WarnAndZap => {
@@ -343,7 +349,7 @@ impl Kvm {
                 }
             }
         }
-        if self.mutant == Some(Mutant::NoZapAfterPsmash) {
+        if Mutant::NoZapAfterPsmash.planted(self.mutant) {
             return Ok(());
         }
         if self.policy.demote_after_psmash() {
@@ -469,7 +475,7 @@ impl Kvm {
         } else {
             // `hva_to_pfn` faults the VMA page in (the gmem era populates it on first touch).
             host.populate_vma(gfn.raw())?;
-            if self.mutant == Some(Mutant::NptIgnoresHostLevel) {
+            if Mutant::NptIgnoresHostLevel.planted(self.mutant) {
                 PageSize::Size1G
             } else {
                 host.vma.level(gfn.raw())
@@ -484,7 +490,7 @@ impl Kvm {
         if rmp_cap
             && (private || every || legacy_shared)
             && self.config.npt_level_follows_rmp
-            && self.mutant != Some(Mutant::NptIgnoresRmpLevel)
+            && !Mutant::NptIgnoresRmpLevel.planted(self.mutant)
         {
             let pfn = self
                 .bound_pfn(host, gfn)
@@ -823,7 +829,7 @@ impl Kvm {
                 self.note_rmp_shrank(gfn, within);
             } else if !range.private && assigned {
                 let within = self.leaf_within_cap(rmp, gfn);
-                if level == RmpPageSize::Size2M && self.mutant != Some(Mutant::NoPsmashBefore4kShared) {
+                if level == RmpPageSize::Size2M && !Mutant::NoPsmashBefore4kShared.planted(self.mutant) {
                     self.psmash(rmp, pfn)?;
                 }
                 self.make_shared(host, rmp, pfn, RmpPageSize::Size4K)?;
@@ -933,7 +939,7 @@ impl Kvm {
         range: PscRange,
     ) -> Result<(), KvmError> {
         if self.attrs.set(range.gfn, range.pages, range.private) > 0
-            && self.mutant != Some(Mutant::NoZapOnAttributeChange)
+            && !Mutant::NoZapOnAttributeChange.planted(self.mutant)
         {
             self.npt.zap(range.gfn, range.pages);
         }
@@ -986,7 +992,7 @@ impl Kvm {
         self.npt.zap_where(start, pages, |g| attrs.is_private(g));
         let mut freed = Vec::new();
         gmem.punch_hole(&mut host.memory, start.raw(), pages, |pfn, n| freed.push((pfn, n)))?;
-        if self.mutant == Some(Mutant::PunchHoleSkipsInvalidate) {
+        if Mutant::PunchHoleSkipsInvalidate.planted(self.mutant) {
             freed.clear();
         }
         let per_2m = self.geometry.pages_per_2m();
@@ -1023,7 +1029,7 @@ impl Kvm {
     /// The MMU notifier: the host changed the VMA's mappings over `inv`; zap the NPT there (in the
     /// gmem era only shared GFNs map the VMA).
     pub fn mmu_invalidate(&mut self, inv: Invalidation) {
-        if self.mutant == Some(Mutant::MmuNotifierIgnored) {
+        if Mutant::MmuNotifierIgnored.planted(self.mutant) {
             return;
         }
         let gmem = self.era() == Era::Gmem;

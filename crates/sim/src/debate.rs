@@ -217,12 +217,6 @@ pub fn workload_matrix() -> Vec<(Policy, Backing, Preset)> {
     WORKLOAD_PAIRS.iter().flat_map(|&(p, b)| WORKLOAD_PRESETS.iter().map(move |&g| (p, b, g))).collect()
 }
 
-/// The check mode of the generated workloads of the suite: at most `incremental` (a whole-state
-/// check after each of their tens of thousands of steps would take minutes).
-pub fn workload_check(check: CheckMode) -> CheckMode {
-    if check == CheckMode::Full { CheckMode::Incremental } else { check }
-}
-
 /// Errors of the embedded suite (a bug in snpsim if they ever happen).
 #[derive(Debug, thiserror::Error)]
 pub enum DebateError {
@@ -245,8 +239,14 @@ pub struct Debate {
     pub workloads: Vec<ScenarioRun>,
 }
 
-/// Run the whole default suite.
+/// Run the whole default suite, every run (the generated workloads too) checked as `check` says.
 pub fn run_debate(check: CheckMode) -> Result<Debate, DebateError> {
+    run_debate_with(check, check)
+}
+
+/// Run the whole default suite, the scripted runs checked as `check` says and the generated
+/// workloads (tens of thousands of steps each) as `workloads` says.
+pub fn run_debate_with(check: CheckMode, workloads_check: CheckMode) -> Result<Debate, DebateError> {
     let mut matrix_runs = Vec::new();
     for (p, b, g, f) in matrix() {
         let text = matrix_scenario(p, b, g, f);
@@ -262,7 +262,7 @@ pub fn run_debate(check: CheckMode) -> Result<Debate, DebateError> {
         let text = workload_scenario(p, b, g);
         let s =
             parse_scenario(&format!("<embedded workload {}/{}/{}>", p.name(), b.name(), g.name()), &text)?;
-        workloads.push(run_scenario(&s, workload_check(check))?);
+        workloads.push(run_scenario(&s, workloads_check)?);
     }
     Ok(Debate { matrix: matrix_runs, claims, workloads })
 }

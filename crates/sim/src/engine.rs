@@ -293,6 +293,9 @@ pub enum SimError {
         /// Backing description.
         backing: String,
     },
+    /// A mutant was asked for in a build without the hooks (`snpsim-hw`'s `mutants` feature).
+    #[error("mutant {0} cannot be planted: this build has no mutant hooks (snpsim-hw feature `mutants`)")]
+    MutantsNotCompiled(&'static str),
 }
 
 /// One run: a machine and a guest built from a [`SimConfig`], driven one [`Action`] at a time.
@@ -419,6 +422,11 @@ impl Simulation {
     /// [`Simulation::new`] with a planted bug in every layer that has the site for it (checker
     /// tests only; see [`snpsim_hw::Mutant`]).
     pub fn with_mutant(config: SimConfig, mutant: Option<snpsim_hw::Mutant>) -> Result<Self, SimError> {
+        if let Some(m) = mutant
+            && !snpsim_hw::mutant::HOOKS
+        {
+            return Err(SimError::MutantsNotCompiled(m.name()));
+        }
         let (vma_backing, folio) = match config.backing {
             MemoryBacking::Vma(b) => (b, None),
             MemoryBacking::Gmem { folio, shared } => (shared, Some(folio)),

@@ -2,7 +2,8 @@
 //! changed (`--check incremental`).
 //!
 //! Invariants 3 (accesses) and 5 (host writes) are checked on each completed access by the
-//! [`crate::machine::Machine`]; 6 on each validation; the rest here, after every step.
+//! [`crate::machine::Machine`]; 6 on each validation; 9 on each kernel write; the rest here,
+//! after every step.
 
 use std::collections::BTreeSet;
 
@@ -58,7 +59,7 @@ impl FrameRanges {
     }
 }
 
-/// Check invariants 1, 2, 3 (leaf form), 4 and 7. Returns one message per violation.
+/// Check invariants 1, 2, 3 (leaf form), 4, 7 and 8. Returns one message per violation.
 pub fn check(m: &Machine, guest: &Guest, lossy_recoalesce: bool) -> Vec<String> {
     let mut v = Vec::new();
     let mut frames = FrameRanges::default();
@@ -66,6 +67,7 @@ pub fn check(m: &Machine, guest: &Guest, lossy_recoalesce: bool) -> Vec<String> 
         check_leaf(m, start, leaf, &mut frames, &mut v);
     }
     check_assigned(m, &mut v);
+    check_guest_view(m, guest, 0, guest.pages(), &mut v);
     // 7. No data loss unless a naive re-coalesce ran.
     if guest.stats.data_loss_pages > 0 && !lossy_recoalesce {
         v.push(format!(
@@ -74,6 +76,48 @@ pub fn check(m: &Machine, guest: &Guest, lossy_recoalesce: bool) -> Vec<String> 
         ));
     }
     v
+}
+
+/// Invariant 8 over the 2M regions of GFNs that meet `start..end`: every page the guest believes
+/// validated is bound to a frame whose RMP entry is assigned and validated. A page that is not
+/// would take #VC 0x404 on its next private access (APM §15.36.6) although the guest followed
+/// the protocol: PSMASH preserves Validated (Linux `snp_rmptable_psmash`), and a guest that
+/// converts a page to shared rescinds and forgets it (`set_pages_state` after
+/// `pvalidate_pages(.., false)`). One message per region, naming its first such page.
+fn check_guest_view(m: &Machine, guest: &Guest, start: u64, end: u64, v: &mut Vec<String>) {
+    let per_2m = m.rmp.config().geometry.pages_per_2m();
+    let end = end.min(guest.pages());
+    let mut r = start - start % per_2m;
+    while r < end {
+        let r_end = (r + per_2m).min(guest.pages());
+        let runs = guest.validated_set().runs_in(r, r_end);
+        // The common case: a whole region validated, bound to one 2M frame run, under a
+        // validated 2M entry.
+        let whole = runs.len() == 1 && runs[0] == (r, r + per_2m);
+        let first = m.kvm.bound_pfn(&m.host, Gfn(r));
+        let two_meg_ok = whole
+            && first.is_some_and(|p| {
+                p.raw().is_multiple_of(per_2m)
+                    && m.kvm.bound_pfn(&m.host, Gfn(r + per_2m - 1)) == Some(Pfn(p.raw() + per_2m - 1))
+                    && m.rmp
+                        .raw_entry(p)
+                        .is_some_and(|e| e.lo.assigned() && e.lo.page_size() && e.lo.validated())
+            });
+        if !two_meg_ok {
+            let bad = runs.iter().flat_map(|&(s, e)| s..e).find_map(|g| {
+                match m.kvm.bound_pfn(&m.host, Gfn(g)) {
+                    None => Some(format!("invariant 8: the guest believes GFN {} validated, but no frame is bound to it", Gfn(g))),
+                    Some(p) if !m.rmp.raw_entry(p).is_some_and(|e| e.lo.assigned() && e.lo.validated()) => Some(format!(
+                        "invariant 8: the guest believes GFN {} validated, but the RMP entry of its frame {p} is not assigned and validated",
+                        Gfn(g)
+                    )),
+                    Some(_) => None,
+                }
+            });
+            v.extend(bad);
+        }
+        r += per_2m;
+    }
 }
 
 /// Invariants 1, 2 and 3 (leaf form) for one NPT leaf; `frames` holds the frames of the leaves
@@ -215,14 +259,17 @@ fn check_assigned(m: &Machine, v: &mut Vec<String>) {
 }
 
 /// What steps changed since the last [`take_touched`]: GFN ranges (NPT leaves, memory attributes,
-/// VMA frames and levels, guest_memfd folios) and frame ranges (RMP entries rewritten or smashed,
-/// host frames freed), each `(first, count)`.
+/// VMA frames and levels, guest_memfd folios), frame ranges (RMP entries rewritten or smashed,
+/// host frames freed) and the GFNs whose frames may have lost their validation, each
+/// `(first, count)`.
 #[derive(Debug, Default)]
 pub struct Touched {
     /// GFN ranges.
     pub gfns: Vec<(u64, u64)>,
     /// Frame ranges.
     pub frames: Vec<(u64, u64)>,
+    /// GFN ranges named by validated entries that were rewritten, smashed or rescinded.
+    pub unvalidated: Vec<(u64, u64)>,
 }
 
 /// Drain the stores' dirty logs.
@@ -235,7 +282,7 @@ pub fn take_touched(m: &mut Machine) -> Touched {
     }
     let mut frames = m.rmp.dirty.take();
     frames.extend(m.host.memory.dirty.take());
-    Touched { gfns, frames }
+    Touched { gfns, frames, unvalidated: m.rmp.unvalidated.take() }
 }
 
 /// `start..end` ranges sorted and merged where they overlap or touch.
@@ -252,12 +299,14 @@ fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
     merged
 }
 
-/// Invariants 1, 2, 3 (leaf form), 4 and 7 over what `touched` names: the leaves over every
+/// Invariants 1, 2, 3 (leaf form), 4, 7 and 8 over what `touched` names: the leaves over every
 /// touched GFN and its bound frames, and every touched frame whose entry is assigned, with the GFN
 /// its GPA names. A step that changes
 /// nothing costs nothing. Over a run it finds the violations the whole-state check finds, with the
 /// same messages, except the per-ASID count of invariant 4, which it replaces by a check of each
-/// touched entry's binding (`crates/check/tests/incremental.rs` compares both on every mutant).
+/// touched entry's binding, and invariant 8's, which name the first page of a region found then
+/// (`crates/check/tests/incremental.rs` compares both on every mutant, and
+/// `crates/sim/tests/check_modes.rs` on random operation streams).
 pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched: &Touched) -> Vec<String> {
     let mut v = Vec::new();
     let g = m.rmp.config().geometry;
@@ -303,10 +352,18 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
     let mut bad: Vec<(u64, u8, String)> = Vec::new();
     let end_gfn = m.kvm.pages();
     let mut frames = FrameRanges::default();
+    let gfn_ranges = merged(gfns.take().into_iter().map(|(s, n)| (s, s.saturating_add(n))));
+    // 8 over the touched GFNs and those whose validation may have gone, a 2M region at a time.
+    let mut view = Vec::new();
+    for (s, e) in merged(
+        gfn_ranges.iter().copied().chain(touched.unvalidated.iter().map(|&(s, n)| (s, s.saturating_add(n)))),
+    ) {
+        check_guest_view(m, guest, s, e, &mut view);
+    }
     // Leaves are visited in GFN order, a 1G at a time; a huge leaf over two touched ranges once.
     let mut last_leaf: Option<Gfn> = None;
     let chunk = g.pages(PageSize::Size1G);
-    for (start, end) in merged(gfns.take().into_iter().map(|(s, n)| (s, s.saturating_add(n)))) {
+    for (start, end) in gfn_ranges {
         let end = end.min(end_gfn);
         if start >= end {
             continue;
@@ -333,8 +390,22 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
             at = to;
         }
     }
+    // 2's "no frame twice" pairs a touched leaf with any other leaf of the frame, which need not
+    // be touched. Only a rebound GFN can bind a frame to two GPAs (a leaf mapping a frame not
+    // bound to it breaks 2 by itself), so while one exists every leaf is compared, as `check` does.
+    if m.kvm.has_rebound() {
+        let mut all = FrameRanges::default();
+        for (_, leaf) in m.kvm.npt.leaves() {
+            let n = g.pages(leaf.size);
+            if all.overlaps_predecessor(leaf.pfn.raw(), n) {
+                v.push(format!("invariant 2: frame {} is mapped at two GPAs", leaf.pfn));
+            }
+            all.insert(leaf.pfn.raw(), leaf.pfn.raw() + n);
+        }
+    }
     bad.sort_by_key(|(gfn, source, _)| (*gfn, *source));
     v.extend(bad.into_iter().map(|(_, _, msg)| msg));
+    v.extend(view);
     if guest.stats.data_loss_pages > 0 && !lossy_recoalesce {
         v.push(format!(
             "invariant 7: {} data pages lost without a naive re-coalesce",

@@ -358,7 +358,17 @@ impl Machine {
         if via == HostVia::Kernel {
             let Some(pfn) = self.kvm.bound_pfn(&self.host, gfn) else { return HostWriteOutcome::Done };
             let level = self.host.direct_map.level(pfn);
+            let shared = self.rmp.rmpread(pfn).is_ok_and(|e| !e.assigned());
             let r = self.host.write_via_direct_map(&self.rmp, pfn);
+            if r == HostWriteOutcome::KernelOops && shared {
+                // 9. Linux splits the direct map to 4K around a page before a 4K RMPUPDATE makes
+                // it private (`adjust_direct_map`, called from `rmpupdate`), so a kernel write to a
+                // shared page never meets an assigned page through a large direct-map mapping.
+                self.findings.violations.push(format!(
+                    "invariant 9: a kernel write to shared frame {pfn} took an RMP #PF through its {} direct-map mapping",
+                    level.name()
+                ));
+            }
             if r == HostWriteOutcome::Done {
                 self.check_completed("kernel write", None, pfn, level, false);
                 self.store(pfn, 0);

@@ -48,6 +48,10 @@ pub struct Observed<R> {
     pub counts: InsnCounts,
     /// Frames whose entries RMPUPDATE or PSMASH rewrote (for the incremental invariant check).
     pub dirty: snpsim_host::DirtyLog,
+    /// GFNs whose frames may have lost their validation: those named by the GPA of a validated
+    /// entry that RMPUPDATE or PSMASH rewrote, or that a PVALIDATE rescinded (for invariant 8 in
+    /// the incremental check, which cannot map a rewritten frame back to its GFN otherwise).
+    pub unvalidated: snpsim_host::DirtyLog,
     /// The trace recorder, when the run is traced: every RMP instruction issued through this
     /// wrapper (by the guest, KVM or the host) is recorded with its operands and result.
     pub(crate) recorder: Option<Box<Recorder>>,
@@ -70,6 +74,7 @@ impl<R: RmpModel> Observed<R> {
             changed: PageMap::new(region),
             counts: InsnCounts::default(),
             dirty: snpsim_host::DirtyLog::default(),
+            unvalidated: snpsim_host::DirtyLog::default(),
             recorder: None,
         }
     }
@@ -95,6 +100,19 @@ impl<R: RmpModel> Observed<R> {
     }
 }
 
+impl<R: RmpModel> Observed<R> {
+    /// Before `pfn`'s entry (`pages` of them from a 2M-aligned `pfn` for a 2M operation) is
+    /// rewritten: log the GFNs its validated entries name.
+    fn note_unvalidated(&mut self, pfn: Pfn, pages: u64) {
+        let Some(e) = self.inner.raw_entry(pfn) else { return };
+        if e.lo.assigned() && e.lo.validated() {
+            let gfn = e.lo.gpa_frame();
+            let n = if e.lo.page_size() { self.inner.config().geometry.pages_per_2m() } else { pages };
+            self.unvalidated.mark(gfn, n);
+        }
+    }
+}
+
 /// Whether a guest instruction retired (with a result or a failure code) rather than faulting.
 pub(crate) fn retired<T>(r: &GuestOutcome<T>) -> bool {
     matches!(r, GuestOutcome::Done(_) | GuestOutcome::Fail(_))
@@ -106,6 +124,7 @@ impl<R: RmpModel> RmpModel for Observed<R> {
     }
 
     fn rmpupdate(&mut self, pfn: Pfn, new: RmpArchEntry) -> ReturnCode {
+        self.note_unvalidated(pfn, 1);
         let rc = self.inner.rmpupdate(pfn, new);
         if new.page_size() {
             self.counts.rmpupdate_2m += 1;
@@ -126,6 +145,7 @@ impl<R: RmpModel> RmpModel for Observed<R> {
 
     fn psmash(&mut self, pfn: Pfn) -> ReturnCode {
         self.counts.psmash += 1;
+        self.note_unvalidated(pfn, 1);
         let rc = self.inner.psmash(pfn);
         if rc == ReturnCode::Success {
             self.dirty.mark(pfn.raw(), self.inner.config().geometry.pages_per_2m());
@@ -145,6 +165,13 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         validate: bool,
     ) -> GuestOutcome<PvalidateStatus> {
         let r = self.inner.pvalidate(guest, gpa, pfn, size, validate);
+        if !validate && matches!(r, GuestOutcome::Done(_)) {
+            let n = match size {
+                RmpPageSize::Size4K => 1,
+                RmpPageSize::Size2M => self.inner.config().geometry.pages_per_2m(),
+            };
+            self.unvalidated.mark(gpa.gfn().raw(), n);
+        }
         if retired(&r) {
             match size {
                 RmpPageSize::Size4K => self.counts.pvalidate_4k += 1,

@@ -220,16 +220,28 @@ pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
 
 /// Run a scenario and check its expectations.
 pub fn run_scenario(s: &Scenario, check: CheckMode) -> Result<ScenarioRun, SimError> {
-    run_scenario_with(s, check, None)
+    run_scenario_with(s, check, None, None)
+}
+
+/// [`run_scenario`] with a planted bug (`docs/mutants.md`): the run `snpsim run` makes, so a test
+/// can show that the checks every run performs catch it. Fails with
+/// [`SimError::MutantsNotCompiled`] in a build without `snpsim-hw`'s `mutants` feature.
+pub fn run_scenario_with_mutant(
+    s: &Scenario,
+    check: CheckMode,
+    mutant: snpsim_hw::Mutant,
+) -> Result<ScenarioRun, SimError> {
+    run_scenario_with(s, check, None, Some(mutant))
 }
 
 fn run_scenario_with(
     s: &Scenario,
     check: CheckMode,
     meta: Option<&crate::trace::TraceMeta>,
+    mutant: Option<snpsim_hw::Mutant>,
 ) -> Result<ScenarioRun, SimError> {
     let config = sim_config(s, check);
-    let mut sim = Simulation::new(config)?;
+    let mut sim = Simulation::with_mutant(config, mutant)?;
     sim.set_costs(s.cost);
     if let Some(meta) = meta {
         sim.enable_trace(meta);
@@ -284,7 +296,7 @@ pub fn run_scenario_traced(
     check: CheckMode,
     meta: Option<&crate::trace::TraceMeta>,
 ) -> Result<ScenarioRun, SimError> {
-    run_scenario_with(s, check, meta)
+    run_scenario_with(s, check, meta, None)
 }
 
 /// Run the scenario's steps on `sim`, then its `[workload]` (`docs/semantics.md` E1). The run's random

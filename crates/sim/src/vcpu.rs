@@ -108,7 +108,7 @@ impl Machine {
                     exec.stage = Stage::PsmashInFlight(plan);
                 } else {
                     self.kvm.stats.races.psmash_fail_inuse += 1;
-                    if self.kvm.mutant() == Some(snpsim_hw::Mutant::FailInuseFatal) {
+                    if snpsim_hw::Mutant::FailInuseFatal.planted(self.kvm.mutant()) {
                         let e = snpsim_kvm::KvmError::Instruction {
                             instruction: "PSMASH",
                             pfn: region,

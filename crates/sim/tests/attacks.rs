@@ -160,3 +160,20 @@ fn the_adversary_s_rmp_instructions_are_its_own_in_the_trace() {
     let ok = |ev: &str| (ev.to_string(), "SUCCESS".to_string());
     assert_eq!(adv, [ok("psmash"), ok("rmpupdate"), ok("rmpupdate")]);
 }
+
+#[test]
+fn a_naive_guest_executing_a_remapped_frame_loses_data_as_when_reading_it() {
+    // examples/attacks/01-remap-validated-gpa.toml with a naive guest: the GPA the guest wrote is
+    // remapped to another frame, which the guest validates on #VC and then reads. Fetching
+    // instructions from it instead must count the same lost pages (an `exec` reads the page).
+    let read = scenario(Attack::RemapValidatedGpa, false);
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/attacks/01-remap-validated-gpa.toml");
+    let text = std::fs::read_to_string(&dir).unwrap().replace("kind = \"read\"", "kind = \"exec\"");
+    let exec =
+        parse_scenario_with_overrides("exec variant", &text, &[("guest.validation_tracking", "false")])
+            .unwrap();
+    let loss = |s: &Scenario| run_scenario(s, CheckMode::Full).unwrap().result.metrics.data_loss_pages;
+    assert!(loss(&read) > 0, "the read variant loses data (the catalogue's table says so)");
+    assert_eq!(loss(&exec), loss(&read));
+}

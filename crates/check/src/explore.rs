@@ -1,0 +1,103 @@
+//! Breadth-first exploration of a [`SnpModel`] with exact state identity.
+//!
+//! The visited set is keyed by each state's whole canonical form ([`crate::canonical`] and the
+//! property flags), so two states are merged only when they are equal, never because a hash of
+//! them collides. (stateright's own checkers keep a 64-bit fingerprint of each state, which a
+//! collision would silently merge; the model keeps stateright's `Model` interface, and this
+//! explorer follows its breadth-first checker's order and counts.)
+
+use std::collections::{HashMap, VecDeque};
+
+use snpsim_sim::engine::Action;
+use stateright::{Expectation, Model};
+
+use crate::model::Key;
+use crate::{SnpModel, State};
+
+/// A property the exploration found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discovery {
+    /// The property's name.
+    pub property: &'static str,
+    /// The actions of a shortest path to a state where it was found.
+    pub actions: Vec<Action>,
+    /// An `always` property that failed (a violation), rather than a `sometimes` reached.
+    pub always: bool,
+}
+
+/// What an exploration found.
+#[derive(Clone, Debug)]
+pub struct Exploration {
+    /// Distinct states generated (initial states included).
+    pub unique_states: usize,
+    /// The most states on a path explored (an initial state is depth 1).
+    pub max_depth: usize,
+    /// Every property found, shortest path first (then by name).
+    pub discoveries: Vec<Discovery>,
+}
+
+impl Exploration {
+    /// Whether `property` was found.
+    pub fn found(&self, property: &str) -> bool {
+        self.discoveries.iter().any(|d| d.property == property)
+    }
+}
+
+/// Explore every state `model` reaches within its depth bound, breadth first, checking every
+/// property on every state. A property is reported once, with the first (so a shortest) path
+/// found to it. As stateright's checker, the exploration stops early only at a state where every
+/// property is found at once.
+pub fn explore(model: &SnpModel) -> Exploration {
+    let properties = model.properties();
+    // Every state generated, by its exact key: its node. A node is the parent node and the
+    // action from it (`None` for an initial state).
+    let mut seen: HashMap<Key, usize> = HashMap::new();
+    let mut nodes: Vec<Option<(usize, Action)>> = Vec::new();
+    let mut pending: VecDeque<(State, usize, usize)> = VecDeque::new();
+    for s in model.init_states() {
+        if !seen.contains_key(s.key()) {
+            seen.insert(s.key().clone(), nodes.len());
+            pending.push_back((s, nodes.len(), 1));
+            nodes.push(None);
+        }
+    }
+    let path = |nodes: &[Option<(usize, Action)>], mut at: usize| {
+        let mut actions = Vec::new();
+        while let Some((parent, a)) = nodes[at] {
+            actions.push(a);
+            at = parent;
+        }
+        actions.reverse();
+        actions
+    };
+    let mut found: Vec<Discovery> = Vec::new();
+    let mut max_depth = 0;
+    let mut actions = Vec::new();
+    while let Some((state, node, depth)) = pending.pop_front() {
+        max_depth = max_depth.max(depth);
+        let mut all_here = true;
+        for p in &properties {
+            let always = p.expectation == Expectation::Always;
+            let hit = (p.condition)(model, &state) != always;
+            all_here &= hit;
+            if hit && !found.iter().any(|d| d.property == p.name) {
+                found.push(Discovery { property: p.name, actions: path(&nodes, node), always });
+            }
+        }
+        if all_here {
+            break;
+        }
+        model.actions(&state, &mut actions);
+        for a in actions.drain(..) {
+            let Some(next) = model.next_state(&state, a) else { continue };
+            if seen.contains_key(next.key()) {
+                continue;
+            }
+            seen.insert(next.key().clone(), nodes.len());
+            pending.push_back((next, nodes.len(), depth + 1));
+            nodes.push(Some((node, a)));
+        }
+    }
+    found.sort_by(|a, b| (a.actions.len(), a.property).cmp(&(b.actions.len(), b.property)));
+    Exploration { unique_states: seen.len(), max_depth, discoveries: found }
+}

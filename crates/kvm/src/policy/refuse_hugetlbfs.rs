@@ -29,9 +29,9 @@ impl Policy for RefuseHugetlbfs {
         "host split as the RFC, and refuse to register hugetlbfs memory (RFC v6)"
     }
 
-    fn register_memslot(&self, backing: VmaBacking) -> Result<(), String> {
+    fn register_memslot(&self, backing: VmaBacking) -> Result<(), KvmError> {
         if backing.is_hugetlbfs() {
-            Err(format!("{backing:?} memory cannot be registered for an SNP guest"))
+            Err(KvmError::Rejected { policy: self.name(), backing })
         } else {
             Ok(())
         }

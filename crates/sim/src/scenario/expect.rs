@@ -3,15 +3,17 @@
 use core::fmt;
 use std::collections::BTreeMap;
 
-use super::names::Outcome;
+use super::names::{Cause, Outcome, Reason};
 
 /// The metric names that `[expect]` may name (the JSON keys of a result's
-/// `metrics`), plus `outcome`.
+/// `metrics`), plus `outcome` and the `cause` and `reason` of a run that did not complete.
 ///
 /// The families in [`METRIC_FAMILIES`] may also be expected per member with an inline table or a
 /// dotted key: `exits = { npf = ">=1024" }` is the metric `exits.npf`.
 pub const METRICS: &[&str] = &[
     "outcome",
+    "cause",
+    "reason",
     "rmp_npf",
     "rmp_npf_sizem",
     "npf",
@@ -152,6 +154,10 @@ pub enum Expect {
     },
     /// The run's outcome (`outcome = "completed"`).
     Outcome(Outcome),
+    /// The cause of the run's `vm_error` (`cause = "unresolvable"`).
+    Cause(Cause),
+    /// Why the run did not complete (`reason = "host-split-impossible"`).
+    Reason(Reason),
 }
 
 impl Expect {
@@ -211,7 +217,7 @@ impl Expect {
                 CmpOp::Ge => actual >= value,
             },
             Expect::Range { lo, hi } => (lo..=hi).contains(&actual),
-            Expect::Outcome(_) => false,
+            Expect::Outcome(_) | Expect::Cause(_) | Expect::Reason(_) => false,
         }
     }
 
@@ -227,6 +233,8 @@ impl fmt::Display for Expect {
             Expect::Compare { op, value } => write!(f, "{}{value}", op.symbol()),
             Expect::Range { lo, hi } => write!(f, "in {lo}..{hi}"),
             Expect::Outcome(o) => f.write_str(o.name()),
+            Expect::Cause(c) => f.write_str(c.name()),
+            Expect::Reason(r) => f.write_str(r.name()),
         }
     }
 }

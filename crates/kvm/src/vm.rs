@@ -427,7 +427,11 @@ impl Kvm {
                     self.stats.races.psmash_already_4k += 1;
                 }
                 PsmashFailure::Fatal | PsmashFailure::WarnAndZap => {
-                    return Err(KvmError::Instruction { instruction: KvmInsn::Psmash, pfn: region, code: rc });
+                    return Err(KvmError::Instruction {
+                        instruction: KvmInsn::Psmash,
+                        pfn: region,
+                        code: rc,
+                    });
                 }
             }
         }
@@ -535,8 +539,7 @@ impl Kvm {
         }
         let gmem_private = self.era() == Era::Gmem && private;
         let mut max = if gmem_private {
-            let gmem =
-                host.gmem.as_mut().ok_or_else(|| unbacked(gfn, "no guest_memfd"))?;
+            let gmem = host.gmem.as_mut().ok_or_else(|| unbacked(gfn, "no guest_memfd"))?;
             let (pfn, folio, _) = gmem.get_pfn(&mut host.memory, gfn.raw())?;
             self.gmem_prepare(host, rmp, gfn, pfn, folio)?;
             folio
@@ -560,9 +563,7 @@ impl Kvm {
             && self.config.npt_level_follows_rmp
             && self.mutant != Some(Mutant::NptIgnoresRmpLevel)
         {
-            let pfn = self
-                .bound_pfn(host, gfn)
-                .ok_or_else(|| unbacked(gfn, "unbacked GFN"))?;
+            let pfn = self.bound_pfn(host, gfn).ok_or_else(|| unbacked(gfn, "unbacked GFN"))?;
             let rmp_max = match rmp.lookup(pfn) {
                 Some((_, level)) if every => level.page_size(),
                 Some((true, level)) => level.page_size(),
@@ -688,9 +689,11 @@ impl Kvm {
     fn psmash(&mut self, rmp: &mut dyn RmpModel, pfn: Pfn) -> Result<(), KvmError> {
         match self.psmash_unchecked(rmp, pfn) {
             ReturnCode::Success => Ok(()),
-            code => {
-                Err(KvmError::Instruction { instruction: KvmInsn::Psmash, pfn: self.geometry.region_of(pfn), code })
-            }
+            code => Err(KvmError::Instruction {
+                instruction: KvmInsn::Psmash,
+                pfn: self.geometry.region_of(pfn),
+                code,
+            }),
         }
     }
 
@@ -863,10 +866,7 @@ impl Kvm {
         let mut g = range.gfn.raw();
         while g < end {
             let gfn = Gfn(g);
-            let pfn = host
-                .vma
-                .pfn(g)
-                .ok_or_else(|| unbacked(gfn, "GFN outside the VMA"))?;
+            let pfn = host.vma.pfn(g).ok_or_else(|| unbacked(gfn, "GFN outside the VMA"))?;
             let whole_2m = range.size_2m
                 && gfn.is_aligned(per_2m)
                 && g + per_2m <= end
@@ -965,10 +965,7 @@ impl Kvm {
                 level = level.min(npt_level);
                 let rmp_size =
                     if level >= PageSize::Size2M { RmpPageSize::Size2M } else { RmpPageSize::Size4K };
-                let pfn = host
-                    .vma
-                    .pfn(g)
-                    .ok_or_else(|| unbacked(gfn, "GFN outside the VMA"))?;
+                let pfn = host.vma.pfn(g).ok_or_else(|| unbacked(gfn, "GFN outside the VMA"))?;
                 let within = self.leaf_within_cap(rmp, gfn);
                 // A failed instruction fails the request (the guest is told), not the VM.
                 let refused = |e: KvmError| match e {

@@ -721,7 +721,8 @@ impl Simulation {
         if let Some(e) = &self.outcome
             && e.cause() == Some(Cause::InstructionFailed)
         {
-            self.violations.insert(format!("invariant 8: an RMP instruction KVM issued failed: {}", e.detail));
+            self.violations
+                .insert(format!("invariant 8: an RMP instruction KVM issued failed: {}", e.detail));
         }
         let ending = self.outcome.clone();
         let outcome = ending.as_ref().map_or(Outcome::Completed, Ending::outcome);

@@ -455,5 +455,8 @@ impl Platform for Machine {
 /// The ending of a guest instruction at `gpa` that still faults after [`MAX_FAULTS_PER_ACCESS`]
 /// #NPFs KVM handled.
 pub(crate) fn livelock(gpa: Gpa) -> Ending {
-    Ending::new(Reason::Livelock, format!("GPA {gpa}: still faulting after {MAX_FAULTS_PER_ACCESS} #NPFs (livelock)"))
+    Ending::new(
+        Reason::Livelock,
+        format!("GPA {gpa}: still faulting after {MAX_FAULTS_PER_ACCESS} #NPFs (livelock)"),
+    )
 }

@@ -76,7 +76,9 @@ impl Reason {
             | Reason::HostError
             | Reason::RmpupdateFailed
             | Reason::PsmashFailed => Outcome::VmError,
-            Reason::PscFailed | Reason::PvalidateFailed | Reason::PageNotValidated => Outcome::GuestTerminated,
+            Reason::PscFailed | Reason::PvalidateFailed | Reason::PageNotValidated => {
+                Outcome::GuestTerminated
+            }
             Reason::HostFaultLoop => Outcome::HostHang,
             Reason::StepBudget => Outcome::StepBudgetExceeded,
         }
@@ -193,7 +195,11 @@ mod tests {
     fn kvm_failures_map_by_kind() {
         use snpsim_defs::{Gfn, PageSize, Pfn, ReturnCode};
         use snpsim_host::VmaBacking;
-        let insn = KvmError::Instruction { instruction: KvmInsn::Psmash, pfn: Pfn(0x200), code: ReturnCode::FailInput };
+        let insn = KvmError::Instruction {
+            instruction: KvmInsn::Psmash,
+            pfn: Pfn(0x200),
+            code: ReturnCode::FailInput,
+        };
         assert_eq!(Ending::of_kvm(&insn).cause(), Some(Cause::InstructionFailed));
         assert_eq!(Reason::of_kvm(&insn), Reason::PsmashFailed);
         let refused = KvmError::PscRefused(PscRefusal::Instruction {
@@ -203,13 +209,15 @@ mod tests {
             level: PageSize::Size2M,
         });
         assert_eq!(Reason::of_kvm(&refused), Reason::RmpupdateFailed);
-        let policy = KvmError::PscRefused(PscRefusal::Policy { policy: "p", backing: VmaBacking::Hugetlbfs2m });
+        let policy =
+            KvmError::PscRefused(PscRefusal::Policy { policy: "p", backing: VmaBacking::Hugetlbfs2m });
         assert_eq!(Reason::of_kvm(&policy).cause(), Some(Cause::Unresolvable));
         let rejected = KvmError::Rejected { policy: "p", backing: VmaBacking::Hugetlbfs2m };
         let e = Ending::of_kvm(&rejected);
         assert_eq!((e.outcome(), e.reason), (Outcome::VmRejected, Reason::BackingRefused));
         assert!(e.detail.contains("hugetlbfs-2m"), "the detail uses the CLI's names: {}", e.detail);
-        let unresolved = KvmError::Unresolvable { gfn: Gfn(5), why: Unresolved::RmpEntry4k, detail: "x".into() };
+        let unresolved =
+            KvmError::Unresolvable { gfn: Gfn(5), why: Unresolved::RmpEntry4k, detail: "x".into() };
         assert_eq!(Reason::of_kvm(&unresolved), Reason::RmpEntry4k);
     }
 }

@@ -226,7 +226,12 @@ fn run_scenario_with(
         match expect {
             Expect::Outcome(o) => {
                 if o.name() != result.outcome.name() {
-                    failures.push(format!("expected outcome {}, got {}{}", o.name(), result.outcome, ended()));
+                    failures.push(format!(
+                        "expected outcome {}, got {}{}",
+                        o.name(),
+                        result.outcome,
+                        ended()
+                    ));
                 }
                 continue;
             }

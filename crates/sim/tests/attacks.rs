@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use snpsim_sim::adversary::Attack;
-use snpsim_sim::outcome::{Cause, Reason};
 use snpsim_sim::engine::CheckMode;
+use snpsim_sim::outcome::{Cause, Reason};
 use snpsim_sim::run::{ScenarioRun, run_scenario, run_scenario_traced};
 use snpsim_sim::scenario::{Scenario, parse_scenario_with_overrides};
 use snpsim_sim::trace::TraceMeta;

@@ -3,8 +3,8 @@
 
 use snpsim_sim::debate::{CLAIM_SCENARIOS, Debate, matrix, run_debate};
 use snpsim_sim::engine::CheckMode;
-use snpsim_sim::run::{ScenarioRun, metric_value};
 use snpsim_sim::outcome::Reason;
+use snpsim_sim::run::{ScenarioRun, metric_value};
 
 /// The matrix row with the policy's own `npt_level_follows_rmp` default (false for the policies
 /// that model a description, true for rfc-v4 and gmem).

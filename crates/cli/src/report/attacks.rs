@@ -78,11 +78,8 @@ pub fn row(run: &Run) -> Row {
             run.detail.clone()
         });
     }
-    let guest_detected = if run.outcome == "guest_terminated" {
-        termination(&run.reason, &run.detail)
-    } else {
-        String::new()
-    };
+    let guest_detected =
+        if run.outcome == "guest_terminated" { termination(&run.reason, &run.detail) } else { String::new() };
     let lost = m("data_loss_pages");
     let silently_accepted = if run.outcome == "completed" && lost > 0.0 {
         let how = if run.validation_tracking == Some(false) {

@@ -30,11 +30,7 @@ impl Policy for RefuseHugetlbfs {
     }
 
     fn register_memslot(&self, backing: VmaBacking) -> Result<(), KvmError> {
-        if backing.is_hugetlbfs() {
-            Err(KvmError::Rejected { policy: self.name(), backing })
-        } else {
-            Ok(())
-        }
+        if backing.is_hugetlbfs() { Err(KvmError::Rejected { policy: self.name(), backing }) } else { Ok(()) }
     }
 
     fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {

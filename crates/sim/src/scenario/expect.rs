@@ -328,6 +328,9 @@ mod tests {
         assert!(check_metric_name("sigbus.x").is_some());
         assert!(check_metric_name("exits.").is_some());
         let msg = check_metric_name("sigbuss").unwrap();
-        assert!(msg.contains("unknown metric \"sigbuss\"; accepted: outcome, cause, reason, rmp_npf"), "{msg}");
+        assert!(
+            msg.contains("unknown metric \"sigbuss\"; accepted: outcome, cause, reason, rmp_npf"),
+            "{msg}"
+        );
     }
 }

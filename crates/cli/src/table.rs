@@ -95,7 +95,7 @@ pub fn render_with(
         let guest = guests.and_then(|g| g.get(i)).map_or(r.granularity, String::as_str);
         let npt = if r.npt_level_follows_rmp { "yes" } else { "no" };
         let at = format!("npt≤rmp {npt}, {guest_header} {guest}");
-        if with_name { format!("{}: {at}", r.name.chars().take(44).collect::<String>()) } else { at }
+        if with_name { format!("{} — {at}", r.name.chars().take(44).collect::<String>().trim_end()) } else { at }
     }));
     out.push_str(&readings_legend(runs.iter().map(|r| r.policy)));
     out

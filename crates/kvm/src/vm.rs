@@ -158,6 +158,9 @@ pub struct Kvm {
     psc_adversary: PscAdversary,
     /// GFNs an adversarial host bound to other frames than the memslot's (`rebind`).
     rebound: std::collections::BTreeMap<Gfn, Pfn>,
+    /// Why KVM refused a range of the page-state change it is handling, if it did: the guest
+    /// only sees an error code, the report says why.
+    psc_refusal: Option<PscRefusal>,
 }
 
 /// What the first part of #NPF handling left to do ([`Kvm::begin_npf`]).
@@ -216,6 +219,7 @@ impl Kvm {
             mutant: None,
             psc_adversary: PscAdversary::default(),
             rebound: std::collections::BTreeMap::new(),
+            psc_refusal: None,
         })
     }
 
@@ -237,6 +241,12 @@ impl Kvm {
     /// Plant a bug (checker tests only; see [`Mutant`]).
     pub fn set_mutant(&mut self, mutant: Option<Mutant>) {
         self.mutant = mutant;
+    }
+
+    /// Why KVM refused part of the page-state change it handled last, if it did (reset at each
+    /// page-state-change VMGEXIT).
+    pub fn psc_refusal(&self) -> Option<PscRefusal> {
+        self.psc_refusal
     }
 
     /// The planted bug, if any.
@@ -706,6 +716,7 @@ impl Kvm {
     ) -> Result<GhcbMsrPscResponse, KvmError> {
         self.stats.exit(exit::VMGEXIT_PSC_MSR);
         self.stats.psc_requests += 1;
+        self.psc_refusal = None;
         let mut fatal = None;
         let resp = psc::process_msr(req, |range| self.apply_psc(host, rmp, range, &mut fatal));
         if resp.error() != 0 {
@@ -723,6 +734,7 @@ impl Kvm {
     ) -> Result<u64, KvmError> {
         self.stats.exit(exit::VMGEXIT_PSC);
         self.stats.psc_requests += 1;
+        self.psc_refusal = None;
         let mut fatal = None;
         let per_2m = self.geometry.pages_per_2m();
         let mutant = self.mutant;
@@ -774,6 +786,7 @@ impl Kvm {
         if first {
             self.stats.exit(exit::VMGEXIT_PSC);
             self.stats.psc_requests += 1;
+            self.psc_refusal = None;
         }
         let mut fatal = None;
         let mut applied = false;
@@ -820,7 +833,10 @@ impl Kvm {
         }
         match self.convert(host, rmp, range) {
             Ok(()) => true,
-            Err(KvmError::PscRefused(_)) => false,
+            Err(KvmError::PscRefused(r)) => {
+                self.psc_refusal = Some(r);
+                false
+            }
             Err(e) => {
                 *fatal = Some(e);
                 false

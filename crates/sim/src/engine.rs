@@ -635,8 +635,9 @@ impl Simulation {
         let result = match result {
             Ok(r) => r,
             Err(e @ GuestError::Terminated { reason, .. }) => {
-                let why = e.to_string();
-                self.outcome = Some(Ending::new(Reason::of_termination(reason), why.clone()));
+                let ending = terminated(m, e, reason);
+                let why = ending.detail.clone();
+                self.outcome = Some(ending);
                 why
             }
             Err(GuestError::Stopped) => {
@@ -656,7 +657,7 @@ impl Simulation {
             self.attack_log.extend(log);
             match ended {
                 Some(e @ GuestError::Terminated { reason, .. }) => {
-                    self.outcome = Some(Ending::new(Reason::of_termination(reason), e.to_string()));
+                    self.outcome = Some(terminated(m, e, reason));
                 }
                 Some(GuestError::Stopped) => self.outcome = Some(stopped(m)),
                 None => {}
@@ -781,6 +782,17 @@ impl Simulation {
         rec.finish(&end, &hash);
         Some(rec.take())
     }
+}
+
+/// The ending of a guest that terminated itself; after a failed page-state change, the detail
+/// adds why KVM refused it when it did (the guest only sees the error code).
+fn terminated(m: &Machine, e: GuestError, reason: snpsim_guest::TermReason) -> Ending {
+    let refusal = m.kvm.psc_refusal().filter(|_| reason == snpsim_guest::TermReason::Psc);
+    let detail = match refusal {
+        Some(r) => format!("{e}: KVM refused the page-state change: {r}"),
+        None => e.to_string(),
+    };
+    Ending::new(Reason::of_termination(reason), detail)
 }
 
 /// The ending of a VM the machine stopped: the failure it recorded. A stop without one would be

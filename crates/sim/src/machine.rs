@@ -358,12 +358,12 @@ impl Machine {
         }
         if r == HostWriteOutcome::Hang && self.fatal.is_none() {
             let mapping = self.host.vma.translate(gfn.raw());
-            let (frame, size) = mapping.map_or((String::from("?"), "?"), |(p, s)| (p.to_string(), s.name()));
+            let frame = mapping.map_or_else(|| String::from("?"), |(p, _)| p.to_string());
             let who = if via == HostVia::Vmm { "the VMM" } else { "a get/put_user (vhost)" };
             self.fatal = Some(Ending::new(
                 Reason::HostFaultLoop,
                 format!(
-                    "host write by {who} to GPA {gpa} (frame {frame}) re-faults forever: its {size} {} mapping \
+                    "host write by {who} to GPA {gpa} (frame {frame}) re-faults forever: its {} mapping \
                      holds an assigned page, and hugetlb_fault ignores FAULT_FLAG_PAGE_SPLIT (RFC v4 10/40)",
                     self.host.vma.backing().name()
                 ),

@@ -248,7 +248,7 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
     let wall = start.elapsed().as_secs_f64();
     let (peak, _) = memory_status();
     let ops = page_ops(&result.metrics);
-    let completed = result.outcome.name() == "completed" && result.violations.is_empty();
+    let completed = result.outcome == snpsim_sim::Outcome::Completed && result.violations.is_empty();
     Ok(json!({
         "name": name, "outcome": result.outcome.name(), "passed": completed, "failures": result.violations,
         "wall_s": wall, "page_ops": ops, "page_ops_per_s": ops as f64 / wall, "peak_rss_bytes": peak,

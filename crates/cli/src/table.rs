@@ -95,7 +95,11 @@ pub fn render_with(
         let guest = guests.and_then(|g| g.get(i)).map_or(r.granularity, String::as_str);
         let npt = if r.npt_level_follows_rmp { "yes" } else { "no" };
         let at = format!("npt≤rmp {npt}, {guest_header} {guest}");
-        if with_name { format!("{} — {at}", r.name.chars().take(44).collect::<String>().trim_end()) } else { at }
+        if with_name {
+            format!("{} — {at}", r.name.chars().take(44).collect::<String>().trim_end())
+        } else {
+            at
+        }
     }));
     out.push_str(&readings_legend(runs.iter().map(|r| r.policy)));
     out
@@ -217,7 +221,7 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
         row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
         row.push(format!("{:.1}%", 100.0 * m.huge_capable));
         let ready = r.workload.as_ref().and_then(|w| w.time_to_ready_ns);
-        row.push(if r.result.outcome.name() == "completed" {
+        row.push(if r.result.outcome == snpsim_sim::Outcome::Completed {
             ready.map_or_else(|| "-".into(), ms)
         } else {
             "-".into()

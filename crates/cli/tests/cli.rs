@@ -153,7 +153,8 @@ fn json_and_table_give_cause_reason_and_detail() {
     // and hugetlbfs cannot split its page.
     let split = write(&d, "split.toml", &base_with("policy = \"npt-demote\"", "policy = \"rfc-host-split\""));
     // BASE under refuse-hugetlbfs: the memslot is refused before the guest runs.
-    let refuse = write(&d, "refuse.toml", &base_with("policy = \"npt-demote\"", "policy = \"refuse-hugetlbfs\""));
+    let refuse =
+        write(&d, "refuse.toml", &base_with("policy = \"npt-demote\"", "policy = \"refuse-hugetlbfs\""));
     let ok = write(&d, "ok.toml", BASE);
     let mut args = vec!["run", split.as_str(), refuse.as_str(), ok.as_str(), "--json"];
     // Their [expect] says completed: the two failing runs exit 1, and still report.
@@ -177,10 +178,15 @@ fn json_and_table_give_cause_reason_and_detail() {
     let table = text(&snpsim(&args).stdout);
     let why: Vec<&str> = table.lines().filter(|l| l.starts_with("  ") && l.contains(": ")).collect();
     assert!(
-        why.iter().any(|l| l.starts_with("  rfc-host-split hugetlbfs-2m: vm_error unresolvable host-split-impossible (")),
+        why.iter()
+            .any(|l| l
+                .starts_with("  rfc-host-split hugetlbfs-2m: vm_error unresolvable host-split-impossible (")),
         "{table}"
     );
-    assert!(why.iter().any(|l| l.starts_with("  refuse-hugetlbfs hugetlbfs-2m: vm_rejected backing-refused (")), "{table}");
+    assert!(
+        why.iter().any(|l| l.starts_with("  refuse-hugetlbfs hugetlbfs-2m: vm_rejected backing-refused (")),
+        "{table}"
+    );
     assert!(!why.iter().any(|l| l.contains("npt-demote")), "a completed run has no why line: {table}");
 }
 

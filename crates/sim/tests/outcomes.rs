@@ -8,7 +8,8 @@ use snpsim_sim::prelude::*;
 use snpsim_sim::run::run_scenario;
 use snpsim_sim::scenario::parse_scenario_with_overrides;
 
-const REGION: Gpa = Gpa(0x200000);
+/// The second 2M region of guest memory (GPA 2 MiB).
+const REGION: Gpa = Gpa(0x20_0000);
 
 fn config(policy_name: &str, backing: VmaBacking, granularity: Granularity) -> SimConfig {
     // 16 MiB guest (4096 pages) on 64 MiB of host memory (16384 pages).

@@ -28,6 +28,9 @@ fn share_4k_inside_a_2m_entry(mutant: Option<Mutant>) -> RunResult {
     sim.step(&Action::Psc { vcpu: 0, gpa: REGION, pages: 512, private: true, granularity: None });
     assert!(sim.outcome().is_none(), "the 2M conversion to private completes");
     sim.step(&Action::Access { vcpu: 0, gpa: REGION, kind: AccessKind::Read, private: false });
+    // Invariant 8 is reported by the step that failed, as the other invariants are.
+    let reported = sim.violations().any(|v| v.starts_with("invariant 8:"));
+    assert_eq!(reported, mutant.is_some(), "{:?}", sim.violations().collect::<Vec<_>>());
     sim.finish()
 }
 

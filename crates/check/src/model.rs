@@ -209,7 +209,7 @@ impl State {
     }
 
     fn kvm_instruction_failed(&self) -> bool {
-        self.sim.outcome().is_some_and(|(_, why)| why.contains(" failed with "))
+        self.sim.ending().is_some_and(|e| e.cause() == Some(snpsim_sim::outcome::Cause::InstructionFailed))
     }
 
     fn violations(&self) -> usize {

@@ -348,7 +348,7 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let (peak, _) = memory_status();
-    let completed = result.outcome.name() == "completed" && result.violations.is_empty();
+    let completed = result.outcome == snpsim_sim::Outcome::Completed && result.violations.is_empty();
     let mut v = json!({
         "name": name, "outcome": result.outcome.name(), "passed": completed, "failures": result.violations,
         "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,

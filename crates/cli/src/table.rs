@@ -90,7 +90,42 @@ pub fn render_with(
             let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
         }
     }
+    out.push_str(&why_lines(runs, |i| {
+        let r = runs[i];
+        let guest = guests.and_then(|g| g.get(i)).map_or(r.granularity, String::as_str);
+        let npt = if r.npt_level_follows_rmp { "yes" } else { "no" };
+        let at = format!("npt≤rmp {npt}, {guest_header} {guest}");
+        if with_name {
+            format!("{} — {at}", r.name.chars().take(44).collect::<String>().trim_end())
+        } else {
+            at
+        }
+    }));
     out.push_str(&readings_legend(runs.iter().map(|r| r.policy)));
+    out
+}
+
+/// One line per kind of run that did not complete, under a table: policy and backing, the
+/// outcome, the cause of a `vm_error`, the reason and its detail; runs that differ only in the
+/// `label` (the table's other columns) share a line that lists them.
+pub fn why_lines(runs: &[&ScenarioRun], label: impl Fn(usize) -> String) -> String {
+    let mut groups: Vec<(String, String, Vec<String>)> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let Some(reason) = r.result.reason else { continue };
+        let cause = r.result.cause().map(|c| format!(" {}", c.name())).unwrap_or_default();
+        let head = format!("{} {}: {}{cause} {}", r.policy, r.backing, r.result.outcome, reason.name());
+        match groups.iter_mut().find(|(h, d, _)| *h == head && *d == r.result.detail) {
+            Some((_, _, labels)) => labels.push(label(i)),
+            None => groups.push((head, r.result.detail.clone(), vec![label(i)])),
+        }
+    }
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("why (outcome, cause of a vm_error, reason: detail):\n");
+    for (head, detail, labels) in groups {
+        let _ = writeln!(out, "  {head} ({}): {detail}", labels.join("; "));
+    }
     out
 }
 
@@ -186,7 +221,7 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
         row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
         row.push(format!("{:.1}%", 100.0 * m.huge_capable));
         let ready = r.workload.as_ref().and_then(|w| w.time_to_ready_ns);
-        row.push(if r.result.outcome.name() == "completed" {
+        row.push(if r.result.outcome == snpsim_sim::Outcome::Completed {
             ready.map_or_else(|| "-".into(), ms)
         } else {
             "-".into()
@@ -209,6 +244,9 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
             let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
         }
     }
+    out.push_str(&why_lines(runs, |i| {
+        format!("guest {}", guests.get(i).map_or(runs[i].granularity, String::as_str))
+    }));
     out
 }
 
@@ -224,7 +262,9 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "granularity": r.granularity,
                     "npt_level_follows_rmp": r.npt_level_follows_rmp,
                     "outcome": r.result.outcome.name(),
-                    "reason": r.result.reason,
+                    "cause": r.result.cause().map(snpsim_sim::outcome::Cause::name),
+                    "reason": r.result.reason.map(snpsim_sim::outcome::Reason::name),
+                    "detail": r.result.detail,
                     "metrics": r.result.metrics,
                     "violations": r.result.violations,
                     "failures": r.failures,

@@ -148,6 +148,52 @@ fn json_is_one_array_with_one_object_per_scenario() {
     assert_eq!(text(&out.stderr), "");
 }
 
+/// Every run names its outcome's reason (and a `vm_error` its cause) in the CLI's kebab-case
+/// names, with the detail in words, in the JSON and in a `why` line under the table.
+#[test]
+fn json_and_table_give_cause_reason_and_detail() {
+    let d = temp_dir("why");
+    // BASE under the RFC's host split: the private 4K page under the 2M leaf takes RMP|SIZEM,
+    // and hugetlbfs cannot split its page.
+    let split = write(&d, "split.toml", &base_with("policy = \"npt-demote\"", "policy = \"rfc-host-split\""));
+    // BASE under refuse-hugetlbfs: the memslot is refused before the guest runs.
+    let refuse =
+        write(&d, "refuse.toml", &base_with("policy = \"npt-demote\"", "policy = \"refuse-hugetlbfs\""));
+    let ok = write(&d, "ok.toml", BASE);
+    let mut args = vec!["run", split.as_str(), refuse.as_str(), ok.as_str(), "--json"];
+    // Their [expect] says completed: the two failing runs exit 1, and still report.
+    let out = snpsim(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let runs = json_runs(&out);
+    let by = |p: &str| runs.iter().find(|r| r["policy"] == p).unwrap_or_else(|| panic!("{p}"));
+    let r = by("rfc-host-split");
+    assert_eq!((r["outcome"].as_str(), r["cause"].as_str()), (Some("vm_error"), Some("unresolvable")), "{r}");
+    assert_eq!(r["reason"], "host-split-impossible", "{r}");
+    let detail = r["detail"].as_str().unwrap();
+    assert!(detail.contains("hugetlbfs-2m") && !detail.contains("Hugetlbfs2m"), "{detail}");
+    let r = by("refuse-hugetlbfs");
+    assert_eq!((r["outcome"].as_str(), r["reason"].as_str()), (Some("vm_rejected"), Some("backing-refused")));
+    assert!(r["cause"].is_null(), "only a vm_error has a cause: {r}");
+    let r = by("npt-demote");
+    assert_eq!(r["outcome"], "completed");
+    assert!(r["reason"].is_null() && r["cause"].is_null() && r["detail"] == "", "{r}");
+    // The table: one `why` line per run that did not complete.
+    args.pop();
+    let table = text(&snpsim(&args).stdout);
+    let why: Vec<&str> = table.lines().filter(|l| l.starts_with("  ") && l.contains(": ")).collect();
+    assert!(
+        why.iter()
+            .any(|l| l
+                .starts_with("  rfc-host-split hugetlbfs-2m: vm_error unresolvable host-split-impossible (")),
+        "{table}"
+    );
+    assert!(
+        why.iter().any(|l| l.starts_with("  refuse-hugetlbfs hugetlbfs-2m: vm_rejected backing-refused (")),
+        "{table}"
+    );
+    assert!(!why.iter().any(|l| l.contains("npt-demote")), "a completed run has no why line: {table}");
+}
+
 #[test]
 fn csv_has_a_header_and_one_row_per_run() {
     let d = temp_dir("csv");

@@ -84,11 +84,22 @@ pub enum TermReason {
     PageNotValidated,
 }
 
+impl TermReason {
+    /// The report name (kebab-case): `psc-failed`, `pvalidate-failed`, `page-not-validated`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TermReason::Psc => "psc-failed",
+            TermReason::Pvalidate => "pvalidate-failed",
+            TermReason::PageNotValidated => "page-not-validated",
+        }
+    }
+}
+
 /// A guest operation that did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GuestError {
     /// The guest terminated itself.
-    #[error("guest terminated ({reason:?}) at GPA {gpa}")]
+    #[error("guest terminated ({}) at GPA {gpa}", reason.name())]
     Terminated {
         /// Why.
         reason: TermReason,

@@ -51,7 +51,7 @@ pub enum HostError {
         unit: u64,
     },
     /// The backing cannot split a huge mapping.
-    #[error("{backing:?} mappings cannot be split")]
+    #[error("{} mappings cannot be split", backing.name())]
     Unsplittable {
         /// The backing.
         backing: VmaBacking,

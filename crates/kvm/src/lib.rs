@@ -16,4 +16,4 @@ pub mod vm;
 
 pub use policy::{Era, Policy};
 pub use stats::{KvmStats, Races};
-pub use vm::{Kvm, KvmConfig, KvmError, NpfStep, PscAdversary, PsmashPlan};
+pub use vm::{Kvm, KvmConfig, KvmError, KvmInsn, NpfStep, PscAdversary, PscRefusal, PsmashPlan, Unresolved};

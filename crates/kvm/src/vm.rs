@@ -16,25 +16,34 @@ mod capable;
 /// A failure KVM cannot hide from the guest or the VMM.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KvmError {
-    /// Memory registration was refused (outcome `vm_rejected`).
-    #[error("memory registration refused: {0}")]
-    Rejected(String),
-    /// A fault KVM cannot resolve (outcome `vm_error`).
-    #[error("unresolvable #NPF at GFN {gfn}: {reason}")]
+    /// Memory registration was refused (outcome `vm_rejected`): RFC v6 refused hugetlbfs VMAs
+    /// at KVM_MEMORY_ENCRYPT_REG_REGION (`VM_HUGETLB` check on the registered HVA range).
+    #[error("{policy} refuses to register {} memory for an SNP guest", backing.name())]
+    Rejected {
+        /// The policy that refused.
+        policy: &'static str,
+        /// The backing refused.
+        backing: VmaBacking,
+    },
+    /// A fault KVM cannot resolve (outcome `vm_error`, cause `unresolvable`).
+    #[error("unresolvable #NPF at GFN {gfn}: {detail}")]
     Unresolvable {
         /// The faulting GFN.
         gfn: Gfn,
-        /// Why.
-        reason: String,
+        /// Why, as a closed set.
+        why: Unresolved,
+        /// The same in words, with the values involved.
+        detail: String,
     },
-    /// A page-state change the policy refuses; the guest is told, not the VMM.
+    /// A page-state change KVM refuses; the guest is told, not the VMM (outside a PSC, on an
+    /// implicit conversion, the VM stops).
     #[error("page-state change refused: {0}")]
-    PscRefused(String),
-    /// An RMP instruction KVM issued failed.
+    PscRefused(PscRefusal),
+    /// An RMP instruction KVM issued failed (outcome `vm_error`, cause `instruction_failed`).
     #[error("{instruction} of frame {pfn} failed with {}", code.name())]
     Instruction {
         /// RMPUPDATE or PSMASH.
-        instruction: &'static str,
+        instruction: KvmInsn,
         /// The frame.
         pfn: Pfn,
         /// The return code.
@@ -43,6 +52,79 @@ pub enum KvmError {
     /// A host memory operation failed.
     #[error(transparent)]
     Host(#[from] HostError),
+}
+
+/// The RMP instructions KVM issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvmInsn {
+    /// RMPUPDATE.
+    Rmpupdate,
+    /// PSMASH.
+    Psmash,
+}
+
+impl KvmInsn {
+    /// The mnemonic.
+    pub const fn name(self) -> &'static str {
+        match self {
+            KvmInsn::Rmpupdate => "RMPUPDATE",
+            KvmInsn::Psmash => "PSMASH",
+        }
+    }
+}
+
+impl std::fmt::Display for KvmInsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why KVM could not resolve a #NPF: a closed set, so that callers classify a failure by its
+/// kind, never by its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unresolved {
+    /// The policy splits the host mapping, and it cannot be split (hugetlbfs: `hugetlb_fault`
+    /// has no split path) or is already 4K.
+    HostSplitImpossible,
+    /// The policy demotes the NPT leaf, and it is already at the RMP level.
+    NptAtRmpLevel,
+    /// A SIZEM fault over a 4K RMP entry that the policy's handler does not act on (upstream
+    /// `sev_handle_rmp_fault` only PSMASHes a 2M entry): the fault would repeat.
+    RmpEntry4k,
+    /// A #NPF no handler resolves: a non-RMP fault on a present leaf, an RMP fault on an unmapped
+    /// GFN, or an RMP fault that is neither a size mismatch nor an implicit conversion.
+    UnhandledNpf,
+    /// The GFN has no backing: outside guest memory (MMIO is not modelled), outside the VMA, no
+    /// guest_memfd, or no NPT leaf fits.
+    UnbackedGfn,
+    /// An adversarial KVM refuses the conversion the guest's access needs.
+    AdversaryRefused,
+}
+
+/// Why KVM refused a page-state change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum PscRefusal {
+    /// The policy refuses private pages on this backing (`fail-psc-hugetlbfs`).
+    #[error("{policy} refuses private {} pages", backing.name())]
+    Policy {
+        /// The policy.
+        policy: &'static str,
+        /// The VMA's backing.
+        backing: VmaBacking,
+    },
+    /// An RMP instruction of the conversion failed, which fails the request (RFC v4's
+    /// `__snp_handle_page_state_change` returns the error to the guest).
+    #[error("{instruction} of frame {pfn} failed with {} at {}", code.name(), level.name())]
+    Instruction {
+        /// RMPUPDATE or PSMASH.
+        instruction: KvmInsn,
+        /// The frame.
+        pfn: Pfn,
+        /// The return code.
+        code: ReturnCode,
+        /// The level the conversion ran at.
+        level: PageSize,
+    },
 }
 
 /// Per-VM settings: a scenario's `[vm]` table, with the policy's defaults (`docs/semantics.md` K1).
@@ -78,6 +160,9 @@ pub struct Kvm {
     psc_adversary: PscAdversary,
     /// GFNs an adversarial host bound to other frames than the memslot's (`rebind`).
     rebound: std::collections::BTreeMap<Gfn, Pfn>,
+    /// Why KVM refused a range of the page-state change it is handling, if it did: the guest
+    /// only sees an error code, the report says why.
+    psc_refusal: Option<PscRefusal>,
 }
 
 /// What the first part of #NPF handling left to do ([`Kvm::begin_npf`]).
@@ -122,7 +207,7 @@ impl Kvm {
     /// Create the VM and register its memory; the policy may refuse the backing.
     pub fn new(config: KvmConfig, policy: &'static dyn Policy, host: &Host) -> Result<Self, KvmError> {
         let backing = host.vma.backing();
-        policy.register_memslot(backing).map_err(KvmError::Rejected)?;
+        policy.register_memslot(backing)?;
         let geometry = host.memory.geometry();
         Ok(Kvm {
             geometry,
@@ -137,6 +222,7 @@ impl Kvm {
             psc_adversary: PscAdversary::default(),
             rebound: std::collections::BTreeMap::new(),
             demotions: crate::demotions::DemotionLedger::default(),
+            psc_refusal: None,
         })
     }
 
@@ -164,6 +250,12 @@ impl Kvm {
     /// Plant a bug (checker tests only; see [`Mutant`]).
     pub fn set_mutant(&mut self, mutant: Option<Mutant>) {
         self.mutant = mutant;
+    }
+
+    /// Why KVM refused part of the page-state change it handled last, if it did (reset at each
+    /// page-state-change VMGEXIT).
+    pub fn psc_refusal(&self) -> Option<PscRefusal> {
+        self.psc_refusal
     }
 
     /// The planted bug, if any.
@@ -254,7 +346,8 @@ impl Kvm {
             if code.present() {
                 return Err(KvmError::Unresolvable {
                     gfn,
-                    reason: format!("non-RMP #NPF {code:?} on a present leaf"),
+                    why: Unresolved::UnhandledNpf,
+                    detail: format!("non-RMP #NPF {code:?} on a present leaf"),
                 });
             }
             return self.fault_in(host, rmp, gfn, code.enc()).map(|()| NpfStep::Handled);
@@ -264,7 +357,11 @@ impl Kvm {
             self.stats.rmp_npf_sizem += 1;
         }
         let Some((pfn, _)) = self.npt.translate(gfn) else {
-            return Err(KvmError::Unresolvable { gfn, reason: "RMP #NPF on an unmapped GFN".into() });
+            return Err(KvmError::Unresolvable {
+                gfn,
+                why: Unresolved::UnhandledNpf,
+                detail: "RMP #NPF on an unmapped GFN".into(),
+            });
         };
         let (assigned, rmp_level) = rmp.lookup(pfn).unwrap_or((false, RmpPageSize::Size4K));
         if code.sizem() {
@@ -302,7 +399,11 @@ impl Kvm {
         {
             return Ok(NpfStep::Psmash(PsmashPlan { gfn, pfn }));
         }
-        Err(KvmError::Unresolvable { gfn, reason: format!("RMP #NPF {code:?} that KVM cannot resolve") })
+        Err(KvmError::Unresolvable {
+            gfn,
+            why: Unresolved::UnhandledNpf,
+            detail: format!("RMP #NPF {code:?} that KVM cannot resolve"),
+        })
     }
 
     /// A #NPF taken inside another CPU's in-flight window: KVM finds nothing to fix
@@ -345,7 +446,11 @@ impl Kvm {
                     self.stats.races.psmash_already_4k += 1;
                 }
                 PsmashFailure::Fatal | PsmashFailure::WarnAndZap => {
-                    return Err(KvmError::Instruction { instruction: "PSMASH", pfn: region, code: rc });
+                    return Err(KvmError::Instruction {
+                        instruction: KvmInsn::Psmash,
+                        pfn: region,
+                        code: rc,
+                    });
                 }
             }
         }
@@ -449,14 +554,16 @@ impl Kvm {
         if gfn.raw() >= self.pages {
             return Err(KvmError::Unresolvable {
                 gfn,
-                reason: "GPA outside guest memory (MMIO is not modelled)".into(),
+                why: Unresolved::UnbackedGfn,
+                detail: "GPA outside guest memory (MMIO is not modelled)".into(),
             });
         }
         if self.era() == Era::Gmem && self.attrs.is_private(gfn) != private {
             if self.psc_adversary.lies() {
                 return Err(KvmError::Unresolvable {
                     gfn,
-                    reason: "the adversarial KVM refuses to convert the page the guest asked for".into(),
+                    why: Unresolved::AdversaryRefused,
+                    detail: "the adversarial KVM refuses to convert the page the guest asked for".into(),
                 });
             }
             // KVM_EXIT_MEMORY_FAULT: the access's C-bit disagrees with the attribute; the VMM
@@ -467,8 +574,7 @@ impl Kvm {
         }
         let gmem_private = self.era() == Era::Gmem && private;
         let mut max = if gmem_private {
-            let gmem =
-                host.gmem.as_mut().ok_or(KvmError::Unresolvable { gfn, reason: "no guest_memfd".into() })?;
+            let gmem = host.gmem.as_mut().ok_or_else(|| unbacked(gfn, "no guest_memfd"))?;
             let (pfn, folio, _) = gmem.get_pfn(&mut host.memory, gfn.raw())?;
             self.gmem_prepare(host, rmp, gfn, pfn, folio)?;
             folio
@@ -492,9 +598,7 @@ impl Kvm {
             && self.config.npt_level_follows_rmp
             && !Mutant::NptIgnoresRmpLevel.planted(self.mutant)
         {
-            let pfn = self
-                .bound_pfn(host, gfn)
-                .ok_or(KvmError::Unresolvable { gfn, reason: "unbacked GFN".into() })?;
+            let pfn = self.bound_pfn(host, gfn).ok_or_else(|| unbacked(gfn, "unbacked GFN"))?;
             let rmp_max = match rmp.lookup(pfn) {
                 Some((_, level)) if every => level.page_size(),
                 Some((true, level)) => level.page_size(),
@@ -545,7 +649,7 @@ impl Kvm {
                 }
                 return Ok(());
             }
-            max = max.smaller().ok_or(KvmError::Unresolvable { gfn, reason: "no NPT leaf fits".into() })?;
+            max = max.smaller().ok_or_else(|| unbacked(gfn, "no NPT leaf fits"))?;
         }
     }
 
@@ -614,16 +718,18 @@ impl Kvm {
         self.stats.rmpupdate += 1;
         match rmp.rmpupdate(pfn, state) {
             ReturnCode::Success => Ok(()),
-            code => Err(KvmError::Instruction { instruction: "RMPUPDATE", pfn, code }),
+            code => Err(KvmError::Instruction { instruction: KvmInsn::Rmpupdate, pfn, code }),
         }
     }
 
     fn psmash(&mut self, rmp: &mut dyn RmpModel, pfn: Pfn) -> Result<(), KvmError> {
         match self.psmash_unchecked(rmp, pfn) {
             ReturnCode::Success => Ok(()),
-            code => {
-                Err(KvmError::Instruction { instruction: "PSMASH", pfn: self.geometry.region_of(pfn), code })
-            }
+            code => Err(KvmError::Instruction {
+                instruction: KvmInsn::Psmash,
+                pfn: self.geometry.region_of(pfn),
+                code,
+            }),
         }
     }
 
@@ -636,6 +742,7 @@ impl Kvm {
     ) -> Result<GhcbMsrPscResponse, KvmError> {
         self.stats.exit(exit::VMGEXIT_PSC_MSR);
         self.stats.psc_requests += 1;
+        self.psc_refusal = None;
         let mut fatal = None;
         let resp = psc::process_msr(req, |range| self.apply_psc(host, rmp, range, &mut fatal));
         if resp.error() != 0 {
@@ -653,6 +760,7 @@ impl Kvm {
     ) -> Result<u64, KvmError> {
         self.stats.exit(exit::VMGEXIT_PSC);
         self.stats.psc_requests += 1;
+        self.psc_refusal = None;
         let mut fatal = None;
         let per_2m = self.geometry.pages_per_2m();
         let mutant = self.mutant;
@@ -704,6 +812,7 @@ impl Kvm {
         if first {
             self.stats.exit(exit::VMGEXIT_PSC);
             self.stats.psc_requests += 1;
+            self.psc_refusal = None;
         }
         let mut fatal = None;
         let mut applied = false;
@@ -750,7 +859,10 @@ impl Kvm {
         }
         match self.convert(host, rmp, range) {
             Ok(()) => true,
-            Err(KvmError::PscRefused(_)) => false,
+            Err(KvmError::PscRefused(r)) => {
+                self.psc_refusal = Some(r);
+                false
+            }
             Err(e) => {
                 *fatal = Some(e);
                 false
@@ -783,11 +895,10 @@ impl Kvm {
         range: PscRange,
     ) -> Result<(), KvmError> {
         if range.private && !self.policy.psc_private_allowed(self.backing) {
-            return Err(KvmError::PscRefused(format!(
-                "{} refuses private {} pages",
-                self.policy.name(),
-                self.backing.name()
-            )));
+            return Err(KvmError::PscRefused(PscRefusal::Policy {
+                policy: self.policy.name(),
+                backing: self.backing,
+            }));
         }
         if self.policy.psc_level() == PscLevel::NptLeaf {
             return self.convert_v4(host, rmp, range);
@@ -797,10 +908,7 @@ impl Kvm {
         let mut g = range.gfn.raw();
         while g < end {
             let gfn = Gfn(g);
-            let pfn = host
-                .vma
-                .pfn(g)
-                .ok_or(KvmError::Unresolvable { gfn, reason: "GFN outside the VMA".into() })?;
+            let pfn = host.vma.pfn(g).ok_or_else(|| unbacked(gfn, "GFN outside the VMA"))?;
             let whole_2m = range.size_2m
                 && gfn.is_aligned(per_2m)
                 && g + per_2m <= end
@@ -899,14 +1007,13 @@ impl Kvm {
                 level = level.min(npt_level);
                 let rmp_size =
                     if level >= PageSize::Size2M { RmpPageSize::Size2M } else { RmpPageSize::Size4K };
-                let pfn = host
-                    .vma
-                    .pfn(g)
-                    .ok_or(KvmError::Unresolvable { gfn, reason: "GFN outside the VMA".into() })?;
+                let pfn = host.vma.pfn(g).ok_or_else(|| unbacked(gfn, "GFN outside the VMA"))?;
                 let within = self.leaf_within_cap(rmp, gfn);
                 // A failed instruction fails the request (the guest is told), not the VM.
                 let refused = |e: KvmError| match e {
-                    KvmError::Instruction { .. } => KvmError::PscRefused(format!("{e} at {}", level.name())),
+                    KvmError::Instruction { instruction, pfn, code } => {
+                        KvmError::PscRefused(PscRefusal::Instruction { instruction, pfn, code, level })
+                    }
                     other => other,
                 };
                 if range.private {
@@ -1036,4 +1143,9 @@ impl Kvm {
         let attrs = &self.attrs;
         self.npt.zap_where(Gfn(inv.offset), inv.pages, |g| !gmem || !attrs.is_private(g));
     }
+}
+
+/// An [`Unresolved::UnbackedGfn`] failure at `gfn`.
+fn unbacked(gfn: Gfn, detail: &str) -> KvmError {
+    KvmError::Unresolvable { gfn, why: Unresolved::UnbackedGfn, detail: detail.to_owned() }
 }

@@ -297,7 +297,9 @@ fn refuse_hugetlbfs_rejects_hugetlbfs_memslots_only() {
     for backing in [VmaBacking::Hugetlbfs2m, VmaBacking::Hugetlbfs1g] {
         let pages = if backing == VmaBacking::Hugetlbfs1g { GIB } else { 16 * MIB };
         match try_vm("refuse-hugetlbfs", backing, None, pages, None) {
-            Err(KvmError::Rejected(msg)) => assert!(msg.contains(&format!("{backing:?}")), "{msg}"),
+            Err(KvmError::Rejected { policy, backing: refused }) => {
+                assert_eq!((policy, refused), ("refuse-hugetlbfs", backing));
+            }
             other => panic!("{backing:?}: expected Rejected, got {:?}", other.map(|_| ())),
         }
     }

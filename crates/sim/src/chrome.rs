@@ -127,7 +127,7 @@ impl Converter {
             }
             "step_end" => {
                 if let Some((tid, start, name, mut sargs)) = self.step.take() {
-                    for k in ["result", "outcome", "reason"] {
+                    for k in ["result", "outcome", "cause", "reason", "detail"] {
                         if let Some(v) = line.get(k) {
                             sargs.insert(k.into(), v.clone());
                         }

@@ -14,7 +14,7 @@ use crate::cost::CostTable;
 use crate::invariants;
 use crate::machine::Machine;
 use crate::metrics::{self, Metrics, collect_with};
-use crate::outcome::Outcome;
+use crate::outcome::{Cause, Ending, Outcome, Reason};
 use crate::series::CoverageSeries;
 use crate::trace::{Recorder, TraceMeta};
 use crate::vcpu::Exec;
@@ -380,7 +380,7 @@ pub struct Simulation {
     config: SimConfig,
     machine: Option<Machine>,
     guest: Guest,
-    outcome: Option<(Outcome, String)>,
+    outcome: Option<Ending>,
     steps: u64,
     lossy_recoalesce: bool,
     violations: BTreeSet<String>,
@@ -479,7 +479,7 @@ impl Simulation {
                 }
                 sim.machine = Some(Machine::new(rmp, host, kvm, ASID));
             }
-            Err(e) => sim.outcome = Some((Outcome::VmRejected, e.to_string())),
+            Err(e) => sim.outcome = Some(Ending::of_kvm(&e)),
         }
         Ok(sim)
     }
@@ -505,9 +505,14 @@ impl Simulation {
         &self.guest
     }
 
-    /// The outcome so far: `None` while the run can go on.
+    /// The outcome so far and its detail in words: `None` while the run can go on.
     pub fn outcome(&self) -> Option<(Outcome, &str)> {
-        self.outcome.as_ref().map(|(o, r)| (*o, r.as_str()))
+        self.outcome.as_ref().map(|e| (e.outcome(), e.detail.as_str()))
+    }
+
+    /// How the run ended so far (reason, cause, detail): `None` while it can go on.
+    pub fn ending(&self) -> Option<&Ending> {
+        self.outcome.as_ref()
     }
 
     /// Invariant violations found so far by the whole-state checks (each once, sorted); the
@@ -611,21 +616,21 @@ impl Simulation {
         let outcome = self.outcome.clone();
         let t_end = self.sim_time_ns();
         if let Some(r) = self.recorder_mut() {
-            r.end_step(&report.result, outcome.as_ref().map(|(o, why)| (o.name(), why.as_str())), &new);
+            r.end_step(&report.result, outcome.as_ref(), &new);
             r.flush(t_end);
         }
         report
     }
 
     fn step_untraced(&mut self, action: &Action) -> StepReport {
-        if let Some((o, _)) = &self.outcome {
-            return StepReport { result: format!("skipped: run already {o}") };
+        if let Some(e) = &self.outcome {
+            return StepReport { result: format!("skipped: run already {}", e.outcome()) };
         }
         if let Some(budget) = self.config.step_budget
             && self.steps >= budget
         {
             self.outcome =
-                Some((Outcome::StepBudgetExceeded, format!("step budget of {budget} steps exhausted")));
+                Some(Ending::new(Reason::StepBudget, format!("step budget of {budget} steps exhausted")));
             return StepReport { result: "step budget exceeded".into() };
         }
         self.steps += 1;
@@ -641,14 +646,16 @@ impl Simulation {
         };
         let result = match result {
             Ok(r) => r,
-            Err(GuestError::Terminated { reason, gpa }) => {
-                let why = format!("guest terminated ({reason:?}) at GPA {gpa}");
-                self.outcome = Some((Outcome::GuestTerminated, why.clone()));
+            Err(e @ GuestError::Terminated { reason, .. }) => {
+                let ending = terminated(m, e, reason);
+                let why = ending.detail.clone();
+                self.outcome = Some(ending);
                 why
             }
             Err(GuestError::Stopped) => {
-                let (o, why) = m.fatal.clone().unwrap_or((Outcome::VmError, "stopped".into()));
-                self.outcome = Some((o, why.clone()));
+                let ending = stopped(m);
+                let why = ending.detail.clone();
+                self.outcome = Some(ending);
                 why
             }
         };
@@ -661,15 +668,10 @@ impl Simulation {
             );
             self.attack_log.extend(log);
             match ended {
-                Some(GuestError::Terminated { reason, gpa }) => {
-                    self.outcome = Some((
-                        Outcome::GuestTerminated,
-                        format!("guest terminated ({reason:?}) at GPA {gpa}"),
-                    ));
+                Some(e @ GuestError::Terminated { reason, .. }) => {
+                    self.outcome = Some(terminated(m, e, reason));
                 }
-                Some(GuestError::Stopped) => {
-                    self.outcome = Some(m.fatal.clone().unwrap_or((Outcome::VmError, "stopped".into())));
-                }
+                Some(GuestError::Stopped) => self.outcome = Some(stopped(m)),
                 None => {}
             }
         }
@@ -679,6 +681,7 @@ impl Simulation {
         let (guest, costs) = (&self.guest, &self.costs);
         self.coverage
             .observe(self.steps, m.kvm.npt.coverage(), || metrics::sim_time_ns(Some(&*m), guest, costs));
+        self.note_instruction_failure();
         self.check_step();
         StepReport { result }
     }
@@ -692,6 +695,18 @@ impl Simulation {
             self.step(a);
         }
         self.finish()
+    }
+
+    /// Invariant 10: a run that stopped because an RMP instruction KVM issued failed (where KVM's
+    /// code does not tolerate it) reports it as a violation, in every check mode: it is a bug in
+    /// KVM's model or a planted one, not a property of the policy.
+    fn note_instruction_failure(&mut self) {
+        if let Some(e) = &self.outcome
+            && e.cause() == Some(Cause::InstructionFailed)
+        {
+            self.violations
+                .insert(format!("invariant 10: an RMP instruction KVM issued failed: {}", e.detail));
+        }
     }
 
     /// The invariant check after a step: the whole state (`Full`) or what the step touched
@@ -727,18 +742,21 @@ impl Simulation {
         if let Some(m) = &self.machine {
             self.violations.extend(m.findings.violations.iter().cloned());
         }
-        let (outcome, reason) = self.outcome.clone().unwrap_or((Outcome::Completed, String::new()));
+        self.note_instruction_failure();
+        let ending = self.outcome.clone();
+        let outcome = ending.as_ref().map_or(Outcome::Completed, Ending::outcome);
         let metrics =
             collect_with(self.machine.as_ref(), &self.guest, self.violations.len() as u64, &self.costs);
         let violations: Vec<String> = self.violations.iter().cloned().collect();
-        let trace = self.finish_trace(outcome, &reason, &metrics, &violations);
+        let trace = self.finish_trace(ending.as_ref(), &metrics, &violations);
         if let Some(m) = &self.machine {
             self.coverage.finish(m.kvm.npt.coverage(), metrics.sim_time_ns);
         }
         let (coverage_series, coverage_time_ns) = self.coverage.into_parts();
         RunResult {
             outcome,
-            reason,
+            reason: ending.as_ref().map(|e| e.reason),
+            detail: ending.map(|e| e.detail).unwrap_or_default(),
             metrics,
             violations,
             coverage_series,
@@ -752,8 +770,7 @@ impl Simulation {
     /// The trace's last lines: `end` (outcome, metrics, violations) and `state_hash`.
     fn finish_trace(
         &mut self,
-        outcome: Outcome,
-        reason: &str,
+        ending: Option<&Ending>,
         metrics: &Metrics,
         violations: &[String],
     ) -> Option<Vec<u8>> {
@@ -766,15 +783,17 @@ impl Simulation {
             self.machine.as_ref(),
             &self.guest,
             rec.regions(),
-            outcome.name(),
+            ending.map_or(Outcome::Completed, Ending::outcome).name(),
             metrics,
         );
         let end = serde_json::json!({
             "ev": "end",
             "t": metrics.sim_time_ns,
             "steps": rec.steps(),
-            "outcome": outcome.name(),
-            "reason": reason,
+            "outcome": ending.map_or(Outcome::Completed, Ending::outcome).name(),
+            "cause": ending.and_then(Ending::cause).map(Cause::name),
+            "reason": ending.map(|e| e.reason.name()),
+            "detail": ending.map(|e| e.detail.as_str()),
             "violations": violations,
             "metrics": metrics,
         });
@@ -783,13 +802,37 @@ impl Simulation {
     }
 }
 
+/// The ending of a guest that terminated itself; after a failed page-state change, the detail
+/// adds why KVM refused it when it did (the guest only sees the error code).
+fn terminated(m: &Machine, e: GuestError, reason: snpsim_guest::TermReason) -> Ending {
+    let refusal = m.kvm.psc_refusal().filter(|_| reason == snpsim_guest::TermReason::Psc);
+    let detail = match refusal {
+        Some(r) => format!("{e}: KVM refused the page-state change: {r}"),
+        None => e.to_string(),
+    };
+    Ending::new(Reason::of_termination(reason), detail)
+}
+
+/// The ending of a VM the machine stopped: the failure it recorded. A stop without one would be
+/// a bug in snpsim; it is reported as such rather than given a plausible reason.
+fn stopped(m: &Machine) -> Ending {
+    debug_assert!(m.fatal.is_some(), "the machine stopped the VM without recording why");
+    m.fatal.clone().unwrap_or_else(|| {
+        Ending::new(Reason::UnhandledNpf, "the VM stopped without a recorded reason (a bug in snpsim)")
+    })
+}
+
 /// The result of a finished run.
 #[derive(Clone, Debug)]
 pub struct RunResult {
     /// How it ended.
     pub outcome: Outcome,
-    /// Why, for anything but `completed`.
-    pub reason: String,
+    /// Why, for anything but `completed` (which also fixes the outcome and, for `vm_error`, the
+    /// cause: [`Reason::outcome`], [`Reason::cause`]).
+    pub reason: Option<Reason>,
+    /// The reason in words, with the values involved (GFN or frame, the rule); empty for
+    /// `completed`.
+    pub detail: String,
     /// The run's metrics (see [`Metrics`]).
     pub metrics: Metrics,
     /// Invariant violations (each once).
@@ -807,6 +850,13 @@ pub struct RunResult {
     pub trace: Option<Vec<u8>>,
     /// What the adversarial hypervisor did, one line per attack (empty for an honest host).
     pub attacks: Vec<String>,
+}
+
+impl RunResult {
+    /// The cause of a `vm_error` (`None` for every other outcome).
+    pub fn cause(&self) -> Option<Cause> {
+        self.reason.and_then(Reason::cause)
+    }
 }
 
 /// The guest task of a guest action.

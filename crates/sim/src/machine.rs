@@ -10,7 +10,7 @@ use snpsim_hw::{AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateSt
 use snpsim_kvm::{Kvm, KvmError};
 
 use crate::observed::Observed;
-use crate::outcome::Outcome;
+use crate::outcome::{Ending, Reason};
 use crate::trace::{Counters, Fnv128};
 
 /// How many #NPFs one guest instruction may take before the run is declared livelocked.
@@ -43,7 +43,7 @@ pub struct Machine {
     /// (0, 0) = none. A 2M PVALIDATE of a region with one change stamp is one O(1) update.
     validations: PageMap<(u32, u64)>,
     /// Why the VM stopped, if it did.
-    pub fatal: Option<(Outcome, String)>,
+    pub fatal: Option<Ending>,
     /// The checker's findings.
     pub findings: Findings,
     /// Completed guest accesses by the size of the NPT leaf they went through (`[4K, 2M, 1G]`),
@@ -97,9 +97,8 @@ impl Machine {
 
     /// Record a KVM failure as the end of the VM.
     pub fn stop(&mut self, e: &KvmError) -> Stop {
-        let outcome = if matches!(e, KvmError::Rejected(_)) { Outcome::VmRejected } else { Outcome::VmError };
         if self.fatal.is_none() {
-            self.fatal = Some((outcome, e.to_string()));
+            self.fatal = Some(Ending::of_kvm(e));
         }
         Stop
     }
@@ -129,10 +128,7 @@ impl Machine {
                 return Err(self.stop(&e));
             }
         }
-        self.fatal.get_or_insert((
-            Outcome::VmError,
-            format!("GPA {gpa}: still faulting after {MAX_FAULTS_PER_ACCESS} #NPFs (livelock)"),
-        ));
+        self.fatal.get_or_insert(livelock(gpa));
         Err(Stop)
     }
 
@@ -381,12 +377,12 @@ impl Machine {
         }
         if r == HostWriteOutcome::Hang && self.fatal.is_none() {
             let mapping = self.host.vma.translate(gfn.raw());
-            let (frame, size) = mapping.map_or((String::from("?"), "?"), |(p, s)| (p.to_string(), s.name()));
+            let frame = mapping.map_or_else(|| String::from("?"), |(p, _)| p.to_string());
             let who = if via == HostVia::Vmm { "the VMM" } else { "a get/put_user (vhost)" };
-            self.fatal = Some((
-                Outcome::HostHang,
+            self.fatal = Some(Ending::new(
+                Reason::HostFaultLoop,
                 format!(
-                    "host write by {who} to GPA {gpa} (frame {frame}) re-faults forever: its {size} {} mapping \
+                    "host write by {who} to GPA {gpa} (frame {frame}) re-faults forever: its {} mapping \
                      holds an assigned page, and hugetlb_fault ignores FAULT_FLAG_PAGE_SPLIT (RFC v4 10/40)",
                     self.host.vma.backing().name()
                 ),
@@ -473,4 +469,13 @@ impl Platform for Machine {
         let (version, stamp) = self.contents.get(pfn.raw());
         (stamp > 0 && self.rmp.last_change(pfn) < stamp).then_some(version)
     }
+}
+
+/// The ending of a guest instruction at `gpa` that still faults after [`MAX_FAULTS_PER_ACCESS`]
+/// #NPFs KVM handled.
+pub(crate) fn livelock(gpa: Gpa) -> Ending {
+    Ending::new(
+        Reason::Livelock,
+        format!("GPA {gpa}: still faulting after {MAX_FAULTS_PER_ACCESS} #NPFs (livelock)"),
+    )
 }

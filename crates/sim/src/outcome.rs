@@ -55,3 +55,169 @@ impl fmt::Display for Outcome {
         f.write_str(self.name())
     }
 }
+
+pub use crate::scenario::{Cause, Reason};
+use snpsim_guest::TermReason;
+use snpsim_kvm::{KvmError, KvmInsn, PscRefusal, Unresolved};
+
+impl Reason {
+    /// The outcome this reason ends a run with.
+    pub const fn outcome(self) -> Outcome {
+        match self {
+            Reason::BackingRefused => Outcome::VmRejected,
+            Reason::HostSplitImpossible
+            | Reason::NptAtRmpLevel
+            | Reason::RmpEntry4k
+            | Reason::UnhandledNpf
+            | Reason::UnbackedGfn
+            | Reason::AdversaryRefused
+            | Reason::PscRefused
+            | Reason::Livelock
+            | Reason::HostError
+            | Reason::RmpupdateFailed
+            | Reason::PsmashFailed => Outcome::VmError,
+            Reason::PscFailed | Reason::PvalidateFailed | Reason::PageNotValidated => {
+                Outcome::GuestTerminated
+            }
+            Reason::HostFaultLoop => Outcome::HostHang,
+            Reason::StepBudget => Outcome::StepBudgetExceeded,
+        }
+    }
+
+    /// The cause of a `vm_error` reason (`None` for the other outcomes).
+    pub const fn cause(self) -> Option<Cause> {
+        match self {
+            Reason::RmpupdateFailed | Reason::PsmashFailed => Some(Cause::InstructionFailed),
+            r if matches!(r.outcome(), Outcome::VmError) => Some(Cause::Unresolvable),
+            _ => None,
+        }
+    }
+
+    /// The reason of an RMP instruction KVM issued that failed.
+    const fn of_insn(insn: KvmInsn) -> Reason {
+        match insn {
+            KvmInsn::Rmpupdate => Reason::RmpupdateFailed,
+            KvmInsn::Psmash => Reason::PsmashFailed,
+        }
+    }
+
+    /// The reason a KVM failure stops the VM with, from its kind (never its text).
+    pub const fn of_kvm(e: &KvmError) -> Reason {
+        match e {
+            KvmError::Rejected { .. } => Reason::BackingRefused,
+            KvmError::Unresolvable { why, .. } => match why {
+                Unresolved::HostSplitImpossible => Reason::HostSplitImpossible,
+                Unresolved::NptAtRmpLevel => Reason::NptAtRmpLevel,
+                Unresolved::RmpEntry4k => Reason::RmpEntry4k,
+                Unresolved::UnhandledNpf => Reason::UnhandledNpf,
+                Unresolved::UnbackedGfn => Reason::UnbackedGfn,
+                Unresolved::AdversaryRefused => Reason::AdversaryRefused,
+            },
+            KvmError::PscRefused(PscRefusal::Policy { .. }) => Reason::PscRefused,
+            KvmError::PscRefused(PscRefusal::Instruction { instruction, .. })
+            | KvmError::Instruction { instruction, .. } => Reason::of_insn(*instruction),
+            KvmError::Host(_) => Reason::HostError,
+        }
+    }
+
+    /// The reason of a guest's self-termination.
+    pub const fn of_termination(t: TermReason) -> Reason {
+        match t {
+            TermReason::Psc => Reason::PscFailed,
+            TermReason::Pvalidate => Reason::PvalidateFailed,
+            TermReason::PageNotValidated => Reason::PageNotValidated,
+        }
+    }
+}
+
+/// How a run that did not complete ended: a typed reason (which fixes the outcome and, for
+/// `vm_error`, the cause) and the details in words (GFN or frame, the rule involved).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Ending {
+    /// Why.
+    pub reason: Reason,
+    /// The details, for people: nothing classifies a run by this text.
+    pub detail: String,
+}
+
+impl Ending {
+    /// An ending for `reason`, described by `detail`.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Ending { reason, detail: detail.into() }
+    }
+
+    /// The ending a KVM failure causes.
+    pub fn of_kvm(e: &KvmError) -> Self {
+        Ending::new(Reason::of_kvm(e), e.to_string())
+    }
+
+    /// The outcome.
+    pub const fn outcome(&self) -> Outcome {
+        self.reason.outcome()
+    }
+
+    /// The cause, for a `vm_error`.
+    pub const fn cause(&self) -> Option<Cause> {
+        self.reason.cause()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_kebab_case_and_belongs_to_one_non_completed_outcome() {
+        for r in Reason::ALL.iter().copied() {
+            let name = r.name();
+            assert!(
+                !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !name.starts_with('-')
+                    && !name.ends_with('-')
+                    && !name.contains("--"),
+                "{name}"
+            );
+            assert_ne!(r.outcome(), Outcome::Completed, "{name}");
+            assert_eq!(r.cause().is_some(), r.outcome() == Outcome::VmError, "{name}");
+            assert_eq!(name.parse::<Reason>(), Ok(r));
+        }
+        // Every non-completed outcome has at least one reason.
+        for o in Outcome::ALL.into_iter().filter(|&o| o != Outcome::Completed) {
+            assert!(Reason::ALL.iter().any(|r| r.outcome() == o), "{o}");
+        }
+        assert_eq!(Reason::RmpupdateFailed.cause(), Some(Cause::InstructionFailed));
+        assert_eq!(Reason::HostSplitImpossible.cause(), Some(Cause::Unresolvable));
+        assert_eq!(Reason::PscFailed.cause(), None);
+    }
+
+    #[test]
+    fn kvm_failures_map_by_kind() {
+        use snpsim_defs::{Gfn, PageSize, Pfn, ReturnCode};
+        use snpsim_host::VmaBacking;
+        let insn = KvmError::Instruction {
+            instruction: KvmInsn::Psmash,
+            pfn: Pfn(0x200),
+            code: ReturnCode::FailInput,
+        };
+        assert_eq!(Ending::of_kvm(&insn).cause(), Some(Cause::InstructionFailed));
+        assert_eq!(Reason::of_kvm(&insn), Reason::PsmashFailed);
+        let refused = KvmError::PscRefused(PscRefusal::Instruction {
+            instruction: KvmInsn::Rmpupdate,
+            pfn: Pfn(0x200),
+            code: ReturnCode::FailOverlap,
+            level: PageSize::Size2M,
+        });
+        assert_eq!(Reason::of_kvm(&refused), Reason::RmpupdateFailed);
+        let policy =
+            KvmError::PscRefused(PscRefusal::Policy { policy: "p", backing: VmaBacking::Hugetlbfs2m });
+        assert_eq!(Reason::of_kvm(&policy).cause(), Some(Cause::Unresolvable));
+        let rejected = KvmError::Rejected { policy: "p", backing: VmaBacking::Hugetlbfs2m };
+        let e = Ending::of_kvm(&rejected);
+        assert_eq!((e.outcome(), e.reason), (Outcome::VmRejected, Reason::BackingRefused));
+        assert!(e.detail.contains("hugetlbfs-2m"), "the detail uses the CLI's names: {}", e.detail);
+        let unresolved =
+            KvmError::Unresolvable { gfn: Gfn(5), why: Unresolved::RmpEntry4k, detail: "x".into() };
+        assert_eq!(Reason::of_kvm(&unresolved), Reason::RmpEntry4k);
+    }
+}

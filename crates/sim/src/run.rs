@@ -7,7 +7,7 @@ use snpsim_host::{HostVia, VmaBacking};
 
 use crate::engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, SimError, Simulation};
 use crate::metrics::Metrics;
-use crate::scenario::{self, Backing, Expect, Scenario, StepOp};
+use crate::scenario::{self, Backing, Cause, Expect, Reason, Scenario, StepOp};
 use crate::workload::{self, WorkloadReport};
 
 /// A finished scenario run.
@@ -249,16 +249,37 @@ fn run_scenario_with(
     let (result, workload) = run_steps_and_workload(sim, s, None);
     let mut failures = Vec::new();
     for (name, expect) in s.expect.iter() {
-        if let Expect::Outcome(o) = expect {
-            if o.name() != result.outcome.name() {
-                failures.push(format!(
-                    "expected outcome {}, got {}{}",
-                    o.name(),
-                    result.outcome,
-                    if result.reason.is_empty() { String::new() } else { format!(" ({})", result.reason) }
-                ));
+        let ended = || match result.reason {
+            Some(r) => format!(" ({}: {})", r.name(), result.detail),
+            None => String::new(),
+        };
+        match expect {
+            Expect::Outcome(o) => {
+                if o.name() != result.outcome.name() {
+                    failures.push(format!(
+                        "expected outcome {}, got {}{}",
+                        o.name(),
+                        result.outcome,
+                        ended()
+                    ));
+                }
+                continue;
             }
-            continue;
+            Expect::Cause(c) => {
+                if result.cause() != Some(*c) {
+                    let got = result.cause().map_or("none", Cause::name);
+                    failures.push(format!("expected cause {c}, got {got} ({}){}", result.outcome, ended()));
+                }
+                continue;
+            }
+            Expect::Reason(r) => {
+                if result.reason != Some(*r) {
+                    let got = result.reason.map_or("none", Reason::name);
+                    failures.push(format!("expected reason {r}, got {got} ({}){}", result.outcome, ended()));
+                }
+                continue;
+            }
+            Expect::Compare { .. } | Expect::Range { .. } => {}
         }
         match metric_value(&result.metrics, name) {
             Some(actual) if expect.matches(actual) => {}

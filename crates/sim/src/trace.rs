@@ -968,15 +968,26 @@ impl Recorder {
     }
 
     /// A step ends at simulated time `t_end`: give every event of the step its time and write it.
-    pub(crate) fn end_step(&mut self, result: &str, outcome: Option<(&str, &str)>, violations: &[String]) {
+    pub(crate) fn end_step(
+        &mut self,
+        result: &str,
+        ending: Option<&crate::outcome::Ending>,
+        violations: &[String],
+    ) {
         let i = self.steps.saturating_sub(1);
         self.actor_stack.clear();
         self.set_actor(self.step_who.0, self.step_who.1);
         for v in violations {
             self.push("violation", json!({ "what": v }), 0);
         }
-        let (o, reason) = outcome.map_or((Value::Null, Value::Null), |(o, r)| (o.into(), r.into()));
-        self.push("step_end", json!({ "i": i, "result": result, "outcome": o, "reason": reason }), 0);
+        let o = ending.map(|e| e.outcome().name());
+        let cause = ending.and_then(crate::outcome::Ending::cause).map(crate::outcome::Cause::name);
+        let (reason, detail) = (ending.map(|e| e.reason.name()), ending.map(|e| e.detail.as_str()));
+        self.push(
+            "step_end",
+            json!({ "i": i, "result": result, "outcome": o, "cause": cause, "reason": reason, "detail": detail }),
+            0,
+        );
     }
 
     /// Write the events of the step, the last ending at `t_end`.

@@ -17,7 +17,6 @@ use snpsim_hw::{GuestAccess, GuestOutcome, RmpModel};
 use snpsim_kvm::{NpfStep, PsmashPlan};
 
 use crate::machine::{MAX_FAULTS_PER_ACCESS, Machine};
-use crate::outcome::Outcome;
 
 /// An in-flight window some vCPU holds open: the 2M region of frames in flight and the 1G-aligned
 /// GFN range of the pages it belongs to.
@@ -110,7 +109,7 @@ impl Machine {
                     self.kvm.stats.races.psmash_fail_inuse += 1;
                     if snpsim_hw::Mutant::FailInuseFatal.planted(self.kvm.mutant()) {
                         let e = snpsim_kvm::KvmError::Instruction {
-                            instruction: "PSMASH",
+                            instruction: snpsim_kvm::KvmInsn::Psmash,
                             pfn: region,
                             code: ReturnCode::FailInuse,
                         };
@@ -158,10 +157,7 @@ impl Machine {
         }
         exec.faults += 1;
         if exec.faults > MAX_FAULTS_PER_ACCESS {
-            self.fatal.get_or_insert((
-                Outcome::VmError,
-                format!("GPA {gpa}: still faulting after {MAX_FAULTS_PER_ACCESS} #NPFs (livelock)"),
-            ));
+            self.fatal.get_or_insert(crate::machine::livelock(gpa));
             return Err(Stop);
         }
         let code = if leaf.is_none() {

@@ -73,8 +73,14 @@ fn m(r: Option<&ScenarioRun>, key: &str) -> f64 {
     r.and_then(|r| metric_value(&r.result.metrics, key)).unwrap_or(f64::NAN)
 }
 
+/// A run's outcome as the verdicts compare it: a `vm_error` whose RMP instruction failed is a bug,
+/// not the policy failing to resolve a fault, so it never counts as the `vm_error` a claim
+/// predicts.
 fn o(r: Option<&ScenarioRun>) -> &'static str {
-    r.map_or("missing", |r| r.result.outcome.name())
+    r.map_or("missing", |r| match r.result.cause() {
+        Some(crate::outcome::Cause::InstructionFailed) => "vm_error (instruction_failed)",
+        _ => r.result.outcome.name(),
+    })
 }
 
 /// Whether a count metric equals `n` (counts are small integers, exact in an `f64`).
@@ -438,5 +444,45 @@ impl Debate {
                 self.matrix.len() + self.claims.len() + self.workloads.len()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{Ending, Reason};
+    use crate::prelude::*;
+
+    /// A finished run of nothing under `policy("npt-demote")`, ended with `reason` if given.
+    fn run_ending(reason: Option<Reason>) -> ScenarioRun {
+        let c =
+            SimConfig::new(policy("npt-demote").unwrap(), MemoryBacking::Vma(VmaBacking::Thp), 4096, 16384);
+        let mut result = Simulation::new(c).unwrap().finish();
+        if let Some(r) = reason {
+            let e = Ending::new(r, "test");
+            (result.outcome, result.reason) = (e.outcome(), Some(e.reason));
+        }
+        ScenarioRun {
+            name: "t".into(),
+            policy: "npt-demote",
+            backing: "thp",
+            granularity: "4k",
+            preset: "linux",
+            npt_level_follows_rmp: false,
+            validation_tracking: true,
+            adversary: Vec::new(),
+            result,
+            failures: Vec::new(),
+            workload: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_instruction_is_not_the_vm_error_a_claim_predicts() {
+        assert_eq!(o(Some(&run_ending(None))), "completed");
+        assert_eq!(o(Some(&run_ending(Some(Reason::HostSplitImpossible)))), "vm_error");
+        assert_ne!(o(Some(&run_ending(Some(Reason::RmpupdateFailed)))), "vm_error");
+        assert_ne!(o(Some(&run_ending(Some(Reason::PsmashFailed)))), "vm_error");
+        assert_eq!(o(None), "missing");
     }
 }

@@ -20,7 +20,7 @@ fn run(file: &str, overrides: &[(&str, &str)]) -> ScenarioRun {
         assert!(r.passed(), "{file}: {}", r.failures.join("; "));
     } else {
         // An override changes what the file's expectations pin; the run must still be clean.
-        assert_eq!(r.result.outcome.name(), "completed", "{file}: {}", r.result.reason);
+        assert_eq!(r.result.outcome.name(), "completed", "{file}: {}", r.result.detail);
         assert!(r.result.violations.is_empty(), "{file}: {:?}", r.result.violations);
     }
     r

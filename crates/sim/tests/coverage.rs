@@ -50,7 +50,7 @@ fn run(text: &str, upto: Option<usize>) -> RunResult {
     }
     let r = run_scenario(&s, CheckMode::Full).unwrap_or_else(|e| panic!("{e}"));
     assert!(r.passed(), "{:?} {:?}", r.failures, r.result.violations);
-    assert_eq!(r.result.outcome.name(), "completed", "{}", r.result.reason);
+    assert_eq!(r.result.outcome.name(), "completed", "{}", r.result.detail);
     r.result
 }
 

@@ -2,10 +2,10 @@
 //! numbers the verdicts rest on are pinned so that a change of the model is noticed.
 
 use snpsim_sim::debate::{
-    CLAIM_SCENARIOS, Debate, Status, Verdict, matrix, matrix_scenario, matrix_source,
-    run_debate_with,
+    CLAIM_SCENARIOS, Debate, Status, Verdict, matrix, matrix_scenario, matrix_source, run_debate_with,
 };
 use snpsim_sim::engine::CheckMode;
+use snpsim_sim::outcome::Reason;
 use snpsim_sim::run::{ScenarioRun, metric_value, run_scenario};
 use snpsim_sim::scenario::{Backing, Granularity, Policy, parse_scenario};
 
@@ -128,7 +128,7 @@ fn pin_rfc_v4(d: &Debate) {
         let r = row(d, "rfc-v4", b, "4k");
         assert_eq!(r.result.outcome.name(), "host_hang", "{b}");
         pin(r, &[("host_fault_loops", 1), ("rmp_npf", 0), ("host_splits", 0), ("sigbus", 0)]);
-        assert!(r.result.reason.contains("FAULT_FLAG_PAGE_SPLIT"), "{}", r.result.reason);
+        assert_eq!(r.result.reason, Some(Reason::HostFaultLoop), "{}", r.result.detail);
         // A 2M guest's PSCs build 2M leaves over 2M entries: nothing faults.
         let r = row(d, "rfc-v4", b, "2m");
         assert_eq!(r.result.outcome.name(), "completed", "{b}");

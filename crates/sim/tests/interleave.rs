@@ -67,7 +67,7 @@ fn races_occur_and_are_absorbed_over_seeds() {
         for seed in 1..=32 {
             let s = with(rel, seed);
             let run = run_scenario_traced(&s, CheckMode::Full, None).unwrap();
-            assert_eq!(run.result.outcome.name(), "completed", "{rel} seed {seed}: {}", run.result.reason);
+            assert_eq!(run.result.outcome.name(), "completed", "{rel} seed {seed}: {}", run.result.detail);
             assert!(run.result.violations.is_empty(), "{rel} seed {seed}: {:?}", run.result.violations);
             assert_eq!(run.result.metrics.false_negatives, 0);
             for (k, v) in &run.result.metrics.races {
@@ -146,7 +146,7 @@ phases = [ { kind = "boot" }, { kind = "steady", duration = "4ms", working_set =
             )
             .unwrap();
             let run = run_scenario_traced(&s, CheckMode::Full, None).unwrap();
-            let what = format!("{policy} {backing} seed {seed}: {}", run.result.reason);
+            let what = format!("{policy} {backing} seed {seed}: {}", run.result.detail);
             assert_eq!(run.result.outcome.name(), outcome, "{what}");
             assert!(run.result.violations.is_empty(), "{what}: {:?}", run.result.violations);
             races += run.result.metrics.races.values().sum::<u64>();

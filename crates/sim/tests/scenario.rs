@@ -358,7 +358,7 @@ fn unknown_fields() {
         1,
         Some("expect.sigbuss"),
         ErrorKind::UnknownField,
-        "unknown metric \"sigbuss\"; accepted: outcome, rmp_npf",
+        "unknown metric \"sigbuss\"; accepted: outcome, cause, reason, rmp_npf",
     );
     let e = err(&with("[expect]\nnpt_coverage = { \"3m\" = \">0\" }\n"));
     check(

@@ -159,7 +159,7 @@ fn every_preset_boots_invariant_clean_on_every_policy() {
                     (Policy::FailPscHugetlbfs, true) => "guest_terminated",
                     _ => "completed",
                 };
-                assert_eq!(run.result.outcome.name(), expected, "{what}: {}", run.result.reason);
+                assert_eq!(run.result.outcome.name(), expected, "{what}: {}", run.result.detail);
                 let report = run.workload.unwrap();
                 if expected == "completed" {
                     assert!(report.time_to_ready_ns.unwrap() > report.phases[0].end_ns, "{what}");
@@ -183,7 +183,7 @@ fn lazy_boot_accepts_what_linux_accepts() {
         "{ kind = \"boot\" }, { kind = \"steady\", duration = \"20us\", working_set = \"256MiB\", touch = \"sequential\" }",
     );
     let (run, actions) = run_recorded(&text);
-    assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+    assert_eq!(run.outcome.name(), "completed", "{}", run.detail);
     let layout = BootLayout::new(snpsim_hw::Geometry::X86, memory / 4096);
     let accepts: Vec<(u64, u64)> = actions
         .iter()
@@ -270,7 +270,7 @@ proptest! {
         for (mode, lost) in [("save-restore", 0), ("naive", held)] {
             let s = parse_scenario("r.toml", &recoalesce_text(backing, policy, &written, shared, mode)).unwrap();
             let run = run_scenario(&s, CheckMode::Incremental).unwrap();
-            prop_assert_eq!(run.result.outcome.name(), "completed", "{}", run.result.reason);
+            prop_assert_eq!(run.result.outcome.name(), "completed", "{}", run.result.detail);
             prop_assert_eq!(run.result.metrics.recoalesced, 1);
             prop_assert_eq!(run.result.metrics.data_loss_pages, lost, "{} {} {}", mode, backing, policy);
             prop_assert!(run.result.violations.is_empty(), "{:?}", run.result.violations);
@@ -339,7 +339,7 @@ proptest! {
         )
         .replace("seed = 5", &format!("seed = {seed}"));
         let (run, actions) = run_recorded(&text);
-        prop_assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+        prop_assert_eq!(run.outcome.name(), "completed", "{}", run.detail);
         let mut accepted = std::collections::BTreeSet::new();
         let layout = snpsim_guest::BootLayout::new(snpsim_hw::Geometry::X86, memory / 4096);
         for a in &actions {
@@ -488,7 +488,7 @@ fn a_slow_configuration_performs_as_many_actions_as_a_fast_one() {
     let (fast_run, fast_report, fast_actions) = run_with_report(&fast);
     let (slow_run, slow_report, slow_actions) = run_with_report(&slow);
     for (run, report) in [(&fast_run, &fast_report), (&slow_run, &slow_report)] {
-        assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+        assert_eq!(run.outcome.name(), "completed", "{}", run.detail);
         assert_eq!(report.planned, plan);
         assert_eq!(report.actions, plan);
     }
@@ -556,7 +556,7 @@ fn actions_without_a_target_are_counted() {
          conversions_per_s = 30000 }",
     );
     let (run, report, actions) = run_with_report(&parse_scenario("t.toml", &text).unwrap());
-    assert_eq!(run.outcome.name(), "completed", "{}", run.reason);
+    assert_eq!(run.outcome.name(), "completed", "{}", run.detail);
     // 100 µs × 30 000/s = 3 conversions, at most one of which finds a place; 800 touches.
     assert_eq!(report.planned.conversions, 3);
     assert!(report.actions.conversions <= 1, "{:?}", report.actions);
@@ -581,7 +581,7 @@ fn population_is_charged_in_both_eras() {
              backing = \"{backing}\"\n{steps}"
         );
         let r = run_scenario(&parse_scenario("p.toml", &text).unwrap(), CheckMode::Incremental).unwrap();
-        assert_eq!(r.result.outcome.name(), "completed", "{}", r.result.reason);
+        assert_eq!(r.result.outcome.name(), "completed", "{}", r.result.detail);
         r.result.metrics
     };
     // A step that touches nothing the host must populate: a read of shared page 0 by the host.
@@ -618,7 +618,7 @@ fn interleaved_rows_perform_the_same_guest_actions() {
     for (policy, backing) in [("gmem", "gmem-2m"), ("gmem", "gmem-4k"), ("npt-demote", "thp")] {
         let (run, report, actions) =
             run_with_report(&parse_scenario("i.toml", &text(policy, backing)).unwrap());
-        assert_eq!(run.outcome.name(), "completed", "{policy}/{backing}: {}", run.reason);
+        assert_eq!(run.outcome.name(), "completed", "{policy}/{backing}: {}", run.detail);
         assert_eq!(report.actions, plan, "{policy}/{backing}");
         // Ticks are the scheduler's, not guest actions.
         let guest: Vec<Action> = actions.into_iter().filter(|a| !matches!(a, Action::Tick { .. })).collect();

@@ -36,18 +36,16 @@ pub struct Row {
     pub false_negatives: f64,
 }
 
-/// The guest's termination reason in words (the engine writes `guest terminated (REASON) at GPA
-/// G`; the reasons are `snpsim_guest::TermReason`'s).
-fn termination(reason: &str) -> String {
-    let at = reason.split_once(" at GPA ").map(|(_, g)| format!(" at GPA {g}")).unwrap_or_default();
-    if reason.contains("(PageNotValidated)") {
-        format!("#VC 0x404 on a page it validated{at}: terminated")
-    } else if reason.contains("(Pvalidate)") {
-        format!("PVALIDATE failed{at}: terminated")
-    } else if reason.contains("(Psc)") {
-        format!("a page-state change failed{at}: terminated")
-    } else {
-        reason.to_string()
+/// The guest's termination in words, by its reason (`page-not-validated`, `pvalidate-failed`,
+/// `psc-failed`); the GPA is read from the detail (`guest terminated (REASON) at GPA G`) only to
+/// show it.
+fn termination(reason: &str, detail: &str) -> String {
+    let at = detail.split_once(" at GPA ").map(|(_, g)| format!(" at GPA {g}")).unwrap_or_default();
+    match reason {
+        "page-not-validated" => format!("#VC 0x404 on a page it validated{at}: terminated"),
+        "pvalidate-failed" => format!("PVALIDATE failed{at}: terminated"),
+        "psc-failed" => format!("a page-state change failed{at}: terminated"),
+        _ => detail.to_string(),
     }
 }
 
@@ -66,21 +64,22 @@ pub fn row(run: &Run) -> Row {
         ));
     }
     if run.outcome == "vm_error" {
-        // "unresolvable #NPF at GFN G: RMP #NPF {error code} that KVM cannot resolve"
+        // The detail of an unresolvable #NPF reads "unresolvable #NPF at GFN G: ..."; the GFN is
+        // taken from it only to show it.
         let at = run
-            .reason
+            .detail
             .strip_prefix("unresolvable #NPF at ")
             .and_then(|r| r.split_once(':'))
             .map(|(gfn, _)| format!(" at {gfn}"))
             .unwrap_or_default();
-        blocked.push(if run.reason.starts_with("unresolvable #NPF") {
-            format!("guest access: #NPF RMP{at} that KVM cannot resolve: the VM stops")
+        blocked.push(if run.cause == "unresolvable" {
+            format!("guest access: #NPF RMP{at} that KVM cannot resolve ({}): the VM stops", run.reason)
         } else {
-            run.reason.clone()
+            run.detail.clone()
         });
     }
     let guest_detected =
-        if run.outcome == "guest_terminated" { termination(&run.reason) } else { String::new() };
+        if run.outcome == "guest_terminated" { termination(&run.reason, &run.detail) } else { String::new() };
     let lost = m("data_loss_pages");
     let silently_accepted = if run.outcome == "completed" && lost > 0.0 {
         let how = if run.validation_tracking == Some(false) {

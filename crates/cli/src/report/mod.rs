@@ -67,8 +67,13 @@ pub struct Run {
     pub params: Vec<(String, String)>,
     /// The seed, for sweep runs.
     pub seed: Option<u64>,
-    /// Why the run ended as it did (`reason`; empty for `completed`).
+    /// Why the run did not complete (`reason`, a kebab-case name; empty for `completed`).
     pub reason: String,
+    /// The cause of a `vm_error` (`cause`: `unresolvable` or `instruction_failed`; else empty).
+    pub cause: String,
+    /// The reason in words (`detail`; results written before it existed carry their text in
+    /// `reason`, which is then taken as the detail).
+    pub detail: String,
     /// Invariant violations (`violations`): in an adversary run, the attack's effects.
     pub violations: Vec<String>,
     /// The adversary's attacks (`adversary`; empty for an honest host).
@@ -244,7 +249,9 @@ impl Run {
             series: o.get("npt_coverage_series").and_then(series_from),
             params,
             seed: o.get("seed").and_then(Value::as_u64),
-            reason: str_field(o, "reason"),
+            reason: if o.get("detail").is_some() { str_field(o, "reason") } else { String::new() },
+            cause: str_field(o, "cause"),
+            detail: if o.get("detail").is_some() { str_field(o, "detail") } else { str_field(o, "reason") },
             violations: strings(o, "violations"),
             adversary: strings(o, "adversary"),
             attacks: strings(o, "attacks"),
@@ -420,7 +427,9 @@ h1 { font-size: 1.6rem; margin: 0.2em 0; }
 h2 { font-size: 1.25rem; margin-top: 2em; border-bottom: 1px solid var(--rule); padding-bottom: 4px; }
 h3 { font-size: 1.05rem; margin: 1.4em 0 0.4em; }
 a { color: var(--link); }
-p.lead, p.note, .muted { color: var(--muted); }
+p.lead, p.note, .muted, span.why { color: var(--muted); }
+span.why { font-size: 11px; }
+ul.why { font-size: 13px; color: var(--muted); }
 nav ul { display: flex; flex-wrap: wrap; gap: 6px 18px; padding: 0; list-style: none; }
 table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 th, td { padding: 3px 8px; border-bottom: 1px solid var(--rule); white-space: nowrap; }
@@ -605,6 +614,42 @@ fn distinct_scenarios(r: &Report) -> Vec<String> {
     names
 }
 
+/// Under a run's outcome: its cause (for `vm_error`) and reason, e.g. `unresolvable:
+/// host-split-impossible`; nothing for a completed run.
+fn why_cell(run: &Run) -> String {
+    if run.reason.is_empty() {
+        return String::new();
+    }
+    let cause = if run.cause.is_empty() { String::new() } else { format!("{}: ", esc(&run.cause)) };
+    format!("<br><span class=\"why\">{cause}{}</span>", esc(&run.reason))
+}
+
+/// One line per run that did not complete, under the table: which run, its outcome, cause and
+/// reason, and the detail in words.
+fn why_list(runs: &[Run], with_scenario: bool) -> String {
+    let lines: Vec<String> = runs
+        .iter()
+        .filter(|run| !run.detail.is_empty())
+        .map(|run| {
+            let who = if with_scenario {
+                format!("{} ({}, {}, {})", run.scenario, run.policy, run.backing, run.guest)
+            } else {
+                format!("{}, {}, {}", run.policy, run.backing, run.guest)
+            };
+            let kind = [run.outcome.as_str(), run.cause.as_str(), run.reason.as_str()]
+                .into_iter()
+                .filter(|k| !k.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!("<li>{}: <code>{}</code>: {}</li>", esc(&who), esc(&kind), esc(&run.detail))
+        })
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("<p class=\"note\">Why runs did not complete:</p><ul class=\"why\">{}</ul>", lines.concat())
+}
+
 fn table_html(r: &Report) -> String {
     let with_scenario = distinct_scenarios(r).len() > 1;
     let params: Vec<String> =
@@ -648,13 +693,14 @@ fn table_html(r: &Report) -> String {
         };
         let _ = write!(
             s,
-            "<td>{}</td><td>{}</td><td>{follows}</td><td>{}</td><td{}>{}{}</td>",
+            "<td>{}</td><td>{}</td><td>{follows}</td><td>{}</td><td{}>{}{}{}</td>",
             esc(&run.policy),
             esc(&run.backing),
             esc(&run.guest),
             if run.failed { " class=\"failed\"" } else { "" },
             esc(&run.outcome),
-            if run.failed { "!" } else { "" }
+            if run.failed { "!" } else { "" },
+            why_cell(run)
         );
         for (_, key) in TABLE_COLUMNS {
             let _ = write!(s, "<td class=\"num\">{}</td>", fmt_num(run.m(key)));
@@ -668,6 +714,7 @@ fn table_html(r: &Report) -> String {
         );
     }
     s.push_str("</tbody></table></div>");
+    s.push_str(&why_list(&r.runs, with_scenario));
     let legend = crate::table::readings_legend(r.runs.iter().map(|run| run.policy.as_str()));
     if !legend.is_empty() {
         let _ = write!(s, "<p class=\"note\">{}</p>", esc(legend.trim_end()));

@@ -5,6 +5,7 @@ use snpsim_hw::Geometry;
 
 use super::{Era, FaultCx, Policy, PsmashFailure};
 use crate::KvmError;
+use crate::vm::Unresolved;
 
 /// Private memory lives in guest_memfd and the NPT level of a private page is capped at its RMP
 /// level (`sev_gmem_max_mapping_level`), so an NPT leaf larger than the RMP entry is not created.
@@ -39,7 +40,8 @@ impl Policy for Gmem {
     fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
         Err(KvmError::Unresolvable {
             gfn: cx.gfn,
-            reason: "the RMP entry is already 4K: sev_handle_rmp_fault does nothing and the fault repeats"
+            why: Unresolved::RmpEntry4k,
+            detail: "the RMP entry is already 4K: sev_handle_rmp_fault does nothing and the fault repeats"
                 .into(),
         })
     }

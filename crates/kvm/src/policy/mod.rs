@@ -19,6 +19,7 @@ use snpsim_defs::{Gfn, PageSize};
 use snpsim_host::{Host, HostError, UnsplittableRmpFault, VmaBacking};
 use snpsim_hw::{Geometry, RmpModel};
 
+use crate::vm::Unresolved;
 use crate::{Kvm, KvmError};
 
 pub use fail_psc_hugetlbfs::FailPscHugetlbfs;
@@ -100,7 +101,7 @@ pub trait Policy: fmt::Debug + Sync {
     }
 
     /// Memory registration of the VMA backing (the RFC's KVM_MEMORY_ENCRYPT_REG_REGION).
-    fn register_memslot(&self, backing: VmaBacking) -> Result<(), String> {
+    fn register_memslot(&self, backing: VmaBacking) -> Result<(), KvmError> {
         let _ = backing;
         Ok(())
     }
@@ -218,11 +219,13 @@ impl FaultCx<'_> {
             }
             Ok(None) => Err(KvmError::Unresolvable {
                 gfn: self.gfn,
-                reason: "the host mapping is already 4K; splitting it cannot shrink the NPT leaf".into(),
+                why: Unresolved::HostSplitImpossible,
+                detail: "the host mapping is already 4K; splitting it cannot shrink the NPT leaf".into(),
             }),
             Err(HostError::Unsplittable { backing }) => Err(KvmError::Unresolvable {
                 gfn: self.gfn,
-                reason: format!("the host walk found a {} page, which cannot be split", backing.name()),
+                why: Unresolved::HostSplitImpossible,
+                detail: format!("the host walk found a {} page, which cannot be split", backing.name()),
             }),
             Err(e) => Err(e.into()),
         }
@@ -234,7 +237,8 @@ impl FaultCx<'_> {
         if self.kvm.demote_for_fault(self.gfn, target) == 0 {
             return Err(KvmError::Unresolvable {
                 gfn: self.gfn,
-                reason: "the NPT leaf is already at the RMP level".into(),
+                why: Unresolved::NptAtRmpLevel,
+                detail: "the NPT leaf is already at the RMP level".into(),
             });
         }
         Ok(())

@@ -29,12 +29,8 @@ impl Policy for RefuseHugetlbfs {
         "host split as the RFC, and refuse to register hugetlbfs memory (RFC v6)"
     }
 
-    fn register_memslot(&self, backing: VmaBacking) -> Result<(), String> {
-        if backing.is_hugetlbfs() {
-            Err(format!("{backing:?} memory cannot be registered for an SNP guest"))
-        } else {
-            Ok(())
-        }
+    fn register_memslot(&self, backing: VmaBacking) -> Result<(), KvmError> {
+        if backing.is_hugetlbfs() { Err(KvmError::Rejected { policy: self.name(), backing }) } else { Ok(()) }
     }
 
     fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {

@@ -3,15 +3,17 @@
 use core::fmt;
 use std::collections::BTreeMap;
 
-use super::names::Outcome;
+use super::names::{Cause, Outcome, Reason};
 
 /// The metric names that `[expect]` may name (the JSON keys of a result's
-/// `metrics`), plus `outcome`.
+/// `metrics`), plus `outcome` and the `cause` and `reason` of a run that did not complete.
 ///
 /// The families in [`METRIC_FAMILIES`] may also be expected per member with an inline table or a
 /// dotted key: `exits = { npf = ">=1024" }` is the metric `exits.npf`.
 pub const METRICS: &[&str] = &[
     "outcome",
+    "cause",
+    "reason",
     "rmp_npf",
     "rmp_npf_sizem",
     "npf",
@@ -212,7 +214,7 @@ pub fn check_expect_value(metric: &str, expect: &Expect) -> Result<(), ExpectErr
     let max = if share { 1.0 } else { f64::INFINITY };
     let is_value = |v: f64| (0.0..=max).contains(&v) && (share || v.fract() == 0.0);
     match *expect {
-        Expect::Outcome(_) => Ok(()),
+        Expect::Outcome(_) | Expect::Cause(_) | Expect::Reason(_) => Ok(()),
         Expect::Compare { value, .. } if value < 0.0 => Err(negative(value)),
         Expect::Range { lo, .. } if lo < 0.0 => Err(negative(lo)),
         Expect::Compare { op, value } => {
@@ -285,6 +287,10 @@ pub enum Expect {
     },
     /// The run's outcome (`outcome = "completed"`).
     Outcome(Outcome),
+    /// The cause of the run's `vm_error` (`cause = "unresolvable"`).
+    Cause(Cause),
+    /// Why the run did not complete (`reason = "host-split-impossible"`).
+    Reason(Reason),
 }
 
 impl Expect {
@@ -339,7 +345,7 @@ impl Expect {
                 CmpOp::Ge => actual >= value,
             },
             Expect::Range { lo, hi } => (lo..=hi).contains(&actual),
-            Expect::Outcome(_) => false,
+            Expect::Outcome(_) | Expect::Cause(_) | Expect::Reason(_) => false,
         }
     }
 
@@ -355,6 +361,8 @@ impl fmt::Display for Expect {
             Expect::Compare { op, value } => write!(f, "{}{value}", op.symbol()),
             Expect::Range { lo, hi } => write!(f, "in {lo}..{hi}"),
             Expect::Outcome(o) => f.write_str(o.name()),
+            Expect::Cause(c) => f.write_str(c.name()),
+            Expect::Reason(r) => f.write_str(r.name()),
         }
     }
 }
@@ -452,7 +460,10 @@ mod tests {
         // The time-to-ready items are not part of `sim_time_ns`.
         assert!(check_metric_name("sim_time_ns.boot_fixed").is_err());
         let msg = check_metric_name("sigbuss").unwrap_err().to_string();
-        assert!(msg.contains("unknown metric \"sigbuss\"; accepted: outcome, rmp_npf"), "{msg}");
+        assert!(
+            msg.contains("unknown metric \"sigbuss\"; accepted: outcome, cause, reason, rmp_npf"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -492,11 +503,12 @@ mod tests {
 
     #[test]
     fn metric_names_are_the_metrics_fields() {
-        // `METRICS` is `outcome` and the keys a result's `metrics` serializes to, but
+        // `METRICS` is `outcome`, `cause`, `reason` and the keys a result's `metrics` serializes to, but
         // `sim_time_by_item` (expected as `sim_time_ns.ITEM`).
         let v = serde_json::to_value(crate::metrics::Metrics::default()).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut want: Vec<&str> = METRICS.iter().copied().filter(|m| *m != "outcome").collect();
+        let mut want: Vec<&str> =
+            METRICS.iter().copied().filter(|m| !["outcome", "cause", "reason"].contains(m)).collect();
         want.push("sim_time_by_item");
         let (mut keys, mut want) = (keys, want);
         keys.sort_unstable();

@@ -74,8 +74,8 @@ pub use expect::{
     check_expect_value, check_metric_name, family_members,
 };
 pub use names::{
-    AcceptMode, AccessKind, Backing, Era, Granularity, GuestParams, HostVia, Outcome, PageState, Policy,
-    Preset, PscOrder, PscProtocol, Recoalesce, TouchPattern, UnknownName,
+    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Outcome, PageState,
+    Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName,
 };
 pub use step::{Step, StepKind, StepOp, parse_perms};
 pub use units::{Size, UnitError, parse_duration, parse_gpa, parse_size};

@@ -457,6 +457,72 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// Why a `vm_error` happened (`crate::outcome::Reason::cause`).
+    "cause",
+    pub enum Cause {
+        /// The policy cannot resolve the fault, as modelled: a result about the policy.
+        Unresolvable = "unresolvable",
+        /// An RMP instruction KVM issued failed where KVM's code does not tolerate it: a bug in
+        /// KVM or in snpsim, also reported as invariant 10.
+        InstructionFailed = "instruction_failed",
+    }
+}
+
+named_enum! {
+    /// Why a run did not complete: a closed set, each reason belonging to one outcome (and, for
+    /// `vm_error`, one cause); `crate::outcome::Reason::outcome` says which.
+    "reason",
+    pub enum Reason {
+        /// `vm_rejected`: the policy refuses the backing at memory registration (RFC v6 refused
+        /// `VM_HUGETLB` VMAs).
+        BackingRefused = "backing-refused",
+        /// `vm_error`, unresolvable: the policy resolves a size mismatch by splitting the host
+        /// mapping, which cannot be split (hugetlbfs: `hugetlb_fault` has no split path) or is
+        /// already 4K.
+        HostSplitImpossible = "host-split-impossible",
+        /// `vm_error`, unresolvable: the policy demotes the NPT leaf, which is already at the RMP
+        /// level.
+        NptAtRmpLevel = "npt-at-rmp-level",
+        /// `vm_error`, unresolvable: a SIZEM #NPF over a 4K RMP entry, which the policy's handler
+        /// leaves as it is (upstream `sev_handle_rmp_fault` only PSMASHes a 2M entry).
+        RmpEntry4k = "rmp-entry-4k",
+        /// `vm_error`, unresolvable: a #NPF no handler resolves (a non-RMP fault on a present leaf,
+        /// an RMP fault on an unmapped GFN, or one that is neither a size mismatch nor an implicit
+        /// conversion).
+        UnhandledNpf = "unhandled-npf",
+        /// `vm_error`, unresolvable: the GFN has no backing (outside guest memory — MMIO is not
+        /// modelled —, outside the VMA, no guest_memfd, no NPT leaf fits).
+        UnbackedGfn = "unbacked-gfn",
+        /// `vm_error`, unresolvable: an adversarial KVM refuses the conversion an access needs.
+        AdversaryRefused = "adversary-refused",
+        /// `vm_error`, unresolvable: an implicit conversion (an access whose C-bit disagrees with
+        /// the page's state) that the policy refuses, as it refuses the page-state change.
+        PscRefused = "psc-refused",
+        /// `vm_error`, unresolvable: one guest instruction still faults after 64 #NPFs that KVM
+        /// handled (`MAX_FAULTS_PER_ACCESS`).
+        Livelock = "livelock",
+        /// `vm_error`, unresolvable: a host memory operation KVM needed failed (out of memory).
+        HostError = "host-error",
+        /// `vm_error`, instruction failed: an RMPUPDATE KVM issued failed.
+        RmpupdateFailed = "rmpupdate-failed",
+        /// `vm_error`, instruction failed: a PSMASH KVM issued failed where its code does not
+        /// tolerate the failure.
+        PsmashFailed = "psmash-failed",
+        /// `guest_terminated`: a page-state change failed (Linux `GHCB_TERM_PSC`).
+        PscFailed = "psc-failed",
+        /// `guest_terminated`: PVALIDATE failed (Linux `GHCB_TERM_PVALIDATE`).
+        PvalidateFailed = "pvalidate-failed",
+        /// `guest_terminated`: a #VC 0x404 (page not validated), which Linux does not handle.
+        PageNotValidated = "page-not-validated",
+        /// `host_hang`: a host write re-faults forever (RFC v4 10/40: `hugetlb_fault` ignores
+        /// `FAULT_FLAG_PAGE_SPLIT`).
+        HostFaultLoop = "host-fault-loop",
+        /// `step_budget_exceeded`: the run hit `vm.step_budget`.
+        StepBudget = "step-budget",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use super::error::{ErrorKind, ScenarioError, Sources, Span};
 use super::expect::{
     Expect, ExpectError, Expectations, METRIC_FAMILIES, check_expect_value, check_metric_name,
 };
-use super::names::{Backing, Era, Outcome, Policy, Recoalesce, TouchPattern, accepted_list};
+use super::names::{Backing, Cause, Era, Outcome, Policy, Reason, Recoalesce, TouchPattern, accepted_list};
 use super::step::{Step, StepKind, StepOp, parse_perms};
 use super::tree::{Node, Table, Val};
 use super::units::{Size, UnitError, parse_duration, parse_gpa, parse_size};
@@ -855,6 +855,10 @@ fn expect_one(
     };
     let expect = if name == "outcome" {
         Expect::Outcome(f.named::<Outcome>(cx)?)
+    } else if name == "cause" {
+        Expect::Cause(f.named::<Cause>(cx)?)
+    } else if name == "reason" {
+        Expect::Reason(f.named::<Reason>(cx)?)
     } else {
         match &node.val {
             Val::Int(v) => Expect::Compare { op: super::expect::CmpOp::Eq, value: *v as f64 },

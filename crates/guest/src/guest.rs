@@ -302,6 +302,22 @@ impl Guest {
         }
     }
 
+    /// One bare page-state-change request; see [`GuestTask::psc_request`]. Returns SW_EXITINFO2.
+    pub fn psc_request(
+        &mut self,
+        p: &mut dyn Platform,
+        vcpu: u32,
+        gfn: Gfn,
+        size: RmpPageSize,
+        private: bool,
+        cur_page: u16,
+    ) -> Result<u64, GuestError> {
+        match self.run(p, vcpu, GuestTask::psc_request(gfn, size, private, cur_page))? {
+            TaskResult::PscRequest(info2) => Ok(info2),
+            other => unreachable!("a PSC request ended with {other:?}"),
+        }
+    }
+
     /// The bare RMPADJUST instruction; see [`GuestTask::rmpadjust`].
     pub fn rmpadjust(
         &mut self,

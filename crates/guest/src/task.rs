@@ -109,6 +109,8 @@ pub enum TaskResult {
     Pvalidate(GuestOutcome<PvalidateStatus>),
     /// The result of a bare RMPADJUST or an access.
     Plain(GuestOutcome<()>),
+    /// SW_EXITINFO2 of a bare page-state-change request (0 = success, else the GHCB error).
+    PscRequest(u64),
 }
 
 impl TaskResult {
@@ -118,6 +120,7 @@ impl TaskResult {
             TaskResult::Done => "ok".into(),
             TaskResult::Pvalidate(r) => format!("{r:?}"),
             TaskResult::Plain(r) => format!("{r:?}"),
+            TaskResult::PscRequest(info2) => format!("SW_EXITINFO2 {info2:#x}"),
         }
     }
 }
@@ -249,6 +252,10 @@ enum TaskKind {
         gfn: Gfn,
         issued: bool,
     },
+    PscRequest {
+        entry: PscEntry,
+        issued: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -323,6 +330,23 @@ impl GuestTask {
     /// The bare RMPADJUST instruction (the `rmpadjust` step).
     pub fn rmpadjust(gfn: Gfn, size: RmpPageSize, op: RmpAdjustOperand) -> Self {
         GuestTask { kind: TaskKind::Rmpadjust { gfn, size, op, issued: false } }
+    }
+
+    /// One bare NAE page-state-change request of one entry (the `psc_request` step): the VMGEXIT
+    /// with the entry as given — a 2M entry at an unaligned GFN, a non-zero `cur_page` — and no
+    /// PVALIDATE before or after, so that a scenario can put KVM's request decoding to the test
+    /// (GHCB spec 4.1.6, Page State Change; KVM `snp_begin_psc`). The guest's view of validation
+    /// is not touched (rescind with `pvalidate` steps first, as Linux does before a change to
+    /// shared); when KVM reports success the guest ends its data on the pages it asked to convert
+    /// (from `cur_page` on), as its own conversions do.
+    pub fn psc_request(gfn: Gfn, size: RmpPageSize, private: bool, cur_page: u16) -> Self {
+        let op = if private { PscOp::Private } else { PscOp::Shared };
+        let entry = PscEntry::new()
+            .with_gfn(gfn.raw())
+            .with_op(op.raw())
+            .with_page_size(size == RmpPageSize::Size2M)
+            .with_cur_page(cur_page);
+        GuestTask { kind: TaskKind::PscRequest { entry, issued: false } }
     }
 
     /// A memory access (the `access` step). A private write makes the page hold data; a private
@@ -409,6 +433,22 @@ impl GuestTask {
             }
             TaskKind::Access { gpa, kind, private, version, stage } => {
                 access_next(g, (*gpa, *kind, *private), version, stage, reply)
+            }
+            TaskKind::PscRequest { entry, issued } => {
+                if !*issued {
+                    *issued = true;
+                    let buf = PscBuffer { header: PscHeader::new().with_end_entry(0), entries: vec![*entry] };
+                    return Ok(TaskStep::Issue(Request::PscGhcb(buf)));
+                }
+                let Some(Reply::PscGhcb { info2, .. }) = reply else {
+                    unreachable!("a PSC request awaits its reply")
+                };
+                if info2 == 0 {
+                    let n = if entry.page_size() { g.geometry.pages_per_2m() } else { 1 };
+                    let done = u64::from(entry.cur_page()).min(n);
+                    g.drop_data(entry.gfn() + done, n - done);
+                }
+                Ok(TaskStep::Done(TaskResult::PscRequest(info2)))
             }
             TaskKind::InjectVc { gfn, issued } => {
                 if g.config().validation_tracking {

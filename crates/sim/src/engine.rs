@@ -161,6 +161,19 @@ pub enum Action {
         /// Validate (else rescind).
         validate: bool,
     },
+    /// One bare NAE page-state-change request of one entry (the `psc_request` step).
+    PscRequest {
+        /// vCPU.
+        vcpu: u32,
+        /// The entry's first GPA (a 2M entry's need not be 2M-aligned).
+        gpa: Gpa,
+        /// The entry's page size.
+        size: RmpPageSize,
+        /// To private (else shared).
+        private: bool,
+        /// The entry's `cur_page` (pages already processed).
+        cur_page: u16,
+    },
     /// One RMPADJUST.
     Rmpadjust {
         /// vCPU.
@@ -244,9 +257,9 @@ impl Action {
             Action::Psc { gpa, pages, .. } | Action::Accept { gpa, pages, .. } => {
                 Some((gpa.gfn().raw(), pages))
             }
-            Action::Pvalidate { gpa, size, .. } | Action::Rmpadjust { gpa, size, .. } => {
-                Some((gpa.gfn().raw(), insn(size)))
-            }
+            Action::Pvalidate { gpa, size, .. }
+            | Action::Rmpadjust { gpa, size, .. }
+            | Action::PscRequest { gpa, size, .. } => Some((gpa.gfn().raw(), insn(size))),
             Action::Access { gpa, .. } => Some((gpa.gfn().raw(), 1)),
             Action::Recoalesce { gpa, .. } => Some((gpa.gfn().raw(), geometry.pages_per_2m())),
             _ => None,
@@ -260,6 +273,7 @@ impl Action {
             | Action::Accept { vcpu, .. }
             | Action::Pvalidate { vcpu, .. }
             | Action::Rmpadjust { vcpu, .. }
+            | Action::PscRequest { vcpu, .. }
             | Action::Access { vcpu, .. }
             | Action::Recoalesce { vcpu, .. }
             | Action::Tick { vcpu } => Some(vcpu),
@@ -869,6 +883,9 @@ fn guest_task(guest: &mut Guest, action: &Action, lossy: &mut bool) -> GuestTask
             GuestTask::psc(guest, gpa.gfn(), pages, true, granularity)
         }
         Action::Pvalidate { gpa, size, validate, .. } => GuestTask::pvalidate(gpa.gfn(), size, validate),
+        Action::PscRequest { gpa, size, private, cur_page, .. } => {
+            GuestTask::psc_request(gpa.gfn(), size, private, cur_page)
+        }
         Action::Rmpadjust { gpa, size, vmpl, perms, vmsa, .. } => {
             let op = RmpAdjustOperand::new().with_target_vmpl(vmpl).with_perms(perms).with_vmsa(vmsa);
             GuestTask::rmpadjust(gpa.gfn(), size, op)
@@ -976,6 +993,10 @@ fn run_action(
         Action::Rmpadjust { vcpu, gpa, size, vmpl, perms, vmsa } => {
             let op = RmpAdjustOperand::new().with_target_vmpl(vmpl).with_perms(perms).with_vmsa(vmsa);
             format!("{:?}", guest.rmpadjust(m, vcpu, gpa.gfn(), size, op)?)
+        }
+        Action::PscRequest { vcpu, gpa, size, private, cur_page } => {
+            let info2 = guest.psc_request(m, vcpu, gpa.gfn(), size, private, cur_page)?;
+            format!("SW_EXITINFO2 {info2:#x}")
         }
         Action::Access { vcpu, gpa, kind, private } => {
             format!("{:?}", guest.access(m, vcpu, gpa, kind, private)?)

@@ -163,6 +163,13 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
             StepOp::Pvalidate { gpa, size, validate } => {
                 out.push(Action::Pvalidate { vcpu, gpa: *gpa, size: *size, validate: *validate });
             }
+            StepOp::PscRequest { gpa, size, to, cur_page } => out.push(Action::PscRequest {
+                vcpu,
+                gpa: *gpa,
+                size: *size,
+                private: *to == scenario::PageState::Private,
+                cur_page: *cur_page,
+            }),
             StepOp::Rmpadjust { gpa, size, vmpl, perms, vmsa } => out.push(Action::Rmpadjust {
                 vcpu,
                 gpa: *gpa,

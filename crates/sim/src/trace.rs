@@ -313,6 +313,7 @@ pub fn action_actor(a: &Action) -> (Option<u32>, &'static str) {
         | Action::Accept { vcpu, .. }
         | Action::Pvalidate { vcpu, .. }
         | Action::Rmpadjust { vcpu, .. }
+        | Action::PscRequest { vcpu, .. }
         | Action::Access { vcpu, .. }
         | Action::Recoalesce { vcpu, .. }
         | Action::Tick { vcpu } => (Some(vcpu), "guest"),
@@ -335,6 +336,10 @@ pub fn action_json(a: &Action) -> Value {
         }),
         Action::Pvalidate { vcpu, gpa, size, validate } => json!({
             "op": "pvalidate", "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size), "validate": validate,
+        }),
+        Action::PscRequest { vcpu, gpa, size, private, cur_page } => json!({
+            "op": "psc_request", "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
+            "to": if private { "private" } else { "shared" }, "cur_page": cur_page,
         }),
         Action::Rmpadjust { vcpu, gpa, size, vmpl, perms, vmsa } => json!({
             "op": "rmpadjust", "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
@@ -514,6 +519,19 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
             validate: f.bool("validate")?,
         },
         "rmpadjust" => rmpadjust_from(&mut f, vcpu, gpa)?,
+        "psc_request" => {
+            let size = f.choice("size", &SIZES_4K_2M)?;
+            let private = f.choice("to", &[("private", true), ("shared", false)])?;
+            let cur_page = f.u64("cur_page")?;
+            let cur_page = u16::try_from(cur_page)
+                .ok()
+                .filter(|&c| c < 1 << 12)
+                .ok_or_else(|| format!("`action.cur_page` is {cur_page}; accepted: 0..=4095 (12 bits)"))?;
+            if gpa.raw() + config.geometry.bytes(size.page_size()) > guest_bytes {
+                return Err(format!("`action` entry at {:#x} ends outside guest memory", gpa.raw()));
+            }
+            Action::PscRequest { vcpu, gpa, size, private, cur_page }
+        }
         "access" => Action::Access {
             vcpu,
             gpa,
@@ -544,7 +562,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
         }
         other => {
             return Err(format!(
-                "`action.op` is {other:?}; accepted: psc, accept, pvalidate, rmpadjust, access, recoalesce, \
+                "`action.op` is {other:?}; accepted: psc, accept, pvalidate, psc_request, rmpadjust, access, recoalesce, \
                  host_write, host_read, host_split, host_collapse, punch_hole, tick"
             ));
         }

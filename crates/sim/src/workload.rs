@@ -750,6 +750,14 @@ fn step_fields(a: &Action) -> (u32, Vec<(&'static str, String)>) {
             f.push(("validate", validate.to_string()));
             vcpu
         }
+        Action::PscRequest { vcpu, gpa, size: sz, private, cur_page } => {
+            f.extend([("op", q("psc_request")), ("gpa", hex(gpa)), ("size", insn_size(sz))]);
+            f.push(("to", q(if private { "private" } else { "shared" })));
+            if cur_page != 0 {
+                f.push(("cur_page", cur_page.to_string()));
+            }
+            vcpu
+        }
         Action::Rmpadjust { vcpu, gpa, size: sz, vmpl, perms, vmsa } => {
             let p: String = [
                 (perms.read(), 'r'),

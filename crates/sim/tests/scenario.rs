@@ -263,6 +263,17 @@ gpa = "0x5000"
 op = "psc"
 gpa = "0xfffff000"
 to = "shared"
+[[step]]
+op = "psc_request"
+gpa = "0x201000"
+size = "2MiB"
+to = "private"
+[[step]]
+op = "psc_request"
+gpa = "0x200000"
+size = "2MiB"
+to = "shared"
+cur_page = 256
 "#,
     ));
     let ops: Vec<_> = s.steps.iter().map(|s| s.op.clone()).collect();
@@ -283,6 +294,19 @@ to = "shared"
             StepOp::HostSplit { gpa: Gpa(0x5000) },
             StepOp::HostCollapse { gpa: Gpa(0x5000) },
             StepOp::Psc { gpa: Gpa(0xffff_f000), size: 4096, to: PageState::Shared, granularity: None },
+            // A 2M entry at an unaligned GPA is sent as it is (KVM must refuse it).
+            StepOp::PscRequest {
+                gpa: Gpa(0x20_1000),
+                size: RmpPageSize::Size2M,
+                to: PageState::Private,
+                cur_page: 0,
+            },
+            StepOp::PscRequest {
+                gpa: Gpa(0x20_0000),
+                size: RmpPageSize::Size2M,
+                to: PageState::Shared,
+                cur_page: 256,
+            },
         ]
     );
     assert_eq!(s.steps[1].vcpu, 1);
@@ -550,6 +574,9 @@ fn numbers_out_of_range() {
     check(&e, 1, 8, Some("seed"), ErrorKind::OutOfRange, "-1 is out of range");
     let e = err(&with("[[step]]\nop = \"rmpadjust\"\ngpa = \"0x0\"\nvmpl = 0\nperms = \"r\"\n"));
     check(&e, 12, 8, Some("step[0].vmpl"), ErrorKind::OutOfRange, "accepted: 1..=3");
+    // `cur_page` is the entry's 12-bit field.
+    let e = err(&with("[[step]]\nop = \"psc_request\"\ngpa = \"0x0\"\nto = \"shared\"\ncur_page = 4096\n"));
+    check(&e, 13, 12, Some("step[0].cur_page"), ErrorKind::OutOfRange, "accepted: 0..=4095");
     let e = err(&with("step_budget = 0\n"));
     check(&e, 9, 15, Some("vm.step_budget"), ErrorKind::OutOfRange, "out of range");
     let e = err(&BASE.replace("\"16GiB\"", "\"99999999TiB\""));

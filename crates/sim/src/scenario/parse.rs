@@ -582,6 +582,12 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
             size: insn(scx)?,
             validate: opt_or(&s, "validate", true, |f| f.bool(cx))?,
         },
+        StepKind::PscRequest => StepOp::PscRequest {
+            gpa,
+            size: insn(scx)?,
+            to: s.req(cx, "to")?.named(cx)?,
+            cur_page: opt_or(&s, "cur_page", 0, |f| f.int(cx, 0..=0xfff))?.try_into().unwrap_or(0),
+        },
         StepKind::Rmpadjust => {
             let size = insn(scx)?;
             let vmpl = s.req(cx, "vmpl")?.int(cx, 1..=3)?;

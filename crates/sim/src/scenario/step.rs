@@ -14,6 +14,8 @@ named_enum! {
         Pvalidate = "pvalidate",
         /// One bare RMPADJUST instruction.
         Rmpadjust = "rmpadjust",
+        /// One bare page-state-change request of one entry, as given.
+        PscRequest = "psc_request",
         /// A guest memory access to each 4K page of a range.
         Access = "access",
         /// The guest's acceptance of a range (PSC to private and validation).
@@ -72,6 +74,19 @@ pub enum StepOp {
         size: RmpPageSize,
         /// Validate (true, the default) or rescind.
         validate: bool,
+    },
+    /// `psc_request`: one NAE page-state-change request (GHCB spec, Page State Change) of one
+    /// entry, sent as given, with no validation before or after it.
+    PscRequest {
+        /// The entry's first page.
+        gpa: Gpa,
+        /// The entry's size, `4KiB` or `2MiB`; a 2M entry at a gpa that is not 2M-aligned is sent
+        /// as it is (KVM must refuse it).
+        size: RmpPageSize,
+        /// The entry's operation.
+        to: PageState,
+        /// The entry's `cur_page`, the pages already processed (12 bits; default 0).
+        cur_page: u16,
     },
     /// `rmpadjust`: one instruction.
     Rmpadjust {
@@ -156,6 +171,7 @@ impl StepOp {
         match self {
             StepOp::Psc { .. } => StepKind::Psc,
             StepOp::Pvalidate { .. } => StepKind::Pvalidate,
+            StepOp::PscRequest { .. } => StepKind::PscRequest,
             StepOp::Rmpadjust { .. } => StepKind::Rmpadjust,
             StepOp::Access { .. } => StepKind::Access,
             StepOp::Accept { .. } => StepKind::Accept,
@@ -175,6 +191,7 @@ impl StepOp {
             StepOp::Psc { gpa, .. }
             | StepOp::Pvalidate { gpa, .. }
             | StepOp::Rmpadjust { gpa, .. }
+            | StepOp::PscRequest { gpa, .. }
             | StepOp::Access { gpa, .. }
             | StepOp::Accept { gpa, .. }
             | StepOp::Recoalesce { gpa, .. }
@@ -194,6 +211,7 @@ impl StepKind {
         match self {
             StepKind::Psc => &["gpa", "size", "to", "granularity"],
             StepKind::Pvalidate => &["gpa", "size", "validate"],
+            StepKind::PscRequest => &["gpa", "size", "to", "cur_page"],
             StepKind::Rmpadjust => &["gpa", "size", "vmpl", "perms", "vmsa"],
             StepKind::Access => &["gpa", "size", "kind", "private"],
             StepKind::Accept => &["gpa", "size", "granularity"],

@@ -10,6 +10,7 @@ mod bench_report;
 mod check;
 mod compare;
 mod list;
+mod matrix;
 mod output;
 mod progress;
 mod report;
@@ -191,6 +192,10 @@ impl OutputOpts {
 struct RunArgs {
     /// Scenario files or directories (searched for *.toml); none = the embedded debate suite.
     paths: Vec<PathBuf>,
+    /// With the embedded suite: after the first screen, the table of every run, why each that
+    /// stopped did, and each verdict's settings, evidence and falsifier.
+    #[arg(long)]
+    details: bool,
     #[command(flatten)]
     scenario: ScenarioOpts,
     #[command(flatten)]
@@ -379,7 +384,7 @@ fn run(args: &RunArgs) -> Result<bool> {
         table::csv(&runs)
     } else {
         match &debate {
-            Some(d) => debate_text(d),
+            Some(d) => debate_text(d, &runs, args.details),
             None => table::render(&runs, true),
         }
     };
@@ -437,6 +442,7 @@ fn verdicts_json(d: &Debate) -> Value {
             .into_iter()
             .map(|v| {
                 serde_json::json!({
+                    "headline": v.headline,
                     "claim": v.claim,
                     "settings": v.settings,
                     "supported": v.supported(),
@@ -543,14 +549,34 @@ fn print_stdout(s: &str) {
     let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
 }
 
-fn debate_text(d: &Debate) -> String {
+/// The default run's text: the first screen (who wins, the verdicts in a line each, a summary
+/// line) and, with `--details`, the tables of every run and each verdict's evidence after it.
+fn debate_text(d: &Debate, all: &[&ScenarioRun], details: bool) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     s.push_str("snpsim: the 2021 SNP debate (\"x86/fault: handle the RMP fault for user address\")\n");
-    s.push_str("Workload: a guest accepts 64 MiB, writes data, shares one driver buffer of its granule,\n");
-    s.push_str("writes next to it, lets the VMM and vhost write the buffer, reads its data back.\n\n");
+    s.push_str(
+        "Each cell: a 1 GiB guest accepts 64 MiB, shares a driver buffer, lets the VMM and vhost write it,\n",
+    );
+    s.push_str("and reads its data back (npt_level_follows_rmp at the policy's default: true for rfc-v4 and gmem).\n\n");
+    let views: Vec<matrix::RunView<'_>> = d.matrix.iter().map(run_view).collect();
+    s.push_str(&matrix::render(&views));
+    let verdicts = d.verdicts();
+    s.push_str("Verdicts (each states what would have contradicted it: --details):\n");
+    for v in &verdicts {
+        let _ = writeln!(s, "  [{}] {}", v.status.name(), v.headline);
+    }
+    s.push('\n');
+    s.push_str(&summary_line(all, &verdicts));
+    if !details {
+        s.push_str(
+            "Every run's numbers: snpsim run --details; charts: snpsim run --out DIR (report.html).\n",
+        );
+        return s;
+    }
     let matrix: Vec<&ScenarioRun> = d.matrix.iter().collect();
     let claims: Vec<&ScenarioRun> = d.claims.iter().collect();
+    s.push_str("\nThe matrix at both NPT-level settings:\n");
     s.push_str(&table::render(&matrix, false));
     s.push_str("\nClaim scenarios (examples/debate):\n");
     s.push_str(&table::render(&claims, true));
@@ -559,7 +585,7 @@ fn debate_text(d: &Debate) -> String {
     let _ = writeln!(s, "\nRealistic workload: {}", snpsim_sim::debate::WORKLOAD_SUMMARY);
     s.push_str(&table::render_workloads(&workloads, &guests));
     s.push_str("\nVerdicts:\n");
-    for v in d.verdicts() {
+    for v in &verdicts {
         let _ = writeln!(s, "  [{}] {}", v.status.name(), v.claim);
         let _ = writeln!(s, "        under: {}", v.settings);
         let _ = writeln!(s, "        {}", v.evidence);
@@ -569,6 +595,44 @@ fn debate_text(d: &Debate) -> String {
         }
     }
     s
+}
+
+/// What a matrix cell reads of a run.
+fn run_view(r: &ScenarioRun) -> matrix::RunView<'_> {
+    matrix::RunView {
+        policy: r.policy,
+        backing: r.backing,
+        granularity: r.granularity,
+        follows: r.npt_level_follows_rmp,
+        outcome: r.result.outcome.name(),
+        reason: r.result.reason.map(snpsim_sim::outcome::Reason::name),
+        metric: Box::new(|k| snpsim_sim::run::metric_value(&r.result.metrics, k).unwrap_or(0.0)),
+    }
+}
+
+/// Two lines in the style of `cargo test`: the runs by outcome; the verdicts supported and the
+/// checks that failed (wrongly allowed accesses, invariant violations, runs that failed their
+/// expectations).
+fn summary_line(runs: &[&ScenarioRun], verdicts: &[snpsim_sim::debate::Verdict]) -> String {
+    let mut by_outcome = std::collections::BTreeMap::<&str, usize>::new();
+    for r in runs {
+        *by_outcome.entry(r.result.outcome.name()).or_default() += 1;
+    }
+    // Completed first, then the others by name.
+    let completed = by_outcome.remove("completed").unwrap_or(0);
+    let mut outcomes = vec![format!("{completed} completed")];
+    outcomes.extend(by_outcome.iter().map(|(o, n)| format!("{n} {o}")));
+    let supported = verdicts.iter().filter(|v| v.supported()).count();
+    let wrongly: u64 = runs.iter().map(|r| r.result.metrics.false_negatives).sum();
+    let violations: u64 = runs.iter().map(|r| r.result.metrics.invariant_violations).sum();
+    let failed = runs.iter().filter(|r| !r.passed()).count();
+    format!(
+        "{} runs: {}\n{supported} of {} verdicts supported; {wrongly} accesses wrongly allowed, \
+         {violations} invariant violations, {failed} runs failed their checks\n",
+        runs.len(),
+        outcomes.join(", "),
+        verdicts.len()
+    )
 }
 
 /// `snpsim replay TRACE`.

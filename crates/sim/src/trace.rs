@@ -475,7 +475,9 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
         Ok(v)
     };
     let vcpu_val = match op {
-        "psc" | "accept" | "pvalidate" | "rmpadjust" | "access" | "recoalesce" => Some(vcpu()?),
+        "psc" | "accept" | "pvalidate" | "psc_request" | "rmpadjust" | "access" | "recoalesce" => {
+            Some(vcpu()?)
+        }
         _ => None,
     };
     let vcpu = vcpu_val.unwrap_or(0);

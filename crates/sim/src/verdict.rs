@@ -47,6 +47,8 @@ impl Status {
 /// A claim of the seed and whether the runs support it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
+    /// The claim in a line of at most 100 characters, for the first screen.
+    pub headline: &'static str,
     /// The claim.
     pub claim: &'static str,
     /// The settings it was judged under (which policies' rows, which `npt_level_follows_rmp`).
@@ -132,6 +134,7 @@ impl Debate {
     fn needless_splits(&self) -> Verdict {
         let thp = self.row(Policy::RfcHostSplit, Backing::Thp, Granularity::Size4K, false);
         Verdict {
+            headline: "THP: the RFC's host walk makes host splits that no access needed",
             claim: "the RFC's host walk splits THP host pages that no access needed",
             settings: "rfc-host-split (the seed's reading), thp, 4K guest, npt_level_follows_rmp = false"
                 .into(),
@@ -155,6 +158,7 @@ impl Debate {
         let (h2, h1) = (at(Backing::Hugetlbfs2m, false), at(Backing::Hugetlbfs1g, false));
         let capped = [at(Backing::Thp, true), at(Backing::Hugetlbfs2m, true), at(Backing::Hugetlbfs1g, true)];
         Verdict {
+            headline: "hugetlbfs: the RFC's host walk cannot resolve the fault (not once the NPT follows the RMP)",
             claim: "the RFC's host walk cannot resolve the fault on hugetlbfs, which cannot split, a failure that \
                     vanishes once the NPT is capped at the RMP level",
             settings:
@@ -190,6 +194,7 @@ impl Debate {
         let (c_thp, c_h2, c_h1) =
             (code(Backing::Thp), code(Backing::Hugetlbfs2m), code(Backing::Hugetlbfs1g));
         Verdict {
+            headline: "RFC v4 as posted: no host split for KVM; on hugetlbfs a host write re-faults forever",
             claim: "as posted, RFC v4 never split a host page for KVM's faults; its hugetlbfs failure was a host write that re-faults forever, not an unresolvable #NPF",
             settings:
                 "rfc-v4 (code as posted, npt_level_follows_rmp = true) against rfc-host-split (the seed's \
@@ -232,6 +237,7 @@ impl Debate {
             })
             .collect();
         Verdict {
+            headline: "refusing hugetlbfs rejects the VM; failing the PSC kills a Linux guest",
             claim: "refusing hugetlbfs at registration rejects the VM; failing the PSC terminates a Linux guest",
             settings: "hugetlbfs 2M/1G, 4K and 2M guests, both NPT-level settings".into(),
             status: Status::of(&[
@@ -288,6 +294,7 @@ impl Debate {
             )
         });
         Verdict {
+            headline: "npt-demote: the same faults resolved, no needless host split, 1G leaves demoted minimally",
             claim: "npt-demote resolves the same faults with no needless host split on THP and hugetlbfs 2M/1G, demoting a 1G leaf minimally whether an access or a 4K PVALIDATE faults",
             settings:
                 "npt-demote, 4K guest, npt_level_follows_rmp = false (with true the NPT never outgrows the \
@@ -317,6 +324,7 @@ impl Debate {
     fn host_writes(&self) -> Verdict {
         let hw = |f| self.row(Policy::NptDemote, Backing::Hugetlbfs2m, Granularity::Size4K, f);
         Verdict {
+            headline: "host writes to a hugetlbfs page holding a private 4K page still fail under npt-demote",
             claim: "host writes (VMM and get/put_user) to a hugetlbfs page holding a private 4K page still fail under npt-demote",
             settings: "npt-demote, hugetlbfs-2m, 4K guest, both NPT-level settings (host writes do not depend on the NPT)"
                 .into(),
@@ -351,6 +359,7 @@ impl Debate {
             .map(|(p, f)| self.row(p, Backing::Hugetlbfs2m, Granularity::Size2M, f))
             .collect();
         Verdict {
+            headline: "a 2M-chunk guest never hits an RMP violation on hugetlbfs; refusing hugetlbfs stops it anyway",
             claim: "a guest changing page state in 2M chunks never hits an RMP violation on hugetlbfs, yet refusing hugetlbfs stops it anyway",
             settings: "2M guest on hugetlbfs 2M/1G under rfc-host-split, rfc-v4 and npt-demote, both NPT-level settings"
                 .into(),
@@ -376,6 +385,7 @@ impl Debate {
         let naive = self.claim_run("10-");
         let saved = self.claim_run("11-");
         Verdict {
+            headline: "PSMASH is one-way: re-coalescing needs a whole-2M PVALIDATE and loses data unless saved",
             claim: "PSMASH is one-way: regaining the 2M entry needs a whole-2M PVALIDATE, and re-coalescing without saving loses data",
             settings:
                 "examples/debate/10 and 11: npt-demote, hugetlbfs-2m, 2M guest, npt_level_follows_rmp = false"
@@ -404,6 +414,7 @@ impl Debate {
         let host_faults: f64 = rows.iter().map(|r| m(*r, "sigbus") + m(*r, "efault")).sum();
         let (np, p) = (self.claim_run("12-"), self.claim_run("13-"));
         Verdict {
+            headline: "gmem never faults the host; 4K folios cost ~1024 #NPF exits per 4 MiB unless pre-faulted",
             claim: "gmem never faults the host; with 4K folios it takes about 1024 #NPF exits per 4 MiB accepted unless the VMM pre-faults",
             settings: "gmem (upstream: npt_level_follows_rmp = true) on gmem-4k/2m/1g, 4K and 2M guests; \
                        examples/debate/12 and 13"
@@ -430,6 +441,7 @@ impl Debate {
         let fns: f64 = runs().map(|r| m(Some(r), "false_negatives")).sum();
         let bad: usize = runs().map(|r| r.result.violations.len()).sum();
         Verdict {
+            headline: "no access was wrongly allowed and no invariant broke, under any policy",
             claim: "no access was wrongly allowed and no invariant broke, under any policy",
             settings:
                 "every run of the suite (the matrix at both NPT-level settings, the claim scenarios and \

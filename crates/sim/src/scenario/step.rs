@@ -266,8 +266,14 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(StepKind::ALL.len(), 12);
+        // Every op's name parses back to it, and no two ops share a name.
+        for &k in StepKind::ALL {
+            assert_eq!(k.name().parse::<StepKind>(), Ok(k));
+        }
+        let names: std::collections::BTreeSet<&str> = StepKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), StepKind::ALL.len());
         assert_eq!("host_write".parse::<StepKind>(), Ok(StepKind::HostWrite));
+        assert_eq!("psc_request".parse::<StepKind>(), Ok(StepKind::PscRequest));
         let op = StepOp::HostSplit { gpa: Gpa(0x1000) };
         assert_eq!(op.kind(), StepKind::HostSplit);
         assert_eq!(op.gpa(), Gpa(0x1000));

@@ -24,9 +24,9 @@ pub struct RunView<'a> {
     pub metric: Box<dyn Fn(&str) -> f64 + 'a>,
 }
 
-/// A count as text, with `one` or `many` after it.
+/// A count as text, with `one` or `many` after it (counts are whole numbers, exact in an `f64`).
 fn count(n: f64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1.0 { one } else { many })
+    format!("{n} {}", if n.to_bits() == 1.0_f64.to_bits() { one } else { many })
 }
 
 /// What happened in a few words: the failure if the run stopped, else `ok` and the costs that
@@ -97,31 +97,38 @@ fn grid(runs: &[RunView<'_>], g: Granularity) -> Vec<Vec<String>> {
     rows
 }
 
-/// The grids as text, one per granularity, columns padded to their widest cell.
+/// The grids, one per granularity: a title and rows of cells, the first row the backings of the
+/// legacy era (its first cell empty), a later row the gmem backings.
+pub fn grids(runs: &[RunView<'_>]) -> Vec<(&'static str, Vec<Vec<String>>)> {
+    Granularity::ALL
+        .iter()
+        .map(|&g| {
+            let what = match g {
+                Granularity::Size4K => "4K guest (page-state changes of 4K pages)",
+                Granularity::Size2M => "2M guest (page-state changes in 2M chunks)",
+            };
+            let mut head = vec![String::new()];
+            head.extend(Backing::of_era(Era::Legacy).map(|b| b.name().to_owned()));
+            let mut rows = vec![head];
+            rows.extend(grid(runs, g));
+            (what, rows)
+        })
+        .collect()
+}
+
+/// The grids as text, columns padded to their widest cell.
 pub fn render(runs: &[RunView<'_>]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    for &g in Granularity::ALL {
-        let what = match g {
-            Granularity::Size4K => "4K guest (page-state changes of 4K pages)",
-            Granularity::Size2M => "2M guest (page-state changes in 2M chunks)",
-        };
-        let mut rows = vec![{
-            let mut head = vec![what.to_owned()];
-            head.extend(Backing::of_era(Era::Legacy).map(|b| b.name().to_owned()));
-            head
-        }];
-        rows.extend(grid(runs, g));
-        // The title spans the first column; the policy names set its width.
-        let first = rows.iter().skip(1).map(|r| r[0].len()).max().unwrap_or(0) + 2;
+    for (what, rows) in grids(runs) {
         let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (1..cols)
+        let widths: Vec<usize> = (0..cols)
             .map(|c| rows.iter().filter_map(|r| r.get(c)).map(String::len).max().unwrap_or(0) + 2)
             .collect();
         let _ = writeln!(s, "{what}:");
-        for (i, row) in rows.iter().enumerate() {
-            let mut line = if i == 0 { " ".repeat(first) } else { format!("{:<first$}", row[0]) };
-            for (c, w) in row.iter().skip(1).zip(&widths) {
+        for row in &rows {
+            let mut line = String::new();
+            for (c, w) in row.iter().zip(&widths) {
                 let _ = write!(line, "{c:<w$}");
             }
             let _ = writeln!(s, "  {}", line.trim_end());

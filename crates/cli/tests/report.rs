@@ -165,6 +165,12 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let n = runs.as_array().unwrap().len();
     coverage_panels_agree_with_the_data(&html, runs.as_array().unwrap());
+    // The who-wins grids come first, before the verdicts: one table per guest granularity, a cell
+    // per policy and backing; the seed's reading of the RFC cannot split a hugetlbfs page.
+    let grids = html.find("<section id=\"who-wins\">").expect("the who-wins section");
+    assert!(grids < html.find("<section id=\"verdicts\">").unwrap());
+    assert_eq!(html.matches("<table class=\"grid\">").count(), 2);
+    assert!(html.contains("<th>rfc-host-split</th><td class=\"ok\">ok</td><td class=\"ok\">ok, 1 needless split</td><td class=\"bad\">VM error: can&#39;t split</td>"), "{html}");
     let Some(chrome) = chromium() else {
         return;
     };

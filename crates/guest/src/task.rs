@@ -134,6 +134,23 @@ pub enum TaskStep {
     Done(TaskResult),
 }
 
+/// The bare PSC request's next step: issue the one-entry buffer, then end the guest's data on the
+/// pages it asked to convert if KVM answered 0 ([`GuestTask::psc_request`]).
+fn psc_request_next(g: &mut Guest, entry: PscEntry, issued: &mut bool, reply: Option<&Reply>) -> TaskStep {
+    if !*issued {
+        *issued = true;
+        let buf = PscBuffer { header: PscHeader::new().with_end_entry(0), entries: vec![entry] };
+        return TaskStep::Issue(Request::PscGhcb(buf));
+    }
+    let Some(&Reply::PscGhcb { info2, .. }) = reply else { unreachable!("a PSC request awaits its reply") };
+    if info2 == 0 {
+        let n = if entry.page_size() { g.geometry.pages_per_2m() } else { 1 };
+        let done = u64::from(entry.cur_page()).min(n);
+        g.drop_data(entry.gfn() + done, n - done);
+    }
+    TaskStep::Done(TaskResult::PscRequest(info2))
+}
+
 /// A PVALIDATE result as Linux's `pval_pages` treats it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ChunkResult {
@@ -434,22 +451,7 @@ impl GuestTask {
             TaskKind::Access { gpa, kind, private, version, stage } => {
                 access_next(g, (*gpa, *kind, *private), version, stage, reply)
             }
-            TaskKind::PscRequest { entry, issued } => {
-                if !*issued {
-                    *issued = true;
-                    let buf = PscBuffer { header: PscHeader::new().with_end_entry(0), entries: vec![*entry] };
-                    return Ok(TaskStep::Issue(Request::PscGhcb(buf)));
-                }
-                let Some(Reply::PscGhcb { info2, .. }) = reply else {
-                    unreachable!("a PSC request awaits its reply")
-                };
-                if info2 == 0 {
-                    let n = if entry.page_size() { g.geometry.pages_per_2m() } else { 1 };
-                    let done = u64::from(entry.cur_page()).min(n);
-                    g.drop_data(entry.gfn() + done, n - done);
-                }
-                Ok(TaskStep::Done(TaskResult::PscRequest(info2)))
-            }
+            TaskKind::PscRequest { entry, issued } => Ok(psc_request_next(g, *entry, issued, reply.as_ref())),
             TaskKind::InjectVc { gfn, issued } => {
                 if g.config().validation_tracking {
                     return Err(terminated(TermReason::PageNotValidated, gfn.raw()));

@@ -47,7 +47,7 @@ pub fn matrix_scenario(policy: Policy, backing: Backing, granularity: Granularit
     };
     let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
     format!(
-        r#"name = "debate matrix"
+        r#"name = "{MATRIX_SCENARIO_NAME}"
 seed = 1
 
 [machine]
@@ -111,6 +111,9 @@ private = false
         granularity = granularity.name(),
     )
 }
+
+/// The `name` of every matrix run's scenario (how results files tell matrix runs apart).
+pub const MATRIX_SCENARIO_NAME: &str = "debate matrix";
 
 /// The name a matrix run's scenario is parsed under (what its errors and its trace's `source`
 /// show).

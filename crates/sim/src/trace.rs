@@ -521,19 +521,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
             validate: f.bool("validate")?,
         },
         "rmpadjust" => rmpadjust_from(&mut f, vcpu, gpa)?,
-        "psc_request" => {
-            let size = f.choice("size", &SIZES_4K_2M)?;
-            let private = f.choice("to", &[("private", true), ("shared", false)])?;
-            let cur_page = f.u64("cur_page")?;
-            let cur_page = u16::try_from(cur_page)
-                .ok()
-                .filter(|&c| c < 1 << 12)
-                .ok_or_else(|| format!("`action.cur_page` is {cur_page}; accepted: 0..=4095 (12 bits)"))?;
-            if gpa.raw() + config.geometry.bytes(size.page_size()) > guest_bytes {
-                return Err(format!("`action` entry at {:#x} ends outside guest memory", gpa.raw()));
-            }
-            Action::PscRequest { vcpu, gpa, size, private, cur_page }
-        }
+        "psc_request" => psc_request_from(&mut f, vcpu, gpa, config)?,
         "access" => Action::Access {
             vcpu,
             gpa,
@@ -571,6 +559,20 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
     };
     f.done()?;
     Ok(action)
+}
+
+fn psc_request_from(f: &mut Fields<'_>, vcpu: u32, gpa: Gpa, config: &SimConfig) -> Result<Action, String> {
+    let size = f.choice("size", &SIZES_4K_2M)?;
+    let private = f.choice("to", &[("private", true), ("shared", false)])?;
+    let cur_page = f.u64("cur_page")?;
+    let cur_page = u16::try_from(cur_page)
+        .ok()
+        .filter(|&c| c < 1 << 12)
+        .ok_or_else(|| format!("`action.cur_page` is {cur_page}; accepted: 0..=4095 (12 bits)"))?;
+    if gpa.raw() + config.geometry.bytes(size.page_size()) > config.guest_pages.saturating_mul(4096) {
+        return Err(format!("`action` entry at {:#x} ends outside guest memory", gpa.raw()));
+    }
+    Ok(Action::PscRequest { vcpu, gpa, size, private, cur_page })
 }
 
 fn rmpadjust_from(f: &mut Fields<'_>, vcpu: u32, gpa: Gpa) -> Result<Action, String> {

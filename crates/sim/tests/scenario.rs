@@ -212,6 +212,34 @@ fn guest_presets_and_overrides() {
 }
 
 #[test]
+fn psc_request_steps_keep_their_entry_as_given() {
+    let s = ok(&with(&format!(
+        "[[step]]\n{a}[[step]]\n{b}",
+        a = "op = \"psc_request\"\ngpa = \"0x201000\"\nsize = \"2MiB\"\nto = \"private\"\n",
+        b = "op = \"psc_request\"\ngpa = \"0x200000\"\nsize = \"2MiB\"\nto = \"shared\"\ncur_page = 256\n"
+    )));
+    let ops: Vec<_> = s.steps.iter().map(|s| s.op.clone()).collect();
+    assert_eq!(
+        ops,
+        vec![
+            // A 2M entry at an unaligned GPA is sent as it is (KVM must refuse it).
+            StepOp::PscRequest {
+                gpa: Gpa(0x20_1000),
+                size: RmpPageSize::Size2M,
+                to: PageState::Private,
+                cur_page: 0
+            },
+            StepOp::PscRequest {
+                gpa: Gpa(0x20_0000),
+                size: RmpPageSize::Size2M,
+                to: PageState::Shared,
+                cur_page: 256
+            },
+        ]
+    );
+}
+
+#[test]
 fn every_step_op() {
     let s = ok(&with(
         r#"[guest]
@@ -263,17 +291,6 @@ gpa = "0x5000"
 op = "psc"
 gpa = "0xfffff000"
 to = "shared"
-[[step]]
-op = "psc_request"
-gpa = "0x201000"
-size = "2MiB"
-to = "private"
-[[step]]
-op = "psc_request"
-gpa = "0x200000"
-size = "2MiB"
-to = "shared"
-cur_page = 256
 "#,
     ));
     let ops: Vec<_> = s.steps.iter().map(|s| s.op.clone()).collect();
@@ -294,19 +311,6 @@ cur_page = 256
             StepOp::HostSplit { gpa: Gpa(0x5000) },
             StepOp::HostCollapse { gpa: Gpa(0x5000) },
             StepOp::Psc { gpa: Gpa(0xffff_f000), size: 4096, to: PageState::Shared, granularity: None },
-            // A 2M entry at an unaligned GPA is sent as it is (KVM must refuse it).
-            StepOp::PscRequest {
-                gpa: Gpa(0x20_1000),
-                size: RmpPageSize::Size2M,
-                to: PageState::Private,
-                cur_page: 0,
-            },
-            StepOp::PscRequest {
-                gpa: Gpa(0x20_0000),
-                size: RmpPageSize::Size2M,
-                to: PageState::Shared,
-                cur_page: 256,
-            },
         ]
     );
     assert_eq!(s.steps[1].vcpu, 1);

@@ -444,6 +444,11 @@ tbody tr:nth-child(even) { background: var(--zebra); }
 .badge.bad { color: var(--bad); background: var(--bad-bg); }
 .badge.mixed { color: var(--muted); background: var(--ok-bg); border: 1px solid var(--muted); }
 td.failed { color: var(--bad); font-weight: 600; }
+table.grid { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 13px; }
+table.grid caption { text-align: left; font-weight: 600; padding-bottom: 4px; }
+table.grid th, table.grid td { padding: 3px 10px; border: 1px solid var(--muted); text-align: left; }
+table.grid td.ok { color: var(--ok); background: var(--ok-bg); }
+table.grid td.bad { color: var(--bad); background: var(--bad-bg); }
 ol.verdicts { padding-left: 1.2em; }
 ol.verdicts li { margin: 0.6em 0; }
 ol.verdicts .evidence { display: block; color: var(--muted); font-size: 13px; }
@@ -492,6 +497,10 @@ pub fn html(r: &Report) -> String {
     let _ = write!(body, "<header><h1>{}</h1>", esc(&title));
     let _ = write!(body, "<p class=\"lead\">{}</p></header>", esc(&summary(r)));
 
+    if let Some(grids) = who_wins_html(&r.runs) {
+        toc.push(("who-wins", "Who wins"));
+        body.push_str(&grids);
+    }
     if !r.verdicts.is_empty() {
         toc.push(("verdicts", "Verdicts"));
         body.push_str(&verdicts_html(&r.verdicts));
@@ -572,6 +581,55 @@ fn summary(r: &Report) -> String {
     }
     s.push('.');
     s
+}
+
+/// The default run's who-wins grids (the terminal's first screen), from its matrix runs (scenario
+/// `debate matrix`); `None` when the results hold none.
+fn who_wins_html(runs: &[Run]) -> Option<String> {
+    let views: Vec<crate::matrix::RunView<'_>> = runs
+        .iter()
+        .filter(|r| r.scenario == snpsim_sim::debate::MATRIX_SCENARIO_NAME)
+        .map(|r| crate::matrix::RunView {
+            policy: &r.policy,
+            backing: &r.backing,
+            granularity: &r.guest,
+            follows: r.npt_level_follows_rmp.unwrap_or(false),
+            outcome: &r.outcome,
+            reason: (!r.reason.is_empty()).then_some(r.reason.as_str()),
+            metric: Box::new(|k| r.m(k)),
+        })
+        .collect();
+    if views.is_empty() {
+        return None;
+    }
+    let mut s = String::from(
+        "<section id=\"who-wins\"><h2>Who wins</h2><p class=\"note\">Each cell: a 1 GiB guest accepts 64 MiB, \
+         shares a driver buffer, lets the VMM and vhost write it, and reads its data back, under the policy \
+         (row) on the backing (column), with <code>npt_level_follows_rmp</code> at the policy's default. \
+         <q>ok</q> is followed by what it cost; otherwise the cell says how the run stopped.</p>",
+    );
+    for (what, rows) in crate::matrix::grids(&views) {
+        let _ = write!(s, "<table class=\"grid\"><caption>{}</caption>", esc(what));
+        for (i, row) in rows.iter().enumerate() {
+            s.push_str("<tr>");
+            for (c, cell) in row.iter().enumerate() {
+                let header = c == 0 || i == 0 || row[0].is_empty();
+                let class = if header {
+                    ""
+                } else if cell.starts_with("ok") {
+                    " class=\"ok\""
+                } else {
+                    " class=\"bad\""
+                };
+                let tag = if header { "th" } else { "td" };
+                let _ = write!(s, "<{tag}{class}>{}</{tag}>", esc(cell));
+            }
+            s.push_str("</tr>");
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("</section>\n");
+    Some(s)
 }
 
 fn verdicts_html(vs: &[Verdict]) -> String {

@@ -588,20 +588,7 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
             to: s.req(cx, "to")?.named(cx)?,
             cur_page: opt_or(&s, "cur_page", 0, |f| f.int(cx, 0..=0xfff))?.try_into().unwrap_or(0),
         },
-        StepKind::Rmpadjust => {
-            let size = insn(scx)?;
-            let vmpl = s.req(cx, "vmpl")?.int(cx, 1..=3)?;
-            let perms_f = s.req(cx, "perms")?;
-            let perms =
-                parse_perms(perms_f.str(cx)?).map_err(|m| perms_f.err(cx, ErrorKind::UnknownValue, m))?;
-            StepOp::Rmpadjust {
-                gpa,
-                size,
-                vmpl: u8::try_from(vmpl).unwrap_or(3),
-                perms,
-                vmsa: opt_or(&s, "vmsa", false, |f| f.bool(cx))?,
-            }
-        }
+        StepKind::Rmpadjust => rmpadjust_step(cx, &s, gpa, insn(scx)?)?,
         StepKind::Access => StepOp::Access {
             gpa,
             size: range(scx)?,
@@ -643,6 +630,20 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
         StepKind::Barrier => unreachable!("handled above"),
     };
     Ok(Step { line, vcpu, op })
+}
+
+/// An `rmpadjust` step's operand fields.
+fn rmpadjust_step(cx: &Cx<'_>, s: &Obj<'_>, gpa: Gpa, size: RmpPageSize) -> Result<StepOp> {
+    let vmpl = s.req(cx, "vmpl")?.int(cx, 1..=3)?;
+    let perms_f = s.req(cx, "perms")?;
+    let perms = parse_perms(perms_f.str(cx)?).map_err(|m| perms_f.err(cx, ErrorKind::UnknownValue, m))?;
+    Ok(StepOp::Rmpadjust {
+        gpa,
+        size,
+        vmpl: u8::try_from(vmpl).unwrap_or(3),
+        perms,
+        vmsa: opt_or(s, "vmsa", false, |f| f.bool(cx))?,
+    })
 }
 
 /// A `recoalesce` step: a 2M-aligned region inside memory, and a mode that is not `none`.

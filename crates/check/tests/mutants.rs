@@ -44,6 +44,27 @@ fn shipped_scenarios() -> Vec<(String, snpsim_sim::scenario::Scenario)> {
     out
 }
 
+/// The scenarios docs/mutants.md's *Run* paragraph of each mutant names (`dir/stem`, by mutant name).
+fn documented_runs() -> std::collections::BTreeMap<String, Vec<String>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/mutants.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for section in text.split("\n## ").skip(1) {
+        let (name, body) = section.split_once('\n').unwrap();
+        let Some(run) = body.split("*Run*:").nth(1) else { continue };
+        let para = run.split("\n\n").next().unwrap();
+        let names: Vec<String> = para
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| ["attacks/", "checks/", "debate/", "races/"].iter().any(|d| t.starts_with(d)))
+            .map(str::to_owned)
+            .collect();
+        out.insert(name.trim().to_owned(), names);
+    }
+    out
+}
+
 /// What `snpsim run` reports for a scenario with `mutant` planted: its failed expectations and
 /// invariant violations (non-empty means exit 1).
 fn run_failures(s: &snpsim_sim::scenario::Scenario, mutant: Mutant) -> Vec<String> {
@@ -58,6 +79,7 @@ fn every_mutant_is_caught_by_a_plain_run_of_a_shipped_scenario() {
         let run = snpsim_sim::run::run_scenario(s, snpsim_sim::CheckMode::Incremental).unwrap();
         assert!(run.passed(), "{name}: {:?}", run.failures);
     }
+    let documented = documented_runs();
     let mut missed = Vec::new();
     for m in Mutant::ALL {
         let caught: Vec<&str> = scenarios
@@ -68,6 +90,17 @@ fn every_mutant_is_caught_by_a_plain_run_of_a_shipped_scenario() {
         eprintln!("{}: caught by {caught:?}", m.name());
         if caught.is_empty() {
             missed.push(m);
+        }
+        // docs/mutants.md names scenarios that catch each mutant; each must.
+        let named =
+            documented.get(m.name()).unwrap_or_else(|| panic!("docs/mutants.md: no *Run* for {}", m.name()));
+        assert!(!named.is_empty(), "docs/mutants.md names no scenario for {}", m.name());
+        for n in named {
+            assert!(
+                caught.contains(&format!("{n}.toml").as_str()),
+                "{}: docs/mutants.md says {n} catches it; caught by {caught:?}",
+                m.name()
+            );
         }
     }
     assert!(missed.is_empty(), "mutants no shipped scenario catches: {missed:?}");

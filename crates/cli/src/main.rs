@@ -558,7 +558,11 @@ fn debate_text(d: &Debate, all: &[&ScenarioRun], details: bool) -> String {
     s.push_str(
         "Each cell: a 1 GiB guest accepts 64 MiB, shares a driver buffer, lets the VMM and vhost write it,\n",
     );
-    s.push_str("and reads its data back (npt_level_follows_rmp at the policy's default: true for rfc-v4 and gmem).\n\n");
+    let _ = writeln!(
+        s,
+        "and reads its data back (npt_level_follows_rmp at the policy's default: {}).\n",
+        matrix::follows_defaults()
+    );
     let views: Vec<matrix::RunView<'_>> = d.matrix.iter().map(run_view).collect();
     s.push_str(&matrix::render(&views));
     let verdicts = d.verdicts();
@@ -606,6 +610,7 @@ fn run_view(r: &ScenarioRun) -> matrix::RunView<'_> {
         follows: r.npt_level_follows_rmp,
         outcome: r.result.outcome.name(),
         reason: r.result.reason.map(snpsim_sim::outcome::Reason::name),
+        cause: r.result.cause().map(snpsim_sim::outcome::Cause::name),
         metric: Box::new(|k| snpsim_sim::run::metric_value(&r.result.metrics, k).unwrap_or(0.0)),
     }
 }

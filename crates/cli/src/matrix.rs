@@ -20,6 +20,8 @@ pub struct RunView<'a> {
     pub outcome: &'a str,
     /// The reason name of a run that did not complete.
     pub reason: Option<&'a str>,
+    /// The cause name of a `vm_error` (`unresolvable`, `instruction_failed`).
+    pub cause: Option<&'a str>,
     /// A count metric by its `[expect]` name (0 when absent).
     pub metric: Box<dyn Fn(&str) -> f64 + 'a>,
 }
@@ -29,59 +31,95 @@ fn count(n: f64, one: &str, many: &str) -> String {
     format!("{n} {}", if n.to_bits() == 1.0_f64.to_bits() { one } else { many })
 }
 
-/// What happened in a few words: the failure if the run stopped, else `ok` and the costs that
-/// matter to the debate (needless host splits, faulting host writes, lost data). A false negative
-/// or a broken invariant overrides everything: it must never be missed on the first screen.
-pub fn cell(r: &RunView<'_>) -> String {
-    let m = |k: &str| (r.metric)(k);
+/// Whether a cell is good news for the guest and the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    /// The run completed and every host and guest access that had to succeed did.
+    Ok,
+    /// The run stopped, or some access failed or lost data.
+    Bad,
+    /// The results hold no such run (shown as `-`).
+    Missing,
+}
+
+/// The metric names a cell reads (a test checks each is one `[expect]` accepts, so a misspelt
+/// name cannot read as 0 and turn a failure into `ok`).
+pub const CELL_METRICS: &[&str] = &[
+    "false_negatives",
+    "invariant_violations",
+    "host_splits_needless",
+    "sigbus",
+    "efault",
+    "kernel_oops",
+    "data_loss_pages",
+];
+
+/// What happened in a few words, and whether it is good news: the failure if the run stopped;
+/// else the failures of accesses that did not stop it (a host write that took SIGBUS or -EFAULT,
+/// a kernel oops, lost data pages), or `ok` with the debate's cost (needless host splits). A
+/// false negative or a broken invariant overrides everything: it must never be missed on the
+/// first screen.
+pub fn cell(r: &RunView<'_>) -> (String, Tone) {
+    let m = |k: &str| {
+        debug_assert!(CELL_METRICS.contains(&k), "{k} is not in CELL_METRICS");
+        (r.metric)(k)
+    };
+    let bad = |s: String| (s, Tone::Bad);
     if m("false_negatives") > 0.0 {
-        return "WRONGLY ALLOWED".into();
+        return bad("WRONGLY ALLOWED".into());
     }
     if m("invariant_violations") > 0.0 {
-        return "INVARIANT BROKEN".into();
+        return bad("INVARIANT BROKEN".into());
     }
-    let stopped = match (r.outcome, r.reason) {
-        ("completed", _) => None,
-        ("vm_rejected", _) => Some("rejected".to_owned()),
-        ("guest_terminated", _) => Some("guest killed".to_owned()),
-        ("host_hang", _) => Some("host hang".to_owned()),
-        ("step_budget_exceeded", _) => Some("step budget hit".to_owned()),
-        ("vm_error", Some("rmpupdate-failed" | "psmash-failed")) => Some("BUG: RMP insn failed".to_owned()),
-        ("vm_error", Some("host-split-impossible")) => Some("VM error: can't split".to_owned()),
-        ("vm_error", Some(reason)) => Some(format!("VM error: {reason}")),
-        (other, _) => Some(other.to_owned()),
-    };
-    if let Some(s) = stopped {
-        return s;
+    match (r.outcome, r.cause, r.reason) {
+        ("completed", ..) => {}
+        (_, Some("instruction_failed"), _) => return bad("BUG: RMP insn failed".into()),
+        ("vm_rejected", ..) => return bad("rejected".into()),
+        ("guest_terminated", _, Some("psc-failed") | None) => return bad("guest killed".into()),
+        ("guest_terminated", _, Some(reason)) => return bad(format!("guest killed: {reason}")),
+        ("host_hang", ..) => return bad("host hang".into()),
+        ("step_budget_exceeded", ..) => return bad("step budget hit".into()),
+        ("vm_error", _, Some("host-split-impossible")) => return bad("VM error: can't split".into()),
+        ("vm_error", _, Some(reason)) => return bad(format!("VM error: {reason}")),
+        (other, ..) => return bad(other.to_owned()),
     }
-    let mut parts = vec!["ok".to_owned()];
-    let needless = m("host_splits_needless");
-    if needless > 0.0 {
-        parts.push(count(needless, "needless split", "needless splits"));
+    let mut failed = Vec::new();
+    if m("sigbus") > 0.0 {
+        failed.push("SIGBUS on host write".to_owned());
     }
-    if m("sigbus") + m("efault") > 0.0 {
-        parts.push("host writes fault".into());
+    if m("efault") > 0.0 {
+        failed.push(if failed.is_empty() { "EFAULT on host write" } else { "EFAULT" }.to_owned());
+    }
+    if m("kernel_oops") > 0.0 {
+        failed.push("kernel oops".to_owned());
     }
     let lost = m("data_loss_pages");
     if lost > 0.0 {
-        parts.push(count(lost, "page lost", "pages lost"));
+        failed.push(count(lost, "page lost", "pages lost"));
     }
-    parts.join(", ")
+    if !failed.is_empty() {
+        return bad(failed.join(", "));
+    }
+    let needless = m("host_splits_needless");
+    if needless > 0.0 {
+        return (format!("ok, {}", count(needless, "needless split", "needless splits")), Tone::Ok);
+    }
+    ("ok".into(), Tone::Ok)
 }
 
 /// One grid: the rows of every policy at its default `npt_level_follows_rmp` for one granularity.
-fn grid(runs: &[RunView<'_>], g: Granularity) -> Vec<Vec<String>> {
+fn grid(runs: &[RunView<'_>], g: Granularity) -> Vec<Vec<(String, Option<Tone>)>> {
     let mut rows = Vec::new();
     for era in [Era::Legacy, Era::Gmem] {
         let backings: Vec<Backing> = Backing::of_era(era).collect();
         if era == Era::Gmem {
             // The gmem backings head their own columns.
-            let mut head = vec![String::new()];
-            head.extend(backings.iter().map(|b| b.name().to_owned()));
+            let mut head = vec![(String::new(), None)];
+            head.extend(backings.iter().map(|b| (b.name().to_owned(), None)));
             rows.push(head);
         }
         for &p in Policy::ALL.iter().filter(|p| p.era() == era) {
-            let mut row = vec![p.name().to_owned()];
+            let mut row = vec![(p.name().to_owned(), None)];
             for b in &backings {
                 let found = runs.iter().find(|r| {
                     r.policy == p.name()
@@ -89,7 +127,13 @@ fn grid(runs: &[RunView<'_>], g: Granularity) -> Vec<Vec<String>> {
                         && r.granularity == g.name()
                         && r.follows == p.default_npt_level_follows_rmp()
                 });
-                row.push(found.map_or_else(|| "-".to_owned(), cell));
+                row.push(found.map_or_else(
+                    || ("-".to_owned(), Some(Tone::Missing)),
+                    |r| {
+                        let (text, tone) = cell(r);
+                        (text, Some(tone))
+                    },
+                ));
             }
             rows.push(row);
         }
@@ -97,9 +141,12 @@ fn grid(runs: &[RunView<'_>], g: Granularity) -> Vec<Vec<String>> {
     rows
 }
 
+/// A grid's rows: each cell its text and, for a run's cell, its tone (`None` for the headers).
+pub type Rows = Vec<Vec<(String, Option<Tone>)>>;
+
 /// The grids, one per granularity: a title and rows of cells, the first row the backings of the
 /// legacy era (its first cell empty), a later row the gmem backings.
-pub fn grids(runs: &[RunView<'_>]) -> Vec<(&'static str, Vec<Vec<String>>)> {
+pub fn grids(runs: &[RunView<'_>]) -> Vec<(&'static str, Rows)> {
     Granularity::ALL
         .iter()
         .map(|&g| {
@@ -107,8 +154,8 @@ pub fn grids(runs: &[RunView<'_>]) -> Vec<(&'static str, Vec<Vec<String>>)> {
                 Granularity::Size4K => "4K guest (page-state changes of 4K pages)",
                 Granularity::Size2M => "2M guest (page-state changes in 2M chunks)",
             };
-            let mut head = vec![String::new()];
-            head.extend(Backing::of_era(Era::Legacy).map(|b| b.name().to_owned()));
+            let mut head = vec![(String::new(), None)];
+            head.extend(Backing::of_era(Era::Legacy).map(|b| (b.name().to_owned(), None)));
             let mut rows = vec![head];
             rows.extend(grid(runs, g));
             (what, rows)
@@ -123,12 +170,12 @@ pub fn render(runs: &[RunView<'_>]) -> String {
     for (what, rows) in grids(runs) {
         let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..cols)
-            .map(|c| rows.iter().filter_map(|r| r.get(c)).map(String::len).max().unwrap_or(0) + 2)
+            .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.len()).max().unwrap_or(0) + 2)
             .collect();
         let _ = writeln!(s, "{what}:");
         for row in &rows {
             let mut line = String::new();
-            for (c, w) in row.iter().zip(&widths) {
+            for ((c, _), w) in row.iter().zip(&widths) {
                 let _ = write!(line, "{c:<w$}");
             }
             let _ = writeln!(s, "  {}", line.trim_end());
@@ -138,11 +185,23 @@ pub fn render(runs: &[RunView<'_>]) -> String {
     s
 }
 
+/// The `npt_level_follows_rmp` defaults in words: the policies whose default is `true`.
+pub fn follows_defaults() -> String {
+    let on: Vec<&str> =
+        Policy::ALL.iter().filter(|p| p.default_npt_level_follows_rmp()).map(|p| p.name()).collect();
+    format!("true for {}", on.join(" and "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn view<'a>(outcome: &'a str, reason: Option<&'a str>, metrics: &'a [(&'a str, f64)]) -> RunView<'a> {
+        let cause = match (outcome, reason) {
+            ("vm_error", Some("rmpupdate-failed" | "psmash-failed")) => Some("instruction_failed"),
+            ("vm_error", _) => Some("unresolvable"),
+            _ => None,
+        };
         RunView {
             policy: "npt-demote",
             backing: "thp",
@@ -150,26 +209,52 @@ mod tests {
             follows: false,
             outcome,
             reason,
+            cause,
             metric: Box::new(move |k| metrics.iter().find(|(n, _)| *n == k).map_or(0.0, |(_, v)| *v)),
         }
     }
 
+    fn text(v: &RunView<'_>) -> String {
+        cell(v).0
+    }
+
     #[test]
     fn cells_say_what_happened() {
-        assert_eq!(cell(&view("completed", None, &[])), "ok");
-        assert_eq!(cell(&view("completed", None, &[("host_splits_needless", 1.0)])), "ok, 1 needless split");
+        assert_eq!(cell(&view("completed", None, &[])), ("ok".into(), Tone::Ok));
+        assert_eq!(text(&view("completed", None, &[("host_splits_needless", 1.0)])), "ok, 1 needless split");
+        // A host write that failed is not ok, whatever else the run did.
         assert_eq!(
-            cell(&view("completed", None, &[("host_splits_needless", 2.0), ("sigbus", 1.0)])),
-            "ok, 2 needless splits, host writes fault"
+            cell(&view(
+                "completed",
+                None,
+                &[("host_splits_needless", 2.0), ("sigbus", 1.0), ("efault", 1.0)]
+            )),
+            ("SIGBUS on host write, EFAULT".into(), Tone::Bad)
         );
-        assert_eq!(cell(&view("vm_error", Some("host-split-impossible"), &[])), "VM error: can't split");
-        assert_eq!(cell(&view("vm_error", Some("livelock"), &[])), "VM error: livelock");
-        assert_eq!(cell(&view("vm_error", Some("rmpupdate-failed"), &[])), "BUG: RMP insn failed");
-        assert_eq!(cell(&view("vm_rejected", Some("backing-refused"), &[])), "rejected");
-        assert_eq!(cell(&view("guest_terminated", Some("psc-failed"), &[])), "guest killed");
-        assert_eq!(cell(&view("host_hang", Some("host-fault-loop"), &[])), "host hang");
+        assert_eq!(text(&view("completed", None, &[("efault", 1.0)])), "EFAULT on host write");
+        assert_eq!(
+            cell(&view("completed", None, &[("data_loss_pages", 4.0)])),
+            ("4 pages lost".into(), Tone::Bad)
+        );
+        assert_eq!(text(&view("vm_error", Some("host-split-impossible"), &[])), "VM error: can't split");
+        assert_eq!(text(&view("vm_error", Some("livelock"), &[])), "VM error: livelock");
+        assert_eq!(text(&view("vm_error", Some("rmpupdate-failed"), &[])), "BUG: RMP insn failed");
+        assert_eq!(text(&view("vm_rejected", Some("backing-refused"), &[])), "rejected");
+        assert_eq!(text(&view("guest_terminated", Some("psc-failed"), &[])), "guest killed");
+        assert_eq!(
+            text(&view("guest_terminated", Some("page-not-validated"), &[])),
+            "guest killed: page-not-validated"
+        );
+        assert_eq!(text(&view("host_hang", Some("host-fault-loop"), &[])), "host hang");
         // A wrongly allowed access is never hidden behind a completed run.
-        assert_eq!(cell(&view("completed", None, &[("false_negatives", 1.0)])), "WRONGLY ALLOWED");
-        assert_eq!(cell(&view("completed", None, &[("invariant_violations", 3.0)])), "INVARIANT BROKEN");
+        assert_eq!(text(&view("completed", None, &[("false_negatives", 1.0)])), "WRONGLY ALLOWED");
+        assert_eq!(text(&view("completed", None, &[("invariant_violations", 3.0)])), "INVARIANT BROKEN");
+    }
+
+    #[test]
+    fn every_metric_a_cell_reads_exists() {
+        for name in CELL_METRICS {
+            assert_eq!(snpsim_sim::scenario::check_metric_name(name), Ok(()), "{name}");
+        }
     }
 }

@@ -26,10 +26,11 @@ struct Pending {
     parts: BTreeSet<u64>,
 }
 
-/// The zaps still needless so far, by the zapped leaf's first GFN.
+/// The zaps still needless so far, by the zapped leaf's first GFN and size (a smaller leaf mapped
+/// and zapped again at the same GFN is a record of its own).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DemotionLedger {
-    pending: BTreeMap<Gfn, Pending>,
+    pending: BTreeMap<(Gfn, PageSize), Pending>,
 }
 
 fn part_pages(geometry: Geometry, size: PageSize) -> u64 {
@@ -50,25 +51,34 @@ impl DemotionLedger {
         if parts.is_empty() {
             return false;
         }
-        self.pending.insert(gfn, Pending { pfn, size, parts });
+        // A leaf of the same size mapped at `gfn` again closed any earlier record there.
+        let old = self.pending.insert((gfn, size), Pending { pfn, size, parts });
+        debug_assert!(old.is_none(), "a zapped leaf's record survived its remap");
         true
     }
 
-    /// The old leaf over `gfn` of a still-needless zap: (its first GFN, frame, size).
-    pub fn old_leaf(&self, geometry: Geometry, gfn: Gfn) -> Option<(Gfn, Pfn, PageSize)> {
-        let (&start, p) = self.pending.range(..=gfn).next_back()?;
-        let part = (gfn.raw() - start.raw()) / part_pages(geometry, p.size);
-        (gfn.raw() < start.raw() + geometry.pages(p.size) && p.parts.contains(&part))
-            .then_some((start, p.pfn, p.size))
+    /// The old leaves over `gfn` of still-needless zaps whose 2M part holding `gfn` no fault has
+    /// required yet: (first GFN, frame, size) of each.
+    pub fn old_leaves(&self, geometry: Geometry, gfn: Gfn) -> Vec<(Gfn, Pfn, PageSize)> {
+        // No leaf is larger than 1G, so no record starting further below can hold `gfn`.
+        let lowest = Gfn(gfn.raw().saturating_sub(geometry.pages(PageSize::Size1G) - 1));
+        self.pending
+            .range((lowest, PageSize::Size4K)..=(gfn, PageSize::Size1G))
+            .filter(|((start, _), p)| {
+                gfn.raw() < start.raw() + geometry.pages(p.size)
+                    && p.parts.contains(&((gfn.raw() - start.raw()) / part_pages(geometry, p.size)))
+            })
+            .map(|(&(start, _), p)| (start, p.pfn, p.size))
+            .collect()
     }
 
-    /// An access at `gfn` required the zap of the leaf at `start`: returns true when that was
-    /// the leaf's last unrequired part (the demotion turns needed).
-    pub fn required(&mut self, geometry: Geometry, start: Gfn, gfn: Gfn) -> bool {
-        let Some(p) = self.pending.get_mut(&start) else { return false };
+    /// An access at `gfn` required the zap of the leaf of `size` at `start`: returns true when that
+    /// was the leaf's last unrequired part (the demotion turns needed).
+    pub fn required(&mut self, geometry: Geometry, start: Gfn, size: PageSize, gfn: Gfn) -> bool {
+        let Some(p) = self.pending.get_mut(&(start, size)) else { return false };
         p.parts.remove(&((gfn.raw() - start.raw()) / part_pages(geometry, p.size)));
         if p.parts.is_empty() {
-            self.pending.remove(&start);
+            self.pending.remove(&(start, size));
             return true;
         }
         false
@@ -77,8 +87,32 @@ impl DemotionLedger {
     /// A leaf of `size` was mapped at `gfn`: zaps of leaves no larger starting there close (the
     /// old mapping is back; what it unmapped stays needless).
     pub fn remapped(&mut self, gfn: Gfn, size: PageSize) {
-        if self.pending.get(&gfn).is_some_and(|p| p.size <= size) {
-            self.pending.remove(&gfn);
+        let closed: Vec<_> =
+            self.pending.range((gfn, PageSize::Size4K)..=(gfn, size)).map(|(&k, _)| k).collect();
+        for k in closed {
+            self.pending.remove(&k);
+        }
+    }
+
+    /// The NPT over `pages` GFNs from `start` was zapped for another reason (a memory-attribute
+    /// change, the MMU notifier, a hole punched in guest_memfd, a rebound GFN): every record whose
+    /// old leaf overlaps it closes, needless for good, since that zap would have removed the old
+    /// leaf too and no later access could then have gone through it.
+    pub fn zapped_elsewhere(&mut self, geometry: Geometry, start: Gfn, pages: u64) {
+        let end = start.raw().saturating_add(pages);
+        if end == start.raw() {
+            return;
+        }
+        // No leaf is larger than 1G, so no record starting further below can reach `start`.
+        let lowest = Gfn(start.raw().saturating_sub(geometry.pages(PageSize::Size1G) - 1));
+        let closed: Vec<_> = self
+            .pending
+            .range((lowest, PageSize::Size4K)..=(Gfn(end - 1), PageSize::Size1G))
+            .filter(|((gfn, size), _)| gfn.raw() + geometry.pages(*size) > start.raw())
+            .map(|(&k, _)| k)
+            .collect();
+        for k in closed {
+            self.pending.remove(&k);
         }
     }
 }
@@ -87,16 +121,22 @@ impl DemotionLedger {
 mod tests {
     use super::*;
 
+    fn one(l: &DemotionLedger, g: Geometry, gfn: u64) -> Option<(Gfn, Pfn, PageSize)> {
+        let v = l.old_leaves(g, Gfn(gfn));
+        assert!(v.len() <= 1, "{v:?}");
+        v.first().copied()
+    }
+
     #[test]
     fn a_2m_zap_holding_the_fault_is_needed_at_once_and_one_beside_it_waits() {
         let g = Geometry::X86;
         let mut l = DemotionLedger::default();
         assert!(!l.zapped(g, Gfn(0x200), Pfn(0x200), PageSize::Size2M, Gfn(0x205)));
         assert!(l.zapped(g, Gfn(0x400), Pfn(0x400), PageSize::Size2M, Gfn(0x205)));
-        assert_eq!(l.old_leaf(g, Gfn(0x3ff)), None);
-        assert_eq!(l.old_leaf(g, Gfn(0x5ff)), Some((Gfn(0x400), Pfn(0x400), PageSize::Size2M)));
-        assert!(l.required(g, Gfn(0x400), Gfn(0x5ff)));
-        assert_eq!(l.old_leaf(g, Gfn(0x5ff)), None);
+        assert_eq!(one(&l, g, 0x3ff), None);
+        assert_eq!(one(&l, g, 0x5ff), Some((Gfn(0x400), Pfn(0x400), PageSize::Size2M)));
+        assert!(l.required(g, Gfn(0x400), PageSize::Size2M, Gfn(0x5ff)));
+        assert_eq!(one(&l, g, 0x5ff), None);
     }
 
     #[test]
@@ -106,10 +146,10 @@ mod tests {
         let per_2m = g.pages_per_2m();
         assert!(l.zapped(g, Gfn(0), Pfn(0), PageSize::Size1G, Gfn(3)));
         // The fault's own part is required already.
-        assert_eq!(l.old_leaf(g, Gfn(1)), None);
+        assert_eq!(one(&l, g, 1), None);
         let parts = g.pages(PageSize::Size1G) / per_2m;
         for part in 1..parts {
-            assert_eq!(l.required(g, Gfn(0), Gfn(part * per_2m)), part == parts - 1);
+            assert_eq!(l.required(g, Gfn(0), PageSize::Size1G, Gfn(part * per_2m)), part == parts - 1);
         }
     }
 
@@ -119,8 +159,35 @@ mod tests {
         let mut l = DemotionLedger::default();
         assert!(l.zapped(g, Gfn(0x400), Pfn(0x400), PageSize::Size2M, Gfn(0x205)));
         l.remapped(Gfn(0x400), PageSize::Size4K);
-        assert!(l.old_leaf(g, Gfn(0x400)).is_some());
+        assert!(one(&l, g, 0x400).is_some());
         l.remapped(Gfn(0x400), PageSize::Size2M);
-        assert_eq!(l.old_leaf(g, Gfn(0x400)), None);
+        assert_eq!(one(&l, g, 0x400), None);
+    }
+
+    #[test]
+    fn a_record_nested_in_a_larger_one_hides_none_of_it() {
+        let g = Geometry::X86;
+        let per_2m = g.pages_per_2m();
+        let mut l = DemotionLedger::default();
+        // A 1G leaf zapped for a fault in part 0; a 2M leaf later mapped at part 1 and zapped for
+        // a fault just past it.
+        assert!(l.zapped(g, Gfn(0), Pfn(0), PageSize::Size1G, Gfn(1)));
+        assert!(l.zapped(g, Gfn(per_2m), Pfn(0x9_0000), PageSize::Size2M, Gfn(2 * per_2m)));
+        // Part 1 is under both records; part 2 under the 1G one only, though the 2M record starts
+        // nearer.
+        assert_eq!(l.old_leaves(g, Gfn(per_2m + 5)).len(), 2);
+        assert_eq!(one(&l, g, 2 * per_2m), Some((Gfn(0), Pfn(0), PageSize::Size1G)));
+    }
+
+    #[test]
+    fn a_zap_for_another_reason_closes_the_records_it_overlaps() {
+        let g = Geometry::X86;
+        let mut l = DemotionLedger::default();
+        assert!(l.zapped(g, Gfn(0x400), Pfn(0x400), PageSize::Size2M, Gfn(0x205)));
+        assert!(l.zapped(g, Gfn(0x800), Pfn(0x800), PageSize::Size2M, Gfn(0x605)));
+        // A memory-attribute change over the last page of the first leaf only.
+        l.zapped_elsewhere(g, Gfn(0x5ff), 1);
+        assert_eq!(one(&l, g, 0x400), None);
+        assert!(one(&l, g, 0x800).is_some());
     }
 }

@@ -233,6 +233,7 @@ impl Kvm {
         self.rebound.insert(gfn, pfn);
         self.npt.demote(gfn, PageSize::Size4K);
         self.npt.zap(gfn, 1);
+        self.demotions.zapped_elsewhere(self.geometry, gfn, 1);
         self.npt.map(gfn, PageSize::Size4K, pfn);
     }
 
@@ -504,13 +505,16 @@ impl Kvm {
     /// zap was required there; once every part is, the demotion is needed.
     pub fn note_guest_access(&mut self, rmp: &dyn RmpModel, access: &GuestAccess) {
         let gfn = access.gpa.gfn();
-        let Some((start, pfn, size)) = self.demotions.old_leaf(self.geometry, gfn) else { return };
-        let Some(old_pfn) = pfn.checked_add(gfn.raw() - start.raw()) else { return };
-        let through_old = GuestAccess { pfn: old_pfn, npt_size: size, ..*access };
-        if matches!(rmp.check_guest_access(&through_old), GuestOutcome::Npf(_))
-            && self.demotions.required(self.geometry, start, gfn)
-        {
-            self.stats.npt_demotions_needless -= 1;
+        for (start, pfn, size) in self.demotions.old_leaves(self.geometry, gfn) {
+            let Some(old_pfn) = pfn.checked_add(gfn.raw() - start.raw()) else { continue };
+            let through_old = GuestAccess { pfn: old_pfn, npt_size: size, ..*access };
+            if matches!(rmp.check_guest_access(&through_old), GuestOutcome::Npf(_))
+                && self.demotions.required(self.geometry, start, size, gfn)
+            {
+                // Each record added one when it was made, and is removed here once.
+                debug_assert!(self.stats.npt_demotions_needless > 0);
+                self.stats.npt_demotions_needless = self.stats.npt_demotions_needless.saturating_sub(1);
+            }
         }
     }
 
@@ -1049,6 +1053,7 @@ impl Kvm {
             && !Mutant::NoZapOnAttributeChange.planted(self.mutant)
         {
             self.npt.zap(range.gfn, range.pages);
+            self.demotions.zapped_elsewhere(self.geometry, range.gfn, range.pages);
         }
         if range.private {
             if self.config.prefault_on_psc {
@@ -1097,6 +1102,7 @@ impl Kvm {
         // A shared leaf in the range maps the VMA, not gmem: it stays.
         let attrs = &self.attrs;
         self.npt.zap_where(start, pages, |g| attrs.is_private(g));
+        self.demotions.zapped_elsewhere(self.geometry, start, pages);
         let mut freed = Vec::new();
         gmem.punch_hole(&mut host.memory, start.raw(), pages, |pfn, n| freed.push((pfn, n)))?;
         if Mutant::PunchHoleSkipsInvalidate.planted(self.mutant) {
@@ -1142,6 +1148,7 @@ impl Kvm {
         let gmem = self.era() == Era::Gmem;
         let attrs = &self.attrs;
         self.npt.zap_where(Gfn(inv.offset), inv.pages, |g| !gmem || !attrs.is_private(g));
+        self.demotions.zapped_elsewhere(self.geometry, Gfn(inv.offset), inv.pages);
     }
 }
 

@@ -6,6 +6,7 @@
 //! otherwise mixed.
 
 use crate::debate::{CLAIM_SCENARIOS, Debate};
+use crate::outcome::Reason;
 use crate::run::{ScenarioRun, metric_value};
 use crate::scenario::{Backing, Granularity, Policy};
 
@@ -83,6 +84,12 @@ fn o(r: Option<&ScenarioRun>) -> &'static str {
         Some(crate::outcome::Cause::InstructionFailed) => "vm_error (instruction_failed)",
         _ => r.result.outcome.name(),
     })
+}
+
+/// Whether a run stopped for `reason` (a claim about one failure is not borne out by another:
+/// a livelock or an unbacked GFN is a `vm_error` too, but not a host page that cannot split).
+fn stopped_for(r: Option<&ScenarioRun>, reason: crate::outcome::Reason) -> bool {
+    r.is_some_and(|r| r.result.reason == Some(reason))
 }
 
 /// Whether a count metric equals `n` (counts are small integers, exact in an `f64`).
@@ -166,8 +173,8 @@ impl Debate {
                        false; thp and hugetlbfs at true"
                     .into(),
             status: Status::of(&[
-                o(h2) == "vm_error",
-                o(h1) == "vm_error",
+                stopped_for(h2, Reason::HostSplitImpossible),
+                stopped_for(h1, Reason::HostSplitImpossible),
                 capped.iter().all(|r| is(*r, "rmp_npf_sizem", 0) && o(*r) == "completed"),
             ]),
             falsifier: "a hugetlbfs row completing at false, or a SIZEM #NPF or a failure at true",
@@ -204,8 +211,10 @@ impl Debate {
                 is(c_thp, "rmp_npf_sizem", 0)
                     && is(c_thp, "npt_demotions", 0)
                     && is(c_thp, "host_splits_needless", 0),
-                o(c_h2) == "host_hang" && o(c_h1) == "host_hang" && m(c_h2, "host_fault_loops") > 0.0,
-                m(s_thp, "host_splits_needless") > 0.0 || o(s_h2) == "vm_error",
+                stopped_for(c_h2, Reason::HostFaultLoop)
+                    && stopped_for(c_h1, Reason::HostFaultLoop)
+                    && m(c_h2, "host_fault_loops") > 0.0,
+                m(s_thp, "host_splits_needless") > 0.0 || stopped_for(s_h2, Reason::HostSplitImpossible),
             ]),
             falsifier: "rfc-v4 on THP taking a SIZEM #NPF, demoting its NPT or making a split no host write \
                         needed; rfc-v4 on hugetlbfs not hanging; or the seed's reading behaving the same",
@@ -241,8 +250,8 @@ impl Debate {
             claim: "refusing hugetlbfs at registration rejects the VM; failing the PSC terminates a Linux guest",
             settings: "hugetlbfs 2M/1G, 4K and 2M guests, both NPT-level settings".into(),
             status: Status::of(&[
-                rows.iter().all(|(r, _)| o(*r) == "vm_rejected"),
-                rows.iter().all(|(_, f)| o(*f) == "guest_terminated"),
+                rows.iter().all(|(r, _)| stopped_for(*r, Reason::BackingRefused)),
+                rows.iter().all(|(_, f)| stopped_for(*f, Reason::PscFailed)),
             ]),
             falsifier: "a hugetlbfs row where refuse-hugetlbfs runs the guest, or fail-psc-hugetlbfs's guest survives",
             by_construction: Some(
@@ -365,7 +374,8 @@ impl Debate {
                 .into(),
             status: Status::of(&[
                 ok.iter().all(|r| o(*r) == "completed" && is(*r, "rmp_npf", 0)),
-                stopped.iter().all(|r| o(*r) != "completed"),
+                stopped[..2].iter().all(|r| stopped_for(*r, Reason::BackingRefused))
+                    && stopped[2..].iter().all(|r| stopped_for(*r, Reason::PscFailed)),
             ]),
             falsifier: "an RMP #NPF or a failure for the 2M guest under a policy that accepts hugetlbfs",
             by_construction: Some(

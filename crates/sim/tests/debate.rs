@@ -332,3 +332,57 @@ fn the_recoalescing_and_gmem_verdicts_flip_with_the_guest_and_vmm_settings() {
     prefault[at("12-")] = claims[at("13-")].clone();
     assert_eq!(status(prefault, "gmem never faults the host"), Status::Mixed);
 }
+
+/// A gmem-2m guest with the 2M region at 0x400000 private and mapped by a 2M leaf, and a 4K guest
+/// page made private at 0x3ff000, the last page of the region before it; `extra` steps follow.
+fn gmem_spill(extra: &str) -> ScenarioRun {
+    let text = format!(
+        r#"name = "gmem spill-over zap"
+seed = 1
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "gmem"
+backing = "gmem-2m"
+[guest]
+psc_granularity = "4k"
+[[step]]
+op = "accept"
+gpa = "0x400000"
+size = "2MiB"
+granularity = "2m"
+[[step]]
+op = "psc"
+gpa = "0x3ff000"
+to = "private"
+{extra}"#
+    );
+    run_scenario(&parse_scenario("gmem-spill.toml", &text).unwrap(), CheckMode::Full).unwrap()
+}
+
+#[test]
+fn an_npt_zap_spilling_into_the_next_leaf_is_needless_and_stays_so_once_the_leaf_is_back() {
+    // The 4K PVALIDATE at 0x3ff000 meets the region's 2M RMP entry through a 2M leaf: SIZEM.
+    // `sev_handle_rmp_fault` PSMASHes and zaps 512 GFNs from the faulting GFN 0x3ff, so the zap
+    // takes the faulting region's leaf (needed: the fault is in it) and the 2M leaf at 0x400
+    // (needless: no fault there): 2 demotions to 4K, 1 needless.
+    let r = gmem_spill("");
+    assert!(r.passed(), "{:?}", r.failures);
+    pin(
+        &r,
+        &[("rmp_npf_sizem", 1), ("psmash", 1), ("npt_demotions.2m_4k", 2), ("npt_demotions_needless", 1)],
+    );
+    // Then the guest makes 0x401000 shared. It first rescinds the page: that PVALIDATE refaults
+    // the second region, which KVM maps with a 2M leaf again (its RMP entry is still 2M), and the
+    // spill-over's record closes: the old leaf is back, so nothing later can need the zap. The 4K
+    // rescind then takes SIZEM in that new leaf: PSMASH and a zap of it, needed (the fault is in
+    // it), 3 demotions in all. The private write at 0x402000 afterwards would fault through the
+    // old 2M leaf (the RMP entry is 4K now) but no longer counts: 1 needless still.
+    let r = gmem_spill(
+        "[[step]]\nop = \"psc\"\ngpa = \"0x401000\"\nto = \"shared\"\n\
+         [[step]]\nop = \"access\"\ngpa = \"0x402000\"\nkind = \"write\"\n",
+    );
+    assert!(r.passed(), "{:?}", r.failures);
+    pin(&r, &[("psmash", 2), ("npt_demotions.2m_4k", 3), ("npt_demotions_needless", 1)]);
+}

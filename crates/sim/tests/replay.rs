@@ -283,6 +283,34 @@ mode = "save-restore"
         &["\"reason\":\"hypercall\"", "psmash", "implicit_conversion", "punch_hole"],
     ),
     (
+        r#"name = "bare PSC requests on the second vCPU"
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+vcpus = 2
+policy = "npt-demote"
+backing = "thp"
+[[step]]
+op = "psc_request"
+vcpu = 1
+gpa = "0x201000"
+size = "2MiB"
+to = "private"
+[[step]]
+op = "psc_request"
+vcpu = 1
+gpa = "0x400000"
+size = "2MiB"
+to = "private"
+cur_page = 510
+"#,
+        &[
+            "{\"cur_page\":0,\"gpa\":\"0x201000\",\"op\":\"psc_request\",\"size\":\"2m\",\"to\":\"private\",\"vcpu\":1}",
+            "{\"cur_page\":510,\"gpa\":\"0x400000\",\"op\":\"psc_request\",\"size\":\"2m\",\"to\":\"private\",\"vcpu\":1}",
+        ],
+    ),
+    (
         r#"name = "budget"
 [machine]
 host_memory = "64MiB"

@@ -596,6 +596,7 @@ fn who_wins_html(runs: &[Run]) -> Option<String> {
             follows: r.npt_level_follows_rmp.unwrap_or(false),
             outcome: &r.outcome,
             reason: (!r.reason.is_empty()).then_some(r.reason.as_str()),
+            cause: (!r.cause.is_empty()).then_some(r.cause.as_str()),
             metric: Box::new(|k| r.m(k)),
         })
         .collect();
@@ -610,19 +611,16 @@ fn who_wins_html(runs: &[Run]) -> Option<String> {
     );
     for (what, rows) in crate::matrix::grids(&views) {
         let _ = write!(s, "<table class=\"grid\"><caption>{}</caption>", esc(what));
-        for (i, row) in rows.iter().enumerate() {
+        for row in &rows {
             s.push_str("<tr>");
-            for (c, cell) in row.iter().enumerate() {
-                let header = c == 0 || i == 0 || row[0].is_empty();
-                let class = if header {
-                    ""
-                } else if cell.starts_with("ok") {
-                    " class=\"ok\""
-                } else {
-                    " class=\"bad\""
+            for (text, tone) in row {
+                let (tag, class) = match tone {
+                    None => ("th", ""),
+                    Some(crate::matrix::Tone::Ok) => ("td", " class=\"ok\""),
+                    Some(crate::matrix::Tone::Bad) => ("td", " class=\"bad\""),
+                    Some(crate::matrix::Tone::Missing) => ("td", ""),
                 };
-                let tag = if header { "th" } else { "td" };
-                let _ = write!(s, "<{tag}{class}>{}</{tag}>", esc(cell));
+                let _ = write!(s, "<{tag}{class}>{}</{tag}>", esc(text));
             }
             s.push_str("</tr>");
         }

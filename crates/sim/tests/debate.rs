@@ -261,9 +261,10 @@ fn pin_claims(d: &Debate) {
     let pvalidate = claim(d, "14-");
     pin(pvalidate, &[("psmash", 1), ("npt_demotions.1g_2m", 1), ("npt_demotions.2m_4k", 1)]);
     pin(pvalidate, &[("npt_demotions_needless", 0), ("exits.npf", 3)]);
-    // 10 and 11: the 4K conversion of 0x210000 to shared inside the 2M entry PSMASHes it (1); the
-    // one re-coalesce of the region (1); the naive one loses the 16 KiB written at 0x300000, 4
-    // pages, which the save-restore one writes back (0).
+    // 10 and 11: converting 0x210000 to shared, the guest first rescinds it with a 4K PVALIDATE
+    // inside the 2M entry, a SIZEM #NPF that KVM resolves by PSMASH (1); the one re-coalesce of
+    // the region (1); the naive one loses the 16 KiB written at 0x300000, 4 pages, which the
+    // save-restore one writes back (0).
     pin(claim(d, "10-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 4)]);
     pin(claim(d, "11-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 0)]);
     // 12 and 13: 4 MiB accepted on 4K folios = 1024 pages, each prepared by one 4K RMPUPDATE.

@@ -138,9 +138,10 @@ fn pinned_race_state_counts() {
     ];
     // Regression pins, as in pinned_state_counts: the sizes of exhaustive searches, which no
     // comment can derive; a change means the reachable interleavings changed, which the model
-    // change must explain. 1606 → 1598: upstream's `sev_handle_rmp_fault` ends without a zap when its PSMASH lost the
-    // race to the other vCPU's (the entry is assigned at 4K on re-lookup). 1050 → 933: npt-demote
-    // no longer zaps after a PSMASH, so fewer refault interleavings exist. Unchanged under exact
-    // state identity (no hash collision had merged two states).
+    // change must explain. 1606 → 1598: upstream's `sev_handle_rmp_fault` ends without a zap
+    // when its PSMASH lost the race to the other vCPU's (the entry is assigned at 4K on
+    // re-lookup). 1050 → 933: npt-demote no longer zaps after a PSMASH, so fewer refault
+    // interleavings exist. Unchanged under exact state identity (no hash collision had merged two
+    // states).
     assert_eq!(counts, [1598, 933]);
 }

@@ -218,9 +218,9 @@ fn pin_gmem(d: &Debate) {
     for b in ["gmem-2m", "gmem-1g"] {
         let r = row(d, "gmem", b, "4k");
         pin(r, &[("psmash", 32), ("rmp_npf_sizem", 32), ("npt_demotions.2m_4k", 32), ("exits.npf", 2081)]);
-        // RMPUPDATEs: the prefault of each 2M folio prepares it with one 2M RMPUPDATE (32), and
-        // the conversion of 0x400000 to shared punches a hole whose invalidation makes that page
-        // shared again (1): 33.
+        // RMPUPDATEs: the prefault prepares each 2M region of the folios with one 2M RMPUPDATE
+        // (32; a 1G folio is prepared 2M at a time), and the conversion of 0x400000 to shared
+        // punches a hole whose invalidation makes that page shared again (1): 33.
         pin(r, &[("npt_demotions_needless", 0), ("rmpupdate", 33)]);
         // A 2M guest keeps the 2M entries: the same 32 2M prepares, and its 2 MiB conversion to
         // shared is one 2M RMPUPDATE on invalidation: 33.

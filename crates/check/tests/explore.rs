@@ -118,6 +118,8 @@ fn two_vcpus_race_for_one_psmash_without_breaking_anything() {
     let gmem = MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp };
     for (policy, backing) in [("gmem", gmem), ("npt-demote", MemoryBacking::Vma(VmaBacking::Hugetlbfs2m))] {
         let (states, found) = explore_race(policy, backing, 12);
+        // Depth 12 reaches at least the depth-8 state sets pinned in pinned_race_state_counts
+        // (1598 and 933); the bound only says the interleavings were explored at all.
         assert!(states > 100, "{policy}: {states} states");
         for bad in ["no false negative", "invariants hold", "KVM's RMP instructions never fail"] {
             assert!(!found.contains(&bad), "{policy}: {bad} violated");
@@ -134,9 +136,12 @@ fn pinned_race_state_counts() {
         explore_race("gmem", gmem, 8).0,
         explore_race("npt-demote", MemoryBacking::Vma(VmaBacking::Hugetlbfs2m), 8).0,
     ];
-    // 1606 → 1598: upstream's `sev_handle_rmp_fault` ends without a zap when its PSMASH lost the
-    // race to the other vCPU's (the entry is assigned at 4K on re-lookup). 1050 → 933: npt-demote
-    // no longer zaps after a PSMASH, so fewer refault interleavings exist. Unchanged under exact
-    // state identity (no hash collision had merged two states).
+    // Regression pins, as in pinned_state_counts: the sizes of exhaustive searches, which no
+    // comment can derive; a change means the reachable interleavings changed, which the model
+    // change must explain. 1606 → 1598: upstream's `sev_handle_rmp_fault` ends without a zap
+    // when its PSMASH lost the race to the other vCPU's (the entry is assigned at 4K on
+    // re-lookup). 1050 → 933: npt-demote no longer zaps after a PSMASH, so fewer refault
+    // interleavings exist. Unchanged under exact state identity (no hash collision had merged two
+    // states).
     assert_eq!(counts, [1598, 933]);
 }

@@ -24,7 +24,9 @@ fn a_correct_configuration_passes_and_reports_its_states() {
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("npt-demote")).collect();
     assert_eq!(rows.len(), 8, "{text}");
     assert!(rows.iter().all(|r| r.contains("ok (")), "{text}");
+    // Half the rows run with the NPT not capped at the RMP level (the npt≤rmp column's "no").
     assert_eq!(rows.iter().filter(|r| r.contains(" no ")).count(), 4, "{text}");
+    // A race row's goals: both PSMASH races and a resolved #NPF (all four rows reach 3 today).
     assert!(rows.iter().filter(|r| r.contains("ok (3 goals")).count() >= 2, "both races reached: {text}");
 }
 
@@ -49,6 +51,9 @@ fn a_mutant_is_caught_with_a_replayable_counterexample() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The shortest counterexample (breadth first) on the tiny geometry: one 4K PSC to private, whose
+    // 4K PVALIDATE inside the prefaulted folio's 2M entry is resolved by PSMASH; the mutant leaves
+    // the 2M leaf over the 4K entries, which breaks invariant 3 at once.
     assert!(err.contains("\"invariants hold\" fails after 1 actions"), "{err}");
     let trace = dir.join("counterexample-gmem-gmem-2m-k4-follows-1vcpu.jsonl");
     let replay = snpsim(&["replay", trace.to_str().unwrap()]);
@@ -77,6 +82,10 @@ fn a_race_mutant_is_caught_by_the_two_vcpu_model_with_a_replayable_trace() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The shortest race: each vCPU starts rescinding its page (2 actions: each 4K PVALIDATE takes
+    // SIZEM and KVM looks up the 2M entry), vCPU 0's PSMASH opens its window and completes (2
+    // ticks), vCPU 1's opens its own and finds the entry 4K (2 ticks), which the mutant treats as
+    // fatal: 6.
     assert!(err.contains("\"KVM's RMP instructions never fail\" fails after 6 actions"), "{err}");
     assert!(err.contains("Tick { vcpu: 1 }"), "{err}");
     let trace = dir.join("counterexample-npt-demote-hugetlbfs-2m-k4-host-level-2vcpu.jsonl");

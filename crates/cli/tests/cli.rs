@@ -102,6 +102,7 @@ fn no_arguments_runs_the_debate_and_prints_every_verdict() {
     let rfc = lines.iter().find(|l| l.starts_with("  rfc-host-split ")).unwrap();
     assert!(rfc.contains("VM error: can't split"), "{rfc}");
     let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  [")).collect();
+    // One per claim `Debate::verdicts` judges.
     assert_eq!(verdicts.len(), 10, "{stdout}");
     assert!(verdicts.iter().all(|l| l.starts_with("  [supported] ")), "{verdicts:#?}");
     assert!(stdout.contains("10 of 10 verdicts supported; 0 accesses wrongly allowed"), "{stdout}");
@@ -160,8 +161,10 @@ fn json_is_one_array_with_one_object_per_scenario() {
     assert_eq!(first["policy"], "rfc-host-split");
     assert_eq!(first["backing"], "thp");
     assert_eq!(first["outcome"], "completed");
+    // 01's one host split, which no host access needs (its [expect] says why).
     assert_eq!(first["metrics"]["host_splits_needless"], 1);
     let outcomes: Vec<&str> = runs.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    // 03 is the one VM a policy rejects, 04 the one guest that terminates (15 hangs, 02 errors).
     assert_eq!(outcomes.iter().filter(|&&o| o == "vm_rejected").count(), 1, "{outcomes:?}");
     assert_eq!(outcomes.iter().filter(|&&o| o == "guest_terminated").count(), 1, "{outcomes:?}");
     assert_eq!(text(&out.stderr), "");
@@ -243,7 +246,8 @@ fn csv_has_a_header_and_one_row_per_run() {
         lines[1]
     );
     assert!(lines[2].starts_with(&format!("cli test ({b}),npt-demote,thp,4k,completed,")), "{}", lines[2]);
-    // Both runs demote one 2M leaf, so the columns agree.
+    // Both runs demote one 2M leaf, so the columns agree: the write at 0x200000 goes through the
+    // 2M leaf (hugetlbfs or THP) over its 4K private entry, one SIZEM #NPF, one 2M → 4K demotion.
     for row in &lines[1..] {
         let cells: Vec<&str> = row.split(',').collect();
         assert_eq!(cells.len(), header.len(), "{row}");
@@ -345,6 +349,7 @@ fn set_overrides_a_field_and_is_validated() {
     let runs = json_runs(&out);
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["backing"], "thp");
+    // As on hugetlbfs: the write's one SIZEM #NPF through the 2M leaf, one demotion.
     assert_eq!(runs[0]["metrics"]["npt_demotions"]["2m_4k"], 1);
     let out = snpsim(&["run", &f, "--set", "vm.backing=ssd"]);
     assert_eq!(out.status.code(), Some(2));

@@ -185,6 +185,7 @@ fn replay_reports_the_first_divergence_and_malformed_lines() {
     let r = snpsim(&["replay", s(&m)]);
     assert_eq!(r.status.code(), Some(2));
     let err = text(&r.stderr);
+    // bad[2] is line 3; column 14 is the `"` after `{"ev":"step" ` where a `,` was due.
     assert!(err.contains("malformed.jsonl:3:14: malformed trace: not JSON"), "{err}");
 
     // An action that is not valid for the run: exit 2 naming the field and accepted values.
@@ -270,6 +271,7 @@ fn compare_runs_a_matrix_in_a_stable_order() {
     let out = text(&table.stdout);
     assert!(out.contains("policy") && out.contains("guest") && out.contains("sizem"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("npt-demote") && l.contains(" 4k ")), "{out}");
+    // Each policy on the one backing of its era here: rfc-host-split on thp, gmem on gmem-2m.
     assert_eq!(
         out.lines().filter(|l| l.starts_with("rfc-host-split") || l.starts_with("gmem ")).count(),
         2,
@@ -280,6 +282,7 @@ fn compare_runs_a_matrix_in_a_stable_order() {
     assert_eq!(csv.status.code(), Some(0), "{}", text(&csv.stderr));
     let csv = text(&csv.stdout);
     assert!(csv.starts_with("scenario,policy,backing,granularity,guest,outcome,"), "{csv}");
+    // The header and one row per guest preset (linux, linux-2021, coconut-svsm, oak-stage0).
     assert_eq!(csv.lines().count(), 5, "{csv}");
 }
 
@@ -430,6 +433,7 @@ fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
         assert!(o.status.success(), "{}", text(&o.stderr));
         text(&o.stdout)
     };
+    // 2 policies × 2 backings = 4 runs.
     let shown = on_tty("");
     assert!(shown.contains("/4 runs"), "a bar on a terminal: {shown:?}");
     let quiet = on_tty("--quiet");

@@ -248,6 +248,7 @@ fn the_sweep_report_renders_in_chromium_without_console_errors() {
     };
     let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);
     assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
+    // 2 policies × 2 backings × 3 sizes = 12 runs, and the header row.
     assert_eq!(table_rows(&dom), 12 + 1);
     // Per-run charts (6 counts, time, 12 coverage) and at least the needless-splits sweep chart.
     let sweep_charts = dom.matches("id=\"chart-sweep-").count();
@@ -342,6 +343,7 @@ fn the_attack_table_shows_every_attack_against_both_guests() {
             }
         }
     }
+    // host-write-private is the tenth attack of the sweep's axis; two guests per attack.
     assert!(rows[2 * 9][3].contains("RMP #PF"), "host-write-private: the host write faults");
     // Results carry the adversary and the guest kind; honest runs get no attack section.
     let lines = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();

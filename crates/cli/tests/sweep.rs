@@ -38,6 +38,7 @@ fn sharded_runs_merge_to_the_local_sweep_byte_for_byte() {
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert_eq!(files_in(&local), ["report.html", "runs.jsonl", "sweep.json"]);
     let runs = std::fs::read_to_string(local.join("runs.jsonl")).unwrap();
+    // 4 configurations × 4 sizes (4096, 8192, 12288, 16384) × 2 seeds.
     assert_eq!(runs.lines().count(), 4 * 4 * 2);
     for (i, line) in runs.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -113,6 +114,7 @@ fn merge_rejects_missing_duplicate_and_foreign_runs() {
     let r = snpsim(&["merge", s(&partial), "--out", s(&out)]);
     assert_eq!(r.status.code(), Some(2));
     let err = text(&r.stderr);
+    // Shard 1 of 3 holds the runs i with i mod 3 = 1: 1, 4, ..., 31, 11 of the 32.
     assert!(err.contains("11 of 32 runs missing: 1, 4, 7,"), "{err}");
     assert!(err.contains("they belong to shard(s) 1"), "{err}");
     assert!(!out.exists(), "nothing written");
@@ -136,6 +138,7 @@ fn merge_rejects_missing_duplicate_and_foreign_runs() {
     assert_eq!(snpsim(&["sweep", s(&f), "--shard", "0/2", "--out", s(&extra)]).status.code(), Some(0));
     let r = snpsim(&["merge", s(&shards), s(&extra), "--out", s(&out)]);
     assert_eq!(r.status.code(), Some(2));
+    // Shard 0 of 2 is the 16 even-numbered runs, each already in the three shards.
     assert!(text(&r.stderr).contains("16 run(s) present more than once"), "{}", text(&r.stderr));
     // Shards of an edited scenario are another sweep.
     std::fs::write(d.join("base.toml"), TINY_BASE.replace("seed = 3", "seed = 4")).unwrap();
@@ -193,6 +196,7 @@ fn bad_sweeps_are_file_line_column_errors_and_write_nothing() {
     let r = snpsim(&["sweep", s(&f), "--out", s(&out)]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert!(text(&r.stderr).contains("note: skipped vm.policy=gmem"), "{}", text(&r.stderr));
+    // gmem cannot take the base's thp backing: only the npt-demote run is left.
     assert_eq!(std::fs::read_to_string(out.join("runs.jsonl")).unwrap().lines().count(), 1);
     for bad in ["2/2", "x", "1/0"] {
         let r = snpsim(&["sweep", s(&f), "--shard", bad, "--out", s(&d.join("never"))]);
@@ -206,7 +210,9 @@ fn bad_sweeps_are_file_line_column_errors_and_write_nothing() {
 fn the_example_sweep_runs_sharded() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sweeps/conversion-rate.toml");
     let d = temp_dir("example");
-    // Every shard checks the whole grid before running its part; run two of the 25 shards.
+    // Every shard checks the whole grid before running its part; run two of the 25 shards. The
+    // grid: 5 policy/backing pairs × 2 guest presets × 5 rates (0 to 2000 by 500) × 2 seeds = 100
+    // runs, 4 per shard.
     for i in [0, 24] {
         let r = snpsim(&["sweep", example, "--shard", &format!("{i}/25"), "--out", s(&d)]);
         assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
@@ -239,6 +245,7 @@ fn progress_bars_only_on_a_terminal_and_never_with_quiet() {
         assert!(o.status.success(), "{}", text(&o.stderr));
         text(&o.stdout)
     };
+    // SWEEP's 4 × 4 × 2 = 32 runs.
     let shown = on_tty("", "tty");
     assert!(shown.contains("/32 runs"), "a bar on a terminal: {shown:?}");
     let quiet = on_tty("--quiet", "tty-quiet");

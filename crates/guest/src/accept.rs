@@ -152,6 +152,9 @@ mod tests {
 
     #[test]
     fn swiotlb_is_six_percent_clamped() {
+        // 6 % of 512 MiB (30.7 MiB) raised to the 64 MiB floor; 6 % of 4 GiB (245.76 MiB)
+        // rounded up to a whole 256 KiB segment; 6 % of 64 GiB (3.84 GiB) capped at 1 GiB; a
+        // 16 MiB guest, under 4 × 64 MiB, gets a quarter of its memory.
         assert_eq!(swiotlb_bytes(512 * MIB), 64 * MIB);
         assert_eq!(swiotlb_bytes(4096 * MIB), 4096 * MIB * 6 / 100 / (256 << 10) * (256 << 10) + (256 << 10));
         assert_eq!(swiotlb_bytes(64 << 30), 1 << 30);
@@ -161,9 +164,11 @@ mod tests {
     #[test]
     fn boot_layout_of_4_gib() {
         let l = BootLayout::new(Geometry::X86, 1 << 20);
+        // The memmap, 64 bytes per 4 KiB page (1/64 of memory: 2^14 pages), at the top.
         assert_eq!(l.memmap, (1 << 20) - (1 << 14));
         assert_eq!(l.swiotlb + l.swiotlb_pages, l.memmap);
         assert_eq!(l.swiotlb_pages * PAGE_SIZE_4K, swiotlb_bytes(4 << 30));
+        // The firmware/kernel footprint: the first 64 MiB = 16384 pages.
         assert_eq!(l.footprint, 16384);
     }
 

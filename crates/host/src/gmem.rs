@@ -235,6 +235,7 @@ mod tests {
         let freed = gm.punch_hole(&mut mem, 5, 1, |p, n| seen.push((p, n))).unwrap();
         assert_eq!(freed, 1);
         assert_eq!(seen, vec![(pfn, 1)]);
+        // The 2M folio (4 tiny pages) split into four 4K folios, one freed: 3, plus the tail's.
         assert_eq!(gm.folio_count(PageSize::Size4K), 4);
         assert_eq!(gm.pfn(5), None);
         assert_eq!(gm.pfn(6).map(|(_, s)| s), Some(PageSize::Size4K));

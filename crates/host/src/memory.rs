@@ -146,6 +146,8 @@ mod tests {
         let a = m.alloc(PageSize::Size4K).unwrap();
         let b = m.alloc(PageSize::Size2M).unwrap();
         let c = m.alloc(PageSize::Size1G).unwrap();
+        // The bump pointer aligns each block to its size: 4K at 0, 2M at the next 2M boundary
+        // (512), 1G at the next 1G boundary (2^18).
         assert_eq!(a, Pfn(0));
         assert_eq!(b, Pfn(512));
         assert_eq!(c, Pfn(1 << 18));

@@ -932,6 +932,7 @@ mod tests {
             let e = rmp.raw_entry(Pfn(8 + i)).unwrap();
             assert!(e.lo.validated() && !e.lo.page_size());
         }
+        // H4: the other G - 1 = 3 entries of the tiny region are assigned.
         assert_eq!(rmp.raw_entry(Pfn(8)).unwrap().lo.subpage_count(), 3);
         assert_eq!(rmp.psmash(Pfn(8)), ReturnCode::FailUnsupported);
         // A 4K update now works and keeps Validated if nothing changes (RMPUPDATE step 7).
@@ -939,6 +940,7 @@ mod tests {
         assert!(rmp.raw_entry(Pfn(9)).unwrap().lo.validated());
         assert_eq!(rmp.rmpupdate(Pfn(9), assigned(0x6000, 5, false)), ReturnCode::Success);
         assert!(!rmp.raw_entry(Pfn(9)).unwrap().lo.validated());
+        // Still the region's G = 4 pages, all assigned to ASID 5.
         assert_eq!(rmp.asid_assigned_pages(5), 4);
         // The region now holds 4K assigned entries: a 2M update overlaps.
         assert_eq!(rmp.rmpupdate(Pfn(8), assigned(0x4000, 5, true)), ReturnCode::FailOverlap);

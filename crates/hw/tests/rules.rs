@@ -251,6 +251,8 @@ macro_rules! rule_tests {
                 assign_2m(&mut m, Pfn(0x400), Gpa(0xa0_0000), A);
                 let aligned = m.raw_entry(Pfn(0x400)).unwrap();
                 assert_eq!(aligned.to_u128(), 0x0000_0000_0000_001f_0008_0000_00a0_0ffb);
+                // The next entry mirrors it: assigned | GPA frame 0xA01 << 12 | ASID 1 << 51, with
+                // the size bit and the sub-page count clear.
                 let next = m.raw_entry(Pfn(0x401)).unwrap();
                 assert_eq!(next.to_u128(), 0x0000_0000_0000_001f_0008_0000_00a0_1001);
             }

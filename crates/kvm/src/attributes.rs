@@ -59,6 +59,7 @@ mod tests {
         let mut a = MemoryAttributes::new();
         assert!(a.is_private(Gfn(5)));
         assert_eq!(a.set(Gfn(4), 4, false), 4);
+        // 6 and 7 are shared already: only 8 and 9 change.
         assert_eq!(a.set(Gfn(6), 4, false), 2);
         assert!(!a.is_private(Gfn(9)));
         assert!(a.is_private(Gfn(10)));

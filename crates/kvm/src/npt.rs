@@ -339,8 +339,11 @@ mod tests {
         assert_eq!(split[1].leaf.size, PageSize::Size2M);
         assert_eq!(npt.translate(Gfn(21)), Some((Pfn(37), PageSize::Size4K)));
         assert_eq!(npt.translate(Gfn(25)), Some((Pfn(41), PageSize::Size2M)));
+        // Tiny pages: the 1G leaf's 16 pages are now the 2M part 20..24 at 4K (4) and the other
+        // three 2M parts (12).
         assert_eq!(npt.coverage(), [4, 12, 0]);
         assert_eq!(npt.recount_coverage(), [4, 12, 0]);
+        // 22..26: the 4K leaves 22 and 23 and the 2M leaf 24..28.
         let zapped = npt.zap(Gfn(22), 4);
         assert_eq!(zapped.len(), 3);
         assert_eq!(npt.translate(Gfn(24)), None);
@@ -348,7 +351,10 @@ mod tests {
         assert!(npt.any_mapped(Gfn(20), 4));
         assert!(!npt.any_mapped(Gfn(22), 6));
         assert_eq!(npt.coverage(), npt.recount_coverage());
+        // One map; two splits (1G → 2M, 2M → 4K) in one demotion and three leaves in one zap:
+        // one flush each.
         assert_eq!(npt.stats, NptStats { mapped: 1, zapped: 3, split: 2, flushes: 2 });
+        // Left: 16..20 and 28..32 at 2M, 20 and 21 at 4K; all but 20 go.
         let kept = npt.zap_where(Gfn(0), 64, |g| g.raw() != 20);
         assert_eq!(kept.len(), 3);
         assert_eq!(npt.translate(Gfn(20)), Some((Pfn(36), PageSize::Size4K)));

@@ -181,6 +181,7 @@ fn host_split_policies_split_thp_needlessly_and_zap_the_2m_range() {
         assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)), "{name}");
         assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("2m_4k", 1)]), "{name}");
         assert_eq!(vm.kvm.stats.npt_demotions_needless, 0, "{name}");
+        // #NPFs: the three fault-ins (0x200, 0x1ff, 0x400, not present) and the write's SIZEM.
         assert_eq!((vm.kvm.stats.npf, vm.kvm.stats.rmp_npf, vm.kvm.stats.rmp_npf_sizem), (4, 1, 1), "{name}");
         // The refault maps the new host level and the access completes.
         fault(&mut vm, 0x200, true, AccessKind::Write).unwrap();
@@ -318,6 +319,7 @@ fn refuse_hugetlbfs_rejects_hugetlbfs_memslots_only() {
 fn fail_psc_hugetlbfs_refuses_psc_to_private_on_hugetlbfs() {
     for (backing, pages) in [(VmaBacking::Hugetlbfs2m, 16 * MIB), (VmaBacking::Hugetlbfs1g, GIB)] {
         let mut vm = legacy("fail-psc-hugetlbfs", backing, pages);
+        // The one PSC, refused before any RMPUPDATE.
         assert_eq!(psc_msr(&mut vm, 0x200, true), u32::MAX, "{backing:?}");
         assert_eq!(vm.kvm.stats.psc_failed, 1);
         assert_eq!(vm.kvm.stats.psc_requests, 1);
@@ -325,6 +327,7 @@ fn fail_psc_hugetlbfs_refuses_psc_to_private_on_hugetlbfs() {
         assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((false, RmpPageSize::Size4K)));
         // To shared is allowed: a page assigned earlier goes back.
         convert_behind_kvm(&mut vm, 0x300);
+        // A second request, converted by one 4K RMPUPDATE (convert_behind_kvm's is not KVM's).
         assert_eq!(psc_msr(&mut vm, 0x300, false), 0, "{backing:?}");
         assert_eq!(vm.kvm.stats.psc_failed, 1);
         assert_eq!(vm.kvm.stats.psc_requests, 2);
@@ -361,6 +364,7 @@ fn npt_demote_demotes_a_2m_leaf_in_place() {
         assert_eq!(vm.host.stats.host_splits_needless, 0);
         // No refault: the retried access completes.
         assert_eq!(access_fault(&vm, 0x200, true, AccessKind::Write), Err(GuestOutcome::Done(())));
+        // #NPFs: the fault-ins of 0x200 and 0x400 (not present) and the write's SIZEM.
         assert_eq!((vm.kvm.stats.npf, vm.kvm.stats.rmp_npf_sizem), (3, 1));
     }
 }
@@ -513,6 +517,8 @@ fn gmem_cannot_resolve_an_npt_leaf_larger_than_the_rmp_entry() {
     let err = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap_err();
     assert!(matches!(err, KvmError::Unresolvable { gfn: Gfn(0x205), .. }), "{err:?}");
     assert_eq!(leaf(&vm, 0x205), Some((pfn, PageSize::Size2M)));
+    // One PSMASH, for the 4K PVALIDATE's SIZEM; the read's SIZEM (a 2M leaf over the 4K entry)
+    // is the second, and unresolvable.
     assert_eq!(vm.kvm.stats.psmash, 1);
     assert_eq!(vm.kvm.stats.rmp_npf_sizem, 2);
 }
@@ -547,6 +553,8 @@ fn legacy_implicit_conversions_both_ways() {
             access_fault(&vm, 0x20, true, AccessKind::Write),
             Err(GuestOutcome::Vc(snpsim_defs::SvmExitCode::PageNotValidated))
         );
+        // KVM's RMPUPDATEs: the MSR PSC's and the two implicit conversions', its own in the
+        // legacy era (no exit to the VMM); the RMP #NPFs are the two faults that converted.
         assert_eq!(vm.kvm.stats.rmpupdate, 3, "{name}");
         assert_eq!(vm.kvm.stats.exits[exit::MEMORY_FAULT], 0, "{name}");
         assert_eq!(vm.kvm.stats.exits[exit::HYPERCALL], 0, "{name}");
@@ -581,6 +589,8 @@ fn gmem_implicit_conversions_both_ways_exit_to_the_vmm() {
     assert_eq!(Some(pfn), vm.host.gmem.as_ref().unwrap().pfn(0x10).map(|(p, _)| p));
     assert_ne!(pfn, Pfn(0x10));
     assert_eq!(vm.rmp.lookup(pfn), Some((true, RmpPageSize::Size4K)));
+    // Four faults taken to KVM; only the private write through the shared leaf is an RMP #NPF
+    // (the others found no leaf).
     assert_eq!(vm.kvm.stats.rmp_npf, 1);
     assert_eq!(vm.kvm.stats.npf, 4);
 }
@@ -760,6 +770,7 @@ fn gmem_a_leaf_larger_than_the_faulting_entry_has_every_part_prepared() {
     assert_eq!(leaf(&vm, 0x405).map(|(_, s)| s), Some(PageSize::Size1G));
     let (pfn, _) = leaf(&vm, 0x405).unwrap();
     assert_eq!(vm.rmp.lookup(pfn), Some((true, RmpPageSize::Size2M)));
+    // One 2M prepare per 2M part of the 1G leaf: 1 GiB / 2 MiB = 512.
     assert_eq!(vm.kvm.stats.rmpupdate, 512);
     // A 4K PVALIDATE inside a 2M entry is a SIZEM fault, resolved by PSMASH: progress, and no
     // implicit conversion or memory-fault exit.

@@ -200,6 +200,7 @@ fn a_resumed_buffer_converts_exactly_the_remaining_pages() {
     }
     assert_eq!(v.lookup(0x500), PRIVATE_4K);
     assert_eq!(v.lookup(0x501), SHARED);
+    // 0x100 pages of entry 1 (0x300..0x400) and the one of entry 2.
     assert_eq!(v.kvm.stats.rmpupdate, 0x101);
     assert_eq!(v.kvm.stats.psc_pages, 0x101);
     assert_eq!(v.kvm.stats.psc_requests, 1);
@@ -263,6 +264,7 @@ fn a_4k_change_to_shared_inside_a_2m_entry_psmashes_first() {
     let mut v = legacy(VmaBacking::Thp);
     assert_eq!(v.ghcb_one(0x200, PscOp::Private, true), 0);
     assert_eq!(v.msr(0x205, PscOp::Shared), 0);
+    // The 2M RMPUPDATE to private, then PSMASH and the one 4K RMPUPDATE to shared.
     assert_eq!(v.kvm.stats.psmash, 1);
     assert_eq!(v.kvm.stats.rmpupdate, 2);
     assert_eq!(v.lookup(0x205), SHARED);
@@ -310,11 +312,13 @@ fn gmem_psc_to_shared_exits_sets_attributes_zaps_and_punches_a_hole() {
     let gm = v.host.gmem.as_ref().unwrap();
     assert_eq!(gm.pfn(0x205), None);
     assert_eq!(gm.pfn(0x204), Some((Pfn(folio.raw() + 4), PageSize::Size4K)));
+    // 512 4K folios from the split, less the one punched out.
     assert_eq!(gm.folio_count(PageSize::Size4K), 511);
     assert_eq!(gm.folio_count(PageSize::Size2M), 1);
     assert_eq!(v.kvm.stats.psmash, 1);
     assert_eq!(v.lookup(folio.raw() + 5), SHARED);
     assert_eq!(v.lookup(folio.raw() + 4), PRIVATE_4K);
+    // The two fault-ins prepared a 2M folio each (2), the hole made one page shared (3).
     assert_eq!(v.kvm.stats.rmpupdate, 3);
     // A whole 2M folio goes back with one 2M RMPUPDATE.
     let (folio2, _) = v.gmem_pfn(0x400).unwrap();
@@ -325,6 +329,7 @@ fn gmem_psc_to_shared_exits_sets_attributes_zaps_and_punches_a_hole() {
     assert_eq!(v.host.gmem.as_ref().unwrap().folio_count(PageSize::Size2M), 0);
     assert_eq!(v.kvm.npt.translate(Gfn(0x400)), None);
     assert_eq!(v.kvm.stats.exits[exit::HYPERCALL], 2);
+    // The 4K request and the 2M one: 1 + 512 pages.
     assert_eq!(v.kvm.stats.psc_pages, 513);
 }
 
@@ -341,6 +346,8 @@ fn gmem_psc_to_private_with_prefault_maps_without_an_npf_exit() {
     assert_eq!(v.lookup(folio.raw()), PRIVATE_2M);
     assert_eq!(v.kvm.stats.npf, 0);
     assert_eq!(v.kvm.stats.exits[exit::NPF], 0);
+    // One exit to the VMM per request; the one RMPUPDATE is the prefault's 2M prepare (the
+    // conversion to shared punched a hole where no folio had been allocated yet).
     assert_eq!(v.kvm.stats.exits[exit::HYPERCALL], 2);
     assert_eq!(v.kvm.stats.rmpupdate, 1);
 }

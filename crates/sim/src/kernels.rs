@@ -69,6 +69,8 @@ mod tests {
             let mut dense = DenseRmp::new(RmpConfig::x86(pages + 512));
             let ops = accept(&mut rmp, 1, pages, gran).unwrap();
             assert_eq!(accept(&mut dense, 1, pages, gran).unwrap(), ops);
+            // Per region: RMPUPDATE + a 2M PVALIDATE (2), or RMPUPDATE + PSMASH + 512 4K
+            // PVALIDATEs (514); 4 regions.
             assert_eq!(ops, if gran == RmpPageSize::Size2M { 8 } else { 4 * 514 });
             for p in 0..pages + 512 {
                 assert_eq!(rmp.raw_entry(Pfn(p)), dense.raw_entry(Pfn(p)), "frame {p}");

@@ -99,12 +99,14 @@ fn every_guest_defence_matters() {
             shown += 1;
         }
     }
+    // The three rows of TABLE whose naive guest loses data (remap, behind-back, reform-2m).
     assert!(shown >= 3);
 }
 
 #[test]
 fn the_hardware_blocks_host_writes_and_foreign_owners() {
     let w = run(Attack::HostWritePrivate, true);
+    // The attack runs once: its one kernel write into a private page is blocked, one oops.
     assert_eq!(w.result.metrics.kernel_oops, 1);
     for a in [Attack::AliasTwoGpas, Attack::ForeignAsid] {
         let r = run(a, true);

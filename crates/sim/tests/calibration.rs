@@ -47,6 +47,7 @@ fn every_calibration_scenario_meets_its_expectations() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
+    // 01 to 11, one per figure of docs/calibration.md (some figures take two scenarios).
     assert!(files.len() >= 11);
     for f in files {
         // 06 (64 GiB, eager) is run by `lazy_vs_eager_time_to_ready` below, 10 (64 GiB at 4K) by

@@ -60,6 +60,7 @@ fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
     // workload, and crates/check/tests/incremental.rs shows both checks find the same invariants.
     let d = run_debate_with(CheckMode::Full, CheckMode::Incremental).unwrap();
     let verdicts = d.verdicts();
+    // One verdict per claim `Debate::verdicts` lists.
     assert_eq!(verdicts.len(), 10);
     for v in &verdicts {
         assert!(v.supported(), "{}: {}\n  {}", v.status.name(), v.claim, v.evidence);
@@ -84,10 +85,13 @@ fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
 }
 
 fn pin_rfc_host_split(d: &Debate) {
-    // Both KVM faults (the private page at 0x200000 and the one next to the shared buffer) split
-    // a THP. No host access ever touches the first 2M region: needless. The VMM's write to the
-    // shared buffer at 0x400000 finds its region split already; through the old 2M mapping, whose
-    // 2M part holds the private 0x401000, it would have faulted: the second split was needed.
+    // The 4K accept makes every page of the first 64 MiB a 4K private entry while the NPT, which
+    // follows the THP level here, maps it with 2M leaves. The two private writes through such a
+    // leaf (0x200000, then 0x401000 next to the shared buffer) each take a SIZEM #NPF (2), each
+    // zapping one 2M leaf for 4K (npt_demotions 2) and splitting one THP (host_splits 2). No host
+    // access ever touches the first 2M region: needless. The VMM's write to the shared buffer at
+    // 0x400000 finds its region split already; through the old 2M mapping, whose 2M part holds
+    // the private 0x401000, it would have faulted: the second split was needed (1 + 1).
     let thp = row(d, "rfc-host-split", "thp", "4k");
     assert_eq!(thp.result.outcome.name(), "completed");
     pin(
@@ -104,13 +108,17 @@ fn pin_rfc_host_split(d: &Debate) {
     for b in ["hugetlbfs-2m", "hugetlbfs-1g"] {
         let r = row(d, "rfc-host-split", b, "4k");
         assert_eq!(r.result.outcome.name(), "vm_error", "{b}");
+        // The first private write through the huge leaf (0x200000) is the one SIZEM fault: its
+        // hugetlbfs page cannot split, and the run ends there.
         pin(r, &[("rmp_npf_sizem", 1), ("host_splits", 0)]);
         // A guest changing state in 2M chunks never faults.
         let r = row(d, "rfc-host-split", b, "2m");
         assert_eq!(r.result.outcome.name(), "completed", "{b}");
         pin(r, &[("rmp_npf", 0), ("host_splits", 0)]);
     }
-    // A 4K host mapping has no size mismatch, at the price of one #NPF per page.
+    // A 4K host mapping has no size mismatch, at the price of one #NPF per page: the accept's
+    // PVALIDATEs fault in 64 MiB / 4 KiB = 16,384 4K leaves, and every later access finds its leaf
+    // (the legacy conversion to shared does not zap, and no host split zaps).
     pin(row(d, "rfc-host-split", "anon-4k", "4k"), &[("rmp_npf", 0), ("exits.npf", 16384)]);
 }
 
@@ -123,7 +131,8 @@ fn pin_rfc_v4(d: &Debate) {
     let thp = row(d, "rfc-v4", "thp", "4k");
     assert_eq!(thp.result.outcome.name(), "completed");
     pin(thp, &[("rmp_npf", 0), ("host_splits", 1), ("host_splits_needless", 0), ("exits.npf", 1)]);
-    // On hugetlbfs the same write re-faults forever: the run ends there, hung.
+    // On hugetlbfs the same write re-faults forever (one fault loop, no split, no SIGBUS since
+    // 10/40's handler only retries): the run ends there, hung.
     for b in ["hugetlbfs-2m", "hugetlbfs-1g"] {
         let r = row(d, "rfc-v4", b, "4k");
         assert_eq!(r.result.outcome.name(), "host_hang", "{b}");
@@ -151,10 +160,15 @@ fn pin_npt_level_follows_rmp(d: &Debate) {
         }
     }
     // (host_splits 1 on THP: the VMM's write to the shared buffer meets its 2M THP mapping over
-    // the private 4K pages next to it, and the host's RMP #PF handler splits it: needed.)
+    // the private 4K pages next to it, and the host's RMP #PF handler splits it: needed. On
+    // hugetlbfs that handler cannot split: the VMM's write is the SIGBUS and the uaccess write to
+    // the same page the -EFAULT.)
 }
 
 fn pin_refusals(d: &Debate) {
+    // refuse-hugetlbfs rejects the VM at registration, before the guest runs: no exit, no
+    // RMPUPDATE. fail-psc-hugetlbfs fails the guest's first page-state change (the accept's first
+    // request), which terminates the guest (psc_failed 1) before KVM converts anything.
     for b in ["hugetlbfs-2m", "hugetlbfs-1g"] {
         for g in ["4k", "2m"] {
             let r = row(d, "refuse-hugetlbfs", b, g);
@@ -169,14 +183,25 @@ fn pin_refusals(d: &Debate) {
 
 fn pin_npt_demote(d: &Debate) {
     let thp = row(d, "npt-demote", "thp", "4k");
-    // The one host split is the RMP #PF handler's, for the VMM's write: needed.
+    // The one host split is the RMP #PF handler's, for the VMM's write: needed. The two SIZEM
+    // faults (the private writes at 0x200000 and 0x401000 through 2M leaves over the 4K entries of
+    // the 4K accept) each demote their 2M leaf to 4K in place: 2m_4k 2, and every demoted part
+    // holds the fault that required it (needless 0).
     pin(thp, &[("host_splits", 1), ("host_splits_needless", 0), ("npt_demotions.2m_4k", 2)]);
     pin(thp, &[("npt_demotions_needless", 0), ("sigbus", 0), ("efault", 0)]);
+    // hugetlbfs-2m: the same two SIZEM faults and demotions, and no host split (hugetlbfs cannot
+    // split): the VMM's and the uaccess writes to 0x400000, whose 2M page holds the private
+    // 0x401000, fail with one SIGBUS and one -EFAULT.
     let h2 = row(d, "npt-demote", "hugetlbfs-2m", "4k");
     pin(
         h2,
         &[("rmp_npf_sizem", 2), ("npt_demotions.2m_4k", 2), ("host_splits", 0), ("sigbus", 1), ("efault", 1)],
     );
+    // hugetlbfs-1g: the accept's first PVALIDATE faults in one 1G leaf over all 64 MiB (#NPF 1);
+    // the write at 0x200000 takes SIZEM (#NPF 2): the 1G leaf is split into 2M parts in place
+    // (1g_2m 1) and the part over 0x200000 demoted to 4K (2m_4k 1); the write at 0x401000 takes
+    // SIZEM through the 2M part over 0x400000 (#NPF 3, 2m_4k 2). Nothing is unmapped, so nothing
+    // refaults: exits.npf 3. The host writes fail as on hugetlbfs-2m.
     let h1 = row(d, "npt-demote", "hugetlbfs-1g", "4k");
     pin(h1, &[("npt_demotions.1g_2m", 1), ("npt_demotions.2m_4k", 2), ("npt_demotions_needless", 0)]);
     pin(h1, &[("exits.npf", 3), ("sigbus", 1), ("efault", 1)]);
@@ -193,13 +218,22 @@ fn pin_gmem(d: &Debate) {
     for b in ["gmem-2m", "gmem-1g"] {
         let r = row(d, "gmem", b, "4k");
         pin(r, &[("psmash", 32), ("rmp_npf_sizem", 32), ("npt_demotions.2m_4k", 32), ("exits.npf", 2081)]);
+        // RMPUPDATEs: the prefault prepares each 2M region of the folios with one 2M RMPUPDATE
+        // (32; a 1G folio is prepared 2M at a time), and the conversion of 0x400000 to shared
+        // punches a hole whose invalidation makes that page shared again (1): 33.
         pin(r, &[("npt_demotions_needless", 0), ("rmpupdate", 33)]);
-        // A 2M guest keeps the 2M entries.
+        // A 2M guest keeps the 2M entries: the same 32 2M prepares, and its 2 MiB conversion to
+        // shared is one 2M RMPUPDATE on invalidation: 33.
         pin(row(d, "gmem", b, "2m"), &[("psmash", 0), ("rmp_npf", 0), ("rmpupdate", 33)]);
     }
     for r in d.matrix.iter().filter(|r| r.policy == "gmem") {
         pin(r, &[("sigbus", 0), ("efault", 0), ("host_splits_needless", 0)]);
     }
+    // 4K folios: each of the 16,384 accepted pages is prepared by its own 4K RMPUPDATE when the
+    // PSC prefaults it, plus the one of the conversion to shared: 16,385. The accept is 16,384 4K
+    // entries in GHCB batches of 64 (256 requests) plus the 4 KiB conversion (1): 257. The
+    // prefault maps every private page, so the only #NPF is the guest's final shared write at
+    // 0x400000, whose private leaf the conversion zapped.
     pin(
         row(d, "gmem", "gmem-4k", "4k"),
         &[("rmpupdate", 16385), ("exits.npf", 1), ("exits.vmgexit_psc", 257)],
@@ -207,6 +241,9 @@ fn pin_gmem(d: &Debate) {
 }
 
 fn pin_claims(d: &Debate) {
+    // 07: the 4K private page's PVALIDATE faults in one 1G leaf; the write through it takes SIZEM
+    // and npt-demote splits the 1G leaf into 2M parts (1g_2m 1) and demotes the part over
+    // 0x200000 to 4K (2m_4k 1), in place.
     let minimal = claim(d, "07-");
     pin(minimal, &[("npt_demotions.1g_2m", 1), ("npt_demotions.2m_4k", 1), ("npt_demotions_needless", 0)]);
     // 1 GiB guest: the 1G leaf is split into 512 2M leaves and the one holding 0x200000 into 512
@@ -224,8 +261,15 @@ fn pin_claims(d: &Debate) {
     let pvalidate = claim(d, "14-");
     pin(pvalidate, &[("psmash", 1), ("npt_demotions.1g_2m", 1), ("npt_demotions.2m_4k", 1)]);
     pin(pvalidate, &[("npt_demotions_needless", 0), ("exits.npf", 3)]);
+    // 10 and 11: converting 0x210000 to shared, the guest first rescinds it with a 4K PVALIDATE
+    // inside the 2M entry, a SIZEM #NPF that KVM resolves by PSMASH (1); the one re-coalesce of
+    // the region (1); the naive one loses the 16 KiB written at 0x300000, 4 pages, which the
+    // save-restore one writes back (0).
     pin(claim(d, "10-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 4)]);
     pin(claim(d, "11-"), &[("psmash", 1), ("recoalesced", 1), ("data_loss_pages", 0)]);
+    // 12 and 13: 4 MiB accepted on 4K folios = 1024 pages, each prepared by one 4K RMPUPDATE.
+    // Without prefault_on_psc each page's 4K PVALIDATE faults it in (one #NPF each); with it none
+    // does. The conversion of 0x800000 (never allocated) and the uaccess write (the VMA) add none.
     pin(claim(d, "12-"), &[("exits.npf", 1024), ("rmpupdate", 1024)]);
     pin(claim(d, "13-"), &[("exits.npf", 0), ("rmpupdate", 1024)]);
 }

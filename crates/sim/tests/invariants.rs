@@ -424,6 +424,7 @@ fn invariant_7_depends_on_the_recoalesce_mode_that_ran() {
     for a in actions(&s) {
         sim.step(&a);
     }
+    // The 16 KiB the example writes at 0x300000 and reads back after the naive re-coalesce.
     assert_eq!(sim.guest().stats.data_loss_pages, 4);
     let m = sim.machine().unwrap();
     assert_eq!(invariants::check(m, sim.guest(), true), Vec::<String>::new());

@@ -35,7 +35,8 @@ fn a_uniform_terabyte_costs_per_region_what_a_uniform_gibibyte_does() {
     let small = accepted(GIB, Granularity::M2);
     let large = accepted(1024 * GIB, Granularity::M2);
     let (small_regions, large_regions) = (512, 512 * 1024);
-    // Per 2M region the 1 TiB guest costs at most twice what the 1 GiB guest does...
+    // Per 2M region the 1 TiB guest costs at most twice what the 1 GiB guest does (today 1.6 B
+    // against 36.6 B: per-guest constants spread over more regions)...
     assert!(large / large_regions <= 2 * (small / small_regions), "{large} B vs {small} B");
     // ...and under a byte per 4K page: a sixteenth of the hardware RMP's own 16 bytes.
     assert!(large < (1024 * GIB) as usize, "{large} B for {} pages", 1024 * GIB);
@@ -48,6 +49,8 @@ fn four_k_detail_costs_only_where_it_exists() {
     // Every region smashed by a 4K acceptance is stored as 4K entries, but they differ page by
     // page only by an address rising with the page (RMP GPAs, NPT and folio frames): stored as
     // progressions, under 4 bytes per page, a quarter of the hardware RMP's 16.
+    // Today 780,616 B against 18,760 B (42×, about 3 B per page): the lower bound says the 4K
+    // entries are really stored, the upper one that they compress.
     assert!(smashed > 16 * uniform, "{smashed} B vs {uniform} B");
     assert!(smashed < 4 * GIB as usize, "{smashed} B for {GIB} pages");
     // Sharing every other page of 64 MiB breaks the progressions there: real 4K detail, stored

@@ -51,6 +51,7 @@ fn a_failed_rmp_instruction_is_instruction_failed_and_invariant_10() {
     assert_eq!(bad.outcome, Outcome::VmError, "{}", bad.detail);
     assert_eq!(bad.reason, Some(Reason::RmpupdateFailed), "{}", bad.detail);
     assert_eq!(bad.cause(), Some(Cause::InstructionFailed));
+    // One: the run stops at the first failed instruction, KVM's one 4K RMPUPDATE of the page.
     let inv10: Vec<&String> = bad.violations.iter().filter(|v| v.starts_with("invariant 10:")).collect();
     assert_eq!(inv10.len(), 1, "{:?}", bad.violations);
     // The metric counts every listed violation, invariant 10 among them.

@@ -68,6 +68,7 @@ fn the_fuzz_seeds_replay() {
         assert_eq!(summary.runs, 1, "{}", path.display());
         seen += 1;
     }
+    // The two recorded traces (npt-demote-thp, drop-psc-halfway); more may be added.
     assert!(seen >= 2, "{seen} seeds in {}", dir.display());
 }
 
@@ -142,6 +143,7 @@ fn a_missing_line_diverges_and_garbage_is_malformed() {
     let mut garbage = lines.clone();
     garbage[3] = "{\"ev\":\"step\",";
     match replay(&garbage.join("\n")).unwrap_err() {
+        // garbage[3] is line 4, and its JSON breaks off after its 13th character, the comma.
         ReplayError::Malformed { line, column, .. } => assert_eq!((line, column), (4, 13)),
         e @ ReplayError::Diverged { .. } => panic!("{e}"),
     }

@@ -114,10 +114,13 @@ const HW_ACCEPT_BYTES_PER_S: f64 = 1.5 * (1u64 << 30) as f64;
 pub fn bench(args: &BenchArgs) -> Result<bool> {
     if let Some(file) = &args.markdown {
         let bytes = crate::input::read(file, "the bench document", crate::input::RESULTS)?;
-        let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}:1:1: not UTF-8 text", file.display()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{}:1:1: not UTF-8 text", file.display()))?;
         let doc: Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a `snpsim bench --json` document", file.display()))?;
-        crate::stdout::text(&crate::bench_report::markdown(&doc).with_context(|| file.display().to_string())?)?;
+        crate::stdout::text(
+            &crate::bench_report::markdown(&doc).with_context(|| file.display().to_string())?,
+        )?;
         return Ok(true);
     }
     if let Some(name) = &args.child {

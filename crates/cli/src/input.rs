@@ -104,7 +104,7 @@ pub fn read(path: &Path, what: &str, limit: Limit) -> Result<Vec<u8>> {
         Err(rustix::io::Errno::NOENT) if path.symlink_metadata().is_ok() => {
             bail!("{name}: cannot read {what}: a symbolic link to a file that does not exist")
         }
-        Err(rustix::io::Errno::NOENT) => bail!("{name}: no such file or directory"),
+        Err(rustix::io::Errno::NOENT) => bail!("{name}: cannot read {what}: no such file or directory"),
         Err(e) => bail!("{name}: cannot read {what}: {}", std::io::Error::from(e)),
     };
     let file = File::from(fd);
@@ -131,6 +131,9 @@ pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if is_stdin(p) {
+            if out.iter().any(|o: &PathBuf| is_stdin(o)) {
+                bail!("-: standard input can be read once; give `-` for one input only");
+            }
             out.push(p.clone());
         } else {
             walk(p, &mut Vec::new(), &mut out)?;

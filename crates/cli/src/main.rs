@@ -206,6 +206,17 @@ impl OutputOpts {
     pub(crate) fn plan(&self, inputs: &[(&str, &Path)]) -> Result<Plan> {
         let policy = if self.force { Policy::Force } else { Policy::Fresh };
         let out = self.out.as_deref().map(|d| OutDir::check("--out", d, policy)).transpose()?;
+        // Said before whether the trace's directory exists: it may be the one --out creates.
+        if let (Some(d), Some(t)) = (&out, &self.trace)
+            && !input::is_stdin(t)
+            && output::paths::inside(t, d.path())
+        {
+            bail!(
+                "--trace {}: is inside --out {}, whose contents are replaced as a whole; write it elsewhere",
+                t.display(),
+                d.shown.display()
+            );
+        }
         let trace = self.trace.as_deref().map(|t| OutFile::check("--trace", t)).transpose()?;
         if trace.as_ref().is_some_and(OutFile::is_stdout) && (self.json || self.csv) {
             bail!("--trace -: standard output already carries --json or --csv; write the trace to a file");

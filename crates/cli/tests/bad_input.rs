@@ -1,16 +1,25 @@
-//! Bad input everywhere (issue 10): one table of malformed scenarios, traces, sweeps, results and
-//! arguments. Every row gives the exit code and the fragments the message must hold (file, line,
-//! column and field where there is one); after every row the scratch directory holds exactly the
-//! files the row wrote (no output, partial or temporary, was left behind), and nothing panicked.
+//! Bad input everywhere (issues 10 and 19): one table of malformed scenarios, traces, sweeps,
+//! results and arguments, and of unsafe paths — outputs that are inputs or each other, non-empty
+//! output directories, FIFOs, oversized files, directory cycles, `--jobs` beyond the machine,
+//! edited trace headers. Every row gives the exit code and the fragments the message must hold
+//! (file, line, column and field where there is one); after every row the row's scratch area
+//! holds exactly what the row made, byte for byte (no output, partial or temporary, was left
+//! behind, no input was overwritten), the command ran with that area as its working directory so
+//! nothing outside it can have changed, and nothing panicked. The tests after the table cover
+//! what the outputs do when they are written: whole sets, streams, I/O errors, signals, stdout.
 
 mod common;
 
 use common::*;
 
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
-/// A row: what is wrong, the files it writes (name, bytes; a name ending in `/` is an empty
-/// directory), the arguments (`@` is the row's directory), the exit code, and message fragments.
+/// A row: what is wrong, the files it makes (name, bytes; a name ending in `/` is an empty
+/// directory; `fifo:NAME` a FIFO; `link:NAME` a symbolic link to the bytes; `sparse:NAME` a
+/// sparse file of the bytes' decimal length), the arguments (`@` is the row's directory, also the
+/// working directory), the exit code, and message fragments.
 struct Row {
     what: &'static str,
     files: Vec<(&'static str, Vec<u8>)>,
@@ -32,12 +41,30 @@ fn sweep_with(old: &str, new: &str) -> Vec<u8> {
     SWEEP.replacen(old, new, 1).into_bytes()
 }
 
+/// A sweep whose every run is valid.
+fn good_sweep() -> Vec<u8> {
+    sweep_with("\"gmem\"", "\"rfc-v4\"")
+}
+
 fn base() -> (&'static str, Vec<u8>) {
     ("base.toml", TINY_BASE.as_bytes().to_vec())
 }
 
 fn scenario(bytes: Vec<u8>) -> Vec<(&'static str, Vec<u8>)> {
     vec![("s.toml", bytes)]
+}
+
+/// A FIFO, a symbolic link, a sparse file (see [`Row`]).
+fn fifo(name: &'static str) -> (&'static str, Vec<u8>) {
+    (name, Vec::new())
+}
+
+fn link(name: &'static str, target: &str) -> (&'static str, Vec<u8>) {
+    (name, target.as_bytes().to_vec())
+}
+
+fn sparse(name: &'static str, len: u64) -> (&'static str, Vec<u8>) {
+    (name, len.to_string().into_bytes())
 }
 
 /// A recorded trace of `TINY_BASE`, made once.
@@ -550,19 +577,305 @@ fn rows(trace: &[u8]) -> Vec<Row> {
             says: &["--html", "is a directory"],
         },
     ]
+    .into_iter()
+    .chain(safety_rows(trace))
+    .collect()
 }
 
-/// Every path under `d`, relative, sorted (directories end with `/`).
+/// Issue 19: outputs that would destroy data, inputs that are not bounded regular files, cycles,
+/// `--jobs`, and trace headers that do not match their runs.
+#[allow(clippy::too_many_lines)] // the table itself, one row per bad input
+fn safety_rows(trace: &[u8]) -> Vec<Row> {
+    let text = String::from_utf8(trace.to_vec()).unwrap();
+    let edited_seed = text.replacen("\"seed\":3,", "\"seed\":4,", 1).into_bytes();
+    assert_ne!(edited_seed, trace);
+    let edited_name = text.replacen("\"scenario\":\"tiny\"", "\"scenario\":\"tidy\"", 1).into_bytes();
+    assert_ne!(edited_name, trace);
+    let twice = [trace, trace].concat();
+    let old_set = || -> Vec<(&'static str, Vec<u8>)> {
+        vec![base(), ("out/results.json", b"[]\n".to_vec()), ("out/verdicts.json", b"[]\n".to_vec())]
+    };
+    vec![
+        // Outputs.
+        Row {
+            what: "--out holds an earlier set",
+            files: old_set(),
+            args: "run @/base.toml --out @/out",
+            code: 2,
+            says: &["--out", "is not empty", "verdicts.json", "--force"],
+        },
+        Row {
+            what: "compare --out holds an earlier set",
+            files: old_set(),
+            args: "compare @/base.toml --out @/out",
+            code: 2,
+            says: &["--out", "is not empty", "--force"],
+        },
+        Row {
+            what: "--trace inside --out",
+            files: vec![base()],
+            args: "run @/base.toml --out @/d --trace @/d/results.json",
+            code: 2,
+            says: &["--trace", "d/results.json", "inside --out"],
+        },
+        Row {
+            what: "--trace onto the scenario",
+            files: vec![base()],
+            args: "run @/base.toml --trace @/base.toml",
+            code: 2,
+            says: &["--trace", "base.toml", "is also the scenario"],
+        },
+        Row {
+            what: "--trace onto the scenario through a symbolic link",
+            files: vec![base(), link("link:t.jsonl", "base.toml")],
+            args: "run @/base.toml --trace @/t.jsonl",
+            code: 2,
+            says: &["--trace", "t.jsonl", "is also the scenario"],
+        },
+        Row {
+            what: "--trace onto a scenario found in a directory",
+            files: vec![("d/a.toml", TINY_BASE.into())],
+            args: "run @/d --trace @/d/a.toml",
+            code: 2,
+            says: &["--trace", "a.toml", "is also the scenario"],
+        },
+        Row {
+            what: "--out holding the scenario, with --force",
+            files: vec![("d/base.toml", TINY_BASE.into())],
+            args: "run @/d/base.toml --out @/d --force",
+            code: 2,
+            says: &["--out", "holds the scenario", "base.toml"],
+        },
+        Row {
+            what: "report --html onto its results",
+            files: vec![("d/results.json", b"[]".to_vec())],
+            args: "report @/d --html @/d/results.json",
+            code: 2,
+            says: &["--html", "is also the results"],
+        },
+        Row {
+            what: "--trace - beside --json",
+            files: vec![base()],
+            args: "run @/base.toml --json --trace -",
+            code: 2,
+            says: &["--trace -", "--json"],
+        },
+        Row {
+            what: "--trace is a dangling symbolic link",
+            files: vec![base(), link("link:t.jsonl", "gone/t.jsonl")],
+            args: "run @/base.toml --trace @/t.jsonl",
+            code: 2,
+            says: &["--trace", "symbolic link", "does not exist"],
+        },
+        Row {
+            what: "--out is a dangling symbolic link",
+            files: vec![base(), link("link:out", "gone")],
+            args: "run @/base.toml --out @/out",
+            code: 2,
+            says: &["--out", "symbolic link", "does not exist"],
+        },
+        Row {
+            what: "--force without --out",
+            files: vec![base()],
+            args: "run @/base.toml --force",
+            code: 2,
+            says: &["--out"],
+        },
+        Row {
+            what: "sweep --out holds an earlier set",
+            files: vec![base(), ("w.toml", good_sweep()), ("out/runs.jsonl", b"{}\n".to_vec())],
+            args: "sweep @/w.toml --out @/out",
+            code: 2,
+            says: &["--out", "is not empty", "runs.jsonl"],
+        },
+        Row {
+            what: "sweep shard into a directory of other files",
+            files: vec![base(), ("w.toml", good_sweep()), ("out/notes.txt", b"mine".to_vec())],
+            args: "sweep @/w.toml --shard 0/2 --out @/out",
+            code: 2,
+            says: &["--out", "notes.txt", "not a shard's output"],
+        },
+        Row {
+            what: "sweep shard into another sweep's directory",
+            files: vec![
+                base(),
+                ("w.toml", good_sweep()),
+                ("out/sweep.json", b"{\"sweep_id\": \"0\"}".to_vec()),
+            ],
+            args: "sweep @/w.toml --shard 0/2 --out @/out",
+            code: 2,
+            says: &["--out", "another sweep"],
+        },
+        Row {
+            what: "merge --out holds an earlier set",
+            files: vec![("shards/", vec![]), ("out/runs.jsonl", b"{}\n".to_vec())],
+            args: "merge @/shards --out @/out",
+            code: 2,
+            says: &["shards"],
+        },
+        // Inputs that are not bounded regular files.
+        Row {
+            what: "scenario is a FIFO",
+            files: vec![fifo("fifo:s.toml")],
+            args: "run @/s.toml",
+            code: 2,
+            says: &["s.toml", "a FIFO", "regular file"],
+        },
+        Row {
+            what: "compare of a FIFO",
+            files: vec![fifo("fifo:s.toml")],
+            args: "compare @/s.toml",
+            code: 2,
+            says: &["s.toml", "a FIFO"],
+        },
+        Row {
+            what: "trace is a FIFO",
+            files: vec![fifo("fifo:t.jsonl")],
+            args: "replay @/t.jsonl",
+            code: 2,
+            says: &["t.jsonl", "cannot read the trace", "a FIFO"],
+        },
+        Row {
+            what: "sweep file is a FIFO",
+            files: vec![fifo("fifo:w.toml")],
+            args: "sweep @/w.toml --out @/out",
+            code: 2,
+            says: &["w.toml", "a FIFO"],
+        },
+        Row {
+            what: "sweep's scenario is a FIFO",
+            files: vec![fifo("fifo:base.toml"), ("w.toml", SWEEP.into())],
+            args: "sweep @/w.toml --out @/out",
+            code: 2,
+            says: &["base.toml", "a FIFO"],
+        },
+        Row {
+            what: "results are a FIFO",
+            files: vec![fifo("fifo:r.json")],
+            args: "report @/r.json --html @/r.html",
+            code: 2,
+            says: &["r.json", "a FIFO"],
+        },
+        Row {
+            what: "scenario over the size limit",
+            files: vec![sparse("sparse:big.toml", (256 << 20) + 1)],
+            args: "run @/big.toml",
+            code: 2,
+            says: &["big.toml", "over the limit of 256 MiB"],
+        },
+        Row {
+            what: "trace over the memory budget",
+            files: vec![sparse("sparse:t.jsonl", (16 << 20) + 1)],
+            args: "replay @/t.jsonl --memory-budget 16MiB",
+            code: 2,
+            says: &["t.jsonl", "over the limit of 16 MiB", "--memory-budget"],
+        },
+        Row {
+            what: "sweep file over the size limit",
+            files: vec![sparse("sparse:w.toml", (16 << 20) + 1)],
+            args: "sweep @/w.toml --out @/out",
+            code: 2,
+            says: &["w.toml", "over the limit of 16 MiB"],
+        },
+        Row {
+            what: "results over the size limit",
+            files: vec![sparse("sparse:r.json", (1 << 30) + 1)],
+            args: "report @/r.json --html @/r.html",
+            code: 2,
+            says: &["r.json", "over the limit of 1 GiB"],
+        },
+        Row {
+            what: "standard input given twice",
+            files: vec![],
+            args: "run - -",
+            code: 2,
+            says: &["standard input", "once"],
+        },
+        Row {
+            what: "dangling symbolic link as the scenario",
+            files: vec![link("link:s.toml", "gone.toml")],
+            args: "run @/s.toml",
+            code: 2,
+            says: &["s.toml", "symbolic link", "does not exist"],
+        },
+        Row {
+            what: "directory cycle",
+            files: vec![("d/a.toml", TINY_BASE.into()), link("link:d/x", ".")],
+            args: "run @/d",
+            code: 2,
+            says: &["d/x", "directory cycle"],
+        },
+        Row {
+            what: "two links into a cycle",
+            files: vec![("d/a.toml", TINY_BASE.into()), link("link:d/x", "."), link("link:d/y", ".")],
+            args: "run @/d",
+            code: 2,
+            says: &["d/x", "directory cycle"],
+        },
+        // Resources.
+        Row {
+            what: "compare --jobs beyond the machine",
+            files: vec![base()],
+            args: "compare @/base.toml --jobs 100000",
+            code: 2,
+            says: &["--jobs 100000", "at most", "per CPU"],
+        },
+        Row {
+            what: "sweep --jobs beyond the machine",
+            files: vec![base(), ("w.toml", SWEEP.into())],
+            args: "sweep @/w.toml --jobs 65536 --out @/out",
+            code: 2,
+            says: &["--jobs 65536", "at most"],
+        },
+        // Trace headers.
+        Row {
+            what: "trace header with an edited seed",
+            files: vec![("t.jsonl", edited_seed)],
+            args: "replay @/t.jsonl",
+            code: 1,
+            says: &["t.jsonl:", "state_hash", "header"],
+        },
+        Row {
+            what: "trace header with an edited scenario name",
+            files: vec![("t.jsonl", edited_name)],
+            args: "replay @/t.jsonl",
+            code: 1,
+            says: &["t.jsonl:", "state_hash", "header"],
+        },
+        Row {
+            what: "trace with a duplicated run",
+            files: vec![("t.jsonl", twice)],
+            args: "replay @/t.jsonl",
+            code: 2,
+            says: &["t.jsonl:", "field `run`", "duplicated"],
+        },
+    ]
+}
+
+/// Every path under `d`, relative, sorted, each with what it is: a directory (`/`), a FIFO, a
+/// link and its target, or a file and its length and contents' hash (its modification time
+/// instead for a file over 16 MiB: the sparse ones). Links are not followed.
 fn tree(d: &Path) -> Vec<String> {
     fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
+            let m = p.symlink_metadata().unwrap();
+            if m.file_type().is_symlink() {
+                out.push(format!("{rel} -> {}", std::fs::read_link(&p).unwrap().display()));
+            } else if m.is_dir() {
                 out.push(format!("{rel}/"));
                 walk(root, &p, out);
+            } else if m.file_type().is_fifo() {
+                out.push(format!("{rel} (fifo)"));
+            } else if m.len() > 16 << 20 {
+                out.push(format!("{rel} ({} bytes, modified {})", m.len(), m.mtime_nsec()));
             } else {
-                out.push(rel);
+                let bytes = std::fs::read(&p).unwrap();
+                let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                });
+                out.push(format!("{rel} ({} bytes, {hash:016x})", bytes.len()));
             }
         }
     }
@@ -572,24 +885,53 @@ fn tree(d: &Path) -> Vec<String> {
     out
 }
 
+/// Make a row's files under `d` (see [`Row`]).
+fn make(d: &Path, files: &[(&str, Vec<u8>)]) {
+    for (name, bytes) in files {
+        let (kind, name) = name.split_once(':').unwrap_or(("file", name));
+        let p = d.join(name.trim_end_matches('/'));
+        std::fs::create_dir_all(if name.ends_with('/') { &p } else { p.parent().unwrap() }).unwrap();
+        match kind {
+            _ if name.ends_with('/') => {}
+            "fifo" => rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &p,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o644),
+                0,
+            )
+            .unwrap(),
+            "link" => std::os::unix::fs::symlink(String::from_utf8(bytes.clone()).unwrap(), &p).unwrap(),
+            "sparse" => std::fs::File::create(&p)
+                .unwrap()
+                .set_len(String::from_utf8(bytes.clone()).unwrap().parse().unwrap())
+                .unwrap(),
+            _ => std::fs::write(&p, bytes).unwrap(),
+        }
+    }
+}
+
+/// Run `snpsim` in `cwd`.
+fn snpsim_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snpsim")).current_dir(cwd).args(args).output().unwrap()
+}
+
 #[test]
 fn every_bad_input_gets_a_clear_error_and_leaves_no_output() {
     let trace = trace();
     let mut failures = Vec::new();
     for (i, row) in rows(&trace).iter().enumerate() {
-        let d = temp_dir(&format!("row-{i}"));
-        for (name, bytes) in &row.files {
-            let p = d.join(name.trim_end_matches('/'));
-            std::fs::create_dir_all(if name.ends_with('/') { &p } else { p.parent().unwrap() }).unwrap();
-            if !name.ends_with('/') {
-                std::fs::write(&p, bytes).unwrap();
-            }
-        }
-        let before = tree(&d);
+        // The row's area is `root`; its files and working directory are `root/w`, so a file
+        // written beside `w` (a temporary beside an output) shows too.
+        let root = temp_dir(&format!("row-{i}"));
+        let d = root.join("w");
+        std::fs::create_dir(&d).unwrap();
+        make(&d, &row.files);
+        let before = tree(&root);
         let dir = s(&d).to_string();
         let args: Vec<String> = row.args.split(' ').map(|a| a.replace('@', &dir)).collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = snpsim(&refs);
+        let out = snpsim_in(&d, &refs);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         let mut wrong = Vec::new();
         if out.status.code() != Some(row.code) {
@@ -606,7 +948,7 @@ fn every_bad_input_gets_a_clear_error_and_leaves_no_output() {
         if !out.stdout.is_empty() {
             wrong.push(format!("wrote to stdout: {}", String::from_utf8_lossy(&out.stdout)));
         }
-        let after = tree(&d);
+        let after = tree(&root);
         if after != before {
             wrong.push(format!("files changed: {before:?} -> {after:?}"));
         }
@@ -619,7 +961,7 @@ fn every_bad_input_gets_a_clear_error_and_leaves_no_output() {
                 err.trim()
             ));
         }
-        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&root);
     }
     assert!(failures.is_empty(), "{} rows failed:\n  {}", failures.len(), failures.join("\n  "));
 }

@@ -48,7 +48,7 @@ fn same(a: &Path, b: &Path) -> bool {
 }
 
 /// Whether `path` is `dir` or inside it (`dir` resolved).
-fn inside(path: &Path, dir: &Path) -> bool {
+pub fn inside(path: &Path, dir: &Path) -> bool {
     resolve(path).is_ok_and(|p| p.starts_with(dir))
 }
 

@@ -13,7 +13,7 @@ mod common;
 use common::*;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// A row: what is wrong, the files it makes (name, bytes; a name ending in `/` is an empty
@@ -964,4 +964,225 @@ fn every_bad_input_gets_a_clear_error_and_leaves_no_output() {
         let _ = std::fs::remove_dir_all(&root);
     }
     assert!(failures.is_empty(), "{} rows failed:\n  {}", failures.len(), failures.join("\n  "));
+}
+
+/// A scenario that runs for about a second and writes a trace of tens of MB: long enough to be
+/// interrupted while running and while writing.
+const SLOW: &str = "name = \"slow\"\nseed = 3\n[machine]\nhost_memory = \"1GiB\"\n[vm]\nmemory = \"256MiB\"\n\
+policy = \"npt-demote\"\nbacking = \"thp\"\n[guest]\npsc_granularity = \"4k\"\n[[step]]\nop = \"accept\"\n\
+gpa = \"0x0\"\nsize = \"256MiB\"\n";
+
+/// The entries of `d` whose names start with a dot: temporaries.
+fn temporaries(d: &Path) -> Vec<String> {
+    files_in(d).into_iter().filter(|n| n.starts_with('.')).collect()
+}
+
+/// `snpsim ARGS` under `ulimit -f BLOCKS` (a file-size limit), in `cwd`, standard output to
+/// `stdout` if given.
+fn limited(cwd: &Path, blocks: u32, stdout: Option<&Path>, args: &[&str]) -> Output {
+    let redirect = stdout.map(|p| format!(" > '{}'", p.display())).unwrap_or_default();
+    Command::new("sh")
+        .current_dir(cwd)
+        .arg("-c")
+        .arg(format!("ulimit -f {blocks} && exec \"$0\" \"$@\"{redirect}"))
+        .arg(env!("CARGO_BIN_EXE_snpsim"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `--force` replaces the whole set: a stale `verdicts.json` of an earlier default run is gone,
+/// so `report` does not show its verdicts over an unrelated run.
+#[test]
+fn force_replaces_the_whole_set() {
+    let d = temp_dir("force");
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
+    std::fs::create_dir(d.join("out")).unwrap();
+    std::fs::write(d.join("out/verdicts.json"), "[{\"claim\": \"zz-stale-claim\", \"supported\": true}]\n")
+        .unwrap();
+    std::fs::write(d.join("out/notes.txt"), "mine").unwrap();
+    let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "--force", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(files_in(&d.join("out")), ["report.html", "results.json", "trace.jsonl"]);
+    assert_eq!(files_in(&d), ["base.toml", "out"], "no temporary is left beside the set");
+    let html = d.join("r.html");
+    let r = snpsim_in(&d, &["report", "out", "--html", s(&html)]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(!std::fs::read_to_string(&html).unwrap().contains("zz-stale-claim"));
+    // An empty directory is taken without --force; a symbolic link to a directory stays a link.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    std::os::unix::fs::symlink("empty", d.join("via")).unwrap();
+    let r = snpsim_in(&d, &["run", "base.toml", "--out", "via", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(d.join("via").symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(files_in(&d.join("empty")), ["report.html", "results.json", "trace.jsonl"]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `--trace` into a FIFO (or a process substitution) and `-` streams; a symbolic link to a file
+/// stays a link and the file it names gets the trace.
+#[test]
+fn traces_stream_into_fifos_and_stdout_and_follow_links() {
+    let d = temp_dir("streams");
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
+    let fifo = d.join("t.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let r = snpsim_in(&d, &["run", "base.toml", "--trace", "t.fifo", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let got = reader.join().unwrap();
+    assert!(got.starts_with(b"{\"ev\":\"run\""), "{}", String::from_utf8_lossy(&got[..80.min(got.len())]));
+    assert!(fifo.symlink_metadata().unwrap().file_type().is_fifo(), "the FIFO stays a FIFO");
+
+    let r = snpsim_in(&d, &["run", "base.toml", "--trace", "-", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(r.stdout, got, "standard output carries the trace alone");
+
+    std::fs::write(d.join("real.jsonl"), "old").unwrap();
+    std::os::unix::fs::symlink("real.jsonl", d.join("link.jsonl")).unwrap();
+    let r = snpsim_in(&d, &["run", "base.toml", "--trace", "link.jsonl", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(d.join("link.jsonl").symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(d.join("real.jsonl")).unwrap(), got);
+    assert!(temporaries(&d).is_empty(), "{:?}", temporaries(&d));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A write that fails (here a file-size limit) exits 3, not 2, and leaves the previous set whole
+/// and no temporary; standard output that cannot be written is an error too, and only a closed
+/// pipe ends output quietly.
+#[test]
+fn io_errors_exit_3_and_leave_the_old_outputs() {
+    let d = temp_dir("io");
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
+    let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "--seed", "9", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let before = tree(&d);
+    // The trace (about 850 KB) is over the limit (at most 100 KiB), the other files are not.
+    let r = limited(&d, 100, None, &["run", "base.toml", "--out", "out", "--force", "-q"]);
+    assert_eq!(r.status.code(), Some(3), "{}", text(&r.stderr));
+    assert!(text(&r.stderr).contains("--out out: cannot write trace.jsonl"), "{}", text(&r.stderr));
+    assert_eq!(tree(&d), before, "the old set is left whole");
+    let r = limited(&d, 100, None, &["run", "base.toml", "--trace", "t.jsonl", "-q"]);
+    assert_eq!(r.status.code(), Some(3), "{}", text(&r.stderr));
+    assert_eq!(tree(&d), before, "no partial trace, no temporary");
+
+    // Standard output cut by the limit.
+    let json = d.join("r.json");
+    let r = limited(&d, 1, Some(&json), &["run", "base.toml", "--json"]);
+    assert_eq!(r.status.code(), Some(3), "{}", text(&r.stderr));
+    assert!(text(&r.stderr).contains("standard output: cannot write"), "{}", text(&r.stderr));
+    // A reader that went away: quiet, and the status of the run.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snpsim"))
+        .current_dir(&d)
+        .args(["run", "base.toml", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// SIGTERM at any moment — while running, while writing, while moving the set into place —
+/// leaves the old set or the new one, never a mix, and no temporary.
+#[test]
+fn signals_leave_the_old_set_or_the_new_one() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = temp_dir("signals");
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
+    std::fs::write(d.join("slow.toml"), SLOW).unwrap();
+    let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let mut seen = std::collections::BTreeSet::new();
+    for delay_ms in [20, 150, 300, 450, 600, 800, 1000, 1300] {
+        let child = Command::new(env!("CARGO_BIN_EXE_snpsim"))
+            .current_dir(&d)
+            .args(["run", "slow.toml", "--out", "out", "--force", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let out = child.wait_with_output().unwrap();
+        let ended = match (out.status.code(), out.status.signal()) {
+            (Some(0), _) => "finished",
+            (_, Some(15)) => "terminated",
+            other => panic!("after {delay_ms} ms: {other:?}: {}", text(&out.stderr)),
+        };
+        assert_eq!(files_in(&d), ["base.toml", "out", "slow.toml"], "after {delay_ms} ms ({ended})");
+        assert_eq!(files_in(&d.join("out")), ["report.html", "results.json", "trace.jsonl"]);
+        let results = std::fs::read_to_string(d.join("out/results.json")).unwrap();
+        let trace = std::fs::read_to_string(d.join("out/trace.jsonl")).unwrap();
+        let slow = results.contains("\"scenario\": \"slow");
+        assert_eq!(
+            slow,
+            trace.starts_with("{\"ev\":\"run\"")
+                && trace.lines().next().unwrap().contains("\"scenario\":\"slow\""),
+            "after {delay_ms} ms ({ended}): results.json and trace.jsonl are of different runs"
+        );
+        seen.insert((ended, slow));
+    }
+    eprintln!("ended and set after each delay: {seen:?}");
+    assert!(seen.iter().any(|(e, _)| *e == "terminated"), "{seen:?}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A scenario read from standard input (`-`) runs like a file.
+#[test]
+fn a_scenario_from_standard_input() {
+    use std::io::Write as _;
+    let d = temp_dir("stdin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snpsim"))
+        .current_dir(&d)
+        .args(["run", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(TINY_BASE.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\"scenario\": \"tiny (<stdin>)\""), "{}", text(&out.stdout));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Control characters of a scenario's name (terminal escape sequences) are escaped in tables,
+/// failure messages and replay summaries.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    let d = temp_dir("escapes");
+    let evil = TINY_BASE.replacen("name = \"tiny\"", "name = \"evil\\u001b]0;owned\\u0007\\u001b[2J\"", 1);
+    std::fs::write(d.join("evil.toml"), format!("{evil}[expect]\nrmp_npf = 5\n")).unwrap();
+    let r = snpsim_in(&d, &["run", "evil.toml", "--trace", "t.jsonl", "-q"]);
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
+    for (what, bytes) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        assert!(
+            !bytes.contains(&0x1b) && !bytes.contains(&0x07),
+            "{what}: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    assert!(text(&r.stdout).contains("evil\\u{1b}]0;owned"), "{}", text(&r.stdout));
+    assert!(text(&r.stderr).contains("FAILED evil\\u{1b}"), "{}", text(&r.stderr));
+    let r = snpsim_in(&d, &["replay", "t.jsonl"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(!r.stdout.contains(&0x1b), "{}", text(&r.stdout));
+    assert!(text(&r.stdout).contains("evil\\u{1b}"), "{}", text(&r.stdout));
+    let _ = std::fs::remove_dir_all(&d);
 }

@@ -14,25 +14,21 @@ use super::{OutDir, OutFile};
 /// the rest applied (a part that does not exist yet holds no link).
 pub fn resolve(path: &Path) -> std::io::Result<PathBuf> {
     let abs = std::path::absolute(path)?;
-    let mut existing = abs.as_path();
-    let mut rest = Vec::new();
-    while existing.symlink_metadata().is_err() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(p), Some(n)) => {
-                rest.push(n.to_os_string());
-                existing = p;
-            }
-            _ => break,
-        }
+    let parts: Vec<Component<'_>> = abs.components().collect();
+    // The longest prefix that exists.
+    let mut k = parts.len();
+    while k > 1 && parts[..k].iter().collect::<PathBuf>().symlink_metadata().is_err() {
+        k -= 1;
     }
-    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
-    for part in rest.iter().rev() {
-        match Path::new(part).components().next() {
-            Some(Component::ParentDir) => {
+    let existing: PathBuf = parts[..k].iter().collect();
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for part in &parts[k..] {
+        match part {
+            Component::ParentDir => {
                 out.pop();
             }
-            Some(Component::CurDir) | None => {}
-            Some(_) => out.push(part),
+            Component::CurDir => {}
+            other => out.push(other),
         }
     }
     Ok(out)

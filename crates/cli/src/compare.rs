@@ -135,17 +135,7 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
         },
     )?;
     let plan = args.output.plan(&[("the scenario", &args.scenario)])?;
-    let bytes = crate::input::read(&args.scenario, "the scenario", crate::input::SCENARIO)?;
-    // Not UTF-8: the parser names the line and column of the first bad byte.
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let located = snpsim_sim::scenario::parse_scenario_bytes(&file, e.as_bytes(), &[]).err();
-            return Err(
-                located.map_or_else(|| anyhow::anyhow!("{file}: the file is not UTF-8 text"), Into::into)
-            );
-        }
-    };
+    let text = read_text(&args.scenario, &file)?;
     let base = parse(&file, &text, &user)?;
     let (policies, all_p) = policies.unwrap_or((vec![base.vm.policy], false));
     let (backings, all_b) = backings.unwrap_or((vec![base.vm.backing], false));
@@ -213,6 +203,16 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
         crate::term::eprint(&format!("note: {n}"));
     }
     emit(jobs, &args.output, &plan, with_guests, None, &stdout)
+}
+
+/// The scenario's text, read within the scenario size limit; text that is not UTF-8 is an error
+/// at the line and column of its first bad byte.
+fn read_text(path: &std::path::Path, file: &str) -> Result<String> {
+    let bytes = crate::input::read(path, "the scenario", crate::input::SCENARIO)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let located = snpsim_sim::scenario::parse_scenario_bytes(file, e.as_bytes(), &[]).err();
+        located.map_or_else(|| anyhow::anyhow!("{file}: the file is not UTF-8 text"), Into::into)
+    })
 }
 
 /// Run every combination on `pool`, in parallel, results in combination order.

@@ -32,5 +32,9 @@ pub fn io(what: impl Into<String>, source: std::io::Error) -> anyhow::Error {
 
 /// The exit status of a command's error: [`IO`] if an [`IoFailure`] caused it, else [`BAD_INPUT`].
 pub fn status(e: &anyhow::Error) -> ExitCode {
-    if e.chain().any(|c| c.is::<IoFailure>()) { ExitCode::from(IO) } else { ExitCode::from(BAD_INPUT) }
+    if e.chain().any(<dyn std::error::Error>::is::<IoFailure>) {
+        ExitCode::from(IO)
+    } else {
+        ExitCode::from(BAD_INPUT)
+    }
 }

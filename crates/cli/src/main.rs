@@ -167,6 +167,7 @@ pub(crate) fn check_budget(s: &Scenario, budget: u64, traced: bool) -> Result<()
 
 /// Where results go.
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line flags
 pub(crate) struct OutputOpts {
     /// Print one JSON document (an array with one object per run) and nothing else on stdout.
     #[arg(long, conflicts_with = "csv")]

@@ -300,6 +300,23 @@ fn meta_from(header: &Value, line: usize) -> Result<TraceMeta, ReplayError> {
     Ok(TraceMeta { run: u("run")?, scenario: s("scenario")?, source: s("source")?, seed: u("seed")?, mutant })
 }
 
+/// Runs are numbered 0, 1, … in file order: a header whose `run` is not its place in the file
+/// belongs to a duplicated, reordered or pasted run.
+fn check_run_number(meta: &TraceMeta, place: usize, line: usize) -> Result<(), ReplayError> {
+    if meta.run == place as u64 {
+        return Ok(());
+    }
+    Err(malformed(
+        line,
+        1,
+        format!(
+            "field `run`: the header says run {} where run {place} of the trace begins; runs are numbered 0, 1, \
+             ... in file order (a run duplicated, reordered or taken from another trace?)",
+            meta.run
+        ),
+    ))
+}
+
 /// Replay every run of a trace (the text of a `.jsonl` file), refusing a run whose machine
 /// exceeds the default memory budget ([`crate::budget::DEFAULT_MEMORY_BUDGET`]).
 pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
@@ -325,17 +342,7 @@ pub fn replay_with_budget(text: &str, budget: u64) -> Result<ReplaySummary, Repl
             ));
         }
         let meta = meta_from(header, hl)?;
-        if meta.run != summary.runs as u64 {
-            return Err(malformed(
-                hl,
-                1,
-                format!(
-                    "field `run`: the header says run {} where run {} of the trace begins; runs are \
-                     numbered 0, 1, ... in file order (a run duplicated, reordered or taken from another trace?)",
-                    meta.run, summary.runs
-                ),
-            ));
-        }
+        check_run_number(&meta, summary.runs, hl)?;
         let config = config_from_json(header.get("config").unwrap_or(&Value::Null))
             .map_err(|e| malformed(hl, 1, e))?;
         let costs = crate::trace::costs_from_json(header).map_err(|e| malformed(hl, 1, e))?;

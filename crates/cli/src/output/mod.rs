@@ -5,7 +5,7 @@
 //!   interrupted or failed command leaves the old one.
 //! - A single file (`--trace FILE`, `--html FILE`) is written to a temporary file beside it and
 //!   renamed over it; a FIFO, a device, `/dev/fd/N` (process substitution) or `-` (standard
-//!   output) is written in place as a stream ([`file`]).
+//!   output) is written in place as a stream ([`mod@file`]).
 //! - Temporaries are created exclusively (never through a planted symbolic link) under random
 //!   names, registered for removal on SIGINT/SIGTERM ([`crate::cleanup`]).
 //! - Every destination is checked before anything runs ([`paths`]): an output that is an input,

@@ -74,7 +74,9 @@ fn trace() -> Vec<u8> {
     let t = d.join("t.jsonl");
     let r = snpsim(&["run", s(&d.join("base.toml")), "--trace", s(&t)]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-    std::fs::read(&t).unwrap()
+    let bytes = std::fs::read(&t).unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+    bytes
 }
 
 #[allow(clippy::too_many_lines)] // the table itself, one row per bad input

@@ -708,13 +708,6 @@ fn safety_rows(trace: &[u8]) -> Vec<Row> {
             code: 2,
             says: &["--out", "another sweep"],
         },
-        Row {
-            what: "merge --out holds an earlier set",
-            files: vec![("shards/", vec![]), ("out/runs.jsonl", b"{}\n".to_vec())],
-            args: "merge @/shards --out @/out",
-            code: 2,
-            says: &["shards"],
-        },
         // Inputs that are not bounded regular files.
         Row {
             what: "scenario is a FIFO",
@@ -1186,5 +1179,56 @@ fn control_characters_in_names_are_escaped() {
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert!(!r.stdout.contains(&0x1b), "{}", text(&r.stdout));
     assert!(text(&r.stdout).contains("evil\\u{1b}"), "{}", text(&r.stdout));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `merge` writes a set like `run`: a non-empty `--out` is refused, `--force` replaces it.
+#[test]
+fn merge_refuses_a_non_empty_out_unless_forced() {
+    let d = temp_dir("merge-out");
+    std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
+    std::fs::write(d.join("w.toml"), good_sweep()).unwrap();
+    let r = snpsim_in(&d, &["sweep", "w.toml", "--out", "shards", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    std::fs::create_dir(d.join("out")).unwrap();
+    std::fs::write(d.join("out/old.txt"), "mine").unwrap();
+    let r = snpsim_in(&d, &["merge", "shards", "--out", "out"]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+    assert!(text(&r.stderr).contains("--out out: is not empty (1 entry: old.txt)"), "{}", text(&r.stderr));
+    assert_eq!(files_in(&d.join("out")), ["old.txt"]);
+    let r = snpsim_in(&d, &["merge", "shards", "--out", "out", "--force"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(files_in(&d.join("out")), ["report.html", "runs.jsonl", "sweep.json"]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Two commands writing one new `--out` at once: one set wins whole, the other command fails
+/// (2 if it saw the directory already written, 3 if it found it written when moving its own set
+/// into place); the files are never a mix, and no temporary is left.
+#[test]
+fn concurrent_writers_do_not_mix_their_sets() {
+    let d = temp_dir("concurrent");
+    std::fs::write(d.join("a.toml"), TINY_BASE).unwrap();
+    std::fs::write(d.join("b.toml"), TINY_BASE.replacen("name = \"tiny\"", "name = \"other\"", 1)).unwrap();
+    let spawn = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_snpsim"))
+            .current_dir(&d)
+            .args(["run", file, "--out", "out", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a.toml"), spawn("b.toml"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort_unstable();
+    assert!(matches!(codes, [Some(0), Some(2 | 3)]), "{codes:?}: {} / {}", text(&a.stderr), text(&b.stderr));
+    assert_eq!(files_in(&d), ["a.toml", "b.toml", "out"]);
+    let results = std::fs::read_to_string(d.join("out/results.json")).unwrap();
+    let trace = std::fs::read_to_string(d.join("out/trace.jsonl")).unwrap();
+    let first = trace.lines().next().unwrap();
+    let winner = if results.contains("\"scenario\": \"tiny") { "tiny" } else { "other" };
+    assert!(first.contains(&format!("\"scenario\":\"{winner}\"")), "results of {winner}, trace {first}");
     let _ = std::fs::remove_dir_all(&d);
 }

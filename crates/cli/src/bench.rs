@@ -34,7 +34,8 @@ from and the machine (cores, CPU model, memory, load average). --markdown FILE.j
 BENCHMARKS.md tables from such a document, without running anything. Timings vary with the \
 machine and its load; nothing here is deterministic, unlike every other command.\n\nBenchmarks: \
 accept-1t-2m, accept-1t-4k, fragment-1t, steady-64g, sweep-1000 (the files are in \
-bench/suite/).\n\nExamples:\n  snpsim bench\n  snpsim bench --only accept-1t-2m --json\n  \
+bench/suite/), parse-1m (parsing a generated scenario of 1,000,000 scripted steps; target: under \
+2 s).\n\nExamples:\n  snpsim bench\n  snpsim bench --only accept-1t-2m --json\n  \
 snpsim bench --json > bench/results.json && snpsim bench --markdown bench/results.json";
 
 /// `snpsim bench` options.
@@ -68,10 +69,12 @@ enum Kind {
     Fragment { text: &'static str },
     /// A sweep file and its base scenario.
     Sweep { text: &'static str, base: &'static str },
+    /// Parsing (not running) a generated scenario of this many scripted steps.
+    Parse { steps: u64 },
 }
 
 /// The suite.
-const SUITE: [(&str, Kind); 5] = [
+const SUITE: [(&str, Kind); 6] = [
     (
         "accept-1t-2m",
         Kind::Scenario {
@@ -98,6 +101,7 @@ const SUITE: [(&str, Kind); 5] = [
             base: include_str!("../../../bench/suite/sweep-1000.base.toml"),
         },
     ),
+    ("parse-1m", Kind::Parse { steps: 1_000_000 }),
 ];
 
 /// Guest pages the dense oracle is measured at (64 GiB: a 256 MiB dense RMP).
@@ -109,17 +113,20 @@ const HW_ACCEPT_BYTES_PER_S: f64 = 1.5 * (1u64 << 30) as f64;
 /// `snpsim bench`; `Ok(false)` when a benchmark did not complete as its file expects.
 pub fn bench(args: &BenchArgs) -> Result<bool> {
     if let Some(file) = &args.markdown {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let bytes = crate::input::read(file, "the bench document", crate::input::RESULTS)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{}:1:1: not UTF-8 text", file.display()))?;
         let doc: Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a `snpsim bench --json` document", file.display()))?;
-        print!("{}", crate::bench_report::markdown(&doc).with_context(|| file.display().to_string())?);
+        crate::stdout::text(
+            &crate::bench_report::markdown(&doc).with_context(|| file.display().to_string())?,
+        )?;
         return Ok(true);
     }
     if let Some(name) = &args.child {
         let (_, kind) = find(name)?;
         let out = run_child(name, kind, check_mode(args.check))?;
-        println!("{out}");
+        crate::stdout::bytes(format!("{out}\n").as_bytes())?;
         return Ok(true);
     }
     for name in &args.only {
@@ -153,9 +160,9 @@ pub fn bench(args: &BenchArgs) -> Result<bool> {
     let ok = results.iter().all(|r| r["passed"] == true);
     let doc = crate::bench_report::document(crate::check_name(args.check), &start_stamp, &results);
     if args.json {
-        println!("{doc}");
+        crate::stdout::bytes(format!("{doc}\n").as_bytes())?;
     } else {
-        print!("{}", crate::bench_report::text(&doc));
+        crate::stdout::text(&crate::bench_report::text(&doc))?;
     }
     Ok(ok)
 }
@@ -301,7 +308,42 @@ fn run_child(name: &str, kind: Kind, check: CheckMode) -> Result<Value> {
         }
         Kind::Fragment { text } => fragment(name, text, check),
         Kind::Sweep { text, base } => sweep(name, text, base, check),
+        Kind::Parse { steps } => parse(name, steps),
     }
+}
+
+/// A scenario of `steps` scripted 4K accesses over a 1 GiB guest.
+fn many_steps(steps: u64) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "name = \"many steps\"\n[machine]\nhost_memory = \"4GiB\"\n[vm]\nmemory = \"1GiB\"\n\
+         policy = \"npt-demote\"\nbacking = \"thp\"\n",
+    );
+    for i in 0..steps {
+        let gpa = (i % 262_144) * 4096;
+        let _ = write!(text, "[[step]]\nop = \"access\"\ngpa = \"{gpa:#x}\"\nkind = \"read\"\n");
+    }
+    text
+}
+
+/// Parse a generated scenario of `steps` steps: the time is the parser's alone (locating every
+/// step's line must not rescan the file).
+fn parse(name: &str, steps: u64) -> Result<Value> {
+    let text = many_steps(steps);
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let s = parse_scenario(&format!("<generated {name}>"), &text)?;
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let (peak, _) = memory_status();
+    let parsed = s.steps.len() as u64;
+    let mut v = json!({
+        "name": name, "outcome": "completed", "passed": parsed == steps,
+        "failures": if parsed == steps { vec![] } else { vec![format!("parsed {parsed} of {steps} steps")] },
+        "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
+        "parse_steps": parsed, "parse_bytes": text.len(),
+    });
+    Counts::default().write(&mut v, wall);
+    Ok(v)
 }
 
 /// The acceptance kernel on the dense oracle and on the region RMP at [`DENSE_PAGES`], and on the

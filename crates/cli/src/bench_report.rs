@@ -229,6 +229,13 @@ fn notes(r: &Value) -> Vec<String> {
     if let Some(n) = r["runs"].as_u64() {
         notes.push(format!("{n} runs"));
     }
+    if let (Some(n), Some(bytes)) = (r["parse_steps"].as_u64(), r["parse_bytes"].as_u64()) {
+        notes.push(format!(
+            "parsed {n} scripted steps ({:.0} MiB of TOML): {:.0} steps/s",
+            bytes as f64 / f64::from(1u32 << 20),
+            n as f64 / f(&r["wall_s"])
+        ));
+    }
     notes
 }
 

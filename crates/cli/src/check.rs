@@ -9,7 +9,7 @@ use snpsim_check::{CheckSetup, initial_simulation};
 use snpsim_hw::Mutant;
 use snpsim_sim::trace::TraceMeta;
 
-use crate::output::{Files, write_atomic};
+use crate::output::write_file;
 
 /// `snpsim check` options.
 #[derive(Debug, Args)]
@@ -160,7 +160,12 @@ fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Vec<ConfigReport> {
 /// Run the checker; `Ok(false)` when a property failed.
 pub fn check(args: &CheckArgs) -> Result<bool> {
     let mutant = validate(args)?;
-    Files::prepare(args.out.as_deref(), None)?;
+    if let Some(d) = &args.out
+        && d.exists()
+        && !d.is_dir()
+    {
+        bail!("--out {}: exists and is not a directory", d.display());
+    }
     let reports = check_each(args, mutant);
     if reports.is_empty() {
         bail!("--policy and --backing select no configuration (a policy runs only with backings of its era)");
@@ -169,17 +174,17 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
     // entry, a partly done entry): the table of `snp_begin_psc`'s rules.
     let conformance = snpsim_check::mutants::psc_conformance(mutant);
     if conformance.is_empty() {
-        println!("PSC protocol conformance: ok");
+        crate::stdout::text("PSC protocol conformance: ok\n")?;
     } else {
-        println!("PSC protocol conformance: VIOLATED");
+        crate::stdout::text("PSC protocol conformance: VIOLATED\n")?;
         for f in &conformance {
-            eprintln!("PSC protocol conformance: {f}");
+            crate::term::eprint(&format!("PSC protocol conformance: {f}"));
         }
     }
-    println!(
-        "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>8}  result",
+    crate::stdout::text(&format!(
+        "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>8}  result\n",
         "policy", "backing", "gran", "npt≤rmp", "vcpus", "states", "depth", "time"
-    );
+    ))?;
     let mut ok = conformance.is_empty();
     for r in &reports {
         let gran = match r.granularity {
@@ -190,8 +195,8 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             None => format!("ok ({} goals reached)", r.reached.len()),
             Some((p, _)) => format!("VIOLATED: {p}"),
         };
-        println!(
-            "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>7.2}s  {result}",
+        crate::stdout::text(&format!(
+            "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>7.2}s  {result}\n",
             r.policy,
             r.backing,
             gran,
@@ -200,25 +205,27 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             r.states,
             r.max_depth,
             r.elapsed.as_secs_f64()
-        );
+        ))?;
     }
     for r in reports.iter().filter(|r| r.violation.is_some()) {
         ok = false;
         let Some((property, actions)) = &r.violation else { continue };
-        eprintln!(
+        crate::term::eprint(&format!(
             "\n{} on {} ({:?} guest, npt_level_follows_rmp = {}): \"{property}\" fails after {} actions:",
             r.policy,
             r.backing,
             r.granularity,
             r.npt_level_follows_rmp,
             actions.len()
-        );
+        ));
         for (i, a) in actions.iter().enumerate() {
-            eprintln!("  {}. {a:?}", i + 1);
+            crate::term::eprint(&format!("  {}. {a:?}", i + 1));
         }
         let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("."));
         if !dir.exists() {
-            std::fs::create_dir_all(&dir)?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                crate::fail::io(format!("--out {}: cannot create the directory", dir.display()), e)
+            })?;
         }
         let path = dir.join(
             format!(
@@ -231,8 +238,12 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             )
             .to_lowercase(),
         );
-        write_atomic(&path, &counterexample_trace(r, actions, mutant)?)?;
-        eprintln!("  trace: {}  (re-run it: snpsim replay {})", path.display(), path.display());
+        write_file("--out", &path, &counterexample_trace(r, actions, mutant)?)?;
+        crate::term::eprint(&format!(
+            "  trace: {}  (re-run it: snpsim replay {})",
+            path.display(),
+            path.display()
+        ));
     }
     Ok(ok)
 }

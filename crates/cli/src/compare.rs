@@ -14,7 +14,7 @@ use crate::{Job, OutputOpts, ScenarioOpts, check_mode, emit, overrides, repro_co
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The scenario file.
+    /// The scenario file (`-`: standard input).
     scenario: PathBuf,
     /// Policies (comma-separated, or `all`); default: the scenario's.
     #[arg(long, value_name = "LIST")]
@@ -26,7 +26,7 @@ pub struct CompareArgs {
     /// the scenario's guest.
     #[arg(long, value_name = "LIST")]
     guests: Option<String>,
-    /// Runs at a time (default: one per CPU); results do not depend on it.
+    /// Runs at a time (default: one per CPU; at most 4 per CPU); results do not depend on it.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     #[command(flatten)]
@@ -110,12 +110,10 @@ struct Combo {
 
 /// `snpsim compare`; `Ok(false)` when an invariant failed.
 pub fn compare(args: &CompareArgs) -> Result<bool> {
-    let file = args.scenario.display().to_string();
+    let file = crate::input::display(&args.scenario);
     let user = overrides(&args.scenario_opts)?;
     let check = check_mode(args.scenario_opts.check);
-    if args.jobs == Some(0) {
-        bail!("--jobs: must be at least 1");
-    }
+    let threads = crate::jobs(args.jobs)?;
     let policies = parse_list("policies", args.policies.as_deref(), Policy::ALL, &Policy::accepted(), |s| {
         s.parse().ok()
     })?;
@@ -136,10 +134,8 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
                 .ok()
         },
     )?;
-    crate::output::Files::prepare(args.output.out.as_deref(), args.output.trace.as_deref())?;
-    let text = std::fs::read(&args.scenario)
-        .with_context(|| format!("{file}: cannot read the scenario"))
-        .and_then(|b| String::from_utf8(b).with_context(|| format!("{file}: the file is not UTF-8 text")))?;
+    let plan = args.output.plan(&[("the scenario", &args.scenario)])?;
+    let text = read_text(&args.scenario, &file)?;
     let base = parse(&file, &text, &user)?;
     let (policies, all_p) = policies.unwrap_or((vec![base.vm.policy], false));
     let (backings, all_b) = backings.unwrap_or((vec![base.vm.backing], false));
@@ -162,7 +158,7 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
         crate::check_budget(&c.scenario, args.scenario_opts.memory_budget, traced)?;
     }
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.jobs.unwrap_or(0))
+        .num_threads(threads)
         .build()
         .context("cannot start the worker threads")?;
     let runs = run_all(&pool, &combos, &file, check, traced, args.output.quiet);
@@ -204,9 +200,19 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
     };
     drop(refs);
     for n in &notes {
-        eprintln!("note: {n}");
+        crate::term::eprint(&format!("note: {n}"));
     }
-    emit(jobs, &args.output, with_guests, None, &stdout)
+    emit(jobs, &args.output, &plan, with_guests, None, &stdout)
+}
+
+/// The scenario's text, read within the scenario size limit; text that is not UTF-8 is an error
+/// at the line and column of its first bad byte.
+fn read_text(path: &std::path::Path, file: &str) -> Result<String> {
+    let bytes = crate::input::read(path, "the scenario", crate::input::SCENARIO)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let located = snpsim_sim::scenario::parse_scenario_bytes(file, e.as_bytes(), &[]).err();
+        located.map_or_else(|| anyhow::anyhow!("{file}: the file is not UTF-8 text"), Into::into)
+    })
 }
 
 /// Run every combination on `pool`, in parallel, results in combination order.

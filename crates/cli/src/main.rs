@@ -1,21 +1,27 @@
 //! `snpsim`: run SEV-SNP memory-protection scenarios and the embedded 2021 debate, compare
 //! configurations, record and replay traces.
 //!
-//! Exit codes: 0 ok, 1 an expectation or invariant failed (or a replay diverged),
-//! 2 bad input (scenario, trace or arguments). Bad input is reported before anything runs or is
-//! written; output files are written whole or not at all.
+//! Exit codes (`fail`): 0 ok, 1 an expectation or invariant failed (or a replay diverged),
+//! 2 bad input (scenario, trace, paths or arguments), 3 an I/O failure (an output or standard
+//! output could not be written), 128 + N killed by signal N. Bad input is reported before anything
+//! runs or is written; outputs are written whole or not at all (`output`).
 
 mod bench;
 mod bench_report;
 mod check;
+mod cleanup;
 mod compare;
+mod fail;
+mod input;
 mod list;
 mod matrix;
 mod output;
 mod progress;
 mod report;
+mod stdout;
 mod sweep;
 mod table;
+mod term;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,10 +34,11 @@ use snpsim_sim::debate::{
 };
 use snpsim_sim::engine::CheckMode;
 use snpsim_sim::run::{ScenarioRun, run_scenario_traced};
-use snpsim_sim::scenario::{Scenario, load_scenario_with_overrides, parse_scenario, split_override};
+use snpsim_sim::scenario::{Scenario, parse_scenario, parse_scenario_bytes, split_override};
 use snpsim_sim::trace::TraceMeta;
 
-use crate::output::{Files, TraceFormat};
+use crate::output::set::Policy;
+use crate::output::{OutDir, OutFile, TraceFormat};
 
 /// A deterministic simulator of SEV-SNP memory protection: which faults occur, which host pages
 /// are split (and which splits were needless), what fails, what is lost, and what it costs, for
@@ -46,7 +53,9 @@ snpsim run --json > results.json        machine-readable results\n  \
 snpsim compare s.toml --policies all --backings thp,hugetlbfs-2m --guests 4k,2m\n  \
 snpsim run s.toml --out out --trace-format chrome   results, trace.jsonl and a Perfetto timeline\n  \
 snpsim replay out/trace.jsonl           re-execute a trace and verify every event\n\n\
-Exit codes: 0 ok, 1 an expectation or invariant failed (or a replay diverged), 2 bad input.")]
+Exit codes: 0 ok, 1 an expectation or invariant failed (or a replay diverged), 2 bad input \
+(nothing ran or was written), 3 an I/O error (an output could not be written; the old outputs \
+are left as they were), 128+N killed by signal N (likewise).")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -159,7 +168,8 @@ pub(crate) fn check_budget(s: &Scenario, budget: u64, traced: bool) -> Result<()
 
 /// Where results go.
 #[derive(Debug, Args)]
-struct OutputOpts {
+#[allow(clippy::struct_excessive_bools)] // independent command-line flags
+pub(crate) struct OutputOpts {
     /// Print one JSON document (an array with one object per run) and nothing else on stdout.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
@@ -168,10 +178,16 @@ struct OutputOpts {
     csv: bool,
     /// Write DIR/results.json (as --json), DIR/report.html (the HTML report) and DIR/trace.jsonl
     /// (every run); the default run adds DIR/verdicts.json; with `--trace-format chrome` also
-    /// DIR/trace.json (open it in Perfetto).
+    /// DIR/trace.json (open it in Perfetto). DIR is replaced as a whole when the command ends:
+    /// it must be new or empty, unless --force.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Replace a non-empty --out DIR: everything in it is replaced by this command's outputs.
+    #[arg(long, requires = "out")]
+    force: bool,
     /// Write the trace of every run to FILE (JSONL, or Chrome format with --trace-format chrome).
+    /// A regular file is replaced whole; a FIFO, a device, `-` (standard output, instead of the
+    /// table) or a process substitution is written as a stream.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
     /// Trace format for --trace; with --out, `chrome` adds trace.json beside trace.jsonl.
@@ -185,6 +201,57 @@ struct OutputOpts {
 impl OutputOpts {
     fn traced(&self) -> bool {
         self.out.is_some() || self.trace.is_some()
+    }
+
+    /// Check every destination before anything runs, against each other and the command's
+    /// `inputs` ((what, path) pairs).
+    pub(crate) fn plan(&self, inputs: &[(&str, &Path)]) -> Result<Plan> {
+        let policy = if self.force { Policy::Force } else { Policy::Fresh };
+        let out = self.out.as_deref().map(|d| OutDir::check("--out", d, policy)).transpose()?;
+        // Said before whether the trace's directory exists: it may be the one --out creates.
+        if let (Some(d), Some(t)) = (&out, &self.trace)
+            && !input::is_stdin(t)
+            && output::paths::inside(t, d.path())
+        {
+            bail!(
+                "--trace {}: is inside --out {}, whose contents are replaced as a whole; write it elsewhere",
+                t.display(),
+                d.shown.display()
+            );
+        }
+        let trace = self.trace.as_deref().map(|t| OutFile::check("--trace", t)).transpose()?;
+        if trace.as_ref().is_some_and(OutFile::is_stdout) && (self.json || self.csv) {
+            bail!("--trace -: standard output already carries --json or --csv; write the trace to a file");
+        }
+        output::paths::check(inputs, &trace.iter().collect::<Vec<_>>(), &out.iter().collect::<Vec<_>>())?;
+        Ok(Plan { out, trace })
+    }
+}
+
+/// The checked destinations of [`OutputOpts`].
+#[derive(Debug)]
+pub(crate) struct Plan {
+    out: Option<OutDir>,
+    trace: Option<OutFile>,
+}
+
+/// Most runs at a time per CPU: more threads only add memory and contention, and tens of
+/// thousands exhaust the process's thread limit.
+const JOBS_PER_CPU: usize = 4;
+
+/// `--jobs`: `None` is one per CPU; 0 and more than [`JOBS_PER_CPU`] per CPU are refused.
+pub(crate) fn jobs(arg: Option<usize>) -> Result<usize> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    match arg {
+        None => Ok(cpus),
+        Some(0) => bail!("--jobs: must be at least 1"),
+        Some(n) if n > JOBS_PER_CPU * cpus => bail!(
+            "--jobs {n}: at most {} on this machine ({JOBS_PER_CPU} per CPU, {cpus} CPU{}); more threads only add \
+             memory and contention",
+            JOBS_PER_CPU * cpus,
+            if cpus == 1 { "" } else { "s" }
+        ),
+        Some(n) => Ok(n),
     }
 }
 
@@ -204,21 +271,22 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct ReplayArgs {
-    /// The JSONL trace (from `--trace FILE` or `--out DIR`'s trace.jsonl).
+    /// The JSONL trace (from `--trace FILE` or `--out DIR`'s trace.jsonl); `-` reads standard input.
     trace: PathBuf,
-    /// Refuse a run whose machine (host and guest memory) needs an estimated simulator memory
-    /// over SIZE (`8GiB`) or `unlimited`.
+    /// Refuse a trace larger than SIZE (replay holds it in memory), or a run whose machine (host
+    /// and guest memory) needs an estimated simulator memory over SIZE (`8GiB`), or `unlimited`.
     #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = parse_budget)]
     memory_budget: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = cleanup::install() {
+        term::eprint(&format!("snpsim: {e:#}"));
+        return ExitCode::from(fail::IO);
+    }
     let result = match cli.command {
-        Some(Command::List) => {
-            print_stdout(&list::text());
-            Ok(true)
-        }
+        Some(Command::List) => stdout::text(&list::text()).map(|()| true),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Replay(args)) => replay(&args),
@@ -231,10 +299,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(false) => ExitCode::from(fail::FAILED),
         Err(e) => {
-            eprintln!("snpsim: {e:#}");
-            ExitCode::from(2)
+            term::eprint(&format!("snpsim: {e:#}"));
+            fail::status(&e)
         }
     }
 }
@@ -253,26 +321,6 @@ fn check_name(c: Check) -> &'static str {
         Check::Incremental => "incremental",
         Check::Off => "off",
     }
-}
-
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("{}: cannot read directory", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() || p.extension().is_some_and(|e| e == "toml") {
-                collect_files(&p, out)?;
-            }
-        }
-    } else if path.exists() {
-        out.push(path.to_path_buf());
-    } else {
-        bail!("{}: no such file or directory", path.display());
-    }
-    Ok(())
 }
 
 /// `--set` and `--seed` as (KEY, VALUE) overrides.
@@ -339,24 +387,23 @@ fn run(args: &RunArgs) -> Result<bool> {
     if args.paths.is_empty() && !overrides.is_empty() {
         bail!("--set and --seed apply to scenario files; the embedded suite takes none");
     }
-    Files::prepare(args.output.out.as_deref(), args.output.trace.as_deref())?;
+    let files = if args.paths.is_empty() { Vec::new() } else { input::scenario_files(&args.paths)? };
+    if !args.paths.is_empty() && files.is_empty() {
+        bail!("no scenario files (*.toml) found");
+    }
+    let inputs: Vec<(&str, &Path)> = files.iter().map(|f| ("the scenario", f.as_path())).collect();
+    let plan = args.output.plan(&inputs)?;
     let traced = args.output.traced();
     let (jobs, debate) = if args.paths.is_empty() {
         let (jobs, d) = run_debate(check, args.scenario.check, traced, args.output.quiet)?;
         (jobs, Some(d))
     } else {
-        let mut files = Vec::new();
-        for p in &args.paths {
-            collect_files(p, &mut files)?;
-        }
-        if files.is_empty() {
-            bail!("no scenario files (*.toml) found");
-        }
         let ov: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         // Parse everything before running anything: bad input must not produce partial results.
         let mut scenarios = Vec::new();
         for f in &files {
-            scenarios.push(load_scenario_with_overrides(f, &ov)?);
+            let bytes = input::read(f, "the scenario", input::SCENARIO)?;
+            scenarios.push(parse_scenario_bytes(&input::display(f), &bytes, &ov)?);
         }
         for s in &scenarios {
             check_budget(s, args.scenario.memory_budget, traced)?;
@@ -364,11 +411,11 @@ fn run(args: &RunArgs) -> Result<bool> {
         let mut jobs = Vec::new();
         let progress = progress::Progress::new(files.len() as u64, "runs", args.output.quiet);
         for (i, (f, s)) in files.iter().zip(&scenarios).enumerate() {
-            let source = f.display().to_string();
-            progress.set_message(source.clone());
+            let source = input::display(f);
+            progress.set_message(term::name(&source).into_owned());
             let mut r = run_one(s, &source, i as u64, check, traced)?;
             progress.inc();
-            r.name = format!("{} ({})", s.name, f.display());
+            r.name = format!("{} ({source})", s.name);
             jobs.push(Job {
                 run: r,
                 seed: s.seed,
@@ -389,7 +436,7 @@ fn run(args: &RunArgs) -> Result<bool> {
         }
     };
     let verdicts = debate.as_ref().map(verdicts_json);
-    emit(jobs, &args.output, table::json, verdicts.as_ref(), &stdout)
+    emit(jobs, &args.output, &plan, table::json, verdicts.as_ref(), &stdout)
 }
 
 /// The embedded suite, run as [`snpsim_sim::debate::run_debate`] does, each run traced if asked.
@@ -462,11 +509,12 @@ fn verdicts_json(d: &Debate) -> Value {
 pub(crate) fn emit(
     mut jobs: Vec<Job>,
     output: &OutputOpts,
+    plan: &Plan,
     results_json: impl Fn(&[&ScenarioRun]) -> Value,
     verdicts: Option<&Value>,
     stdout: &str,
 ) -> Result<bool> {
-    let mut files = Files::default();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut trace_text = Vec::new();
     if output.traced() {
         for j in &mut jobs {
@@ -483,18 +531,18 @@ pub(crate) fn emit(
     // `--trace FILE` takes its copy last; `--out` copies only what `--trace` also needs.
     let trace_wants = output.trace.as_ref().map(|_| output.trace_format);
     let mut replay_path = None;
-    if let Some(dir) = &output.out {
+    if let Some(dir) = &plan.out {
         let runs: Vec<&ScenarioRun> = jobs.iter().map(|j| &j.run).collect();
         let doc = results_json(&runs);
         let mut results = serde_json::to_vec_pretty(&doc)?;
         results.push(b'\n');
-        files.add(dir.join("results.json"), results);
+        files.push(("results.json".into(), results));
         let page = report::html(&report::Report::from_results(&doc, verdicts)?);
-        files.add(dir.join("report.html"), page.into_bytes());
+        files.push(("report.html".into(), page.into_bytes()));
         if let Some(v) = verdicts {
             let mut bytes = serde_json::to_vec_pretty(v)?;
             bytes.push(b'\n');
-            files.add(dir.join("verdicts.json"), bytes);
+            files.push(("verdicts.json".into(), bytes));
         }
         if output.trace_format == TraceFormat::Chrome {
             let doc = if trace_wants == Some(TraceFormat::Chrome) {
@@ -502,51 +550,55 @@ pub(crate) fn emit(
             } else {
                 std::mem::take(&mut chrome)
             };
-            files.add(dir.join("trace.json"), doc);
+            files.push(("trace.json".into(), doc));
         }
         let jsonl = if trace_wants == Some(TraceFormat::Jsonl) {
             trace_text.clone()
         } else {
             std::mem::take(&mut trace_text)
         };
-        files.add(dir.join("trace.jsonl"), jsonl);
-        replay_path = Some(dir.join("trace.jsonl"));
+        files.push(("trace.jsonl".into(), jsonl));
+        replay_path = Some(dir.shown.join("trace.jsonl"));
+        dir.write(files)?;
     }
-    if let Some(path) = &output.trace {
+    if let Some(t) = &plan.trace {
         match output.trace_format {
             TraceFormat::Jsonl => {
-                files.add(path.clone(), std::mem::take(&mut trace_text));
-                replay_path = Some(path.clone());
+                t.write(&trace_text)?;
+                if !t.is_stdout() {
+                    replay_path = Some(t.shown.clone());
+                }
             }
-            TraceFormat::Chrome => files.add(path.clone(), std::mem::take(&mut chrome)),
+            TraceFormat::Chrome => t.write(&chrome)?,
         }
     }
-    files.write(output.out.as_deref())?;
-    print_stdout(stdout);
+    // `--trace -` has standard output to itself.
+    if !plan.trace.as_ref().is_some_and(OutFile::is_stdout) {
+        if output.json { stdout::bytes(stdout.as_bytes())? } else { stdout::text(stdout)? }
+    }
     let mut passed = true;
     for j in jobs.iter().filter(|j| !j.run.passed()) {
         passed = false;
         let r = &j.run;
-        eprintln!("FAILED {} [{} / {} / {}]:", r.name, r.policy, r.backing, r.granularity);
+        term::eprint(&format!(
+            "FAILED {} [{} / {} / {}]:",
+            term::name(&r.name),
+            r.policy,
+            r.backing,
+            r.granularity
+        ));
         for f in &r.failures {
-            eprintln!("  {f}");
+            term::eprint(&format!("  {}", term::name(f)));
         }
-        eprintln!("  seed {}; reproduce with: {}", j.seed, j.repro);
+        term::eprint(&format!("  seed {}; reproduce with: {}", j.seed, j.repro));
         if let Some(p) = &replay_path {
-            eprintln!(
+            term::eprint(&format!(
                 "  or replay the recorded trace: snpsim replay {}",
                 shell_word(&p.display().to_string())
-            );
+            ));
         }
     }
     Ok(passed)
-}
-
-/// Print to stdout; a closed pipe (`snpsim ... | head`) is not an error.
-fn print_stdout(s: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The default run's text: the first screen (who wins, the verdicts in a line each, a summary
@@ -642,8 +694,8 @@ fn summary_line(runs: &[&ScenarioRun], verdicts: &[snpsim_sim::debate::Verdict])
 
 /// `snpsim replay TRACE`.
 fn replay(args: &ReplayArgs) -> Result<bool> {
-    let name = args.trace.display().to_string();
-    let bytes = std::fs::read(&args.trace).with_context(|| format!("{name}: cannot read the trace"))?;
+    let name = input::display(&args.trace);
+    let bytes = input::read(&args.trace, "the trace", input::trace_limit(args.memory_budget))?;
     let Ok(text) = String::from_utf8(bytes) else { bail!("{name}:1:1: malformed trace: not UTF-8 text") };
     // A panic inside the engine is caught and reported as a malformed trace; keep its default
     // message off the terminal.
@@ -658,13 +710,13 @@ fn replay(args: &ReplayArgs) -> Result<bool> {
                 summary.runs, summary.steps, summary.lines
             );
             for (scenario, hash) in &summary.hashes {
-                let _ = writeln!(s, "  {hash}  {scenario}");
+                let _ = writeln!(s, "  {hash}  {}", term::name(scenario));
             }
-            print_stdout(&s);
+            stdout::text(&s)?;
             Ok(true)
         }
         Err(e) if e.is_divergence() => {
-            eprintln!("snpsim: {name}:{e}");
+            term::eprint(&format!("snpsim: {name}:{e}"));
             Ok(false)
         }
         Err(e) => bail!("{name}:{e}"),

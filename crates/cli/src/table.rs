@@ -52,7 +52,7 @@ pub fn render_with(
         let m = &r.result.metrics;
         let mut row = Vec::new();
         if with_name {
-            let name: String = r.name.chars().take(44).collect();
+            let name: String = crate::term::name(&r.name).chars().take(44).collect();
             row.push(name);
         }
         row.push(r.policy.to_string());
@@ -96,7 +96,7 @@ pub fn render_with(
         let npt = if r.npt_level_follows_rmp { "yes" } else { "no" };
         let at = format!("npt≤rmp {npt}, {guest_header} {guest}");
         if with_name {
-            format!("{} — {at}", r.name.chars().take(44).collect::<String>().trim_end())
+            format!("{} — {at}", crate::term::name(&r.name).chars().take(44).collect::<String>().trim_end())
         } else {
             at
         }

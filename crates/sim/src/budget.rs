@@ -100,16 +100,25 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
         }
     };
     for step in &s.steps {
-        // A step may break every region it touches into 4K pages.
-        let bytes = match step.op {
-            StepOp::Psc { size, .. } | StepOp::Accept { size, .. } | StepOp::PunchHole { size, .. } => size,
+        // A step may break every region it touches into 4K pages, except an acceptance or
+        // conversion of whole regions by a guest and backing that keep them whole (a 2M guest
+        // accepting 1 TiB at 2M keeps 2M entries).
+        let (bytes, whole) = match step.op {
+            StepOp::Psc { size, .. } | StepOp::Accept { size, .. } => {
+                (size, !fine && size % region_bytes == 0)
+            }
+            StepOp::PunchHole { size, .. } => (size, false),
             StepOp::Access { size, .. } => {
                 accesses = accesses.saturating_add(size / PAGE_SIZE_4K);
-                size
+                (size, false)
             }
-            _ => PAGE_SIZE_4K,
+            _ => (PAGE_SIZE_4K, false),
         };
-        pages = pages.saturating_add(mul(regions_of(bytes), g.pages_per_2m()));
+        if whole {
+            regions = regions.saturating_add(regions_of(bytes));
+        } else {
+            pages = pages.saturating_add(mul(regions_of(bytes), g.pages_per_2m()));
+        }
     }
     for phase in s.workload.iter().flat_map(|w| &w.phases) {
         match phase {

@@ -794,6 +794,7 @@ impl Simulation {
             None => self.recorder.take()?,
         };
         let hash = crate::trace::state_hash(
+            rec.header(),
             self.machine.as_ref(),
             &self.guest,
             rec.regions(),

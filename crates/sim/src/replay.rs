@@ -9,6 +9,10 @@
 //! a line where the re-execution writes none) means the trace does not describe what this snpsim
 //! does. Both name the 1-based line.
 //!
+//! The header is verified too: runs must be numbered 0, 1, … in file order (a duplicated or
+//! reordered run is malformed), and each run's `state_hash` digests its header line, so an edited
+//! seed, scenario name, source or run number diverges at the `state_hash` line.
+//!
 //! ```
 //! use snpsim_sim::replay::replay;
 //! use snpsim_sim::run::run_scenario_traced;
@@ -249,7 +253,12 @@ fn compare(lines: &Lines<'_>, pos: usize, produced: &[u8]) -> Result<usize, Repl
         };
         if let Some(d) = diff("", &trace, &computed) {
             let (te, ce) = (ev(&trace), ev(&computed));
-            let what = if te == ce {
+            let what = if te == ce && te == "state_hash" {
+                format!(
+                    "`state_hash` line: {d} (the hash covers the run's `run` header too: an edited \
+                     seed, scenario, source or run number changes it)"
+                )
+            } else if te == ce {
                 format!("`{te}` line: {d}")
             } else {
                 format!("the trace has a `{te}` line where replay computed a `{ce}` line: {l}")
@@ -291,6 +300,23 @@ fn meta_from(header: &Value, line: usize) -> Result<TraceMeta, ReplayError> {
     Ok(TraceMeta { run: u("run")?, scenario: s("scenario")?, source: s("source")?, seed: u("seed")?, mutant })
 }
 
+/// Runs are numbered 0, 1, … in file order: a header whose `run` is not its place in the file
+/// belongs to a duplicated, reordered or pasted run.
+fn check_run_number(meta: &TraceMeta, place: usize, line: usize) -> Result<(), ReplayError> {
+    if meta.run == place as u64 {
+        return Ok(());
+    }
+    Err(malformed(
+        line,
+        1,
+        format!(
+            "field `run`: the header says run {} where run {place} of the trace begins; runs are numbered 0, 1, \
+             ... in file order (a run duplicated, reordered or taken from another trace?)",
+            meta.run
+        ),
+    ))
+}
+
 /// Replay every run of a trace (the text of a `.jsonl` file), refusing a run whose machine
 /// exceeds the default memory budget ([`crate::budget::DEFAULT_MEMORY_BUDGET`]).
 pub fn replay(text: &str) -> Result<ReplaySummary, ReplayError> {
@@ -316,6 +342,7 @@ pub fn replay_with_budget(text: &str, budget: u64) -> Result<ReplaySummary, Repl
             ));
         }
         let meta = meta_from(header, hl)?;
+        check_run_number(&meta, summary.runs, hl)?;
         let config = config_from_json(header.get("config").unwrap_or(&Value::Null))
             .map_err(|e| malformed(hl, 1, e))?;
         let costs = crate::trace::costs_from_json(header).map_err(|e| malformed(hl, 1, e))?;

@@ -33,7 +33,7 @@ use crate::engine::{Action, CheckMode, MemoryBacking, SimConfig};
 use crate::machine::Machine;
 
 /// The trace format version written in every `run` header.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
 /// Every value of `ev` a trace line can carry (the last line of a run has `state_hash` instead).
 pub const EVENTS: &[&str] = &[
@@ -157,6 +157,9 @@ pub struct Recorder {
     steps: u64,
     /// The run's cost parameters: what each event adds to the clock.
     costs: cost::CostTable,
+    /// The `run` header line as written: part of the state digest, so that an edited header
+    /// (seed, scenario, source, run number) no longer matches its `state_hash`.
+    header: Vec<u8>,
 }
 
 /// The name of a page size in traces (`4k`, `2m`, `1g`).
@@ -879,9 +882,16 @@ impl Recorder {
             clock: 0,
             steps: 0,
             costs: *costs,
+            header: Vec::new(),
         };
         r.write_value(&header_json(meta, config, costs));
+        r.header.clone_from(&r.out);
         r
+    }
+
+    /// The `run` header line this recorder wrote (with its newline).
+    pub(crate) fn header(&self) -> &[u8] {
+        &self.header
     }
 
     /// Write one line: `ev` first (when the object has one), then the other keys in order.
@@ -1317,9 +1327,11 @@ impl Recorder {
 /// The canonical digest of a run's state: the raw RMP entries of every region a recorded
 /// instruction named (and the ASID's assigned-page count), the NPT leaves, the host's mappings,
 /// direct map, allocator and guest_memfd, KVM's memory attributes, the machine's content and
-/// validation bookkeeping, the guest's tracking, the outcome and the metrics. Everything is kept
-/// in ordered maps, so the digest is the same on every machine.
+/// validation bookkeeping, the guest's tracking, the outcome and the metrics, and the run's
+/// `header` line, so that replay also verifies what the header says (seed, scenario, source, run
+/// number, format). Everything is kept in ordered maps, so the digest is the same on every machine.
 pub fn state_hash(
+    header: &[u8],
     machine: Option<&Machine>,
     guest: &snpsim_guest::Guest,
     regions: &BTreeSet<u64>,
@@ -1327,6 +1339,7 @@ pub fn state_hash(
     metrics: &crate::Metrics,
 ) -> String {
     let mut h = Fnv128::default();
+    h.piece("header", header);
     h.piece("outcome", outcome.as_bytes());
     if let Some(m) = machine {
         let per_2m = m.rmp.config().geometry.pages_per_2m();

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use snpsim_sim::budget::{DEFAULT_MEMORY_BUDGET, check};
-use snpsim_sim::scenario::load_scenario;
+use snpsim_sim::budget::{DEFAULT_MEMORY_BUDGET, check, estimate};
+use snpsim_sim::scenario::{load_scenario, parse_scenario};
 
 fn toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -36,4 +36,24 @@ fn every_shipped_scenario_fits_the_default_budget() {
     // the sweep's base) and 6 under bench/ when this was written: the bound catches a walk that
     // lost a directory, and lets scenarios be added.
     assert!(checked >= 30, "only {checked} scenarios found");
+}
+
+/// A scripted 1 TiB acceptance at 2M by a 2M guest on 2M guest_memfd keeps 2M entries: it is
+/// estimated per region (it was counted per 4K page, 32 GiB, and refused), while the same step
+/// by a 4K guest is still counted page by page.
+#[test]
+fn a_scripted_2m_acceptance_is_counted_per_region() {
+    let text = |gran: &str| {
+        format!(
+            "name = \"accept\"\n[machine]\nhost_memory = \"1280GiB\"\n[vm]\nmemory = \"1TiB\"\npolicy = \"gmem\"\n\
+             backing = \"gmem-2m\"\n[guest]\npsc_granularity = \"{gran}\"\n[[step]]\nop = \"accept\"\ngpa = \"0x0\"\n\
+             size = \"1TiB\"\n"
+        )
+    };
+    let at_2m = parse_scenario("a.toml", &text("2m")).unwrap();
+    let e = estimate(&at_2m, false);
+    assert!(e.bytes < 1 << 30 && e.pages_4k == 0, "{e:?}");
+    check(&at_2m, DEFAULT_MEMORY_BUDGET, false).unwrap();
+    let at_4k = parse_scenario("a.toml", &text("4k")).unwrap();
+    assert!(estimate(&at_4k, false).bytes > DEFAULT_MEMORY_BUDGET);
 }

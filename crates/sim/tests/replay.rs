@@ -483,3 +483,31 @@ fn trace_events_are_priced_by_the_runs_cost_table() {
         replay(&trace).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
 }
+
+/// The header is verified: an edited seed, scenario, source or run number diverges at the run's
+/// `state_hash` (which digests the header), and a duplicated or reordered run is malformed.
+#[test]
+fn edited_headers_and_misplaced_runs_are_caught() {
+    let (source, s) = examples().into_iter().find(|(f, _)| f.contains("05-npt-demote-thp")).unwrap();
+    let text = trace_of(&s, &source, 0);
+    let last = text.lines().count();
+    let edits = [
+        ("\"seed\":1,", "\"seed\":2,"),
+        ("\"scenario\":\"npt-demote", "\"scenario\":\"edited npt-demote"),
+        ("\"source\":\"", "\"source\":\"elsewhere/"),
+    ];
+    for (old, new) in edits {
+        assert!(text.contains(old), "{old}");
+        let e = replay(&text.replacen(old, new, 1)).unwrap_err();
+        assert!(e.is_divergence() && e.line() == last, "{old}: {e}");
+        assert!(e.to_string().contains("header"), "{e}");
+    }
+    // Run 0 twice; run 1 before run 0; a lone run 1.
+    let second = trace_of(&s, &source, 1);
+    for bad in [format!("{text}{text}"), format!("{second}{text}"), second.clone()] {
+        let e = replay(&bad).unwrap_err();
+        assert!(!e.is_divergence(), "{e}");
+        assert!(e.to_string().contains("field `run`"), "{e}");
+    }
+    assert_eq!(replay(&format!("{text}{second}")).unwrap().runs, 2);
+}

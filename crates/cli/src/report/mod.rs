@@ -21,15 +21,15 @@ use serde_json::Value;
 
 use charts::{Component, Line, Rows, XAxis, esc, fmt_num};
 
-use crate::output::write_atomic;
+use crate::output::OutFile;
 
 /// `snpsim report` options.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Results: a directory written by `run`/`compare`/`sweep`/`merge --out`, a results.json
-    /// (or `--json` output), or a sweep's runs.jsonl.
+    /// (or `--json` output; `-` reads it from standard input), or a sweep's runs.jsonl.
     results: PathBuf,
-    /// The HTML file to write.
+    /// The HTML file to write (replaced whole; `-` writes standard output).
     #[arg(long, value_name = "FILE")]
     html: PathBuf,
 }
@@ -353,14 +353,30 @@ pub fn parse_jsonl(file: &str, text: &str) -> Result<Vec<Value>> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+    let name = crate::input::display(path);
+    let bytes = crate::input::read(path, "the results", crate::input::RESULTS)?;
     String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:1:1: not UTF-8 text"))
+}
+
+/// The files [`load`] may read for `path`, those that exist: what an output must not replace.
+fn inputs_of(path: &Path) -> Vec<PathBuf> {
+    if crate::input::is_stdin(path) {
+        return Vec::new();
+    }
+    let dir = if path.is_dir() { path } else { crate::output::file::parent(path) };
+    let mut v = vec![path.to_path_buf()];
+    v.extend(["results.json", "verdicts.json", "runs.jsonl", "sweep.json"].map(|n| dir.join(n)));
+    v.retain(|p| p.exists());
+    v
 }
 
 /// Load what `report` reads from `path` (see [`ReportArgs::results`]).
 pub fn load(path: &Path) -> Result<Report> {
-    let name = path.display().to_string();
+    let name = crate::input::display(path);
+    if crate::input::is_stdin(path) {
+        let results = parse_json(&name, &read(path)?)?;
+        return Report::from_results(&results, None).with_context(|| name.clone());
+    }
     if path.is_dir() {
         if path.join("results.json").is_file() {
             return load(&path.join("results.json"));
@@ -401,11 +417,12 @@ pub fn load(path: &Path) -> Result<Report> {
 
 /// `snpsim report RESULTS --html FILE`.
 pub fn report(args: &ReportArgs) -> Result<bool> {
-    if args.html.is_dir() {
-        bail!("--html {}: is a directory; give a file name such as report.html", args.html.display());
-    }
+    let out = OutFile::check("--html", &args.html)?;
+    let inputs = inputs_of(&args.results);
+    let named: Vec<(&str, &Path)> = inputs.iter().map(|p| ("the results", p.as_path())).collect();
+    crate::output::paths::check(&named, &[&out], &[])?;
     let r = load(&args.results)?;
-    write_atomic(&args.html, html(&r).as_bytes())?;
+    out.write(html(&r).as_bytes())?;
     Ok(true)
 }
 

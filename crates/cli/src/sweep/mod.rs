@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use snpsim_sim::run::ScenarioRun;
 use snpsim_sim::scenario::{ErrorKind, Scenario, ScenarioError, parse_scenario_with_overrides};
 
-use crate::output::Files;
+use crate::input::Limit;
+use crate::output::OutDir;
+use crate::output::set::Policy;
 use crate::{Check, check_mode, report, run_one, table};
 use file::{Point, SweepDef, in_shard, parse_shard};
 
@@ -59,12 +61,16 @@ pub struct SweepArgs {
     /// Run only shard I of N (0 <= I < N): the runs whose number is I modulo N.
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
-    /// Runs at a time (default: one per CPU); results do not depend on it.
+    /// Runs at a time (default: one per CPU; at most 4 per CPU); results do not depend on it.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Output directory.
+    /// Output directory: new or empty (replaced as a whole when the sweep ends), or for a shard
+    /// one holding only other shards' outputs of the same sweep.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Replace a non-empty --out DIR: everything in it is replaced by this command's outputs.
+    #[arg(long)]
+    force: bool,
     /// Invariant checking after each step.
     #[arg(long, value_enum, default_value = "incremental")]
     check: Check,
@@ -80,7 +86,16 @@ pub struct SweepArgs {
 impl SweepArgs {
     /// The options of `snpsim sweep FILE --jobs JOBS --out OUT --quiet` (the bench suite's sweep).
     pub fn quiet(file: PathBuf, jobs: usize, out: PathBuf, check: Check) -> Self {
-        SweepArgs { file, shard: None, jobs: Some(jobs), out, check, quiet: true, memory_budget: u64::MAX }
+        SweepArgs {
+            file,
+            shard: None,
+            jobs: Some(jobs),
+            out,
+            force: false,
+            check,
+            quiet: true,
+            memory_budget: u64::MAX,
+        }
     }
 }
 
@@ -90,9 +105,12 @@ pub struct MergeArgs {
     /// Directories holding shard outputs (`sweep --out`).
     #[arg(required = true)]
     dirs: Vec<PathBuf>,
-    /// Output directory.
+    /// Output directory: new or empty; it is replaced as a whole when the merge ends.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Replace a non-empty --out DIR: everything in it is replaced by the merged outputs.
+    #[arg(long)]
+    force: bool,
 }
 
 /// FNV-1a, 64 bits: a stable fingerprint (not a security property).
@@ -111,10 +129,46 @@ struct Expanded {
     id: String,
 }
 
-fn read_text(path: &Path) -> Result<String> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
+fn read_text(path: &Path, what: &str, limit: Limit) -> Result<String> {
+    let name = crate::input::display(path);
+    let bytes = crate::input::read(path, what, limit)?;
     String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}:1:1: the file is not UTF-8 text"))
+}
+
+/// How a sweep writes `--out`: `--force` replaces it; a shard joins a directory that holds
+/// nothing but outputs of the same sweep (other shards may be writing there at the same time);
+/// a whole sweep needs a new or empty one.
+fn out_policy(args: &SweepArgs, shards: usize, id: &str) -> Result<Policy> {
+    if args.force {
+        return Ok(Policy::Force);
+    }
+    if shards == 1 || !args.out.is_dir() {
+        return Ok(if shards == 1 { Policy::Fresh } else { Policy::Join });
+    }
+    let shown = args.out.display();
+    let foreign = |what: String| {
+        anyhow::anyhow!(
+            "--out {shown}: {what}; a shard joins only a directory of its own sweep's shards: give --force to replace \
+             everything in it, or name another directory"
+        )
+    };
+    let entries =
+        std::fs::read_dir(&args.out).map_err(|e| anyhow::anyhow!("--out {shown}: cannot read it: {e}"))?;
+    for e in entries.filter_map(std::result::Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Dot files: other shards' temporaries, being written now.
+        if name.starts_with('.') || shard_name(&name).is_some() {
+            continue;
+        }
+        if name != "sweep.json" {
+            return Err(foreign(format!("holds {name}, which is not a shard's output")));
+        }
+        let m = report::parse_json(&name, &read_text(&e.path(), "the manifest", crate::input::RESULTS)?)?;
+        if m.get("sweep_id").and_then(Value::as_str) != Some(id) {
+            return Err(foreign("holds the sweep.json of another sweep (its sweep_id differs)".into()));
+        }
+    }
+    Ok(Policy::Join)
 }
 
 /// An error in the scenario of point `p`: an error in an override the sweep made is reported where
@@ -157,10 +211,10 @@ fn check_budgets(file: &str, x: &Expanded, budget: u64) -> Result<()> {
 /// Parse the sweep file and every run's scenario (all of them, whatever the shard: bad input is
 /// found before anything runs, and every shard agrees on the runs).
 fn expand(path: &Path) -> Result<Expanded> {
-    let file = path.display().to_string();
-    let def = file::parse(&file, &read_text(path)?)?;
+    let file = crate::input::display(path);
+    let def = file::parse(&file, &read_text(path, "the sweep", crate::input::SWEEP)?)?;
     let scenario_file = def.scenario_path.display().to_string();
-    let text = read_text(&def.scenario_path).map_err(|e| {
+    let text = read_text(&def.scenario_path, "the scenario", crate::input::SCENARIO).map_err(|e| {
         anyhow::anyhow!("{e} (the sweep's `scenario = {:?}` is relative to the sweep file)", def.scenario)
     })?;
     let mut hash = 0xcbf2_9ce4_8422_2325_u64;
@@ -270,19 +324,22 @@ pub fn sweep(args: &SweepArgs) -> Result<bool> {
         Some(s) => parse_shard(s)?,
         None => (0, 1),
     };
-    if args.jobs == Some(0) {
-        bail!("--jobs: must be at least 1");
-    }
-    Files::prepare(Some(&args.out), None)?;
+    let threads = crate::jobs(args.jobs)?;
     let x = expand(&args.file)?;
-    check_budgets(&args.file.display().to_string(), &x, args.memory_budget)?;
+    let out = OutDir::check("--out", &args.out, out_policy(args, shards, &x.id)?)?;
+    crate::output::paths::check(
+        &[("the sweep", &args.file), ("the sweep's scenario", &x.def.scenario_path)],
+        &[],
+        &[&out],
+    )?;
+    check_budgets(&crate::input::display(&args.file), &x, args.memory_budget)?;
     let check = check_mode(args.check);
     // Run numbers count the points kept, so skipped combinations leave no hole.
     let mine: Vec<(usize, &(Point, Scenario))> =
         x.points.iter().enumerate().filter(|(n, _)| in_shard(*n, shard, shards)).collect();
     let source = x.def.scenario_path.display().to_string();
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.jobs.unwrap_or(0))
+        .num_threads(threads)
         .build()
         .context("cannot start the worker threads")?;
     let progress = crate::progress::Progress::new(mine.len() as u64, "runs", args.quiet);
@@ -313,31 +370,31 @@ pub fn sweep(args: &SweepArgs) -> Result<bool> {
         lines.push_str(&line);
         lines.push('\n');
     }
-    let mut files = Files::default();
+    let mut files = Vec::new();
     let mut m = serde_json::to_string_pretty(&manifest(&x))?;
     m.push('\n');
     let name =
         if shards == 1 { "runs.jsonl".to_string() } else { format!("shard-{shard}-of-{shards}.jsonl") };
     if shards == 1 {
         let page = report::html(&report::Report::from_sweep(&manifest(&x), &report_runs)?);
-        files.add(args.out.join("report.html"), page.into_bytes());
+        files.push(("report.html".to_string(), page.into_bytes()));
     }
-    files.add(args.out.join("sweep.json"), m.into_bytes());
-    files.add(args.out.join(&name), lines.into_bytes());
-    files.write(Some(&args.out))?;
+    files.push(("sweep.json".to_string(), m.into_bytes()));
+    files.push((name.clone(), lines.into_bytes()));
+    out.write(files)?;
     let what = if shards == 1 { String::new() } else { format!(" shard {shard}/{shards}:") };
-    println!(
-        "sweep {:?}:{what} {} of {} runs -> {}",
+    crate::stdout::text(&format!(
+        "sweep {:?}:{what} {} of {} runs -> {}\n",
         x.def.name,
         mine.len(),
         x.points.len(),
         args.out.join(&name).display()
-    );
+    ))?;
     for s in &x.skipped {
-        eprintln!("note: skipped {s}");
+        crate::term::eprint(&format!("note: skipped {s}"));
     }
     for f in &failed {
-        eprintln!("FAILED {f}");
+        crate::term::eprint(&format!("FAILED {f}"));
     }
     Ok(failed.is_empty())
 }
@@ -424,7 +481,7 @@ fn check_complete(
 /// `snpsim merge`.
 #[allow(clippy::too_many_lines)] // read, check, write: one pass over the inputs
 pub fn merge(args: &MergeArgs) -> Result<bool> {
-    Files::prepare(Some(&args.out), None)?;
+    let policy = if args.force { Policy::Force } else { Policy::Fresh };
     let out_canon = std::fs::canonicalize(&args.out).ok();
     let mut manifest: Option<(String, Value)> = None;
     let mut by_index: BTreeMap<usize, Vec<Found>> = BTreeMap::new();
@@ -441,7 +498,10 @@ pub fn merge(args: &MergeArgs) -> Result<bool> {
         if !mpath.is_file() {
             bail!("{dname}: no sweep.json (not the output of snpsim sweep)");
         }
-        let m = report::parse_json(&mpath.display().to_string(), &read_text(&mpath)?)?;
+        let m = report::parse_json(
+            &mpath.display().to_string(),
+            &read_text(&mpath, "the manifest", crate::input::RESULTS)?,
+        )?;
         let id = m.get("sweep_id").and_then(Value::as_str).unwrap_or_default().to_string();
         match &manifest {
             None => manifest = Some((mpath.display().to_string(), m)),
@@ -470,7 +530,7 @@ pub fn merge(args: &MergeArgs) -> Result<bool> {
             }
             let path = dir.join(&name);
             let pname = path.display().to_string();
-            let text = read_text(&path)?;
+            let text = read_text(&path, "the shard's runs", crate::input::RESULTS)?;
             for (i, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
@@ -496,6 +556,9 @@ pub fn merge(args: &MergeArgs) -> Result<bool> {
         }
     }
     let Some((_, m)) = manifest else { bail!("no directories given") };
+    let out = OutDir::check("--out", &args.out, policy)?;
+    let inputs: Vec<(&str, &Path)> = args.dirs.iter().map(|d| ("the shard directory", d.as_path())).collect();
+    crate::output::paths::check(&inputs, &[], &[&out])?;
     let total = m.get("total").and_then(Value::as_u64).unwrap_or(0) as usize;
     let beyond: Vec<usize> = by_index.keys().copied().filter(|&i| i >= total).collect();
     if let Some(&i) = beyond.first() {
@@ -511,20 +574,20 @@ pub fn merge(args: &MergeArgs) -> Result<bool> {
         values.push(serde_json::from_str::<Value>(&found[0].text)?);
     }
     let page = report::html(&report::Report::from_sweep(&m, &values)?);
-    let mut files = Files::default();
     let mut mtext = serde_json::to_string_pretty(&m)?;
     mtext.push('\n');
-    files.add(args.out.join("sweep.json"), mtext.into_bytes());
-    files.add(args.out.join("runs.jsonl"), runs.into_bytes());
-    files.add(args.out.join("report.html"), page.into_bytes());
-    files.write(Some(&args.out))?;
-    println!(
-        "merged {total} runs of sweep {} from {} director{} -> {}",
+    out.write(vec![
+        ("sweep.json".to_string(), mtext.into_bytes()),
+        ("runs.jsonl".to_string(), runs.into_bytes()),
+        ("report.html".to_string(), page.into_bytes()),
+    ])?;
+    crate::stdout::text(&format!(
+        "merged {total} runs of sweep {} from {} director{} -> {}\n",
         m.get("name").unwrap_or(&Value::Null),
         args.dirs.len(),
         if args.dirs.len() == 1 { "y" } else { "ies" },
         args.out.display()
-    );
+    ))?;
     Ok(true)
 }
 

@@ -90,9 +90,21 @@ pub(crate) struct Sources<'a> {
     pub file: &'a str,
     pub text: &'a str,
     pub overrides: Vec<String>,
+    /// Where each line of `text` starts, so that locating a span costs a binary search and the
+    /// span's own line, not a rescan of the file (every step asks for its line).
+    lines: LineIndex,
 }
 
-impl Sources<'_> {
+impl<'a> Sources<'a> {
+    pub(crate) fn new(file: &'a str, text: &'a str, overrides: Vec<String>) -> Self {
+        Sources { file, text, overrides, lines: LineIndex::new(text) }
+    }
+
+    /// 1-based line and column (in characters) of byte offset `offset` in the file's text.
+    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_column(self.text, offset)
+    }
+
     /// The error at `span`.
     pub(crate) fn error(
         &self,
@@ -102,7 +114,7 @@ impl Sources<'_> {
         message: impl Into<String>,
     ) -> ScenarioError {
         let (file, line, column) = if span.src == 0 {
-            let (line, column) = line_column(self.text, span.start);
+            let (line, column) = self.line_column(span.start);
             (self.file.to_owned(), line, column)
         } else {
             let text = self.overrides.get(span.src - 1).map_or("", String::as_str);
@@ -113,18 +125,41 @@ impl Sources<'_> {
     }
 }
 
-/// 1-based line and column (in characters) of byte offset `offset` in `text`; an offset past the
-/// end or inside a character is moved back to the nearest character boundary.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while end > 0 && !text.is_char_boundary(end) {
-        end -= 1;
+/// The byte offset at which each line of a text starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Index `text` in one pass.
+    pub(crate) fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
     }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+
+    /// 1-based line and column (in characters) of byte offset `offset` in `text` (the text this
+    /// index was built from); an offset past the end or inside a character is moved back to the
+    /// nearest character boundary.
+    pub(crate) fn line_column(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut end = offset.min(text.len());
+        while end > 0 && !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        // The last line start at or before `end`; `starts[0] == 0`, so there is one.
+        let line = self.starts.partition_point(|&s| s <= end).max(1);
+        let line_start = self.starts[line - 1];
+        let column = text.get(line_start..end).map_or(0, |t| t.chars().count()) + 1;
+        (line, column)
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `offset` in `text`; an offset past the
+/// end or inside a character is moved back to the nearest character boundary. Scans `text`: for
+/// one lookup; [`Sources::line_column`] serves many.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    LineIndex::new(text).line_column(text, offset)
 }
 
 #[cfg(test)]
@@ -142,11 +177,23 @@ mod tests {
         // Inside 'é' moves back to its start.
         assert_eq!(line_column(text, 5), (2, 2));
         assert_eq!(line_column(text, 999), (3, 2));
+        // The index agrees with a scan at every offset.
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 1 {
+            let mut end = offset.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let before = &text[..end];
+            let line = before.matches('\n').count() + 1;
+            let col = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+            assert_eq!(index.line_column(text, offset), (line, col), "offset {offset}");
+        }
     }
 
     #[test]
     fn display_has_location_and_field() {
-        let s = Sources { file: "a.toml", text: "x\ny = 1", overrides: vec!["vm.x=1".into()] };
+        let s = Sources::new("a.toml", "x\ny = 1", vec!["vm.x=1".into()]);
         let e = s.error(Span::new(0, 2), Some("y"), ErrorKind::WrongType, "bad");
         assert_eq!(e.to_string(), "a.toml:2:1: field `y`: bad");
         let e = s.error(Span::new(1, 5), None, ErrorKind::Syntax, "oops");

@@ -305,11 +305,11 @@ pub fn parse_scenario_with_overrides(
     text: &str,
     overrides: &[(&str, &str)],
 ) -> Result<Scenario, ScenarioError> {
-    let sources = error::Sources {
-        file: path_for_messages,
+    let sources = error::Sources::new(
+        path_for_messages,
         text,
-        overrides: overrides.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-    };
+        overrides.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    );
     let mut root = tree::parse_document(&sources)?;
     for (i, (key, value)) in overrides.iter().enumerate() {
         tree::apply_override(&sources, &mut root, i + 1, key, value)?;
@@ -341,7 +341,18 @@ pub fn load_scenario_with_overrides(
         kind: ErrorKind::Io,
         message: format!("cannot read the scenario: {e}"),
     })?;
-    let text = match std::str::from_utf8(&bytes) {
+    parse_scenario_bytes(&name, &bytes, overrides)
+}
+
+/// Parse a scenario read as raw bytes (a file or standard input the caller read, within its own
+/// limits), with overrides (see [`parse_scenario_with_overrides`]); bytes that are not UTF-8 are
+/// an error at the line and column of the first bad byte.
+pub fn parse_scenario_bytes(
+    name: &str,
+    bytes: &[u8],
+    overrides: &[(&str, &str)],
+) -> Result<Scenario, ScenarioError> {
+    let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
             let valid = &bytes[..e.valid_up_to()];
@@ -349,7 +360,7 @@ pub fn load_scenario_with_overrides(
             let prefix = std::str::from_utf8(valid).unwrap_or_default();
             let (line, column) = error::line_column(prefix, prefix.len());
             return Err(ScenarioError {
-                file: name,
+                file: name.to_owned(),
                 line,
                 column,
                 field: None,
@@ -362,5 +373,5 @@ pub fn load_scenario_with_overrides(
             });
         }
     };
-    parse_scenario_with_overrides(&name, text, overrides)
+    parse_scenario_with_overrides(name, text, overrides)
 }

@@ -545,8 +545,7 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
     accepted.extend_from_slice(kind.fields());
     s.allow(cx, &accepted)?;
 
-    let line =
-        if s.span.src == 0 { super::error::line_column(cx.src.text, s.span.start).0 } else { s.span.src };
+    let line = if s.span.src == 0 { cx.src.line_column(s.span.start).0 } else { s.span.src };
     let vcpu = step_vcpu(scx, &s)?;
     if kind == StepKind::Barrier {
         return Ok(Step { line, vcpu, op: StepOp::Barrier });

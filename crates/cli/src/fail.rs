@@ -1,4 +1,4 @@
-//! Exit statuses, a user contract (README "Exit codes"), and the error type that selects the I/O
+//! Exit statuses, a user contract (docs/user-guide.md "Exit codes"), and the error type that selects the I/O
 //! status. Errors are classified by type, never by their text.
 
 use std::process::ExitCode;

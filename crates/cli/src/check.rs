@@ -14,7 +14,7 @@ use crate::output::write_file;
 /// `snpsim check` options.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Only this policy (default: all five).
+    /// Only this policy (default: every policy).
     #[arg(long)]
     policy: Option<String>,
     /// Only this backing (default: every backing of each policy's era).

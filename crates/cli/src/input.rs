@@ -142,6 +142,20 @@ pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Whether `path` is a sweep file (`snpsim sweep`'s input: the `scenario` it varies and its
+/// `[[axis]]` tables) rather than a scenario. A directory walk skips sweep files, saying so, so
+/// that `snpsim run examples` runs the scenarios beside them; a sweep file named on its own is
+/// still read as a scenario, and its error says what is wrong. A file that cannot be read or
+/// parsed here is left to the scenario parser, which reports it with its location.
+fn is_sweep_file(path: &Path) -> bool {
+    const MAX: u64 = 16 << 20;
+    if std::fs::metadata(path).map_or(true, |m| !m.is_file() || m.len() > MAX) {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("scenario") && t.contains_key("axis"))
+}
+
 /// A directory on the path from the walk's root: its device and inode, and its path.
 type Ancestor = ((u64, u64), PathBuf);
 
@@ -175,7 +189,16 @@ fn walk(path: &Path, ancestors: &mut Vec<Ancestor>, out: &mut Vec<PathBuf>) -> R
     entries.sort();
     ancestors.push((id, path.to_path_buf()));
     for p in entries {
-        if p.is_dir() || p.extension().is_some_and(|e| e == "toml") {
+        if p.is_dir() {
+            walk(&p, ancestors, out)?;
+        } else if p.extension().is_some_and(|e| e == "toml") {
+            if is_sweep_file(&p) {
+                let name = p.display().to_string();
+                crate::term::eprint(&format!(
+                    "snpsim: note: {name} is a sweep, not a scenario: skipped (run it with `snpsim sweep {name}`)"
+                ));
+                continue;
+            }
             walk(&p, ancestors, out)?;
         }
     }

@@ -40,13 +40,24 @@ use snpsim_sim::trace::TraceMeta;
 use crate::output::set::Policy;
 use crate::output::{OutDir, OutFile, TraceFormat};
 
+/// `snpsim --version`: the package version, the commit the binary was built from and whether the
+/// tracked sources differed from it (`crates/cli/build.rs`), so a result can be traced to its code.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SNPSIM_BUILD_COMMIT"),
+    ", tree ",
+    env!("SNPSIM_BUILD_TREE"),
+    ")"
+);
+
 /// A deterministic simulator of SEV-SNP memory protection: which faults occur, which host pages
 /// are split (and which splits were needless), what fails, what is lost, and what it costs, for
 /// any backing, hypervisor policy and guest.
 #[derive(Debug, Parser)]
-#[command(name = "snpsim", version, args_conflicts_with_subcommands = true)]
+#[command(name = "snpsim", version = VERSION, args_conflicts_with_subcommands = true)]
 #[command(after_help = "With no command, runs the embedded debate suite (same as `snpsim run`).\n\n\
-Examples:\n  snpsim                                  the 2021 debate: table and verdicts\n  \
+Examples:\n  snpsim                                  the 2021 debate: who wins, and the verdicts\n  \
 snpsim run examples/debate              every scenario in a directory\n  \
 snpsim run s.toml --set vm.backing=thp  override a field\n  \
 snpsim run --json > results.json        machine-readable results\n  \
@@ -119,6 +130,19 @@ snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
     /// List embedded scenarios, policies, backings, guest presets and metrics.
     #[command(after_help = "Example:\n  snpsim list")]
     List,
+    /// Print a shell completion script for snpsim's commands and options.
+    #[command(
+        after_help = "Examples:\n  snpsim completions bash > ~/.local/share/bash-completion/completions/snpsim\n  \
+snpsim completions zsh > \"${fpath[1]}/_snpsim\"\n  snpsim completions fish > ~/.config/fish/completions/snpsim.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print snpsim's manual page (roff), generated from the same definitions as --help.
+    #[command(after_help = "Examples:\n  snpsim man | man -l -\n  snpsim man > snpsim.1")]
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -263,6 +287,10 @@ struct RunArgs {
     /// stopped did, and each verdict's settings, evidence and falsifier.
     #[arg(long)]
     details: bool,
+    /// Do not check the scenarios' `[expect]` tables (invariants are still checked): for a
+    /// scenario run with a `--set` or `--seed` its expectations were not written for.
+    #[arg(long)]
+    no_expect: bool,
     #[command(flatten)]
     scenario: ScenarioOpts,
     #[command(flatten)]
@@ -287,6 +315,8 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Some(Command::List) => stdout::text(&list::text()).map(|()| true),
+        Some(Command::Completions { shell }) => completions(shell),
+        Some(Command::Man) => man_page(),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Replay(args)) => replay(&args),
@@ -295,7 +325,10 @@ fn main() -> ExitCode {
         Some(Command::Sweep(args)) => sweep::sweep(&args),
         Some(Command::Merge(args)) => sweep::merge(&args),
         Some(Command::Bench(args)) => bench::bench(&args),
-        None => run(&cli.run),
+        None => match unknown_command(&cli.run) {
+            Some(e) => Err(e),
+            None => run(&cli.run),
+        },
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -305,6 +338,46 @@ fn main() -> ExitCode {
             fail::status(&e)
         }
     }
+}
+
+/// `snpsim completions SHELL`: the completion script clap_complete generates from the command
+/// definitions, so it cannot drift from them.
+fn completions(shell: clap_complete::Shell) -> Result<bool> {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "snpsim", &mut script);
+    stdout::bytes(&script).map(|()| true)
+}
+
+/// `snpsim man`: the manual page clap_mangen renders from the command definitions.
+fn man_page() -> Result<bool> {
+    use clap::CommandFactory as _;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|e| fail::io("cannot render the manual page", e))?;
+    stdout::bytes(&page).map(|()| true)
+}
+
+/// A first argument that is neither a file nor a command but close to a command's name (`snpsim
+/// rnu`): bad input that names the command meant, rather than "no such file".
+fn unknown_command(args: &RunArgs) -> Option<anyhow::Error> {
+    use clap::CommandFactory as _;
+    let first = args.paths.first()?.to_str()?;
+    if first == "-" || std::path::Path::new(first).exists() || first.contains(['/', '.']) {
+        return None;
+    }
+    let cli = Cli::command();
+    let (best, distance) = cli
+        .get_subcommands()
+        .map(|c| (c.get_name().to_owned(), strsim::levenshtein(first, c.get_name())))
+        .min_by_key(|(_, d)| *d)?;
+    (distance <= 2).then(|| {
+        anyhow::anyhow!(
+            "`{}` is neither a command nor a file; did you mean `snpsim {best}`?",
+            term::name(first)
+        )
+    })
 }
 
 fn check_mode(c: Check) -> CheckMode {
@@ -404,6 +477,11 @@ fn run(args: &RunArgs) -> Result<bool> {
         for f in &files {
             let bytes = input::read(f, "the scenario", input::SCENARIO)?;
             scenarios.push(parse_scenario_bytes(&input::display(f), &bytes, &ov)?);
+        }
+        if args.no_expect {
+            for s in &mut scenarios {
+                s.expect = snpsim_sim::scenario::Expectations::default();
+            }
         }
         for s in &scenarios {
             check_budget(s, args.scenario.memory_budget, traced)?;

@@ -401,3 +401,66 @@ fn an_unknown_command_is_bad_input() {
     assert_eq!(text(&out.stdout), "");
     assert!(text(&out.stderr).contains("bogus"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_mistyped_command_is_named_not_taken_for_a_file() {
+    let out = snpsim(&["rnu"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("`rnu` is neither a command nor a file; did you mean `snpsim run`?"));
+    // Far from every command, it is a missing file.
+    let out = snpsim(&["no-such-scenario"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no such file"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = snpsim(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = text(&out.stdout);
+    assert!(v.starts_with(&format!("snpsim {} (commit ", env!("CARGO_PKG_VERSION"))), "{v}");
+    assert!(v.contains(", tree "), "{v}");
+}
+
+#[test]
+fn a_directory_run_skips_sweep_files_and_says_so() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sweeps");
+    let out = snpsim(&["run", dir, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The directory holds two sweeps and the base scenario of one of them.
+    assert_eq!(json_runs(&out).len(), 1);
+    let err = text(&out.stderr);
+    for sweep in ["attacks.toml", "conversion-rate.toml"] {
+        assert!(err.contains(&format!("{sweep} is a sweep, not a scenario: skipped")), "{err}");
+    }
+}
+
+#[test]
+fn no_expect_turns_expectations_off_but_not_invariants() {
+    // The race scenario pins what its own seed does; another seed breaks its expectations.
+    let race = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/races/01-psmash-vs-psmash.toml");
+    let out = snpsim(&["run", race, "--set", "seed=4"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let out = snpsim(&["run", race, "--set", "seed=4", "--no-expect"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_definitions() {
+    let out = snpsim(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    for word in ["snpsim", "compare", "replay", "--no-expect", "--details"] {
+        assert!(script.contains(word), "{word} missing from the bash completions");
+    }
+    let out = snpsim(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH snpsim 1"), "{page}");
+    // Every command is listed.
+    for command in ["compare", "replay", "check", "sweep", "completions"] {
+        assert!(page.contains(&format!("snpsim\\-{command}")), "{command} missing from the manual page");
+    }
+    let out = snpsim(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}

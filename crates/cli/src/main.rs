@@ -449,8 +449,11 @@ pub(crate) fn run_one(
     traced: bool,
 ) -> Result<ScenarioRun> {
     let meta = traced.then(|| TraceMeta::for_scenario(s, source, index));
-    run_scenario_traced(s, check, meta.as_ref())
-        .with_context(|| format!("{source}: cannot build the machine"))
+    let mut r = run_scenario_traced(s, check, meta.as_ref())
+        .with_context(|| format!("{source}: cannot build the machine"))?;
+    source.clone_into(&mut r.source);
+    r.run_index = index;
+    Ok(r)
 }
 
 /// Run the arguments' scenarios; `Ok(false)` when an expectation or invariant failed.

@@ -257,6 +257,12 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
             .map(|r| {
                 json!({
                     "scenario": r.name,
+                    "source": r.source,
+                    "run_index": r.run_index,
+                    "seed": r.seed,
+                    "preset": r.preset,
+                    "snpsim_version": env!("CARGO_PKG_VERSION"),
+                    "commit": env!("SNPSIM_BUILD_COMMIT"),
                     "policy": r.policy,
                     "backing": r.backing,
                     "granularity": r.granularity,
@@ -266,6 +272,7 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "reason": r.result.reason.map(snpsim_sim::outcome::Reason::name),
                     "detail": r.result.detail,
                     "metrics": r.result.metrics,
+                    "metrics_flat": metrics_flat(&r.result.metrics),
                     "violations": r.result.violations,
                     "failures": r.failures,
                     "workload": r.workload,
@@ -277,6 +284,29 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
             })
             .collect(),
     )
+}
+
+/// The metrics as one flat object, a family's members under `FAMILY.MEMBER` (the names `[expect]`
+/// takes: `exits.npf`, `npt_coverage.2m`, `sim_time_ns.npf_exit` for `sim_time_by_item`), every key
+/// present in every run, so that a data frame built from it has no missing cells.
+pub fn metrics_flat(m: &snpsim_sim::Metrics) -> Value {
+    let mut flat = serde_json::Map::new();
+    if let Ok(Value::Object(fields)) = serde_json::to_value(m) {
+        for (k, v) in fields {
+            match v {
+                Value::Object(members) => {
+                    let family = if k == "sim_time_by_item" { "sim_time_ns" } else { k.as_str() };
+                    for (member, n) in members {
+                        flat.insert(format!("{family}.{member}"), n);
+                    }
+                }
+                other => {
+                    flat.insert(k, other);
+                }
+            }
+        }
+    }
+    Value::Object(flat)
 }
 
 /// Most points of a run's `npt_coverage_series` in the JSON document.

@@ -464,3 +464,25 @@ fn completions_and_the_manual_page_come_from_the_command_definitions() {
     let out = snpsim(&["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn json_runs_say_where_they_came_from_and_have_every_metric() {
+    let out = snpsim(&["run", EXAMPLES, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let runs = json_runs(&out);
+    let keys = |r: &Value| r["metrics_flat"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let first = keys(&runs[0]);
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(r["run_index"].as_u64(), Some(i as u64), "{r}");
+        assert!(r["source"].as_str().unwrap().ends_with(".toml"), "{r}");
+        assert!(r["seed"].is_u64() && r["preset"].is_string(), "{r}");
+        assert!(r["snpsim_version"].is_string() && r["commit"].is_string(), "{r}");
+        // The same flat columns in every run, whatever happened in it.
+        assert_eq!(keys(r), first, "{}", r["scenario"]);
+        assert!(
+            first.contains(&"npt_demotions.1g_2m".to_owned())
+                && first.contains(&"races.spurious_npf".to_owned())
+        );
+        assert_eq!(r["metrics_flat"]["exits.npf"], r["metrics"]["exits"]["npf"]);
+    }
+}

@@ -210,7 +210,11 @@ pub fn collect_with(
         data_loss_pages: guest.stats.data_loss_pages,
         recoalesced: guest.stats.recoalesced,
         invariant_violations,
+        // Every member of every family is present (zeros, not absent), so that a table built from
+        // the JSON has the same columns for every run.
         exits: exit::ALL.iter().map(|r| ((*r).to_string(), 0)).collect(),
+        npt_demotions: snpsim_kvm::stats::demotion_names().map(|n| (n, 0)).collect(),
+        races: races(snpsim_kvm::Races::default()),
         ..Metrics::default()
     };
     let Some(mc) = machine else {
@@ -222,7 +226,7 @@ pub fn collect_with(
     m.rmp_npf = k.rmp_npf;
     m.rmp_npf_sizem = k.rmp_npf_sizem;
     m.npf = k.npf;
-    m.npt_demotions.clone_from(&k.npt_demotions);
+    m.npt_demotions.extend(k.npt_demotions.iter().map(|(pair, n)| (pair.clone(), *n)));
     m.npt_demotions_needless = k.npt_demotions_needless;
     m.host_splits = h.host_splits;
     m.host_splits_needed = h.host_splits_needed;

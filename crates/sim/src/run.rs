@@ -35,6 +35,13 @@ pub struct ScenarioRun {
     pub failures: Vec<String>,
     /// How the `[workload]` phases went (`None` without a workload).
     pub workload: Option<WorkloadReport>,
+    /// The seed the run used (the scenario's, after overrides).
+    pub seed: u64,
+    /// Where the scenario came from (a file path, `<embedded …>`; empty when the caller did not
+    /// say).
+    pub source: String,
+    /// The run's index among the runs of one command (its trace's `run`; 0 alone).
+    pub run_index: u64,
 }
 
 impl ScenarioRun {
@@ -314,6 +321,9 @@ fn run_scenario_with(
         result,
         failures,
         workload,
+        seed: s.seed,
+        source: String::new(),
+        run_index: 0,
     })
 }
 

@@ -496,6 +496,9 @@ mod tests {
             result,
             failures: Vec::new(),
             workload: None,
+            seed: 0,
+            source: String::new(),
+            run_index: 0,
         }
     }
 

@@ -114,13 +114,15 @@ pub enum TaskResult {
 }
 
 impl TaskResult {
-    /// The one-line form the engine reports for a step.
+    /// The one-line form the engine reports for a step (a trace's `step_end` `result`): `ok` for a
+    /// composite operation, the instruction's or access's outcome by name (`done`, `unchanged`,
+    /// a failure code, `npf:0x...`, `vc:0x...`), SW_EXITINFO2 of a bare PSC request in hex.
     pub fn describe(&self) -> String {
         match self {
             TaskResult::Done => "ok".into(),
-            TaskResult::Pvalidate(r) => format!("{r:?}"),
-            TaskResult::Plain(r) => format!("{r:?}"),
-            TaskResult::PscRequest(info2) => format!("SW_EXITINFO2 {info2:#x}"),
+            TaskResult::Pvalidate(r) => r.name_with(|s| s.name()),
+            TaskResult::Plain(r) => r.name_with(|()| "done"),
+            TaskResult::PscRequest(info2) => format!("{info2:#x}"),
         }
     }
 }

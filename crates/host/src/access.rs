@@ -33,6 +33,19 @@ pub enum HostWriteOutcome {
     Hang,
 }
 
+impl HostWriteOutcome {
+    /// The outcome as traces and step results write it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HostWriteOutcome::Done => "done",
+            HostWriteOutcome::Sigbus => "sigbus",
+            HostWriteOutcome::Efault => "efault",
+            HostWriteOutcome::KernelOops => "kernel_oops",
+            HostWriteOutcome::Hang => "hang",
+        }
+    }
+}
+
 /// What the host's RMP #PF handler for user addresses does when the mapping is larger than the RMP
 /// entry but cannot be split (hugetlbfs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -96,6 +96,28 @@ impl<T> GuestOutcome<T> {
     pub const fn is_done(&self) -> bool {
         matches!(self, GuestOutcome::Done(_))
     }
+
+    /// The outcome as traces and step results write it: `done` (`done` names a completed
+    /// outcome's value), a failure code's name, `npf:0x...` (the error code) or `vc:0x...` (the
+    /// exit code). Stable lower-case names, never `Debug` text.
+    pub fn name_with(&self, done: impl Fn(&T) -> &'static str) -> String {
+        match self {
+            GuestOutcome::Done(t) => done(t).to_string(),
+            GuestOutcome::Fail(rc) => rc.name().to_string(),
+            GuestOutcome::Npf(code) => format!("npf:{:#x}", code.into_bits()),
+            GuestOutcome::Vc(code) => format!("vc:{:#x}", code.raw()),
+        }
+    }
+}
+
+impl PvalidateStatus {
+    /// `done` (the entry changed, CF = 0) or `unchanged` (CF = 1).
+    pub const fn name(self) -> &'static str {
+        match self {
+            PvalidateStatus::Changed => "done",
+            PvalidateStatus::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// Whether a successful PVALIDATE changed the Validated bit (CF = 0) or found it already in the

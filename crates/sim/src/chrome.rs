@@ -11,7 +11,7 @@
 //! ```
 //! let jsonl = "{\"ev\":\"run\",\"run\":0,\"scenario\":\"demo\",\"config\":{\"policy\":\"gmem\",\"backing\":\"gmem-4k\"}}\n\
 //!              {\"ev\":\"step\",\"t\":0,\"vcpu\":0,\"actor\":\"guest\",\"i\":0,\"action\":{\"op\":\"access\",\"gpa\":\"0x0\"}}\n\
-//!              {\"ev\":\"step_end\",\"t\":1500,\"vcpu\":0,\"actor\":\"guest\",\"i\":0,\"result\":\"Done(())\"}\n";
+//!              {\"ev\":\"step_end\",\"t\":1500,\"vcpu\":0,\"actor\":\"guest\",\"i\":0,\"result\":\"done\"}\n";
 //! let doc: serde_json::Value = serde_json::from_str(&snpsim_sim::chrome::from_jsonl(jsonl).unwrap()).unwrap();
 //! let events = doc["traceEvents"].as_array().unwrap();
 //! assert!(events.iter().any(|e| e["ph"] == "X" && e["name"] == "access 0x0" && e["dur"] == 1.5));

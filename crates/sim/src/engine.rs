@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use snpsim_defs::{Gpa, PageSize, RmpAdjustOperand, RmpPageSize, VmplPerms};
-use snpsim_guest::{Guest, GuestConfig, GuestError, GuestTask, Recoalesce, TaskStep};
+use snpsim_guest::{Guest, GuestConfig, GuestError, GuestTask, Recoalesce, TaskResult, TaskStep};
 use snpsim_host::{Host, HostVia, HostWriteOutcome, VmaBacking};
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{AccessKind, Geometry, RmpConfig};
@@ -989,18 +989,18 @@ fn run_action(
             "ok".into()
         }
         Action::Pvalidate { vcpu, gpa, size, validate } => {
-            format!("{:?}", guest.pvalidate(m, vcpu, gpa.gfn(), size, validate)?)
+            TaskResult::Pvalidate(guest.pvalidate(m, vcpu, gpa.gfn(), size, validate)?).describe()
         }
         Action::Rmpadjust { vcpu, gpa, size, vmpl, perms, vmsa } => {
             let op = RmpAdjustOperand::new().with_target_vmpl(vmpl).with_perms(perms).with_vmsa(vmsa);
-            format!("{:?}", guest.rmpadjust(m, vcpu, gpa.gfn(), size, op)?)
+            TaskResult::Plain(guest.rmpadjust(m, vcpu, gpa.gfn(), size, op)?).describe()
         }
         Action::PscRequest { vcpu, gpa, size, private, cur_page } => {
             let info2 = guest.psc_request(m, vcpu, gpa.gfn(), size, private, cur_page)?;
-            format!("SW_EXITINFO2 {info2:#x}")
+            TaskResult::PscRequest(info2).describe()
         }
         Action::Access { vcpu, gpa, kind, private } => {
-            format!("{:?}", guest.access(m, vcpu, gpa, kind, private)?)
+            TaskResult::Plain(guest.access(m, vcpu, gpa, kind, private)?).describe()
         }
         Action::Recoalesce { vcpu, gpa, mode } => {
             if mode == Recoalesce::Naive {
@@ -1012,7 +1012,7 @@ fn run_action(
         Action::HostWrite { gpa, via } => match m.host_write(gpa, via) {
             HostWriteOutcome::Done => "ok".into(),
             HostWriteOutcome::Hang => return Err(GuestError::Stopped),
-            other => format!("{other:?}"),
+            other => other.name().to_owned(),
         },
         Action::HostRead { .. } => "ok".into(),
         Action::HostSplit { gpa } => match m.traced(None, |m| {

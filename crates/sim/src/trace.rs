@@ -193,14 +193,9 @@ pub fn npf_bits(code: NpfErrorCode) -> String {
 }
 
 /// A guest instruction's or access's result as traces write it: `done`, `unchanged` (PVALIDATE
-/// CF=1), a failure code name, `npf:0x...` or `vc:0x...`.
+/// CF=1), a failure code name, `npf:0x...` or `vc:0x...` ([`GuestOutcome::name_with`]).
 pub fn outcome_name<T>(o: &GuestOutcome<T>, done: impl Fn(&T) -> &'static str) -> String {
-    match o {
-        GuestOutcome::Done(t) => done(t).to_string(),
-        GuestOutcome::Fail(rc) => rc.name().to_string(),
-        GuestOutcome::Npf(code) => format!("npf:{:#x}", code.into_bits()),
-        GuestOutcome::Vc(code) => format!("vc:{:#x}", code.raw()),
-    }
+    o.name_with(done)
 }
 
 fn rmp_size_name(s: RmpPageSize) -> &'static str {

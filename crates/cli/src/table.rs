@@ -6,19 +6,21 @@ use serde_json::{Value, json};
 use snpsim_sim::RunResult;
 use snpsim_sim::run::{ScenarioRun, metric_value};
 
-/// Columns of the terminal table: header and metric.
-const COLUMNS: &[(&str, &str)] = &[
-    ("rmp_npf", "rmp_npf"),
-    ("sizem", "rmp_npf_sizem"),
-    ("npf_exits", "exits.npf"),
-    ("host_splits", "host_splits"),
-    ("needless", "host_splits_needless"),
-    ("npt_demote", "npt_demotions"),
-    ("psmash", "psmash"),
-    ("sigbus", "sigbus"),
-    ("efault", "efault"),
-    ("lost", "data_loss_pages"),
-    ("FN", "false_negatives"),
+/// The metric columns of the terminal table, headed by their JSON and `[expect]` names. A column
+/// that is 0 in every row is left out (a line under the table names them), so the table keeps to
+/// what happened; `false_negatives` always shows, since its 0 is a result.
+const COLUMNS: &[&str] = &[
+    "rmp_npf",
+    "rmp_npf_sizem",
+    "exits.npf",
+    "host_splits",
+    "host_splits_needless",
+    "npt_demotions",
+    "psmash",
+    "sigbus",
+    "efault",
+    "data_loss_pages",
+    "false_negatives",
 ];
 
 fn num(x: f64) -> String {
@@ -27,33 +29,142 @@ fn num(x: f64) -> String {
     if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.3}") }
 }
 
+/// Nanoseconds in the largest unit that keeps a whole number before the point (`137 ms`,
+/// `1.64 ms`, `25.3 µs`, `2.10 s`), three significant digits.
+pub fn duration(ns: u64) -> String {
+    let ns = ns as f64;
+    let (v, unit) = if ns >= 1e9 {
+        (ns / 1e9, "s")
+    } else if ns >= 1e6 {
+        (ns / 1e6, "ms")
+    } else if ns >= 1e3 {
+        (ns / 1e3, "µs")
+    } else {
+        (ns, "ns")
+    };
+    let digits = if v >= 100.0 || unit == "ns" {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$} {unit}")
+}
+
+/// A run's short name for a table: its file's stem when it came from a file, else its scenario
+/// name cut to 32 characters.
+fn short_name(r: &ScenarioRun) -> String {
+    let path = std::path::Path::new(&r.source);
+    match path.file_stem() {
+        Some(stem) if path.extension().is_some_and(|e| e == "toml") => {
+            crate::term::name(&stem.to_string_lossy()).into_owned()
+        }
+        _ => crate::term::name(&r.name).chars().take(32).collect::<String>().trim_end().to_owned(),
+    }
+}
+
+/// A header name broken after its `_` and `.` into lines no wider than `width` (or its longest
+/// piece): `host_splits_needless` over a column of small counts reads `host_` / `splits_` /
+/// `needless`, the JSON name when read down, in a column a third as wide.
+fn header_lines(name: &str, width: usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    for c in name.chars() {
+        piece.push(c);
+        if c == '_' || c == '.' {
+            pieces.push(std::mem::take(&mut piece));
+        }
+    }
+    if !piece.is_empty() {
+        pieces.push(piece);
+    }
+    let width = width.max(pieces.iter().map(|p| p.chars().count()).max().unwrap_or(0));
+    let mut lines: Vec<String> = vec![String::new()];
+    for p in pieces {
+        let last = lines.last_mut().map_or(0, |l| l.chars().count());
+        if last > 0 && last + p.chars().count() > width {
+            lines.push(String::new());
+        }
+        if let Some(l) = lines.last_mut() {
+            l.push_str(&p);
+        }
+    }
+    lines
+}
+
+/// Rows as fixed-width text: the first row is the header, its names broken over lines to the
+/// width of their column's values ([`header_lines`]), then a rule; the first `left` columns are
+/// left-aligned, the rest right-aligned.
+fn aligned(rows: &[Vec<String>], left: usize) -> String {
+    let cols = rows[0].len();
+    let value_width = |c: usize| rows.iter().skip(1).map(|r| r[c].chars().count()).max().unwrap_or(0);
+    let heads: Vec<Vec<String>> = (0..cols)
+        .map(|c| if c < left { vec![rows[0][c].clone()] } else { header_lines(&rows[0][c], value_width(c)) })
+        .collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| value_width(c).max(heads[c].iter().map(|l| l.chars().count()).max().unwrap_or(0)))
+        .collect();
+    let depth = heads.iter().map(Vec::len).max().unwrap_or(1);
+    let line = |cells: Vec<String>| {
+        let cells: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (cell, w))| if c < left { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
+            .collect();
+        cells.join("  ").trim_end().to_owned()
+    };
+    let mut out = String::new();
+    for d in 0..depth {
+        // Header pieces sit on the bottom lines, so every name ends on the rule.
+        let cells = heads
+            .iter()
+            .map(|h| {
+                let skip = depth - h.len();
+                if d < skip { String::new() } else { h[d - skip].clone() }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line(cells));
+    }
+    let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (cols - 1)));
+    for row in rows.iter().skip(1) {
+        let _ = writeln!(out, "{}", line(row.clone()));
+    }
+    out
+}
+
 /// A fixed-width table, one row per run.
 pub fn render(runs: &[&ScenarioRun], with_name: bool) -> String {
     render_with(runs, with_name, "gran", None)
 }
 
 /// A fixed-width table, one row per run, whose guest column is headed `guest_header` and holds
-/// `guests` (one label per run) or else each run's granularity.
+/// `guests` (one label per run) or else each run's granularity. A run that never started (its VM
+/// was rejected) shows `-` for its metrics.
 pub fn render_with(
     runs: &[&ScenarioRun],
     with_name: bool,
     guest_header: &str,
     guests: Option<&[String]>,
 ) -> String {
+    let value = |r: &ScenarioRun, key: &str| metric_value(&r.result.metrics, key).unwrap_or(0.0);
+    let (shown, zero): (Vec<&str>, Vec<&str>) = COLUMNS
+        .iter()
+        .partition(|&&key| key == "false_negatives" || runs.iter().any(|r| value(r, key) != 0.0));
     let mut header: Vec<String> = Vec::new();
     if with_name {
         header.push("scenario".into());
     }
     header.extend(["policy", "backing", "npt≤rmp", guest_header, "outcome"].map(String::from));
-    header.extend(COLUMNS.iter().map(|(h, _)| (*h).to_string()));
-    header.extend(["2M+ cover", "2M-able", "sim_time"].map(String::from));
+    header.extend(shown.iter().map(|h| (*h).to_string()));
+    header.extend(["2M+ cover", "huge_capable", "sim_time_ns"].map(String::from));
     let mut rows = vec![header];
     for (i, r) in runs.iter().enumerate() {
         let m = &r.result.metrics;
         let mut row = Vec::new();
         if with_name {
-            let name: String = crate::term::name(&r.name).chars().take(44).collect();
-            row.push(name);
+            row.push(short_name(r));
         }
         row.push(r.policy.to_string());
         row.push(r.backing.to_string());
@@ -64,42 +175,30 @@ pub fn render_with(
         } else {
             format!("{}!", r.result.outcome)
         });
-        for (_, key) in COLUMNS {
-            row.push(num(metric_value(m, key).unwrap_or(0.0)));
+        let started = r.result.outcome != snpsim_sim::Outcome::VmRejected;
+        for key in &shown {
+            row.push(if started { num(value(r, key)) } else { "-".into() });
         }
-        row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
-        row.push(format!("{:.1}%", 100.0 * m.huge_capable));
-        row.push(format!("{:.1}us", m.sim_time_ns as f64 / 1000.0));
+        if started {
+            row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
+            row.push(format!("{:.1}%", 100.0 * m.huge_capable));
+            row.push(duration(m.sim_time_ns));
+        } else {
+            row.extend(["-", "-", "-"].map(String::from));
+        }
         rows.push(row);
     }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| {
-                let left = c < if with_name { 6 } else { 5 };
-                if left { format!("{cell:<w$}") } else { format!("{cell:>w$}") }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-        if i == 0 {
-            let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
-        }
+    let left = if with_name { 6 } else { 5 };
+    let mut out = aligned(&rows, left);
+    if !zero.is_empty() {
+        let _ = writeln!(out, "0 in every run (columns left out): {}", zero.join(", "));
     }
     out.push_str(&why_lines(runs, |i| {
         let r = runs[i];
         let guest = guests.and_then(|g| g.get(i)).map_or(r.granularity, String::as_str);
         let npt = if r.npt_level_follows_rmp { "yes" } else { "no" };
         let at = format!("npt≤rmp {npt}, {guest_header} {guest}");
-        if with_name {
-            format!("{} — {at}", crate::term::name(&r.name).chars().take(44).collect::<String>().trim_end())
-        } else {
-            at
-        }
+        if with_name { format!("{} — {at}", short_name(r)) } else { at }
     }));
     out.push_str(&readings_legend(runs.iter().map(|r| r.policy)));
     out
@@ -417,8 +516,26 @@ mod tests {
     /// would refuse: a misspelt key would print a blank-looking 0 in every row.
     #[test]
     fn every_column_names_a_metric() {
-        for (_, key) in super::COLUMNS.iter().chain(super::WORKLOAD_COLUMNS) {
+        for key in super::COLUMNS.iter().chain(super::WORKLOAD_COLUMNS.iter().map(|(_, k)| k)) {
             assert_eq!(snpsim_sim::scenario::check_metric_name(key), Ok(()), "{key}");
         }
+    }
+
+    #[test]
+    fn headers_break_after_their_separators_and_read_down_as_the_name() {
+        assert_eq!(super::header_lines("host_splits_needless", 3), ["host_", "splits_", "needless"]);
+        assert_eq!(super::header_lines("exits.npf", 3), ["exits.", "npf"]);
+        // Wide values keep the name on one line.
+        assert_eq!(super::header_lines("psmash", 9), ["psmash"]);
+        assert_eq!(super::header_lines("rmp_npf_sizem", 8), ["rmp_npf_", "sizem"]);
+    }
+
+    #[test]
+    fn durations_take_the_largest_unit() {
+        assert_eq!(super::duration(136_985_100), "137 ms");
+        assert_eq!(super::duration(1_639_400), "1.64 ms");
+        assert_eq!(super::duration(25_300), "25.3 µs");
+        assert_eq!(super::duration(2_100_000_000), "2.10 s");
+        assert_eq!(super::duration(0), "0 ns");
     }
 }

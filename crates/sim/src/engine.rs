@@ -329,7 +329,7 @@ pub enum SimError {
 /// // (RMP|SIZEM) and npt-demote splits the leaf.
 /// sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(0x200000), pages: 1, private: true, granularity: None });
 /// let write = Action::Access { vcpu: 0, gpa: Gpa(0x200000), kind: AccessKind::Write, private: true };
-/// assert_eq!(sim.step(&write).result, "Done(())");
+/// assert_eq!(sim.step(&write).result, "done");
 /// assert!(sim.outcome().is_none(), "the run goes on");
 /// assert!(sim.sim_time_ns() > 0);
 ///

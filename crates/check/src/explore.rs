@@ -1,12 +1,12 @@
-//! Breadth-first exploration of a [`SnpModel`] with exact state identity.
+//! Breadth-first exploration of a [`SnpModel`].
 //!
-//! The visited set is keyed by each state's whole canonical form ([`crate::canonical`] and the
-//! property flags), so two states are merged only when they are equal, never because a hash of
-//! them collides. (stateright's own checkers keep a 64-bit fingerprint of each state, which a
-//! collision would silently merge; the model keeps stateright's `Model` interface, and this
-//! explorer follows its breadth-first checker's order and counts.)
+//! The visited set is keyed by each state's [`Key`]: the 128-bit digest of its canonical form
+//! ([`crate::canonical`]) and the property flags. (stateright's own checkers keep a 64-bit
+//! fingerprint of each state, which a collision among millions of states could silently merge;
+//! the model keeps stateright's `Model` interface, and this explorer follows its breadth-first
+//! checker's order and counts.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use snpsim_sim::engine::Action;
 use stateright::{Expectation, Model};
@@ -51,12 +51,11 @@ pub fn explore(model: &SnpModel) -> Exploration {
     let properties = model.properties();
     // Every state generated, by its exact key: its node. A node is the parent node and the
     // action from it (`None` for an initial state).
-    let mut seen: HashMap<Key, usize> = HashMap::new();
+    let mut seen: HashSet<Key> = HashSet::new();
     let mut nodes: Vec<Option<(usize, Action)>> = Vec::new();
     let mut pending: VecDeque<(State, usize, usize)> = VecDeque::new();
     for s in model.init_states() {
-        if !seen.contains_key(s.key()) {
-            seen.insert(s.key().clone(), nodes.len());
+        if seen.insert(*s.key()) {
             pending.push_back((s, nodes.len(), 1));
             nodes.push(None);
         }
@@ -90,10 +89,9 @@ pub fn explore(model: &SnpModel) -> Exploration {
         model.actions(&state, &mut actions);
         for a in actions.drain(..) {
             let Some(next) = model.next_state(&state, a) else { continue };
-            if seen.contains_key(next.key()) {
+            if !seen.insert(*next.key()) {
                 continue;
             }
-            seen.insert(next.key().clone(), nodes.len());
             pending.push_back((next, nodes.len(), depth + 1));
             nodes.push(Some((node, a)));
         }

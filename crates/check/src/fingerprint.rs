@@ -1,30 +1,41 @@
 //! The canonical form of a simulation's state: everything that can change what happens next, and
 //! nothing that only records how the state was reached (counters, sequence numbers, versions).
 //!
-//! The checker identifies a state by the 128-bit XXH3 digest of this form ([`digest`]), streamed
-//! into the hasher as it is written: the text itself is never built.
+//! The checker identifies a state by the 128-bit XXH3 digest of this form ([`digest`]); the
+//! form is written to a reused buffer, so nothing is allocated per state for it.
 
 use std::fmt;
 
 use snpsim_guest::Platform;
 use snpsim_sim::Simulation;
-use xxhash_rust::xxh3::Xxh3;
 
-/// Write the canonical form of `sim`'s state to `out`: the outcome, the RMP, the NPT (leaves and
-/// uncapped leaves), KVM's memory attributes, the host's VMA, direct map, guest_memfd and memory,
-/// the validation counts of invariant 6, the guest's validated set and running operations, and
-/// for each page the guest holds data in whether its frame still holds that data. Each component
-/// is rendered in its canonical text form (`Debug`, which the stores define over their contents,
-/// not their storage: `PageSet` prints runs, `Npt` leaves, whatever the representation).
+/// The canonical form being written: text (`Debug`) and binary pieces.
+struct Form<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Form<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Append the canonical form of `sim`'s state to `out`: the outcome, the RMP (its binary form,
+/// [`snpsim_hw::rmp::Rmp::write_canonical`]), the NPT (leaves and uncapped leaves), KVM's memory
+/// attributes, the host's VMA, direct map, guest_memfd and memory, the validation counts of
+/// invariant 6, the guest's validated set and running operations, and for each page the guest
+/// holds data in whether its frame still holds that data. The other components are rendered in
+/// their canonical text form (`Debug`, which the stores define over their contents, not their
+/// storage: `PageSet` prints runs, `Npt` leaves, whatever the representation).
 /// Two states with equal forms behave the same from here on, up to the counters, which no
 /// property reads except through the flags [`crate::State`] adds.
-pub fn write_canonical(sim: &Simulation, out: &mut impl fmt::Write) -> fmt::Result {
-    write!(out, "{:?}|", sim.outcome().map(|(o, _)| o))?;
+pub fn write_canonical(sim: &Simulation, out: &mut Vec<u8>) {
+    use fmt::Write as _;
+    let _ = write!(Form(out), "{:?}|", sim.outcome().map(|(o, _)| o));
     if let Some(m) = sim.machine() {
-        write!(
-            out,
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|",
-            m.rmp.inner(),
+        m.rmp.inner().write_canonical(out);
+        let _ = write!(
+            Form(out),
+            "|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|",
             m.kvm.npt,
             m.kvm.attrs,
             m.host.vma,
@@ -32,38 +43,36 @@ pub fn write_canonical(sim: &Simulation, out: &mut impl fmt::Write) -> fmt::Resu
             m.host.gmem,
             m.host.memory,
             m.validation_counts()
-        )?;
+        );
         let g = sim.guest();
-        write!(out, "{:?}|{:?}|", g.validated_set(), sim.running())?;
+        let _ = write!(Form(out), "{:?}|{:?}|", g.validated_set(), sim.running());
         for (gfn, version) in g.held_pages() {
-            write!(out, "{gfn}:{},", m.read_version(gfn) == Some(version))?;
+            let _ = write!(Form(out), "{gfn}:{},", m.read_version(gfn) == Some(version));
         }
     }
-    Ok(())
 }
 
-/// The canonical form of `sim`'s state ([`write_canonical`]) as bytes.
+/// The canonical form of `sim`'s state ([`write_canonical`]).
 pub fn canonical(sim: &Simulation) -> Vec<u8> {
-    let mut s = String::new();
-    let _ = write_canonical(sim, &mut s);
-    s.into_bytes()
+    let mut out = Vec::new();
+    write_canonical(sim, &mut out);
+    out
 }
 
 /// The XXH3-128 digest of the canonical form of `sim`'s state followed by `flags`: equal for
 /// equal forms; for distinct forms equal with probability 2⁻¹²⁸ per pair (a check of 10⁶
-/// states has a chance under 10⁻²⁶ of merging any two).
+/// states has a chance under 10⁻²⁶ of merging any two). The form is written to a buffer kept
+/// per thread, then hashed in one call.
 pub fn digest(sim: &Simulation, flags: u8) -> u128 {
-    struct Hasher(Xxh3);
-    impl fmt::Write for Hasher {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            self.0.update(s.as_bytes());
-            Ok(())
-        }
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut h = Hasher(Xxh3::new());
-    let _ = write_canonical(sim, &mut h);
-    h.0.update(&[flags]);
-    h.0.digest128()
+    BUFFER.with_borrow_mut(|out| {
+        out.clear();
+        write_canonical(sim, out);
+        out.push(flags);
+        xxhash_rust::xxh3::xxh3_128(out)
+    })
 }
 
 #[cfg(test)]

@@ -34,6 +34,12 @@ pub struct Exploration {
     pub max_depth: usize,
     /// Every property found, shortest path first (then by name).
     pub discoveries: Vec<Discovery>,
+    /// The most states waiting in the breadth-first frontier at once.
+    pub peak_frontier: usize,
+    /// The most memory the exploration held at once, estimated: the visited set and the paths at
+    /// their capacity, and each frontier state's model ([`snpsim_sim::Simulation::state_bytes`]
+    /// plus the state's own size). Reporting only.
+    pub peak_bytes: usize,
 }
 
 impl Exploration {
@@ -54,8 +60,11 @@ pub fn explore(model: &SnpModel) -> Exploration {
     let mut seen: HashSet<Key> = HashSet::new();
     let mut nodes: Vec<Option<(usize, Action)>> = Vec::new();
     let mut pending: VecDeque<(State, usize, usize)> = VecDeque::new();
+    let (mut held, mut peak_bytes, mut peak_frontier) = (0, 0, 0);
+    let state_bytes = |s: &State| size_of::<State>() + s.sim.state_bytes();
     for s in model.init_states() {
         if seen.insert(*s.key()) {
+            held += state_bytes(&s);
             pending.push_back((s, nodes.len(), 1));
             nodes.push(None);
         }
@@ -73,6 +82,11 @@ pub fn explore(model: &SnpModel) -> Exploration {
     let mut max_depth = 0;
     let mut actions = Vec::new();
     while let Some((state, node, depth)) = pending.pop_front() {
+        peak_frontier = peak_frontier.max(pending.len() + 1);
+        let tables = seen.capacity() * (size_of::<Key>() + 1)
+            + nodes.capacity() * size_of::<Option<(usize, Action)>>();
+        peak_bytes = peak_bytes.max(held + tables);
+        held -= state_bytes(&state);
         max_depth = max_depth.max(depth);
         let mut all_here = true;
         for p in &properties {
@@ -92,10 +106,11 @@ pub fn explore(model: &SnpModel) -> Exploration {
             if !seen.insert(*next.key()) {
                 continue;
             }
+            held += state_bytes(&next);
             pending.push_back((next, nodes.len(), depth + 1));
             nodes.push(Some((node, a)));
         }
     }
     found.sort_by(|a, b| (a.actions.len(), a.property).cmp(&(b.actions.len(), b.property)));
-    Exploration { unique_states: seen.len(), max_depth, discoveries: found }
+    Exploration { unique_states: seen.len(), max_depth, discoveries: found, peak_frontier, peak_bytes }
 }

@@ -5,7 +5,8 @@
 //! ([`Action`](snpsim_sim::engine::Action)), bounded in depth. Each action runs through the *same* engine as a simulation —
 //! there is no second model of the rules — with the whole-state invariant check after every step.
 //! The model is a [stateright](https://docs.rs/stateright) `Model`, explored breadth first by
-//! [`explore`], which compares states by their whole canonical form (no hash stands for a state);
+//! [`explore`], which identifies states by a 128-bit digest of their canonical form (never a
+//! 64-bit hash);
 //! properties are the invariants of `docs/semantics.md` E8 (`always`) and reachability goals
 //! (`sometimes`).
 //!
@@ -20,5 +21,5 @@ pub mod mutants;
 pub mod run;
 
 pub use explore::{Discovery, Exploration, explore};
-pub use fingerprint::canonical;
+pub use fingerprint::{canonical, digest, write_canonical};
 pub use model::{CheckSetup, Key, SnpModel, State, initial_simulation, menu, race_menu, tiny_config};

@@ -9,7 +9,7 @@ use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation
 use snpsim_sim::trace::TraceMeta;
 use stateright::{Model, Property};
 
-use crate::canonical;
+use crate::fingerprint::digest;
 
 /// Guest pages on the tiny machine: one "1G" page of 16 pages (four "2M" regions of 4).
 pub const GUEST_PAGES: u64 = 16;
@@ -142,52 +142,25 @@ pub struct State {
     pub sim: Simulation,
     /// Actions taken so far.
     pub depth: u32,
-    /// The state's identity: its canonical form ([`canonical`]) and the flags the properties read.
+    /// The state's identity: the digest of its canonical form and the flags the properties read.
     key: Key,
 }
 
-/// A state's exact identity: its canonical bytes, compared in full. The FNV-1a hash of the bytes,
-/// computed once, only places the key in a hash table and short-cuts unequal comparisons; equal
-/// hashes never make two keys equal.
-#[derive(Clone, Debug)]
-pub struct Key {
-    hash: u64,
-    bytes: std::sync::Arc<[u8]>,
-}
+/// A state's identity: the 128-bit XXH3 digest of its canonical form ([`crate::canonical`])
+/// and the property flags ([`crate::fingerprint::digest`]). Never a 64-bit hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(u128);
 
 impl Key {
-    fn new(bytes: Vec<u8>) -> Self {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in &bytes {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        Key { hash, bytes: bytes.into() }
-    }
-
-    /// The canonical bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The digest.
+    pub fn digest(self) -> u128 {
+        self.0
     }
 }
-
-impl std::hash::Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.hash.hash(h);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.bytes == other.bytes
-    }
-}
-
-impl Eq for Key {}
 
 impl State {
     fn new(sim: Simulation, depth: u32) -> Self {
-        let mut s = State { sim, depth, key: Key::new(Vec::new()) };
+        let mut s = State { sim, depth, key: Key(0) };
         // What the `always` properties read must be part of the identity, or a violating state
         // would be merged with the clean state it otherwise equals and never be checked.
         // So must the counters the race goals read: a tick whose PSMASH meets FAIL_INUSE changes
@@ -197,13 +170,11 @@ impl State {
             | u8::from(s.violations() > 0) << 1
             | u8::from(races.psmash_already_4k > 0) << 2
             | u8::from(races.psmash_fail_inuse > 0) << 3;
-        let mut key = canonical(&s.sim);
-        key.push(flags);
-        s.key = Key::new(key);
+        s.key = Key(digest(&s.sim, flags));
         s
     }
 
-    /// The state's exact identity: two states are the same state when their keys are equal.
+    /// The state's identity: two states are the same state when their keys are equal.
     pub fn key(&self) -> &Key {
         &self.key
     }

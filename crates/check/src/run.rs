@@ -48,20 +48,17 @@ pub struct ConfigReport {
     pub max_depth: usize,
     /// Wall time (reporting only; never part of a result).
     pub elapsed: Duration,
+    /// The most memory the exploration held at once, estimated ([`crate::Exploration::peak_bytes`];
+    /// reporting only).
+    pub peak_bytes: usize,
     /// The first `always` property that failed and its shortest counterexample.
     pub violation: Option<(String, Vec<Action>)>,
     /// The `sometimes` properties reached.
     pub reached: Vec<&'static str>,
 }
 
-/// A property the checker found: its name, the path to it, whether it is an `always` (violated)
-/// rather than a `sometimes` (reached).
-type Discovery = (&'static str, Vec<Action>, bool);
-
-fn explore(setup: CheckSetup) -> (usize, usize, Vec<Discovery>) {
-    let e = crate::explore(&SnpModel::new(setup));
-    let found = e.discoveries.into_iter().map(|d| (d.property, d.actions, d.always)).collect();
-    (e.unique_states, e.max_depth, found)
+fn explore(setup: CheckSetup) -> crate::Exploration {
+    crate::explore(&SnpModel::new(setup))
 }
 
 /// Check one configuration to `depth` actions. A violation is re-searched with iterative
@@ -86,12 +83,12 @@ pub fn check_config(
         vcpus,
         npt_level_follows_rmp: follows,
     };
-    let (states, max_depth, found) = explore(setup(depth));
-    let reached = found.iter().filter(|f| !f.2).map(|f| f.0).collect();
-    let violation = found.iter().any(|f| f.2).then(|| {
+    let e = explore(setup(depth));
+    let reached = e.discoveries.iter().filter(|d| !d.always).map(|d| d.property).collect();
+    let violation = e.discoveries.iter().any(|d| d.always).then(|| {
         (1..=depth)
-            .find_map(|d| explore(setup(d)).2.into_iter().find(|f| f.2))
-            .map(|(name, actions, _)| (name.to_string(), actions))
+            .find_map(|d| explore(setup(d)).discoveries.into_iter().find(|f| f.always))
+            .map(|d| (d.property.to_string(), d.actions))
     });
     ConfigReport {
         policy: policy.name(),
@@ -99,9 +96,10 @@ pub fn check_config(
         granularity,
         npt_level_follows_rmp: follows.unwrap_or(policy.npt_level_follows_rmp()),
         vcpus,
-        states,
-        max_depth,
+        states: e.unique_states,
+        max_depth: e.max_depth,
         elapsed: t.elapsed(),
+        peak_bytes: e.peak_bytes,
         violation: violation.flatten(),
         reached,
     }

@@ -145,3 +145,72 @@ fn pinned_race_state_counts() {
     // states).
     assert_eq!(counts, [1598, 933]);
 }
+
+/// A plain sequential breadth-first search of `model`, as the explorer was before it expanded
+/// states in parallel: unique states, deepest level, and each property with its first path.
+fn sequential(model: &SnpModel) -> (usize, usize, Vec<(&'static str, Vec<snpsim_sim::engine::Action>)>) {
+    use stateright::{Expectation, Model};
+    let mut seen = std::collections::HashSet::new();
+    let mut pending = std::collections::VecDeque::new();
+    for s in model.init_states() {
+        if seen.insert(*s.key()) {
+            pending.push_back((s, Vec::new()));
+        }
+    }
+    let (mut found, mut max_depth) = (Vec::new(), 0);
+    let mut actions = Vec::new();
+    while let Some((state, path)) = pending.pop_front() {
+        max_depth = max_depth.max(path.len() + 1);
+        let mut all = true;
+        for p in model.properties() {
+            let hit = (p.condition)(model, &state) != (p.expectation == Expectation::Always);
+            all &= hit;
+            if hit && !found.iter().any(|(n, _)| *n == p.name) {
+                found.push((p.name, path.clone()));
+            }
+        }
+        if all {
+            break;
+        }
+        model.actions(&state, &mut actions);
+        for a in actions.drain(..) {
+            let Some(next) = model.next_state(&state, a) else { continue };
+            if seen.insert(*next.key()) {
+                let mut p = path.clone();
+                p.push(a);
+                pending.push_back((next, p));
+            }
+        }
+    }
+    found.sort_by(|a, b| (a.1.len(), a.0).cmp(&(b.1.len(), b.0)));
+    (seen.len(), max_depth, found)
+}
+
+#[test]
+fn the_parallel_explorer_finds_what_a_sequential_search_does() {
+    let thp = MemoryBacking::Vma(VmaBacking::Thp);
+    let gmem = MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp };
+    for (policy, backing, depth, vcpus, mutant) in [
+        ("npt-demote", thp, 6, 2, None),
+        ("gmem", gmem, 3, 1, None),
+        ("gmem", gmem, 3, 1, Some(snpsim_hw::Mutant::NoZapAfterPsmash)),
+    ] {
+        let setup = CheckSetup {
+            policy: by_name(policy).unwrap(),
+            backing,
+            granularity: Granularity::K4,
+            depth,
+            mutant,
+            vcpus,
+            npt_level_follows_rmp: None,
+        };
+        let model = SnpModel::new(setup);
+        let e = snpsim_check::explore(&model);
+        let found: Vec<_> = e.discoveries.into_iter().map(|d| (d.property, d.actions)).collect();
+        assert_eq!(
+            (e.unique_states, e.max_depth, found),
+            sequential(&model),
+            "{policy} {backing:?} {mutant:?}"
+        );
+    }
+}

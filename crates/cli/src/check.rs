@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use rayon::prelude::*;
 use snpsim_check::run::{ConfigReport, backings, check_config, follows_settings};
 use snpsim_check::{CheckSetup, initial_simulation};
 use snpsim_hw::Mutant;
@@ -20,7 +24,8 @@ pub struct CheckArgs {
     /// Only this backing (default: every backing of each policy's era).
     #[arg(long)]
     backing: Option<String>,
-    /// Most actions on a path. 8 checks every configuration in under a minute on 2 cores.
+    /// Most actions on a path of the one-vCPU model (a path of N actions visits N + 1 states:
+    /// the table's `depth` column counts states).
     #[arg(long, default_value_t = 8)]
     depth: u32,
     /// Most actions on a path of the two-vCPU race model, where every action is one tick of one
@@ -37,6 +42,13 @@ pub struct CheckArgs {
     /// Directory for counterexample traces (default: the current directory).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Configurations checked at a time (default: one per CPU; at most 4 per CPU); the results
+    /// and their order do not depend on it.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Stop at the first configuration, in table order, with a violation: the table ends there.
+    #[arg(long)]
+    fail_fast: bool,
     /// No progress bar (it is drawn only when standard error is a terminal anyway).
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -124,8 +136,11 @@ fn counterexample_trace(
     Ok(bytes)
 }
 
-/// The configurations of `snpsim_check::run::check_all` one at a time, with a progress bar.
-fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Vec<ConfigReport> {
+/// The configurations of `snpsim_check::run::check_all`, `--jobs` at a time, with a progress bar,
+/// in table order. With `--fail-fast` a configuration after one found violated is not started,
+/// and the table ends at the first violated configuration in table order (every one before it
+/// has run), so what is printed does not depend on the number of jobs.
+fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Result<Vec<ConfigReport>> {
     let mut configs = Vec::new();
     for p in snpsim_kvm::policy::ALL {
         if args.policy.as_deref().is_some_and(|want| want != p.name()) {
@@ -144,17 +159,41 @@ fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Vec<ConfigReport> {
             }
         }
     }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(crate::jobs(args.jobs)?)
+        .build()
+        .context("cannot start the worker threads")?;
     let progress = crate::progress::Progress::new(configs.len() as u64, "configurations", args.quiet);
-    configs
-        .into_iter()
-        .map(|(p, b, g, f, vcpus)| {
-            progress.set_message(format!("{} on {}", p.name(), b.0));
-            let depth = if vcpus > 1 { args.race_depth } else { args.depth };
-            let r = check_config(p, b, g, f, depth, mutant, vcpus);
-            progress.inc();
-            r
-        })
-        .collect()
+    let first_violated = AtomicUsize::new(usize::MAX);
+    let reports: Vec<Option<ConfigReport>> = pool.install(|| {
+        configs
+            .par_iter()
+            .with_max_len(1)
+            .enumerate()
+            .map(|(i, &(p, b, g, f, vcpus))| {
+                if args.fail_fast && i > first_violated.load(Ordering::Relaxed) {
+                    return None;
+                }
+                progress.set_message(format!("{} on {}", p.name(), b.0));
+                let depth = if vcpus > 1 { args.race_depth } else { args.depth };
+                let r = check_config(p, b, g, f, depth, mutant, vcpus);
+                if r.violation.is_some() {
+                    first_violated.fetch_min(i, Ordering::Relaxed);
+                }
+                progress.inc();
+                Some(r)
+            })
+            .collect()
+    });
+    let end = if args.fail_fast { first_violated.into_inner().saturating_add(1) } else { usize::MAX };
+    Ok(reports.into_iter().take(end).flatten().collect())
+}
+
+/// This process's peak resident memory (`VmHWM` of `/proc/self/status`) in bytes, if readable.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?;
+    kb.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
 /// Run the checker; `Ok(false)` when a property failed.
@@ -166,7 +205,9 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
     {
         bail!("--out {}: exists and is not a directory", d.display());
     }
-    let reports = check_each(args, mutant);
+    let started = Instant::now();
+    let reports = check_each(args, mutant)?;
+    let wall = started.elapsed();
     if reports.is_empty() {
         bail!("--policy and --backing select no configuration (a policy runs only with backings of its era)");
     }
@@ -182,8 +223,8 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
         }
     }
     crate::stdout::text(&format!(
-        "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>8}  result\n",
-        "policy", "backing", "gran", "npt≤rmp", "vcpus", "states", "depth", "time"
+        "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>8} {:>7}  result\n",
+        "policy", "backing", "gran", "npt≤rmp", "vcpus", "states", "depth", "time", "memory"
     ))?;
     let mut ok = conformance.is_empty();
     for r in &reports {
@@ -196,7 +237,7 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             Some((p, _)) => format!("VIOLATED: {p}"),
         };
         crate::stdout::text(&format!(
-            "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>7.2}s  {result}\n",
+            "{:<20} {:<13} {:<4} {:<7} {:>5} {:>8} {:>5} {:>7.2}s {:>5.0}MB  {result}\n",
             r.policy,
             r.backing,
             gran,
@@ -204,9 +245,17 @@ pub fn check(args: &CheckArgs) -> Result<bool> {
             r.vcpus,
             r.states,
             r.max_depth,
-            r.elapsed.as_secs_f64()
+            r.elapsed.as_secs_f64(),
+            r.peak_bytes as f64 / 1e6
         ))?;
     }
+    let states: usize = reports.iter().map(|r| r.states).sum();
+    let rss = peak_rss().map_or_else(|| "unknown".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
+    crate::stdout::text(&format!(
+        "total: {states} states in {} configurations, {:.1} s wall, peak RSS {rss}\n",
+        reports.len(),
+        wall.as_secs_f64()
+    ))?;
     for r in reports.iter().filter(|r| r.violation.is_some()) {
         ok = false;
         let Some((property, actions)) = &r.violation else { continue };

@@ -94,6 +94,63 @@ fn a_race_mutant_is_caught_by_the_two_vcpu_model_with_a_replayable_trace() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The table's rows without their time and memory columns (what depends on the machine).
+fn rows(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with("gmem ") || l.starts_with("npt-demote "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            [&f[..7], &f[9..]].concat().join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn the_table_does_not_depend_on_the_number_of_jobs_and_ends_with_a_total() {
+    let args =
+        ["check", "--policy", "npt-demote", "--backing", "hugetlbfs-2m", "--depth", "3", "--race-depth", "8"];
+    let one = snpsim(&[&args[..], &["--jobs", "1"]].concat());
+    let two = snpsim(&[&args[..], &["--jobs", "2"]].concat());
+    assert_eq!(one.status.code(), Some(0), "{}", String::from_utf8_lossy(&one.stderr));
+    assert_eq!(rows(&one.stdout), rows(&two.stdout));
+    assert_eq!(rows(&one.stdout).len(), 8);
+    let text = String::from_utf8_lossy(&two.stdout);
+    let total = text.lines().last().unwrap_or_default();
+    let states: usize =
+        rows(&two.stdout).iter().map(|r| r.split(' ').nth(5).unwrap().parse::<usize>().unwrap()).sum();
+    assert!(total.starts_with(&format!("total: {states} states in 8 configurations, ")), "{text}");
+    assert!(total.contains(" s wall, peak RSS "), "{text}");
+}
+
+#[test]
+fn fail_fast_ends_the_table_at_the_first_violated_configuration_whatever_the_jobs() {
+    let dir = temp_dir("fail-fast");
+    let d = dir.to_str().unwrap();
+    let args = [
+        "check",
+        "--policy",
+        "gmem",
+        "--mutant",
+        "no-zap-after-psmash",
+        "--vcpus",
+        "1",
+        "--depth",
+        "3",
+        "--out",
+        d,
+    ];
+    let all = rows(&snpsim(&args).stdout);
+    let first = all.iter().position(|r| r.contains("VIOLATED")).expect("the mutant is caught");
+    assert!(first + 1 < all.len(), "a configuration after the first violated one: {all:?}");
+    for jobs in ["1", "2"] {
+        let out = snpsim(&[&args[..], &["--fail-fast", "--jobs", jobs]].concat());
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(rows(&out.stdout), all[..=first], "--jobs {jobs}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_arguments_exit_2_naming_the_accepted_values() {
     for (args, fragment) in [
@@ -104,6 +161,7 @@ fn bad_arguments_exit_2_naming_the_accepted_values() {
         (vec!["check", "--race-depth", "99"], "accepted: 1 to 24"),
         (vec!["check", "--vcpus", "3"], "1..=2"),
         (vec!["check", "--policy", "gmem", "--backing", "thp"], "select no configuration"),
+        (vec!["check", "--jobs", "0"], "at least 1"),
     ] {
         let out = snpsim(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

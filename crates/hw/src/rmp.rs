@@ -256,6 +256,47 @@ impl Rmp {
         self.regions.state_bytes() + (self.in_flight.len() + self.asid_pages.len()) * crate::BTREE_ENTRY_BYTES
     }
 
+    /// Append the RMP's state to `out` in a binary form that is equal for two RMPs exactly when
+    /// they are equal (`==`, `Debug`): every stored region with its raw entries, the in-flight
+    /// regions, the ASID page counts, the configuration and the planted bug. The model checker
+    /// identifies states by it; it is several times faster to write than the `Debug` text.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        use core::fmt::Write as _;
+        let end = u64::MAX.to_le_bytes();
+        for (idx, region) in self.regions.slots.iter_set(0, self.regions.slots.extent()) {
+            out.extend_from_slice(&idx.to_le_bytes());
+            match &*region {
+                Some(Region::Huge(e)) => {
+                    out.push(0);
+                    out.extend_from_slice(&e.to_u128().to_le_bytes());
+                }
+                Some(Region::Small(entries)) => {
+                    out.push(1);
+                    for (j, e) in entries.iter_set(0, entries.extent()) {
+                        out.extend_from_slice(&j.to_le_bytes());
+                        out.extend_from_slice(&e.to_u128().to_le_bytes());
+                    }
+                    out.extend_from_slice(&end);
+                }
+                None => out.push(2),
+            }
+        }
+        out.extend_from_slice(&end);
+        out.extend_from_slice(&(self.in_flight.len() as u64).to_le_bytes());
+        for r in &self.in_flight {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.asid_pages.len() as u64).to_le_bytes());
+        for (asid, pages) in &self.asid_pages {
+            out.extend_from_slice(&asid.to_le_bytes());
+            out.extend_from_slice(&pages.to_le_bytes());
+        }
+        let mut text = String::new();
+        let _ = write!(text, "{:?}{:?}", self.config, self.mutant);
+        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+
     /// `G`: pages per 2M region.
     fn g(&self) -> u64 {
         self.config.geometry.pages_per_2m()

@@ -12,6 +12,10 @@
 //! operation does not change with the size of the guest; a 1 TiB guest accepted at 2M costs about
 //! 1,000 chunk headers per table instead of 500,000 slots.
 //!
+//! A chunk stored as values keeps them only up to the highest index written (its length grows by
+//! doubling): the values past it are the default, so a small machine (the model checker's, 4
+//! pages per region and a few regions) does not carry 512 slots per table.
+//!
 //! A chunk that a write leaves as a progression is not recompressed at once (that costs a scan of
 //! the chunk): when writes move on to another chunk, the chunk is scanned if it took at least
 //! `C / 4` writes since its last scan, and [`RunVec::set`] of a chunk's last index scans it; a
@@ -120,24 +124,12 @@ impl<A: Progression, B: Progression> Progression for (A, B) {
 #[derive(Clone)]
 enum Chunk<T: Progression> {
     /// Value 0 is `head`; value `k ≥ 1` is `first` advanced `k - 1` steps.
-    Run {
-        head: T,
-        first: T,
-        step: T::Step,
-    },
+    Run { head: T, first: T, step: T::Step },
     /// Chunks of at most 64 values only. Value 0 is `head`; value `k ≥ 1` is `anchor` advanced
     /// `k - at` steps if bit `k` of `mask` is set (only bits `≥ at` are), else the default.
-    Masked {
-        head: T,
-        anchor: T,
-        at: u32,
-        step: T::Step,
-        mask: u64,
-    },
-    Dense {
-        vals: Box<[T]>,
-        writes: u32,
-    },
+    Masked { head: T, anchor: T, at: u32, step: T::Step, mask: u64 },
+    /// Values `0..vals.len()` (at least one, at most the chunk's width); the rest are default.
+    Dense { vals: Box<[T]>, writes: u32 },
 }
 
 impl<T: Progression> Default for Chunk<T> {
@@ -164,14 +156,25 @@ impl<T: Progression> Chunk<T> {
                     Cow::Owned(T::default())
                 }
             }
-            Chunk::Dense { vals, .. } => Cow::Borrowed(&vals[j]),
+            Chunk::Dense { vals, .. } => vals.get(j).map_or_else(|| Cow::Owned(T::default()), Cow::Borrowed),
         }
     }
 
-    /// The chunk of at most 64 values as a masked progression, if its values other than the
-    /// first and the defaults form one.
-    fn as_masked(vals: &[T]) -> Option<Self> {
-        if vals.len() > 64 {
+    /// How many values from index 0 a chunk of `width` needs stored to hold every value that is
+    /// not the default (at least 1).
+    fn stored_len(&self, width: usize) -> usize {
+        match self {
+            Chunk::Run { first, step, .. } if *first == T::default() && *step == T::Step::default() => 1,
+            Chunk::Run { .. } => width,
+            Chunk::Masked { mask, .. } => (64 - mask.leading_zeros() as usize).max(1),
+            Chunk::Dense { vals, .. } => vals.len(),
+        }
+    }
+
+    /// The chunk of at most 64 values (`width`; those past `vals` are default) as a masked
+    /// progression, if its values other than the first and the defaults form one.
+    fn as_masked(vals: &[T], width: usize) -> Option<Self> {
+        if width > 64 {
             return None;
         }
         let default = T::default();
@@ -227,20 +230,23 @@ impl<T: Progression> Chunk<T> {
             if *head == T::default() && *first == T::default() && *step == T::Step::default())
     }
 
-    /// The chunk as a progression after its first value, if its values form one.
-    fn as_run(vals: &[T]) -> Option<Self> {
-        let (head, first) = (&vals[0], &vals[1]);
-        let step = first.step_to(&vals[2])?;
-        let run = vals[2..].iter().enumerate().all(|(k, v)| *v == first.nth(step, k as u64 + 1));
+    /// The chunk of `width` values (those past `vals` are default) as a progression after its
+    /// first value, if its values form one.
+    fn as_run(vals: &[T], width: usize) -> Option<Self> {
+        let default = T::default();
+        let at = |k: usize| vals.get(k).unwrap_or(&default);
+        let (head, first) = (&vals[0], at(1));
+        let step = first.step_to(at(2))?;
+        let run = (2..width).all(|k| *at(k) == first.nth(step, k as u64 - 1));
         run.then(|| Chunk::Run { head: head.clone(), first: first.clone(), step })
     }
 
     /// Store the chunk as a progression if its values form one; returns the values' storage
     /// when it is freed.
-    fn compact(&mut self) -> Option<Box<[T]>> {
+    fn compact(&mut self, width: usize) -> Option<Box<[T]>> {
         if let Chunk::Dense { vals, writes } = self {
             *writes = 0;
-            if let Some(run) = Self::as_run(vals).or_else(|| Self::as_masked(vals))
+            if let Some(run) = Self::as_run(vals, width).or_else(|| Self::as_masked(vals, width))
                 && let Chunk::Dense { vals, .. } = std::mem::replace(self, run)
             {
                 return Some(vals);
@@ -314,7 +320,7 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
     /// for the next expansion in a vector longer than a region's pages (in a region's own vector
     /// a kept chunk would cost its storage per region).
     fn compact_chunk(&mut self, c: usize) {
-        if let Some(vals) = self.chunks[c].compact()
+        if let Some(vals) = self.chunks[c].compact(C)
             && self.chunks.len() * C > SPARE_MIN_INDICES
         {
             self.spare = Some(vals);
@@ -327,7 +333,8 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
         self.chunk_mut(c);
         let chunk = &mut self.chunks[c];
         if !matches!(chunk, Chunk::Dense { .. }) {
-            let mut vals = match self.spare.take() {
+            let len = chunk.stored_len(C).max(j + 1);
+            let mut vals = match self.spare.take_if(|s| s.len() >= len) {
                 Some(mut vals) => {
                     for (k, v) in vals.iter_mut().enumerate().skip(1) {
                         *v = chunk.get(k).into_owned();
@@ -335,7 +342,7 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
                     vals
                 }
                 None => {
-                    (0..C).map(|k| if k == 0 { T::default() } else { chunk.get(k).into_owned() }).collect()
+                    (0..len).map(|k| if k == 0 { T::default() } else { chunk.get(k).into_owned() }).collect()
                 }
             };
             // The first value moves (it may own storage: a region's per-page vector).
@@ -347,6 +354,13 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
         match chunk {
             Chunk::Dense { vals, writes } => {
                 *writes += 1;
+                if j >= vals.len() {
+                    let len = (j + 1).max(2 * vals.len()).min(C);
+                    let mut grown = std::mem::take(vals).into_vec();
+                    grown.reserve_exact(len - grown.len());
+                    grown.resize(len, T::default());
+                    *vals = grown.into_boxed_slice();
+                }
                 &mut vals[j]
             }
             Chunk::Run { .. } | Chunk::Masked { .. } => unreachable!("the chunk was just stored as values"),
@@ -415,6 +429,10 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
                     i = chunk_end;
                     Some((at, chunk_end - at, chunk.get(j), *step))
                 }
+                Chunk::Dense { vals, .. } if j >= vals.len() => {
+                    i = chunk_end;
+                    Some((at, chunk_end - at, Cow::Owned(T::default()), T::Step::default()))
+                }
                 _ => {
                     i += 1;
                     Some((at, 1, chunk.get(j), T::Step::default()))
@@ -446,8 +464,8 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
 
     /// Bytes of memory the vector takes, not counting what its values own on the heap.
     pub fn state_bytes(&self) -> usize {
-        let dense = self.chunks.iter().filter(|c| matches!(c, Chunk::Dense { .. })).count();
-        self.chunks.capacity() * size_of::<Chunk<T>>() + dense * C * size_of::<T>()
+        let dense: usize = self.dense_values().count();
+        self.chunks.capacity() * size_of::<Chunk<T>>() + dense * size_of::<T>()
     }
 
     /// Chunks stored as values (for tests of the compression).
@@ -458,7 +476,7 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
     /// Scan every chunk stored as values and store it as a progression where it is one.
     pub fn compact(&mut self) {
         self.chunks.iter_mut().for_each(|c| {
-            c.compact();
+            c.compact(C);
         });
         self.spare = None;
         while self.chunks.last().is_some_and(Chunk::is_default) {
@@ -545,6 +563,11 @@ mod tests {
                 let expected: Vec<(u64, u64)> =
                     (30..500u64).filter(|&i| dense[i as usize] != 0).map(|i| (i, dense[i as usize])).collect();
                 prop_assert_eq!(set, expected);
+                for (at, n, first, step) in v.runs(0, 600) {
+                    for k in 0..n {
+                        prop_assert_eq!(first.nth(step, k), dense[(at + k) as usize]);
+                    }
+                }
                 let mut w = v.clone();
                 w.compact();
                 prop_assert!(w == v);
@@ -580,6 +603,19 @@ mod tests {
         w.compact();
         assert_eq!(w.dense_chunks(), 0);
         assert!(w == v);
+    }
+
+    #[test]
+    fn a_chunk_stores_values_only_up_to_the_highest_written() {
+        let mut v = RegionVec::<(u64, u64)>::new();
+        for r in [3, 0, 9] {
+            v.set(r, (r + 7, 1));
+        }
+        assert_eq!(v.dense_values().count(), 10, "not the chunk's {REGION_CHUNK} values");
+        assert_eq!((*v.get(9), *v.get(10), *v.get(511)), ((16, 1), (0, 0), (0, 0)));
+        let runs: Vec<_> = v.runs(8, 600).map(|(at, n, first, _)| (at, n, *first)).collect();
+        assert_eq!(runs, vec![(8, 1, (0, 0)), (9, 1, (16, 1)), (10, 502, (0, 0))]);
+        assert_eq!(format!("{v:?}"), "{0: (7, 1), 3: (10, 1), 9: (16, 1)}");
     }
 
     #[test]

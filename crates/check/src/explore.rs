@@ -59,7 +59,7 @@ const BATCH: usize = 64;
 /// found to it. As stateright's checker, the exploration stops early only at a state where every
 /// property is found at once.
 ///
-/// A level of the search is expanded [`BATCH`] states at a time, their successors computed in
+/// A level of the search is expanded `BATCH` (64) states at a time, their successors computed in
 /// parallel (rayon) and merged into the visited set in the order a sequential search would meet
 /// them, so the states, their order, the paths and the discoveries do not depend on the threads.
 pub fn explore(model: &SnpModel) -> Exploration {

@@ -305,7 +305,7 @@ fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
 /// nothing costs nothing. Over a run it finds the violations the whole-state check finds, with the
 /// same messages, except the per-ASID count of invariant 4, which it replaces by a check of each
 /// touched entry's binding, and invariant 8's, which name the first page of a region found then
-/// (`crates/check/tests/incremental.rs` compares both on every mutant, and
+/// (`crates/check/tests/it/incremental.rs` compares both on every mutant, and
 /// `crates/sim/tests/check_modes.rs` on random operation streams).
 pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched: &Touched) -> Vec<String> {
     let mut v = Vec::new();

@@ -57,7 +57,7 @@ fn pin(r: &ScenarioRun, expected: &[(&str, u32)]) {
 fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
     // The scripted runs with the whole-state check; the 48 generated workloads (tens of thousands
     // of steps each) incrementally: a whole-state check after every step takes minutes per
-    // workload, and crates/check/tests/incremental.rs shows both checks find the same invariants.
+    // workload, and crates/check/tests/it/incremental.rs shows both checks find the same invariants.
     let d = run_debate_with(CheckMode::Full, CheckMode::Incremental).unwrap();
     let verdicts = d.verdicts();
     // One verdict per claim `Debate::verdicts` lists.

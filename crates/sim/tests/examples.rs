@@ -13,7 +13,7 @@ fn scenario_files(dir: &Path, out: &mut Vec<PathBuf>) {
         if p.is_dir() && p.ends_with("calibration") {
             // crates/sim/tests/calibration.rs runs these (64 GiB boots) with end-of-run checks.
         } else if p.is_dir() && p.ends_with("sweeps") {
-            // Sweep files and their base scenarios: crates/cli/tests/sweep.rs runs them.
+            // Sweep files and their base scenarios: crates/cli/tests/it/sweep.rs runs them.
         } else if p.is_dir() {
             scenario_files(&p, out);
         } else if p.extension().is_some_and(|e| e == "toml") {

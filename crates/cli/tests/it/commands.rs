@@ -1,9 +1,7 @@
 //! `snpsim run --out/--trace`, `replay`, `compare`, and the error classes (exit 1 and 2), run as a
 //! user runs them: exit codes, messages, files written whole or not at all, determinism.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,9 +1,7 @@
 //! The `snpsim` command line: exit codes, output formats, input errors and
 //! overrides, run as a user runs it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::Path;
 use std::process::Output;

@@ -5,9 +5,7 @@
 //! non-empty in the rendered DOM, and screenshots in light and dark mode kept as test artefacts
 //! under `target/tmp/report-artefacts/`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

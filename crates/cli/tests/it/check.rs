@@ -1,8 +1,6 @@
 //! `snpsim check`: exit codes, the counterexample trace, and its replay.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn a_correct_configuration_passes_and_reports_its_states() {

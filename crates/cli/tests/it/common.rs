@@ -1,6 +1,5 @@
 //! Helpers shared by the `snpsim` integration tests: running the binary, reading its output, and
-//! scratch directories. Each test binary uses only some of them.
-#![allow(dead_code)] // each integration-test binary compiles this module and uses a subset of it
+//! scratch directories.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,9 +3,7 @@
 //! and shards of another sweep, bad sweep files are `FILE:LINE:COLUMN` errors with nothing written,
 //! and the example sweep runs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

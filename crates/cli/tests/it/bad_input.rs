@@ -8,9 +8,7 @@
 //! nothing outside it can have changed, and nothing panicked. The tests after the table cover
 //! what the outputs do when they are written: whole sets, streams, I/O errors, signals, stdout.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;

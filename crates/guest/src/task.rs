@@ -2,7 +2,7 @@
 //! up to its next platform request (one VMGEXIT or one guest-side instruction) and returns it, so
 //! that an engine can interleave the operations of several vCPUs between requests
 //! (`docs/semantics.md` E-multi). Running a task to completion against a [`Platform`]
-//! ([`Guest::run`]) is the sequential guest; there is no second copy of the guest's rules.
+//! ([`Guest::run`], in [`crate::ops`]) is the sequential guest; there is no second copy of the guest's rules.
 
 use snpsim_defs::ghcb::{
     GHCB_MSR_PSC_REQ, GHCB_MSR_PSC_RESP, GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer, PscEntry,
@@ -11,8 +11,10 @@ use snpsim_defs::ghcb::{
 use snpsim_defs::{Gfn, Gpa, ReturnCode, RmpAdjustOperand, RmpPageSize, SvmExitCode};
 use snpsim_hw::{AccessKind, GuestOutcome, PvalidateStatus};
 
-use crate::guest::{Granularity, Guest, GuestError, Recoalesce, TermReason};
-use crate::{Platform, Protocol, PscOrder, Stop};
+use crate::config::{Granularity, Protocol, PscOrder, Recoalesce};
+use crate::error::{GuestError, TermReason};
+use crate::guest::Guest;
+use crate::platform::{Platform, Stop};
 
 /// One thing a guest asks of its platform.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -329,7 +331,7 @@ impl GuestTask {
         } else {
             Vec::new()
         };
-        let chunk = g.chunks(s, g.geometry.pages_per_2m(), crate::Granularity::M2);
+        let chunk = g.chunks(s, g.geometry.pages_per_2m(), Granularity::M2);
         let protocol = g.psc_protocol();
         let phases = vec![
             Phase::Rescind(ChunkCursor::new(chunk, 0, chunk.len(), false)),
@@ -861,20 +863,10 @@ impl SendCursor {
 }
 
 impl Guest {
-    /// Run `task` to completion against `p` on `vcpu`: the sequential guest.
-    pub fn run(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        mut task: GuestTask,
-    ) -> Result<TaskResult, GuestError> {
-        let mut reply = None;
-        loop {
-            match task.resume(self, reply.take())? {
-                TaskStep::Issue(req) => reply = Some(p.serve(vcpu, req)?),
-                TaskStep::Done(r) => return Ok(r),
-            }
-        }
+    /// Split `start..start + pages` into PSC/PVALIDATE chunks: 2M for aligned whole 2M runs when
+    /// the granularity is 2M (Linux `__set_pages_state`), else 4K.
+    pub(crate) fn chunks(&self, start: u64, pages: u64, gran: Granularity) -> Chunks {
+        Chunks::new(start, start + pages, self.geometry.pages_per_2m(), gran == Granularity::M2)
     }
 }
 

@@ -8,12 +8,14 @@
 
 pub mod attributes;
 pub mod demotions;
+pub mod error;
 pub mod npt;
 pub mod policy;
 pub mod psc;
 pub mod stats;
 pub mod vm;
 
+pub use error::{KvmError, KvmInsn, PscRefusal, Unresolved};
 pub use policy::{Era, Policy};
 pub use stats::{KvmStats, Races};
-pub use vm::{Kvm, KvmConfig, KvmError, KvmInsn, NpfStep, PscAdversary, PscRefusal, PsmashPlan, Unresolved};
+pub use vm::{Kvm, KvmConfig, NpfStep, PscAdversary, PsmashPlan};

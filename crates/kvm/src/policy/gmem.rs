@@ -3,9 +3,8 @@
 use snpsim_defs::Gfn;
 use snpsim_hw::Geometry;
 
-use super::{Era, FaultCx, Policy, PsmashFailure};
-use crate::KvmError;
-use crate::vm::Unresolved;
+use super::{Era, Policy, PsmashFailure, VmOps};
+use crate::error::{KvmError, Unresolved};
 
 /// Private memory lives in guest_memfd and the NPT level of a private page is capped at its RMP
 /// level (`sev_gmem_max_mapping_level`), so an NPT leaf larger than the RMP entry is not created.
@@ -37,9 +36,9 @@ impl Policy for Gmem {
         true
     }
 
-    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
+    fn resolve_npt_larger(&self, _vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError> {
         Err(KvmError::Unresolvable {
-            gfn: cx.gfn,
+            gfn,
             why: Unresolved::RmpEntry4k,
             detail: "the RMP entry is already 4K: sev_handle_rmp_fault does nothing and the fault repeats"
                 .into(),

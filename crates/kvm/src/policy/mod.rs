@@ -16,11 +16,10 @@ mod rfc_v4;
 use std::fmt;
 
 use snpsim_defs::{Gfn, PageSize};
-use snpsim_host::{Host, HostError, UnsplittableRmpFault, VmaBacking};
-use snpsim_hw::{Geometry, RmpModel};
+use snpsim_host::{UnsplittableRmpFault, VmaBacking};
+use snpsim_hw::Geometry;
 
-use crate::vm::Unresolved;
-use crate::{Kvm, KvmError};
+use crate::error::KvmError;
 
 pub use fail_psc_hugetlbfs::FailPscHugetlbfs;
 pub use gmem::Gmem;
@@ -112,10 +111,10 @@ pub trait Policy: fmt::Debug + Sync {
         true
     }
 
-    /// Resolve an RMP #NPF at `cx.gfn` whose NPT leaf is larger than the RMP entry (a private
+    /// Resolve an RMP #NPF at `gfn` whose NPT leaf is larger than the RMP entry (a private
     /// access through a 2M/1G leaf over 4K entries, or a shared access through a ≥2M leaf whose 2M
     /// part holds assigned pages).
-    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError>;
+    fn resolve_npt_larger(&self, vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError>;
 
     /// First GFN of the 512-GFN range zapped after a PSMASH that resolved an #NPF at `gfn`.
     fn psmash_zap_start(&self, geometry: Geometry, gfn: Gfn) -> Gfn {
@@ -191,56 +190,23 @@ pub fn by_name(name: &str) -> Option<&'static dyn Policy> {
     ALL.into_iter().find(|p| p.name() == name)
 }
 
-/// What a policy may act on while resolving a fault.
-#[derive(Debug)]
-pub struct FaultCx<'a> {
-    /// KVM.
-    pub kvm: &'a mut Kvm,
-    /// The host.
-    pub host: &'a mut Host,
-    /// The RMP.
-    pub rmp: &'a mut dyn RmpModel,
-    /// The faulting GFN.
-    pub gfn: Gfn,
-}
+/// KVM's common mechanisms a policy acts through, on the VM being handled. A policy sees this
+/// narrow interface and never KVM's state, so that it stays one file and KVM's handlers
+/// ([`crate::vm`], which implements it) depend on no particular policy.
+pub trait VmOps {
+    /// The RFC's resolution: split the host mapping of `gfn` to 4K; the MMU notifier then zaps
+    /// the NPT over the split range and the refault maps it at the new host level. Whether the
+    /// split was needed is measured by the host ([`snpsim_host::SplitLedger`]): only if a host
+    /// access would have faulted through the old mapping. hugetlbfs cannot split: the fault stays
+    /// unresolved ([`crate::error::Unresolved::HostSplitImpossible`]).
+    fn split_host_mapping(&mut self, gfn: Gfn) -> Result<(), KvmError>;
 
-impl FaultCx<'_> {
-    /// The RFC's resolution: split the host mapping of the faulting page to 4K; the MMU notifier
-    /// then zaps the NPT over the split range and the refault maps it at the new host level.
-    /// Whether the split was needed is measured by the host ([`snpsim_host::SplitLedger`]): only
-    /// if a host access would have faulted through the old mapping. hugetlbfs cannot split: the
-    /// fault stays unresolved.
-    pub fn split_host_mapping(&mut self) -> Result<(), KvmError> {
-        let offset = self.gfn.raw();
-        match self.host.split_vma(offset) {
-            Ok(Some(inv)) => {
-                self.kvm.zap_for_fault(snpsim_defs::Gfn(inv.offset), inv.pages, self.gfn, PageSize::Size4K);
-                Ok(())
-            }
-            Ok(None) => Err(KvmError::Unresolvable {
-                gfn: self.gfn,
-                why: Unresolved::HostSplitImpossible,
-                detail: "the host mapping is already 4K; splitting it cannot shrink the NPT leaf".into(),
-            }),
-            Err(HostError::Unsplittable { backing }) => Err(KvmError::Unresolvable {
-                gfn: self.gfn,
-                why: Unresolved::HostSplitImpossible,
-                detail: format!("the host walk found a {} page, which cannot be split", backing.name()),
-            }),
-            Err(e) => Err(e.into()),
-        }
-    }
+    /// The seed's resolution: demote the NPT leaf holding `gfn` in place, minimally, down to
+    /// `target`, without touching the host page tables
+    /// ([`crate::error::Unresolved::NptAtRmpLevel`] when it is already there).
+    fn demote_npt(&mut self, gfn: Gfn, target: PageSize) -> Result<(), KvmError>;
 
-    /// The seed's resolution: demote the NPT leaf holding the faulting GFN in place, minimally,
-    /// down to `target`, without touching the host page tables.
-    pub fn demote_npt(&mut self, target: PageSize) -> Result<(), KvmError> {
-        if self.kvm.demote_for_fault(self.gfn, target) == 0 {
-            return Err(KvmError::Unresolvable {
-                gfn: self.gfn,
-                why: Unresolved::NptAtRmpLevel,
-                detail: "the NPT leaf is already at the RMP level".into(),
-            });
-        }
-        Ok(())
-    }
+    /// RFC v4 38/40 `snp_handle_rmp_page_fault`: PSMASH the 2M region of the frame `gfn` is
+    /// mapped to, its return code not acted on, then zap the 2M-aligned 512 GFNs.
+    fn psmash_and_zap_2m(&mut self, gfn: Gfn);
 }

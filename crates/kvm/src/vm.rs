@@ -171,7 +171,7 @@ impl Kvm {
         if let Some(&pfn) = self.rebound.get(&gfn) {
             return Some(pfn);
         }
-        if self.era() == Era::Gmem && self.attrs.is_private(gfn) {
+        if self.policy.in_gmem(&self.attrs, gfn) {
             host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
         } else {
             host.vma.pfn(gfn.raw())
@@ -181,7 +181,7 @@ impl Kvm {
     /// The frame whose RMP entry a conversion of `gfn` rewrites: its guest_memfd page in the gmem
     /// era (when allocated), its VMA page in the legacy era.
     pub fn conversion_pfn(&self, host: &Host, gfn: Gfn) -> Option<Pfn> {
-        if self.era() == Era::Gmem {
+        if self.policy.converts_gmem_frames() {
             host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
         } else {
             self.bound_pfn(host, gfn)
@@ -194,7 +194,7 @@ impl Kvm {
         if self.rebound.contains_key(&gfn) {
             return Some(PageSize::Size4K);
         }
-        if self.era() == Era::Gmem && self.attrs.is_private(gfn) {
+        if self.policy.in_gmem(&self.attrs, gfn) {
             host.gmem.as_ref()?.pfn(gfn.raw()).map(|(_, s)| s)
         } else {
             host.vma.translate(gfn.raw()).map(|(_, s)| s)
@@ -263,13 +263,13 @@ impl Kvm {
         }
         // An implicit conversion: the access's C-bit disagrees with the page's state — its RMP
         // assignment in the legacy era, its memory attribute in the gmem era.
-        let state_private = if self.era() == Era::Gmem { self.attrs.is_private(gfn) } else { assigned };
+        let state_private = self.policy.page_is_private(&self.attrs, gfn, assigned);
         if code.enc() != state_private && !self.psc_adversary.lies() {
             // A private access to a shared page or a shared access to a private one: the guest
             // changed the page's state without a PSC (implicit conversion).
             self.stats.implicit_conversions += 1;
-            if self.era() == Era::Gmem {
-                self.stats.exit(exit::MEMORY_FAULT);
+            if let Some(reason) = self.policy.implicit_conversion_exit() {
+                self.stats.exit(reason);
             }
             self.convert(host, rmp, PscRange { gfn, pages: 1, private: code.enc(), size_2m: false })?;
             if self.policy.zap_after_implicit_conversion() {
@@ -449,7 +449,7 @@ impl Kvm {
                 detail: "GPA outside guest memory (MMIO is not modelled)".into(),
             });
         }
-        if self.era() == Era::Gmem && self.attrs.is_private(gfn) != private {
+        if self.policy.fault_needs_conversion(&self.attrs, gfn, private) {
             if self.psc_adversary.lies() {
                 return Err(KvmError::Unresolvable {
                     gfn,
@@ -460,10 +460,13 @@ impl Kvm {
             // KVM_EXIT_MEMORY_FAULT: the access's C-bit disagrees with the attribute; the VMM
             // converts the page and the access is retried.
             self.stats.implicit_conversions += 1;
-            self.stats.exit(exit::MEMORY_FAULT);
+            if let Some(reason) = self.policy.implicit_conversion_exit() {
+                self.stats.exit(reason);
+            }
             return self.convert(host, rmp, PscRange { gfn, pages: 1, private, size_2m: false });
         }
-        let gmem_private = self.era() == Era::Gmem && private;
+        // The conversion above leaves the attribute equal to the access's C-bit.
+        let gmem_private = self.policy.in_gmem(&self.attrs, gfn);
         let mut max = if gmem_private {
             let gmem = host.gmem.as_mut().ok_or_else(|| unbacked(gfn, "no guest_memfd"))?;
             let (pfn, folio, _) = gmem.get_pfn(&mut host.memory, gfn.raw())?;
@@ -483,7 +486,7 @@ impl Kvm {
         // A legacy shared GFN maps the same frames a private one would: a leaf ≥ 2M over a region
         // holding an assigned page faults on every shared access through it (the hardware checks
         // a shared access through a large leaf like a host write), so the cap keeps it at 4K.
-        let legacy_shared = !private && self.era() == Era::Legacy;
+        let legacy_shared = !private && self.policy.shared_maps_private_frames();
         if rmp_cap
             && (private || every || legacy_shared)
             && self.config.npt_level_follows_rmp
@@ -510,7 +513,7 @@ impl Kvm {
             let fits = start.raw() + n <= self.pages
                 && !self.npt.any_mapped(start, n)
                 && (n == 1 || self.rebound.range(start..Gfn(start.raw() + n)).next().is_none())
-                && (self.era() == Era::Legacy || self.attrs.uniform(start, n).is_some());
+                && self.policy.leaf_allowed(&self.attrs, start, n);
             if fits && let Some(pfn) = self.bound_pfn(host, start) {
                 self.npt.map(start, max, pfn);
                 self.demotions.remapped(start, max);
@@ -744,9 +747,8 @@ impl Kvm {
         if self.psc_adversary.ack_without_action {
             return true;
         }
-        if self.era() == Era::Gmem {
-            // KVM forwards the range to the VMM as KVM_HC_MAP_GPA_RANGE.
-            self.stats.exit(exit::HYPERCALL);
+        if let Some(reason) = self.policy.psc_range_exit() {
+            self.stats.exit(reason);
         }
         match self.convert(host, rmp, range) {
             Ok(()) => true,
@@ -761,18 +763,16 @@ impl Kvm {
         }
     }
 
-    /// Change the state of a GFN range: KVM's own RMPUPDATEs in the legacy era, the VMM's
-    /// KVM_HC_MAP_GPA_RANGE handling in the gmem era.
+    /// Change the state of a GFN range as the policy does it ([`Policy::convert`]): KVM's own
+    /// RMPUPDATEs in the legacy era, the VMM's KVM_HC_MAP_GPA_RANGE handling in the gmem era.
     pub fn convert(
         &mut self,
         host: &mut Host,
         rmp: &mut dyn RmpModel,
         range: PscRange,
     ) -> Result<(), KvmError> {
-        match self.era() {
-            Era::Legacy => self.convert_legacy(host, rmp, range),
-            Era::Gmem => self.map_gpa_range(host, rmp, range),
-        }
+        let policy = self.policy;
+        policy.convert(&mut Ops { kvm: self, host, rmp }, range)
     }
 
     /// Legacy conversion (RFC series): RMPUPDATE at 2M when the request is 2M and the host mapping
@@ -1032,9 +1032,8 @@ impl Kvm {
         if Mutant::MmuNotifierIgnored.planted(self.mutant) {
             return;
         }
-        let gmem = self.era() == Era::Gmem;
-        let attrs = &self.attrs;
-        self.npt.zap_where(Gfn(inv.offset), inv.pages, |g| !gmem || !attrs.is_private(g));
+        let (policy, attrs) = (self.policy, &self.attrs);
+        self.npt.zap_where(Gfn(inv.offset), inv.pages, |g| !policy.in_gmem(attrs, g));
         self.demotions.zapped_elsewhere(self.geometry, Gfn(inv.offset), inv.pages);
     }
 }
@@ -1085,5 +1084,13 @@ impl VmOps for Ops<'_> {
         let g = self.kvm.geometry;
         let start = g.gfn_align_down(gfn, PageSize::Size2M);
         self.kvm.zap_for_fault(start, g.pages_per_2m(), gfn, PageSize::Size4K);
+    }
+
+    fn convert_rmp(&mut self, range: PscRange) -> Result<(), KvmError> {
+        self.kvm.convert_legacy(self.host, self.rmp, range)
+    }
+
+    fn map_gpa_range(&mut self, range: PscRange) -> Result<(), KvmError> {
+        self.kvm.map_gpa_range(self.host, self.rmp, range)
     }
 }

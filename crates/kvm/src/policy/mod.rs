@@ -1,10 +1,13 @@
 //! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K9): one file each, behind
 //! [`Policy`].
 //!
-//! A policy decides three things: whether a memslot is accepted, whether a page-state change to
-//! private is allowed, and how to resolve an RMP #NPF whose NPT leaf is larger than the RMP entry
-//! (the size mismatch the 2021 debate was about). Everything else — the hardware checks, PSMASH
-//! for a 2M RMP entry, implicit conversions, the protocols — is common KVM code in [`crate::vm`].
+//! A policy makes every decision that differs between the designs KVM has had: memslot
+//! registration, where private memory lives and what a page's state is (the 2021 series' one
+//! VMA or upstream's guest_memfd), the NPT fill level and its RMP cap, the resolution of an RMP
+//! size mismatch, PSMASH failure handling, page-state changes and conversions with the exits they
+//! cost, zaps after a conversion, and the host's RMP fault handling. KVM's handlers ([`crate::vm`])
+//! hold the mechanisms — the hardware checks, PSMASH, RMPUPDATE, zaps, the protocols — and ask
+//! the policy; a policy acts on the VM only through [`VmOps`].
 
 mod fail_psc_hugetlbfs;
 mod gmem;
@@ -19,7 +22,9 @@ use snpsim_defs::{Gfn, PageSize};
 use snpsim_host::{UnsplittableRmpFault, VmaBacking};
 use snpsim_hw::Geometry;
 
+use crate::attributes::MemoryAttributes;
 use crate::error::KvmError;
+use crate::psc::PscRange;
 
 pub use fail_psc_hugetlbfs::FailPscHugetlbfs;
 pub use gmem::Gmem;
@@ -55,9 +60,82 @@ pub trait Policy: fmt::Debug + Sync {
     }
 
     /// Whether KVM caps the NPT level at the RMP level unless the scenario says otherwise
-    /// (`npt_level_follows_rmp`): upstream's `sev_gmem_max_mapping_level`, so true in the gmem era.
+    /// (`npt_level_follows_rmp`): upstream's `sev_gmem_max_mapping_level`, RFC v4 27/40's
+    /// `sev_get_tdp_max_page_level`; the other 2021 readings do not.
     fn npt_level_follows_rmp(&self) -> bool {
-        self.era() == Era::Gmem
+        false
+    }
+
+    /// Whether `gfn`'s memory is guest_memfd's rather than the VMA's: KVM then maps its
+    /// guest_memfd frame, at most at the folio's size, prepares it on first use, and a change of
+    /// the VMA's mappings (the MMU notifier) does not concern it. The 2021 series: never, one VMA
+    /// holds private and shared pages. Upstream: a GFN whose memory attribute is private
+    /// (`kvm_mem_is_private` → `kvm_gmem_get_pfn`).
+    fn in_gmem(&self, attrs: &MemoryAttributes, gfn: Gfn) -> bool {
+        let _ = (attrs, gfn);
+        false
+    }
+
+    /// Whether a conversion rewrites the RMP entries of guest_memfd frames (upstream: the VMM's
+    /// hole punch runs `sev_gmem_invalidate`, first use runs `sev_gmem_prepare`) rather than those
+    /// of the VMA's frames (the 2021 series' RMPUPDATEs on the memslot's pages).
+    fn converts_gmem_frames(&self) -> bool {
+        false
+    }
+
+    /// Whether a shared GFN maps the frames a private one would: then a shared access through a
+    /// leaf ≥ 2M over an assigned page faults (the hardware checks it like a host write), so the
+    /// RMP-level cap applies to shared faults, and a 2M range is huge-capable only as the RMP of
+    /// a private one allows. The 2021 series: yes, one VMA. Upstream: no, shared memory is the
+    /// VMA's and private memory guest_memfd's.
+    fn shared_maps_private_frames(&self) -> bool {
+        true
+    }
+
+    /// Whether KVM may map the `pages` GFNs from `start` with one leaf as far as their memory
+    /// attributes go: upstream never maps a range of mixed attributes huge
+    /// (`KVM_LPAGE_MIXED_FLAG`); the 2021 series has no attributes.
+    fn leaf_allowed(&self, attrs: &MemoryAttributes, start: Gfn, pages: u64) -> bool {
+        let _ = (attrs, start, pages);
+        true
+    }
+
+    /// The state an access's C-bit is compared with to find an implicit conversion on an RMP
+    /// #NPF: the 2021 series, the page's RMP assignment (`rmp_assigned`); upstream, its memory
+    /// attribute.
+    fn page_is_private(&self, attrs: &MemoryAttributes, gfn: Gfn, rmp_assigned: bool) -> bool {
+        let _ = (attrs, gfn);
+        rmp_assigned
+    }
+
+    /// Whether a non-RMP #NPF (or a pre-fault) of a `private` access at `gfn` must convert the
+    /// page before mapping it: upstream, an access whose C-bit disagrees with the memory
+    /// attribute exits to the VMM (KVM_EXIT_MEMORY_FAULT), which converts the page, and the access
+    /// is retried. The 2021 series: never, the page's state is its RMP entry, which the RMP check
+    /// of the retried access sees.
+    fn fault_needs_conversion(&self, attrs: &MemoryAttributes, gfn: Gfn, private: bool) -> bool {
+        let _ = (attrs, gfn, private);
+        false
+    }
+
+    /// The exit to the VMM an implicit conversion costs ([`crate::stats::exit`]): upstream,
+    /// KVM_EXIT_MEMORY_FAULT; the 2021 series converts inside KVM's #NPF handler.
+    fn implicit_conversion_exit(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The exit to the VMM each page-state-change range costs beyond its VMGEXIT: upstream
+    /// forwards it as KVM_HC_MAP_GPA_RANGE (KVM_EXIT_HYPERCALL, `snp_begin_psc`); the 2021 series
+    /// converts inside KVM.
+    fn psc_range_exit(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Change the state of a GFN range, for a page-state change or an implicit conversion: the
+    /// 2021 series, KVM's own RMPUPDATEs ([`VmOps::convert_rmp`]); upstream, the VMM's
+    /// KVM_HC_MAP_GPA_RANGE handling ([`VmOps::map_gpa_range`]).
+    fn convert(&self, vm: &mut dyn VmOps, range: PscRange) -> Result<(), KvmError> {
+        vm.convert_rmp(range)
     }
 
     /// Which faults the RMP-level cap applies to, when it is on.
@@ -209,4 +287,15 @@ pub trait VmOps {
     /// RFC v4 38/40 `snp_handle_rmp_page_fault`: PSMASH the 2M region of the frame `gfn` is
     /// mapped to, its return code not acted on, then zap the 2M-aligned 512 GFNs.
     fn psmash_and_zap_2m(&mut self, gfn: Gfn);
+
+    /// The 2021 series' conversion by KVM: RMPUPDATEs of the memslot's frames at the level the
+    /// policy's [`Policy::psc_level`] picks, PSMASH first for a 4K change inside a 2M entry; the
+    /// policy may refuse private pages on the backing ([`Policy::psc_private_allowed`]).
+    fn convert_rmp(&mut self, range: PscRange) -> Result<(), KvmError>;
+
+    /// Upstream's conversion by the VMM after KVM_HC_MAP_GPA_RANGE or KVM_EXIT_MEMORY_FAULT: set
+    /// the memory attributes (KVM zaps the NPT where they change), then punch the guest_memfd
+    /// pages a range made shared (`sev_gmem_invalidate`) or, with `prefault_on_psc`, pre-fault a
+    /// range made private.
+    fn map_gpa_range(&mut self, range: PscRange) -> Result<(), KvmError>;
 }

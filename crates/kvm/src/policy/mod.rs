@@ -9,13 +9,6 @@
 //! hold the mechanisms — the hardware checks, PSMASH, RMPUPDATE, zaps, the protocols — and ask
 //! the policy; a policy acts on the VM only through [`VmOps`].
 
-mod fail_psc_hugetlbfs;
-mod gmem;
-mod npt_demote;
-mod refuse_hugetlbfs;
-mod rfc_host_split;
-mod rfc_v4;
-
 use std::fmt;
 
 use snpsim_defs::{Gfn, PageSize};
@@ -26,12 +19,33 @@ use crate::attributes::MemoryAttributes;
 use crate::error::KvmError;
 use crate::psc::PscRange;
 
-pub use fail_psc_hugetlbfs::FailPscHugetlbfs;
-pub use gmem::Gmem;
-pub use npt_demote::NptDemote;
-pub use refuse_hugetlbfs::RefuseHugetlbfs;
-pub use rfc_host_split::RfcHostSplit;
-pub use rfc_v4::RfcV4;
+/// Declares each policy's module, re-exports its type and lists it in [`ALL`], from one line
+/// `module::Type` per policy. A line under `#[cfg(test)]` is a policy of kvm's own unit tests:
+/// compiled into them only, never into the product's list (`snpsim list`, the default run).
+macro_rules! registry {
+    ($($(#[$attr:meta])* $module:ident::$policy:ident,)+) => {
+        $($(#[$attr])* mod $module;)+
+        $($(#[$attr])* pub use $module::$policy;)+
+
+        /// How many policies the registry lists.
+        const COUNT: usize = [$($(#[$attr])* stringify!($policy),)+].len();
+
+        /// Every policy, in report order. A policy's name is its own [`Policy::name`].
+        pub const ALL: [&dyn Policy; COUNT] = [$($(#[$attr])* &$policy,)+];
+    };
+}
+
+// The registry: adding a policy is its file plus one line here.
+registry! {
+    rfc_host_split::RfcHostSplit,
+    rfc_v4::RfcV4,
+    refuse_hugetlbfs::RefuseHugetlbfs,
+    fail_psc_hugetlbfs::FailPscHugetlbfs,
+    npt_demote::NptDemote,
+    gmem::Gmem,
+    #[cfg(test)]
+    test_only::TestOnly,
+}
 
 /// Which memory design a policy belongs to: the 2021 RFC's one VMA, or upstream guest_memfd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -200,10 +214,6 @@ pub trait Policy: fmt::Debug + Sync {
     }
 }
 
-/// Every policy, in report order.
-pub const ALL: [&dyn Policy; 6] =
-    [&RfcHostSplit, &RfcV4, &RefuseHugetlbfs, &FailPscHugetlbfs, &NptDemote, &Gmem];
-
 /// What a policy row models: code as it was posted, or an author's description of a design.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reading {
@@ -298,4 +308,28 @@ pub trait VmOps {
     /// pages a range made shared (`sev_gmem_invalidate`) or, with `prefault_on_psc`, pre-fault a
     /// range made private.
     fn map_gpa_range(&mut self, range: PscRange) -> Result<(), KvmError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every registered policy is found by its name, and no two share one (scenarios and reports
+    /// name policies by it).
+    #[test]
+    fn names_are_unique_and_found() {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in ALL {
+            assert!(seen.insert(p.name()), "two policies are named {}", p.name());
+            assert!(std::ptr::addr_eq(by_name(p.name()).unwrap(), p), "{}", p.name());
+            assert!(!p.summary().is_empty(), "{}", p.name());
+        }
+        assert!(by_name("no-such-policy").is_none());
+    }
+
+    /// The test-only policy is registered in kvm's unit tests, as the last line.
+    #[test]
+    fn the_test_policy_is_registered() {
+        assert_eq!(ALL.last().map(|p| p.name()), Some(TestOnly.name()));
+    }
 }

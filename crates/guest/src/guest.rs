@@ -1,5 +1,5 @@
 //! The guest model's state: what it validated, what data it holds, and its counters. The
-//! operations that change it are tasks ([`crate::task`]) driven by [`crate::ops`].
+//! operations that change it are tasks ([`crate::task`]) driven by `ops.rs`.
 
 use snpsim_defs::{Gfn, RmpPageSize, SvmExitCode};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PageSet};
@@ -164,5 +164,4 @@ impl Guest {
         }
         Ok(())
     }
-
 }

@@ -133,4 +133,3 @@ impl Guest {
         self.run(p, vcpu, task).map(|_| ())
     }
 }
-

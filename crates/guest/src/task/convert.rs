@@ -61,9 +61,10 @@ enum Stage {
 
 /// A page-state change of `chunks` in steps of `per_step` chunks; each step rescinds its chunks
 /// then sends their change (to shared), or sends it then validates them (to private). With one
-/// step over the whole range this is [`PscOrder::WholeRange`]; with one page per step over MSR,
-/// or `ghcb_entries` chunks per step over the GHCB, it is [`PscOrder::PerRequest`]. The steps are
-/// computed as it goes, so a task's size does not grow with the range.
+/// step over the whole range this is [`crate::PscOrder::WholeRange`]; with one page per step
+/// over MSR, or `ghcb_entries` chunks per step over the GHCB, it is
+/// [`crate::PscOrder::PerRequest`]. The steps are computed as it goes, so a task's size does not
+/// grow with the range.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct ConvertCursor {
     chunks: Chunks,

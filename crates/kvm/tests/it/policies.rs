@@ -1,4 +1,4 @@
-//! The six policies driven through `Kvm::handle_npf` on a real host and RMP, with the
+//! The registry's policies driven through `Kvm::handle_npf` on a real host and RMP, with the
 //! #NPF error codes the hardware model gives: what each one does to the NPT, the host mappings and
 //! the counters, branch by branch.
 
@@ -24,8 +24,11 @@ const GIB: u64 = 1024 * MIB;
 /// 4 KiB pages per 2M on x86.
 const P2M: u64 = 512;
 
-const LEGACY: [&str; 5] =
-    ["rfc-host-split", "rfc-v4", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote"];
+/// The registered policies whose conversions are KVM's own RMPUPDATEs of the memslot's frames
+/// (the 2021 series), by name.
+fn legacy_policies() -> impl Iterator<Item = &'static str> {
+    snpsim_kvm::policy::ALL.into_iter().filter(|p| !p.converts_gmem_frames()).map(Policy::name)
+}
 const HOST_SPLIT: [&str; 3] = ["rfc-host-split", "refuse-hugetlbfs", "fail-psc-hugetlbfs"];
 
 /// One VM: host, RMP and KVM, as the engine wires them.
@@ -528,7 +531,8 @@ fn gmem_cannot_resolve_an_npt_leaf_larger_than_the_rmp_entry() {
 
 #[test]
 fn legacy_implicit_conversions_both_ways() {
-    for name in LEGACY {
+    assert_ne!(legacy_policies().count(), 0);
+    for name in legacy_policies() {
         let mut vm = legacy(name, VmaBacking::Anon4k, 16 * MIB);
         assert_eq!(psc_msr(&mut vm, 0x10, true), 0);
         // rfc-v4's PSC handler maps the GPA itself (`snp_check_and_build_npt`).

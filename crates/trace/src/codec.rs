@@ -13,6 +13,187 @@ use snpsim_hw::{AccessKind, Geometry, GuestOutcome};
 
 use crate::{FORMAT_VERSION, TraceMeta};
 
+/// Why a trace's configuration, action or cost overrides cannot be read back: each names the
+/// field (`config.vcpus`, `action.gpa`, ...) and what it accepts.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The value is not a JSON object.
+    #[error("`{what}` must be a JSON object")]
+    NotObject {
+        /// The object's path.
+        what: String,
+    },
+    /// A field is missing.
+    #[error("`{what}.{key}` is missing")]
+    Missing {
+        /// The object's path.
+        what: String,
+        /// The field.
+        key: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("`{what}.{key}` must be {expected}")]
+    WrongType {
+        /// The object's path.
+        what: String,
+        /// The field.
+        key: String,
+        /// What it must be (`a string`, `true or false`, ...).
+        expected: &'static str,
+    },
+    /// An address field is not a `0x` hex string.
+    #[error("`{what}.{key}` must be a hex string like \"0x200000\", not {value:?}")]
+    NotHex {
+        /// The object's path.
+        what: String,
+        /// The field.
+        key: String,
+        /// The string given.
+        value: String,
+    },
+    /// A name outside its closed set.
+    #[error("`{what}.{key}` is {value:?}; accepted: {accepted}")]
+    Unknown {
+        /// The object's path.
+        what: String,
+        /// The field.
+        key: String,
+        /// The name given.
+        value: String,
+        /// The accepted names, comma-separated.
+        accepted: String,
+    },
+    /// An integer too large for its field.
+    #[error("`{what}.{key}` is too large")]
+    TooLarge {
+        /// The object's path.
+        what: String,
+        /// The field.
+        key: String,
+    },
+    /// A field the format does not have.
+    #[error("`{what}` has an unknown field `{key}`")]
+    UnknownField {
+        /// The object's path.
+        what: String,
+        /// The field.
+        key: String,
+    },
+    /// An integer outside its field's range.
+    #[error("`{field}` is {value}; accepted: {accepted}")]
+    OutOfRange {
+        /// The field's path.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The accepted range.
+        accepted: &'static str,
+    },
+    /// An action names a vCPU the run does not have.
+    #[error("`action.vcpu` is {vcpu}; the run has {vcpus} vCPUs")]
+    NoSuchVcpu {
+        /// The vCPU named.
+        vcpu: u32,
+        /// The run's vCPUs.
+        vcpus: u32,
+    },
+    /// A tick of a vCPU the run does not have, or of a run that is not interleaved.
+    #[error("`action` is a tick of vCPU {vcpu}, but the run has {vcpus} vCPUs and interleave = {interleave}")]
+    BadTick {
+        /// The vCPU named.
+        vcpu: u32,
+        /// The run's vCPUs.
+        vcpus: u32,
+        /// Whether the run is interleaved.
+        interleave: bool,
+    },
+    /// A range of pages not 4 KiB-aligned inside guest memory.
+    #[error(
+        "`action` range {gpa:#x} + {pages} pages is not 4 KiB-aligned inside guest memory ({guest_bytes:#x} bytes)"
+    )]
+    BadRange {
+        /// The range's first address.
+        gpa: u64,
+        /// Its pages.
+        pages: u64,
+        /// Guest memory, in bytes.
+        guest_bytes: u64,
+    },
+    /// An address outside guest memory.
+    #[error("`action.gpa` {gpa:#x} is outside guest memory ({guest_bytes:#x} bytes)")]
+    OutsideGuest {
+        /// The address.
+        gpa: u64,
+        /// Guest memory, in bytes.
+        guest_bytes: u64,
+    },
+    /// A recoalesce of an address that is not 2M-aligned.
+    #[error("`action.gpa` {gpa:#x} of a recoalesce must be 2M-aligned")]
+    Unaligned2m {
+        /// The address.
+        gpa: u64,
+    },
+    /// A page-state-change entry that ends outside guest memory.
+    #[error("`action` entry at {gpa:#x} ends outside guest memory")]
+    EntryOutside {
+        /// The entry's address.
+        gpa: u64,
+    },
+    /// RMPADJUST permissions that are no subset of `rwxsS`.
+    #[error("`action.perms` is {value:?}; accepted: a subset of \"rwxsS\"")]
+    BadPerms {
+        /// The string given.
+        value: String,
+    },
+    /// Host and guest memory sizes no scenario could produce.
+    #[error(
+        "`config.host_pages` ({host_pages}) and `config.guest_pages` ({guest_pages}) must satisfy \
+         1 <= guest_pages <= host_pages <= {max}"
+    )]
+    BadMemory {
+        /// Host memory, in 4K pages.
+        host_pages: u64,
+        /// Guest memory, in 4K pages.
+        guest_pages: u64,
+        /// The largest host memory accepted, in 4K pages.
+        max: u64,
+    },
+    /// A shared backing given with a legacy (single-VMA) backing.
+    #[error("`config.shared_backing` must be null for a legacy backing")]
+    SharedBackingOnLegacy,
+    /// A step budget of 0.
+    #[error("`config.step_budget` must be null or at least 1")]
+    ZeroStepBudget,
+    /// `adversary` is not an array.
+    #[error("`config.adversary` must be an array of attack names")]
+    AdversaryNotArray,
+    /// An attack name outside the catalogue.
+    #[error("`config.adversary` names {name}; accepted: {accepted}")]
+    UnknownAttack {
+        /// The entry as JSON.
+        name: String,
+        /// The accepted attack names.
+        accepted: String,
+    },
+    /// `costs` is not an object.
+    #[error("field `costs` must be an object")]
+    CostsNotObject,
+    /// A cost parameter that is not a non-negative integer.
+    #[error("field `costs.{name}` must be a non-negative integer")]
+    CostNotInteger {
+        /// The parameter.
+        name: String,
+    },
+    /// A cost parameter that does not exist.
+    #[error("field `costs.{name}`: unknown cost parameter; accepted: {accepted}")]
+    UnknownCost {
+        /// The parameter.
+        name: String,
+        /// The accepted parameter names.
+        accepted: String,
+    },
+}
+
 /// The name of a page size in traces (`4k`, `2m`, `1g`).
 pub fn size_name(s: PageSize) -> &'static str {
     s.name()
@@ -196,14 +377,24 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn new(v: &'a Value, what: &'a str) -> Result<Self, String> {
-        let obj = v.as_object().ok_or_else(|| format!("`{what}` must be a JSON object"))?;
+    fn new(v: &'a Value, what: &'a str) -> Result<Self, CodecError> {
+        let obj = v.as_object().ok_or_else(|| CodecError::NotObject { what: what.to_owned() })?;
         Ok(Fields { obj, what, seen: BTreeSet::new() })
     }
 
-    fn get(&mut self, key: &'a str) -> Result<&'a Value, String> {
+    fn get(&mut self, key: &'a str) -> Result<&'a Value, CodecError> {
         self.seen.insert(key);
-        self.obj.get(key).ok_or_else(|| format!("`{}.{key}` is missing", self.what))
+        self.obj.get(key).ok_or_else(|| self.err(key, |what, key| CodecError::Missing { what, key }))
+    }
+
+    /// An error about `key` of this object.
+    fn err(&self, key: &str, make: impl FnOnce(String, String) -> CodecError) -> CodecError {
+        make(self.what.to_owned(), key.to_owned())
+    }
+
+    /// `key` holds a value of the wrong type; `expected` says what it must be.
+    fn wrong(&self, key: &str, expected: &'static str) -> CodecError {
+        self.err(key, |what, key| CodecError::WrongType { what, key, expected })
     }
 
     /// Whether the object has `key` (for fields later versions of the format added).
@@ -211,63 +402,61 @@ impl<'a> Fields<'a> {
         self.obj.contains_key(key)
     }
 
-    fn u64(&mut self, key: &'a str) -> Result<u64, String> {
-        let what = self.what;
-        self.get(key)?.as_u64().ok_or_else(|| format!("`{what}.{key}` must be a non-negative integer"))
+    fn u64(&mut self, key: &'a str) -> Result<u64, CodecError> {
+        self.get(key)?.as_u64().ok_or_else(|| self.wrong(key, "a non-negative integer"))
     }
 
-    fn opt_u64(&mut self, key: &'a str) -> Result<Option<u64>, String> {
-        let what = self.what;
+    fn opt_u64(&mut self, key: &'a str) -> Result<Option<u64>, CodecError> {
         match self.get(key)? {
             Value::Null => Ok(None),
-            v => v.as_u64().map(Some).ok_or_else(|| format!("`{what}.{key}` must be null or an integer")),
+            v => v.as_u64().map(Some).ok_or_else(|| self.wrong(key, "null or an integer")),
         }
     }
 
-    fn bool(&mut self, key: &'a str) -> Result<bool, String> {
-        let what = self.what;
-        self.get(key)?.as_bool().ok_or_else(|| format!("`{what}.{key}` must be true or false"))
+    fn bool(&mut self, key: &'a str) -> Result<bool, CodecError> {
+        self.get(key)?.as_bool().ok_or_else(|| self.wrong(key, "true or false"))
     }
 
-    fn opt_bool(&mut self, key: &'a str) -> Result<Option<bool>, String> {
-        let what = self.what;
+    fn opt_bool(&mut self, key: &'a str) -> Result<Option<bool>, CodecError> {
         match self.get(key)? {
             Value::Null => Ok(None),
-            v => v.as_bool().map(Some).ok_or_else(|| format!("`{what}.{key}` must be null, true or false")),
+            v => v.as_bool().map(Some).ok_or_else(|| self.wrong(key, "null, true or false")),
         }
     }
 
-    fn str(&mut self, key: &'a str) -> Result<&'a str, String> {
-        let what = self.what;
-        self.get(key)?.as_str().ok_or_else(|| format!("`{what}.{key}` must be a string"))
+    fn str(&mut self, key: &'a str) -> Result<&'a str, CodecError> {
+        self.get(key)?.as_str().ok_or_else(|| self.wrong(key, "a string"))
     }
 
-    fn hex(&mut self, key: &'a str) -> Result<u64, String> {
-        let what = self.what;
+    fn hex(&mut self, key: &'a str) -> Result<u64, CodecError> {
         let s = self.str(key)?;
         s.strip_prefix("0x")
             .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .ok_or_else(|| format!("`{what}.{key}` must be a hex string like \"0x200000\", not {s:?}"))
+            .ok_or_else(|| self.err(key, |what, key| CodecError::NotHex { what, key, value: s.to_owned() }))
     }
 
-    fn choice<T: Copy>(&mut self, key: &'a str, options: &[(&str, T)]) -> Result<T, String> {
-        let what = self.what;
+    fn choice<T: Copy>(&mut self, key: &'a str, options: &[(&str, T)]) -> Result<T, CodecError> {
         let s = self.str(key)?;
         options.iter().find(|(n, _)| *n == s).map(|&(_, v)| v).ok_or_else(|| {
             let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            format!("`{what}.{key}` is {s:?}; accepted: {}", names.join(", "))
+            self.err(key, |what, key| CodecError::Unknown {
+                what,
+                key,
+                value: s.to_owned(),
+                accepted: names.join(", "),
+            })
         })
     }
 
-    fn u32(&mut self, key: &'a str) -> Result<u32, String> {
-        let what = self.what;
-        u32::try_from(self.u64(key)?).map_err(|_| format!("`{what}.{key}` is too large"))
+    fn u32(&mut self, key: &'a str) -> Result<u32, CodecError> {
+        u32::try_from(self.u64(key)?)
+            .map_err(|_| self.err(key, |what, key| CodecError::TooLarge { what, key }))
     }
 
     /// Fail on any field not read.
-    fn done(self) -> Result<(), String> {
+    fn done(self) -> Result<(), CodecError> {
         match self.obj.keys().find(|k| !self.seen.contains(k.as_str())) {
-            Some(k) => Err(format!("`{}` has an unknown field `{k}`", self.what)),
+            Some(k) => Err(CodecError::UnknownField { what: self.what.to_owned(), key: k.clone() }),
             None => Ok(()),
         }
     }
@@ -280,7 +469,7 @@ const VIAS: [(&str, HostVia); 3] =
 /// Read an action back from a `step` line's `action` object and check that it fits `config`
 /// (vCPU index, range inside guest memory, operand ranges), so that replaying it cannot drive the
 /// engine outside what a scenario could.
-pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String> {
+pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecError> {
     let mut f = Fields::new(v, "action")?;
     let op = f.str("op")?;
     if op == "tick" {
@@ -288,10 +477,10 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
     }
     let gpa = Gpa(f.hex("gpa")?);
     let guest_bytes = config.guest_pages.saturating_mul(4096);
-    let mut vcpu = || -> Result<u32, String> {
+    let mut vcpu = || -> Result<u32, CodecError> {
         let v = f.u32("vcpu")?;
         if v >= config.vcpus {
-            return Err(format!("`action.vcpu` is {v}; the run has {} vCPUs", config.vcpus));
+            return Err(CodecError::NoSuchVcpu { vcpu: v, vcpus: config.vcpus });
         }
         Ok(v)
     };
@@ -302,28 +491,21 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
         _ => None,
     };
     let vcpu = vcpu_val.unwrap_or(0);
-    let gran = |f: &mut Fields<'_>| -> Result<Option<Granularity>, String> {
+    let gran = |f: &mut Fields<'_>| -> Result<Option<Granularity>, CodecError> {
         match f.get("granularity")? {
             Value::Null => Ok(None),
             _ => f.choice("granularity", &[("4k", Granularity::K4), ("2m", Granularity::M2)]).map(Some),
         }
     };
-    let pages = |f: &mut Fields<'_>| -> Result<u64, String> {
+    let pages = |f: &mut Fields<'_>| -> Result<u64, CodecError> {
         let n = f.u64("pages")?;
         if n == 0 || !gpa.raw().is_multiple_of(4096) || gpa.raw() / 4096 + n > config.guest_pages {
-            return Err(format!(
-                "`action` range {:#x} + {n} pages is not 4 KiB-aligned inside guest memory ({:#x} bytes)",
-                gpa.raw(),
-                guest_bytes
-            ));
+            return Err(CodecError::BadRange { gpa: gpa.raw(), pages: n, guest_bytes });
         }
         Ok(n)
     };
     if gpa.raw() >= guest_bytes {
-        return Err(format!(
-            "`action.gpa` {:#x} is outside guest memory ({guest_bytes:#x} bytes)",
-            gpa.raw()
-        ));
+        return Err(CodecError::OutsideGuest { gpa: gpa.raw(), guest_bytes });
     }
     let action = match op {
         "psc" => {
@@ -354,7 +536,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
         },
         "recoalesce" => {
             if !gpa.raw().is_multiple_of(config.geometry.bytes(PageSize::Size2M)) {
-                return Err(format!("`action.gpa` {:#x} of a recoalesce must be 2M-aligned", gpa.raw()));
+                return Err(CodecError::Unaligned2m { gpa: gpa.raw() });
             }
             let modes = [
                 ("none", Recoalesce::None),
@@ -372,50 +554,56 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, String>
             Action::PunchHole { gpa, pages }
         }
         other => {
-            return Err(format!(
-                "`action.op` is {other:?}; accepted: psc, accept, pvalidate, psc_request, rmpadjust, access, recoalesce, \
-                 host_write, host_read, host_split, host_collapse, punch_hole, tick"
-            ));
+            return Err(CodecError::Unknown {
+                what: "action".into(),
+                key: "op".into(),
+                value: other.to_owned(),
+                accepted: "psc, accept, pvalidate, psc_request, rmpadjust, access, recoalesce, host_write, host_read, \
+                           host_split, host_collapse, punch_hole, tick"
+                    .into(),
+            });
         }
     };
     f.done()?;
     Ok(action)
 }
 
-fn psc_request_from(f: &mut Fields<'_>, vcpu: u32, gpa: Gpa, config: &SimConfig) -> Result<Action, String> {
+fn psc_request_from(
+    f: &mut Fields<'_>,
+    vcpu: u32,
+    gpa: Gpa,
+    config: &SimConfig,
+) -> Result<Action, CodecError> {
     let size = f.choice("size", &SIZES_4K_2M)?;
     let private = f.choice("to", &[("private", true), ("shared", false)])?;
     let cur_page = f.u64("cur_page")?;
-    let cur_page = u16::try_from(cur_page)
-        .ok()
-        .filter(|&c| c < 1 << 12)
-        .ok_or_else(|| format!("`action.cur_page` is {cur_page}; accepted: 0..=4095 (12 bits)"))?;
+    let cur_page = u16::try_from(cur_page).ok().filter(|&c| c < 1 << 12).ok_or(CodecError::OutOfRange {
+        field: "action.cur_page",
+        value: cur_page,
+        accepted: "0..=4095 (12 bits)",
+    })?;
     if gpa.raw() + config.geometry.bytes(size.page_size()) > config.guest_pages.saturating_mul(4096) {
-        return Err(format!("`action` entry at {:#x} ends outside guest memory", gpa.raw()));
+        return Err(CodecError::EntryOutside { gpa: gpa.raw() });
     }
     Ok(Action::PscRequest { vcpu, gpa, size, private, cur_page })
 }
 
-fn rmpadjust_from(f: &mut Fields<'_>, vcpu: u32, gpa: Gpa) -> Result<Action, String> {
+fn rmpadjust_from(f: &mut Fields<'_>, vcpu: u32, gpa: Gpa) -> Result<Action, CodecError> {
     let size = f.choice("size", &SIZES_4K_2M)?;
     let vmpl = f.u64("vmpl")?;
     if !(1..=3).contains(&vmpl) {
-        return Err(format!("`action.vmpl` is {vmpl}; accepted: 1, 2, 3"));
+        return Err(CodecError::OutOfRange { field: "action.vmpl", value: vmpl, accepted: "1, 2, 3" });
     }
     let p = f.str("perms")?;
-    let perms =
-        parse_perms(p).ok_or_else(|| format!("`action.perms` is {p:?}; accepted: a subset of \"rwxsS\""))?;
+    let perms = parse_perms(p).ok_or_else(|| CodecError::BadPerms { value: p.to_owned() })?;
     Ok(Action::Rmpadjust { vcpu, gpa, size, vmpl: vmpl as u8, perms, vmsa: f.bool("vmsa")? })
 }
 
 /// A `tick` action: a vCPU of an interleaved run.
-fn tick_from(mut f: Fields<'_>, config: &SimConfig) -> Result<Action, String> {
+fn tick_from(mut f: Fields<'_>, config: &SimConfig) -> Result<Action, CodecError> {
     let vcpu = f.u32("vcpu")?;
     if vcpu >= config.vcpus || !config.interleave {
-        return Err(format!(
-            "`action` is a tick of vCPU {vcpu}, but the run has {} vCPUs and interleave = {}",
-            config.vcpus, config.interleave
-        ));
+        return Err(CodecError::BadTick { vcpu, vcpus: config.vcpus, interleave: config.interleave });
     }
     f.done()?;
     Ok(Action::Tick { vcpu })
@@ -486,7 +674,7 @@ pub fn config_json(c: &SimConfig) -> Value {
 const MAX_PAGES: u64 = 1 << 38;
 
 /// Read the `guest` object of a `run` header's `config`.
-fn guest_from_json(gv: &Value) -> Result<GuestConfig, String> {
+fn guest_from_json(gv: &Value) -> Result<GuestConfig, CodecError> {
     let mut g = Fields::new(gv, "config.guest")?;
     let guest = GuestConfig {
         granularity: g.choice("psc_granularity", &[("4k", Granularity::K4), ("2m", Granularity::M2)])?,
@@ -494,7 +682,11 @@ fn guest_from_json(gv: &Value) -> Result<GuestConfig, String> {
         ghcb_entries: {
             let n = g.u64("ghcb_entries")?;
             if !(1..=253).contains(&n) {
-                return Err(format!("`config.guest.ghcb_entries` is {n}; accepted: 1-253"));
+                return Err(CodecError::OutOfRange {
+                    field: "config.guest.ghcb_entries",
+                    value: n,
+                    accepted: "1-253",
+                });
             }
             n as u16
         },
@@ -516,7 +708,7 @@ fn guest_from_json(gv: &Value) -> Result<GuestConfig, String> {
 }
 
 /// Read the `config` object of a `run` header back, rejecting what no scenario could produce.
-pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
+pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
     let vmas = [
         ("anon-4k", VmaBacking::Anon4k),
         ("thp", VmaBacking::Thp),
@@ -528,19 +720,25 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
     let host_pages = f.u64("host_pages")?;
     let guest_pages = f.u64("guest_pages")?;
     if host_pages == 0 || host_pages > MAX_PAGES || guest_pages == 0 || guest_pages > host_pages {
-        return Err(format!(
-            "`config.host_pages` ({host_pages}) and `config.guest_pages` ({guest_pages}) must satisfy \
-             1 <= guest_pages <= host_pages <= {MAX_PAGES}"
-        ));
+        return Err(CodecError::BadMemory { host_pages, guest_pages, max: MAX_PAGES });
     }
     let vcpus = f.u32("vcpus")?;
     if !(1..=4096).contains(&vcpus) {
-        return Err(format!("`config.vcpus` is {vcpus}; accepted: 1-4096"));
+        return Err(CodecError::OutOfRange {
+            field: "config.vcpus",
+            value: u64::from(vcpus),
+            accepted: "1-4096",
+        });
     }
     let pname = f.str("policy")?;
     let policy = snpsim_kvm::policy::by_name(pname).ok_or_else(|| {
         let names: Vec<&str> = snpsim_kvm::policy::ALL.iter().map(|p| p.name()).collect();
-        format!("`config.policy` is {pname:?}; accepted: {}", names.join(", "))
+        CodecError::Unknown {
+            what: "config".into(),
+            key: "policy".into(),
+            value: pname.to_owned(),
+            accepted: names.join(", "),
+        }
     })?;
     let bname = f.str("backing")?;
     let backing = match bname {
@@ -553,9 +751,17 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
             MemoryBacking::Gmem { folio, shared: f.choice("shared_backing", &vmas)? }
         }
         _ => {
-            let b = f.choice("backing", &vmas).map_err(|e| format!("{e}, gmem-4k, gmem-2m, gmem-1g"))?;
+            let b = f.choice("backing", &vmas).map_err(|e| match e {
+                CodecError::Unknown { what, key, value, accepted } => CodecError::Unknown {
+                    what,
+                    key,
+                    value,
+                    accepted: accepted + ", gmem-4k, gmem-2m, gmem-1g",
+                },
+                other => other,
+            })?;
             if !f.get("shared_backing")?.is_null() {
-                return Err("`config.shared_backing` must be null for a legacy backing".into());
+                return Err(CodecError::SharedBackingOnLegacy);
             }
             MemoryBacking::Vma(b)
         }
@@ -567,7 +773,7 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
     let guest = guest_from_json(f.get("guest")?)?;
     let step_budget = f.opt_u64("step_budget")?;
     if step_budget == Some(0) {
-        return Err("`config.step_budget` must be null or at least 1".into());
+        return Err(CodecError::ZeroStepBudget);
     }
     let check = f.choice(
         "check",
@@ -575,13 +781,13 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, String> {
     )?;
     let mut attacks = Vec::new();
     let av = f.get("adversary")?;
-    for a in av.as_array().ok_or("`config.adversary` must be an array of attack names")? {
+    for a in av.as_array().ok_or(CodecError::AdversaryNotArray)? {
         let name = a.as_str().unwrap_or_default();
         attacks.push(snpsim_engine::adversary::Attack::from_name(name).ok_or_else(|| {
-            format!(
-                "`config.adversary` names {a}; accepted: {}",
-                snpsim_engine::adversary::Attack::accepted()
-            )
+            CodecError::UnknownAttack {
+                name: a.to_string(),
+                accepted: snpsim_engine::adversary::Attack::accepted(),
+            }
         })?);
     }
     // Written only for interleaved runs: traces of sequential runs keep their form.
@@ -636,17 +842,17 @@ pub fn header_json(meta: &TraceMeta, config: &SimConfig, costs: &snpsim_engine::
 }
 
 /// The cost parameters a `run` header names (`costs`, absent for the defaults).
-pub fn costs_from_json(header: &Value) -> Result<snpsim_engine::cost::CostTable, String> {
+pub fn costs_from_json(header: &Value) -> Result<snpsim_engine::cost::CostTable, CodecError> {
     let mut table = snpsim_engine::cost::CostTable::default();
     let Some(costs) = header.get("costs") else { return Ok(table) };
-    let Some(obj) = costs.as_object() else { return Err("field `costs` must be an object".into()) };
+    let Some(obj) = costs.as_object() else { return Err(CodecError::CostsNotObject) };
     for (name, v) in obj {
-        let ns = v.as_u64().ok_or_else(|| format!("field `costs.{name}` must be a non-negative integer"))?;
+        let ns = v.as_u64().ok_or_else(|| CodecError::CostNotInteger { name: name.clone() })?;
         if !table.set(name, ns) {
-            return Err(format!(
-                "field `costs.{name}`: unknown cost parameter; accepted: {}",
-                snpsim_engine::cost::accepted_names()
-            ));
+            return Err(CodecError::UnknownCost {
+                name: name.clone(),
+                accepted: snpsim_engine::cost::accepted_names(),
+            });
         }
     }
     Ok(table)

@@ -30,7 +30,7 @@ pub mod recorder;
 pub mod replay;
 
 pub use codec::{
-    action_from_json, action_json, config_from_json, config_json, costs_from_json, header_json,
+    CodecError, action_from_json, action_json, config_from_json, config_json, costs_from_json, header_json,
     host_write_name, npf_bits, outcome_name, size_name, via_name,
 };
 pub use recorder::Recorder;

@@ -344,8 +344,8 @@ pub fn replay_with_budget(text: &str, budget: u64) -> Result<ReplaySummary, Repl
         let meta = meta_from(header, hl)?;
         check_run_number(&meta, summary.runs, hl)?;
         let config = config_from_json(header.get("config").unwrap_or(&Value::Null))
-            .map_err(|e| malformed(hl, 1, e))?;
-        let costs = crate::costs_from_json(header).map_err(|e| malformed(hl, 1, e))?;
+            .map_err(|e| malformed(hl, 1, e.to_string()))?;
+        let costs = crate::costs_from_json(header).map_err(|e| malformed(hl, 1, e.to_string()))?;
         let need =
             snpsim_engine::footprint::machine_bytes(config.geometry, config.host_pages, config.guest_pages);
         if need > budget {
@@ -377,7 +377,8 @@ pub fn replay_with_budget(text: &str, budget: u64) -> Result<ReplaySummary, Repl
             match ev(&line) {
                 "step" => {
                     let action_v = line.get("action").unwrap_or(&Value::Null);
-                    let action = action_from_json(action_v, &config).map_err(|e| malformed(pos + 1, 1, e))?;
+                    let action = action_from_json(action_v, &config)
+                        .map_err(|e| malformed(pos + 1, 1, e.to_string()))?;
                     let stepped = catch_unwind(AssertUnwindSafe(|| {
                         sim.step(&action);
                         sim.take_trace()

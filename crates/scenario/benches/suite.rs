@@ -1,4 +1,4 @@
-//! `cargo bench -p snpsim-sim`: the kernels of the performance suite (BENCHMARKS.md) with fixed
+//! `cargo bench -p snpsim-scenario`: the kernels of the performance suite (BENCHMARKS.md) with fixed
 //! settings — the acceptance instruction sequence on the region RMP and on the dense oracle at
 //! 16 GiB, and the whole `accept-1t-2m` simulation. `snpsim bench` runs the full suite.
 

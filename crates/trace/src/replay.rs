@@ -16,7 +16,7 @@
 //! ```
 //! use snpsim_trace::replay::replay;
 //! use snpsim_scenario::run::run_scenario_traced;
-//! use snpsim_scenario::parse_scenario;
+//! use snpsim_scenario::{TraceMetaExt, parse_scenario};
 //! use snpsim_trace::TraceMeta;
 //! use snpsim_engine::CheckMode;
 //!

@@ -2,8 +2,9 @@
 //! numbers the verdicts rest on are pinned so that a change of the model is noticed.
 
 use snpsim_debate::debate::{
-    CLAIM_SCENARIOS, Debate, Status, Verdict, matrix, matrix_scenario, matrix_source, run_debate_with,
+    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, run_debate_with,
 };
+use snpsim_debate::{Status, Verdict};
 use snpsim_engine::engine::CheckMode;
 use snpsim_engine::outcome::Reason;
 use snpsim_scenario::run::{ScenarioRun, metric_value, run_scenario};

@@ -8,7 +8,7 @@ use snpsim_engine::engine::CheckMode;
 use snpsim_engine::{Action, Simulation};
 use snpsim_scenario::run::{run_scenario, run_steps_and_workload, sim_config};
 use snpsim_scenario::workload::steps_toml;
-use snpsim_scenario::{Backing, Phase, Policy, Preset, TouchPattern, parse_scenario};
+use snpsim_scenario::{Backing, Phase, Policy, Preset, TouchPattern, TraceMetaExt, parse_scenario};
 
 const MIB: u64 = 1 << 20;
 

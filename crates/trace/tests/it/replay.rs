@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use snpsim_debate::debate::{matrix, matrix_scenario, matrix_source};
 use snpsim_engine::engine::CheckMode;
 use snpsim_scenario::run::run_scenario_traced;
-use snpsim_scenario::{Scenario, load_scenario, parse_scenario};
+use snpsim_scenario::{Scenario, TraceMetaExt, load_scenario, parse_scenario};
 use snpsim_trace::TraceMeta;
 use snpsim_trace::replay::{ReplayError, replay};
 

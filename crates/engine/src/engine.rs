@@ -390,7 +390,7 @@ impl Simulation {
     }
 
     /// Price the run with `costs` (a scenario's `[cost]` table) instead of the defaults. Call it
-    /// before [`Simulation::enable_trace`]: the trace's header records the parameters that differ.
+    /// before [`Simulation::set_sink`] (a trace recorder prices its events with them): the trace's header records the parameters that differ.
     pub fn set_costs(&mut self, costs: CostTable) {
         debug_assert!(
             !self.is_traced(),

@@ -707,6 +707,21 @@ fn guest_from_json(gv: &Value) -> Result<GuestConfig, CodecError> {
     Ok(guest)
 }
 
+/// Read the `adversary` array of a `run` header's `config`: attack names.
+fn attacks_from(av: &Value) -> Result<Vec<snpsim_engine::adversary::Attack>, CodecError> {
+    let mut attacks = Vec::new();
+    for a in av.as_array().ok_or(CodecError::AdversaryNotArray)? {
+        let name = a.as_str().unwrap_or_default();
+        attacks.push(snpsim_engine::adversary::Attack::from_name(name).ok_or_else(|| {
+            CodecError::UnknownAttack {
+                name: a.to_string(),
+                accepted: snpsim_engine::adversary::Attack::accepted(),
+            }
+        })?);
+    }
+    Ok(attacks)
+}
+
 /// Read the `config` object of a `run` header back, rejecting what no scenario could produce.
 pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
     let vmas = [
@@ -779,17 +794,7 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
         "check",
         &[("full", CheckMode::Full), ("incremental", CheckMode::Incremental), ("off", CheckMode::Off)],
     )?;
-    let mut attacks = Vec::new();
-    let av = f.get("adversary")?;
-    for a in av.as_array().ok_or(CodecError::AdversaryNotArray)? {
-        let name = a.as_str().unwrap_or_default();
-        attacks.push(snpsim_engine::adversary::Attack::from_name(name).ok_or_else(|| {
-            CodecError::UnknownAttack {
-                name: a.to_string(),
-                accepted: snpsim_engine::adversary::Attack::accepted(),
-            }
-        })?);
-    }
+    let attacks = attacks_from(f.get("adversary")?)?;
     // Written only for interleaved runs: traces of sequential runs keep their form.
     let interleave = match f.obj.get("interleave") {
         None => false,

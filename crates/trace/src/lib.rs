@@ -5,7 +5,8 @@
 //! the whole machine state ([`snpsim_engine::digest`]).
 //!
 //! The [`Recorder`] is an [`snpsim_engine::events::EventSink`]: it turns the engine's typed events
-//! into trace lines; [`codec`] maps the engine's configuration and actions to JSON and back;
+//! into trace lines; [`codec`] maps the engine's configuration and actions to JSON and back (its errors are
+//! [`CodecError`]s), [`names`] spells the engine's values;
 //! [`replay`] re-executes a trace and checks it line by line; [`chrome`] exports a trace for
 //! Perfetto.
 //!
@@ -26,13 +27,14 @@
 
 pub mod chrome;
 pub mod codec;
+mod error;
+pub mod names;
 pub mod recorder;
 pub mod replay;
 
-pub use codec::{
-    CodecError, action_from_json, action_json, config_from_json, config_json, costs_from_json, header_json,
-    host_write_name, npf_bits, outcome_name, size_name, via_name,
-};
+pub use codec::{action_from_json, action_json, config_from_json, config_json, costs_from_json, header_json};
+pub use error::CodecError;
+pub use names::{host_write_name, npf_bits, outcome_name, size_name, via_name};
 pub use recorder::Recorder;
 use snpsim_engine::Simulation;
 

@@ -30,9 +30,9 @@ use snpsim_host::{HostVia, HostWriteOutcome};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 
 use crate::TraceMeta;
-use crate::codec::{
-    action_json, header_json, hex, host_write_name, kind_name, npf_bits, outcome_name, perms_name,
-    rmp_size_name, via_name,
+use crate::codec::{action_json, header_json};
+use crate::names::{
+    hex, host_write_name, kind_name, npf_bits, outcome_name, perms_name, rmp_size_name, via_name,
 };
 
 /// One event waiting for its time.

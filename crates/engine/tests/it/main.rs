@@ -4,6 +4,7 @@ mod attacks;
 mod calibration;
 mod common;
 mod coverage;
+mod events;
 mod interleave;
 mod invariants;
 mod memory;

@@ -394,7 +394,7 @@ impl Simulation {
     pub fn set_costs(&mut self, costs: CostTable) {
         debug_assert!(
             !self.is_traced(),
-            "set_costs after enable_trace: the trace would price with the old table"
+            "set_costs after set_sink: the trace would price with the old table"
         );
         self.costs = costs;
     }

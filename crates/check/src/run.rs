@@ -3,11 +3,11 @@
 use std::time::{Duration, Instant};
 
 use snpsim_defs::PageSize;
+use snpsim_engine::engine::{Action, MemoryBacking};
 use snpsim_guest::Granularity;
 use snpsim_host::VmaBacking;
 use snpsim_hw::Mutant;
 use snpsim_kvm::{Era, Policy};
-use snpsim_sim::engine::{Action, MemoryBacking};
 
 use crate::{CheckSetup, SnpModel};
 

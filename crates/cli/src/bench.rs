@@ -11,14 +11,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+use snpsim_engine::engine::{Action, CheckMode, Simulation};
+use snpsim_engine::metrics::Metrics;
+use snpsim_engine::prelude::{Gpa, RmpPageSize};
 use snpsim_hw::reference::DenseRmp;
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{RmpConfig, RmpModel};
-use snpsim_sim::engine::{Action, CheckMode, Simulation};
-use snpsim_sim::metrics::Metrics;
-use snpsim_sim::prelude::{Gpa, RmpPageSize};
-use snpsim_sim::run::{actions, run_scenario, sim_config};
-use snpsim_sim::scenario::{Scenario, parse_scenario};
+use snpsim_scenario::run::{actions, run_scenario, sim_config};
+use snpsim_scenario::{Scenario, parse_scenario};
 
 use crate::{Check, check_mode};
 
@@ -352,7 +352,7 @@ fn dense_comparison(pages: u64, gran: RmpPageSize, sim_wall: f64) -> Result<Valu
     let small = DENSE_PAGES.min(pages);
     let time = |rmp: &mut dyn RmpModel, n: u64| -> Result<(f64, u64)> {
         let start = Instant::now();
-        let ops = snpsim_sim::kernels::accept(rmp, 1, n, gran).map_err(anyhow::Error::msg)?;
+        let ops = snpsim_engine::kernels::accept(rmp, 1, n, gran).map_err(anyhow::Error::msg)?;
         Ok((start.elapsed().as_secs_f64(), ops))
     };
     let config = RmpConfig::x86(small);
@@ -390,7 +390,7 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let (peak, _) = memory_status();
-    let completed = result.outcome == snpsim_sim::Outcome::Completed && result.violations.is_empty();
+    let completed = result.outcome == snpsim_engine::Outcome::Completed && result.violations.is_empty();
     let mut v = json!({
         "name": name, "outcome": result.outcome.name(), "passed": completed, "failures": result.violations,
         "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,

@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rayon::prelude::*;
 use serde_json::Value;
-use snpsim_sim::run::ScenarioRun;
-use snpsim_sim::scenario::{Backing, Granularity, Policy, Preset, Scenario, parse_scenario_with_overrides};
+use snpsim_scenario::run::ScenarioRun;
+use snpsim_scenario::{Backing, Granularity, Policy, Preset, Scenario, parse_scenario_with_overrides};
 
 use crate::{Job, OutputOpts, ScenarioOpts, check_mode, emit, overrides, repro_command, run_one, table};
 
@@ -210,7 +210,7 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
 fn read_text(path: &std::path::Path, file: &str) -> Result<String> {
     let bytes = crate::input::read(path, "the scenario", crate::input::SCENARIO)?;
     String::from_utf8(bytes).map_err(|e| {
-        let located = snpsim_sim::scenario::parse_scenario_bytes(file, e.as_bytes(), &[]).err();
+        let located = snpsim_scenario::parse_scenario_bytes(file, e.as_bytes(), &[]).err();
         located.map_or_else(|| anyhow::anyhow!("{file}: the file is not UTF-8 text"), Into::into)
     })
 }
@@ -220,7 +220,7 @@ fn run_all(
     pool: &rayon::ThreadPool,
     combos: &[Combo],
     file: &str,
-    check: snpsim_sim::engine::CheckMode,
+    check: snpsim_engine::engine::CheckMode,
     traced: bool,
     quiet: bool,
 ) -> Vec<Result<ScenarioRun>> {

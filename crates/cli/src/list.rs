@@ -1,7 +1,7 @@
 //! `snpsim list`: what is built in, one line each.
 
-use snpsim_sim::debate::CLAIM_SCENARIOS;
-use snpsim_sim::scenario::{Backing, METRICS, Preset, family_members};
+use snpsim_debate::debate::CLAIM_SCENARIOS;
+use snpsim_scenario::{Backing, METRICS, Preset, family_members};
 
 fn backing_line(b: Backing) -> &'static str {
     match b {
@@ -79,7 +79,7 @@ pub fn text() -> String {
         }
     }
     w!("\nCost parameters ([cost] names; sim_time_ns.NAME; docs/calibration.md):");
-    for c in snpsim_sim::cost::ALL {
+    for c in snpsim_engine::cost::ALL {
         let source = c.provenance.split(':').next().unwrap_or("");
         w!("  {:<18} {:>13} {:<7} {:<10} {}", c.name, c.ns, c.unit.name(), source, c.what);
     }

@@ -4,7 +4,7 @@
 //! A cell is computed from a run's outcome, reason and metrics only (the names `--json` and
 //! `results.json` carry), so the terminal and the HTML report show the same words.
 
-use snpsim_sim::scenario::{Backing, Era, Granularity, Policy};
+use snpsim_scenario::{Backing, Era, Granularity, Policy};
 
 /// What a cell reads of one run: its outcome and reason names and its metrics by name.
 pub struct RunView<'a> {
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn every_metric_a_cell_reads_exists() {
         for name in CELL_METRICS {
-            assert_eq!(snpsim_sim::scenario::check_metric_name(name), Ok(()), "{name}");
+            assert_eq!(snpsim_scenario::check_metric_name(name), Ok(()), "{name}");
         }
     }
 }

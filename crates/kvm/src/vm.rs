@@ -77,7 +77,7 @@ pub struct PsmashPlan {
     pub pfn: Pfn,
 }
 
-/// An adversarial page-state-change handler (`snpsim_sim::adversary`): what a malicious
+/// An adversarial page-state-change handler (`snpsim_engine::adversary`): what a malicious
 /// hypervisor does with the guest's requests. All off for an honest KVM.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PscAdversary {

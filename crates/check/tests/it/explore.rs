@@ -3,10 +3,10 @@
 
 use snpsim_check::{CheckSetup, SnpModel};
 use snpsim_defs::PageSize;
+use snpsim_engine::engine::MemoryBacking;
 use snpsim_guest::Granularity;
 use snpsim_host::VmaBacking;
 use snpsim_kvm::policy::by_name;
-use snpsim_sim::engine::MemoryBacking;
 
 /// Unique states and the properties discovered, exploring `depth` actions with `vcpus` vCPUs.
 fn explore_with(policy: &str, backing: MemoryBacking, depth: u32, vcpus: u32) -> (usize, Vec<&'static str>) {
@@ -148,7 +148,7 @@ fn pinned_race_state_counts() {
 
 /// A plain sequential breadth-first search of `model`, as the explorer was before it expanded
 /// states in parallel: unique states, deepest level, and each property with its first path.
-fn sequential(model: &SnpModel) -> (usize, usize, Vec<(&'static str, Vec<snpsim_sim::engine::Action>)>) {
+fn sequential(model: &SnpModel) -> (usize, usize, Vec<(&'static str, Vec<snpsim_engine::engine::Action>)>) {
     use stateright::{Expectation, Model};
     let mut seen = std::collections::HashSet::new();
     let mut pending = std::collections::VecDeque::new();

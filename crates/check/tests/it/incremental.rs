@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 
 use snpsim_check::run::backings;
 use snpsim_check::{menu, tiny_config};
+use snpsim_engine::engine::{CheckMode, Simulation};
 use snpsim_guest::Granularity;
 use snpsim_hw::Mutant;
 use snpsim_kvm::Era;
-use snpsim_sim::engine::{CheckMode, Simulation};
 
 /// Steps per sequence, and sequences per configuration.
 const STEPS: usize = 24;
@@ -44,7 +44,8 @@ fn incremental_and_full_checks_find_the_same_invariants_broken_at_the_same_step(
                     for seq in 0..SEQUENCES {
                         let mut rng = seq + 1;
                         let full_config = config;
-                        let incr_config = snpsim_sim::SimConfig { check: CheckMode::Incremental, ..config };
+                        let incr_config =
+                            snpsim_engine::SimConfig { check: CheckMode::Incremental, ..config };
                         let (Ok(mut full), Ok(mut incr)) = (
                             Simulation::with_mutant(full_config, mutant),
                             Simulation::with_mutant(incr_config, mutant),
@@ -87,8 +88,8 @@ mod random_streams {
     use super::*;
     use proptest::prelude::*;
     use snpsim_defs::Gfn;
+    use snpsim_engine::engine::Action;
     use snpsim_hw::AccessKind;
-    use snpsim_sim::engine::Action;
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
@@ -114,7 +115,7 @@ mod random_streams {
                 actions.push(Action::Access { vcpu: 0, gpa, kind: AccessKind::Exec, private: true });
             }
             actions.push(Action::PunchHole { gpa: Gfn(4).gpa(), pages: 4 });
-            let incr_config = snpsim_sim::SimConfig { check: CheckMode::Incremental, ..config };
+            let incr_config = snpsim_engine::SimConfig { check: CheckMode::Incremental, ..config };
             let (Ok(mut full), Ok(mut incr)) =
                 (Simulation::with_mutant(config, mutant), Simulation::with_mutant(incr_config, mutant))
             else {
@@ -154,8 +155,8 @@ fn incremental_sees_the_frame_aliased_at_two_gpas() {
     // GFN 0x200 is not touched by the rebind, so only comparing every leaf while a GFN is rebound
     // finds invariant 2 (it used to show under `--check full` only).
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/attacks/03-alias-two-gpas.toml");
-    let s = snpsim_sim::scenario::load_scenario(std::path::Path::new(path)).unwrap();
-    let run = |c| snpsim_sim::run::run_scenario(&s, c).unwrap().result.violations;
+    let s = snpsim_scenario::load_scenario(std::path::Path::new(path)).unwrap();
+    let run = |c| snpsim_scenario::run::run_scenario(&s, c).unwrap().result.violations;
     let full = run(CheckMode::Full);
     assert_eq!(full, vec!["invariant 2: frame 0x200 is mapped at two GPAs".to_string()]);
     assert_eq!(run(CheckMode::Incremental), full);

@@ -25,7 +25,7 @@ fn every_mutant_is_caught() {
 
 /// The shipped scenarios under `examples/` (the sweeps' base files are not scenarios on their own
 /// and the calibration runs are minutes long in a debug build: both are left out).
-fn shipped_scenarios() -> Vec<(String, snpsim_sim::scenario::Scenario)> {
+fn shipped_scenarios() -> Vec<(String, snpsim_scenario::Scenario)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut out = Vec::new();
     for dir in ["attacks", "checks", "debate", "races"] {
@@ -36,8 +36,7 @@ fn shipped_scenarios() -> Vec<(String, snpsim_sim::scenario::Scenario)> {
             .collect();
         files.sort();
         for f in files {
-            let s =
-                snpsim_sim::scenario::load_scenario(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let s = snpsim_scenario::load_scenario(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             out.push((format!("{dir}/{}", f.file_name().unwrap().to_string_lossy()), s));
         }
     }
@@ -67,8 +66,10 @@ fn documented_runs() -> std::collections::BTreeMap<String, Vec<String>> {
 
 /// What `snpsim run` reports for a scenario with `mutant` planted: its failed expectations and
 /// invariant violations (non-empty means exit 1).
-fn run_failures(s: &snpsim_sim::scenario::Scenario, mutant: Mutant) -> Vec<String> {
-    snpsim_sim::run::run_scenario_with_mutant(s, snpsim_sim::CheckMode::Incremental, mutant).unwrap().failures
+fn run_failures(s: &snpsim_scenario::Scenario, mutant: Mutant) -> Vec<String> {
+    snpsim_scenario::run::run_scenario_with_mutant(s, snpsim_engine::CheckMode::Incremental, mutant)
+        .unwrap()
+        .failures
 }
 
 #[test]
@@ -76,7 +77,7 @@ fn every_mutant_is_caught_by_a_plain_run_of_a_shipped_scenario() {
     let scenarios = shipped_scenarios();
     // Without a mutant every shipped scenario passes, so a failure below is the mutant's doing.
     for (name, s) in &scenarios {
-        let run = snpsim_sim::run::run_scenario(s, snpsim_sim::CheckMode::Incremental).unwrap();
+        let run = snpsim_scenario::run::run_scenario(s, snpsim_engine::CheckMode::Incremental).unwrap();
         assert!(run.passed(), "{name}: {:?}", run.failures);
     }
     let documented = documented_runs();

@@ -381,8 +381,8 @@ fn the_cli_runs_the_embedded_suite_exactly_as_the_library_does() {
     let r = snpsim(&["run", "--json"]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     let cli: Vec<Value> = serde_json::from_slice::<Value>(&r.stdout).unwrap().as_array().unwrap().clone();
-    let d = snpsim_sim::debate::run_debate(snpsim_sim::CheckMode::Incremental).unwrap();
-    let lib: Vec<&snpsim_sim::run::ScenarioRun> =
+    let d = snpsim_debate::debate::run_debate(snpsim_engine::CheckMode::Incremental).unwrap();
+    let lib: Vec<&snpsim_scenario::run::ScenarioRun> =
         d.matrix.iter().chain(&d.claims).chain(&d.workloads).collect();
     assert_eq!(cli.len(), lib.len());
     for (c, l) in cli.iter().zip(lib) {

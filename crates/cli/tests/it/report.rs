@@ -291,7 +291,7 @@ fn rows_of(html: &str, id: &str) -> Vec<Vec<String>> {
 }
 
 /// (attack, tracking guest's outcome, naive guest's outcome, naive guest loses data), as
-/// `crates/sim/tests/attacks.rs` asserts them.
+/// `crates/engine/tests/it/attacks.rs` asserts them.
 const ATTACKS: &[(&str, &str, &str, bool)] = &[
     ("remap-validated-gpa", "guest_terminated", "completed", true),
     ("rmpupdate-behind-back", "guest_terminated", "completed", true),

@@ -1,0 +1,379 @@
+//! Running a scenario: from the parsed file to a [`SimConfig`] and actions, then checking the
+//! run against its `[expect]`.
+
+use snpsim_defs::{Gpa, PAGE_SIZE_4K};
+use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
+use snpsim_host::{HostVia, VmaBacking};
+
+use crate::workload::{self, WorkloadReport};
+use crate::{self as scenario, Backing, Cause, Expect, Reason, Scenario, StepOp};
+use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, SimError, Simulation};
+use snpsim_engine::metrics::Metrics;
+use snpsim_trace::TraceExt;
+
+/// A finished scenario run.
+#[derive(Clone, Debug)]
+pub struct ScenarioRun {
+    /// The scenario's name.
+    pub name: String,
+    /// The policy name.
+    pub policy: &'static str,
+    /// The backing name.
+    pub backing: &'static str,
+    /// The guest granularity name.
+    pub granularity: &'static str,
+    /// The guest preset name.
+    pub preset: &'static str,
+    /// `vm.npt_level_follows_rmp` in force (the scenario's, or the policy's default).
+    pub npt_level_follows_rmp: bool,
+    /// Whether the guest tracks the pages it validated (`guest.validation_tracking` in force).
+    pub validation_tracking: bool,
+    /// The adversary's attack names (`[vm] adversary`; empty for an honest host).
+    pub adversary: Vec<String>,
+    /// The result.
+    pub result: RunResult,
+    /// Every expectation that did not hold, described; and every invariant violation.
+    pub failures: Vec<String>,
+    /// How the `[workload]` phases went (`None` without a workload).
+    pub workload: Option<WorkloadReport>,
+    /// The seed the run used (the scenario's, after overrides).
+    pub seed: u64,
+    /// Where the scenario came from (a file path, `<embedded …>`; empty when the caller did not
+    /// say).
+    pub source: String,
+    /// The run's index among the runs of one command (its trace's `run`; 0 alone).
+    pub run_index: u64,
+}
+
+impl ScenarioRun {
+    /// Whether the run met its expectations and broke no invariant.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn vma_backing(b: Backing) -> VmaBacking {
+    match b {
+        Backing::Anon4k | Backing::Gmem4k => VmaBacking::Anon4k,
+        Backing::Thp | Backing::Gmem2m | Backing::Gmem1g => VmaBacking::Thp,
+        Backing::Hugetlbfs2m => VmaBacking::Hugetlbfs2m,
+        Backing::Hugetlbfs1g => VmaBacking::Hugetlbfs1g,
+    }
+}
+
+/// KVM's policy of a scenario's `vm.policy`: one for each name, with no fallback.
+pub fn kvm_policy(p: scenario::Policy) -> &'static dyn snpsim_kvm::Policy {
+    use snpsim_kvm::policy as k;
+    match p {
+        scenario::Policy::RfcHostSplit => &k::RfcHostSplit,
+        scenario::Policy::RfcV4 => &k::RfcV4,
+        scenario::Policy::RefuseHugetlbfs => &k::RefuseHugetlbfs,
+        scenario::Policy::FailPscHugetlbfs => &k::FailPscHugetlbfs,
+        scenario::Policy::NptDemote => &k::NptDemote,
+        scenario::Policy::Gmem => &k::Gmem,
+    }
+}
+
+fn granularity(g: scenario::Granularity) -> Granularity {
+    match g {
+        scenario::Granularity::Size4K => Granularity::K4,
+        scenario::Granularity::Size2M => Granularity::M2,
+    }
+}
+
+fn recoalesce(r: scenario::Recoalesce) -> Recoalesce {
+    match r {
+        scenario::Recoalesce::None => Recoalesce::None,
+        scenario::Recoalesce::SaveRestore => Recoalesce::SaveRestore,
+        scenario::Recoalesce::Naive => Recoalesce::Naive,
+    }
+}
+
+fn via(v: scenario::HostVia) -> HostVia {
+    match v {
+        scenario::HostVia::Vmm => HostVia::Vmm,
+        scenario::HostVia::Uaccess => HostVia::Uaccess,
+        scenario::HostVia::Kernel => HostVia::Kernel,
+    }
+}
+
+/// The engine configuration a scenario describes.
+pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
+    let vm = &s.vm;
+    let backing = if vm.backing.is_gmem() {
+        MemoryBacking::Gmem { folio: vm.backing.page_size(), shared: vma_backing(vm.vma_backing()) }
+    } else {
+        MemoryBacking::Vma(vma_backing(vm.backing))
+    };
+    let g = s.guest.resolved();
+    SimConfig {
+        geometry: s.machine.geometry,
+        host_pages: s.machine.host_memory / PAGE_SIZE_4K,
+        guest_pages: vm.pages(),
+        vcpus: vm.vcpus,
+        policy: kvm_policy(vm.policy),
+        backing,
+        prefault_on_psc: vm.prefault_on_psc,
+        npt_level_follows_rmp: vm.npt_level_follows_rmp,
+        smaller_npt_faults: vm.smaller_npt_faults,
+        khugepaged: vm.khugepaged,
+        guest: GuestConfig {
+            granularity: granularity(g.psc_granularity),
+            protocol: match g.psc_protocol {
+                scenario::PscProtocol::Msr => Protocol::Msr,
+                scenario::PscProtocol::Ghcb => Protocol::Ghcb,
+            },
+            ghcb_entries: g.ghcb_entries,
+            validation_tracking: g.validation_tracking,
+            order: match g.psc_order {
+                scenario::PscOrder::PerRequest => snpsim_guest::PscOrder::PerRequest,
+                scenario::PscOrder::WholeRange => snpsim_guest::PscOrder::WholeRange,
+            },
+            msr_until_ghcb: g.msr_until_ghcb,
+        },
+        step_budget: vm.step_budget,
+        check,
+        adversary: snpsim_engine::adversary::Attacks::of(&vm.adversary),
+        interleave: vm.interleave,
+    }
+}
+
+/// The actions a scenario's steps describe (an `access` over a range is one access per page;
+/// barriers are left out).
+pub fn actions(s: &Scenario) -> Vec<Action> {
+    action_phases(s).concat()
+}
+
+/// The actions of a scenario's steps in phases separated by its `barrier` steps.
+pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
+    let pages = |bytes: u64| bytes / PAGE_SIZE_4K;
+    let mut phases = Vec::new();
+    let mut out = Vec::new();
+    for step in &s.steps {
+        let vcpu = step.vcpu;
+        match &step.op {
+            StepOp::Barrier => phases.push(std::mem::take(&mut out)),
+            StepOp::Psc { gpa, size, to, granularity: g } => out.push(Action::Psc {
+                vcpu,
+                gpa: *gpa,
+                pages: pages(*size),
+                private: *to == scenario::PageState::Private,
+                granularity: g.map(granularity),
+            }),
+            StepOp::Accept { gpa, size, granularity: g } => {
+                out.push(Action::Accept {
+                    vcpu,
+                    gpa: *gpa,
+                    pages: pages(*size),
+                    granularity: g.map(granularity),
+                });
+            }
+            StepOp::Pvalidate { gpa, size, validate } => {
+                out.push(Action::Pvalidate { vcpu, gpa: *gpa, size: *size, validate: *validate });
+            }
+            StepOp::PscRequest { gpa, size, to, cur_page } => out.push(Action::PscRequest {
+                vcpu,
+                gpa: *gpa,
+                size: *size,
+                private: *to == scenario::PageState::Private,
+                cur_page: *cur_page,
+            }),
+            StepOp::Rmpadjust { gpa, size, vmpl, perms, vmsa } => out.push(Action::Rmpadjust {
+                vcpu,
+                gpa: *gpa,
+                size: *size,
+                vmpl: *vmpl,
+                perms: *perms,
+                vmsa: *vmsa,
+            }),
+            StepOp::Access { gpa, size, kind, private } => {
+                for i in 0..pages(*size) {
+                    let gpa = Gpa(gpa.raw() + i * PAGE_SIZE_4K);
+                    out.push(Action::Access { vcpu, gpa, kind: kind.hw(), private: *private });
+                }
+            }
+            StepOp::Recoalesce { gpa, mode } => {
+                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: recoalesce(*mode) });
+            }
+            StepOp::HostWrite { gpa, via: v } => out.push(Action::HostWrite { gpa: *gpa, via: via(*v) }),
+            StepOp::HostRead { gpa, via: v } => out.push(Action::HostRead { gpa: *gpa, via: via(*v) }),
+            StepOp::HostSplit { gpa } => out.push(Action::HostSplit { gpa: *gpa }),
+            StepOp::HostCollapse { gpa } => out.push(Action::HostCollapse { gpa: *gpa }),
+            StepOp::PunchHole { gpa, size } => out.push(Action::PunchHole { gpa: *gpa, pages: pages(*size) }),
+        }
+    }
+    phases.push(out);
+    phases
+}
+
+/// Look up a metric by its expectation name: a top-level key, `FAMILY.MEMBER`, or a family name
+/// alone for its total (`sim_time_ns.ITEM` reads `sim_time_by_item`).
+///
+/// `None` for a name `[expect]` would refuse (an unknown metric or member,
+/// [`scenario::check_metric_name`]), so that a misspelt name is never read as 0; a known member
+/// absent from its family (an `npt_demotions` pair that never happened) is 0.
+pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
+    if name != "npt_coverage" && scenario::check_metric_name(name).is_err() {
+        return None;
+    }
+    let v = serde_json::to_value(m).ok()?;
+    let num = |x: &serde_json::Value| x.as_f64();
+    match name.split_once('.') {
+        Some(("sim_time_ns", item)) => v.get("sim_time_by_item")?.get(item).and_then(num).or(Some(0.0)),
+        Some((family, member)) => {
+            let fam = v.get(family)?;
+            fam.as_object()?;
+            Some(fam.get(member).and_then(num).unwrap_or(0.0))
+        }
+        None => match v.get(name)? {
+            // `+ 0.0`: an empty `f64` sum is -0.0, and a total of nothing is 0.
+            serde_json::Value::Object(members) => Some(members.values().filter_map(num).sum::<f64>() + 0.0),
+            other => num(other),
+        },
+    }
+}
+
+/// Run a scenario and check its expectations.
+pub fn run_scenario(s: &Scenario, check: CheckMode) -> Result<ScenarioRun, SimError> {
+    run_scenario_with(s, check, None, None)
+}
+
+/// [`run_scenario`] with a planted bug (`docs/mutants.md`): the run `snpsim run` makes, so a test
+/// can show that the checks every run performs catch it. Fails with
+/// [`SimError::MutantsNotCompiled`] in a build without `snpsim-hw`'s `mutants` feature.
+pub fn run_scenario_with_mutant(
+    s: &Scenario,
+    check: CheckMode,
+    mutant: snpsim_hw::Mutant,
+) -> Result<ScenarioRun, SimError> {
+    run_scenario_with(s, check, None, Some(mutant))
+}
+
+fn run_scenario_with(
+    s: &Scenario,
+    check: CheckMode,
+    meta: Option<&snpsim_trace::TraceMeta>,
+    mutant: Option<snpsim_hw::Mutant>,
+) -> Result<ScenarioRun, SimError> {
+    let config = sim_config(s, check);
+    let mut sim = Simulation::with_mutant(config, mutant)?;
+    sim.set_costs(s.cost);
+    if let Some(meta) = meta {
+        sim.enable_trace(meta);
+    }
+    let (result, workload) = run_steps_and_workload(sim, s, None);
+    let mut failures = Vec::new();
+    for (name, expect) in s.expect.iter() {
+        let ended = || match result.reason {
+            Some(r) => format!(" ({}: {})", r.name(), result.detail),
+            None => String::new(),
+        };
+        match expect {
+            Expect::Outcome(o) => {
+                if o.name() != result.outcome.name() {
+                    failures.push(format!(
+                        "expected outcome {}, got {}{}",
+                        o.name(),
+                        result.outcome,
+                        ended()
+                    ));
+                }
+                continue;
+            }
+            Expect::Cause(c) => {
+                if result.cause() != Some(*c) {
+                    let got = result.cause().map_or("none", Cause::name);
+                    failures.push(format!("expected cause {c}, got {got} ({}){}", result.outcome, ended()));
+                }
+                continue;
+            }
+            Expect::Reason(r) => {
+                if result.reason != Some(*r) {
+                    let got = result.reason.map_or("none", Reason::name);
+                    failures.push(format!("expected reason {r}, got {got} ({}){}", result.outcome, ended()));
+                }
+                continue;
+            }
+            Expect::Compare { .. } | Expect::Range { .. } => {}
+        }
+        match metric_value(&result.metrics, name) {
+            Some(actual) if expect.matches(actual) => {}
+            Some(actual) => failures.push(format!("expected {name} {expect}, got {actual}")),
+            None => failures.push(format!("metric {name} is not reported")),
+        }
+    }
+    // With an adversary the honest-hypervisor invariants are expected to break: they are the
+    // attack's effects. The hardware guarantees (no false negative) must hold in every run.
+    let adversarial = !config.adversary.is_empty();
+    for v in &result.violations {
+        if !adversarial || v.starts_with("false negative") {
+            failures.push(format!("invariant violated: {v}"));
+        }
+    }
+    Ok(ScenarioRun {
+        name: s.name.clone(),
+        policy: s.vm.policy.name(),
+        backing: s.vm.backing.name(),
+        granularity: s.guest.resolved().psc_granularity.name(),
+        preset: s.guest.preset.name(),
+        npt_level_follows_rmp: s.vm.npt_level_follows_rmp(),
+        validation_tracking: s.guest.resolved().validation_tracking,
+        adversary: s.vm.adversary.iter().map(|a| a.name().to_owned()).collect(),
+        result,
+        failures,
+        workload,
+        seed: s.seed,
+        source: String::new(),
+        run_index: 0,
+    })
+}
+
+/// Run a scenario as [`run_scenario`] does, recording a trace (`docs/trace-format.md`) described by `meta`
+/// into [`RunResult::trace`] when it is given.
+pub fn run_scenario_traced(
+    s: &Scenario,
+    check: CheckMode,
+    meta: Option<&snpsim_trace::TraceMeta>,
+) -> Result<ScenarioRun, SimError> {
+    run_scenario_with(s, check, meta, None)
+}
+
+/// Run the scenario's steps on `sim`, then its `[workload]` (`docs/semantics.md` E1). The run's random
+/// generator, seeded from the scenario's `seed`, drives the scheduling of an interleaved run; the
+/// workload's guest actions draw from their own stream of the same seed
+/// ([`workload::plan_rng`]), so they are the same whatever the policy and backing. With
+/// `record`, the workload's issued actions are appended to it. Returns the finished run and the
+/// workload's report.
+pub fn run_steps_and_workload(
+    mut sim: Simulation,
+    s: &Scenario,
+    record: Option<&mut Vec<Action>>,
+) -> (RunResult, Option<WorkloadReport>) {
+    let mut rng = workload::rng(s.seed);
+    if sim.config().interleave {
+        for phase in action_phases(s) {
+            snpsim_engine::schedule::run_interleaved(&mut sim, &phase, &mut rng);
+        }
+    } else {
+        for a in &actions(s) {
+            if sim.outcome().is_some() {
+                break;
+            }
+            sim.step(a);
+        }
+    }
+    let report = s.workload.as_ref().map(|_| workload::run_workload(&mut sim, s, &mut rng, record));
+    (sim.finish(), report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_policy_is_the_kvm_policy_of_its_name() {
+        for &p in scenario::Policy::ALL {
+            assert_eq!(kvm_policy(p).name(), p.name());
+        }
+    }
+}

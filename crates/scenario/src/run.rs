@@ -211,26 +211,13 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
 ///
 /// `None` for a name `[expect]` would refuse (an unknown metric or member,
 /// [`scenario::check_metric_name`]), so that a misspelt name is never read as 0; a known member
-/// absent from its family (an `npt_demotions` pair that never happened) is 0.
+/// absent from its family (an `npt_demotions` pair that never happened) is 0. A typed lookup
+/// ([`Metrics::get`]), no serialization.
 pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
     if name != "npt_coverage" && scenario::check_metric_name(name).is_err() {
         return None;
     }
-    let v = serde_json::to_value(m).ok()?;
-    let num = |x: &serde_json::Value| x.as_f64();
-    match name.split_once('.') {
-        Some(("sim_time_ns", item)) => v.get("sim_time_by_item")?.get(item).and_then(num).or(Some(0.0)),
-        Some((family, member)) => {
-            let fam = v.get(family)?;
-            fam.as_object()?;
-            Some(fam.get(member).and_then(num).unwrap_or(0.0))
-        }
-        None => match v.get(name)? {
-            // `+ 0.0`: an empty `f64` sum is -0.0, and a total of nothing is 0.
-            serde_json::Value::Object(members) => Some(members.values().filter_map(num).sum::<f64>() + 0.0),
-            other => num(other),
-        },
-    }
+    m.get(name)
 }
 
 /// Run a scenario and check its expectations.

@@ -5,7 +5,7 @@
 
 use snpsim_engine::engine::{CheckMode, SimError};
 use snpsim_scenario::run::{ScenarioRun, run_scenario};
-use snpsim_scenario::{Backing, Granularity, Policy, Preset, ScenarioError, parse_scenario};
+use snpsim_scenario::{Backing, Granularity, Named, Policy, Preset, ScenarioError, parse_scenario};
 
 /// The claim scenarios, embedded from `examples/debate/` (file name, text).
 pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
@@ -41,8 +41,8 @@ pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
 /// writes the buffer itself.
 pub fn matrix_scenario(policy: Policy, backing: Backing, granularity: Granularity, follows: bool) -> String {
     let (buf, next) = match granularity {
-        Granularity::Size4K => ("4KiB", "0x401000"),
-        Granularity::Size2M => ("2MiB", "0x600000"),
+        Granularity::K4 => ("4KiB", "0x401000"),
+        Granularity::M2 => ("2MiB", "0x600000"),
     };
     let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
     format!(
@@ -139,10 +139,10 @@ pub fn follows_settings(policy: Policy) -> &'static [bool] {
 /// each policy with every backing of its era and each of its [`follows_settings`].
 pub fn matrix() -> Vec<(Policy, Backing, Granularity, bool)> {
     let mut out = Vec::new();
-    for &p in Policy::ALL {
+    for &p in Policy::all() {
         for b in Backing::of_era(p.era()) {
             for &f in follows_settings(p) {
-                for &g in Granularity::ALL {
+                for &g in Granularity::all() {
                     out.push((p, b, g, f));
                 }
             }

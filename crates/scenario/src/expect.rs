@@ -3,7 +3,7 @@
 use core::fmt;
 use std::collections::BTreeMap;
 
-use super::names::{Cause, Outcome, Reason};
+use super::names::{Cause, Named, Outcome, Reason};
 
 /// The metric names that `[expect]` may name (the JSON keys of a result's
 /// `metrics`), plus `outcome` and the `cause` and `reason` of a run that did not complete.

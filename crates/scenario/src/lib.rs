@@ -83,7 +83,7 @@ pub use expect::{
     check_expect_value, check_metric_name, family_members,
 };
 pub use names::{
-    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Outcome, PageState,
+    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Named, Outcome, PageState,
     Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName,
 };
 pub use step::{Step, StepKind, StepOp, parse_perms};

@@ -2,8 +2,9 @@
 //! run against its `[expect]`.
 
 use snpsim_defs::{Gpa, PAGE_SIZE_4K};
-use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
-use snpsim_host::{HostVia, VmaBacking};
+use snpsim_engine::names::Named;
+use snpsim_guest::{GuestConfig, Protocol};
+use snpsim_host::VmaBacking;
 
 use crate::workload::{self, WorkloadReport};
 use crate::{self as scenario, Backing, Cause, Expect, Reason, Scenario, StepOp};
@@ -74,29 +75,6 @@ pub fn kvm_policy(p: scenario::Policy) -> &'static dyn snpsim_kvm::Policy {
     }
 }
 
-fn granularity(g: scenario::Granularity) -> Granularity {
-    match g {
-        scenario::Granularity::Size4K => Granularity::K4,
-        scenario::Granularity::Size2M => Granularity::M2,
-    }
-}
-
-fn recoalesce(r: scenario::Recoalesce) -> Recoalesce {
-    match r {
-        scenario::Recoalesce::None => Recoalesce::None,
-        scenario::Recoalesce::SaveRestore => Recoalesce::SaveRestore,
-        scenario::Recoalesce::Naive => Recoalesce::Naive,
-    }
-}
-
-fn via(v: scenario::HostVia) -> HostVia {
-    match v {
-        scenario::HostVia::Vmm => HostVia::Vmm,
-        scenario::HostVia::Uaccess => HostVia::Uaccess,
-        scenario::HostVia::Kernel => HostVia::Kernel,
-    }
-}
-
 /// The engine configuration a scenario describes.
 pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
     let vm = &s.vm;
@@ -118,7 +96,7 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         smaller_npt_faults: vm.smaller_npt_faults,
         khugepaged: vm.khugepaged,
         guest: GuestConfig {
-            granularity: granularity(g.psc_granularity),
+            granularity: g.psc_granularity,
             protocol: match g.psc_protocol {
                 scenario::PscProtocol::Msr => Protocol::Msr,
                 scenario::PscProtocol::Ghcb => Protocol::Ghcb,
@@ -158,14 +136,14 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
                 gpa: *gpa,
                 pages: pages(*size),
                 private: *to == scenario::PageState::Private,
-                granularity: g.map(granularity),
+                granularity: *g,
             }),
             StepOp::Accept { gpa, size, granularity: g } => {
                 out.push(Action::Accept {
                     vcpu,
                     gpa: *gpa,
                     pages: pages(*size),
-                    granularity: g.map(granularity),
+                    granularity: *g,
                 });
             }
             StepOp::Pvalidate { gpa, size, validate } => {
@@ -189,14 +167,14 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
             StepOp::Access { gpa, size, kind, private } => {
                 for i in 0..pages(*size) {
                     let gpa = Gpa(gpa.raw() + i * PAGE_SIZE_4K);
-                    out.push(Action::Access { vcpu, gpa, kind: kind.hw(), private: *private });
+                    out.push(Action::Access { vcpu, gpa, kind: *kind, private: *private });
                 }
             }
             StepOp::Recoalesce { gpa, mode } => {
-                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: recoalesce(*mode) });
+                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: *mode });
             }
-            StepOp::HostWrite { gpa, via: v } => out.push(Action::HostWrite { gpa: *gpa, via: via(*v) }),
-            StepOp::HostRead { gpa, via: v } => out.push(Action::HostRead { gpa: *gpa, via: via(*v) }),
+            StepOp::HostWrite { gpa, via } => out.push(Action::HostWrite { gpa: *gpa, via: *via }),
+            StepOp::HostRead { gpa, via } => out.push(Action::HostRead { gpa: *gpa, via: *via }),
             StepOp::HostSplit { gpa } => out.push(Action::HostSplit { gpa: *gpa }),
             StepOp::HostCollapse { gpa } => out.push(Action::HostCollapse { gpa: *gpa }),
             StepOp::PunchHole { gpa, size } => out.push(Action::PunchHole { gpa: *gpa, pages: pages(*size) }),
@@ -359,7 +337,7 @@ mod tests {
 
     #[test]
     fn every_scenario_policy_is_the_kvm_policy_of_its_name() {
-        for &p in scenario::Policy::ALL {
+        for &p in scenario::Policy::all() {
             assert_eq!(kvm_policy(p).name(), p.name());
         }
     }

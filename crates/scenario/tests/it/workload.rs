@@ -138,8 +138,8 @@ fn the_seed_decides_the_run() {
 /// run the way the policy says.
 #[test]
 fn every_preset_boots_invariant_clean_on_every_policy() {
-    for &preset in Preset::ALL {
-        for &policy in Policy::ALL {
+    for &preset in Preset::all() {
+        for &policy in Policy::all() {
             for backing in Backing::of_era(policy.era()) {
                 let memory =
                     if backing.page_size() == snpsim_defs::PageSize::Size1G { "1GiB" } else { "128MiB" };

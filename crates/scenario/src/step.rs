@@ -276,6 +276,7 @@ pub fn parse_perms(text: &str) -> Result<VmplPerms, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::Named;
 
     #[test]
     fn perms() {

@@ -115,9 +115,13 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
     let user = overrides(&args.scenario_opts)?;
     let check = check_mode(args.scenario_opts.check);
     let threads = crate::jobs(args.jobs)?;
-    let policies = parse_list("policies", args.policies.as_deref(), Policy::all(), &Policy::accepted(), |s| {
-        s.parse().ok()
-    })?;
+    let policies = parse_list(
+        "policies",
+        args.policies.as_deref(),
+        snpsim_scenario::policies(),
+        &snpsim_scenario::accepted_policies(),
+        snpsim_kvm::policy::by_name,
+    )?;
     let backings =
         parse_list("backings", args.backings.as_deref(), Backing::all(), &Backing::accepted(), |s| {
             s.parse().ok()

@@ -5,7 +5,7 @@
 //! `results.json` carry), so the terminal and the HTML report show the same words.
 
 use snpsim_scenario::Named;
-use snpsim_scenario::{Backing, Era, Granularity, Policy};
+use snpsim_scenario::{Backing, Era, Granularity};
 
 /// What a cell reads of one run: its outcome and reason names and its metrics by name.
 pub struct RunView<'a> {
@@ -119,14 +119,14 @@ fn grid(runs: &[RunView<'_>], g: Granularity) -> Vec<Vec<(String, Option<Tone>)>
             head.extend(backings.iter().map(|b| (b.name().to_owned(), None)));
             rows.push(head);
         }
-        for &p in Policy::all().iter().filter(|p| p.era() == era) {
+        for &p in snpsim_scenario::policies().iter().filter(|p| p.era() == era) {
             let mut row = vec![(p.name().to_owned(), None)];
             for b in &backings {
                 let found = runs.iter().find(|r| {
                     r.policy == p.name()
                         && r.backing == b.name()
                         && r.granularity == g.name()
-                        && r.follows == p.default_npt_level_follows_rmp()
+                        && r.follows == p.npt_level_follows_rmp()
                 });
                 row.push(found.map_or_else(
                     || ("-".to_owned(), Some(Tone::Missing)),
@@ -189,7 +189,7 @@ pub fn render(runs: &[RunView<'_>]) -> String {
 /// The `npt_level_follows_rmp` defaults in words: the policies whose default is `true`.
 pub fn follows_defaults() -> String {
     let on: Vec<&str> =
-        Policy::all().iter().filter(|p| p.default_npt_level_follows_rmp()).map(|p| p.name()).collect();
+        snpsim_scenario::policies().iter().filter(|p| p.npt_level_follows_rmp()).map(|p| p.name()).collect();
     format!("true for {}", on.join(" and "))
 }
 

@@ -5,6 +5,7 @@
 
 use snpsim_engine::engine::{CheckMode, SimError};
 use snpsim_scenario::run::{ScenarioRun, run_scenario};
+use snpsim_kvm::policy as k;
 use snpsim_scenario::{Backing, Granularity, Named, Policy, Preset, ScenarioError, parse_scenario};
 
 /// The claim scenarios, embedded from `examples/debate/` (file name, text).
@@ -139,7 +140,7 @@ pub fn follows_settings(policy: Policy) -> &'static [bool] {
 /// each policy with every backing of its era and each of its [`follows_settings`].
 pub fn matrix() -> Vec<(Policy, Backing, Granularity, bool)> {
     let mut out = Vec::new();
-    for &p in Policy::all() {
+    for &p in snpsim_scenario::policies() {
         for b in Backing::of_era(p.era()) {
             for &f in follows_settings(p) {
                 for &g in Granularity::all() {
@@ -200,18 +201,18 @@ phases = [ {{ kind = "boot" }},
 /// are whole 1 GiB pages, and a 1 GiB guest booting with the 2021 preset makes the suite's traces
 /// gigabytes; the scripted matrix covers them).
 pub const WORKLOAD_PAIRS: &[(Policy, Backing)] = &[
-    (Policy::RfcHostSplit, Backing::Anon4k),
-    (Policy::RfcHostSplit, Backing::Thp),
-    (Policy::RfcHostSplit, Backing::Hugetlbfs2m),
-    (Policy::RfcV4, Backing::Thp),
-    (Policy::RfcV4, Backing::Hugetlbfs2m),
-    (Policy::RefuseHugetlbfs, Backing::Hugetlbfs2m),
-    (Policy::FailPscHugetlbfs, Backing::Hugetlbfs2m),
-    (Policy::NptDemote, Backing::Anon4k),
-    (Policy::NptDemote, Backing::Thp),
-    (Policy::NptDemote, Backing::Hugetlbfs2m),
-    (Policy::Gmem, Backing::Gmem4k),
-    (Policy::Gmem, Backing::Gmem2m),
+    (&k::RfcHostSplit, Backing::Anon4k),
+    (&k::RfcHostSplit, Backing::Thp),
+    (&k::RfcHostSplit, Backing::Hugetlbfs2m),
+    (&k::RfcV4, Backing::Thp),
+    (&k::RfcV4, Backing::Hugetlbfs2m),
+    (&k::RefuseHugetlbfs, Backing::Hugetlbfs2m),
+    (&k::FailPscHugetlbfs, Backing::Hugetlbfs2m),
+    (&k::NptDemote, Backing::Anon4k),
+    (&k::NptDemote, Backing::Thp),
+    (&k::NptDemote, Backing::Hugetlbfs2m),
+    (&k::Gmem, Backing::Gmem4k),
+    (&k::Gmem, Backing::Gmem2m),
 ];
 
 /// Every (policy, backing, preset) of the realistic workload, in report order.

@@ -13,66 +13,19 @@ pub use snpsim_host::HostVia;
 pub use snpsim_hw::AccessKind;
 pub use snpsim_kvm::Era;
 
-/// How KVM resolves an RMP size-mismatch #NPF, and what it does with hugetlbfs
-/// (`docs/semantics.md` K1–K9): the rows of every comparison.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::Display,
-)]
-pub enum Policy {
-    /// The RFC v4 patch as the seed mail characterises it: split the host mapping (THP) to 4K;
-    /// every such split is needless; a hugetlbfs split fails (`vm_error`). (The RFC's own v3
-    /// #NPF handler already PSMASHed and zapped; its host split lived in the host fault handler
-    /// for user addresses.)
-    #[strum(serialize = "rfc-host-split")]
-    RfcHostSplit,
-    /// The RFC v4 code as posted (27/40, 38/40, 10/40): NPT capped at the RMP level, PSMASH and
-    /// zap of the 2M-aligned range on an RMP #NPF, never a host split from KVM; a host write
-    /// into a hugetlbfs page over a private 4K page re-faults forever (`host_hang`).
-    #[strum(serialize = "rfc-v4")]
-    RfcV4,
-    /// As `rfc-host-split`, but a hugetlbfs memslot is refused (`vm_rejected`).
-    #[strum(serialize = "refuse-hugetlbfs")]
-    RefuseHugetlbfs,
-    /// As `rfc-host-split`, but a page-state change to private on hugetlbfs fails
-    /// (`guest_terminated` for a Linux guest).
-    #[strum(serialize = "fail-psc-hugetlbfs")]
-    FailPscHugetlbfs,
-    /// The seed (Sean Christopherson): demote or zap the NPT and refault at ≤ the RMP level;
-    /// never touch the host page tables.
-    #[strum(serialize = "npt-demote")]
-    NptDemote,
-    /// Upstream Linux (`sev_handle_rmp_fault`): PSMASH a 2M RMP entry, zap 512 GFNs, refault.
-    #[strum(serialize = "gmem")]
-    Gmem,
+/// How KVM resolves an RMP size-mismatch #NPF, and what it does with hugetlbfs (`vm.policy`): one
+/// of KVM's registry (`snpsim_kvm::policy::ALL`), named by its own `name()`, with its era and its
+/// default of `vm.npt_level_follows_rmp`.
+pub type Policy = &'static dyn snpsim_kvm::Policy;
+
+/// Every policy, in report order: KVM's registry.
+pub fn policies() -> &'static [Policy] {
+    &snpsim_kvm::policy::ALL
 }
 
-impl Policy {
-    /// The memory era the policy runs in.
-    pub const fn era(self) -> Era {
-        match self {
-            Policy::Gmem => Era::Gmem,
-            _ => Era::Legacy,
-        }
-    }
-
-    /// The default of `vm.npt_level_follows_rmp`: true for `gmem` (KVM's later
-    /// `private_max_mapping_level`) and for `rfc-v4` (27/40 `sev_get_tdp_max_page_level`), false
-    /// for the policies that model a description (the NPT follows the host level and size
-    /// mismatches surface as faults).
-    pub const fn default_npt_level_follows_rmp(self) -> bool {
-        matches!(self, Policy::Gmem | Policy::RfcV4)
-    }
+/// The names of every policy, comma-separated, for messages.
+pub fn accepted_policies() -> String {
+    accepted_list(policies(), |p| p.name())
 }
 
 /// The host side of guest memory (`docs/semantics.md` S1–S6). In the gmem era `backing` is the
@@ -343,35 +296,16 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for p in Policy::all() {
-            assert_eq!(p.name().parse::<Policy>(), Ok(*p));
-        }
         for b in Backing::all() {
             assert_eq!(b.name().parse::<Backing>(), Ok(*b));
         }
-        // The scenario names are KVM's policies, in the same order, with the same defaults.
-        let kvm: Vec<&str> = snpsim_kvm::policy::ALL.iter().map(|p| p.name()).collect();
-        assert_eq!(Policy::all().iter().map(|p| p.name()).collect::<Vec<_>>(), kvm);
-        for p in Policy::all() {
-            let k = snpsim_kvm::policy::by_name(p.name()).unwrap();
-            assert_eq!(p.default_npt_level_follows_rmp(), k.npt_level_follows_rmp(), "{}", p.name());
-        }
         assert_eq!(Backing::all().len(), 7);
-        let e = "foo".parse::<Policy>().unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "unknown policy \"foo\"; accepted: rfc-host-split, rfc-v4, refuse-hugetlbfs, \
-             fail-psc-hugetlbfs, npt-demote, gmem"
-        );
+        assert_eq!(accepted_policies(), "rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem");
     }
 
     #[test]
     fn eras() {
-        assert_eq!(Policy::Gmem.era(), Era::Gmem);
-        assert_eq!(Policy::NptDemote.era(), Era::Legacy);
         assert_eq!(Backing::of_era(Era::Gmem).count(), 3);
-        assert!(Policy::Gmem.default_npt_level_follows_rmp());
-        assert!(!Policy::RfcHostSplit.default_npt_level_follows_rmp());
         assert_eq!(Backing::Hugetlbfs1g.page_size(), PageSize::Size1G);
     }
 

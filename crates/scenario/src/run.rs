@@ -62,19 +62,6 @@ fn vma_backing(b: Backing) -> VmaBacking {
     }
 }
 
-/// KVM's policy of a scenario's `vm.policy`: one for each name, with no fallback.
-pub fn kvm_policy(p: scenario::Policy) -> &'static dyn snpsim_kvm::Policy {
-    use snpsim_kvm::policy as k;
-    match p {
-        scenario::Policy::RfcHostSplit => &k::RfcHostSplit,
-        scenario::Policy::RfcV4 => &k::RfcV4,
-        scenario::Policy::RefuseHugetlbfs => &k::RefuseHugetlbfs,
-        scenario::Policy::FailPscHugetlbfs => &k::FailPscHugetlbfs,
-        scenario::Policy::NptDemote => &k::NptDemote,
-        scenario::Policy::Gmem => &k::Gmem,
-    }
-}
-
 /// The engine configuration a scenario describes.
 pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
     let vm = &s.vm;
@@ -89,7 +76,7 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         host_pages: s.machine.host_memory / PAGE_SIZE_4K,
         guest_pages: vm.pages(),
         vcpus: vm.vcpus,
-        policy: kvm_policy(vm.policy),
+        policy: vm.policy,
         backing,
         prefault_on_psc: vm.prefault_on_psc,
         npt_level_follows_rmp: vm.npt_level_follows_rmp,
@@ -329,16 +316,4 @@ pub fn run_steps_and_workload(
     }
     let report = s.workload.as_ref().map(|_| workload::run_workload(&mut sim, s, &mut rng, record));
     (sim.finish(), report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_scenario_policy_is_the_kvm_policy_of_its_name() {
-        for &p in scenario::Policy::all() {
-            assert_eq!(kvm_policy(p).name(), p.name());
-        }
-    }
 }

@@ -57,6 +57,23 @@ pub enum Era {
     Gmem,
 }
 
+/// Two policies are the same when they have the same name: the registry names each once
+/// (`names_are_unique_and_found`), so a scenario can hold and compare `&dyn Policy` values.
+impl PartialEq for dyn Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for dyn Policy {}
+
+/// A policy displays as its name, as scenarios and reports write it.
+impl fmt::Display for dyn Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A hypervisor policy.
 pub trait Policy: fmt::Debug + Sync {
     /// The name used in scenarios and reports (`[vm] policy`; `snpsim list` prints them).

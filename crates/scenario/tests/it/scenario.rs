@@ -108,7 +108,7 @@ fn design_example_parses_to_the_expected_structs() {
     assert_eq!(s.machine.host_memory, 16 * GIB);
     assert_eq!(s.vm.memory, 4 * GIB);
     assert_eq!(s.vm.vcpus, 2);
-    assert_eq!(s.vm.policy, Policy::NptDemote);
+    assert_eq!(s.vm.policy.name(), "npt-demote");
     assert_eq!(s.vm.backing, Backing::Hugetlbfs2m);
     assert_eq!(s.vm.shared_backing, Some(Backing::Thp));
     assert_eq!(s.vm.vma_backing(), Backing::Hugetlbfs2m);

@@ -6,7 +6,7 @@ use snpsim_engine::adversary::Attack;
 use snpsim_hw::Geometry;
 use snpsim_scenario::{
     AcceptMode, AccessKind, Backing, CmpOp, ErrorKind, Expect, Granularity, GuestParams, HostVia, Outcome,
-    PageState, Phase, Policy, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError,
+    PageState, Phase, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError,
     SteadyPhase, StepOp, TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
 };
 

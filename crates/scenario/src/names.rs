@@ -4,8 +4,8 @@
 //! from the host, access kinds from the hardware, eras from KVM, outcomes from the engine), each
 //! named once by its own type ([`Named`]).
 
-use snpsim_defs::PageSize;
 
+pub use snpsim_engine::backing::Backing;
 pub use snpsim_engine::names::{Named, UnknownName, accepted_list};
 pub use snpsim_engine::outcome::{Cause, Outcome, Reason};
 pub use snpsim_guest::{Granularity, Protocol as PscProtocol, PscOrder, Recoalesce};
@@ -26,77 +26,6 @@ pub fn policies() -> &'static [Policy] {
 /// The names of every policy, comma-separated, for messages.
 pub fn accepted_policies() -> String {
     accepted_list(policies(), |p| p.name())
-}
-
-/// The host side of guest memory (`docs/semantics.md` S1–S6). In the gmem era `backing` is the
-/// private side (a `gmem-*` folio size) and `shared_backing` the VMA.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-    strum::Display,
-)]
-pub enum Backing {
-    /// Anonymous memory mapped at 4K.
-    #[strum(serialize = "anon-4k")]
-    Anon4k,
-    /// Transparent huge pages: 2M for every 2M-aligned range, else 4K; the host can split.
-    #[strum(serialize = "thp")]
-    Thp,
-    /// hugetlbfs with 2M pages; never split.
-    #[strum(serialize = "hugetlbfs-2m")]
-    Hugetlbfs2m,
-    /// hugetlbfs with 1G pages; never split.
-    #[strum(serialize = "hugetlbfs-1g")]
-    Hugetlbfs1g,
-    /// guest_memfd with 4K folios (upstream).
-    #[strum(serialize = "gmem-4k")]
-    Gmem4k,
-    /// guest_memfd with 2M folios (the THP RFC).
-    #[strum(serialize = "gmem-2m")]
-    Gmem2m,
-    /// guest_memfd with 1G folios (the HugeTLB RFC).
-    #[strum(serialize = "gmem-1g")]
-    Gmem1g,
-}
-
-impl Backing {
-    /// The era whose policies can use this backing as `vm.backing`.
-    pub const fn era(self) -> Era {
-        if self.is_gmem() { Era::Gmem } else { Era::Legacy }
-    }
-
-    /// A `gmem-*` backing.
-    pub const fn is_gmem(self) -> bool {
-        matches!(self, Backing::Gmem4k | Backing::Gmem2m | Backing::Gmem1g)
-    }
-
-    /// A `hugetlbfs-*` backing.
-    pub const fn is_hugetlbfs(self) -> bool {
-        matches!(self, Backing::Hugetlbfs2m | Backing::Hugetlbfs1g)
-    }
-
-    /// The largest page the backing maps (host mapping level, or gmem folio size).
-    pub const fn page_size(self) -> PageSize {
-        match self {
-            Backing::Anon4k | Backing::Gmem4k => PageSize::Size4K,
-            Backing::Thp | Backing::Hugetlbfs2m | Backing::Gmem2m => PageSize::Size2M,
-            Backing::Hugetlbfs1g | Backing::Gmem1g => PageSize::Size1G,
-        }
-    }
-
-    /// The backings of an era.
-    pub fn of_era(era: Era) -> impl Iterator<Item = Backing> {
-        Backing::all().iter().copied().filter(move |b| b.era() == era)
-    }
 }
 
 /// A whole set of guest parameters named after a real guest (`docs/semantics.md` G7); explicit `[guest]`
@@ -296,17 +225,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for b in Backing::all() {
-            assert_eq!(b.name().parse::<Backing>(), Ok(*b));
-        }
-        assert_eq!(Backing::all().len(), 7);
         assert_eq!(accepted_policies(), "rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem");
     }
 
     #[test]
     fn eras() {
         assert_eq!(Backing::of_era(Era::Gmem).count(), 3);
-        assert_eq!(Backing::Hugetlbfs1g.page_size(), PageSize::Size1G);
     }
 
     #[test]

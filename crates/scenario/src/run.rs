@@ -7,8 +7,8 @@ use snpsim_guest::{GuestConfig, Protocol};
 use snpsim_host::VmaBacking;
 
 use crate::workload::{self, WorkloadReport};
-use crate::{self as scenario, Backing, Cause, Expect, Reason, Scenario, StepOp};
-use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, SimError, Simulation};
+use crate::{self as scenario, Cause, Expect, Reason, Scenario, StepOp};
+use snpsim_engine::engine::{Action, CheckMode, RunResult, SimConfig, SimError, Simulation};
 use snpsim_engine::metrics::Metrics;
 use snpsim_trace::TraceExt;
 
@@ -53,23 +53,11 @@ impl ScenarioRun {
     }
 }
 
-fn vma_backing(b: Backing) -> VmaBacking {
-    match b {
-        Backing::Anon4k | Backing::Gmem4k => VmaBacking::Anon4k,
-        Backing::Thp | Backing::Gmem2m | Backing::Gmem1g => VmaBacking::Thp,
-        Backing::Hugetlbfs2m => VmaBacking::Hugetlbfs2m,
-        Backing::Hugetlbfs1g => VmaBacking::Hugetlbfs1g,
-    }
-}
-
 /// The engine configuration a scenario describes.
 pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
     let vm = &s.vm;
-    let backing = if vm.backing.is_gmem() {
-        MemoryBacking::Gmem { folio: vm.backing.page_size(), shared: vma_backing(vm.vma_backing()) }
-    } else {
-        MemoryBacking::Vma(vma_backing(vm.backing))
-    };
+    // The shared side's VMA (parsing refuses a `gmem-*` one).
+    let backing = vm.backing.memory(vm.vma_backing().vma().unwrap_or(VmaBacking::Thp));
     let g = s.guest.resolved();
     SimConfig {
         geometry: s.machine.geometry,

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 use snpsim_defs::{Gpa, PageSize, RmpPageSize};
+use snpsim_engine::backing::Backing;
 use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, SimConfig};
 use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 use snpsim_host::{HostVia, VmaBacking};
@@ -318,12 +319,11 @@ pub fn config_json(c: &SimConfig) -> Value {
     } = *c;
     let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } =
         guest;
-    let (backing, shared) = match backing {
-        MemoryBacking::Vma(b) => (b.name().to_string(), Value::Null),
-        MemoryBacking::Gmem { folio, shared } => {
-            (format!("gmem-{}", folio.name()), Value::from(shared.name()))
-        }
+    let shared = match backing {
+        MemoryBacking::Vma(_) => Value::Null,
+        MemoryBacking::Gmem { shared, .. } => Value::from(shared.name()),
     };
+    let backing = backing.backing().name();
     let mut v = json!({
         "geometry": geometry.name(),
         "host_pages": host_pages,
@@ -433,31 +433,15 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
             accepted: names.join(", "),
         }
     })?;
-    let bname = f.str("backing")?;
-    let backing = match bname {
-        "gmem-4k" | "gmem-2m" | "gmem-1g" => {
-            let folio = match bname {
-                "gmem-4k" => PageSize::Size4K,
-                "gmem-2m" => PageSize::Size2M,
-                _ => PageSize::Size1G,
-            };
-            MemoryBacking::Gmem { folio, shared: f.named::<VmaBacking>("shared_backing")? }
+    let backing: Backing = f.named("backing")?;
+    let backing = if backing.is_gmem() {
+        backing.memory(f.named::<VmaBacking>("shared_backing")?)
+    } else {
+        if !f.get("shared_backing")?.is_null() {
+            return Err(CodecError::SharedBackingOnLegacy);
         }
-        _ => {
-            let b = f.named::<VmaBacking>("backing").map_err(|e| match e {
-                CodecError::Unknown { what, key, value, accepted } => CodecError::Unknown {
-                    what,
-                    key,
-                    value,
-                    accepted: accepted + ", gmem-4k, gmem-2m, gmem-1g",
-                },
-                other => other,
-            })?;
-            if !f.get("shared_backing")?.is_null() {
-                return Err(CodecError::SharedBackingOnLegacy);
-            }
-            MemoryBacking::Vma(b)
-        }
+        // A legacy backing is its VMA alone: no shared side to read.
+        backing.memory(VmaBacking::Thp)
     };
     let prefault_on_psc = f.bool("prefault_on_psc")?;
     let npt_level_follows_rmp = f.opt_bool("npt_level_follows_rmp")?;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rayon::prelude::*;
 use serde_json::Value;
+use snpsim_scenario::Named;
 use snpsim_scenario::run::ScenarioRun;
 use snpsim_scenario::{Backing, Granularity, Policy, Preset, Scenario, parse_scenario_with_overrides};
 
@@ -114,14 +115,18 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
     let user = overrides(&args.scenario_opts)?;
     let check = check_mode(args.scenario_opts.check);
     let threads = crate::jobs(args.jobs)?;
-    let policies = parse_list("policies", args.policies.as_deref(), Policy::ALL, &Policy::accepted(), |s| {
-        s.parse().ok()
-    })?;
+    let policies = parse_list(
+        "policies",
+        args.policies.as_deref(),
+        snpsim_scenario::policies(),
+        &snpsim_scenario::accepted_policies(),
+        snpsim_kvm::policy::by_name,
+    )?;
     let backings =
-        parse_list("backings", args.backings.as_deref(), Backing::ALL, &Backing::accepted(), |s| {
+        parse_list("backings", args.backings.as_deref(), Backing::all(), &Backing::accepted(), |s| {
             s.parse().ok()
         })?;
-    let all_presets: Vec<GuestChoice> = Preset::ALL.iter().map(|&p| GuestChoice::Preset(p)).collect();
+    let all_presets: Vec<GuestChoice> = Preset::all().iter().map(|&p| GuestChoice::Preset(p)).collect();
     let guests = parse_list(
         "guests",
         args.guests.as_deref(),

@@ -1,6 +1,7 @@
 //! `snpsim list`: what is built in, one line each.
 
 use snpsim_debate::debate::CLAIM_SCENARIOS;
+use snpsim_scenario::Named;
 use snpsim_scenario::{Backing, METRICS, Preset, family_members};
 
 fn backing_line(b: Backing) -> &'static str {
@@ -58,11 +59,11 @@ pub fn text() -> String {
         w!("  {:<20} [{}] {}", p.name(), p.reading().label(), p.summary());
     }
     w!("\nBackings:");
-    for &b in Backing::ALL {
+    for &b in Backing::all() {
         w!("  {:<20} {} era: {}", b.name(), b.era(), backing_line(b));
     }
     w!("\nGuest presets:");
-    for &p in Preset::ALL {
+    for &p in Preset::all() {
         w!("  {:<20} {}", p.name(), preset_line(p));
     }
     w!("\nMetrics (JSON keys; [expect] names):");

@@ -33,6 +33,7 @@ use snpsim_debate::debate::{
     CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, workload_matrix, workload_scenario,
 };
 use snpsim_engine::engine::CheckMode;
+use snpsim_scenario::Named;
 use snpsim_scenario::TraceMetaExt;
 use snpsim_scenario::run::{ScenarioRun, run_scenario_traced};
 use snpsim_scenario::{Scenario, parse_scenario, parse_scenario_bytes, split_override};

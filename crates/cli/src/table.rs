@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 use snpsim_engine::RunResult;
+use snpsim_scenario::Named;
 use snpsim_scenario::run::{ScenarioRun, metric_value};
 
 /// The metric columns of the terminal table, headed by their JSON and `[expect]` names. A column

@@ -5,7 +5,8 @@
 
 use snpsim_engine::engine::{CheckMode, SimError};
 use snpsim_scenario::run::{ScenarioRun, run_scenario};
-use snpsim_scenario::{Backing, Granularity, Policy, Preset, ScenarioError, parse_scenario};
+use snpsim_kvm::policy as k;
+use snpsim_scenario::{Backing, Granularity, Named, Policy, Preset, ScenarioError, parse_scenario};
 
 /// The claim scenarios, embedded from `examples/debate/` (file name, text).
 pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
@@ -41,8 +42,8 @@ pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
 /// writes the buffer itself.
 pub fn matrix_scenario(policy: Policy, backing: Backing, granularity: Granularity, follows: bool) -> String {
     let (buf, next) = match granularity {
-        Granularity::Size4K => ("4KiB", "0x401000"),
-        Granularity::Size2M => ("2MiB", "0x600000"),
+        Granularity::K4 => ("4KiB", "0x401000"),
+        Granularity::M2 => ("2MiB", "0x600000"),
     };
     let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
     format!(
@@ -139,10 +140,10 @@ pub fn follows_settings(policy: Policy) -> &'static [bool] {
 /// each policy with every backing of its era and each of its [`follows_settings`].
 pub fn matrix() -> Vec<(Policy, Backing, Granularity, bool)> {
     let mut out = Vec::new();
-    for &p in Policy::ALL {
+    for &p in snpsim_scenario::policies() {
         for b in Backing::of_era(p.era()) {
             for &f in follows_settings(p) {
-                for &g in Granularity::ALL {
+                for &g in Granularity::all() {
                     out.push((p, b, g, f));
                 }
             }
@@ -200,18 +201,18 @@ phases = [ {{ kind = "boot" }},
 /// are whole 1 GiB pages, and a 1 GiB guest booting with the 2021 preset makes the suite's traces
 /// gigabytes; the scripted matrix covers them).
 pub const WORKLOAD_PAIRS: &[(Policy, Backing)] = &[
-    (Policy::RfcHostSplit, Backing::Anon4k),
-    (Policy::RfcHostSplit, Backing::Thp),
-    (Policy::RfcHostSplit, Backing::Hugetlbfs2m),
-    (Policy::RfcV4, Backing::Thp),
-    (Policy::RfcV4, Backing::Hugetlbfs2m),
-    (Policy::RefuseHugetlbfs, Backing::Hugetlbfs2m),
-    (Policy::FailPscHugetlbfs, Backing::Hugetlbfs2m),
-    (Policy::NptDemote, Backing::Anon4k),
-    (Policy::NptDemote, Backing::Thp),
-    (Policy::NptDemote, Backing::Hugetlbfs2m),
-    (Policy::Gmem, Backing::Gmem4k),
-    (Policy::Gmem, Backing::Gmem2m),
+    (&k::RfcHostSplit, Backing::Anon4k),
+    (&k::RfcHostSplit, Backing::Thp),
+    (&k::RfcHostSplit, Backing::Hugetlbfs2m),
+    (&k::RfcV4, Backing::Thp),
+    (&k::RfcV4, Backing::Hugetlbfs2m),
+    (&k::RefuseHugetlbfs, Backing::Hugetlbfs2m),
+    (&k::FailPscHugetlbfs, Backing::Hugetlbfs2m),
+    (&k::NptDemote, Backing::Anon4k),
+    (&k::NptDemote, Backing::Thp),
+    (&k::NptDemote, Backing::Hugetlbfs2m),
+    (&k::Gmem, Backing::Gmem4k),
+    (&k::Gmem, Backing::Gmem2m),
 ];
 
 /// Every (policy, backing, preset) of the realistic workload, in report order.

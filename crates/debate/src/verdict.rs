@@ -8,7 +8,8 @@
 use crate::debate::{CLAIM_SCENARIOS, Debate};
 use snpsim_engine::outcome::Reason;
 use snpsim_scenario::run::{ScenarioRun, metric_value};
-use snpsim_scenario::{Backing, Granularity, Policy};
+use snpsim_kvm::policy as k;
+use snpsim_scenario::{Backing, Granularity, Named, Policy};
 
 /// What the runs say about a claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,7 +140,7 @@ impl Debate {
     /// Needless is measured by counterfactual (`snpsim_host::SplitLedger`), so a workload whose
     /// host writes need every split turns this claim down.
     fn needless_splits(&self) -> Verdict {
-        let thp = self.row(Policy::RfcHostSplit, Backing::Thp, Granularity::Size4K, false);
+        let thp = self.row(&k::RfcHostSplit, Backing::Thp, Granularity::K4, false);
         Verdict {
             headline: "THP: the RFC's host walk makes host splits that no access needed",
             claim: "the RFC's host walk splits THP host pages that no access needed",
@@ -161,7 +162,7 @@ impl Debate {
     /// The seed's hugetlbfs failure, which holds only while the NPT follows the host level: with
     /// the NPT capped at the RMP level no size mismatch reaches KVM's host walk.
     fn hugetlbfs_breaks(&self) -> Verdict {
-        let at = |b, f| self.row(Policy::RfcHostSplit, b, Granularity::Size4K, f);
+        let at = |b, f| self.row(&k::RfcHostSplit, b, Granularity::K4, f);
         let (h2, h1) = (at(Backing::Hugetlbfs2m, false), at(Backing::Hugetlbfs1g, false));
         let capped = [at(Backing::Thp, true), at(Backing::Hugetlbfs2m, true), at(Backing::Hugetlbfs1g, true)];
         Verdict {
@@ -195,8 +196,8 @@ impl Debate {
 
     /// The RFC v4 code as posted against the seed's reading of it: where they differ is a result.
     fn two_readings(&self) -> Verdict {
-        let seed = |b| self.row(Policy::RfcHostSplit, b, Granularity::Size4K, false);
-        let code = |b| self.row(Policy::RfcV4, b, Granularity::Size4K, true);
+        let seed = |b| self.row(&k::RfcHostSplit, b, Granularity::K4, false);
+        let code = |b| self.row(&k::RfcV4, b, Granularity::K4, true);
         let (s_thp, s_h2) = (seed(Backing::Thp), seed(Backing::Hugetlbfs2m));
         let (c_thp, c_h2, c_h1) =
             (code(Backing::Thp), code(Backing::Hugetlbfs2m), code(Backing::Hugetlbfs1g));
@@ -239,10 +240,10 @@ impl Debate {
     fn refusals(&self) -> Verdict {
         let rows: Vec<_> = [Backing::Hugetlbfs2m, Backing::Hugetlbfs1g]
             .into_iter()
-            .flat_map(|b| [Granularity::Size4K, Granularity::Size2M].map(move |g| (b, g)))
+            .flat_map(|b| [Granularity::K4, Granularity::M2].map(move |g| (b, g)))
             .flat_map(|(b, g)| [false, true].map(move |f| (b, g, f)))
             .map(|(b, g, f)| {
-                (self.row(Policy::RefuseHugetlbfs, b, g, f), self.row(Policy::FailPscHugetlbfs, b, g, f))
+                (self.row(&k::RefuseHugetlbfs, b, g, f), self.row(&k::FailPscHugetlbfs, b, g, f))
             })
             .collect();
         Verdict {
@@ -269,7 +270,7 @@ impl Debate {
     fn npt_demote(&self) -> Verdict {
         let demote: Vec<_> = [Backing::Thp, Backing::Hugetlbfs2m, Backing::Hugetlbfs1g]
             .into_iter()
-            .map(|b| (b, self.row(Policy::NptDemote, b, Granularity::Size4K, false)))
+            .map(|b| (b, self.row(&k::NptDemote, b, Granularity::K4, false)))
             .collect();
         let minimal = self.claim_run("07-");
         let pvalidate = self.claim_run("14-");
@@ -331,7 +332,7 @@ impl Debate {
     }
 
     fn host_writes(&self) -> Verdict {
-        let hw = |f| self.row(Policy::NptDemote, Backing::Hugetlbfs2m, Granularity::Size4K, f);
+        let hw = |f| self.row(&k::NptDemote, Backing::Hugetlbfs2m, Granularity::K4, f);
         Verdict {
             headline: "host writes to a hugetlbfs page holding a private 4K page still fail under npt-demote",
             claim: "host writes (VMM and get/put_user) to a hugetlbfs page holding a private 4K page still fail under npt-demote",
@@ -356,16 +357,16 @@ impl Debate {
     }
 
     fn two_meg_guest(&self) -> Verdict {
-        let ok: Vec<_> = [Policy::RfcHostSplit, Policy::RfcV4, Policy::NptDemote]
+        let ok: Vec<_> = [&k::RfcHostSplit as Policy, &k::RfcV4, &k::NptDemote]
             .into_iter()
             .flat_map(|p| [Backing::Hugetlbfs2m, Backing::Hugetlbfs1g].map(move |b| (p, b)))
             .flat_map(|(p, b)| [false, true].map(move |f| (p, b, f)))
-            .map(|(p, b, f)| self.row(p, b, Granularity::Size2M, f))
+            .map(|(p, b, f)| self.row(p, b, Granularity::M2, f))
             .collect();
-        let stopped: Vec<_> = [Policy::RefuseHugetlbfs, Policy::FailPscHugetlbfs]
+        let stopped: Vec<_> = [&k::RefuseHugetlbfs as Policy, &k::FailPscHugetlbfs]
             .into_iter()
             .flat_map(|p| [false, true].map(move |f| (p, f)))
-            .map(|(p, f)| self.row(p, Backing::Hugetlbfs2m, Granularity::Size2M, f))
+            .map(|(p, f)| self.row(p, Backing::Hugetlbfs2m, Granularity::M2, f))
             .collect();
         Verdict {
             headline: "a 2M-chunk guest never hits an RMP violation on hugetlbfs; refusing hugetlbfs stops it anyway",
@@ -418,7 +419,7 @@ impl Debate {
         let rows: Vec<_> = [Backing::Gmem4k, Backing::Gmem2m, Backing::Gmem1g]
             .into_iter()
             .flat_map(|b| {
-                [Granularity::Size4K, Granularity::Size2M].map(move |g| self.row(Policy::Gmem, b, g, true))
+                [Granularity::K4, Granularity::M2].map(move |g| self.row(&k::Gmem, b, g, true))
             })
             .collect();
         let host_faults: f64 = rows.iter().map(|r| m(*r, "sigbus") + m(*r, "efault")).sum();

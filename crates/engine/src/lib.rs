@@ -11,6 +11,7 @@
 
 pub mod action;
 pub mod adversary;
+pub mod backing;
 pub mod cost;
 pub mod digest;
 pub mod engine;

@@ -126,3 +126,196 @@ pub struct Metrics {
     /// Simulated time by cost item.
     pub sim_time_by_item: BTreeMap<String, u64>,
 }
+
+/// The name of a metric: a field of [`Metrics`] as its JSON key and `[expect]` name it
+/// (`sim_time_by_item` is no name of its own: it holds the members of `sim_time_ns`). Families
+/// ([`MetricName::is_family`]) also have members, named `FAMILY.MEMBER`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
+#[allow(missing_docs)] // each is the field of `Metrics` of the same name
+pub enum MetricName {
+    RmpNpf,
+    RmpNpfSizem,
+    Npf,
+    NptDemotions,
+    NptDemotionsNeedless,
+    HostSplits,
+    HostSplitsNeeded,
+    HostSplitsNeedless,
+    DirectMapSplits,
+    Psmash,
+    Rmpupdate,
+    Pvalidate,
+    Rmpadjust,
+    PscRequests,
+    PscPages,
+    PscFailed,
+    ImplicitConversions,
+    Exits,
+    Races,
+    Sigbus,
+    Efault,
+    KernelOops,
+    HostFaultLoops,
+    KvmWarnings,
+    DataLossPages,
+    FalseNegatives,
+    InvariantViolations,
+    Recoalesced,
+    NptCoverage,
+    HugeCapable,
+    SimTimeNs,
+}
+
+impl MetricName {
+    /// The name as JSON output and `[expect]` write it.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether the metric has members (`FAMILY.MEMBER`): `npt_demotions` by level pair, `exits`
+    /// by reason, `races` by kind, `npt_coverage` by level, `sim_time_ns` by cost item.
+    pub const fn is_family(self) -> bool {
+        matches!(
+            self,
+            MetricName::NptDemotions
+                | MetricName::Exits
+                | MetricName::Races
+                | MetricName::NptCoverage
+                | MetricName::SimTimeNs
+        )
+    }
+}
+
+/// The counts of a family kept by name (the members that occurred; a member absent is 0).
+fn member_count(map: &BTreeMap<String, u64>, member: &str) -> f64 {
+    map.get(member).map_or(0.0, |&v| v as f64)
+}
+
+/// The total of a family kept by name, summed in key order (`+ 0.0`: an empty `f64` sum is
+/// -0.0, and a total of nothing is 0).
+fn family_total(map: &BTreeMap<String, u64>) -> f64 {
+    map.values().map(|&v| v as f64).sum::<f64>() + 0.0
+}
+
+impl Metrics {
+    /// The value of metric `name`: a count, a share or a time; a family's total (its members'
+    /// sum, except `sim_time_ns`, which is its own field).
+    pub fn total(&self, name: MetricName) -> f64 {
+        use MetricName as M;
+        let c = &self.npt_coverage;
+        match name {
+            M::RmpNpf => self.rmp_npf as f64,
+            M::RmpNpfSizem => self.rmp_npf_sizem as f64,
+            M::Npf => self.npf as f64,
+            M::NptDemotions => family_total(&self.npt_demotions),
+            M::NptDemotionsNeedless => self.npt_demotions_needless as f64,
+            M::HostSplits => self.host_splits as f64,
+            M::HostSplitsNeeded => self.host_splits_needed as f64,
+            M::HostSplitsNeedless => self.host_splits_needless as f64,
+            M::DirectMapSplits => self.direct_map_splits as f64,
+            M::Psmash => self.psmash as f64,
+            M::Rmpupdate => self.rmpupdate as f64,
+            M::Pvalidate => self.pvalidate as f64,
+            M::Rmpadjust => self.rmpadjust as f64,
+            M::PscRequests => self.psc_requests as f64,
+            M::PscPages => self.psc_pages as f64,
+            M::PscFailed => self.psc_failed as f64,
+            M::ImplicitConversions => self.implicit_conversions as f64,
+            M::Exits => family_total(&self.exits),
+            M::Races => family_total(&self.races),
+            M::Sigbus => self.sigbus as f64,
+            M::Efault => self.efault as f64,
+            M::KernelOops => self.kernel_oops as f64,
+            M::HostFaultLoops => self.host_fault_loops as f64,
+            M::KvmWarnings => self.kvm_warnings as f64,
+            M::DataLossPages => self.data_loss_pages as f64,
+            M::FalseNegatives => self.false_negatives as f64,
+            M::InvariantViolations => self.invariant_violations as f64,
+            M::Recoalesced => self.recoalesced as f64,
+            // In the order of the members' names, as every family total is summed.
+            M::NptCoverage => [c.g1, c.m2, c.k4, c.unmapped].iter().sum::<f64>() + 0.0,
+            M::HugeCapable => self.huge_capable,
+            M::SimTimeNs => self.sim_time_ns as f64,
+        }
+    }
+
+    /// The value of member `member` of family `name` (0 for a member that never occurred, and for
+    /// an unknown one: the caller checks names against the family's closed set); `None` when
+    /// `name` is no family.
+    pub fn member(&self, name: MetricName, member: &str) -> Option<f64> {
+        let c = &self.npt_coverage;
+        Some(match name {
+            MetricName::NptDemotions => member_count(&self.npt_demotions, member),
+            MetricName::Exits => member_count(&self.exits, member),
+            MetricName::Races => member_count(&self.races, member),
+            MetricName::SimTimeNs => member_count(&self.sim_time_by_item, member),
+            MetricName::NptCoverage => match member {
+                "4k" => c.k4,
+                "2m" => c.m2,
+                "1g" => c.g1,
+                "unmapped" => c.unmapped,
+                _ => 0.0,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The value of the metric named `name` as `[expect]` writes it: a metric, a family's total,
+    /// or `FAMILY.MEMBER`. `None` for a name that is no metric or no family's member.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name.split_once('.') {
+            Some((family, member)) => self.member(family.parse().ok()?, member),
+            None => Some(self.total(name.parse().ok()?)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::{IntoEnumIterator, VariantNames};
+
+    /// The metric names are the JSON keys of `Metrics` but for
+    /// `sim_time_by_item` (the members of `sim_time_ns`); the typed lookup agrees with the JSON.
+    #[test]
+    fn names_are_the_fields() {
+        let mut m = Metrics { rmp_npf: 3, huge_capable: 0.25, sim_time_ns: 7, ..Metrics::default() };
+        m.exits.insert("npf".into(), 5);
+        m.exits.insert("psc".into(), 2);
+        m.sim_time_by_item.insert("npf_exit".into(), 4);
+        m.npt_coverage = Coverage::from_pages([1, 2, 0], 4);
+        let json = serde_json::to_value(&m).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = MetricName::VARIANTS.to_vec();
+        names.push("sim_time_by_item");
+        names.sort_unstable();
+        assert_eq!(keys, names);
+        for n in MetricName::iter() {
+            let v = &json[n.name()];
+            let want = v.as_f64().unwrap_or_else(|| v.as_object().unwrap().values().filter_map(|x| x.as_f64()).sum());
+            assert_eq!(m.total(n), want, "{}", n.name());
+        }
+        // 5 npf exits + 2 psc exits; 1 of 4 pages at 4K.
+        assert_eq!(m.get("exits"), Some(7.0));
+        assert_eq!(m.get("exits.psc"), Some(2.0));
+        assert_eq!(m.get("exits.hlt"), Some(0.0));
+        assert_eq!(m.get("npt_coverage.4k"), Some(0.25));
+        assert_eq!(m.get("sim_time_ns.npf_exit"), Some(4.0));
+        assert_eq!(m.get("sim_time_ns"), Some(7.0));
+        assert_eq!(m.get("sigbus.x"), None);
+        assert_eq!(m.get("sim_time_by_item"), None);
+        assert_eq!(m.get("outcome"), None);
+    }
+}

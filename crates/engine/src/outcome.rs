@@ -1,10 +1,9 @@
 //! How a run ended: its outcome (a result, not an error) and the reason for it.
 
-use std::fmt;
-
 /// The outcome of a run. An outcome is a result, not an error: a run whose outcome matches its
 /// expectation succeeds whatever the outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     /// Every step ran.
     Completed,
@@ -22,104 +21,75 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Every outcome.
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Completed,
-        Outcome::VmRejected,
-        Outcome::VmError,
-        Outcome::GuestTerminated,
-        Outcome::HostHang,
-        Outcome::StepBudgetExceeded,
-    ];
-
     /// The contract name (`completed`, `vm_rejected`, ...).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::VmRejected => "vm_rejected",
-            Outcome::VmError => "vm_error",
-            Outcome::GuestTerminated => "guest_terminated",
-            Outcome::HostHang => "host_hang",
-            Outcome::StepBudgetExceeded => "step_budget_exceeded",
-        }
-    }
-
-    /// The outcome named `name`.
-    pub fn from_name(name: &str) -> Option<Outcome> {
-        Outcome::ALL.into_iter().find(|o| o.name() == name)
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// Why a `vm_error` happened ([`Reason::cause`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum Cause {
+    /// The policy cannot resolve the fault, as modelled: a result about the policy.
+    Unresolvable,
+    /// An RMP instruction KVM issued failed where KVM's code does not tolerate it: a bug in
+    /// KVM or in snpsim, also reported as invariant 10.
+    InstructionFailed,
 }
 
-crate::named_enum! {
-    /// Why a `vm_error` happened ([`Reason::cause`]).
-    "cause",
-    pub enum Cause {
-        /// The policy cannot resolve the fault, as modelled: a result about the policy.
-        Unresolvable = "unresolvable",
-        /// An RMP instruction KVM issued failed where KVM's code does not tolerate it: a bug in
-        /// KVM or in snpsim, also reported as invariant 10.
-        InstructionFailed = "instruction_failed",
-    }
-}
-
-crate::named_enum! {
-    /// Why a run did not complete: a closed set, each reason belonging to one outcome (and, for
-    /// `vm_error`, one cause); [`Reason::outcome`] says which.
-    "reason",
-    pub enum Reason {
-        /// `vm_rejected`: the policy refuses the backing at memory registration (RFC v6 refused
-        /// `VM_HUGETLB` VMAs).
-        BackingRefused = "backing-refused",
-        /// `vm_error`, unresolvable: the policy resolves a size mismatch by splitting the host
-        /// mapping, which cannot be split (hugetlbfs: `hugetlb_fault` has no split path) or is
-        /// already 4K.
-        HostSplitImpossible = "host-split-impossible",
-        /// `vm_error`, unresolvable: the policy demotes the NPT leaf, which is already at the RMP
-        /// level.
-        NptAtRmpLevel = "npt-at-rmp-level",
-        /// `vm_error`, unresolvable: a SIZEM #NPF over a 4K RMP entry, which the policy's handler
-        /// leaves as it is (upstream `sev_handle_rmp_fault` only PSMASHes a 2M entry).
-        RmpEntry4k = "rmp-entry-4k",
-        /// `vm_error`, unresolvable: a #NPF no handler resolves (a non-RMP fault on a present leaf,
-        /// an RMP fault on an unmapped GFN, or one that is neither a size mismatch nor an implicit
-        /// conversion).
-        UnhandledNpf = "unhandled-npf",
-        /// `vm_error`, unresolvable: the GFN has no backing (outside guest memory — MMIO is not
-        /// modelled —, outside the VMA, no guest_memfd, no NPT leaf fits).
-        UnbackedGfn = "unbacked-gfn",
-        /// `vm_error`, unresolvable: an adversarial KVM refuses the conversion an access needs.
-        AdversaryRefused = "adversary-refused",
-        /// `vm_error`, unresolvable: an implicit conversion (an access whose C-bit disagrees with
-        /// the page's state) that the policy refuses, as it refuses the page-state change.
-        PscRefused = "psc-refused",
-        /// `vm_error`, unresolvable: one guest instruction still faults after 64 #NPFs that KVM
-        /// handled (`MAX_FAULTS_PER_ACCESS`).
-        Livelock = "livelock",
-        /// `vm_error`, unresolvable: a host memory operation KVM needed failed (out of memory).
-        HostError = "host-error",
-        /// `vm_error`, instruction failed: an RMPUPDATE KVM issued failed.
-        RmpupdateFailed = "rmpupdate-failed",
-        /// `vm_error`, instruction failed: a PSMASH KVM issued failed where its code does not
-        /// tolerate the failure.
-        PsmashFailed = "psmash-failed",
-        /// `guest_terminated`: a page-state change failed (Linux `GHCB_TERM_PSC`).
-        PscFailed = "psc-failed",
-        /// `guest_terminated`: PVALIDATE failed (Linux `GHCB_TERM_PVALIDATE`).
-        PvalidateFailed = "pvalidate-failed",
-        /// `guest_terminated`: a #VC 0x404 (page not validated), which Linux does not handle.
-        PageNotValidated = "page-not-validated",
-        /// `host_hang`: a host write re-faults forever (RFC v4 10/40: `hugetlb_fault` ignores
-        /// `FAULT_FLAG_PAGE_SPLIT`).
-        HostFaultLoop = "host-fault-loop",
-        /// `step_budget_exceeded`: the run hit `vm.step_budget`.
-        StepBudget = "step-budget",
-    }
+/// Why a run did not complete: a closed set, each reason belonging to one outcome (and, for
+/// `vm_error`, one cause); [`Reason::outcome`] says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Reason {
+    /// `vm_rejected`: the policy refuses the backing at memory registration (RFC v6 refused
+    /// `VM_HUGETLB` VMAs).
+    BackingRefused,
+    /// `vm_error`, unresolvable: the policy resolves a size mismatch by splitting the host
+    /// mapping, which cannot be split (hugetlbfs: `hugetlb_fault` has no split path) or is
+    /// already 4K.
+    HostSplitImpossible,
+    /// `vm_error`, unresolvable: the policy demotes the NPT leaf, which is already at the RMP
+    /// level.
+    NptAtRmpLevel,
+    /// `vm_error`, unresolvable: a SIZEM #NPF over a 4K RMP entry, which the policy's handler
+    /// leaves as it is (upstream `sev_handle_rmp_fault` only PSMASHes a 2M entry).
+    #[strum(serialize = "rmp-entry-4k")]
+    RmpEntry4k,
+    /// `vm_error`, unresolvable: a #NPF no handler resolves (a non-RMP fault on a present leaf,
+    /// an RMP fault on an unmapped GFN, or one that is neither a size mismatch nor an implicit
+    /// conversion).
+    UnhandledNpf,
+    /// `vm_error`, unresolvable: the GFN has no backing (outside guest memory — MMIO is not
+    /// modelled —, outside the VMA, no guest_memfd, no NPT leaf fits).
+    UnbackedGfn,
+    /// `vm_error`, unresolvable: an adversarial KVM refuses the conversion an access needs.
+    AdversaryRefused,
+    /// `vm_error`, unresolvable: an implicit conversion (an access whose C-bit disagrees with
+    /// the page's state) that the policy refuses, as it refuses the page-state change.
+    PscRefused,
+    /// `vm_error`, unresolvable: one guest instruction still faults after 64 #NPFs that KVM
+    /// handled (`MAX_FAULTS_PER_ACCESS`).
+    Livelock,
+    /// `vm_error`, unresolvable: a host memory operation KVM needed failed (out of memory).
+    HostError,
+    /// `vm_error`, instruction failed: an RMPUPDATE KVM issued failed.
+    RmpupdateFailed,
+    /// `vm_error`, instruction failed: a PSMASH KVM issued failed where its code does not
+    /// tolerate the failure.
+    PsmashFailed,
+    /// `guest_terminated`: a page-state change failed (Linux `GHCB_TERM_PSC`).
+    PscFailed,
+    /// `guest_terminated`: PVALIDATE failed (Linux `GHCB_TERM_PVALIDATE`).
+    PvalidateFailed,
+    /// `guest_terminated`: a #VC 0x404 (page not validated), which Linux does not handle.
+    PageNotValidated,
+    /// `host_hang`: a host write re-faults forever (RFC v4 10/40: `hugetlb_fault` ignores
+    /// `FAULT_FLAG_PAGE_SPLIT`).
+    HostFaultLoop,
+    /// `step_budget_exceeded`: the run hit `vm.step_budget`.
+    StepBudget,
 }
 
 use snpsim_guest::TermReason;
@@ -230,10 +200,11 @@ impl Ending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::Named;
 
     #[test]
     fn every_reason_is_kebab_case_and_belongs_to_one_non_completed_outcome() {
-        for r in Reason::ALL.iter().copied() {
+        for &r in Reason::all() {
             let name = r.name();
             assert!(
                 !name.is_empty()
@@ -245,11 +216,11 @@ mod tests {
             );
             assert_ne!(r.outcome(), Outcome::Completed, "{name}");
             assert_eq!(r.cause().is_some(), r.outcome() == Outcome::VmError, "{name}");
-            assert_eq!(name.parse::<Reason>(), Ok(r));
+            assert_eq!(Reason::from_name(name), Some(r));
         }
         // Every non-completed outcome has at least one reason.
-        for o in Outcome::ALL.into_iter().filter(|&o| o != Outcome::Completed) {
-            assert!(Reason::ALL.iter().any(|r| r.outcome() == o), "{o}");
+        for &o in Outcome::all().iter().filter(|&&o| o != Outcome::Completed) {
+            assert!(Reason::all().iter().any(|r| r.outcome() == o), "{o}");
         }
         assert_eq!(Reason::RmpupdateFailed.cause(), Some(Cause::InstructionFailed));
         assert_eq!(Reason::HostSplitImpossible.cause(), Some(Cause::Unresolvable));

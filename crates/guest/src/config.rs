@@ -2,16 +2,19 @@
 //! (a scenario's `[guest]` table).
 
 /// The size of the entries a guest uses in page-state changes and PVALIDATE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
 pub enum Granularity {
     /// Every change and PVALIDATE at 4K.
+    #[strum(serialize = "4k")]
     K4,
     /// 2M entries and 2M PVALIDATE for 2M-aligned 2M runs (4K fallback on FAIL_SIZEMISMATCH).
+    #[strum(serialize = "2m")]
     M2,
 }
 
 /// The page-state-change protocol the guest uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[strum(serialize_all = "lowercase")]
 pub enum Protocol {
     /// GHCB MSR protocol: one 4K page per VMGEXIT.
     Msr,
@@ -20,7 +23,8 @@ pub enum Protocol {
 }
 
 /// How the guest orders rescinding, the page-state change and validation over a range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
 pub enum PscOrder {
     /// Request by request, as Linux does since "x86/sev: Use large PSC requests if applicable"
     /// (upstream 15d9088779b8): over MSR, page by page (`__page_state_change`, formerly
@@ -38,7 +42,8 @@ pub enum PscOrder {
 }
 
 /// What the guest does to regain a 2M RMP entry after a PSMASH (`docs/semantics.md` G3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Recoalesce {
     /// Never.
     None,

@@ -66,7 +66,7 @@ fn mul(a: u64, b: u64) -> u64 {
 /// Whether guest memory that the scenario touches is kept page by page: the guest changes page
 /// state at 4K, or a 4K backing maps it at 4K.
 fn fine_grained(s: &Scenario) -> bool {
-    s.guest.resolved().psc_granularity == Granularity::Size4K
+    s.guest.resolved().psc_granularity == Granularity::K4
         || s.vm.backing.page_size() == snpsim_defs::PageSize::Size4K
         || s.vm.shared_backing == Some(Backing::Anon4k)
 }

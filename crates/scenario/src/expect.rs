@@ -3,7 +3,7 @@
 use core::fmt;
 use std::collections::BTreeMap;
 
-use super::names::{Cause, Outcome, Reason};
+use super::names::{Cause, Named, Outcome, Reason};
 
 /// The metric names that `[expect]` may name (the JSON keys of a result's
 /// `metrics`), plus `outcome` and the `cause` and `reason` of a run that did not complete.
@@ -507,21 +507,40 @@ mod tests {
 
     #[test]
     fn metric_names_are_the_metrics_fields() {
-        // `METRICS` is `outcome`, `cause`, `reason` and the keys a result's `metrics` serializes to, but
-        // `sim_time_by_item` (expected as `sim_time_ns.ITEM`).
+        use snpsim_engine::metrics::MetricName;
+        use strum::{IntoEnumIterator, VariantNames};
+        // `METRICS` is `outcome`, `cause`, `reason` and the engine's metric names, in order; the
+        // families are the names with members, in the same order.
+        assert_eq!(&METRICS[..3], ["outcome", "cause", "reason"]);
+        assert_eq!(&METRICS[3..], MetricName::VARIANTS);
+        let families: Vec<&str> = MetricName::iter().filter(|m| m.is_family()).map(MetricName::name).collect();
+        assert_eq!(METRIC_FAMILIES, families);
         let v = serde_json::to_value(snpsim_engine::metrics::Metrics::default()).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut want: Vec<&str> =
-            METRICS.iter().copied().filter(|m| !["outcome", "cause", "reason"].contains(m)).collect();
-        want.push("sim_time_by_item");
-        let (mut keys, mut want) = (keys, want);
-        keys.sort_unstable();
-        want.sort_unstable();
-        assert_eq!(keys, want);
         let cov: Vec<String> = v["npt_coverage"].as_object().unwrap().keys().cloned().collect();
         let mut levels: Vec<String> = NPT_COVERAGE_LEVELS.iter().map(|l| (*l).to_owned()).collect();
         levels.sort_unstable();
         assert_eq!(cov, levels);
+    }
+
+    /// Every name `snpsim list` prints (`METRICS`, and each family's members as `FAMILY.MEMBER`)
+    /// reads a value, but `outcome`, `cause` and `reason`, which are no numbers.
+    #[test]
+    fn every_listed_name_resolves() {
+        let m = snpsim_engine::metrics::Metrics::default();
+        let value = |name: &str| crate::run::metric_value(&m, name);
+        for name in &METRICS[3..] {
+            assert!(value(name).is_some(), "{name}");
+            if let Some((_, members)) = family_members(name) {
+                for member in members {
+                    assert!(value(&format!("{name}.{member}")).is_some(), "{name}.{member}");
+                }
+            }
+        }
+        for name in &METRICS[..3] {
+            assert_eq!(value(name), None, "{name}");
+        }
+        assert_eq!(value("sigbuss"), None);
+        assert_eq!(value("exits.npff"), None);
     }
 
     #[test]

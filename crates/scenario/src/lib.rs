@@ -29,7 +29,7 @@
 //!     size = "2MiB"
 //!     to = "private"
 //! "#).unwrap();
-//! assert_eq!(s.vm.policy, Policy::NptDemote);
+//! assert_eq!(s.vm.policy.name(), "npt-demote");
 //!
 //! let bad = "name = \"x\"\n[machine]\nhost_memory = \"16GiB\"\n\
 //!            [vm]\nmemory = \"4GiB\"\npolicy = \"foo\"\nbacking = \"thp\"\n";
@@ -83,8 +83,9 @@ pub use expect::{
     check_expect_value, check_metric_name, family_members,
 };
 pub use names::{
-    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Outcome, PageState,
-    Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName,
+    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Named, Outcome, PageState,
+    Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName, accepted_policies,
+    policies,
 };
 pub use step::{Step, StepKind, StepOp, parse_perms};
 pub use units::{Size, UnitError, parse_duration, parse_gpa, parse_size};
@@ -211,7 +212,7 @@ impl Vm {
     /// Whether the NPT level follows the RMP level: the scenario's value, else the policy's
     /// default (true for `gmem`, false for the legacy policies).
     pub fn npt_level_follows_rmp(&self) -> bool {
-        self.npt_level_follows_rmp.unwrap_or(self.policy.default_npt_level_follows_rmp())
+        self.npt_level_follows_rmp.unwrap_or(self.policy.npt_level_follows_rmp())
     }
 
     /// The backing of the VMM's VMA: `backing` in the legacy era (private and shared pages are

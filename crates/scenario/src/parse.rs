@@ -179,6 +179,17 @@ impl<'a> Field<'a> {
         })
     }
 
+    /// A policy of KVM's registry, by name.
+    fn policy(&self, cx: &Cx<'_>) -> Result<Policy> {
+        let accepted = super::names::accepted_policies();
+        let Val::Str(s) = &self.node.val else {
+            return Err(self.wrong_type(cx, &format!("a string (one of: {accepted})")));
+        };
+        snpsim_kvm::policy::by_name(s).ok_or_else(|| {
+            self.err(cx, ErrorKind::UnknownValue, format!("unknown value {s:?}; accepted: {accepted}"))
+        })
+    }
+
     fn obj(&self, cx: &Cx<'_>, what: &str) -> Result<Obj<'a>> {
         Obj::of(cx, self.path.clone(), self.node, what)
     }
@@ -303,7 +314,7 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
     }
     let vcpus = opt_or(&v, "vcpus", 1, |f| f.int(cx, 1..=4096))?;
     let policy_f = v.req(cx, "policy")?;
-    let policy: Policy = policy_f.named(cx)?;
+    let policy: Policy = policy_f.policy(cx)?;
     let backing_f = v.req(cx, "backing")?;
     let backing: Backing = backing_f.named(cx)?;
     if backing.era() != policy.era() {

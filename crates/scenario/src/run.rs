@@ -2,12 +2,13 @@
 //! run against its `[expect]`.
 
 use snpsim_defs::{Gpa, PAGE_SIZE_4K};
-use snpsim_guest::{Granularity, GuestConfig, Protocol, Recoalesce};
-use snpsim_host::{HostVia, VmaBacking};
+use snpsim_engine::names::Named;
+use snpsim_guest::{GuestConfig, Protocol};
+use snpsim_host::VmaBacking;
 
 use crate::workload::{self, WorkloadReport};
-use crate::{self as scenario, Backing, Cause, Expect, Reason, Scenario, StepOp};
-use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, RunResult, SimConfig, SimError, Simulation};
+use crate::{self as scenario, Cause, Expect, Reason, Scenario, StepOp};
+use snpsim_engine::engine::{Action, CheckMode, RunResult, SimConfig, SimError, Simulation};
 use snpsim_engine::metrics::Metrics;
 use snpsim_trace::TraceExt;
 
@@ -52,73 +53,25 @@ impl ScenarioRun {
     }
 }
 
-fn vma_backing(b: Backing) -> VmaBacking {
-    match b {
-        Backing::Anon4k | Backing::Gmem4k => VmaBacking::Anon4k,
-        Backing::Thp | Backing::Gmem2m | Backing::Gmem1g => VmaBacking::Thp,
-        Backing::Hugetlbfs2m => VmaBacking::Hugetlbfs2m,
-        Backing::Hugetlbfs1g => VmaBacking::Hugetlbfs1g,
-    }
-}
-
-/// KVM's policy of a scenario's `vm.policy`: one for each name, with no fallback.
-pub fn kvm_policy(p: scenario::Policy) -> &'static dyn snpsim_kvm::Policy {
-    use snpsim_kvm::policy as k;
-    match p {
-        scenario::Policy::RfcHostSplit => &k::RfcHostSplit,
-        scenario::Policy::RfcV4 => &k::RfcV4,
-        scenario::Policy::RefuseHugetlbfs => &k::RefuseHugetlbfs,
-        scenario::Policy::FailPscHugetlbfs => &k::FailPscHugetlbfs,
-        scenario::Policy::NptDemote => &k::NptDemote,
-        scenario::Policy::Gmem => &k::Gmem,
-    }
-}
-
-fn granularity(g: scenario::Granularity) -> Granularity {
-    match g {
-        scenario::Granularity::Size4K => Granularity::K4,
-        scenario::Granularity::Size2M => Granularity::M2,
-    }
-}
-
-fn recoalesce(r: scenario::Recoalesce) -> Recoalesce {
-    match r {
-        scenario::Recoalesce::None => Recoalesce::None,
-        scenario::Recoalesce::SaveRestore => Recoalesce::SaveRestore,
-        scenario::Recoalesce::Naive => Recoalesce::Naive,
-    }
-}
-
-fn via(v: scenario::HostVia) -> HostVia {
-    match v {
-        scenario::HostVia::Vmm => HostVia::Vmm,
-        scenario::HostVia::Uaccess => HostVia::Uaccess,
-        scenario::HostVia::Kernel => HostVia::Kernel,
-    }
-}
-
 /// The engine configuration a scenario describes.
 pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
     let vm = &s.vm;
-    let backing = if vm.backing.is_gmem() {
-        MemoryBacking::Gmem { folio: vm.backing.page_size(), shared: vma_backing(vm.vma_backing()) }
-    } else {
-        MemoryBacking::Vma(vma_backing(vm.backing))
-    };
+    // The shared side's VMA (parsing refuses a `gmem-*` one).
+    let backing = vm.backing.memory(vm.vma_backing().vma().unwrap_or(VmaBacking::Thp));
     let g = s.guest.resolved();
     SimConfig {
         geometry: s.machine.geometry,
         host_pages: s.machine.host_memory / PAGE_SIZE_4K,
         guest_pages: vm.pages(),
         vcpus: vm.vcpus,
-        policy: kvm_policy(vm.policy),
+        policy: vm.policy,
         backing,
         prefault_on_psc: vm.prefault_on_psc,
         npt_level_follows_rmp: vm.npt_level_follows_rmp,
         smaller_npt_faults: vm.smaller_npt_faults,
         khugepaged: vm.khugepaged,
         guest: GuestConfig {
-            granularity: granularity(g.psc_granularity),
+            granularity: g.psc_granularity,
             protocol: match g.psc_protocol {
                 scenario::PscProtocol::Msr => Protocol::Msr,
                 scenario::PscProtocol::Ghcb => Protocol::Ghcb,
@@ -158,14 +111,14 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
                 gpa: *gpa,
                 pages: pages(*size),
                 private: *to == scenario::PageState::Private,
-                granularity: g.map(granularity),
+                granularity: *g,
             }),
             StepOp::Accept { gpa, size, granularity: g } => {
                 out.push(Action::Accept {
                     vcpu,
                     gpa: *gpa,
                     pages: pages(*size),
-                    granularity: g.map(granularity),
+                    granularity: *g,
                 });
             }
             StepOp::Pvalidate { gpa, size, validate } => {
@@ -189,14 +142,14 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
             StepOp::Access { gpa, size, kind, private } => {
                 for i in 0..pages(*size) {
                     let gpa = Gpa(gpa.raw() + i * PAGE_SIZE_4K);
-                    out.push(Action::Access { vcpu, gpa, kind: kind.hw(), private: *private });
+                    out.push(Action::Access { vcpu, gpa, kind: *kind, private: *private });
                 }
             }
             StepOp::Recoalesce { gpa, mode } => {
-                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: recoalesce(*mode) });
+                out.push(Action::Recoalesce { vcpu, gpa: *gpa, mode: *mode });
             }
-            StepOp::HostWrite { gpa, via: v } => out.push(Action::HostWrite { gpa: *gpa, via: via(*v) }),
-            StepOp::HostRead { gpa, via: v } => out.push(Action::HostRead { gpa: *gpa, via: via(*v) }),
+            StepOp::HostWrite { gpa, via } => out.push(Action::HostWrite { gpa: *gpa, via: *via }),
+            StepOp::HostRead { gpa, via } => out.push(Action::HostRead { gpa: *gpa, via: *via }),
             StepOp::HostSplit { gpa } => out.push(Action::HostSplit { gpa: *gpa }),
             StepOp::HostCollapse { gpa } => out.push(Action::HostCollapse { gpa: *gpa }),
             StepOp::PunchHole { gpa, size } => out.push(Action::PunchHole { gpa: *gpa, pages: pages(*size) }),
@@ -211,26 +164,13 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
 ///
 /// `None` for a name `[expect]` would refuse (an unknown metric or member,
 /// [`scenario::check_metric_name`]), so that a misspelt name is never read as 0; a known member
-/// absent from its family (an `npt_demotions` pair that never happened) is 0.
+/// absent from its family (an `npt_demotions` pair that never happened) is 0. A typed lookup
+/// ([`Metrics::get`]), no serialization.
 pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
     if name != "npt_coverage" && scenario::check_metric_name(name).is_err() {
         return None;
     }
-    let v = serde_json::to_value(m).ok()?;
-    let num = |x: &serde_json::Value| x.as_f64();
-    match name.split_once('.') {
-        Some(("sim_time_ns", item)) => v.get("sim_time_by_item")?.get(item).and_then(num).or(Some(0.0)),
-        Some((family, member)) => {
-            let fam = v.get(family)?;
-            fam.as_object()?;
-            Some(fam.get(member).and_then(num).unwrap_or(0.0))
-        }
-        None => match v.get(name)? {
-            // `+ 0.0`: an empty `f64` sum is -0.0, and a total of nothing is 0.
-            serde_json::Value::Object(members) => Some(members.values().filter_map(num).sum::<f64>() + 0.0),
-            other => num(other),
-        },
-    }
+    m.get(name)
 }
 
 /// Run a scenario and check its expectations.
@@ -364,16 +304,4 @@ pub fn run_steps_and_workload(
     }
     let report = s.workload.as_ref().map(|_| workload::run_workload(&mut sim, s, &mut rng, record));
     (sim.finish(), report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_scenario_policy_is_the_kvm_policy_of_its_name() {
-        for &p in scenario::Policy::ALL {
-            assert_eq!(kvm_policy(p).name(), p.name());
-        }
-    }
 }

@@ -4,37 +4,61 @@ use snpsim_defs::{Gpa, RmpPageSize, VmplPerms};
 
 use super::names::{AccessKind, Granularity, HostVia, PageState, Recoalesce};
 
-snpsim_engine::named_enum! {
-    /// The `op` of a step: guest operations first, then host operations.
-    "op",
-    pub enum StepKind {
-        /// The guest's whole page-state change, as Linux does it.
-        Psc = "psc",
-        /// One bare PVALIDATE instruction.
-        Pvalidate = "pvalidate",
-        /// One bare RMPADJUST instruction.
-        Rmpadjust = "rmpadjust",
-        /// One bare page-state-change request of one entry, as given.
-        PscRequest = "psc_request",
-        /// A guest memory access to each 4K page of a range.
-        Access = "access",
-        /// The guest's acceptance of a range (PSC to private and validation).
-        Accept = "accept",
-        /// The guest regains a 2M RMP entry after PSMASH.
-        Recoalesce = "recoalesce",
-        /// A host write to one guest page.
-        HostWrite = "host_write",
-        /// A host read of one guest page.
-        HostRead = "host_read",
-        /// The host splits the huge page holding a guest page.
-        HostSplit = "host_split",
-        /// The host collapses the range holding a guest page into a huge page.
-        HostCollapse = "host_collapse",
-        /// The VMM punches a hole in guest_memfd (gmem era).
-        PunchHole = "punch_hole",
-        /// In an interleaved run, every vCPU and the host finish the steps before it first.
-        Barrier = "barrier",
-    }
+/// The `op` of a step: guest operations first, then host operations.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
+pub enum StepKind {
+    /// The guest's whole page-state change, as Linux does it.
+    #[strum(serialize = "psc")]
+    Psc,
+    /// One bare PVALIDATE instruction.
+    #[strum(serialize = "pvalidate")]
+    Pvalidate,
+    /// One bare RMPADJUST instruction.
+    #[strum(serialize = "rmpadjust")]
+    Rmpadjust,
+    /// One bare page-state-change request of one entry, as given.
+    #[strum(serialize = "psc_request")]
+    PscRequest,
+    /// A guest memory access to each 4K page of a range.
+    #[strum(serialize = "access")]
+    Access,
+    /// The guest's acceptance of a range (PSC to private and validation).
+    #[strum(serialize = "accept")]
+    Accept,
+    /// The guest regains a 2M RMP entry after PSMASH.
+    #[strum(serialize = "recoalesce")]
+    Recoalesce,
+    /// A host write to one guest page.
+    #[strum(serialize = "host_write")]
+    HostWrite,
+    /// A host read of one guest page.
+    #[strum(serialize = "host_read")]
+    HostRead,
+    /// The host splits the huge page holding a guest page.
+    #[strum(serialize = "host_split")]
+    HostSplit,
+    /// The host collapses the range holding a guest page into a huge page.
+    #[strum(serialize = "host_collapse")]
+    HostCollapse,
+    /// The VMM punches a hole in guest_memfd (gmem era).
+    #[strum(serialize = "punch_hole")]
+    PunchHole,
+    /// In an interleaved run, every vCPU and the host finish the steps before it first.
+    #[strum(serialize = "barrier")]
+    Barrier,
 }
 
 /// One scripted step.
@@ -252,6 +276,7 @@ pub fn parse_perms(text: &str) -> Result<VmplPerms, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::Named;
 
     #[test]
     fn perms() {
@@ -267,11 +292,11 @@ mod tests {
     #[test]
     fn kinds() {
         // Every op's name parses back to it, and no two ops share a name.
-        for &k in StepKind::ALL {
+        for &k in StepKind::all() {
             assert_eq!(k.name().parse::<StepKind>(), Ok(k));
         }
-        let names: std::collections::BTreeSet<&str> = StepKind::ALL.iter().map(|k| k.name()).collect();
-        assert_eq!(names.len(), StepKind::ALL.len());
+        let names: std::collections::BTreeSet<&str> = StepKind::all().iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), StepKind::all().len());
         assert_eq!("host_write".parse::<StepKind>(), Ok(StepKind::HostWrite));
         assert_eq!("psc_request".parse::<StepKind>(), Ok(StepKind::PscRequest));
         let op = StepOp::HostSplit { gpa: Gpa(0x1000) };

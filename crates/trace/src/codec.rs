@@ -6,21 +6,20 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 use snpsim_defs::{Gpa, PageSize, RmpPageSize};
+use snpsim_engine::backing::Backing;
 use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, SimConfig};
 use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 use snpsim_host::{HostVia, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry};
 
 use crate::error::CodecError;
-use crate::names::{
-    check_name, gran_name, hex, kind_name, parse_perms, perms_name, recoalesce_name, rmp_size_name, via_name,
-    vma_name,
-};
+use crate::names::{hex, parse_perms, perms_name, rmp_size_name};
+use snpsim_engine::names::Named;
 use crate::{FORMAT_VERSION, TraceMeta};
 
 /// An action as the `action` object of a `step` line.
 pub fn action_json(a: &Action) -> Value {
-    let gran = |g: Option<Granularity>| g.map_or(Value::Null, |g| Value::from(gran_name(g)));
+    let gran = |g: Option<Granularity>| g.map_or(Value::Null, |g| Value::from(g.name()));
     match *a {
         Action::Psc { vcpu, gpa, pages, private, granularity } => json!({
             "op": "psc", "vcpu": vcpu, "gpa": hex(gpa.raw()), "pages": pages,
@@ -41,16 +40,16 @@ pub fn action_json(a: &Action) -> Value {
             "vmpl": vmpl, "perms": perms_name(perms), "vmsa": vmsa,
         }),
         Action::Access { vcpu, gpa, kind, private } => json!({
-            "op": "access", "vcpu": vcpu, "gpa": hex(gpa.raw()), "kind": kind_name(kind), "private": private,
+            "op": "access", "vcpu": vcpu, "gpa": hex(gpa.raw()), "kind": kind.name(), "private": private,
         }),
         Action::Recoalesce { vcpu, gpa, mode } => json!({
-            "op": "recoalesce", "vcpu": vcpu, "gpa": hex(gpa.raw()), "mode": recoalesce_name(mode),
+            "op": "recoalesce", "vcpu": vcpu, "gpa": hex(gpa.raw()), "mode": mode.name(),
         }),
         Action::HostWrite { gpa, via } => {
-            json!({ "op": "host_write", "gpa": hex(gpa.raw()), "via": via_name(via) })
+            json!({ "op": "host_write", "gpa": hex(gpa.raw()), "via": via.name() })
         }
         Action::HostRead { gpa, via } => {
-            json!({ "op": "host_read", "gpa": hex(gpa.raw()), "via": via_name(via) })
+            json!({ "op": "host_read", "gpa": hex(gpa.raw()), "via": via.name() })
         }
         Action::HostSplit { gpa } => json!({ "op": "host_split", "gpa": hex(gpa.raw()) }),
         Action::HostCollapse { gpa } => json!({ "op": "host_collapse", "gpa": hex(gpa.raw()) }),
@@ -141,6 +140,12 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// Read a field holding one of a closed set of names (a [`Named`] type's).
+    fn named<T: Named>(&mut self, key: &'a str) -> Result<T, CodecError> {
+        let options: Vec<(&str, T)> = T::all().iter().map(|&v| (v.name(), v)).collect();
+        self.choice(key, &options)
+    }
+
     fn u32(&mut self, key: &'a str) -> Result<u32, CodecError> {
         u32::try_from(self.u64(key)?)
             .map_err(|_| self.err(key, |what, key| CodecError::TooLarge { what, key }))
@@ -156,8 +161,6 @@ impl<'a> Fields<'a> {
 }
 
 const SIZES_4K_2M: [(&str, RmpPageSize); 2] = [("4k", RmpPageSize::Size4K), ("2m", RmpPageSize::Size2M)];
-const VIAS: [(&str, HostVia); 3] =
-    [("vmm", HostVia::Vmm), ("uaccess", HostVia::Uaccess), ("kernel", HostVia::Kernel)];
 
 /// Read an action back from a `step` line's `action` object and check that it fits `config`
 /// (vCPU index, range inside guest memory, operand ranges), so that replaying it cannot drive the
@@ -187,7 +190,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
     let gran = |f: &mut Fields<'_>| -> Result<Option<Granularity>, CodecError> {
         match f.get("granularity")? {
             Value::Null => Ok(None),
-            _ => f.choice("granularity", &[("4k", Granularity::K4), ("2m", Granularity::M2)]).map(Some),
+            _ => f.named("granularity").map(Some),
         }
     };
     let pages = |f: &mut Fields<'_>| -> Result<u64, CodecError> {
@@ -221,25 +224,17 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
         "access" => Action::Access {
             vcpu,
             gpa,
-            kind: f.choice(
-                "kind",
-                &[("read", AccessKind::Read), ("write", AccessKind::Write), ("exec", AccessKind::Exec)],
-            )?,
+            kind: f.named::<AccessKind>("kind")?,
             private: f.bool("private")?,
         },
         "recoalesce" => {
             if !gpa.raw().is_multiple_of(config.geometry.bytes(PageSize::Size2M)) {
                 return Err(CodecError::Unaligned2m { gpa: gpa.raw() });
             }
-            let modes = [
-                ("none", Recoalesce::None),
-                ("save-restore", Recoalesce::SaveRestore),
-                ("naive", Recoalesce::Naive),
-            ];
-            Action::Recoalesce { vcpu, gpa, mode: f.choice("mode", &modes)? }
+            Action::Recoalesce { vcpu, gpa, mode: f.named::<Recoalesce>("mode")? }
         }
-        "host_write" => Action::HostWrite { gpa, via: f.choice("via", &VIAS)? },
-        "host_read" => Action::HostRead { gpa, via: f.choice("via", &VIAS)? },
+        "host_write" => Action::HostWrite { gpa, via: f.named::<HostVia>("via")? },
+        "host_read" => Action::HostRead { gpa, via: f.named::<HostVia>("via")? },
         "host_split" => Action::HostSplit { gpa },
         "host_collapse" => Action::HostCollapse { gpa },
         "punch_hole" => {
@@ -324,12 +319,11 @@ pub fn config_json(c: &SimConfig) -> Value {
     } = *c;
     let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } =
         guest;
-    let (backing, shared) = match backing {
-        MemoryBacking::Vma(b) => (vma_name(b).to_string(), Value::Null),
-        MemoryBacking::Gmem { folio, shared } => {
-            (format!("gmem-{}", folio.name()), Value::from(vma_name(shared)))
-        }
+    let shared = match backing {
+        MemoryBacking::Vma(_) => Value::Null,
+        MemoryBacking::Gmem { shared, .. } => Value::from(shared.name()),
     };
+    let backing = backing.backing().name();
     let mut v = json!({
         "geometry": geometry.name(),
         "host_pages": host_pages,
@@ -343,7 +337,7 @@ pub fn config_json(c: &SimConfig) -> Value {
         "smaller_npt_faults": smaller_npt_faults,
         "khugepaged": khugepaged,
         "guest": {
-            "psc_granularity": gran_name(granularity),
+            "psc_granularity": granularity.name(),
             "psc_protocol": match protocol { Protocol::Msr => "msr", Protocol::Ghcb => "ghcb" },
             "ghcb_entries": ghcb_entries,
             "validation_tracking": validation_tracking,
@@ -354,7 +348,7 @@ pub fn config_json(c: &SimConfig) -> Value {
             "msr_until_ghcb": msr_until_ghcb,
         },
         "step_budget": step_budget,
-        "check": check_name(check),
+        "check": check.name(),
         "adversary": adversary.iter().map(snpsim_engine::adversary::Attack::name).collect::<Vec<_>>(),
     });
     if interleave {
@@ -370,8 +364,8 @@ const MAX_PAGES: u64 = 1 << 38;
 fn guest_from_json(gv: &Value) -> Result<GuestConfig, CodecError> {
     let mut g = Fields::new(gv, "config.guest")?;
     let guest = GuestConfig {
-        granularity: g.choice("psc_granularity", &[("4k", Granularity::K4), ("2m", Granularity::M2)])?,
-        protocol: g.choice("psc_protocol", &[("msr", Protocol::Msr), ("ghcb", Protocol::Ghcb)])?,
+        granularity: g.named::<Granularity>("psc_granularity")?,
+        protocol: g.named::<Protocol>("psc_protocol")?,
         ghcb_entries: {
             let n = g.u64("ghcb_entries")?;
             if !(1..=253).contains(&n) {
@@ -387,10 +381,7 @@ fn guest_from_json(gv: &Value) -> Result<GuestConfig, CodecError> {
         // Traces written before these two fields existed were run in whole-range order with
         // one protocol throughout.
         order: if g.has("psc_order") {
-            g.choice(
-                "psc_order",
-                &[("per-request", PscOrder::PerRequest), ("whole-range", PscOrder::WholeRange)],
-            )?
+            g.named::<PscOrder>("psc_order")?
         } else {
             PscOrder::WholeRange
         },
@@ -417,12 +408,6 @@ fn attacks_from(av: &Value) -> Result<Vec<snpsim_engine::adversary::Attack>, Cod
 
 /// Read the `config` object of a `run` header back, rejecting what no scenario could produce.
 pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
-    let vmas = [
-        ("anon-4k", VmaBacking::Anon4k),
-        ("thp", VmaBacking::Thp),
-        ("hugetlbfs-2m", VmaBacking::Hugetlbfs2m),
-        ("hugetlbfs-1g", VmaBacking::Hugetlbfs1g),
-    ];
     let mut f = Fields::new(v, "config")?;
     let geometry = f.choice("geometry", &[("x86", Geometry::X86), ("tiny", Geometry::TINY)])?;
     let host_pages = f.u64("host_pages")?;
@@ -448,31 +433,15 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
             accepted: names.join(", "),
         }
     })?;
-    let bname = f.str("backing")?;
-    let backing = match bname {
-        "gmem-4k" | "gmem-2m" | "gmem-1g" => {
-            let folio = match bname {
-                "gmem-4k" => PageSize::Size4K,
-                "gmem-2m" => PageSize::Size2M,
-                _ => PageSize::Size1G,
-            };
-            MemoryBacking::Gmem { folio, shared: f.choice("shared_backing", &vmas)? }
+    let backing: Backing = f.named("backing")?;
+    let backing = if backing.is_gmem() {
+        backing.memory(f.named::<VmaBacking>("shared_backing")?)
+    } else {
+        if !f.get("shared_backing")?.is_null() {
+            return Err(CodecError::SharedBackingOnLegacy);
         }
-        _ => {
-            let b = f.choice("backing", &vmas).map_err(|e| match e {
-                CodecError::Unknown { what, key, value, accepted } => CodecError::Unknown {
-                    what,
-                    key,
-                    value,
-                    accepted: accepted + ", gmem-4k, gmem-2m, gmem-1g",
-                },
-                other => other,
-            })?;
-            if !f.get("shared_backing")?.is_null() {
-                return Err(CodecError::SharedBackingOnLegacy);
-            }
-            MemoryBacking::Vma(b)
-        }
+        // A legacy backing is its VMA alone: no shared side to read.
+        backing.memory(VmaBacking::Thp)
     };
     let prefault_on_psc = f.bool("prefault_on_psc")?;
     let npt_level_follows_rmp = f.opt_bool("npt_level_follows_rmp")?;
@@ -483,10 +452,7 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
     if step_budget == Some(0) {
         return Err(CodecError::ZeroStepBudget);
     }
-    let check = f.choice(
-        "check",
-        &[("full", CheckMode::Full), ("incremental", CheckMode::Incremental), ("off", CheckMode::Off)],
-    )?;
+    let check = f.named::<CheckMode>("check")?;
     let attacks = attacks_from(f.get("adversary")?)?;
     // Written only for interleaved runs: traces of sequential runs keep their form.
     let interleave = match f.obj.get("interleave") {

@@ -34,7 +34,7 @@ pub mod replay;
 
 pub use codec::{action_from_json, action_json, config_from_json, config_json, costs_from_json, header_json};
 pub use error::CodecError;
-pub use names::{host_write_name, npf_bits, outcome_name, size_name, via_name};
+pub use names::{npf_bits, outcome_name, size_name};
 pub use recorder::Recorder;
 use snpsim_engine::Simulation;
 

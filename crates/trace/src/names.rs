@@ -1,13 +1,11 @@
-//! The names traces give the engine's values: page sizes, #NPF error-code bits, instruction
-//! results, access kinds, host paths and results, RMPADJUST permissions, and the configuration's
-//! enumerations.
+//! The names traces give the engine's values that are no closed set of their own: page sizes,
+//! #NPF error-code bits, instruction results and RMPADJUST permissions. The closed sets (access
+//! kinds, host paths and results, granularities, backings, check modes, ...) are named by their
+//! own types ([`snpsim_engine::names::Named`]).
 
 use serde_json::Value;
 use snpsim_defs::{NpfErrorCode, PageSize, RmpPageSize, VmplPerms};
-use snpsim_engine::engine::CheckMode;
-use snpsim_guest::{Granularity, Recoalesce};
-use snpsim_host::{HostVia, HostWriteOutcome, VmaBacking};
-use snpsim_hw::{AccessKind, GuestOutcome};
+use snpsim_hw::GuestOutcome;
 
 /// The name of a page size in traces (`4k`, `2m`, `1g`).
 pub fn size_name(s: PageSize) -> &'static str {
@@ -49,34 +47,6 @@ pub(crate) fn rmp_size_name(s: RmpPageSize) -> &'static str {
     s.page_size().name()
 }
 
-pub(crate) fn kind_name(k: AccessKind) -> &'static str {
-    match k {
-        AccessKind::Read => "read",
-        AccessKind::Write => "write",
-        AccessKind::Exec => "exec",
-    }
-}
-
-/// The trace name of a host access path (`vmm`, `uaccess`, `kernel`).
-pub fn via_name(v: HostVia) -> &'static str {
-    match v {
-        HostVia::Vmm => "vmm",
-        HostVia::Uaccess => "uaccess",
-        HostVia::Kernel => "kernel",
-    }
-}
-
-/// The trace name of a host write's result.
-pub fn host_write_name(o: HostWriteOutcome) -> &'static str {
-    match o {
-        HostWriteOutcome::Done => "done",
-        HostWriteOutcome::Sigbus => "sigbus",
-        HostWriteOutcome::Efault => "efault",
-        HostWriteOutcome::KernelOops => "kernel_oops",
-        HostWriteOutcome::Hang => "hang",
-    }
-}
-
 pub(crate) fn perms_name(p: VmplPerms) -> String {
     let mut s = String::new();
     for (on, c) in [
@@ -106,38 +76,6 @@ pub(crate) fn parse_perms(s: &str) -> Option<VmplPerms> {
         };
     }
     Some(p)
-}
-
-pub(crate) fn gran_name(g: Granularity) -> &'static str {
-    match g {
-        Granularity::K4 => "4k",
-        Granularity::M2 => "2m",
-    }
-}
-
-pub(crate) fn recoalesce_name(r: Recoalesce) -> &'static str {
-    match r {
-        Recoalesce::None => "none",
-        Recoalesce::SaveRestore => "save-restore",
-        Recoalesce::Naive => "naive",
-    }
-}
-
-pub(crate) fn vma_name(b: VmaBacking) -> &'static str {
-    match b {
-        VmaBacking::Anon4k => "anon-4k",
-        VmaBacking::Thp => "thp",
-        VmaBacking::Hugetlbfs2m => "hugetlbfs-2m",
-        VmaBacking::Hugetlbfs1g => "hugetlbfs-1g",
-    }
-}
-
-pub(crate) fn check_name(c: CheckMode) -> &'static str {
-    match c {
-        CheckMode::Full => "full",
-        CheckMode::Incremental => "incremental",
-        CheckMode::Off => "off",
-    }
 }
 
 #[cfg(test)]

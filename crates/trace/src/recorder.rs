@@ -25,6 +25,7 @@ use snpsim_defs::{
 use snpsim_engine::cost;
 use snpsim_engine::engine::{Action, SimConfig};
 use snpsim_engine::events::{Actor, Counters, EventSink, ExitId, ExitResult, PscEntry, RunEnd};
+use snpsim_engine::names::Named;
 use snpsim_engine::outcome::{Cause, Ending};
 use snpsim_host::{HostVia, HostWriteOutcome};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
@@ -32,7 +33,7 @@ use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 use crate::TraceMeta;
 use crate::codec::{action_json, header_json};
 use crate::names::{
-    hex, host_write_name, kind_name, npf_bits, outcome_name, perms_name, rmp_size_name, via_name,
+    hex, npf_bits, outcome_name, perms_name, rmp_size_name,
 };
 
 /// One event waiting for its time.
@@ -428,7 +429,7 @@ impl EventSink for Recorder {
         self.push(
             "access",
             json!({
-                "gpa": hex(gpa.raw()), "kind": kind_name(kind), "private": private,
+                "gpa": hex(gpa.raw()), "kind": kind.name(), "private": private,
                 "pfn": hex(pfn.raw()), "leaf": leaf.name(), "result": outcome_name(r, |()| "done"),
             }),
             0,
@@ -442,8 +443,8 @@ impl EventSink for Recorder {
         self.push(
             "host_write",
             json!({
-                "gpa": hex(gpa.raw()), "via": via_name(via), "pfn": pfn, "mapping": mapping,
-                "result": host_write_name(r),
+                "gpa": hex(gpa.raw()), "via": via.name(), "pfn": pfn, "mapping": mapping,
+                "result": r.name(),
             }),
             0,
         );

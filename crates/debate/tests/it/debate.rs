@@ -301,7 +301,7 @@ const NEEDLESS: &str = "THP host pages that no access needed";
 fn the_needless_split_verdict_turns_down_when_a_host_write_needs_every_split() {
     let thp = |extra| {
         let d = Debate {
-            matrix: vec![matrix_run(Policy::RfcHostSplit, Backing::Thp, Granularity::Size4K, false, extra)],
+            matrix: vec![matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Thp, Granularity::K4, false, extra)],
             claims: Vec::new(),
             workloads: Vec::new(),
         };
@@ -327,7 +327,7 @@ fn the_needless_split_verdict_turns_down_when_the_npt_follows_the_rmp() {
     // Run the seed's THP row with npt_level_follows_rmp = true, filed as the false row: no
     // size-mismatch fault reaches the host walk, the one split is the host handler's own for the
     // VMM's write (needed), and nothing is needless.
-    let mut r = matrix_run(Policy::RfcHostSplit, Backing::Thp, Granularity::Size4K, true, "");
+    let mut r = matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Thp, Granularity::K4, true, "");
     r.npt_level_follows_rmp = false;
     let d = Debate { matrix: vec![r], claims: Vec::new(), workloads: Vec::new() };
     let v = verdict(&d.verdicts(), NEEDLESS).clone();
@@ -338,12 +338,12 @@ fn the_needless_split_verdict_turns_down_when_the_npt_follows_the_rmp() {
 fn the_hugetlbfs_verdict_is_mixed_when_one_backing_resolves_the_fault() {
     let rows = |h1_follows: bool| {
         let mut h1 =
-            matrix_run(Policy::RfcHostSplit, Backing::Hugetlbfs1g, Granularity::Size4K, h1_follows, "");
+            matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Hugetlbfs1g, Granularity::K4, h1_follows, "");
         h1.npt_level_follows_rmp = false;
         let mut m =
-            vec![h1, matrix_run(Policy::RfcHostSplit, Backing::Hugetlbfs2m, Granularity::Size4K, false, "")];
+            vec![h1, matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Hugetlbfs2m, Granularity::K4, false, "")];
         for b in [Backing::Thp, Backing::Hugetlbfs2m, Backing::Hugetlbfs1g] {
-            m.push(matrix_run(Policy::RfcHostSplit, b, Granularity::Size4K, true, ""));
+            m.push(matrix_run(&snpsim_kvm::policy::RfcHostSplit, b, Granularity::K4, true, ""));
         }
         let d = Debate { matrix: m, claims: Vec::new(), workloads: Vec::new() };
         verdict(&d.verdicts(), "cannot resolve the fault on hugetlbfs").status
@@ -359,8 +359,8 @@ fn the_recoalescing_and_gmem_verdicts_flip_with_the_guest_and_vmm_settings() {
     let at = |part: &str| CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(part)).unwrap();
     let gmem_rows: Vec<ScenarioRun> = [Backing::Gmem4k, Backing::Gmem2m, Backing::Gmem1g]
         .into_iter()
-        .flat_map(|b| [Granularity::Size4K, Granularity::Size2M].map(move |g| (b, g)))
-        .map(|(b, g)| matrix_run(Policy::Gmem, b, g, true, ""))
+        .flat_map(|b| [Granularity::K4, Granularity::M2].map(move |g| (b, g)))
+        .map(|(b, g)| matrix_run(&snpsim_kvm::policy::Gmem, b, g, true, ""))
         .collect();
     let status = |claims: Vec<ScenarioRun>, part: &str| {
         let d = Debate { matrix: gmem_rows.clone(), claims, workloads: Vec::new() };

@@ -5,7 +5,7 @@ use snpsim_engine::engine::CheckMode;
 use snpsim_engine::outcome::{Cause, Reason};
 use snpsim_engine::prelude::*;
 use snpsim_hw::Mutant;
-use snpsim_scenario::parse_scenario_with_overrides;
+use snpsim_scenario::{Named, parse_scenario_with_overrides};
 use snpsim_scenario::run::run_scenario;
 
 /// The second 2M region of guest memory (GPA 2 MiB).

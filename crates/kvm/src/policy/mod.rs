@@ -48,12 +48,30 @@ registry! {
 }
 
 /// Which memory design a policy belongs to: the 2021 RFC's one VMA, or upstream guest_memfd.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[strum(serialize_all = "lowercase")]
 pub enum Era {
     /// The 2021 RFC series: private and shared pages are the same VMA pages.
     Legacy,
     /// Upstream since 6.11: private memory in guest_memfd.
     Gmem,
+}
+
+/// Two policies are the same when they have the same name: the registry names each once
+/// (`names_are_unique_and_found`), so a scenario can hold and compare `&dyn Policy` values.
+impl PartialEq for dyn Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for dyn Policy {}
+
+/// A policy displays as its name, as scenarios and reports write it.
+impl fmt::Display for dyn Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A hypervisor policy.

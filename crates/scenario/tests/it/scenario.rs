@@ -6,7 +6,7 @@ use snpsim_engine::adversary::Attack;
 use snpsim_hw::Geometry;
 use snpsim_scenario::{
     AcceptMode, AccessKind, Backing, CmpOp, ErrorKind, Expect, Granularity, GuestParams, HostVia, Outcome,
-    PageState, Phase, Policy, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError,
+    PageState, Phase, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError,
     SteadyPhase, StepOp, TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
 };
 
@@ -108,7 +108,7 @@ fn design_example_parses_to_the_expected_structs() {
     assert_eq!(s.machine.host_memory, 16 * GIB);
     assert_eq!(s.vm.memory, 4 * GIB);
     assert_eq!(s.vm.vcpus, 2);
-    assert_eq!(s.vm.policy, Policy::NptDemote);
+    assert_eq!(s.vm.policy.name(), "npt-demote");
     assert_eq!(s.vm.backing, Backing::Hugetlbfs2m);
     assert_eq!(s.vm.shared_backing, Some(Backing::Thp));
     assert_eq!(s.vm.vma_backing(), Backing::Hugetlbfs2m);
@@ -122,7 +122,7 @@ fn design_example_parses_to_the_expected_structs() {
     assert_eq!(
         s.guest.resolved(),
         GuestParams {
-            psc_granularity: Granularity::Size4K,
+            psc_granularity: Granularity::K4,
             psc_protocol: PscProtocol::Ghcb,
             ghcb_entries: 64,
             accept: AcceptMode::Eager,
@@ -198,7 +198,7 @@ fn guest_presets_and_overrides() {
     assert_eq!(g.ghcb_entries, 16);
     assert_eq!(g.recoalesce, Recoalesce::Naive);
     assert_eq!(g.accept, AcceptMode::Eager);
-    assert_eq!(g.psc_granularity, Granularity::Size2M);
+    assert_eq!(g.psc_granularity, Granularity::M2);
     let s = ok(&with("[guest]\npreset = \"linux-2021\"\n"));
     assert_eq!(s.guest.resolved().psc_protocol, PscProtocol::Ghcb);
     assert_eq!(s.guest.resolved().ghcb_entries, 253);
@@ -303,7 +303,7 @@ to = "shared"
             StepOp::Pvalidate { gpa: Gpa(0x20_0000), size: RmpPageSize::Size2M, validate: false },
             StepOp::Rmpadjust { gpa: Gpa(0x3000), size: RmpPageSize::Size4K, vmpl: 1, perms: rw, vmsa: true },
             StepOp::Access { gpa: Gpa(0x4000), size: 8192, kind: AccessKind::Write, private: false },
-            StepOp::Accept { gpa: Gpa(0), size: 4 * MIB, granularity: Some(Granularity::Size2M) },
+            StepOp::Accept { gpa: Gpa(0), size: 4 * MIB, granularity: Some(Granularity::M2) },
             StepOp::Recoalesce { gpa: Gpa(0x40_0000), mode: Recoalesce::SaveRestore },
             StepOp::Recoalesce { gpa: Gpa(0x40_0000), mode: Recoalesce::Naive },
             StepOp::HostRead { gpa: Gpa(0x5000), via: HostVia::Kernel },

@@ -8,7 +8,7 @@ use snpsim_engine::engine::CheckMode;
 use snpsim_engine::{Action, Simulation};
 use snpsim_scenario::run::{run_scenario, run_steps_and_workload, sim_config};
 use snpsim_scenario::workload::steps_toml;
-use snpsim_scenario::{Backing, Phase, Policy, Preset, TouchPattern, TraceMetaExt, parse_scenario};
+use snpsim_scenario::{Backing, Named, Phase, Preset, TouchPattern, TraceMetaExt, parse_scenario};
 
 const MIB: u64 = 1 << 20;
 
@@ -138,8 +138,8 @@ fn the_seed_decides_the_run() {
 /// run the way the policy says.
 #[test]
 fn every_preset_boots_invariant_clean_on_every_policy() {
-    for &preset in Preset::ALL {
-        for &policy in Policy::ALL {
+    for &preset in Preset::all() {
+        for &policy in snpsim_scenario::policies() {
             for backing in Backing::of_era(policy.era()) {
                 let memory =
                     if backing.page_size() == snpsim_defs::PageSize::Size1G { "1GiB" } else { "128MiB" };
@@ -156,9 +156,9 @@ fn every_preset_boots_invariant_clean_on_every_policy() {
                 assert!(run.result.violations.is_empty(), "{what}: {:?}", run.result.violations);
                 assert_eq!(run.result.metrics.false_negatives, 0, "{what}");
                 assert_eq!(run.result.metrics.data_loss_pages, 0, "{what}");
-                let expected = match (policy, backing.is_hugetlbfs()) {
-                    (Policy::RefuseHugetlbfs, true) => "vm_rejected",
-                    (Policy::FailPscHugetlbfs, true) => "guest_terminated",
+                let expected = match (policy.name(), backing.is_hugetlbfs()) {
+                    ("refuse-hugetlbfs", true) => "vm_rejected",
+                    ("fail-psc-hugetlbfs", true) => "guest_terminated",
                     _ => "completed",
                 };
                 assert_eq!(run.result.outcome.name(), expected, "{what}: {}", run.result.detail);

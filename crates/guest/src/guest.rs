@@ -1,10 +1,11 @@
 //! The guest model: bookkeeping and the guest operations (`docs/semantics.md` G1–G7).
 
 use snpsim_defs::{Gfn, Gpa, RmpAdjustOperand, RmpPageSize, SvmExitCode};
-use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PageSet, PvalidateStatus};
+use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
+use snpsim_stores::{PageMap, PageSet};
 
 use crate::task::{Chunks, GuestTask, TaskResult};
-use crate::{PageMap, Platform, Stop};
+use crate::{Platform, Stop};
 
 /// The size of the entries a guest uses in page-state changes and PVALIDATE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

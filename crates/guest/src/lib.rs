@@ -9,16 +9,12 @@
 
 pub mod accept;
 mod guest;
-pub mod pagemap;
 pub mod platform;
-pub mod ranges;
 pub mod task;
 
 pub use accept::{BootLayout, UnacceptedMemory, swiotlb_bytes};
 pub use guest::{
     Granularity, Guest, GuestConfig, GuestError, GuestStats, Protocol, PscOrder, Recoalesce, TermReason,
 };
-pub use pagemap::PageMap;
 pub use platform::{Platform, Stop};
-pub use ranges::RangeSet;
 pub use task::{GuestTask, Reply, Request, TaskResult, TaskStep};

@@ -83,9 +83,9 @@ fn config(index: u64) -> RmpConfig {
 const CONFIGS: u64 = 6;
 
 /// Full regions of the big host: several chunks of the run-compressed storage
-/// (`snpsim_hw::runs::CHUNK`), one guest owning them all, so that a sweep of 2M assignments
+/// (`snpsim_stores::runs::CHUNK`), one guest owning them all, so that a sweep of 2M assignments
 /// leaves progressions that the random operations then break and the storage compresses again.
-const BIG_REGIONS: u64 = 2 * snpsim_hw::runs::REGION_CHUNK as u64 + 5;
+const BIG_REGIONS: u64 = 2 * snpsim_stores::runs::REGION_CHUNK as u64 + 5;
 
 /// One operation on an RMP model.
 #[derive(Clone, Copy, Debug)]

@@ -61,9 +61,10 @@ use std::fmt::Write as _;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use snpsim_defs::{Gfn, PAGE_SIZE_4K, RmpPageSize};
-use snpsim_guest::{BootLayout, Granularity, RangeSet, Recoalesce, UnacceptedMemory};
+use snpsim_guest::{BootLayout, Granularity, Recoalesce, UnacceptedMemory};
 use snpsim_host::HostVia;
 use snpsim_hw::{AccessKind, Geometry};
+use snpsim_stores::RangeSet;
 
 use crate::engine::{Action, Simulation};
 use crate::scenario::{AcceptMode, BalloonPhase, Era, Phase, Scenario, SteadyPhase, TouchPattern};

@@ -192,9 +192,11 @@ impl<T: Progression> Chunk<T> {
     fn slice(&self, start: usize) -> Self {
         debug_assert!(start.is_multiple_of(2));
         match self {
-            Chunk::Run { step, .. } => {
-                Chunk::Run { head: self.get(start).into_owned(), first: self.get(start + 1).into_owned(), step: *step }
-            }
+            Chunk::Run { step, .. } => Chunk::Run {
+                head: self.get(start).into_owned(),
+                first: self.get(start + 1).into_owned(),
+                step: *step,
+            },
             Chunk::Alternating { odd_step, even_step, .. } => Chunk::Alternating {
                 head: self.get(start).into_owned(),
                 odd: self.get(start + 1).into_owned(),
@@ -202,7 +204,9 @@ impl<T: Progression> Chunk<T> {
                 even: self.get(start + 2).into_owned(),
                 even_step: *even_step,
             },
-            Chunk::Masked { .. } | Chunk::Dense { .. } => unreachable!("only a run or an alternation spans chunks"),
+            Chunk::Masked { .. } | Chunk::Dense { .. } => {
+                unreachable!("only a run or an alternation spans chunks")
+            }
         }
     }
 
@@ -461,7 +465,9 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
                 }
             };
             // The first value moves (it may own storage: a region's per-page vector).
-            if let Chunk::Run { head, .. } | Chunk::Masked { head, .. } | Chunk::Alternating { head, .. } = chunk {
+            if let Chunk::Run { head, .. } | Chunk::Masked { head, .. } | Chunk::Alternating { head, .. } =
+                chunk
+            {
                 vals[0] = std::mem::take(head);
             }
             *chunk = Chunk::Dense { vals, writes: 0 };
@@ -480,7 +486,7 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
             }
             Chunk::Run { .. } | Chunk::Masked { .. } | Chunk::Alternating { .. } => {
                 unreachable!("the chunk was just stored as values")
-            },
+            }
         }
     }
 
@@ -784,7 +790,16 @@ mod tests {
         }
         assert_eq!((stamps.chunks.len(), stamps.dense_chunks()), (1, 0));
         for i in 0..512u64 {
-            assert_eq!(*v.get(i), if i == 0 { 7 } else if i % 2 == 1 { 0 } else { 1000 + i });
+            assert_eq!(
+                *v.get(i),
+                if i == 0 {
+                    7
+                } else if i % 2 == 1 {
+                    0
+                } else {
+                    1000 + i
+                }
+            );
             assert_eq!(*stamps.get(i), if i % 2 == 1 { 900 + i / 2 } else { 40 });
         }
         // One header, not a chunk per 64 indices.

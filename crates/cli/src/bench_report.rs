@@ -204,16 +204,18 @@ pub fn text(doc: &Value) -> String {
 /// The fragmentation benchmark's memory: the resident growth per 4K page, and (in documents that
 /// have it) the model's own accounting, `state_bytes()`, beside it and the peak RSS.
 fn resident_note(r: &Value, resident: f64) -> String {
-    let mut note = format!("{resident:.1} bytes of resident state per 4K guest page");
-    if let Some(model) = r["model_state_bytes_per_4k_page"].as_f64() {
-        let mib = |b: f64| b / f64::from(1u32 << 20);
-        note.push_str(&format!(
-            "; state_bytes() {model:.2} bytes per page ({:.1} MiB); peak RSS {:.0} MiB",
-            mib(f(&r["model_state_bytes"])),
-            mib(f(&r["peak_rss_bytes"]))
-        ));
+    let note = format!("{resident:.1} bytes of resident state per 4K guest page");
+    match r["model_state_bytes_per_4k_page"].as_f64() {
+        Some(model) => {
+            let mib = |b: f64| b / f64::from(1u32 << 20);
+            format!(
+                "{note}; state_bytes() {model:.2} bytes per page ({:.1} MiB); peak RSS {:.0} MiB",
+                mib(f(&r["model_state_bytes"])),
+                mib(f(&r["peak_rss_bytes"]))
+            )
+        }
+        None => note,
     }
-    note
 }
 
 /// What a benchmark measured beyond the counts.

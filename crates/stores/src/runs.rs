@@ -8,7 +8,11 @@
 //! `head, first, first+step, first+2·step, …` is stored as `(head, first, step)` (the first value
 //! may differ: a region's aligned RMP entry carries its sub-page count), a chunk of at most 64
 //! values that is such a progression with some values default as the progression and a bit mask,
-//! any other as its values. Lookups stay an index (chunk, then element) so the model's cost per
+//! a chunk whose odd and even values after the first are two progressions (every other page of a
+//! region converted: the pages kept and the pages converted each rise by their own step) as the
+//! two, any other as its values. A vector of at most 512 indices (a region's pages) whose values
+//! all follow one run or one such alternation is stored as that one pattern, not a chunk per 64
+//! indices, until a write breaks it. Lookups stay an index (chunk, then element) so the model's cost per
 //! operation does not change with the size of the guest; a 1 TiB guest accepted at 2M costs about
 //! 1,000 chunk headers per table instead of 500,000 slots.
 //!
@@ -215,9 +219,8 @@ impl<T: Progression> Chunk<T> {
     fn stored_len(&self, width: usize) -> usize {
         match self {
             Chunk::Run { first, step, .. } if *first == T::default() && *step == T::Step::default() => 1,
-            Chunk::Run { .. } => width,
+            Chunk::Run { .. } | Chunk::Alternating { .. } => width,
             Chunk::Masked { mask, .. } => (64 - mask.leading_zeros() as usize).max(1),
-            Chunk::Alternating { .. } => width,
             Chunk::Dense { vals, .. } => vals.len(),
         }
     }

@@ -74,6 +74,7 @@ impl BlockMap {
         (page >> self.g2_shift, page & (self.g2 - 1))
     }
 
+    #[inline]
     fn slot(&self, r: u64) -> Cow<'_, Slot> {
         self.regions.get(r)
     }

@@ -150,6 +150,7 @@ impl Regions {
         Regions { slots: RegionVec::new(), stored: 0 }
     }
 
+    #[inline]
     fn get(&self, idx: u64) -> Cow<'_, Option<Region>> {
         match self.slots.get(idx) {
             Cow::Borrowed(slot) => Cow::Borrowed(&slot.0),

@@ -372,7 +372,8 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
     }
 
     /// The value at `i`.
-    #[inline]
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn get(&self, i: u64) -> Cow<'_, T> {
         let (c, j) = if self.span < 2 {
             Self::split(i)

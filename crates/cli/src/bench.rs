@@ -386,6 +386,7 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
         sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(page << 12), pages: 1, private: false, granularity: None });
     }
     let (_, after) = memory_status();
+    let model = state_breakdown(&sim);
     let result = sim.finish();
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
@@ -396,9 +397,29 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
         "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
         "guest_bytes": s.vm.memory, "sim_time_ns": result.metrics.sim_time_ns,
         "state_bytes_per_4k_page": after.saturating_sub(before) as f64 / s.vm.pages() as f64,
+        "model_state_bytes": model["total"], "model_state_bytes_per_4k_page": model["total"].as_f64().unwrap_or(0.0) / s.vm.pages() as f64,
+        "model_state": model,
     });
     Counts::of(&result.metrics).write(&mut v, wall);
     Ok(v)
+}
+
+/// The model's own accounting of its state (`Simulation::state_bytes`) and its parts: the RMP,
+/// the RMP change stamps, the host (allocator, VMA, direct map, guest_memfd), the NPT, the memory
+/// attributes, the machine's page contents and validation counts together, and the guest.
+fn state_breakdown(sim: &Simulation) -> Value {
+    let mut v = json!({ "total": sim.state_bytes(), "guest": sim.guest().state_bytes() });
+    if let Some(m) = sim.machine() {
+        let (rmp, observed) = (m.rmp.inner().state_bytes(), m.rmp.state_bytes());
+        let (host, npt, attrs) = (m.host.state_bytes(), m.kvm.npt.state_bytes(), m.kvm.attrs.state_bytes());
+        v["rmp"] = json!(rmp);
+        v["rmp_change_stamps"] = json!(observed - rmp);
+        v["host"] = json!(host);
+        v["npt"] = json!(npt);
+        v["memory_attributes"] = json!(attrs);
+        v["contents_and_validations"] = json!(m.state_bytes() - observed - host - npt - attrs);
+    }
+    v
 }
 
 /// `snpsim sweep --jobs 2` of the suite's sweep, in this process.

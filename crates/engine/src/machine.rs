@@ -3,11 +3,12 @@
 
 use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer};
 use snpsim_defs::{Gfn, Gpa, NpfErrorCode, PageSize, Pfn, RmpAdjustOperand, RmpPageSize};
-use snpsim_guest::{PageMap, Platform, Stop};
+use snpsim_guest::{Platform, Stop};
 use snpsim_host::{Host, HostVia, HostWriteOutcome};
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpModel};
 use snpsim_kvm::{Kvm, KvmError};
+use snpsim_stores::PageMap;
 
 use crate::digest::Fnv128;
 use crate::events::{Actor, Counters, ExitId, ExitResult, PscEntry, PscProtocol};

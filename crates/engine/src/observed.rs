@@ -13,7 +13,7 @@ use snpsim_hw::{
     GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
 
-use snpsim_guest::PageMap;
+use snpsim_stores::PageMap;
 
 use crate::events::EventSink;
 

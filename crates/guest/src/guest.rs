@@ -2,11 +2,11 @@
 //! operations that change it are tasks ([`crate::task`]) driven by `ops.rs`.
 
 use snpsim_defs::{Gfn, RmpPageSize, SvmExitCode};
-use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PageSet};
+use snpsim_hw::{AccessKind, Geometry, GuestOutcome};
+use snpsim_stores::{PageMap, PageSet};
 
 use crate::config::{GuestConfig, Protocol};
 use crate::error::{GuestError, GuestStats, TermReason};
-use crate::pagemap::PageMap;
 
 /// One SNP guest.
 #[derive(Clone, Debug)]

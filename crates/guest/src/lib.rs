@@ -12,16 +12,12 @@ mod config;
 mod error;
 mod guest;
 mod ops;
-pub mod pagemap;
 pub mod platform;
-pub mod ranges;
 pub mod task;
 
 pub use accept::{BootLayout, UnacceptedMemory, swiotlb_bytes};
 pub use config::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 pub use error::{GuestError, GuestStats, TermReason};
 pub use guest::Guest;
-pub use pagemap::PageMap;
 pub use platform::{Platform, Stop};
-pub use ranges::RangeSet;
 pub use task::{GuestTask, Reply, Request, TaskResult, TaskStep};

@@ -193,7 +193,7 @@ impl GuestVma {
             Frames::Contiguous(_) => 0,
             Frames::OnDemand(units) => units.len(),
         };
-        (units + self.split.len()) * snpsim_hw::BTREE_ENTRY_BYTES
+        (units + self.split.len()) * snpsim_stores::BTREE_ENTRY_BYTES
     }
 
     /// The backing.

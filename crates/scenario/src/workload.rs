@@ -59,9 +59,10 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use snpsim_defs::{Gfn, PAGE_SIZE_4K, RmpPageSize};
-use snpsim_guest::{BootLayout, Granularity, RangeSet, Recoalesce, UnacceptedMemory};
+use snpsim_guest::{BootLayout, Granularity, Recoalesce, UnacceptedMemory};
 use snpsim_host::HostVia;
 use snpsim_hw::{AccessKind, Geometry};
+use snpsim_stores::RangeSet;
 
 use crate::{AcceptMode, BalloonPhase, Era, Phase, Scenario, SteadyPhase, TouchPattern};
 use snpsim_engine::engine::{Action, Simulation};

@@ -116,6 +116,7 @@ impl PageSet {
     }
 
     /// Whether `x` is in the set.
+    #[inline]
     pub fn contains(&self, x: u64) -> bool {
         *self.words.get(x / BITS) >> (x % BITS) & 1 == 1
     }

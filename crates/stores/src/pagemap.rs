@@ -3,7 +3,7 @@
 //! regions whose values rise by a constant step (stamps of a 2M sweep) cost one entry per chunk of
 //! regions ([`RunVec`]).
 
-use snpsim_hw::{Progression, RegionVec, RunVec};
+use crate::runs::{CHUNK, Progression, RegionVec, RunVec};
 
 /// One region: a single value for all its pages, or one value per page.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +127,7 @@ impl<T: Progression + Copy> PageMap<T> {
             Region::Flat(p) => p[i] = value,
             Region::Pages(p) => {
                 p.set(i as u64, value);
-                let chunks = n.div_ceil(snpsim_hw::runs::CHUNK as u64) as usize;
+                let chunks = n.div_ceil(CHUNK as u64) as usize;
                 if 2 * p.dense_chunks() >= chunks.max(2) {
                     *region = Region::Flat((0..n).map(|k| *p.get(k)).collect());
                 }

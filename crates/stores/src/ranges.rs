@@ -17,7 +17,7 @@ impl RangeSet {
 
     /// Bytes of memory the runs take (B-tree entries estimated).
     pub fn state_bytes(&self) -> usize {
-        self.runs.len() * snpsim_hw::BTREE_ENTRY_BYTES
+        self.runs.len() * crate::BTREE_ENTRY_BYTES
     }
 
     /// Whether `x` is in the set.

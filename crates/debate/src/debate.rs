@@ -4,8 +4,8 @@
 //! backing × guest preset, and a verdict per claim of the seed computed from the runs.
 
 use snpsim_engine::engine::{CheckMode, SimError};
-use snpsim_scenario::run::{ScenarioRun, run_scenario};
 use snpsim_kvm::policy as k;
+use snpsim_scenario::run::{ScenarioRun, run_scenario};
 use snpsim_scenario::{Backing, Granularity, Named, Policy, Preset, ScenarioError, parse_scenario};
 
 /// The claim scenarios, embedded from `examples/debate/` (file name, text).

@@ -7,8 +7,8 @@
 
 use crate::debate::{CLAIM_SCENARIOS, Debate};
 use snpsim_engine::outcome::Reason;
-use snpsim_scenario::run::{ScenarioRun, metric_value};
 use snpsim_kvm::policy as k;
+use snpsim_scenario::run::{ScenarioRun, metric_value};
 use snpsim_scenario::{Backing, Granularity, Named, Policy};
 
 /// What the runs say about a claim.
@@ -418,9 +418,7 @@ impl Debate {
     fn gmem(&self) -> Verdict {
         let rows: Vec<_> = [Backing::Gmem4k, Backing::Gmem2m, Backing::Gmem1g]
             .into_iter()
-            .flat_map(|b| {
-                [Granularity::K4, Granularity::M2].map(move |g| self.row(&k::Gmem, b, g, true))
-            })
+            .flat_map(|b| [Granularity::K4, Granularity::M2].map(move |g| self.row(&k::Gmem, b, g, true)))
             .collect();
         let host_faults: f64 = rows.iter().map(|r| m(*r, "sigbus") + m(*r, "efault")).sum();
         let (np, p) = (self.claim_run("12-"), self.claim_run("13-"));

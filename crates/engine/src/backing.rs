@@ -130,7 +130,10 @@ mod tests {
             assert_eq!(b.vma().map(VmaBacking::name), b.vma().map(|_| b.name()));
             assert_eq!(Backing::from_name(b.name()), Some(b));
         }
-        assert_eq!(Backing::accepted(), "anon-4k, thp, hugetlbfs-2m, hugetlbfs-1g, gmem-4k, gmem-2m, gmem-1g");
+        assert_eq!(
+            Backing::accepted(),
+            "anon-4k, thp, hugetlbfs-2m, hugetlbfs-1g, gmem-4k, gmem-2m, gmem-1g"
+        );
         assert_eq!(Backing::of_era(Era::Gmem).count(), 3);
         assert_eq!(Backing::Hugetlbfs1g.page_size(), PageSize::Size1G);
     }

@@ -37,7 +37,18 @@ pub enum MemoryBacking {
 }
 
 /// How much invariant checking to do after each step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "lowercase")]
 pub enum CheckMode {
     /// Check the whole state after every step.

@@ -2,7 +2,20 @@
 
 /// The outcome of a run. An outcome is a result, not an error: a run whose outcome matches its
 /// expectation succeeds whatever the outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     /// Every step ran.
@@ -28,7 +41,20 @@ impl Outcome {
 }
 
 /// Why a `vm_error` happened ([`Reason::cause`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum Cause {
     /// The policy cannot resolve the fault, as modelled: a result about the policy.
@@ -40,7 +66,20 @@ pub enum Cause {
 
 /// Why a run did not complete: a closed set, each reason belonging to one outcome (and, for
 /// `vm_error`, one cause); [`Reason::outcome`] says which.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "kebab-case")]
 pub enum Reason {
     /// `vm_rejected`: the policy refuses the backing at memory registration (RFC v6 refused

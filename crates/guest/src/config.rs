@@ -2,7 +2,18 @@
 //! (a scenario's `[guest]` table).
 
 /// The size of the entries a guest uses in page-state changes and PVALIDATE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 pub enum Granularity {
     /// Every change and PVALIDATE at 4K.
     #[strum(serialize = "4k")]
@@ -13,7 +24,18 @@ pub enum Granularity {
 }
 
 /// The page-state-change protocol the guest uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "lowercase")]
 pub enum Protocol {
     /// GHCB MSR protocol: one 4K page per VMGEXIT.
@@ -23,7 +45,18 @@ pub enum Protocol {
 }
 
 /// How the guest orders rescinding, the page-state change and validation over a range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "kebab-case")]
 pub enum PscOrder {
     /// Request by request, as Linux does since "x86/sev: Use large PSC requests if applicable"
@@ -42,7 +75,18 @@ pub enum PscOrder {
 }
 
 /// What the guest does to regain a 2M RMP entry after a PSMASH (`docs/semantics.md` G3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "kebab-case")]
 pub enum Recoalesce {
     /// Never.

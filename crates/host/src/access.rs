@@ -6,7 +6,20 @@ use snpsim_hw::RmpModel;
 use crate::{Host, Invalidation};
 
 /// How the host reaches a guest page (a host step's `via`; `docs/semantics.md` S5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "lowercase")]
 pub enum HostVia {
     /// The VMM process, through its own mapping (a user-mode access).
@@ -18,7 +31,18 @@ pub enum HostVia {
 }
 
 /// What became of a host write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum HostWriteOutcome {
     /// The write completed.

@@ -8,7 +8,20 @@ use snpsim_hw::Geometry;
 use crate::{DirtyLog, HostError, HostMemory};
 
 /// What backs the VMM's guest-memory VMA (`docs/semantics.md` S1–S3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 pub enum VmaBacking {
     /// Anonymous memory mapped with 4 KiB pages only.
     #[strum(serialize = "anon-4k")]

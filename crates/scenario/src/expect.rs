@@ -513,7 +513,8 @@ mod tests {
         // families are the names with members, in the same order.
         assert_eq!(&METRICS[..3], ["outcome", "cause", "reason"]);
         assert_eq!(&METRICS[3..], MetricName::VARIANTS);
-        let families: Vec<&str> = MetricName::iter().filter(|m| m.is_family()).map(MetricName::name).collect();
+        let families: Vec<&str> =
+            MetricName::iter().filter(|m| m.is_family()).map(MetricName::name).collect();
         assert_eq!(METRIC_FAMILIES, families);
         let v = serde_json::to_value(snpsim_engine::metrics::Metrics::default()).unwrap();
         let cov: Vec<String> = v["npt_coverage"].as_object().unwrap().keys().cloned().collect();

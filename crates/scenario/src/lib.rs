@@ -83,9 +83,9 @@ pub use expect::{
     check_expect_value, check_metric_name, family_members,
 };
 pub use names::{
-    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Named, Outcome, PageState,
-    Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName, accepted_policies,
-    policies,
+    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Named, Outcome,
+    PageState, Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName,
+    accepted_policies, policies,
 };
 pub use step::{Step, StepKind, StepOp, parse_perms};
 pub use units::{Size, UnitError, parse_duration, parse_gpa, parse_size};

@@ -4,7 +4,6 @@
 //! from the host, access kinds from the hardware, eras from KVM, outcomes from the engine), each
 //! named once by its own type ([`Named`]).
 
-
 pub use snpsim_engine::backing::Backing;
 pub use snpsim_engine::names::{Named, UnknownName, accepted_list};
 pub use snpsim_engine::outcome::{Cause, Outcome, Reason};
@@ -25,7 +24,7 @@ pub fn policies() -> &'static [Policy] {
 
 /// The names of every policy, comma-separated, for messages.
 pub fn accepted_policies() -> String {
-    accepted_list(policies(), |p| p.name())
+    accepted_list(policies(), snpsim_kvm::Policy::name)
 }
 
 /// A whole set of guest parameters named after a real guest (`docs/semantics.md` G7); explicit `[guest]`
@@ -225,7 +224,10 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(accepted_policies(), "rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem");
+        assert_eq!(
+            accepted_policies(),
+            "rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem"
+        );
     }
 
     #[test]

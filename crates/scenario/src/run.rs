@@ -114,12 +114,7 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
                 granularity: *g,
             }),
             StepOp::Accept { gpa, size, granularity: g } => {
-                out.push(Action::Accept {
-                    vcpu,
-                    gpa: *gpa,
-                    pages: pages(*size),
-                    granularity: *g,
-                });
+                out.push(Action::Accept { vcpu, gpa: *gpa, pages: pages(*size), granularity: *g });
             }
             StepOp::Pvalidate { gpa, size, validate } => {
                 out.push(Action::Pvalidate { vcpu, gpa: *gpa, size: *size, validate: *validate });

@@ -14,8 +14,8 @@ use snpsim_hw::{AccessKind, Geometry};
 
 use crate::error::CodecError;
 use crate::names::{hex, parse_perms, perms_name, rmp_size_name};
-use snpsim_engine::names::Named;
 use crate::{FORMAT_VERSION, TraceMeta};
+use snpsim_engine::names::Named;
 
 /// An action as the `action` object of a `step` line.
 pub fn action_json(a: &Action) -> Value {
@@ -221,12 +221,9 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
         },
         "rmpadjust" => rmpadjust_from(&mut f, vcpu, gpa)?,
         "psc_request" => psc_request_from(&mut f, vcpu, gpa, config)?,
-        "access" => Action::Access {
-            vcpu,
-            gpa,
-            kind: f.named::<AccessKind>("kind")?,
-            private: f.bool("private")?,
-        },
+        "access" => {
+            Action::Access { vcpu, gpa, kind: f.named::<AccessKind>("kind")?, private: f.bool("private")? }
+        }
         "recoalesce" => {
             if !gpa.raw().is_multiple_of(config.geometry.bytes(PageSize::Size2M)) {
                 return Err(CodecError::Unaligned2m { gpa: gpa.raw() });
@@ -380,11 +377,7 @@ fn guest_from_json(gv: &Value) -> Result<GuestConfig, CodecError> {
         validation_tracking: g.bool("validation_tracking")?,
         // Traces written before these two fields existed were run in whole-range order with
         // one protocol throughout.
-        order: if g.has("psc_order") {
-            g.named::<PscOrder>("psc_order")?
-        } else {
-            PscOrder::WholeRange
-        },
+        order: if g.has("psc_order") { g.named::<PscOrder>("psc_order")? } else { PscOrder::WholeRange },
         msr_until_ghcb: g.has("msr_until_ghcb") && g.bool("msr_until_ghcb")?,
     };
     g.done()?;

@@ -32,9 +32,7 @@ use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 
 use crate::TraceMeta;
 use crate::codec::{action_json, header_json};
-use crate::names::{
-    hex, npf_bits, outcome_name, perms_name, rmp_size_name,
-};
+use crate::names::{hex, npf_bits, outcome_name, perms_name, rmp_size_name};
 
 /// One event waiting for its time.
 #[derive(Clone, Debug)]

@@ -301,7 +301,13 @@ const NEEDLESS: &str = "THP host pages that no access needed";
 fn the_needless_split_verdict_turns_down_when_a_host_write_needs_every_split() {
     let thp = |extra| {
         let d = Debate {
-            matrix: vec![matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Thp, Granularity::K4, false, extra)],
+            matrix: vec![matrix_run(
+                &snpsim_kvm::policy::RfcHostSplit,
+                Backing::Thp,
+                Granularity::K4,
+                false,
+                extra,
+            )],
             claims: Vec::new(),
             workloads: Vec::new(),
         };
@@ -337,11 +343,18 @@ fn the_needless_split_verdict_turns_down_when_the_npt_follows_the_rmp() {
 #[test]
 fn the_hugetlbfs_verdict_is_mixed_when_one_backing_resolves_the_fault() {
     let rows = |h1_follows: bool| {
-        let mut h1 =
-            matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Hugetlbfs1g, Granularity::K4, h1_follows, "");
+        let mut h1 = matrix_run(
+            &snpsim_kvm::policy::RfcHostSplit,
+            Backing::Hugetlbfs1g,
+            Granularity::K4,
+            h1_follows,
+            "",
+        );
         h1.npt_level_follows_rmp = false;
-        let mut m =
-            vec![h1, matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Hugetlbfs2m, Granularity::K4, false, "")];
+        let mut m = vec![
+            h1,
+            matrix_run(&snpsim_kvm::policy::RfcHostSplit, Backing::Hugetlbfs2m, Granularity::K4, false, ""),
+        ];
         for b in [Backing::Thp, Backing::Hugetlbfs2m, Backing::Hugetlbfs1g] {
             m.push(matrix_run(&snpsim_kvm::policy::RfcHostSplit, b, Granularity::K4, true, ""));
         }

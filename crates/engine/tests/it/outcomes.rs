@@ -5,8 +5,8 @@ use snpsim_engine::engine::CheckMode;
 use snpsim_engine::outcome::{Cause, Reason};
 use snpsim_engine::prelude::*;
 use snpsim_hw::Mutant;
-use snpsim_scenario::{Named, parse_scenario_with_overrides};
 use snpsim_scenario::run::run_scenario;
+use snpsim_scenario::{Named, parse_scenario_with_overrides};
 
 /// The second 2M region of guest memory (GPA 2 MiB).
 const REGION: Gpa = Gpa(0x20_0000);

@@ -48,7 +48,20 @@ registry! {
 }
 
 /// Which memory design a policy belongs to: the 2021 RFC's one VMA, or upstream guest_memfd.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::EnumString, strum::IntoStaticStr, strum::VariantArray, strum::Display)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 #[strum(serialize_all = "lowercase")]
 pub enum Era {
     /// The 2021 RFC series: private and shared pages are the same VMA pages.

@@ -6,8 +6,8 @@ use snpsim_engine::adversary::Attack;
 use snpsim_hw::Geometry;
 use snpsim_scenario::{
     AcceptMode, AccessKind, Backing, CmpOp, ErrorKind, Expect, Granularity, GuestParams, HostVia, Outcome,
-    PageState, Phase, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError,
-    SteadyPhase, StepOp, TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
+    PageState, Phase, Preset, PscOrder, PscProtocol, Recoalesce, Scenario, ScenarioError, SteadyPhase,
+    StepOp, TouchPattern, load_scenario, parse_scenario, parse_scenario_with_overrides,
 };
 
 /// A scenario using every table of the format (machine, vm, guest, steps, workload, expect).

@@ -15,8 +15,8 @@ const PAGES: u64 = 32;
 
 fn action(b: &[u8], vcpu: u32) -> Action {
     let page = u64::from(b[1]) % PAGES;
-    let gpa = Gfn(page).gpa();
-    let aligned = Gfn(page & !3).gpa();
+    let gpa = Gfn::new(page).gpa();
+    let aligned = Gfn::new(page & !3).gpa();
     let flag = b[2] & 1 == 1;
     match b[0] % 12 {
         0 => Action::Psc { vcpu, gpa, pages: 1, private: flag, granularity: None },

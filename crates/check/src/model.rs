@@ -36,7 +36,7 @@ pub fn tiny_config(
 /// the VMA, host split and collapse, and both kinds of re-coalescing.
 pub fn menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
     let g2m = geometry.pages(PageSize::Size2M);
-    let gpa = |p: u64| Gfn(p).gpa();
+    let gpa = |p: u64| Gfn::new(p).gpa();
     let mut m = Vec::new();
     for region in [0, g2m] {
         for private in [true, false] {
@@ -86,7 +86,7 @@ pub fn menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
 /// handlers, PSMASHes and page-state changes on the one 2M RMP entry and NPT leaf.
 pub fn race_menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
     let _ = geometry;
-    let gpa = |p: u64| Gfn(p).gpa();
+    let gpa = |p: u64| Gfn::new(p).gpa();
     let mut m = Vec::new();
     for vcpu in 0..2 {
         let page = gpa(1 + u64::from(vcpu));
@@ -124,7 +124,7 @@ pub fn initial_simulation(setup: &CheckSetup, trace: Option<&TraceMeta>) -> Opti
         let g2m = Geometry::TINY.pages(PageSize::Size2M);
         sim.step(&Action::Accept {
             vcpu: 0,
-            gpa: Gfn(0).gpa(),
+            gpa: Gfn::new(0).gpa(),
             pages: g2m,
             granularity: Some(Granularity::M2),
         });

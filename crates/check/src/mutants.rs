@@ -90,8 +90,9 @@ fn check_one(
 pub fn psc_conformance(mutant: Option<Mutant>) -> Vec<String> {
     let mut failures = Vec::new();
     let per_2m = 512;
-    let entry =
-        |gfn: u64, op: PscOp, big: bool| PscEntry::new().with_gfn(gfn).with_op(op.raw()).with_page_size(big);
+    let entry = |gfn: u64, op: PscOp, big: bool| {
+        PscEntry::new().with_gfn(Gfn::new(gfn)).with_op(op.raw()).with_page_size(big)
+    };
     let mut unaligned =
         PscBuffer { header: PscHeader::new(), entries: vec![entry(0x201, PscOp::Private, true)] };
     let info2 = process_ghcb_mutated(&mut unaligned, per_2m, mutant, |_| true);
@@ -107,7 +108,7 @@ pub fn psc_conformance(mutant: Option<Mutant>) -> Vec<String> {
         ranges.push(r);
         true
     });
-    let expected = vec![PscRange { gfn: Gfn(0x300), pages: 0x100, private: false, size_2m: false }];
+    let expected = vec![PscRange { gfn: Gfn::new(0x300), pages: 0x100, private: false, size_2m: false }];
     if ranges != expected {
         failures.push(format!("a partly done entry resumed as {ranges:?}, not {expected:?}"));
     }

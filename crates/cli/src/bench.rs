@@ -383,7 +383,13 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
         if sim.outcome().is_some() {
             break;
         }
-        sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(page << 12), pages: 1, private: false, granularity: None });
+        sim.step(&Action::Psc {
+            vcpu: 0,
+            gpa: Gpa::new(page << 12),
+            pages: 1,
+            private: false,
+            granularity: None,
+        });
     }
     let (_, after) = memory_status();
     let model = state_breakdown(&sim);

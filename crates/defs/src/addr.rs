@@ -1,9 +1,14 @@
 //! Address and frame-number newtypes.
 //!
 //! Guest-physical, host-physical and host-virtual addresses are different spaces; mixing them is the
-//! classic bug of hypervisor code, so each has its own type and no blanket arithmetic. Conversions
-//! are named (`gpa.gfn()`, `pfn.hpa()`) and overflow is decided at each call site
-//! (`checked_add`), as rust-vmm's `vm-memory` does for `GuestAddress`.
+//! classic bug of hypervisor code, so each has its own type and no blanket arithmetic. The value
+//! is private: a value is made with `new`, read with `raw` (for encodings and indices), moved with
+//! `+ n` / `+= n` (units of the type), measured with `a - b`, and aligned with `align_down`;
+//! conversions between spaces are named (`gpa.gfn()`, `pfn.hpa()`). `+` and `-` panic on
+//! overflow, a bug in the caller since every input range is checked against the machine first;
+//! `checked_add` and `checked_offset_from` are for untrusted values (as rust-vmm's `vm-memory`
+//! does for `GuestAddress`). Architectural layouts that carry a GFN or GPA (`PscEntry`,
+//! `GhcbMsrPscRequest`, `RmpArchEntry`) expose it as these types too.
 
 use core::fmt;
 
@@ -17,7 +22,7 @@ macro_rules! byte_address {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         #[repr(transparent)]
-        pub struct $name(pub u64);
+        pub struct $name(u64);
 
         impl $name {
             /// The value `raw`. (Every address and frame number is a `u64`; the type says which space.)
@@ -110,7 +115,7 @@ macro_rules! frame_number {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         #[repr(transparent)]
-        pub struct $name(pub u64);
+        pub struct $name(u64);
 
         impl $name {
             /// The value `raw`. (Every address and frame number is a `u64`; the type says which space.)

@@ -7,6 +7,8 @@
 
 use bitfield_struct::bitfield;
 
+use crate::addr::Gfn;
+
 /// Bits 11:0 of GHCBData in an MSR-protocol page-state-change request.
 pub const GHCB_MSR_PSC_REQ: u16 = 0x014;
 /// Bits 11:0 of GHCBData in an MSR-protocol page-state-change response.
@@ -78,8 +80,8 @@ pub struct GhcbMsrPscRequest {
     #[bits(12)]
     pub info: u16,
     /// Bits 51:12: the guest frame number.
-    #[bits(40)]
-    pub gfn: u64,
+    #[bits(40, from = Gfn::new, into = Gfn::raw)]
+    pub gfn: Gfn,
     /// Bits 55:52: the [`PscOp`] value (raw, so invalid requests are representable).
     #[bits(4)]
     pub op: u8,
@@ -120,8 +122,8 @@ pub struct PscEntry {
     #[bits(12)]
     pub cur_page: u16,
     /// Bits 51:12: the first guest frame number.
-    #[bits(40)]
-    pub gfn: u64,
+    #[bits(40, from = Gfn::new, into = Gfn::raw)]
+    pub gfn: Gfn,
     /// Bits 55:52: the [`PscOp`] value (raw).
     #[bits(4)]
     pub op: u8,
@@ -148,7 +150,7 @@ mod tests {
     #[test]
     fn psc_entry_known_answer() {
         // GFN 0x200, op private, 2 MiB: gfn << 12 | 1 << 52 | 1 << 56.
-        let e = PscEntry::new().with_gfn(0x200).with_op(PscOp::Private.raw()).with_page_size(true);
+        let e = PscEntry::new().with_gfn(Gfn::new(0x200)).with_op(PscOp::Private.raw()).with_page_size(true);
         assert_eq!(e.into_bits(), 0x0110_0000_0020_0000);
         let resumed = e.with_cur_page(0x1ff);
         assert_eq!(resumed.into_bits(), 0x0110_0000_0020_01ff);
@@ -158,7 +160,7 @@ mod tests {
     fn msr_psc_known_answers() {
         let req = GhcbMsrPscRequest::new()
             .with_info(GHCB_MSR_PSC_REQ)
-            .with_gfn(0x1234)
+            .with_gfn(Gfn::new(0x1234))
             .with_op(PscOp::Shared.raw());
         assert_eq!(req.into_bits(), 0x0020_0000_0123_4014);
         let resp = GhcbMsrPscResponse::new().with_info(GHCB_MSR_PSC_RESP).with_error(0);
@@ -184,17 +186,17 @@ mod tests {
     proptest! {
         #[test]
         fn psc_entry_round_trips(cur in 0u16..4096, gfn in 0u64..(1 << 40), op in 0u8..16, big: bool) {
-            let e = PscEntry::new().with_cur_page(cur).with_gfn(gfn).with_op(op).with_page_size(big);
+            let e = PscEntry::new().with_cur_page(cur).with_gfn(Gfn::new(gfn)).with_op(op).with_page_size(big);
             let d = PscEntry::from_bits(e.into_bits());
-            prop_assert_eq!((d.cur_page(), d.gfn(), d.op(), d.page_size()), (cur, gfn, op, big));
+            prop_assert_eq!((d.cur_page(), d.gfn().raw(), d.op(), d.page_size()), (cur, gfn, op, big));
             if let Some(o) = PscOp::from_raw(op) { prop_assert_eq!(o.raw(), op); }
         }
 
         #[test]
         fn msr_request_round_trips(gfn in 0u64..(1 << 40), op in 0u8..16) {
-            let r = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(gfn).with_op(op);
+            let r = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(Gfn::new(gfn)).with_op(op);
             let d = GhcbMsrPscRequest::from_bits(r.into_bits());
-            prop_assert_eq!((d.info(), d.gfn(), d.op()), (GHCB_MSR_PSC_REQ, gfn, op));
+            prop_assert_eq!((d.info(), d.gfn().raw(), d.op()), (GHCB_MSR_PSC_REQ, gfn, op));
         }
 
         #[test]

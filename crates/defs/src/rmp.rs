@@ -3,6 +3,8 @@
 
 use bitfield_struct::bitfield;
 
+use crate::addr::Gpa;
+
 /// Bytes of CPU bookkeeping at the start of the RMP (per-ASID assigned-page counters) before the
 /// entry array. Source: Linux `arch/x86/virt/svm/sev.c` `RMPTABLE_CPU_BOOKKEEPING_SZ`; AMD SEV
 /// firmware `sev_rmp.h` (2048 × u64 counters indexed by ASID).
@@ -157,7 +159,8 @@ impl RmpEntryRaw {
 #[derive(PartialEq, Eq, Hash)]
 pub struct RmpArchEntry {
     /// The GPA the page is bound to.
-    pub gpa: u64,
+    #[bits(64, from = Gpa::new, into = Gpa::raw)]
+    pub gpa: Gpa,
     /// Byte 8 bit 0: assigned.
     pub assigned: bool,
     #[bits(7)]
@@ -220,7 +223,11 @@ mod tests {
 
     #[test]
     fn arch_entry_known_answers() {
-        let e = RmpArchEntry::new().with_gpa(0x20_0000).with_assigned(true).with_page_size(true).with_asid(5);
+        let e = RmpArchEntry::new()
+            .with_gpa(Gpa::new(0x20_0000))
+            .with_assigned(true)
+            .with_page_size(true)
+            .with_asid(5);
         assert_eq!(e.into_bits(), 0x20_0000 | (1 << 64) | (1 << 72) | (5 << 96));
         assert_eq!(RmpArchEntry::new().with_hpage_region_status(true).into_bits(), 1 << 73);
         assert_eq!(RmpArchEntry::new().with_immutable(true).into_bits(), 1 << 80);
@@ -263,10 +270,10 @@ mod tests {
 
         #[test]
         fn arch_entry_round_trips(gpa: u64, assigned: bool, size: bool, status: bool, imm: bool, asid: u32) {
-            let e = RmpArchEntry::new().with_gpa(gpa).with_assigned(assigned).with_page_size(size)
+            let e = RmpArchEntry::new().with_gpa(Gpa::new(gpa)).with_assigned(assigned).with_page_size(size)
                 .with_hpage_region_status(status).with_immutable(imm).with_asid(asid);
             let d = RmpArchEntry::from_bits(e.into_bits());
-            prop_assert_eq!((d.gpa(), d.assigned(), d.page_size()), (gpa, assigned, size));
+            prop_assert_eq!((d.gpa().raw(), d.assigned(), d.page_size()), (gpa, assigned, size));
             prop_assert_eq!((d.hpage_region_status(), d.immutable(), d.asid()), (status, imm, asid));
         }
 

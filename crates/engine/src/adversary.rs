@@ -115,7 +115,7 @@ fn data_target(m: &Machine, guest: &Guest) -> Option<(Gfn, Pfn)> {
 }
 
 fn assign(gfn: Gfn, asid: u32) -> RmpArchEntry {
-    RmpArchEntry::new().with_assigned(true).with_asid(asid).with_gpa(gfn.gpa().raw())
+    RmpArchEntry::new().with_assigned(true).with_asid(asid).with_gpa(gfn.gpa())
 }
 
 /// Carry out every attack of `attacks` not yet in `done` that has a target now (`vc-storm` repeats
@@ -154,7 +154,7 @@ pub fn after_step(
                 format!("frame {pfn} of GPA {} made shared and private again (Validated cleared)", gfn.gpa())
             }),
             Attack::AliasTwoGpas => data_target(m, guest).and_then(|(gfn, pfn)| {
-                let other = (0..guest.pages()).map(Gfn).find(|&b| b != gfn && guest.is_validated(b))?;
+                let other = (0..guest.pages()).map(Gfn::new).find(|&b| b != gfn && guest.is_validated(b))?;
                 m.kvm.rebind(other, pfn);
                 Some(format!("GPA {} also maps frame {pfn} of GPA {}", other.gpa(), gfn.gpa()))
             }),
@@ -164,7 +164,7 @@ pub fn after_step(
                 (m.rmp.lookup(pfn)? == (true, RmpPageSize::Size2M)).then(|| {
                     m.rmp.psmash(region);
                     for i in 0..g.pages_per_2m() {
-                        m.rmp.rmpupdate(Pfn(region.raw() + i), RmpArchEntry::new());
+                        m.rmp.rmpupdate(region + i, RmpArchEntry::new());
                     }
                     m.rmp.rmpupdate(region, assign(base, asid).with_page_size(true));
                     format!("2M region at GPA {} PSMASHed and re-formed (Validated cleared)", base.gpa())

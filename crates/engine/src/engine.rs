@@ -179,15 +179,15 @@ pub enum SimError {
 ///
 /// // The guest makes one 4K page private and writes it: the 2M NPT leaf over a 4K RMP entry faults
 /// // (RMP|SIZEM) and npt-demote splits the leaf.
-/// sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(0x200000), pages: 1, private: true, granularity: None });
-/// let write = Action::Access { vcpu: 0, gpa: Gpa(0x200000), kind: AccessKind::Write, private: true };
+/// sim.step(&Action::Psc { vcpu: 0, gpa: Gpa::new(0x200000), pages: 1, private: true, granularity: None });
+/// let write = Action::Access { vcpu: 0, gpa: Gpa::new(0x200000), kind: AccessKind::Write, private: true };
 /// assert_eq!(sim.step(&write).result, "done");
 /// assert!(sim.outcome().is_none(), "the run goes on");
 /// assert!(sim.sim_time_ns() > 0);
 ///
 /// // The VMM writes the shared page next to it through its 2M THP mapping: the host's RMP #PF
 /// // handler splits the THP to 4K (a needed split) and the write completes.
-/// assert_eq!(sim.step(&Action::HostWrite { gpa: Gpa(0x201000), via: HostVia::Vmm }).result, "ok");
+/// assert_eq!(sim.step(&Action::HostWrite { gpa: Gpa::new(0x201000), via: HostVia::Vmm }).result, "ok");
 ///
 /// let result = sim.finish();
 /// assert_eq!(result.outcome, Outcome::Completed);
@@ -211,12 +211,12 @@ pub enum SimError {
 /// config.interleave = true;
 /// let mut sim = Simulation::new(config).unwrap();
 /// let finish = |sim: &mut Simulation, vcpu| while sim.is_busy(vcpu) { sim.step(&Action::Tick { vcpu }); };
-/// sim.step(&Action::Accept { vcpu: 0, gpa: Gpa(0x200000), pages: 512, granularity: None });
+/// sim.step(&Action::Accept { vcpu: 0, gpa: Gpa::new(0x200000), pages: 512, granularity: None });
 /// finish(&mut sim, 0);
 ///
 /// // Both vCPUs rescind a 4K page of the 2M private region: each takes an RMP|SIZEM #NPF and KVM
 /// // looks up a 2M entry on both before either PSMASHes.
-/// let rescind = |vcpu, gpa| Action::Pvalidate { vcpu, gpa: Gpa(gpa), size: RmpPageSize::Size4K, validate: false };
+/// let rescind = |vcpu, gpa| Action::Pvalidate { vcpu, gpa: Gpa::new(gpa), size: RmpPageSize::Size4K, validate: false };
 /// sim.step(&rescind(0, 0x200000));
 /// sim.step(&rescind(1, 0x201000));
 /// finish(&mut sim, 0);

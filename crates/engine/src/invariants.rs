@@ -94,22 +94,22 @@ fn check_guest_view(m: &Machine, guest: &Guest, start: u64, end: u64, v: &mut Ve
         // The common case: a whole region validated, bound to one 2M frame run, under a
         // validated 2M entry.
         let whole = runs.len() == 1 && runs[0] == (r, r + per_2m);
-        let first = m.kvm.bound_pfn(&m.host, Gfn(r));
+        let first = m.kvm.bound_pfn(&m.host, Gfn::new(r));
         let two_meg_ok = whole
             && first.is_some_and(|p| {
                 p.raw().is_multiple_of(per_2m)
-                    && m.kvm.bound_pfn(&m.host, Gfn(r + per_2m - 1)) == Some(Pfn(p.raw() + per_2m - 1))
+                    && m.kvm.bound_pfn(&m.host, Gfn::new(r + per_2m - 1)) == Some(p + (per_2m - 1))
                     && m.rmp
                         .raw_entry(p)
                         .is_some_and(|e| e.lo.assigned() && e.lo.page_size() && e.lo.validated())
             });
         if !two_meg_ok {
             let bad = runs.iter().flat_map(|&(s, e)| s..e).find_map(|g| {
-                match m.kvm.bound_pfn(&m.host, Gfn(g)) {
-                    None => Some(format!("invariant 8: the guest believes GFN {} validated, but no frame is bound to it", Gfn(g))),
+                match m.kvm.bound_pfn(&m.host, Gfn::new(g)) {
+                    None => Some(format!("invariant 8: the guest believes GFN {} validated, but no frame is bound to it", Gfn::new(g))),
                     Some(p) if !m.rmp.raw_entry(p).is_some_and(|e| e.lo.assigned() && e.lo.validated()) => Some(format!(
                         "invariant 8: the guest believes GFN {} validated, but the RMP entry of its frame {p} is not assigned and validated",
-                        Gfn(g)
+                        Gfn::new(g)
                     )),
                     Some(_) => None,
                 }
@@ -135,7 +135,7 @@ fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: 
     }
     // 2. The leaf maps the frames bound to its GFNs, and no frame twice.
     if m.kvm.bound_pfn(&m.host, start) != Some(leaf.pfn)
-        || m.kvm.bound_pfn(&m.host, Gfn(start.raw() + n - 1)) != Some(Pfn(leaf.pfn.raw() + n - 1))
+        || m.kvm.bound_pfn(&m.host, start + (n - 1)) != Some(leaf.pfn + (n - 1))
     {
         v.push(format!("invariant 2: NPT leaf at GFN {start} maps frame {} not bound to it", leaf.pfn));
     }
@@ -150,7 +150,7 @@ fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: 
     if m.kvm.config.npt_level_follows_rmp && leaf.size >= PageSize::Size2M && !m.kvm.npt.is_uncapped(start) {
         let mut p = leaf.pfn.raw();
         while p < leaf.pfn.raw() + n {
-            let region = g.region_of(Pfn(p));
+            let region = g.region_of(Pfn::new(p));
             // Any page of the region assigned (the aligned one, or another: its region status).
             let e = m.rmp.rmpread(region);
             if e.is_ok_and(|e| (e.assigned() || e.hpage_region_status()) && !e.page_size()) {
@@ -181,7 +181,7 @@ fn check_bound_run(
     let mut found = 0;
     let mut i = 0;
     while i < n {
-        let p = Pfn(pfn.raw() + i);
+        let p = pfn + i;
         let region = g.region_of(p);
         if p == region
             && i + per_2m <= n
@@ -192,8 +192,7 @@ fn check_bound_run(
                 continue;
             }
             // A 2M entry of this guest at the bound GPA: all its pages are (H3).
-            if head.page_size() && head.asid() == u32::from(m.asid) && head.gpa() == Gfn(gfn + i).gpa().raw()
-            {
+            if head.page_size() && head.asid() == u32::from(m.asid) && head.gpa() == Gfn::new(gfn + i).gpa() {
                 found += per_2m;
                 i += per_2m;
                 continue;
@@ -203,8 +202,8 @@ fn check_bound_run(
             && e.assigned()
         {
             found += 1;
-            let f = Gfn(gfn + i);
-            if e.asid() != u32::from(m.asid) || e.gpa() != f.gpa().raw() {
+            let f = Gfn::new(gfn + i);
+            if e.asid() != u32::from(m.asid) || e.gpa() != f.gpa() {
                 bad.push((
                     f.raw(),
                     source,
@@ -319,28 +318,28 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
     for (fs, fe) in merged(touched.frames.iter().map(|&(s, n)| (s, s + n))) {
         let mut p = fs;
         while p < fe {
-            let region = g.region_of(Pfn(p));
+            let region = g.region_of(Pfn::new(p));
             let region_end = (region.raw() + per_2m).min(fe);
             match m.rmp.rmpread(region) {
                 // Nothing assigned in the region (the aligned page, or another: its region status).
                 Ok(h) if !h.assigned() && !h.hpage_region_status() => p = region_end,
                 // A 2M entry: its touched frames `p..region_end` at the GPAs it implies.
                 Ok(h) if h.page_size() => {
-                    let gfn = Gfn((h.gpa() >> snpsim_defs::PAGE_SHIFT) + (p - region.raw()));
+                    let gfn = h.gpa().gfn() + (p - region.raw());
                     gfns.mark(gfn.raw(), region_end - p);
                     if h.asid() == asid {
-                        check_frames_bound(m, Pfn(p), gfn, region_end - p, h.gpa(), &mut v);
+                        check_frames_bound(m, Pfn::new(p), gfn, region_end - p, h.gpa(), &mut v);
                     }
                     p = region_end;
                 }
                 Ok(_) => {
-                    if let Ok(e) = m.rmp.rmpread(Pfn(p))
+                    if let Ok(e) = m.rmp.rmpread(Pfn::new(p))
                         && e.assigned()
                     {
-                        let gfn = Gfn(e.gpa() >> snpsim_defs::PAGE_SHIFT);
+                        let gfn = e.gpa().gfn();
                         gfns.mark(gfn.raw(), 1);
                         if e.asid() == asid {
-                            check_frames_bound(m, Pfn(p), gfn, 1, e.gpa(), &mut v);
+                            check_frames_bound(m, Pfn::new(p), gfn, 1, e.gpa(), &mut v);
                         }
                     }
                     p += 1;
@@ -377,7 +376,7 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
         let mut at = start;
         while at < end {
             let to = (at / chunk + 1).saturating_mul(chunk).min(end);
-            for (first, leaf) in m.kvm.npt.leaves_in(Gfn(at), Gfn(to)) {
+            for (first, leaf) in m.kvm.npt.leaves_in(Gfn::new(at), Gfn::new(to)) {
                 if last_leaf.is_none_or(|last| last < first) {
                     last_leaf = Some(first);
                     check_leaf(m, first, leaf, &mut frames, &mut v);
@@ -385,7 +384,7 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
             }
             for (offset, folio) in gm.map(|gm| gm.folios_in(at, to)).unwrap_or_default() {
                 let (s, e) = (offset.max(at), (offset + g.pages(folio.size)).min(to));
-                check_bound_run(m, s, Pfn(folio.pfn.raw() + (s - offset)), e - s, 1, &mut bad);
+                check_bound_run(m, s, folio.pfn + (s - offset), e - s, 1, &mut bad);
             }
             at = to;
         }
@@ -418,10 +417,10 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
 /// Invariant 4 for `n` frames from `pfn` assigned to the guest at the GFNs from `gfn` (inside one
 /// 2M entry whose GPA is `gpa`): each must be the frame bound to its GFN. A run bound to one
 /// guest_memfd folio or VMA unit is checked at its ends; anything else page by page.
-fn check_frames_bound(m: &Machine, pfn: Pfn, gfn: Gfn, n: u64, gpa: u64, v: &mut Vec<String>) {
-    let last = Gfn(gfn.raw() + n - 1);
-    let ends = m.kvm.bound_pfn(&m.host, gfn) == Some(pfn)
-        && m.kvm.bound_pfn(&m.host, last) == Some(Pfn(pfn.raw() + n - 1));
+fn check_frames_bound(m: &Machine, pfn: Pfn, gfn: Gfn, n: u64, gpa: snpsim_defs::Gpa, v: &mut Vec<String>) {
+    let last = gfn + (n - 1);
+    let ends =
+        m.kvm.bound_pfn(&m.host, gfn) == Some(pfn) && m.kvm.bound_pfn(&m.host, last) == Some(pfn + (n - 1));
     let one_folio = |private: bool| {
         !private
             || m.kvm.era() == Era::Legacy
@@ -433,10 +432,10 @@ fn check_frames_bound(m: &Machine, pfn: Pfn, gfn: Gfn, n: u64, gpa: u64, v: &mut
         return;
     }
     for i in 0..n {
-        if m.kvm.bound_pfn(&m.host, Gfn(gfn.raw() + i)) != Some(Pfn(pfn.raw() + i)) {
+        if m.kvm.bound_pfn(&m.host, gfn + i) != Some(pfn + i) {
             v.push(format!(
                 "invariant 4: frame {} assigned to the guest at GPA {:#x}, which is not bound to it",
-                Pfn(pfn.raw() + i),
+                pfn + i,
                 gpa + (i << snpsim_defs::PAGE_SHIFT)
             ));
         }

@@ -21,22 +21,25 @@ pub fn accept(
     let mut ops = 0;
     let mut region = 0;
     while region + per_2m <= pages {
-        let gpa = |page: u64| Gpa(page << PAGE_SHIFT);
+        let gpa = |page: u64| Gpa::new(page << PAGE_SHIFT);
         let entry = RmpArchEntry::new()
             .with_assigned(true)
             .with_asid(u32::from(asid))
-            .with_gpa(gpa(region).raw())
+            .with_gpa(gpa(region))
             .with_page_size(RmpPageSize::Size2M.bit());
-        expect(rmp.rmpupdate(Pfn(region), entry), "RMPUPDATE", region)?;
+        expect(rmp.rmpupdate(Pfn::new(region), entry), "RMPUPDATE", region)?;
         ops += 1;
         if granularity == RmpPageSize::Size2M {
-            validated(&rmp.pvalidate(guest, gpa(region), Pfn(region), RmpPageSize::Size2M, true), region)?;
+            validated(
+                &rmp.pvalidate(guest, gpa(region), Pfn::new(region), RmpPageSize::Size2M, true),
+                region,
+            )?;
             ops += 1;
         } else {
-            expect(rmp.psmash(Pfn(region)), "PSMASH", region)?;
+            expect(rmp.psmash(Pfn::new(region)), "PSMASH", region)?;
             ops += 1;
             for page in region..region + per_2m {
-                validated(&rmp.pvalidate(guest, gpa(page), Pfn(page), RmpPageSize::Size4K, true), page)?;
+                validated(&rmp.pvalidate(guest, gpa(page), Pfn::new(page), RmpPageSize::Size4K, true), page)?;
             }
             ops += per_2m;
         }
@@ -73,7 +76,7 @@ mod tests {
             // PVALIDATEs (514); 4 regions.
             assert_eq!(ops, if gran == RmpPageSize::Size2M { 8 } else { 4 * 514 });
             for p in 0..pages + 512 {
-                assert_eq!(rmp.raw_entry(Pfn(p)), dense.raw_entry(Pfn(p)), "frame {p}");
+                assert_eq!(rmp.raw_entry(Pfn::new(p)), dense.raw_entry(Pfn::new(p)), "frame {p}");
             }
             assert_eq!(rmp.asid_assigned_pages(1), pages);
         }

@@ -227,7 +227,7 @@ impl Machine {
         let region = self.rmp.config().geometry.region_of(pfn);
         let large = self.rmp.rmpread(region).is_ok_and(|e| e.page_size());
         let bad = if private {
-            let gpa_ok = gpa.is_none_or(|g| own.gpa() == g.gfn().gpa().raw());
+            let gpa_ok = gpa.is_none_or(|g| own.gpa() == g.gfn().gpa());
             let npt_larger = size >= PageSize::Size2M && !large;
             let validated = self.rmp.raw_entry(pfn).is_some_and(|r| r.lo.validated());
             !own.assigned() || own.asid() != u32::from(self.asid) || !gpa_ok || npt_larger || !validated
@@ -266,7 +266,7 @@ impl Machine {
             return;
         }
         for p in pfn.raw()..pfn.raw() + pages {
-            let next = bump(self.validations.get(p), self.rmp.last_change(Pfn(p)));
+            let next = bump(self.validations.get(p), self.rmp.last_change(Pfn::new(p)));
             self.validations.set(p, next);
             if next.0 == 2 {
                 self.double_validation(p);
@@ -285,7 +285,7 @@ impl Machine {
     pub fn validation_counts(&self) -> Vec<(u64, u32)> {
         self.validations
             .iter()
-            .filter(|&(p, (n, seq))| n > 0 && seq == self.rmp.last_change(Pfn(p)))
+            .filter(|&(p, (n, seq))| n > 0 && seq == self.rmp.last_change(Pfn::new(p)))
             .map(|(p, (n, _))| (p, n))
             .collect()
     }
@@ -299,7 +299,7 @@ impl Machine {
                 r.psc_entry(&PscEntry {
                     protocol: PscProtocol::Ghcb,
                     entry: Some(i),
-                    gpa: Gpa(e.gfn() << 12),
+                    gpa: e.gfn().gpa(),
                     op: e.op(),
                     size_2m: e.page_size(),
                     cur_page: e.cur_page(),
@@ -442,7 +442,7 @@ impl Platform for Machine {
             r.psc_entry(&PscEntry {
                 protocol: PscProtocol::Msr,
                 entry: None,
-                gpa: Gpa(req.gfn() << 12),
+                gpa: req.gfn().gpa(),
                 op: req.op(),
                 size_2m: false,
                 cur_page: 0,

@@ -272,14 +272,14 @@ mod tests {
         use snpsim_host::VmaBacking;
         let insn = KvmError::Instruction {
             instruction: KvmInsn::Psmash,
-            pfn: Pfn(0x200),
+            pfn: Pfn::new(0x200),
             code: ReturnCode::FailInput,
         };
         assert_eq!(Ending::of_kvm(&insn).cause(), Some(Cause::InstructionFailed));
         assert_eq!(Reason::of_kvm(&insn), Reason::PsmashFailed);
         let refused = KvmError::PscRefused(PscRefusal::Instruction {
             instruction: KvmInsn::Rmpupdate,
-            pfn: Pfn(0x200),
+            pfn: Pfn::new(0x200),
             code: ReturnCode::FailOverlap,
             level: PageSize::Size2M,
         });
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!((e.outcome(), e.reason), (Outcome::VmRejected, Reason::BackingRefused));
         assert!(e.detail.contains("hugetlbfs-2m"), "the detail uses the CLI's names: {}", e.detail);
         let unresolved =
-            KvmError::Unresolvable { gfn: Gfn(5), why: Unresolved::RmpEntry4k, detail: "x".into() };
+            KvmError::Unresolvable { gfn: Gfn::new(5), why: Unresolved::RmpEntry4k, detail: "x".into() };
         assert_eq!(Reason::of_kvm(&unresolved), Reason::RmpEntry4k);
     }
 }

@@ -8,8 +8,8 @@
 //!     SimConfig::new(policy("rfc-host-split").unwrap(), MemoryBacking::Vma(VmaBacking::Hugetlbfs2m), 4096, 16384);
 //! config.guest.granularity = Granularity::K4;
 //! let mut sim = Simulation::new(config).unwrap();
-//! sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(0x200000), pages: 1, private: true, granularity: None });
-//! sim.step(&Action::Access { vcpu: 0, gpa: Gpa(0x200000), kind: AccessKind::Write, private: true });
+//! sim.step(&Action::Psc { vcpu: 0, gpa: Gpa::new(0x200000), pages: 1, private: true, granularity: None });
+//! sim.step(&Action::Access { vcpu: 0, gpa: Gpa::new(0x200000), kind: AccessKind::Write, private: true });
 //! // The RFC's host split cannot split hugetlbfs: the fault is unresolvable.
 //! assert_eq!(sim.outcome().map(|(o, _)| o), Some(Outcome::VmError));
 //! assert_eq!(sim.finish().metrics.host_splits, 0);

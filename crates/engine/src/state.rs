@@ -55,7 +55,7 @@ pub fn state_hash(
         for &r in regions {
             h.u64(r);
             for p in r..r + per_2m {
-                match m.rmp.raw_entry(Pfn(p)) {
+                match m.rmp.raw_entry(Pfn::new(p)) {
                     Some(e) => h.bytes(&e.to_u128().to_le_bytes()),
                     None => h.bytes(b"-"),
                 }

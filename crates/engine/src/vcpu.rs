@@ -123,7 +123,7 @@ impl Machine {
         use snpsim_guest::Platform;
         let (gpa, private, write) = match exec.req {
             Request::PscMsr(req) => {
-                if self.blocked(vcpu, Gfn(req.gfn())) {
+                if self.blocked(vcpu, req.gfn()) {
                     self.kvm.stats.races.rmpupdate_fail_inuse += 1;
                     return Ok(None);
                 }
@@ -222,7 +222,7 @@ impl Machine {
         if let Some(range) = next {
             // The range's RMPUPDATEs meet any window another CPU holds over its GFNs: FAIL_INUSE,
             // retried on a later tick (checked again after this vCPU's own window closes).
-            let end = Gfn(range.gfn.raw() + range.pages.saturating_sub(1));
+            let end = range.gfn + (range.pages.saturating_sub(1));
             if self.blocked(vcpu, range.gfn) || self.blocked(vcpu, end) {
                 self.kvm.stats.races.rmpupdate_fail_inuse += 1;
                 exec.stage = Stage::Psc { buf, started, window: None };

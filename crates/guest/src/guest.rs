@@ -93,7 +93,7 @@ impl Guest {
 
     /// The pages the guest holds data in, with the version it last wrote there.
     pub fn held_pages(&self) -> impl Iterator<Item = (Gfn, u64)> + '_ {
-        self.holding.iter().map(|(g, v)| (Gfn(g), v))
+        self.holding.iter().map(|(g, v)| (Gfn::new(g), v))
     }
 
     /// Pages the guest believes validated.

@@ -153,7 +153,7 @@ fn psc_request_next(g: &mut Guest, entry: PscEntry, issued: &mut bool, reply: Op
     if info2 == 0 {
         let n = if entry.page_size() { g.geometry.pages_per_2m() } else { 1 };
         let done = u64::from(entry.cur_page()).min(n);
-        g.drop_data(entry.gfn() + done, n - done);
+        g.drop_data(entry.gfn().raw() + done, n - done);
     }
     TaskStep::Done(TaskResult::PscRequest(info2))
 }
@@ -222,7 +222,7 @@ enum TaskKind {
 }
 
 fn terminated(reason: TermReason, gfn: u64) -> GuestError {
-    GuestError::Terminated { reason, gpa: Gfn(gfn).gpa() }
+    GuestError::Terminated { reason, gpa: Gfn::new(gfn).gpa() }
 }
 
 impl GuestTask {
@@ -297,7 +297,7 @@ impl GuestTask {
     pub fn psc_request(gfn: Gfn, size: RmpPageSize, private: bool, cur_page: u16) -> Self {
         let op = if private { PscOp::Private } else { PscOp::Shared };
         let entry = PscEntry::new()
-            .with_gfn(gfn.raw())
+            .with_gfn(gfn)
             .with_op(op.raw())
             .with_page_size(size == RmpPageSize::Size2M)
             .with_cur_page(cur_page);
@@ -445,6 +445,6 @@ fn restore_next(
     Ok(saved.get(*i).map(|&(gfn, version)| {
         g.stats.pages_saved += 1;
         *awaiting = true;
-        Request::Access { gpa: Gfn(gfn).gpa(), kind: AccessKind::Write, private: true, version }
+        Request::Access { gpa: Gfn::new(gfn).gpa(), kind: AccessKind::Write, private: true, version }
     }))
 }

@@ -37,7 +37,7 @@ impl Progression for Slot {
     #[inline]
     fn nth(&self, step: u64, k: u64) -> Self {
         match self {
-            Slot::Huge(p) => Slot::Huge(Pfn(p.raw().wrapping_add(step.wrapping_mul(k)))),
+            Slot::Huge(p) => Slot::Huge(Pfn::new(p.raw().wrapping_add(step.wrapping_mul(k)))),
             Slot::Empty => Slot::Empty,
             Slot::Small(..) => self.clone(),
         }
@@ -102,7 +102,7 @@ impl BlockMap {
         match &*self.slot(r) {
             Slot::Huge(pfn) if i == 0 => Some((PageSize::Size2M, *pfn)),
             // 1 + the frame, 0 where there is no block.
-            Slot::Small(_, pages) => pages.get(i).checked_sub(1).map(|p| (PageSize::Size4K, Pfn(p))),
+            Slot::Small(_, pages) => pages.get(i).checked_sub(1).map(|p| (PageSize::Size4K, Pfn::new(p))),
             Slot::Empty if !self.huge.is_empty() && start.is_multiple_of(self.g1) => {
                 self.huge.get(&start).map(|&pfn| (PageSize::Size1G, pfn))
             }
@@ -115,7 +115,9 @@ impl BlockMap {
         let (r, i) = self.split(page);
         match &*self.slot(r) {
             Slot::Huge(pfn) => Some((r * self.g2, PageSize::Size2M, *pfn)),
-            Slot::Small(_, pages) => pages.get(i).checked_sub(1).map(|p| (page, PageSize::Size4K, Pfn(p))),
+            Slot::Small(_, pages) => {
+                pages.get(i).checked_sub(1).map(|p| (page, PageSize::Size4K, Pfn::new(p)))
+            }
             Slot::Empty if !self.huge.is_empty() => {
                 let start = page / self.g1 * self.g1;
                 self.huge.get(&start).map(|&pfn| (start, PageSize::Size1G, pfn))
@@ -261,8 +263,8 @@ mod tests {
                         let start = r * g2;
                         let free = |p: u64| plain.range(..=p).next_back().is_none_or(|(s, (z, _))| p >= *s + g.pages(*z));
                         if (start..start + g2).all(free) {
-                            b.insert(start, PageSize::Size2M, Pfn(500 + start));
-                            plain.insert(start, (PageSize::Size2M, Pfn(500 + start)));
+                            b.insert(start, PageSize::Size2M, Pfn::new(500 + start));
+                            plain.insert(start, (PageSize::Size2M, Pfn::new(500 + start)));
                         }
                     }
                     continue;
@@ -275,8 +277,8 @@ mod tests {
                 };
                 if add {
                     if (start..start + n).all(|p| holding(p, &plain).is_none()) {
-                        b.insert(start, size, Pfn(500 + start));
-                        plain.insert(start, (size, Pfn(500 + start)));
+                        b.insert(start, size, Pfn::new(500 + start));
+                        plain.insert(start, (size, Pfn::new(500 + start)));
                     }
                 } else {
                     prop_assert_eq!(b.remove(start), plain.remove(&start));

@@ -102,17 +102,17 @@ mod tests {
         // Tiny geometry: 4 frames per 2M leaf, 16 per 1G. 42 frames: two 1G leaves (0..32), two
         // 2M leaves (32..40), and 40, 41 at 4K.
         let mut d = DirectMap::new(Geometry::TINY, 42);
-        assert_eq!(d.level(Pfn(3)), PageSize::Size1G);
-        assert_eq!(d.level(Pfn(33)), PageSize::Size2M);
-        assert_eq!(d.level(Pfn(38)), PageSize::Size2M);
-        assert_eq!(d.level(Pfn(41)), PageSize::Size4K);
+        assert_eq!(d.level(Pfn::new(3)), PageSize::Size1G);
+        assert_eq!(d.level(Pfn::new(33)), PageSize::Size2M);
+        assert_eq!(d.level(Pfn::new(38)), PageSize::Size2M);
+        assert_eq!(d.level(Pfn::new(41)), PageSize::Size4K);
         // Two leaf splits: 1G → 2M, then the 2M leaf over 4..8 → 4K.
-        assert_eq!(d.split_to_4k(Pfn(5)), 2);
-        assert_eq!(d.level(Pfn(5)), PageSize::Size4K);
-        assert_eq!(d.level(Pfn(1)), PageSize::Size2M);
+        assert_eq!(d.split_to_4k(Pfn::new(5)), 2);
+        assert_eq!(d.level(Pfn::new(5)), PageSize::Size4K);
+        assert_eq!(d.level(Pfn::new(1)), PageSize::Size2M);
         // 6 is in the part split already; 1 and 33 sit in 2M leaves: one split each.
-        assert_eq!(d.split_to_4k(Pfn(6)), 0);
-        assert_eq!(d.split_to_4k(Pfn(1)), 1);
-        assert_eq!(d.split_to_4k(Pfn(33)), 1);
+        assert_eq!(d.split_to_4k(Pfn::new(6)), 0);
+        assert_eq!(d.split_to_4k(Pfn::new(1)), 1);
+        assert_eq!(d.split_to_4k(Pfn::new(33)), 1);
     }
 }

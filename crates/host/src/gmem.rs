@@ -228,7 +228,7 @@ mod tests {
         let mut gm = Gmem::new(g, PageSize::Size2M, 10);
         let (pfn, size, new) = gm.get_pfn(&mut mem, 5).unwrap();
         assert_eq!((size, new), (PageSize::Size2M, true));
-        assert_eq!(gm.get_pfn(&mut mem, 4).unwrap(), (Pfn(pfn.raw() - 1), size, false));
+        assert_eq!(gm.get_pfn(&mut mem, 4).unwrap(), (Pfn::new(pfn.raw() - 1), size, false));
         // Tail: offsets 8..10 cannot hold a whole 2M folio.
         assert_eq!(gm.get_pfn(&mut mem, 9).unwrap().1, PageSize::Size4K);
         let mut seen = Vec::new();
@@ -253,11 +253,11 @@ mod tests {
         let (pfn, size, _) = gm.get_pfn(&mut mem, 0).unwrap();
         assert_eq!(size, PageSize::Size1G);
         // Offset 4 is 4 pages into the 1G folio that starts at 0.
-        assert_eq!(gm.range_backing(4, 4), RangeBacking::Folio(Pfn(pfn.raw() + 4)));
+        assert_eq!(gm.range_backing(4, 4), RangeBacking::Folio(pfn + 4));
         // A hole at page 9 splits the 1G folio into 2M folios, and the one holding 8..12 into 4K.
         gm.punch_hole(&mut mem, 9, 1, |_, _| {}).unwrap();
         assert_eq!(gm.range_backing(8, 4), RangeBacking::Smaller);
-        assert_eq!(gm.range_backing(12, 4), RangeBacking::Folio(Pfn(pfn.raw() + 12)));
+        assert_eq!(gm.range_backing(12, 4), RangeBacking::Folio(pfn + 12));
         // 32..34 is the file's tail: no 2M range fits there.
         assert_eq!(gm.range_backing(32, 4), RangeBacking::Smaller);
         // A 4K folio allocated alone in an otherwise empty 2M range.

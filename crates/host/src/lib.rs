@@ -131,7 +131,7 @@ impl Host {
         gmem_folio: Option<PageSize>,
     ) -> Result<Self, HostError> {
         let mut memory = HostMemory::new(geometry, host_pages);
-        let hva = Hva(geometry.bytes(PageSize::Size1G) * 64);
+        let hva = Hva::new(geometry.bytes(PageSize::Size1G) * 64);
         let vma = if gmem_folio.is_some() {
             GuestVma::on_demand(geometry, backing, hva, guest_pages)?
         } else {

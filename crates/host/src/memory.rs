@@ -99,7 +99,7 @@ impl HostMemory {
             && let Some(set) = self.free.get_mut(&align)
             && let Some(block) = set.pop_first()
         {
-            let pfn = Pfn(block * self.geometry.pages(align));
+            let pfn = Pfn::new(block * self.geometry.pages(align));
             self.allocated.insert(pfn.raw(), align, pfn);
             return Ok(pfn);
         }
@@ -110,8 +110,8 @@ impl HostMemory {
             return Err(HostError::OutOfMemory { requested: count });
         }
         self.next = end;
-        self.allocated.insert(start, align, Pfn(start));
-        Ok(Pfn(start))
+        self.allocated.insert(start, align, Pfn::new(start));
+        Ok(Pfn::new(start))
     }
 
     /// Give back a block of `size` at `pfn` that was allocated (whole or as a piece of a split
@@ -149,9 +149,9 @@ mod tests {
         let c = m.alloc(PageSize::Size1G).unwrap();
         // The bump pointer aligns each block to its size: 4K at 0, 2M at the next 2M boundary
         // (512), 1G at the next 1G boundary (2^18).
-        assert_eq!(a, Pfn(0));
-        assert_eq!(b, Pfn(512));
-        assert_eq!(c, Pfn(1 << 18));
+        assert_eq!(a, Pfn::new(0));
+        assert_eq!(b, Pfn::new(512));
+        assert_eq!(c, Pfn::new(1 << 18));
         m.free(b, PageSize::Size2M).unwrap();
         assert_eq!(m.free(b, PageSize::Size2M), Err(HostError::DoubleFree { pfn: b }));
         assert_eq!(m.alloc(PageSize::Size2M).unwrap(), b);

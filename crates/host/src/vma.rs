@@ -138,7 +138,7 @@ impl GuestVma {
         hva: Hva,
         pages: u64,
     ) -> Result<Self, HostError> {
-        let mut vma = GuestVma::new(geometry, backing, hva, Pfn(0), pages)?;
+        let mut vma = GuestVma::new(geometry, backing, hva, Pfn::new(0), pages)?;
         vma.frames = Frames::OnDemand(BTreeMap::new());
         vma.populated = 0;
         Ok(vma)
@@ -173,7 +173,7 @@ impl GuestVma {
     pub fn runs_in(&self, start: u64, end: u64) -> Vec<(u64, Pfn, u64)> {
         let end = end.min(self.pages);
         match &self.frames {
-            Frames::Contiguous(pfn) if start < end => vec![(start, Pfn(pfn.raw() + start), end - start)],
+            Frames::Contiguous(pfn) if start < end => vec![(start, *pfn + start, end - start)],
             Frames::Contiguous(_) => Vec::new(),
             Frames::OnDemand(units) => {
                 let unit = self.unit();
@@ -182,7 +182,7 @@ impl GuestVma {
                     .range(start / unit..last)
                     .filter_map(|(&i, &pfn)| {
                         let (s, e) = ((i * unit).max(start), ((i + 1) * unit).min(end));
-                        (s < e).then(|| (s, Pfn(pfn.raw() + (s - i * unit)), e - s))
+                        (s < e).then(|| (s, pfn + (s - i * unit), e - s))
                     })
                     .collect()
             }
@@ -322,7 +322,7 @@ mod tests {
     use super::*;
 
     fn vma(backing: VmaBacking, pages: u64) -> GuestVma {
-        GuestVma::new(Geometry::TINY, backing, Hva(0x4000_0000), Pfn(64), pages).unwrap()
+        GuestVma::new(Geometry::TINY, backing, Hva::new(0x4000_0000), Pfn::new(64), pages).unwrap()
     }
 
     #[test]
@@ -331,7 +331,7 @@ mod tests {
         assert_eq!(v.level(0), PageSize::Size2M);
         assert_eq!(v.level(7), PageSize::Size2M);
         assert_eq!(v.level(8), PageSize::Size4K);
-        assert_eq!(v.translate(5), Some((Pfn(69), PageSize::Size2M)));
+        assert_eq!(v.translate(5), Some((Pfn::new(69), PageSize::Size2M)));
         assert_eq!(v.translate(10), None);
     }
 
@@ -344,23 +344,23 @@ mod tests {
         assert_eq!(v.split(6).unwrap(), None);
         assert_eq!(v.collapse(7).unwrap(), Some(Invalidation { offset: 4, pages: 4 }));
         assert_eq!(v.level(6), PageSize::Size2M);
-        assert_eq!(v.pfn(6), Some(Pfn(70)));
+        assert_eq!(v.pfn(6), Some(Pfn::new(70)));
     }
 
     #[test]
     fn on_demand_units_are_populated_once_and_aligned() {
         let g = Geometry::TINY;
         let mut mem = HostMemory::new(g, 256);
-        let mut v = GuestVma::on_demand(g, VmaBacking::Anon4k, Hva(0x4000_0000), 10).unwrap();
+        let mut v = GuestVma::on_demand(g, VmaBacking::Anon4k, Hva::new(0x4000_0000), 10).unwrap();
         assert_eq!(v.pfn(5), None);
         assert_eq!(v.populated_pages(), 0);
         mem.alloc(PageSize::Size4K).unwrap();
         assert!(v.populate(&mut mem, 5).unwrap());
         assert!(!v.populate(&mut mem, 6).unwrap());
-        assert_eq!(v.pfn(5), Some(Pfn(5)));
+        assert_eq!(v.pfn(5), Some(Pfn::new(5)));
         assert_eq!(v.pfn(3), None);
         assert!(v.populate(&mut mem, 9).unwrap());
-        assert_eq!(v.runs(), vec![(4, Pfn(4), 4), (8, Pfn(8), 2)]);
+        assert_eq!(v.runs(), vec![(4, Pfn::new(4), 4), (8, Pfn::new(8), 2)]);
         // Two units: the whole 4-page unit of offset 5 and the 2-page tail unit of offset 9.
         assert_eq!(v.populated_pages(), 4 + 2);
         assert_eq!(v.populate(&mut mem, 10), Err(HostError::OutsideVma { offset: 10 }));
@@ -371,7 +371,7 @@ mod tests {
         let mut v = vma(VmaBacking::Hugetlbfs1g, 16);
         assert_eq!(v.level(3), PageSize::Size1G);
         assert_eq!(v.split(3), Err(HostError::Unsplittable { backing: VmaBacking::Hugetlbfs1g }));
-        assert!(GuestVma::new(Geometry::TINY, VmaBacking::Hugetlbfs2m, Hva(0), Pfn(0), 6).is_err());
+        assert!(GuestVma::new(Geometry::TINY, VmaBacking::Hugetlbfs2m, Hva::new(0), Pfn::new(0), 6).is_err());
         let anon = vma(VmaBacking::Anon4k, 8);
         assert_eq!(anon.level(4), PageSize::Size4K);
         // Preallocated at VM start: every page has its frame from the beginning.

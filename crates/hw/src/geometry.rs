@@ -89,10 +89,10 @@ mod tests {
         for s in PageSize::ALL {
             assert_eq!(g.bytes(s), s.x86_bytes());
         }
-        assert_eq!(g.region_of(Pfn(0x3ff)), Pfn(0x200));
-        assert_eq!(g.pfn_alignment(Pfn(0x40000)), PageSize::Size1G);
-        assert_eq!(g.pfn_alignment(Pfn(0x200)), PageSize::Size2M);
-        assert_eq!(g.pfn_alignment(Pfn(0x201)), PageSize::Size4K);
+        assert_eq!(g.region_of(Pfn::new(0x3ff)), Pfn::new(0x200));
+        assert_eq!(g.pfn_alignment(Pfn::new(0x40000)), PageSize::Size1G);
+        assert_eq!(g.pfn_alignment(Pfn::new(0x200)), PageSize::Size2M);
+        assert_eq!(g.pfn_alignment(Pfn::new(0x201)), PageSize::Size4K);
     }
 
     #[test]
@@ -100,7 +100,7 @@ mod tests {
         let g = Geometry::TINY;
         assert_eq!(g.pages(PageSize::Size2M), 4);
         assert_eq!(g.pages(PageSize::Size1G), 16);
-        assert_eq!(g.region_of(Pfn(7)), Pfn(4));
+        assert_eq!(g.region_of(Pfn::new(7)), Pfn::new(4));
         assert_eq!(Geometry::from_name("tiny"), Some(g));
         assert_eq!(Geometry::from_name("arm"), None);
         assert_eq!(g.name(), "tiny");

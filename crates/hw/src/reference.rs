@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use snpsim_defs::rmp::{RMP_GPA_LIMIT, RMP_LOCK_ASID};
 use snpsim_defs::{
-    Gpa, NpfErrorCode, PAGE_SHIFT, PAGE_SIZE_4K, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand,
+    Gfn, Gpa, NpfErrorCode, PAGE_SIZE_4K, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand,
     RmpArchEntry, RmpEntryHi, RmpEntryLo, RmpEntryRaw, RmpPageSize, SvmExitCode, VmplPerms,
 };
 
@@ -48,17 +48,17 @@ impl DenseRmp {
 
     /// H6: whether `pfn` has an entry (frames `>= pages` are the firmware's "DEFAULT" pages).
     fn inside(&self, pfn: Pfn) -> bool {
-        pfn.0 < self.config.pages
+        pfn.raw() < self.config.pages
     }
 
     /// The raw entry of `pfn`, which must be inside the RMP.
     fn get(&self, pfn: Pfn) -> RmpEntryRaw {
-        self.entries[pfn.0 as usize]
+        self.entries[pfn.raw() as usize]
     }
 
     /// Overwrite the raw entry of `pfn`, which must be inside the RMP.
     fn set(&mut self, pfn: Pfn, entry: RmpEntryRaw) {
-        self.entries[pfn.0 as usize] = entry;
+        self.entries[pfn.raw() as usize] = entry;
     }
 
     /// The first frame of the region holding `pfn`.
@@ -68,13 +68,13 @@ impl DenseRmp {
 
     /// The frames of the region starting at `region` that are inside the RMP.
     fn region_frames(&self, region: Pfn) -> impl Iterator<Item = Pfn> + use<> {
-        let end = region.0.saturating_add(self.g()).min(self.config.pages);
-        (region.0..end).map(Pfn)
+        let end = region.raw().saturating_add(self.g()).min(self.config.pages);
+        (region.raw()..end).map(Pfn::new)
     }
 
     /// Whether all `G` frames of the region starting at `region` are inside the RMP.
     fn region_whole(&self, region: Pfn) -> bool {
-        region.0.checked_add(self.g()).is_some_and(|end| end <= self.config.pages)
+        region.raw().checked_add(self.g()).is_some_and(|end| end <= self.config.pages)
     }
 
     /// H2: the region is 2M iff its aligned entry has the page-size bit set.
@@ -108,8 +108,8 @@ impl DenseRmp {
         }
         let e_pfn = self.governing(pfn);
         let e = self.get(e_pfn).lo;
-        let page_gfn = e.gpa_frame() + (pfn.0 - e_pfn.0);
-        e.assigned() && !e.immutable() && e.asid() == guest.asid && page_gfn == gpa.gfn().0
+        let page_gfn = e.gpa_frame() + (pfn.raw() - e_pfn.raw());
+        e.assigned() && !e.immutable() && e.asid() == guest.asid && page_gfn == gpa.gfn().raw()
     }
 
     /// H4: the aligned entry's sub-page count := the number of assigned entries of the region
@@ -166,10 +166,10 @@ impl DenseRmp {
             let align =
                 if new.page_size() { self.config.geometry.bytes(PageSize::Size2M) } else { PAGE_SIZE_4K };
             (1..u32::from(RMP_LOCK_ASID)).contains(&new.asid())
-                && new.gpa() < RMP_GPA_LIMIT
-                && Gpa(new.gpa()).is_aligned(align)
+                && new.gpa().raw() < RMP_GPA_LIMIT
+                && new.gpa().is_aligned(align)
         } else {
-            new.asid() == 0 && new.gpa() == 0 && !new.immutable()
+            new.asid() == 0 && new.gpa() == Gpa::default() && !new.immutable()
         }
     }
 
@@ -232,7 +232,7 @@ impl RmpModel for DenseRmp {
                     .with_assigned(true)
                     .with_page_size(new.page_size() && i == 0)
                     .with_immutable(new.immutable())
-                    .with_gpa_frame((new.gpa() >> PAGE_SHIFT) + i)
+                    .with_gpa_frame(new.gpa().gfn().raw() + i)
                     .with_asid(new.asid() as u16);
                 // Step 7 (VeriSMo `_rmpupdate`): reset when assigned, ASID, GPA or size changes.
                 let changed = !old.lo.assigned()
@@ -418,7 +418,7 @@ impl RmpModel for DenseRmp {
         let status =
             pfn.is_aligned(self.g()) && self.region_frames(pfn).skip(1).any(|p| self.get(p).lo.assigned());
         Ok(RmpArchEntry::new()
-            .with_gpa(e.gpa_frame() << PAGE_SHIFT)
+            .with_gpa(Gfn::new(e.gpa_frame()).gpa())
             .with_assigned(e.assigned())
             .with_page_size(e.page_size())
             .with_hpage_region_status(status)

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use snpsim_defs::rmp::{RMP_GPA_LIMIT, RMP_LOCK_ASID};
 use snpsim_defs::{
-    Gpa, NpfErrorCode, PAGE_SHIFT, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry,
+    Gfn, Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry,
     RmpEntryHi, RmpEntryLo, RmpEntryRaw, RmpPageSize, SvmExitCode, VmplPerms,
 };
 
@@ -337,13 +337,13 @@ impl Rmp {
 
     /// H6: whether `pfn` has an RMP entry.
     fn in_rmp(&self, pfn: Pfn) -> bool {
-        pfn.0 < self.config.pages
+        pfn.raw() < self.config.pages
     }
 
     /// The region index of `pfn` and its index inside the region.
     fn split(&self, pfn: Pfn) -> (u64, usize) {
         let g = self.g();
-        (pfn.0 / g, (pfn.0 % g) as usize)
+        (pfn.raw() / g, (pfn.raw() % g) as usize)
     }
 
     /// The raw entry of `pfn` (zero when nothing is stored, including beyond the RMP).
@@ -423,7 +423,7 @@ impl Rmp {
         let (e, size) = self.governing(pfn);
         let lo = e.lo;
         let owned =
-            lo.assigned() && !lo.immutable() && lo.asid() == guest.asid && lo.gpa_frame() == gpa.gfn().0;
+            lo.assigned() && !lo.immutable() && lo.asid() == guest.asid && lo.gpa_frame() == gpa.gfn().raw();
         owned.then_some((e, size))
     }
 
@@ -487,10 +487,10 @@ impl Rmp {
             let bytes =
                 if new.page_size() { self.bytes_2m() } else { self.config.geometry.bytes(PageSize::Size4K) };
             (1..=MAX_GUEST_ASID).contains(&new.asid())
-                && new.gpa() < RMP_GPA_LIMIT
-                && new.gpa().is_multiple_of(bytes)
+                && new.gpa().raw() < RMP_GPA_LIMIT
+                && new.gpa().is_aligned(bytes)
         } else {
-            new.asid() == 0 && new.gpa() == 0 && !new.immutable()
+            new.asid() == 0 && new.gpa() == Gpa::default() && !new.immutable()
         }
     }
 
@@ -502,7 +502,7 @@ impl Rmp {
             return ZERO;
         }
         let asid = new.asid() as u16;
-        let gfn = new.gpa() >> PAGE_SHIFT;
+        let gfn = new.gpa().gfn().raw();
         let huge = new.page_size();
         let mut lo = RmpEntryLo::new()
             .with_assigned(true)
@@ -542,7 +542,7 @@ impl RmpModel for Rmp {
         // Step 2 (APM, UNVERIFIED): a 2M entry needs a region-aligned frame. Also (not in the
         // docs, Choice here): a 2M entry whose region extends past the end of the RMP (a partial
         // last region) is rejected, because some of its pages would have no entry (H6).
-        if huge && (!pfn.is_aligned(g) || self.config.pages - pfn.0 < g) {
+        if huge && (!pfn.is_aligned(g) || self.config.pages - pfn.raw() < g) {
             return ReturnCode::FailInput;
         }
         // Step 3 (Choice): operand validity.
@@ -782,7 +782,7 @@ impl RmpModel for Rmp {
         let e = self.entry(pfn).lo;
         let (idx, i) = self.split(pfn);
         Ok(RmpArchEntry::new()
-            .with_gpa(e.gpa_frame() << PAGE_SHIFT)
+            .with_gpa(Gfn::new(e.gpa_frame()).gpa())
             .with_assigned(e.assigned())
             .with_page_size(e.page_size())
             .with_hpage_region_status(i == 0 && self.region_others_assigned(idx))
@@ -908,7 +908,7 @@ mod tests {
     use crate::Geometry;
 
     fn assigned(gpa: u64, asid: u32, huge: bool) -> RmpArchEntry {
-        RmpArchEntry::new().with_gpa(gpa).with_assigned(true).with_asid(asid).with_page_size(huge)
+        RmpArchEntry::new().with_gpa(Gpa::new(gpa)).with_assigned(true).with_asid(asid).with_page_size(huge)
     }
 
     fn shared(huge: bool) -> RmpArchEntry {
@@ -921,23 +921,23 @@ mod tests {
     fn fresh_rmp_stores_nothing() {
         let rmp = Rmp::new(RmpConfig::x86(3 * 512 + 7));
         assert_eq!(rmp.touched_regions(), 0);
-        assert_eq!(rmp.raw_entry(Pfn(3 * 512 + 6)), Some(RmpEntryRaw::default()));
-        assert_eq!(rmp.raw_entry(Pfn(3 * 512 + 7)), None);
-        assert_eq!(rmp.rmpread(Pfn(3 * 512 + 7)), Err(ReturnCode::FailInput));
+        assert_eq!(rmp.raw_entry(Pfn::new(3 * 512 + 6)), Some(RmpEntryRaw::default()));
+        assert_eq!(rmp.raw_entry(Pfn::new(3 * 512 + 7)), None);
+        assert_eq!(rmp.rmpread(Pfn::new(3 * 512 + 7)), Err(ReturnCode::FailInput));
     }
 
     #[test]
     fn small_region_returning_to_zero_is_dropped() {
         let mut rmp = Rmp::new(RmpConfig::x86(1024));
-        assert_eq!(rmp.rmpupdate(Pfn(513), assigned(0x1000, 5, false)), ReturnCode::Success);
-        assert_eq!(rmp.rmpupdate(Pfn(600), assigned(0x2000, 6, false)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(513), assigned(0x1000, 5, false)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(600), assigned(0x2000, 6, false)), ReturnCode::Success);
         assert_eq!(rmp.touched_regions(), 1);
         // H4: the aligned entry counts the two assigned non-aligned entries.
-        assert_eq!(rmp.raw_entry(Pfn(512)).unwrap().lo.subpage_count(), 2);
-        assert!(rmp.rmpread(Pfn(512)).unwrap().hpage_region_status());
-        assert_eq!(rmp.rmpupdate(Pfn(513), shared(false)), ReturnCode::Success);
+        assert_eq!(rmp.raw_entry(Pfn::new(512)).unwrap().lo.subpage_count(), 2);
+        assert!(rmp.rmpread(Pfn::new(512)).unwrap().hpage_region_status());
+        assert_eq!(rmp.rmpupdate(Pfn::new(513), shared(false)), ReturnCode::Success);
         assert_eq!(rmp.touched_regions(), 1);
-        assert_eq!(rmp.rmpupdate(Pfn(600), shared(false)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(600), shared(false)), ReturnCode::Success);
         assert_eq!(rmp.touched_regions(), 0);
         assert_eq!(rmp, Rmp::new(RmpConfig::x86(1024)));
     }
@@ -945,10 +945,10 @@ mod tests {
     #[test]
     fn aligned_entry_keeps_subpage_count_when_unassigned() {
         let mut rmp = Rmp::new(RmpConfig::tiny(8));
-        assert_eq!(rmp.rmpupdate(Pfn(4), assigned(0x4000, 5, false)), ReturnCode::Success);
-        assert_eq!(rmp.rmpupdate(Pfn(5), assigned(0x5000, 5, false)), ReturnCode::Success);
-        assert_eq!(rmp.rmpupdate(Pfn(4), shared(false)), ReturnCode::Success);
-        let aligned = rmp.raw_entry(Pfn(4)).unwrap();
+        assert_eq!(rmp.rmpupdate(Pfn::new(4), assigned(0x4000, 5, false)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(5), assigned(0x5000, 5, false)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(4), shared(false)), ReturnCode::Success);
+        let aligned = rmp.raw_entry(Pfn::new(4)).unwrap();
         assert_eq!(aligned.lo.into_bits(), RmpEntryLo::new().with_subpage_count(1).into_bits());
         assert_eq!(rmp.touched_regions(), 1);
         assert_eq!(rmp.asid_assigned_pages(5), 1);
@@ -958,12 +958,12 @@ mod tests {
     fn two_meg_update_touches_one_region_and_derives_h3_entries() {
         let g = 512;
         let mut rmp = Rmp::new(RmpConfig::x86(4 * g));
-        assert_eq!(rmp.rmpupdate(Pfn(2 * g), assigned(0x4000_0000, 7, true)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(2 * g), assigned(0x4000_0000, 7, true)), ReturnCode::Success);
         assert_eq!(rmp.touched_regions(), 1);
         assert_eq!(rmp.asid_assigned_pages(7), g);
         let base = 0x4000_0000 >> 12;
         for i in 0..g {
-            let e = rmp.raw_entry(Pfn(2 * g + i)).unwrap();
+            let e = rmp.raw_entry(Pfn::new(2 * g + i)).unwrap();
             let lo = e.lo;
             assert!(lo.assigned() && !lo.immutable() && !lo.validated() && !lo.vmsa());
             assert_eq!((lo.asid(), lo.gpa_frame()), (7, base + i));
@@ -971,9 +971,9 @@ mod tests {
             assert_eq!(lo.subpage_count(), if i == 0 { 511 } else { 0 });
             assert_eq!(e.hi, reset_perms());
         }
-        assert_eq!(rmp.lookup(Pfn(2 * g + 3)), Some((true, RmpPageSize::Size2M)));
+        assert_eq!(rmp.lookup(Pfn::new(2 * g + 3)), Some((true, RmpPageSize::Size2M)));
         // H5: a 2M update to unassigned returns the region to zero.
-        assert_eq!(rmp.rmpupdate(Pfn(2 * g), shared(true)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(2 * g), shared(true)), ReturnCode::Success);
         assert_eq!(rmp.touched_regions(), 0);
         assert_eq!(rmp.asid_assigned_pages(7), 0);
     }
@@ -981,55 +981,55 @@ mod tests {
     #[test]
     fn pvalidate_2m_then_psmash_preserves_validated() {
         let mut rmp = Rmp::new(RmpConfig { geometry: Geometry::TINY, pages: 16, smaller_npt_faults: true });
-        assert_eq!(rmp.rmpupdate(Pfn(8), assigned(0x4000, 5, true)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(8), assigned(0x4000, 5, true)), ReturnCode::Success);
         let huge = RmpPageSize::Size2M;
         assert_eq!(
-            rmp.pvalidate(VMPL0, Gpa(0x5000), Pfn(9), RmpPageSize::Size4K, true),
+            rmp.pvalidate(VMPL0, Gpa::new(0x5000), Pfn::new(9), RmpPageSize::Size4K, true),
             GuestOutcome::Npf(instr_npf(true))
         );
         assert_eq!(
-            rmp.pvalidate(VMPL0, Gpa(0x4000), Pfn(8), huge, true),
+            rmp.pvalidate(VMPL0, Gpa::new(0x4000), Pfn::new(8), huge, true),
             GuestOutcome::Done(PvalidateStatus::Changed)
         );
         assert_eq!(
-            rmp.pvalidate(VMPL0, Gpa(0x4000), Pfn(8), huge, true),
+            rmp.pvalidate(VMPL0, Gpa::new(0x4000), Pfn::new(8), huge, true),
             GuestOutcome::Done(PvalidateStatus::Unchanged)
         );
-        assert_eq!(rmp.psmash(Pfn(8)), ReturnCode::Success);
+        assert_eq!(rmp.psmash(Pfn::new(8)), ReturnCode::Success);
         assert_eq!(rmp.touched_regions(), 1);
         for i in 0..4 {
-            let e = rmp.raw_entry(Pfn(8 + i)).unwrap();
+            let e = rmp.raw_entry(Pfn::new(8 + i)).unwrap();
             assert!(e.lo.validated() && !e.lo.page_size());
         }
         // H4: the other G - 1 = 3 entries of the tiny region are assigned.
-        assert_eq!(rmp.raw_entry(Pfn(8)).unwrap().lo.subpage_count(), 3);
-        assert_eq!(rmp.psmash(Pfn(8)), ReturnCode::FailUnsupported);
+        assert_eq!(rmp.raw_entry(Pfn::new(8)).unwrap().lo.subpage_count(), 3);
+        assert_eq!(rmp.psmash(Pfn::new(8)), ReturnCode::FailUnsupported);
         // A 4K update now works and keeps Validated if nothing changes (RMPUPDATE step 7).
-        assert_eq!(rmp.rmpupdate(Pfn(9), assigned(0x5000, 5, false)), ReturnCode::Success);
-        assert!(rmp.raw_entry(Pfn(9)).unwrap().lo.validated());
-        assert_eq!(rmp.rmpupdate(Pfn(9), assigned(0x6000, 5, false)), ReturnCode::Success);
-        assert!(!rmp.raw_entry(Pfn(9)).unwrap().lo.validated());
+        assert_eq!(rmp.rmpupdate(Pfn::new(9), assigned(0x5000, 5, false)), ReturnCode::Success);
+        assert!(rmp.raw_entry(Pfn::new(9)).unwrap().lo.validated());
+        assert_eq!(rmp.rmpupdate(Pfn::new(9), assigned(0x6000, 5, false)), ReturnCode::Success);
+        assert!(!rmp.raw_entry(Pfn::new(9)).unwrap().lo.validated());
         // Still the region's G = 4 pages, all assigned to ASID 5.
         assert_eq!(rmp.asid_assigned_pages(5), 4);
         // The region now holds 4K assigned entries: a 2M update overlaps.
-        assert_eq!(rmp.rmpupdate(Pfn(8), assigned(0x4000, 5, true)), ReturnCode::FailOverlap);
+        assert_eq!(rmp.rmpupdate(Pfn::new(8), assigned(0x4000, 5, true)), ReturnCode::FailOverlap);
     }
 
     #[test]
     fn partial_region_rejects_2m_and_in_flight_blocks() {
         let mut rmp = Rmp::new(RmpConfig::tiny(10));
-        assert_eq!(rmp.rmpupdate(Pfn(8), assigned(0x8000, 5, true)), ReturnCode::FailInput);
-        assert_eq!(rmp.begin_in_flight(Pfn(8)), ReturnCode::Success);
-        assert_eq!(rmp.begin_in_flight(Pfn(8)), ReturnCode::FailInuse);
-        assert_eq!(rmp.rmpupdate(Pfn(9), assigned(0x9000, 5, false)), ReturnCode::FailInuse);
-        assert!(rmp.end_in_flight(Pfn(8)));
-        assert!(!rmp.end_in_flight(Pfn(8)));
-        assert_eq!(rmp.rmpupdate(Pfn(9), assigned(0x9000, 5, false)), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(8), assigned(0x8000, 5, true)), ReturnCode::FailInput);
+        assert_eq!(rmp.begin_in_flight(Pfn::new(8)), ReturnCode::Success);
+        assert_eq!(rmp.begin_in_flight(Pfn::new(8)), ReturnCode::FailInuse);
+        assert_eq!(rmp.rmpupdate(Pfn::new(9), assigned(0x9000, 5, false)), ReturnCode::FailInuse);
+        assert!(rmp.end_in_flight(Pfn::new(8)));
+        assert!(!rmp.end_in_flight(Pfn::new(8)));
+        assert_eq!(rmp.rmpupdate(Pfn::new(9), assigned(0x9000, 5, false)), ReturnCode::Success);
         assert_eq!(
-            rmp.check_host_write(Pfn(8), PageSize::Size2M, true),
+            rmp.check_host_write(Pfn::new(8), PageSize::Size2M, true),
             Err(PfErrorCode::from_bits(0x8000_0007))
         );
-        assert_eq!(rmp.check_host_write(Pfn(8), PageSize::Size4K, false), Ok(()));
-        assert_eq!(rmp.check_host_write(Pfn(10), PageSize::Size2M, false), Ok(()));
+        assert_eq!(rmp.check_host_write(Pfn::new(8), PageSize::Size4K, false), Ok(()));
+        assert_eq!(rmp.check_host_write(Pfn::new(10), PageSize::Size2M, false), Ok(()));
     }
 }

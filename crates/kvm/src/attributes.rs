@@ -57,17 +57,17 @@ mod tests {
     #[test]
     fn set_and_query() {
         let mut a = MemoryAttributes::new();
-        assert!(a.is_private(Gfn(5)));
-        assert_eq!(a.set(Gfn(4), 4, false), 4);
+        assert!(a.is_private(Gfn::new(5)));
+        assert_eq!(a.set(Gfn::new(4), 4, false), 4);
         // 6 and 7 are shared already: only 8 and 9 change.
-        assert_eq!(a.set(Gfn(6), 4, false), 2);
-        assert!(!a.is_private(Gfn(9)));
-        assert!(a.is_private(Gfn(10)));
-        assert_eq!(a.uniform(Gfn(4), 4), Some(false));
-        assert_eq!(a.uniform(Gfn(0), 4), Some(true));
-        assert_eq!(a.uniform(Gfn(8), 4), None);
-        assert_eq!(a.set(Gfn(5), 1, true), 1);
-        assert_eq!(a.uniform(Gfn(4), 4), None);
+        assert_eq!(a.set(Gfn::new(6), 4, false), 2);
+        assert!(!a.is_private(Gfn::new(9)));
+        assert!(a.is_private(Gfn::new(10)));
+        assert_eq!(a.uniform(Gfn::new(4), 4), Some(false));
+        assert_eq!(a.uniform(Gfn::new(0), 4), Some(true));
+        assert_eq!(a.uniform(Gfn::new(8), 4), None);
+        assert_eq!(a.set(Gfn::new(5), 1, true), 1);
+        assert_eq!(a.uniform(Gfn::new(4), 4), None);
     }
 
     proptest! {
@@ -77,13 +77,13 @@ mod tests {
             let mut dense = [true; 80];
             for (s, n, p) in ops {
                 let changed = (s..s + n).filter(|&i| dense[i as usize] != p).count() as u64;
-                prop_assert_eq!(a.set(Gfn(s), n, p), changed);
+                prop_assert_eq!(a.set(Gfn::new(s), n, p), changed);
                 for i in s..s + n { dense[i as usize] = p; }
-                for i in 0..80u64 { prop_assert_eq!(a.is_private(Gfn(i)), dense[i as usize]); }
+                for i in 0..80u64 { prop_assert_eq!(a.is_private(Gfn::new(i)), dense[i as usize]); }
                 for s2 in (0..76u64).step_by(4) {
                     let w = &dense[s2 as usize..s2 as usize + 4];
                     let expect = w.iter().all(|&x| x == w[0]).then_some(w[0]);
-                    prop_assert_eq!(a.uniform(Gfn(s2), 4), expect);
+                    prop_assert_eq!(a.uniform(Gfn::new(s2), 4), expect);
                 }
             }
         }

@@ -61,7 +61,7 @@ impl DemotionLedger {
     /// required yet: (first GFN, frame, size) of each.
     pub fn old_leaves(&self, geometry: Geometry, gfn: Gfn) -> Vec<(Gfn, Pfn, PageSize)> {
         // No leaf is larger than 1G, so no record starting further below can hold `gfn`.
-        let lowest = Gfn(gfn.raw().saturating_sub(geometry.pages(PageSize::Size1G) - 1));
+        let lowest = Gfn::new(gfn.raw().saturating_sub(geometry.pages(PageSize::Size1G) - 1));
         self.pending
             .range((lowest, PageSize::Size4K)..=(gfn, PageSize::Size1G))
             .filter(|((start, _), p)| {
@@ -104,10 +104,10 @@ impl DemotionLedger {
             return;
         }
         // No leaf is larger than 1G, so no record starting further below can reach `start`.
-        let lowest = Gfn(start.raw().saturating_sub(geometry.pages(PageSize::Size1G) - 1));
+        let lowest = Gfn::new(start.raw().saturating_sub(geometry.pages(PageSize::Size1G) - 1));
         let closed: Vec<_> = self
             .pending
-            .range((lowest, PageSize::Size4K)..=(Gfn(end - 1), PageSize::Size1G))
+            .range((lowest, PageSize::Size4K)..=(Gfn::new(end - 1), PageSize::Size1G))
             .filter(|((gfn, size), _)| gfn.raw() + geometry.pages(*size) > start.raw())
             .map(|(&k, _)| k)
             .collect();
@@ -122,7 +122,7 @@ mod tests {
     use super::*;
 
     fn one(l: &DemotionLedger, g: Geometry, gfn: u64) -> Option<(Gfn, Pfn, PageSize)> {
-        let v = l.old_leaves(g, Gfn(gfn));
+        let v = l.old_leaves(g, Gfn::new(gfn));
         assert!(v.len() <= 1, "{v:?}");
         v.first().copied()
     }
@@ -131,11 +131,11 @@ mod tests {
     fn a_2m_zap_holding_the_fault_is_needed_at_once_and_one_beside_it_waits() {
         let g = Geometry::X86;
         let mut l = DemotionLedger::default();
-        assert!(!l.zapped(g, Gfn(0x200), Pfn(0x200), PageSize::Size2M, Gfn(0x205)));
-        assert!(l.zapped(g, Gfn(0x400), Pfn(0x400), PageSize::Size2M, Gfn(0x205)));
+        assert!(!l.zapped(g, Gfn::new(0x200), Pfn::new(0x200), PageSize::Size2M, Gfn::new(0x205)));
+        assert!(l.zapped(g, Gfn::new(0x400), Pfn::new(0x400), PageSize::Size2M, Gfn::new(0x205)));
         assert_eq!(one(&l, g, 0x3ff), None);
-        assert_eq!(one(&l, g, 0x5ff), Some((Gfn(0x400), Pfn(0x400), PageSize::Size2M)));
-        assert!(l.required(g, Gfn(0x400), PageSize::Size2M, Gfn(0x5ff)));
+        assert_eq!(one(&l, g, 0x5ff), Some((Gfn::new(0x400), Pfn::new(0x400), PageSize::Size2M)));
+        assert!(l.required(g, Gfn::new(0x400), PageSize::Size2M, Gfn::new(0x5ff)));
         assert_eq!(one(&l, g, 0x5ff), None);
     }
 
@@ -144,12 +144,15 @@ mod tests {
         let g = Geometry::X86;
         let mut l = DemotionLedger::default();
         let per_2m = g.pages_per_2m();
-        assert!(l.zapped(g, Gfn(0), Pfn(0), PageSize::Size1G, Gfn(3)));
+        assert!(l.zapped(g, Gfn::new(0), Pfn::new(0), PageSize::Size1G, Gfn::new(3)));
         // The fault's own part is required already.
         assert_eq!(one(&l, g, 1), None);
         let parts = g.pages(PageSize::Size1G) / per_2m;
         for part in 1..parts {
-            assert_eq!(l.required(g, Gfn(0), PageSize::Size1G, Gfn(part * per_2m)), part == parts - 1);
+            assert_eq!(
+                l.required(g, Gfn::new(0), PageSize::Size1G, Gfn::new(part * per_2m)),
+                part == parts - 1
+            );
         }
     }
 
@@ -157,10 +160,10 @@ mod tests {
     fn a_remap_at_the_old_size_closes_the_record() {
         let g = Geometry::X86;
         let mut l = DemotionLedger::default();
-        assert!(l.zapped(g, Gfn(0x400), Pfn(0x400), PageSize::Size2M, Gfn(0x205)));
-        l.remapped(Gfn(0x400), PageSize::Size4K);
+        assert!(l.zapped(g, Gfn::new(0x400), Pfn::new(0x400), PageSize::Size2M, Gfn::new(0x205)));
+        l.remapped(Gfn::new(0x400), PageSize::Size4K);
         assert!(one(&l, g, 0x400).is_some());
-        l.remapped(Gfn(0x400), PageSize::Size2M);
+        l.remapped(Gfn::new(0x400), PageSize::Size2M);
         assert_eq!(one(&l, g, 0x400), None);
     }
 
@@ -171,22 +174,22 @@ mod tests {
         let mut l = DemotionLedger::default();
         // A 1G leaf zapped for a fault in part 0; a 2M leaf later mapped at part 1 and zapped for
         // a fault just past it.
-        assert!(l.zapped(g, Gfn(0), Pfn(0), PageSize::Size1G, Gfn(1)));
-        assert!(l.zapped(g, Gfn(per_2m), Pfn(0x9_0000), PageSize::Size2M, Gfn(2 * per_2m)));
+        assert!(l.zapped(g, Gfn::new(0), Pfn::new(0), PageSize::Size1G, Gfn::new(1)));
+        assert!(l.zapped(g, Gfn::new(per_2m), Pfn::new(0x9_0000), PageSize::Size2M, Gfn::new(2 * per_2m)));
         // Part 1 is under both records; part 2 under the 1G one only, though the 2M record starts
         // nearer.
-        assert_eq!(l.old_leaves(g, Gfn(per_2m + 5)).len(), 2);
-        assert_eq!(one(&l, g, 2 * per_2m), Some((Gfn(0), Pfn(0), PageSize::Size1G)));
+        assert_eq!(l.old_leaves(g, Gfn::new(per_2m + 5)).len(), 2);
+        assert_eq!(one(&l, g, 2 * per_2m), Some((Gfn::new(0), Pfn::new(0), PageSize::Size1G)));
     }
 
     #[test]
     fn a_zap_for_another_reason_closes_the_records_it_overlaps() {
         let g = Geometry::X86;
         let mut l = DemotionLedger::default();
-        assert!(l.zapped(g, Gfn(0x400), Pfn(0x400), PageSize::Size2M, Gfn(0x205)));
-        assert!(l.zapped(g, Gfn(0x800), Pfn(0x800), PageSize::Size2M, Gfn(0x605)));
+        assert!(l.zapped(g, Gfn::new(0x400), Pfn::new(0x400), PageSize::Size2M, Gfn::new(0x205)));
+        assert!(l.zapped(g, Gfn::new(0x800), Pfn::new(0x800), PageSize::Size2M, Gfn::new(0x605)));
         // A memory-attribute change over the last page of the first leaf only.
-        l.zapped_elsewhere(g, Gfn(0x5ff), 1);
+        l.zapped_elsewhere(g, Gfn::new(0x5ff), 1);
         assert_eq!(one(&l, g, 0x400), None);
         assert!(one(&l, g, 0x800).is_some());
     }

@@ -49,17 +49,17 @@ mod tests {
         // KVM's 4K RMPUPDATE.
         let req = GhcbMsrPscRequest::new()
             .with_info(GHCB_MSR_PSC_REQ)
-            .with_gfn(0x210)
+            .with_gfn(Gfn::new(0x210))
             .with_op(PscOp::Private.raw());
         assert_eq!(kvm.handle_psc_msr(&mut host, &mut rmp, req).unwrap().error(), 0);
         assert_eq!(TestOnly::calls(), (1, 0));
-        assert_eq!(rmp.lookup(Pfn(0x210)), Some((true, RmpPageSize::Size4K)));
+        assert_eq!(rmp.lookup(Pfn::new(0x210)), Some((true, RmpPageSize::Size4K)));
 
         // A non-present private #NPF maps the 2M leaf of the host's THP (no RMP cap).
-        let gpa = Gfn(0x210).gpa();
+        let gpa = Gfn::new(0x210).gpa();
         let not_present = NpfErrorCode::new().with_guest_final(true).with_enc(true);
         kvm.handle_npf(&mut host, &mut rmp, gpa, not_present).unwrap();
-        let (pfn, npt_size) = kvm.npt.translate(Gfn(0x210)).unwrap();
+        let (pfn, npt_size) = kvm.npt.translate(Gfn::new(0x210)).unwrap();
         assert_eq!(npt_size, PageSize::Size2M);
 
         // A private read through that leaf over the 4K entry takes an RMP #NPF with SIZEM; KVM
@@ -78,10 +78,10 @@ mod tests {
         assert!(code.rmp() && code.sizem());
         kvm.handle_npf(&mut host, &mut rmp, gpa, code).unwrap();
         assert_eq!(TestOnly::calls(), (1, 1));
-        assert_eq!(kvm.npt.translate(Gfn(0x210)), Some((Pfn(0x210), PageSize::Size4K)));
+        assert_eq!(kvm.npt.translate(Gfn::new(0x210)), Some((Pfn::new(0x210), PageSize::Size4K)));
 
         // The retried read reaches the page, which the guest has not validated: #VC, no #NPF.
-        let access = GuestAccess { pfn: Pfn(0x210), npt_size: PageSize::Size4K, ..access };
+        let access = GuestAccess { pfn: Pfn::new(0x210), npt_size: PageSize::Size4K, ..access };
         assert_eq!(
             rmp.check_guest_access(&access),
             GuestOutcome::Vc(snpsim_defs::SvmExitCode::PageNotValidated)

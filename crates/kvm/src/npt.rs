@@ -142,13 +142,13 @@ impl Npt {
 
     /// The leaf translating `gfn`, with its first GFN.
     pub fn leaf(&self, gfn: Gfn) -> Option<(Gfn, Leaf)> {
-        self.leaves.holding(gfn.raw()).map(|(s, size, pfn)| (Gfn(s), Leaf { size, pfn }))
+        self.leaves.holding(gfn.raw()).map(|(s, size, pfn)| (Gfn::new(s), Leaf { size, pfn }))
     }
 
     /// Translate `gfn`: its host frame and the size of the leaf that maps it.
     pub fn translate(&self, gfn: Gfn) -> Option<(Pfn, PageSize)> {
         let (start, leaf) = self.leaf(gfn)?;
-        Some((Pfn(leaf.pfn.raw() + (gfn.raw() - start.raw())), leaf.size))
+        Some((leaf.pfn + (gfn.raw() - start.raw()), leaf.size))
     }
 
     /// Whether any leaf maps a GFN in `start..start + pages`.
@@ -179,8 +179,8 @@ impl Npt {
         {
             keys.push(s);
         }
-        let end = Gfn(start.raw().saturating_add(pages));
-        keys.extend(self.leaves.keys_in(start.raw(), end.raw()).into_iter().map(Gfn));
+        let end = Gfn::new(start.raw().saturating_add(pages));
+        keys.extend(self.leaves.keys_in(start.raw(), end.raw()).into_iter().map(Gfn::new));
         let mut removed = Vec::new();
         for k in keys {
             if which(k)
@@ -209,8 +209,8 @@ impl Npt {
             self.remove_leaf(start);
             let n = self.geometry.pages(smaller);
             for i in 0..self.geometry.pages(leaf.size) / n {
-                let part = Gfn(start.raw() + i * n);
-                self.insert_leaf(part, Leaf { size: smaller, pfn: Pfn(leaf.pfn.raw() + i * n) });
+                let part = start + (i * n);
+                self.insert_leaf(part, Leaf { size: smaller, pfn: leaf.pfn + (i * n) });
                 if uncapped && smaller > PageSize::Size4K {
                     self.uncapped.insert(part.raw());
                 }
@@ -230,7 +230,7 @@ impl Npt {
         let mut out: Vec<(Gfn, Leaf)> = self.leaf(start).filter(|&(s, _)| s < start).into_iter().collect();
         for k in self.leaves.keys_in(start.raw(), end.raw()) {
             if let Some((size, pfn)) = self.leaves.get(k) {
-                out.push((Gfn(k), Leaf { size, pfn }));
+                out.push((Gfn::new(k), Leaf { size, pfn }));
             }
         }
         out
@@ -252,7 +252,7 @@ impl Npt {
 
     /// Every leaf, in GFN order.
     pub fn leaves(&self) -> impl Iterator<Item = (Gfn, Leaf)> + '_ {
-        self.leaves.iter().map(|(s, size, pfn)| (Gfn(s), Leaf { size, pfn }))
+        self.leaves.iter().map(|(s, size, pfn)| (Gfn::new(s), Leaf { size, pfn }))
     }
 }
 
@@ -287,37 +287,37 @@ mod tests {
                     0 | 1 => {
                         let gfn = at / g.pages(size) * g.pages(size);
                         let n = g.pages(size);
-                        if npt.any_mapped(Gfn(gfn), n) {
+                        if npt.any_mapped(Gfn::new(gfn), n) {
                             prop_assert!((gfn..gfn + n).any(|p| r.holding(g, p).is_some()));
                         } else {
                             prop_assert!((gfn..gfn + n).all(|p| r.holding(g, p).is_none()));
-                            npt.map(Gfn(gfn), size, Pfn(1000 + gfn));
-                            r.0.insert(gfn, Leaf { size, pfn: Pfn(1000 + gfn) });
+                            npt.map(Gfn::new(gfn), size, Pfn::new(1000 + gfn));
+                            r.0.insert(gfn, Leaf { size, pfn: Pfn::new(1000 + gfn) });
                         }
                     }
                     2 => {
                         let n = u64::from(sz) * 5 + 1;
-                        let removed: Vec<u64> = npt.zap(Gfn(at), n).iter().map(|x| x.gfn.raw()).collect();
+                        let removed: Vec<u64> = npt.zap(Gfn::new(at), n).iter().map(|x| x.gfn.raw()).collect();
                         let mut expected: Vec<u64> = r.holding(g, at).map(|(s, _)| s).filter(|&s| s < at).into_iter().collect();
                         expected.extend(r.0.range(at..at + n).map(|(&k, _)| k));
                         for k in &expected { r.0.remove(k); }
                         prop_assert_eq!(removed, expected);
                     }
                     _ => {
-                        let split = npt.demote(Gfn(at), size);
+                        let split = npt.demote(Gfn::new(at), size);
                         while let Some((s, l)) = r.holding(g, at) {
                             let Some(smaller) = l.size.smaller().filter(|_| l.size > size) else { break };
                             r.0.remove(&s);
                             let n = g.pages(smaller);
                             for i in 0..g.pages(l.size) / n {
-                                r.0.insert(s + i * n, Leaf { size: smaller, pfn: Pfn(l.pfn.raw() + i * n) });
+                                r.0.insert(s + i * n, Leaf { size: smaller, pfn: l.pfn + (i * n) });
                             }
                         }
                         let _ = split;
                     }
                 }
                 for gfn in 0..176u64 {
-                    prop_assert_eq!(npt.leaf(Gfn(gfn)).map(|(s, l)| (s.raw(), l)), r.holding(g, gfn));
+                    prop_assert_eq!(npt.leaf(Gfn::new(gfn)).map(|(s, l)| (s.raw(), l)), r.holding(g, gfn));
                 }
                 let leaves: Vec<(u64, Leaf)> = npt.leaves().map(|(s, l)| (s.raw(), l)).collect();
                 let expected: Vec<(u64, Leaf)> = r.0.iter().map(|(&s, &l)| (s, l)).collect();
@@ -331,33 +331,33 @@ mod tests {
     fn translate_zap_and_minimal_demotion() {
         let g = Geometry::TINY;
         let mut npt = Npt::new(g);
-        npt.map(Gfn(16), PageSize::Size1G, Pfn(32));
-        assert_eq!(npt.translate(Gfn(21)), Some((Pfn(37), PageSize::Size1G)));
-        let split = npt.demote(Gfn(21), PageSize::Size4K);
+        npt.map(Gfn::new(16), PageSize::Size1G, Pfn::new(32));
+        assert_eq!(npt.translate(Gfn::new(21)), Some((Pfn::new(37), PageSize::Size1G)));
+        let split = npt.demote(Gfn::new(21), PageSize::Size4K);
         assert_eq!(split.len(), 2);
         assert_eq!(split[0].leaf.size, PageSize::Size1G);
         assert_eq!(split[1].leaf.size, PageSize::Size2M);
-        assert_eq!(npt.translate(Gfn(21)), Some((Pfn(37), PageSize::Size4K)));
-        assert_eq!(npt.translate(Gfn(25)), Some((Pfn(41), PageSize::Size2M)));
+        assert_eq!(npt.translate(Gfn::new(21)), Some((Pfn::new(37), PageSize::Size4K)));
+        assert_eq!(npt.translate(Gfn::new(25)), Some((Pfn::new(41), PageSize::Size2M)));
         // Tiny pages: the 1G leaf's 16 pages are now the 2M part 20..24 at 4K (4) and the other
         // three 2M parts (12).
         assert_eq!(npt.coverage(), [4, 12, 0]);
         assert_eq!(npt.recount_coverage(), [4, 12, 0]);
         // 22..26: the 4K leaves 22 and 23 and the 2M leaf 24..28.
-        let zapped = npt.zap(Gfn(22), 4);
+        let zapped = npt.zap(Gfn::new(22), 4);
         assert_eq!(zapped.len(), 3);
-        assert_eq!(npt.translate(Gfn(24)), None);
-        assert_eq!(npt.translate(Gfn(21)), Some((Pfn(37), PageSize::Size4K)));
-        assert!(npt.any_mapped(Gfn(20), 4));
-        assert!(!npt.any_mapped(Gfn(22), 6));
+        assert_eq!(npt.translate(Gfn::new(24)), None);
+        assert_eq!(npt.translate(Gfn::new(21)), Some((Pfn::new(37), PageSize::Size4K)));
+        assert!(npt.any_mapped(Gfn::new(20), 4));
+        assert!(!npt.any_mapped(Gfn::new(22), 6));
         assert_eq!(npt.coverage(), npt.recount_coverage());
         // One map; two splits (1G → 2M, 2M → 4K) in one demotion and three leaves in one zap:
         // one flush each.
         assert_eq!(npt.stats, NptStats { mapped: 1, zapped: 3, split: 2, flushes: 2 });
         // Left: 16..20 and 28..32 at 2M, 20 and 21 at 4K; all but 20 go.
-        let kept = npt.zap_where(Gfn(0), 64, |g| g.raw() != 20);
+        let kept = npt.zap_where(Gfn::new(0), 64, |g| g.raw() != 20);
         assert_eq!(kept.len(), 3);
-        assert_eq!(npt.translate(Gfn(20)), Some((Pfn(36), PageSize::Size4K)));
+        assert_eq!(npt.translate(Gfn::new(20)), Some((Pfn::new(36), PageSize::Size4K)));
         assert_eq!(npt.coverage(), npt.recount_coverage());
     }
 }

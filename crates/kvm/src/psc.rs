@@ -37,7 +37,7 @@ pub fn process_msr(req: GhcbMsrPscRequest, apply: impl FnOnce(PscRange) -> bool)
         Some(PscOp::Shared) => false,
         _ => return error,
     };
-    if apply(PscRange { gfn: Gfn(req.gfn()), pages: 1, private, size_2m: false }) {
+    if apply(PscRange { gfn: req.gfn(), pages: 1, private, size_2m: false }) {
         GhcbMsrPscResponse::new().with_info(GHCB_MSR_PSC_RESP)
     } else {
         error
@@ -75,7 +75,7 @@ pub fn process_ghcb_mutated(
     while idx <= end {
         let e = buf.entries[usize::from(idx)];
         let n = npages(&e);
-        let aligned = e.gfn().is_multiple_of(n) || Mutant::PscAcceptsUnaligned2m.planted(mutant);
+        let aligned = e.gfn().is_aligned(n) || Mutant::PscAcceptsUnaligned2m.planted(mutant);
         if u64::from(e.cur_page()) > n || !aligned {
             return VMGEXIT_PSC_ERROR_INVALID_ENTRY;
         }
@@ -98,17 +98,13 @@ pub fn process_ghcb_mutated(
         };
         let done = if Mutant::PscIgnoresCurPage.planted(mutant) { 0 } else { u64::from(e.cur_page()) };
         let partial = done != 0;
-        let mut range = PscRange {
-            gfn: Gfn(e.gfn() + done),
-            pages: n - done,
-            private,
-            size_2m: e.page_size() && !partial,
-        };
+        let mut range =
+            PscRange { gfn: e.gfn() + done, pages: n - done, private, size_2m: e.page_size() && !partial };
         let mut last = idx;
         if !partial {
             while last < end {
                 let next = buf.entries[usize::from(last + 1)];
-                let contiguous = next.gfn() == range.gfn.raw() + range.pages;
+                let contiguous = next.gfn() == range.gfn + range.pages;
                 if next.op() != e.op()
                     || next.cur_page() != 0
                     || next.page_size() != e.page_size()
@@ -116,7 +112,7 @@ pub fn process_ghcb_mutated(
                 {
                     break;
                 }
-                if !next.gfn().is_multiple_of(npages(&next)) {
+                if !next.gfn().is_aligned(npages(&next)) {
                     break;
                 }
                 range.pages += npages(&next);
@@ -143,7 +139,7 @@ mod tests {
     use snpsim_defs::ghcb::PscHeader;
 
     fn entry(gfn: u64, op: PscOp, big: bool) -> PscEntry {
-        PscEntry::new().with_gfn(gfn).with_op(op.raw()).with_page_size(big)
+        PscEntry::new().with_gfn(Gfn::new(gfn)).with_op(op.raw()).with_page_size(big)
     }
 
     fn buffer(entries: Vec<PscEntry>) -> PscBuffer {
@@ -169,8 +165,8 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                PscRange { gfn: Gfn(0x200), pages: 1024, private: true, size_2m: true },
-                PscRange { gfn: Gfn(0x600), pages: 1, private: false, size_2m: false },
+                PscRange { gfn: Gfn::new(0x200), pages: 1024, private: true, size_2m: true },
+                PscRange { gfn: Gfn::new(0x600), pages: 1, private: false, size_2m: false },
             ]
         );
         assert_eq!(b.header.cur_entry(), 3);
@@ -188,7 +184,10 @@ mod tests {
             }),
             0
         );
-        assert_eq!(seen, vec![PscRange { gfn: Gfn(0x300), pages: 0x100, private: false, size_2m: false }]);
+        assert_eq!(
+            seen,
+            vec![PscRange { gfn: Gfn::new(0x300), pages: 0x100, private: false, size_2m: false }]
+        );
     }
 
     #[test]
@@ -201,7 +200,7 @@ mod tests {
         let mut b = buffer(vec![entry(0x200, PscOp::Private, false).with_cur_page(2)]);
         assert_eq!(process_ghcb(&mut b, 512, |_| true), VMGEXIT_PSC_ERROR_INVALID_ENTRY);
         // An undefined operation is completed without action (`snp_begin_psc`'s default).
-        let mut b = buffer(vec![PscEntry::new().with_gfn(1).with_op(7)]);
+        let mut b = buffer(vec![PscEntry::new().with_gfn(Gfn::new(1)).with_op(7)]);
         assert_eq!(process_ghcb(&mut b, 512, |_| panic!("nothing to convert")), 0);
         assert_eq!((b.header.cur_entry(), b.entries[0].cur_page()), (1, 1));
         let mut b = buffer(vec![entry(1, PscOp::Private, false)]);
@@ -219,8 +218,10 @@ mod tests {
 
     #[test]
     fn msr_protocol() {
-        let req =
-            GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(5).with_op(PscOp::Private.raw());
+        let req = GhcbMsrPscRequest::new()
+            .with_info(GHCB_MSR_PSC_REQ)
+            .with_gfn(Gfn::new(5))
+            .with_op(PscOp::Private.raw());
         let mut seen = None;
         let resp = process_msr(req, |r| {
             seen = Some(r);
@@ -228,7 +229,7 @@ mod tests {
         });
         assert_eq!(resp.error(), 0);
         assert_eq!(resp.info(), GHCB_MSR_PSC_RESP);
-        assert_eq!(seen, Some(PscRange { gfn: Gfn(5), pages: 1, private: true, size_2m: false }));
+        assert_eq!(seen, Some(PscRange { gfn: Gfn::new(5), pages: 1, private: true, size_2m: false }));
         assert_eq!(process_msr(req.with_op(3), |_| true).error(), u32::MAX);
         assert_eq!(process_msr(req, |_| false).error(), u32::MAX);
     }

@@ -155,7 +155,7 @@ impl<'a> Field<'a> {
     fn gpa(&self, cx: &Cx<'_>) -> Result<Gpa> {
         match &self.node.val {
             Val::Str(s) => parse_gpa(s).map_err(|e| self.unit_error(cx, &e)),
-            Val::Int(v) => u64::try_from(*v).map(Gpa).map_err(|_| {
+            Val::Int(v) => u64::try_from(*v).map(Gpa::new).map_err(|_| {
                 self.err(cx, ErrorKind::OutOfRange, format!("{v} is negative; an address is >= 0"))
             }),
             _ => Err(self.wrong_type(cx, "an address (a hex string like \"0x200000\")")),

@@ -1,7 +1,7 @@
 //! Running a scenario: from the parsed file to a [`SimConfig`] and actions, then checking the
 //! run against its `[expect]`.
 
-use snpsim_defs::{Gpa, PAGE_SIZE_4K};
+use snpsim_defs::PAGE_SIZE_4K;
 use snpsim_engine::names::Named;
 use snpsim_guest::{GuestConfig, Protocol};
 use snpsim_host::VmaBacking;
@@ -136,7 +136,7 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
             }),
             StepOp::Access { gpa, size, kind, private } => {
                 for i in 0..pages(*size) {
-                    let gpa = Gpa(gpa.raw() + i * PAGE_SIZE_4K);
+                    let gpa = *gpa + i * PAGE_SIZE_4K;
                     out.push(Action::Access { vcpu, gpa, kind: *kind, private: *private });
                 }
             }

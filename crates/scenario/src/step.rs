@@ -224,7 +224,7 @@ impl StepOp {
             | StepOp::HostSplit { gpa }
             | StepOp::HostCollapse { gpa }
             | StepOp::PunchHole { gpa, .. } => gpa,
-            StepOp::Barrier => Gpa(0),
+            StepOp::Barrier => Gpa::new(0),
         }
     }
 }
@@ -299,8 +299,8 @@ mod tests {
         assert_eq!(names.len(), StepKind::all().len());
         assert_eq!("host_write".parse::<StepKind>(), Ok(StepKind::HostWrite));
         assert_eq!("psc_request".parse::<StepKind>(), Ok(StepKind::PscRequest));
-        let op = StepOp::HostSplit { gpa: Gpa(0x1000) };
+        let op = StepOp::HostSplit { gpa: Gpa::new(0x1000) };
         assert_eq!(op.kind(), StepKind::HostSplit);
-        assert_eq!(op.gpa(), Gpa(0x1000));
+        assert_eq!(op.gpa(), Gpa::new(0x1000));
     }
 }

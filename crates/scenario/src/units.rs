@@ -67,7 +67,7 @@ pub fn parse_gpa(text: &str) -> Result<Gpa, UnitError> {
     if significant.len() > 16 {
         return Err(UnitError::Overflow(text.to_owned()));
     }
-    u64::from_str_radix(&digits, 16).map(Gpa).map_err(|_| UnitError::Overflow(text.to_owned()))
+    u64::from_str_radix(&digits, 16).map(Gpa::new).map_err(|_| UnitError::Overflow(text.to_owned()))
 }
 
 /// Parse a duration into nanoseconds: an integer and one of `ns`, `us`, `ms`, `s`, `min`
@@ -122,10 +122,10 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(parse_gpa("0x200000"), Ok(Gpa(0x20_0000)));
-        assert_eq!(parse_gpa("0x20_0000"), Ok(Gpa(0x20_0000)));
-        assert_eq!(parse_gpa("0xFFFFFFFFFFFFFFFF"), Ok(Gpa(u64::MAX)));
-        assert_eq!(parse_gpa("0x0000000000000000001"), Ok(Gpa(1)));
+        assert_eq!(parse_gpa("0x200000"), Ok(Gpa::new(0x20_0000)));
+        assert_eq!(parse_gpa("0x20_0000"), Ok(Gpa::new(0x20_0000)));
+        assert_eq!(parse_gpa("0xFFFFFFFFFFFFFFFF"), Ok(Gpa::new(u64::MAX)));
+        assert_eq!(parse_gpa("0x0000000000000000001"), Ok(Gpa::new(1)));
         for bad in ["200000", "0x", "0xg", "x10", "0X10", ""] {
             assert!(matches!(parse_gpa(bad), Err(UnitError::Malformed(_))), "{bad}");
         }

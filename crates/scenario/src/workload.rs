@@ -320,7 +320,7 @@ impl Gen<'_> {
             self.buffer_pool = None;
         }
         for (start, pages) in ranges {
-            self.emit(Action::Accept { vcpu: 0, gpa: Gfn(start).gpa(), pages, granularity: None });
+            self.emit(Action::Accept { vcpu: 0, gpa: Gfn::new(start).gpa(), pages, granularity: None });
         }
     }
 
@@ -367,7 +367,7 @@ impl Gen<'_> {
         if layout.swiotlb_pages > 0 {
             self.emit(Action::Psc {
                 vcpu: 0,
-                gpa: Gfn(layout.swiotlb).gpa(),
+                gpa: Gfn::new(layout.swiotlb).gpa(),
                 pages: layout.swiotlb_pages,
                 private: false,
                 granularity: None,
@@ -443,7 +443,7 @@ impl Gen<'_> {
         let shared = self.shared.contains(gfn);
         let fresh = !shared && !self.is_written(gfn);
         let kind = if fresh || below(&mut self.plan, 3) == 0 { AccessKind::Write } else { AccessKind::Read };
-        if self.emit(Action::Access { vcpu: 0, gpa: Gfn(gfn).gpa(), kind, private: !shared }) {
+        if self.emit(Action::Access { vcpu: 0, gpa: Gfn::new(gfn).gpa(), kind, private: !shared }) {
             self.performed.touches += 1;
         }
         if kind == AccessKind::Write && !shared {
@@ -480,7 +480,13 @@ impl Gen<'_> {
             return;
         };
         self.need(at, pages, true);
-        if !self.emit(Action::Psc { vcpu: 0, gpa: Gfn(at).gpa(), pages, private: false, granularity: None }) {
+        if !self.emit(Action::Psc {
+            vcpu: 0,
+            gpa: Gfn::new(at).gpa(),
+            pages,
+            private: false,
+            granularity: None,
+        }) {
             return;
         }
         self.performed.conversions += 1;
@@ -493,7 +499,7 @@ impl Gen<'_> {
         {
             self.emit(Action::Psc {
                 vcpu: 0,
-                gpa: Gfn(old).gpa(),
+                gpa: Gfn::new(old).gpa(),
                 pages: old_pages,
                 private: true,
                 granularity: None,
@@ -517,7 +523,7 @@ impl Gen<'_> {
                 && self.shared.count_in(region, region + unit) == 0
                 && self.ballooned.count_in(region, region + unit) == 0;
             if whole {
-                self.emit(Action::Recoalesce { vcpu: 0, gpa: Gfn(region).gpa(), mode: self.recoalesce });
+                self.emit(Action::Recoalesce { vcpu: 0, gpa: Gfn::new(region).gpa(), mode: self.recoalesce });
             }
             region += unit;
         }
@@ -532,7 +538,7 @@ impl Gen<'_> {
         let gfn = self.shared.nth(below(&mut self.plan, n)).unwrap_or(0);
         let via = if self.host_writes.is_multiple_of(2) { HostVia::Vmm } else { HostVia::Uaccess };
         self.host_writes += 1;
-        if self.emit(Action::HostWrite { gpa: Gfn(gfn).gpa(), via }) {
+        if self.emit(Action::HostWrite { gpa: Gfn::new(gfn).gpa(), via }) {
             self.performed.host_writes += 1;
         }
     }
@@ -558,13 +564,13 @@ impl Gen<'_> {
         for (s, e) in give.runs().collect::<Vec<_>>() {
             self.emit(Action::Psc {
                 vcpu: 0,
-                gpa: Gfn(s).gpa(),
+                gpa: Gfn::new(s).gpa(),
                 pages: e - s,
                 private: false,
                 granularity: None,
             });
             if self.gmem {
-                self.emit(Action::PunchHole { gpa: Gfn(s).gpa(), pages: e - s });
+                self.emit(Action::PunchHole { gpa: Gfn::new(s).gpa(), pages: e - s });
             }
         }
         self.clear_written(start, top - start);

@@ -171,7 +171,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
     if op == "tick" {
         return tick_from(f, config);
     }
-    let gpa = Gpa(f.hex("gpa")?);
+    let gpa = Gpa::new(f.hex("gpa")?);
     let guest_bytes = config.guest_pages.saturating_mul(4096);
     let mut vcpu = || -> Result<u32, CodecError> {
         let v = f.u32("vcpu")?;

@@ -19,7 +19,7 @@
 //! let config = SimConfig::new(policy("gmem").unwrap(), MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp }, 4096, 16384);
 //! let mut sim = Simulation::new(config).unwrap();
 //! sim.enable_trace(&TraceMeta { scenario: "from code".into(), source: "<library>".into(), ..TraceMeta::default() });
-//! sim.step(&Action::Accept { vcpu: 0, gpa: Gpa(0), pages: 1024, granularity: None });
+//! sim.step(&Action::Accept { vcpu: 0, gpa: Gpa::new(0), pages: 1024, granularity: None });
 //! let trace = String::from_utf8(sim.finish().trace.unwrap()).unwrap();
 //! assert!(trace.starts_with("{\"ev\":\"run\""));
 //! assert_eq!(snpsim_trace::replay::replay(&trace).unwrap().steps, 1);

@@ -292,7 +292,7 @@ impl EventSink for Recorder {
         self.push(
             "rmpupdate",
             json!({
-                "pfn": hex(pfn.raw()), "assigned": new.assigned(), "asid": new.asid(), "gpa": hex(new.gpa()),
+                "pfn": hex(pfn.raw()), "assigned": new.assigned(), "asid": new.asid(), "gpa": hex(new.gpa().raw()),
                 "size": if new.page_size() { "2m" } else { "4k" }, "immutable": new.immutable(), "rc": rc.name(),
             }),
             self.cost(if new.page_size() { cost::item::RMPUPDATE_2M } else { cost::item::RMPUPDATE_4K }),

@@ -111,10 +111,10 @@ mod random_streams {
             let mutant = Mutant::ALL.get(mutant).copied();
             let mut actions = menu(config.geometry, policy.era() == Era::Gmem);
             for page in [0, 1, 5] {
-                let gpa = Gfn(page).gpa();
+                let gpa = Gfn::new(page).gpa();
                 actions.push(Action::Access { vcpu: 0, gpa, kind: AccessKind::Exec, private: true });
             }
-            actions.push(Action::PunchHole { gpa: Gfn(4).gpa(), pages: 4 });
+            actions.push(Action::PunchHole { gpa: Gfn::new(4).gpa(), pages: 4 });
             let incr_config = snpsim_engine::SimConfig { check: CheckMode::Incremental, ..config };
             let (Ok(mut full), Ok(mut incr)) =
                 (Simulation::with_mutant(config, mutant), Simulation::with_mutant(incr_config, mutant))

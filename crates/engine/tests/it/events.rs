@@ -131,9 +131,9 @@ fn a_sink_that_is_no_trace_sees_every_event() {
     sim.set_sink(Box::new(sink.clone()));
     assert!(sim.is_traced());
     let steps = [
-        Action::Psc { vcpu: 0, gpa: Gpa(0x20_0000), pages: 1, private: true, granularity: None },
-        Action::Access { vcpu: 0, gpa: Gpa(0x20_0000), kind: AccessKind::Write, private: true },
-        Action::HostWrite { gpa: Gpa(0x20_1000), via: HostVia::Vmm },
+        Action::Psc { vcpu: 0, gpa: Gpa::new(0x20_0000), pages: 1, private: true, granularity: None },
+        Action::Access { vcpu: 0, gpa: Gpa::new(0x20_0000), kind: AccessKind::Write, private: true },
+        Action::HostWrite { gpa: Gpa::new(0x20_1000), via: HostVia::Vmm },
     ];
     for a in &steps {
         sim.step(a);
@@ -166,8 +166,19 @@ fn a_sink_changes_nothing_about_the_run() {
         if with_sink {
             sim.set_sink(Box::new(Counting::default()));
         }
-        sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(0x20_0000), pages: 1, private: true, granularity: None });
-        sim.step(&Action::Access { vcpu: 0, gpa: Gpa(0x20_0000), kind: AccessKind::Write, private: true });
+        sim.step(&Action::Psc {
+            vcpu: 0,
+            gpa: Gpa::new(0x20_0000),
+            pages: 1,
+            private: true,
+            granularity: None,
+        });
+        sim.step(&Action::Access {
+            vcpu: 0,
+            gpa: Gpa::new(0x20_0000),
+            kind: AccessKind::Write,
+            private: true,
+        });
         let r = sim.finish();
         (r.outcome, serde_json::to_string(&r.metrics).unwrap(), r.trace.is_some())
     };

@@ -58,16 +58,16 @@ fn check(m: &Machine) -> Vec<String> {
 
 fn fault_in(m: &mut Machine, gfn: u64, private: bool) {
     let code = NpfErrorCode::new().with_guest_final(true).with_enc(private);
-    m.kvm.handle_npf(&mut m.host, &mut m.rmp, Gfn(gfn).gpa(), code).unwrap();
+    m.kvm.handle_npf(&mut m.host, &mut m.rmp, Gfn::new(gfn).gpa(), code).unwrap();
 }
 
 fn convert(m: &mut Machine, gfn: u64, private: bool) {
-    let r = PscRange { gfn: Gfn(gfn), pages: 1, private, size_2m: false };
+    let r = PscRange { gfn: Gfn::new(gfn), pages: 1, private, size_2m: false };
     m.kvm.convert(&mut m.host, &mut m.rmp, r).unwrap();
 }
 
 fn assigned(gpa: u64, asid: u16) -> RmpArchEntry {
-    RmpArchEntry::new().with_assigned(true).with_asid(u32::from(asid)).with_gpa(gpa)
+    RmpArchEntry::new().with_assigned(true).with_asid(u32::from(asid)).with_gpa(snpsim_defs::Gpa::new(gpa))
 }
 
 /// Assert exactly one violation per listed prefix, in order.
@@ -86,7 +86,7 @@ fn invariant_1_npt_leaf_larger_than_the_host_mapping() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
     fault_in(&mut m, 0x10, false);
     assert_eq!(check(&m), Vec::<String>::new());
-    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+    m.kvm.npt.map(Gfn::new(0x200), PageSize::Size2M, Pfn::new(0x200));
     let v = check(&m);
     assert_violations(&v, &["invariant 1: NPT leaf 2m at GFN 0x200"]);
 }
@@ -95,13 +95,13 @@ fn invariant_1_npt_leaf_larger_than_the_host_mapping() {
 fn invariant_1_npt_leaf_larger_than_the_gmem_folio() {
     let mut m = machine("gmem", VmaBacking::Thp, Some(PageSize::Size4K), None);
     fault_in(&mut m, 0x200, true);
-    let (pfn, size) = m.kvm.npt.translate(Gfn(0x200)).unwrap();
+    let (pfn, size) = m.kvm.npt.translate(Gfn::new(0x200)).unwrap();
     assert_eq!(size, PageSize::Size4K);
     assert_eq!(check(&m), Vec::<String>::new());
     // A 2M leaf from a 4K folio's frame: larger than the folio (and mapping GFNs
     // that have no gmem page yet, and covering 4K RMP entries).
-    m.kvm.npt.zap(Gfn(0x200), 1);
-    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, pfn);
+    m.kvm.npt.zap(Gfn::new(0x200), 1);
+    m.kvm.npt.map(Gfn::new(0x200), PageSize::Size2M, pfn);
     let v = check(&m);
     assert!(v[0].starts_with("invariant 1: NPT leaf 2m at GFN 0x200"), "{v:#?}");
     assert!(v.iter().any(|s| s.starts_with("invariant 2:")), "{v:#?}");
@@ -114,7 +114,7 @@ fn invariant_1_npt_leaf_larger_than_the_gmem_folio() {
 #[test]
 fn invariant_2_leaf_maps_a_frame_not_bound_to_its_gfn() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
-    m.kvm.npt.map(Gfn(0x10), PageSize::Size4K, Pfn(0x11));
+    m.kvm.npt.map(Gfn::new(0x10), PageSize::Size4K, Pfn::new(0x11));
     assert_violations(&check(&m), &["invariant 2: NPT leaf at GFN 0x10 maps frame 0x11 not bound to it"]);
 }
 
@@ -123,7 +123,7 @@ fn invariant_2_frame_mapped_at_two_gpas() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
     fault_in(&mut m, 0x10, false);
     assert_eq!(check(&m), Vec::<String>::new());
-    m.kvm.npt.map(Gfn(0x20), PageSize::Size4K, Pfn(0x10));
+    m.kvm.npt.map(Gfn::new(0x20), PageSize::Size4K, Pfn::new(0x10));
     assert_violations(
         &check(&m),
         &[
@@ -137,10 +137,10 @@ fn invariant_2_frame_mapped_at_two_gpas() {
 fn invariant_2_private_gfn_mapped_to_the_vma_instead_of_gmem() {
     let mut m = machine("gmem", VmaBacking::Thp, Some(PageSize::Size4K), None);
     fault_in(&mut m, 0x10, true);
-    assert_ne!(m.kvm.npt.translate(Gfn(0x10)).unwrap().0, Pfn(0x10));
+    assert_ne!(m.kvm.npt.translate(Gfn::new(0x10)).unwrap().0, Pfn::new(0x10));
     assert_eq!(check(&m), Vec::<String>::new());
-    m.kvm.npt.zap(Gfn(0x10), 1);
-    m.kvm.npt.map(Gfn(0x10), PageSize::Size4K, Pfn(0x10));
+    m.kvm.npt.zap(Gfn::new(0x10), 1);
+    m.kvm.npt.map(Gfn::new(0x10), PageSize::Size4K, Pfn::new(0x10));
     assert_violations(&check(&m), &["invariant 2: NPT leaf at GFN 0x10 maps frame 0x10 not bound to it"]);
 }
 
@@ -153,13 +153,13 @@ fn invariant_3_leaf_larger_than_the_rmp_entry_with_npt_level_follows_rmp() {
         let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(follows));
         convert(&mut m, 0x205, true);
         fault_in(&mut m, 0x205, true);
-        let size = m.kvm.npt.translate(Gfn(0x205)).unwrap().1;
+        let size = m.kvm.npt.translate(Gfn::new(0x205)).unwrap().1;
         assert_eq!(size, if follows { PageSize::Size4K } else { PageSize::Size2M });
         if follows {
             assert_eq!(check(&m), Vec::<String>::new());
             // Replace the capped leaf by the host-level one.
-            m.kvm.npt.zap(Gfn(0x200), 512);
-            m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+            m.kvm.npt.zap(Gfn::new(0x200), 512);
+            m.kvm.npt.map(Gfn::new(0x200), PageSize::Size2M, Pfn::new(0x200));
             assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
         } else {
             // Without the rule such a leaf is legal; the hardware check catches accesses.
@@ -209,8 +209,8 @@ kind = "write"
     sim.step(&acts[0]);
     sim.step(&acts[1]);
     let m = sim.machine().unwrap();
-    assert_eq!(m.kvm.npt.translate(Gfn(0x23d)).map(|(_, s)| s), Some(PageSize::Size2M));
-    assert!(m.kvm.npt.is_uncapped(Gfn(0x200)));
+    assert_eq!(m.kvm.npt.translate(Gfn::new(0x23d)).map(|(_, s)| s), Some(PageSize::Size2M));
+    assert!(m.kvm.npt.is_uncapped(Gfn::new(0x200)));
     assert_eq!(check(m), Vec::<String>::new());
     // The private write meets the 2M leaf over 4K entries: SIZEM, demoted to 4K, completed.
     sim.step(&acts[2]);
@@ -223,9 +223,9 @@ kind = "write"
     let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(true));
     fault_in(&mut m, 0x200, false);
     convert(&mut m, 0x23d, true);
-    assert!(m.kvm.npt.is_uncapped(Gfn(0x200)));
-    m.kvm.npt.zap(Gfn(0x200), 512);
-    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+    assert!(m.kvm.npt.is_uncapped(Gfn::new(0x200)));
+    m.kvm.npt.zap(Gfn::new(0x200), 512);
+    m.kvm.npt.map(Gfn::new(0x200), PageSize::Size2M, Pfn::new(0x200));
     assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
 }
 
@@ -242,14 +242,14 @@ fn invariant_3_the_parts_of_a_split_uncapped_leaf_stay_uncapped() {
     let kvm = Kvm::new(config, p, &host).unwrap();
     let mut m = Machine::new(rmp, host, kvm, ASID);
     fault_in(&mut m, 0x0, false);
-    assert_eq!(m.kvm.npt.translate(Gfn(0x1)).map(|(_, s)| s), Some(PageSize::Size1G));
+    assert_eq!(m.kvm.npt.translate(Gfn::new(0x1)).map(|(_, s)| s), Some(PageSize::Size1G));
     convert(&mut m, 0x1, true);
     convert(&mut m, 0x201, true);
-    assert!(m.kvm.npt.is_uncapped(Gfn(0x0)));
+    assert!(m.kvm.npt.is_uncapped(Gfn::new(0x0)));
     let code = NpfErrorCode::new().with_present(true).with_rmp(true).with_guest_final(true).with_enc(true);
-    m.kvm.handle_npf(&mut m.host, &mut m.rmp, Gfn(0x1).gpa(), code.with_sizem(true)).unwrap();
-    assert_eq!(m.kvm.npt.translate(Gfn(0x201)).map(|(_, s)| s), Some(PageSize::Size2M));
-    assert!(m.kvm.npt.is_uncapped(Gfn(0x200)));
+    m.kvm.handle_npf(&mut m.host, &mut m.rmp, Gfn::new(0x1).gpa(), code.with_sizem(true)).unwrap();
+    assert_eq!(m.kvm.npt.translate(Gfn::new(0x201)).map(|(_, s)| s), Some(PageSize::Size2M));
+    assert!(m.kvm.npt.is_uncapped(Gfn::new(0x200)));
     assert_eq!(
         invariants::check(&m, &Guest::new(GUEST, Geometry::X86, guest_pages), false),
         Vec::<String>::new()
@@ -262,9 +262,9 @@ fn invariant_3_the_parts_of_a_split_uncapped_leaf_stay_uncapped() {
 fn invariant_3_a_leaf_too_large_before_a_conversion_stays_a_violation() {
     let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(true));
     convert(&mut m, 0x205, true);
-    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+    m.kvm.npt.map(Gfn::new(0x200), PageSize::Size2M, Pfn::new(0x200));
     convert(&mut m, 0x206, true);
-    assert!(!m.kvm.npt.is_uncapped(Gfn(0x200)));
+    assert!(!m.kvm.npt.is_uncapped(Gfn::new(0x200)));
     assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
 }
 
@@ -275,10 +275,10 @@ fn invariant_3_sees_a_region_whose_aligned_page_alone_is_assigned() {
     let mut m = machine("npt-demote", VmaBacking::Thp, None, Some(true));
     convert(&mut m, 0x200, true);
     fault_in(&mut m, 0x200, true);
-    assert_eq!(m.kvm.npt.translate(Gfn(0x200)).unwrap().1, PageSize::Size4K);
+    assert_eq!(m.kvm.npt.translate(Gfn::new(0x200)).unwrap().1, PageSize::Size4K);
     assert_eq!(check(&m), Vec::<String>::new());
-    m.kvm.npt.zap(Gfn(0x200), 512);
-    m.kvm.npt.map(Gfn(0x200), PageSize::Size2M, Pfn(0x200));
+    m.kvm.npt.zap(Gfn::new(0x200), 512);
+    m.kvm.npt.map(Gfn::new(0x200), PageSize::Size2M, Pfn::new(0x200));
     assert_violations(&check(&m), &["invariant 3: 2m NPT leaf at GFN 0x200 over 4K RMP entries"]);
 }
 
@@ -290,7 +290,7 @@ fn invariant_4_sees_a_wrong_gpa_on_a_region_s_aligned_page_assigned_alone() {
     // The region scan skips a region only when neither its aligned page nor (region status) any
     // other page is assigned.
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
-    assert_eq!(m.rmp.rmpupdate(Pfn(0x200), assigned(0x12000, ASID)), ReturnCode::Success);
+    assert_eq!(m.rmp.rmpupdate(Pfn::new(0x200), assigned(0x12000, ASID)), ReturnCode::Success);
     assert_violations(
         &check(&m),
         &["invariant 4: frame 0x200 assigned to ASID 1 at GPA 0x12000, bound to GFN 0x200"],
@@ -302,7 +302,7 @@ fn invariant_4_page_assigned_to_another_asid() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
     convert(&mut m, 0x10, true);
     assert_eq!(check(&m), Vec::<String>::new());
-    assert_eq!(m.rmp.rmpupdate(Pfn(0x20), assigned(0x20000, 2)), ReturnCode::Success);
+    assert_eq!(m.rmp.rmpupdate(Pfn::new(0x20), assigned(0x20000, 2)), ReturnCode::Success);
     assert_violations(
         &check(&m),
         &[
@@ -315,7 +315,7 @@ fn invariant_4_page_assigned_to_another_asid() {
 #[test]
 fn invariant_4_page_assigned_at_the_wrong_gpa() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
-    assert_eq!(m.rmp.rmpupdate(Pfn(0x11), assigned(0x12000, ASID)), ReturnCode::Success);
+    assert_eq!(m.rmp.rmpupdate(Pfn::new(0x11), assigned(0x12000, ASID)), ReturnCode::Success);
     assert_violations(
         &check(&m),
         &["invariant 4: frame 0x11 assigned to ASID 1 at GPA 0x12000, bound to GFN 0x11"],
@@ -326,7 +326,7 @@ fn invariant_4_page_assigned_at_the_wrong_gpa() {
 fn invariant_4_guest_page_outside_its_memory() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
     // Frame 0x2000 is host memory beyond the guest's 16 MiB VMA.
-    assert_eq!(m.rmp.rmpupdate(Pfn(0x2000), assigned(0x1000, ASID)), ReturnCode::Success);
+    assert_eq!(m.rmp.rmpupdate(Pfn::new(0x2000), assigned(0x1000, ASID)), ReturnCode::Success);
     assert_violations(&check(&m), &["invariant 4: 1 pages assigned to the guest's ASID, 0 of them bound"]);
 }
 
@@ -337,7 +337,7 @@ fn invariant_4_guest_page_outside_its_memory() {
 fn invariant_6_validate_rescind_validate_through_the_platform() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
     convert(&mut m, 0x10, true);
-    let gpa = Gfn(0x10).gpa();
+    let gpa = Gfn::new(0x10).gpa();
     let changed = Ok(GuestOutcome::Done(PvalidateStatus::Changed));
     assert_eq!(m.pvalidate(0, gpa, RmpPageSize::Size4K, true), changed);
     assert_eq!(m.findings.violations, Vec::<String>::new());
@@ -397,14 +397,14 @@ validate = true
 fn invariant_7_data_lost_behind_the_guests_back() {
     let mut m = machine("npt-demote", VmaBacking::Anon4k, None, None);
     let mut g = Guest::new(GuestConfig { validation_tracking: false, ..GUEST }, Geometry::X86, 16 * MIB);
-    g.psc(&mut m, 0, Gfn(0x10), 1, true, None).unwrap();
-    let gpa = Gfn(0x10).gpa();
+    g.psc(&mut m, 0, Gfn::new(0x10), 1, true, None).unwrap();
+    let gpa = Gfn::new(0x10).gpa();
     assert_eq!(g.access(&mut m, 0, gpa, AccessKind::Write, true), Ok(GuestOutcome::Done(())));
     assert_eq!(invariants::check(&m, &g, false), Vec::<String>::new());
     // The hypervisor reassigns the page behind the guest's back; the guest validates it again.
     convert(&mut m, 0x10, false);
     convert(&mut m, 0x10, true);
-    assert!(g.pvalidate(&mut m, 0, Gfn(0x10), RmpPageSize::Size4K, true).unwrap().is_done());
+    assert!(g.pvalidate(&mut m, 0, Gfn::new(0x10), RmpPageSize::Size4K, true).unwrap().is_done());
     assert_eq!(g.access(&mut m, 0, gpa, AccessKind::Read, true), Ok(GuestOutcome::Done(())));
     assert_eq!(g.stats.data_loss_pages, 1);
     assert_violations(&invariants::check(&m, &g, false), &["invariant 7: 1 data pages lost"]);
@@ -442,19 +442,22 @@ fn invariant_7_depends_on_the_recoalesce_mode_that_ran() {
 fn refused_host_writes_and_guest_accesses_are_not_false_negatives() {
     let mut m = machine("npt-demote", VmaBacking::Hugetlbfs2m, None, None);
     let mut g = guest();
-    g.psc(&mut m, 0, Gfn(0x200), 1, true, None).unwrap();
+    g.psc(&mut m, 0, Gfn::new(0x200), 1, true, None).unwrap();
     // Host writes through the 2M hugetlbfs mapping over the private page fail.
-    let next = Gfn(0x201).gpa();
+    let next = Gfn::new(0x201).gpa();
     assert_eq!(m.host_write(next, HostVia::Vmm), HostWriteOutcome::Sigbus);
     assert_eq!(m.host_write(next, HostVia::Uaccess), HostWriteOutcome::Efault);
-    assert_eq!(m.host_write(Gfn(0x200).gpa(), HostVia::Kernel), HostWriteOutcome::KernelOops);
+    assert_eq!(m.host_write(Gfn::new(0x200).gpa(), HostVia::Kernel), HostWriteOutcome::KernelOops);
     // The direct map was split before the 4K RMPUPDATE: a kernel write next door completes.
     assert_eq!(m.host_write(next, HostVia::Kernel), HostWriteOutcome::Done);
     assert_eq!((m.host.stats.sigbus, m.host.stats.efault, m.host.stats.kernel_oops), (1, 1, 1));
     // Guest accesses: the private one is demoted and completes, the shared one next door too.
-    assert_eq!(g.access(&mut m, 0, Gfn(0x200).gpa(), AccessKind::Write, true), Ok(GuestOutcome::Done(())));
+    assert_eq!(
+        g.access(&mut m, 0, Gfn::new(0x200).gpa(), AccessKind::Write, true),
+        Ok(GuestOutcome::Done(()))
+    );
     assert_eq!(g.access(&mut m, 0, next, AccessKind::Write, false), Ok(GuestOutcome::Done(())));
-    assert_eq!(m.kvm.npt.translate(Gfn(0x201)), Some((Pfn(0x201), PageSize::Size4K)));
+    assert_eq!(m.kvm.npt.translate(Gfn::new(0x201)), Some((Pfn::new(0x201), PageSize::Size4K)));
     assert_eq!(m.findings.false_negatives, 0);
     assert_eq!(m.findings.violations, Vec::<String>::new());
     assert_eq!(invariants::check(&m, &g, false), Vec::<String>::new());
@@ -485,13 +488,13 @@ to = "private"
     for _ in 0..3 {
         sim.step(&Action::Pvalidate {
             vcpu: 0,
-            gpa: Gpa(0x10000),
+            gpa: Gpa::new(0x10000),
             size: RmpPageSize::Size4K,
             validate: false,
         });
         sim.step(&Action::Pvalidate {
             vcpu: 0,
-            gpa: Gpa(0x10000),
+            gpa: Gpa::new(0x10000),
             size: RmpPageSize::Size4K,
             validate: true,
         });

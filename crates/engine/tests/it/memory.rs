@@ -17,9 +17,15 @@ fn accepted_then_shared(pages: u64, granularity: Granularity, fragment: u64) -> 
     );
     config.guest.granularity = granularity;
     let mut sim = Simulation::new(config).unwrap();
-    sim.step(&Action::Accept { vcpu: 0, gpa: Gpa(0), pages, granularity: None });
+    sim.step(&Action::Accept { vcpu: 0, gpa: Gpa::new(0), pages, granularity: None });
     for page in (1..fragment).step_by(2) {
-        sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(page << 12), pages: 1, private: false, granularity: None });
+        sim.step(&Action::Psc {
+            vcpu: 0,
+            gpa: Gpa::new(page << 12),
+            pages: 1,
+            private: false,
+            granularity: None,
+        });
     }
     assert_eq!(sim.outcome(), None);
     assert_eq!(sim.violations().count(), 0);

@@ -9,7 +9,7 @@ use snpsim_scenario::run::run_scenario;
 use snpsim_scenario::{Named, parse_scenario_with_overrides};
 
 /// The second 2M region of guest memory (GPA 2 MiB).
-const REGION: Gpa = Gpa(0x20_0000);
+const REGION: Gpa = Gpa::new(0x20_0000);
 
 fn config(policy_name: &str, backing: VmaBacking, granularity: Granularity) -> SimConfig {
     // 16 MiB guest (4096 pages) on 64 MiB of host memory (16384 pages).

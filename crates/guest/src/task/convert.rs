@@ -221,7 +221,7 @@ impl ChunkCursor {
         g.stats.pvalidate += 1;
         self.issued += 1;
         self.awaiting = Some((gfn, size));
-        Request::Pvalidate { gpa: Gfn(gfn).gpa(), size, validate: self.validate }
+        Request::Pvalidate { gpa: Gfn::new(gfn).gpa(), size, validate: self.validate }
     }
 
     fn record(&self, g: &mut Guest, start: u64, end: u64) {
@@ -336,7 +336,7 @@ impl SendCursor {
             if self.page < start + g.span(size) {
                 let req = GhcbMsrPscRequest::new()
                     .with_info(GHCB_MSR_PSC_REQ)
-                    .with_gfn(self.page)
+                    .with_gfn(Gfn::new(self.page))
                     .with_op(self.op().raw());
                 return Ok(Some(Request::PscMsr(req)));
             }
@@ -372,7 +372,9 @@ impl SendCursor {
             (None, None) => {
                 let op = self.op().raw();
                 let entries: Vec<PscEntry> = batch()
-                    .map(|(gfn, size)| PscEntry::new().with_gfn(gfn).with_op(op).with_page_size(size.bit()))
+                    .map(|(gfn, size)| {
+                        PscEntry::new().with_gfn(Gfn::new(gfn)).with_op(op).with_page_size(size.bit())
+                    })
                     .collect();
                 PscBuffer { header: PscHeader::new().with_end_entry(end), entries }
             }

@@ -38,13 +38,13 @@ impl Recorder {
 impl Platform for Recorder {
     fn psc_msr(&mut self, _vcpu: u32, req: GhcbMsrPscRequest) -> Result<GhcbMsrPscResponse, Stop> {
         let private = req.op() == PscOp::Private.raw();
-        self.events.push(Ev::Msr { gfn: req.gfn(), private });
+        self.events.push(Ev::Msr { gfn: req.gfn().raw(), private });
         Ok(GhcbMsrPscResponse::new().with_info(GHCB_MSR_PSC_RESP))
     }
 
     fn psc_ghcb(&mut self, _vcpu: u32, buf: &mut PscBuffer) -> Result<u64, Stop> {
         let h = buf.header;
-        let first = buf.entries[usize::from(h.cur_entry())].gfn();
+        let first = buf.entries[usize::from(h.cur_entry())].gfn().raw();
         let left = h.end_entry() + 1 - h.cur_entry();
         self.events.push(Ev::Nae { first, entries: usize::from(left) });
         buf.header = h.with_cur_entry(h.cur_entry() + left.min(self.per_exit));
@@ -109,7 +109,7 @@ fn guest(config: GuestConfig) -> Guest {
 /// The requests of one conversion.
 fn record(g: &mut Guest, start: u64, pages: u64, private: bool, gran: Option<Granularity>) -> Vec<Ev> {
     let mut p = Recorder::new();
-    g.psc(&mut p, 0, Gfn(start), pages, private, gran).expect("the recorder completes everything");
+    g.psc(&mut p, 0, Gfn::new(start), pages, private, gran).expect("the recorder completes everything");
     p.events
 }
 
@@ -177,7 +177,7 @@ fn a_batch_the_hypervisor_returns_early_is_finished_before_it_is_validated() {
     // validated; batch 2 (6 entries) takes one exit.
     let mut g = guest(LINUX);
     let mut p = Recorder { events: Vec::new(), per_exit: 30 };
-    g.psc(&mut p, 0, Gfn(0), 70, true, Some(Granularity::K4)).expect("completes");
+    g.psc(&mut p, 0, Gfn::new(0), 70, true, Some(Granularity::K4)).expect("completes");
     let mut want = vec![
         Ev::Nae { first: 0, entries: 64 },
         Ev::Nae { first: 30, entries: 34 },
@@ -258,9 +258,9 @@ fn msr_until_ghcb_does_not_change_an_msr_guest() {
 /// The request a step issues, as an [`Ev`].
 fn ev(req: &Request) -> Ev {
     match req {
-        Request::PscMsr(r) => Ev::Msr { gfn: r.gfn(), private: r.op() == PscOp::Private.raw() },
+        Request::PscMsr(r) => Ev::Msr { gfn: r.gfn().raw(), private: r.op() == PscOp::Private.raw() },
         Request::PscGhcb(b) => Ev::Nae {
-            first: b.entries[usize::from(b.header.cur_entry())].gfn(),
+            first: b.entries[usize::from(b.header.cur_entry())].gfn().raw(),
             entries: usize::from(b.header.end_entry() + 1 - b.header.cur_entry()),
         },
         Request::Pvalidate { gpa, size, validate } => {
@@ -282,8 +282,8 @@ fn two_batched_tasks_interleave_request_by_request() {
     let (alone_a, alone_b) = (solo(0), solo(PER_2M));
     let mut g = guest(LINUX);
     let mut tasks = [
-        GuestTask::psc(&mut g, Gfn(0), 100, true, Some(Granularity::K4)),
-        GuestTask::psc(&mut g, Gfn(PER_2M), 100, true, Some(Granularity::K4)),
+        GuestTask::psc(&mut g, Gfn::new(0), 100, true, Some(Granularity::K4)),
+        GuestTask::psc(&mut g, Gfn::new(PER_2M), 100, true, Some(Granularity::K4)),
     ];
     let mut p = Recorder::new();
     let (mut seen, mut replies): ([Vec<Ev>; 2], [Option<Reply>; 2]) = Default::default();

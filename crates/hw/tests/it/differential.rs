@@ -192,9 +192,15 @@ impl Gen {
             .flat_map(|r| {
                 let pfn = r * g;
                 let gpa = gpa_of(1, pfn);
-                let e =
-                    RmpArchEntry::new().with_page_size(true).with_assigned(true).with_asid(1).with_gpa(gpa);
-                [Op::Update(Pfn(pfn), e), Op::Pvalidate(guest, Gpa(gpa), Pfn(pfn), RmpPageSize::Size2M, true)]
+                let e = RmpArchEntry::new()
+                    .with_page_size(true)
+                    .with_assigned(true)
+                    .with_asid(1)
+                    .with_gpa(Gpa::new(gpa));
+                [
+                    Op::Update(Pfn::new(pfn), e),
+                    Op::Pvalidate(guest, Gpa::new(gpa), Pfn::new(pfn), RmpPageSize::Size2M, true),
+                ]
             })
             .collect()
     }
@@ -213,7 +219,7 @@ impl Gen {
     /// The GPA a guest names for `pfn`: mostly the one its host assigned.
     fn guest_gpa(&self, r: &mut Rng, asid: u16, pfn: u64) -> Gpa {
         let gpa = gpa_of(u64::from(asid), pfn);
-        Gpa(match r.below(100) {
+        Gpa::new(match r.below(100) {
             0..=86 => gpa,
             87..=91 => gpa_of(u64::from(asid), pfn ^ 1),
             92..=95 => gpa.wrapping_add(0x123),
@@ -244,12 +250,12 @@ impl Gen {
                 94..=96 => gpa.wrapping_add(0x1000),
                 _ => gpa.wrapping_add(1 << 51),
             };
-            e = e.with_assigned(true).with_asid(asid).with_gpa(gpa).with_immutable(r.chance(8));
+            e = e.with_assigned(true).with_asid(asid).with_gpa(Gpa::new(gpa)).with_immutable(r.chance(8));
         } else if r.chance(12) {
             // A malformed unassigned operand.
             match r.below(3) {
                 0 => e = e.with_asid(1 + r.below(3) as u32),
-                1 => e = e.with_gpa(gpa_of(1, pfn)),
+                1 => e = e.with_gpa(Gpa::new(gpa_of(1, pfn))),
                 _ => e = e.with_immutable(true),
             }
         }
@@ -257,7 +263,7 @@ impl Gen {
         if r.chance(2) {
             e = e.with_hpage_region_status(true);
         }
-        Op::Update(Pfn(pfn), e)
+        Op::Update(Pfn::new(pfn), e)
     }
 
     fn adjust_operand(r: &mut Rng, huge: bool) -> RmpAdjustOperand {
@@ -285,14 +291,14 @@ impl Gen {
         let hot = if r.chance(70) { 0 } else { r.below(self.regions()) };
         match r.below(1000) {
             0..=219 => self.update(r, hot),
-            220..=269 => Op::Psmash(Pfn(self.aligned_pfn(r, hot))),
+            220..=269 => Op::Psmash(Pfn::new(self.aligned_pfn(r, hot))),
             270..=449 => {
                 let size = Self::rmp_size(r, 40);
                 let pfn =
                     if size == RmpPageSize::Size2M { self.aligned_pfn(r, hot) } else { self.pfn(r, hot) };
                 let guest = self.guest(r, pfn, 90);
                 let gpa = self.guest_gpa(r, guest.asid, pfn);
-                Op::Pvalidate(guest, gpa, Pfn(pfn), size, r.chance(75))
+                Op::Pvalidate(guest, gpa, Pfn::new(pfn), size, r.chance(75))
             }
             450..=569 => {
                 let size = Self::rmp_size(r, 30);
@@ -300,14 +306,20 @@ impl Gen {
                     if size == RmpPageSize::Size2M { self.aligned_pfn(r, hot) } else { self.pfn(r, hot) };
                 let guest = self.guest(r, pfn, 65);
                 let gpa = self.guest_gpa(r, guest.asid, pfn);
-                Op::Adjust(guest, gpa, Pfn(pfn), size, Self::adjust_operand(r, size == RmpPageSize::Size2M))
+                Op::Adjust(
+                    guest,
+                    gpa,
+                    Pfn::new(pfn),
+                    size,
+                    Self::adjust_operand(r, size == RmpPageSize::Size2M),
+                )
             }
             570..=629 => {
                 let pfn = self.pfn(r, hot);
                 let guest = self.guest(r, pfn, 60);
                 let gpa = self.guest_gpa(r, guest.asid, pfn);
                 let target = if r.chance(95) { r.below(4) as u8 } else { r.pick(&[4, 200]) };
-                Op::Query(guest, gpa, Pfn(pfn), target)
+                Op::Query(guest, gpa, Pfn::new(pfn), target)
             }
             630..=859 => {
                 let pfn = self.pfn(r, hot);
@@ -323,7 +335,7 @@ impl Gen {
                 Op::Access(GuestAccess {
                     guest,
                     gpa,
-                    pfn: Pfn(pfn),
+                    pfn: Pfn::new(pfn),
                     npt_size,
                     private,
                     kind,
@@ -332,10 +344,10 @@ impl Gen {
             }
             860..=929 => {
                 let size = r.pick(&[PageSize::Size4K, PageSize::Size2M, PageSize::Size1G]);
-                Op::HostWrite(Pfn(self.pfn(r, hot)), size, r.chance(30))
+                Op::HostWrite(Pfn::new(self.pfn(r, hot)), size, r.chance(30))
             }
-            930..=944 => Op::Begin(Pfn(self.aligned_pfn(r, hot))),
-            _ => Op::End(Pfn(self.aligned_pfn(r, hot))),
+            930..=944 => Op::Begin(Pfn::new(self.aligned_pfn(r, hot))),
+            _ => Op::End(Pfn::new(self.aligned_pfn(r, hot))),
         }
     }
 }
@@ -411,8 +423,8 @@ impl Views {
         let pages = 0..cfg.pages;
         Views {
             cfg,
-            raw: pages.clone().map(|p| dense.raw_entry(Pfn(p))).collect(),
-            read: pages.map(|p| dense.rmpread(Pfn(p))).collect(),
+            raw: pages.clone().map(|p| dense.raw_entry(Pfn::new(p))).collect(),
+            read: pages.map(|p| dense.rmpread(Pfn::new(p))).collect(),
         }
     }
 
@@ -427,9 +439,9 @@ impl Views {
             let frames = region..pages.min(region + g);
             let mut changed = full;
             for p in frames.clone() {
-                let (a, b) = (fast.raw_entry(Pfn(p)), dense.raw_entry(Pfn(p)));
+                let (a, b) = (fast.raw_entry(Pfn::new(p)), dense.raw_entry(Pfn::new(p)));
                 if a != b {
-                    return Err(format!("raw_entry({:?}): Rmp {a:?} vs DenseRmp {b:?}", Pfn(p)));
+                    return Err(format!("raw_entry({:?}): Rmp {a:?} vs DenseRmp {b:?}", Pfn::new(p)));
                 }
                 let i = p as usize;
                 changed |= self.raw[i] != b;
@@ -438,15 +450,19 @@ impl Views {
             for p in frames {
                 let i = p as usize;
                 if changed {
-                    self.read[i] = dense.rmpread(Pfn(p));
+                    self.read[i] = dense.rmpread(Pfn::new(p));
                 }
-                let a = fast.rmpread(Pfn(p));
+                let a = fast.rmpread(Pfn::new(p));
                 if a != self.read[i] {
-                    return Err(format!("rmpread({:?}): Rmp {a:?} vs DenseRmp {:?}", Pfn(p), self.read[i]));
+                    return Err(format!(
+                        "rmpread({:?}): Rmp {a:?} vs DenseRmp {:?}",
+                        Pfn::new(p),
+                        self.read[i]
+                    ));
                 }
             }
         }
-        for p in [pages, pages + 1, pages + g, 1 << 40, u64::MAX].map(Pfn) {
+        for p in [pages, pages + 1, pages + g, 1 << 40, u64::MAX].map(Pfn::new) {
             let (a, b) = (fast.raw_entry(p), dense.raw_entry(p));
             if a != b {
                 return Err(format!("raw_entry({p:?}): Rmp {a:?} vs DenseRmp {b:?}"));
@@ -552,16 +568,20 @@ fn alternating_pages_match_dense_reference() {
     let mut ops = Vec::new();
     for pfn in (0..full).step_by(g as usize) {
         let gpa = gpa_of(1, pfn);
-        let e = RmpArchEntry::new().with_page_size(true).with_assigned(true).with_asid(1).with_gpa(gpa);
-        ops.push(Op::Update(Pfn(pfn), e));
-        ops.push(Op::Pvalidate(guest, Gpa(gpa), Pfn(pfn), RmpPageSize::Size2M, true));
-        ops.push(Op::Psmash(Pfn(pfn)));
-        ops.extend((pfn + 1..pfn + g).step_by(2).map(|p| Op::Update(Pfn(p), RmpArchEntry::new())));
+        let e =
+            RmpArchEntry::new().with_page_size(true).with_assigned(true).with_asid(1).with_gpa(Gpa::new(gpa));
+        ops.push(Op::Update(Pfn::new(pfn), e));
+        ops.push(Op::Pvalidate(guest, Gpa::new(gpa), Pfn::new(pfn), RmpPageSize::Size2M, true));
+        ops.push(Op::Psmash(Pfn::new(pfn)));
+        ops.extend((pfn + 1..pfn + g).step_by(2).map(|p| Op::Update(Pfn::new(p), RmpArchEntry::new())));
     }
     for p in (1..full).step_by(4) {
         let gpa = gpa_of(1, p);
-        ops.push(Op::Update(Pfn(p), RmpArchEntry::new().with_assigned(true).with_asid(1).with_gpa(gpa)));
-        ops.push(Op::Pvalidate(guest, Gpa(gpa), Pfn(p), RmpPageSize::Size4K, true));
+        ops.push(Op::Update(
+            Pfn::new(p),
+            RmpArchEntry::new().with_assigned(true).with_asid(1).with_gpa(Gpa::new(gpa)),
+        ));
+        ops.push(Op::Pvalidate(guest, Gpa::new(gpa), Pfn::new(p), RmpPageSize::Size4K, true));
     }
     let mut r = Rng(0xa17e_4a7e);
     ops.extend((0..OPS_PER_CASE).map(|_| generator.op(r.next())));

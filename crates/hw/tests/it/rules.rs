@@ -58,22 +58,22 @@ fn bytes_2m(c: RmpConfig) -> u64 {
 
 /// The first frame of region `k`.
 fn region(c: RmpConfig, k: u64) -> Pfn {
-    Pfn(k * g(c))
+    Pfn::new(k * g(c))
 }
 
 /// The first GPA of the `k`-th 2M-aligned guest range.
 fn gpa_2m(c: RmpConfig, k: u64) -> Gpa {
-    Gpa(k * bytes_2m(c))
+    Gpa::new(k * bytes_2m(c))
 }
 
 /// Frame `i` after `p`.
 fn pf(p: Pfn, i: u64) -> Pfn {
-    Pfn(p.0 + i)
+    p + i
 }
 
 /// Page `i` after `gpa`.
 fn ga(gpa: Gpa, i: u64) -> Gpa {
-    Gpa(gpa.0 + i * PAGE_SIZE_4K)
+    gpa + (i * PAGE_SIZE_4K)
 }
 
 fn at(vmpl: u8) -> GuestContext {
@@ -81,7 +81,7 @@ fn at(vmpl: u8) -> GuestContext {
 }
 
 fn private(gpa: Gpa, asid: u16, size: RmpPageSize) -> RmpArchEntry {
-    RmpArchEntry::new().with_gpa(gpa.0).with_assigned(true).with_page_size(size.bit()).with_asid(asid.into())
+    RmpArchEntry::new().with_gpa(gpa).with_assigned(true).with_page_size(size.bit()).with_asid(asid.into())
 }
 
 fn shared(size: RmpPageSize) -> RmpArchEntry {
@@ -173,11 +173,11 @@ macro_rules! rule_tests {
                     let m = rmp(c);
                     assert_eq!(m.config(), c);
                     for p in 0..c.pages {
-                        assert_eq!(m.raw_entry(Pfn(p)), Some(RmpEntryRaw::default()), "{c:?} frame {p}");
-                        assert_eq!(m.rmpread(Pfn(p)), Ok(RmpArchEntry::new()));
+                        assert_eq!(m.raw_entry(Pfn::new(p)), Some(RmpEntryRaw::default()), "{c:?} frame {p}");
+                        assert_eq!(m.rmpread(Pfn::new(p)), Ok(RmpArchEntry::new()));
                     }
                     assert_eq!(m.asid_assigned_pages(A), 0);
-                    assert_eq!(m.lookup(Pfn(1)), Some((false, RmpPageSize::Size4K)));
+                    assert_eq!(m.lookup(Pfn::new(1)), Some((false, RmpPageSize::Size4K)));
                 }
             }
 
@@ -186,10 +186,10 @@ macro_rules! rule_tests {
                 // H6: a frame >= pages is outside the RMP (firmware "DEFAULT" page).
                 for c in CONFIGS {
                     let m = rmp(c);
-                    assert_eq!(m.raw_entry(Pfn(c.pages)), None);
-                    assert_eq!(m.raw_entry(Pfn(u64::MAX)), None);
-                    assert_eq!(m.rmpread(Pfn(c.pages)), Err(ReturnCode::FailInput));
-                    assert_eq!(m.lookup(Pfn(c.pages)), None);
+                    assert_eq!(m.raw_entry(Pfn::new(c.pages)), None);
+                    assert_eq!(m.raw_entry(Pfn::new(u64::MAX)), None);
+                    assert_eq!(m.rmpread(Pfn::new(c.pages)), Err(ReturnCode::FailInput));
+                    assert_eq!(m.lookup(Pfn::new(c.pages)), None);
                 }
             }
 
@@ -198,8 +198,8 @@ macro_rules! rule_tests {
                 // H6: instructions naming a frame outside the RMP return FAIL_INPUT.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let out = Pfn(c.pages);
-                    let gpa = Gpa(0);
+                    let out = Pfn::new(c.pages);
+                    let gpa = Gpa::new(0);
                     assert_eq!(m.rmpupdate(out, private(gpa, A, RmpPageSize::Size4K)), ReturnCode::FailInput);
                     assert_eq!(m.rmpupdate(out, shared(RmpPageSize::Size2M)), ReturnCode::FailInput);
                     assert_eq!(m.psmash(out), ReturnCode::FailInput);
@@ -219,8 +219,8 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     assign_2m(&mut m, region(c, 0), gpa_2m(c, 0), A);
                     for size in PageSize::ALL {
-                        assert_eq!(m.check_host_write(Pfn(c.pages), size, false), Ok(()));
-                        assert_eq!(m.check_host_write(Pfn(c.pages + 1), size, true), Ok(()));
+                        assert_eq!(m.check_host_write(Pfn::new(c.pages), size, false), Ok(()));
+                        assert_eq!(m.check_host_write(Pfn::new(c.pages + 1), size, true), Ok(()));
                     }
                 }
             }
@@ -236,24 +236,24 @@ macro_rules! rule_tests {
                     let base = gpa_2m(c, 5);
                     assign_2m(&mut m, r, base, A);
                     for i in 0..g(c) {
-                        let lo = assigned_lo(base.gfn().0 + i, A)
+                        let lo = assigned_lo(base.gfn().raw() + i, A)
                             .with_page_size(i == 0)
                             .with_subpage_count(if i == 0 { (g(c) - 1) as u16 } else { 0 });
                         assert_eq!(m.raw_entry(pf(r, i)), Some(raw(lo, initial_hi())), "{c:?} entry {i}");
                         assert_eq!(m.lookup(pf(r, i)), Some((true, RmpPageSize::Size2M)));
                     }
                     assert_eq!(m.raw_entry(pf(r, g(c))), Some(RmpEntryRaw::default()));
-                    assert_eq!(m.raw_entry(Pfn(r.0 - 1)), Some(RmpEntryRaw::default()));
+                    assert_eq!(m.raw_entry(Pfn::new(r.raw() - 1)), Some(RmpEntryRaw::default()));
                 }
                 // Known answer, x86: assigned | size | 511 << 3 | GPA frame 0xA00 << 12 | ASID 1 << 51;
                 // VMPL0 = 0x1f in the high quadword.
                 let mut m = rmp(X86);
-                assign_2m(&mut m, Pfn(0x400), Gpa(0xa0_0000), A);
-                let aligned = m.raw_entry(Pfn(0x400)).unwrap();
+                assign_2m(&mut m, Pfn::new(0x400), Gpa::new(0xa0_0000), A);
+                let aligned = m.raw_entry(Pfn::new(0x400)).unwrap();
                 assert_eq!(aligned.to_u128(), 0x0000_0000_0000_001f_0008_0000_00a0_0ffb);
                 // The next entry mirrors it: assigned | GPA frame 0xA01 << 12 | ASID 1 << 51, with
                 // the size bit and the sub-page count clear.
-                let next = m.raw_entry(Pfn(0x401)).unwrap();
+                let next = m.raw_entry(Pfn::new(0x401)).unwrap();
                 assert_eq!(next.to_u128(), 0x0000_0000_0000_001f_0008_0000_00a0_1001);
             }
 
@@ -278,7 +278,7 @@ macro_rules! rule_tests {
                     assert_eq!(count(&m), 2);
                     assert_eq!(
                         m.raw_entry(r),
-                        Some(raw(assigned_lo(base.gfn().0, A).with_subpage_count(2), initial_hi()))
+                        Some(raw(assigned_lo(base.gfn().raw(), A).with_subpage_count(2), initial_hi()))
                     );
                     assert_eq!(m.rmpupdate(pf(r, 1), shared(RmpPageSize::Size4K)), ReturnCode::Success);
                     assert_eq!(count(&m), 1);
@@ -322,7 +322,7 @@ macro_rules! rule_tests {
                     assert_eq!(m.asid_assigned_pages(A), g(c));
                     assign_4k(&mut m, region(c, 4), gpa_2m(c, 9), A);
                     assign_4k(&mut m, pf(region(c, 4), 1), ga(gpa_2m(c, 9), 1), A);
-                    assign_4k(&mut m, pf(region(c, 5), 2), Gpa(0x1000), B);
+                    assign_4k(&mut m, pf(region(c, 5), 2), Gpa::new(0x1000), B);
                     assert_eq!(m.asid_assigned_pages(A), g(c) + 2);
                     assert_eq!(m.asid_assigned_pages(B), 1);
                     assert_eq!(m.asid_assigned_pages(3), 0);
@@ -331,7 +331,7 @@ macro_rules! rule_tests {
                     assert_eq!(m.rmpupdate(pf(r, 1), shared(RmpPageSize::Size4K)), ReturnCode::Success);
                     assert_eq!(m.asid_assigned_pages(A), g(c) + 1);
                     // Reassigning a page to another ASID moves it between counters.
-                    assign_4k(&mut m, region(c, 4), Gpa(0x2000), B);
+                    assign_4k(&mut m, region(c, 4), Gpa::new(0x2000), B);
                     assert_eq!((m.asid_assigned_pages(A), m.asid_assigned_pages(B)), (g(c), 2));
                 }
             }
@@ -359,11 +359,14 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     for p in [c.pages, c.pages + 1, u64::MAX] {
-                        let new = private(Gpa(0x1000), A, RmpPageSize::Size4K);
-                        assert_eq!(m.rmpupdate(Pfn(p), new), ReturnCode::FailInput);
-                        assert_eq!(m.rmpupdate(Pfn(p), shared(RmpPageSize::Size4K)), ReturnCode::FailInput);
+                        let new = private(Gpa::new(0x1000), A, RmpPageSize::Size4K);
+                        assert_eq!(m.rmpupdate(Pfn::new(p), new), ReturnCode::FailInput);
+                        assert_eq!(
+                            m.rmpupdate(Pfn::new(p), shared(RmpPageSize::Size4K)),
+                            ReturnCode::FailInput
+                        );
                     }
-                    assign_4k(&mut m, Pfn(c.pages - 1), Gpa(0x1000), A);
+                    assign_4k(&mut m, Pfn::new(c.pages - 1), Gpa::new(0x1000), A);
                 }
             }
 
@@ -393,13 +396,13 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     for asid in [0, u32::from(RMP_LOCK_ASID), 1024, u32::MAX] {
-                        let new = private(Gpa(0x1000), A, RmpPageSize::Size4K).with_asid(asid);
-                        assert_eq!(m.rmpupdate(Pfn(1), new), ReturnCode::FailInput, "asid {asid}");
-                        let new_2m = private(Gpa(0), A, RmpPageSize::Size2M).with_asid(asid);
+                        let new = private(Gpa::new(0x1000), A, RmpPageSize::Size4K).with_asid(asid);
+                        assert_eq!(m.rmpupdate(Pfn::new(1), new), ReturnCode::FailInput, "asid {asid}");
+                        let new_2m = private(Gpa::new(0), A, RmpPageSize::Size2M).with_asid(asid);
                         assert_eq!(m.rmpupdate(region(c, 1), new_2m), ReturnCode::FailInput, "asid {asid}");
                     }
-                    assert_eq!(m.raw_entry(Pfn(1)), Some(RmpEntryRaw::default()));
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), 1022);
+                    assert_eq!(m.raw_entry(Pfn::new(1)), Some(RmpEntryRaw::default()));
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), 1022);
                     assert_eq!(m.asid_assigned_pages(1022), 1);
                 }
             }
@@ -410,12 +413,12 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     for gpa in [RMP_GPA_LIMIT, RMP_GPA_LIMIT + PAGE_SIZE_4K, u64::MAX & !0xfff] {
-                        let new = private(Gpa(gpa), A, RmpPageSize::Size4K);
-                        assert_eq!(m.rmpupdate(Pfn(2), new), ReturnCode::FailInput);
+                        let new = private(Gpa::new(gpa), A, RmpPageSize::Size4K);
+                        assert_eq!(m.rmpupdate(Pfn::new(2), new), ReturnCode::FailInput);
                     }
-                    assign_4k(&mut m, Pfn(2), Gpa(RMP_GPA_LIMIT - PAGE_SIZE_4K), A);
+                    assign_4k(&mut m, Pfn::new(2), Gpa::new(RMP_GPA_LIMIT - PAGE_SIZE_4K), A);
                     let gfn = (RMP_GPA_LIMIT - PAGE_SIZE_4K) >> 12;
-                    assert_eq!(m.raw_entry(Pfn(2)), Some(raw(assigned_lo(gfn, A), initial_hi())));
+                    assert_eq!(m.raw_entry(Pfn::new(2)), Some(raw(assigned_lo(gfn, A), initial_hi())));
                 }
             }
 
@@ -424,10 +427,10 @@ macro_rules! rule_tests {
                 // RMPUPDATE step 3 (Choice): the GPA is aligned to the entry size.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let new = private(Gpa(0x1800), A, RmpPageSize::Size4K);
-                    assert_eq!(m.rmpupdate(Pfn(3), new), ReturnCode::FailInput);
+                    let new = private(Gpa::new(0x1800), A, RmpPageSize::Size4K);
+                    assert_eq!(m.rmpupdate(Pfn::new(3), new), ReturnCode::FailInput);
                     for gpa in [bytes_2m(c) + PAGE_SIZE_4K, bytes_2m(c) / 2, 1] {
-                        let new = private(Gpa(gpa), A, RmpPageSize::Size2M);
+                        let new = private(Gpa::new(gpa), A, RmpPageSize::Size2M);
                         assert_eq!(
                             m.rmpupdate(region(c, 1), new),
                             ReturnCode::FailInput,
@@ -444,18 +447,18 @@ macro_rules! rule_tests {
                 // RMPUPDATE step 3 (Choice; Linux rmp_make_shared zeroes the whole state).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
                     for size in [RmpPageSize::Size4K, RmpPageSize::Size2M] {
-                        let pfn = if size == RmpPageSize::Size4K { Pfn(1) } else { region(c, 2) };
+                        let pfn = if size == RmpPageSize::Size4K { Pfn::new(1) } else { region(c, 2) };
                         for bad in [
                             shared(size).with_asid(1),
-                            shared(size).with_gpa(0x1000),
+                            shared(size).with_gpa(Gpa::new(0x1000)),
                             shared(size).with_immutable(true),
                         ] {
                             assert_eq!(m.rmpupdate(pfn, bad), ReturnCode::FailInput);
                         }
                     }
-                    assert_eq!(m.lookup(Pfn(1)), Some((true, RmpPageSize::Size4K)));
+                    assert_eq!(m.lookup(Pfn::new(1)), Some((true, RmpPageSize::Size4K)));
                 }
             }
 
@@ -465,7 +468,7 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     assert_eq!(m.begin_in_flight(region(c, 1)), ReturnCode::Success);
-                    let bad = private(Gpa(0x1000), A, RmpPageSize::Size4K).with_asid(0);
+                    let bad = private(Gpa::new(0x1000), A, RmpPageSize::Size4K).with_asid(0);
                     assert_eq!(m.rmpupdate(pf(region(c, 1), 1), bad), ReturnCode::FailInput);
                 }
             }
@@ -489,7 +492,7 @@ macro_rules! rule_tests {
                     assert_eq!(m.rmpupdate(r, private(base, A, RmpPageSize::Size2M)), ReturnCode::FailInuse);
                     assert_eq!(raws(&m, r, g(c)), vec![Some(RmpEntryRaw::default()); g(c) as usize]);
                     // Other regions are unaffected.
-                    assign_4k(&mut m, pf(region(c, 3), 1), Gpa(0x1000), A);
+                    assign_4k(&mut m, pf(region(c, 3), 1), Gpa::new(0x1000), A);
                     assert!(m.end_in_flight(r));
                     assign_2m(&mut m, r, base, A);
                 }
@@ -507,7 +510,7 @@ macro_rules! rule_tests {
                     assert_eq!(m.begin_in_flight(r), ReturnCode::Success);
                     assert_eq!(m.begin_in_flight(region(c, 2)), ReturnCode::Success);
                     assert_eq!(m.rmpupdate(pf(r, 1), shared(RmpPageSize::Size4K)), ReturnCode::FailInuse);
-                    let inside = private(Gpa(0x1000), A, RmpPageSize::Size4K);
+                    let inside = private(Gpa::new(0x1000), A, RmpPageSize::Size4K);
                     assert_eq!(m.rmpupdate(pf(region(c, 2), 1), inside), ReturnCode::FailInuse);
                 }
             }
@@ -517,17 +520,20 @@ macro_rules! rule_tests {
                 // RMPUPDATE step 5 (MSVC __rmpupdate "the RMP entry is immutable"; VeriSMo).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let imm = private(Gpa(0x5000), A, RmpPageSize::Size4K).with_immutable(true);
-                    assert_eq!(m.rmpupdate(Pfn(1), imm), ReturnCode::Success);
-                    let before = m.raw_entry(Pfn(1));
+                    let imm = private(Gpa::new(0x5000), A, RmpPageSize::Size4K).with_immutable(true);
+                    assert_eq!(m.rmpupdate(Pfn::new(1), imm), ReturnCode::Success);
+                    let before = m.raw_entry(Pfn::new(1));
                     assert_eq!(before, Some(raw(assigned_lo(5, A).with_immutable(true), initial_hi())));
-                    assert_eq!(m.rmpupdate(Pfn(1), shared(RmpPageSize::Size4K)), ReturnCode::FailPermission);
-                    assert_eq!(m.rmpupdate(Pfn(1), imm), ReturnCode::FailPermission);
                     assert_eq!(
-                        m.rmpupdate(Pfn(1), private(Gpa(0x6000), B, RmpPageSize::Size4K)),
+                        m.rmpupdate(Pfn::new(1), shared(RmpPageSize::Size4K)),
                         ReturnCode::FailPermission
                     );
-                    assert_eq!(m.raw_entry(Pfn(1)), before);
+                    assert_eq!(m.rmpupdate(Pfn::new(1), imm), ReturnCode::FailPermission);
+                    assert_eq!(
+                        m.rmpupdate(Pfn::new(1), private(Gpa::new(0x6000), B, RmpPageSize::Size4K)),
+                        ReturnCode::FailPermission
+                    );
+                    assert_eq!(m.raw_entry(Pfn::new(1)), before);
                 }
             }
 
@@ -538,7 +544,7 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     let r = region(c, 1);
                     let last = pf(r, g(c) - 1);
-                    let imm = private(Gpa(0x9000), A, RmpPageSize::Size4K).with_immutable(true);
+                    let imm = private(Gpa::new(0x9000), A, RmpPageSize::Size4K).with_immutable(true);
                     assert_eq!(m.rmpupdate(last, imm), ReturnCode::Success);
                     assert_eq!(
                         m.rmpupdate(r, private(gpa_2m(c, 1), A, RmpPageSize::Size2M)),
@@ -595,7 +601,7 @@ macro_rules! rule_tests {
                     for i in [0, 1, g(c) - 1] {
                         let mut m = rmp(c);
                         let r = region(c, 3);
-                        assign_4k(&mut m, pf(r, i), Gpa(0x4000), B);
+                        assign_4k(&mut m, pf(r, i), Gpa::new(0x4000), B);
                         let before = raws(&m, r, g(c));
                         assert_eq!(
                             m.rmpupdate(r, private(gpa_2m(c, 3), A, RmpPageSize::Size2M)),
@@ -613,7 +619,7 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
-                    assign_4k(&mut m, pf(r, 1), Gpa(0x1000), A);
+                    assign_4k(&mut m, pf(r, 1), Gpa::new(0x1000), A);
                     assert_eq!(m.rmpupdate(pf(r, 1), shared(RmpPageSize::Size4K)), ReturnCode::Success);
                     assign_2m(&mut m, r, gpa_2m(c, 4), A);
                     assert_eq!(m.lookup(pf(r, 1)), Some((true, RmpPageSize::Size2M)));
@@ -634,7 +640,7 @@ macro_rules! rule_tests {
                     let other = gpa_2m(c, 6);
                     assign_2m(&mut m, r, other, B);
                     for i in 0..g(c) {
-                        let lo = assigned_lo(other.gfn().0 + i, B)
+                        let lo = assigned_lo(other.gfn().raw() + i, B)
                             .with_page_size(i == 0)
                             .with_subpage_count(if i == 0 { (g(c) - 1) as u16 } else { 0 });
                         assert_eq!(m.raw_entry(pf(r, i)), Some(raw(lo, initial_hi())));
@@ -647,21 +653,21 @@ macro_rules! rule_tests {
             fn rmpupdate_step7_4k_private_writes_the_exact_raw_entry() {
                 // RMPUPDATE step 7; H1 layout (Linux struct rmpentry_raw, firmware rmp_fields_t).
                 let mut m = rmp(X86);
-                assign_4k(&mut m, Pfn(0x123), Gpa(0x5000), 7);
+                assign_4k(&mut m, Pfn::new(0x123), Gpa::new(0x5000), 7);
                 // lo = assigned | GPA frame 5 << 12 | ASID 7 << 51; hi = VMPL0 0x1f.
                 assert_eq!(
-                    m.raw_entry(Pfn(0x123)).unwrap().to_u128(),
+                    m.raw_entry(Pfn::new(0x123)).unwrap().to_u128(),
                     0x0000_0000_0000_001f_0038_0000_0000_5001
                 );
-                let imm = private(Gpa(0x6000), 7, RmpPageSize::Size4K).with_immutable(true);
-                assert_eq!(m.rmpupdate(Pfn(0x124), imm), ReturnCode::Success);
+                let imm = private(Gpa::new(0x6000), 7, RmpPageSize::Size4K).with_immutable(true);
+                assert_eq!(m.rmpupdate(Pfn::new(0x124), imm), ReturnCode::Success);
                 assert_eq!(
-                    m.raw_entry(Pfn(0x124)).unwrap().to_u128(),
+                    m.raw_entry(Pfn::new(0x124)).unwrap().to_u128(),
                     0x0000_0000_0000_001f_0038_0000_0000_6005
                 );
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, pf(region(c, 1), 2), Gpa(0x7000), B);
+                    assign_4k(&mut m, pf(region(c, 1), 2), Gpa::new(0x7000), B);
                     assert_eq!(m.raw_entry(pf(region(c, 1), 2)), Some(raw(assigned_lo(7, B), initial_hi())));
                     let neighbours = [m.raw_entry(pf(region(c, 1), 1)), m.raw_entry(pf(region(c, 1), 3))];
                     assert_eq!(neighbours, [Some(RmpEntryRaw::default()); 2]);
@@ -674,10 +680,10 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let p = pf(region(c, 1), 1);
-                    valid_4k(&mut m, p, Gpa(0x3000));
+                    valid_4k(&mut m, p, Gpa::new(0x3000));
                     let op = grant(1, PERM_R).with_vmsa(true);
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x3000), p, RmpPageSize::Size4K, op),
+                        m.rmpadjust(at(0), Gpa::new(0x3000), p, RmpPageSize::Size4K, op),
                         GuestOutcome::Done(())
                     );
                     assert_eq!(m.rmpupdate(p, shared(RmpPageSize::Size4K)), ReturnCode::Success);
@@ -692,7 +698,7 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let p = pf(region(c, 1), 1);
-                    let gpa = Gpa(0x3000);
+                    let gpa = Gpa::new(0x3000);
                     valid_4k(&mut m, p, gpa);
                     let op = grant(2, PERM_R | PERM_XU).with_vmsa(true);
                     assert_eq!(m.rmpadjust(at(0), gpa, p, RmpPageSize::Size4K, op), GuestOutcome::Done(()));
@@ -714,14 +720,14 @@ macro_rules! rule_tests {
                 // RMPUPDATE step 7: ASID changed ⇒ Validated, VMSA cleared; VMPL0 all, VMPL1–3 none.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let p = Pfn(3);
-                    valid_4k(&mut m, p, Gpa(0x3000));
+                    let p = Pfn::new(3);
+                    valid_4k(&mut m, p, Gpa::new(0x3000));
                     let op = grant(1, PERM_R).with_vmsa(true);
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x3000), p, RmpPageSize::Size4K, op),
+                        m.rmpadjust(at(0), Gpa::new(0x3000), p, RmpPageSize::Size4K, op),
                         GuestOutcome::Done(())
                     );
-                    assign_4k(&mut m, p, Gpa(0x3000), B);
+                    assign_4k(&mut m, p, Gpa::new(0x3000), B);
                     assert_eq!(m.raw_entry(p), Some(raw(assigned_lo(3, B), initial_hi())));
                 }
             }
@@ -731,14 +737,14 @@ macro_rules! rule_tests {
                 // RMPUPDATE step 7: GPA changed ⇒ reset.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let p = Pfn(3);
-                    valid_4k(&mut m, p, Gpa(0x3000));
+                    let p = Pfn::new(3);
+                    valid_4k(&mut m, p, Gpa::new(0x3000));
                     let op = grant(3, PERM_W).with_vmsa(true);
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x3000), p, RmpPageSize::Size4K, op),
+                        m.rmpadjust(at(0), Gpa::new(0x3000), p, RmpPageSize::Size4K, op),
                         GuestOutcome::Done(())
                     );
-                    assign_4k(&mut m, p, Gpa(0x8000), A);
+                    assign_4k(&mut m, p, Gpa::new(0x8000), A);
                     assert_eq!(m.raw_entry(p), Some(raw(assigned_lo(8, A), initial_hi())));
                 }
             }
@@ -749,10 +755,10 @@ macro_rules! rule_tests {
                 // with the same ASID and GPA comes back unvalidated.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let p = Pfn(3);
-                    valid_4k(&mut m, p, Gpa(0x3000));
+                    let p = Pfn::new(3);
+                    valid_4k(&mut m, p, Gpa::new(0x3000));
                     assert_eq!(m.rmpupdate(p, shared(RmpPageSize::Size4K)), ReturnCode::Success);
-                    assign_4k(&mut m, p, Gpa(0x3000), A);
+                    assign_4k(&mut m, p, Gpa::new(0x3000), A);
                     assert_eq!(m.raw_entry(p), Some(raw(assigned_lo(3, A), initial_hi())));
                 }
             }
@@ -779,7 +785,7 @@ macro_rules! rule_tests {
                     let other = gpa_2m(c, 2);
                     assign_2m(&mut m, r, other, A);
                     for i in 0..g(c) {
-                        let lo = assigned_lo(other.gfn().0 + i, A)
+                        let lo = assigned_lo(other.gfn().raw() + i, A)
                             .with_page_size(i == 0)
                             .with_subpage_count(if i == 0 { (g(c) - 1) as u16 } else { 0 });
                         assert_eq!(m.raw_entry(pf(r, i)), Some(raw(lo, initial_hi())));
@@ -799,7 +805,7 @@ macro_rules! rule_tests {
                     assign_2m(&mut m, r, gpa_2m(c, 1), A);
                     assert_eq!(m.psmash(pf(r, 1)), ReturnCode::FailInput);
                     assert_eq!(m.psmash(pf(r, g(c) - 1)), ReturnCode::FailInput);
-                    assert_eq!(m.psmash(Pfn(c.pages)), ReturnCode::FailInput);
+                    assert_eq!(m.psmash(Pfn::new(c.pages)), ReturnCode::FailInput);
                     assert_eq!(m.lookup(r), Some((true, RmpPageSize::Size2M)));
                     // Unaligned inside an in-flight 4K region: FAIL_INPUT beats FAIL_INUSE (3) and
                     // FAIL_UNSUPPORTED (7).
@@ -859,7 +865,7 @@ macro_rules! rule_tests {
                     // A partial last region (frames beyond the RMP) can hold no 2M entry (H9).
                     let tail = RmpConfig { pages: c.pages + 1, ..c };
                     let mut t = rmp(tail);
-                    assert_eq!(t.psmash(Pfn(c.pages)), ReturnCode::FailUnsupported);
+                    assert_eq!(t.psmash(Pfn::new(c.pages)), ReturnCode::FailUnsupported);
                 }
             }
 
@@ -894,7 +900,7 @@ macro_rules! rule_tests {
                     assert_eq!(m.psmash(r), ReturnCode::Success);
                     let hi = initial_hi().with_vmpl1(VmplPerms::from_bits(PERM_R));
                     for i in 0..g(c) {
-                        let lo = assigned_lo(base.gfn().0 + i, A)
+                        let lo = assigned_lo(base.gfn().raw() + i, A)
                             .with_validated(true)
                             .with_subpage_count(if i == 0 { (g(c) - 1) as u16 } else { 0 });
                         assert_eq!(m.raw_entry(pf(r, i)), Some(raw(lo, hi)), "{c:?} entry {i}");
@@ -917,14 +923,15 @@ macro_rules! rule_tests {
                 // PVALIDATE step 1 (VeriSMo pvalidate): VMPL0 only; precedes step 2.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
                     for vmpl in 1..=3 {
-                        let pv = m.pvalidate(at(vmpl), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, true);
+                        let pv =
+                            m.pvalidate(at(vmpl), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, true);
                         assert_eq!(pv, GuestOutcome::Fail(ReturnCode::FailPermission));
                     }
-                    let out = m.pvalidate(at(1), Gpa(0), Pfn(c.pages), RmpPageSize::Size4K, true);
+                    let out = m.pvalidate(at(1), Gpa::new(0), Pfn::new(c.pages), RmpPageSize::Size4K, true);
                     assert_eq!(out, GuestOutcome::Fail(ReturnCode::FailPermission));
-                    assert!(!m.raw_entry(Pfn(1)).unwrap().lo.validated());
+                    assert!(!m.raw_entry(Pfn::new(1)).unwrap().lo.validated());
                 }
             }
 
@@ -934,7 +941,7 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     for size in [RmpPageSize::Size4K, RmpPageSize::Size2M] {
-                        let pv = m.pvalidate(at(0), Gpa(0), Pfn(c.pages), size, true);
+                        let pv = m.pvalidate(at(0), Gpa::new(0), Pfn::new(c.pages), size, true);
                         assert_eq!(pv, GuestOutcome::Fail(ReturnCode::FailInput));
                     }
                 }
@@ -977,12 +984,12 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let p = pf(region(c, 1), 2);
-                    assign_4k(&mut m, p, Gpa(0x2000), A);
+                    assign_4k(&mut m, p, Gpa::new(0x2000), A);
                     assert_eq!(m.begin_in_flight(region(c, 1)), ReturnCode::Success);
-                    let pv = m.pvalidate(at(0), Gpa(0x2000), p, RmpPageSize::Size4K, true);
+                    let pv = m.pvalidate(at(0), Gpa::new(0x2000), p, RmpPageSize::Size4K, true);
                     assert_eq!(pv, GuestOutcome::Npf(NpfErrorCode::from_bits(0x0000_0005_8000_0001)));
                     assert!(m.end_in_flight(region(c, 1)));
-                    let pv = m.pvalidate(at(0), Gpa(0x2000), p, RmpPageSize::Size4K, true);
+                    let pv = m.pvalidate(at(0), Gpa::new(0x2000), p, RmpPageSize::Size4K, true);
                     assert_eq!(pv, GuestOutcome::Done(PvalidateStatus::Changed));
                 }
             }
@@ -993,14 +1000,14 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     assert_eq!(
-                        m.pvalidate(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, true),
+                        m.pvalidate(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, true),
                         npf(NPF_INSTR)
                     );
                     assert_eq!(
-                        m.pvalidate(at(0), Gpa(0), region(c, 1), RmpPageSize::Size2M, true),
+                        m.pvalidate(at(0), Gpa::new(0), region(c, 1), RmpPageSize::Size2M, true),
                         npf(NPF_INSTR)
                     );
-                    assert_eq!(m.raw_entry(Pfn(1)), Some(RmpEntryRaw::default()));
+                    assert_eq!(m.raw_entry(Pfn::new(1)), Some(RmpEntryRaw::default()));
                 }
             }
 
@@ -1009,9 +1016,9 @@ macro_rules! rule_tests {
                 // PVALIDATE step 4: E's ASID ≠ guest ASID.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), B);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), B);
                     assert_eq!(
-                        m.pvalidate(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, true),
+                        m.pvalidate(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, true),
                         npf(NPF_INSTR)
                     );
                     assign_2m(&mut m, region(c, 1), gpa_2m(c, 1), B);
@@ -1025,9 +1032,9 @@ macro_rules! rule_tests {
                 // PVALIDATE step 4: E's GPA for the page ≠ gpa.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
                     assert_eq!(
-                        m.pvalidate(at(0), Gpa(0x2000), Pfn(1), RmpPageSize::Size4K, true),
+                        m.pvalidate(at(0), Gpa::new(0x2000), Pfn::new(1), RmpPageSize::Size4K, true),
                         npf(NPF_INSTR)
                     );
                     assign_2m(&mut m, region(c, 1), gpa_2m(c, 1), A);
@@ -1042,10 +1049,10 @@ macro_rules! rule_tests {
                 // PVALIDATE step 4: E immutable (firmware PRE_GUEST state).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let imm = private(Gpa(0x1000), A, RmpPageSize::Size4K).with_immutable(true);
-                    assert_eq!(m.rmpupdate(Pfn(1), imm), ReturnCode::Success);
+                    let imm = private(Gpa::new(0x1000), A, RmpPageSize::Size4K).with_immutable(true);
+                    assert_eq!(m.rmpupdate(Pfn::new(1), imm), ReturnCode::Success);
                     assert_eq!(
-                        m.pvalidate(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, true),
+                        m.pvalidate(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, true),
                         npf(NPF_INSTR)
                     );
                 }
@@ -1105,13 +1112,14 @@ macro_rules! rule_tests {
                 // PVALIDATE step 7 (MSVC __pvalidate: CF = 1, EAX = 0).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
-                    let before = m.raw_entry(Pfn(1));
-                    let rescind = m.pvalidate(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, false);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
+                    let before = m.raw_entry(Pfn::new(1));
+                    let rescind =
+                        m.pvalidate(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, false);
                     assert_eq!(rescind, GuestOutcome::Done(PvalidateStatus::Unchanged));
-                    assert_eq!(m.raw_entry(Pfn(1)), before);
-                    valid_4k(&mut m, Pfn(2), Gpa(0x2000));
-                    let again = m.pvalidate(at(0), Gpa(0x2000), Pfn(2), RmpPageSize::Size4K, true);
+                    assert_eq!(m.raw_entry(Pfn::new(1)), before);
+                    valid_4k(&mut m, Pfn::new(2), Gpa::new(0x2000));
+                    let again = m.pvalidate(at(0), Gpa::new(0x2000), Pfn::new(2), RmpPageSize::Size4K, true);
                     assert_eq!(again, GuestOutcome::Done(PvalidateStatus::Unchanged));
                     valid_2m(&mut m, region(c, 1), gpa_2m(c, 1));
                     let again = m.pvalidate(at(0), gpa_2m(c, 1), region(c, 1), RmpPageSize::Size2M, true);
@@ -1123,20 +1131,20 @@ macro_rules! rule_tests {
             fn pvalidate_step8_sets_and_clears_validated_on_a_4k_entry() {
                 // PVALIDATE step 8: Validated is raw bit 62.
                 let mut m = rmp(X86);
-                valid_4k(&mut m, Pfn(0x123), Gpa(0x5000));
+                valid_4k(&mut m, Pfn::new(0x123), Gpa::new(0x5000));
                 assert_eq!(
-                    m.raw_entry(Pfn(0x123)).unwrap().to_u128(),
+                    m.raw_entry(Pfn::new(0x123)).unwrap().to_u128(),
                     0x0000_0000_0000_001f_4008_0000_0000_5001
                 );
-                let pv = m.pvalidate(at(0), Gpa(0x5000), Pfn(0x123), RmpPageSize::Size4K, false);
+                let pv = m.pvalidate(at(0), Gpa::new(0x5000), Pfn::new(0x123), RmpPageSize::Size4K, false);
                 assert_eq!(pv, GuestOutcome::Done(PvalidateStatus::Changed));
                 assert_eq!(
-                    m.raw_entry(Pfn(0x123)).unwrap().to_u128(),
+                    m.raw_entry(Pfn::new(0x123)).unwrap().to_u128(),
                     0x0000_0000_0000_001f_0008_0000_0000_5001
                 );
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, pf(region(c, 1), 1), Gpa(0x5000));
+                    valid_4k(&mut m, pf(region(c, 1), 1), Gpa::new(0x5000));
                     assert_eq!(
                         m.raw_entry(pf(region(c, 1), 1)),
                         Some(raw(assigned_lo(5, A).with_validated(true), initial_hi()))
@@ -1167,10 +1175,15 @@ macro_rules! rule_tests {
                 // RMPADJUST step 1: target VMPL > 3.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     for t in [4, 0xff] {
-                        let adj =
-                            m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, grant(t, PERM_R));
+                        let adj = m.rmpadjust(
+                            at(0),
+                            Gpa::new(0x1000),
+                            Pfn::new(1),
+                            RmpPageSize::Size4K,
+                            grant(t, PERM_R),
+                        );
                         assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailInput));
                     }
                 }
@@ -1181,13 +1194,13 @@ macro_rules! rule_tests {
                 // RMPADJUST step 1: VmplPerms reserved bits (operand bits 13–15).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     for bit in 13..=15 {
                         let op = RmpAdjustOperand::from_bits(grant(1, PERM_R).into_bits() | 1 << bit);
-                        let adj = m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, op);
+                        let adj = m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, op);
                         assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailInput), "bit {bit}");
                     }
-                    assert_eq!(m.raw_entry(Pfn(1)).unwrap().hi, initial_hi());
+                    assert_eq!(m.raw_entry(Pfn::new(1)).unwrap().hi, initial_hi());
                 }
             }
 
@@ -1196,10 +1209,10 @@ macro_rules! rule_tests {
                 // RMPADJUST step 1: operand bits 17–63.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     for bit in [17, 31, 47, 63] {
                         let op = RmpAdjustOperand::from_bits(grant(1, PERM_R).into_bits() | 1 << bit);
-                        let adj = m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, op);
+                        let adj = m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, op);
                         assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailInput), "bit {bit}");
                     }
                 }
@@ -1210,14 +1223,14 @@ macro_rules! rule_tests {
                 // RMPADJUST step 1: bit 12 is the supervisor-shadow-stack permission, not reserved.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     let op = grant(1, PERM_SSS);
                     assert_eq!(op.into_bits(), 0x1001);
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, op),
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, op),
                         GuestOutcome::Done(())
                     );
-                    assert_eq!(m.raw_entry(Pfn(1)).unwrap().hi.into_bits(), 0x101f);
+                    assert_eq!(m.raw_entry(Pfn::new(1)).unwrap().hi.into_bits(), 0x101f);
                 }
             }
 
@@ -1226,7 +1239,13 @@ macro_rules! rule_tests {
                 // RMPADJUST step 1 (H6).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let adj = m.rmpadjust(at(0), Gpa(0), Pfn(c.pages), RmpPageSize::Size4K, grant(1, PERM_R));
+                    let adj = m.rmpadjust(
+                        at(0),
+                        Gpa::new(0),
+                        Pfn::new(c.pages),
+                        RmpPageSize::Size4K,
+                        grant(1, PERM_R),
+                    );
                     assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailInput));
                 }
             }
@@ -1275,9 +1294,9 @@ macro_rules! rule_tests {
                 // RMPADJUST steps 1 then 2: a reserved bit with a non-less-privileged target.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     let op = RmpAdjustOperand::from_bits(grant(1, PERM_R).into_bits() | 1 << 20);
-                    let adj = m.rmpadjust(at(1), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, op);
+                    let adj = m.rmpadjust(at(1), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, op);
                     assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailInput));
                 }
             }
@@ -1287,10 +1306,15 @@ macro_rules! rule_tests {
                 // RMPADJUST step 2 (T. Lendacky, AMDSEV issue 208; VeriSMo rmpadjust step 1).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     for (vmpl, target) in [(0, 0), (1, 1), (1, 0), (2, 1), (3, 3)] {
-                        let adj =
-                            m.rmpadjust(at(vmpl), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, grant(target, 0));
+                        let adj = m.rmpadjust(
+                            at(vmpl),
+                            Gpa::new(0x1000),
+                            Pfn::new(1),
+                            RmpPageSize::Size4K,
+                            grant(target, 0),
+                        );
                         assert_eq!(
                             adj,
                             GuestOutcome::Fail(ReturnCode::FailPermission),
@@ -1298,7 +1322,8 @@ macro_rules! rule_tests {
                         );
                     }
                     // Step 2 precedes step 3: an unowned page still gives FAIL_PERMISSION.
-                    let adj = m.rmpadjust(at(0), Gpa(0x9000), Pfn(9), RmpPageSize::Size4K, grant(0, 0));
+                    let adj =
+                        m.rmpadjust(at(0), Gpa::new(0x9000), Pfn::new(9), RmpPageSize::Size4K, grant(0, 0));
                     assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailPermission));
                 }
             }
@@ -1311,15 +1336,15 @@ macro_rules! rule_tests {
                     let p = pf(region(c, 1), 1);
                     let op = grant(1, PERM_R);
                     let size = RmpPageSize::Size4K;
-                    assert_eq!(m.rmpadjust(at(0), Gpa(0x1000), p, size, op), npf(NPF_INSTR));
-                    valid_4k(&mut m, p, Gpa(0x1000));
-                    assert_eq!(m.rmpadjust(at(0), Gpa(0x2000), p, size, op), npf(NPF_INSTR));
+                    assert_eq!(m.rmpadjust(at(0), Gpa::new(0x1000), p, size, op), npf(NPF_INSTR));
+                    valid_4k(&mut m, p, Gpa::new(0x1000));
+                    assert_eq!(m.rmpadjust(at(0), Gpa::new(0x2000), p, size, op), npf(NPF_INSTR));
                     let other = GuestContext { asid: B, vmpl: 0 };
-                    assert_eq!(m.rmpadjust(other, Gpa(0x1000), p, size, op), npf(NPF_INSTR));
+                    assert_eq!(m.rmpadjust(other, Gpa::new(0x1000), p, size, op), npf(NPF_INSTR));
                     assert_eq!(m.begin_in_flight(region(c, 1)), ReturnCode::Success);
-                    assert_eq!(m.rmpadjust(at(0), Gpa(0x1000), p, size, op), npf(NPF_INSTR));
+                    assert_eq!(m.rmpadjust(at(0), Gpa::new(0x1000), p, size, op), npf(NPF_INSTR));
                     assert!(m.end_in_flight(region(c, 1)));
-                    assert_eq!(m.rmpadjust(at(0), Gpa(0x1000), p, size, op), GuestOutcome::Done(()));
+                    assert_eq!(m.rmpadjust(at(0), Gpa::new(0x1000), p, size, op), GuestOutcome::Done(()));
                 }
             }
 
@@ -1342,8 +1367,14 @@ macro_rules! rule_tests {
                 // RMPADJUST step 4: #VC 0x404; precedes step 5.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
-                    let adj = m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, grant(1, PERM_R));
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
+                    let adj = m.rmpadjust(
+                        at(0),
+                        Gpa::new(0x1000),
+                        Pfn::new(1),
+                        RmpPageSize::Size4K,
+                        grant(1, PERM_R),
+                    );
                     assert_eq!(adj, GuestOutcome::Vc(SvmExitCode::PageNotValidated));
                     assert_eq!(SvmExitCode::PageNotValidated.raw(), 0x404);
                     let r = region(c, 1);
@@ -1372,18 +1403,19 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let size = RmpPageSize::Size4K;
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), size, grant(1, PERM_R)),
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), size, grant(1, PERM_R)),
                         GuestOutcome::Done(())
                     );
-                    let adj = m.rmpadjust(at(1), Gpa(0x1000), Pfn(1), size, grant(2, PERM_R | PERM_W));
+                    let adj =
+                        m.rmpadjust(at(1), Gpa::new(0x1000), Pfn::new(1), size, grant(2, PERM_R | PERM_W));
                     assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailPermission));
-                    let adj = m.rmpadjust(at(1), Gpa(0x1000), Pfn(1), size, grant(3, PERM_SSS));
+                    let adj = m.rmpadjust(at(1), Gpa::new(0x1000), Pfn::new(1), size, grant(3, PERM_SSS));
                     assert_eq!(adj, GuestOutcome::Fail(ReturnCode::FailPermission));
-                    let adj = m.rmpadjust(at(1), Gpa(0x1000), Pfn(1), size, grant(2, PERM_R));
+                    let adj = m.rmpadjust(at(1), Gpa::new(0x1000), Pfn::new(1), size, grant(2, PERM_R));
                     assert_eq!(adj, GuestOutcome::Done(()));
-                    assert_eq!(m.raw_entry(Pfn(1)).unwrap().hi.into_bits(), 0x0001_011f);
+                    assert_eq!(m.raw_entry(Pfn::new(1)).unwrap().hi.into_bits(), 0x0001_011f);
                 }
             }
 
@@ -1393,16 +1425,17 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let size = RmpPageSize::Size4K;
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
-                    let adj = m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), size, grant(3, PERM_R | PERM_XS));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
+                    let adj =
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), size, grant(3, PERM_R | PERM_XS));
                     assert_eq!(adj, GuestOutcome::Done(()));
-                    assert_eq!(m.raw_entry(Pfn(1)).unwrap().hi.into_bits(), 0x0900_001f);
+                    assert_eq!(m.raw_entry(Pfn::new(1)).unwrap().hi.into_bits(), 0x0900_001f);
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), size, grant(3, 0)),
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), size, grant(3, 0)),
                         GuestOutcome::Done(())
                     );
                     assert_eq!(
-                        m.raw_entry(Pfn(1)),
+                        m.raw_entry(Pfn::new(1)),
                         Some(raw(assigned_lo(1, A).with_validated(true), initial_hi()))
                     );
                 }
@@ -1415,31 +1448,37 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let size = RmpPageSize::Size4K;
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     let op = grant(1, PERM_R).with_vmsa(true);
-                    assert_eq!(m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), size, op), GuestOutcome::Done(()));
-                    assert!(m.raw_entry(Pfn(1)).unwrap().lo.vmsa());
+                    assert_eq!(
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), size, op),
+                        GuestOutcome::Done(())
+                    );
+                    assert!(m.raw_entry(Pfn::new(1)).unwrap().lo.vmsa());
                     // VMPL1 clearing it: ignored.
                     assert_eq!(
-                        m.rmpadjust(at(1), Gpa(0x1000), Pfn(1), size, grant(2, 0)),
+                        m.rmpadjust(at(1), Gpa::new(0x1000), Pfn::new(1), size, grant(2, 0)),
                         GuestOutcome::Done(())
                     );
-                    assert!(m.raw_entry(Pfn(1)).unwrap().lo.vmsa());
+                    assert!(m.raw_entry(Pfn::new(1)).unwrap().lo.vmsa());
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), size, grant(1, PERM_R)),
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), size, grant(1, PERM_R)),
                         GuestOutcome::Done(())
                     );
-                    assert!(!m.raw_entry(Pfn(1)).unwrap().lo.vmsa());
+                    assert!(!m.raw_entry(Pfn::new(1)).unwrap().lo.vmsa());
                     // VMPL1 setting it: ignored.
                     let op = grant(2, PERM_R).with_vmsa(true);
-                    assert_eq!(m.rmpadjust(at(1), Gpa(0x1000), Pfn(1), size, op), GuestOutcome::Done(()));
+                    assert_eq!(
+                        m.rmpadjust(at(1), Gpa::new(0x1000), Pfn::new(1), size, op),
+                        GuestOutcome::Done(())
+                    );
                     let expected = raw(
                         assigned_lo(1, A).with_validated(true),
                         initial_hi()
                             .with_vmpl1(VmplPerms::from_bits(PERM_R))
                             .with_vmpl2(VmplPerms::from_bits(PERM_R)),
                     );
-                    assert_eq!(m.raw_entry(Pfn(1)), Some(expected));
+                    assert_eq!(m.raw_entry(Pfn::new(1)), Some(expected));
                 }
             }
 
@@ -1467,13 +1506,13 @@ macro_rules! rule_tests {
                 // RMPQUERY: target_vmpl > 3 or pfn >= pages ⇒ FAIL_INPUT.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     assert_eq!(
-                        m.rmpquery(at(0), Gpa(0x1000), Pfn(1), 4),
+                        m.rmpquery(at(0), Gpa::new(0x1000), Pfn::new(1), 4),
                         GuestOutcome::Fail(ReturnCode::FailInput)
                     );
                     assert_eq!(
-                        m.rmpquery(at(0), Gpa(0), Pfn(c.pages), 0),
+                        m.rmpquery(at(0), Gpa::new(0), Pfn::new(c.pages), 0),
                         GuestOutcome::Fail(ReturnCode::FailInput)
                     );
                 }
@@ -1484,18 +1523,18 @@ macro_rules! rule_tests {
                 // RMPQUERY (Choice): a VMPL may query itself and less-privileged levels.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     let size = RmpPageSize::Size4K;
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), size, grant(1, PERM_R)),
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), size, grant(1, PERM_R)),
                         GuestOutcome::Done(())
                     );
                     assert_eq!(
-                        m.rmpquery(at(1), Gpa(0x1000), Pfn(1), 0),
+                        m.rmpquery(at(1), Gpa::new(0x1000), Pfn::new(1), 0),
                         GuestOutcome::Fail(ReturnCode::FailPermission)
                     );
                     assert_eq!(
-                        m.rmpquery(at(3), Gpa(0x1000), Pfn(1), 2),
+                        m.rmpquery(at(3), Gpa::new(0x1000), Pfn::new(1), 2),
                         GuestOutcome::Fail(ReturnCode::FailPermission)
                     );
                     let own = RmpQueryResult {
@@ -1503,9 +1542,12 @@ macro_rules! rule_tests {
                         vmsa: false,
                         page_size: RmpPageSize::Size4K,
                     };
-                    assert_eq!(m.rmpquery(at(1), Gpa(0x1000), Pfn(1), 1), GuestOutcome::Done(own));
+                    assert_eq!(m.rmpquery(at(1), Gpa::new(0x1000), Pfn::new(1), 1), GuestOutcome::Done(own));
                     let lower = RmpQueryResult { perms: VmplPerms::NONE, ..own };
-                    assert_eq!(m.rmpquery(at(1), Gpa(0x1000), Pfn(1), 3), GuestOutcome::Done(lower));
+                    assert_eq!(
+                        m.rmpquery(at(1), Gpa::new(0x1000), Pfn::new(1), 3),
+                        GuestOutcome::Done(lower)
+                    );
                 }
             }
 
@@ -1523,7 +1565,7 @@ macro_rules! rule_tests {
                     assert_eq!(m.rmpquery(at(0), base, pf(r, 1), 0), npf(NPF_INSTR));
                     let other = GuestContext { asid: B, vmpl: 0 };
                     assert_eq!(m.rmpquery(other, ga(base, 1), pf(r, 1), 0), npf(NPF_INSTR));
-                    assert_eq!(m.rmpquery(at(0), Gpa(0x1000), Pfn(1), 0), npf(NPF_INSTR));
+                    assert_eq!(m.rmpquery(at(0), Gpa::new(0x1000), Pfn::new(1), 0), npf(NPF_INSTR));
                     assert_eq!(m.begin_in_flight(r), ReturnCode::Success);
                     assert_eq!(m.rmpquery(at(0), ga(base, 1), pf(r, 1), 0), npf(NPF_INSTR));
                 }
@@ -1534,8 +1576,8 @@ macro_rules! rule_tests {
                 // RMPQUERY: not Validated ⇒ #VC 0x404.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
-                    assert_eq!(m.rmpquery(at(0), Gpa(0x1000), Pfn(1), 1), vc());
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
+                    assert_eq!(m.rmpquery(at(0), Gpa::new(0x1000), Pfn::new(1), 1), vc());
                 }
             }
 
@@ -1544,13 +1586,13 @@ macro_rules! rule_tests {
                 // RMPQUERY: the target's permissions, the page's VMSA bit and the entry size.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     let op = grant(2, PERM_R | PERM_XS).with_vmsa(true);
                     assert_eq!(
-                        m.rmpadjust(at(0), Gpa(0x1000), Pfn(1), RmpPageSize::Size4K, op),
+                        m.rmpadjust(at(0), Gpa::new(0x1000), Pfn::new(1), RmpPageSize::Size4K, op),
                         GuestOutcome::Done(())
                     );
-                    let q = m.rmpquery(at(0), Gpa(0x1000), Pfn(1), 2);
+                    let q = m.rmpquery(at(0), Gpa::new(0x1000), Pfn::new(1), 2);
                     let expected = RmpQueryResult {
                         perms: VmplPerms::from_bits(PERM_R | PERM_XS),
                         vmsa: true,
@@ -1576,8 +1618,8 @@ macro_rules! rule_tests {
                 // RMPREAD: pfn >= pages ⇒ FAIL_INPUT.
                 for c in CONFIGS {
                     let m = rmp(c);
-                    assert_eq!(m.rmpread(Pfn(c.pages)), Err(ReturnCode::FailInput));
-                    assert_eq!(m.rmpread(Pfn(u64::MAX)), Err(ReturnCode::FailInput));
+                    assert_eq!(m.rmpread(Pfn::new(c.pages)), Err(ReturnCode::FailInput));
+                    assert_eq!(m.rmpread(Pfn::new(u64::MAX)), Err(ReturnCode::FailInput));
                 }
             }
 
@@ -1586,18 +1628,18 @@ macro_rules! rule_tests {
                 // RMPREAD (Linux struct rmpentry): GPA, assigned, size, immutable, ASID.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let imm = private(Gpa(0x7000), 5, RmpPageSize::Size4K).with_immutable(true);
-                    assert_eq!(m.rmpupdate(Pfn(1), imm), ReturnCode::Success);
+                    let imm = private(Gpa::new(0x7000), 5, RmpPageSize::Size4K).with_immutable(true);
+                    assert_eq!(m.rmpupdate(Pfn::new(1), imm), ReturnCode::Success);
                     // gpa | assigned (bit 64) | immutable (80) | ASID (96); frame 1 is not
                     // region-aligned, so the region status (73) stays clear.
                     let bits = 0x7000 | 1 << 64 | 1 << 80 | 5 << 96;
-                    assert_eq!(m.rmpread(Pfn(1)).map(RmpArchEntry::into_bits), Ok(bits));
-                    valid_4k(&mut m, Pfn(2), Gpa(0x8000));
-                    assert_eq!(m.rmpread(Pfn(2)), Ok(private(Gpa(0x8000), A, RmpPageSize::Size4K)));
+                    assert_eq!(m.rmpread(Pfn::new(1)).map(RmpArchEntry::into_bits), Ok(bits));
+                    valid_4k(&mut m, Pfn::new(2), Gpa::new(0x8000));
+                    assert_eq!(m.rmpread(Pfn::new(2)), Ok(private(Gpa::new(0x8000), A, RmpPageSize::Size4K)));
                     // The aligned frame 0 is unassigned; frames 1 and 2 of its region are: status.
                     let status = RmpArchEntry::new().with_hpage_region_status(true);
-                    assert_eq!(m.rmpread(Pfn(0)).map(RmpArchEntry::into_bits), Ok(1 << 73));
-                    assert_eq!(m.rmpread(Pfn(0)), Ok(status));
+                    assert_eq!(m.rmpread(Pfn::new(0)).map(RmpArchEntry::into_bits), Ok(1 << 73));
+                    assert_eq!(m.rmpread(Pfn::new(0)), Ok(status));
                 }
             }
 
@@ -1608,12 +1650,15 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
-                    assign_4k(&mut m, pf(r, g(c) - 1), Gpa(0x1000), A);
+                    assign_4k(&mut m, pf(r, g(c) - 1), Gpa::new(0x1000), A);
                     let status = RmpArchEntry::new().with_hpage_region_status(true);
                     assert_eq!(m.rmpread(r), Ok(status));
                     // Unaligned frames of the region (assigned or not) never carry it.
                     assert_eq!(m.rmpread(pf(r, 1)), Ok(RmpArchEntry::new()));
-                    assert_eq!(m.rmpread(pf(r, g(c) - 1)), Ok(private(Gpa(0x1000), A, RmpPageSize::Size4K)));
+                    assert_eq!(
+                        m.rmpread(pf(r, g(c) - 1)),
+                        Ok(private(Gpa::new(0x1000), A, RmpPageSize::Size4K))
+                    );
                     // Neighbouring regions' aligned frames see nothing assigned in theirs.
                     assert_eq!(m.rmpread(region(c, 0)), Ok(RmpArchEntry::new()));
                     assert_eq!(m.rmpread(region(c, 2)), Ok(RmpArchEntry::new()));
@@ -1641,13 +1686,13 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     let r = region(c, 1);
                     assert!(!m.region_has_assigned(r));
-                    assign_4k(&mut m, pf(r, 2), Gpa(0x2000), A);
+                    assign_4k(&mut m, pf(r, 2), Gpa::new(0x2000), A);
                     for i in [0, 1, 2, g(c) - 1] {
                         assert!(m.region_has_assigned(pf(r, i)), "{c:?} frame {i}");
                     }
                     assert!(!m.region_has_assigned(region(c, 0)));
                     assert!(!m.region_has_assigned(region(c, 2)));
-                    assert!(!m.region_has_assigned(Pfn(c.pages)));
+                    assert!(!m.region_has_assigned(Pfn::new(c.pages)));
                 }
             }
 
@@ -1673,11 +1718,11 @@ macro_rules! rule_tests {
                 // Concurrency: RMPREAD is unaffected by an in-flight window.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
-                    let before = m.rmpread(Pfn(1));
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
+                    let before = m.rmpread(Pfn::new(1));
                     assert_eq!(m.begin_in_flight(region(c, 0)), ReturnCode::Success);
-                    assert_eq!(m.rmpread(Pfn(1)), before);
-                    assert_eq!(m.raw_entry(Pfn(1)).unwrap().lo.asid(), A);
+                    assert_eq!(m.rmpread(Pfn::new(1)), before);
+                    assert_eq!(m.raw_entry(Pfn::new(1)).unwrap().lo.asid(), A);
                 }
             }
 
@@ -1688,9 +1733,9 @@ macro_rules! rule_tests {
                 // Private access 1: in flight (as PVALIDATE 3).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
                     assert_eq!(m.begin_in_flight(region(c, 0)), ReturnCode::Success);
-                    let a = read_access(at(0), Gpa(0x1000), Pfn(1), PageSize::Size4K, true);
+                    let a = read_access(at(0), Gpa::new(0x1000), Pfn::new(1), PageSize::Size4K, true);
                     assert_eq!(m.check_guest_access(&a), npf(0x0000_0005_8000_0001));
                     assert!(m.end_in_flight(region(c, 0)));
                     assert_eq!(m.check_guest_access(&a), GuestOutcome::Done(()));
@@ -1704,16 +1749,21 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     let acc = |gpa, pfn| read_access(at(0), gpa, pfn, PageSize::Size4K, true);
                     let base = NPF_ACCESS | NPF_ENC;
-                    assert_eq!(m.check_guest_access(&acc(Gpa(0x1000), Pfn(1))), npf(base));
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
-                    assert_eq!(m.check_guest_access(&acc(Gpa(0x2000), Pfn(1))), npf(base));
-                    let other =
-                        GuestAccess { guest: GuestContext { asid: B, vmpl: 0 }, ..acc(Gpa(0x1000), Pfn(1)) };
+                    assert_eq!(m.check_guest_access(&acc(Gpa::new(0x1000), Pfn::new(1))), npf(base));
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
+                    assert_eq!(m.check_guest_access(&acc(Gpa::new(0x2000), Pfn::new(1))), npf(base));
+                    let other = GuestAccess {
+                        guest: GuestContext { asid: B, vmpl: 0 },
+                        ..acc(Gpa::new(0x1000), Pfn::new(1))
+                    };
                     assert_eq!(m.check_guest_access(&other), npf(base));
-                    let imm = private(Gpa(0x3000), A, RmpPageSize::Size4K).with_immutable(true);
-                    assert_eq!(m.rmpupdate(Pfn(3), imm), ReturnCode::Success);
-                    assert_eq!(m.check_guest_access(&acc(Gpa(0x3000), Pfn(3))), npf(base));
-                    assert_eq!(m.check_guest_access(&acc(Gpa(0x1000), Pfn(1))), GuestOutcome::Done(()));
+                    let imm = private(Gpa::new(0x3000), A, RmpPageSize::Size4K).with_immutable(true);
+                    assert_eq!(m.rmpupdate(Pfn::new(3), imm), ReturnCode::Success);
+                    assert_eq!(m.check_guest_access(&acc(Gpa::new(0x3000), Pfn::new(3))), npf(base));
+                    assert_eq!(
+                        m.check_guest_access(&acc(Gpa::new(0x1000), Pfn::new(1))),
+                        GuestOutcome::Done(())
+                    );
                 }
             }
 
@@ -1764,8 +1814,8 @@ macro_rules! rule_tests {
                     let a = read_access(at(0), ga(base, 1), pf(r, 1), PageSize::Size4K, true);
                     assert_eq!(m.check_guest_access(&a), GuestOutcome::Done(()));
                     // The larger-leaf direction still faults.
-                    valid_4k(&mut m, pf(region(c, 2), 1), Gpa(0x1000));
-                    let a = read_access(at(0), Gpa(0x1000), pf(region(c, 2), 1), PageSize::Size2M, true);
+                    valid_4k(&mut m, pf(region(c, 2), 1), Gpa::new(0x1000));
+                    let a = read_access(at(0), Gpa::new(0x1000), pf(region(c, 2), 1), PageSize::Size2M, true);
                     assert_eq!(m.check_guest_access(&a), npf(NPF_ACCESS | NPF_ENC | NPF_SIZEM));
                 }
             }
@@ -1792,11 +1842,11 @@ macro_rules! rule_tests {
                 // Private access 3: not Validated ⇒ #VC 0x404 (openvmm PAGE_NOT_VALIDATED).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
                     for kind in [AccessKind::Read, AccessKind::Write, AccessKind::Exec] {
                         let a = GuestAccess {
                             kind,
-                            ..read_access(at(0), Gpa(0x1000), Pfn(1), PageSize::Size4K, true)
+                            ..read_access(at(0), Gpa::new(0x1000), Pfn::new(1), PageSize::Size4K, true)
                         };
                         assert_eq!(m.check_guest_access(&a), GuestOutcome::Vc(SvmExitCode::PageNotValidated));
                     }
@@ -1811,13 +1861,13 @@ macro_rules! rule_tests {
                 // Private access 4: read R, write W, fetch Xu at CPL 3 and Xs otherwise.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    let gpa = Gpa(0x1000);
-                    valid_4k(&mut m, Pfn(1), gpa);
-                    let base = read_access(at(1), gpa, Pfn(1), PageSize::Size4K, true);
+                    let gpa = Gpa::new(0x1000);
+                    valid_4k(&mut m, Pfn::new(1), gpa);
+                    let base = read_access(at(1), gpa, Pfn::new(1), PageSize::Size4K, true);
                     let vmpl = NPF_ACCESS | NPF_ENC | NPF_VMPL;
                     assert_eq!(m.check_guest_access(&base), npf(vmpl));
                     let adj =
-                        m.rmpadjust(at(0), gpa, Pfn(1), RmpPageSize::Size4K, grant(1, PERM_R | PERM_XS));
+                        m.rmpadjust(at(0), gpa, Pfn::new(1), RmpPageSize::Size4K, grant(1, PERM_R | PERM_XS));
                     assert_eq!(adj, GuestOutcome::Done(()));
                     assert_eq!(m.check_guest_access(&base), GuestOutcome::Done(()));
                     let write = GuestAccess { kind: AccessKind::Write, ..base };
@@ -1829,7 +1879,7 @@ macro_rules! rule_tests {
                     let user_read = GuestAccess { user: true, ..base };
                     assert_eq!(m.check_guest_access(&user_read), GuestOutcome::Done(()));
                     let adj =
-                        m.rmpadjust(at(0), gpa, Pfn(1), RmpPageSize::Size4K, grant(1, PERM_XU | PERM_W));
+                        m.rmpadjust(at(0), gpa, Pfn::new(1), RmpPageSize::Size4K, grant(1, PERM_XU | PERM_W));
                     assert_eq!(adj, GuestOutcome::Done(()));
                     assert_eq!(m.check_guest_access(&user_fetch), GuestOutcome::Done(()));
                     assert_eq!(m.check_guest_access(&write), GuestOutcome::Done(()));
@@ -1843,7 +1893,7 @@ macro_rules! rule_tests {
                 // Guest access error code: P | RMP | GUEST_FINAL, + W, + ID, + U, + ENC.
                 for c in CONFIGS {
                     let m = rmp(c);
-                    let base = read_access(at(0), Gpa(0x1000), Pfn(1), PageSize::Size4K, true);
+                    let base = read_access(at(0), Gpa::new(0x1000), Pfn::new(1), PageSize::Size4K, true);
                     let write_user = GuestAccess { kind: AccessKind::Write, user: true, ..base };
                     assert_eq!(m.check_guest_access(&write_user), npf(0x0000_0005_8000_0007));
                     let fetch = GuestAccess { kind: AccessKind::Exec, ..base };
@@ -1860,7 +1910,7 @@ macro_rules! rule_tests {
                     let r = region(c, 1);
                     let base = gpa_2m(c, 5);
                     valid_2m(&mut m, r, base);
-                    valid_4k(&mut m, pf(region(c, 2), 3), Gpa(0x4000));
+                    valid_4k(&mut m, pf(region(c, 2), 3), Gpa::new(0x4000));
                     for kind in [AccessKind::Read, AccessKind::Write, AccessKind::Exec] {
                         for user in [false, true] {
                             let a = GuestAccess {
@@ -1868,7 +1918,7 @@ macro_rules! rule_tests {
                                 user,
                                 ..read_access(
                                     at(0),
-                                    Gpa(ga(base, 2).0 + 0x123),
+                                    Gpa::new(ga(base, 2).raw() + 0x123),
                                     pf(r, 2),
                                     PageSize::Size2M,
                                     true,
@@ -1878,7 +1928,13 @@ macro_rules! rule_tests {
                             let a = GuestAccess {
                                 kind,
                                 user,
-                                ..read_access(at(0), Gpa(0x4ff8), pf(region(c, 2), 3), PageSize::Size4K, true)
+                                ..read_access(
+                                    at(0),
+                                    Gpa::new(0x4ff8),
+                                    pf(region(c, 2), 3),
+                                    PageSize::Size4K,
+                                    true,
+                                )
                             };
                             assert_eq!(m.check_guest_access(&a), GuestOutcome::Done(()));
                         }
@@ -1893,8 +1949,8 @@ macro_rules! rule_tests {
                 // Shared access 1 (KVM: implicit conversion): own entry assigned ⇒ #NPF, no ENC.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    valid_4k(&mut m, Pfn(1), Gpa(0x1000));
-                    let a = read_access(at(0), Gpa(0x1000), Pfn(1), PageSize::Size4K, false);
+                    valid_4k(&mut m, Pfn::new(1), Gpa::new(0x1000));
+                    let a = read_access(at(0), Gpa::new(0x1000), Pfn::new(1), PageSize::Size4K, false);
                     assert_eq!(m.check_guest_access(&a), npf(0x0000_0001_8000_0001));
                     let w = GuestAccess { kind: AccessKind::Write, user: true, ..a };
                     assert_eq!(m.check_guest_access(&w), npf(NPF_ACCESS | NPF_W | NPF_U));
@@ -1911,9 +1967,9 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
-                    assign_4k(&mut m, pf(r, g(c) - 1), Gpa(0x1000), A);
+                    assign_4k(&mut m, pf(r, g(c) - 1), Gpa::new(0x1000), A);
                     for size in [PageSize::Size2M, PageSize::Size1G] {
-                        let a = read_access(at(0), Gpa(0x20_0000), r, size, false);
+                        let a = read_access(at(0), Gpa::new(0x20_0000), r, size, false);
                         assert_eq!(m.check_guest_access(&a), npf(NPF_ACCESS | NPF_SIZEM));
                         let f = GuestAccess { kind: AccessKind::Exec, ..a };
                         assert_eq!(m.check_guest_access(&f), npf(NPF_ACCESS | NPF_SIZEM | NPF_ID));
@@ -1928,8 +1984,8 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     let r = region(c, 1);
                     assign_2m(&mut m, region(c, 2), gpa_2m(c, 2), A);
-                    assign_4k(&mut m, pf(r, 1), Gpa(0x1000), A);
-                    let a = read_access(at(0), Gpa(0x5000), r, PageSize::Size4K, false);
+                    assign_4k(&mut m, pf(r, 1), Gpa::new(0x1000), A);
+                    let a = read_access(at(0), Gpa::new(0x5000), r, PageSize::Size4K, false);
                     assert_eq!(m.check_guest_access(&a), GuestOutcome::Done(()));
                     let w = GuestAccess { kind: AccessKind::Write, ..a };
                     assert_eq!(m.check_guest_access(&w), GuestOutcome::Done(()));
@@ -1941,8 +1997,8 @@ macro_rules! rule_tests {
                 // Shared access 2: the accessed 2M part only.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, pf(region(c, 0), 1), Gpa(0x1000), A);
-                    let a = read_access(at(0), Gpa(0x40_0000), region(c, 1), PageSize::Size1G, false);
+                    assign_4k(&mut m, pf(region(c, 0), 1), Gpa::new(0x1000), A);
+                    let a = read_access(at(0), Gpa::new(0x40_0000), region(c, 1), PageSize::Size1G, false);
                     assert_eq!(m.check_guest_access(&a), GuestOutcome::Done(()));
                 }
             }
@@ -1953,7 +2009,8 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     assert_eq!(m.begin_in_flight(region(c, 1)), ReturnCode::Success);
-                    let a = read_access(at(0), Gpa(0x1000), pf(region(c, 1), 1), PageSize::Size2M, false);
+                    let a =
+                        read_access(at(0), Gpa::new(0x1000), pf(region(c, 1), 1), PageSize::Size2M, false);
                     assert_eq!(m.check_guest_access(&a), GuestOutcome::Done(()));
                 }
             }
@@ -1965,13 +2022,13 @@ macro_rules! rule_tests {
                 // Host write check (RFC v4 10/40; Linux X86_PF_RMP): P | W | RMP (+ U).
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
                     for size in PageSize::ALL {
-                        assert_eq!(m.check_host_write(Pfn(1), size, false), pf_err(0x8000_0003));
-                        assert_eq!(m.check_host_write(Pfn(1), size, true), pf_err(0x8000_0007));
+                        assert_eq!(m.check_host_write(Pfn::new(1), size, false), pf_err(0x8000_0003));
+                        assert_eq!(m.check_host_write(Pfn::new(1), size, true), pf_err(0x8000_0007));
                     }
-                    assert_eq!(m.rmpupdate(Pfn(1), shared(RmpPageSize::Size4K)), ReturnCode::Success);
-                    assert_eq!(m.check_host_write(Pfn(1), PageSize::Size4K, false), Ok(()));
+                    assert_eq!(m.rmpupdate(Pfn::new(1), shared(RmpPageSize::Size4K)), ReturnCode::Success);
+                    assert_eq!(m.check_host_write(Pfn::new(1), PageSize::Size4K, false), Ok(()));
                 }
             }
 
@@ -1981,12 +2038,12 @@ macro_rules! rule_tests {
                 for c in CONFIGS {
                     let mut m = rmp(c);
                     let r = region(c, 1);
-                    assign_4k(&mut m, pf(r, g(c) - 1), Gpa(0x1000), A);
+                    assign_4k(&mut m, pf(r, g(c) - 1), Gpa::new(0x1000), A);
                     assert_eq!(m.check_host_write(r, PageSize::Size2M, false), pf_err(0x8000_0003));
                     assert_eq!(m.check_host_write(pf(r, 1), PageSize::Size2M, true), pf_err(0x8000_0007));
                     assert_eq!(m.check_host_write(r, PageSize::Size4K, false), Ok(()));
                     assert_eq!(m.check_host_write(pf(r, g(c)), PageSize::Size2M, false), Ok(()));
-                    assert_eq!(m.check_host_write(Pfn(r.0 - 1), PageSize::Size2M, false), Ok(()));
+                    assert_eq!(m.check_host_write(Pfn::new(r.raw() - 1), PageSize::Size2M, false), Ok(()));
                 }
             }
 
@@ -2003,7 +2060,7 @@ macro_rules! rule_tests {
                         err,
                         Err(PfErrorCode::new().with_present(true).with_write(true).with_rmp(true))
                     );
-                    assign_4k(&mut m, pf(region(c, 2), 1), Gpa(0x1000), B);
+                    assign_4k(&mut m, pf(region(c, 2), 1), Gpa::new(0x1000), B);
                     assert_eq!(
                         m.check_host_write(region(c, 2), PageSize::Size1G, false),
                         pf_err(0x8000_0003)
@@ -2031,10 +2088,10 @@ macro_rules! rule_tests {
                 // Concurrency: host writes are unaffected by an in-flight window.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assign_4k(&mut m, Pfn(1), Gpa(0x1000), A);
+                    assign_4k(&mut m, Pfn::new(1), Gpa::new(0x1000), A);
                     assert_eq!(m.begin_in_flight(region(c, 0)), ReturnCode::Success);
-                    assert_eq!(m.check_host_write(Pfn(1), PageSize::Size4K, false), pf_err(0x8000_0003));
-                    assert_eq!(m.check_host_write(Pfn(2), PageSize::Size4K, false), Ok(()));
+                    assert_eq!(m.check_host_write(Pfn::new(1), PageSize::Size4K, false), pf_err(0x8000_0003));
+                    assert_eq!(m.check_host_write(Pfn::new(2), PageSize::Size4K, false), Ok(()));
                 }
             }
 
@@ -2045,12 +2102,12 @@ macro_rules! rule_tests {
                 // Concurrency (RmpModel::begin_in_flight): FAIL_INPUT unless a region start inside.
                 for c in CONFIGS {
                     let mut m = rmp(c);
-                    assert_eq!(m.begin_in_flight(Pfn(1)), ReturnCode::FailInput);
+                    assert_eq!(m.begin_in_flight(Pfn::new(1)), ReturnCode::FailInput);
                     assert_eq!(m.begin_in_flight(pf(region(c, 1), g(c) - 1)), ReturnCode::FailInput);
-                    assert_eq!(m.begin_in_flight(Pfn(c.pages)), ReturnCode::FailInput);
-                    assert!(!m.end_in_flight(Pfn(1)));
+                    assert_eq!(m.begin_in_flight(Pfn::new(c.pages)), ReturnCode::FailInput);
+                    assert!(!m.end_in_flight(Pfn::new(1)));
                     assert_eq!(
-                        m.rmpupdate(Pfn(1), private(Gpa(0x1000), A, RmpPageSize::Size4K)),
+                        m.rmpupdate(Pfn::new(1), private(Gpa::new(0x1000), A, RmpPageSize::Size4K)),
                         ReturnCode::Success
                     );
                 }
@@ -2074,9 +2131,9 @@ macro_rules! rule_tests {
                     let mut m = rmp(c);
                     assert!(!m.end_in_flight(region(c, 1)));
                     assert_eq!(m.begin_in_flight(region(c, 1)), ReturnCode::Success);
-                    let inside = Pfn(region(c, 1).raw() + 1);
+                    let inside = Pfn::new(region(c, 1).raw() + 1);
                     assert!(m.in_flight(inside) && m.in_flight(region(c, 1)));
-                    assert!(!m.in_flight(region(c, 2)) && !m.in_flight(Pfn(u64::MAX)));
+                    assert!(!m.in_flight(region(c, 2)) && !m.in_flight(Pfn::new(u64::MAX)));
                     assert!(!m.end_in_flight(region(c, 2)));
                     assert!(m.end_in_flight(region(c, 1)));
                     assert!(!m.end_in_flight(region(c, 1)));
@@ -2092,19 +2149,19 @@ macro_rules! rule_tests {
                     let r = region(c, 1);
                     let base = gpa_2m(c, 1);
                     valid_2m(&mut m, r, base);
-                    valid_4k(&mut m, region(c, 2), Gpa(0x1000));
-                    let before = raws(&m, Pfn(0), c.pages);
+                    valid_4k(&mut m, region(c, 2), Gpa::new(0x1000));
+                    let before = raws(&m, Pfn::new(0), c.pages);
                     assert_eq!(m.begin_in_flight(r), ReturnCode::Success);
-                    assert_eq!(raws(&m, Pfn(0), c.pages), before);
+                    assert_eq!(raws(&m, Pfn::new(0), c.pages), before);
                     assert_eq!(m.lookup(r), Some((true, RmpPageSize::Size2M)));
                     let a = read_access(at(0), base, r, PageSize::Size2M, true);
                     assert_eq!(m.check_guest_access(&a), npf(NPF_ACCESS | NPF_ENC));
-                    let b = read_access(at(0), Gpa(0x1000), region(c, 2), PageSize::Size4K, true);
+                    let b = read_access(at(0), Gpa::new(0x1000), region(c, 2), PageSize::Size4K, true);
                     assert_eq!(m.check_guest_access(&b), GuestOutcome::Done(()));
                     let pv = m.pvalidate(at(0), base, r, RmpPageSize::Size2M, false);
                     assert_eq!(pv, npf(NPF_INSTR));
                     assert_eq!(m.psmash(r), ReturnCode::FailInuse);
-                    assert_eq!(raws(&m, Pfn(0), c.pages), before);
+                    assert_eq!(raws(&m, Pfn::new(0), c.pages), before);
                     assert!(m.end_in_flight(r));
                     assert_eq!(m.check_guest_access(&a), GuestOutcome::Done(()));
                 }

@@ -17,7 +17,7 @@ impl Kvm {
     /// not its pages.
     pub fn huge_capable_pages(&self, host: &Host, rmp: &dyn RmpModel) -> u64 {
         let per_2m = self.geometry.pages_per_2m();
-        (0..self.pages / per_2m).filter(|r| self.huge_capable(host, rmp, Gfn(r * per_2m))).count() as u64
+        (0..self.pages / per_2m).filter(|r| self.huge_capable(host, rmp, Gfn::new(r * per_2m))).count() as u64
             * per_2m
     }
 
@@ -40,8 +40,7 @@ impl Kvm {
     /// (a shared access through a large leaf over an assigned page takes an RMP|SIZEM #NPF).
     pub fn huge_capable(&self, host: &Host, rmp: &dyn RmpModel, start: Gfn) -> bool {
         let n = self.geometry.pages_per_2m();
-        if start.raw().saturating_add(n) > self.pages
-            || self.rebound.range(start..Gfn(start.raw() + n)).next().is_some()
+        if start.raw().saturating_add(n) > self.pages || self.rebound.range(start..start + n).next().is_some()
         {
             return false;
         }

@@ -50,7 +50,7 @@ impl Kvm {
         let end = range.gfn.raw() + range.pages;
         let mut g = range.gfn.raw();
         while g < end {
-            let gfn = Gfn(g);
+            let gfn = Gfn::new(g);
             let pfn = host.vma.pfn(g).ok_or_else(|| unbacked(gfn, "GFN outside the VMA"))?;
             let whole_2m = range.size_2m
                 && gfn.is_aligned(per_2m)
@@ -140,7 +140,7 @@ impl Kvm {
             let mut level = entry;
             let mut g = first;
             while g < first + n {
-                let gfn = Gfn(g);
+                let gfn = Gfn::new(g);
                 if self.npt.translate(gfn).is_none() {
                     self.fault_in_at_most(host, rmp, gfn, false, level, false)?;
                     // Mapped without 27/40's cap: it may be larger than assigned entries under it.
@@ -192,7 +192,7 @@ impl Kvm {
         let state = RmpArchEntry::new()
             .with_assigned(true)
             .with_asid(u32::from(self.config.asid))
-            .with_gpa(gpa.raw())
+            .with_gpa(gpa)
             .with_page_size(size.bit());
         self.rmpupdate(rmp, pfn, state)
     }

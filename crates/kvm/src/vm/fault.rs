@@ -276,7 +276,7 @@ impl Kvm {
             let start = self.geometry.gfn_align_down(gfn, max);
             let fits = start.raw() + n <= self.pages
                 && !self.npt.any_mapped(start, n)
-                && (n == 1 || self.rebound.range(start..Gfn(start.raw() + n)).next().is_none())
+                && (n == 1 || self.rebound.range(start..start + n).next().is_none())
                 && self.policy.leaf_allowed(&self.attrs, start, n);
             if fits && let Some(pfn) = self.bound_pfn(host, start) {
                 self.npt.map(start, max, pfn);
@@ -287,7 +287,7 @@ impl Kvm {
                     let per_2m = self.geometry.pages_per_2m();
                     let mut p = start.raw();
                     while p < start.raw() + n {
-                        let page_pfn = Pfn(pfn.raw() + (p - start.raw()));
+                        let page_pfn = pfn + (p - start.raw());
                         let entry = rmp.lookup(page_pfn);
                         if page_pfn.is_aligned(per_2m) && entry == Some((true, RmpPageSize::Size2M)) {
                             // A 2M entry: its pages are all assigned.
@@ -300,7 +300,7 @@ impl Kvm {
                                 .as_ref()
                                 .and_then(|g| g.pfn(p))
                                 .map_or(PageSize::Size4K, |(_, s)| s);
-                            self.gmem_prepare(host, rmp, Gfn(p), page_pfn, folio)?;
+                            self.gmem_prepare(host, rmp, Gfn::new(p), page_pfn, folio)?;
                         }
                         p += 1;
                     }

@@ -75,10 +75,10 @@ impl Kvm {
     ) -> Result<(), KvmError> {
         let mut g = start.raw();
         while g < start.raw() + pages {
-            if self.npt.translate(Gfn(g)).is_none() {
-                self.fault_in(host, rmp, Gfn(g), true)?;
+            if self.npt.translate(Gfn::new(g)).is_none() {
+                self.fault_in(host, rmp, Gfn::new(g), true)?;
             }
-            g = match self.npt.leaf(Gfn(g)) {
+            g = match self.npt.leaf(Gfn::new(g)) {
                 Some((s, leaf)) => s.raw() + self.geometry.pages(leaf.size),
                 None => g + 1,
             };
@@ -113,21 +113,22 @@ impl Kvm {
             let end = pfn.raw() + n;
             let mut p = pfn.raw();
             while p < end {
-                let (assigned, level) = rmp.lookup(Pfn(p)).unwrap_or((false, RmpPageSize::Size4K));
+                let (assigned, level) = rmp.lookup(Pfn::new(p)).unwrap_or((false, RmpPageSize::Size4K));
                 if !assigned {
                     p += 1;
                     continue;
                 }
-                let whole = level == RmpPageSize::Size2M && Pfn(p).is_aligned(per_2m) && p + per_2m <= end;
+                let whole =
+                    level == RmpPageSize::Size2M && Pfn::new(p).is_aligned(per_2m) && p + per_2m <= end;
                 if !whole && level == RmpPageSize::Size2M {
                     // "This shouldn't fail, but if it does, report it, but still try to update
                     // RMP entry to shared": a WARN_ONCE, and on.
-                    if self.psmash_unchecked(rmp, Pfn(p)) != ReturnCode::Success {
+                    if self.psmash_unchecked(rmp, Pfn::new(p)) != ReturnCode::Success {
                         self.stats.kvm_warnings += 1;
                     }
                 }
                 let size = if whole { RmpPageSize::Size2M } else { RmpPageSize::Size4K };
-                match self.make_shared(host, rmp, Pfn(p), size) {
+                match self.make_shared(host, rmp, Pfn::new(p), size) {
                     Ok(()) => {}
                     // A failed RMPUPDATE is a WARN_ONCE; the page is skipped (left assigned).
                     Err(KvmError::Instruction { .. }) => self.stats.kvm_warnings += 1,

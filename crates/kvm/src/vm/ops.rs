@@ -21,7 +21,7 @@ impl VmOps for Ops<'_> {
     fn split_host_mapping(&mut self, gfn: Gfn) -> Result<(), KvmError> {
         match self.host.split_vma(gfn.raw()) {
             Ok(Some(inv)) => {
-                self.kvm.zap_for_fault(Gfn(inv.offset), inv.pages, gfn, PageSize::Size4K);
+                self.kvm.zap_for_fault(Gfn::new(inv.offset), inv.pages, gfn, PageSize::Size4K);
                 Ok(())
             }
             Ok(None) => Err(KvmError::Unresolvable {

@@ -61,7 +61,7 @@ impl Kvm {
             return;
         }
         let (policy, attrs) = (self.policy, &self.attrs);
-        self.npt.zap_where(Gfn(inv.offset), inv.pages, |g| !policy.in_gmem(attrs, g));
-        self.demotions.zapped_elsewhere(self.geometry, Gfn(inv.offset), inv.pages);
+        self.npt.zap_where(Gfn::new(inv.offset), inv.pages, |g| !policy.in_gmem(attrs, g));
+        self.demotions.zapped_elsewhere(self.geometry, Gfn::new(inv.offset), inv.pages);
     }
 }

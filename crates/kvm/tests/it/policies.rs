@@ -71,7 +71,7 @@ fn gmem(folio: PageSize, guest_pages: u64, follows: Option<bool>) -> Vm {
 }
 
 fn gpa(gfn: u64) -> Gpa {
-    Gfn(gfn).gpa()
+    Gfn::new(gfn).gpa()
 }
 
 /// The #NPF a guest access at `gfn` takes, or `None` if it completes (or #VCs): a missing leaf
@@ -83,7 +83,7 @@ fn access_fault(
     kind: AccessKind,
 ) -> Result<NpfErrorCode, GuestOutcome<()>> {
     let write = kind == AccessKind::Write;
-    match vm.kvm.npt.translate(Gfn(gfn)) {
+    match vm.kvm.npt.translate(Gfn::new(gfn)) {
         None => Ok(NpfErrorCode::new().with_guest_final(true).with_enc(private).with_write(write)),
         Some((pfn, npt_size)) => {
             let a = GuestAccess { guest: CTX, gpa: gpa(gfn), pfn, npt_size, private, kind, user: false };
@@ -109,31 +109,31 @@ fn fault_in(vm: &mut Vm, gfn: u64, private: bool) {
 
 /// Map `gfn` as [`fault_in`] does unless a leaf already maps it.
 fn ensure_mapped(vm: &mut Vm, gfn: u64, private: bool) {
-    if vm.kvm.npt.translate(Gfn(gfn)).is_none() {
+    if vm.kvm.npt.translate(Gfn::new(gfn)).is_none() {
         fault_in(vm, gfn, private);
     }
 }
 
 /// PVALIDATE through the NPT as the hardware does it (the leaf must be present).
 fn pvalidate(vm: &mut Vm, gfn: u64, size: RmpPageSize) -> GuestOutcome<PvalidateStatus> {
-    let (pfn, _) = vm.kvm.npt.translate(Gfn(gfn)).expect("mapped");
+    let (pfn, _) = vm.kvm.npt.translate(Gfn::new(gfn)).expect("mapped");
     vm.rmp.pvalidate(CTX, gpa(gfn), pfn, size, true)
 }
 
 /// A legacy MSR PSC of one page.
 fn psc_msr(vm: &mut Vm, gfn: u64, private: bool) -> u32 {
     let op = if private { PscOp::Private } else { PscOp::Shared };
-    let req = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(gfn).with_op(op.raw());
+    let req = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(Gfn::new(gfn)).with_op(op.raw());
     vm.kvm.handle_psc_msr(&mut vm.host, &mut vm.rmp, req).unwrap().error()
 }
 
 fn convert(vm: &mut Vm, gfn: u64, pages: u64, private: bool, size_2m: bool) {
-    let r = PscRange { gfn: Gfn(gfn), pages, private, size_2m };
+    let r = PscRange { gfn: Gfn::new(gfn), pages, private, size_2m };
     vm.kvm.convert(&mut vm.host, &mut vm.rmp, r).unwrap();
 }
 
 fn leaf(vm: &Vm, gfn: u64) -> Option<(Pfn, PageSize)> {
-    vm.kvm.npt.translate(Gfn(gfn))
+    vm.kvm.npt.translate(Gfn::new(gfn))
 }
 
 fn demotions(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
@@ -154,7 +154,7 @@ fn sizem_private(write: bool) -> NpfErrorCode {
 /// PSC, mapped through a leaf of the host level, and validated.
 fn private_4k_at_0x200(vm: &mut Vm) {
     assert_eq!(psc_msr(vm, 0x200, true), 0);
-    assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((true, RmpPageSize::Size4K)));
+    assert_eq!(vm.rmp.lookup(Pfn::new(0x200)), Some((true, RmpPageSize::Size4K)));
     fault_in(vm, 0x200, true);
     assert_eq!(pvalidate(vm, 0x200, RmpPageSize::Size4K), GuestOutcome::Done(PvalidateStatus::Changed));
 }
@@ -169,7 +169,7 @@ fn host_split_policies_split_thp_needlessly_and_zap_the_2m_range() {
         private_4k_at_0x200(&mut vm);
         fault_in(&mut vm, 0x1ff, false);
         fault_in(&mut vm, 0x400, false);
-        assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size2M)), "{name}");
+        assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size2M)), "{name}");
         let code = fault(&mut vm, 0x200, true, AccessKind::Write).unwrap();
         assert_eq!(code, sizem_private(true), "{name}");
         // The host mapping is split; the MMU notifier zapped exactly its 2M range.
@@ -180,17 +180,17 @@ fn host_split_policies_split_thp_needlessly_and_zap_the_2m_range() {
         assert_eq!(vm.host.stats.host_splits_needless, 1, "{name}");
         assert_eq!(leaf(&vm, 0x200), None, "{name}");
         assert_eq!(leaf(&vm, 0x3ff), None, "{name}");
-        assert_eq!(leaf(&vm, 0x1ff), Some((Pfn(0x1ff), PageSize::Size2M)), "{name}");
-        assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)), "{name}");
+        assert_eq!(leaf(&vm, 0x1ff), Some((Pfn::new(0x1ff), PageSize::Size2M)), "{name}");
+        assert_eq!(leaf(&vm, 0x400), Some((Pfn::new(0x400), PageSize::Size2M)), "{name}");
         assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("2m_4k", 1)]), "{name}");
         assert_eq!(vm.kvm.stats.npt_demotions_needless, 0, "{name}");
         // #NPFs: the three fault-ins (0x200, 0x1ff, 0x400, not present) and the write's SIZEM.
         assert_eq!((vm.kvm.stats.npf, vm.kvm.stats.rmp_npf, vm.kvm.stats.rmp_npf_sizem), (4, 1, 1), "{name}");
         // The refault maps the new host level and the access completes.
         fault(&mut vm, 0x200, true, AccessKind::Write).unwrap();
-        assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size4K)), "{name}");
+        assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size4K)), "{name}");
         assert_eq!(access_fault(&vm, 0x200, true, AccessKind::Write), Err(GuestOutcome::Done(())), "{name}");
-        assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((true, RmpPageSize::Size4K)), "{name}");
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x200)), Some((true, RmpPageSize::Size4K)), "{name}");
         assert_eq!(vm.kvm.stats.psmash, 0, "{name}");
     }
 }
@@ -249,7 +249,7 @@ fn host_split_on_a_shared_access_through_a_2m_leaf_over_a_private_page() {
     assert_eq!(vm.host.stats.host_splits_needless, 1);
     assert_eq!(leaf(&vm, 0x201), None);
     fault(&mut vm, 0x201, false, AccessKind::Read).unwrap();
-    assert_eq!(leaf(&vm, 0x201), Some((Pfn(0x201), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x201), Some((Pfn::new(0x201), PageSize::Size4K)));
     assert_eq!(access_fault(&vm, 0x201, false, AccessKind::Read), Err(GuestOutcome::Done(())));
     assert_eq!(vm.kvm.stats.implicit_conversions, 0);
 }
@@ -266,8 +266,11 @@ fn host_split_policies_cannot_resolve_on_hugetlbfs_2m() {
             GuestOutcome::Done(PvalidateStatus::Changed)
         );
         let err = fault(&mut vm, 0x200, true, AccessKind::Read).unwrap_err();
-        assert!(matches!(err, KvmError::Unresolvable { gfn: Gfn(0x200), .. }), "{name}: {err:?}");
-        assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size2M)), "{name}");
+        assert!(
+            matches!(err, KvmError::Unresolvable { gfn, .. } if gfn == Gfn::new(0x200)),
+            "{name}: {err:?}"
+        );
+        assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size2M)), "{name}");
         assert_eq!(vm.host.vma.level(0x200), PageSize::Size2M, "{name}");
         assert_eq!(vm.host.stats.host_splits, 0, "{name}");
         assert_eq!(vm.host.stats.host_splits_needless, 0, "{name}");
@@ -279,18 +282,18 @@ fn host_split_policies_cannot_resolve_on_hugetlbfs_2m() {
 fn rfc_host_split_cannot_resolve_on_hugetlbfs_1g() {
     let mut vm = legacy("rfc-host-split", VmaBacking::Hugetlbfs1g, GIB);
     private_4k_at_0x200(&mut vm);
-    assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size1G)));
+    assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size1G)));
     let err = fault(&mut vm, 0x200, true, AccessKind::Read).unwrap_err();
-    assert!(matches!(err, KvmError::Unresolvable { gfn: Gfn(0x200), .. }), "{err:?}");
-    assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size1G)));
+    assert!(matches!(err, KvmError::Unresolvable { gfn, .. } if gfn == Gfn::new(0x200)), "{err:?}");
+    assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size1G)));
     assert_eq!(vm.host.vma.level(0x200), PageSize::Size1G);
     assert_eq!(vm.host.stats.host_splits, 0);
 }
 
 /// RMPUPDATE `gfn` private at 4K directly (the VMA maps GFN n to frame n).
 fn convert_behind_kvm(vm: &mut Vm, gfn: u64) {
-    let e = RmpArchEntry::new().with_assigned(true).with_asid(u32::from(ASID)).with_gpa(gpa(gfn).raw());
-    assert_eq!(vm.rmp.rmpupdate(Pfn(gfn), e), snpsim_defs::ReturnCode::Success);
+    let e = RmpArchEntry::new().with_assigned(true).with_asid(u32::from(ASID)).with_gpa(gpa(gfn));
+    assert_eq!(vm.rmp.rmpupdate(Pfn::new(gfn), e), snpsim_defs::ReturnCode::Success);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +330,7 @@ fn fail_psc_hugetlbfs_refuses_psc_to_private_on_hugetlbfs() {
         assert_eq!(vm.kvm.stats.psc_failed, 1);
         assert_eq!(vm.kvm.stats.psc_requests, 1);
         assert_eq!(vm.kvm.stats.rmpupdate, 0);
-        assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((false, RmpPageSize::Size4K)));
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x200)), Some((false, RmpPageSize::Size4K)));
         // To shared is allowed: a page assigned earlier goes back.
         convert_behind_kvm(&mut vm, 0x300);
         // A second request, converted by one 4K RMPUPDATE (convert_behind_kvm's is not KVM's).
@@ -335,13 +338,13 @@ fn fail_psc_hugetlbfs_refuses_psc_to_private_on_hugetlbfs() {
         assert_eq!(vm.kvm.stats.psc_failed, 1);
         assert_eq!(vm.kvm.stats.psc_requests, 2);
         assert_eq!(vm.kvm.stats.rmpupdate, 1);
-        assert_eq!(vm.rmp.lookup(Pfn(0x300)), Some((false, RmpPageSize::Size4K)));
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x300)), Some((false, RmpPageSize::Size4K)));
     }
     // Other backings take the PSC.
     let mut vm = legacy("fail-psc-hugetlbfs", VmaBacking::Thp, 16 * MIB);
     assert_eq!(psc_msr(&mut vm, 0x200, true), 0);
     assert_eq!(vm.kvm.stats.psc_failed, 0);
-    assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((true, RmpPageSize::Size4K)));
+    assert_eq!(vm.rmp.lookup(Pfn::new(0x200)), Some((true, RmpPageSize::Size4K)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,9 +358,9 @@ fn npt_demote_demotes_a_2m_leaf_in_place() {
         fault_in(&mut vm, 0x400, false);
         fault(&mut vm, 0x200, true, AccessKind::Write).unwrap();
         // Demoted in place: the whole 2M range stays mapped, at 4K, on the same frames.
-        assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size4K)), "{backing:?}");
-        assert_eq!(leaf(&vm, 0x3ff), Some((Pfn(0x3ff), PageSize::Size4K)), "{backing:?}");
-        assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)), "{backing:?}");
+        assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size4K)), "{backing:?}");
+        assert_eq!(leaf(&vm, 0x3ff), Some((Pfn::new(0x3ff), PageSize::Size4K)), "{backing:?}");
+        assert_eq!(leaf(&vm, 0x400), Some((Pfn::new(0x400), PageSize::Size2M)), "{backing:?}");
         assert_eq!(vm.kvm.npt.coverage(), [P2M, P2M, 0], "{backing:?}");
         assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("2m_4k", 1)]));
         assert_eq!(vm.kvm.stats.npt_demotions_needless, 0);
@@ -376,15 +379,15 @@ fn npt_demote_demotes_a_2m_leaf_in_place() {
 fn npt_demote_demotes_a_1g_leaf_minimally() {
     let mut vm = legacy("npt-demote", VmaBacking::Hugetlbfs1g, GIB);
     private_4k_at_0x200(&mut vm);
-    assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size1G)));
+    assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size1G)));
     fault(&mut vm, 0x200, true, AccessKind::Read).unwrap();
     assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("1g_2m", 1), ("2m_4k", 1)]));
     assert_eq!(vm.kvm.stats.npt_demotions_needless, 0);
-    assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size4K)));
-    assert_eq!(leaf(&vm, 0x3ff), Some((Pfn(0x3ff), PageSize::Size4K)));
-    assert_eq!(leaf(&vm, 0), Some((Pfn(0), PageSize::Size2M)));
-    assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)));
-    assert_eq!(leaf(&vm, GIB - 1), Some((Pfn(GIB - 1), PageSize::Size2M)));
+    assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x3ff), Some((Pfn::new(0x3ff), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0), Some((Pfn::new(0), PageSize::Size2M)));
+    assert_eq!(leaf(&vm, 0x400), Some((Pfn::new(0x400), PageSize::Size2M)));
+    assert_eq!(leaf(&vm, GIB - 1), Some((Pfn::new(GIB - 1), PageSize::Size2M)));
     assert_eq!(vm.kvm.npt.coverage(), [P2M, GIB - P2M, 0]);
     assert_eq!(vm.host.vma.level(0x200), PageSize::Size1G);
     assert_eq!(vm.host.stats.host_splits, 0);
@@ -409,24 +412,24 @@ fn host_split_policies_psmash_and_zap_the_aligned_2m_range_on_a_4k_pvalidate() {
         let mut vm = legacy(name, VmaBacking::Thp, 16 * MIB);
         convert(&mut vm, 0x200, P2M, true, true);
         assert_eq!(vm.kvm.stats.rmpupdate, 1, "{name}");
-        assert_eq!(vm.rmp.lookup(Pfn(0x205)), Some((true, RmpPageSize::Size2M)), "{name}");
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x205)), Some((true, RmpPageSize::Size2M)), "{name}");
         fault_in(&mut vm, 0x205, true);
         fault_in(&mut vm, 0x1ff, false);
         fault_in(&mut vm, 0x400, false);
-        assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size2M)), "{name}");
+        assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size2M)), "{name}");
         let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x205, RmpPageSize::Size4K) else {
             panic!("{name}: a 4K PVALIDATE in a 2M entry must fault")
         };
         assert_eq!(code, pvalidate_sizem(), "{name}");
         vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
         assert_eq!(vm.kvm.stats.psmash, 1, "{name}");
-        assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((true, RmpPageSize::Size4K)), "{name}");
-        assert_eq!(vm.rmp.lookup(Pfn(0x3ff)), Some((true, RmpPageSize::Size4K)), "{name}");
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x200)), Some((true, RmpPageSize::Size4K)), "{name}");
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x3ff)), Some((true, RmpPageSize::Size4K)), "{name}");
         // Legacy: the 2M-aligned 512 GFNs [0x200, 0x400) are zapped, nothing else.
         assert_eq!(leaf(&vm, 0x200), None, "{name}");
         assert_eq!(leaf(&vm, 0x3ff), None, "{name}");
-        assert_eq!(leaf(&vm, 0x1ff), Some((Pfn(0x1ff), PageSize::Size2M)), "{name}");
-        assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)), "{name}");
+        assert_eq!(leaf(&vm, 0x1ff), Some((Pfn::new(0x1ff), PageSize::Size2M)), "{name}");
+        assert_eq!(leaf(&vm, 0x400), Some((Pfn::new(0x400), PageSize::Size2M)), "{name}");
         assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("2m_4k", 1)]), "{name}");
         assert_eq!(vm.kvm.stats.npt_demotions_needless, 0, "{name}");
         assert_eq!(vm.host.vma.level(0x205), PageSize::Size2M, "{name}");
@@ -486,14 +489,14 @@ fn a_private_access_through_a_leaf_smaller_than_the_rmp_entry_is_psmashed() {
         let inv = vm.host.vma.split(0x200).unwrap().unwrap();
         vm.kvm.mmu_invalidate(inv);
         fault_in(&mut vm, 0x205, true);
-        assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+        assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size4K)));
         let code = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap();
         assert_eq!(code, sizem_private(false));
         assert_eq!(vm.kvm.stats.psmash, 1);
-        assert_eq!(vm.rmp.lookup(Pfn(0x205)), Some((true, RmpPageSize::Size4K)));
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x205)), Some((true, RmpPageSize::Size4K)));
         if name == "npt-demote" {
             // Minimal: nothing is zapped; the 4K leaf now matches its 4K entry.
-            assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+            assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size4K)));
         } else {
             // The zap of the 2M-aligned range removes the 4K leaf; the refault maps it again.
             assert_eq!(leaf(&vm, 0x205), None);
@@ -518,7 +521,7 @@ fn gmem_cannot_resolve_an_npt_leaf_larger_than_the_rmp_entry() {
     assert_eq!(size, PageSize::Size2M);
     assert_eq!(pvalidate(&mut vm, 0x205, RmpPageSize::Size4K), GuestOutcome::Done(PvalidateStatus::Changed));
     let err = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap_err();
-    assert!(matches!(err, KvmError::Unresolvable { gfn: Gfn(0x205), .. }), "{err:?}");
+    assert!(matches!(err, KvmError::Unresolvable { gfn, .. } if gfn == Gfn::new(0x205)), "{err:?}");
     assert_eq!(leaf(&vm, 0x205), Some((pfn, PageSize::Size2M)));
     // One PSMASH, for the 4K PVALIDATE's SIZEM; the read's SIZEM (a 2M leaf over the 4K entry)
     // is the second, and unresolvable.
@@ -540,7 +543,7 @@ fn legacy_implicit_conversions_both_ways() {
         // A shared access to a private page: RMP without SIZEM; KVM makes the page shared.
         let code = fault(&mut vm, 0x10, false, AccessKind::Read).unwrap();
         assert_eq!(code, NpfErrorCode::new().with_present(true).with_rmp(true).with_guest_final(true));
-        assert_eq!(vm.rmp.lookup(Pfn(0x10)), Some((false, RmpPageSize::Size4K)), "{name}");
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x10)), Some((false, RmpPageSize::Size4K)), "{name}");
         assert_eq!(vm.kvm.stats.implicit_conversions, 1, "{name}");
         // rfc-v4 zaps the 2M-aligned range after every conversion (38/40); the refault maps it.
         assert_eq!(leaf(&vm, 0x10).is_none(), name == "rfc-v4", "{name}");
@@ -550,8 +553,8 @@ fn legacy_implicit_conversions_both_ways() {
         ensure_mapped(&mut vm, 0x20, false);
         fault(&mut vm, 0x20, true, AccessKind::Write).unwrap();
         ensure_mapped(&mut vm, 0x20, true);
-        assert_eq!(vm.rmp.lookup(Pfn(0x20)), Some((true, RmpPageSize::Size4K)), "{name}");
-        assert_eq!(vm.rmp.rmpread(Pfn(0x20)).unwrap().gpa(), 0x20000, "{name}");
+        assert_eq!(vm.rmp.lookup(Pfn::new(0x20)), Some((true, RmpPageSize::Size4K)), "{name}");
+        assert_eq!(vm.rmp.rmpread(Pfn::new(0x20)).unwrap().gpa().raw(), 0x20000, "{name}");
         assert_eq!(vm.kvm.stats.implicit_conversions, 2, "{name}");
         assert_eq!(
             access_fault(&vm, 0x20, true, AccessKind::Write),
@@ -571,19 +574,19 @@ fn gmem_implicit_conversions_both_ways_exit_to_the_vmm() {
     let mut vm = gmem(PageSize::Size4K, 16 * MIB, None);
     // Memory starts private by attribute; a shared read converts the page (KVM_EXIT_MEMORY_FAULT).
     fault(&mut vm, 0x10, false, AccessKind::Read).unwrap();
-    assert!(!vm.kvm.attrs.is_private(Gfn(0x10)));
-    assert!(vm.kvm.attrs.is_private(Gfn(0x11)));
+    assert!(!vm.kvm.attrs.is_private(Gfn::new(0x10)));
+    assert!(vm.kvm.attrs.is_private(Gfn::new(0x11)));
     assert_eq!(vm.kvm.stats.implicit_conversions, 1);
     assert_eq!(vm.kvm.stats.exits[exit::MEMORY_FAULT], 1);
     assert_eq!(leaf(&vm, 0x10), None);
     fault(&mut vm, 0x10, false, AccessKind::Read).unwrap();
     // The shared GFN maps the VMA page; mixed attributes keep the leaf at 4K despite THP.
-    assert_eq!(leaf(&vm, 0x10), Some((Pfn(0x10), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x10), Some((Pfn::new(0x10), PageSize::Size4K)));
     assert_eq!(access_fault(&vm, 0x10, false, AccessKind::Read), Err(GuestOutcome::Done(())));
     // A private write through the shared leaf: RMP #NPF, converted back by the VMM.
     let code = fault(&mut vm, 0x10, true, AccessKind::Write).unwrap();
     assert!(code.rmp() && code.enc() && !code.sizem());
-    assert!(vm.kvm.attrs.is_private(Gfn(0x10)));
+    assert!(vm.kvm.attrs.is_private(Gfn::new(0x10)));
     assert_eq!(vm.kvm.stats.implicit_conversions, 2);
     assert_eq!(vm.kvm.stats.exits[exit::MEMORY_FAULT], 2);
     assert_eq!(leaf(&vm, 0x10), None);
@@ -591,7 +594,7 @@ fn gmem_implicit_conversions_both_ways_exit_to_the_vmm() {
     let (pfn, size) = leaf(&vm, 0x10).unwrap();
     assert_eq!(size, PageSize::Size4K);
     assert_eq!(Some(pfn), vm.host.gmem.as_ref().unwrap().pfn(0x10).map(|(p, _)| p));
-    assert_ne!(pfn, Pfn(0x10));
+    assert_ne!(pfn, Pfn::new(0x10));
     assert_eq!(vm.rmp.lookup(pfn), Some((true, RmpPageSize::Size4K)));
     // Four faults taken to KVM; only the private write through the shared leaf is an RMP #NPF
     // (the others found no leaf).
@@ -624,8 +627,8 @@ fn legacy_fault_in_maps_at_the_host_level() {
         fault_in(&mut vm, 0x205, true);
         let start = 0x205 & !(Geometry::X86.pages(level) - 1);
         assert_eq!(
-            vm.kvm.npt.leaf(Gfn(0x205)).map(|(g, l)| (g, l.size, l.pfn)),
-            Some((Gfn(start), level, Pfn(start)))
+            vm.kvm.npt.leaf(Gfn::new(0x205)).map(|(g, l)| (g, l.size, l.pfn)),
+            Some((Gfn::new(start), level, Pfn::new(start)))
         );
         let faults = if level == PageSize::Size1G {
             1
@@ -640,7 +643,7 @@ fn legacy_fault_in_maps_at_the_host_level() {
     // A THP tail shorter than 2M is mapped at 4K.
     let mut vm = legacy("npt-demote", VmaBacking::Thp, 16 * MIB + 4);
     fault_in(&mut vm, 16 * MIB + 1, false);
-    assert_eq!(leaf(&vm, 16 * MIB + 1), Some((Pfn(16 * MIB + 1), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 16 * MIB + 1), Some((Pfn::new(16 * MIB + 1), PageSize::Size4K)));
     fault_in(&mut vm, 16 * MIB - 1, false);
     assert_eq!(leaf(&vm, 16 * MIB - 1).map(|(_, s)| s), Some(PageSize::Size2M));
 }
@@ -651,12 +654,12 @@ fn legacy_fault_in_capped_at_the_rmp_level_with_npt_level_follows_rmp() {
     assert_eq!(psc_msr(&mut vm, 0x205, true), 0);
     convert(&mut vm, 0x400, P2M, true, true);
     fault_in(&mut vm, 0x205, true);
-    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size4K)));
     fault_in(&mut vm, 0x405, true);
-    assert_eq!(leaf(&vm, 0x405), Some((Pfn(0x405), PageSize::Size2M)));
+    assert_eq!(leaf(&vm, 0x405), Some((Pfn::new(0x405), PageSize::Size2M)));
     // Shared faults are not capped.
     fault_in(&mut vm, 0x805, false);
-    assert_eq!(leaf(&vm, 0x805), Some((Pfn(0x805), PageSize::Size2M)));
+    assert_eq!(leaf(&vm, 0x805), Some((Pfn::new(0x805), PageSize::Size2M)));
 }
 
 #[test]
@@ -717,9 +720,9 @@ fn gmem_mixed_attributes_force_4k_leaves() {
 fn a_psmash_zap_of_a_1g_leaf_is_a_needless_demotion() {
     let mut vm = legacy("rfc-host-split", VmaBacking::Hugetlbfs1g, GIB);
     convert(&mut vm, 0x200, P2M, true, true);
-    assert_eq!(vm.rmp.lookup(Pfn(0x200)), Some((true, RmpPageSize::Size2M)));
+    assert_eq!(vm.rmp.lookup(Pfn::new(0x200)), Some((true, RmpPageSize::Size2M)));
     fault_in(&mut vm, 0x205, true);
-    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size1G)));
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size1G)));
     let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x205, RmpPageSize::Size4K) else { panic!("no SIZEM") };
     vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
     // The zap of the 2M-aligned range takes the whole 1G leaf: its other 2M parts for nothing.
@@ -741,22 +744,22 @@ fn npt_demote_demotes_minimally_after_a_pvalidate_psmash() {
         convert(&mut vm, 0x200, P2M, true, true);
         fault_in(&mut vm, 0x205, true);
         let top = if follows { PageSize::Size2M } else { PageSize::Size1G };
-        assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), top)));
+        assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), top)));
         let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x205, RmpPageSize::Size4K) else {
             panic!("no SIZEM")
         };
         vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
         assert_eq!(vm.kvm.stats.psmash, 1);
         assert_eq!(vm.kvm.stats.npt_demotions_needless, 0);
-        assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size2M)));
-        assert!(vm.kvm.npt.is_uncapped(Gfn(0x200)), "follows={follows}");
+        assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size2M)));
+        assert!(vm.kvm.npt.is_uncapped(Gfn::new(0x200)), "follows={follows}");
         if follows {
             // Capped at the 2M entry: a 2M leaf from the start, nothing to demote.
             assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[]));
         } else {
             assert_eq!(vm.kvm.npt.coverage(), [0, GIB, 0]);
             assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("1g_2m", 1)]));
-            assert_eq!(leaf(&vm, 0x400), Some((Pfn(0x400), PageSize::Size2M)));
+            assert_eq!(leaf(&vm, 0x400), Some((Pfn::new(0x400), PageSize::Size2M)));
         }
         assert_eq!(
             pvalidate(&mut vm, 0x205, RmpPageSize::Size4K),
@@ -779,7 +782,7 @@ fn gmem_a_leaf_larger_than_the_faulting_entry_has_every_part_prepared() {
     // A 4K PVALIDATE inside a 2M entry is a SIZEM fault, resolved by PSMASH: progress, and no
     // implicit conversion or memory-fault exit.
     let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x405, RmpPageSize::Size4K) else { panic!("no #NPF") };
-    assert!(vm.kvm.attrs.is_private(Gfn(0x405)) && code.enc() && code.sizem());
+    assert!(vm.kvm.attrs.is_private(Gfn::new(0x405)) && code.enc() && code.sizem());
     vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x405), code).unwrap();
     assert_eq!(vm.kvm.stats.implicit_conversions, 0);
     assert_eq!(vm.kvm.stats.exits[exit::MEMORY_FAULT], 0);
@@ -798,10 +801,10 @@ fn gmem_a_leaf_larger_than_the_faulting_entry_has_every_part_prepared() {
 fn rfc_v4_caps_every_fault_at_the_rmp_page_size() {
     let mut vm = legacy("rfc-v4", VmaBacking::Thp, 16 * MIB);
     fault_in(&mut vm, 0x1ff, false);
-    assert_eq!(leaf(&vm, 0x1ff), Some((Pfn(0x1ff), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x1ff), Some((Pfn::new(0x1ff), PageSize::Size4K)));
     let mut off = try_vm("rfc-v4", VmaBacking::Thp, None, 16 * MIB, Some(false)).unwrap();
     fault_in(&mut off, 0x1ff, false);
-    assert_eq!(leaf(&off, 0x1ff), Some((Pfn(0x1ff), PageSize::Size2M)));
+    assert_eq!(leaf(&off, 0x1ff), Some((Pfn::new(0x1ff), PageSize::Size2M)));
 }
 
 /// The PSC handler maps a missing GPA at ≤ the entry's level and the host level (no RMP cap on
@@ -813,15 +816,15 @@ fn rfc_v4_caps_every_fault_at_the_rmp_page_size() {
 fn rfc_v4_psc_converts_at_the_npt_leaf_level() {
     let mut vm = legacy("rfc-v4", VmaBacking::Thp, 16 * MIB);
     convert(&mut vm, 0x200, P2M, true, true);
-    assert_eq!(leaf(&vm, 0x200), Some((Pfn(0x200), PageSize::Size2M)));
-    assert_eq!(vm.rmp.lookup(Pfn(0x3ff)), Some((true, RmpPageSize::Size2M)));
+    assert_eq!(leaf(&vm, 0x200), Some((Pfn::new(0x200), PageSize::Size2M)));
+    assert_eq!(vm.rmp.lookup(Pfn::new(0x3ff)), Some((true, RmpPageSize::Size2M)));
     assert_eq!(vm.kvm.stats.rmpupdate, 1);
 
     let mut vm = legacy("rfc-v4", VmaBacking::Thp, 16 * MIB);
     fault_in(&mut vm, 0x200, false);
     convert(&mut vm, 0x200, P2M, true, true);
     assert_eq!(vm.kvm.stats.rmpupdate, P2M);
-    assert_eq!(vm.rmp.lookup(Pfn(0x3ff)), Some((true, RmpPageSize::Size4K)));
+    assert_eq!(vm.rmp.lookup(Pfn::new(0x3ff)), Some((true, RmpPageSize::Size4K)));
     assert_eq!(vm.kvm.npt.coverage(), [P2M, 0, 0]);
 }
 
@@ -836,7 +839,7 @@ fn rfc_v4_resolves_a_size_mismatch_by_psmash_and_zap_never_by_a_host_split() {
     // A 4K conversion to shared inside: PSMASH (1), RMPUPDATE at 4K; the 2M leaf stays.
     convert(&mut vm, 0x201, 1, false, false);
     assert_eq!(vm.kvm.stats.psmash, 1);
-    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size2M)));
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size2M)));
     let code = fault(&mut vm, 0x205, true, AccessKind::Read).unwrap();
     assert!(code.sizem(), "{code:?}");
     // The second PSMASH fails (the entry is 4K) and is ignored; the 2M range is zapped.
@@ -845,7 +848,7 @@ fn rfc_v4_resolves_a_size_mismatch_by_psmash_and_zap_never_by_a_host_split() {
     assert_eq!(vm.kvm.stats.npt_demotions, demotions(&[("2m_4k", 1)]));
     assert_eq!(vm.host.stats.host_splits, 0);
     fault_in(&mut vm, 0x205, true);
-    assert_eq!(leaf(&vm, 0x205), Some((Pfn(0x205), PageSize::Size4K)));
+    assert_eq!(leaf(&vm, 0x205), Some((Pfn::new(0x205), PageSize::Size4K)));
     assert_eq!(access_fault(&vm, 0x205, true, AccessKind::Read), Err(GuestOutcome::Done(())));
 }
 
@@ -860,7 +863,7 @@ fn rfc_v4_resolves_a_size_mismatch_by_psmash_and_zap_never_by_a_host_split() {
 fn gmem_a_failed_psmash_warns_and_still_zaps() {
     let mut vm = gmem(PageSize::Size2M, 16 * MIB, None);
     fault_in(&mut vm, 0x205, true);
-    let (pfn, _) = vm.kvm.npt.translate(Gfn(0x200)).unwrap();
+    let (pfn, _) = vm.kvm.npt.translate(Gfn::new(0x200)).unwrap();
     assert_eq!(vm.rmp.lookup(pfn), Some((true, RmpPageSize::Size2M)));
     let GuestOutcome::Npf(code) = pvalidate(&mut vm, 0x205, RmpPageSize::Size4K) else { panic!("no SIZEM") };
     assert_eq!(vm.rmp.begin_in_flight(pfn), snpsim_defs::ReturnCode::Success);
@@ -879,10 +882,10 @@ fn gmem_a_failed_psmash_warns_and_still_zaps() {
 fn gmem_invalidate_warns_and_goes_on() {
     let mut vm = gmem(PageSize::Size2M, 16 * MIB, None);
     fault_in(&mut vm, 0x205, true);
-    let (pfn, _) = vm.kvm.npt.translate(Gfn(0x205)).unwrap();
+    let (pfn, _) = vm.kvm.npt.translate(Gfn::new(0x205)).unwrap();
     let region = Geometry::X86.region_of(pfn);
     assert_eq!(vm.rmp.begin_in_flight(region), snpsim_defs::ReturnCode::Success);
-    vm.kvm.punch_hole(&mut vm.host, &mut vm.rmp, Gfn(0x205), 1).unwrap();
+    vm.kvm.punch_hole(&mut vm.host, &mut vm.rmp, Gfn::new(0x205), 1).unwrap();
     assert_eq!(vm.kvm.stats.kvm_warnings, 2);
     assert_eq!(vm.rmp.lookup(pfn).map(|(a, _)| a), Some(true));
 }
@@ -894,7 +897,7 @@ fn gmem_invalidate_warns_and_goes_on() {
 fn gmem_psmashes_a_2m_entry_on_an_rmp_fault_without_sizem() {
     let mut vm = gmem(PageSize::Size2M, 16 * MIB, None);
     fault_in(&mut vm, 0x205, true);
-    let (pfn, _) = vm.kvm.npt.translate(Gfn(0x205)).unwrap();
+    let (pfn, _) = vm.kvm.npt.translate(Gfn::new(0x205)).unwrap();
     let code = NpfErrorCode::new().with_present(true).with_rmp(true).with_guest_final(true).with_enc(true);
     vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, gpa(0x205), code).unwrap();
     assert_eq!(vm.kvm.stats.psmash, 1);

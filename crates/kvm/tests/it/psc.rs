@@ -39,7 +39,7 @@ fn legacy(backing: VmaBacking) -> Vm {
 }
 
 fn entry(gfn: u64, op: PscOp, big: bool) -> PscEntry {
-    PscEntry::new().with_gfn(gfn).with_op(op.raw()).with_page_size(big)
+    PscEntry::new().with_gfn(Gfn::new(gfn)).with_op(op.raw()).with_page_size(big)
 }
 
 fn buffer(entries: Vec<PscEntry>) -> PscBuffer {
@@ -57,19 +57,20 @@ impl Vm {
     }
 
     fn msr(&mut self, gfn: u64, op: PscOp) -> u32 {
-        let req = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(gfn).with_op(op.raw());
+        let req =
+            GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(Gfn::new(gfn)).with_op(op.raw());
         let resp = self.kvm.handle_psc_msr(&mut self.host, &mut self.rmp, req).unwrap();
         assert_eq!(resp.info(), GHCB_MSR_PSC_RESP);
         resp.error()
     }
 
     fn lookup(&self, pfn: u64) -> Option<(bool, RmpPageSize)> {
-        self.rmp.lookup(Pfn(pfn))
+        self.rmp.lookup(Pfn::new(pfn))
     }
 
     fn fault_in(&mut self, gfn: u64, private: bool) {
         let code = NpfErrorCode::new().with_guest_final(true).with_enc(private);
-        self.kvm.handle_npf(&mut self.host, &mut self.rmp, Gfn(gfn).gpa(), code).unwrap();
+        self.kvm.handle_npf(&mut self.host, &mut self.rmp, Gfn::new(gfn).gpa(), code).unwrap();
     }
 
     fn gmem_pfn(&self, gfn: u64) -> Option<(Pfn, PageSize)> {
@@ -144,10 +145,10 @@ fn unaligned_2m_gfn_and_cur_page_beyond_the_entry_are_invalid_entries() {
 fn unknown_operations_complete_without_action_on_the_nae_path_and_fail_on_the_msr_path() {
     let mut v = legacy(VmaBacking::Anon4k);
     for op in [0u8, 5, 15] {
-        let mut b = buffer(vec![PscEntry::new().with_gfn(0x10).with_op(op)]);
+        let mut b = buffer(vec![PscEntry::new().with_gfn(Gfn::new(0x10)).with_op(op)]);
         assert_eq!(v.ghcb(&mut b), 0, "op {op}");
         assert_eq!((b.header.cur_entry(), b.entries[0].cur_page()), (1, 1), "op {op}");
-        let req = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(0x10).with_op(op);
+        let req = GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(Gfn::new(0x10)).with_op(op);
         assert_eq!(v.kvm.handle_psc_msr(&mut v.host, &mut v.rmp, req).unwrap().error(), u32::MAX);
     }
     assert_eq!(v.kvm.stats.rmpupdate, 0);
@@ -195,8 +196,8 @@ fn a_resumed_buffer_converts_exactly_the_remaining_pages() {
     }
     for g in 0x300..0x400 {
         assert_eq!(v.lookup(g), PRIVATE_4K, "GFN {g:#x}");
-        let e = v.rmp.rmpread(Pfn(g)).unwrap();
-        assert_eq!((e.gpa(), e.asid()), (g << 12, 1));
+        let e = v.rmp.rmpread(Pfn::new(g)).unwrap();
+        assert_eq!((e.gpa().raw(), e.asid()), (g << 12, 1));
     }
     assert_eq!(v.lookup(0x500), PRIVATE_4K);
     assert_eq!(v.lookup(0x501), SHARED);
@@ -219,7 +220,7 @@ fn legacy_2m_request_on_a_2m_host_mapping_is_one_2m_rmpupdate() {
         assert_eq!(v.lookup(0x200), PRIVATE_2M, "{backing:?}");
         assert_eq!(v.lookup(0x3ff), PRIVATE_2M, "{backing:?}");
         assert_eq!(v.lookup(0x400), SHARED, "{backing:?}");
-        assert_eq!(v.rmp.rmpread(Pfn(0x3ff)).unwrap().gpa(), 0x3f_f000, "{backing:?}");
+        assert_eq!(v.rmp.rmpread(Pfn::new(0x3ff)).unwrap().gpa().raw(), 0x3f_f000, "{backing:?}");
         assert_eq!(v.host.stats.direct_map_splits, 0, "{backing:?}");
         // Two contiguous 2M entries: two 2M RMPUPDATEs.
         let mut b = buffer(vec![entry(0x400, PscOp::Private, true), entry(0x600, PscOp::Private, true)]);
@@ -280,7 +281,7 @@ fn legacy_psc_does_not_touch_the_npt() {
     let mut v = legacy(VmaBacking::Thp);
     v.fault_in(0x200, false);
     assert_eq!(v.msr(0x205, PscOp::Private), 0);
-    assert_eq!(v.kvm.npt.translate(Gfn(0x205)), Some((Pfn(0x205), PageSize::Size2M)));
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x205)), Some((Pfn::new(0x205), PageSize::Size2M)));
     assert_eq!(v.kvm.stats.demotions_total(), 0);
 }
 
@@ -298,20 +299,20 @@ fn gmem_psc_to_shared_exits_sets_attributes_zaps_and_punches_a_hole() {
     v.fault_in(0x400, true);
     let (folio, _) = v.gmem_pfn(0x200).unwrap();
     assert_eq!(v.lookup(folio.raw()), PRIVATE_2M);
-    assert_eq!(v.kvm.npt.translate(Gfn(0x205)), Some((Pfn(folio.raw() + 5), PageSize::Size2M)));
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x205)), Some((folio + 5, PageSize::Size2M)));
     assert_eq!(v.ghcb_one(0x205, PscOp::Shared, false), 0);
     assert_eq!(v.kvm.stats.exits[exit::VMGEXIT_PSC], 1);
     assert_eq!(v.kvm.stats.exits[exit::HYPERCALL], 1);
-    assert!(!v.kvm.attrs.is_private(Gfn(0x205)));
-    assert!(v.kvm.attrs.is_private(Gfn(0x204)));
+    assert!(!v.kvm.attrs.is_private(Gfn::new(0x205)));
+    assert!(v.kvm.attrs.is_private(Gfn::new(0x204)));
     // The attribute change zapped the NPT range: the 2M leaf over it is gone, the next one stays.
-    assert_eq!(v.kvm.npt.translate(Gfn(0x204)), None);
-    assert!(v.kvm.npt.translate(Gfn(0x400)).is_some());
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x204)), None);
+    assert!(v.kvm.npt.translate(Gfn::new(0x400)).is_some());
     // The hole split the 2M folio into 4K folios and freed one; its page is shared again,
     // PSMASHed out of the 2M entry.
     let gm = v.host.gmem.as_ref().unwrap();
     assert_eq!(gm.pfn(0x205), None);
-    assert_eq!(gm.pfn(0x204), Some((Pfn(folio.raw() + 4), PageSize::Size4K)));
+    assert_eq!(gm.pfn(0x204), Some((folio + 4, PageSize::Size4K)));
     // 512 4K folios from the split, less the one punched out.
     assert_eq!(gm.folio_count(PageSize::Size4K), 511);
     assert_eq!(gm.folio_count(PageSize::Size2M), 1);
@@ -327,7 +328,7 @@ fn gmem_psc_to_shared_exits_sets_attributes_zaps_and_punches_a_hole() {
     assert_eq!(v.lookup(folio2.raw() + 511), SHARED);
     assert_eq!((v.kvm.stats.rmpupdate, v.kvm.stats.psmash), (4, 1));
     assert_eq!(v.host.gmem.as_ref().unwrap().folio_count(PageSize::Size2M), 0);
-    assert_eq!(v.kvm.npt.translate(Gfn(0x400)), None);
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x400)), None);
     assert_eq!(v.kvm.stats.exits[exit::HYPERCALL], 2);
     // The 4K request and the 2M one: 1 + 512 pages.
     assert_eq!(v.kvm.stats.psc_pages, 513);
@@ -337,12 +338,12 @@ fn gmem_psc_to_shared_exits_sets_attributes_zaps_and_punches_a_hole() {
 fn gmem_psc_to_private_with_prefault_maps_without_an_npf_exit() {
     let mut v = gmem2m(true);
     assert_eq!(v.ghcb_one(0x400, PscOp::Shared, true), 0);
-    assert!(!v.kvm.attrs.is_private(Gfn(0x5ff)));
+    assert!(!v.kvm.attrs.is_private(Gfn::new(0x5ff)));
     assert_eq!(v.ghcb_one(0x400, PscOp::Private, true), 0);
-    assert!(v.kvm.attrs.is_private(Gfn(0x5ff)));
+    assert!(v.kvm.attrs.is_private(Gfn::new(0x5ff)));
     let (folio, size) = v.gmem_pfn(0x400).unwrap();
     assert_eq!(size, PageSize::Size2M);
-    assert_eq!(v.kvm.npt.translate(Gfn(0x400)), Some((folio, PageSize::Size2M)));
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x400)), Some((folio, PageSize::Size2M)));
     assert_eq!(v.lookup(folio.raw()), PRIVATE_2M);
     assert_eq!(v.kvm.stats.npf, 0);
     assert_eq!(v.kvm.stats.exits[exit::NPF], 0);
@@ -361,10 +362,10 @@ fn gmem_msr_psc_is_forwarded_to_the_vmm() {
     assert_eq!(v.msr(0x10, PscOp::Shared), 0);
     assert_eq!(v.kvm.stats.exits[exit::VMGEXIT_PSC_MSR], 1);
     assert_eq!(v.kvm.stats.exits[exit::HYPERCALL], 1);
-    assert!(!v.kvm.attrs.is_private(Gfn(0x10)));
+    assert!(!v.kvm.attrs.is_private(Gfn::new(0x10)));
     assert_eq!(v.gmem_pfn(0x10), None);
     assert_eq!(v.lookup(pfn.raw()), SHARED);
-    assert_eq!(v.kvm.npt.translate(Gfn(0x10)), None);
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x10)), None);
 }
 
 #[test]
@@ -376,16 +377,16 @@ fn punch_hole_frees_private_pages_and_keeps_shared_leaves() {
     assert_eq!(v.msr(0x12, PscOp::Shared), 0);
     v.fault_in(0x12, false);
     let shared = v.host.vma.pfn(0x12).expect("the shared fault populates the VMA");
-    assert_eq!(v.kvm.npt.translate(Gfn(0x12)), Some((shared, PageSize::Size4K)));
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x12)), Some((shared, PageSize::Size4K)));
     let freed: Vec<Pfn> = [0x10, 0x11, 0x13].iter().map(|&g| v.gmem_pfn(g).unwrap().0).collect();
-    v.kvm.punch_hole(&mut v.host, &mut v.rmp, Gfn(0x10), 4).unwrap();
+    v.kvm.punch_hole(&mut v.host, &mut v.rmp, Gfn::new(0x10), 4).unwrap();
     for (g, pfn) in [0x10, 0x11, 0x13].into_iter().zip(freed) {
         assert_eq!(v.gmem_pfn(g), None);
         assert_eq!(v.lookup(pfn.raw()), SHARED);
-        assert_eq!(v.kvm.npt.translate(Gfn(g)), None);
+        assert_eq!(v.kvm.npt.translate(Gfn::new(g)), None);
     }
     // The shared GFN's leaf maps the VMA and survives the hole.
-    assert_eq!(v.kvm.npt.translate(Gfn(0x12)), Some((shared, PageSize::Size4K)));
+    assert_eq!(v.kvm.npt.translate(Gfn::new(0x12)), Some((shared, PageSize::Size4K)));
     // Four pages made private, one shared by the PSC's own hole, three by this one.
     assert_eq!(v.kvm.stats.rmpupdate, 4 + 1 + 3);
 }
@@ -404,7 +405,10 @@ fn fail_psc_hugetlbfs_answers_a_ghcb_private_request_with_a_generic_error() {
     let r = v.kvm.handle_psc_msr(
         &mut v.host,
         &mut v.rmp,
-        GhcbMsrPscRequest::new().with_info(GHCB_MSR_PSC_REQ).with_gfn(16 * MIB).with_op(PscOp::Private.raw()),
+        GhcbMsrPscRequest::new()
+            .with_info(GHCB_MSR_PSC_REQ)
+            .with_gfn(Gfn::new(16 * MIB))
+            .with_op(PscOp::Private.raw()),
     );
     assert!(matches!(r, Ok(resp) if resp.error() == u32::MAX), "{r:?}");
 }
@@ -422,7 +426,7 @@ fn a_2m_private_psc_over_a_region_whose_aligned_page_alone_is_private_goes_4k() 
     assert_eq!(v.msr(0x200, PscOp::Private), 0);
     assert_eq!(v.lookup(0x200), PRIVATE_4K);
     // RMPREAD at the aligned frame: assigned, and no *other* page of the region is.
-    let head = v.rmp.rmpread(Pfn(0x200)).unwrap();
+    let head = v.rmp.rmpread(Pfn::new(0x200)).unwrap();
     assert!(head.assigned() && !head.hpage_region_status());
     // The 2M request over the region cannot be one 2M RMPUPDATE (it would overlap the 4K entry):
     // KVM converts the 511 other pages at 4K, 1 + 511 = 512 RMPUPDATEs in all.

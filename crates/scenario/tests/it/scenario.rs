@@ -138,10 +138,10 @@ fn design_example_parses_to_the_expected_structs() {
     assert_eq!(s.steps[0].vcpu, 0);
     assert_eq!(
         s.steps[0].op,
-        StepOp::Psc { gpa: Gpa(0x20_0000), size: 2 * MIB, to: PageState::Private, granularity: None }
+        StepOp::Psc { gpa: Gpa::new(0x20_0000), size: 2 * MIB, to: PageState::Private, granularity: None }
     );
     assert_eq!(s.steps[1].line, 26);
-    assert_eq!(s.steps[1].op, StepOp::HostWrite { gpa: Gpa(0x20_1000), via: HostVia::Vmm });
+    assert_eq!(s.steps[1].op, StepOp::HostWrite { gpa: Gpa::new(0x20_1000), via: HostVia::Vmm });
 
     let w = s.workload.expect("workload");
     assert_eq!(
@@ -224,13 +224,13 @@ fn psc_request_steps_keep_their_entry_as_given() {
         vec![
             // A 2M entry at an unaligned GPA is sent as it is (KVM must refuse it).
             StepOp::PscRequest {
-                gpa: Gpa(0x20_1000),
+                gpa: Gpa::new(0x20_1000),
                 size: RmpPageSize::Size2M,
                 to: PageState::Private,
                 cur_page: 0
             },
             StepOp::PscRequest {
-                gpa: Gpa(0x20_0000),
+                gpa: Gpa::new(0x20_0000),
                 size: RmpPageSize::Size2M,
                 to: PageState::Shared,
                 cur_page: 256
@@ -300,17 +300,23 @@ to = "shared"
     assert_eq!(
         ops,
         vec![
-            StepOp::Pvalidate { gpa: Gpa(0x20_0000), size: RmpPageSize::Size2M, validate: false },
-            StepOp::Rmpadjust { gpa: Gpa(0x3000), size: RmpPageSize::Size4K, vmpl: 1, perms: rw, vmsa: true },
-            StepOp::Access { gpa: Gpa(0x4000), size: 8192, kind: AccessKind::Write, private: false },
-            StepOp::Accept { gpa: Gpa(0), size: 4 * MIB, granularity: Some(Granularity::M2) },
-            StepOp::Recoalesce { gpa: Gpa(0x40_0000), mode: Recoalesce::SaveRestore },
-            StepOp::Recoalesce { gpa: Gpa(0x40_0000), mode: Recoalesce::Naive },
-            StepOp::HostRead { gpa: Gpa(0x5000), via: HostVia::Kernel },
-            StepOp::HostWrite { gpa: Gpa(0x5000), via: HostVia::Vmm },
-            StepOp::HostSplit { gpa: Gpa(0x5000) },
-            StepOp::HostCollapse { gpa: Gpa(0x5000) },
-            StepOp::Psc { gpa: Gpa(0xffff_f000), size: 4096, to: PageState::Shared, granularity: None },
+            StepOp::Pvalidate { gpa: Gpa::new(0x20_0000), size: RmpPageSize::Size2M, validate: false },
+            StepOp::Rmpadjust {
+                gpa: Gpa::new(0x3000),
+                size: RmpPageSize::Size4K,
+                vmpl: 1,
+                perms: rw,
+                vmsa: true
+            },
+            StepOp::Access { gpa: Gpa::new(0x4000), size: 8192, kind: AccessKind::Write, private: false },
+            StepOp::Accept { gpa: Gpa::new(0), size: 4 * MIB, granularity: Some(Granularity::M2) },
+            StepOp::Recoalesce { gpa: Gpa::new(0x40_0000), mode: Recoalesce::SaveRestore },
+            StepOp::Recoalesce { gpa: Gpa::new(0x40_0000), mode: Recoalesce::Naive },
+            StepOp::HostRead { gpa: Gpa::new(0x5000), via: HostVia::Kernel },
+            StepOp::HostWrite { gpa: Gpa::new(0x5000), via: HostVia::Vmm },
+            StepOp::HostSplit { gpa: Gpa::new(0x5000) },
+            StepOp::HostCollapse { gpa: Gpa::new(0x5000) },
+            StepOp::Psc { gpa: Gpa::new(0xffff_f000), size: 4096, to: PageState::Shared, granularity: None },
         ]
     );
     assert_eq!(s.steps[1].vcpu, 1);
@@ -321,7 +327,7 @@ to = "shared"
         .replace("\"thp\"", "\"gmem-2m\"")
         .replace("[vm]", "[vm]\nshared_backing = \"anon-4k\"")
         .add("[[step]]\nop = \"punch_hole\"\ngpa = \"0x1000\"\nsize = \"8KiB\"\n"));
-    assert_eq!(s.steps[0].op, StepOp::PunchHole { gpa: Gpa(0x1000), size: 8192 });
+    assert_eq!(s.steps[0].op, StepOp::PunchHole { gpa: Gpa::new(0x1000), size: 8192 });
     assert_eq!(s.vm.shared_backing, Some(Backing::Anon4k));
 }
 
@@ -716,7 +722,7 @@ fn overrides_are_validated_like_file_fields() {
 
     let steps = with("[[step]]\nop = \"psc\"\ngpa = \"0x0\"\nto = \"private\"\n");
     let s = parse_scenario_with_overrides("t.toml", &steps, &[("step.0.gpa", "0x200000")]).unwrap();
-    assert_eq!(s.steps[0].op.gpa(), Gpa(0x20_0000));
+    assert_eq!(s.steps[0].op.gpa(), Gpa::new(0x20_0000));
     let e = parse_scenario_with_overrides("t.toml", &steps, &[("step.0.gpa", "0x200800")]).unwrap_err();
     check(&e, 1, 12, Some("step[0].gpa"), ErrorKind::Unaligned, "not 4KiB-aligned");
     let e = parse_scenario_with_overrides("t.toml", &steps, &[("step.3.gpa", "0")]).unwrap_err();

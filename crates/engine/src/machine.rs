@@ -10,7 +10,7 @@ use snpsim_hw::{AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateSt
 use snpsim_kvm::{Kvm, KvmError};
 use snpsim_stores::PageMap;
 
-use crate::digest::Fnv128;
+use crate::digest::Digest128;
 use crate::events::{Actor, Counters, ExitId, ExitResult, PscEntry, PscProtocol};
 use crate::observed::Observed;
 use crate::outcome::{Ending, Reason};
@@ -201,7 +201,7 @@ impl Machine {
     }
 
     /// Feed the machine's own bookkeeping (content stamps and validation counts) to a state digest.
-    pub(crate) fn digest_bookkeeping(&self, h: &mut Fnv128) {
+    pub(crate) fn digest_bookkeeping(&self, h: &mut Digest128) {
         h.bytes(b"contents");
         for (frame, (version, stamp)) in self.contents.iter() {
             h.u64(frame);

@@ -1,6 +1,6 @@
 //! The canonical digest of a run's state, which a trace's last line carries so that replay can
 //! verify a re-execution ended in the same state: a fixed, ordered rendering of the machine, the
-//! guest, the outcome, the metrics and the trace's own header, hashed with [`Fnv128`].
+//! guest, the outcome, the metrics and the trace's own header, hashed with [`Digest128`].
 
 use std::collections::BTreeSet;
 
@@ -8,7 +8,7 @@ use snpsim_defs::Pfn;
 use snpsim_guest::Guest;
 use snpsim_hw::RmpModel;
 
-use crate::digest::Fnv128;
+use crate::digest::Digest128;
 use crate::events::StateDigest;
 use crate::machine::Machine;
 use crate::metrics::Metrics;
@@ -47,7 +47,7 @@ pub fn state_hash(
     outcome: &str,
     metrics: &Metrics,
 ) -> String {
-    let mut h = Fnv128::default();
+    let mut h = Digest128::default();
     h.piece("header", header);
     h.piece("outcome", outcome.as_bytes());
     if let Some(m) = machine {

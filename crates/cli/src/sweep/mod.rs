@@ -113,14 +113,6 @@ pub struct MergeArgs {
     force: bool,
 }
 
-/// FNV-1a, 64 bits: a stable fingerprint (not a security property).
-fn fnv(hash: &mut u64, bytes: &[u8]) {
-    for b in bytes {
-        *hash ^= u64::from(*b);
-        *hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-}
-
 /// A sweep whose every run parsed: the points kept and their scenarios.
 struct Expanded {
     def: SweepDef,
@@ -217,10 +209,10 @@ fn expand(path: &Path) -> Result<Expanded> {
     let text = read_text(&def.scenario_path, "the scenario", crate::input::SCENARIO).map_err(|e| {
         anyhow::anyhow!("{e} (the sweep's `scenario = {:?}` is relative to the sweep file)", def.scenario)
     })?;
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    fnv(&mut hash, env!("CARGO_PKG_VERSION").as_bytes());
-    fnv(&mut hash, def.name.as_bytes());
-    fnv(&mut hash, text.as_bytes());
+    let mut hash = snpsim_engine::digest::Digest64::default();
+    hash.bytes(env!("CARGO_PKG_VERSION").as_bytes());
+    hash.bytes(def.name.as_bytes());
+    hash.bytes(text.as_bytes());
     let mut points = Vec::new();
     let mut skipped = Vec::new();
     for p in def.expand() {
@@ -229,12 +221,12 @@ fn expand(path: &Path) -> Result<Expanded> {
         match parse_scenario_with_overrides(&scenario_file, &text, &refs) {
             Ok(s) => {
                 for (k, v) in &refs {
-                    fnv(&mut hash, k.as_bytes());
-                    fnv(&mut hash, b"=");
-                    fnv(&mut hash, v.as_bytes());
-                    fnv(&mut hash, b"\n");
+                    hash.bytes(k.as_bytes());
+                    hash.bytes(b"=");
+                    hash.bytes(v.as_bytes());
+                    hash.bytes(b"\n");
                 }
-                fnv(&mut hash, b"\x1e");
+                hash.bytes(b"\x1e");
                 points.push((p, s));
             }
             Err(e)
@@ -262,7 +254,7 @@ fn expand(path: &Path) -> Result<Expanded> {
     if points.is_empty() {
         bail!("{file}: every combination was skipped:\n  {}", skipped.join("\n  "));
     }
-    Ok(Expanded { def, points, skipped, id: format!("{hash:016x}") })
+    Ok(Expanded { def, points, skipped, id: hash.hex() })
 }
 
 /// `axis=value, ..., seed=S` of a point.

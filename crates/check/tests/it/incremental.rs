@@ -21,15 +21,6 @@ fn broken(sim: &Simulation) -> BTreeSet<String> {
     sim.violations().filter_map(|v| v.split(':').next()).map(str::to_string).collect()
 }
 
-/// SplitMix64.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[test]
 fn incremental_and_full_checks_find_the_same_invariants_broken_at_the_same_step() {
     let mut runs_with_violations = 0;
@@ -42,7 +33,7 @@ fn incremental_and_full_checks_find_the_same_invariants_broken_at_the_same_step(
                     let config = tiny_config(policy, backing, gran);
                     let actions = menu(config.geometry, policy.era() == Era::Gmem);
                     for seq in 0..SEQUENCES {
-                        let mut rng = seq + 1;
+                        let mut rng = snpsim_engine::rng::rng(seq + 1);
                         let full_config = config;
                         let incr_config =
                             snpsim_engine::SimConfig { check: CheckMode::Incremental, ..config };
@@ -56,7 +47,8 @@ fn incremental_and_full_checks_find_the_same_invariants_broken_at_the_same_step(
                             if full.outcome().is_some() {
                                 break;
                             }
-                            let a = &actions[(next(&mut rng) % actions.len() as u64) as usize];
+                            let a =
+                                &actions[snpsim_engine::rng::below(&mut rng, actions.len() as u64) as usize];
                             full.step(a);
                             incr.step(a);
                             assert_eq!(

@@ -12,8 +12,10 @@
 pub mod action;
 pub mod adversary;
 pub mod backing;
+pub mod config;
 pub mod cost;
 pub mod digest;
+pub mod dispatch;
 pub mod engine;
 pub mod events;
 pub mod footprint;
@@ -26,6 +28,7 @@ pub mod names;
 pub mod observed;
 pub mod outcome;
 pub mod prelude;
+pub mod result;
 pub mod rng;
 pub mod schedule;
 mod series;

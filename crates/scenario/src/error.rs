@@ -73,22 +73,28 @@ impl fmt::Display for FieldPrefix<'_> {
 /// A byte range in one of the texts a scenario is read from: source 0 is the file, source `i ≥ 1`
 /// the `i`-th `--set` override (as the string `KEY=VALUE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub(crate) struct Span {
+pub struct Span {
+    /// 0 for the file, `i` for the `i`-th `--set` override.
     pub src: usize,
+    /// Byte offset in that text.
     pub start: usize,
 }
 
 impl Span {
-    pub(crate) const fn new(src: usize, start: usize) -> Self {
+    /// The span at byte `start` of source `src`.
+    pub const fn new(src: usize, start: usize) -> Self {
         Span { src, start }
     }
 }
 
 /// The texts a scenario is read from, to turn spans into `FILE:LINE:COLUMN`.
 #[derive(Debug)]
-pub(crate) struct Sources<'a> {
+pub struct Sources<'a> {
+    /// The file as named by the caller.
     pub file: &'a str,
+    /// Its text.
     pub text: &'a str,
+    /// The `--set` overrides, each as `KEY=VALUE`.
     pub overrides: Vec<String>,
     /// Where each line of `text` starts, so that locating a span costs a binary search and the
     /// span's own line, not a rescan of the file (every step asks for its line).
@@ -96,17 +102,18 @@ pub(crate) struct Sources<'a> {
 }
 
 impl<'a> Sources<'a> {
-    pub(crate) fn new(file: &'a str, text: &'a str, overrides: Vec<String>) -> Self {
+    /// The sources of `file` with `text` and `overrides`.
+    pub fn new(file: &'a str, text: &'a str, overrides: Vec<String>) -> Self {
         Sources { file, text, overrides, lines: LineIndex::new(text) }
     }
 
     /// 1-based line and column (in characters) of byte offset `offset` in the file's text.
-    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
         self.lines.line_column(self.text, offset)
     }
 
     /// The error at `span`.
-    pub(crate) fn error(
+    pub fn error(
         &self,
         span: Span,
         field: Option<&str>,

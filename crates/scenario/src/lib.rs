@@ -65,7 +65,7 @@ mod names;
 pub(crate) mod parse;
 pub mod run;
 mod step;
-mod tree;
+pub mod tree;
 mod units;
 pub mod workload;
 
@@ -77,7 +77,7 @@ use snpsim_hw::Geometry;
 use snpsim_engine::cost::CostTable;
 use snpsim_trace::TraceMeta;
 
-pub use error::{ErrorKind, ScenarioError};
+pub use error::{ErrorKind, ScenarioError, Sources, Span};
 pub use expect::{
     CmpOp, Expect, ExpectError, Expectations, METRIC_FAMILIES, METRICS, NPT_COVERAGE_LEVELS,
     check_expect_value, check_metric_name, family_members,

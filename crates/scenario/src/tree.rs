@@ -3,7 +3,8 @@
 //! The file is parsed with `toml`'s spanned document parser (`toml::de::DeTable`), converted into
 //! [`Node`]s whose spans name their source (file or `--set` override), and the overrides are then
 //! written into the tree. Every later check reads this tree, so an overridden value is validated
-//! exactly like a value in the file, and its errors point into the `--set` argument.
+//! exactly like a value in the file, and its errors point into the `--set` argument. Sweep files
+//! are read into the same tree ([`parse_document`], public for them).
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -12,25 +13,32 @@ use super::error::{ErrorKind, ScenarioError, Sources, Span};
 
 /// A TOML value.
 #[derive(Clone, Debug)]
-pub(crate) enum Val {
+pub enum Val {
+    /// A string.
     Str(String),
+    /// An integer that fits in 64 bits.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A boolean.
     Bool(bool),
-    Datetime,
+    /// A datetime, as written.
+    Datetime(String),
+    /// An array.
     Array(Vec<Node>),
+    /// A table.
     Table(Table),
 }
 
 impl Val {
     /// The TOML type name, for "expected X, found Y" messages.
-    pub(crate) fn type_name(&self) -> &'static str {
+    pub fn type_name(&self) -> &'static str {
         match self {
             Val::Str(_) => "a string",
             Val::Int(_) => "an integer",
             Val::Float(_) => "a float",
             Val::Bool(_) => "a boolean",
-            Val::Datetime => "a datetime",
+            Val::Datetime(_) => "a datetime",
             Val::Array(_) => "an array",
             Val::Table(_) => "a table",
         }
@@ -39,27 +47,34 @@ impl Val {
 
 /// A value and where it starts.
 #[derive(Clone, Debug)]
-pub(crate) struct Node {
+pub struct Node {
+    /// Where the value starts.
     pub span: Span,
+    /// The value.
     pub val: Val,
 }
 
 /// A key, where the key is written, and its value.
 #[derive(Clone, Debug)]
-pub(crate) struct Entry {
+pub struct Entry {
+    /// The key.
     pub key: String,
+    /// Where the key is written.
     pub key_span: Span,
+    /// Its value.
     pub node: Node,
 }
 
 /// A table; entries in source order (overrides last).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Table {
+pub struct Table {
+    /// The entries, in source order.
     pub entries: Vec<Entry>,
 }
 
 impl Table {
-    pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
+    /// The entry of `key`.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.key == key)
     }
 
@@ -69,7 +84,7 @@ impl Table {
 }
 
 /// Parse the file into a tree rooted at a table whose span is the start of the file.
-pub(crate) fn parse_document(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
+pub fn parse_document(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
     let doc = DeTable::parse(sources.text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);
         let field = syntax_field(sources.text, start);
@@ -146,7 +161,7 @@ fn convert(
             f.as_str().parse::<f64>().map_err(|_| out_of_range(format!("float {f} is not representable")))?,
         ),
         DeValue::Boolean(b) => Val::Bool(b),
-        DeValue::Datetime(_) => Val::Datetime,
+        DeValue::Datetime(d) => Val::Datetime(d.to_string()),
         DeValue::Array(a) => {
             let mut items = Vec::with_capacity(a.len());
             // Consumed, not cloned: a million steps are a million tables.

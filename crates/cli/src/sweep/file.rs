@@ -39,7 +39,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde_json::Value as Json;
-use toml::de::{DeTable, DeValue};
+use snpsim_scenario::Sources;
+use snpsim_scenario::tree::{self, Node, Table, Val};
 
 /// Most runs one sweep may expand to.
 pub const MAX_RUNS: usize = 1_000_000;
@@ -131,143 +132,88 @@ pub const MAX_AXES: usize = 16;
 // ---------------------------------------------------------------------------------------------
 // Reading the TOML with spans.
 
-#[derive(Debug, Clone)]
-enum V {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Arr(Vec<N>),
-    Tab(Vec<(String, usize, N)>),
-    Datetime(String),
-}
-
-#[derive(Debug, Clone)]
-struct N {
-    at: usize,
-    v: V,
-}
-
-impl V {
-    fn type_name(&self) -> &'static str {
-        match self {
-            V::Str(_) => "a string",
-            V::Int(_) => "an integer",
-            V::Float(_) => "a float",
-            V::Bool(_) => "a boolean",
-            V::Arr(_) => "an array",
-            V::Tab(_) => "a table",
-            V::Datetime(_) => "a datetime",
-        }
-    }
-}
-
+/// The sweep file's text and its line index (the scenario format's spanned tree is read from it).
 struct Cx<'a> {
-    file: &'a str,
-    text: &'a str,
+    src: Sources<'a>,
 }
 
 impl Cx<'_> {
     fn loc(&self, offset: usize) -> Loc {
-        let mut end = offset.min(self.text.len());
-        while end > 0 && !self.text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let before = &self.text[..end];
-        let line = before.matches('\n').count() + 1;
-        let start = before.rfind('\n').map_or(0, |i| i + 1);
-        Loc { line, column: before[start..].chars().count() + 1 }
+        let (line, column) = self.src.line_column(offset);
+        Loc { line, column }
     }
 
     fn err(&self, at: usize, field: &str, msg: impl std::fmt::Display) -> anyhow::Error {
         let l = self.loc(at);
+        let file = self.src.file;
         if field.is_empty() {
-            anyhow::anyhow!("{}:{}:{}: {msg}", self.file, l.line, l.column)
+            anyhow::anyhow!("{file}:{}:{}: {msg}", l.line, l.column)
         } else {
-            anyhow::anyhow!("{}:{}:{}: field `{field}`: {msg}", self.file, l.line, l.column)
+            anyhow::anyhow!("{file}:{}:{}: field `{field}`: {msg}", l.line, l.column)
         }
     }
 
-    fn convert(&self, value: toml::Spanned<DeValue<'_>>) -> Result<N> {
-        let at = value.span().start;
-        let v = match value.into_inner() {
-            DeValue::String(s) => V::Str(s.into_owned()),
-            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-                Ok(v) => V::Int(v),
-                Err(_) => return Err(self.err(at, "", format!("integer {i} does not fit in 64 bits"))),
-            },
-            DeValue::Float(f) => match f.as_str().parse::<f64>() {
-                Ok(v) if v.is_finite() => V::Float(v),
-                _ => return Err(self.err(at, "", format!("float {f} is not a finite number"))),
-            },
-            DeValue::Boolean(b) => V::Bool(b),
-            DeValue::Datetime(d) => V::Datetime(d.to_string()),
-            DeValue::Array(a) => {
-                let mut items = Vec::new();
-                for item in &*a {
-                    items.push(self.convert(item.clone())?);
-                }
-                V::Arr(items)
+    /// Every float of the file is finite (TOML's `inf` and `nan` make no sweep value).
+    fn finite(&self, n: &Node) -> Result<()> {
+        match &n.val {
+            Val::Float(f) if !f.is_finite() => {
+                Err(self.err(n.span.start, "", format!("float {f} is not a finite number")))
             }
-            DeValue::Table(t) => {
-                let mut entries = Vec::new();
-                for (k, v) in t {
-                    let kat = k.span().start;
-                    entries.push((k.into_inner().into_owned(), kat, self.convert(v)?));
-                }
-                entries.sort_by_key(|e| e.1);
-                V::Tab(entries)
-            }
-        };
-        Ok(N { at, v })
+            Val::Array(items) => items.iter().try_for_each(|i| self.finite(i)),
+            Val::Table(t) => t.entries.iter().try_for_each(|e| self.finite(&e.node)),
+            _ => Ok(()),
+        }
     }
 }
 
-fn accepted(cx: &Cx<'_>, path: &str, entries: &[(String, usize, N)], keys: &[&str]) -> Result<()> {
-    match entries.iter().find(|e| !keys.contains(&e.0.as_str())) {
+fn accepted(cx: &Cx<'_>, path: &str, table: &Table, keys: &[&str]) -> Result<()> {
+    match table.entries.iter().find(|e| !keys.contains(&e.key.as_str())) {
         None => Ok(()),
-        Some((k, at, _)) => {
+        Some(e) => {
+            let k = &e.key;
             let field = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-            Err(cx.err(*at, &field, format!("unknown field; accepted: {}", keys.join(", "))))
+            Err(cx.err(e.key_span.start, &field, format!("unknown field; accepted: {}", keys.join(", "))))
         }
     }
 }
 
-fn get<'a>(entries: &'a [(String, usize, N)], key: &str) -> Option<&'a N> {
-    entries.iter().find(|e| e.0 == key).map(|e| &e.2)
+fn get<'a>(table: &'a Table, key: &str) -> Option<&'a Node> {
+    table.get(key).map(|e| &e.node)
 }
 
-fn as_str<'a>(cx: &Cx<'_>, n: &'a N, field: &str) -> Result<&'a str> {
-    match &n.v {
-        V::Str(s) => Ok(s),
-        other => Err(cx.err(n.at, field, format!("expected a string, found {}", other.type_name()))),
+fn as_str<'a>(cx: &Cx<'_>, n: &'a Node, field: &str) -> Result<&'a str> {
+    match &n.val {
+        Val::Str(s) => Ok(s),
+        other => Err(cx.err(n.span.start, field, format!("expected a string, found {}", other.type_name()))),
     }
 }
 
 /// The TOML text `--set` reads back as this value.
-fn toml_text(n: &N) -> String {
+fn toml_text(n: &Node) -> String {
     toml_value(n).to_string()
 }
 
-fn toml_value(n: &N) -> toml::Value {
-    match &n.v {
-        V::Str(s) | V::Datetime(s) => toml::Value::String(s.clone()),
-        V::Int(i) => toml::Value::Integer(*i),
-        V::Float(f) => toml::Value::Float(*f),
-        V::Bool(b) => toml::Value::Boolean(*b),
-        V::Arr(a) => toml::Value::Array(a.iter().map(toml_value).collect()),
-        V::Tab(t) => toml::Value::Table(t.iter().map(|(k, _, v)| (k.clone(), toml_value(v))).collect()),
+fn toml_value(n: &Node) -> toml::Value {
+    match &n.val {
+        Val::Str(s) | Val::Datetime(s) => toml::Value::String(s.clone()),
+        Val::Int(i) => toml::Value::Integer(*i),
+        Val::Float(f) => toml::Value::Float(*f),
+        Val::Bool(b) => toml::Value::Boolean(*b),
+        Val::Array(a) => toml::Value::Array(a.iter().map(toml_value).collect()),
+        Val::Table(t) => {
+            toml::Value::Table(t.entries.iter().map(|e| (e.key.clone(), toml_value(&e.node))).collect())
+        }
     }
 }
 
-fn json(n: &N) -> Json {
-    match &n.v {
-        V::Str(s) | V::Datetime(s) => Json::String(s.clone()),
-        V::Int(i) => Json::from(*i),
-        V::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        V::Bool(b) => Json::Bool(*b),
-        V::Arr(a) => Json::Array(a.iter().map(json).collect()),
-        V::Tab(t) => Json::Object(t.iter().map(|(k, _, v)| (k.clone(), json(v))).collect()),
+fn json(n: &Node) -> Json {
+    match &n.val {
+        Val::Str(s) | Val::Datetime(s) => Json::String(s.clone()),
+        Val::Int(i) => Json::from(*i),
+        Val::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Val::Bool(b) => Json::Bool(*b),
+        Val::Array(a) => Json::Array(a.iter().map(json).collect()),
+        Val::Table(t) => Json::Object(t.entries.iter().map(|e| (e.key.clone(), json(&e.node))).collect()),
     }
 }
 
@@ -287,27 +233,29 @@ impl Num {
     }
 }
 
-fn num(cx: &Cx<'_>, n: &N, field: &str) -> Result<Num> {
-    match n.v {
-        V::Int(i) => Ok(Num::I(i)),
-        V::Float(f) => Ok(Num::F(f)),
-        ref other => Err(cx.err(n.at, field, format!("expected a number, found {}", other.type_name()))),
+fn num(cx: &Cx<'_>, n: &Node, field: &str) -> Result<Num> {
+    match n.val {
+        Val::Int(i) => Ok(Num::I(i)),
+        Val::Float(f) => Ok(Num::F(f)),
+        ref other => {
+            Err(cx.err(n.span.start, field, format!("expected a number, found {}", other.type_name())))
+        }
     }
 }
 
 /// `{ from, to, step }`, inclusive of `to` when a step lands on it.
-fn range(cx: &Cx<'_>, n: &N, field: &str, default_step: Option<i64>) -> Result<Vec<N>> {
-    let V::Tab(entries) = &n.v else {
+fn range(cx: &Cx<'_>, n: &Node, field: &str, default_step: Option<i64>) -> Result<Vec<Node>> {
+    let Val::Table(entries) = &n.val else {
         return Err(cx.err(
-            n.at,
+            n.span.start,
             field,
-            format!("expected a table {{ from, to, step }}, found {}", n.v.type_name()),
+            format!("expected a table {{ from, to, step }}, found {}", n.val.type_name()),
         ));
     };
     accepted(cx, field, entries, &["from", "to", "step"])?;
     let need = |k: &str| -> Result<Num> {
-        let node =
-            get(entries, k).ok_or_else(|| cx.err(n.at, &format!("{field}.{k}"), "required field missing"))?;
+        let node = get(entries, k)
+            .ok_or_else(|| cx.err(n.span.start, &format!("{field}.{k}"), "required field missing"))?;
         num(cx, node, &format!("{field}.{k}"))
     };
     let from = need("from")?;
@@ -315,33 +263,33 @@ fn range(cx: &Cx<'_>, n: &N, field: &str, default_step: Option<i64>) -> Result<V
     let step = match (get(entries, "step"), default_step) {
         (Some(s), _) => num(cx, s, &format!("{field}.step"))?,
         (None, Some(d)) => Num::I(d),
-        (None, None) => return Err(cx.err(n.at, &format!("{field}.step"), "required field missing")),
+        (None, None) => return Err(cx.err(n.span.start, &format!("{field}.step"), "required field missing")),
     };
-    let step_at = get(entries, "step").map_or(n.at, |s| s.at);
+    let step_at = get(entries, "step").map_or(n.span.start, |s| s.span.start);
     if step.f() <= 0.0 {
         return Err(cx.err(step_at, &format!("{field}.step"), "must be greater than 0"));
     }
     if to.f() < from.f() {
         return Err(cx.err(
-            get(entries, "to").map_or(n.at, |s| s.at),
+            get(entries, "to").map_or(n.span.start, |s| s.span.start),
             &format!("{field}.to"),
             "must not be below `from`",
         ));
     }
     let count = ((to.f() - from.f()) / step.f() + 1e-9).floor() + 1.0;
     if count > MAX_RUNS as f64 {
-        return Err(cx.err(n.at, field, format!("{count} values; at most {MAX_RUNS}")));
+        return Err(cx.err(n.span.start, field, format!("{count} values; at most {MAX_RUNS}")));
     }
     let count = count as i64;
     Ok(match (from, to, step) {
         (Num::I(a), Num::I(_), Num::I(s)) => {
-            (0..count).map(|i| N { at: n.at, v: V::Int(a + i * s) }).collect()
+            (0..count).map(|i| Node { span: n.span, val: Val::Int(a + i * s) }).collect()
         }
         _ => (0..count)
             .map(|i| {
                 let v = from.f() + i as f64 * step.f();
                 let v = (v * 1e9).round() / 1e9;
-                N { at: n.at, v: V::Float(v) }
+                Node { span: n.span, val: Val::Float(v) }
             })
             .collect(),
     })
@@ -350,14 +298,10 @@ fn range(cx: &Cx<'_>, n: &N, field: &str, default_step: Option<i64>) -> Result<V
 /// Parse a sweep file's text; `file` names it in messages (and locates the scenario).
 #[allow(clippy::too_many_lines)] // a flat reader, one field after the other, as the format reads
 pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
-    let cx = Cx { file, text };
-    let doc = DeTable::parse(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        cx.err(at, "", format!("TOML syntax: {}", e.message()))
-    })?;
-    let span = doc.span();
-    let root = cx.convert(toml::Spanned::new(span, DeValue::Table(doc.into_inner())))?;
-    let V::Tab(top) = &root.v else { bail!("{file}:1:1: expected a table") };
+    let cx = Cx { src: Sources::new(file, text, Vec::new()) };
+    let root = tree::parse_document(&cx.src)?;
+    cx.finite(&root)?;
+    let Val::Table(top) = &root.val else { bail!("{file}:1:1: expected a table") };
     accepted(&cx, "", top, &["name", "scenario", "seeds", "x", "skip_invalid", "set", "axis"])?;
     let name = match get(top, "name") {
         Some(n) => as_str(&cx, n, "name")?.to_string(),
@@ -379,13 +323,13 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
     let mut seeds = Vec::new();
     let mut seeds_loc = Loc::default();
     if let Some(n) = get(top, "seeds") {
-        seeds_loc = cx.loc(n.at);
-        let items = match &n.v {
-            V::Arr(a) => a.clone(),
-            V::Tab(_) => range(&cx, n, "seeds", Some(1))?,
+        seeds_loc = cx.loc(n.span.start);
+        let items = match &n.val {
+            Val::Array(a) => a.clone(),
+            Val::Table(_) => range(&cx, n, "seeds", Some(1))?,
             other => {
                 return Err(cx.err(
-                    n.at,
+                    n.span.start,
                     "seeds",
                     format!("expected an array of integers or {{ from, to }}, found {}", other.type_name()),
                 ));
@@ -393,23 +337,23 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
         };
         if items.is_empty() {
             return Err(cx.err(
-                n.at,
+                n.span.start,
                 "seeds",
                 "must not be empty (leave it out for the scenario's own seed)",
             ));
         }
         for item in &items {
-            match item.v {
-                V::Int(i) if i >= 0 => {
+            match item.val {
+                Val::Int(i) if i >= 0 => {
                     if seeds.contains(&i.cast_unsigned()) {
-                        return Err(cx.err(item.at, "seeds", format!("seed {i} is listed twice")));
+                        return Err(cx.err(item.span.start, "seeds", format!("seed {i} is listed twice")));
                     }
                     seeds.push(i.cast_unsigned());
                 }
-                V::Int(i) => return Err(cx.err(item.at, "seeds", format!("seed {i} is negative"))),
+                Val::Int(i) => return Err(cx.err(item.span.start, "seeds", format!("seed {i} is negative"))),
                 ref other => {
                     return Err(cx.err(
-                        item.at,
+                        item.span.start,
                         "seeds",
                         format!("expected an integer, found {}", other.type_name()),
                     ));
@@ -420,42 +364,54 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
 
     let mut fixed = Vec::new();
     if let Some(n) = get(top, "set") {
-        let V::Tab(entries) = &n.v else {
+        let Val::Table(entries) = &n.val else {
             return Err(cx.err(
-                n.at,
+                n.span.start,
                 "set",
-                format!("expected a table of KEY = VALUE, found {}", n.v.type_name()),
+                format!("expected a table of KEY = VALUE, found {}", n.val.type_name()),
             ));
         };
-        for (k, _, v) in entries {
-            fixed.push(Override { key: k.clone(), value: toml_text(v), loc: cx.loc(v.at) });
+        for e in &entries.entries {
+            fixed.push(Override {
+                key: e.key.clone(),
+                value: toml_text(&e.node),
+                loc: cx.loc(e.node.span.start),
+            });
         }
     }
 
     let mut axes: Vec<Axis> = Vec::new();
     if let Some(n) = get(top, "axis") {
-        let V::Arr(items) = &n.v else {
-            return Err(cx.err(n.at, "axis", format!("expected [[axis]] tables, found {}", n.v.type_name())));
+        let Val::Array(items) = &n.val else {
+            return Err(cx.err(
+                n.span.start,
+                "axis",
+                format!("expected [[axis]] tables, found {}", n.val.type_name()),
+            ));
         };
         for (i, item) in items.iter().enumerate() {
             let path = format!("axis[{i}]");
-            let V::Tab(e) = &item.v else {
+            let Val::Table(e) = &item.val else {
                 return Err(cx.err(
-                    item.at,
+                    item.span.start,
                     &path,
-                    format!("expected a table, found {}", item.v.type_name()),
+                    format!("expected a table, found {}", item.val.type_name()),
                 ));
             };
             accepted(&cx, &path, e, &["key", "keys", "name", "label", "values", "range"])?;
             let keys: Vec<String> = match (get(e, "key"), get(e, "keys")) {
                 (Some(k), None) => vec![as_str(&cx, k, &format!("{path}.key"))?.to_string()],
                 (None, Some(ks)) => {
-                    let V::Arr(a) = &ks.v else {
-                        return Err(cx.err(ks.at, &format!("{path}.keys"), "expected an array of keys"));
+                    let Val::Array(a) = &ks.val else {
+                        return Err(cx.err(
+                            ks.span.start,
+                            &format!("{path}.keys"),
+                            "expected an array of keys",
+                        ));
                     };
                     if a.len() < 2 {
                         return Err(cx.err(
-                            ks.at,
+                            ks.span.start,
                             &format!("{path}.keys"),
                             "give at least two keys (or one `key`)",
                         ));
@@ -465,11 +421,15 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
                         .collect::<Result<_>>()?
                 }
                 (Some(_), Some(ks)) => {
-                    return Err(cx.err(ks.at, &format!("{path}.keys"), "give `key` or `keys`, not both"));
+                    return Err(cx.err(
+                        ks.span.start,
+                        &format!("{path}.keys"),
+                        "give `key` or `keys`, not both",
+                    ));
                 }
                 (None, None) => {
                     return Err(cx.err(
-                        item.at,
+                        item.span.start,
                         &format!("{path}.key"),
                         "required field missing (or `keys`)",
                     ));
@@ -477,7 +437,8 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
             };
             for k in &keys {
                 if k.trim().is_empty() || k == "seed" {
-                    let at = get(e, "key").or_else(|| get(e, "keys")).map_or(item.at, |n| n.at);
+                    let at =
+                        get(e, "key").or_else(|| get(e, "keys")).map_or(item.span.start, |n| n.span.start);
                     return Err(cx.err(
                         at,
                         &format!("{path}.key"),
@@ -490,7 +451,7 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
                 None => keys.join("+"),
             };
             if axes.iter().any(|a| a.name == name) {
-                let at = get(e, "name").or_else(|| get(e, "key")).map_or(item.at, |n| n.at);
+                let at = get(e, "name").or_else(|| get(e, "key")).map_or(item.span.start, |n| n.span.start);
                 return Err(cx.err(
                     at,
                     &path,
@@ -501,12 +462,12 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
                 Some(n) => as_str(&cx, n, &format!("{path}.label"))?.to_string(),
                 None => String::new(),
             };
-            let raw: Vec<N> = match (get(e, "values"), get(e, "range")) {
-                (Some(v), None) => match &v.v {
-                    V::Arr(a) => a.clone(),
+            let raw: Vec<Node> = match (get(e, "values"), get(e, "range")) {
+                (Some(v), None) => match &v.val {
+                    Val::Array(a) => a.clone(),
                     other => {
                         return Err(cx.err(
-                            v.at,
+                            v.span.start,
                             &format!("{path}.values"),
                             format!("expected an array, found {}", other.type_name()),
                         ));
@@ -515,24 +476,28 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
                 (None, Some(r)) if keys.len() == 1 => range(&cx, r, &format!("{path}.range"), None)?,
                 (None, Some(r)) => {
                     return Err(cx.err(
-                        r.at,
+                        r.span.start,
                         &format!("{path}.range"),
                         "a range sets one `key`; give `values` for `keys`",
                     ));
                 }
                 (Some(_), Some(r)) => {
-                    return Err(cx.err(r.at, &format!("{path}.range"), "give `values` or `range`, not both"));
+                    return Err(cx.err(
+                        r.span.start,
+                        &format!("{path}.range"),
+                        "give `values` or `range`, not both",
+                    ));
                 }
                 (None, None) => {
                     return Err(cx.err(
-                        item.at,
+                        item.span.start,
                         &format!("{path}.values"),
                         "required field missing (or `range`)",
                     ));
                 }
             };
             if raw.is_empty() {
-                let at = get(e, "values").map_or(item.at, |n| n.at);
+                let at = get(e, "values").map_or(item.span.start, |n| n.span.start);
                 return Err(cx.err(at, &format!("{path}.values"), "must not be empty"));
             }
             let mut values = Vec::new();
@@ -541,11 +506,13 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
                 let texts = if keys.len() == 1 {
                     vec![toml_text(v)]
                 } else {
-                    match &v.v {
-                        V::Arr(parts) if parts.len() == keys.len() => parts.iter().map(toml_text).collect(),
+                    match &v.val {
+                        Val::Array(parts) if parts.len() == keys.len() => {
+                            parts.iter().map(toml_text).collect()
+                        }
                         _ => {
                             return Err(cx.err(
-                                v.at,
+                                v.span.start,
                                 &field,
                                 format!("expected an array of {} values, one per key", keys.len()),
                             ));
@@ -554,16 +521,16 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
                 };
                 let json = json(v);
                 if values.iter().any(|x: &AxisValue| x.json == json) {
-                    return Err(cx.err(v.at, &field, "this value is listed twice"));
+                    return Err(cx.err(v.span.start, &field, "this value is listed twice"));
                 }
-                values.push(AxisValue { texts, json, loc: cx.loc(v.at) });
+                values.push(AxisValue { texts, json, loc: cx.loc(v.span.start) });
             }
             axes.push(Axis { name, label, keys, values });
         }
     }
     if axes.len() > MAX_AXES {
         return Err(cx.err(
-            get(top, "axis").map_or(0, |n| n.at),
+            get(top, "axis").map_or(0, |n| n.span.start),
             "axis",
             format!("{} axes; at most {MAX_AXES}", axes.len()),
         ));
@@ -574,7 +541,7 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
             if !axes.iter().any(|a| a.name == x) {
                 let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
                 return Err(cx.err(
-                    n.at,
+                    n.span.start,
                     "x",
                     format!("no axis named {x:?}; accepted: {}", names.join(", ")),
                 ));
@@ -584,12 +551,12 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
         None => None,
     };
     let skip_invalid = match get(top, "skip_invalid") {
-        Some(N { v: V::Bool(b), .. }) => *b,
+        Some(Node { val: Val::Bool(b), .. }) => *b,
         Some(n) => {
             return Err(cx.err(
-                n.at,
+                n.span.start,
                 "skip_invalid",
-                format!("expected a boolean, found {}", n.v.type_name()),
+                format!("expected a boolean, found {}", n.val.type_name()),
             ));
         }
         None => false,
@@ -670,7 +637,7 @@ impl SweepDef {
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     let bad = || {
         anyhow::anyhow!(
-            "--shard {s:?}: expected I/N with 0 <= I < N (for example 0/8; array task ids count from 0)"
+            "--shard {s:?}: expected I/Node with 0 <= I < Node (for example 0/8; array task ids count from 0)"
         )
     };
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
@@ -799,7 +766,9 @@ values = [["thp", "thp"], ["hugetlbfs-2m", "thp"]]
                 "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkeys = ['a', 'b']\nvalues = [['1', '2'], '3']\n",
                 "s.toml:5:23: field `axis[0].values[1]`: expected an array of 2 values, one per key",
             ),
-            ("name = 'x\n", "s.toml:1:10: TOML syntax"),
+            // A syntax error names the key it is on, as in scenario files (the same spanned reader).
+            ("name = 'x\n", "s.toml:1:10: field `name`: TOML syntax"),
+            ("name = 'x'\nscenario = 'b.toml'\nseeds = [nan]\n", "s.toml:3:10: float NaN is not a finite number"),
             (
                 "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkey = 'seed'\nvalues = [1]\n",
                 "s.toml:4:7: field `axis[0].key`: \"seed\" cannot be swept here",
@@ -833,8 +802,8 @@ values = [["thp", "thp"], ["hugetlbfs-2m", "thp"]]
     }
 
     proptest! {
-        /// The shards of any N are disjoint, their union is the whole sweep, and every run is the
-        /// same point (index, values, seed) whatever N is.
+        /// The shards of any Node are disjoint, their union is the whole sweep, and every run is the
+        /// same point (index, values, seed) whatever Node is.
         #[test]
         fn shards_partition_the_sweep(sizes in prop::collection::vec(1usize..5, 0..4), seeds in 0usize..4, n in 1usize..12) {
             let d = def_with(&sizes, seeds);

@@ -40,19 +40,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::Value as Json;
 use snpsim_scenario::Sources;
-use snpsim_scenario::tree::{self, Node, Table, Val};
+use snpsim_scenario::tree::{self, Node, Val};
 
-/// Most runs one sweep may expand to.
-pub const MAX_RUNS: usize = 1_000_000;
+use super::values::{Cx, accepted, as_str, get, json, range, toml_text};
+pub use super::values::{Loc, MAX_RUNS};
 
-/// A place in the sweep file: 1-based line and column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Loc {
-    /// Line.
-    pub line: usize,
-    /// Column (characters).
-    pub column: usize,
-}
+/// Most axes in a sweep.
+pub const MAX_AXES: usize = 16;
 
 /// One `KEY=VALUE` override and where its value is written.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,186 +107,6 @@ pub struct SweepDef {
     pub x: Option<String>,
     /// `skip_invalid`.
     pub skip_invalid: bool,
-}
-
-/// One point of the grid: its index in expansion order, the value index on each axis, the seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Point {
-    /// Index in expansion order.
-    pub index: usize,
-    /// Value index per axis (`value[a]` for axis `a`); at most 16 axes.
-    pub value: [u32; MAX_AXES],
-    /// The seed index (into [`SweepDef::seeds`], 0 when there are none).
-    pub seed: u32,
-}
-
-/// Most axes in a sweep.
-pub const MAX_AXES: usize = 16;
-
-// ---------------------------------------------------------------------------------------------
-// Reading the TOML with spans.
-
-/// The sweep file's text and its line index (the scenario format's spanned tree is read from it).
-struct Cx<'a> {
-    src: Sources<'a>,
-}
-
-impl Cx<'_> {
-    fn loc(&self, offset: usize) -> Loc {
-        let (line, column) = self.src.line_column(offset);
-        Loc { line, column }
-    }
-
-    fn err(&self, at: usize, field: &str, msg: impl std::fmt::Display) -> anyhow::Error {
-        let l = self.loc(at);
-        let file = self.src.file;
-        if field.is_empty() {
-            anyhow::anyhow!("{file}:{}:{}: {msg}", l.line, l.column)
-        } else {
-            anyhow::anyhow!("{file}:{}:{}: field `{field}`: {msg}", l.line, l.column)
-        }
-    }
-
-    /// Every float of the file is finite (TOML's `inf` and `nan` make no sweep value).
-    fn finite(&self, n: &Node) -> Result<()> {
-        match &n.val {
-            Val::Float(f) if !f.is_finite() => {
-                Err(self.err(n.span.start, "", format!("float {f} is not a finite number")))
-            }
-            Val::Array(items) => items.iter().try_for_each(|i| self.finite(i)),
-            Val::Table(t) => t.entries.iter().try_for_each(|e| self.finite(&e.node)),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn accepted(cx: &Cx<'_>, path: &str, table: &Table, keys: &[&str]) -> Result<()> {
-    match table.entries.iter().find(|e| !keys.contains(&e.key.as_str())) {
-        None => Ok(()),
-        Some(e) => {
-            let k = &e.key;
-            let field = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-            Err(cx.err(e.key_span.start, &field, format!("unknown field; accepted: {}", keys.join(", "))))
-        }
-    }
-}
-
-fn get<'a>(table: &'a Table, key: &str) -> Option<&'a Node> {
-    table.get(key).map(|e| &e.node)
-}
-
-fn as_str<'a>(cx: &Cx<'_>, n: &'a Node, field: &str) -> Result<&'a str> {
-    match &n.val {
-        Val::Str(s) => Ok(s),
-        other => Err(cx.err(n.span.start, field, format!("expected a string, found {}", other.type_name()))),
-    }
-}
-
-/// The TOML text `--set` reads back as this value.
-fn toml_text(n: &Node) -> String {
-    toml_value(n).to_string()
-}
-
-fn toml_value(n: &Node) -> toml::Value {
-    match &n.val {
-        Val::Str(s) | Val::Datetime(s) => toml::Value::String(s.clone()),
-        Val::Int(i) => toml::Value::Integer(*i),
-        Val::Float(f) => toml::Value::Float(*f),
-        Val::Bool(b) => toml::Value::Boolean(*b),
-        Val::Array(a) => toml::Value::Array(a.iter().map(toml_value).collect()),
-        Val::Table(t) => {
-            toml::Value::Table(t.entries.iter().map(|e| (e.key.clone(), toml_value(&e.node))).collect())
-        }
-    }
-}
-
-fn json(n: &Node) -> Json {
-    match &n.val {
-        Val::Str(s) | Val::Datetime(s) => Json::String(s.clone()),
-        Val::Int(i) => Json::from(*i),
-        Val::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Val::Bool(b) => Json::Bool(*b),
-        Val::Array(a) => Json::Array(a.iter().map(json).collect()),
-        Val::Table(t) => Json::Object(t.entries.iter().map(|e| (e.key.clone(), json(&e.node))).collect()),
-    }
-}
-
-/// A number of a range: integer or float.
-#[derive(Debug, Clone, Copy)]
-enum Num {
-    I(i64),
-    F(f64),
-}
-
-impl Num {
-    fn f(self) -> f64 {
-        match self {
-            Num::I(i) => i as f64,
-            Num::F(f) => f,
-        }
-    }
-}
-
-fn num(cx: &Cx<'_>, n: &Node, field: &str) -> Result<Num> {
-    match n.val {
-        Val::Int(i) => Ok(Num::I(i)),
-        Val::Float(f) => Ok(Num::F(f)),
-        ref other => {
-            Err(cx.err(n.span.start, field, format!("expected a number, found {}", other.type_name())))
-        }
-    }
-}
-
-/// `{ from, to, step }`, inclusive of `to` when a step lands on it.
-fn range(cx: &Cx<'_>, n: &Node, field: &str, default_step: Option<i64>) -> Result<Vec<Node>> {
-    let Val::Table(entries) = &n.val else {
-        return Err(cx.err(
-            n.span.start,
-            field,
-            format!("expected a table {{ from, to, step }}, found {}", n.val.type_name()),
-        ));
-    };
-    accepted(cx, field, entries, &["from", "to", "step"])?;
-    let need = |k: &str| -> Result<Num> {
-        let node = get(entries, k)
-            .ok_or_else(|| cx.err(n.span.start, &format!("{field}.{k}"), "required field missing"))?;
-        num(cx, node, &format!("{field}.{k}"))
-    };
-    let from = need("from")?;
-    let to = need("to")?;
-    let step = match (get(entries, "step"), default_step) {
-        (Some(s), _) => num(cx, s, &format!("{field}.step"))?,
-        (None, Some(d)) => Num::I(d),
-        (None, None) => return Err(cx.err(n.span.start, &format!("{field}.step"), "required field missing")),
-    };
-    let step_at = get(entries, "step").map_or(n.span.start, |s| s.span.start);
-    if step.f() <= 0.0 {
-        return Err(cx.err(step_at, &format!("{field}.step"), "must be greater than 0"));
-    }
-    if to.f() < from.f() {
-        return Err(cx.err(
-            get(entries, "to").map_or(n.span.start, |s| s.span.start),
-            &format!("{field}.to"),
-            "must not be below `from`",
-        ));
-    }
-    let count = ((to.f() - from.f()) / step.f() + 1e-9).floor() + 1.0;
-    if count > MAX_RUNS as f64 {
-        return Err(cx.err(n.span.start, field, format!("{count} values; at most {MAX_RUNS}")));
-    }
-    let count = count as i64;
-    Ok(match (from, to, step) {
-        (Num::I(a), Num::I(_), Num::I(s)) => {
-            (0..count).map(|i| Node { span: n.span, val: Val::Int(a + i * s) }).collect()
-        }
-        _ => (0..count)
-            .map(|i| {
-                let v = from.f() + i as f64 * step.f();
-                let v = (v * 1e9).round() / 1e9;
-                Node { span: n.span, val: Val::Float(v) }
-            })
-            .collect(),
-    })
 }
 
 /// Parse a sweep file's text; `file` names it in messages (and locates the scenario).
@@ -580,85 +394,9 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
     Ok(def)
 }
 
-impl SweepDef {
-    /// Runs in the full grid (before any is skipped).
-    pub fn size(&self) -> u128 {
-        let seeds = self.seeds.len().max(1) as u128;
-        self.axes.iter().map(|a| a.values.len() as u128).product::<u128>() * seeds
-    }
-
-    /// Every point of the grid in expansion order (first axis slowest, seeds fastest).
-    pub fn expand(&self) -> Vec<Point> {
-        let seeds = self.seeds.len().max(1);
-        let total = usize::try_from(self.size()).unwrap_or(usize::MAX);
-        let mut out = Vec::with_capacity(total);
-        for index in 0..total {
-            let mut rest = index;
-            let seed = (rest % seeds) as u32;
-            rest /= seeds;
-            let mut value = [0u32; MAX_AXES];
-            for (a, axis) in self.axes.iter().enumerate().rev() {
-                value[a] = (rest % axis.values.len()) as u32;
-                rest /= axis.values.len();
-            }
-            out.push(Point { index, value, seed });
-        }
-        out
-    }
-
-    /// The overrides of a point, in the order given to the scenario parser: `[set]`, each axis's
-    /// keys, then `seed`. The third element of each is where the value is written.
-    pub fn overrides(&self, p: &Point) -> Vec<(String, String, Loc)> {
-        let mut out: Vec<(String, String, Loc)> =
-            self.fixed.iter().map(|o| (o.key.clone(), o.value.clone(), o.loc)).collect();
-        for (a, axis) in self.axes.iter().enumerate() {
-            let v = &axis.values[p.value[a] as usize];
-            for (k, t) in axis.keys.iter().zip(&v.texts) {
-                out.push((k.clone(), t.clone(), v.loc));
-            }
-        }
-        if let Some(seed) = self.seeds.get(p.seed as usize) {
-            out.push(("seed".into(), seed.to_string(), self.seeds_loc));
-        }
-        out
-    }
-
-    /// The point's parameters: axis name → value.
-    pub fn params(&self, p: &Point) -> serde_json::Map<String, Json> {
-        self.axes
-            .iter()
-            .enumerate()
-            .map(|(a, axis)| (axis.name.clone(), axis.values[p.value[a] as usize].json.clone()))
-            .collect()
-    }
-}
-
-/// `--shard I/N`: `(I, N)` with `0 <= I < N`.
-pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let bad = || {
-        anyhow::anyhow!(
-            "--shard {s:?}: expected I/Node with 0 <= I < Node (for example 0/8; array task ids count from 0)"
-        )
-    };
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
-/// Whether the run with `index` belongs to shard `i` of `n`.
-pub fn in_shard(index: usize, i: usize, n: usize) -> bool {
-    index % n == i
-}
-
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
-
     use super::*;
-    use proptest::prelude::*;
 
     const OK: &str = r#"
 name = "demo"
@@ -768,7 +506,10 @@ values = [["thp", "thp"], ["hugetlbfs-2m", "thp"]]
             ),
             // A syntax error names the key it is on, as in scenario files (the same spanned reader).
             ("name = 'x\n", "s.toml:1:10: field `name`: TOML syntax"),
-            ("name = 'x'\nscenario = 'b.toml'\nseeds = [nan]\n", "s.toml:3:10: float NaN is not a finite number"),
+            (
+                "name = 'x'\nscenario = 'b.toml'\nseeds = [nan]\n",
+                "s.toml:3:10: float NaN is not a finite number",
+            ),
             (
                 "name = 'x'\nscenario = 'b.toml'\n[[axis]]\nkey = 'seed'\nvalues = [1]\n",
                 "s.toml:4:7: field `axis[0].key`: \"seed\" cannot be swept here",
@@ -777,53 +518,6 @@ values = [["thp", "thp"], ["hugetlbfs-2m", "thp"]]
         for (text, want) in cases {
             let e = parse("s.toml", text).unwrap_err().to_string();
             assert!(e.starts_with(want), "{text:?}\n got: {e}\nwant: {want}");
-        }
-    }
-
-    #[test]
-    fn shard_argument() {
-        assert_eq!(parse_shard("0/1").unwrap(), (0, 1));
-        assert_eq!(parse_shard("7/8").unwrap(), (7, 8));
-        for bad in ["8/8", "1/0", "x/2", "3", "-1/2"] {
-            assert!(parse_shard(bad).is_err(), "{bad}");
-        }
-    }
-
-    fn def_with(sizes: &[usize], seeds: usize) -> SweepDef {
-        let mut text = String::from("name = 'p'\nscenario = 'b.toml'\n");
-        if seeds > 0 {
-            let _ = writeln!(text, "seeds = {{ from = 0, to = {} }}", seeds - 1);
-        }
-        for (a, n) in sizes.iter().enumerate() {
-            let _ =
-                writeln!(text, "[[axis]]\nkey = 'k{a}'\nrange = {{ from = 0, to = {}, step = 1 }}", n - 1);
-        }
-        parse("p.toml", &text).unwrap()
-    }
-
-    proptest! {
-        /// The shards of any Node are disjoint, their union is the whole sweep, and every run is the
-        /// same point (index, values, seed) whatever Node is.
-        #[test]
-        fn shards_partition_the_sweep(sizes in prop::collection::vec(1usize..5, 0..4), seeds in 0usize..4, n in 1usize..12) {
-            let d = def_with(&sizes, seeds);
-            let all = d.expand();
-            prop_assert_eq!(all.len() as u128, d.size());
-            // Expansion is a bijection onto the grid: every combination once.
-            let distinct: std::collections::BTreeSet<_> = all.iter().map(|p| (p.value, p.seed)).collect();
-            prop_assert_eq!(distinct.len(), all.len());
-            for (i, p) in all.iter().enumerate() {
-                prop_assert_eq!(p.index, i);
-            }
-            let mut seen = vec![0u32; all.len()];
-            for shard in 0..n {
-                for p in all.iter().filter(|p| in_shard(p.index, shard, n)) {
-                    seen[p.index] += 1;
-                }
-            }
-            prop_assert!(seen.iter().all(|&c| c == 1), "every run in exactly one shard");
-            // Independent of N: a second expansion (another machine, another N) is identical.
-            prop_assert_eq!(d.expand(), all);
         }
     }
 }

@@ -15,6 +15,8 @@
 //! overrides, so shards of different sweeps (or of an edited scenario) are never merged.
 
 pub mod file;
+pub mod grid;
+mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,8 @@ use crate::input::Limit;
 use crate::output::OutDir;
 use crate::output::set::Policy;
 use crate::{Check, check_mode, report, run_one, table};
-use file::{Point, SweepDef, in_shard, parse_shard};
+use file::SweepDef;
+use grid::{Point, in_shard, parse_shard};
 
 /// `snpsim sweep --help` epilogue.
 pub const SWEEP_HELP: &str = "A sweep file names a base scenario, fixed overrides ([set]), axes of values or \

@@ -200,12 +200,16 @@ pub(crate) struct OutputOpts {
     /// Print CSV, one row per run, every metric a column.
     #[arg(long)]
     csv: bool,
-    /// Write DIR/results.json (as --json), DIR/report.html (the HTML report) and DIR/trace.jsonl
-    /// (every run); the default run adds DIR/verdicts.json; with `--trace-format chrome` also
-    /// DIR/trace.json (open it in Perfetto). DIR is replaced as a whole when the command ends:
-    /// it must be new or empty, unless --force.
+    /// Write DIR/results.json (as --json) and DIR/report.html (the HTML report); the default run
+    /// adds DIR/verdicts.json. Traces only when asked (--with-trace or --trace-format): they are
+    /// large (the default run's is 866 MB). DIR is replaced as a whole when the command ends: it
+    /// must be new or empty, unless --force.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// With --out: also write DIR/trace.jsonl (every run's trace, which `snpsim replay`
+    /// re-executes), and DIR/trace.json with `--trace-format chrome`.
+    #[arg(long, requires = "out")]
+    with_trace: bool,
     /// Replace a non-empty --out DIR: everything in it is replaced by this command's outputs.
     #[arg(long, requires = "out")]
     force: bool,
@@ -214,17 +218,31 @@ pub(crate) struct OutputOpts {
     /// table) or a process substitution is written as a stream.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
-    /// Trace format for --trace; with --out, `chrome` adds trace.json beside trace.jsonl.
-    #[arg(long, value_enum, default_value = "jsonl")]
-    trace_format: TraceFormat,
+    /// Trace format for --trace (default jsonl). Given with --out, it asks for the traces as
+    /// --with-trace does; `chrome` adds trace.json beside trace.jsonl.
+    #[arg(long, value_enum)]
+    trace_format: Option<TraceFormat>,
     /// No progress bar (it is drawn only when standard error is a terminal anyway).
     #[arg(long, short = 'q')]
     quiet: bool,
 }
 
 impl OutputOpts {
+    /// Whether the runs record traces: for `--trace FILE`, or for `--out DIR` when its traces were
+    /// asked for.
     fn traced(&self) -> bool {
-        self.out.is_some() || self.trace.is_some()
+        self.out_traces() || self.trace.is_some()
+    }
+
+    /// Whether `--out DIR` gets the traces: only when asked (`--with-trace` or an explicit
+    /// `--trace-format`), since a trace is far larger and slower to write than the results.
+    fn out_traces(&self) -> bool {
+        self.out.is_some() && (self.with_trace || self.trace_format.is_some())
+    }
+
+    /// The trace format: `--trace-format`, JSONL by default.
+    fn format(&self) -> TraceFormat {
+        self.trace_format.unwrap_or(TraceFormat::Jsonl)
     }
 
     /// Check every destination before anything runs, against each other and the command's
@@ -299,7 +317,8 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct ReplayArgs {
-    /// The JSONL trace (from `--trace FILE` or `--out DIR`'s trace.jsonl); `-` reads standard input.
+    /// The JSONL trace (from `--trace FILE`, or `--out DIR --with-trace`'s trace.jsonl); `-` reads
+    /// standard input.
     trace: PathBuf,
     /// Refuse a trace larger than SIZE (replay holds it in memory), or a run whose machine (host
     /// and guest memory) needs an estimated simulator memory over SIZE (`8GiB`), or `unlimited`.
@@ -603,14 +622,14 @@ pub(crate) fn emit(
         }
     }
     // The Chrome document, built once if any destination wants it.
-    let mut chrome = if output.traced() && output.trace_format == TraceFormat::Chrome {
+    let mut chrome = if output.traced() && output.format() == TraceFormat::Chrome {
         let text = String::from_utf8_lossy(&trace_text);
         snpsim_sim::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes()
     } else {
         Vec::new()
     };
     // `--trace FILE` takes its copy last; `--out` copies only what `--trace` also needs.
-    let trace_wants = output.trace.as_ref().map(|_| output.trace_format);
+    let trace_wants = output.trace.as_ref().map(|_| output.format());
     let mut replay_path = None;
     if let Some(dir) = &plan.out {
         let runs: Vec<&ScenarioRun> = jobs.iter().map(|j| &j.run).collect();
@@ -625,25 +644,27 @@ pub(crate) fn emit(
             bytes.push(b'\n');
             files.push(("verdicts.json".into(), bytes));
         }
-        if output.trace_format == TraceFormat::Chrome {
-            let doc = if trace_wants == Some(TraceFormat::Chrome) {
-                chrome.clone()
+        if output.out_traces() {
+            if output.format() == TraceFormat::Chrome {
+                let doc = if trace_wants == Some(TraceFormat::Chrome) {
+                    chrome.clone()
+                } else {
+                    std::mem::take(&mut chrome)
+                };
+                files.push(("trace.json".into(), doc));
+            }
+            let jsonl = if trace_wants == Some(TraceFormat::Jsonl) {
+                trace_text.clone()
             } else {
-                std::mem::take(&mut chrome)
+                std::mem::take(&mut trace_text)
             };
-            files.push(("trace.json".into(), doc));
+            files.push(("trace.jsonl".into(), jsonl));
+            replay_path = Some(dir.shown.join("trace.jsonl"));
         }
-        let jsonl = if trace_wants == Some(TraceFormat::Jsonl) {
-            trace_text.clone()
-        } else {
-            std::mem::take(&mut trace_text)
-        };
-        files.push(("trace.jsonl".into(), jsonl));
-        replay_path = Some(dir.shown.join("trace.jsonl"));
         dir.write(files)?;
     }
     if let Some(t) = &plan.trace {
-        match output.trace_format {
+        match output.format() {
             TraceFormat::Jsonl => {
                 t.write(&trace_text)?;
                 if !t.is_stdout() {

@@ -38,9 +38,18 @@ fn out_writes_results_and_traces_that_replay() {
     assert!(text(&rp.stdout).contains(&format!("replayed {files} run(s)")), "{}", text(&rp.stdout));
     // Without chrome, no trace.json; verdicts only for the default run.
     let out2 = d.join("o2");
-    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out2)]);
+    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out2), "--with-trace"]);
     assert_eq!(r.status.code(), Some(0));
     assert_eq!(files_in(&out2), ["report.html", "results.json", "trace.jsonl"]);
+    // Without --with-trace or --trace-format, --out writes no trace: the default run's is
+    // hundreds of MB.
+    let out3 = d.join("o3");
+    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out3)]);
+    assert_eq!(r.status.code(), Some(0));
+    assert_eq!(files_in(&out3), ["report.html", "results.json"]);
+    // --with-trace only means something with --out.
+    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--with-trace"]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
 }
 
 /// The Trace Event format's required fields, per event phase.
@@ -130,7 +139,7 @@ fn compare_at_job_counts(d: &Path, file: &str, extra: &[&str], jobs: &[&str]) ->
         let o = d.join(format!("cmp{j}"));
         let mut args = vec!["compare", file, "--policies", "all", "--backings", "all"];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&["--jobs", j, "--out", s(&o)]);
+        args.extend_from_slice(&["--jobs", j, "--out", s(&o), "--with-trace"]);
         let r = snpsim(&args);
         assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
         outs.push((
@@ -342,7 +351,17 @@ fn a_failed_expectation_prints_the_seed_and_the_command_that_reproduces_it() {
         .replace("host_splits = 0", "host_splits = 3");
     std::fs::write(&f, text_in).unwrap();
     let out = d.join("o");
-    let r = snpsim(&["run", s(&f), "--set", "guest.psc_protocol=msr", "--seed", "9", "--out", s(&out)]);
+    let r = snpsim(&[
+        "run",
+        s(&f),
+        "--set",
+        "guest.psc_protocol=msr",
+        "--seed",
+        "9",
+        "--out",
+        s(&out),
+        "--with-trace",
+    ]);
     assert_eq!(r.status.code(), Some(1));
     let err = text(&r.stderr);
     assert!(err.contains("expected host_splits ==3, got 0"), "{err}");

@@ -464,6 +464,18 @@ pub fn csv(runs: &[&ScenarioRun]) -> String {
 /// CSV as [`csv`], with a `guest` column after `granularity` when `guests` (one label per run)
 /// is given.
 pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
+    csv_extra(runs, guests, &[], &[])
+}
+
+/// CSV as [`csv_with`], followed by the columns `extra_names`, whose values for run `i` are
+/// `extra[i]` (a sweep's run index, seed and parameters): the columns of `run --csv` come first
+/// and unchanged, so the two concatenate.
+pub fn csv_extra(
+    runs: &[&ScenarioRun],
+    guests: Option<&[String]>,
+    extra_names: &[String],
+    extra: &[Vec<String>],
+) -> String {
     // Nested metrics (`npt_demotions`, `exits`, ...) have members only where they occurred: the
     // columns are the union over all runs, in name order, and a run without one reports 0.
     let rows: Vec<std::collections::BTreeMap<String, String>> = runs
@@ -489,22 +501,29 @@ pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
     let names: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.keys()).collect();
     let mut out = String::new();
     let header: Vec<String> = names.iter().map(|k| csv_field(k)).collect();
-    let extra = if guests.is_some() { ",guest" } else { "" };
-    let _ = writeln!(out, "scenario,policy,backing,granularity{extra},outcome,{}", header.join(","));
+    let guest_head = if guests.is_some() { ",guest" } else { "" };
+    let tail = |cells: &[String]| cells.iter().map(|c| format!(",{}", csv_field(c))).collect::<String>();
+    let _ = writeln!(
+        out,
+        "scenario,policy,backing,granularity{guest_head},outcome,{}{}",
+        header.join(","),
+        tail(extra_names)
+    );
     for (i, (r, row)) in runs.iter().zip(&rows).enumerate() {
         let guest = guests.map(|g| format!(",{}", csv_field(g.get(i).map_or("", String::as_str))));
         let vals: Vec<String> =
             names.iter().map(|k| row.get(*k).map_or_else(|| "0".to_string(), |v| csv_field(v))).collect();
         let _ = writeln!(
             out,
-            "{},{},{},{}{},{},{}",
+            "{},{},{},{}{},{},{}{}",
             csv_field(&r.name),
             r.policy,
             r.backing,
             r.granularity,
             guest.unwrap_or_default(),
             r.result.outcome,
-            vals.join(",")
+            vals.join(","),
+            extra.get(i).map(|e| tail(e)).unwrap_or_default()
         );
     }
     out

@@ -114,7 +114,7 @@ snpsim check --mutant no-zap-after-psmash --depth 3 --out cex")]
 (or --json output), or a sweep's runs.jsonl. The page has no script and loads nothing: open it anywhere.\n\n\
 Examples:\n  snpsim run --out out && snpsim report out --html debate.html\n  \
 snpsim compare s.toml --policies all --json > r.json && snpsim report r.json --html r.html\n  \
-snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
+snpsim sweep examples/sweeps/attacks.toml --out sweep && snpsim report sweep/runs.jsonl --html sweep.html"
     )]
     Report(report::ReportArgs),
     /// Run a parameter sweep (a base scenario x a grid of overrides x seeds), or one shard of it.

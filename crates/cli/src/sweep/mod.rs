@@ -44,8 +44,8 @@ run on standard output (with or without --out): the columns of `snpsim run --csv
 params.AXIS.\n\n\
 Examples:\n  snpsim sweep examples/sweeps/conversion-rate.toml --out sweep\n  \
 snpsim sweep examples/sweeps/attacks.toml --csv > attacks.csv\n  \
-snpsim sweep s.toml --shard $SLURM_ARRAY_TASK_ID/8 --out shards\n  \
-snpsim sweep s.toml --shard $JOB_COMPLETION_INDEX/8 --out /results\n\n\
+snpsim sweep examples/sweeps/conversion-rate.toml --shard $SLURM_ARRAY_TASK_ID/8 --out shards\n  \
+snpsim sweep examples/sweeps/conversion-rate.toml --shard $JOB_COMPLETION_INDEX/8 --out /results\n\n\
 Exit codes: 0 ok, 1 an invariant failed in some run (the output is written), 2 bad input (FILE:LINE:COLUMN; \
 nothing is written).";
 
@@ -54,7 +54,10 @@ pub const MERGE_HELP: &str = "Reads sweep.json and every runs.jsonl / shard-I-of
 directories, checks that they belong to one sweep and that every run is present exactly once, and writes \
 OUT/sweep.json, OUT/runs.jsonl (index order) and OUT/report.html. A missing or duplicated run is an error \
 (exit 2, nothing written) naming the runs and the shard that should have produced them.\n\n\
-Examples:\n  snpsim merge shards --out merged\n  snpsim merge shard-0 shard-1 shard-2 --out merged";
+Examples:\n  for i in 0 1 2; do snpsim sweep examples/sweeps/attacks.toml --shard $i/3 --out shards; done\n  \
+snpsim merge shards --out merged\n  \
+for i in 0 1 2; do snpsim sweep examples/sweeps/attacks.toml --shard $i/3 --out shard-$i; done\n  \
+snpsim merge shard-0 shard-1 shard-2 --out merged-too";
 
 /// `snpsim sweep` options.
 #[derive(Debug, Args)]

@@ -102,12 +102,12 @@ pub fn panels(widths: &[usize], left: usize, width: usize) -> Vec<Vec<usize>> {
     let key: usize = widths[..left].iter().map(|w| w + 2).sum();
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut used = usize::MAX;
-    for c in left..widths.len() {
-        if used.saturating_add(widths[c] + 2) > width + 2 {
+    for (c, w) in widths.iter().enumerate().skip(left) {
+        if used.saturating_add(w + 2) > width + 2 {
             out.push((0..left).collect());
             used = key;
         }
-        used += widths[c] + 2;
+        used += w + 2;
         if let Some(p) = out.last_mut() {
             p.push(c);
         }
@@ -522,7 +522,12 @@ pub fn csv_extra(
     let mut out = String::new();
     let header: Vec<String> = names.iter().map(|k| csv_field(k)).collect();
     let guest_head = if guests.is_some() { ",guest" } else { "" };
-    let tail = |cells: &[String]| cells.iter().map(|c| format!(",{}", csv_field(c))).collect::<String>();
+    let tail = |cells: &[String]| {
+        cells.iter().fold(String::new(), |mut t, c| {
+            let _ = write!(t, ",{}", csv_field(c));
+            t
+        })
+    };
     let _ = writeln!(
         out,
         "scenario,policy,backing,granularity{guest_head},outcome,{}{}",

@@ -220,12 +220,11 @@ fn markdown(name: &str, text: &str) -> Found {
                 break;
             }
             // Backslash continuations make one line.
-            match l.strip_suffix('\\') {
-                Some(part) => pending.push_str(part),
-                None => {
-                    pending.push_str(l);
-                    block.push((m + 1, std::mem::take(&mut pending)));
-                }
+            if let Some(part) = l.strip_suffix('\\') {
+                pending.push_str(part);
+            } else {
+                pending.push_str(l);
+                block.push((m + 1, std::mem::take(&mut pending)));
             }
         }
         if !matches!(lang.trim(), "sh" | "bash") {

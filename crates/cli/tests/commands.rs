@@ -275,7 +275,13 @@ fn compare_runs_a_matrix_in_a_stable_order() {
         "{err}"
     );
 
-    let table = snpsim(&["compare", &file, "--policies", "all", "--backings", "thp,gmem-2m"]);
+    // Wide enough for the table in one piece (at the default 100 columns its metric columns are
+    // dealt into panels, each repeating the policy rows).
+    let table = Command::new(env!("CARGO_BIN_EXE_snpsim"))
+        .env("COLUMNS", "250")
+        .args(["compare", &file, "--policies", "all", "--backings", "thp,gmem-2m"])
+        .output()
+        .unwrap();
     assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
     let out = text(&table.stdout);
     assert!(out.contains("policy") && out.contains("guest") && out.contains("sizem"), "{out}");

@@ -330,7 +330,7 @@ fn scratch(base: &Path, n: usize) -> PathBuf {
 }
 
 /// Run every group, each in its own scratch directory; returns the failures.
-fn run_groups(test: &str, groups: &[Vec<Cmd>], used: &mut Vec<&'static str>) -> Vec<String> {
+fn run_groups(test: &str, groups: &[Vec<Cmd>]) -> Vec<String> {
     let base = temp_dir(test);
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_snpsim")).parent().unwrap().to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
@@ -339,16 +339,10 @@ fn run_groups(test: &str, groups: &[Vec<Cmd>], used: &mut Vec<&'static str>) -> 
         let d = scratch(&base, n);
         for cmd in group {
             let (run, note) = match REDUCED.iter().find(|(doc, _, _)| *doc == cmd.text) {
-                Some((doc, reduced, _)) => {
-                    used.push(doc);
-                    (*reduced, " (reduced)")
-                }
+                Some((_, reduced, _)) => (*reduced, " (reduced)"),
                 None => (cmd.text.as_str(), ""),
             };
-            let want = EXIT.iter().find(|(c, _, _)| *c == run).map_or(0, |(c, code, _)| {
-                used.push(c);
-                *code
-            });
+            let want = EXIT.iter().find(|(c, _, _)| *c == run).map_or(0, |(_, code, _)| *code);
             let start = Instant::now();
             let o = Command::new("bash")
                 .args(["-o", "pipefail", "-c", run])
@@ -439,8 +433,7 @@ fn every_command_of_the_readme_and_docs_runs_as_documented() {
     // The README's and docs' shell blocks and inline commands, at the time of writing: a sudden
     // drop means the extraction broke.
     assert!(commands >= 40, "only {commands} commands found");
-    let mut used = Vec::new();
-    let mut failures = run_groups("docs", &all.groups, &mut used);
+    let mut failures = run_groups("docs", &all.groups);
     failures.extend(check_synopses(&all.synopses));
     eprintln!("{commands} commands run, {} synopses checked", all.synopses.len());
     report(&failures);
@@ -460,8 +453,7 @@ fn every_help_example_runs_as_documented() {
     for (g, name) in groups.iter().zip(std::iter::once("snpsim").chain(subs.iter().map(String::as_str))) {
         assert!(!g.is_empty(), "`{name} --help` has no examples");
     }
-    let mut used = Vec::new();
-    let failures = run_groups("help", &groups, &mut used);
+    let failures = run_groups("help", &groups);
     report(&failures);
 }
 

@@ -9,7 +9,7 @@ use snpsim_defs::{Gfn, PageSize, RmpPageSize, VmplPerms};
 use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 use snpsim_host::{HostVia, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry};
-use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
+use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
 
 const PAGES: u64 = 32;
 
@@ -86,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
         },
         step_budget: None,
         check: CheckMode::Full,
-        adversary: snpsim_sim::adversary::Attacks::NONE,
+        adversary: snpsim_engine::adversary::Attacks::NONE,
         interleave,
     };
     let Ok(mut sim) = Simulation::new(config) else { return };

@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = snpsim_sim::replay::replay(text);
+        let _ = snpsim_trace::replay::replay(text);
     }
 });

@@ -10,7 +10,7 @@ use std::collections::{HashSet, VecDeque};
 
 use rayon::prelude::*;
 
-use snpsim_sim::engine::Action;
+use snpsim_engine::engine::Action;
 use stateright::{Expectation, Model};
 
 use crate::model::Key;
@@ -39,7 +39,7 @@ pub struct Exploration {
     /// The most states waiting in the breadth-first frontier at once.
     pub peak_frontier: usize,
     /// The most memory the exploration held at once, estimated: the visited set and the paths at
-    /// their capacity, and each frontier state's model ([`snpsim_sim::Simulation::state_bytes`]
+    /// their capacity, and each frontier state's model ([`snpsim_engine::Simulation::state_bytes`]
     /// plus the state's own size). Reporting only.
     pub peak_bytes: usize,
 }

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
+use snpsim_engine::Simulation;
 use snpsim_guest::Platform;
-use snpsim_sim::Simulation;
 
 /// The canonical form being written: text (`Debug`) and binary pieces.
 struct Form<'a>(&'a mut Vec<u8>);
@@ -77,9 +77,9 @@ pub fn digest(sim: &Simulation, flags: u8) -> u128 {
 
 #[cfg(test)]
 mod tests {
+    use snpsim_engine::engine::MemoryBacking;
     use snpsim_guest::Granularity;
     use snpsim_host::VmaBacking;
-    use snpsim_sim::engine::MemoryBacking;
 
     use super::*;
     use crate::{CheckSetup, initial_simulation};

@@ -1,8 +1,8 @@
 //! Exhaustive model checking of snpsim on the `tiny` geometry.
 //!
-//! The state is a whole [`Simulation`](snpsim_sim::engine::Simulation) (RMP, host, KVM, guest) on a machine with 4 pages per
+//! The state is a whole [`Simulation`](snpsim_engine::engine::Simulation) (RMP, host, KVM, guest) on a machine with 4 pages per
 //! paging level; the actions are the scripted steps a guest and a host can take
-//! ([`Action`](snpsim_sim::engine::Action)), bounded in depth. Each action runs through the *same* engine as a simulation —
+//! ([`Action`](snpsim_engine::engine::Action)), bounded in depth. Each action runs through the *same* engine as a simulation —
 //! there is no second model of the rules — with the whole-state invariant check after every step.
 //! The model is a [stateright](https://docs.rs/stateright) `Model`, explored breadth first by
 //! [`explore`], which identifies states by a 128-bit digest of their canonical form (never a

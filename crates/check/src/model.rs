@@ -1,12 +1,12 @@
 //! The stateright model.
 
 use snpsim_defs::{Gfn, PageSize};
+use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
 use snpsim_guest::{Granularity, GuestConfig, Recoalesce};
 use snpsim_host::HostVia;
 use snpsim_hw::{AccessKind, Geometry, Mutant};
 use snpsim_kvm::Policy;
-use snpsim_sim::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
-use snpsim_sim::trace::TraceMeta;
+use snpsim_trace::{TraceExt, TraceMeta};
 use stateright::{Model, Property};
 
 use crate::fingerprint::digest;
@@ -180,7 +180,7 @@ impl State {
     }
 
     fn kvm_instruction_failed(&self) -> bool {
-        self.sim.ending().is_some_and(|e| e.cause() == Some(snpsim_sim::outcome::Cause::InstructionFailed))
+        self.sim.ending().is_some_and(|e| e.cause() == Some(snpsim_engine::outcome::Cause::InstructionFailed))
     }
 
     fn violations(&self) -> usize {

@@ -4,12 +4,12 @@
 
 use snpsim_defs::ghcb::{PscBuffer, PscEntry, PscHeader, PscOp, VMGEXIT_PSC_ERROR_INVALID_ENTRY};
 use snpsim_defs::{Gfn, PageSize};
+use snpsim_engine::engine::MemoryBacking;
 use snpsim_guest::Granularity;
 use snpsim_host::VmaBacking;
 use snpsim_hw::Mutant;
 use snpsim_kvm::policy::by_name;
 use snpsim_kvm::psc::{PscRange, process_ghcb_mutated};
-use snpsim_sim::engine::MemoryBacking;
 
 use crate::{CheckSetup, SnpModel};
 

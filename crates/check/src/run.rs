@@ -2,31 +2,19 @@
 
 use std::time::{Duration, Instant};
 
-use snpsim_defs::PageSize;
+use snpsim_engine::backing::Backing;
+use snpsim_engine::engine::{Action, MemoryBacking};
+use snpsim_engine::names::Named;
 use snpsim_guest::Granularity;
 use snpsim_host::VmaBacking;
 use snpsim_hw::Mutant;
 use snpsim_kvm::{Era, Policy};
-use snpsim_sim::engine::{Action, MemoryBacking};
 
 use crate::{CheckSetup, SnpModel};
 
 /// Every backing of an era, as the checker runs them.
 pub fn backings(era: Era) -> Vec<(&'static str, MemoryBacking)> {
-    match era {
-        Era::Legacy => vec![
-            ("anon-4k", MemoryBacking::Vma(VmaBacking::Anon4k)),
-            ("thp", MemoryBacking::Vma(VmaBacking::Thp)),
-            ("hugetlbfs-2m", MemoryBacking::Vma(VmaBacking::Hugetlbfs2m)),
-            ("hugetlbfs-1g", MemoryBacking::Vma(VmaBacking::Hugetlbfs1g)),
-        ],
-        Era::Gmem => {
-            [("gmem-4k", PageSize::Size4K), ("gmem-2m", PageSize::Size2M), ("gmem-1g", PageSize::Size1G)]
-                .into_iter()
-                .map(|(n, folio)| (n, MemoryBacking::Gmem { folio, shared: VmaBacking::Thp }))
-                .collect()
-        }
-    }
+    Backing::of_era(era).map(|b| (b.name(), b.memory(VmaBacking::Thp))).collect()
 }
 
 /// What checking one configuration found.

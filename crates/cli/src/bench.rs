@@ -11,14 +11,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+use snpsim_engine::engine::{Action, CheckMode, Simulation};
+use snpsim_engine::metrics::Metrics;
+use snpsim_engine::prelude::{Gpa, RmpPageSize};
 use snpsim_hw::reference::DenseRmp;
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{RmpConfig, RmpModel};
-use snpsim_sim::engine::{Action, CheckMode, Simulation};
-use snpsim_sim::metrics::Metrics;
-use snpsim_sim::prelude::{Gpa, RmpPageSize};
-use snpsim_sim::run::{actions, run_scenario, sim_config};
-use snpsim_sim::scenario::{Scenario, parse_scenario};
+use snpsim_scenario::run::{actions, run_scenario, sim_config};
+use snpsim_scenario::{Scenario, parse_scenario};
 
 use crate::{Check, check_mode};
 
@@ -352,7 +352,7 @@ fn dense_comparison(pages: u64, gran: RmpPageSize, sim_wall: f64) -> Result<Valu
     let small = DENSE_PAGES.min(pages);
     let time = |rmp: &mut dyn RmpModel, n: u64| -> Result<(f64, u64)> {
         let start = Instant::now();
-        let ops = snpsim_sim::kernels::accept(rmp, 1, n, gran).map_err(anyhow::Error::msg)?;
+        let ops = snpsim_engine::kernels::accept(rmp, 1, n, gran).map_err(anyhow::Error::msg)?;
         Ok((start.elapsed().as_secs_f64(), ops))
     };
     let config = RmpConfig::x86(small);
@@ -386,19 +386,40 @@ fn fragment(name: &str, text: &str, check: CheckMode) -> Result<Value> {
         sim.step(&Action::Psc { vcpu: 0, gpa: Gpa(page << 12), pages: 1, private: false, granularity: None });
     }
     let (_, after) = memory_status();
+    let model = state_breakdown(&sim);
     let result = sim.finish();
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let (peak, _) = memory_status();
-    let completed = result.outcome == snpsim_sim::Outcome::Completed && result.violations.is_empty();
+    let completed = result.outcome == snpsim_engine::Outcome::Completed && result.violations.is_empty();
     let mut v = json!({
         "name": name, "outcome": result.outcome.name(), "passed": completed, "failures": result.violations,
         "wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": peak,
         "guest_bytes": s.vm.memory, "sim_time_ns": result.metrics.sim_time_ns,
         "state_bytes_per_4k_page": after.saturating_sub(before) as f64 / s.vm.pages() as f64,
+        "model_state_bytes": model["total"], "model_state_bytes_per_4k_page": model["total"].as_f64().unwrap_or(0.0) / s.vm.pages() as f64,
+        "model_state": model,
     });
     Counts::of(&result.metrics).write(&mut v, wall);
     Ok(v)
+}
+
+/// The model's own accounting of its state (`Simulation::state_bytes`) and its parts: the RMP,
+/// the RMP change stamps, the host (allocator, VMA, direct map, guest_memfd), the NPT, the memory
+/// attributes, the machine's page contents and validation counts together, and the guest.
+fn state_breakdown(sim: &Simulation) -> Value {
+    let mut v = json!({ "total": sim.state_bytes(), "guest": sim.guest().state_bytes() });
+    if let Some(m) = sim.machine() {
+        let (rmp, observed) = (m.rmp.inner().state_bytes(), m.rmp.state_bytes());
+        let (host, npt, attrs) = (m.host.state_bytes(), m.kvm.npt.state_bytes(), m.kvm.attrs.state_bytes());
+        v["rmp"] = json!(rmp);
+        v["rmp_change_stamps"] = json!(observed - rmp);
+        v["host"] = json!(host);
+        v["npt"] = json!(npt);
+        v["memory_attributes"] = json!(attrs);
+        v["contents_and_validations"] = json!(m.state_bytes() - observed - host - npt - attrs);
+    }
+    v
 }
 
 /// `snpsim sweep --jobs 2` of the suite's sweep, in this process.

@@ -212,6 +212,23 @@ pub fn text(doc: &Value) -> String {
     out
 }
 
+/// The fragmentation benchmark's memory: the resident growth per 4K page, and (in documents that
+/// have it) the model's own accounting, `state_bytes()`, beside it and the peak RSS.
+fn resident_note(r: &Value, resident: f64) -> String {
+    let note = format!("{resident:.1} bytes of resident state per 4K guest page");
+    match r["model_state_bytes_per_4k_page"].as_f64() {
+        Some(model) => {
+            let mib = |b: f64| b / f64::from(1u32 << 20);
+            format!(
+                "{note}; state_bytes() {model:.2} bytes per page ({:.1} MiB); peak RSS {:.0} MiB",
+                mib(f(&r["model_state_bytes"])),
+                mib(f(&r["peak_rss_bytes"]))
+            )
+        }
+        None => note,
+    }
+}
+
 /// What a benchmark measured beyond the counts.
 fn notes(r: &Value) -> Vec<String> {
     let mut notes = Vec::new();
@@ -235,7 +252,7 @@ fn notes(r: &Value) -> Vec<String> {
         ));
     }
     if let Some(b) = r["state_bytes_per_4k_page"].as_f64() {
-        notes.push(format!("{b:.1} bytes of resident state per 4K guest page"));
+        notes.push(resident_note(r, b));
     }
     if let Some(n) = r["runs"].as_u64() {
         notes.push(format!("{n} runs"));
@@ -347,7 +364,7 @@ fn trailer(out: &mut String, list: &[Value]) {
         .filter_map(|r| {
             let name = r["name"].as_str().unwrap_or("?");
             if let Some(b) = r["state_bytes_per_4k_page"].as_f64() {
-                Some(format!("- `{name}`: {b:.1} bytes of resident state per 4K guest page."))
+                Some(format!("- `{name}`: {}.", resident_note(r, b)))
             } else {
                 r["runs"].as_u64().map(|n| format!("- `{name}`: {n} runs."))
             }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use snpsim_check::run::{ConfigReport, backings, check_config, follows_settings};
 use snpsim_check::{CheckSetup, initial_simulation};
 use snpsim_hw::Mutant;
-use snpsim_sim::trace::TraceMeta;
+use snpsim_trace::TraceMeta;
 
 use crate::output::write_file;
 
@@ -97,7 +97,7 @@ fn validate(args: &CheckArgs) -> Result<Option<Mutant>> {
 /// empty file).
 fn counterexample_trace(
     r: &ConfigReport,
-    actions: &[snpsim_sim::engine::Action],
+    actions: &[snpsim_engine::engine::Action],
     mutant: Option<Mutant>,
 ) -> Result<Vec<u8>> {
     let Some(policy) = snpsim_kvm::policy::by_name(r.policy) else {

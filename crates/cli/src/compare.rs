@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rayon::prelude::*;
 use serde_json::Value;
-use snpsim_sim::run::ScenarioRun;
-use snpsim_sim::scenario::{Backing, Granularity, Policy, Preset, Scenario, parse_scenario_with_overrides};
+use snpsim_scenario::Named;
+use snpsim_scenario::run::ScenarioRun;
+use snpsim_scenario::{Backing, Granularity, Policy, Preset, Scenario, parse_scenario_with_overrides};
 
 use crate::{Job, OutputOpts, ScenarioOpts, check_mode, emit, overrides, repro_command, run_one, table};
 
@@ -114,14 +115,18 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
     let user = overrides(&args.scenario_opts)?;
     let check = check_mode(args.scenario_opts.check);
     let threads = crate::jobs(args.jobs)?;
-    let policies = parse_list("policies", args.policies.as_deref(), Policy::ALL, &Policy::accepted(), |s| {
-        s.parse().ok()
-    })?;
+    let policies = parse_list(
+        "policies",
+        args.policies.as_deref(),
+        snpsim_scenario::policies(),
+        &snpsim_scenario::accepted_policies(),
+        snpsim_kvm::policy::by_name,
+    )?;
     let backings =
-        parse_list("backings", args.backings.as_deref(), Backing::ALL, &Backing::accepted(), |s| {
+        parse_list("backings", args.backings.as_deref(), Backing::all(), &Backing::accepted(), |s| {
             s.parse().ok()
         })?;
-    let all_presets: Vec<GuestChoice> = Preset::ALL.iter().map(|&p| GuestChoice::Preset(p)).collect();
+    let all_presets: Vec<GuestChoice> = Preset::all().iter().map(|&p| GuestChoice::Preset(p)).collect();
     let guests = parse_list(
         "guests",
         args.guests.as_deref(),
@@ -210,7 +215,7 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
 fn read_text(path: &std::path::Path, file: &str) -> Result<String> {
     let bytes = crate::input::read(path, "the scenario", crate::input::SCENARIO)?;
     String::from_utf8(bytes).map_err(|e| {
-        let located = snpsim_sim::scenario::parse_scenario_bytes(file, e.as_bytes(), &[]).err();
+        let located = snpsim_scenario::parse_scenario_bytes(file, e.as_bytes(), &[]).err();
         located.map_or_else(|| anyhow::anyhow!("{file}: the file is not UTF-8 text"), Into::into)
     })
 }
@@ -220,7 +225,7 @@ fn run_all(
     pool: &rayon::ThreadPool,
     combos: &[Combo],
     file: &str,
-    check: snpsim_sim::engine::CheckMode,
+    check: snpsim_engine::engine::CheckMode,
     traced: bool,
     quiet: bool,
 ) -> Vec<Result<ScenarioRun>> {

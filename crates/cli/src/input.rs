@@ -53,7 +53,7 @@ pub fn display(path: &Path) -> String {
 
 /// A size in messages (`256 MiB`).
 pub fn human(bytes: u64) -> String {
-    snpsim_sim::budget::human(bytes)
+    snpsim_scenario::budget::human(bytes)
 }
 
 fn kind(t: std::fs::FileType) -> &'static str {

@@ -1,7 +1,8 @@
 //! `snpsim list`: what is built in, one line each.
 
-use snpsim_sim::debate::CLAIM_SCENARIOS;
-use snpsim_sim::scenario::{Backing, METRICS, Preset, StepKind, family_members};
+use snpsim_debate::debate::CLAIM_SCENARIOS;
+use snpsim_scenario::Named;
+use snpsim_scenario::{Backing, METRICS, Preset, StepKind, family_members};
 
 fn backing_line(b: Backing) -> &'static str {
     match b {
@@ -81,11 +82,11 @@ pub fn text() -> String {
         w!("  {:<20} [{}] {}", p.name(), p.reading().label(), p.summary());
     }
     w!("\nBackings:");
-    for &b in Backing::ALL {
+    for &b in Backing::all() {
         w!("  {:<20} {} era: {}", b.name(), b.era(), backing_line(b));
     }
     w!("\nGuest presets:");
-    for &p in Preset::ALL {
+    for &p in Preset::all() {
         w!("  {:<20} {}", p.name(), preset_line(p));
     }
     w!("\nMetrics (JSON keys; [expect] names; docs/metrics.md), with their unit:");
@@ -108,13 +109,13 @@ pub fn text() -> String {
     }
     w!("\nStep ops ([[step]] op; fields besides op and vcpu; docs/user-guide.md):");
     let steps = step_rows();
-    for &k in StepKind::ALL {
+    for &k in StepKind::all() {
         let what =
             steps.iter().find(|r| r.first().is_some_and(|n| n == k.name())).map_or("", |r| r[2].as_str());
         w!("  {:<14} {:<36} {what}", k.name(), k.fields().join(", "));
     }
     w!("\nCost parameters ([cost] names; sim_time_ns.NAME; docs/calibration.md):");
-    for c in snpsim_sim::cost::ALL {
+    for c in snpsim_engine::cost::ALL {
         let source = c.provenance.split(':').next().unwrap_or("");
         w!("  {:<18} {:>13} {:<7} {:<10} {}", c.name, c.ns, c.unit.name(), source, c.what);
     }
@@ -138,12 +139,12 @@ mod tests {
         }
         assert_eq!(metrics.len(), METRICS.len() - 3, "a row for a metric that does not exist");
         let steps = step_rows();
-        for k in StepKind::ALL {
+        for k in StepKind::all() {
             let rows: Vec<_> = steps.iter().filter(|r| r[0] == k.name()).collect();
             assert_eq!(rows.len(), 1, "docs/user-guide.md: op {}", k.name());
             assert!(rows[0].len() == 3 && !rows[0][2].is_empty(), "{}", k.name());
         }
-        assert_eq!(steps.len(), StepKind::ALL.len());
+        assert_eq!(steps.len(), StepKind::all().len());
     }
 
     #[test]

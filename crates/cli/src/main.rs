@@ -29,13 +29,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
-use snpsim_sim::debate::{
+use snpsim_debate::debate::{
     CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, workload_matrix, workload_scenario,
 };
-use snpsim_sim::engine::CheckMode;
-use snpsim_sim::run::{ScenarioRun, run_scenario_traced};
-use snpsim_sim::scenario::{Scenario, parse_scenario, parse_scenario_bytes, split_override};
-use snpsim_sim::trace::TraceMeta;
+use snpsim_engine::engine::CheckMode;
+use snpsim_scenario::Named;
+use snpsim_scenario::TraceMetaExt;
+use snpsim_scenario::run::{ScenarioRun, run_scenario_traced};
+use snpsim_scenario::{Scenario, parse_scenario, parse_scenario_bytes, split_override};
+use snpsim_trace::TraceMeta;
 
 use crate::output::set::Policy;
 use crate::output::{OutDir, OutFile, TraceFormat};
@@ -177,7 +179,7 @@ pub(crate) fn parse_budget(text: &str) -> std::result::Result<u64, String> {
     if text == "unlimited" {
         return Ok(u64::MAX);
     }
-    match snpsim_sim::scenario::parse_size(text) {
+    match snpsim_scenario::parse_size(text) {
         Ok(0) => Err("must not be zero".into()),
         Ok(b) => Ok(b),
         Err(e) => Err(format!("{e}, or `unlimited`")),
@@ -186,7 +188,7 @@ pub(crate) fn parse_budget(text: &str) -> std::result::Result<u64, String> {
 
 /// Refuse a scenario whose estimated memory exceeds `budget` (exit 2, naming the field).
 pub(crate) fn check_budget(s: &Scenario, budget: u64, traced: bool) -> Result<()> {
-    snpsim_sim::budget::check(s, budget, traced)?;
+    snpsim_scenario::budget::check(s, budget, traced)?;
     Ok(())
 }
 
@@ -502,7 +504,7 @@ fn run(args: &RunArgs) -> Result<bool> {
         }
         if args.no_expect {
             for s in &mut scenarios {
-                s.expect = snpsim_sim::scenario::Expectations::default();
+                s.expect = snpsim_scenario::Expectations::default();
             }
         }
         for s in &scenarios {
@@ -539,7 +541,7 @@ fn run(args: &RunArgs) -> Result<bool> {
     emit(jobs, &args.output, &plan, table::json, verdicts.as_ref(), &stdout)
 }
 
-/// The embedded suite, run as [`snpsim_sim::debate::run_debate`] does, each run traced if asked.
+/// The embedded suite, run as [`snpsim_debate::debate::run_debate`] does, each run traced if asked.
 fn run_debate(check: CheckMode, c: Check, traced: bool, quiet: bool) -> Result<(Vec<Job>, Debate)> {
     let bug = "the embedded debate suite failed to run (a bug in snpsim)";
     let mut jobs = Vec::new();
@@ -624,7 +626,7 @@ pub(crate) fn emit(
     // The Chrome document, built once if any destination wants it.
     let mut chrome = if output.traced() && output.format() == TraceFormat::Chrome {
         let text = String::from_utf8_lossy(&trace_text);
-        snpsim_sim::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes()
+        snpsim_trace::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes()
     } else {
         Vec::new()
     };
@@ -740,7 +742,7 @@ fn debate_text(d: &Debate, all: &[&ScenarioRun], details: bool) -> String {
     s.push_str(&table::render(&claims, true));
     let workloads: Vec<&ScenarioRun> = d.workloads.iter().collect();
     let guests: Vec<String> = d.workloads.iter().map(|r| r.preset.to_string()).collect();
-    let _ = writeln!(s, "\nRealistic workload: {}", snpsim_sim::debate::WORKLOAD_SUMMARY);
+    let _ = writeln!(s, "\nRealistic workload: {}", snpsim_debate::debate::WORKLOAD_SUMMARY);
     s.push_str(&table::render_workloads(&workloads, &guests));
     s.push_str("\nVerdicts:\n");
     for v in &verdicts {
@@ -763,16 +765,16 @@ fn run_view(r: &ScenarioRun) -> matrix::RunView<'_> {
         granularity: r.granularity,
         follows: r.npt_level_follows_rmp,
         outcome: r.result.outcome.name(),
-        reason: r.result.reason.map(snpsim_sim::outcome::Reason::name),
-        cause: r.result.cause().map(snpsim_sim::outcome::Cause::name),
-        metric: Box::new(|k| snpsim_sim::run::metric_value(&r.result.metrics, k).unwrap_or(0.0)),
+        reason: r.result.reason.map(snpsim_engine::outcome::Reason::name),
+        cause: r.result.cause().map(snpsim_engine::outcome::Cause::name),
+        metric: Box::new(|k| snpsim_scenario::run::metric_value(&r.result.metrics, k).unwrap_or(0.0)),
     }
 }
 
 /// Two lines in the style of `cargo test`: the runs by outcome; the verdicts supported and the
 /// checks that failed (wrongly allowed accesses, invariant violations, runs that failed their
 /// expectations).
-fn summary_line(runs: &[&ScenarioRun], verdicts: &[snpsim_sim::debate::Verdict]) -> String {
+fn summary_line(runs: &[&ScenarioRun], verdicts: &[snpsim_debate::Verdict]) -> String {
     let mut by_outcome = std::collections::BTreeMap::<&str, usize>::new();
     for r in runs {
         *by_outcome.entry(r.result.outcome.name()).or_default() += 1;
@@ -802,7 +804,7 @@ fn replay(args: &ReplayArgs) -> Result<bool> {
     // A panic inside the engine is caught and reported as a malformed trace; keep its default
     // message off the terminal.
     std::panic::set_hook(Box::new(|_| {}));
-    let result = snpsim_sim::replay::replay_with_budget(&text, args.memory_budget);
+    let result = snpsim_trace::replay::replay_with_budget(&text, args.memory_budget);
     let _ = std::panic::take_hook();
     match result {
         Ok(summary) => {

@@ -4,7 +4,8 @@
 //! A cell is computed from a run's outcome, reason and metrics only (the names `--json` and
 //! `results.json` carry), so the terminal and the HTML report show the same words.
 
-use snpsim_sim::scenario::{Backing, Era, Granularity, Policy};
+use snpsim_scenario::Named;
+use snpsim_scenario::{Backing, Era, Granularity};
 
 /// What a cell reads of one run: its outcome and reason names and its metrics by name.
 pub struct RunView<'a> {
@@ -118,14 +119,14 @@ fn grid(runs: &[RunView<'_>], g: Granularity) -> Vec<Vec<(String, Option<Tone>)>
             head.extend(backings.iter().map(|b| (b.name().to_owned(), None)));
             rows.push(head);
         }
-        for &p in Policy::ALL.iter().filter(|p| p.era() == era) {
+        for &p in snpsim_scenario::policies().iter().filter(|p| p.era() == era) {
             let mut row = vec![(p.name().to_owned(), None)];
             for b in &backings {
                 let found = runs.iter().find(|r| {
                     r.policy == p.name()
                         && r.backing == b.name()
                         && r.granularity == g.name()
-                        && r.follows == p.default_npt_level_follows_rmp()
+                        && r.follows == p.npt_level_follows_rmp()
                 });
                 row.push(found.map_or_else(
                     || ("-".to_owned(), Some(Tone::Missing)),
@@ -147,12 +148,12 @@ pub type Rows = Vec<Vec<(String, Option<Tone>)>>;
 /// The grids, one per granularity: a title and rows of cells, the first row the backings of the
 /// legacy era (its first cell empty), a later row the gmem backings.
 pub fn grids(runs: &[RunView<'_>]) -> Vec<(&'static str, Rows)> {
-    Granularity::ALL
+    Granularity::all()
         .iter()
         .map(|&g| {
             let what = match g {
-                Granularity::Size4K => "4K guest (page-state changes of 4K pages)",
-                Granularity::Size2M => "2M guest (page-state changes in 2M chunks)",
+                Granularity::K4 => "4K guest (page-state changes of 4K pages)",
+                Granularity::M2 => "2M guest (page-state changes in 2M chunks)",
             };
             let mut head = vec![(String::new(), None)];
             head.extend(Backing::of_era(Era::Legacy).map(|b| (b.name().to_owned(), None)));
@@ -204,7 +205,7 @@ pub fn render_at(runs: &[RunView<'_>], width: usize) -> String {
 /// The `npt_level_follows_rmp` defaults in words: the policies whose default is `true`.
 pub fn follows_defaults() -> String {
     let on: Vec<&str> =
-        Policy::ALL.iter().filter(|p| p.default_npt_level_follows_rmp()).map(|p| p.name()).collect();
+        snpsim_scenario::policies().iter().filter(|p| p.npt_level_follows_rmp()).map(|p| p.name()).collect();
     format!("true for {}", on.join(" and "))
 }
 
@@ -280,7 +281,7 @@ mod tests {
         let count = |t: &str, w: &str| t.lines().filter(|l| l.trim_start().starts_with(w)).count();
         assert_eq!(count(&whole, "npt-demote "), 2, "one per granularity: {whole}");
         assert!(count(&narrow, "npt-demote ") > 2, "{narrow}");
-        for b in Backing::ALL {
+        for b in Backing::all() {
             assert!(narrow.contains(b.name()), "{}: {narrow}", b.name());
         }
     }
@@ -288,7 +289,7 @@ mod tests {
     #[test]
     fn every_metric_a_cell_reads_exists() {
         for name in CELL_METRICS {
-            assert_eq!(snpsim_sim::scenario::check_metric_name(name), Ok(()), "{name}");
+            assert_eq!(snpsim_scenario::check_metric_name(name), Ok(()), "{name}");
         }
     }
 }

@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
-use snpsim_sim::RunResult;
-use snpsim_sim::run::{ScenarioRun, metric_value};
+use snpsim_engine::RunResult;
+use snpsim_scenario::Named;
+use snpsim_scenario::run::{ScenarioRun, metric_value};
 
 /// The metric columns of the terminal table, headed by their JSON and `[expect]` names. A column
 /// that is 0 in every row is left out (a line under the table names them), so the table keeps to
@@ -209,7 +210,7 @@ pub fn render_with(
         } else {
             format!("{}!", r.result.outcome)
         });
-        let started = r.result.outcome != snpsim_sim::Outcome::VmRejected;
+        let started = r.result.outcome != snpsim_engine::Outcome::VmRejected;
         for key in &shown {
             row.push(if started { num(value(r, key)) } else { "-".into() });
         }
@@ -320,7 +321,7 @@ const WORKLOAD_COLUMNS: &[(&str, &str)] = &[
 
 /// The `actions` cell of a workload row: the guest actions performed (touches, conversions and
 /// host writes together), and `/PLANNED` after them when some planned ones were not performed.
-fn actions_cell(w: Option<&snpsim_sim::workload::WorkloadReport>) -> String {
+fn actions_cell(w: Option<&snpsim_scenario::workload::WorkloadReport>) -> String {
     match w {
         None => "-".into(),
         Some(w) if w.not_performed.total() == 0 => w.actions.total().to_string(),
@@ -354,7 +355,7 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
         row.push(format!("{:.1}%", 100.0 * (m.npt_coverage.m2 + m.npt_coverage.g1)));
         row.push(format!("{:.1}%", 100.0 * m.huge_capable));
         let ready = r.workload.as_ref().and_then(|w| w.time_to_ready_ns);
-        row.push(if r.result.outcome == snpsim_sim::Outcome::Completed {
+        row.push(if r.result.outcome == snpsim_engine::Outcome::Completed {
             ready.map_or_else(|| "-".into(), ms)
         } else {
             "-".into()
@@ -387,8 +388,8 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "granularity": r.granularity,
                     "npt_level_follows_rmp": r.npt_level_follows_rmp,
                     "outcome": r.result.outcome.name(),
-                    "cause": r.result.cause().map(snpsim_sim::outcome::Cause::name),
-                    "reason": r.result.reason.map(snpsim_sim::outcome::Reason::name),
+                    "cause": r.result.cause().map(snpsim_engine::outcome::Cause::name),
+                    "reason": r.result.reason.map(snpsim_engine::outcome::Reason::name),
                     "detail": r.result.detail,
                     "metrics": r.result.metrics,
                     "metrics_flat": metrics_flat(&r.result.metrics),
@@ -408,7 +409,7 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
 /// The metrics as one flat object, a family's members under `FAMILY.MEMBER` (the names `[expect]`
 /// takes: `exits.npf`, `npt_coverage.2m`, `sim_time_ns.npf_exit` for `sim_time_by_item`), every key
 /// present in every run, so that a data frame built from it has no missing cells.
-pub fn metrics_flat(m: &snpsim_sim::Metrics) -> Value {
+pub fn metrics_flat(m: &snpsim_engine::Metrics) -> Value {
     let mut flat = serde_json::Map::new();
     if let Ok(Value::Object(fields)) = serde_json::to_value(m) {
         for (k, v) in fields {
@@ -561,7 +562,7 @@ mod tests {
     #[test]
     fn every_column_names_a_metric() {
         for key in super::COLUMNS.iter().chain(super::WORKLOAD_COLUMNS.iter().map(|(_, k)| k)) {
-            assert_eq!(snpsim_sim::scenario::check_metric_name(key), Ok(()), "{key}");
+            assert_eq!(snpsim_scenario::check_metric_name(key), Ok(()), "{key}");
         }
     }
 

@@ -20,6 +20,10 @@ macro_rules! byte_address {
         pub struct $name(pub u64);
 
         impl $name {
+            /// The value `raw`. (Every address and frame number is a `u64`; the type says which space.)
+            pub const fn new(raw: u64) -> Self {
+                Self(raw)
+            }
             /// The raw address value.
             pub const fn raw(self) -> u64 {
                 self.0
@@ -54,6 +58,35 @@ macro_rules! byte_address {
             }
         }
 
+        /// `self + n`: the address or frame `n` units on. Overflow is a bug in the caller (every
+        /// input range is validated against the machine's memory first), so it panics; use
+        /// `checked_add` for untrusted values.
+        impl core::ops::Add<u64> for $name {
+            type Output = Self;
+            fn add(self, n: u64) -> Self {
+                match self.checked_add(n) {
+                    Some(v) => v,
+                    None => panic!(concat!(stringify!($name), " overflow")),
+                }
+            }
+        }
+        impl core::ops::AddAssign<u64> for $name {
+            fn add_assign(&mut self, n: u64) {
+                *self = *self + n;
+            }
+        }
+        /// `self - other`: how many units `other` lies below `self`. `other > self` is a bug in the
+        /// caller, so it panics; use `checked_offset_from` for untrusted values.
+        impl core::ops::Sub for $name {
+            type Output = u64;
+            fn sub(self, other: Self) -> u64 {
+                match self.checked_offset_from(other) {
+                    Some(v) => v,
+                    None => panic!(concat!(stringify!($name), " subtraction below zero")),
+                }
+            }
+        }
+
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, concat!(stringify!($name), "({:#x})"), self.0)
@@ -80,6 +113,10 @@ macro_rules! frame_number {
         pub struct $name(pub u64);
 
         impl $name {
+            /// The value `raw`. (Every address and frame number is a `u64`; the type says which space.)
+            pub const fn new(raw: u64) -> Self {
+                Self(raw)
+            }
             /// The raw frame number.
             pub const fn raw(self) -> u64 {
                 self.0
@@ -116,6 +153,35 @@ macro_rules! frame_number {
             #[must_use]
             pub const fn align_down(self, frames: u64) -> Self {
                 Self(self.0 & !(frames - 1))
+            }
+        }
+
+        /// `self + n`: the address or frame `n` units on. Overflow is a bug in the caller (every
+        /// input range is validated against the machine's memory first), so it panics; use
+        /// `checked_add` for untrusted values.
+        impl core::ops::Add<u64> for $name {
+            type Output = Self;
+            fn add(self, n: u64) -> Self {
+                match self.checked_add(n) {
+                    Some(v) => v,
+                    None => panic!(concat!(stringify!($name), " overflow")),
+                }
+            }
+        }
+        impl core::ops::AddAssign<u64> for $name {
+            fn add_assign(&mut self, n: u64) {
+                *self = *self + n;
+            }
+        }
+        /// `self - other`: how many units `other` lies below `self`. `other > self` is a bug in the
+        /// caller, so it panics; use `checked_offset_from` for untrusted values.
+        impl core::ops::Sub for $name {
+            type Output = u64;
+            fn sub(self, other: Self) -> u64 {
+                match self.checked_offset_from(other) {
+                    Some(v) => v,
+                    None => panic!(concat!(stringify!($name), " subtraction below zero")),
+                }
             }
         }
 
@@ -175,6 +241,23 @@ mod tests {
         assert_eq!(Gpa(u64::MAX).checked_add(1), None);
         assert_eq!(Pfn(1 << 60).checked_addr(), None);
         assert_eq!(format!("{:?}", Hpa(0x1000)), "Hpa(0x1000)");
+        assert_eq!(Pfn::new(0x200) + 3, Pfn(0x203));
+        assert_eq!(Pfn(0x203) - Pfn(0x200), 3);
+        let mut g = Gpa::new(0x1000);
+        g += 0x1000;
+        assert_eq!(g, Gpa(0x2000));
+    }
+
+    #[test]
+    #[should_panic(expected = "Pfn overflow")]
+    fn frame_overflow_panics() {
+        let _ = Pfn(u64::MAX) + 1;
+    }
+
+    #[test]
+    #[should_panic(expected = "Gfn subtraction below zero")]
+    fn frame_difference_below_zero_panics() {
+        let _ = Gfn(1) - Gfn(2);
     }
 
     proptest! {

@@ -15,7 +15,7 @@
 use snpsim_defs::PAGE_SIZE_4K;
 use snpsim_hw::Geometry;
 
-use crate::RangeSet;
+use snpsim_stores::RangeSet;
 
 /// Units per accept chunk: Linux accepts unaccepted memory in MAX_ORDER blocks, 4 MiB = two 2M units.
 pub const CHUNK_UNITS: u64 = 2;

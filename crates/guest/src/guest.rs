@@ -1,140 +1,12 @@
-//! The guest model: bookkeeping and the guest operations (`docs/semantics.md` G1–G7).
+//! The guest model's state: what it validated, what data it holds, and its counters. The
+//! operations that change it are tasks ([`crate::task`]) driven by `ops.rs`.
 
-use snpsim_defs::{Gfn, Gpa, RmpAdjustOperand, RmpPageSize, SvmExitCode};
-use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PageSet, PvalidateStatus};
+use snpsim_defs::{Gfn, RmpPageSize, SvmExitCode};
+use snpsim_hw::{AccessKind, Geometry, GuestOutcome};
+use snpsim_stores::{PageMap, PageSet};
 
-use crate::task::{Chunks, GuestTask, TaskResult};
-use crate::{PageMap, Platform, Stop};
-
-/// The size of the entries a guest uses in page-state changes and PVALIDATE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Granularity {
-    /// Every change and PVALIDATE at 4K.
-    K4,
-    /// 2M entries and 2M PVALIDATE for 2M-aligned 2M runs (4K fallback on FAIL_SIZEMISMATCH).
-    M2,
-}
-
-/// The page-state-change protocol the guest uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// GHCB MSR protocol: one 4K page per VMGEXIT.
-    Msr,
-    /// GHCB NAE event with a buffer of entries.
-    Ghcb,
-}
-
-/// How the guest orders rescinding, the page-state change and validation over a range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PscOrder {
-    /// Request by request, as Linux does since "x86/sev: Use large PSC requests if applicable"
-    /// (upstream 15d9088779b8): over MSR, page by page (`__page_state_change`, formerly
-    /// `early_set_pages_state`: rescind, PSC, or PSC, PVALIDATE, for each 4K page, always at 4K);
-    /// over the GHCB, batch by batch of at most `ghcb_entries` entries (`__set_pages_state`:
-    /// rescind the batch then send it, or send it then validate it, `pvalidate_pages` taking the
-    /// batch's descriptor).
-    PerRequest,
-    /// The whole range at once: rescind all of it, send all of it (in as many requests as it
-    /// takes), validate all of it. Linux before 15d9088779b8: `snp_set_memory_shared` called
-    /// `pvalidate_pages` over the range before `set_pages_state`, `snp_set_memory_private` after
-    /// it, and `early_snp_set_memory_{shared,private}` did the same around the MSR loop of
-    /// `early_set_pages_state`.
-    WholeRange,
-}
-
-/// What the guest does to regain a 2M RMP entry after a PSMASH (`docs/semantics.md` G3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Recoalesce {
-    /// Never.
-    None,
-    /// Copy the region's data out and back around the conversion.
-    SaveRestore,
-    /// Convert without saving: the region's data is lost.
-    Naive,
-}
-
-/// The guest's behaviour (a scenario's `[guest]` fields and preset, `docs/semantics.md` G7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct GuestConfig {
-    /// PSC and PVALIDATE granularity.
-    pub granularity: Granularity,
-    /// PSC protocol.
-    pub protocol: Protocol,
-    /// Entries per NAE PSC request (Linux: 64; at most 253).
-    pub ghcb_entries: u16,
-    /// The guest tracks the pages it validated and refuses to validate one twice.
-    pub validation_tracking: bool,
-    /// The order of rescind, PSC and PVALIDATE over a range.
-    pub order: PscOrder,
-    /// With `protocol` GHCB: the guest's first page-state change runs before it has registered
-    /// a GHCB and uses the MSR protocol (the 2021 series: `early_set_pages_state` "can be called
-    /// before the GHCB is established"); it registers its GHCB when that change starts, and
-    /// every later one uses the NAE event.
-    pub msr_until_ghcb: bool,
-}
-
-/// Why a guest terminated itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TermReason {
-    /// A page-state change failed (Linux GHCB_TERM_PSC).
-    Psc,
-    /// PVALIDATE failed (Linux GHCB_TERM_PVALIDATE).
-    Pvalidate,
-    /// A #VC for a page that is not validated (0x404), which Linux does not handle.
-    PageNotValidated,
-}
-
-impl TermReason {
-    /// The report name (kebab-case): `psc-failed`, `pvalidate-failed`, `page-not-validated`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            TermReason::Psc => "psc-failed",
-            TermReason::Pvalidate => "pvalidate-failed",
-            TermReason::PageNotValidated => "page-not-validated",
-        }
-    }
-}
-
-/// A guest operation that did not complete.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum GuestError {
-    /// The guest terminated itself.
-    #[error("guest terminated ({}) at GPA {gpa}", reason.name())]
-    Terminated {
-        /// Why.
-        reason: TermReason,
-        /// The page it was working on.
-        gpa: Gpa,
-    },
-    /// The platform stopped the VM.
-    #[error("the VM was stopped by the host")]
-    Stopped,
-}
-
-impl From<Stop> for GuestError {
-    fn from(_: Stop) -> Self {
-        GuestError::Stopped
-    }
-}
-
-/// Counters kept by the guest.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct GuestStats {
-    /// PVALIDATE instructions executed.
-    pub pvalidate: u64,
-    /// RMPADJUST instructions executed.
-    pub rmpadjust: u64,
-    /// Reads of private pages holding data that found scrambled or stale contents (`docs/semantics.md` G4).
-    pub data_loss_pages: u64,
-    /// Validations the guest refused because it had already validated the page.
-    pub refused_validations: u64,
-    /// 2M regions re-coalesced (2M RMP entry and 2M PVALIDATE regained).
-    pub recoalesced: u64,
-    /// Re-coalescing attempts that ended with 4K validation (no 2M entry was regained).
-    pub recoalesce_failed: u64,
-    /// Data pages copied out and back by `save-restore` re-coalescing.
-    pub pages_saved: u64,
-}
+use crate::config::{GuestConfig, Protocol};
+use crate::error::{GuestError, GuestStats, TermReason};
 
 /// One SNP guest.
 #[derive(Clone, Debug)]
@@ -250,103 +122,8 @@ impl Guest {
         self.holding.set_range(start, pages, 0);
     }
 
-    /// Split `start..start + pages` into PSC/PVALIDATE chunks: 2M for aligned whole 2M runs when
-    /// the granularity is 2M (Linux `__set_pages_state`), else 4K.
-    pub(crate) fn chunks(&self, start: u64, pages: u64, gran: Granularity) -> Chunks {
-        Chunks::new(start, start + pages, self.geometry.pages_per_2m(), gran == Granularity::M2)
-    }
-
     pub(crate) fn span(&self, size: RmpPageSize) -> u64 {
         self.geometry.pages(size.page_size())
-    }
-
-    /// The guest's whole page-state change of a range (the `psc` step); see [`GuestTask::psc`].
-    pub fn psc(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        start: Gfn,
-        pages: u64,
-        private: bool,
-        gran: Option<Granularity>,
-    ) -> Result<(), GuestError> {
-        let task = GuestTask::psc(self, start, pages, private, gran);
-        self.run(p, vcpu, task).map(|_| ())
-    }
-
-    /// Acceptance of a range (the `accept` step): PSC to private and validation in the guest's
-    /// granularity (Linux `snp_accept_memory` → `set_pages_state(SNP_PAGE_STATE_PRIVATE)`).
-    pub fn accept(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        start: Gfn,
-        pages: u64,
-        gran: Option<Granularity>,
-    ) -> Result<(), GuestError> {
-        self.psc(p, vcpu, start, pages, true, gran)
-    }
-
-    /// The bare PVALIDATE instruction; see [`GuestTask::pvalidate`].
-    pub fn pvalidate(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        gfn: Gfn,
-        size: RmpPageSize,
-        validate: bool,
-    ) -> Result<GuestOutcome<PvalidateStatus>, GuestError> {
-        match self.run(p, vcpu, GuestTask::pvalidate(gfn, size, validate))? {
-            TaskResult::Pvalidate(r) => Ok(r),
-            other => unreachable!("PVALIDATE ended with {other:?}"),
-        }
-    }
-
-    /// One bare page-state-change request; see [`GuestTask::psc_request`]. Returns SW_EXITINFO2.
-    pub fn psc_request(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        gfn: Gfn,
-        size: RmpPageSize,
-        private: bool,
-        cur_page: u16,
-    ) -> Result<u64, GuestError> {
-        match self.run(p, vcpu, GuestTask::psc_request(gfn, size, private, cur_page))? {
-            TaskResult::PscRequest(info2) => Ok(info2),
-            other => unreachable!("a PSC request ended with {other:?}"),
-        }
-    }
-
-    /// The bare RMPADJUST instruction; see [`GuestTask::rmpadjust`].
-    pub fn rmpadjust(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        gfn: Gfn,
-        size: RmpPageSize,
-        op: RmpAdjustOperand,
-    ) -> Result<GuestOutcome<()>, GuestError> {
-        match self.run(p, vcpu, GuestTask::rmpadjust(gfn, size, op))? {
-            TaskResult::Plain(r) => Ok(r),
-            other => unreachable!("RMPADJUST ended with {other:?}"),
-        }
-    }
-
-    /// A memory access; see [`GuestTask::access`].
-    pub fn access(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        gpa: Gpa,
-        kind: AccessKind,
-        private: bool,
-    ) -> Result<GuestOutcome<()>, GuestError> {
-        let task = GuestTask::access(gpa, kind, private);
-        match self.run(p, vcpu, task)? {
-            TaskResult::Plain(r) => Ok(r),
-            other => unreachable!("an access ended with {other:?}"),
-        }
     }
 
     /// The guest's side of a finished access: a #VC for an unvalidated page terminates it; a
@@ -386,22 +163,5 @@ impl Guest {
             _ => {}
         }
         Ok(())
-    }
-
-    /// A #VC 0x404 that the guest did not cause; see [`GuestTask::inject_vc`].
-    pub fn inject_vc(&mut self, p: &mut dyn Platform, vcpu: u32, gfn: Gfn) -> Result<(), GuestError> {
-        self.run(p, vcpu, GuestTask::inject_vc(gfn)).map(|_| ())
-    }
-
-    /// Regain a 2M RMP entry for the region at `start`; see [`GuestTask::recoalesce`].
-    pub fn recoalesce(
-        &mut self,
-        p: &mut dyn Platform,
-        vcpu: u32,
-        start: Gfn,
-        mode: Recoalesce,
-    ) -> Result<(), GuestError> {
-        let task = GuestTask::recoalesce(self, start, mode);
-        self.run(p, vcpu, task).map(|_| ())
     }
 }

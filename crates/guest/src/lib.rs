@@ -8,17 +8,16 @@
 //! region. It knows nothing of the host or KVM.
 
 pub mod accept;
+mod config;
+mod error;
 mod guest;
-pub mod pagemap;
+mod ops;
 pub mod platform;
-pub mod ranges;
 pub mod task;
 
 pub use accept::{BootLayout, UnacceptedMemory, swiotlb_bytes};
-pub use guest::{
-    Granularity, Guest, GuestConfig, GuestError, GuestStats, Protocol, PscOrder, Recoalesce, TermReason,
-};
-pub use pagemap::PageMap;
+pub use config::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
+pub use error::{GuestError, GuestStats, TermReason};
+pub use guest::Guest;
 pub use platform::{Platform, Stop};
-pub use ranges::RangeSet;
 pub use task::{GuestTask, Reply, Request, TaskResult, TaskStep};

@@ -6,7 +6,21 @@ use snpsim_hw::RmpModel;
 use crate::{Host, Invalidation};
 
 /// How the host reaches a guest page (a host step's `via`; `docs/semantics.md` S5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum HostVia {
     /// The VMM process, through its own mapping (a user-mode access).
     Vmm,
@@ -17,7 +31,19 @@ pub enum HostVia {
 }
 
 /// What became of a host write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum HostWriteOutcome {
     /// The write completed.
     Done,
@@ -35,14 +61,8 @@ pub enum HostWriteOutcome {
 
 impl HostWriteOutcome {
     /// The outcome as traces and step results write it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            HostWriteOutcome::Done => "done",
-            HostWriteOutcome::Sigbus => "sigbus",
-            HostWriteOutcome::Efault => "efault",
-            HostWriteOutcome::KernelOops => "kernel_oops",
-            HostWriteOutcome::Hang => "hang",
-        }
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use snpsim_defs::{PageSize, Pfn};
-use snpsim_hw::{Geometry, Progression, RegionVec, RunVec};
+use snpsim_hw::Geometry;
+use snpsim_stores::{BTREE_ENTRY_BYTES, Progression, RegionVec, RunVec};
 
 /// One 2M region.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +74,7 @@ impl BlockMap {
         (page >> self.g2_shift, page & (self.g2 - 1))
     }
 
+    #[inline]
     fn slot(&self, r: u64) -> Cow<'_, Slot> {
         self.regions.get(r)
     }
@@ -91,7 +93,7 @@ impl BlockMap {
                 _ => 0,
             })
             .sum();
-        self.regions.state_bytes() + small + self.huge.len() * snpsim_hw::BTREE_ENTRY_BYTES
+        self.regions.state_bytes() + small + self.huge.len() * BTREE_ENTRY_BYTES
     }
 
     /// The block whose first page is `start`.

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use snpsim_defs::{PageSize, Pfn};
-use snpsim_hw::{Geometry, PageSet};
+use snpsim_hw::Geometry;
+use snpsim_stores::PageSet;
 
 use crate::{BlockMap, DirtyLog, HostError};
 

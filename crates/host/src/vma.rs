@@ -8,29 +8,41 @@ use snpsim_hw::Geometry;
 use crate::{DirtyLog, HostError, HostMemory};
 
 /// What backs the VMM's guest-memory VMA (`docs/semantics.md` S1–S3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
 pub enum VmaBacking {
     /// Anonymous memory mapped with 4 KiB pages only.
+    #[strum(serialize = "anon-4k")]
     Anon4k,
     /// Transparent huge pages: every 2M-aligned range inside the VMA is a PMD mapping (populated at
     /// VM start, as with preallocation and THP "always"); the host can split one to 4K.
+    #[strum(serialize = "thp")]
     Thp,
     /// hugetlbfs with 2 MiB pages: never split.
+    #[strum(serialize = "hugetlbfs-2m")]
     Hugetlbfs2m,
     /// hugetlbfs with 1 GiB pages: never split.
+    #[strum(serialize = "hugetlbfs-1g")]
     Hugetlbfs1g,
 }
 
 impl VmaBacking {
     /// The scenario name of the backing (`anon-4k`, `thp`, `hugetlbfs-2m`, `hugetlbfs-1g`), for
     /// messages.
-    pub const fn name(self) -> &'static str {
-        match self {
-            VmaBacking::Anon4k => "anon-4k",
-            VmaBacking::Thp => "thp",
-            VmaBacking::Hugetlbfs2m => "hugetlbfs-2m",
-            VmaBacking::Hugetlbfs1g => "hugetlbfs-1g",
-        }
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 
     /// Whether the host can split a huge mapping of this backing (THP can; hugetlbfs cannot —
@@ -194,7 +206,7 @@ impl GuestVma {
             Frames::Contiguous(_) => 0,
             Frames::OnDemand(units) => units.len(),
         };
-        (units + self.split.len()) * snpsim_hw::BTREE_ENTRY_BYTES
+        (units + self.split.len()) * snpsim_stores::BTREE_ENTRY_BYTES
     }
 
     /// The backing.

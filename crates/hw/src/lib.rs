@@ -8,19 +8,11 @@
 pub mod geometry;
 pub mod model;
 pub mod mutant;
-pub mod pageset;
 pub mod reference;
 pub mod rmp;
-pub mod runs;
 
 pub use geometry::Geometry;
 pub use model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
 pub use mutant::Mutant;
-pub use pageset::PageSet;
-pub use runs::{Progression, RegionVec, RunVec};
-
-/// The estimated memory of one entry of a `BTreeMap` or `BTreeSet` with small keys and values
-/// (the entry plus its share of a node), for the models' `state_bytes` accounting.
-pub const BTREE_ENTRY_BYTES: usize = 40;

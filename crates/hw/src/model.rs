@@ -48,7 +48,19 @@ pub struct GuestContext {
 }
 
 /// What a guest access does with the page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum AccessKind {
     /// A data read.
     Read,

@@ -26,7 +26,7 @@ use snpsim_defs::{
 use crate::model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
-use crate::runs::{Progression, RegionVec, RunVec};
+use snpsim_stores::{Progression, RegionVec, RunVec};
 
 /// Largest ASID a guest page may be assigned to (RMPUPDATE step 3: 0 is a firmware page, 0x3FF
 /// the firmware's lock value, AMD SEV firmware `rmp_entry_write`).
@@ -52,51 +52,74 @@ enum Region {
     /// them (a smashed region's entries, GPA rising page by page) stored once per chunk; the
     /// aligned one carries the region's sub-page count (H4). Entries beyond `pages` (a partial last
     /// region) stay zero.
-    Small(Box<RunVec<RmpEntryRaw>>),
+    Small(Box<RunVec<Entry>>),
+}
+
+/// One 2M region's slot: its stored state, `None` while it is all zero. A local type, so that it
+/// can be stored as a progression.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Slot(Option<Region>);
+
+impl core::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// H3 in storage: consecutive 2M regions whose aligned entries differ only by a GPA rising by a
-/// constant step form a progression ([`crate::runs`]); a 4K region never does.
-impl Progression for Option<Region> {
+/// constant step form a progression (`snpsim_stores::runs`); a 4K region never does.
+impl Progression for Slot {
     type Step = u64;
     fn step_to(&self, next: &Self) -> Option<u64> {
-        match (self, next) {
+        match (&self.0, &next.0) {
             (None, None) => Some(0),
-            (Some(Region::Huge(a)), Some(Region::Huge(b))) => a.step_to(b),
+            (Some(Region::Huge(a)), Some(Region::Huge(b))) => Entry(*a).step_to(&Entry(*b)),
             _ => None,
         }
     }
 
     #[inline]
     fn nth(&self, step: u64, k: u64) -> Self {
-        match self {
-            Some(Region::Huge(a)) => Some(Region::Huge(a.nth(step, k))),
-            None => None,
+        match &self.0 {
+            Some(Region::Huge(a)) => Slot(Some(Region::Huge(Entry(*a).nth(step, k).0))),
+            None => Slot(None),
             Some(Region::Small(_)) => self.clone(),
         }
     }
 }
 
+/// A raw entry as a 4K region stores it. A local type, so that it can be stored as a progression.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Entry(RmpEntryRaw);
+
+impl core::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Entries that differ only by a GPA rising by a constant step form a progression (a smashed 2M
 /// region's entries, H3).
-impl Progression for RmpEntryRaw {
+impl Progression for Entry {
     type Step = u64;
     fn step_to(&self, next: &Self) -> Option<u64> {
-        same_but_gpa(self, next)
-            .then(|| next.lo.gpa_frame().wrapping_sub(self.lo.gpa_frame()) & GPA_FRAME_MASK)
+        let (a, b) = (&self.0, &next.0);
+        same_but_gpa(a, b).then(|| b.lo.gpa_frame().wrapping_sub(a.lo.gpa_frame()) & GPA_FRAME_MASK)
     }
 
     fn step_over(&self, next: &Self, k: u64) -> Option<u64> {
-        let diff = next.lo.gpa_frame().checked_sub(self.lo.gpa_frame())?;
-        (same_but_gpa(self, next) && diff.is_multiple_of(k)).then(|| diff / k)
+        let (a, b) = (&self.0, &next.0);
+        let diff = b.lo.gpa_frame().checked_sub(a.lo.gpa_frame())?;
+        (same_but_gpa(a, b) && diff.is_multiple_of(k)).then(|| diff / k)
     }
 
     fn nth(&self, step: u64, k: u64) -> Self {
         if step == 0 {
             return *self;
         }
-        let gpa = self.lo.gpa_frame().wrapping_add(step.wrapping_mul(k)) & GPA_FRAME_MASK;
-        RmpEntryRaw { lo: self.lo.with_gpa_frame(gpa), hi: self.hi }
+        let e = &self.0;
+        let gpa = e.lo.gpa_frame().wrapping_add(step.wrapping_mul(k)) & GPA_FRAME_MASK;
+        Entry(RmpEntryRaw { lo: e.lo.with_gpa_frame(gpa), hi: e.hi })
     }
 }
 
@@ -112,7 +135,7 @@ const GPA_FRAME_MASK: u64 = (1 << 39) - 1;
 /// Its `Debug` form lists the stored regions only, whatever their storage.
 #[derive(Clone, PartialEq, Eq)]
 struct Regions {
-    slots: RegionVec<Option<Region>>,
+    slots: RegionVec<Slot>,
     stored: usize,
 }
 
@@ -127,36 +150,40 @@ impl Regions {
         Regions { slots: RegionVec::new(), stored: 0 }
     }
 
+    #[inline]
     fn get(&self, idx: u64) -> Cow<'_, Option<Region>> {
-        self.slots.get(idx)
+        match self.slots.get(idx) {
+            Cow::Borrowed(slot) => Cow::Borrowed(&slot.0),
+            Cow::Owned(slot) => Cow::Owned(slot.0),
+        }
     }
 
     /// The stored region `idx`, for writing (callers know it is stored).
     fn get_mut(&mut self, idx: u64) -> Option<&mut Region> {
-        self.slots.get_mut(idx).as_mut()
+        self.slots.get_mut(idx).0.as_mut()
     }
 
     fn insert(&mut self, idx: u64, region: Region) {
         let slot = self.slots.get_mut(idx);
-        if slot.is_none() {
+        if slot.0.is_none() {
             self.stored += 1;
         }
-        *slot = Some(region);
+        *slot = Slot(Some(region));
     }
 
     fn remove(&mut self, idx: u64) {
-        if self.slots.get(idx).is_some() {
+        if self.slots.get(idx).0.is_some() {
             self.stored -= 1;
-            self.slots.set(idx, None);
+            self.slots.set(idx, Slot(None));
         }
     }
 
     fn get_or_insert_with(&mut self, idx: u64, make: impl FnOnce() -> Region) -> &mut Region {
-        if self.slots.get(idx).is_none() {
+        if self.slots.get(idx).0.is_none() {
             self.stored += 1;
-            self.slots.set(idx, Some(make()));
+            self.slots.set(idx, Slot(Some(make())));
         }
-        self.slots.get_mut(idx).as_mut().expect("the region was just stored")
+        self.slots.get_mut(idx).0.as_mut().expect("the region was just stored")
     }
 
     fn len(&self) -> usize {
@@ -169,7 +196,7 @@ impl Regions {
             .slots
             .dense_values()
             .map(|r| match r {
-                Some(Region::Small(e)) => size_of::<RunVec<RmpEntryRaw>>() + e.state_bytes(),
+                Slot(Some(Region::Small(e))) => size_of::<RunVec<Entry>>() + e.state_bytes(),
                 _ => 0,
             })
             .sum();
@@ -251,9 +278,10 @@ impl Rmp {
     }
 
     /// Bytes of memory the model's state takes (slots, stored regions and side tables; B-tree
-    /// entries estimated at [`crate::BTREE_ENTRY_BYTES`]).
+    /// entries estimated at [`snpsim_stores::BTREE_ENTRY_BYTES`]).
     pub fn state_bytes(&self) -> usize {
-        self.regions.state_bytes() + (self.in_flight.len() + self.asid_pages.len()) * crate::BTREE_ENTRY_BYTES
+        self.regions.state_bytes()
+            + (self.in_flight.len() + self.asid_pages.len()) * snpsim_stores::BTREE_ENTRY_BYTES
     }
 
     /// Append the RMP's state to `out` in a binary form that is equal for two RMPs exactly when
@@ -265,7 +293,7 @@ impl Rmp {
         let end = u64::MAX.to_le_bytes();
         for (idx, region) in self.regions.slots.iter_set(0, self.regions.slots.extent()) {
             out.extend_from_slice(&idx.to_le_bytes());
-            match &*region {
+            match &region.0 {
                 Some(Region::Huge(e)) => {
                     out.push(0);
                     out.extend_from_slice(&e.to_u128().to_le_bytes());
@@ -274,7 +302,7 @@ impl Rmp {
                     out.push(1);
                     for (j, e) in entries.iter_set(0, entries.extent()) {
                         out.extend_from_slice(&j.to_le_bytes());
-                        out.extend_from_slice(&e.to_u128().to_le_bytes());
+                        out.extend_from_slice(&e.0.to_u128().to_le_bytes());
                     }
                     out.extend_from_slice(&end);
                 }
@@ -324,7 +352,7 @@ impl Rmp {
         match &*self.regions.get(idx) {
             None => ZERO,
             Some(Region::Huge(aligned)) => derive_huge(*aligned, i),
-            Some(Region::Small(entries)) => *entries.get(i as u64),
+            Some(Region::Small(entries)) => entries.get(i as u64).0,
         }
     }
 
@@ -336,7 +364,7 @@ impl Rmp {
         match &*self.regions.get(idx) {
             None => (ZERO, RmpPageSize::Size4K),
             Some(Region::Huge(aligned)) => (derive_huge(*aligned, i), RmpPageSize::Size2M),
-            Some(Region::Small(entries)) => (*entries.get(i as u64), RmpPageSize::Size4K),
+            Some(Region::Small(entries)) => (entries.get(i as u64).0, RmpPageSize::Size4K),
         }
     }
 
@@ -347,7 +375,7 @@ impl Rmp {
         match &*self.regions.get(idx) {
             None => false,
             Some(Region::Huge(aligned)) => aligned.lo.subpage_count() > 0,
-            Some(Region::Small(entries)) => entries.get(0).lo.subpage_count() > 0,
+            Some(Region::Small(entries)) => entries.get(0).0.lo.subpage_count() > 0,
         }
     }
 
@@ -359,7 +387,7 @@ impl Rmp {
             None => false,
             Some(Region::Huge(_)) => true,
             Some(Region::Small(entries)) => {
-                let aligned = entries.get(0).lo;
+                let aligned = entries.get(0).0.lo;
                 aligned.assigned() || aligned.subpage_count() > 0
             }
         }
@@ -406,8 +434,8 @@ impl Rmp {
         match self.regions.get_mut(idx) {
             Some(Region::Huge(aligned)) => *aligned = f(*aligned),
             Some(Region::Small(entries)) => {
-                let e = *entries.get(i as u64);
-                entries.set(i as u64, f(e));
+                let e = entries.get(i as u64).0;
+                entries.set(i as u64, Entry(f(e)));
             }
             None => unreachable!("modify_governing on an unassigned page"),
         }
@@ -424,22 +452,22 @@ impl Rmp {
             unreachable!("RMPUPDATE step 6 rejects a 4K update in a 2M region")
         };
         let i = i as u64;
-        let old = *entries.get(i);
+        let old = entries.get(i).0;
         // H4: the sub-page count lives in the aligned entry's bits 3–11 whatever its own state.
         let mut new = new;
         new.lo = new.lo.with_subpage_count(old.lo.subpage_count());
-        entries.set(i, new);
+        entries.set(i, Entry(new));
         if i != 0 && old.lo.assigned() != new.lo.assigned() {
             // H4 (firmware `set_rmp_sub_page_count`): count assigned non-aligned entries.
-            let mut aligned = *entries.get(0);
+            let mut aligned = entries.get(0).0;
             let c = aligned.lo.subpage_count();
             let c = if new.lo.assigned() { c + 1 } else { c - 1 };
             aligned.lo = aligned.lo.with_subpage_count(c);
-            entries.set(0, aligned);
+            entries.set(0, Entry(aligned));
         }
         // An unassigned entry is all zero (RMPUPDATE step 7), so a zero aligned entry (unassigned,
         // sub-page count 0) means the whole region is zero: drop it.
-        let region_zero = *entries.get(0) == ZERO;
+        let region_zero = entries.get(0).0 == ZERO;
         debug_assert!(!region_zero || entries.iter_set(0, g).next().is_none());
         if region_zero {
             self.regions.remove(idx);
@@ -533,9 +561,9 @@ impl RmpModel for Rmp {
         let immutable = match (current, huge) {
             (None, _) => false,
             (Some(Region::Huge(aligned)), _) => aligned.lo.immutable(),
-            (Some(Region::Small(entries)), false) => entries.get(i as u64).lo.immutable(),
+            (Some(Region::Small(entries)), false) => entries.get(i as u64).0.lo.immutable(),
             // The immutable bit is the same along a stored progression: one test per run.
-            (Some(Region::Small(entries)), true) => entries.runs(0, g).any(|(_, _, e, _)| e.lo.immutable()),
+            (Some(Region::Small(entries)), true) => entries.runs(0, g).any(|(_, _, e, _)| e.0.lo.immutable()),
         };
         if immutable {
             return ReturnCode::FailPermission;
@@ -611,8 +639,8 @@ impl RmpModel for Rmp {
         }
         // Entry i ≥ 1 is `derive_huge(aligned, i)`: GPA rising one frame per page.
         let mut entries = Box::new(RunVec::new());
-        entries.set_run(1, g, &others, 1);
-        entries.set(0, aligned_4k);
+        entries.set_run(1, g, &Entry(others), 1);
+        entries.set(0, Entry(aligned_4k));
         self.regions.insert(idx, Region::Small(entries));
         ReturnCode::Success
     }

@@ -2,7 +2,7 @@
 
 use snpsim_defs::Gfn;
 use snpsim_host::DirtyLog;
-use snpsim_hw::PageSet;
+use snpsim_stores::PageSet;
 
 /// The private/shared attribute of every GFN, stored as the set of shared GFNs (a fresh SNP VM's
 /// memory starts private, `docs/semantics.md` E1), a bit per page in run-compressed words: a range converted

@@ -163,7 +163,7 @@ pub struct Report {
 const PER_RUN_CHART_LIMIT: usize = 192;
 
 /// A metric by name from a `metrics` object: `KEY`, `FAMILY.MEMBER` (0 if absent), a family's
-/// total, `sim_time_ns.ITEM` (as [`snpsim_sim::run::metric_value`] reads them).
+/// total, `sim_time_ns.ITEM` (as [`snpsim_scenario::run::metric_value`] reads them).
 pub fn metric(m: &Value, name: &str) -> f64 {
     let num = |x: &Value| x.as_f64();
     let v = match name.split_once('.') {
@@ -605,7 +605,7 @@ fn summary(r: &Report) -> String {
 fn who_wins_html(runs: &[Run]) -> Option<String> {
     let views: Vec<crate::matrix::RunView<'_>> = runs
         .iter()
-        .filter(|r| r.scenario == snpsim_sim::debate::MATRIX_SCENARIO_NAME)
+        .filter(|r| r.scenario == snpsim_debate::debate::MATRIX_SCENARIO_NAME)
         .map(|r| crate::matrix::RunView {
             policy: &r.policy,
             backing: &r.backing,
@@ -1347,7 +1347,7 @@ mod sweep_metric_tests {
     #[test]
     fn every_sweep_chart_names_a_metric() {
         for (name, ..) in super::SWEEP_METRICS {
-            assert_eq!(snpsim_sim::scenario::check_metric_name(name), Ok(()), "{name}");
+            assert_eq!(snpsim_scenario::check_metric_name(name), Ok(()), "{name}");
         }
     }
 }

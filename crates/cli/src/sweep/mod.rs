@@ -23,8 +23,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rayon::prelude::*;
 use serde_json::{Value, json};
-use snpsim_sim::run::ScenarioRun;
-use snpsim_sim::scenario::{ErrorKind, Scenario, ScenarioError, parse_scenario_with_overrides};
+use snpsim_scenario::run::ScenarioRun;
+use snpsim_scenario::{ErrorKind, Scenario, ScenarioError, parse_scenario_with_overrides};
 
 use crate::input::Limit;
 use crate::output::OutDir;
@@ -212,7 +212,7 @@ fn point_error(
 /// shard, so that every shard agrees).
 fn check_budgets(file: &str, x: &Expanded, budget: u64) -> Result<()> {
     for (p, s) in &x.points {
-        if let Err(e) = snpsim_sim::budget::check(s, budget, false) {
+        if let Err(e) = snpsim_scenario::budget::check(s, budget, false) {
             return Err(point_error(file, &x.def, p, &x.def.overrides(p), &e, ""));
         }
     }

@@ -3,8 +3,10 @@
 
 use snpsim_host::VmaBacking;
 
-use super::{Era, FaultCx, Policy, Reading};
-use crate::KvmError;
+use snpsim_defs::Gfn;
+
+use super::{Era, Policy, Reading, VmOps};
+use crate::error::KvmError;
 
 /// As `rfc-host-split`, but a page-state change to private on a hugetlbfs page is answered with
 /// an error; a Linux guest then terminates (GHCB_TERM_PSC).
@@ -32,7 +34,7 @@ impl Policy for FailPscHugetlbfs {
         !backing.is_hugetlbfs()
     }
 
-    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
-        cx.split_host_mapping()
+    fn resolve_npt_larger(&self, vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError> {
+        vm.split_host_mapping(gfn)
     }
 }

@@ -1,9 +1,9 @@
 //! `npt-demote`: the seed mail's answer (S. Christopherson, July 2021).
 
-use snpsim_defs::PageSize;
+use snpsim_defs::{Gfn, PageSize};
 
-use super::{Era, FaultCx, Policy, Reading};
-use crate::KvmError;
+use super::{Era, Policy, Reading, VmOps};
+use crate::error::KvmError;
 
 /// Resolve an RMP size-mismatch #NPF by demoting KVM's own NPT leaf to the RMP level, minimally
 /// (a fault in one 2M part of a 1G leaf leaves the other parts at 2M), never consulting or
@@ -36,7 +36,7 @@ impl Policy for NptDemote {
         true
     }
 
-    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
-        cx.demote_npt(PageSize::Size4K)
+    fn resolve_npt_larger(&self, vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError> {
+        vm.demote_npt(gfn, PageSize::Size4K)
     }
 }

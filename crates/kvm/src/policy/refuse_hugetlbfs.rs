@@ -3,8 +3,10 @@
 
 use snpsim_host::VmaBacking;
 
-use super::{Era, FaultCx, Policy, Reading};
-use crate::KvmError;
+use snpsim_defs::Gfn;
+
+use super::{Era, Policy, Reading, VmOps};
+use crate::error::KvmError;
 
 /// As `rfc-host-split`, but memory registration fails when the VMA is hugetlbfs, so the split
 /// that cannot happen is never needed — and a guest that would never have faulted (2M page-state
@@ -33,7 +35,7 @@ impl Policy for RefuseHugetlbfs {
         if backing.is_hugetlbfs() { Err(KvmError::Rejected { policy: self.name(), backing }) } else { Ok(()) }
     }
 
-    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
-        cx.split_host_mapping()
+    fn resolve_npt_larger(&self, vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError> {
+        vm.split_host_mapping(gfn)
     }
 }

@@ -1,7 +1,9 @@
 //! `rfc-host-split`: the SNP RFC v4 series (B. Singh, July 2021) as the seed mail characterises it.
 
-use super::{Era, FaultCx, Policy, Reading};
-use crate::KvmError;
+use snpsim_defs::Gfn;
+
+use super::{Era, Policy, Reading, VmOps};
+use crate::error::KvmError;
 
 /// Resolve an RMP size-mismatch #NPF by walking the *host* page table of the faulting HVA and
 /// splitting the host mapping to 4K (`FAULT_FLAG_PAGE_SPLIT` → `__split_huge_pmd`, RFC v4 10/40);
@@ -32,7 +34,7 @@ impl Policy for RfcHostSplit {
         "the seed mail's reading of RFC v4 (2021): resolve RMP size mismatches by splitting the host mapping; hugetlbfs cannot split"
     }
 
-    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
-        cx.split_host_mapping()
+    fn resolve_npt_larger(&self, vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError> {
+        vm.split_host_mapping(gfn)
     }
 }

@@ -1,10 +1,10 @@
 //! `rfc-v4`: the SNP RFC v4 series (B. Singh, 7 July 2021) as its code was posted.
 
-use snpsim_defs::PageSize;
+use snpsim_defs::Gfn;
 use snpsim_host::UnsplittableRmpFault;
 
-use super::{Era, FaultCx, Policy, PscLevel, PsmashFailure, RmpCap};
-use crate::KvmError;
+use super::{Era, Policy, PscLevel, PsmashFailure, RmpCap, VmOps};
+use crate::error::KvmError;
 
 /// The KVM and host fault handling of the RFC v4 patches, as posted:
 /// - the NPT level of every fault is capped at the RMP page size of the 2M-aligned entry
@@ -61,14 +61,8 @@ impl Policy for RfcV4 {
     /// A SIZEM fault over a 4K RMP entry: `snp_handle_rmp_page_fault` still PSMASHes (the
     /// instruction fails, the code is ignored) and zaps the 2M-aligned range; the refault maps
     /// at the RMP level.
-    fn resolve_npt_larger(&self, cx: &mut FaultCx<'_>) -> Result<(), KvmError> {
-        let pfn = cx.kvm.npt.translate(cx.gfn).map(|(p, _)| p);
-        if let Some(pfn) = pfn {
-            cx.kvm.psmash_unchecked(cx.rmp, pfn);
-        }
-        let g = cx.kvm.geometry();
-        let start = g.gfn_align_down(cx.gfn, PageSize::Size2M);
-        cx.kvm.zap_for_fault(start, g.pages_per_2m(), cx.gfn, PageSize::Size4K);
+    fn resolve_npt_larger(&self, vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError> {
+        vm.psmash_and_zap_2m(gfn);
         Ok(())
     }
 }

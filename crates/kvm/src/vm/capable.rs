@@ -9,7 +9,6 @@ use snpsim_host::{Host, RangeBacking};
 use snpsim_hw::RmpModel;
 
 use super::Kvm;
-use crate::policy::Era;
 
 impl Kvm {
     /// Guest pages in 2M-aligned ranges that could still be mapped by a leaf of 2M or more (see
@@ -46,14 +45,13 @@ impl Kvm {
         {
             return false;
         }
-        let private = match self.era() {
-            Era::Legacy => true,
-            Era::Gmem => match self.attrs.uniform(start, n) {
-                Some(private) => private,
-                None => return false,
-            },
-        };
-        let frame = if self.era() == Era::Gmem && private {
+        if !self.policy.leaf_allowed(&self.attrs, start, n) {
+            return false;
+        }
+        // Uniform attributes (where the policy has them): the range is in guest_memfd iff private.
+        let in_gmem = self.policy.in_gmem(&self.attrs, start);
+        let private = in_gmem || self.policy.shared_maps_private_frames();
+        let frame = if in_gmem {
             match host.gmem.as_ref().map(|g| g.range_backing(start.raw(), n)) {
                 Some(RangeBacking::Folio(pfn)) => pfn,
                 Some(RangeBacking::Unallocated) => return true,

@@ -1,0 +1,69 @@
+//! Helpers shared by the `snpsim` integration tests: running the binary, reading its output, and
+//! scratch directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Run the `snpsim` binary built for this test.
+pub fn snpsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()
+}
+
+/// Output bytes as text; the CLI always writes UTF-8.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// A fresh, empty directory for one test of one test binary.
+pub fn temp_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "snpsim-{}-{}-{test}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The names of the files in `d`, sorted.
+pub fn files_in(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A small scenario the sweep and report tests vary.
+pub const TINY_BASE: &str = r#"name = "tiny"
+seed = 3
+[machine]
+host_memory = "64MiB"
+[vm]
+memory = "16MiB"
+policy = "npt-demote"
+backing = "thp"
+[guest]
+psc_granularity = "4k"
+[[step]]
+op = "accept"
+gpa = "0x0"
+size = "8MiB"
+[[step]]
+op = "psc"
+gpa = "0x200000"
+size = "4KiB"
+to = "shared"
+[[step]]
+op = "access"
+gpa = "0x400000"
+size = "16KiB"
+kind = "write"
+"#;

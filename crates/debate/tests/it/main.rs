@@ -1,0 +1,3 @@
+//! The debate's integration tests, one binary.
+
+mod debate;

@@ -1,0 +1,5 @@
+//! The integration tests of this crate, one module per concern, in one test binary: linking one
+//! binary instead of one per file is most of what a fresh `cargo test --workspace` costs on a
+//! small machine. Run one module with `cargo test -p CRATE --test it MODULE::`.
+
+mod order;

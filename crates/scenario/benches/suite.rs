@@ -1,0 +1,42 @@
+//! `cargo bench -p snpsim-scenario`: the kernels of the performance suite (BENCHMARKS.md) with fixed
+//! settings — the acceptance instruction sequence on the region RMP and on the dense oracle at
+//! 16 GiB, and the whole `accept-1t-2m` simulation. `snpsim bench` runs the full suite.
+
+use divan::Bencher;
+use snpsim_engine::engine::CheckMode;
+use snpsim_engine::prelude::RmpPageSize;
+use snpsim_hw::RmpConfig;
+use snpsim_hw::reference::DenseRmp;
+use snpsim_hw::rmp::Rmp;
+use snpsim_scenario::parse_scenario;
+use snpsim_scenario::run::run_scenario;
+
+/// 16 GiB of 4K pages.
+const PAGES: u64 = 4 << 20;
+
+const GRANULARITIES: [RmpPageSize; 2] = [RmpPageSize::Size2M, RmpPageSize::Size4K];
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench(args = GRANULARITIES, sample_count = 5, sample_size = 1)]
+fn accept_16g_region_rmp(bencher: Bencher, gran: RmpPageSize) {
+    bencher
+        .with_inputs(|| Rmp::new(RmpConfig::x86(PAGES)))
+        .bench_local_values(|mut rmp| snpsim_engine::kernels::accept(&mut rmp, 1, PAGES, gran));
+}
+
+#[divan::bench(args = GRANULARITIES, sample_count = 5, sample_size = 1)]
+fn accept_16g_dense_oracle(bencher: Bencher, gran: RmpPageSize) {
+    bencher
+        .with_inputs(|| DenseRmp::new(RmpConfig::x86(PAGES)))
+        .bench_local_values(|mut rmp| snpsim_engine::kernels::accept(&mut rmp, 1, PAGES, gran));
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn accept_1t_2m_simulation(bencher: Bencher) {
+    let text = include_str!("../../../bench/suite/accept-1t-2m.toml");
+    let s = parse_scenario("bench/suite/accept-1t-2m.toml", text).expect("the suite's scenario parses");
+    bencher.bench_local(|| run_scenario(&s, CheckMode::Incremental).expect("the machine builds").passed());
+}

@@ -1,0 +1,7 @@
+//! The scenario crate's integration tests, one binary.
+
+mod budget;
+mod common;
+mod examples;
+mod scenario;
+mod workload;

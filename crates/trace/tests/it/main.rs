@@ -1,0 +1,3 @@
+//! The trace crate's integration tests, one binary.
+
+mod replay;

@@ -526,8 +526,6 @@ pub fn html(r: &Report) -> String {
         toc.push(("attacks", "Attacks"));
         body.push_str(&attacks::html(&r.runs));
     }
-    toc.push(("results", "Results"));
-    body.push_str(&table_html(r));
     if let Some(s) = &r.sweep {
         toc.push(("sweep", "Sweep"));
         body.push_str(&sweep_html(r, s));
@@ -542,11 +540,14 @@ pub fn html(r: &Report) -> String {
     } else {
         let _ = write!(
             body,
-            "<p class=\"note\">{} runs: per-run charts are left out above {PER_RUN_CHART_LIMIT} runs; the table and \
-             the sweep charts cover every run.</p>",
+            "<p class=\"note\">{} runs: per-run charts are left out above {PER_RUN_CHART_LIMIT} runs; the table below \
+             covers every run, the sweep charts every run that completed.</p>",
             r.runs.len()
         );
     }
+    // The raw numbers last: the summary, the grids, the verdicts and the charts answer first.
+    toc.push(("results", "Results"));
+    body.push_str(&table_html(r));
     toc.push(("glossary", "Metrics"));
     body.push_str(GLOSSARY);
 
@@ -803,7 +804,7 @@ fn rows(r: &Report) -> Rows {
         .runs
         .iter()
         .map(|run| {
-            if let Some(sw) = &r.sweep {
+            let label = if let Some(sw) = &r.sweep {
                 let mut l: Vec<String> = sw
                     .axes
                     .iter()
@@ -816,7 +817,9 @@ fn rows(r: &Report) -> Rows {
                 l.join(" · ")
             } else {
                 format!("{} · {} · {}{}", run.policy, run.backing, run.guest, run.setting_suffix())
-            }
+            };
+            // A run that stopped is marked: its bars count only what happened before it stopped.
+            if run.outcome == "completed" { label } else { format!("{label} ✕ {}", run.outcome) }
         })
         .collect();
     let group =
@@ -1162,6 +1165,7 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
         "<p class=\"note\">Lines with the same values lie on top of each other; the numbers beneath each chart \
          list every line.</p>",
     );
+    out.push_str(&stopped_runs_note(r, x));
     let param = |run: &Run, a: &Axis| -> String {
         run.params.iter().find(|(k, _)| *k == a.name).map_or(String::new(), |p| p.1.clone())
     };
@@ -1222,7 +1226,7 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
                             _ => true,
                         }
                 };
-                for run in r.runs.iter().filter(in_line) {
+                for run in r.runs.iter().filter(in_line).filter(|run| run.outcome == "completed") {
                     let Some(px) = xpos(run) else { continue };
                     let v = run.m(name) * scale;
                     any |= v != 0.0;
@@ -1296,6 +1300,44 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
     out
 }
 
+/// The sweep's runs that did not complete, which its charts leave out (their metrics stop where
+/// the run stopped, so a `vm_error` run would plot as if its guest had kept its huge pages): by
+/// outcome and reason, with the x values at which they stopped. Empty when every run completed.
+fn stopped_runs_note(r: &Report, x: &Axis) -> String {
+    // (outcome and reason, runs, the x values in the order first seen)
+    let mut by: Vec<(String, usize, Vec<String>)> = Vec::new();
+    for run in r.runs.iter().filter(|run| run.outcome != "completed") {
+        let what = if run.reason.is_empty() {
+            run.outcome.clone()
+        } else {
+            format!("{} ({})", run.outcome, run.reason)
+        };
+        let at =
+            run.params.iter().find(|(k, _)| *k == x.name).map_or_else(|| "?".to_string(), |p| p.1.clone());
+        match by.iter_mut().find(|(w, _, _)| *w == what) {
+            Some((_, n, xs)) => {
+                *n += 1;
+                if !xs.contains(&at) {
+                    xs.push(at);
+                }
+            }
+            None => by.push((what, 1, vec![at])),
+        }
+    }
+    if by.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = by
+        .into_iter()
+        .map(|(what, n, xs)| format!("{n} × {} at {}={}", esc(&what), esc(&x.name), esc(&xs.join(", "))))
+        .collect();
+    format!(
+        "<p class=\"note stopped\" id=\"sweep-stopped\">Not plotted: runs that did not complete (their metrics stop where \
+         the run stopped): {}. The table below lists them.</p>",
+        parts.join("; ")
+    )
+}
+
 fn line_data(x_name: &str, axis: &XAxis, legend: &[String], lines: &[Line]) -> String {
     let mut s =
         format!("<table><thead><tr><th scope=\"col\">line</th><th scope=\"col\">{}</th>", esc(x_name));
@@ -1349,5 +1391,57 @@ mod sweep_metric_tests {
         for (name, ..) in super::SWEEP_METRICS {
             assert_eq!(snpsim_scenario::check_metric_name(name), Ok(()), "{name}");
         }
+    }
+}
+
+#[cfg(test)]
+mod sweep_layout_tests {
+    use serde_json::json;
+
+    /// A sweep of three runs at x = 1, 2, 3; the middle one stopped with a vm_error, its
+    /// host_splits 777 (a value no completed run has).
+    fn page() -> String {
+        let run = |x: u64, outcome: &str, splits: u64| {
+            let mut o = json!({
+                "scenario": "s", "policy": "rfc-host-split", "backing": "hugetlbfs-2m", "guest": "4k",
+                "outcome": outcome, "params": { "rate": x }, "seed": 1,
+                "metrics": { "host_splits": splits, "host_splits_needless": splits, "sim_time_ns": 1000 * x },
+            });
+            if outcome != "completed" {
+                o["reason"] = json!("host-split-impossible");
+                o["cause"] = json!("unresolvable");
+                o["detail"] = json!("unresolvable #NPF");
+            }
+            o
+        };
+        let manifest = json!({ "name": "t", "x": "rate", "axes": [{ "name": "rate", "values": [1, 2, 3] }] });
+        let lines = [run(1, "completed", 10), run(2, "vm_error", 777), run(3, "completed", 30)];
+        super::html(&super::Report::from_sweep(&manifest, &lines).unwrap())
+    }
+
+    #[test]
+    fn a_sweep_leaves_out_runs_that_stopped_and_says_so() {
+        let html = page();
+        let sweep = &html[html.find("id=\"sweep\"").unwrap()..html.find("id=\"counts\"").unwrap()];
+        assert!(sweep.contains("id=\"chart-sweep-0\""), "{sweep}");
+        // The stopped run is not a point of any sweep chart (nor of its numbers)...
+        assert!(!sweep.contains("777"), "{sweep}");
+        assert!(sweep.contains(">10<") && sweep.contains(">30<"), "{sweep}");
+        // ...but named above them, and kept in the table below.
+        assert!(sweep.contains("Not plotted: runs that did not complete"), "{sweep}");
+        assert!(sweep.contains("1 × vm_error (host-split-impossible) at rate=2"), "{sweep}");
+        let table = &html[html.find("id=\"results\"").unwrap()..];
+        assert!(table.contains("777"), "the table lists every run");
+    }
+
+    #[test]
+    fn charts_come_before_the_table_and_stopped_runs_are_marked() {
+        let html = page();
+        let at = |id: &str| html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no {id}"));
+        assert!(at("sweep") < at("results") && at("counts") < at("results"), "charts first");
+        assert!(at("results") < at("glossary"));
+        // The per-run bars mark the run that stopped.
+        let counts = &html[at("counts")..at("time")];
+        assert!(counts.contains("rate=2 · seed 1 ✕ vm_error"), "{counts}");
     }
 }

@@ -626,7 +626,19 @@ pub(crate) fn emit(
     // The Chrome document, built once if any destination wants it.
     let mut chrome = if output.traced() && output.format() == TraceFormat::Chrome {
         let text = String::from_utf8_lossy(&trace_text);
-        snpsim_trace::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes()
+        // Each run's NPT coverage samples, by its number in the trace, for the counter track.
+        let by_run: std::collections::BTreeMap<u64, &ScenarioRun> =
+            jobs.iter().map(|j| (j.run.run_index, &j.run)).collect();
+        let coverage = |run: u64| {
+            by_run.get(&run).map(|r| snpsim_trace::chrome::CoverageSamples {
+                pages: &r.result.coverage_series,
+                t_ns: &r.result.coverage_time_ns,
+                guest_pages: r.result.guest_pages,
+            })
+        };
+        snpsim_trace::chrome::from_jsonl_with_coverage(&text, &coverage)
+            .map_err(anyhow::Error::msg)?
+            .into_bytes()
     } else {
         Vec::new()
     };

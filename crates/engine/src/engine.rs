@@ -474,18 +474,18 @@ impl Simulation {
     }
 
     fn step_untraced(&mut self, action: &Action) -> StepReport {
-        if let Some(e) = &self.outcome {
-            return StepReport { result: format!("skipped: run already {}", e.outcome()) };
+        if self.outcome.is_some() {
+            return StepReport { result: "skipped".into() };
         }
         if let Some(budget) = self.config.step_budget
             && self.steps >= budget
         {
             self.outcome =
                 Some(Ending::new(Reason::StepBudget, format!("step budget of {budget} steps exhausted")));
-            return StepReport { result: "step budget exceeded".into() };
+            return StepReport { result: Outcome::StepBudgetExceeded.name().into() };
         }
         self.steps += 1;
-        let Some(m) = self.machine.as_mut() else { return StepReport { result: "no VM".into() } };
+        let Some(m) = self.machine.as_mut() else { return StepReport { result: "no_vm".into() } };
         let result = if self.config.interleave && action.vcpu().is_some() {
             match interleaved(m, &mut self.guest, &mut self.running, action, &mut self.lossy_recoalesce) {
                 Ok(Some(r)) => Ok(r),
@@ -497,17 +497,19 @@ impl Simulation {
         };
         let result = match result {
             Ok(r) => r,
+            // The step that ends the run: its result is the outcome's name (the reason and the
+            // detail in words are the ending's own, on the same trace line).
             Err(e @ GuestError::Terminated { reason, .. }) => {
                 let ending = terminated(m, e, reason);
-                let why = ending.detail.clone();
+                let name = ending.outcome().name().to_string();
                 self.outcome = Some(ending);
-                why
+                name
             }
             Err(GuestError::Stopped) => {
                 let ending = stopped(m);
-                let why = ending.detail.clone();
+                let name = ending.outcome().name().to_string();
                 self.outcome = Some(ending);
-                why
+                name
             }
         };
         if !self.config.adversary.is_empty() && self.outcome.is_none() {
@@ -801,6 +803,20 @@ fn collapse_all(m: &mut Machine) {
     }
 }
 
+/// A host step's refusal as a stable lower-case name, for its step's result (the trace's
+/// `step_end`): the [`HostError`](snpsim_host::HostError) variant, not its message.
+fn host_error_name(e: &snpsim_host::HostError) -> &'static str {
+    use snpsim_host::HostError;
+    match e {
+        HostError::OutOfMemory { .. } => "out_of_memory",
+        HostError::DoubleFree { .. } => "double_free",
+        HostError::HugetlbfsSize { .. } => "hugetlbfs_size",
+        HostError::Unsplittable { .. } => "unsplittable",
+        HostError::OutsideVma { .. } => "outside_vma",
+        HostError::OutsideGmem { .. } => "outside_gmem",
+    }
+}
+
 fn run_action(
     m: &mut Machine,
     guest: &mut Guest,
@@ -851,8 +867,8 @@ fn run_action(
             split
         }) {
             Ok(Some(_)) => "split".into(),
-            Ok(None) => "already 4K".into(),
-            Err(e) => e.to_string(),
+            Ok(None) => "already_4k".into(),
+            Err(e) => host_error_name(&e).into(),
         },
         Action::HostCollapse { gpa } => match m.host.collapse_vma(gpa.gfn().raw()) {
             Ok(Some(inv)) => {
@@ -862,8 +878,8 @@ fn run_action(
                 m.kvm.mmu_invalidate(inv);
                 "collapsed".into()
             }
-            Ok(None) => "nothing to collapse".into(),
-            Err(e) => e.to_string(),
+            Ok(None) => "nothing_to_collapse".into(),
+            Err(e) => host_error_name(&e).into(),
         },
         Action::Tick { .. } => "idle".into(),
         Action::PunchHole { gpa, pages } => {

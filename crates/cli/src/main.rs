@@ -18,6 +18,7 @@ mod matrix;
 mod output;
 mod progress;
 mod report;
+mod schema;
 mod stdout;
 mod sweep;
 mod table;
@@ -129,9 +130,16 @@ snpsim sweep examples/sweeps/attacks.toml --out sweep && snpsim report sweep/run
     /// PSC pages (each counted and rated separately), peak RSS.
     #[command(after_help = bench::BENCH_HELP)]
     Bench(bench::BenchArgs),
-    /// List embedded scenarios, policies, backings, guest presets and metrics.
-    #[command(after_help = "Example:\n  snpsim list")]
-    List,
+    /// List embedded scenarios, policies, backings, guest presets, metrics and step ops, or print
+    /// the scenario format's JSON Schema.
+    #[command(after_help = "Examples:\n  snpsim list\n  snpsim list --schema > snpsim-scenario.schema.json")]
+    List {
+        /// Print a JSON Schema (draft 2020-12) of the scenario format instead, for editors that
+        /// complete and check TOML (with taplo: `#:schema snpsim-scenario.schema.json` at the top
+        /// of a scenario).
+        #[arg(long)]
+        schema: bool,
+    },
     /// Print a shell completion script for snpsim's commands and options.
     #[command(
         after_help = "Examples:\n  snpsim completions bash > ~/.local/share/bash-completion/completions/snpsim\n  \
@@ -335,7 +343,12 @@ fn main() -> ExitCode {
         return ExitCode::from(fail::IO);
     }
     let result = match cli.command {
-        Some(Command::List) => stdout::text(&list::text()).map(|()| true),
+        Some(Command::List { schema: false }) => stdout::text(&list::text()).map(|()| true),
+        Some(Command::List { schema: true }) => {
+            // A Value always serializes.
+            let doc = serde_json::to_string_pretty(&schema::scenario_schema()).unwrap_or_default();
+            stdout::text(&format!("{doc}\n")).map(|()| true)
+        }
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man) => man_page(),
         Some(Command::Run(args)) => run(&args),

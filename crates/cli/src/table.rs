@@ -99,14 +99,23 @@ fn header_lines(name: &str, width: usize) -> Vec<String> {
 /// dealt in order to panels as long as they fit (two spaces between columns), at least one each.
 /// One panel with every column when the table fits.
 pub fn panels(widths: &[usize], left: usize, width: usize) -> Vec<Vec<usize>> {
+    panels_keyed(widths, left, left, width)
+}
+
+/// [`panels`] whose later panels are headed by the first `id` key columns only (at most `left`):
+/// a key column that alone names the row, such as a scenario's file stem, is enough to read a
+/// row across panels, and leaves the width to the numbers.
+pub fn panels_keyed(widths: &[usize], left: usize, id: usize, width: usize) -> Vec<Vec<usize>> {
     let left = left.min(widths.len());
-    let key: usize = widths[..left].iter().map(|w| w + 2).sum();
+    let id = id.min(left);
+    let key = |n: usize| -> usize { widths[..n].iter().map(|w| w + 2).sum() };
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut used = usize::MAX;
     for (c, w) in widths.iter().enumerate().skip(left) {
         if used.saturating_add(w + 2) > width + 2 {
-            out.push((0..left).collect());
-            used = key;
+            let n = if out.is_empty() { left } else { id };
+            out.push((0..n).collect());
+            used = key(n);
         }
         used += w + 2;
         if let Some(p) = out.last_mut() {
@@ -124,6 +133,12 @@ pub fn panels(widths: &[usize], left: usize, width: usize) -> Vec<Vec<usize>> {
 /// column's values ([`header_lines`]), then a rule; the first `left` columns are left-aligned, the
 /// rest right-aligned. The one table layout of the CLI's run tables.
 pub fn aligned(rows: &[Vec<String>], left: usize, width: usize) -> String {
+    aligned_keyed(rows, left, left, width)
+}
+
+/// [`aligned`] with the panels of [`panels_keyed`]: after the first panel, only the first `id`
+/// key columns are repeated.
+pub fn aligned_keyed(rows: &[Vec<String>], left: usize, id: usize, width: usize) -> String {
     let cols = rows[0].len();
     let value_width = |c: usize| rows.iter().skip(1).map(|r| r[c].chars().count()).max().unwrap_or(0);
     let heads: Vec<Vec<String>> = (0..cols)
@@ -133,7 +148,7 @@ pub fn aligned(rows: &[Vec<String>], left: usize, width: usize) -> String {
         .map(|c| value_width(c).max(heads[c].iter().map(|l| l.chars().count()).max().unwrap_or(0)))
         .collect();
     let mut out = String::new();
-    for (i, panel) in panels(&widths, left, width).iter().enumerate() {
+    for (i, panel) in panels_keyed(&widths, left, id, width).iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
@@ -223,8 +238,9 @@ pub fn render_with(
         }
         rows.push(row);
     }
-    let left = if with_name { 6 } else { 5 };
-    let mut out = aligned(&rows, left, crate::term::width());
+    // With a scenario column, its file stem names the row: later panels repeat only it.
+    let (left, id) = if with_name { (6, 1) } else { (5, 5) };
+    let mut out = aligned_keyed(&rows, left, id, crate::term::width());
     if !zero.is_empty() {
         let _ = writeln!(out, "0 in every run (columns left out): {}", zero.join(", "));
     }
@@ -592,6 +608,15 @@ mod tests {
             super::aligned(&rows, 1, 8),
             "name   a\n--------\nx     10\n\nname    b\n---------\nx     200\n"
         );
+    }
+
+    #[test]
+    fn later_panels_may_repeat_only_the_row_s_id() {
+        // Keys 3 and 8 (+ 2 each) head the first panel: 5 + 10 + 6 = 21 fits 22 with 4; 5 does
+        // not. A later panel repeats the 3-wide id only: 5 + 7 + 8 = 20 holds both 5 and 6.
+        assert_eq!(super::panels_keyed(&[3, 8, 4, 5, 6], 2, 1, 20), [vec![0, 1, 2], vec![0, 3, 4]]);
+        // With the whole key repeated, 5 and 6 need a panel each (15 + 7 + 8 = 30 > 22).
+        assert_eq!(super::panels(&[3, 8, 4, 5, 6], 2, 20), [vec![0, 1, 2], vec![0, 1, 3], vec![0, 1, 4]]);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod attacks;
 pub mod charts;
+mod heatmap;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -484,6 +485,14 @@ ul.legend { display: flex; flex-wrap: wrap; gap: 4px 14px; padding: 0; margin: 4
 details { margin-top: 4px; font-size: 13px; }
 summary { cursor: pointer; color: var(--muted); }
 dl.metrics dt { font-weight: 600; } dl.metrics dd { margin: 0 0 6px 16px; color: var(--muted); }
+.heats { display: flex; flex-wrap: wrap; gap: 12px 18px; align-items: flex-start; }
+figure.heat { margin: 0; }
+table.heat { border-collapse: collapse; font-size: 12px; }
+table.heat caption { font-weight: 600; }
+table.heat th, table.heat td { padding: 2px 8px; border: 1px solid var(--rule); }
+table.heat td.num { text-align: right; }
+table.heat td.stopped { color: var(--bad); background: var(--bad-bg); white-space: nowrap; }
+table.heat td.none { color: var(--muted); text-align: center; }
 "#;
 
 /// Terminal-table columns: header, metric, unit note.
@@ -530,11 +539,31 @@ pub fn html(r: &Report) -> String {
         toc.push(("sweep", "Sweep"));
         body.push_str(&sweep_html(r, s));
     }
+    // Runs that form a policy × backing matrix are drawn as heatmaps; the others keep a bar each.
+    let matrices = heatmap::matrices(r);
+    if !matrices.is_empty() {
+        toc.push(("heatmaps", "Policy × backing"));
+        body.push_str(&heatmap::html(r, &matrices));
+    }
+    let in_matrix: BTreeSet<usize> = matrices.iter().flat_map(|m| m.runs.iter().copied()).collect();
+    let rest = Report {
+        runs: r
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !in_matrix.contains(i))
+            .map(|(_, x)| x.clone())
+            .collect(),
+        verdicts: Vec::new(),
+        sweep: r.sweep.clone(),
+    };
     if r.runs.len() <= PER_RUN_CHART_LIMIT {
-        toc.push(("counts", "Faults, exits, splits"));
-        body.push_str(&counts_html(r));
-        toc.push(("time", "Simulated time"));
-        body.push_str(&time_html(r));
+        if !rest.runs.is_empty() {
+            toc.push(("counts", "Faults, exits, splits"));
+            body.push_str(&counts_html(&rest));
+            toc.push(("time", "Simulated time"));
+            body.push_str(&time_html(&rest));
+        }
         toc.push(("coverage", "NPT coverage"));
         body.push_str(&coverage_html(r));
     } else {
@@ -898,8 +927,8 @@ fn family_members(r: &Report, family: &str) -> Vec<String> {
 
 fn counts_html(r: &Report) -> String {
     let mut s = String::from(
-        "<section id=\"counts\"><h2>Faults, exits and splits by policy × backing</h2><p class=\"note\">One bar per run \
-         (policy · backing · guest); the number at the end of a bar is its total.</p><div class=\"charts bars\">",
+        "<section id=\"counts\"><h2>Faults, exits and splits by run</h2><p class=\"note\">One bar per run that no \
+         policy × backing grid holds (policy · backing · guest); the number at the end of a bar is its total.</p><div class=\"charts bars\">",
     );
     s.push_str(&bar_figure(
         r,
@@ -1329,7 +1358,11 @@ fn stopped_runs_note(r: &Report, x: &Axis) -> String {
     }
     let parts: Vec<String> = by
         .into_iter()
-        .map(|(what, n, xs)| format!("{n} × {} at {}={}", esc(&what), esc(&x.name), esc(&xs.join(", "))))
+        .map(|(what, n, mut xs)| {
+            // In the axis's own order.
+            xs.sort_by_key(|v| x.values.iter().position(|a| a == v).unwrap_or(usize::MAX));
+            format!("{n} × {} at {}={}", esc(&what), esc(&x.name), esc(&xs.join(", ")))
+        })
         .collect();
     format!(
         "<p class=\"note stopped\" id=\"sweep-stopped\">Not plotted: runs that did not complete (their metrics stop where \
@@ -1398,8 +1431,8 @@ mod sweep_metric_tests {
 mod sweep_layout_tests {
     use serde_json::json;
 
-    /// A sweep of three runs at x = 1, 2, 3; the middle one stopped with a vm_error, its
-    /// host_splits 777 (a value no completed run has).
+    /// A sweep of four runs at x = 1, 3, 2, 4; those at 3 and 2 stopped with a vm_error, their
+    /// host_splits 777 and 778 (values no completed run has).
     fn page() -> String {
         let run = |x: u64, outcome: &str, splits: u64| {
             let mut o = json!({
@@ -1414,8 +1447,14 @@ mod sweep_layout_tests {
             }
             o
         };
-        let manifest = json!({ "name": "t", "x": "rate", "axes": [{ "name": "rate", "values": [1, 2, 3] }] });
-        let lines = [run(1, "completed", 10), run(2, "vm_error", 777), run(3, "completed", 30)];
+        let manifest =
+            json!({ "name": "t", "x": "rate", "axes": [{ "name": "rate", "values": [1, 2, 3, 4] }] });
+        let lines = [
+            run(1, "completed", 10),
+            run(3, "vm_error", 777),
+            run(2, "vm_error", 778),
+            run(4, "completed", 30),
+        ];
         super::html(&super::Report::from_sweep(&manifest, &lines).unwrap())
     }
 
@@ -1425,11 +1464,12 @@ mod sweep_layout_tests {
         let sweep = &html[html.find("id=\"sweep\"").unwrap()..html.find("id=\"counts\"").unwrap()];
         assert!(sweep.contains("id=\"chart-sweep-0\""), "{sweep}");
         // The stopped run is not a point of any sweep chart (nor of its numbers)...
-        assert!(!sweep.contains("777"), "{sweep}");
+        assert!(!sweep.contains("777") && !sweep.contains("778"), "{sweep}");
         assert!(sweep.contains(">10<") && sweep.contains(">30<"), "{sweep}");
         // ...but named above them, and kept in the table below.
         assert!(sweep.contains("Not plotted: runs that did not complete"), "{sweep}");
-        assert!(sweep.contains("1 × vm_error (host-split-impossible) at rate=2"), "{sweep}");
+        // In the axis's order, though the run at 3 came first.
+        assert!(sweep.contains("2 × vm_error (host-split-impossible) at rate=2, 3."), "{sweep}");
         let table = &html[html.find("id=\"results\"").unwrap()..];
         assert!(table.contains("777"), "the table lists every run");
     }

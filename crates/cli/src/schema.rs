@@ -23,7 +23,9 @@ fn names<T: Named>() -> Value {
 }
 
 fn one_of_names(names: Value, description: &str) -> Value {
-    json!({ "enum": names, "description": description })
+    let mut v = json!({ "description": description });
+    v["enum"] = names;
+    v
 }
 
 fn int(min: u64, max: Option<u64>, description: &str) -> Value {
@@ -44,13 +46,14 @@ fn reference(name: &str, description: &str) -> Value {
 
 /// A table whose fields are `properties`, of which `required` must be present, and no other.
 fn table(description: &str, properties: Value, required: &[&str]) -> Value {
-    json!({
+    let mut v = json!({
         "type": "object",
         "description": description,
-        "properties": properties,
         "required": required,
         "additionalProperties": false,
-    })
+    });
+    v["properties"] = properties;
+    v
 }
 
 /// The type of a step field, by its name (a name means the same in every op that has it).
@@ -264,6 +267,8 @@ pub fn scenario_schema() -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     /// A validator for the part of JSON Schema this schema uses (type, enum, const, properties,
@@ -450,7 +455,7 @@ mod tests {
             let step = |fields: &[&str]| {
                 let mut s = format!("[[step]]\nop = \"{}\"\n", kind.name());
                 for f in fields {
-                    s.push_str(&format!("{f} = {}\n", sample(f)));
+                    let _ = writeln!(s, "{f} = {}", sample(f));
                 }
                 s
             };

@@ -177,7 +177,7 @@ impl Converter<'_> {
     /// Write the current run's events in order of time, then start the next run's counters.
     fn end_run(&mut self) {
         let mut events = std::mem::take(&mut self.run_events);
-        events.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        events.sort_by_key(|e| (e.0, e.1, e.2));
         for (_, _, _, v) in &events {
             self.emit(v);
         }
@@ -204,8 +204,8 @@ impl Converter<'_> {
     }
 
     fn counter(&mut self, name: &str, t: u64, args: Value) {
-        let v =
-            json!({ "name": name, "cat": "snpsim", "ph": "C", "ts": us(t), "pid": self.pid, "args": args });
+        let mut v = json!({ "name": name, "cat": "snpsim", "ph": "C", "ts": us(t), "pid": self.pid });
+        v["args"] = args;
         self.timed(t, Rank::Point, v);
     }
 
@@ -231,6 +231,71 @@ impl Converter<'_> {
         }
     }
 
+    /// A run's header: the previous run's events are written, this run's process is named and
+    /// its NPT coverage counter laid out.
+    fn run_header(&mut self, line: &Map<String, Value>) {
+        let s = |k: &str| line.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        self.end_run();
+        let run = line.get("run").and_then(Value::as_u64).unwrap_or(0);
+        self.pid = run + 1;
+        let c = line.get("config").cloned().unwrap_or(Value::Null);
+        self.rmp.per_2m = if c.get("geometry").and_then(Value::as_str) == Some("tiny") { 4 } else { 512 };
+        if let Some(cov) = (self.coverage)(run) {
+            let total = cov.guest_pages.max(1) as f64;
+            for (pages, &t) in cov.pages.iter().zip(cov.t_ns) {
+                let pct = |p: u64| (p as f64 * 100_000.0 / total).round() / 1000.0;
+                let args = json!({ "4k": pct(pages[0]), "2m": pct(pages[1]), "1g": pct(pages[2]) });
+                self.counter("NPT coverage (% of guest memory)", t, args);
+            }
+        }
+        let name = format!(
+            "run {}: {} [{} / {}]",
+            self.pid - 1,
+            s("scenario"),
+            c.get("policy").and_then(Value::as_str).unwrap_or("?"),
+            c.get("backing").and_then(Value::as_str).unwrap_or("?"),
+        );
+        self.emit(&json!({
+            "name": "process_name", "ph": "M", "pid": self.pid, "tid": 0, "args": { "name": name },
+        }));
+        self.emit(&json!({
+            "name": "process_sort_index", "ph": "M", "pid": self.pid, "tid": 0,
+            "args": { "sort_index": self.pid },
+        }));
+    }
+
+    /// A PSMASH, NPT demotion or host split: a flow's target when it is part of an #NPF's
+    /// handling, and a step of the RMP or host-split counter.
+    fn resolving_line(&mut self, ev: &str, line: &Map<String, Value>, t: u64, args: Map<String, Value>) {
+        let s = |k: &str| line.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let tid = self.track(line);
+        let ok = line.get("rc").and_then(Value::as_str).is_none_or(|rc| rc == "SUCCESS");
+        let name = match ev {
+            "psmash" => format!("PSMASH {}", s("pfn")),
+            "npt_demotion" => format!("NPT demotion {}→{}", s("from"), s("to")),
+            _ => "host split".to_string(),
+        };
+        if ok {
+            self.resolution(&name, tid, t, args);
+        } else {
+            self.instant(&name, tid, t, args);
+        }
+        match ev {
+            "psmash" if ok => {
+                if let Some(pfn) = hex(line.get("pfn")) {
+                    self.rmp.psmash(pfn);
+                    self.rmp_counter(t);
+                }
+            }
+            "host_split" => {
+                self.host_splits += line.get("count").and_then(Value::as_u64).unwrap_or(0);
+                let n = self.host_splits;
+                self.counter("host splits", t, json!({ "count": n }));
+            }
+            _ => {}
+        }
+    }
+
     fn line(&mut self, line: &Map<String, Value>) {
         let ev = line.get("ev").and_then(Value::as_str).unwrap_or("state_hash");
         let t = line.get("t").and_then(Value::as_u64).unwrap_or(0);
@@ -241,36 +306,7 @@ impl Converter<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         match ev {
-            "run" => {
-                self.end_run();
-                let run = line.get("run").and_then(Value::as_u64).unwrap_or(0);
-                self.pid = run + 1;
-                let c = line.get("config").cloned().unwrap_or(Value::Null);
-                self.rmp.per_2m =
-                    if c.get("geometry").and_then(Value::as_str) == Some("tiny") { 4 } else { 512 };
-                if let Some(cov) = (self.coverage)(run) {
-                    let total = cov.guest_pages.max(1) as f64;
-                    for (pages, &t) in cov.pages.iter().zip(cov.t_ns) {
-                        let pct = |p: u64| (p as f64 * 100_000.0 / total).round() / 1000.0;
-                        let args = json!({ "4k": pct(pages[0]), "2m": pct(pages[1]), "1g": pct(pages[2]) });
-                        self.counter("NPT coverage (% of guest memory)", t, args);
-                    }
-                }
-                let name = format!(
-                    "run {}: {} [{} / {}]",
-                    self.pid - 1,
-                    s("scenario"),
-                    c.get("policy").and_then(Value::as_str).unwrap_or("?"),
-                    c.get("backing").and_then(Value::as_str).unwrap_or("?"),
-                );
-                self.emit(&json!({
-                    "name": "process_name", "ph": "M", "pid": self.pid, "tid": 0, "args": { "name": name },
-                }));
-                self.emit(&json!({
-                    "name": "process_sort_index", "ph": "M", "pid": self.pid, "tid": 0,
-                    "args": { "sort_index": self.pid },
-                }));
-            }
+            "run" => self.run_header(line),
             "step" => {
                 let tid = self.track(line);
                 let a = line.get("action").cloned().unwrap_or(Value::Null);
@@ -318,34 +354,7 @@ impl Converter<'_> {
                 }
             }
             "end" | "state_hash" => {}
-            "psmash" | "npt_demotion" | "host_split" => {
-                let tid = self.track(line);
-                let ok = line.get("rc").and_then(Value::as_str).is_none_or(|rc| rc == "SUCCESS");
-                let name = match ev {
-                    "psmash" => format!("PSMASH {}", s("pfn")),
-                    "npt_demotion" => format!("NPT demotion {}→{}", s("from"), s("to")),
-                    _ => "host split".to_string(),
-                };
-                if ok {
-                    self.resolution(&name, tid, t, args);
-                } else {
-                    self.instant(&name, tid, t, args);
-                }
-                match ev {
-                    "psmash" if ok => {
-                        if let Some(pfn) = hex(line.get("pfn")) {
-                            self.rmp.psmash(pfn);
-                            self.rmp_counter(t);
-                        }
-                    }
-                    "host_split" => {
-                        self.host_splits += line.get("count").and_then(Value::as_u64).unwrap_or(0);
-                        let n = self.host_splits;
-                        self.counter("host splits", t, json!({ "count": n }));
-                    }
-                    _ => {}
-                }
-            }
+            "psmash" | "npt_demotion" | "host_split" => self.resolving_line(ev, line, t, args),
             _ => {
                 let tid = self.track(line);
                 if ev == "rmpupdate"

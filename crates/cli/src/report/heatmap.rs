@@ -35,10 +35,12 @@ pub struct Matrix {
 /// The runs' matrices, in the order of their first run; each run is in at most one. A sweep's
 /// runs repeat policy and backing along their axes and form none.
 pub fn matrices(r: &Report) -> Vec<Matrix> {
+    // (scenario, guest, setting) and the runs.
+    type Key = (String, String, &'static str);
     if r.sweep.is_some() {
         return Vec::new();
     }
-    let mut groups: Vec<((String, String, &str), Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
     for (i, run) in r.runs.iter().enumerate() {
         let key = (run.scenario.clone(), run.guest.clone(), run.setting_suffix());
         match groups.iter_mut().find(|(k, _)| *k == key) {

@@ -156,33 +156,36 @@ fn benchmarks(doc: &Value) -> Result<&Vec<Value>> {
     doc["benchmarks"].as_array().context("no `benchmarks` array")
 }
 
-/// The terminal table of `snpsim bench`.
+/// The terminal table of `snpsim bench` (the CLI's one table layout, [`crate::table::aligned`],
+/// fitted to the terminal), then each benchmark's notes and failures.
 pub fn text(doc: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", provenance(doc));
-    let _ = writeln!(
-        out,
-        "{:<14} {:<10} {:>9} {:>15} {:>12} {:>13} {:>11} {:>15} {:>12} {:>10}",
-        "benchmark",
-        "outcome",
-        "wall",
-        "RMP instr.",
-        "instr./s",
-        "#NPF exits",
-        "exits/s",
-        "PSC 4K pages",
-        "pages/s",
-        "peak RSS"
-    );
-    let _ = writeln!(out, "{}", "-".repeat(150));
+    let mut rows: Vec<Vec<String>> = vec![
+        [
+            "benchmark",
+            "outcome",
+            "wall",
+            "cpu",
+            "rmp_instructions",
+            "instr/s",
+            "npf_exits",
+            "exits/s",
+            "psc_pages_4k",
+            "pages/s",
+            "peak_rss",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let mut after = String::new();
     for r in doc["benchmarks"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "{:<14} {:<10} {:>7.2} s {:>7.2} s {:>15} {:>12} {:>13} {:>11} {:>15} {:>12} {:>10}",
-            r["name"].as_str().unwrap_or("?"),
-            r["outcome"].as_str().unwrap_or("?"),
-            f(&r["wall_s"]),
-            f(&r["cpu_s"]),
+        let name = r["name"].as_str().unwrap_or("?");
+        rows.push(vec![
+            name.to_string(),
+            r["outcome"].as_str().unwrap_or("?").to_string(),
+            format!("{:.2} s", f(&r["wall_s"])),
+            format!("{:.2} s", f(&r["cpu_s"])),
             u(&r["rmp_instructions_total"]),
             rate(&r["rmp_instructions_per_s"]),
             u(&r["npf_exits"]),
@@ -190,14 +193,22 @@ pub fn text(doc: &Value) -> String {
             u(&r["psc_pages_4k"]),
             rate(&r["psc_pages_4k_per_s"]),
             mib(&r["peak_rss_bytes"]),
-        );
-        for note in notes(r) {
-            let _ = writeln!(out, "    {note}");
-        }
-        for fail in r["failures"].as_array().into_iter().flatten() {
-            let _ = writeln!(out, "  FAILED: {}", fail.as_str().unwrap_or("?"));
+        ]);
+        let notes = notes(r);
+        let fails: Vec<&str> =
+            r["failures"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        if !notes.is_empty() || !fails.is_empty() {
+            let _ = writeln!(after, "{name}:");
+            for note in notes {
+                let _ = writeln!(after, "    {note}");
+            }
+            for fail in fails {
+                let _ = writeln!(after, "  FAILED: {fail}");
+            }
         }
     }
+    out.push_str(&crate::table::aligned(&rows, 2, crate::term::width()));
+    out.push_str(&after);
     out
 }
 

@@ -18,6 +18,7 @@ mod matrix;
 mod output;
 mod progress;
 mod report;
+mod schema;
 mod stdout;
 mod sweep;
 mod table;
@@ -116,7 +117,7 @@ snpsim check --mutant no-zap-after-psmash --depth 3 --out cex")]
 (or --json output), or a sweep's runs.jsonl. The page has no script and loads nothing: open it anywhere.\n\n\
 Examples:\n  snpsim run --out out && snpsim report out --html debate.html\n  \
 snpsim compare s.toml --policies all --json > r.json && snpsim report r.json --html r.html\n  \
-snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
+snpsim sweep examples/sweeps/attacks.toml --out sweep && snpsim report sweep/runs.jsonl --html sweep.html"
     )]
     Report(report::ReportArgs),
     /// Run a parameter sweep (a base scenario x a grid of overrides x seeds), or one shard of it.
@@ -129,9 +130,16 @@ snpsim merge shards/* --out merged && snpsim report merged --html sweep.html"
     /// PSC pages (each counted and rated separately), peak RSS.
     #[command(after_help = bench::BENCH_HELP)]
     Bench(bench::BenchArgs),
-    /// List embedded scenarios, policies, backings, guest presets and metrics.
-    #[command(after_help = "Example:\n  snpsim list")]
-    List,
+    /// List embedded scenarios, policies, backings, guest presets, metrics and step ops, or print
+    /// the scenario format's JSON Schema.
+    #[command(after_help = "Examples:\n  snpsim list\n  snpsim list --schema > snpsim-scenario.schema.json")]
+    List {
+        /// Print a JSON Schema (draft 2020-12) of the scenario format instead, for editors that
+        /// complete and check TOML (with taplo: `#:schema snpsim-scenario.schema.json` at the top
+        /// of a scenario).
+        #[arg(long)]
+        schema: bool,
+    },
     /// Print a shell completion script for snpsim's commands and options.
     #[command(
         after_help = "Examples:\n  snpsim completions bash > ~/.local/share/bash-completion/completions/snpsim\n  \
@@ -202,12 +210,16 @@ pub(crate) struct OutputOpts {
     /// Print CSV, one row per run, every metric a column.
     #[arg(long)]
     csv: bool,
-    /// Write DIR/results.json (as --json), DIR/report.html (the HTML report) and DIR/trace.jsonl
-    /// (every run); the default run adds DIR/verdicts.json; with `--trace-format chrome` also
-    /// DIR/trace.json (open it in Perfetto). DIR is replaced as a whole when the command ends:
-    /// it must be new or empty, unless --force.
+    /// Write DIR/results.json (as --json) and DIR/report.html (the HTML report); the default run
+    /// adds DIR/verdicts.json. Traces only when asked (--with-trace or --trace-format): they are
+    /// large (the default run's is 866 MB). DIR is replaced as a whole when the command ends: it
+    /// must be new or empty, unless --force.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// With --out: also write DIR/trace.jsonl (every run's trace, which `snpsim replay`
+    /// re-executes), and DIR/trace.json with `--trace-format chrome`.
+    #[arg(long, requires = "out")]
+    with_trace: bool,
     /// Replace a non-empty --out DIR: everything in it is replaced by this command's outputs.
     #[arg(long, requires = "out")]
     force: bool,
@@ -216,17 +228,31 @@ pub(crate) struct OutputOpts {
     /// table) or a process substitution is written as a stream.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
-    /// Trace format for --trace; with --out, `chrome` adds trace.json beside trace.jsonl.
-    #[arg(long, value_enum, default_value = "jsonl")]
-    trace_format: TraceFormat,
+    /// Trace format for --trace (default jsonl). Given with --out, it asks for the traces as
+    /// --with-trace does; `chrome` adds trace.json beside trace.jsonl.
+    #[arg(long, value_enum)]
+    trace_format: Option<TraceFormat>,
     /// No progress bar (it is drawn only when standard error is a terminal anyway).
     #[arg(long, short = 'q')]
     quiet: bool,
 }
 
 impl OutputOpts {
+    /// Whether the runs record traces: for `--trace FILE`, or for `--out DIR` when its traces were
+    /// asked for.
     fn traced(&self) -> bool {
-        self.out.is_some() || self.trace.is_some()
+        self.out_traces() || self.trace.is_some()
+    }
+
+    /// Whether `--out DIR` gets the traces: only when asked (`--with-trace` or an explicit
+    /// `--trace-format`), since a trace is far larger and slower to write than the results.
+    fn out_traces(&self) -> bool {
+        self.out.is_some() && (self.with_trace || self.trace_format.is_some())
+    }
+
+    /// The trace format: `--trace-format`, JSONL by default.
+    fn format(&self) -> TraceFormat {
+        self.trace_format.unwrap_or(TraceFormat::Jsonl)
     }
 
     /// Check every destination before anything runs, against each other and the command's
@@ -301,7 +327,8 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct ReplayArgs {
-    /// The JSONL trace (from `--trace FILE` or `--out DIR`'s trace.jsonl); `-` reads standard input.
+    /// The JSONL trace (from `--trace FILE`, or `--out DIR --with-trace`'s trace.jsonl); `-` reads
+    /// standard input.
     trace: PathBuf,
     /// Refuse a trace larger than SIZE (replay holds it in memory), or a run whose machine (host
     /// and guest memory) needs an estimated simulator memory over SIZE (`8GiB`), or `unlimited`.
@@ -316,7 +343,12 @@ fn main() -> ExitCode {
         return ExitCode::from(fail::IO);
     }
     let result = match cli.command {
-        Some(Command::List) => stdout::text(&list::text()).map(|()| true),
+        Some(Command::List { schema: false }) => stdout::text(&list::text()).map(|()| true),
+        Some(Command::List { schema: true }) => {
+            // A Value always serializes.
+            let doc = serde_json::to_string_pretty(&schema::scenario_schema()).unwrap_or_default();
+            stdout::text(&format!("{doc}\n")).map(|()| true)
+        }
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man) => man_page(),
         Some(Command::Run(args)) => run(&args),
@@ -605,14 +637,26 @@ pub(crate) fn emit(
         }
     }
     // The Chrome document, built once if any destination wants it.
-    let mut chrome = if output.traced() && output.trace_format == TraceFormat::Chrome {
+    let mut chrome = if output.traced() && output.format() == TraceFormat::Chrome {
         let text = String::from_utf8_lossy(&trace_text);
-        snpsim_trace::chrome::from_jsonl(&text).map_err(anyhow::Error::msg)?.into_bytes()
+        // Each run's NPT coverage samples, by its number in the trace, for the counter track.
+        let by_run: std::collections::BTreeMap<u64, &ScenarioRun> =
+            jobs.iter().map(|j| (j.run.run_index, &j.run)).collect();
+        let coverage = |run: u64| {
+            by_run.get(&run).map(|r| snpsim_trace::chrome::CoverageSamples {
+                pages: &r.result.coverage_series,
+                t_ns: &r.result.coverage_time_ns,
+                guest_pages: r.result.guest_pages,
+            })
+        };
+        snpsim_trace::chrome::from_jsonl_with_coverage(&text, &coverage)
+            .map_err(anyhow::Error::msg)?
+            .into_bytes()
     } else {
         Vec::new()
     };
     // `--trace FILE` takes its copy last; `--out` copies only what `--trace` also needs.
-    let trace_wants = output.trace.as_ref().map(|_| output.trace_format);
+    let trace_wants = output.trace.as_ref().map(|_| output.format());
     let mut replay_path = None;
     if let Some(dir) = &plan.out {
         let runs: Vec<&ScenarioRun> = jobs.iter().map(|j| &j.run).collect();
@@ -627,25 +671,27 @@ pub(crate) fn emit(
             bytes.push(b'\n');
             files.push(("verdicts.json".into(), bytes));
         }
-        if output.trace_format == TraceFormat::Chrome {
-            let doc = if trace_wants == Some(TraceFormat::Chrome) {
-                chrome.clone()
+        if output.out_traces() {
+            if output.format() == TraceFormat::Chrome {
+                let doc = if trace_wants == Some(TraceFormat::Chrome) {
+                    chrome.clone()
+                } else {
+                    std::mem::take(&mut chrome)
+                };
+                files.push(("trace.json".into(), doc));
+            }
+            let jsonl = if trace_wants == Some(TraceFormat::Jsonl) {
+                trace_text.clone()
             } else {
-                std::mem::take(&mut chrome)
+                std::mem::take(&mut trace_text)
             };
-            files.push(("trace.json".into(), doc));
+            files.push(("trace.jsonl".into(), jsonl));
+            replay_path = Some(dir.shown.join("trace.jsonl"));
         }
-        let jsonl = if trace_wants == Some(TraceFormat::Jsonl) {
-            trace_text.clone()
-        } else {
-            std::mem::take(&mut trace_text)
-        };
-        files.push(("trace.jsonl".into(), jsonl));
-        replay_path = Some(dir.shown.join("trace.jsonl"));
         dir.write(files)?;
     }
     if let Some(t) = &plan.trace {
-        match output.trace_format {
+        match output.format() {
             TraceFormat::Jsonl => {
                 t.write(&trace_text)?;
                 if !t.is_stdout() {

@@ -164,22 +164,38 @@ pub fn grids(runs: &[RunView<'_>]) -> Vec<(&'static str, Rows)> {
         .collect()
 }
 
-/// The grids as text, columns padded to their widest cell.
+/// The grids as text, columns padded to their widest cell, fitted to the terminal's width
+/// ([`crate::term::width`]).
 pub fn render(runs: &[RunView<'_>]) -> String {
+    render_at(runs, crate::term::width())
+}
+
+/// The grids as text fitted to `width` columns: a grid too wide is dealt into panels that repeat
+/// the policy column ([`crate::table::panels`]); a row with no cell in a panel is left out of it.
+pub fn render_at(runs: &[RunView<'_>], width: usize) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     for (what, rows) in grids(runs) {
         let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..cols)
-            .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.len()).max().unwrap_or(0) + 2)
+            .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.chars().count()).max().unwrap_or(0))
             .collect();
         let _ = writeln!(s, "{what}:");
-        for row in &rows {
-            let mut line = String::new();
-            for ((c, _), w) in row.iter().zip(&widths) {
-                let _ = write!(line, "{c:<w$}");
+        // Two columns of indent.
+        for (i, panel) in crate::table::panels(&widths, 1, width.saturating_sub(2)).iter().enumerate() {
+            if i > 0 {
+                s.push('\n');
             }
-            let _ = writeln!(s, "  {}", line.trim_end());
+            for row in &rows {
+                if !panel.iter().any(|&c| c > 0 && c < row.len()) {
+                    continue;
+                }
+                let cells: Vec<String> = panel
+                    .iter()
+                    .filter_map(|&c| row.get(c).map(|(t, _)| format!("{t:<w$}", w = widths[c])))
+                    .collect();
+                let _ = writeln!(s, "  {}", cells.join("  ").trim_end());
+            }
         }
         s.push('\n');
     }
@@ -250,6 +266,24 @@ mod tests {
         // A wrongly allowed access is never hidden behind a completed run.
         assert_eq!(text(&view("completed", None, &[("false_negatives", 1.0)])), "WRONGLY ALLOWED");
         assert_eq!(text(&view("completed", None, &[("invariant_violations", 3.0)])), "INVARIANT BROKEN");
+    }
+
+    #[test]
+    fn grids_too_wide_are_dealt_into_panels_that_repeat_the_policy() {
+        // No runs: every cell `-`, the columns as wide as the backing names (hugetlbfs-2m: 12).
+        let whole = render_at(&[], 200);
+        let narrow = render_at(&[], 40);
+        // The grid's lines (indented; a grid's title is a sentence, not a table row).
+        let rows = |t: &str| t.lines().filter(|l| l.starts_with("  ")).map(|l| l.chars().count()).max();
+        assert!(rows(&narrow) <= Some(40), "{narrow}");
+        assert!(rows(&whole) > Some(40), "{whole}");
+        // Every policy row appears once per panel, and every backing heads a column somewhere.
+        let count = |t: &str, w: &str| t.lines().filter(|l| l.trim_start().starts_with(w)).count();
+        assert_eq!(count(&whole, "npt-demote "), 2, "one per granularity: {whole}");
+        assert!(count(&narrow, "npt-demote ") > 2, "{narrow}");
+        for b in Backing::all() {
+            assert!(narrow.contains(b.name()), "{}: {narrow}", b.name());
+        }
     }
 
     #[test]

@@ -94,10 +94,51 @@ fn header_lines(name: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// Rows as fixed-width text: the first row is the header, its names broken over lines to the
-/// width of their column's values ([`header_lines`]), then a rule; the first `left` columns are
-/// left-aligned, the rest right-aligned.
-fn aligned(rows: &[Vec<String>], left: usize) -> String {
+/// The columns of each panel of a table whose column `c` is `widths[c]` wide, fitted to `width`
+/// columns of text: the first `left` columns (the row's key) head every panel, and the others are
+/// dealt in order to panels as long as they fit (two spaces between columns), at least one each.
+/// One panel with every column when the table fits.
+pub fn panels(widths: &[usize], left: usize, width: usize) -> Vec<Vec<usize>> {
+    panels_keyed(widths, left, left, width)
+}
+
+/// [`panels`] whose later panels are headed by the first `id` key columns only (at most `left`):
+/// a key column that alone names the row, such as a scenario's file stem, is enough to read a
+/// row across panels, and leaves the width to the numbers.
+pub fn panels_keyed(widths: &[usize], left: usize, id: usize, width: usize) -> Vec<Vec<usize>> {
+    let left = left.min(widths.len());
+    let id = id.min(left);
+    let key = |n: usize| -> usize { widths[..n].iter().map(|w| w + 2).sum() };
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut used = usize::MAX;
+    for (c, w) in widths.iter().enumerate().skip(left) {
+        if used.saturating_add(w + 2) > width + 2 {
+            let n = if out.is_empty() { left } else { id };
+            out.push((0..n).collect());
+            used = key(n);
+        }
+        used += w + 2;
+        if let Some(p) = out.last_mut() {
+            p.push(c);
+        }
+    }
+    if out.is_empty() {
+        out.push((0..left).collect());
+    }
+    out
+}
+
+/// Rows as fixed-width text fitted to `width` columns ([`panels`]; the panels are separated by a
+/// blank line): the first row is the header, its names broken over lines to the width of their
+/// column's values ([`header_lines`]), then a rule; the first `left` columns are left-aligned, the
+/// rest right-aligned. The one table layout of the CLI's run tables.
+pub fn aligned(rows: &[Vec<String>], left: usize, width: usize) -> String {
+    aligned_keyed(rows, left, left, width)
+}
+
+/// [`aligned`] with the panels of [`panels_keyed`]: after the first panel, only the first `id`
+/// key columns are repeated.
+pub fn aligned_keyed(rows: &[Vec<String>], left: usize, id: usize, width: usize) -> String {
     let cols = rows[0].len();
     let value_width = |c: usize| rows.iter().skip(1).map(|r| r[c].chars().count()).max().unwrap_or(0);
     let heads: Vec<Vec<String>> = (0..cols)
@@ -106,31 +147,39 @@ fn aligned(rows: &[Vec<String>], left: usize) -> String {
     let widths: Vec<usize> = (0..cols)
         .map(|c| value_width(c).max(heads[c].iter().map(|l| l.chars().count()).max().unwrap_or(0)))
         .collect();
-    let depth = heads.iter().map(Vec::len).max().unwrap_or(1);
-    let line = |cells: Vec<String>| {
-        let cells: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| if c < left { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
-            .collect();
-        cells.join("  ").trim_end().to_owned()
-    };
     let mut out = String::new();
-    for d in 0..depth {
-        // Header pieces sit on the bottom lines, so every name ends on the rule.
-        let cells = heads
-            .iter()
-            .map(|h| {
-                let skip = depth - h.len();
-                if d < skip { String::new() } else { h[d - skip].clone() }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", line(cells));
-    }
-    let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (cols - 1)));
-    for row in rows.iter().skip(1) {
-        let _ = writeln!(out, "{}", line(row.clone()));
+    for (i, panel) in panels_keyed(&widths, left, id, width).iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let depth = panel.iter().map(|&c| heads[c].len()).max().unwrap_or(1);
+        let line = |cells: Vec<String>| {
+            let cells: Vec<String> = panel
+                .iter()
+                .zip(cells)
+                .map(|(&c, cell)| {
+                    let w = widths[c];
+                    if c < left { format!("{cell:<w$}") } else { format!("{cell:>w$}") }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        };
+        for d in 0..depth {
+            // Header pieces sit on the bottom lines, so every name ends on the rule.
+            let cells = panel
+                .iter()
+                .map(|&c| {
+                    let skip = depth - heads[c].len();
+                    if d < skip { String::new() } else { heads[c][d - skip].clone() }
+                })
+                .collect();
+            let _ = writeln!(out, "{}", line(cells));
+        }
+        let rule = panel.iter().map(|&c| widths[c]).sum::<usize>() + 2 * (panel.len() - 1);
+        let _ = writeln!(out, "{}", "-".repeat(rule));
+        for row in rows.iter().skip(1) {
+            let _ = writeln!(out, "{}", line(panel.iter().map(|&c| row[c].clone()).collect()));
+        }
     }
     out
 }
@@ -189,8 +238,9 @@ pub fn render_with(
         }
         rows.push(row);
     }
-    let left = if with_name { 6 } else { 5 };
-    let mut out = aligned(&rows, left);
+    // With a scenario column, its file stem names the row: later panels repeat only it.
+    let (left, id) = if with_name { (6, 1) } else { (5, 5) };
+    let mut out = aligned_keyed(&rows, left, id, crate::term::width());
     if !zero.is_empty() {
         let _ = writeln!(out, "0 in every run (columns left out): {}", zero.join(", "));
     }
@@ -329,21 +379,7 @@ pub fn render_workloads(runs: &[&ScenarioRun], guests: &[String]) -> String {
         row.push(ms(m.sim_time_ns));
         rows.push(row);
     }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| if c < 4 { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-        if i == 0 {
-            let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
-        }
-    }
+    let mut out = aligned(&rows, 4, crate::term::width());
     out.push_str(&why_lines(runs, |i| {
         format!("guest {}", guests.get(i).map_or(runs[i].granularity, String::as_str))
     }));
@@ -465,6 +501,18 @@ pub fn csv(runs: &[&ScenarioRun]) -> String {
 /// CSV as [`csv`], with a `guest` column after `granularity` when `guests` (one label per run)
 /// is given.
 pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
+    csv_extra(runs, guests, &[], &[])
+}
+
+/// CSV as [`csv_with`], followed by the columns `extra_names`, whose values for run `i` are
+/// `extra[i]` (a sweep's run index, seed and parameters): the columns of `run --csv` come first
+/// and unchanged, so the two concatenate.
+pub fn csv_extra(
+    runs: &[&ScenarioRun],
+    guests: Option<&[String]>,
+    extra_names: &[String],
+    extra: &[Vec<String>],
+) -> String {
     // Nested metrics (`npt_demotions`, `exits`, ...) have members only where they occurred: the
     // columns are the union over all runs, in name order, and a run without one reports 0.
     let rows: Vec<std::collections::BTreeMap<String, String>> = runs
@@ -490,22 +538,34 @@ pub fn csv_with(runs: &[&ScenarioRun], guests: Option<&[String]>) -> String {
     let names: std::collections::BTreeSet<&String> = rows.iter().flat_map(|r| r.keys()).collect();
     let mut out = String::new();
     let header: Vec<String> = names.iter().map(|k| csv_field(k)).collect();
-    let extra = if guests.is_some() { ",guest" } else { "" };
-    let _ = writeln!(out, "scenario,policy,backing,granularity{extra},outcome,{}", header.join(","));
+    let guest_head = if guests.is_some() { ",guest" } else { "" };
+    let tail = |cells: &[String]| {
+        cells.iter().fold(String::new(), |mut t, c| {
+            let _ = write!(t, ",{}", csv_field(c));
+            t
+        })
+    };
+    let _ = writeln!(
+        out,
+        "scenario,policy,backing,granularity{guest_head},outcome,{}{}",
+        header.join(","),
+        tail(extra_names)
+    );
     for (i, (r, row)) in runs.iter().zip(&rows).enumerate() {
         let guest = guests.map(|g| format!(",{}", csv_field(g.get(i).map_or("", String::as_str))));
         let vals: Vec<String> =
             names.iter().map(|k| row.get(*k).map_or_else(|| "0".to_string(), |v| csv_field(v))).collect();
         let _ = writeln!(
             out,
-            "{},{},{},{}{},{},{}",
+            "{},{},{},{}{},{},{}{}",
             csv_field(&r.name),
             r.policy,
             r.backing,
             r.granularity,
             guest.unwrap_or_default(),
             r.result.outcome,
-            vals.join(",")
+            vals.join(","),
+            extra.get(i).map(|e| tail(e)).unwrap_or_default()
         );
     }
     out
@@ -529,6 +589,34 @@ mod tests {
         // Wide values keep the name on one line.
         assert_eq!(super::header_lines("psmash", 9), ["psmash"]);
         assert_eq!(super::header_lines("rmp_npf_sizem", 8), ["rmp_npf_", "sizem"]);
+    }
+
+    #[test]
+    fn tables_too_wide_are_dealt_into_panels_that_repeat_the_key() {
+        // Key 3 + 2 wide; then 4 + 2, 5 + 2, 6 + 2: at 20 columns, 5 + 6 + 7 = 18 fits and the
+        // third does not (26 > 22 with the trailing gap); it opens a second panel.
+        assert_eq!(super::panels(&[3, 4, 5, 6], 1, 20), [vec![0, 1, 2], vec![0, 3]]);
+        assert_eq!(super::panels(&[3, 4, 5, 6], 1, 24), [vec![0, 1, 2, 3]]);
+        // A column wider than the width gets a panel of its own.
+        assert_eq!(super::panels(&[3, 40, 5], 1, 20), [vec![0, 1], vec![0, 2]]);
+        let rows: Vec<Vec<String>> = [["name", "a", "b"], ["x", "10", "200"]]
+            .iter()
+            .map(|r| r.iter().map(|c| (*c).to_string()).collect())
+            .collect();
+        assert_eq!(super::aligned(&rows, 1, 80), "name   a    b\n-------------\nx     10  200\n");
+        assert_eq!(
+            super::aligned(&rows, 1, 8),
+            "name   a\n--------\nx     10\n\nname    b\n---------\nx     200\n"
+        );
+    }
+
+    #[test]
+    fn later_panels_may_repeat_only_the_row_s_id() {
+        // Keys 3 and 8 (+ 2 each) head the first panel: 5 + 10 + 6 = 21 fits 22 with 4; 5 does
+        // not. A later panel repeats the 3-wide id only: 5 + 7 + 8 = 20 holds both 5 and 6.
+        assert_eq!(super::panels_keyed(&[3, 8, 4, 5, 6], 2, 1, 20), [vec![0, 1, 2], vec![0, 3, 4]]);
+        // With the whole key repeated, 5 and 6 need a panel each (15 + 7 + 8 = 30 > 22).
+        assert_eq!(super::panels(&[3, 8, 4, 5, 6], 2, 20), [vec![0, 1, 2], vec![0, 1, 3], vec![0, 1, 4]]);
     }
 
     #[test]

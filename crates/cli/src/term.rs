@@ -48,8 +48,38 @@ pub fn eprint(s: &str) {
     let _ = writeln!(err, "{}", text(s));
 }
 
+/// The width, in columns, that tables are fitted to: `COLUMNS` when it is a positive number (as
+/// shells set it, and as a user may to ask for another width), else the width of the terminal
+/// standard output is, else 100 (output to a file or a pipe, read later at an unknown width).
+pub fn width() -> usize {
+    width_from(std::env::var("COLUMNS").ok().as_deref(), terminal_width())
+}
+
+/// The width of the terminal standard output is, if it is one.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal as _;
+    let out = std::io::stdout();
+    if !out.is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&out).ok().map(|w| usize::from(w.ws_col)).filter(|&w| w > 0)
+}
+
+/// [`width`] from the value of `COLUMNS` and the terminal's width.
+fn width_from(columns: Option<&str>, terminal: Option<usize>) -> usize {
+    columns.and_then(|c| c.trim().parse::<usize>().ok()).filter(|&c| c > 0).or(terminal).unwrap_or(100)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn width_is_columns_then_the_terminal_then_100() {
+        assert_eq!(super::width_from(Some("132"), Some(80)), 132);
+        assert_eq!(super::width_from(Some("0"), Some(80)), 80);
+        assert_eq!(super::width_from(Some("wide"), None), 100);
+        assert_eq!(super::width_from(None, None), 100);
+    }
+
     use super::*;
 
     #[test]

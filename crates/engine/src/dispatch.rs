@@ -120,6 +120,20 @@ pub(crate) fn collapse_all(m: &mut Machine) {
     }
 }
 
+/// A host step's refusal as a stable lower-case name, for its step's result (the trace's
+/// `step_end`): the [`HostError`](snpsim_host::HostError) variant, not its message.
+fn host_error_name(e: &snpsim_host::HostError) -> &'static str {
+    use snpsim_host::HostError;
+    match e {
+        HostError::OutOfMemory { .. } => "out_of_memory",
+        HostError::DoubleFree { .. } => "double_free",
+        HostError::HugetlbfsSize { .. } => "hugetlbfs_size",
+        HostError::Unsplittable { .. } => "unsplittable",
+        HostError::OutsideVma { .. } => "outside_vma",
+        HostError::OutsideGmem { .. } => "outside_gmem",
+    }
+}
+
 pub(crate) fn run_action(
     m: &mut Machine,
     guest: &mut Guest,
@@ -170,8 +184,8 @@ pub(crate) fn run_action(
             split
         }) {
             Ok(Some(_)) => "split".into(),
-            Ok(None) => "already 4K".into(),
-            Err(e) => e.to_string(),
+            Ok(None) => "already_4k".into(),
+            Err(e) => host_error_name(&e).into(),
         },
         Action::HostCollapse { gpa } => match m.host.collapse_vma(gpa.gfn().raw()) {
             Ok(Some(inv)) => {
@@ -181,8 +195,8 @@ pub(crate) fn run_action(
                 m.kvm.mmu_invalidate(inv);
                 "collapsed".into()
             }
-            Ok(None) => "nothing to collapse".into(),
-            Err(e) => e.to_string(),
+            Ok(None) => "nothing_to_collapse".into(),
+            Err(e) => host_error_name(&e).into(),
         },
         Action::Tick { .. } => "idle".into(),
         Action::PunchHole { gpa, pages } => {

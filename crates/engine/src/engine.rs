@@ -325,18 +325,18 @@ impl Simulation {
     }
 
     fn step_untraced(&mut self, action: &Action) -> StepReport {
-        if let Some(e) = &self.outcome {
-            return StepReport { result: format!("skipped: run already {}", e.outcome()) };
+        if self.outcome.is_some() {
+            return StepReport { result: "skipped".into() };
         }
         if let Some(budget) = self.config.step_budget
             && self.steps >= budget
         {
             self.outcome =
                 Some(Ending::new(Reason::StepBudget, format!("step budget of {budget} steps exhausted")));
-            return StepReport { result: "step budget exceeded".into() };
+            return StepReport { result: Outcome::StepBudgetExceeded.name().into() };
         }
         self.steps += 1;
-        let Some(m) = self.machine.as_mut() else { return StepReport { result: "no VM".into() } };
+        let Some(m) = self.machine.as_mut() else { return StepReport { result: "no_vm".into() } };
         let result = if self.config.interleave && action.vcpu().is_some() {
             match interleaved(m, &mut self.guest, &mut self.running, action, &mut self.lossy_recoalesce) {
                 Ok(Some(r)) => Ok(r),
@@ -348,17 +348,19 @@ impl Simulation {
         };
         let result = match result {
             Ok(r) => r,
+            // The step that ends the run: its result is the outcome's name (the reason and the
+            // detail in words are the ending's own, on the same trace line).
             Err(e @ GuestError::Terminated { reason, .. }) => {
                 let ending = terminated(m, e, reason);
-                let why = ending.detail.clone();
+                let name = ending.outcome().name().to_string();
                 self.outcome = Some(ending);
-                why
+                name
             }
             Err(GuestError::Stopped) => {
                 let ending = stopped(m);
-                let why = ending.detail.clone();
+                let name = ending.outcome().name().to_string();
                 self.outcome = Some(ending);
-                why
+                name
             }
         };
         if !self.config.adversary.is_empty() && self.outcome.is_none() {

@@ -10,6 +10,7 @@
 
 pub mod attacks;
 pub mod charts;
+mod heatmap;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -484,6 +485,14 @@ ul.legend { display: flex; flex-wrap: wrap; gap: 4px 14px; padding: 0; margin: 4
 details { margin-top: 4px; font-size: 13px; }
 summary { cursor: pointer; color: var(--muted); }
 dl.metrics dt { font-weight: 600; } dl.metrics dd { margin: 0 0 6px 16px; color: var(--muted); }
+.heats { display: flex; flex-wrap: wrap; gap: 12px 18px; align-items: flex-start; }
+figure.heat { margin: 0; }
+table.heat { border-collapse: collapse; font-size: 12px; }
+table.heat caption { font-weight: 600; }
+table.heat th, table.heat td { padding: 2px 8px; border: 1px solid var(--rule); }
+table.heat td.num { text-align: right; }
+table.heat td.stopped { color: var(--bad); background: var(--bad-bg); white-space: nowrap; }
+table.heat td.none { color: var(--muted); text-align: center; }
 "#;
 
 /// Terminal-table columns: header, metric, unit note.
@@ -526,27 +535,48 @@ pub fn html(r: &Report) -> String {
         toc.push(("attacks", "Attacks"));
         body.push_str(&attacks::html(&r.runs));
     }
-    toc.push(("results", "Results"));
-    body.push_str(&table_html(r));
     if let Some(s) = &r.sweep {
         toc.push(("sweep", "Sweep"));
         body.push_str(&sweep_html(r, s));
     }
+    // Runs that form a policy × backing matrix are drawn as heatmaps; the others keep a bar each.
+    let matrices = heatmap::matrices(r);
+    if !matrices.is_empty() {
+        toc.push(("heatmaps", "Policy × backing"));
+        body.push_str(&heatmap::html(r, &matrices));
+    }
+    let in_matrix: BTreeSet<usize> = matrices.iter().flat_map(|m| m.runs.iter().copied()).collect();
+    let rest = Report {
+        runs: r
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !in_matrix.contains(i))
+            .map(|(_, x)| x.clone())
+            .collect(),
+        verdicts: Vec::new(),
+        sweep: r.sweep.clone(),
+    };
     if r.runs.len() <= PER_RUN_CHART_LIMIT {
-        toc.push(("counts", "Faults, exits, splits"));
-        body.push_str(&counts_html(r));
-        toc.push(("time", "Simulated time"));
-        body.push_str(&time_html(r));
+        if !rest.runs.is_empty() {
+            toc.push(("counts", "Faults, exits, splits"));
+            body.push_str(&counts_html(&rest));
+            toc.push(("time", "Simulated time"));
+            body.push_str(&time_html(&rest));
+        }
         toc.push(("coverage", "NPT coverage"));
         body.push_str(&coverage_html(r));
     } else {
         let _ = write!(
             body,
-            "<p class=\"note\">{} runs: per-run charts are left out above {PER_RUN_CHART_LIMIT} runs; the table and \
-             the sweep charts cover every run.</p>",
+            "<p class=\"note\">{} runs: per-run charts are left out above {PER_RUN_CHART_LIMIT} runs; the table below \
+             covers every run, the sweep charts every run that completed.</p>",
             r.runs.len()
         );
     }
+    // The raw numbers last: the summary, the grids, the verdicts and the charts answer first.
+    toc.push(("results", "Results"));
+    body.push_str(&table_html(r));
     toc.push(("glossary", "Metrics"));
     body.push_str(GLOSSARY);
 
@@ -803,7 +833,7 @@ fn rows(r: &Report) -> Rows {
         .runs
         .iter()
         .map(|run| {
-            if let Some(sw) = &r.sweep {
+            let label = if let Some(sw) = &r.sweep {
                 let mut l: Vec<String> = sw
                     .axes
                     .iter()
@@ -816,7 +846,9 @@ fn rows(r: &Report) -> Rows {
                 l.join(" · ")
             } else {
                 format!("{} · {} · {}{}", run.policy, run.backing, run.guest, run.setting_suffix())
-            }
+            };
+            // A run that stopped is marked: its bars count only what happened before it stopped.
+            if run.outcome == "completed" { label } else { format!("{label} ✕ {}", run.outcome) }
         })
         .collect();
     let group =
@@ -895,8 +927,8 @@ fn family_members(r: &Report, family: &str) -> Vec<String> {
 
 fn counts_html(r: &Report) -> String {
     let mut s = String::from(
-        "<section id=\"counts\"><h2>Faults, exits and splits by policy × backing</h2><p class=\"note\">One bar per run \
-         (policy · backing · guest); the number at the end of a bar is its total.</p><div class=\"charts bars\">",
+        "<section id=\"counts\"><h2>Faults, exits and splits by run</h2><p class=\"note\">One bar per run that no \
+         policy × backing grid holds (policy · backing · guest); the number at the end of a bar is its total.</p><div class=\"charts bars\">",
     );
     s.push_str(&bar_figure(
         r,
@@ -1162,6 +1194,7 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
         "<p class=\"note\">Lines with the same values lie on top of each other; the numbers beneath each chart \
          list every line.</p>",
     );
+    out.push_str(&stopped_runs_note(r, x));
     let param = |run: &Run, a: &Axis| -> String {
         run.params.iter().find(|(k, _)| *k == a.name).map_or(String::new(), |p| p.1.clone())
     };
@@ -1222,7 +1255,7 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
                             _ => true,
                         }
                 };
-                for run in r.runs.iter().filter(in_line) {
+                for run in r.runs.iter().filter(in_line).filter(|run| run.outcome == "completed") {
                     let Some(px) = xpos(run) else { continue };
                     let v = run.m(name) * scale;
                     any |= v != 0.0;
@@ -1296,6 +1329,48 @@ fn sweep_html(r: &Report, s: &SweepInfo) -> String {
     out
 }
 
+/// The sweep's runs that did not complete, which its charts leave out (their metrics stop where
+/// the run stopped, so a `vm_error` run would plot as if its guest had kept its huge pages): by
+/// outcome and reason, with the x values at which they stopped. Empty when every run completed.
+fn stopped_runs_note(r: &Report, x: &Axis) -> String {
+    // (outcome and reason, runs, the x values in the order first seen)
+    let mut by: Vec<(String, usize, Vec<String>)> = Vec::new();
+    for run in r.runs.iter().filter(|run| run.outcome != "completed") {
+        let what = if run.reason.is_empty() {
+            run.outcome.clone()
+        } else {
+            format!("{} ({})", run.outcome, run.reason)
+        };
+        let at =
+            run.params.iter().find(|(k, _)| *k == x.name).map_or_else(|| "?".to_string(), |p| p.1.clone());
+        match by.iter_mut().find(|(w, _, _)| *w == what) {
+            Some((_, n, xs)) => {
+                *n += 1;
+                if !xs.contains(&at) {
+                    xs.push(at);
+                }
+            }
+            None => by.push((what, 1, vec![at])),
+        }
+    }
+    if by.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = by
+        .into_iter()
+        .map(|(what, n, mut xs)| {
+            // In the axis's own order.
+            xs.sort_by_key(|v| x.values.iter().position(|a| a == v).unwrap_or(usize::MAX));
+            format!("{n} × {} at {}={}", esc(&what), esc(&x.name), esc(&xs.join(", ")))
+        })
+        .collect();
+    format!(
+        "<p class=\"note stopped\" id=\"sweep-stopped\">Not plotted: runs that did not complete (their metrics stop where \
+         the run stopped): {}. The table below lists them.</p>",
+        parts.join("; ")
+    )
+}
+
 fn line_data(x_name: &str, axis: &XAxis, legend: &[String], lines: &[Line]) -> String {
     let mut s =
         format!("<table><thead><tr><th scope=\"col\">line</th><th scope=\"col\">{}</th>", esc(x_name));
@@ -1349,5 +1424,64 @@ mod sweep_metric_tests {
         for (name, ..) in super::SWEEP_METRICS {
             assert_eq!(snpsim_scenario::check_metric_name(name), Ok(()), "{name}");
         }
+    }
+}
+
+#[cfg(test)]
+mod sweep_layout_tests {
+    use serde_json::json;
+
+    /// A sweep of four runs at x = 1, 3, 2, 4; those at 3 and 2 stopped with a vm_error, their
+    /// host_splits 777 and 778 (values no completed run has).
+    fn page() -> String {
+        let run = |x: u64, outcome: &str, splits: u64| {
+            let mut o = json!({
+                "scenario": "s", "policy": "rfc-host-split", "backing": "hugetlbfs-2m", "guest": "4k",
+                "outcome": outcome, "params": { "rate": x }, "seed": 1,
+                "metrics": { "host_splits": splits, "host_splits_needless": splits, "sim_time_ns": 1000 * x },
+            });
+            if outcome != "completed" {
+                o["reason"] = json!("host-split-impossible");
+                o["cause"] = json!("unresolvable");
+                o["detail"] = json!("unresolvable #NPF");
+            }
+            o
+        };
+        let manifest =
+            json!({ "name": "t", "x": "rate", "axes": [{ "name": "rate", "values": [1, 2, 3, 4] }] });
+        let lines = [
+            run(1, "completed", 10),
+            run(3, "vm_error", 777),
+            run(2, "vm_error", 778),
+            run(4, "completed", 30),
+        ];
+        super::html(&super::Report::from_sweep(&manifest, &lines).unwrap())
+    }
+
+    #[test]
+    fn a_sweep_leaves_out_runs_that_stopped_and_says_so() {
+        let html = page();
+        let sweep = &html[html.find("id=\"sweep\"").unwrap()..html.find("id=\"counts\"").unwrap()];
+        assert!(sweep.contains("id=\"chart-sweep-0\""), "{sweep}");
+        // The stopped run is not a point of any sweep chart (nor of its numbers)...
+        assert!(!sweep.contains("777") && !sweep.contains("778"), "{sweep}");
+        assert!(sweep.contains(">10<") && sweep.contains(">30<"), "{sweep}");
+        // ...but named above them, and kept in the table below.
+        assert!(sweep.contains("Not plotted: runs that did not complete"), "{sweep}");
+        // In the axis's order, though the run at 3 came first.
+        assert!(sweep.contains("2 × vm_error (host-split-impossible) at rate=2, 3."), "{sweep}");
+        let table = &html[html.find("id=\"results\"").unwrap()..];
+        assert!(table.contains("777"), "the table lists every run");
+    }
+
+    #[test]
+    fn charts_come_before_the_table_and_stopped_runs_are_marked() {
+        let html = page();
+        let at = |id: &str| html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no {id}"));
+        assert!(at("sweep") < at("results") && at("counts") < at("results"), "charts first");
+        assert!(at("results") < at("glossary"));
+        // The per-run bars mark the run that stopped.
+        let counts = &html[at("counts")..at("time")];
+        assert!(counts.contains("rate=2 · seed 1 ✕ vm_error"), "{counts}");
     }
 }

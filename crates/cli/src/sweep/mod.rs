@@ -42,10 +42,13 @@ examples/sweeps/. Runs are numbered in a fixed order (first axis slowest, seeds 
 those whose number is I modulo N, so N array tasks with I = 0..N-1 cover the sweep exactly once. Results \
 do not depend on --jobs or on N. The base scenario's [expect] describes one configuration and is not \
 checked; invariants are.\n\nOutput: DIR/sweep.json (the manifest), DIR/runs.jsonl (one JSON line per \
-run) and DIR/report.html; a shard writes DIR/shard-I-of-N.jsonl instead, for `snpsim merge`.\n\n\
-Examples:\n  snpsim sweep examples/sweeps/needless-splits.toml --out sweep\n  \
-snpsim sweep s.toml --shard $SLURM_ARRAY_TASK_ID/8 --out shards\n  \
-snpsim sweep s.toml --shard $JOB_COMPLETION_INDEX/8 --out /results\n\n\
+run) and DIR/report.html; a shard writes DIR/shard-I-of-N.jsonl instead, for `snpsim merge`. --csv prints one CSV row per \
+run on standard output (with or without --out): the columns of `snpsim run --csv`, then index, seed and \
+params.AXIS.\n\n\
+Examples:\n  snpsim sweep examples/sweeps/conversion-rate.toml --out sweep\n  \
+snpsim sweep examples/sweeps/attacks.toml --csv > attacks.csv\n  \
+snpsim sweep examples/sweeps/conversion-rate.toml --shard $SLURM_ARRAY_TASK_ID/8 --out shards\n  \
+snpsim sweep examples/sweeps/conversion-rate.toml --shard $JOB_COMPLETION_INDEX/8 --out /results\n\n\
 Exit codes: 0 ok, 1 an invariant failed in some run (the output is written), 2 bad input (FILE:LINE:COLUMN; \
 nothing is written).";
 
@@ -54,7 +57,10 @@ pub const MERGE_HELP: &str = "Reads sweep.json and every runs.jsonl / shard-I-of
 directories, checks that they belong to one sweep and that every run is present exactly once, and writes \
 OUT/sweep.json, OUT/runs.jsonl (index order) and OUT/report.html. A missing or duplicated run is an error \
 (exit 2, nothing written) naming the runs and the shard that should have produced them.\n\n\
-Examples:\n  snpsim merge shards --out merged\n  snpsim merge shard-0 shard-1 shard-2 --out merged";
+Examples:\n  for i in 0 1 2; do snpsim sweep examples/sweeps/attacks.toml --shard $i/3 --out shards; done\n  \
+snpsim merge shards --out merged\n  \
+for i in 0 1 2; do snpsim sweep examples/sweeps/attacks.toml --shard $i/3 --out shard-$i; done\n  \
+snpsim merge shard-0 shard-1 shard-2 --out merged-too";
 
 /// `snpsim sweep` options.
 #[derive(Debug, Args)]
@@ -68,12 +74,16 @@ pub struct SweepArgs {
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     /// Output directory: new or empty (replaced as a whole when the sweep ends), or for a shard
-    /// one holding only other shards' outputs of the same sweep.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    /// one holding only other shards' outputs of the same sweep. Required unless --csv.
+    #[arg(long, value_name = "DIR", required_unless_present = "csv")]
+    out: Option<PathBuf>,
     /// Replace a non-empty --out DIR: everything in it is replaced by this command's outputs.
-    #[arg(long)]
+    #[arg(long, requires = "out")]
     force: bool,
+    /// Print CSV, one row per run in run order: the columns of `snpsim run --csv` (every metric a
+    /// column), then `index`, `seed` and one `params.AXIS` column per axis.
+    #[arg(long)]
+    csv: bool,
     /// Invariant checking after each step.
     #[arg(long, value_enum, default_value = "incremental")]
     check: Check,
@@ -93,8 +103,9 @@ impl SweepArgs {
             file,
             shard: None,
             jobs: Some(jobs),
-            out,
+            out: Some(out),
             force: false,
+            csv: false,
             check,
             quiet: true,
             memory_budget: u64::MAX,
@@ -133,14 +144,14 @@ fn read_text(path: &Path, what: &str, limit: Limit) -> Result<String> {
 /// How a sweep writes `--out`: `--force` replaces it; a shard joins a directory that holds
 /// nothing but outputs of the same sweep (other shards may be writing there at the same time);
 /// a whole sweep needs a new or empty one.
-fn out_policy(args: &SweepArgs, shards: usize, id: &str) -> Result<Policy> {
+fn out_policy(args: &SweepArgs, dir: &Path, shards: usize, id: &str) -> Result<Policy> {
     if args.force {
         return Ok(Policy::Force);
     }
-    if shards == 1 || !args.out.is_dir() {
+    if shards == 1 || !dir.is_dir() {
         return Ok(if shards == 1 { Policy::Fresh } else { Policy::Join });
     }
-    let shown = args.out.display();
+    let shown = dir.display();
     let foreign = |what: String| {
         anyhow::anyhow!(
             "--out {shown}: {what}; a shard joins only a directory of its own sweep's shards: give --force to replace \
@@ -148,7 +159,7 @@ fn out_policy(args: &SweepArgs, shards: usize, id: &str) -> Result<Policy> {
         )
     };
     let entries =
-        std::fs::read_dir(&args.out).map_err(|e| anyhow::anyhow!("--out {shown}: cannot read it: {e}"))?;
+        std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("--out {shown}: cannot read it: {e}"))?;
     for e in entries.filter_map(std::result::Result::ok) {
         let name = e.file_name().to_string_lossy().into_owned();
         // Dot files: other shards' temporaries, being written now.
@@ -321,11 +332,14 @@ pub fn sweep(args: &SweepArgs) -> Result<bool> {
     };
     let threads = crate::jobs(args.jobs)?;
     let x = expand(&args.file)?;
-    let out = OutDir::check("--out", &args.out, out_policy(args, shards, &x.id)?)?;
+    let out = match &args.out {
+        Some(dir) => Some(OutDir::check("--out", dir, out_policy(args, dir, shards, &x.id)?)?),
+        None => None,
+    };
     crate::output::paths::check(
         &[("the sweep", &args.file), ("the sweep's scenario", &x.def.scenario_path)],
         &[],
-        &[&out],
+        &out.iter().collect::<Vec<_>>(),
     )?;
     check_budgets(&crate::input::display(&args.file), &x, args.memory_budget)?;
     let check = check_mode(args.check);
@@ -351,6 +365,8 @@ pub fn sweep(args: &SweepArgs) -> Result<bool> {
     let mut lines = String::new();
     let mut failed = Vec::new();
     let mut report_runs = Vec::new();
+    let mut csv_runs = Vec::new();
+    let mut csv_extra = Vec::new();
     for ((n, (p, s)), r) in mine.iter().zip(runs) {
         let mut r = r?;
         // [expect] describes one configuration; a sweep checks only the invariants.
@@ -359,32 +375,51 @@ pub fn sweep(args: &SweepArgs) -> Result<bool> {
             failed.push(format!("run {n} ({}): {}", describe(&x.def, p), r.failures.join("; ")));
         }
         let line = run_line(&x, *n, p, &r, s.seed);
-        if shards == 1 {
+        if shards == 1 && out.is_some() {
             report_runs.push(serde_json::from_str::<Value>(&line)?);
         }
         lines.push_str(&line);
         lines.push('\n');
+        if args.csv {
+            let mut extra = vec![n.to_string(), s.seed.to_string()];
+            extra.extend(x.def.params(p).values().map(|v| match v {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            }));
+            csv_extra.push(extra);
+            csv_runs.push(r);
+        }
     }
     let mut files = Vec::new();
     let mut m = serde_json::to_string_pretty(&manifest(&x))?;
     m.push('\n');
     let name =
         if shards == 1 { "runs.jsonl".to_string() } else { format!("shard-{shard}-of-{shards}.jsonl") };
-    if shards == 1 {
+    if shards == 1 && out.is_some() {
         let page = report::html(&report::Report::from_sweep(&manifest(&x), &report_runs)?);
         files.push(("report.html".to_string(), page.into_bytes()));
     }
     files.push(("sweep.json".to_string(), m.into_bytes()));
     files.push((name.clone(), lines.into_bytes()));
-    out.write(files)?;
-    let what = if shards == 1 { String::new() } else { format!(" shard {shard}/{shards}:") };
-    crate::stdout::text(&format!(
-        "sweep {:?}:{what} {} of {} runs -> {}\n",
-        x.def.name,
-        mine.len(),
-        x.points.len(),
-        args.out.join(&name).display()
-    ))?;
+    if let (Some(out), Some(dir)) = (out, &args.out) {
+        out.write(files)?;
+        let what = if shards == 1 { String::new() } else { format!(" shard {shard}/{shards}:") };
+        let line = format!(
+            "sweep {:?}:{what} {} of {} runs -> {}",
+            x.def.name,
+            mine.len(),
+            x.points.len(),
+            dir.join(&name).display()
+        );
+        // With --csv, standard output carries the CSV alone.
+        if args.csv { crate::term::eprint(&line) } else { crate::stdout::text(&format!("{line}\n"))? }
+    }
+    if args.csv {
+        let mut names = vec!["index".to_string(), "seed".to_string()];
+        names.extend(x.def.axes.iter().map(|a| format!("params.{}", a.name)));
+        let refs: Vec<&ScenarioRun> = csv_runs.iter().collect();
+        crate::stdout::text(&table::csv_extra(&refs, None, &names, &csv_extra))?;
+    }
     for s in &x.skipped {
         crate::term::eprint(&format!("note: skipped {s}"));
     }

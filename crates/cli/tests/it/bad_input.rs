@@ -996,7 +996,7 @@ fn force_replaces_the_whole_set() {
     std::fs::write(d.join("out/notes.txt"), "mine").unwrap();
     let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "--force", "-q"]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-    assert_eq!(files_in(&d.join("out")), ["report.html", "results.json", "trace.jsonl"]);
+    assert_eq!(files_in(&d.join("out")), ["report.html", "results.json"]);
     assert_eq!(files_in(&d), ["base.toml", "out"], "no temporary is left beside the set");
     let html = d.join("r.html");
     let r = snpsim_in(&d, &["report", "out", "--html", s(&html)]);
@@ -1005,7 +1005,7 @@ fn force_replaces_the_whole_set() {
     // An empty directory is taken without --force; a symbolic link to a directory stays a link.
     std::fs::create_dir(d.join("empty")).unwrap();
     std::os::unix::fs::symlink("empty", d.join("via")).unwrap();
-    let r = snpsim_in(&d, &["run", "base.toml", "--out", "via", "-q"]);
+    let r = snpsim_in(&d, &["run", "base.toml", "--out", "via", "--with-trace", "-q"]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert!(d.join("via").symlink_metadata().unwrap().file_type().is_symlink());
     assert_eq!(files_in(&d.join("empty")), ["report.html", "results.json", "trace.jsonl"]);
@@ -1058,11 +1058,11 @@ fn traces_stream_into_fifos_and_stdout_and_follow_links() {
 fn io_errors_exit_3_and_leave_the_old_outputs() {
     let d = temp_dir("io");
     std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
-    let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "--seed", "9", "-q"]);
+    let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "--with-trace", "--seed", "9", "-q"]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     let before = tree(&d);
     // The trace (about 850 KB) is over the limit (at most 100 KiB), the other files are not.
-    let r = limited(&d, 100, None, &["run", "base.toml", "--out", "out", "--force", "-q"]);
+    let r = limited(&d, 100, None, &["run", "base.toml", "--out", "out", "--with-trace", "--force", "-q"]);
     assert_eq!(r.status.code(), Some(3), "{}", text(&r.stderr));
     assert!(text(&r.stderr).contains("--out out: cannot write trace.jsonl"), "{}", text(&r.stderr));
     assert_eq!(tree(&d), before, "the old set is left whole");
@@ -1098,13 +1098,13 @@ fn signals_leave_the_old_set_or_the_new_one() {
     let d = temp_dir("signals");
     std::fs::write(d.join("base.toml"), TINY_BASE).unwrap();
     std::fs::write(d.join("slow.toml"), SLOW).unwrap();
-    let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "-q"]);
+    let r = snpsim_in(&d, &["run", "base.toml", "--out", "out", "--with-trace", "-q"]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     let mut seen = std::collections::BTreeSet::new();
     for delay_ms in [20, 150, 300, 450, 600, 800, 1000, 1300] {
         let child = Command::new(env!("CARGO_BIN_EXE_snpsim"))
             .current_dir(&d)
-            .args(["run", "slow.toml", "--out", "out", "--force", "-q"])
+            .args(["run", "slow.toml", "--out", "out", "--with-trace", "--force", "-q"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1212,7 +1212,7 @@ fn concurrent_writers_do_not_mix_their_sets() {
     let spawn = |file: &str| {
         Command::new(env!("CARGO_BIN_EXE_snpsim"))
             .current_dir(&d)
-            .args(["run", file, "--out", "out", "-q"])
+            .args(["run", file, "--out", "out", "--with-trace", "-q"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

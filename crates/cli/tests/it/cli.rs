@@ -4,7 +4,7 @@
 use crate::common::*;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -84,11 +84,11 @@ fn json_runs(out: &Output) -> Vec<Value> {
 
 #[test]
 fn no_arguments_runs_the_debate_and_prints_every_verdict() {
-    let out = snpsim(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_snpsim")).env("COLUMNS", "120").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    // The first screen: the who-wins grids and a verdict per line, in 40 lines of at most 120
-    // columns, ending with the summary.
+    // The first screen on a 120-column terminal: the who-wins grids and a verdict per line, in 40
+    // lines of at most 120 columns, ending with the summary.
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() <= 40, "{} lines:\n{stdout}", lines.len());
     assert!(lines.iter().all(|l| l.chars().count() <= 120), "{stdout}");
@@ -371,6 +371,34 @@ fn a_bad_file_in_a_directory_stops_everything_before_any_run() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("b.toml:6:10: field `vm.policy`"), "{err}");
     }
+}
+
+#[test]
+fn the_grids_fit_the_width_and_split_into_panels_when_narrower() {
+    let at = |cols: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_snpsim")).env("COLUMNS", cols).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // The grids' rows are the lines indented by two spaces before the verdicts.
+    let grid = |t: &str| -> Vec<String> {
+        t.split("Verdicts")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .map(String::from)
+            .collect()
+    };
+    // The 4K grid is 111 columns wide (its widest cells `SIGBUS on host write, EFAULT` twice):
+    // whole at 120, in two panels at 100 (the default when standard output is not a terminal).
+    let (wide, narrow) = (at("120"), at("100"));
+    assert!(grid(&wide).iter().any(|l| l.chars().count() > 100), "{wide}");
+    assert!(grid(&narrow).iter().all(|l| l.chars().count() <= 100), "{narrow}");
+    let rows = |t: &str| grid(t).iter().filter(|l| l.trim_start().starts_with("npt-demote")).count();
+    assert_eq!((rows(&wide), rows(&narrow)), (2, 3), "npt-demote: once per grid, once more per extra panel");
+    let default = Command::new(env!("CARGO_BIN_EXE_snpsim")).env_remove("COLUMNS").output().unwrap();
+    assert_eq!(text(&default.stdout), narrow, "not a terminal and no COLUMNS: 100");
 }
 
 #[test]

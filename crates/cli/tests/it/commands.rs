@@ -36,9 +36,18 @@ fn out_writes_results_and_traces_that_replay() {
     assert!(text(&rp.stdout).contains(&format!("replayed {files} run(s)")), "{}", text(&rp.stdout));
     // Without chrome, no trace.json; verdicts only for the default run.
     let out2 = d.join("o2");
-    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out2)]);
+    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out2), "--with-trace"]);
     assert_eq!(r.status.code(), Some(0));
     assert_eq!(files_in(&out2), ["report.html", "results.json", "trace.jsonl"]);
+    // Without --with-trace or --trace-format, --out writes no trace: the default run's is
+    // hundreds of MB.
+    let out3 = d.join("o3");
+    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--out", s(&out3)]);
+    assert_eq!(r.status.code(), Some(0));
+    assert_eq!(files_in(&out3), ["report.html", "results.json"]);
+    // --with-trace only means something with --out.
+    let r = snpsim(&["run", &example("05-npt-demote-thp.toml"), "--with-trace"]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
 }
 
 /// The Trace Event format's required fields, per event phase.
@@ -48,8 +57,13 @@ fn check_chrome(doc: &Value) {
     let (mut slices, mut instants, mut meta) = (0, 0, 0);
     for e in events {
         assert!(e["name"].is_string(), "{e}");
-        assert!(e["pid"].is_u64() && e["tid"].is_u64(), "{e}");
+        // A counter belongs to a process, every other event to a thread.
+        assert!(e["pid"].is_u64() && (e["tid"].is_u64() || e["ph"] == "C"), "{e}");
         match e["ph"].as_str().unwrap() {
+            "C" => {
+                assert!(e["ts"].is_number() && e["args"].as_object().is_some_and(|a| !a.is_empty()), "{e}");
+            }
+            "s" | "f" => assert!(e["ts"].is_number() && e["id"].is_u64(), "{e}"),
             "X" => {
                 assert!(e["ts"].as_f64().unwrap() >= 0.0 && e["dur"].as_f64().unwrap() >= 0.0, "{e}");
                 slices += 1;
@@ -108,6 +122,114 @@ fn chrome_trace_is_valid_trace_event_json() {
     assert!(names.iter().any(|n| n.starts_with("#PF host write: ")), "{names:?}");
 }
 
+/// The Perfetto timeline's additions: within each run the events are in order of time; every flow
+/// arrow goes from an #NPF slice to a PSMASH, NPT demotion or host split that KVM did inside that
+/// #NPF's exit; the counter tracks follow the run (host splits end at the run's `host_splits`,
+/// NPT coverage at its `npt_coverage`, and a PSMASH turns one assigned 2M RMP entry into 512 4K
+/// ones).
+#[test]
+fn chrome_trace_has_counters_and_flow_arrows_in_time_order() {
+    let d = temp_dir("chrome-flows");
+    let out = d.join("o");
+    let r = snpsim(&["run", EXAMPLES, "--out", s(&out), "--trace-format", "chrome"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let doc: Value = serde_json::from_slice(&std::fs::read(out.join("trace.json")).unwrap()).unwrap();
+    let results: Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let events = doc["traceEvents"].as_array().unwrap();
+    let ts = |e: &Value| e["ts"].as_f64().unwrap();
+    // Time order within each run (a process); metadata has no time.
+    let timed: Vec<&Value> = events.iter().filter(|e| e["ph"] != "M").collect();
+    for w in timed.windows(2) {
+        if w[0]["pid"] == w[1]["pid"] {
+            assert!(ts(w[0]) <= ts(w[1]), "out of order:\n{}\n{}", w[0], w[1]);
+        }
+    }
+    // Flows: each end is followed on its track by the zero-length slice it ends on, and its start
+    // is the start of an #NPF slice on the same track that spans the end.
+    let mut ends_on = std::collections::BTreeSet::new();
+    for (i, f) in events.iter().enumerate().filter(|(_, e)| e["ph"] == "f") {
+        let same_track = |e: &&Value| e["pid"] == f["pid"] && e["tid"] == f["tid"];
+        let target = events[i + 1..].iter().find(|e| same_track(e) && e["ph"] == "X").unwrap();
+        assert!(target["ts"] == f["ts"] && target["dur"] == 0.0, "{f} -> {target}");
+        let name = target["name"].as_str().unwrap();
+        let kind = name.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        assert!(["PSMASH", "NPT demotion", "host split"].iter().any(|k| kind.starts_with(k)), "{name}");
+        ends_on.insert(if name.starts_with("PSMASH") { "PSMASH".to_string() } else { kind });
+        let start = events.iter().find(|e| e["ph"] == "s" && e["id"] == f["id"]).unwrap();
+        assert!(same_track(&start) && ts(start) <= ts(f), "{start} -> {f}");
+        let npf = events
+            .iter()
+            .find(|e| {
+                same_track(e)
+                    && e["ph"] == "X"
+                    && e["ts"] == start["ts"]
+                    && e["name"].as_str().unwrap().starts_with("#NPF ")
+            })
+            .unwrap_or_else(|| panic!("no #NPF slice where {start} begins"));
+        assert!(ts(f) <= ts(npf) + npf["dur"].as_f64().unwrap(), "{npf} does not span {f}");
+    }
+    // examples/debate resolves #NPFs by each of the three (05: npt-demote's demotion after its
+    // PSMASH; 01: rfc-host-split's host split).
+    assert_eq!(ends_on.into_iter().collect::<Vec<_>>(), ["NPT demotion", "PSMASH", "host split"]);
+    // Counters, run by run: the last value of each track against the run's metrics.
+    for run in results.as_array().unwrap() {
+        let pid = run["run_index"].as_u64().unwrap() + 1;
+        let last = |name: &str| {
+            events.iter().rev().find(|e| e["ph"] == "C" && e["pid"] == pid && e["name"] == name).cloned()
+        };
+        let m = &run["metrics"];
+        match last("host splits") {
+            Some(c) => assert_eq!(c["args"]["count"], m["host_splits"], "run {pid}"),
+            None => assert_eq!(m["host_splits"], 0, "run {pid}"),
+        }
+        let Some(cov) = last("NPT coverage (% of guest memory)") else {
+            // A VM refused at registration never ran: no sample.
+            assert_eq!(run["outcome"], "vm_rejected", "run {pid}: no coverage track");
+            continue;
+        };
+        for level in ["4k", "2m", "1g"] {
+            let share = m["npt_coverage"][level].as_f64().unwrap() * 100.0;
+            assert!((cov["args"][level].as_f64().unwrap() - share).abs() < 1e-3, "run {pid} {level}: {cov}");
+        }
+    }
+    // A successful PSMASH: the RMP counter at its time has one 2M entry fewer and 512 4K entries
+    // more than the counter before it (x86: 512 entries per 2M region).
+    let rmp: Vec<&Value> = events.iter().filter(|e| e["name"] == "RMP assigned entries").collect();
+    let psmash = events
+        .iter()
+        .find(|e| e["name"].as_str().is_some_and(|n| n.starts_with("PSMASH")) && e["args"]["rc"] == "SUCCESS")
+        .unwrap();
+    let at = rmp.iter().position(|c| c["pid"] == psmash["pid"] && c["ts"] == psmash["ts"]).unwrap();
+    let (before, after) = (&rmp[at - 1]["args"], &rmp[at]["args"]);
+    assert_eq!(after["2m"].as_u64().unwrap() + 1, before["2m"].as_u64().unwrap());
+    assert_eq!(after["4k"].as_u64().unwrap(), before["4k"].as_u64().unwrap() + 512);
+}
+
+/// A step's result in a trace is a stable name, never a message: the steps that end their runs
+/// (examples/debate has a vm_error, a guest_terminated and a host_hang) name the outcome.
+#[test]
+fn trace_results_are_stable_names() {
+    let d = temp_dir("trace-names");
+    let t = d.join("t.jsonl");
+    assert_eq!(snpsim(&["run", EXAMPLES, "--trace", s(&t)]).status.code(), Some(0));
+    let mut endings = std::collections::BTreeSet::new();
+    for line in std::fs::read_to_string(&t).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        for key in ["result", "rc"] {
+            let Some(r) = v[key].as_str() else { continue };
+            let name = r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_:x".contains(c))
+                || r.starts_with("FAIL_")
+                || r == "SUCCESS";
+            assert!(name, "{key} {r:?} is not a name: {line}");
+        }
+        if v["ev"] == "step_end" && v["outcome"].is_string() {
+            assert_eq!(v["result"], v["outcome"], "{line}");
+            endings.insert(v["outcome"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(endings.into_iter().collect::<Vec<_>>(), ["guest_terminated", "host_hang", "vm_error"]);
+}
+
 #[test]
 fn traces_are_byte_identical_across_runs_and_job_counts() {
     let d = temp_dir("determinism");
@@ -128,7 +250,7 @@ fn compare_at_job_counts(d: &Path, file: &str, extra: &[&str], jobs: &[&str]) ->
         let o = d.join(format!("cmp{j}"));
         let mut args = vec!["compare", file, "--policies", "all", "--backings", "all"];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&["--jobs", j, "--out", s(&o)]);
+        args.extend_from_slice(&["--jobs", j, "--out", s(&o), "--with-trace"]);
         let r = snpsim(&args);
         assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
         outs.push((
@@ -264,7 +386,13 @@ fn compare_runs_a_matrix_in_a_stable_order() {
         "{err}"
     );
 
-    let table = snpsim(&["compare", &file, "--policies", "all", "--backings", "thp,gmem-2m"]);
+    // Wide enough for the table in one piece (at the default 100 columns its metric columns are
+    // dealt into panels, each repeating the policy rows).
+    let table = Command::new(env!("CARGO_BIN_EXE_snpsim"))
+        .env("COLUMNS", "250")
+        .args(["compare", &file, "--policies", "all", "--backings", "thp,gmem-2m"])
+        .output()
+        .unwrap();
     assert_eq!(table.status.code(), Some(0), "{}", text(&table.stderr));
     let out = text(&table.stdout);
     assert!(out.contains("policy") && out.contains("guest") && out.contains("sizem"), "{out}");
@@ -340,7 +468,17 @@ fn a_failed_expectation_prints_the_seed_and_the_command_that_reproduces_it() {
         .replace("host_splits = 0", "host_splits = 3");
     std::fs::write(&f, text_in).unwrap();
     let out = d.join("o");
-    let r = snpsim(&["run", s(&f), "--set", "guest.psc_protocol=msr", "--seed", "9", "--out", s(&out)]);
+    let r = snpsim(&[
+        "run",
+        s(&f),
+        "--set",
+        "guest.psc_protocol=msr",
+        "--seed",
+        "9",
+        "--out",
+        s(&out),
+        "--with-trace",
+    ]);
     assert_eq!(r.status.code(), Some(1));
     let err = text(&r.stderr);
     assert!(err.contains("expected host_splits ==3, got 0"), "{err}");

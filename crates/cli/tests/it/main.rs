@@ -7,5 +7,6 @@ mod check;
 mod cli;
 mod commands;
 mod common;
+mod docs_commands;
 mod report;
 mod sweep;

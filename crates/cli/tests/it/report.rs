@@ -141,6 +141,56 @@ fn coverage_panels_agree_with_the_data(html: &str, runs: &[serde_json::Value]) {
     }
 }
 
+/// The layout of `page` at a 1400 × 900 px window: `(overflowing, tops)`, the elements whose right
+/// edge is past the window's and that no scrolling ancestor clips (each `TAG#id right=PX`), and
+/// the top and bottom (px from the page's top) of each element with an id in `ids`. The page has
+/// no script and its Content-Security-Policy forbids one, so a copy without the policy gets a
+/// probe that writes what it measured into the DOM, which `--dump-dom` prints.
+fn layout_at_1400(chrome: &Path, page: &Path, ids: &[&str]) -> (Vec<String>, Vec<(String, i64, i64)>) {
+    let html = std::fs::read_to_string(page).unwrap();
+    let csp_start = html.find("<meta http-equiv=\"Content-Security-Policy\"").expect("the page's CSP");
+    let csp_end = csp_start + html[csp_start..].find('>').unwrap() + 1;
+    let ids_js: Vec<String> = ids.iter().map(|i| format!("'{i}'")).collect();
+    let probe = format!(
+        "<script>(function () {{ var w = window.innerWidth, out = []; \
+         out.push('width ' + document.documentElement.scrollWidth); \
+         document.querySelectorAll('body *').forEach(function (e) {{ var r = e.getBoundingClientRect(); \
+         if (r.right <= w + 0.5) return; \
+         for (var p = e.parentElement; p; p = p.parentElement) if (getComputedStyle(p).overflowX !== 'visible') return; \
+         out.push('overflow ' + e.tagName + (e.id ? '#' + e.id : '') + ' right=' + Math.round(r.right)); }}); \
+         [{}].forEach(function (id) {{ var e = document.getElementById(id); if (!e) {{ out.push('box ' + id + ' -1 -1'); return; }} \
+         var r = e.getBoundingClientRect(); \
+         out.push('box ' + id + ' ' + Math.round(r.top + scrollY) + ' ' + Math.round(r.bottom + scrollY)); }}); \
+         var pre = document.createElement('pre'); pre.id = 'layout-probe'; pre.textContent = out.join('|'); \
+         document.body.appendChild(pre); }})();</script></body>",
+        ids_js.join(", ")
+    );
+    let probed = format!("{}{}", &html[..csp_start], &html[csp_end..]).replace("</body>", &probe);
+    let copy = page.with_file_name("layout-probe.html");
+    std::fs::write(&copy, probed).unwrap();
+    let (dom, err) = headless(chrome, &copy, &["--window-size=1400,900", "--dump-dom"]);
+    let start =
+        dom.find("<pre id=\"layout-probe\">").unwrap_or_else(|| panic!("the probe did not run:\n{err}"));
+    let result = &dom[start + "<pre id=\"layout-probe\">".len()..];
+    let result = &result[..result.find("</pre>").unwrap()];
+    let mut overflowing = Vec::new();
+    let mut boxes = Vec::new();
+    for item in result.split('|') {
+        if let Some(o) = item.strip_prefix("overflow ") {
+            overflowing.push(o.to_string());
+        } else if let Some(b) = item.strip_prefix("box ") {
+            let f: Vec<&str> = b.split(' ').collect();
+            boxes.push((f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap()));
+        } else if let Some(w) = item.strip_prefix("width ") {
+            let width: i64 = w.parse().unwrap();
+            if width > 1400 {
+                overflowing.push(format!("the page scrolls horizontally: {width} px wide"));
+            }
+        }
+    }
+    (overflowing, boxes)
+}
+
 fn table_rows(dom: &str) -> usize {
     let start = dom.find("<table id=\"results-table\"").expect("the results table");
     let end = start + dom[start..].find("</table>").unwrap();
@@ -185,6 +235,31 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     assert_eq!(dom.matches("class=\"badge ok\"").count(), 10, "ten verdicts, all supported");
     // Six count charts, the time breakdown, and one coverage chart per run.
     assert_charts_drawn(&dom, 6 + 1 + n);
+    // At 1400 px: nothing wider than the window (the results table scrolls inside its own box),
+    // the who-wins grids wholly in the first 900 px and the verdicts beginning there.
+    // The probe works: an element wider than the window is caught.
+    let wide = d.join("wide.html");
+    std::fs::write(
+        &wide,
+        html.replace("</main>", "<div id=\"too-wide\" style=\"width: 2000px\">x</div></main>"),
+    )
+    .unwrap();
+    let (caught, _) = layout_at_1400(&chrome, &wide, &[]);
+    assert!(caught.iter().any(|o| o.starts_with("DIV#too-wide")), "{caught:?}");
+    let (overflowing, boxes) = layout_at_1400(&chrome, &page, &["who-wins", "verdicts"]);
+    assert!(overflowing.is_empty(), "overflowing at 1400 px: {overflowing:?}");
+    let who = &boxes[0];
+    assert!(
+        who.1 >= 0 && who.2 <= 900,
+        "the who-wins grids at {}..{} px, not in the first 900",
+        who.1,
+        who.2
+    );
+    assert!(
+        boxes[1].1 >= 0 && boxes[1].1 < 900,
+        "the verdicts begin at {} px, past the first 900",
+        boxes[1].1
+    );
     for id in [
         "chart-rmp-npf",
         "chart-exits",
@@ -215,7 +290,7 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
         );
     }
     eprintln!("screenshots: {}", a.display());
-    // The debate's outputs hold its trace (over a GB): keep only the screenshots.
+    // Keep only the screenshots.
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -254,6 +329,8 @@ fn the_sweep_report_renders_in_chromium_without_console_errors() {
     let sweep_charts = dom.matches("id=\"chart-sweep-").count();
     assert!(dom.contains("id=\"chart-sweep-0\""), "needless host splits against the size");
     assert_charts_drawn(&dom, 6 + 1 + 12 + sweep_charts);
+    let (overflowing, _) = layout_at_1400(&chrome, &page, &[]);
+    assert!(overflowing.is_empty(), "overflowing at 1400 px: {overflowing:?}");
     let shot = artefacts().join("sweep-light.png");
     let _ = std::fs::remove_file(&shot);
     let (_, err) =

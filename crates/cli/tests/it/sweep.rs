@@ -338,6 +338,7 @@ fn adversary_runs_do_not_depend_on_jobs_or_shards() {
             jobs,
             "--out",
             s(&o),
+            "--with-trace",
         ]);
         assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
         cmps.push((
@@ -349,4 +350,55 @@ fn adversary_runs_do_not_depend_on_jobs_or_shards() {
     assert!(cmps[0] == cmps[1], "adversary comparison depends on --jobs");
     let rp = snpsim(&["replay", s(&d.join("cmp4/trace.jsonl"))]);
     assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
+}
+
+#[test]
+fn sweep_csv_has_the_columns_of_run_csv_then_the_sweep_s_own() {
+    let d = temp_dir("csv");
+    let f = setup(&d, SWEEP);
+    // Without --out, the CSV alone: nothing is written.
+    let r = snpsim(&["sweep", s(&f), "--csv", "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(files_in(&d), ["base.toml", "s.toml"]);
+    let csv = text(&r.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    // SWEEP: 4 configurations × 4 sizes × 2 seeds = 32 runs, and the header.
+    assert_eq!(lines.len(), 33, "{csv}");
+    let head: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(head[head.len() - 4..], ["index", "seed", "params.config", "params.step.2.size"]);
+    // Run 0 is the first configuration, the first size and the first seed (seeds vary fastest):
+    // `run --csv` of the same scenario gives the same values under the same column names.
+    let one = snpsim(&[
+        "run",
+        s(&d.join("base.toml")),
+        "--set",
+        "vm.policy=rfc-host-split",
+        "--set",
+        "vm.backing=thp",
+        "--set",
+        "step.2.size=4096",
+        "--seed",
+        "1",
+        "--csv",
+        "--no-expect",
+    ]);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    let one = text(&one.stdout);
+    let (one_head, one_row) = one.split_once('\n').unwrap();
+    let one_head: Vec<&str> = one_head.split(',').collect();
+    assert_eq!(head[..head.len() - 4], one_head[..], "the columns of run --csv, in its order");
+    // The same values after the scenario's name (`run` adds its file's name to it), then its
+    // index, seed and parameters (an array parameter as JSON, CSV-quoted).
+    let (name, values) = one_row.trim_end().split_once(',').unwrap();
+    assert_eq!(name, format!("tiny ({})", s(&d.join("base.toml"))));
+    let rest =
+        lines[1].strip_prefix("tiny,").unwrap().strip_prefix(values).expect("run --csv's values first");
+    assert_eq!(rest, r#",0,1,"[""rfc-host-split"",""thp""]",4096"#);
+    // With --out as well: the same CSV, and the usual outputs.
+    let r2 = snpsim(&["sweep", s(&f), "--csv", "-q", "--out", s(&d.join("o"))]);
+    assert_eq!(r2.status.code(), Some(0), "{}", text(&r2.stderr));
+    assert_eq!(r2.stdout, r.stdout);
+    assert_eq!(files_in(&d.join("o")), ["report.html", "runs.jsonl", "sweep.json"]);
+    // Neither --out nor --csv: bad input.
+    assert_eq!(snpsim(&["sweep", s(&f)]).status.code(), Some(2));
 }

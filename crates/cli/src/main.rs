@@ -5,6 +5,10 @@
 //! 2 bad input (scenario, trace, paths or arguments), 3 an I/O failure (an output or standard
 //! output could not be written), 128 + N killed by signal N. Bad input is reported before anything
 //! runs or is written; outputs are written whole or not at all (`output`).
+//!
+//! Why one long file: the command-line surface (every subcommand's options, help text and exit
+//! code) is kept in one place so that it is reviewed as one; each command's work lives in its own
+//! module (`report/`, `sweep/`, `list`, `table`, `output`, `input`).
 
 mod bench;
 mod bench_report;

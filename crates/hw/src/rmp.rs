@@ -13,6 +13,11 @@
 //! Every rule is written once for any [`crate::Geometry`] and cites its rule id in
 //! `docs/semantics.md` ("Hardware"), which names the sources. Only ordered containers are used so
 //! that every run is deterministic.
+//!
+//! Why one long file: the RMP's storage and every instruction that reads or writes it (RMPUPDATE,
+//! PSMASH, PVALIDATE, RMPADJUST, RMPQUERY/RMPREAD and the access checks) share the private
+//! region representation; splitting them would expose it to the rest of the crate. The last
+//! 130 lines are its unit tests.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,4 +1,9 @@
 //! From the spanned tree to a validated [`Scenario`].
+//!
+//! Why one long file: it reads the format's tables in the order `docs/user-guide.md` documents
+//! them, one validated field after another, so a reviewer checks the reader against the reference
+//! top to bottom; the shared machinery (spanned tree, names, units, steps, expectations) lives in
+//! its own modules.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;

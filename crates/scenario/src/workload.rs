@@ -54,6 +54,10 @@
 //!   converts the accepted part to shared (unaccepted units are simply never accepted) and, in the
 //!   gmem era, the VMM punches a hole over it (a host action only that era has); the guest never
 //!   touches those pages again.
+//!
+//! Why one long file: the workload generator is one plan (boot, phases, balloon) drawn from one
+//! seeded stream; its parts share the plan's cursor and the order of draws, which fixes every
+//! generated action, so they stay together.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;

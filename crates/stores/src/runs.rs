@@ -25,6 +25,10 @@
 //! `C / 4` writes since its last scan, and [`RunVec::set`] of a chunk's last index scans it; a
 //! sweep thus pays about two comparisons per write. The stored form is therefore not canonical:
 //! equality and `Debug` compare and print the values, never the form.
+//!
+//! Why one long file: `RunVec` and its chunk forms (plain, progression, masked progression,
+//! interleaved progressions, one-pattern region) are one data structure whose invariants every
+//! method keeps together; about 200 of its lines are unit tests.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -13,6 +13,9 @@
 //!
 //! The sweep id hashes the snpsim version, the sweep's name and every run's scenario text and
 //! overrides, so shards of different sweeps (or of an edited scenario) are never merged.
+//!
+//! Why over 600 lines: running, sharding and merging a sweep share its manifest and output set;
+//! the file format is `file.rs`, the grid `grid.rs`, value reading `values.rs`.
 
 pub mod file;
 pub mod grid;

@@ -72,6 +72,8 @@ pub struct Machine {
     /// Whether runs of 4K PVALIDATEs execute as range operations (`range.rs`); off, every page
     /// goes through the one-page path (the oracle).
     pub(crate) ranges: bool,
+    /// Pages PVALIDATEd by runs (range operations), to show where they were used.
+    pub(crate) range_pages: u64,
 }
 
 impl Machine {
@@ -102,6 +104,7 @@ impl Machine {
             host_writes: 0,
             windows: Vec::new(),
             ranges: false,
+            range_pages: 0,
         }
     }
 

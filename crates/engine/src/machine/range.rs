@@ -18,6 +18,11 @@ impl Machine {
         self.ranges && self.windows.is_empty()
     }
 
+    /// Pages PVALIDATEd by runs so far (not state: how much of the run took the range path).
+    pub fn range_pages(&self) -> u64 {
+        self.range_pages
+    }
+
     /// A run of 4K PVALIDATEs of up to `pages` pages from `gpa`: how many retired `Changed`.
     pub(crate) fn pvalidate_run(&mut self, gpa: Gpa, pages: u64, validate: bool) -> u64 {
         if !self.runs_now() {
@@ -29,6 +34,7 @@ impl Machine {
         if validate && done > 0 {
             self.note_validation_run(pfn, done);
         }
+        self.range_pages += done;
         done
     }
 

@@ -346,6 +346,7 @@ impl Simulation {
         let (interleave, adversary) = (self.config.interleave, !self.config.adversary.is_empty());
         if let Some(m) = &mut self.machine {
             m.ranges = on && !interleave && !adversary && m.kvm.mutant().is_none();
+            m.kvm.ranges = m.ranges;
         }
     }
 

@@ -110,12 +110,12 @@ fn observed(sim: &Simulation) -> (Vec<u8>, String) {
 }
 
 /// Run one random scenario of `actions` actions both ways; returns the actions run and the pages
-/// the range run PVALIDATEd by runs.
-fn case(seed: u64, actions: usize) -> (u64, u64) {
+/// the range run PVALIDATEd and pre-faulted by runs.
+fn case(seed: u64, actions: usize) -> (u64, (u64, u64)) {
     let mut r = Rng(seed);
     let config = config(&mut r);
     let (Ok(mut ranges), Ok(mut pages)) = (Simulation::new(config), Simulation::new(config)) else {
-        return (0, 0);
+        return (0, (0, 0));
     };
     pages.set_ranges(false);
     let mut run = 0;
@@ -135,8 +135,9 @@ fn case(seed: u64, actions: usize) -> (u64, u64) {
         assert!(cx == cy, "canonical states differ: {}", what());
         assert_eq!(tx, ty, "{}", what());
     }
-    let used = ranges.machine().map_or(0, snpsim_engine::machine::Machine::range_pages);
-    assert_eq!(pages.machine().map_or(0, snpsim_engine::machine::Machine::range_pages), 0);
+    let used = |s: &Simulation| s.machine().map_or((0, 0), |m| (m.range_pages(), m.kvm.range_mapped));
+    let (used, none) = (used(&ranges), used(&pages));
+    assert_eq!(none, (0, 0), "the oracle took a range path");
     let (x, y) = (ranges.finish(), pages.finish());
     assert_eq!(format!("{:?}", x.metrics), format!("{:?}", y.metrics), "seed {seed:#x}");
     assert_eq!(x.violations, y.violations, "seed {seed:#x}");
@@ -146,16 +147,17 @@ fn case(seed: u64, actions: usize) -> (u64, u64) {
 
 #[test]
 fn ranges_match_the_one_page_oracle() {
-    let (mut actions, mut used) = (0, 0);
+    let (mut actions, mut validated, mut mapped) = (0, 0, 0);
     let mut master = Rng(0x0a11_7a9e);
     for _ in 0..48 {
-        let (a, u) = case(master.next(), 96);
+        let (a, (v, m)) = case(master.next(), 96);
         actions += a;
-        used += u;
+        validated += v;
+        mapped += m;
     }
-    // The comparison means something only if runs were taken: at least a few thousand pages.
-    assert!(used > 4096, "only {used} pages PVALIDATEd by runs in {actions} actions");
-    println!("{actions} actions, {used} pages PVALIDATEd by runs");
+    // The comparison means something only if runs were taken: thousands of pages of each.
+    assert!(validated > 4096 && mapped > 1024, "{validated} pages PVALIDATEd, {mapped} pre-faulted by runs");
+    println!("{actions} actions, {validated} pages PVALIDATEd and {mapped} pre-faulted by runs");
 }
 
 /// The long form: scenarios of 256 actions until 1,000,000 actions have run. `SNPSIM_RANGES_SEED`
@@ -165,16 +167,18 @@ fn ranges_match_the_one_page_oracle() {
 fn ranges_match_the_one_page_oracle_long() {
     let seed = std::env::var("SNPSIM_RANGES_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1_0000);
     let mut master = Rng(seed);
-    let (mut actions, mut used, mut cases) = (0, 0, 0);
+    let (mut actions, mut validated, mut mapped, mut cases) = (0, 0, 0, 0);
     let start = std::time::Instant::now();
     while actions < 1_000_000 {
-        let (a, u) = case(master.next(), 256);
+        let (a, (v, m)) = case(master.next(), 256);
         actions += a;
-        used += u;
+        validated += v;
+        mapped += m;
         cases += 1;
     }
     println!(
-        "{cases} scenarios, {actions} actions, {used} pages PVALIDATEd by runs, 0 divergences, {:.0} s",
+        "{cases} scenarios, {actions} actions, {validated} pages PVALIDATEd and {mapped} pre-faulted by runs, \
+         0 divergences, {:.0} s",
         start.elapsed().as_secs_f64()
     );
 }

@@ -208,6 +208,15 @@ pub trait RmpModel: core::fmt::Debug {
         pages
     }
 
+    /// How many frames from `pfn` (at most `pages`) are, in a row, assigned and governed by a 4K
+    /// entry: [`RmpModel::lookup`] of each is `Some((true, 4K))` (docs/semantics.md, "Ranges").
+    /// This default looks each frame up.
+    fn assigned_4k_run(&self, pfn: Pfn, pages: u64) -> u64 {
+        (0..pages)
+            .position(|k| self.lookup(Pfn::new(pfn.raw() + k)) != Some((true, RmpPageSize::Size4K)))
+            .map_or(pages, |k| k as u64)
+    }
+
     /// RMPADJUST (guest): set the permissions (and VMSA flag) of a less-privileged VMPL.
     fn rmpadjust(
         &mut self,

@@ -701,6 +701,10 @@ impl RmpModel for Rmp {
         self.pvalidate_run(guest, gpa, pfn, pages, validate)
     }
 
+    fn assigned_4k_run(&self, pfn: Pfn, pages: u64) -> u64 {
+        self.assigned_run(pfn, pages)
+    }
+
     fn rmpadjust(
         &mut self,
         guest: GuestContext,

@@ -265,8 +265,13 @@ impl ChunkCursor {
         let end = if !g.config().validation_tracking {
             limit
         } else if self.validate {
-            // Pages not validated yet, up to the first validated one.
-            g.validated.first_from(first).map_or(limit, |v| v.clamp(first, limit))
+            // Pages not validated yet, up to the first validated one (searched inside the run
+            // only: the set may hold nothing beyond it for a long way).
+            if g.validated.count_in(first, limit) == 0 {
+                limit
+            } else {
+                g.validated.runs_in(first, limit).first().map_or(limit, |r| r.0)
+            }
         } else {
             // Validated pages, up to the first one that is not.
             g.validated.runs_in(first, limit).first().filter(|r| r.0 == first).map_or(first, |r| r.1)

@@ -58,6 +58,39 @@ impl Rmp {
     }
 }
 
+impl Rmp {
+    /// [`crate::RmpModel::assigned_4k_run`] on the region RMP: a frame is assigned and governed by
+    /// a 4K entry exactly when its region is stored as 4K entries and its own entry is assigned;
+    /// a stored progression's entries differ only in their GPA, so each is judged by its first.
+    pub(super) fn assigned_run(&self, pfn: Pfn, pages: u64) -> u64 {
+        let g = self.g();
+        let mut done = 0;
+        while done < pages {
+            let p = pfn.raw() + done;
+            if p >= self.config.pages {
+                break;
+            }
+            let (idx, i) = self.split(Pfn::new(p));
+            let i = i as u64;
+            let end = (i + (pages - done)).min(g).min(self.config.pages - idx * g);
+            let region = self.regions.get(idx);
+            let Some(Region::Small(entries)) = &*region else { break };
+            let mut n = 0;
+            for (at, count, first, _) in entries.runs(i, end) {
+                if !first.0.lo.assigned() {
+                    break;
+                }
+                n = at + count - i;
+            }
+            done += n;
+            if i + n < end {
+                break;
+            }
+        }
+        done
+    }
+}
+
 /// Whether PVALIDATE steps 4, 7 would pass for `e` at `gfn`: assigned, mutable, owned by `asid`,
 /// bound to `gfn`, and not already in the requested state (a 4K region's entries are 4K: step 6
 /// cannot fail for a 4K operand).

@@ -7,6 +7,7 @@
 //! runs or is written; outputs are written whole or not at all (`output`).
 
 mod bench;
+mod bench_oracle;
 mod bench_report;
 mod check;
 mod cleanup;

@@ -184,6 +184,10 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         r
     }
 
+    fn assigned_4k_run(&self, pfn: Pfn, pages: u64) -> u64 {
+        self.inner.assigned_4k_run(pfn, pages)
+    }
+
     fn pvalidate_4k_run(
         &mut self,
         guest: GuestContext,

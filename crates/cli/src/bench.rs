@@ -29,7 +29,9 @@ process, and reports per benchmark: wall time; the RMP instructions the simulati
 page-state changes named, each counted and rated separately (a 2M PSC entry names 512 pages and \
 costs one RMPUPDATE, so the three are not one unit); peak resident memory; and for the acceptance \
 benchmarks the same RMP instructions on the dense oracle RMP (16 bytes per 4K page) at 64 GiB, \
-scaled to the benchmark's size. --json stamps the document with the commit the binary was built \
+scaled to the benchmark's size, the same scenario page by page (the oracle of the range \
+operations), and the RMP instruction sequence the simulation issued recorded and executed on the \
+dense oracle in the same process, with the ratios. --json stamps the document with the commit the binary was built \
 from and the machine (cores, CPU model, memory, load average). --markdown FILE.json prints the \
 BENCHMARKS.md tables from such a document, without running anything. Timings vary with the \
 machine and its load; nothing here is deterministic, unlike every other command.\n\nBenchmarks: \
@@ -303,6 +305,7 @@ fn run_child(name: &str, kind: Kind, check: CheckMode) -> Result<Value> {
                 v["accept_bytes_per_s"] = json!(s.vm.memory as f64 / wall);
                 v["vs_hardware"] = json!(s.vm.memory as f64 / wall / HW_ACCEPT_BYTES_PER_S);
                 v["dense"] = dense_comparison(s.vm.pages(), gran, wall)?;
+                v["oracle"] = same_sequence(&s, check, &run, wall)?;
             }
             Ok(v)
         }
@@ -344,6 +347,37 @@ fn parse(name: &str, steps: u64) -> Result<Value> {
     });
     Counts::default().write(&mut v, wall);
     Ok(v)
+}
+
+/// Frames of the dense oracle the same instruction sequence is replayed on (80 GiB of host: 320 MiB
+/// of entries); a larger host's sequence is replayed on these frames and the time scaled.
+const ORACLE_FRAMES: u64 = 20 << 18;
+
+/// The same scenario page by page (the one-page oracle of the range operations, timed, its
+/// metrics required equal), and its RMP instruction sequence recorded and executed on the dense
+/// oracle RMP (`bench_oracle`): the time of each against the benchmark's `wall`.
+fn same_sequence(
+    s: &Scenario,
+    check: CheckMode,
+    run: &snpsim_scenario::run::ScenarioRun,
+    wall: f64,
+) -> Result<Value> {
+    let start = Instant::now();
+    let pages = snpsim_scenario::run::run_scenario_per_page(s, check, None)?;
+    let per_page_s = start.elapsed().as_secs_f64();
+    if format!("{:?}", pages.result.metrics) != format!("{:?}", run.result.metrics) {
+        bail!("{}: the page-by-page run's metrics differ from the range run's", s.name);
+    }
+    let replay = crate::bench_oracle::replay_on_dense(s, check, ORACLE_FRAMES)?;
+    if replay.mismatches > 0 {
+        bail!("{}: {} instructions gave another result on the dense oracle", s.name, replay.mismatches);
+    }
+    let scaled = replay.seconds * replay.instructions as f64 / replay.replayed.max(1) as f64;
+    Ok(json!({
+        "per_page_wall_s": per_page_s, "range_speedup": per_page_s / wall,
+        "instructions": replay.instructions, "replayed": replay.replayed, "oracle_frames": replay.frames,
+        "dense_s": replay.seconds, "dense_scaled_s": scaled, "vs_dense": scaled / wall,
+    }))
 }
 
 /// The acceptance kernel on the dense oracle and on the region RMP at [`DENSE_PAGES`], and on the

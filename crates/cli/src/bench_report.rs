@@ -251,6 +251,17 @@ fn notes(r: &Value) -> Vec<String> {
             f(&d["simulation_speedup"])
         ));
     }
+    if let Some(o) = r.get("oracle") {
+        notes.push(format!(
+            "page by page {:.2} s ({:.2}x); dense oracle on the same {} RMP instructions {:.3} s: \
+             simulation {:.2}x the oracle",
+            f(&o["per_page_wall_s"]),
+            f(&o["range_speedup"]),
+            u(&o["instructions"]),
+            f(&o["dense_scaled_s"]),
+            f(&o["vs_dense"])
+        ));
+    }
     if let Some(b) = r["state_bytes_per_4k_page"].as_f64() {
         notes.push(resident_note(r, b));
     }
@@ -317,6 +328,7 @@ pub fn markdown(doc: &Value) -> Result<String> {
         );
     }
     dense_table(&mut out, list);
+    oracle_table(&mut out, list);
     trailer(&mut out, list);
     let _ = writeln!(out, "<!-- end of generated tables -->");
     Ok(out)
@@ -354,6 +366,45 @@ fn dense_table(out: &mut String, list: &[Value]) {
                 f(&r["vs_hardware"]),
             );
         }
+    }
+}
+
+/// The acceptance benchmarks against the same simulation page by page and against the dense
+/// oracle executing the same RMP instruction sequence (issue 20).
+fn oracle_table(out: &mut String, list: &[Value]) {
+    let runs: Vec<&Value> = list.iter().filter(|r| r.get("oracle").is_some()).collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nThe acceptance benchmarks against themselves page by page (every PVALIDATE and fault-in \
+         one at a time, the oracle of the range operations; same metrics required) and against the dense \
+         oracle RMP executing the same RMP instruction sequence, recorded from the simulation and \
+         replayed one instruction at a time in the same process (every result compared; a host larger \
+         than the oracle's frames replayed on those frames and the time scaled by instructions):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| benchmark | wall | page by page | ranges vs page by page | RMP instructions | replayed on the oracle \
+         | oracle time | oracle scaled | simulation vs oracle |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for r in runs {
+        let o = &r["oracle"];
+        let _ = writeln!(
+            out,
+            "| `{}` | {:.2} s | {:.2} s | {:.2}x | {} | {} | {:.3} s | {:.3} s | {:.2}x |",
+            r["name"].as_str().unwrap_or("?"),
+            f(&r["wall_s"]),
+            f(&o["per_page_wall_s"]),
+            f(&o["range_speedup"]),
+            u(&o["instructions"]),
+            u(&o["replayed"]),
+            f(&o["dense_s"]),
+            f(&o["dense_scaled_s"]),
+            f(&o["vs_dense"]),
+        );
     }
 }
 

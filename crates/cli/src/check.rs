@@ -24,14 +24,15 @@ pub struct CheckArgs {
     /// Only this backing (default: every backing of each policy's era).
     #[arg(long)]
     backing: Option<String>,
-    /// Most actions on a path of the one-vCPU model (a path of N actions visits N + 1 states:
-    /// the table's `depth` column counts states).
-    #[arg(long, default_value_t = 8)]
-    depth: u32,
+    /// Most actions on a path, in both models: operations of the one-vCPU model (default 8; a
+    /// path of N actions visits N + 1 states: the table's `depth` column counts states) and ticks
+    /// of the race model (default 12, unless --race-depth says otherwise).
+    #[arg(long)]
+    depth: Option<u32>,
     /// Most actions on a path of the two-vCPU race model, where every action is one tick of one
-    /// vCPU (an operation takes several). 12 reaches both PSMASH races.
-    #[arg(long, default_value_t = 12)]
-    race_depth: u32,
+    /// vCPU (an operation takes several); overrides --depth there. 12 reaches both PSMASH races.
+    #[arg(long)]
+    race_depth: Option<u32>,
     /// 1: one vCPU, every operation to completion (to --depth); 2: two interleaved vCPUs racing
     /// in one 2M region (to --race-depth). Default: both.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
@@ -54,6 +55,18 @@ pub struct CheckArgs {
     quiet: bool,
 }
 
+impl CheckArgs {
+    /// The one-vCPU model's bound: --depth, else 8.
+    fn depth(&self) -> u32 {
+        self.depth.unwrap_or(8)
+    }
+
+    /// The race model's bound: --race-depth, else --depth, else 12.
+    fn race_depth(&self) -> u32 {
+        self.race_depth.or(self.depth).unwrap_or(12)
+    }
+}
+
 fn validate(args: &CheckArgs) -> Result<Option<Mutant>> {
     let policies: Vec<&str> = snpsim_kvm::policy::ALL.iter().map(|p| p.name()).collect();
     if let Some(p) = &args.policy
@@ -70,11 +83,15 @@ fn validate(args: &CheckArgs) -> Result<Option<Mutant>> {
     {
         bail!("--backing {b}: unknown backing; accepted: {}", all_backings.join(", "));
     }
-    if args.depth == 0 || args.depth > 16 {
-        bail!("--depth {}: out of range; accepted: 1 to 16", args.depth);
+    if let Some(d) = args.depth
+        && (d == 0 || d > 16)
+    {
+        bail!("--depth {d}: out of range; accepted: 1 to 16");
     }
-    if args.race_depth == 0 || args.race_depth > 24 {
-        bail!("--race-depth {}: out of range; accepted: 1 to 24", args.race_depth);
+    if let Some(d) = args.race_depth
+        && (d == 0 || d > 24)
+    {
+        bail!("--race-depth {d}: out of range; accepted: 1 to 24");
     }
     match &args.mutant {
         None => Ok(None),
@@ -175,7 +192,7 @@ fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Result<Vec<ConfigRepo
                     return None;
                 }
                 progress.set_message(format!("{} on {}", p.name(), b.0));
-                let depth = if vcpus > 1 { args.race_depth } else { args.depth };
+                let depth = if vcpus > 1 { args.race_depth() } else { args.depth() };
                 let r = check_config(p, b, g, f, depth, mutant, vcpus);
                 if r.violation.is_some() {
                     first_violated.fetch_min(i, Ordering::Relaxed);

@@ -11,6 +11,7 @@
 //! module (`report/`, `sweep/`, `list`, `table`, `output`, `input`).
 
 mod bench;
+mod bench_oracle;
 mod bench_report;
 mod check;
 mod cleanup;

@@ -182,10 +182,23 @@ impl Simulation {
                     debug_assert_eq!(gm.folio_size(), folio.unwrap_or(PageSize::Size4K));
                 }
                 sim.machine = Some(Machine::new(rmp, host, kvm, ASID));
+                sim.set_ranges(true);
             }
             Err(e) => sim.outcome = Some(Ending::of_kvm(&e)),
         }
         Ok(sim)
+    }
+
+    /// Execute runs of 4K PVALIDATEs as range operations (`on`, the default) or page by page
+    /// (the oracle; docs/semantics.md, "Ranges"). Ranges are used only where they cannot change
+    /// what happens: never in an interleaved run (instruction by instruction), with an adversary
+    /// or with a planted bug.
+    pub fn set_ranges(&mut self, on: bool) {
+        let (interleave, adversary) = (self.config.interleave, !self.config.adversary.is_empty());
+        if let Some(m) = &mut self.machine {
+            m.ranges = on && !interleave && !adversary && m.kvm.mutant().is_none();
+            m.kvm.ranges = m.ranges;
+        }
     }
 
     /// The configuration.

@@ -15,6 +15,8 @@ use crate::events::{Actor, Counters, ExitId, ExitResult, PscEntry, PscProtocol};
 use crate::observed::Observed;
 use crate::outcome::{Ending, Reason};
 
+mod range;
+
 /// How many #NPFs one guest instruction may take before the run is declared livelocked.
 pub const MAX_FAULTS_PER_ACCESS: u32 = 64;
 
@@ -67,6 +69,11 @@ pub struct Machine {
     pub host_writes: u64,
     /// In-flight windows vCPUs hold open (interleaved runs).
     pub(crate) windows: Vec<Window>,
+    /// Whether runs of 4K PVALIDATEs execute as range operations (`range.rs`); off, every page
+    /// goes through the one-page path (the oracle).
+    pub(crate) ranges: bool,
+    /// Pages PVALIDATEd by runs (range operations), to show where they were used.
+    pub(crate) range_pages: u64,
 }
 
 impl Machine {
@@ -96,6 +103,8 @@ impl Machine {
             accesses: [0; 3],
             host_writes: 0,
             windows: Vec::new(),
+            ranges: false,
+            range_pages: 0,
         }
     }
 
@@ -477,6 +486,14 @@ impl Platform for Machine {
             self.through_npt(gpa, true, false, |rmp, pfn, _| rmp.pvalidate(ctx, gpa, pfn, size, validate))?;
         self.done_pvalidate(validate, size, r, pfn);
         Ok(r)
+    }
+
+    fn runs(&self) -> bool {
+        self.runs_now()
+    }
+
+    fn pvalidate_run(&mut self, _vcpu: u32, gpa: Gpa, pages: u64, validate: bool) -> Result<u64, Stop> {
+        Ok(Machine::pvalidate_run(self, gpa, pages, validate))
     }
 
     fn rmpadjust(

@@ -184,6 +184,37 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         r
     }
 
+    fn assigned_4k_run(&self, pfn: Pfn, pages: u64) -> u64 {
+        self.inner.assigned_4k_run(pfn, pages)
+    }
+
+    fn pvalidate_4k_run(
+        &mut self,
+        guest: GuestContext,
+        gpa: Gpa,
+        pfn: Pfn,
+        pages: u64,
+        validate: bool,
+    ) -> u64 {
+        let done = self.inner.pvalidate_4k_run(guest, gpa, pfn, pages, validate);
+        if done == 0 {
+            return 0;
+        }
+        if !validate {
+            self.unvalidated.mark(gpa.gfn().raw(), done);
+        }
+        self.counts.pvalidate_4k += done;
+        if let Some(rec) = &mut self.sink {
+            // The trace of a run is the trace of its PVALIDATEs.
+            let bytes = self.inner.config().geometry.bytes(PageSize::Size4K);
+            for k in 0..done {
+                let r = GuestOutcome::Done(PvalidateStatus::Changed);
+                rec.pvalidate(Gpa::new(gpa.raw() + k * bytes), pfn + k, RmpPageSize::Size4K, validate, &r);
+            }
+        }
+        done
+    }
+
     fn rmpadjust(
         &mut self,
         guest: GuestContext,

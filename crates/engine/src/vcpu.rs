@@ -130,6 +130,7 @@ impl Machine {
                 return self.psc_msr(vcpu, req).map(|r| Some(Reply::PscMsr(r)));
             }
             Request::PscGhcb(_) => unreachable!("an NAE PSC runs in its own stage"),
+            Request::PvalidateRun { .. } => unreachable!("an interleaved guest asks for no runs"),
             Request::Pvalidate { gpa, .. } | Request::Rmpadjust { gpa, .. } => (gpa, true, false),
             Request::Access { gpa, kind, private, .. } => {
                 (gpa, private, kind == snpsim_hw::AccessKind::Write)
@@ -172,7 +173,9 @@ impl Machine {
             Request::Pvalidate { gpa, .. } | Request::Rmpadjust { gpa, .. } | Request::Access { gpa, .. } => {
                 gpa
             }
-            Request::PscMsr(_) | Request::PscGhcb(_) => unreachable!("not an instruction"),
+            Request::PscMsr(_) | Request::PscGhcb(_) | Request::PvalidateRun { .. } => {
+                unreachable!("not one instruction")
+            }
         };
         let leaf = self.kvm.npt.translate(gpa.gfn());
         let Some((pfn, npt_size)) = leaf else { return Tried::Npf(NpfErrorCode::new(), None) };
@@ -201,7 +204,9 @@ impl Machine {
                     }
                 }
             }
-            Request::PscMsr(_) | Request::PscGhcb(_) => unreachable!("not an instruction"),
+            Request::PscMsr(_) | Request::PscGhcb(_) | Request::PvalidateRun { .. } => {
+                unreachable!("not one instruction")
+            }
         }
     }
 

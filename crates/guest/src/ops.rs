@@ -20,7 +20,7 @@ impl Guest {
     ) -> Result<TaskResult, GuestError> {
         let mut reply = None;
         loop {
-            match task.resume(self, reply.take())? {
+            match task.resume_with(self, reply.take(), p.runs())? {
                 TaskStep::Issue(req) => reply = Some(p.serve(vcpu, req)?),
                 TaskStep::Done(r) => return Ok(r),
             }

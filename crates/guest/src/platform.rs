@@ -26,6 +26,21 @@ pub trait Platform {
         validate: bool,
     ) -> Result<GuestOutcome<PvalidateStatus>, Stop>;
 
+    /// Whether the platform executes runs of 4K PVALIDATEs ([`Platform::pvalidate_run`]); a
+    /// guest asks for them only then. A platform that interleaves vCPUs instruction by instruction
+    /// does not.
+    fn runs(&self) -> bool {
+        false
+    }
+
+    /// A run of 4K PVALIDATEs of `pages` consecutive pages from `gpa`, executed in order for as
+    /// long as each retires `Changed` (and the platform can execute them as one run): how many
+    /// did. The page after them is left untouched, for the guest to execute alone. By default
+    /// none.
+    fn pvalidate_run(&mut self, _vcpu: u32, _gpa: Gpa, _pages: u64, _validate: bool) -> Result<u64, Stop> {
+        Ok(0)
+    }
+
     /// RMPADJUST of the page at `gpa`.
     fn rmpadjust(
         &mut self,

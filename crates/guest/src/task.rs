@@ -35,6 +35,18 @@ pub enum Request {
         /// Validate (else rescind).
         validate: bool,
     },
+    /// A run of 4K PVALIDATEs of `pages` consecutive pages from `gpa` (docs/semantics.md,
+    /// "Ranges"): the platform executes them in order for as long as each retires `Changed` and its
+    /// outcome is the same for the whole run, and answers how many did. Only a platform that
+    /// offers runs ([`Platform::runs`]) is asked; the guest then executes the next page alone.
+    PvalidateRun {
+        /// The first page.
+        gpa: Gpa,
+        /// How many 4K pages.
+        pages: u64,
+        /// Validate (else rescind).
+        validate: bool,
+    },
     /// RMPADJUST.
     Rmpadjust {
         /// The page.
@@ -71,6 +83,8 @@ pub enum Reply {
     },
     /// PVALIDATE's result.
     Pvalidate(GuestOutcome<PvalidateStatus>),
+    /// How many PVALIDATEs of a run retired `Changed` (the first ones).
+    PvalidateRun(u64),
     /// RMPADJUST's result.
     Rmpadjust(GuestOutcome<()>),
     /// The access's result and, for a completed private read, the version it read (`None` when
@@ -94,6 +108,9 @@ impl dyn Platform + '_ {
             }
             Request::Pvalidate { gpa, size, validate } => {
                 Reply::Pvalidate(self.pvalidate(vcpu, gpa, size, validate)?)
+            }
+            Request::PvalidateRun { gpa, pages, validate } => {
+                Reply::PvalidateRun(self.pvalidate_run(vcpu, gpa, pages, validate)?)
             }
             Request::Rmpadjust { gpa, size, op } => Reply::Rmpadjust(self.rmpadjust(vcpu, gpa, size, op)?),
             Request::Access { gpa, kind, private, version } => {
@@ -321,15 +338,29 @@ impl GuestTask {
 
     /// Advance the task with the reply to its last request (`None` the first time): it returns
     /// its next request or its result, or the guest's termination.
-    pub fn resume(&mut self, g: &mut Guest, mut reply: Option<Reply>) -> Result<TaskStep, GuestError> {
+    pub fn resume(&mut self, g: &mut Guest, reply: Option<Reply>) -> Result<TaskStep, GuestError> {
+        self.resume_with(g, reply, false)
+    }
+
+    /// [`GuestTask::resume`] for a platform that offers runs of PVALIDATEs (`runs`,
+    /// [`Platform::runs`]): where a page-state change validates or rescinds consecutive 4K pages
+    /// whose tracked state is the same, it asks for them as one [`Request::PvalidateRun`], and
+    /// executes alone the page after the pages the run did. The guest's state and counters end
+    /// as they would page by page.
+    pub fn resume_with(
+        &mut self,
+        g: &mut Guest,
+        mut reply: Option<Reply>,
+        runs: bool,
+    ) -> Result<TaskStep, GuestError> {
         match &mut self.kind {
             TaskKind::Phases { phases, at, validated_2m } => {
                 while let Some(phase) = phases.get_mut(*at) {
                     let req = match phase {
-                        Phase::Convert(c) => c.next(g, reply.take())?,
-                        Phase::Rescind(c) => c.next(g, reply.take().as_ref())?,
+                        Phase::Convert(c) => c.next(g, reply.take(), runs)?,
+                        Phase::Rescind(c) => c.next(g, reply.take().as_ref(), runs)?,
                         Phase::Validate(c) => {
-                            let r = c.next(g, reply.take().as_ref())?;
+                            let r = c.next(g, reply.take().as_ref(), runs)?;
                             if r.is_none() {
                                 *validated_2m = Some(c.issued == 1);
                             }

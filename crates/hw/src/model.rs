@@ -179,6 +179,44 @@ pub trait RmpModel: core::fmt::Debug {
         validate: bool,
     ) -> GuestOutcome<PvalidateStatus>;
 
+    /// A run of 4K PVALIDATEs (docs/semantics.md, "Ranges"): the PVALIDATEs of `pages`
+    /// consecutive 4K pages from `gpa`, which the NPT maps to the frames from `pfn` (GPA and frame
+    /// rising together), executed in order for as long as each retires `Done(Changed)`. Returns
+    /// how many did; the state is then exactly what that many 4K [`RmpModel::pvalidate`]s would
+    /// have left, and the page after them (if any) is as it was, for the caller to execute alone
+    /// (its PVALIDATE does something else). A model may stop earlier than that page — the
+    /// region-structured RMP stops wherever a run is not uniform — so a caller must run the next
+    /// page alone whatever the count. This default executes the pages one at a time (a
+    /// PVALIDATE that does not retire `Changed` changes nothing).
+    fn pvalidate_4k_run(
+        &mut self,
+        guest: GuestContext,
+        gpa: Gpa,
+        pfn: Pfn,
+        pages: u64,
+        validate: bool,
+    ) -> u64 {
+        let bytes = self.config().geometry.bytes(PageSize::Size4K);
+        for k in 0..pages {
+            let (g, p) = (Gpa::new(gpa.raw().wrapping_add(k * bytes)), Pfn::new(pfn.raw().wrapping_add(k)));
+            if self.pvalidate(guest, g, p, RmpPageSize::Size4K, validate)
+                != GuestOutcome::Done(PvalidateStatus::Changed)
+            {
+                return k;
+            }
+        }
+        pages
+    }
+
+    /// How many frames from `pfn` (at most `pages`) are, in a row, assigned and governed by a 4K
+    /// entry: [`RmpModel::lookup`] of each is `Some((true, 4K))` (docs/semantics.md, "Ranges").
+    /// This default looks each frame up.
+    fn assigned_4k_run(&self, pfn: Pfn, pages: u64) -> u64 {
+        (0..pages)
+            .position(|k| self.lookup(Pfn::new(pfn.raw() + k)) != Some((true, RmpPageSize::Size4K)))
+            .map_or(pages, |k| k as u64)
+    }
+
     /// RMPADJUST (guest): set the permissions (and VMSA flag) of a less-privileged VMPL.
     fn rmpadjust(
         &mut self,

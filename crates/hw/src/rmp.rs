@@ -33,6 +33,8 @@ use crate::model::{
 };
 use snpsim_stores::{Progression, RegionVec, RunVec};
 
+mod run;
+
 /// Largest ASID a guest page may be assigned to (RMPUPDATE step 3: 0 is a firmware page, 0x3FF
 /// the firmware's lock value, AMD SEV firmware `rmp_entry_write`).
 const MAX_GUEST_ASID: u32 = RMP_LOCK_ASID as u32 - 1;
@@ -691,6 +693,21 @@ impl RmpModel for Rmp {
         // Step 8: set Validated (on the 2M entry, which H3 mirrors to all G).
         self.modify_governing(pfn, |e| RmpEntryRaw { lo: e.lo.with_validated(validate), hi: e.hi });
         GuestOutcome::Done(PvalidateStatus::Changed)
+    }
+
+    fn pvalidate_4k_run(
+        &mut self,
+        guest: GuestContext,
+        gpa: Gpa,
+        pfn: Pfn,
+        pages: u64,
+        validate: bool,
+    ) -> u64 {
+        self.pvalidate_run(guest, gpa, pfn, pages, validate)
+    }
+
+    fn assigned_4k_run(&self, pfn: Pfn, pages: u64) -> u64 {
+        self.assigned_run(pfn, pages)
     }
 
     fn rmpadjust(

@@ -19,6 +19,7 @@ mod fault;
 mod gmem;
 mod ops;
 mod psc;
+mod range;
 mod zap;
 
 /// Per-VM settings: a scenario's `[vm]` table, with the policy's defaults (`docs/semantics.md` K1).
@@ -57,6 +58,11 @@ pub struct Kvm {
     /// Why KVM refused a range of the page-state change it is handling, if it did: the guest
     /// only sees an error code, the report says why.
     psc_refusal: Option<PscRefusal>,
+    /// Pre-fault runs of uniform 4K fault-ins as range operations (`range.rs`); off, page by
+    /// page (the oracle).
+    pub ranges: bool,
+    /// GFNs mapped by pre-fault runs (not state: how much took the range path).
+    pub range_mapped: u64,
 }
 
 /// What the first part of #NPF handling left to do ([`Kvm::begin_npf`]).
@@ -117,6 +123,8 @@ impl Kvm {
             rebound: std::collections::BTreeMap::new(),
             demotions: crate::demotions::DemotionLedger::default(),
             psc_refusal: None,
+            ranges: false,
+            range_mapped: 0,
         })
     }
 

@@ -173,6 +173,17 @@ pub fn run_scenario(s: &Scenario, check: CheckMode) -> Result<ScenarioRun, SimEr
     run_scenario_with(s, check, None, None)
 }
 
+/// [`run_scenario_traced`] with every PVALIDATE executed page by page
+/// ([`Simulation::set_ranges`]`(false)`): the oracle the range operations are compared with
+/// (docs/semantics.md, "Ranges"). The results, metrics and traces are the same.
+pub fn run_scenario_per_page(
+    s: &Scenario,
+    check: CheckMode,
+    meta: Option<&snpsim_trace::TraceMeta>,
+) -> Result<ScenarioRun, SimError> {
+    run_scenario_opts(s, check, meta, None, false)
+}
+
 /// [`run_scenario`] with a planted bug (`docs/mutants.md`): the run `snpsim run` makes, so a test
 /// can show that the checks every run performs catch it. Fails with
 /// [`SimError::MutantsNotCompiled`] in a build without `snpsim-hw`'s `mutants` feature.
@@ -190,8 +201,19 @@ fn run_scenario_with(
     meta: Option<&snpsim_trace::TraceMeta>,
     mutant: Option<snpsim_hw::Mutant>,
 ) -> Result<ScenarioRun, SimError> {
+    run_scenario_opts(s, check, meta, mutant, true)
+}
+
+fn run_scenario_opts(
+    s: &Scenario,
+    check: CheckMode,
+    meta: Option<&snpsim_trace::TraceMeta>,
+    mutant: Option<snpsim_hw::Mutant>,
+    ranges: bool,
+) -> Result<ScenarioRun, SimError> {
     let config = sim_config(s, check);
     let mut sim = Simulation::with_mutant(config, mutant)?;
+    sim.set_ranges(ranges);
     sim.set_costs(s.cost);
     if let Some(meta) = meta {
         sim.enable_trace(meta);

@@ -148,10 +148,45 @@ impl<T: Progression + Copy> PageMap<T> {
                 p = regions_end * self.region_pages;
             } else {
                 let stop = region_end.min(end);
-                for q in p..stop {
-                    self.set(q, value);
-                }
+                self.set_in_region(p, stop - p, value);
                 p = stop;
+            }
+        }
+    }
+
+    /// Set `pages` pages from `page`, all in one region, to `value`: a region stored as runs
+    /// takes them as one run (its whole chunks without expanding them), as [`PageMap::set`] of
+    /// each page would leave them.
+    fn set_in_region(&mut self, page: u64, pages: u64, value: T) {
+        if pages == 1 {
+            return self.set(page, value);
+        }
+        let (r, i) = self.split(page);
+        if matches!(&*self.regions.get(r), Region::Uniform(v) if *v == value) {
+            return;
+        }
+        let n = self.region_pages;
+        let step = T::Step::default();
+        let region = self.regions.get_mut(r);
+        match region {
+            Region::Uniform(v) if self.flat => {
+                let mut all = vec![*v; n as usize].into_boxed_slice();
+                all[i..i + pages as usize].fill(value);
+                *region = Region::Flat(all);
+            }
+            Region::Uniform(v) => {
+                let mut runs = Box::new(RunVec::new());
+                runs.set_run(0, n, v, step);
+                runs.set_run(i as u64, i as u64 + pages, &value, step);
+                *region = Region::Pages(runs);
+            }
+            Region::Flat(all) => all[i..i + pages as usize].fill(value),
+            Region::Pages(runs) => {
+                runs.set_run(i as u64, i as u64 + pages, &value, step);
+                let chunks = n.div_ceil(CHUNK as u64) as usize;
+                if 2 * runs.dense_chunks() >= chunks.max(2) {
+                    *region = Region::Flat((0..n).map(|k| *runs.get(k)).collect());
+                }
             }
         }
     }

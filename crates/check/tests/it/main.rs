@@ -5,3 +5,4 @@
 mod explore;
 mod incremental;
 mod mutants;
+mod ranges;

@@ -219,3 +219,26 @@ fn check_exits_non_zero_for_every_catalogued_mutant() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn depth_bounds_the_race_model_too_unless_race_depth_is_given() {
+    // The race model's paths, in ticks: --depth 3 alone bounds them (a path of 3 ticks visits at
+    // most 4 states: the depth column), --race-depth overrides it there.
+    let depth = |extra: &[&str]| -> Vec<u64> {
+        let args =
+            [&["check", "--policy", "npt-demote", "--backing", "hugetlbfs-2m", "--vcpus", "2", "-q"], extra]
+                .concat();
+        let out = snpsim(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("npt-demote "))
+            .map(|l| l.split_whitespace().nth(6).and_then(|d| d.parse().ok()).expect("a depth column"))
+            .collect()
+    };
+    let bounded = depth(&["--depth", "3"]);
+    assert_eq!(bounded.len(), 4, "2 granularities x 2 NPT-level settings");
+    assert!(bounded.iter().all(|&d| d <= 4), "{bounded:?}");
+    let deeper = depth(&["--depth", "3", "--race-depth", "5"]);
+    assert!(deeper.iter().all(|&d| d <= 6) && deeper.iter().any(|&d| d > 4), "{deeper:?}");
+}

@@ -32,6 +32,11 @@ pub(super) struct ChunkCursor {
     page: Option<u64>,
     /// The PVALIDATE in flight: (first page, size).
     awaiting: Option<(u64, RmpPageSize)>,
+    /// The run of 4K PVALIDATEs in flight: (first page, pages, whether its pages are 4K chunks
+    /// rather than pages of one 2M chunk).
+    awaiting_run: Option<(u64, u64, bool)>,
+    /// The page a run stopped at: executed alone, whatever the tracking says about a run there.
+    alone: Option<u64>,
     /// PVALIDATEs issued (re-coalescing succeeds only with exactly one).
     pub(super) issued: u64,
 }
@@ -154,10 +159,11 @@ impl ConvertCursor {
         &mut self,
         g: &mut Guest,
         mut reply: Option<Reply>,
+        runs: bool,
     ) -> Result<Option<Request>, GuestError> {
         loop {
             let req = match &mut self.stage {
-                Stage::Rescind(c) | Stage::Validate(c) => c.next(g, reply.take().as_ref())?,
+                Stage::Rescind(c) | Stage::Validate(c) => c.next(g, reply.take().as_ref(), runs)?,
                 Stage::Send(c) => c.next(g, reply.take())?,
             };
             if req.is_some() {
@@ -186,7 +192,17 @@ impl ConvertCursor {
 
 impl ChunkCursor {
     pub(super) fn new(chunks: Chunks, start: usize, end: usize, validate: bool) -> Self {
-        ChunkCursor { chunks, validate, i: start, end, page: None, awaiting: None, issued: 0 }
+        ChunkCursor {
+            chunks,
+            validate,
+            i: start,
+            end,
+            page: None,
+            awaiting: None,
+            awaiting_run: None,
+            alone: None,
+            issued: 0,
+        }
     }
 
     /// Chunk `i` if it is one of the cursor's.
@@ -224,6 +240,49 @@ impl ChunkCursor {
         Request::Pvalidate { gpa: Gfn::new(gfn).gpa(), size, validate: self.validate }
     }
 
+    /// A run of 4K PVALIDATEs from the cursor's position, if at least two pages in a row would
+    /// each be issued as one 4K PVALIDATE by the steps below: consecutive 4K chunks (`start` is
+    /// chunk `i`'s page, not yet begun), or the rest of a 2M chunk in its 4K fallback (`page`),
+    /// whose tracked state differs from the target (every page for a guest that does not track).
+    /// The page a run stopped at goes alone.
+    fn run(&mut self, g: &Guest, start: u64, size: RmpPageSize) -> Option<Request> {
+        let (first, limit, chunked) = match (self.page, size) {
+            (None, RmpPageSize::Size4K) => {
+                // Consecutive chunks that are 4K pages in a row (a 4K granularity, or a range's
+                // head or tail).
+                let mut k = 1;
+                while self.i + k < self.end && self.chunks.get(self.i + k) == Some((start + k as u64, size)) {
+                    k += 1;
+                }
+                (start, start + k as u64, true)
+            }
+            (Some(page), RmpPageSize::Size2M) => (page, start + g.span(size), false),
+            _ => return None,
+        };
+        if self.alone == Some(first) || limit - first < 2 {
+            return None;
+        }
+        let end = if !g.config().validation_tracking {
+            limit
+        } else if self.validate {
+            // Pages not validated yet, up to the first validated one (searched inside the run
+            // only: the set may hold nothing beyond it for a long way).
+            if g.validated.count_in(first, limit) == 0 {
+                limit
+            } else {
+                g.validated.runs_in(first, limit).first().map_or(limit, |r| r.0)
+            }
+        } else {
+            // Validated pages, up to the first one that is not.
+            g.validated.runs_in(first, limit).first().filter(|r| r.0 == first).map_or(first, |r| r.1)
+        };
+        if end - first < 2 {
+            return None;
+        }
+        self.awaiting_run = Some((first, end - first, chunked));
+        Some(Request::PvalidateRun { gpa: Gfn::new(first).gpa(), pages: end - first, validate: self.validate })
+    }
+
     fn record(&self, g: &mut Guest, start: u64, end: u64) {
         if self.validate {
             g.validated.insert(start, end);
@@ -240,8 +299,27 @@ impl ChunkCursor {
         &mut self,
         g: &mut Guest,
         reply: Option<&Reply>,
+        runs: bool,
     ) -> Result<Option<Request>, GuestError> {
         let tracking = g.config().validation_tracking;
+        if let Some((first, pages, chunked)) = self.awaiting_run.take() {
+            let Some(&Reply::PvalidateRun(done)) = reply else {
+                unreachable!("a PVALIDATE run awaits its count")
+            };
+            // As many 4K PVALIDATEs as retired `Changed`, each counted and recorded as one.
+            g.stats.pvalidate += done;
+            self.issued += done;
+            self.record(g, first, first + done);
+            if done < pages {
+                self.alone = Some(first + done);
+            }
+            if chunked {
+                self.i += usize::try_from(done).unwrap_or(usize::MAX);
+                self.page = None;
+            } else {
+                self.page = Some(first + done);
+            }
+        }
         if let Some((gfn, size)) = self.awaiting.take() {
             match (Self::classify(g, gfn, size, reply)?, size) {
                 (ChunkResult::Done, RmpPageSize::Size2M) => {
@@ -258,6 +336,9 @@ impl ChunkCursor {
         }
         while let Some((start, size)) = self.chunk(self.i) {
             let n = g.span(size);
+            if runs && let Some(req) = self.run(g, start, size) {
+                return Ok(Some(req));
+            }
             match self.page {
                 None => {
                     let tracked = g.validated.count_in(start, start + n);

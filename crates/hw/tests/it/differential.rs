@@ -93,6 +93,10 @@ enum Op {
     Update(Pfn, RmpArchEntry),
     Psmash(Pfn),
     Pvalidate(GuestContext, Gpa, Pfn, RmpPageSize, bool),
+    /// A run of 4K PVALIDATEs: the region RMP's range path against the oracle's one page at a time.
+    PvalidateRun(GuestContext, Gpa, Pfn, u64, bool),
+    /// How many frames in a row are assigned 4K (the region RMP's runs against lookups).
+    AssignedRun(Pfn, u64),
     Adjust(GuestContext, Gpa, Pfn, RmpPageSize, RmpAdjustOperand),
     Query(GuestContext, Gpa, Pfn, u8),
     Access(GuestAccess),
@@ -106,6 +110,7 @@ enum Op {
 enum Res {
     Code(ReturnCode),
     Pvalidate(GuestOutcome<PvalidateStatus>),
+    Run(u64),
     Unit(GuestOutcome<()>),
     Query(GuestOutcome<RmpQueryResult>),
     HostWrite(Result<(), PfErrorCode>),
@@ -117,6 +122,8 @@ fn apply(m: &mut dyn RmpModel, op: Op) -> Res {
         Op::Update(pfn, e) => Res::Code(m.rmpupdate(pfn, e)),
         Op::Psmash(pfn) => Res::Code(m.psmash(pfn)),
         Op::Pvalidate(g, gpa, pfn, size, v) => Res::Pvalidate(m.pvalidate(g, gpa, pfn, size, v)),
+        Op::PvalidateRun(g, gpa, pfn, pages, v) => Res::Run(m.pvalidate_4k_run(g, gpa, pfn, pages, v)),
+        Op::AssignedRun(pfn, pages) => Res::Run(m.assigned_4k_run(pfn, pages)),
         Op::Adjust(g, gpa, pfn, size, o) => Res::Unit(m.rmpadjust(g, gpa, pfn, size, o)),
         Op::Query(g, gpa, pfn, t) => Res::Query(m.rmpquery(g, gpa, pfn, t)),
         Op::Access(a) => Res::Unit(m.check_guest_access(&a)),
@@ -292,7 +299,19 @@ impl Gen {
         match r.below(1000) {
             0..=219 => self.update(r, hot),
             220..=269 => Op::Psmash(Pfn::new(self.aligned_pfn(r, hot))),
-            270..=449 => {
+            270..=329 => {
+                // A run of 4K PVALIDATEs: from a hot frame, over a few pages or a whole region.
+                let pfn = self.pfn(r, hot);
+                let g = self.g();
+                let pages = r.pick(&[1, 2, 3, g - 1, g, g + 1, 2 * g + 3]);
+                let guest = self.guest(r, pfn, 90);
+                let gpa = self.guest_gpa(r, guest.asid, pfn);
+                if r.chance(20) {
+                    return Op::AssignedRun(Pfn::new(pfn), pages);
+                }
+                Op::PvalidateRun(guest, gpa, Pfn::new(pfn), pages, r.chance(75))
+            }
+            330..=449 => {
                 let size = Self::rmp_size(r, 40);
                 let pfn =
                     if size == RmpPageSize::Size2M { self.aligned_pfn(r, hot) } else { self.pfn(r, hot) };
@@ -391,6 +410,8 @@ impl Stats {
                 self.bump("pvalidate FAIL_SIZEMISMATCH");
             }
             (Op::Pvalidate(..), Res::Pvalidate(GuestOutcome::Npf(e))) if sizem(e) => self.bump("SIZEM #NPF"),
+            (Op::PvalidateRun(..), Res::Run(n)) if n >= 2 => self.bump("pvalidate run of 2 or more"),
+            (Op::AssignedRun(..), Res::Run(n)) if n >= 2 => self.bump("assigned 4K run of 2 or more"),
             (Op::Adjust(..), Res::Unit(GuestOutcome::Done(()))) => self.bump("rmpadjust success"),
             (Op::Adjust(..), Res::Unit(GuestOutcome::Fail(ReturnCode::FailPermission))) => {
                 self.bump("rmpadjust FAIL_PERMISSION");
@@ -610,6 +631,8 @@ fn generator_reaches_interesting_states() {
         "psmash FAIL_UNSUPPORTED",
         "pvalidate 2M changed",
         "pvalidate 4K changed",
+        "pvalidate run of 2 or more",
+        "assigned 4K run of 2 or more",
         "FAIL_OVERLAP",
         "FAIL_INUSE",
         "rmpadjust success",

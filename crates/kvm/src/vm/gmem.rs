@@ -76,6 +76,11 @@ impl Kvm {
         let mut g = start.raw();
         while g < start.raw() + pages {
             if self.npt.translate(Gfn::new(g)).is_none() {
+                let run = self.prefault_run_4k(host, rmp, Gfn::new(g), start.raw() + pages - g);
+                if run > 0 {
+                    g += run;
+                    continue;
+                }
                 self.fault_in(host, rmp, Gfn::new(g), true)?;
             }
             g = match self.npt.leaf(Gfn::new(g)) {

@@ -3,5 +3,6 @@
 mod budget;
 mod common;
 mod examples;
+mod ranges;
 mod scenario;
 mod workload;

@@ -9,11 +9,11 @@
 pub const DEFAULT_MEMORY_BUDGET: u64 = 8 << 30;
 
 /// Bytes per 2M region of host memory (the RMP's region slots, the direct map).
-pub const BYTES_PER_HOST_REGION: u64 = 32;
+pub const BYTES_PER_HOST_REGION: u64 = 2;
 /// Bytes per 2M region of guest memory the scenario never touches.
-pub const BYTES_PER_UNTOUCHED_REGION: u64 = 64;
+pub const BYTES_PER_UNTOUCHED_REGION: u64 = 2;
 /// The process itself: code, tables, allocator.
-pub const BASE_BYTES: u64 = 16 << 20;
+pub const BASE_BYTES: u64 = 8 << 20;
 
 /// Saturating product: the estimate of an absurd machine is `u64::MAX`, not a wrap.
 fn mul(a: u64, b: u64) -> u64 {

@@ -1,21 +1,23 @@
-//! The memory budget: an upper estimate of the simulator's own memory for a scenario, computed from
+//! The memory budget: an estimate of the simulator's own peak memory for a scenario, computed from
 //! the scenario alone, so that a run that would not fit is refused before anything is allocated.
 //!
 //! State is kept per 2M region and becomes per 4K page only where the scenario works at 4K, so the
 //! estimate counts what the scenario can touch, not the size of guest memory. The constants are
-//! peaks measured with `/usr/bin/time` while building the compressed stores (issue 9; no longer
-//! tabled in `BENCHMARKS.md`, which shows only what `snpsim bench` measured), rounded up:
+//! peak resident memory measured with `/usr/bin/time` on release builds of the run-compressed
+//! stores (issue 19, `snpsim run FILE --json`), the process's own 6 MB included, rounded up; the
+//! estimate is a model, held within 1/4 and 4 times the measured peak of every shipped example,
+//! benchmark and workload preset by `crates/cli/tests/it/budget.rs`:
 //! - [`BYTES_PER_PAGE`]: pages written in no order (a steady phase's working set, a scripted
-//!   step's regions) keep per-page values that do not compress: a 16 GiB guest accepted at 4K
-//!   with every other page then shared peaks at 28 B per page, random per-page values at up to
-//!   about 100 B (every table expanded);
-//! - [`BYTES_PER_SWEPT_PAGE`]: eager acceptance at 4K is a sweep whose per-page entries rise with
-//!   the address and are stored as progressions: 64 GiB peaks at 102 MiB (6 B per page;
-//!   session 2, before the run-compressed stores: 1.8 GiB);
-//! - [`BYTES_PER_REGION`]: a 256 GiB guest accepted at 2M peaks at 26–41 MiB (≤ 320 B per 2M
-//!   region);
-//! - [`BYTES_PER_HOST_REGION`], [`BYTES_PER_UNTOUCHED_REGION`]: a 64 TiB host peaks at 795 MiB
-//!   (24 B per 2M of host memory); a 16 TiB guest nobody touches adds nothing measurable;
+//!   access's or punch_hole's regions) keep per-page values: the 64 GiB benchmarks touching a
+//!   16 GiB working set at random peak at 116–154 MiB (under 32 B per touched page);
+//! - [`BYTES_PER_SWEPT_PAGE`]: pages changed in address order (an eager 4K boot, a lazy boot's
+//!   up-front acceptance, a scripted `psc` or `accept` range at 4K) are stored as progressions:
+//!   64 GiB accepted at 4K, eagerly or by one step, peaks at 48 MB (under 3 B per page);
+//! - [`BYTES_PER_REGION`]: a region a 2M guest accepts or converts whole: 1 TiB accepted at 2M
+//!   peaks at 7 MB, the process included;
+//! - [`BYTES_PER_HOST_REGION`], [`BYTES_PER_UNTOUCHED_REGION`]: a 64 TiB host with a 16 TiB guest
+//!   booted lazily peaks at 19 MB (under 1 B per region; it was 24 B before the compressed
+//!   stores);
 //! - [`BYTES_PER_BROKEN_REGION`]: a region broken into 4K pages costs its own page vectors
 //!   whatever its size: on the `tiny` geometry (4 pages per region) a 4 GiB guest accepted eagerly
 //!   at 4K peaks at 261 MiB (1 KiB per region), a 32 GiB one at 2.0 GiB (issue 19: it was
@@ -37,10 +39,10 @@ pub use snpsim_engine::footprint::{
     machine_bytes,
 };
 
-/// Bytes per 4K page the scenario may track page by page (RMP entry, NPT leaf, host frame, guest
-/// page map, content token).
+/// Bytes per 4K page the scenario may track page by page in no order (RMP entry, NPT leaf, host
+/// frame, guest page map, content token).
 pub const BYTES_PER_PAGE: u64 = 32;
-/// Bytes per 4K page accepted eagerly at 4K during boot (a sweep: stored as progressions).
+/// Bytes per 4K page changed in address order (a sweep: stored as progressions).
 pub const BYTES_PER_SWEPT_PAGE: u64 = 4;
 /// Bytes per 2M region the scenario touches but keeps whole.
 pub const BYTES_PER_REGION: u64 = 16;
@@ -150,14 +152,15 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
                 ops = ops.saturating_add(ops_of(mul(up_front, PAGE_SIZE_4K), fine));
             }
             Phase::Steady(p) => {
-                // Touches keep a content token per page; every driver buffer converted may break
-                // a region into pages.
-                touch(p.working_set, true, &mut pages, &mut regions);
-                let seconds = p.duration_ns.div_ceil(1_000_000_000);
-                let buffers = mul(p.conversions_per_s, seconds).min(guest_regions);
+                // Touches keep a content token per page (no more pages than touches); every
+                // driver buffer converted may break a region into pages. `duration` sizes both.
+                let plan = crate::workload::steady_plan(p);
+                let touched = p.working_set.div_ceil(PAGE_SIZE_4K).min(plan.touches);
+                pages = pages.saturating_add(touched);
+                let buffers = plan.conversions.min(guest_regions);
                 pages = pages.saturating_add(mul(buffers, g.pages_per_2m()));
-                // Each action is a step of its own: `duration` sizes the trace.
-                ops = ops.saturating_add(crate::workload::steady_plan(p).total());
+                // Each action is a step of its own.
+                ops = ops.saturating_add(plan.total());
             }
             Phase::Balloon(b) => {
                 touch(b.size, fine, &mut pages, &mut regions);

@@ -22,7 +22,7 @@
 //!   whatever its size: on the `tiny` geometry (4 pages per region) a 4 GiB guest accepted eagerly
 //!   at 4K peaks at 261 MiB (1 KiB per region), a 32 GiB one at 2.0 GiB (issue 19: it was
 //!   estimated at 352 MiB, per page alone);
-//! - [`TRACE_BYTES_PER_OP`]: a traced run holds its trace until it ends: the text (300–490 B per
+//! - [`TRACE_BYTES_PER_OP`], [`TRACE_BYTES_PER_ACTION`]: a traced run holds its trace until it ends: the text (300–490 B per
 //!   4K page an acceptance names, about 430 B per steady-phase touch) and, while a step runs, its
 //!   events as JSON objects. Measured peaks (issue 19): a 64 MiB acceptance at 4K in one step,
 //!   78 MiB (4.8 KiB per page); 4 GiB, 2.4 GiB (2.4 KiB per page); a 100 ms steady phase (800,000
@@ -49,9 +49,13 @@ pub const BYTES_PER_REGION: u64 = 16;
 /// Bytes per 2M region broken into 4K pages (tracked page by page or swept at 4K), beyond its
 /// pages: what dominates on a geometry of small regions.
 pub const BYTES_PER_BROKEN_REGION: u64 = 1 << 10;
-/// Bytes of trace per operation of a traced run: a 4K page a step or boot accepts, converts or
-/// accesses, a 2M region it handles whole, a step, a steady-phase touch, conversion or host write.
+/// Bytes of trace per operation of a traced step: a 4K page a step or boot accepts, converts or
+/// accesses, a 2M region it handles whole, the step itself (its events are held as JSON objects
+/// until the step ends).
 pub const TRACE_BYTES_PER_OP: u64 = 2 << 10;
+/// Bytes of trace per workload action (a steady phase's touch, conversion or host write): a step
+/// of a few events, held as text.
+pub const TRACE_BYTES_PER_ACTION: u64 = 1 << 10;
 /// Bytes per scripted guest access beyond the page state: the action and its NPT coverage sample.
 const BYTES_PER_ACCESS: u64 = size_of::<Action>() as u64 + 32;
 
@@ -105,6 +109,7 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
     let mut regions = 0u64;
     let mut accesses = 0u64;
     let mut ops = 0u64;
+    let mut actions = 0u64;
     let touch = |bytes: u64, page_by_page: bool, pages: &mut u64, regions: &mut u64| {
         if page_by_page {
             *pages = pages.saturating_add(bytes.div_ceil(PAGE_SIZE_4K));
@@ -160,7 +165,7 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
                 let buffers = plan.conversions.min(guest_regions);
                 pages = pages.saturating_add(mul(buffers, g.pages_per_2m()));
                 // Each action is a step of its own.
-                ops = ops.saturating_add(plan.total());
+                actions = actions.saturating_add(plan.total());
             }
             Phase::Balloon(b) => {
                 touch(b.size, fine, &mut pages, &mut regions);
@@ -174,8 +179,14 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
     // Regions broken into pages, each with page vectors of its own.
     let broken = pages.saturating_add(swept).div_ceil(g.pages_per_2m()).min(guest_regions);
     let host_bytes = mul(s.machine.host_memory.div_ceil(region_bytes), BYTES_PER_HOST_REGION);
-    let trace_ops = if traced { ops } else { 0 };
-    let trace_bytes = mul(trace_ops, TRACE_BYTES_PER_OP);
+    let (trace_ops, trace_bytes) = if traced {
+        (
+            ops.saturating_add(actions),
+            mul(ops, TRACE_BYTES_PER_OP).saturating_add(mul(actions, TRACE_BYTES_PER_ACTION)),
+        )
+    } else {
+        (0, 0)
+    };
     let bytes = [
         BASE_BYTES,
         host_bytes,
@@ -189,7 +200,15 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
     ]
     .into_iter()
     .fold(0u64, u64::saturating_add);
-    Estimate { bytes, pages_4k: pages, swept_4k: swept, regions_2m: regions, host_bytes, trace_ops, trace_bytes }
+    Estimate {
+        bytes,
+        pages_4k: pages,
+        swept_4k: swept,
+        regions_2m: regions,
+        host_bytes,
+        trace_ops,
+        trace_bytes,
+    }
 }
 
 /// Refuse `s` if its estimate exceeds `budget` bytes. The error points at `machine.host_memory`

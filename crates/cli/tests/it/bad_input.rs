@@ -492,7 +492,8 @@ fn rows(trace: &[u8]) -> Vec<Row> {
                     "w.toml",
                     sweep_with(
                         "vm.policy\"\nvalues = [\"npt-demote\", \"gmem\"]",
-                        "vm.policy\"\nvalues = [\"npt-demote\"]\n[set]\n\"machine.host_memory\" = \"2TiB\"",
+                        // 64 TiB of host memory: 32 Mi regions × 2 B = 64 MiB, over 16 MiB.
+                        "vm.policy\"\nvalues = [\"npt-demote\"]\n[set]\n\"machine.host_memory\" = \"64TiB\"",
                     ),
                 ),
             ],

@@ -637,8 +637,11 @@ pub(crate) fn emit(
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut trace_text = Vec::new();
     if output.traced() {
+        // The first run's trace is moved, not copied: a traced run's peak memory is its trace
+        // once (what the memory budget counts), not twice.
         for j in &mut jobs {
-            trace_text.extend(j.run.result.trace.take().unwrap_or_default());
+            let t = j.run.result.trace.take().unwrap_or_default();
+            if trace_text.is_empty() { trace_text = t } else { trace_text.extend_from_slice(&t) }
         }
     }
     // The Chrome document, built once if any destination wants it.

@@ -1,23 +1,33 @@
-//! The memory budget: an upper estimate of the simulator's own memory for a scenario, computed from
+//! The memory budget: an estimate of the simulator's own peak memory for a scenario, computed from
 //! the scenario alone, so that a run that would not fit is refused before anything is allocated.
 //!
 //! State is kept per 2M region and becomes per 4K page only where the scenario works at 4K, so the
 //! estimate counts what the scenario can touch, not the size of guest memory. The constants are
-//! peaks measured with `/usr/bin/time` while building the compressed stores (issue 9; no longer
-//! tabled in `BENCHMARKS.md`, which shows only what `snpsim bench` measured), rounded up:
+//! peak resident memory measured with `/usr/bin/time` on release builds of the run-compressed
+//! stores (issue 19, `snpsim run FILE --json`), the process's own 6 MB included, rounded up; the
+//! estimate is a model, held within 1/4 and 4 times the measured peak of every shipped example,
+//! benchmark and workload preset by `crates/cli/tests/it/budget.rs`:
 //! - [`BYTES_PER_PAGE`]: pages written in no order (a steady phase's working set, a scripted
-//!   step's regions) keep per-page values that do not compress: a 16 GiB guest accepted at 4K
-//!   with every other page then shared peaks at 28 B per page, random per-page values at up to
-//!   about 100 B (every table expanded);
-//! - [`BYTES_PER_SWEPT_PAGE`]: eager acceptance at 4K is a sweep whose per-page entries rise with
-//!   the address and are stored as progressions: 64 GiB peaks at 102 MiB (6 B per page;
-//!   session 2, before the run-compressed stores: 1.8 GiB);
-//! - [`BYTES_PER_REGION`]: a 256 GiB guest accepted at 2M peaks at 26–41 MiB (≤ 320 B per 2M
-//!   region);
-//! - [`BYTES_PER_HOST_REGION`], [`BYTES_PER_UNTOUCHED_REGION`]: a 64 TiB host peaks at 795 MiB
-//!   (24 B per 2M of host memory); a 16 TiB guest nobody touches adds nothing measurable;
-//! - [`TRACE_BYTES_PER_PAGE`]: a traced eager 4K boot of 256 MiB peaks at 360 MiB (5.5 KiB per
-//!   page: the trace lines, held in memory until the run ends, and their growth).
+//!   access's or punch_hole's regions) keep per-page values: the 64 GiB benchmarks touching a
+//!   16 GiB working set at random peak at 116–154 MiB (under 32 B per touched page);
+//! - [`BYTES_PER_SWEPT_PAGE`]: pages changed in address order (an eager 4K boot, a lazy boot's
+//!   up-front acceptance, a scripted `psc` or `accept` range at 4K) are stored as progressions:
+//!   64 GiB accepted at 4K, eagerly or by one step, peaks at 48 MB (under 3 B per page);
+//! - [`BYTES_PER_REGION`]: a region a 2M guest accepts or converts whole: 1 TiB accepted at 2M
+//!   peaks at 7 MB, the process included;
+//! - [`BYTES_PER_HOST_REGION`], [`BYTES_PER_UNTOUCHED_REGION`]: a 64 TiB host with a 16 TiB guest
+//!   booted lazily peaks at 19 MB (under 1 B per region; it was 24 B before the compressed
+//!   stores);
+//! - [`BYTES_PER_BROKEN_REGION`]: a region broken into 4K pages costs its own page vectors
+//!   whatever its size: on the `tiny` geometry (4 pages per region) a 4 GiB guest accepted eagerly
+//!   at 4K peaks at 261 MiB (1 KiB per region), a 32 GiB one at 2.0 GiB (issue 19: it was
+//!   estimated at 352 MiB, per page alone);
+//! - [`TRACE_BYTES_PER_OP`], [`TRACE_BYTES_PER_ACTION`]: a traced run holds its trace until it ends: the text (300–490 B per
+//!   4K page an acceptance names, about 430 B per steady-phase touch) and, while a step runs, its
+//!   events as JSON objects. Measured peaks (issue 19): a 64 MiB acceptance at 4K in one step,
+//!   78 MiB (4.8 KiB per page); 4 GiB, 2.4 GiB (2.4 KiB per page); a 100 ms steady phase (800,000
+//!   touches), 677 MB (850 B per touch). The estimate counts operations, not the pages a step may
+//!   break: a traced run of a few accesses costs a few KiB of trace, however large its regions.
 
 use snpsim_defs::PAGE_SIZE_4K;
 use snpsim_guest::BootLayout;
@@ -29,15 +39,23 @@ pub use snpsim_engine::footprint::{
     machine_bytes,
 };
 
-/// Bytes per 4K page the scenario may track page by page (RMP entry, NPT leaf, host frame, guest
-/// page map, content token).
-pub const BYTES_PER_PAGE: u64 = 128;
-/// Bytes per 4K page accepted eagerly at 4K during boot (a sweep: stored as progressions).
-pub const BYTES_PER_SWEPT_PAGE: u64 = 16;
+/// Bytes per 4K page the scenario may track page by page in no order (RMP entry, NPT leaf, host
+/// frame, guest page map, content token).
+pub const BYTES_PER_PAGE: u64 = 32;
+/// Bytes per 4K page changed in address order (a sweep: stored as progressions).
+pub const BYTES_PER_SWEPT_PAGE: u64 = 4;
 /// Bytes per 2M region the scenario touches but keeps whole.
-pub const BYTES_PER_REGION: u64 = 512;
-/// Bytes of trace per 4K page tracked page by page, when the run is traced.
-pub const TRACE_BYTES_PER_PAGE: u64 = 6 << 10;
+pub const BYTES_PER_REGION: u64 = 16;
+/// Bytes per 2M region broken into 4K pages (tracked page by page or swept at 4K), beyond its
+/// pages: what dominates on a geometry of small regions.
+pub const BYTES_PER_BROKEN_REGION: u64 = 1 << 10;
+/// Bytes of trace per operation of a traced step: a 4K page a step or boot accepts, converts or
+/// accesses, a 2M region it handles whole, the step itself (its events are held as JSON objects
+/// until the step ends).
+pub const TRACE_BYTES_PER_OP: u64 = 2 << 10;
+/// Bytes of trace per workload action (a steady phase's touch, conversion or host write): a step
+/// of a few events, held as text.
+pub const TRACE_BYTES_PER_ACTION: u64 = 1 << 10;
 /// Bytes per scripted guest access beyond the page state: the action and its NPT coverage sample.
 const BYTES_PER_ACCESS: u64 = size_of::<Action>() as u64 + 32;
 
@@ -54,6 +72,8 @@ pub struct Estimate {
     pub regions_2m: u64,
     /// Bytes for host memory (its 2M regions).
     pub host_bytes: u64,
+    /// Operations a trace records (steps, pages, regions, workload actions).
+    pub trace_ops: u64,
     /// Bytes of trace, when traced.
     pub trace_bytes: u64,
 }
@@ -79,11 +99,17 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
     let guest_regions = s.vm.memory.div_ceil(region_bytes);
     let regions_of = |bytes: u64| bytes.div_ceil(region_bytes).saturating_add(1).min(guest_regions);
     let fine = fine_grained(s);
+    // The operations a trace records for `bytes` handled at 4K (`true`) or per region.
+    let ops_of = |bytes: u64, page_by_page: bool| {
+        if page_by_page { bytes.div_ceil(PAGE_SIZE_4K) } else { bytes.div_ceil(region_bytes) }
+    };
     // Pages kept page by page, and regions kept whole, that the scenario may touch.
     let mut pages = 0u64;
     let mut swept = 0u64;
     let mut regions = 0u64;
     let mut accesses = 0u64;
+    let mut ops = 0u64;
+    let mut actions = 0u64;
     let touch = |bytes: u64, page_by_page: bool, pages: &mut u64, regions: &mut u64| {
         if page_by_page {
             *pages = pages.saturating_add(bytes.div_ceil(PAGE_SIZE_4K));
@@ -95,53 +121,71 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
         // A step may break every region it touches into 4K pages, except an acceptance or
         // conversion of whole regions by a guest and backing that keep them whole (a 2M guest
         // accepting 1 TiB at 2M keeps 2M entries).
-        let (bytes, whole) = match step.op {
+        // A range a step converts or accepts at 4K is a sweep: its pages change in address order.
+        let (bytes, whole, sweep) = match step.op {
             StepOp::Psc { size, .. } | StepOp::Accept { size, .. } => {
-                (size, !fine && size % region_bytes == 0)
+                (size, !fine && size % region_bytes == 0, true)
             }
-            StepOp::PunchHole { size, .. } => (size, false),
+            StepOp::PunchHole { size, .. } => (size, false, false),
             StepOp::Access { size, .. } => {
                 accesses = accesses.saturating_add(size / PAGE_SIZE_4K);
-                (size, false)
+                (size, false, false)
             }
-            _ => (PAGE_SIZE_4K, false),
+            _ => (PAGE_SIZE_4K, false, false),
         };
+        ops = ops.saturating_add(1).saturating_add(ops_of(bytes, !whole));
+        let broken = mul(regions_of(bytes), g.pages_per_2m());
         if whole {
             regions = regions.saturating_add(regions_of(bytes));
+        } else if sweep {
+            swept = swept.saturating_add(broken);
         } else {
-            pages = pages.saturating_add(mul(regions_of(bytes), g.pages_per_2m()));
+            pages = pages.saturating_add(broken);
         }
     }
     for phase in s.workload.iter().flat_map(|w| &w.phases) {
         match phase {
             Phase::Boot if s.guest.resolved().accept == AcceptMode::Eager => {
                 touch(s.vm.memory, fine, &mut swept, &mut regions);
+                ops = ops.saturating_add(ops_of(s.vm.memory, fine));
             }
             Phase::Boot => {
                 let l = BootLayout::new(g, guest_pages);
                 let up_front = l.footprint + (l.pages - l.swiotlb) + 2 * g.pages_per_2m();
-                touch(mul(up_front, PAGE_SIZE_4K), fine, &mut pages, &mut regions);
+                // Accepted up front range by range, in address order: a sweep too.
+                touch(mul(up_front, PAGE_SIZE_4K), fine, &mut swept, &mut regions);
+                ops = ops.saturating_add(ops_of(mul(up_front, PAGE_SIZE_4K), fine));
             }
             Phase::Steady(p) => {
-                // Touches keep a content token per page; every driver buffer converted may break
-                // a region into pages.
-                touch(p.working_set, true, &mut pages, &mut regions);
-                let seconds = p.duration_ns.div_ceil(1_000_000_000);
-                let buffers = mul(p.conversions_per_s, seconds).min(guest_regions);
+                // Touches keep a content token per page (no more pages than touches); every
+                // driver buffer converted may break a region into pages. `duration` sizes both.
+                let plan = crate::workload::steady_plan(p);
+                let touched = p.working_set.div_ceil(PAGE_SIZE_4K).min(plan.touches);
+                pages = pages.saturating_add(touched);
+                let buffers = plan.conversions.min(guest_regions);
                 pages = pages.saturating_add(mul(buffers, g.pages_per_2m()));
+                // Each action is a step of its own.
+                actions = actions.saturating_add(plan.total());
             }
-            Phase::Balloon(b) => touch(b.size, fine, &mut pages, &mut regions),
+            Phase::Balloon(b) => {
+                touch(b.size, fine, &mut pages, &mut regions);
+                ops = ops.saturating_add(ops_of(b.size, fine));
+            }
         }
     }
     let pages = pages.min(guest_pages);
     let swept = swept.min(guest_pages);
     let regions = regions.min(guest_regions);
+    // Regions broken into pages, each with page vectors of its own.
+    let broken = pages.saturating_add(swept).div_ceil(g.pages_per_2m()).min(guest_regions);
     let host_bytes = mul(s.machine.host_memory.div_ceil(region_bytes), BYTES_PER_HOST_REGION);
-    let trace_bytes = if traced {
-        mul(pages.saturating_add(swept), TRACE_BYTES_PER_PAGE)
-            .saturating_add(mul(regions, TRACE_BYTES_PER_PAGE))
+    let (trace_ops, trace_bytes) = if traced {
+        (
+            ops.saturating_add(actions),
+            mul(ops, TRACE_BYTES_PER_OP).saturating_add(mul(actions, TRACE_BYTES_PER_ACTION)),
+        )
     } else {
-        0
+        (0, 0)
     };
     let bytes = [
         BASE_BYTES,
@@ -150,12 +194,21 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
         mul(pages, BYTES_PER_PAGE),
         mul(swept, BYTES_PER_SWEPT_PAGE),
         mul(regions, BYTES_PER_REGION),
+        mul(broken, BYTES_PER_BROKEN_REGION),
         mul(accesses, BYTES_PER_ACCESS),
         trace_bytes,
     ]
     .into_iter()
     .fold(0u64, u64::saturating_add);
-    Estimate { bytes, pages_4k: pages, swept_4k: swept, regions_2m: regions, host_bytes, trace_bytes }
+    Estimate {
+        bytes,
+        pages_4k: pages,
+        swept_4k: swept,
+        regions_2m: regions,
+        host_bytes,
+        trace_ops,
+        trace_bytes,
+    }
 }
 
 /// Refuse `s` if its estimate exceeds `budget` bytes. The error points at `machine.host_memory`
@@ -180,7 +233,7 @@ pub fn check(s: &Scenario, budget: u64, traced: bool) -> Result<Estimate, Scenar
     }
     parts.push(format!("{} for host memory {}", human(e.host_bytes), Size(s.machine.host_memory)));
     if e.trace_bytes > 0 {
-        parts.push(format!("{} of trace", human(e.trace_bytes)));
+        parts.push(format!("{} of trace ({} operations recorded)", human(e.trace_bytes), e.trace_ops));
     }
     Err(site.error(
         ErrorKind::OutOfRange,

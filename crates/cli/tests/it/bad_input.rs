@@ -210,7 +210,8 @@ fn rows(trace: &[u8]) -> Vec<Row> {
         },
         Row {
             what: "over the memory budget",
-            files: scenario(base_with("host_memory = \"64MiB\"", "host_memory = \"2TiB\"")),
+            // 64 TiB of host memory: 32 Mi regions × 2 B = 64 MiB, over 16 MiB.
+            files: scenario(base_with("host_memory = \"64MiB\"", "host_memory = \"64TiB\"")),
             args: "run @/s.toml --memory-budget 16MiB --out @/out",
             code: 2,
             says: &["s.toml:4:", "machine.host_memory", "memory budget of 16 MiB"],
@@ -412,9 +413,10 @@ fn rows(trace: &[u8]) -> Vec<Row> {
         Row {
             what: "trace of a machine over the memory budget",
             files: vec![("t.jsonl", huge_host)],
-            args: "replay @/t.jsonl",
+            // 1 PiB of host memory: 512 Mi regions × 2 B = 1 GiB, over 512 MiB.
+            args: "replay @/t.jsonl --memory-budget 512MiB",
             code: 2,
-            says: &["t.jsonl:1:1", "run 0", "memory budget of 8 GiB"],
+            says: &["t.jsonl:1:1", "run 0", "memory budget of 512 MiB"],
         },
         Row {
             what: "trace is a directory",
@@ -490,7 +492,8 @@ fn rows(trace: &[u8]) -> Vec<Row> {
                     "w.toml",
                     sweep_with(
                         "vm.policy\"\nvalues = [\"npt-demote\", \"gmem\"]",
-                        "vm.policy\"\nvalues = [\"npt-demote\"]\n[set]\n\"machine.host_memory\" = \"2TiB\"",
+                        // 64 TiB of host memory: 32 Mi regions × 2 B = 64 MiB, over 16 MiB.
+                        "vm.policy\"\nvalues = [\"npt-demote\"]\n[set]\n\"machine.host_memory\" = \"64TiB\"",
                     ),
                 ),
             ],
@@ -805,6 +808,24 @@ fn safety_rows(trace: &[u8]) -> Vec<Row> {
             code: 2,
             says: &["d/x", "directory cycle"],
         },
+        // Budgets that hold (issue 19).
+        Row {
+            what: "traced steady phase over the budget",
+            files: vec![("s.toml", STEADY.into())],
+            args: "run @/s.toml --trace @/t.jsonl --memory-budget 64MiB",
+            code: 2,
+            // 400 ms × 8,000,000 touches/s + 800 conversions + 8,000 host writes = 3,208,800
+            // recorded operations, plus the boot's: a trace of several GiB, over 64 MiB.
+            says: &["s.toml:6:", "vm.memory", "of trace", "operations recorded", "memory budget of 64 MiB"],
+        },
+        Row {
+            what: "tiny-geometry eager 4K boot over the budget",
+            files: vec![("s.toml", TINY_EAGER_32G.into())],
+            args: "run @/s.toml --memory-budget 1GiB",
+            code: 2,
+            // 8 Mi pages swept × 4 B (32 MiB) + 2 Mi regions of 4 pages broken × 1 KiB (2 GiB).
+            says: &["s.toml:", "vm.memory", "accepted at 4 KiB in one sweep", "memory budget of 1 GiB"],
+        },
         // Resources.
         Row {
             what: "compare --jobs beyond the machine",
@@ -844,6 +865,18 @@ fn safety_rows(trace: &[u8]) -> Vec<Row> {
         },
     ]
 }
+
+/// A 64 MiB guest whose 400 ms steady phase records millions of trace operations.
+const STEADY: &str = "name = \"steady\"\nseed = 1\n[machine]\nhost_memory = \"256MiB\"\n[vm]\n\
+memory = \"64MiB\"\npolicy = \"npt-demote\"\nbacking = \"thp\"\n[guest]\npreset = \"linux\"\n[workload]\n\
+phases = [ { kind = \"boot\" }, { kind = \"steady\", duration = \"400ms\", working_set = \"16MiB\", \
+conversions_per_s = 2000, host_writes_per_s = 20000 } ]\n";
+
+/// A 32 GiB guest on the `tiny` geometry (4 pages per region) accepting eagerly at 4K: 2 GiB
+/// measured (issue 19), once estimated at 352 MiB.
+const TINY_EAGER_32G: &str = "name = \"tiny32g\"\nseed = 1\n[machine]\nhost_memory = \"40GiB\"\n\
+geometry = \"tiny\"\n[vm]\nmemory = \"32GiB\"\npolicy = \"npt-demote\"\nbacking = \"anon-4k\"\n[guest]\n\
+preset = \"linux-2021\"\naccept = \"eager\"\n[workload]\nphases = [ { kind = \"boot\" } ]\n";
 
 /// Every path under `d`, relative, sorted, each with what it is: a directory (`/`), a FIFO, a
 /// link and its target, or a file and its length and contents' hash (its modification time

@@ -3,6 +3,7 @@
 //! small machine. Run one module with `cargo test -p CRATE --test it MODULE::`.
 
 mod bad_input;
+mod budget;
 mod check;
 mod cli;
 mod commands;

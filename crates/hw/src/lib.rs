@@ -1,6 +1,6 @@
 //! The SEV-SNP CPU as snpsim models it: page geometry, the RMP with bit-exact entries, the RMP
-//! instructions (RMPUPDATE, PSMASH, PVALIDATE, RMPADJUST, RMPQUERY, RMPREAD) and the RMP checks of
-//! guest and host accesses.
+//! instructions (RMPUPDATE, PSMASH, PVALIDATE, RMPADJUST, RMPQUERY, RMPREAD, RMPOPT) and the RMP
+//! checks of guest and host accesses.
 //!
 //! Hardware behaviour lives here and nowhere else: host, KVM and guest layers call these checks
 //! and never re-implement them. The rules and their sources are listed in `docs/semantics.md`.
@@ -11,6 +11,7 @@ pub mod mutant;
 pub mod pageset;
 pub mod reference;
 pub mod rmp;
+pub mod rmpopt;
 pub mod runs;
 
 pub use geometry::Geometry;
@@ -19,6 +20,7 @@ pub use model::{
 };
 pub use mutant::Mutant;
 pub use pageset::PageSet;
+pub use rmpopt::{RmpStats, RmpoptScan, RmpoptVerify};
 pub use runs::{Progression, RegionVec, RunVec};
 
 /// The estimated memory of one entry of a `BTreeMap` or `BTreeSet` with small keys and values

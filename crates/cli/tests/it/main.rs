@@ -2,10 +2,10 @@
 //! binary instead of one per file is most of what a fresh `cargo test --workspace` costs on a
 //! small machine. Run one module with `cargo test -p CRATE --test it MODULE::`.
 
-mod common;
 mod bad_input;
 mod check;
 mod cli;
 mod commands;
+mod common;
 mod report;
 mod sweep;

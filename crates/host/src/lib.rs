@@ -12,6 +12,7 @@ pub mod direct_map;
 pub mod dirty;
 pub mod gmem;
 pub mod memory;
+pub mod rmpopt;
 pub mod splits;
 pub mod vma;
 
@@ -93,6 +94,13 @@ pub struct HostStats {
     pub kernel_oops: u64,
     /// Host writes whose RMP #PF re-faulted without progress ([`HostWriteOutcome::Hang`]).
     pub host_fault_loops: u64,
+    /// Host write attempts RMP-checked: the frame is in the RMP and its region not marked by
+    /// RMPOPT (S8; each retry after a split counts again).
+    pub rmp_checks: u64,
+    /// Host write attempts whose RMP check RMPOPT skipped: the frame's region is marked (S8, O6).
+    pub rmp_checks_skipped: u64,
+    /// RMPOPT whole-memory scans run by the guest_memfd teardown hook (S8, O7).
+    pub rmpopt_rescans: u64,
 }
 
 /// The host side of one VM: RAM, direct map, the VMM's guest-memory VMA and, in the gmem era, the

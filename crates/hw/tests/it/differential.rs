@@ -517,6 +517,11 @@ fn run(cfg: RmpConfig, rmpopt: bool, ops: &[Op], sweep: usize, stats: &mut Stats
     let mut dense = DenseRmp::new(cfg);
     fast.set_rmpopt(rmpopt);
     dense.set_rmpopt(rmpopt);
+    // O7: Linux scans all memory once SNP is initialised; with RMPOPT on the run starts marked.
+    let (a, b) = (fast.rmpopt_verify_all(), dense.rmpopt_verify_all());
+    if a != b {
+        return Err(format!("{cfg:?}: rmpopt_verify_all: Rmp {a:?} vs DenseRmp {b:?}"));
+    }
     let mut views = Views::new(cfg, &dense);
     let mut history: Vec<Op> = Vec::new();
     let fail = |history: &[Op], what: String| {

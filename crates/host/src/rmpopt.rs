@@ -12,12 +12,14 @@ use snpsim_hw::{RmpModel, RmpoptScan};
 use crate::Host;
 
 impl Host {
-    /// S8: count the RMP check of one host write attempt to `pfn` — skipped when RMPOPT marked
-    /// its region (O6), performed otherwise. A frame beyond the RMP is not checked at all (H6)
-    /// and counts in neither. Called where a write is executed, not where the engine only asks
-    /// what a write would do.
+    /// S8: with RMPOPT enabled, count the RMP check of one host write attempt to `pfn` —
+    /// skipped when RMPOPT marked its region (O6), performed otherwise. A frame beyond the RMP is
+    /// not checked at all (H6) and counts in neither. Called where a write is executed, not where
+    /// the engine only asks what a write would do. **Choice**: nothing is counted with RMPOPT
+    /// disabled, so a machine without it keeps its counters (and their `Debug` form) unchanged;
+    /// every write is then checked.
     pub(crate) fn count_rmp_check(&mut self, rmp: &dyn RmpModel, pfn: Pfn) {
-        if pfn.0 >= rmp.config().pages {
+        if !rmp.rmpopt_enabled() || pfn.0 >= rmp.config().pages {
             return;
         }
         if rmp.is_optimized(pfn) {
@@ -52,7 +54,7 @@ mod tests {
     use snpsim_hw::rmp::Rmp;
     use snpsim_hw::{Geometry, RmpConfig};
 
-    use crate::{HostVia, HostWriteOutcome, VmaBacking};
+    use crate::{HostStats, HostVia, HostWriteOutcome, VmaBacking};
 
     use super::*;
 
@@ -110,5 +112,29 @@ mod tests {
         rmp.set_rmpopt(false);
         assert_eq!(host.rmpopt_gmem_teardown(&mut rmp), RmpoptScan::default());
         assert_eq!(host.stats.rmpopt_rescans, 2);
+    }
+
+    #[test]
+    fn without_rmpopt_nothing_is_counted_and_debug_is_unchanged() {
+        let (mut host, mut rmp) = host();
+        rmp.set_rmpopt(false);
+        let before = format!("{:?}", host.stats);
+        assert_eq!(host.write_via_vma(&rmp, 3, HostVia::Vmm).0, HostWriteOutcome::Done);
+        assert_eq!(host.stats, HostStats::default());
+        assert_eq!(format!("{:?}", host.stats), before);
+        assert!(!before.contains("rmp_checks"));
+        // The derived form of the nine counters that predate RMPOPT.
+        assert_eq!(
+            before,
+            "HostStats { host_splits: 0, host_splits_needed: 0, host_splits_needless: 0, \
+             direct_map_splits: 0, direct_map_flushes: 0, sigbus: 0, efault: 0, kernel_oops: 0, \
+             host_fault_loops: 0 }"
+        );
+        rmp.set_rmpopt(true);
+        assert_eq!(host.write_via_vma(&rmp, 3, HostVia::Vmm).0, HostWriteOutcome::Done);
+        assert!(
+            format!("{:?}", host.stats)
+                .ends_with("rmp_checks: 1, rmp_checks_skipped: 0, rmpopt_rescans: 0 }")
+        );
     }
 }

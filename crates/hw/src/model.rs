@@ -210,6 +210,11 @@ pub trait RmpModel: core::fmt::Debug {
         RmpoptVerify::Disabled
     }
 
+    /// O8: whether RMPOPT is enabled on this machine.
+    fn rmpopt_enabled(&self) -> bool {
+        false
+    }
+
     /// O6: whether host writes to `pfn` skip the RMP check because its region is marked.
     fn is_optimized(&self, pfn: Pfn) -> bool {
         let _ = pfn;

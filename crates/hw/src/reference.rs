@@ -593,6 +593,10 @@ impl RmpModel for DenseRmp {
         outcome
     }
 
+    fn rmpopt_enabled(&self) -> bool {
+        self.rmpopt.enabled()
+    }
+
     fn is_optimized(&self, pfn: Pfn) -> bool {
         // O6: inside the RMP and in a marked region.
         self.inside(pfn) && self.rmpopt.is_marked(self.config.geometry, pfn)

@@ -973,6 +973,10 @@ impl RmpModel for Rmp {
         outcome
     }
 
+    fn rmpopt_enabled(&self) -> bool {
+        self.rmpopt.enabled()
+    }
+
     fn is_optimized(&self, pfn: Pfn) -> bool {
         // O6.
         self.in_rmp(pfn) && self.rmpopt.is_marked(self.config.geometry, pfn)

@@ -12,6 +12,7 @@ pub mod direct_map;
 pub mod dirty;
 pub mod gmem;
 pub mod memory;
+pub mod rmpopt;
 pub mod splits;
 pub mod vma;
 
@@ -71,7 +72,7 @@ pub enum HostError {
 }
 
 /// Counters of host-side events, named as the metrics that report them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct HostStats {
     /// Huge host mappings split to 4K, for any reason.
     pub host_splits: u64,
@@ -93,6 +94,38 @@ pub struct HostStats {
     pub kernel_oops: u64,
     /// Host writes whose RMP #PF re-faulted without progress ([`HostWriteOutcome::Hang`]).
     pub host_fault_loops: u64,
+    /// With RMPOPT enabled, host write attempts RMP-checked: the frame is in the RMP and its
+    /// region not marked (S8; each retry after a split counts again).
+    pub rmp_checks: u64,
+    /// With RMPOPT enabled, host write attempts whose RMP check was skipped: the frame's region
+    /// is marked (S8, O6).
+    pub rmp_checks_skipped: u64,
+    /// RMPOPT whole-memory scans run by the guest_memfd teardown hook (S8, O7).
+    pub rmpopt_rescans: u64,
+}
+
+/// The derived form, with the RMPOPT counters printed only once RMPOPT has counted something:
+/// they stay zero while RMPOPT is disabled (S8), so such a run prints, and its trace's
+/// `state_hash` fingerprints, exactly as before RMPOPT existed.
+impl core::fmt::Debug for HostStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("HostStats");
+        d.field("host_splits", &self.host_splits)
+            .field("host_splits_needed", &self.host_splits_needed)
+            .field("host_splits_needless", &self.host_splits_needless)
+            .field("direct_map_splits", &self.direct_map_splits)
+            .field("direct_map_flushes", &self.direct_map_flushes)
+            .field("sigbus", &self.sigbus)
+            .field("efault", &self.efault)
+            .field("kernel_oops", &self.kernel_oops)
+            .field("host_fault_loops", &self.host_fault_loops);
+        if self.rmp_checks != 0 || self.rmp_checks_skipped != 0 || self.rmpopt_rescans != 0 {
+            d.field("rmp_checks", &self.rmp_checks)
+                .field("rmp_checks_skipped", &self.rmp_checks_skipped)
+                .field("rmpopt_rescans", &self.rmpopt_rescans);
+        }
+        d.finish()
+    }
 }
 
 /// The host side of one VM: RAM, direct map, the VMM's guest-memory VMA and, in the gmem era, the

@@ -1,7 +1,8 @@
 //! The host kernel's memory as snpsim models it.
 //!
 //! Host RAM and its allocator ([`memory`]), the VMM's guest-memory VMA with its backing and mapping
-//! levels ([`vma`]), the kernel direct map ([`direct_map`]), guest_memfd ([`gmem`]) and host writes
+//! levels ([`vma`]), the kernel direct map ([`direct_map`]), guest_memfd ([`gmem`], and with in-place
+//! conversion on HugeTLB folios [`gmem_hugetlb`]) and host writes
 //! with the RMP #PF handling of the 2021 RFC ([`access`]). Hardware checks come from `snpsim-hw`;
 //! nothing here knows KVM: mapping changes are reported as [`Invalidation`]s for an MMU-notifier
 //! listener to act on.
@@ -11,6 +12,7 @@ pub mod blocks;
 pub mod direct_map;
 pub mod dirty;
 pub mod gmem;
+pub mod gmem_hugetlb;
 pub mod memory;
 pub mod splits;
 pub mod vma;
@@ -20,6 +22,7 @@ pub use blocks::BlockMap;
 pub use direct_map::DirectMap;
 pub use dirty::DirtyLog;
 pub use gmem::{Folio, Gmem, RangeBacking};
+pub use gmem_hugetlb::{GmemHugetlb, GmemHugetlbStats, HugetlbFolio, PrivateAccess};
 pub use memory::HostMemory;
 pub use splits::SplitLedger;
 pub use vma::{GuestVma, Invalidation, VmaBacking};
@@ -68,6 +71,27 @@ pub enum HostError {
         /// The offset.
         offset: u64,
     },
+    /// An in-place conversion was refused: a page of the range holds an unexpected extra
+    /// reference (the in-place conversion series' refcount check; the ioctl fails).
+    #[error("guest_memfd page {offset} holds {refs} extra reference(s): conversion refused")]
+    ExtraReference {
+        /// The first referenced offset.
+        offset: u64,
+        /// Its extra references.
+        refs: u32,
+    },
+    /// An extra reference was dropped that was never taken.
+    #[error("guest_memfd page {offset} holds no extra reference to drop")]
+    NoReference {
+        /// The offset.
+        offset: u64,
+    },
+    /// A host fault on a private page of an in-place guest_memfd (VM_FAULT_SIGBUS).
+    #[error("guest_memfd page {offset} is private: the host's fault on it is SIGBUS")]
+    PrivateGmemPage {
+        /// The offset.
+        offset: u64,
+    },
 }
 
 /// Counters of host-side events, named as the metrics that report them.
@@ -107,6 +131,9 @@ pub struct Host {
     pub vma: GuestVma,
     /// guest_memfd (gmem era only).
     pub gmem: Option<Gmem>,
+    /// guest_memfd with in-place conversion, holding shared and private memory (in place of
+    /// `gmem`; [`Host::new_in_place`]).
+    pub gmem_hugetlb: Option<GmemHugetlb>,
     /// Event counters.
     pub stats: HostStats,
     /// The splits no access has needed yet.
@@ -145,6 +172,7 @@ impl Host {
             direct_map: DirectMap::new(geometry, host_pages),
             vma,
             gmem,
+            gmem_hugetlb: None,
             stats: HostStats::default(),
             splits: SplitLedger::default(),
             mutant: None,
@@ -158,6 +186,7 @@ impl Host {
             + self.direct_map.state_bytes()
             + self.vma.state_bytes()
             + self.gmem.as_ref().map_or(0, Gmem::state_bytes)
+            + self.gmem_hugetlb.as_ref().map_or(0, GmemHugetlb::state_bytes)
     }
 
     /// Fault in the VMA page `offset` (a no-op when the VMA is populated at VM start).

@@ -108,7 +108,7 @@ impl GmemHugetlb {
     /// number of its pages (`hugetlbfs_fallocate` works in huge pages).
     pub fn new(geometry: Geometry, folio_size: PageSize, pages: u64) -> Result<Self, HostError> {
         let unit = geometry.pages(folio_size);
-        if pages % unit != 0 {
+        if !pages.is_multiple_of(unit) {
             return Err(HostError::HugetlbfsSize { pages, unit });
         }
         Ok(GmemHugetlb {

@@ -1,4 +1,4 @@
-//! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K9): one file each, behind
+//! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K10): one file each, behind
 //! [`Policy`].
 //!
 //! A policy makes every decision that differs between the designs KVM has had: memslot

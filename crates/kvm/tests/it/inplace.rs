@@ -175,7 +175,7 @@ fn a_split_folio_is_mapped_at_4k() {
 /// now mapped at 4K.
 #[test]
 fn split_before_unmap_leaves_a_leaf_larger_than_its_folio() {
-    assert!(snpsim_hw::mutant::HOOKS, "kvm's tests build the mutant hooks");
+    const { assert!(snpsim_hw::mutant::HOOKS, "kvm's tests build the mutant hooks") };
     for mutant in [None, Some(Mutant::SplitBeforeUnmap)] {
         let mut vm = vm(PageSize::Size1G, 16);
         vm.kvm.set_mutant(mutant);

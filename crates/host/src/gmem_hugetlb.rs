@@ -562,6 +562,18 @@ mod tests {
         assert!(!host.gmem_page_assigned(&rmp, 2));
     }
 
+    /// A host's `Debug` form (read by state hashes) names the in-place file only when it has one.
+    #[test]
+    fn the_debug_form_shows_the_in_place_file_only_when_present() {
+        let plain = Host::new(G, 256, 16, crate::VmaBacking::Thp, Some(PageSize::Size2M)).unwrap();
+        let in_place = Host::new_in_place(G, 256, 16, PageSize::Size2M).unwrap();
+        assert!(!format!("{plain:?}").contains("gmem_hugetlb"));
+        assert!(format!("{in_place:?}").contains("gmem_hugetlb: GmemHugetlb {"));
+        // The fields around it keep the derived order.
+        assert!(format!("{plain:?}").contains("gmem: Some(Gmem"));
+        assert!(format!("{plain:?}").ends_with("unsplittable_rmp_fault: Sigbus }"));
+    }
+
     /// A shared page still assigned in the RMP (a conversion that skipped its RMPUPDATE) is caught
     /// by the hardware's host-write check.
     #[test]

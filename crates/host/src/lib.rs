@@ -120,8 +120,9 @@ pub struct HostStats {
 }
 
 /// The host side of one VM: RAM, direct map, the VMM's guest-memory VMA and, in the gmem era, the
-/// guest_memfd file holding private memory.
-#[derive(Clone, Debug)]
+/// guest_memfd file holding private memory. Its `Debug` form (which state hashes read) shows the
+/// in-place file only when there is one, so a host without it prints as before that file existed.
+#[derive(Clone)]
 pub struct Host {
     /// Host RAM.
     pub memory: HostMemory,
@@ -142,6 +143,24 @@ pub struct Host {
     pub mutant: Option<snpsim_hw::Mutant>,
     /// What the RMP #PF handler does with a mapping it cannot split (set from the policy).
     pub unsplittable_rmp_fault: UnsplittableRmpFault,
+}
+
+impl core::fmt::Debug for Host {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Host");
+        d.field("memory", &self.memory)
+            .field("direct_map", &self.direct_map)
+            .field("vma", &self.vma)
+            .field("gmem", &self.gmem);
+        if let Some(file) = &self.gmem_hugetlb {
+            d.field("gmem_hugetlb", file);
+        }
+        d.field("stats", &self.stats)
+            .field("splits", &self.splits)
+            .field("mutant", &self.mutant)
+            .field("unsplittable_rmp_fault", &self.unsplittable_rmp_fault)
+            .finish()
+    }
 }
 
 impl Host {

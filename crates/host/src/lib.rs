@@ -1,7 +1,8 @@
 //! The host kernel's memory as snpsim models it.
 //!
 //! Host RAM and its allocator ([`memory`]), the VMM's guest-memory VMA with its backing and mapping
-//! levels ([`vma`]), the kernel direct map ([`direct_map`]), guest_memfd ([`gmem`]) and host writes
+//! levels ([`vma`]), the kernel direct map ([`direct_map`]), guest_memfd ([`gmem`], and with in-place
+//! conversion on HugeTLB folios [`gmem_hugetlb`]) and host writes
 //! with the RMP #PF handling of the 2021 RFC ([`access`]). Hardware checks come from `snpsim-hw`;
 //! nothing here knows KVM: mapping changes are reported as [`Invalidation`]s for an MMU-notifier
 //! listener to act on.
@@ -11,6 +12,7 @@ pub mod blocks;
 pub mod direct_map;
 pub mod dirty;
 pub mod gmem;
+pub mod gmem_hugetlb;
 pub mod memory;
 pub mod rmpopt;
 pub mod splits;
@@ -21,6 +23,7 @@ pub use blocks::BlockMap;
 pub use direct_map::DirectMap;
 pub use dirty::DirtyLog;
 pub use gmem::{Folio, Gmem, RangeBacking};
+pub use gmem_hugetlb::{GmemHugetlb, GmemHugetlbStats, HugetlbFolio, PrivateAccess};
 pub use memory::HostMemory;
 pub use splits::SplitLedger;
 pub use vma::{GuestVma, Invalidation, VmaBacking};
@@ -66,6 +69,27 @@ pub enum HostError {
     /// A page offset outside the guest_memfd file.
     #[error("page offset {offset} is outside the guest_memfd file")]
     OutsideGmem {
+        /// The offset.
+        offset: u64,
+    },
+    /// An in-place conversion was refused: a page of the range holds an unexpected extra
+    /// reference (the in-place conversion series' refcount check; the ioctl fails).
+    #[error("guest_memfd page {offset} holds {refs} extra reference(s): conversion refused")]
+    ExtraReference {
+        /// The first referenced offset.
+        offset: u64,
+        /// Its extra references.
+        refs: u32,
+    },
+    /// An extra reference was dropped that was never taken.
+    #[error("guest_memfd page {offset} holds no extra reference to drop")]
+    NoReference {
+        /// The offset.
+        offset: u64,
+    },
+    /// A host fault on a private page of an in-place guest_memfd (VM_FAULT_SIGBUS).
+    #[error("guest_memfd page {offset} is private: the host's fault on it is SIGBUS")]
+    PrivateGmemPage {
         /// The offset.
         offset: u64,
     },
@@ -129,8 +153,9 @@ impl core::fmt::Debug for HostStats {
 }
 
 /// The host side of one VM: RAM, direct map, the VMM's guest-memory VMA and, in the gmem era, the
-/// guest_memfd file holding private memory.
-#[derive(Clone, Debug)]
+/// guest_memfd file holding private memory. Its `Debug` form (which state hashes read) shows the
+/// in-place file only when there is one, so a host without it prints as before that file existed.
+#[derive(Clone)]
 pub struct Host {
     /// Host RAM.
     pub memory: HostMemory,
@@ -140,6 +165,9 @@ pub struct Host {
     pub vma: GuestVma,
     /// guest_memfd (gmem era only).
     pub gmem: Option<Gmem>,
+    /// guest_memfd with in-place conversion, holding shared and private memory (in place of
+    /// `gmem`; [`Host::new_in_place`]).
+    pub gmem_hugetlb: Option<GmemHugetlb>,
     /// Event counters.
     pub stats: HostStats,
     /// The splits no access has needed yet.
@@ -148,6 +176,24 @@ pub struct Host {
     pub mutant: Option<snpsim_hw::Mutant>,
     /// What the RMP #PF handler does with a mapping it cannot split (set from the policy).
     pub unsplittable_rmp_fault: UnsplittableRmpFault,
+}
+
+impl core::fmt::Debug for Host {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Host");
+        d.field("memory", &self.memory)
+            .field("direct_map", &self.direct_map)
+            .field("vma", &self.vma)
+            .field("gmem", &self.gmem);
+        if let Some(file) = &self.gmem_hugetlb {
+            d.field("gmem_hugetlb", file);
+        }
+        d.field("stats", &self.stats)
+            .field("splits", &self.splits)
+            .field("mutant", &self.mutant)
+            .field("unsplittable_rmp_fault", &self.unsplittable_rmp_fault)
+            .finish()
+    }
 }
 
 impl Host {
@@ -178,6 +224,7 @@ impl Host {
             direct_map: DirectMap::new(geometry, host_pages),
             vma,
             gmem,
+            gmem_hugetlb: None,
             stats: HostStats::default(),
             splits: SplitLedger::default(),
             mutant: None,
@@ -191,6 +238,7 @@ impl Host {
             + self.direct_map.state_bytes()
             + self.vma.state_bytes()
             + self.gmem.as_ref().map_or(0, Gmem::state_bytes)
+            + self.gmem_hugetlb.as_ref().map_or(0, GmemHugetlb::state_bytes)
     }
 
     /// Fault in the VMA page `offset` (a no-op when the VMA is populated at VM start).

@@ -1,7 +1,7 @@
 //! KVM's per-VM state, and its handlers one concept a file under `vm/`: #NPF (`fault.rs`),
 //! page-state-change VMGEXITs (`psc.rs`), conversions (`convert.rs`), guest_memfd (`gmem.rs`),
-//! zaps and the MMU notifier (`zap.rs`), the huge-capable metric (`capable.rs`) and the
-//! mechanisms policies act through (`ops.rs`).
+//! in-place guest_memfd conversion (`inplace.rs`), zaps and the MMU notifier (`zap.rs`), the
+//! huge-capable metric (`capable.rs`) and the mechanisms policies act through (`ops.rs`).
 
 use snpsim_defs::{Gfn, PageSize, Pfn};
 use snpsim_host::{Host, VmaBacking};
@@ -17,6 +17,7 @@ mod capable;
 mod convert;
 mod fault;
 mod gmem;
+mod inplace;
 mod ops;
 mod psc;
 mod zap;
@@ -98,10 +99,14 @@ impl PscAdversary {
 }
 
 impl Kvm {
-    /// Create the VM and register its memory; the policy may refuse the backing.
+    /// Create the VM and register its memory; the policy may refuse the backing, and a policy
+    /// that converts in place needs the host's in-place guest_memfd.
     pub fn new(config: KvmConfig, policy: &'static dyn Policy, host: &Host) -> Result<Self, KvmError> {
         let backing = host.vma.backing();
         policy.register_memslot(backing)?;
+        if policy.in_place_conversion() && host.gmem_hugetlb.is_none() {
+            return Err(KvmError::Rejected { policy: policy.name(), backing });
+        }
         let geometry = host.memory.geometry();
         Ok(Kvm {
             geometry,
@@ -184,7 +189,7 @@ impl Kvm {
             return Some(pfn);
         }
         if self.policy.in_gmem(&self.attrs, gfn) {
-            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
+            host.gmem_frame(gfn.raw()).map(|(p, _)| p)
         } else {
             host.vma.pfn(gfn.raw())
         }
@@ -194,7 +199,7 @@ impl Kvm {
     /// era (when allocated), its VMA page in the legacy era.
     pub fn conversion_pfn(&self, host: &Host, gfn: Gfn) -> Option<Pfn> {
         if self.policy.converts_gmem_frames() {
-            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
+            host.gmem_frame(gfn.raw()).map(|(p, _)| p)
         } else {
             self.bound_pfn(host, gfn)
         }
@@ -207,7 +212,7 @@ impl Kvm {
             return Some(PageSize::Size4K);
         }
         if self.policy.in_gmem(&self.attrs, gfn) {
-            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(_, s)| s)
+            host.gmem_frame(gfn.raw()).map(|(_, s)| s)
         } else {
             host.vma.translate(gfn.raw()).map(|(_, s)| s)
         }

@@ -1,4 +1,4 @@
-//! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K9): one file each, behind
+//! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K10): one file each, behind
 //! [`Policy`].
 //!
 //! A policy makes every decision that differs between the designs KVM has had: memslot
@@ -21,17 +21,31 @@ use crate::psc::PscRange;
 
 /// Declares each policy's module, re-exports its type and lists it in [`ALL`], from one line
 /// `module::Type` per policy. A line under `#[cfg(test)]` is a policy of kvm's own unit tests:
-/// compiled into them only, never into the product's list (`snpsim list`, the default run).
+/// compiled into them only, never into the product's list (`snpsim list`, the default run). A line
+/// after `; staged:` is a policy that is built, public and tested but not yet in [`ALL`] (its
+/// scenario names, engine metrics and checker coverage are still to be wired); it is listed in
+/// [`STAGED`], and wiring it in is moving its line up.
 macro_rules! registry {
-    ($($(#[$attr:meta])* $module:ident::$policy:ident,)+) => {
+    (
+        $($(#[$attr:meta])* $module:ident::$policy:ident,)+
+        ; staged: $($smodule:ident::$spolicy:ident,)*
+    ) => {
         $($(#[$attr])* mod $module;)+
         $($(#[$attr])* pub use $module::$policy;)+
+        $(mod $smodule;)*
+        $(pub use $smodule::$spolicy;)*
 
         /// How many policies the registry lists.
         const COUNT: usize = [$($(#[$attr])* stringify!($policy),)+].len();
 
         /// Every policy, in report order. A policy's name is its own [`Policy::name`].
         pub const ALL: [&dyn Policy; COUNT] = [$($(#[$attr])* &$policy,)+];
+
+        /// How many policies are staged.
+        const STAGED_COUNT: usize = [$(stringify!($spolicy),)*].len();
+
+        /// The staged policies: built and tested, not yet in [`ALL`] nor found by [`by_name`].
+        pub const STAGED: [&dyn Policy; STAGED_COUNT] = [$(&$spolicy,)*];
     };
 }
 
@@ -45,6 +59,8 @@ registry! {
     gmem::Gmem,
     #[cfg(test)]
     test_only::TestOnly,
+    ; staged:
+    gmem_inplace::GmemInplace,
 }
 
 /// Which memory design a policy belongs to: the 2021 RFC's one VMA, or upstream guest_memfd.
@@ -118,6 +134,13 @@ pub trait Policy: fmt::Debug + Sync {
     /// (`kvm_mem_is_private` → `kvm_gmem_get_pfn`).
     fn in_gmem(&self, attrs: &MemoryAttributes, gfn: Gfn) -> bool {
         let _ = (attrs, gfn);
+        false
+    }
+
+    /// Whether one guest_memfd holds the VM's shared and private memory and converts in place
+    /// (the in-place conversion series, v6 of 7 May 2026): KVM then needs the host's in-place file
+    /// ([`snpsim_host::GmemHugetlb`]) and maps shared GFNs from it too. Everyone else: no.
+    fn in_place_conversion(&self) -> bool {
         false
     }
 
@@ -339,6 +362,14 @@ pub trait VmOps {
     /// pages a range made shared (`sev_gmem_invalidate`) or, with `prefault_on_psc`, pre-fault a
     /// range made private.
     fn map_gpa_range(&mut self, range: PscRange) -> Result<(), KvmError>;
+
+    /// The in-place conversion (`KVM_SET_MEMORY_ATTRIBUTES2` on the guest_memfd): refused with
+    /// [`snpsim_host::HostError::ExtraReference`] (nothing changed) while a page of the range holds
+    /// an extra reference; else the file's shareability and KVM's attributes change together, KVM
+    /// unmaps the folios a conversion to shared splits *before* splitting them, the pages made
+    /// shared go back to the hypervisor in the RMP, and folios whose pages are all private again
+    /// merge ([`crate::Kvm::begin_convert_in_place`]).
+    fn convert_in_place(&mut self, range: PscRange) -> Result<(), KvmError>;
 }
 
 #[cfg(test)]
@@ -356,6 +387,11 @@ mod tests {
             assert!(!p.summary().is_empty(), "{}", p.name());
         }
         assert!(by_name("no-such-policy").is_none());
+        // A staged policy's name is unique too, and by_name does not find it until it is listed.
+        for p in STAGED {
+            assert!(seen.insert(p.name()), "two policies are named {}", p.name());
+            assert!(by_name(p.name()).is_none(), "{}", p.name());
+        }
     }
 
     /// The test-only policy is registered in kvm's unit tests, as the last line.

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use snpsim_defs::{PageSize, RmpAdjustOperand};
 use snpsim_guest::{Guest, GuestConfig, GuestError, GuestTask, Recoalesce, TaskResult, TaskStep};
-use snpsim_host::{Host, HostWriteOutcome, VmaBacking};
+use snpsim_host::{Host, HostWriteOutcome, HugetlbFolio, VmaBacking};
 use snpsim_hw::rmp::Rmp;
-use snpsim_hw::{Geometry, RmpConfig};
+use snpsim_hw::{Geometry, RmpConfig, RmpModel};
 use snpsim_kvm::{Era, Kvm, KvmConfig, Policy};
 
 pub use crate::action::Action;
@@ -28,12 +28,18 @@ pub enum MemoryBacking {
     /// Legacy era: one VMA holds private and shared pages.
     Vma(VmaBacking),
     /// gmem era: private pages in guest_memfd folios of `folio` size, shared pages in the VMA.
+    /// Under a policy that converts in place (`gmem-inplace`) shared pages are the file's too: the
+    /// in-place guest_memfd with folios of `folio` size, and `shared` is unused.
     Gmem {
         /// guest_memfd folio size.
         folio: PageSize,
         /// The VMA's backing.
         shared: VmaBacking,
     },
+    /// The in-place guest_memfd on HugeTLB folios (`gmem-hugetlb-2m`, `gmem-hugetlb-1g`): shared
+    /// and private memory in one file (`docs/semantics.md` S9); only a policy that converts in
+    /// place registers it.
+    GmemHugetlb(HugetlbFolio),
 }
 
 /// How much invariant checking to do after each step.
@@ -98,6 +104,11 @@ pub struct SimConfig {
     /// [`Action::Tick`] advances it one architectural operation at a time; otherwise every
     /// action runs to completion in turn.
     pub interleave: bool,
+    /// RMPOPT is enabled (`[machine] rmpopt`, `docs/semantics.md` O1–O8 and S8): the host verifies
+    /// all memory at SNP initialisation, host writes to marked 1 GiB regions skip the RMP check,
+    /// and the cost model charges the RMP check of unmarked writes and RMPUPDATE's global TLB
+    /// flush.
+    pub rmpopt: bool,
 }
 
 impl SimConfig {
@@ -134,6 +145,7 @@ impl SimConfig {
             check: CheckMode::Incremental,
             adversary: crate::adversary::Attacks::NONE,
             interleave: false,
+            rmpopt: false,
         }
     }
 }
@@ -283,6 +295,7 @@ impl Simulation {
         let (vma_backing, folio) = match config.backing {
             MemoryBacking::Vma(b) => (b, None),
             MemoryBacking::Gmem { folio, shared } => (shared, Some(folio)),
+            MemoryBacking::GmemHugetlb(f) => (VmaBacking::Anon4k, Some(f.page_size())),
         };
         let gmem_era = config.policy.era() == Era::Gmem;
         if gmem_era != folio.is_some() {
@@ -291,7 +304,16 @@ impl Simulation {
                 backing: format!("{:?}", config.backing),
             });
         }
-        let mut host = Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?;
+        // The in-place file: for a `gmem-hugetlb-*` backing (a policy that does not convert in
+        // place refuses it at registration), and for any gmem folio size under one that does.
+        let in_place = matches!(config.backing, MemoryBacking::GmemHugetlb(_))
+            || (gmem_era && config.policy.in_place_conversion());
+        let mut host = match folio {
+            Some(folio) if in_place => {
+                Host::new_in_place(config.geometry, config.host_pages, config.guest_pages, folio)?
+            }
+            _ => Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?,
+        };
         host.mutant = mutant;
         host.unsplittable_rmp_fault = config.policy.unsplittable_rmp_fault();
         let mut rmp = Rmp::new(RmpConfig {
@@ -300,6 +322,12 @@ impl Simulation {
             smaller_npt_faults: config.smaller_npt_faults,
         });
         rmp.set_mutant(mutant);
+        if config.rmpopt {
+            // O8 and O7: RMPOPT enabled, and Linux's whole-memory verify once SNP is initialised
+            // (v2 3/7 `rmpopt_kthread`): every region is marked before the guest's first RMPUPDATE.
+            rmp.set_rmpopt(true);
+            rmp.rmpopt_verify_all();
+        }
         let kvm_config = KvmConfig {
             asid: ASID,
             prefault_on_psc: config.prefault_on_psc,
@@ -842,7 +870,14 @@ fn run_action(
             HostWriteOutcome::Hang => return Err(GuestError::Stopped),
             other => other.name().to_owned(),
         },
-        Action::HostRead { .. } => "ok".into(),
+        Action::HostRead { gpa, via } => match m.host_read(gpa, via) {
+            HostWriteOutcome::Done => "ok".into(),
+            other => other.name().to_owned(),
+        },
+        Action::HostPin { gpa, pin } => match m.host_pin(gpa, pin) {
+            Ok(()) => "ok".into(),
+            Err(e) => e.to_string(),
+        },
         Action::HostSplit { gpa } => match m.traced(None, |m| {
             let split = m.host.split_vma(gpa.gfn().raw());
             if let Ok(Some(inv)) = &split {

@@ -428,11 +428,18 @@ impl Host {
                 Err(_) => fail,
             },
             HostVia::Vmm | HostVia::Uaccess => match file.fault_user(&mut self.memory, offset, via) {
-                Ok(pfn) if rmp.check_host_write(pfn, PageSize::Size4K, user).is_ok() => {
-                    HostWriteOutcome::Done
+                Ok(pfn) => {
+                    // S8: the write reaches the hardware's RMP check (skipped in a marked region).
+                    self.count_rmp_check(rmp, pfn);
+                    if rmp.check_host_write(pfn, PageSize::Size4K, user).is_ok() {
+                        HostWriteOutcome::Done
+                    } else {
+                        // A shared page still assigned in the RMP: the RMP #PF handler's SIGBUS /
+                        // -EFAULT.
+                        fail
+                    }
                 }
-                // A shared page still assigned in the RMP: the RMP #PF handler's SIGBUS / -EFAULT.
-                Ok(_) | Err(_) => fail,
+                Err(_) => fail,
             },
         };
         match outcome {

@@ -48,8 +48,8 @@ pub enum Mutant {
     FailInuseFatal,
     /// KVM: an in-place guest_memfd conversion to shared splits the HugeTLB folio before KVM
     /// unmaps it, so the unmap covers only the converted pages and a leaf larger than the now
-    /// split folio survives (the race reviewers of guestmem_hugetlb found). Not yet in
-    /// [`Mutant::ALL`]: the checker does not explore `gmem-inplace` until it is wired in.
+    /// split folio survives (the race reviewers of guestmem_hugetlb found, RFC v2 of May 2025,
+    /// `cover.1747264138`).
     SplitBeforeUnmap,
 }
 
@@ -65,7 +65,7 @@ impl Mutant {
     }
 
     /// Every mutant.
-    pub const ALL: [Mutant; 15] = [
+    pub const ALL: [Mutant; 16] = [
         Mutant::PsmashClearsValidated,
         Mutant::HostWriteIgnoresLargeMapping,
         Mutant::SkipDirectMapSplit,
@@ -81,6 +81,7 @@ impl Mutant {
         Mutant::GuestKeepsTrackingShared,
         Mutant::PsmashRaceFatal,
         Mutant::FailInuseFatal,
+        Mutant::SplitBeforeUnmap,
     ];
 
     /// The kebab-case name used on the command line and in `docs/mutants.md`.

@@ -99,12 +99,13 @@ impl PscAdversary {
 }
 
 impl Kvm {
-    /// Create the VM and register its memory; the policy may refuse the backing, and a policy
-    /// that converts in place needs the host's in-place guest_memfd.
+    /// Create the VM and register its memory; the policy may refuse the backing, a policy that
+    /// converts in place needs the host's in-place guest_memfd, and one that does not cannot use
+    /// it (upstream's `gmem` has no HugeTLB folios nor shared pages in guest_memfd).
     pub fn new(config: KvmConfig, policy: &'static dyn Policy, host: &Host) -> Result<Self, KvmError> {
         let backing = host.vma.backing();
         policy.register_memslot(backing)?;
-        if policy.in_place_conversion() && host.gmem_hugetlb.is_none() {
+        if policy.in_place_conversion() != host.gmem_hugetlb.is_some() {
             return Err(KvmError::Rejected { policy: policy.name(), backing });
         }
         let geometry = host.memory.geometry();

@@ -21,31 +21,17 @@ use crate::psc::PscRange;
 
 /// Declares each policy's module, re-exports its type and lists it in [`ALL`], from one line
 /// `module::Type` per policy. A line under `#[cfg(test)]` is a policy of kvm's own unit tests:
-/// compiled into them only, never into the product's list (`snpsim list`, the default run). A line
-/// after `; staged:` is a policy that is built, public and tested but not yet in [`ALL`] (its
-/// scenario names, engine metrics and checker coverage are still to be wired); it is listed in
-/// [`STAGED`], and wiring it in is moving its line up.
+/// compiled into them only, never into the product's list (`snpsim list`, the default run).
 macro_rules! registry {
-    (
-        $($(#[$attr:meta])* $module:ident::$policy:ident,)+
-        ; staged: $($smodule:ident::$spolicy:ident,)*
-    ) => {
+    ($($(#[$attr:meta])* $module:ident::$policy:ident,)+) => {
         $($(#[$attr])* mod $module;)+
         $($(#[$attr])* pub use $module::$policy;)+
-        $(mod $smodule;)*
-        $(pub use $smodule::$spolicy;)*
 
         /// How many policies the registry lists.
         const COUNT: usize = [$($(#[$attr])* stringify!($policy),)+].len();
 
         /// Every policy, in report order. A policy's name is its own [`Policy::name`].
         pub const ALL: [&dyn Policy; COUNT] = [$($(#[$attr])* &$policy,)+];
-
-        /// How many policies are staged.
-        const STAGED_COUNT: usize = [$(stringify!($spolicy),)*].len();
-
-        /// The staged policies: built and tested, not yet in [`ALL`] nor found by [`by_name`].
-        pub const STAGED: [&dyn Policy; STAGED_COUNT] = [$(&$spolicy,)*];
     };
 }
 
@@ -57,10 +43,9 @@ registry! {
     fail_psc_hugetlbfs::FailPscHugetlbfs,
     npt_demote::NptDemote,
     gmem::Gmem,
+    gmem_inplace::GmemInplace,
     #[cfg(test)]
     test_only::TestOnly,
-    ; staged:
-    gmem_inplace::GmemInplace,
 }
 
 /// Which memory design a policy belongs to: the 2021 RFC's one VMA, or upstream guest_memfd.
@@ -387,11 +372,6 @@ mod tests {
             assert!(!p.summary().is_empty(), "{}", p.name());
         }
         assert!(by_name("no-such-policy").is_none());
-        // A staged policy's name is unique too, and by_name does not find it until it is listed.
-        for p in STAGED {
-            assert!(seen.insert(p.name()), "two policies are named {}", p.name());
-            assert!(by_name(p.name()).is_none(), "{}", p.name());
-        }
     }
 
     /// The test-only policy is registered in kvm's unit tests, as the last line.

@@ -8,7 +8,7 @@ use snpsim_defs::{Gfn, NpfErrorCode, PageSize, Pfn, RmpPageSize};
 use snpsim_host::{Host, HostError, HostVia, HostWriteOutcome, PrivateAccess};
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{Geometry, Mutant, RmpConfig, RmpModel};
-use snpsim_kvm::policy::{GmemInplace, STAGED};
+use snpsim_kvm::policy::GmemInplace;
 use snpsim_kvm::psc::PscRange;
 use snpsim_kvm::{Kvm, KvmConfig, KvmError, Policy};
 
@@ -59,13 +59,16 @@ fn file(vm: &Vm) -> &snpsim_host::GmemHugetlb {
 }
 
 #[test]
-fn the_policy_is_staged_and_needs_the_in_place_file() {
-    assert!(STAGED.iter().any(|p| p.name() == "gmem-inplace"));
-    assert!(snpsim_kvm::policy::by_name("gmem-inplace").is_none());
+fn the_policy_is_registered_and_needs_the_in_place_file() {
+    assert!(snpsim_kvm::policy::ALL.iter().any(|p| p.name() == "gmem-inplace"));
+    assert_eq!(snpsim_kvm::policy::by_name("gmem-inplace").map(|p| p.name()), Some("gmem-inplace"));
     // A plain gmem host has no in-place file: the memslot is refused.
     let host = Host::new(G, HOST_PAGES, 32, snpsim_host::VmaBacking::Thp, Some(PageSize::Size2M)).unwrap();
     let config = KvmConfig { asid: 1, prefault_on_psc: false, npt_level_follows_rmp: true };
     assert!(matches!(Kvm::new(config, &GmemInplace, &host), Err(KvmError::Rejected { .. })));
+    // And the other way round: upstream's gmem (no in-place conversion) refuses the in-place file.
+    let in_place = Host::new_in_place(G, HOST_PAGES, 32, PageSize::Size2M).unwrap();
+    assert!(matches!(Kvm::new(config, &snpsim_kvm::policy::Gmem, &in_place), Err(KvmError::Rejected { .. })));
 }
 
 /// A shared page is the same frame its private state had, in the same folio: converting it splits

@@ -137,11 +137,12 @@ pub fn follows_settings(policy: Policy) -> &'static [bool] {
 }
 
 /// Every (policy, backing, granularity, `npt_level_follows_rmp`) of the matrix, in report order:
-/// each policy with every backing of its era and each of its [`follows_settings`].
+/// each policy with every backing it runs on ([`Backing::of_policy`]) and each of its
+/// [`follows_settings`].
 pub fn matrix() -> Vec<(Policy, Backing, Granularity, bool)> {
     let mut out = Vec::new();
     for &p in snpsim_scenario::policies() {
-        for b in Backing::of_era(p.era()) {
+        for b in Backing::of_policy(p) {
             for &f in follows_settings(p) {
                 for &g in Granularity::all() {
                     out.push((p, b, g, f));

@@ -83,7 +83,7 @@ fn check_all_covers_every_policy_and_backing_without_violation() {
     let expected: usize = snpsim_kvm::policy::ALL
         .iter()
         .map(|p| {
-            snpsim_check::run::backings(p.era()).len() * snpsim_check::run::follows_settings(*p).len() * 2
+            snpsim_check::run::backings_of(*p).len() * snpsim_check::run::follows_settings(*p).len() * 2
         })
         .sum();
     assert_eq!(reports.len(), expected);

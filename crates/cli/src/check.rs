@@ -103,8 +103,7 @@ fn counterexample_trace(
     let Some(policy) = snpsim_kvm::policy::by_name(r.policy) else {
         bail!("counterexample of an unknown policy {:?}", r.policy);
     };
-    let Some(backing) = backings_of(policy).into_iter().find(|(n, _)| *n == r.backing).map(|(_, b)| b)
-    else {
+    let Some(backing) = backings_of(policy).into_iter().find(|(n, _)| *n == r.backing).map(|(_, b)| b) else {
         bail!("counterexample of {} on an unknown backing {:?}", r.policy, r.backing);
     };
     let meta = TraceMeta {

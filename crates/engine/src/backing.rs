@@ -68,7 +68,11 @@ impl Backing {
     pub const fn is_gmem(self) -> bool {
         matches!(
             self,
-            Backing::Gmem4k | Backing::Gmem2m | Backing::Gmem1g | Backing::GmemHugetlb2m | Backing::GmemHugetlb1g
+            Backing::Gmem4k
+                | Backing::Gmem2m
+                | Backing::Gmem1g
+                | Backing::GmemHugetlb2m
+                | Backing::GmemHugetlb1g
         )
     }
 
@@ -102,7 +106,9 @@ impl Backing {
     pub const fn page_size(self) -> PageSize {
         match self {
             Backing::Anon4k | Backing::Gmem4k => PageSize::Size4K,
-            Backing::Thp | Backing::Hugetlbfs2m | Backing::Gmem2m | Backing::GmemHugetlb2m => PageSize::Size2M,
+            Backing::Thp | Backing::Hugetlbfs2m | Backing::Gmem2m | Backing::GmemHugetlb2m => {
+                PageSize::Size2M
+            }
             Backing::Hugetlbfs1g | Backing::Gmem1g | Backing::GmemHugetlb1g => PageSize::Size1G,
         }
     }
@@ -184,7 +190,10 @@ mod tests {
             names(&snpsim_kvm::policy::GmemInplace),
             ["gmem-4k", "gmem-2m", "gmem-1g", "gmem-hugetlb-2m", "gmem-hugetlb-1g"]
         );
-        assert_eq!(Backing::GmemHugetlb1g.memory(VmaBacking::Thp), MemoryBacking::GmemHugetlb(HugetlbFolio::Size1G));
+        assert_eq!(
+            Backing::GmemHugetlb1g.memory(VmaBacking::Thp),
+            MemoryBacking::GmemHugetlb(HugetlbFolio::Size1G)
+        );
         assert_eq!(Backing::Hugetlbfs1g.page_size(), PageSize::Size1G);
     }
 }

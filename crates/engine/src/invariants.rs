@@ -248,6 +248,13 @@ fn check_assigned(m: &Machine, v: &mut Vec<String>) {
             check_run(offset, folio.pfn, n, 1);
         }
     }
+    // The in-place file: shared and private pages alike are its folios (S9).
+    if let Some(file) = m.host.gmem_hugetlb.as_ref() {
+        let n = g.pages(file.folio_size());
+        for (offset, pfn) in file.folios() {
+            check_run(offset, pfn, n.min(m.kvm.pages().saturating_sub(offset)), 1);
+        }
+    }
     bad.sort_by_key(|(gfn, source, _)| (*gfn, *source));
     v.extend(bad.into_iter().map(|(_, _, msg)| msg));
     let counted = m.rmp.asid_assigned_pages(m.asid);
@@ -279,6 +286,9 @@ pub fn take_touched(m: &mut Machine) -> Touched {
     gfns.extend(m.host.vma.dirty.take());
     if let Some(gm) = m.host.gmem.as_mut() {
         gfns.extend(gm.dirty.take());
+    }
+    if let Some(file) = m.host.gmem_hugetlb.as_mut() {
+        gfns.extend(file.dirty.take());
     }
     let mut frames = m.rmp.dirty.take();
     frames.extend(m.host.memory.dirty.take());
@@ -386,6 +396,13 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
             for (offset, folio) in gm.map(|gm| gm.folios_in(at, to)).unwrap_or_default() {
                 let (s, e) = (offset.max(at), (offset + g.pages(folio.size)).min(to));
                 check_bound_run(m, s, Pfn(folio.pfn.raw() + (s - offset)), e - s, 1, &mut bad);
+            }
+            if let Some(file) = m.host.gmem_hugetlb.as_ref() {
+                let n = g.pages(file.folio_size());
+                for (offset, pfn) in file.folios_in(at, to) {
+                    let (s, e) = (offset.max(at), (offset + n).min(to));
+                    check_bound_run(m, s, Pfn(pfn.raw() + (s - offset)), e - s, 1, &mut bad);
+                }
             }
             at = to;
         }

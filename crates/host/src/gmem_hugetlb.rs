@@ -219,6 +219,25 @@ impl GmemHugetlb {
         self.folios.iter().map(|(o, _, pfn)| (o, pfn))
     }
 
+    /// The allocated folios holding a page of `start..end`, with the offset of their first page,
+    /// in offset order (the one holding `start` first, when it begins before it).
+    pub fn folios_in(&self, start: u64, end: u64) -> Vec<(u64, Pfn)> {
+        let mut out: Vec<(u64, Pfn)> = self
+            .folios
+            .holding(start)
+            .filter(|&(s, _, _)| s < start)
+            .map(|(s, _, p)| (s, p))
+            .into_iter()
+            .collect();
+        out.extend(
+            self.folios
+                .keys_in(start, end)
+                .into_iter()
+                .filter_map(|k| self.folios.get(k).map(|(_, p)| (k, p))),
+        );
+        out
+    }
+
     /// Take an extra reference on `offset` (a host pin: get_user_pages on the file's mapping, an
     /// in-flight access).
     pub fn get_ref(&mut self, offset: u64) -> Result<(), HostError> {

@@ -18,6 +18,8 @@ mod convert;
 mod fault;
 mod gmem;
 mod inplace;
+
+pub use inplace::InPlaceConversion;
 mod ops;
 mod psc;
 mod zap;
@@ -58,6 +60,17 @@ pub struct Kvm {
     /// Why KVM refused a range of the page-state change it is handling, if it did: the guest
     /// only sees an error code, the report says why.
     psc_refusal: Option<PscRefusal>,
+    /// Interleaved runs: an in-place conversion to shared stops after its first step
+    /// ([`Kvm::begin_convert_in_place`]) and waits here for the engine to finish it on the vCPU's
+    /// next tick, so that other vCPUs run between the unmap and the split.
+    in_place: InPlaceSteps,
+}
+
+/// Whether in-place conversions run in two steps, and the one between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct InPlaceSteps {
+    split: bool,
+    pending: Option<inplace::InPlaceConversion>,
 }
 
 /// What the first part of #NPF handling left to do ([`Kvm::begin_npf`]).
@@ -123,6 +136,7 @@ impl Kvm {
             rebound: std::collections::BTreeMap::new(),
             demotions: crate::demotions::DemotionLedger::default(),
             psc_refusal: None,
+            in_place: InPlaceSteps::default(),
         })
     }
 

@@ -257,7 +257,9 @@ impl StepKind {
             StepKind::Accept => &["gpa", "size", "granularity"],
             StepKind::Recoalesce => &["gpa", "mode"],
             StepKind::HostWrite | StepKind::HostRead => &["gpa", "via"],
-            StepKind::HostSplit | StepKind::HostCollapse | StepKind::HostPin | StepKind::HostUnpin => &["gpa"],
+            StepKind::HostSplit | StepKind::HostCollapse | StepKind::HostPin | StepKind::HostUnpin => {
+                &["gpa"]
+            }
             StepKind::PunchHole => &["gpa", "size"],
             StepKind::Barrier => &[],
         }

@@ -32,8 +32,31 @@ impl Kvm {
         rmp: &mut dyn RmpModel,
         range: PscRange,
     ) -> Result<(), KvmError> {
+        if let Some(earlier) = self.in_place.pending.take() {
+            // Two conversions in one tick: the earlier one finishes first.
+            self.finish_convert_in_place(host, rmp, earlier)?;
+        }
         let step = self.begin_convert_in_place(host, range)?;
+        if self.in_place.split && !range.private {
+            // Interleaved: the engine finishes it on the vCPU's next tick.
+            self.in_place.pending = Some(step);
+            return Ok(());
+        }
         self.finish_convert_in_place(host, rmp, step)
+    }
+
+    /// Interleaved runs: make in-place conversions to shared stop after their first step (the
+    /// refcount check, the attributes and the unmap) while `on`, leaving the rest to
+    /// [`Kvm::finish_convert_in_place`] — the engine sets it around a vCPU's page-state-change
+    /// tick and finishes the conversion on that vCPU's next tick, so that the model checker
+    /// explores every ordering of other vCPUs' work between the unmap and the split.
+    pub fn set_split_in_place(&mut self, on: bool) {
+        self.in_place.split = on;
+    }
+
+    /// The in-place conversion left after its first step, if any (taken: the caller finishes it).
+    pub fn take_pending_in_place(&mut self) -> Option<InPlaceConversion> {
+        self.in_place.pending.take()
     }
 
     /// The first step of an in-place conversion. The file refuses a range holding an extra

@@ -45,7 +45,10 @@ pub fn matrix_scenario(policy: Policy, backing: Backing, granularity: Granularit
         Granularity::K4 => ("4KiB", "0x401000"),
         Granularity::M2 => ("2MiB", "0x600000"),
     };
-    let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
+    // The shared side of a gmem-era VM is a THP VMA, except under in-place conversion, where
+    // shared memory is guest_memfd's.
+    let shared =
+        if backing.is_gmem() && !policy.in_place_conversion() { "shared_backing = \"thp\"\n" } else { "" };
     format!(
         r#"name = "{MATRIX_SCENARIO_NAME}"
 seed = 1
@@ -169,7 +172,10 @@ pub const WORKLOAD_SUMMARY: &str = "a 256 MiB guest boots (accepting memory as i
 
 /// The realistic workload for one policy, backing and guest preset ([`WORKLOAD_SUMMARY`]).
 pub fn workload_scenario(policy: Policy, backing: Backing, preset: Preset) -> String {
-    let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
+    // The shared side of a gmem-era VM is a THP VMA, except under in-place conversion, where
+    // shared memory is guest_memfd's.
+    let shared =
+        if backing.is_gmem() && !policy.in_place_conversion() { "shared_backing = \"thp\"\n" } else { "" };
     format!(
         r#"name = "realistic workload"
 seed = 1

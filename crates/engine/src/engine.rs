@@ -251,6 +251,8 @@ pub struct Simulation {
     violations: BTreeSet<String>,
     /// NPT coverage over simulated time.
     coverage: CoverageSeries,
+    /// RMPOPT's marked host pages over simulated time (first member; runs with RMPOPT only).
+    rmpopt_series: CoverageSeries,
     /// The event sink while the VM does not exist (a refused registration); otherwise it lives in
     /// the machine's RMP wrapper, where every RMP instruction passes.
     sink: Option<Box<dyn EventSink>>,
@@ -346,6 +348,7 @@ impl Simulation {
             lossy_recoalesce: false,
             violations: BTreeSet::new(),
             coverage: CoverageSeries::new(),
+            rmpopt_series: CoverageSeries::new(),
             sink: None,
             adversary_done: crate::adversary::Attacks::NONE,
             attack_log: Vec::new(),
@@ -560,6 +563,11 @@ impl Simulation {
         let (guest, costs) = (&self.guest, &self.costs);
         self.coverage
             .observe(self.steps, m.kvm.npt.coverage(), || measure::sim_time_ns(Some(&*m), guest, costs));
+        if self.config.rmpopt {
+            self.rmpopt_series.observe(self.steps, [m.rmp.rmpopt_marked_pages(), 0, 0], || {
+                measure::sim_time_ns(Some(&*m), guest, costs)
+            });
+        }
         self.note_instruction_failure();
         self.check_step();
         StepReport { result }
@@ -630,8 +638,28 @@ impl Simulation {
         let trace = self.finish_trace(ending.as_ref(), &metrics, &violations);
         if let Some(m) = &self.machine {
             self.coverage.finish(m.kvm.npt.coverage(), metrics.sim_time_ns);
+            if self.config.rmpopt {
+                self.rmpopt_series.finish([m.rmp.rmpopt_marked_pages(), 0, 0], metrics.sim_time_ns);
+            }
         }
         let (coverage_series, coverage_time_ns) = self.coverage.into_parts();
+        let (rmpopt_points, rmpopt_time_ns) = self.rmpopt_series.into_parts();
+        let host_pages = self.config.host_pages;
+        let private_access = self.machine.as_ref().and_then(|m| {
+            let file = m.host.gmem_hugetlb.as_ref()?;
+            let first = file.first_private_access?;
+            let gpa = snpsim_defs::Gfn::new(first.offset).gpa();
+            let (via, answer) = match first.via {
+                snpsim_host::HostVia::Vmm => ("the VMM", "SIGBUS"),
+                snpsim_host::HostVia::Uaccess => ("a get/put_user (vhost)", "-EFAULT"),
+                snpsim_host::HostVia::Kernel => ("the kernel", "an oops"),
+            };
+            Some(format!(
+                "{} host access(es) to private guest_memfd pages, answered at the file's fault handler \
+                 (no RMP #PF); the first by {via} at GPA {gpa} (file offset {:#x}): {answer}",
+                file.stats.private_access_faults, first.offset
+            ))
+        });
         RunResult {
             outcome,
             reason: ending.as_ref().map(|e| e.reason),
@@ -640,6 +668,10 @@ impl Simulation {
             violations,
             coverage_series,
             coverage_time_ns,
+            rmpopt_series: rmpopt_points.iter().map(|p| p[0]).collect(),
+            rmpopt_time_ns,
+            host_pages,
+            private_access,
             guest_pages: self.config.guest_pages,
             trace,
             attacks: self.attack_log,
@@ -716,6 +748,16 @@ pub struct RunResult {
     pub coverage_time_ns: Vec<u64>,
     /// Guest memory in pages (what `coverage_series` does not map is unmapped).
     pub guest_pages: u64,
+    /// Host pages in 1 GiB regions RMPOPT marked over the run (`rmpopt_coverage` over time), with
+    /// the points taken as `coverage_series`'s; empty without RMPOPT (`[machine] rmpopt`).
+    pub rmpopt_series: Vec<u64>,
+    /// The simulated time at each point of `rmpopt_series`.
+    pub rmpopt_time_ns: Vec<u64>,
+    /// Host memory in pages (`rmpopt_series` is a share of it).
+    pub host_pages: u64,
+    /// Host accesses to private pages of an in-place guest_memfd, counted, with the first named
+    /// (`docs/semantics.md` S9); `None` when there were none.
+    pub private_access: Option<String>,
     /// The trace lines not yet taken with [`Simulation::take_trace`], ending with the `end` and
     /// `state_hash` lines (`None` when the run was not traced).
     pub trace: Option<Vec<u8>>,

@@ -466,7 +466,8 @@ pub fn rmpopt_series(r: &RunResult) -> Value {
     if n > 0 && keep.last() != Some(&(n - 1)) {
         keep.push(n - 1);
     }
-    let share = |i: usize| if r.host_pages == 0 { 0.0 } else { r.rmpopt_series[i] as f64 / r.host_pages as f64 };
+    let share =
+        |i: usize| if r.host_pages == 0 { 0.0 } else { r.rmpopt_series[i] as f64 / r.host_pages as f64 };
     json!({
         "t_ns": keep.iter().map(|&i| r.rmpopt_time_ns[i]).collect::<Vec<_>>(),
         "coverage": keep.iter().map(|&i| share(i)).collect::<Vec<_>>(),

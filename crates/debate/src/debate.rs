@@ -34,6 +34,18 @@ pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
         "examples/debate/13-gmem-4k-prefault.toml",
         include_str!("../../../examples/debate/13-gmem-4k-prefault.toml"),
     ),
+    (
+        "examples/upstream-2026/01-host-write-private-inplace.toml",
+        include_str!("../../../examples/upstream-2026/01-host-write-private-inplace.toml"),
+    ),
+    (
+        "examples/upstream-2026/02-host-write-private-rfc-host-split.toml",
+        include_str!("../../../examples/upstream-2026/02-host-write-private-rfc-host-split.toml"),
+    ),
+    (
+        "examples/upstream-2026/03-inplace-conversions-split-and-merge.toml",
+        include_str!("../../../examples/upstream-2026/03-inplace-conversions-split-and-merge.toml"),
+    ),
 ];
 
 /// The matrix workload for one policy, backing and granularity: a guest accepts 64 MiB, writes

@@ -324,7 +324,7 @@ mod tests {
         for n in MetricName::iter() {
             let v = &json[n.name()];
             let want = v.as_f64().unwrap_or_else(|| {
-                v.as_object().unwrap().values().filter_map(serde_json::Value::as_f64).sum()
+                v.as_object().unwrap().values().filter_map(serde_json::Value::as_f64).sum::<f64>() + 0.0
             });
             // Exact: both sides add the same small integers and quarters.
             assert_eq!(m.total(n).to_bits(), want.to_bits(), "{}", n.name());

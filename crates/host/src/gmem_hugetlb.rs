@@ -601,6 +601,55 @@ mod tests {
         assert!(format!("{plain:?}").ends_with("unsplittable_rmp_fault: Sigbus }"));
     }
 
+    proptest::proptest! {
+        /// Against a page-by-page reference: after any sequence of conversions done in KVM's
+        /// order (shareability, then split for shared / merge for private), a folio is split
+        /// exactly when one of its pages is shared, an allocated folio maps at 4K exactly then,
+        /// and `folio_splits` − `folio_merges` is the number of allocated folios split now.
+        #[test]
+        fn split_state_matches_a_per_page_reference(
+            folio_1g in proptest::bool::ANY,
+            allocs in proptest::collection::vec(0u64..64, 0..6),
+            ops in proptest::collection::vec((0u64..64, 1u64..9, proptest::bool::ANY), 0..40),
+        ) {
+            let size = if folio_1g { PageSize::Size1G } else { PageSize::Size2M };
+            let n = G.pages(size);
+            let pages = 64;
+            let mut mem = HostMemory::new(G, 1024);
+            let mut f = GmemHugetlb::new(G, size, pages).unwrap();
+            for &a in &allocs {
+                f.get_pfn(&mut mem, a).unwrap();
+            }
+            let mut shared = [false; 64];
+            for &(start, count, to_shared) in &ops {
+                let count = count.min(pages - start);
+                f.set_shared(start, count, to_shared);
+                for s in &mut shared[start as usize..(start + count) as usize] {
+                    *s = to_shared;
+                }
+                if to_shared {
+                    f.split_for_shared(start, count);
+                } else {
+                    f.merge_private(start, count);
+                }
+            }
+            let mut split_allocated = 0;
+            for folio in 0..pages / n {
+                let any_shared = shared[(folio * n) as usize..((folio + 1) * n) as usize].contains(&true);
+                proptest::prop_assert_eq!(f.is_split(folio * n), any_shared, "folio {}", folio);
+                if let Some((_, mapped)) = f.pfn(folio * n) {
+                    let want = if any_shared { PageSize::Size4K } else { size };
+                    proptest::prop_assert_eq!(mapped, want);
+                    split_allocated += u64::from(any_shared);
+                }
+            }
+            for (page, &s) in shared.iter().enumerate() {
+                proptest::prop_assert_eq!(f.is_shared(page as u64), s);
+            }
+            proptest::prop_assert_eq!(f.stats.folio_splits - f.stats.folio_merges, split_allocated);
+        }
+    }
+
     /// A shared page still assigned in the RMP (a conversion that skipped its RMPUPDATE) is caught
     /// by the hardware's host-write check.
     #[test]

@@ -468,7 +468,7 @@ impl Debate {
             status: Status::of(&[
                 m(inplace, "sigbus") >= 1.0 && m(inplace, "host_splits") == 0.0,
                 m(rfc, "sigbus") >= 1.0 && m(rfc, "host_splits") >= 1.0,
-                m(conv, "folio_splits") == 5.0 && m(conv, "folio_merges") == 5.0,
+                is(conv, "folio_splits", 5) && is(conv, "folio_merges", 5),
             ]),
             falsifier: "a host split (or no SIGBUS) for the in-place write; no host split before the 2021 \
                         SIGBUS; folio splits or merges other than one per folio and share episode",

@@ -144,13 +144,11 @@ impl Machine {
                     m.kvm.finish_convert_in_place(&mut m.host, &mut m.rmp, conversion)
                 });
                 done.map_err(|e| self.stop(&e))?;
-                match info2 {
-                    Some(info2) => Ok(Some(Reply::PscGhcb { buf, info2 })),
-                    None => {
-                        exec.stage = Stage::Psc { buf, started: true, window: None };
-                        Ok(None)
-                    }
+                if let Some(info2) = info2 {
+                    return Ok(Some(Reply::PscGhcb { buf, info2 }));
                 }
+                exec.stage = Stage::Psc { buf, started: true, window: None };
+                Ok(None)
             }
         }
     }

@@ -280,6 +280,33 @@ fn check_memory_size(cx: &Cx<'_>, f: &Field<'_>, bytes: u64, unit: u64) -> Resul
     Ok(())
 }
 
+/// `vm.shared_backing`: a VMA backing, refused under a policy that converts in place (its shared
+/// memory is guest_memfd's).
+fn shared_backing(cx: &Cx<'_>, v: &Obj<'_>, policy: Policy) -> Result<Option<Backing>> {
+    opt(v, "shared_backing", |f| {
+        let b: Backing = f.named(cx)?;
+        if b.is_gmem() {
+            let accepted = accepted_list(&Backing::of_era(Era::Legacy).collect::<Vec<_>>(), Backing::name);
+            return Err(f.err(
+                cx,
+                ErrorKind::Conflict,
+                format!("the shared side is a VMA, not guest_memfd; accepted: {accepted}"),
+            ));
+        }
+        if policy.in_place_conversion() {
+            return Err(f.err(
+                cx,
+                ErrorKind::Conflict,
+                format!(
+                    "policy {:?} converts in place: shared memory is guest_memfd's, there is no shared backing",
+                    policy.name()
+                ),
+            ));
+        }
+        Ok(b)
+    })
+}
+
 fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
     let v = f.obj(cx, "a table ([vm])")?;
     v.allow(
@@ -350,28 +377,7 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
             ));
         }
     }
-    let shared = opt(&v, "shared_backing", |f| {
-        let b: Backing = f.named(cx)?;
-        if b.is_gmem() {
-            let accepted = accepted_list(&Backing::of_era(Era::Legacy).collect::<Vec<_>>(), Backing::name);
-            return Err(f.err(
-                cx,
-                ErrorKind::Conflict,
-                format!("the shared side is a VMA, not guest_memfd; accepted: {accepted}"),
-            ));
-        }
-        if policy.in_place_conversion() {
-            return Err(f.err(
-                cx,
-                ErrorKind::Conflict,
-                format!(
-                    "policy {:?} converts in place: shared memory is guest_memfd's, there is no shared backing",
-                    policy.name()
-                ),
-            ));
-        }
-        Ok(b)
-    })?;
+    let shared = shared_backing(cx, &v, policy)?;
     let shared_backing = match policy.era() {
         Era::Gmem => Some(shared.unwrap_or(Backing::Thp)),
         Era::Legacy => shared,

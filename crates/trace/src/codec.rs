@@ -323,10 +323,9 @@ pub fn config_json(c: &SimConfig) -> Value {
     let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } =
         guest;
     let shared = match backing {
-        MemoryBacking::Vma(_) => Value::Null,
+        // A legacy VMA is the shared side itself; the in-place file holds shared memory too.
+        MemoryBacking::Vma(_) | MemoryBacking::GmemHugetlb(_) => Value::Null,
         MemoryBacking::Gmem { shared, .. } => Value::from(shared.name()),
-        // The in-place file holds shared memory too: no shared side.
-        MemoryBacking::GmemHugetlb(_) => Value::Null,
     };
     let backing = backing.backing().name();
     let mut v = json!({

@@ -270,7 +270,12 @@ fn the_in_place_conversion_is_two_ticks_and_the_mutant_is_caught_between_them() 
         finish(&mut sim, 1);
         assert!(leaf_2m(&sim, 4), "{mutant:?}: vCPU 1's write maps region 1 at 2M");
         // vCPU 0 ticks until its conversion waits between its two steps.
-        while sim.running()[0].as_ref().and_then(|r| r.exec.as_ref()).and_then(|e| e.in_place()).is_none() {
+        while sim.running()[0]
+            .as_ref()
+            .and_then(|r| r.exec.as_ref())
+            .and_then(snpsim_engine::vcpu::Exec::in_place)
+            .is_none()
+        {
             assert!(
                 sim.is_busy(0) && ticks < 128,
                 "{mutant:?}: the conversion never stopped between its steps"
@@ -286,20 +291,17 @@ fn the_in_place_conversion_is_two_ticks_and_the_mutant_is_caught_between_them() 
             finish(&mut sim, vcpu);
         }
         let violations: Vec<String> = sim.violations().map(str::to_owned).collect();
-        match mutant {
-            None => {
-                // Unmapped before the split: no leaf over the folio at all, and none larger
-                // than its pages at the end.
-                assert_eq!(stale, vec![], "between the steps");
-                assert_eq!(violations, Vec::<String>::new());
-                assert!(!sim.is_busy(0) && !sim.is_busy(1));
-            }
-            Some(_) => {
-                // Split first, and the unmap still to come covers page 1 only: the 2M leaf over
-                // pages 4..8 outlives the split.
-                assert_eq!(stale, vec![(snpsim_defs::Gfn::new(4), PageSize::Size2M)]);
-                assert!(violations.iter().any(|v| v.starts_with("invariant 1:")), "{violations:?}");
-            }
+        if mutant.is_none() {
+            // Unmapped before the split: no leaf over the folio at all, and none larger than its
+            // pages at the end.
+            assert_eq!(stale, vec![], "between the steps");
+            assert_eq!(violations, Vec::<String>::new());
+            assert!(!sim.is_busy(0) && !sim.is_busy(1));
+        } else {
+            // Split first, and the unmap still to come covers page 1 only: the 2M leaf over pages
+            // 4..8 outlives the split.
+            assert_eq!(stale, vec![(snpsim_defs::Gfn::new(4), PageSize::Size2M)]);
+            assert!(violations.iter().any(|v| v.starts_with("invariant 1:")), "{violations:?}");
         }
         // The race model's exhaustive search agrees: the mutant is caught, the real order is not.
         let e = snpsim_check::explore(&SnpModel::new(CheckSetup {

@@ -61,7 +61,7 @@ fn file(vm: &Vm) -> &snpsim_host::GmemHugetlb {
 #[test]
 fn the_policy_is_registered_and_needs_the_in_place_file() {
     assert!(snpsim_kvm::policy::ALL.iter().any(|p| p.name() == "gmem-inplace"));
-    assert_eq!(snpsim_kvm::policy::by_name("gmem-inplace").map(|p| p.name()), Some("gmem-inplace"));
+    assert_eq!(snpsim_kvm::policy::by_name("gmem-inplace").map(snpsim_kvm::Policy::name), Some("gmem-inplace"));
     // A plain gmem host has no in-place file: the memslot is refused.
     let host = Host::new(G, HOST_PAGES, 32, snpsim_host::VmaBacking::Thp, Some(PageSize::Size2M)).unwrap();
     let config = KvmConfig { asid: 1, prefault_on_psc: false, npt_level_follows_rmp: true };

@@ -36,7 +36,7 @@ pub fn tiny_config(
 /// the VMA, host split and collapse, and both kinds of re-coalescing.
 pub fn menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
     let g2m = geometry.pages(PageSize::Size2M);
-    let gpa = |p: u64| Gfn(p).gpa();
+    let gpa = |p: u64| Gfn::new(p).gpa();
     let mut m = Vec::new();
     for region in [0, g2m] {
         for private in [true, false] {
@@ -86,7 +86,7 @@ pub fn menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
 /// handlers, PSMASHes and page-state changes on the one 2M RMP entry and NPT leaf.
 pub fn race_menu(geometry: Geometry, gmem: bool) -> Vec<Action> {
     let _ = geometry;
-    let gpa = |p: u64| Gfn(p).gpa();
+    let gpa = |p: u64| Gfn::new(p).gpa();
     let mut m = Vec::new();
     for vcpu in 0..2 {
         let page = gpa(1 + u64::from(vcpu));
@@ -124,7 +124,7 @@ pub fn initial_simulation(setup: &CheckSetup, trace: Option<&TraceMeta>) -> Opti
         let g2m = Geometry::TINY.pages(PageSize::Size2M);
         sim.step(&Action::Accept {
             vcpu: 0,
-            gpa: Gfn(0).gpa(),
+            gpa: Gfn::new(0).gpa(),
             pages: g2m,
             granularity: Some(Granularity::M2),
         });
@@ -135,7 +135,7 @@ pub fn initial_simulation(setup: &CheckSetup, trace: Option<&TraceMeta>) -> Opti
             // And region 1 by vCPU 1: a second 2M leaf in the in-place file's folio.
             sim.step(&Action::Accept {
                 vcpu: 1,
-                gpa: Gfn(g2m).gpa(),
+                gpa: Gfn::new(g2m).gpa(),
                 pages: g2m,
                 granularity: Some(Granularity::M2),
             });
@@ -255,7 +255,7 @@ impl SnpModel {
             // In-place conversion: vCPU 1 also writes a page of the folio's second "2M" region
             // (accepted at the start), whose leaf a conversion of region 0 must unmap before the
             // folio splits (the split-before-unmap race).
-            let page = Gfn(Geometry::TINY.pages(PageSize::Size2M) + 1).gpa();
+            let page = Gfn::new(Geometry::TINY.pages(PageSize::Size2M) + 1).gpa();
             menu.push(Action::Access { vcpu: 1, gpa: page, kind: AccessKind::Write, private: true });
         }
         SnpModel { setup, menu }

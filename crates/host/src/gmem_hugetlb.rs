@@ -519,7 +519,7 @@ mod tests {
         // and untouched.
         assert_eq!(f.set_shared(3, 1, true), 1);
         assert_eq!(f.split_for_shared(3, 1), vec![(0, 16)]);
-        assert_eq!(f.pfn(5), Some((Pfn(base + 5), PageSize::Size4K)));
+        assert_eq!(f.pfn(5), Some((Pfn::new(base + 5), PageSize::Size4K)));
         assert_eq!(f.range_backing(0, 4), RangeBacking::Smaller);
         assert_eq!(f.range_backing(16, 4), RangeBacking::Unallocated);
         // A second shared page in the same folio splits nothing more.
@@ -532,7 +532,7 @@ mod tests {
         // Page 9 private: the folio merges; the frames never moved.
         f.set_shared(9, 1, false);
         assert_eq!(f.merge_private(9, 1), vec![(0, 16)]);
-        assert_eq!(f.pfn(5), Some((Pfn(base + 5), PageSize::Size1G)));
+        assert_eq!(f.pfn(5), Some((Pfn::new(base + 5), PageSize::Size1G)));
         assert_eq!((f.stats.folio_splits, f.stats.folio_merges), (1, 1));
         // One 1G folio allocated: 16 pages.
         assert_eq!(f.allocated_pages, 16);

@@ -19,7 +19,7 @@ impl Host {
     /// disabled, so a machine without it keeps its counters (and their `Debug` form) unchanged;
     /// every write is then checked.
     pub(crate) fn count_rmp_check(&mut self, rmp: &dyn RmpModel, pfn: Pfn) {
-        if !rmp.rmpopt_enabled() || pfn.0 >= rmp.config().pages {
+        if !rmp.rmpopt_enabled() || pfn.raw() >= rmp.config().pages {
             return;
         }
         if rmp.is_optimized(pfn) {
@@ -83,14 +83,14 @@ mod tests {
         // loses its mark, and the VMM's write through the 2M mapping faults and splits it as
         // before (two checked attempts).
         let private = RmpArchEntry::new().with_assigned(true).with_asid(1).with_gpa(0x2000);
-        assert_eq!(rmp.rmpupdate(Pfn(pfn.0 - 1), private), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(pfn.raw() - 1), private), ReturnCode::Success);
         assert!(!rmp.is_optimized(pfn));
         assert_eq!(host.write_via_vma(&rmp, 3, HostVia::Vmm).0, HostWriteOutcome::Done);
         assert_eq!(host.vma.level(3), PageSize::Size4K);
         assert_eq!((host.stats.rmp_checks, host.stats.rmp_checks_skipped), (3, 2));
         assert_eq!(host.stats.rmpopt_rescans, 1);
         // A frame beyond the RMP is checked by nobody (H6).
-        assert_eq!(host.write_via_direct_map(&rmp, Pfn(64)), HostWriteOutcome::Done);
+        assert_eq!(host.write_via_direct_map(&rmp, Pfn::new(64)), HostWriteOutcome::Done);
         assert_eq!((host.stats.rmp_checks, host.stats.rmp_checks_skipped), (3, 2));
     }
 
@@ -98,13 +98,13 @@ mod tests {
     fn teardown_rescan_remarks_freed_regions_only() {
         let (mut host, mut rmp) = host();
         let private = RmpArchEntry::new().with_assigned(true).with_asid(1).with_gpa(0x4000);
-        assert_eq!(rmp.rmpupdate(Pfn(17), private), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(17), private), ReturnCode::Success);
         // Region 1 holds a private page: 3 of the 4 regions are marked, 48 of 64 frames.
         assert_eq!(host.rmpopt_gmem_teardown(&mut rmp), RmpoptScan { verified: 4, optimized: 3 });
         assert_eq!(rmp.rmpopt_marked_pages(), 48);
         assert!((rmp.rmpopt_coverage() - 0.75).abs() < 1e-12);
         // sev_gmem_invalidate returns the page; the next teardown scan marks region 1 again.
-        assert_eq!(rmp.rmpupdate(Pfn(17), RmpArchEntry::new()), ReturnCode::Success);
+        assert_eq!(rmp.rmpupdate(Pfn::new(17), RmpArchEntry::new()), ReturnCode::Success);
         assert_eq!(host.rmpopt_gmem_teardown(&mut rmp).optimized, 4);
         assert_eq!(rmp.rmpopt_marked_pages(), 64);
         assert_eq!(host.stats.rmpopt_rescans, 2);

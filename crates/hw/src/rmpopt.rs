@@ -34,7 +34,7 @@ pub const fn region_pages(geometry: Geometry) -> u64 {
 
 /// O1: the index of the RMPOPT region holding `pfn`.
 pub const fn region_index(geometry: Geometry, pfn: Pfn) -> u64 {
-    pfn.0 / region_pages(geometry)
+    pfn.raw() / region_pages(geometry)
 }
 
 /// What an RMPOPT verify did to a region (O2).
@@ -208,8 +208,8 @@ mod tests {
         // O1: 512 × 512 = 262,144 pages (1 GiB) on x86; 4 × 4 = 16 on tiny.
         assert_eq!(region_pages(Geometry::X86), 262_144);
         assert_eq!(region_pages(Geometry::TINY), 16);
-        assert_eq!(region_index(Geometry::TINY, Pfn(31)), 1);
-        assert_eq!(region_index(Geometry::TINY, Pfn(32)), 2);
+        assert_eq!(region_index(Geometry::TINY, Pfn::new(31)), 1);
+        assert_eq!(region_index(Geometry::TINY, Pfn::new(32)), 2);
     }
 
     #[test]
@@ -217,20 +217,20 @@ mod tests {
         let mut t = RmpoptTable::default();
         let g = Geometry::TINY;
         // O8: disabled, nothing is targeted or marked.
-        assert_eq!(t.target(g, 1 << 20, Pfn(0)), Target::Disabled);
+        assert_eq!(t.target(g, 1 << 20, Pfn::new(0)), Target::Disabled);
         t.set_enabled(true);
-        assert_eq!(t.target(g, 1 << 20, Pfn(17)), Target::Region(1));
+        assert_eq!(t.target(g, 1 << 20, Pfn::new(17)), Target::Region(1));
         // O3: region 2048 starts at 2048 × 16 = 32,768, beyond the window.
-        assert_eq!(t.target(g, 1 << 20, Pfn(2048 * 16)), Target::OutOfRange);
-        assert_eq!(t.target(g, 1 << 20, Pfn(2047 * 16 + 15)), Target::Region(2047));
+        assert_eq!(t.target(g, 1 << 20, Pfn::new(2048 * 16)), Target::OutOfRange);
+        assert_eq!(t.target(g, 1 << 20, Pfn::new(2047 * 16 + 15)), Target::Region(2047));
         // A region starting at or beyond the RMP's end (20 frames: regions 0 and 1 only).
-        assert_eq!(t.target(g, 20, Pfn(32)), Target::OutOfRange);
+        assert_eq!(t.target(g, 20, Pfn::new(32)), Target::OutOfRange);
         assert_eq!(t.record(1, true), RmpoptVerify::Optimized);
         // The partial region 1 holds frames 16..20 of the RMP: 4 marked pages.
         assert_eq!(t.marked_pages(g, 20), 4);
-        assert!(t.is_marked(g, Pfn(19)) && !t.is_marked(g, Pfn(15)));
-        assert!(t.clear(g, Pfn(18)));
-        assert!(!t.clear(g, Pfn(18)));
+        assert!(t.is_marked(g, Pfn::new(19)) && !t.is_marked(g, Pfn::new(15)));
+        assert!(t.clear(g, Pfn::new(18)));
+        assert!(!t.clear(g, Pfn::new(18)));
         t.record(0, true);
         t.set_enabled(false);
         assert_eq!(t.marked_regions(), 0);

@@ -31,32 +31,32 @@ fn assigned_4k(gpa: u64) -> RmpArchEntry {
 fn verify_marks_update_clears_reverify_restores() {
     // 64 frames: four regions of 16.
     for mut m in stores(RmpConfig::tiny(64), true) {
-        assert_eq!(m.rmpopt_verify(Pfn(16)), RmpoptVerify::Optimized);
+        assert_eq!(m.rmpopt_verify(Pfn::new(16)), RmpoptVerify::Optimized);
         // Any frame of the region names it (Linux masks the address to 1 GiB): already marked.
-        assert_eq!(m.rmpopt_verify(Pfn(31)), RmpoptVerify::Optimized);
-        assert!(m.is_optimized(Pfn(16)) && m.is_optimized(Pfn(31)));
-        assert!(!m.is_optimized(Pfn(15)) && !m.is_optimized(Pfn(32)));
+        assert_eq!(m.rmpopt_verify(Pfn::new(31)), RmpoptVerify::Optimized);
+        assert!(m.is_optimized(Pfn::new(16)) && m.is_optimized(Pfn::new(31)));
+        assert!(!m.is_optimized(Pfn::new(15)) && !m.is_optimized(Pfn::new(32)));
         // 16 of 64 frames marked.
         assert_eq!(m.rmpopt_marked_pages(), 16);
         assert!((m.rmpopt_coverage() - 0.25).abs() < 1e-12);
-        assert_eq!(m.check_host_write(Pfn(20), PageSize::Size1G, true), Ok(()));
+        assert_eq!(m.check_host_write(Pfn::new(20), PageSize::Size1G, true), Ok(()));
         // O4: an RMPUPDATE assigning frame 17 clears region 1's mark; the write now faults.
-        assert_eq!(m.rmpupdate(Pfn(17), assigned_4k(0x1000)), ReturnCode::Success);
-        assert!(!m.is_optimized(Pfn(16)));
-        assert!(m.check_host_write(Pfn(17), PageSize::Size4K, false).is_err());
+        assert_eq!(m.rmpupdate(Pfn::new(17), assigned_4k(0x1000)), ReturnCode::Success);
+        assert!(!m.is_optimized(Pfn::new(16)));
+        assert!(m.check_host_write(Pfn::new(17), PageSize::Size4K, false).is_err());
         // O2: an assigned entry: not marked.
-        assert_eq!(m.rmpopt_verify(Pfn(16)), RmpoptVerify::NotOptimized);
+        assert_eq!(m.rmpopt_verify(Pfn::new(16)), RmpoptVerify::NotOptimized);
         assert_eq!(m.rmpopt_marked_pages(), 0);
         // Back to the hypervisor: an RMPUPDATE, but the region was not marked (nothing cleared).
-        assert_eq!(m.rmpupdate(Pfn(17), RmpArchEntry::new()), ReturnCode::Success);
-        assert_eq!(m.rmpopt_verify(Pfn(16)), RmpoptVerify::Optimized);
+        assert_eq!(m.rmpupdate(Pfn::new(17), RmpArchEntry::new()), ReturnCode::Success);
+        assert_eq!(m.rmpopt_verify(Pfn::new(16)), RmpoptVerify::Optimized);
         // O4 (Choice): even an RMPUPDATE to the hypervisor-owned state clears the mark.
-        assert_eq!(m.rmpupdate(Pfn(18), RmpArchEntry::new()), ReturnCode::Success);
-        assert!(!m.is_optimized(Pfn(18)));
+        assert_eq!(m.rmpupdate(Pfn::new(18), RmpArchEntry::new()), ReturnCode::Success);
+        assert!(!m.is_optimized(Pfn::new(18)));
         // A failed RMPUPDATE changes nothing and keeps the mark.
-        assert_eq!(m.rmpopt_verify(Pfn(16)), RmpoptVerify::Optimized);
-        assert_eq!(m.rmpupdate(Pfn(18), assigned_4k(0x1800)), ReturnCode::FailInput);
-        assert!(m.is_optimized(Pfn(18)));
+        assert_eq!(m.rmpopt_verify(Pfn::new(16)), RmpoptVerify::Optimized);
+        assert_eq!(m.rmpupdate(Pfn::new(18), assigned_4k(0x1800)), ReturnCode::FailInput);
+        assert!(m.is_optimized(Pfn::new(18)));
         // Verifies: 2 optimized + 1 not + 2 optimized = 5 (the first two at frames 16 and 31);
         // RMPUPDATEs: 3 successful (17 assign, 17 shared, 18 shared); cleared: 2 (17, 18).
         assert_eq!(
@@ -78,11 +78,11 @@ fn verify_marks_update_clears_reverify_restores() {
 #[test]
 fn in_flight_region_is_not_marked() {
     for mut m in stores(RmpConfig::tiny(32), true) {
-        assert_eq!(m.begin_in_flight(Pfn(20)), ReturnCode::Success);
-        assert_eq!(m.rmpopt_verify(Pfn(16)), RmpoptVerify::NotOptimized);
-        assert_eq!(m.rmpopt_verify(Pfn(0)), RmpoptVerify::Optimized);
-        assert!(m.end_in_flight(Pfn(20)));
-        assert_eq!(m.rmpopt_verify(Pfn(16)), RmpoptVerify::Optimized);
+        assert_eq!(m.begin_in_flight(Pfn::new(20)), ReturnCode::Success);
+        assert_eq!(m.rmpopt_verify(Pfn::new(16)), RmpoptVerify::NotOptimized);
+        assert_eq!(m.rmpopt_verify(Pfn::new(0)), RmpoptVerify::Optimized);
+        assert!(m.end_in_flight(Pfn::new(20)));
+        assert_eq!(m.rmpopt_verify(Pfn::new(16)), RmpoptVerify::Optimized);
     }
 }
 
@@ -95,13 +95,13 @@ fn two_terabyte_window() {
     // One region more than the window, plus a partial one: 2049 × 16 + 3 frames.
     let pages = (RMPOPT_MAX_REGIONS + 1) * n + 3;
     for mut m in stores(RmpConfig::tiny(pages), true) {
-        assert_eq!(m.rmpopt_verify(Pfn(RMPOPT_MAX_REGIONS * n)), RmpoptVerify::OutOfRange);
-        assert_eq!(m.rmpopt_verify(Pfn(pages + n)), RmpoptVerify::OutOfRange);
+        assert_eq!(m.rmpopt_verify(Pfn::new(RMPOPT_MAX_REGIONS * n)), RmpoptVerify::OutOfRange);
+        assert_eq!(m.rmpopt_verify(Pfn::new(pages + n)), RmpoptVerify::OutOfRange);
         let scan = m.rmpopt_verify_all();
         assert_eq!(scan, RmpoptScan { verified: 2048, optimized: 2048 });
         // Marked: the 2048 × 16 = 32,768 frames of the window, of 32,787.
         assert_eq!(m.rmpopt_marked_pages(), RMPOPT_MAX_REGIONS * n);
-        assert!(!m.is_optimized(Pfn(RMPOPT_MAX_REGIONS * n)));
+        assert!(!m.is_optimized(Pfn::new(RMPOPT_MAX_REGIONS * n)));
         assert_eq!(m.rmp_stats().rmpopt_out_of_range, 2);
     }
     // On x86 the window is 2048 × 262,144 frames = 2^29 frames of 4 KiB = 2 TiB.
@@ -115,13 +115,15 @@ fn scan_marks_hypervisor_owned_regions_only() {
     // 40 frames: regions 0 and 1 whole, region 2 holds frames 32..40.
     for mut m in stores(RmpConfig::tiny(40), true) {
         let huge = RmpArchEntry::new().with_assigned(true).with_asid(1).with_page_size(true).with_gpa(0x4000);
-        assert_eq!(m.rmpupdate(Pfn(4), huge), ReturnCode::Success);
+        assert_eq!(m.rmpupdate(Pfn::new(4), huge), ReturnCode::Success);
         assert_eq!(m.rmpopt_verify_all(), RmpoptScan { verified: 3, optimized: 2 });
         // 16 + 8 frames marked.
         assert_eq!(m.rmpopt_marked_pages(), 24);
-        assert!(!m.is_optimized(Pfn(7)) && m.is_optimized(Pfn(39)) && !m.is_optimized(Pfn(40)));
+        assert!(
+            !m.is_optimized(Pfn::new(7)) && m.is_optimized(Pfn::new(39)) && !m.is_optimized(Pfn::new(40))
+        );
         // PSMASH of the 2M page: region 0 was not marked, nothing to clear.
-        assert_eq!(m.psmash(Pfn(4)), ReturnCode::Success);
+        assert_eq!(m.psmash(Pfn::new(4)), ReturnCode::Success);
         assert_eq!(m.rmp_stats().rmpopt_marks_cleared, 0);
     }
 }
@@ -132,9 +134,9 @@ fn disabled_by_default() {
     let mut fast = Rmp::new(RmpConfig::tiny(32));
     let mut dense = DenseRmp::new(RmpConfig::tiny(32));
     for m in [&mut fast as &mut dyn RmpModel, &mut dense] {
-        assert_eq!(m.rmpopt_verify(Pfn(0)), RmpoptVerify::Disabled);
+        assert_eq!(m.rmpopt_verify(Pfn::new(0)), RmpoptVerify::Disabled);
         assert_eq!(m.rmpopt_verify_all(), RmpoptScan::default());
-        assert!(!m.is_optimized(Pfn(0)));
+        assert!(!m.is_optimized(Pfn::new(0)));
         assert_eq!(m.rmp_stats().rmpopt_verifies, 0);
     }
     // Enabling, marking, then disabling drops the marks.
@@ -157,12 +159,12 @@ fn marks_are_state_counters_are_not() {
         r.write_canonical(&mut out);
         out
     };
-    assert_eq!(a.rmpopt_verify(Pfn(0)), RmpoptVerify::Optimized);
+    assert_eq!(a.rmpopt_verify(Pfn::new(0)), RmpoptVerify::Optimized);
     assert_ne!(a, b);
     assert_ne!(canonical(&a), canonical(&b));
     // b reaches the same marks by another path, with other counters: equal.
-    assert_eq!(b.rmpupdate(Pfn(1), RmpArchEntry::new()), ReturnCode::Success);
-    assert_eq!(b.rmpopt_verify(Pfn(0)), RmpoptVerify::Optimized);
+    assert_eq!(b.rmpupdate(Pfn::new(1), RmpArchEntry::new()), ReturnCode::Success);
+    assert_eq!(b.rmpopt_verify(Pfn::new(0)), RmpoptVerify::Optimized);
     assert_ne!(a.rmp_stats(), b.rmp_stats());
     assert_eq!(a, b);
     assert_eq!(canonical(&a), canonical(&b));

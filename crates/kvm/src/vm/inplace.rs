@@ -132,8 +132,8 @@ impl Kvm {
         }
         let Some(file) = host.gmem_hugetlb.as_ref() else { return };
         let (first, end) = file.folio_span(step.range.gfn.raw(), step.range.pages);
-        self.npt.zap(Gfn(first), end - first);
-        self.demotions.zapped_elsewhere(self.geometry, Gfn(first), end - first);
+        self.npt.zap(Gfn::new(first), end - first);
+        self.demotions.zapped_elsewhere(self.geometry, Gfn::new(first), end - first);
     }
 
     /// Split the folios of a conversion to shared (the file's step).

@@ -35,7 +35,7 @@ fn vm(folio: PageSize, guest_pages: u64) -> Vm {
 /// Map `gfn` as a non-present #NPF of a `private` access does.
 fn fault_in(vm: &mut Vm, gfn: u64, private: bool) -> Result<(), KvmError> {
     let code = NpfErrorCode::new().with_guest_final(true).with_enc(private);
-    vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, Gfn(gfn).gpa(), code)
+    vm.kvm.handle_npf(&mut vm.host, &mut vm.rmp, Gfn::new(gfn).gpa(), code)
 }
 
 /// An MSR page-state change of one page; the GHCB error code the guest sees.
@@ -46,12 +46,12 @@ fn psc(vm: &mut Vm, gfn: u64, private: bool) -> u32 {
 }
 
 fn convert(vm: &mut Vm, gfn: u64, pages: u64, private: bool) {
-    let range = PscRange { gfn: Gfn(gfn), pages, private, size_2m: false };
+    let range = PscRange { gfn: Gfn::new(gfn), pages, private, size_2m: false };
     vm.kvm.convert(&mut vm.host, &mut vm.rmp, range).unwrap();
 }
 
 fn leaf(vm: &Vm, gfn: u64) -> Option<(Pfn, PageSize)> {
-    vm.kvm.npt.translate(Gfn(gfn))
+    vm.kvm.npt.translate(Gfn::new(gfn))
 }
 
 fn file(vm: &Vm) -> &snpsim_host::GmemHugetlb {
@@ -61,7 +61,10 @@ fn file(vm: &Vm) -> &snpsim_host::GmemHugetlb {
 #[test]
 fn the_policy_is_registered_and_needs_the_in_place_file() {
     assert!(snpsim_kvm::policy::ALL.iter().any(|p| p.name() == "gmem-inplace"));
-    assert_eq!(snpsim_kvm::policy::by_name("gmem-inplace").map(snpsim_kvm::Policy::name), Some("gmem-inplace"));
+    assert_eq!(
+        snpsim_kvm::policy::by_name("gmem-inplace").map(snpsim_kvm::Policy::name),
+        Some("gmem-inplace")
+    );
     // A plain gmem host has no in-place file: the memslot is refused.
     let host = Host::new(G, HOST_PAGES, 32, snpsim_host::VmaBacking::Thp, Some(PageSize::Size2M)).unwrap();
     let config = KvmConfig { asid: 1, prefault_on_psc: false, npt_level_follows_rmp: true };
@@ -85,14 +88,14 @@ fn shared_and_private_pages_are_one_file_and_one_pool() {
     assert_eq!(file(&vm).allocated_pages, 16);
 
     assert_eq!(psc(&mut vm, 5, false), 0);
-    assert!(!vm.kvm.attrs.is_private(Gfn(5)) && file(&vm).is_shared(5));
+    assert!(!vm.kvm.attrs.is_private(Gfn::new(5)) && file(&vm).is_shared(5));
     // The folio split once; KVM unmapped the whole folio before; GFN 5 went back to the
     // hypervisor after a PSMASH of its 2M entry, and its neighbours stay assigned at 4K.
     assert_eq!(file(&vm).stats.folio_splits, 1);
     assert_eq!(leaf(&vm, 4), None);
     assert_eq!(vm.kvm.stats.psmash, 1);
     assert_eq!(vm.rmp.lookup(pfn5), Some((false, RmpPageSize::Size4K)));
-    assert_eq!(vm.rmp.lookup(Pfn(pfn5.raw() + 1)), Some((true, RmpPageSize::Size4K)));
+    assert_eq!(vm.rmp.lookup(Pfn::new(pfn5.raw() + 1)), Some((true, RmpPageSize::Size4K)));
 
     // The shared fault maps the same frame at 4K, and nothing was allocated for it.
     fault_in(&mut vm, 5, false).unwrap();
@@ -127,9 +130,9 @@ fn a_folio_made_private_again_is_mapped_huge_again() {
     convert(&mut vm, 0, 4, false);
     // The whole 2M entry went shared with one 2M RMPUPDATE: no PSMASH.
     assert_eq!(vm.kvm.stats.psmash, 0);
-    assert!(!vm.kvm.huge_capable(&vm.host, &vm.rmp, Gfn(0)));
+    assert!(!vm.kvm.huge_capable(&vm.host, &vm.rmp, Gfn::new(0)));
     convert(&mut vm, 0, 4, true);
-    assert!(vm.kvm.huge_capable(&vm.host, &vm.rmp, Gfn(0)));
+    assert!(vm.kvm.huge_capable(&vm.host, &vm.rmp, Gfn::new(0)));
     fault_in(&mut vm, 2, true).unwrap();
     assert_eq!(leaf(&vm, 2).map(|l| l.1), Some(PageSize::Size2M));
     let s = file(&vm).stats;
@@ -143,7 +146,7 @@ fn a_referenced_page_refuses_the_conversion_and_the_guest_is_told() {
     let mut vm = vm(PageSize::Size2M, 8);
     vm.host.gmem_hugetlb.as_mut().unwrap().get_ref(1).unwrap();
     assert_ne!(psc(&mut vm, 1, false), 0);
-    assert!(vm.kvm.attrs.is_private(Gfn(1)));
+    assert!(vm.kvm.attrs.is_private(Gfn::new(1)));
     let f = file(&vm);
     assert!(!f.is_shared(1) && !f.is_split(1));
     assert_eq!((f.stats.conversions_refused, f.stats.folio_splits), (1, 0));
@@ -192,7 +195,7 @@ fn split_before_unmap_leaves_a_leaf_larger_than_its_folio() {
             assert_eq!(leaf(&vm, 9), None);
         } else {
             // The leaf over GFNs 8..12 survived the conversion.
-            assert_eq!(larger, vec![(Gfn(8), PageSize::Size2M)]);
+            assert_eq!(larger, vec![(Gfn::new(8), PageSize::Size2M)]);
         }
     }
 }
@@ -205,12 +208,12 @@ fn the_window_between_split_and_unmap_is_open_only_with_the_mutant() {
         let mut vm = vm(PageSize::Size2M, 8);
         vm.kvm.set_mutant(mutant);
         fault_in(&mut vm, 0, true).unwrap();
-        let range = PscRange { gfn: Gfn(1), pages: 1, private: false, size_2m: false };
+        let range = PscRange { gfn: Gfn::new(1), pages: 1, private: false, size_2m: false };
         let step = vm.kvm.begin_convert_in_place(&mut vm.host, range).unwrap();
         let between = vm.kvm.leaves_larger_than_folio(&vm.host);
         vm.kvm.finish_convert_in_place(&mut vm.host, &mut vm.rmp, step).unwrap();
         assert!(vm.kvm.leaves_larger_than_folio(&vm.host).is_empty());
-        let expect = if mutant.is_some() { vec![(Gfn(0), PageSize::Size2M)] } else { vec![] };
+        let expect = if mutant.is_some() { vec![(Gfn::new(0), PageSize::Size2M)] } else { vec![] };
         assert_eq!(between, expect, "{mutant:?}");
     }
 }
@@ -234,14 +237,14 @@ fn no_leaf_is_ever_larger_than_its_folio_in_order() {
         // shared pages again and merge.
         match next(4) {
             0 => {
-                let private = vm.kvm.attrs.is_private(Gfn(gfn));
-                if vm.kvm.npt.translate(Gfn(gfn)).is_none() {
+                let private = vm.kvm.attrs.is_private(Gfn::new(gfn));
+                if vm.kvm.npt.translate(Gfn::new(gfn)).is_none() {
                     fault_in(&mut vm, gfn, private).unwrap();
                 }
             }
             op => {
                 let pages = (1 + next(8)).min(32 - gfn);
-                let range = PscRange { gfn: Gfn(gfn), pages, private: op != 3, size_2m: false };
+                let range = PscRange { gfn: Gfn::new(gfn), pages, private: op != 3, size_2m: false };
                 let step = vm.kvm.begin_convert_in_place(&mut vm.host, range).unwrap();
                 assert!(vm.kvm.leaves_larger_than_folio(&vm.host).is_empty());
                 vm.kvm.finish_convert_in_place(&mut vm.host, &mut vm.rmp, step).unwrap();
@@ -250,7 +253,7 @@ fn no_leaf_is_ever_larger_than_its_folio_in_order() {
         assert!(vm.kvm.leaves_larger_than_folio(&vm.host).is_empty());
         // A shared page is never guest-owned in the RMP once its conversion finished.
         for g in 0..32 {
-            if !vm.kvm.attrs.is_private(Gfn(g)) {
+            if !vm.kvm.attrs.is_private(Gfn::new(g)) {
                 assert!(!vm.host.gmem_page_assigned(&vm.rmp, g), "GFN {g}");
             }
         }

@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use snpsim_defs::{Gfn, PageSize, RmpPageSize, VmplPerms};
 use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
-use snpsim_host::{HostVia, VmaBacking};
+use snpsim_host::{HostVia, HugetlbFolio, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry};
 use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, SimConfig, Simulation};
 
@@ -56,7 +56,11 @@ fn action(b: &[u8], vcpu: u32) -> Action {
 fuzz_target!(|data: &[u8]| {
     let Some((&setup, ops)) = data.split_first() else { return };
     let policy = snpsim_kvm::policy::ALL[usize::from(setup) % snpsim_kvm::policy::ALL.len()];
-    let backing = if policy.era() == snpsim_kvm::Era::Gmem {
+    let backing = if policy.in_place_conversion() && setup & 0x08 != 0 {
+        // The in-place file on HugeTLB folios (its other runs use the gmem folio sizes below).
+        let folio = if setup & 0x10 != 0 { HugetlbFolio::Size1G } else { HugetlbFolio::Size2M };
+        MemoryBacking::GmemHugetlb(folio)
+    } else if policy.era() == snpsim_kvm::Era::Gmem {
         let folio = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G][usize::from((setup >> 3) % 3)];
         MemoryBacking::Gmem { folio, shared: VmaBacking::Thp }
     } else {
@@ -88,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
         check: CheckMode::Full,
         adversary: snpsim_engine::adversary::Attacks::NONE,
         interleave,
+        rmpopt: setup & 0x01 != 0,
     };
     let Ok(mut sim) = Simulation::new(config) else { return };
     let busy = |sim: &Simulation| (0..2).find(|&v| sim.is_busy(v));

@@ -131,6 +131,18 @@ pub fn initial_simulation(setup: &CheckSetup, trace: Option<&TraceMeta>) -> Opti
         while sim.outcome().is_none() && sim.is_busy(0) {
             sim.step(&Action::Tick { vcpu: 0 });
         }
+        if setup.policy.in_place_conversion() {
+            // And region 1 by vCPU 1: a second 2M leaf in the in-place file's folio.
+            sim.step(&Action::Accept {
+                vcpu: 1,
+                gpa: Gfn::new(g2m).gpa(),
+                pages: g2m,
+                granularity: Some(Granularity::M2),
+            });
+            while sim.outcome().is_none() && sim.is_busy(1) {
+                sim.step(&Action::Tick { vcpu: 1 });
+            }
+        }
     }
     Some(sim)
 }
@@ -236,8 +248,16 @@ pub struct SnpModel {
 impl SnpModel {
     /// The model of `setup`.
     pub fn new(setup: CheckSetup) -> Self {
-        let gmem = matches!(setup.backing, MemoryBacking::Gmem { .. });
-        let menu = if setup.vcpus > 1 { race_menu(Geometry::TINY, gmem) } else { menu(Geometry::TINY, gmem) };
+        let gmem = matches!(setup.backing, MemoryBacking::Gmem { .. } | MemoryBacking::GmemHugetlb(_));
+        let mut menu =
+            if setup.vcpus > 1 { race_menu(Geometry::TINY, gmem) } else { menu(Geometry::TINY, gmem) };
+        if setup.vcpus > 1 && setup.policy.in_place_conversion() {
+            // In-place conversion: vCPU 1 also writes a page of the folio's second "2M" region
+            // (accepted at the start), whose leaf a conversion of region 0 must unmap before the
+            // folio splits (the split-before-unmap race).
+            let page = Gfn::new(Geometry::TINY.pages(PageSize::Size2M) + 1).gpa();
+            menu.push(Action::Access { vcpu: 1, gpa: page, kind: AccessKind::Write, private: true });
+        }
         SnpModel { setup, menu }
     }
 

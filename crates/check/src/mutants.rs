@@ -6,7 +6,7 @@ use snpsim_defs::ghcb::{PscBuffer, PscEntry, PscHeader, PscOp, VMGEXIT_PSC_ERROR
 use snpsim_defs::{Gfn, PageSize};
 use snpsim_engine::engine::MemoryBacking;
 use snpsim_guest::Granularity;
-use snpsim_host::VmaBacking;
+use snpsim_host::{HugetlbFolio, VmaBacking};
 use snpsim_hw::Mutant;
 use snpsim_kvm::policy::by_name;
 use snpsim_kvm::psc::{PscRange, process_ghcb_mutated};
@@ -29,6 +29,7 @@ fn configurations() -> Vec<(&'static str, MemoryBacking)> {
         ("rfc-host-split", MemoryBacking::Vma(VmaBacking::Thp)),
         ("npt-demote", MemoryBacking::Vma(VmaBacking::Anon4k)),
         ("gmem", MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp }),
+        ("gmem-inplace", MemoryBacking::GmemHugetlb(HugetlbFolio::Size1G)),
     ]
 }
 
@@ -53,6 +54,7 @@ fn race_configurations() -> Vec<(&'static str, MemoryBacking)> {
     vec![
         ("npt-demote", MemoryBacking::Vma(VmaBacking::Hugetlbfs2m)),
         ("gmem", MemoryBacking::Gmem { folio: PageSize::Size2M, shared: VmaBacking::Thp }),
+        ("gmem-inplace", MemoryBacking::GmemHugetlb(HugetlbFolio::Size1G)),
     ]
 }
 

@@ -17,6 +17,11 @@ pub fn backings(era: Era) -> Vec<(&'static str, MemoryBacking)> {
     Backing::of_era(era).map(|b| (b.name(), b.memory(VmaBacking::Thp))).collect()
 }
 
+/// Every backing `policy` runs on ([`Backing::of_policy`]), as the checker runs them.
+pub fn backings_of(policy: &dyn Policy) -> Vec<(&'static str, MemoryBacking)> {
+    Backing::of_policy(policy).map(|b| (b.name(), b.memory(VmaBacking::Thp))).collect()
+}
+
 /// What checking one configuration found.
 #[derive(Clone, Debug)]
 pub struct ConfigReport {
@@ -117,7 +122,7 @@ pub fn check_all(
         if policy.is_some_and(|want| want != p.name()) {
             continue;
         }
-        for b in backings(p.era()) {
+        for b in backings_of(p) {
             if backing.is_some_and(|want| want != b.0) {
                 continue;
             }

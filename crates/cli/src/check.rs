@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use rayon::prelude::*;
-use snpsim_check::run::{ConfigReport, backings, check_config, follows_settings};
+use snpsim_check::run::{ConfigReport, backings, backings_of, check_config, follows_settings};
 use snpsim_check::{CheckSetup, initial_simulation};
 use snpsim_hw::Mutant;
 use snpsim_trace::TraceMeta;
@@ -120,8 +120,7 @@ fn counterexample_trace(
     let Some(policy) = snpsim_kvm::policy::by_name(r.policy) else {
         bail!("counterexample of an unknown policy {:?}", r.policy);
     };
-    let Some(backing) = backings(policy.era()).into_iter().find(|(n, _)| *n == r.backing).map(|(_, b)| b)
-    else {
+    let Some(backing) = backings_of(policy).into_iter().find(|(n, _)| *n == r.backing).map(|(_, b)| b) else {
         bail!("counterexample of {} on an unknown backing {:?}", r.policy, r.backing);
     };
     let meta = TraceMeta {
@@ -163,7 +162,7 @@ fn check_each(args: &CheckArgs, mutant: Option<Mutant>) -> Result<Vec<ConfigRepo
         if args.policy.as_deref().is_some_and(|want| want != p.name()) {
             continue;
         }
-        for b in backings(p.era()) {
+        for b in backings_of(p) {
             if args.backing.as_deref().is_some_and(|want| want != b.0) {
                 continue;
             }

@@ -13,6 +13,12 @@ fn backing_line(b: Backing) -> &'static str {
         Backing::Gmem4k => "guest_memfd with 4K folios (upstream); shared side from shared_backing",
         Backing::Gmem2m => "guest_memfd with 2M folios (THP RFC), split on partial invalidation",
         Backing::Gmem1g => "guest_memfd with 1G folios (HugeTLB RFC), split on partial invalidation",
+        Backing::GmemHugetlb2m => {
+            "in-place guest_memfd on 2M HugeTLB folios (gmem-inplace only): split on share, merged when private"
+        }
+        Backing::GmemHugetlb1g => {
+            "in-place guest_memfd on 1G HugeTLB folios (gmem-inplace only): split on share, merged when private"
+        }
     }
 }
 

@@ -206,7 +206,12 @@ pub fn render_at(runs: &[RunView<'_>], width: usize) -> String {
 pub fn follows_defaults() -> String {
     let on: Vec<&str> =
         snpsim_scenario::policies().iter().filter(|p| p.npt_level_follows_rmp()).map(|p| p.name()).collect();
-    format!("true for {}", on.join(" and "))
+    // "a and b", "a, b and c".
+    let list = match on.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => on.join(""),
+    };
+    format!("true for {list}")
 }
 
 #[cfg(test)]

@@ -255,6 +255,11 @@ pub fn render_with(
         let at = format!("npt≤rmp {npt}, {guest_header} {guest}");
         if with_name { format!("{} — {at}", short_name(r)) } else { at }
     }));
+    for r in runs {
+        if let Some(p) = &r.result.private_access {
+            let _ = writeln!(out, "{} ({} / {}): {p}", short_name(r), r.policy, r.backing);
+        }
+    }
     out.push_str(&readings_legend(runs.iter().map(|r| r.policy)));
     out
 }
@@ -395,7 +400,7 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
     Value::Array(
         runs.iter()
             .map(|r| {
-                json!({
+                let mut v = json!({
                     "scenario": r.name,
                     "source": r.source,
                     "run_index": r.run_index,
@@ -420,7 +425,16 @@ pub fn json(runs: &[&ScenarioRun]) -> Value {
                     "validation_tracking": r.validation_tracking,
                     "adversary": r.adversary,
                     "attacks": r.result.attacks,
-                })
+                });
+                // Runs with RMPOPT only: other runs' objects keep their keys.
+                if !r.result.rmpopt_series.is_empty() {
+                    v["rmpopt_coverage_series"] = rmpopt_series(&r.result);
+                }
+                // In-place guest_memfd runs whose host touched private memory only.
+                if let Some(p) = &r.result.private_access {
+                    v["private_access"] = Value::from(p.clone());
+                }
+                v
             })
             .collect(),
     )
@@ -476,6 +490,27 @@ pub fn coverage_series(r: &RunResult) -> Value {
         "2m": col(&|i| r.coverage_series[i][1]),
         "1g": col(&|i| r.coverage_series[i][2]),
         "unmapped": col(&unmapped),
+    })
+}
+
+/// RMPOPT's coverage over simulated time, as the JSON document carries it: `t_ns` and the share of
+/// host memory marked at each point where it changed, and at the end (at most [`SERIES_POINTS`]).
+pub fn rmpopt_series(r: &RunResult) -> Value {
+    let n = r.rmpopt_series.len().min(r.rmpopt_time_ns.len());
+    let mut keep: Vec<usize> =
+        (0..n).filter(|&i| i == 0 || r.rmpopt_series[i] != r.rmpopt_series[i - 1]).collect();
+    if keep.len() > SERIES_POINTS {
+        let k = keep.len().div_ceil(SERIES_POINTS - 1);
+        keep = keep.into_iter().step_by(k).collect();
+    }
+    if n > 0 && keep.last() != Some(&(n - 1)) {
+        keep.push(n - 1);
+    }
+    let share =
+        |i: usize| if r.host_pages == 0 { 0.0 } else { r.rmpopt_series[i] as f64 / r.host_pages as f64 };
+    json!({
+        "t_ns": keep.iter().map(|&i| r.rmpopt_time_ns[i]).collect::<Vec<_>>(),
+        "coverage": keep.iter().map(|&i| share(i)).collect::<Vec<_>>(),
     })
 }
 

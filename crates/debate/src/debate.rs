@@ -34,6 +34,18 @@ pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
         "examples/debate/13-gmem-4k-prefault.toml",
         include_str!("../../../examples/debate/13-gmem-4k-prefault.toml"),
     ),
+    (
+        "examples/upstream-2026/01-host-write-private-inplace.toml",
+        include_str!("../../../examples/upstream-2026/01-host-write-private-inplace.toml"),
+    ),
+    (
+        "examples/upstream-2026/02-host-write-private-rfc-host-split.toml",
+        include_str!("../../../examples/upstream-2026/02-host-write-private-rfc-host-split.toml"),
+    ),
+    (
+        "examples/upstream-2026/03-inplace-conversions-split-and-merge.toml",
+        include_str!("../../../examples/upstream-2026/03-inplace-conversions-split-and-merge.toml"),
+    ),
 ];
 
 /// The matrix workload for one policy, backing and granularity: a guest accepts 64 MiB, writes
@@ -45,7 +57,10 @@ pub fn matrix_scenario(policy: Policy, backing: Backing, granularity: Granularit
         Granularity::K4 => ("4KiB", "0x401000"),
         Granularity::M2 => ("2MiB", "0x600000"),
     };
-    let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
+    // The shared side of a gmem-era VM is a THP VMA, except under in-place conversion, where
+    // shared memory is guest_memfd's.
+    let shared =
+        if backing.is_gmem() && !policy.in_place_conversion() { "shared_backing = \"thp\"\n" } else { "" };
     format!(
         r#"name = "{MATRIX_SCENARIO_NAME}"
 seed = 1
@@ -137,11 +152,12 @@ pub fn follows_settings(policy: Policy) -> &'static [bool] {
 }
 
 /// Every (policy, backing, granularity, `npt_level_follows_rmp`) of the matrix, in report order:
-/// each policy with every backing of its era and each of its [`follows_settings`].
+/// each policy with every backing it runs on ([`Backing::of_policy`]) and each of its
+/// [`follows_settings`].
 pub fn matrix() -> Vec<(Policy, Backing, Granularity, bool)> {
     let mut out = Vec::new();
     for &p in snpsim_scenario::policies() {
-        for b in Backing::of_era(p.era()) {
+        for b in Backing::of_policy(p) {
             for &f in follows_settings(p) {
                 for &g in Granularity::all() {
                     out.push((p, b, g, f));
@@ -168,7 +184,10 @@ pub const WORKLOAD_SUMMARY: &str = "a 256 MiB guest boots (accepting memory as i
 
 /// The realistic workload for one policy, backing and guest preset ([`WORKLOAD_SUMMARY`]).
 pub fn workload_scenario(policy: Policy, backing: Backing, preset: Preset) -> String {
-    let shared = if backing.is_gmem() { "shared_backing = \"thp\"\n" } else { "" };
+    // The shared side of a gmem-era VM is a THP VMA, except under in-place conversion, where
+    // shared memory is guest_memfd's.
+    let shared =
+        if backing.is_gmem() && !policy.in_place_conversion() { "shared_backing = \"thp\"\n" } else { "" };
     format!(
         r#"name = "realistic workload"
 seed = 1

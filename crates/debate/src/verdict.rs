@@ -132,6 +132,7 @@ impl Debate {
             self.two_meg_guest(),
             self.recoalescing(),
             self.gmem(),
+            self.in_place(),
             self.soundness(),
         ]
     }
@@ -441,6 +442,46 @@ impl Debate {
                 "gmem rows: {host_faults} host faults; 4 MiB accept on gmem-4k: {} #NPF exits without prefault, {} with",
                 m(np, "exits.npf"),
                 m(p, "exits.npf")
+            ),
+        }
+    }
+
+    /// Upstream's 2026 answer against the 2021 one: the same host write to a private page, SIGBUS
+    /// at the in-place guest_memfd's fault handler (no RMP #PF, no split) versus the RFC's RMP #PF
+    /// that splits the THP first; and the folio cost of conversions, a split and a merge per folio
+    /// (examples/upstream-2026/01–03).
+    fn in_place(&self) -> Verdict {
+        let (inplace, rfc, conv) = (
+            self.claim_run("upstream-2026/01-"),
+            self.claim_run("upstream-2026/02-"),
+            self.claim_run("upstream-2026/03-"),
+        );
+        Verdict {
+            headline: "gmem-inplace: a host write to private memory is SIGBUS at the file, not a split",
+            claim: "under in-place guest_memfd a host write to a private page is SIGBUS at the file with no RMP #PF and no host split, where the 2021 RFC splits the THP first; a folio splits and merges once per folio",
+            settings: "gmem-inplace on gmem-hugetlb-2m and rfc-host-split on thp, the same steps \
+                       (examples/upstream-2026/01, 02); 4K conversions of four 2M folios (03)"
+                .into(),
+            // 01: the VMM's write and read of the private page (2 SIGBUS), no host split; 02: the
+            // VMM's write splits the THP (1) before its SIGBUS (1). 03: ten 4K conversions to
+            // shared over four folios, one folio twice with two pages: 5 splits and 5 merges.
+            status: Status::of(&[
+                m(inplace, "sigbus") >= 1.0 && m(inplace, "host_splits") == 0.0,
+                m(rfc, "sigbus") >= 1.0 && m(rfc, "host_splits") >= 1.0,
+                is(conv, "folio_splits", 5) && is(conv, "folio_merges", 5),
+            ]),
+            falsifier: "a host split (or no SIGBUS) for the in-place write; no host split before the 2021 \
+                        SIGBUS; folio splits or merges other than one per folio and share episode",
+            by_construction: Some("SIGBUS at the file is the in-place series' rule (K10, S9)"),
+            evidence: format!(
+                "host write to a private page: in-place {} SIGBUS, {} host splits; 2021 RFC on THP {} SIGBUS, \
+                 {} host splits; 4K conversions over four 2M folios: {} folio splits, {} merges",
+                m(inplace, "sigbus"),
+                m(inplace, "host_splits"),
+                m(rfc, "sigbus"),
+                m(rfc, "host_splits"),
+                m(conv, "folio_splits"),
+                m(conv, "folio_merges")
             ),
         }
     }

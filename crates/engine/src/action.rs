@@ -99,6 +99,15 @@ pub enum Action {
         /// Path.
         via: HostVia,
     },
+    /// The host takes (`pin`) or drops an extra reference on the in-place guest_memfd's page at
+    /// `gpa` (get_user_pages on the file's mapping, an in-flight I/O): while one is held a
+    /// conversion of the page is refused (`docs/semantics.md` S9). Only with an in-place file.
+    HostPin {
+        /// GPA of the page.
+        gpa: Gpa,
+        /// Take (`true`, `host_pin`) or drop (`false`, `host_unpin`).
+        pin: bool,
+    },
     /// A host read of a guest page (never RMP-checked).
     HostRead {
         /// GPA of the page.
@@ -162,6 +171,7 @@ impl Action {
             | Action::Tick { vcpu } => Some(vcpu),
             Action::HostWrite { .. }
             | Action::HostRead { .. }
+            | Action::HostPin { .. }
             | Action::HostSplit { .. }
             | Action::HostCollapse { .. }
             | Action::PunchHole { .. } => None,

@@ -1,11 +1,12 @@
 //! The backings of guest memory by name: `vm.backing` and `vm.shared_backing` of a scenario,
 //! the `backing` of a trace's configuration, the columns of reports. The VMA's backings are the
 //! host's ([`VmaBacking`]); a `gmem-*` backing names a guest_memfd folio size, whose shared side
-//! is a VMA ([`MemoryBacking::Gmem`]).
+//! is a VMA ([`MemoryBacking::Gmem`]), and a `gmem-hugetlb-*` backing the in-place guest_memfd on
+//! HugeTLB folios, which holds shared memory too ([`MemoryBacking::GmemHugetlb`]).
 
 use snpsim_defs::PageSize;
-use snpsim_host::VmaBacking;
-use snpsim_kvm::Era;
+use snpsim_host::{HugetlbFolio, VmaBacking};
+use snpsim_kvm::{Era, Policy};
 
 use crate::engine::MemoryBacking;
 use crate::names::Named;
@@ -48,6 +49,13 @@ pub enum Backing {
     /// guest_memfd with 1G folios (the HugeTLB RFC).
     #[strum(serialize = "gmem-1g")]
     Gmem1g,
+    /// In-place guest_memfd on 2M HugeTLB folios (guestmem_hugetlb RFC v2, May 2025): shared and
+    /// private memory in one file; `gmem-inplace` only (`docs/semantics.md` S9).
+    #[strum(serialize = "gmem-hugetlb-2m")]
+    GmemHugetlb2m,
+    /// In-place guest_memfd on 1G HugeTLB folios; `gmem-inplace` only.
+    #[strum(serialize = "gmem-hugetlb-1g")]
+    GmemHugetlb1g,
 }
 
 impl Backing {
@@ -56,9 +64,37 @@ impl Backing {
         if self.is_gmem() { Era::Gmem } else { Era::Legacy }
     }
 
-    /// A `gmem-*` backing.
+    /// A `gmem-*` backing (`gmem-hugetlb-*` included).
     pub const fn is_gmem(self) -> bool {
-        matches!(self, Backing::Gmem4k | Backing::Gmem2m | Backing::Gmem1g)
+        matches!(
+            self,
+            Backing::Gmem4k
+                | Backing::Gmem2m
+                | Backing::Gmem1g
+                | Backing::GmemHugetlb2m
+                | Backing::GmemHugetlb1g
+        )
+    }
+
+    /// The HugeTLB folio size of a `gmem-hugetlb-*` backing: only a policy that converts in
+    /// place ([`Policy::in_place_conversion`]) runs on one.
+    pub const fn hugetlb_folio(self) -> Option<HugetlbFolio> {
+        match self {
+            Backing::GmemHugetlb2m => Some(HugetlbFolio::Size2M),
+            Backing::GmemHugetlb1g => Some(HugetlbFolio::Size1G),
+            _ => None,
+        }
+    }
+
+    /// Whether `policy` can run on this backing: the same era, and a `gmem-hugetlb-*` backing
+    /// only under in-place conversion (the in-place policy also runs on the `gmem-*` folio sizes).
+    pub fn fits(self, policy: &dyn Policy) -> bool {
+        self.era() == policy.era() && (self.hugetlb_folio().is_none() || policy.in_place_conversion())
+    }
+
+    /// The backings `policy` can run on, in report order.
+    pub fn of_policy(policy: &dyn Policy) -> impl Iterator<Item = Backing> + '_ {
+        <Backing as Named>::all().iter().copied().filter(move |b| b.fits(policy))
     }
 
     /// A `hugetlbfs-*` backing.
@@ -70,8 +106,10 @@ impl Backing {
     pub const fn page_size(self) -> PageSize {
         match self {
             Backing::Anon4k | Backing::Gmem4k => PageSize::Size4K,
-            Backing::Thp | Backing::Hugetlbfs2m | Backing::Gmem2m => PageSize::Size2M,
-            Backing::Hugetlbfs1g | Backing::Gmem1g => PageSize::Size1G,
+            Backing::Thp | Backing::Hugetlbfs2m | Backing::Gmem2m | Backing::GmemHugetlb2m => {
+                PageSize::Size2M
+            }
+            Backing::Hugetlbfs1g | Backing::Gmem1g | Backing::GmemHugetlb1g => PageSize::Size1G,
         }
     }
 
@@ -82,13 +120,21 @@ impl Backing {
             Backing::Thp => Some(VmaBacking::Thp),
             Backing::Hugetlbfs2m => Some(VmaBacking::Hugetlbfs2m),
             Backing::Hugetlbfs1g => Some(VmaBacking::Hugetlbfs1g),
-            Backing::Gmem4k | Backing::Gmem2m | Backing::Gmem1g => None,
+            Backing::Gmem4k
+            | Backing::Gmem2m
+            | Backing::Gmem1g
+            | Backing::GmemHugetlb2m
+            | Backing::GmemHugetlb1g => None,
         }
     }
 
     /// The memory of a VM whose `vm.backing` is this one: the VMA alone for a legacy backing;
-    /// guest_memfd folios of the backing's size and `shared` for the shared side for `gmem-*`.
+    /// guest_memfd folios of the backing's size and `shared` for the shared side for `gmem-*`;
+    /// the in-place file for `gmem-hugetlb-*` (no shared side).
     pub const fn memory(self, shared: VmaBacking) -> MemoryBacking {
+        if let Some(folio) = self.hugetlb_folio() {
+            return MemoryBacking::GmemHugetlb(folio);
+        }
         match self.vma() {
             Some(vma) => MemoryBacking::Vma(vma),
             None => MemoryBacking::Gmem { folio: self.page_size(), shared },
@@ -113,6 +159,8 @@ impl MemoryBacking {
             MemoryBacking::Gmem { folio: PageSize::Size4K, .. } => Backing::Gmem4k,
             MemoryBacking::Gmem { folio: PageSize::Size2M, .. } => Backing::Gmem2m,
             MemoryBacking::Gmem { folio: PageSize::Size1G, .. } => Backing::Gmem1g,
+            MemoryBacking::GmemHugetlb(HugetlbFolio::Size2M) => Backing::GmemHugetlb2m,
+            MemoryBacking::GmemHugetlb(HugetlbFolio::Size1G) => Backing::GmemHugetlb1g,
         }
     }
 }
@@ -132,9 +180,20 @@ mod tests {
         }
         assert_eq!(
             Backing::accepted(),
-            "anon-4k, thp, hugetlbfs-2m, hugetlbfs-1g, gmem-4k, gmem-2m, gmem-1g"
+            "anon-4k, thp, hugetlbfs-2m, hugetlbfs-1g, gmem-4k, gmem-2m, gmem-1g, gmem-hugetlb-2m, gmem-hugetlb-1g"
         );
-        assert_eq!(Backing::of_era(Era::Gmem).count(), 3);
+        assert_eq!(Backing::of_era(Era::Gmem).count(), 5);
+        // The HugeTLB backings are the in-place policy's alone; it runs on every gmem folio size.
+        let names = |p| Backing::of_policy(p).map(Backing::name).collect::<Vec<_>>();
+        assert_eq!(names(&snpsim_kvm::policy::Gmem), ["gmem-4k", "gmem-2m", "gmem-1g"]);
+        assert_eq!(
+            names(&snpsim_kvm::policy::GmemInplace),
+            ["gmem-4k", "gmem-2m", "gmem-1g", "gmem-hugetlb-2m", "gmem-hugetlb-1g"]
+        );
+        assert_eq!(
+            Backing::GmemHugetlb1g.memory(VmaBacking::Thp),
+            MemoryBacking::GmemHugetlb(HugetlbFolio::Size1G)
+        );
         assert_eq!(Backing::Hugetlbfs1g.page_size(), PageSize::Size1G);
     }
 }

@@ -3,7 +3,7 @@
 
 use snpsim_defs::PageSize;
 use snpsim_guest::GuestConfig;
-use snpsim_host::VmaBacking;
+use snpsim_host::{HugetlbFolio, VmaBacking};
 use snpsim_hw::Geometry;
 use snpsim_kvm::Policy;
 
@@ -13,12 +13,18 @@ pub enum MemoryBacking {
     /// Legacy era: one VMA holds private and shared pages.
     Vma(VmaBacking),
     /// gmem era: private pages in guest_memfd folios of `folio` size, shared pages in the VMA.
+    /// Under a policy that converts in place (`gmem-inplace`) shared pages are the file's too: the
+    /// in-place guest_memfd with folios of `folio` size, and `shared` is unused.
     Gmem {
         /// guest_memfd folio size.
         folio: PageSize,
         /// The VMA's backing.
         shared: VmaBacking,
     },
+    /// The in-place guest_memfd on HugeTLB folios (`gmem-hugetlb-2m`, `gmem-hugetlb-1g`): shared
+    /// and private memory in one file (`docs/semantics.md` S9); only a policy that converts in
+    /// place registers it.
+    GmemHugetlb(HugetlbFolio),
 }
 
 /// How much invariant checking to do after each step.
@@ -83,6 +89,11 @@ pub struct SimConfig {
     /// [`Action::Tick`] advances it one architectural operation at a time; otherwise every
     /// action runs to completion in turn.
     pub interleave: bool,
+    /// RMPOPT is enabled (`[machine] rmpopt`, `docs/semantics.md` O1–O8 and S8): the host verifies
+    /// all memory at SNP initialisation, host writes to marked 1 GiB regions skip the RMP check,
+    /// and the cost model charges the RMP check of unmarked writes and RMPUPDATE's global TLB
+    /// flush.
+    pub rmpopt: bool,
 }
 
 impl SimConfig {
@@ -119,6 +130,7 @@ impl SimConfig {
             check: CheckMode::Incremental,
             adversary: crate::adversary::Attacks::NONE,
             interleave: false,
+            rmpopt: false,
         }
     }
 }

@@ -84,12 +84,14 @@ pub mod item {
     pub const GUEST_ACCESS_2M: usize = 17;
     pub const GUEST_ACCESS_1G: usize = 18;
     pub const HOST_WRITE: usize = 19;
-    pub const BOOT_FIXED: usize = 20;
-    pub const BOOT_PER_GIB: usize = 21;
+    pub const HOST_WRITE_RMP_CHECK: usize = 20;
+    pub const RMPUPDATE_GLOBAL_FLUSH: usize = 21;
+    pub const BOOT_FIXED: usize = 22;
+    pub const BOOT_PER_GIB: usize = 23;
 }
 
 /// How many parameters there are.
-pub const COUNT: usize = 22;
+pub const COUNT: usize = 24;
 
 /// The items priced into `sim_time_ns` (all but the time-to-ready ones).
 pub const PRICED: usize = item::BOOT_FIXED;
@@ -243,6 +245,26 @@ pub const ALL: [CostItem; COUNT] = [
         unit: Unit::PerEvent,
         what: "a host write to a guest page (VMM, get/put_user or the direct map), completed or not",
         provenance: "unmeasured",
+    },
+    CostItem {
+        name: "host_write_rmp_check",
+        ns: 100,
+        unit: Unit::PerEvent,
+        what: "with RMPOPT enabled ([machine] rmpopt), the RMP check of a host write attempt to a 1 GiB \
+               region RMPOPT has not marked (writes to marked regions skip it: RMPOPT v2, A. Kalra, \
+               2 Mar 2026); without RMPOPT every check is part of host_write and this item is zero",
+        provenance: "unmeasured: assumed one uncached RMP-entry read (≈ 100 ns, a DRAM access); no \
+                     per-check figure is public",
+    },
+    CostItem {
+        name: "rmpupdate_global_flush",
+        ns: 2_000,
+        unit: Unit::PerEvent,
+        what: "with RMPOPT enabled, the global TLB flush on all cores that every RMPUPDATE triggers \
+               (Bagia et al. 2025, doi:10.1145/3768725.3768727), beyond the issuing core's own \
+               latency (which the fitted rmpupdate_4k holds); zero without RMPOPT",
+        provenance: "unmeasured: the flush is documented (Bagia et al. 2025) but not timed; assumed \
+                     as tlb_shootdown",
     },
     CostItem {
         name: "boot_fixed",
@@ -404,6 +426,8 @@ mod tests {
             (item::GUEST_ACCESS_2M, "guest_access_2m"),
             (item::GUEST_ACCESS_1G, "guest_access_1g"),
             (item::HOST_WRITE, "host_write"),
+            (item::HOST_WRITE_RMP_CHECK, "host_write_rmp_check"),
+            (item::RMPUPDATE_GLOBAL_FLUSH, "rmpupdate_global_flush"),
             (item::BOOT_FIXED, "boot_fixed"),
             (item::BOOT_PER_GIB, "boot_per_gib"),
         ] {

@@ -131,6 +131,9 @@ fn host_error_name(e: &snpsim_host::HostError) -> &'static str {
         HostError::Unsplittable { .. } => "unsplittable",
         HostError::OutsideVma { .. } => "outside_vma",
         HostError::OutsideGmem { .. } => "outside_gmem",
+        HostError::ExtraReference { .. } => "extra_reference",
+        HostError::NoReference { .. } => "no_reference",
+        HostError::PrivateGmemPage { .. } => "private_gmem_page",
     }
 }
 
@@ -175,7 +178,14 @@ pub(crate) fn run_action(
             HostWriteOutcome::Hang => return Err(GuestError::Stopped),
             other => other.name().to_owned(),
         },
-        Action::HostRead { .. } => "ok".into(),
+        Action::HostRead { gpa, via } => match m.host_read(gpa, via) {
+            HostWriteOutcome::Done => "ok".into(),
+            other => other.name().to_owned(),
+        },
+        Action::HostPin { gpa, pin } => match m.host_pin(gpa, pin) {
+            Ok(()) => "ok".into(),
+            Err(e) => host_error_name(&e).into(),
+        },
         Action::HostSplit { gpa } => match m.traced(None, |m| {
             let split = m.host.split_vma(gpa.gfn().raw());
             if let Ok(Some(inv)) = &split {

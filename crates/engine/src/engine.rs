@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use snpsim_defs::PageSize;
 use snpsim_guest::{Guest, GuestError};
-use snpsim_host::Host;
-use snpsim_hw::RmpConfig;
+use snpsim_host::{Host, VmaBacking};
 use snpsim_hw::rmp::Rmp;
+use snpsim_hw::{RmpConfig, RmpModel};
 use snpsim_kvm::{Era, Kvm, KvmConfig};
 
 pub use crate::action::Action;
@@ -101,6 +101,8 @@ pub struct Simulation {
     violations: BTreeSet<String>,
     /// NPT coverage over simulated time.
     coverage: CoverageSeries,
+    /// RMPOPT's marked host pages over simulated time (first member; runs with RMPOPT only).
+    rmpopt_series: CoverageSeries,
     /// The event sink while the VM does not exist (a refused registration); otherwise it lives in
     /// the machine's RMP wrapper, where every RMP instruction passes.
     sink: Option<Box<dyn EventSink>>,
@@ -134,6 +136,7 @@ impl Simulation {
         let (vma_backing, folio) = match config.backing {
             MemoryBacking::Vma(b) => (b, None),
             MemoryBacking::Gmem { folio, shared } => (shared, Some(folio)),
+            MemoryBacking::GmemHugetlb(f) => (VmaBacking::Anon4k, Some(f.page_size())),
         };
         let gmem_era = config.policy.era() == Era::Gmem;
         if gmem_era != folio.is_some() {
@@ -142,7 +145,16 @@ impl Simulation {
                 backing: format!("{:?}", config.backing),
             });
         }
-        let mut host = Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?;
+        // The in-place file: for a `gmem-hugetlb-*` backing (a policy that does not convert in
+        // place refuses it at registration), and for any gmem folio size under one that does.
+        let in_place = matches!(config.backing, MemoryBacking::GmemHugetlb(_))
+            || (gmem_era && config.policy.in_place_conversion());
+        let mut host = match folio {
+            Some(folio) if in_place => {
+                Host::new_in_place(config.geometry, config.host_pages, config.guest_pages, folio)?
+            }
+            _ => Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?,
+        };
         host.mutant = mutant;
         host.unsplittable_rmp_fault = config.policy.unsplittable_rmp_fault();
         let mut rmp = Rmp::new(RmpConfig {
@@ -151,6 +163,12 @@ impl Simulation {
             smaller_npt_faults: config.smaller_npt_faults,
         });
         rmp.set_mutant(mutant);
+        if config.rmpopt {
+            // O8 and O7: RMPOPT enabled, and Linux's whole-memory verify once SNP is initialised
+            // (v2 3/7 `rmpopt_kthread`): every region is marked before the guest's first RMPUPDATE.
+            rmp.set_rmpopt(true);
+            rmp.rmpopt_verify_all();
+        }
         let kvm_config = KvmConfig {
             asid: ASID,
             prefault_on_psc: config.prefault_on_psc,
@@ -169,6 +187,7 @@ impl Simulation {
             lossy_recoalesce: false,
             violations: BTreeSet::new(),
             coverage: CoverageSeries::new(),
+            rmpopt_series: CoverageSeries::new(),
             sink: None,
             adversary_done: crate::adversary::Attacks::NONE,
             attack_log: Vec::new(),
@@ -398,6 +417,11 @@ impl Simulation {
         let (guest, costs) = (&self.guest, &self.costs);
         self.coverage
             .observe(self.steps, m.kvm.npt.coverage(), || measure::sim_time_ns(Some(&*m), guest, costs));
+        if self.config.rmpopt {
+            self.rmpopt_series.observe(self.steps, [m.rmp.rmpopt_marked_pages(), 0, 0], || {
+                measure::sim_time_ns(Some(&*m), guest, costs)
+            });
+        }
         self.note_instruction_failure();
         self.check_step();
         StepReport { result }
@@ -468,8 +492,28 @@ impl Simulation {
         let trace = self.finish_trace(ending.as_ref(), &metrics, &violations);
         if let Some(m) = &self.machine {
             self.coverage.finish(m.kvm.npt.coverage(), metrics.sim_time_ns);
+            if self.config.rmpopt {
+                self.rmpopt_series.finish([m.rmp.rmpopt_marked_pages(), 0, 0], metrics.sim_time_ns);
+            }
         }
         let (coverage_series, coverage_time_ns) = self.coverage.into_parts();
+        let (rmpopt_points, rmpopt_time_ns) = self.rmpopt_series.into_parts();
+        let host_pages = self.config.host_pages;
+        let private_access = self.machine.as_ref().and_then(|m| {
+            let file = m.host.gmem_hugetlb.as_ref()?;
+            let first = file.first_private_access?;
+            let gpa = snpsim_defs::Gfn::new(first.offset).gpa();
+            let (via, answer) = match first.via {
+                snpsim_host::HostVia::Vmm => ("the VMM", "SIGBUS"),
+                snpsim_host::HostVia::Uaccess => ("a get/put_user (vhost)", "-EFAULT"),
+                snpsim_host::HostVia::Kernel => ("the kernel", "an oops"),
+            };
+            Some(format!(
+                "{} host access(es) to private guest_memfd pages, answered at the file's fault handler \
+                 (no RMP #PF); the first by {via} at GPA {gpa} (file offset {:#x}): {answer}",
+                file.stats.private_access_faults, first.offset
+            ))
+        });
         RunResult {
             outcome,
             reason: ending.as_ref().map(|e| e.reason),
@@ -478,6 +522,10 @@ impl Simulation {
             violations,
             coverage_series,
             coverage_time_ns,
+            rmpopt_series: rmpopt_points.iter().map(|p| p[0]).collect(),
+            rmpopt_time_ns,
+            host_pages,
+            private_access,
             guest_pages: self.config.guest_pages,
             trace,
             attacks: self.attack_log,

@@ -81,6 +81,7 @@ impl Actor {
             | Action::Recoalesce { vcpu, .. }
             | Action::Tick { vcpu } => (Some(vcpu), Actor::Guest),
             Action::HostWrite { via, .. } | Action::HostRead { via, .. } => (None, Actor::of_via(via)),
+            Action::HostPin { .. } => (None, Actor::of_via(HostVia::Vmm)),
             Action::HostSplit { .. } | Action::HostCollapse { .. } => (None, Actor::HostMm),
             Action::PunchHole { .. } => (None, Actor::Vmm),
         }

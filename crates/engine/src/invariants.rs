@@ -247,6 +247,13 @@ fn check_assigned(m: &Machine, v: &mut Vec<String>) {
             check_run(offset, folio.pfn, n, 1);
         }
     }
+    // The in-place file: shared and private pages alike are its folios (S9).
+    if let Some(file) = m.host.gmem_hugetlb.as_ref() {
+        let n = g.pages(file.folio_size());
+        for (offset, pfn) in file.folios() {
+            check_run(offset, pfn, n.min(m.kvm.pages().saturating_sub(offset)), 1);
+        }
+    }
     bad.sort_by_key(|(gfn, source, _)| (*gfn, *source));
     v.extend(bad.into_iter().map(|(_, _, msg)| msg));
     let counted = m.rmp.asid_assigned_pages(m.asid);
@@ -278,6 +285,9 @@ pub fn take_touched(m: &mut Machine) -> Touched {
     gfns.extend(m.host.vma.dirty.take());
     if let Some(gm) = m.host.gmem.as_mut() {
         gfns.extend(gm.dirty.take());
+    }
+    if let Some(file) = m.host.gmem_hugetlb.as_mut() {
+        gfns.extend(file.dirty.take());
     }
     let mut frames = m.rmp.dirty.take();
     frames.extend(m.host.memory.dirty.take());
@@ -382,10 +392,7 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
                     check_leaf(m, first, leaf, &mut frames, &mut v);
                 }
             }
-            for (offset, folio) in gm.map(|gm| gm.folios_in(at, to)).unwrap_or_default() {
-                let (s, e) = (offset.max(at), (offset + g.pages(folio.size)).min(to));
-                check_bound_run(m, s, folio.pfn + (s - offset), e - s, 1, &mut bad);
-            }
+            check_folios_in(m, gm, at, to, &mut bad);
             at = to;
         }
     }
@@ -412,6 +419,29 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
         ));
     }
     v
+}
+
+/// Invariant 4 over the guest_memfd folios (`gm`'s, or the in-place file's) holding pages of
+/// `at..to`, clipped to it.
+fn check_folios_in(
+    m: &Machine,
+    gm: Option<&snpsim_host::Gmem>,
+    at: u64,
+    to: u64,
+    bad: &mut Vec<(u64, u8, String)>,
+) {
+    let g = m.rmp.config().geometry;
+    for (offset, folio) in gm.map(|gm| gm.folios_in(at, to)).unwrap_or_default() {
+        let (s, e) = (offset.max(at), (offset + g.pages(folio.size)).min(to));
+        check_bound_run(m, s, Pfn::new(folio.pfn.raw() + (s - offset)), e - s, 1, bad);
+    }
+    if let Some(file) = m.host.gmem_hugetlb.as_ref() {
+        let n = g.pages(file.folio_size());
+        for (offset, pfn) in file.folios_in(at, to) {
+            let (s, e) = (offset.max(at), (offset + n).min(to));
+            check_bound_run(m, s, Pfn::new(pfn.raw() + (s - offset)), e - s, 1, bad);
+        }
+    }
 }
 
 /// Invariant 4 for `n` frames from `pfn` assigned to the guest at the GFNs from `gfn` (inside one

@@ -363,18 +363,62 @@ impl Machine {
         }
     }
 
+    /// The frame a host access to `gfn` by `via` goes through and its mapping size: the direct
+    /// map for the kernel, else the VMA — or, with an in-place guest_memfd, the file's mapping
+    /// (4K: shared pages are mapped at 4K).
+    fn host_target(&self, gfn: Gfn, via: HostVia) -> Option<(Pfn, PageSize)> {
+        if via == HostVia::Kernel {
+            self.kvm.bound_pfn(&self.host, gfn).map(|p| (p, self.host.direct_map.level(p)))
+        } else if self.host.gmem_hugetlb.is_some() {
+            self.host.gmem_frame(gfn.raw()).map(|(p, _)| (p, PageSize::Size4K))
+        } else {
+            self.host.vma.translate(gfn.raw())
+        }
+    }
+
+    /// A host read of the guest page `gpa` (the `host_read` step): never RMP-checked, so it
+    /// completes — except through an in-place guest_memfd's mapping, where a private page is
+    /// SIGBUS for the VMM and -EFAULT for a uaccess (`docs/semantics.md` S9), counted and named
+    /// like a write's.
+    pub fn host_read(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
+        if via == HostVia::Kernel {
+            return HostWriteOutcome::Done;
+        }
+        let Some(file) = self.host.gmem_hugetlb.as_mut() else { return HostWriteOutcome::Done };
+        match file.fault_user(&mut self.host.memory, gpa.gfn().raw(), via) {
+            Ok(_) => HostWriteOutcome::Done,
+            Err(_) if via == HostVia::Vmm => {
+                self.host.stats.sigbus += 1;
+                HostWriteOutcome::Sigbus
+            }
+            Err(_) => {
+                self.host.stats.efault += 1;
+                HostWriteOutcome::Efault
+            }
+        }
+    }
+
+    /// The `host_pin` / `host_unpin` step: take or drop an extra reference on the in-place
+    /// guest_memfd's page at `gpa` (`snpsim_host::GmemHugetlb::get_ref`); an error without an
+    /// in-place file.
+    pub fn host_pin(&mut self, gpa: Gpa, pin: bool) -> Result<(), snpsim_host::HostError> {
+        let offset = gpa.gfn().raw();
+        let file = self.host.gmem_hugetlb.as_mut().ok_or(snpsim_host::HostError::OutsideGmem { offset })?;
+        if pin { file.get_ref(offset) } else { file.put_ref(offset) }
+    }
+
     /// A host write to the guest page `gpa` (the `host_write` step, `docs/semantics.md` S5).
     pub fn host_write(&mut self, gpa: Gpa, via: HostVia) -> HostWriteOutcome {
         self.host_writes += 1;
         if self.rmp.sink.is_some() {
             // The host #PF the write takes first, if any (the handler may split and retry).
-            let gfn = gpa.gfn();
-            let target = if via == HostVia::Kernel {
-                self.kvm.bound_pfn(&self.host, gfn).map(|p| (p, self.host.direct_map.level(p)))
-            } else {
-                self.host.vma.translate(gfn.raw())
-            };
+            let target = self.host_target(gpa.gfn(), via);
+            // Through an in-place guest_memfd's mapping a private page faults in the file's
+            // handler (SIGBUS), before any RMP check: no host #PF to record.
+            let file_private = via != HostVia::Kernel
+                && self.host.gmem_hugetlb.as_ref().is_some_and(|f| !f.is_shared(gpa.gfn().raw()));
             if let Some((pfn, mapping)) = target
+                && !file_private
                 && let Err(code) = self.rmp.check_host_write(pfn, mapping, via == HostVia::Vmm)
                 && let Some(rec) = &mut self.rmp.sink
             {
@@ -383,12 +427,7 @@ impl Machine {
         }
         let r = self.traced(None, |m| m.host_write_untraced(gpa, via));
         if self.rmp.sink.is_some() {
-            let gfn = gpa.gfn();
-            let target = if via == HostVia::Kernel {
-                self.kvm.bound_pfn(&self.host, gfn).map(|p| (p, self.host.direct_map.level(p)))
-            } else {
-                self.host.vma.translate(gfn.raw())
-            };
+            let target = self.host_target(gpa.gfn(), via);
             if let Some(rec) = &mut self.rmp.sink {
                 rec.host_write(gpa, via, target, r);
             }
@@ -414,6 +453,17 @@ impl Machine {
             }
             if r == HostWriteOutcome::Done {
                 self.check_completed("kernel write", None, pfn, level, false);
+                self.store(pfn, 0);
+            }
+            return r;
+        }
+        if self.host.gmem_hugetlb.is_some() {
+            // In-place guest_memfd: the file's mapping (SIGBUS on a private page, no RMP #PF).
+            let r = self.host.write_via_gmem(&self.rmp, gfn.raw(), via);
+            if r == HostWriteOutcome::Done
+                && let Some((pfn, _)) = self.host.gmem_frame(gfn.raw())
+            {
+                self.check_completed("host write", None, pfn, PageSize::Size4K, false);
                 self.store(pfn, 0);
             }
             return r;

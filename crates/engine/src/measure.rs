@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use snpsim_guest::Guest;
+use snpsim_hw::RmpModel;
 use snpsim_kvm::stats::exit;
 
 use crate::cost::{self, CostTable, Counts};
@@ -57,7 +58,8 @@ pub fn cost_counts(mc: &Machine, guest: &Guest) -> Counts {
     // `-mem-prealloc`, hugetlbfs, THP "always") or on first touch (the gmem era's shared side:
     // `do_anonymous_page`, `clear_huge_page`). Pricing only guest_memfd would make `sim_time`
     // incomparable across eras.
-    let allocated = mc.host.gmem.as_ref().map_or(0, |g| g.allocated_pages);
+    let allocated = mc.host.gmem.as_ref().map_or(0, |g| g.allocated_pages)
+        + mc.host.gmem_hugetlb.as_ref().map_or(0, |g| g.allocated_pages);
     let populated = mc.host.vma.populated_pages();
     c.add(item::PAGE_CLEAR_KIB, (allocated + populated) * kib_per_page);
     // save-restore copies each data page out and back.
@@ -66,6 +68,13 @@ pub fn cost_counts(mc: &Machine, guest: &Guest) -> Counts {
     c.add(item::GUEST_ACCESS_2M, mc.accesses[1]);
     c.add(item::GUEST_ACCESS_1G, mc.accesses[2]);
     c.add(item::HOST_WRITE, mc.host_writes);
+    // RMPOPT runs only (`[machine] rmpopt`): the host counts RMP checks only then (S8), and the
+    // global flush of every RMPUPDATE is charged only then, so runs without RMPOPT keep their
+    // prices (`docs/calibration.md`, "RMPOPT items").
+    if mc.rmp.rmpopt_enabled() {
+        c.add(item::HOST_WRITE_RMP_CHECK, h.rmp_checks);
+        c.add(item::RMPUPDATE_GLOBAL_FLUSH, insn.rmpupdate_4k + insn.rmpupdate_2m);
+    }
     c
 }
 
@@ -125,6 +134,12 @@ pub fn collect_with(
     m.false_negatives = mc.findings.false_negatives;
     m.npt_coverage = Coverage::from_pages(mc.kvm.npt.coverage(), mc.kvm.pages());
     m.huge_capable = huge_capable(mc);
+    if let Some(file) = &mc.host.gmem_hugetlb {
+        m.folio_splits = file.stats.folio_splits;
+        m.folio_merges = file.stats.folio_merges;
+        m.conversions_refused = file.stats.conversions_refused;
+    }
+    m.rmpopt_coverage = mc.rmp.rmpopt_coverage();
     let (total, by_item) = costs.price(&cost_counts(mc, guest));
     m.sim_time_ns = total;
     m.sim_time_by_item = by_item.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

@@ -121,6 +121,17 @@ pub struct Metrics {
     /// the run: its backing can hold one and its RMP entry allows one
     /// (`snpsim_kvm::Kvm::huge_capable`).
     pub huge_capable: f64,
+    /// Allocated guest_memfd folios of the in-place file split to 4K because a page of theirs
+    /// became shared (`gmem-inplace`; 0 elsewhere; `docs/semantics.md` S9).
+    pub folio_splits: u64,
+    /// Split folios of the in-place file merged back because all their pages were private again.
+    pub folio_merges: u64,
+    /// In-place conversions the guest_memfd refused because a page of the range held an extra
+    /// reference (a `host_pin`); the VMM reports each to the guest as a failed page-state change.
+    pub conversions_refused: u64,
+    /// Share of host memory (the RMP's frames) in 1 GiB regions RMPOPT has marked at the end of
+    /// the run, where host writes skip the RMP check (`[machine] rmpopt`; 0 without RMPOPT).
+    pub rmpopt_coverage: f64,
     /// Simulated time.
     pub sim_time_ns: u64,
     /// Simulated time by cost item.
@@ -175,6 +186,10 @@ pub enum MetricName {
     Recoalesced,
     NptCoverage,
     HugeCapable,
+    FolioSplits,
+    FolioMerges,
+    ConversionsRefused,
+    RmpoptCoverage,
     SimTimeNs,
 }
 
@@ -247,6 +262,10 @@ impl Metrics {
             // In the order of the members' names, as every family total is summed.
             M::NptCoverage => [c.g1, c.m2, c.k4, c.unmapped].iter().sum::<f64>() + 0.0,
             M::HugeCapable => self.huge_capable,
+            M::FolioSplits => self.folio_splits as f64,
+            M::FolioMerges => self.folio_merges as f64,
+            M::ConversionsRefused => self.conversions_refused as f64,
+            M::RmpoptCoverage => self.rmpopt_coverage,
             M::SimTimeNs => self.sim_time_ns as f64,
         }
     }
@@ -306,7 +325,7 @@ mod tests {
         for n in MetricName::iter() {
             let v = &json[n.name()];
             let want = v.as_f64().unwrap_or_else(|| {
-                v.as_object().unwrap().values().filter_map(serde_json::Value::as_f64).sum()
+                v.as_object().unwrap().values().filter_map(serde_json::Value::as_f64).sum::<f64>() + 0.0
             });
             // Exact: both sides add the same small integers and quarters (an empty sum is -0.0,
             // equal to 0.0 but not bit for bit).

@@ -274,4 +274,26 @@ impl<R: RmpModel> RmpModel for Observed<R> {
     fn asid_assigned_pages(&self, asid: u16) -> u64 {
         self.inner.asid_assigned_pages(asid)
     }
+
+    // RMPOPT (O1–O8): forwarded, as the trait asks of a wrapper. A verify changes no RMP entry,
+    // so it is not an owner change to observe.
+    fn rmpopt_verify(&mut self, region: Pfn) -> snpsim_hw::RmpoptVerify {
+        self.inner.rmpopt_verify(region)
+    }
+
+    fn rmpopt_enabled(&self) -> bool {
+        self.inner.rmpopt_enabled()
+    }
+
+    fn is_optimized(&self, pfn: Pfn) -> bool {
+        self.inner.is_optimized(pfn)
+    }
+
+    fn rmpopt_marked_pages(&self) -> u64 {
+        self.inner.rmpopt_marked_pages()
+    }
+
+    fn rmp_stats(&self) -> snpsim_hw::RmpStats {
+        self.inner.rmp_stats()
+    }
 }

@@ -49,6 +49,16 @@ pub struct RunResult {
     pub coverage_time_ns: Vec<u64>,
     /// Guest memory in pages (what `coverage_series` does not map is unmapped).
     pub guest_pages: u64,
+    /// Host pages in 1 GiB regions RMPOPT marked over the run (`rmpopt_coverage` over time), with
+    /// the points taken as `coverage_series`'s; empty without RMPOPT (`[machine] rmpopt`).
+    pub rmpopt_series: Vec<u64>,
+    /// The simulated time at each point of `rmpopt_series`.
+    pub rmpopt_time_ns: Vec<u64>,
+    /// Host memory in pages (`rmpopt_series` is a share of it).
+    pub host_pages: u64,
+    /// Host accesses to private pages of an in-place guest_memfd, counted, with the first named
+    /// (`docs/semantics.md` S9); `None` when there were none.
+    pub private_access: Option<String>,
     /// The trace lines not yet taken with [`Simulation::take_trace`], ending with the `end` and
     /// `state_hash` lines (`None` when the run was not traced).
     pub trace: Option<Vec<u8>>,

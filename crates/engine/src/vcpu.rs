@@ -37,6 +37,17 @@ enum Stage {
     /// An NAE page-state change: the buffer as KVM has processed it so far, whether the exit was
     /// counted, and the window of the range whose first RMPUPDATE is in flight.
     Psc { buf: PscBuffer, started: bool, window: Option<Pfn> },
+    /// An in-place conversion to shared between its two steps (`gmem-inplace`): KVM has unmapped
+    /// the range's folios and the file has yet to split them. KVM's invalidation is in progress
+    /// (`mmu_invalidate_in_progress`): other vCPUs' faults in the 1G GFN range wait, modelled as
+    /// the vCPU's window over the range. `info2` is the page-state change's reply, if the range
+    /// was its last.
+    InPlace {
+        buf: PscBuffer,
+        conversion: snpsim_kvm::InPlaceConversion,
+        info2: Option<u64>,
+        window: Option<Pfn>,
+    },
 }
 
 impl Exec {
@@ -47,6 +58,15 @@ impl Exec {
             _ => Stage::Run,
         };
         Exec { req, faults: 0, stage }
+    }
+
+    /// The in-place conversion this request's page-state change holds between its unmap and its
+    /// split, if it is there ([`Stage::InPlace`]).
+    pub fn in_place(&self) -> Option<snpsim_kvm::InPlaceConversion> {
+        match &self.stage {
+            Stage::InPlace { conversion, .. } => Some(*conversion),
+            _ => None,
+        }
     }
 }
 
@@ -116,6 +136,20 @@ impl Machine {
                 Ok(None)
             }
             Stage::Psc { buf, started, window } => self.tick_psc(vcpu, exec, buf, started, window),
+            Stage::InPlace { buf, conversion, info2, window } => {
+                if let Some(region) = window {
+                    self.close_window(region);
+                }
+                let done = self.traced_as(Some(vcpu), crate::events::Actor::Kvm, |m| {
+                    m.kvm.finish_convert_in_place(&mut m.host, &mut m.rmp, conversion)
+                });
+                done.map_err(|e| self.stop(&e))?;
+                if let Some(info2) = info2 {
+                    return Ok(Some(Reply::PscGhcb { buf, info2 }));
+                }
+                exec.stage = Stage::Psc { buf, started: true, window: None };
+                Ok(None)
+            }
         }
     }
 
@@ -248,12 +282,27 @@ impl Machine {
         let exit = if started { None } else { self.record_psc_exit(&buf) };
         let one = |m: &mut Machine| m.kvm.handle_psc_ghcb_one(&mut m.host, &mut m.rmp, &mut buf, !started);
         // The exit opens KVM's handling; a later range of the same exit is KVM's work on the vCPU.
+        // An in-place conversion to shared stops after its unmap ([`Stage::InPlace`]).
+        self.kvm.set_split_in_place(true);
         let step = if started {
             self.traced_as(Some(vcpu), crate::events::Actor::Kvm, one)
         } else {
             self.traced(exit, one)
         };
-        if let Some(info2) = step.map_err(|e| self.stop(&e))? {
+        self.kvm.set_split_in_place(false);
+        let pending = self.kvm.take_pending_in_place();
+        let step = step.map_err(|e| self.stop(&e))?;
+        if let Some(conversion) = pending {
+            // The invalidation in progress: a window over the range's first frame, if it has one
+            // (another CPU's window there is a conflict the range's own checks ruled out above).
+            let first = self.kvm.conversion_pfn(&self.host, conversion.range.gfn);
+            let window = first
+                .map(|p| self.rmp.config().geometry.region_of(p))
+                .filter(|&region| self.open_window(vcpu, conversion.range.gfn, region));
+            exec.stage = Stage::InPlace { buf, conversion, info2: step, window };
+            return Ok(None);
+        }
+        if let Some(info2) = step {
             return Ok(Some(Reply::PscGhcb { buf, info2 }));
         }
         exec.stage = Stage::Psc { buf, started: true, window: None };

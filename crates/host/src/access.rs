@@ -104,6 +104,7 @@ impl Host {
         // At most one split can help; a second fault is final.
         for _ in 0..2 {
             let Some((pfn, level)) = self.vma.translate(offset) else { return (fail, invalidated) };
+            self.count_rmp_check(rmp, pfn);
             if rmp.check_host_write(pfn, level, user).is_ok() {
                 self.note_split_use(rmp, offset, pfn, user);
                 return (HostWriteOutcome::Done, invalidated);
@@ -129,6 +130,7 @@ impl Host {
 
     /// A kernel write to host frame `pfn` through the direct map: an RMP #PF there is an oops.
     pub fn write_via_direct_map(&mut self, rmp: &dyn RmpModel, pfn: Pfn) -> HostWriteOutcome {
+        self.count_rmp_check(rmp, pfn);
         if rmp.check_host_write(pfn, self.direct_map.level(pfn), false).is_ok() {
             HostWriteOutcome::Done
         } else {

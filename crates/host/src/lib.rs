@@ -1,7 +1,8 @@
 //! The host kernel's memory as snpsim models it.
 //!
 //! Host RAM and its allocator ([`memory`]), the VMM's guest-memory VMA with its backing and mapping
-//! levels ([`vma`]), the kernel direct map ([`direct_map`]), guest_memfd ([`gmem`]) and host writes
+//! levels ([`vma`]), the kernel direct map ([`direct_map`]), guest_memfd ([`gmem`], and with in-place
+//! conversion on HugeTLB folios [`gmem_hugetlb`]) and host writes
 //! with the RMP #PF handling of the 2021 RFC ([`access`]). Hardware checks come from `snpsim-hw`;
 //! nothing here knows KVM: mapping changes are reported as [`Invalidation`]s for an MMU-notifier
 //! listener to act on.
@@ -11,7 +12,9 @@ pub mod blocks;
 pub mod direct_map;
 pub mod dirty;
 pub mod gmem;
+pub mod gmem_hugetlb;
 pub mod memory;
+pub mod rmpopt;
 pub mod splits;
 pub mod vma;
 
@@ -20,6 +23,7 @@ pub use blocks::BlockMap;
 pub use direct_map::DirectMap;
 pub use dirty::DirtyLog;
 pub use gmem::{Folio, Gmem, RangeBacking};
+pub use gmem_hugetlb::{GmemHugetlb, GmemHugetlbStats, HugetlbFolio, PrivateAccess};
 pub use memory::HostMemory;
 pub use splits::SplitLedger;
 pub use vma::{GuestVma, Invalidation, VmaBacking};
@@ -68,10 +72,31 @@ pub enum HostError {
         /// The offset.
         offset: u64,
     },
+    /// An in-place conversion was refused: a page of the range holds an unexpected extra
+    /// reference (the in-place conversion series' refcount check; the ioctl fails).
+    #[error("guest_memfd page {offset} holds {refs} extra reference(s): conversion refused")]
+    ExtraReference {
+        /// The first referenced offset.
+        offset: u64,
+        /// Its extra references.
+        refs: u32,
+    },
+    /// An extra reference was dropped that was never taken.
+    #[error("guest_memfd page {offset} holds no extra reference to drop")]
+    NoReference {
+        /// The offset.
+        offset: u64,
+    },
+    /// A host fault on a private page of an in-place guest_memfd (VM_FAULT_SIGBUS).
+    #[error("guest_memfd page {offset} is private: the host's fault on it is SIGBUS")]
+    PrivateGmemPage {
+        /// The offset.
+        offset: u64,
+    },
 }
 
 /// Counters of host-side events, named as the metrics that report them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct HostStats {
     /// Huge host mappings split to 4K, for any reason.
     pub host_splits: u64,
@@ -93,11 +118,44 @@ pub struct HostStats {
     pub kernel_oops: u64,
     /// Host writes whose RMP #PF re-faulted without progress ([`HostWriteOutcome::Hang`]).
     pub host_fault_loops: u64,
+    /// With RMPOPT enabled, host write attempts RMP-checked: the frame is in the RMP and its
+    /// region not marked (S8; each retry after a split counts again).
+    pub rmp_checks: u64,
+    /// With RMPOPT enabled, host write attempts whose RMP check was skipped: the frame's region
+    /// is marked (S8, O6).
+    pub rmp_checks_skipped: u64,
+    /// RMPOPT whole-memory scans run by the guest_memfd teardown hook (S8, O7).
+    pub rmpopt_rescans: u64,
+}
+
+/// The derived form, with the RMPOPT counters printed only once RMPOPT has counted something:
+/// they stay zero while RMPOPT is disabled (S8), so such a run prints, and its trace's
+/// `state_hash` fingerprints, exactly as before RMPOPT existed.
+impl core::fmt::Debug for HostStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("HostStats");
+        d.field("host_splits", &self.host_splits)
+            .field("host_splits_needed", &self.host_splits_needed)
+            .field("host_splits_needless", &self.host_splits_needless)
+            .field("direct_map_splits", &self.direct_map_splits)
+            .field("direct_map_flushes", &self.direct_map_flushes)
+            .field("sigbus", &self.sigbus)
+            .field("efault", &self.efault)
+            .field("kernel_oops", &self.kernel_oops)
+            .field("host_fault_loops", &self.host_fault_loops);
+        if self.rmp_checks != 0 || self.rmp_checks_skipped != 0 || self.rmpopt_rescans != 0 {
+            d.field("rmp_checks", &self.rmp_checks)
+                .field("rmp_checks_skipped", &self.rmp_checks_skipped)
+                .field("rmpopt_rescans", &self.rmpopt_rescans);
+        }
+        d.finish()
+    }
 }
 
 /// The host side of one VM: RAM, direct map, the VMM's guest-memory VMA and, in the gmem era, the
-/// guest_memfd file holding private memory.
-#[derive(Clone, Debug)]
+/// guest_memfd file holding private memory. Its `Debug` form (which state hashes read) shows the
+/// in-place file only when there is one, so a host without it prints as before that file existed.
+#[derive(Clone)]
 pub struct Host {
     /// Host RAM.
     pub memory: HostMemory,
@@ -107,6 +165,9 @@ pub struct Host {
     pub vma: GuestVma,
     /// guest_memfd (gmem era only).
     pub gmem: Option<Gmem>,
+    /// guest_memfd with in-place conversion, holding shared and private memory (in place of
+    /// `gmem`; [`Host::new_in_place`]).
+    pub gmem_hugetlb: Option<GmemHugetlb>,
     /// Event counters.
     pub stats: HostStats,
     /// The splits no access has needed yet.
@@ -115,6 +176,24 @@ pub struct Host {
     pub mutant: Option<snpsim_hw::Mutant>,
     /// What the RMP #PF handler does with a mapping it cannot split (set from the policy).
     pub unsplittable_rmp_fault: UnsplittableRmpFault,
+}
+
+impl core::fmt::Debug for Host {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("Host");
+        d.field("memory", &self.memory)
+            .field("direct_map", &self.direct_map)
+            .field("vma", &self.vma)
+            .field("gmem", &self.gmem);
+        if let Some(file) = &self.gmem_hugetlb {
+            d.field("gmem_hugetlb", file);
+        }
+        d.field("stats", &self.stats)
+            .field("splits", &self.splits)
+            .field("mutant", &self.mutant)
+            .field("unsplittable_rmp_fault", &self.unsplittable_rmp_fault)
+            .finish()
+    }
 }
 
 impl Host {
@@ -145,6 +224,7 @@ impl Host {
             direct_map: DirectMap::new(geometry, host_pages),
             vma,
             gmem,
+            gmem_hugetlb: None,
             stats: HostStats::default(),
             splits: SplitLedger::default(),
             mutant: None,
@@ -158,6 +238,7 @@ impl Host {
             + self.direct_map.state_bytes()
             + self.vma.state_bytes()
             + self.gmem.as_ref().map_or(0, Gmem::state_bytes)
+            + self.gmem_hugetlb.as_ref().map_or(0, GmemHugetlb::state_bytes)
     }
 
     /// Fault in the VMA page `offset` (a no-op when the VMA is populated at VM start).

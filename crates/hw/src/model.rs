@@ -11,6 +11,7 @@ use snpsim_defs::{
 };
 
 use crate::Geometry;
+use crate::rmpopt::{RmpStats, RmpoptScan, RmpoptVerify};
 
 /// How an RMP model is built: geometry, size and the switchable checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -246,8 +247,69 @@ pub trait RmpModel: core::fmt::Debug {
     fn check_guest_access(&self, access: &GuestAccess) -> GuestOutcome<()>;
 
     /// The RMP check of a host write to `pfn` through a host mapping of `mapping` size; host reads
-    /// are never RMP-checked. `user` marks a CPL-3 access.
+    /// are never RMP-checked. `user` marks a CPL-3 access. A write to a region RMPOPT marked
+    /// skips the check and completes (O6).
     fn check_host_write(&self, pfn: Pfn, mapping: PageSize, user: bool) -> Result<(), PfErrorCode>;
+
+    /// RMPOPT verify and report status (O2, `docs/semantics.md` *RMPOPT*): mark the 1 GiB region
+    /// holding `region` iff every RMP entry in it is hypervisor-owned and none of its 2M regions
+    /// is in flight. A model without RMPOPT (this default) answers [`RmpoptVerify::Disabled`];
+    /// a wrapper must forward this and the other RMPOPT methods to the model it wraps.
+    fn rmpopt_verify(&mut self, region: Pfn) -> RmpoptVerify {
+        let _ = region;
+        RmpoptVerify::Disabled
+    }
+
+    /// O8: whether RMPOPT is enabled on this machine.
+    fn rmpopt_enabled(&self) -> bool {
+        false
+    }
+
+    /// O6: whether host writes to `pfn` skip the RMP check because its region is marked.
+    fn is_optimized(&self, pfn: Pfn) -> bool {
+        let _ = pfn;
+        false
+    }
+
+    /// Frames of the RMP in marked regions.
+    fn rmpopt_marked_pages(&self) -> u64 {
+        0
+    }
+
+    /// `rmpopt_coverage`: the share of the RMP's frames (all host memory) in marked regions,
+    /// 0 for an empty RMP.
+    fn rmpopt_coverage(&self) -> f64 {
+        let pages = self.config().pages;
+        if pages == 0 { 0.0 } else { self.rmpopt_marked_pages() as f64 / pages as f64 }
+    }
+
+    /// The instruction counters (RMPUPDATEs for the global TLB flush, RMPOPT verifies and
+    /// cleared marks). Zero for a model that does not count.
+    fn rmp_stats(&self) -> RmpStats {
+        RmpStats::default()
+    }
+
+    /// O7: RMPOPT verify every region of the RMP inside the 2 TB window, in rising order:
+    /// Linux's whole-memory pass (v2 3/7 `rmpopt_kthread`, from the first 1 GiB-aligned address
+    /// of RAM up to the 2 TB limit), run once SNP is initialised and again when guest memory is
+    /// freed (v2: each time a guest_memfd is destroyed, S. Christopherson's review of 4 Mar 2026;
+    /// v10 6/6, 30 Jun 2026: `snp_rmpopt_all_physmem()` after `sev_vm_destroy`). Stops at once
+    /// when RMPOPT is disabled.
+    fn rmpopt_verify_all(&mut self) -> RmpoptScan {
+        let config = self.config();
+        let n = crate::rmpopt::region_pages(config.geometry);
+        let regions = config.pages.div_ceil(n).min(crate::rmpopt::RMPOPT_MAX_REGIONS);
+        let mut scan = RmpoptScan::default();
+        for idx in 0..regions {
+            match self.rmpopt_verify(Pfn::new(idx * n)) {
+                RmpoptVerify::Disabled => break,
+                RmpoptVerify::Optimized => scan.optimized += 1,
+                RmpoptVerify::NotOptimized | RmpoptVerify::OutOfRange => {}
+            }
+            scan.verified += 1;
+        }
+        scan
+    }
 
     /// Mark the 2M region starting at `region` as being rewritten by an in-flight operation on
     /// another CPU: until [`RmpModel::end_in_flight`], RMPUPDATE and PSMASH in it return FAIL_INUSE

@@ -46,6 +46,11 @@ pub enum Mutant {
     /// KVM: PSMASH's FAIL_INUSE (another CPU's instruction in flight) is an error instead of a
     /// retry (`snp_rmptable_psmash` loops on it).
     FailInuseFatal,
+    /// KVM: an in-place guest_memfd conversion to shared splits the HugeTLB folio before KVM
+    /// unmaps it, so the unmap covers only the converted pages and a leaf larger than the now
+    /// split folio survives (the race reviewers of guestmem_hugetlb found, RFC v2 of May 2025,
+    /// `cover.1747264138`).
+    SplitBeforeUnmap,
 }
 
 /// Whether the mutant hooks are compiled in (this crate's `mutants` feature).
@@ -60,7 +65,7 @@ impl Mutant {
     }
 
     /// Every mutant.
-    pub const ALL: [Mutant; 15] = [
+    pub const ALL: [Mutant; 16] = [
         Mutant::PsmashClearsValidated,
         Mutant::HostWriteIgnoresLargeMapping,
         Mutant::SkipDirectMapSplit,
@@ -76,6 +81,7 @@ impl Mutant {
         Mutant::GuestKeepsTrackingShared,
         Mutant::PsmashRaceFatal,
         Mutant::FailInuseFatal,
+        Mutant::SplitBeforeUnmap,
     ];
 
     /// The kebab-case name used on the command line and in `docs/mutants.md`.
@@ -96,6 +102,7 @@ impl Mutant {
             Mutant::GuestKeepsTrackingShared => "guest-keeps-tracking-shared",
             Mutant::PsmashRaceFatal => "psmash-race-fatal",
             Mutant::FailInuseFatal => "fail-inuse-fatal",
+            Mutant::SplitBeforeUnmap => "split-before-unmap",
         }
     }
 

@@ -20,6 +20,7 @@ use snpsim_defs::{
 use crate::model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
+use crate::rmpopt::{RmpStats, RmpoptTable, RmpoptVerify, Target};
 
 /// The oracle RMP: one raw entry per 4 KiB page (H1) and a set of in-flight regions.
 ///
@@ -32,13 +33,46 @@ pub struct DenseRmp {
     entries: Vec<RmpEntryRaw>,
     /// Concurrency: the first frames of the regions another CPU is rewriting.
     in_flight: BTreeSet<Pfn>,
+    /// O1–O8: the RMPOPT table (the shared [`RmpoptTable`]: a set of region indices).
+    rmpopt: RmpoptTable,
+    /// Instruction counters.
+    stats: RmpStats,
 }
 
 impl DenseRmp {
     /// A fresh RMP: H1, every entry zero (hypervisor-owned; firmware `RMP_ENTRY_VAL_HYPERVISOR`).
     pub fn new(config: RmpConfig) -> DenseRmp {
         let len = usize::try_from(config.pages).expect("the RMP does not fit this host's memory");
-        DenseRmp { config, entries: vec![RmpEntryRaw::default(); len], in_flight: BTreeSet::new() }
+        DenseRmp {
+            config,
+            entries: vec![RmpEntryRaw::default(); len],
+            in_flight: BTreeSet::new(),
+            rmpopt: RmpoptTable::default(),
+            stats: RmpStats::default(),
+        }
+    }
+
+    /// O8: enable or disable RMPOPT; disabling drops every mark.
+    pub fn set_rmpopt(&mut self, on: bool) {
+        self.rmpopt.set_enabled(on);
+    }
+
+    /// O2: every entry of RMPOPT region `idx` inside the RMP is unassigned and no 2M region of it
+    /// is in flight, by scanning the entries.
+    fn rmpopt_hv_owned(&self, idx: u64) -> bool {
+        let n = crate::rmpopt::region_pages(self.config.geometry);
+        let frames = (idx * n)..((idx + 1) * n).min(self.config.pages);
+        let in_flight = self.in_flight.iter().any(|r| frames.contains(&r.raw()));
+        !in_flight && frames.clone().all(|p| !self.get(Pfn::new(p)).lo.assigned())
+    }
+
+    /// O4: a successful RMPUPDATE or PSMASH at `pfn` changed RMP entries: clear the mark of its
+    /// region (and count the RMPUPDATE).
+    fn rmp_changed(&mut self, pfn: Pfn, update: bool) {
+        self.stats.rmp_updates += u64::from(update);
+        if self.rmpopt.clear(self.config.geometry, pfn) {
+            self.stats.rmpopt_marks_cleared += 1;
+        }
     }
 
     /// `G`: frames per region.
@@ -255,6 +289,8 @@ impl RmpModel for DenseRmp {
         }
         // Step 7, H4: the sub-page count follows (the ASID counter is computed on demand, H7).
         self.recount_subpages(region);
+        // O4.
+        self.rmp_changed(pfn, true);
         ReturnCode::Success
     }
 
@@ -277,6 +313,8 @@ impl RmpModel for DenseRmp {
         // Step 5 (Linux `snp_rmptable_psmash`, "preserving the Validated bit"): clear the page-size
         // bit; by H3 the other entries already hold GPA + i·4K, Validated and the permissions.
         self.set(pfn, RmpEntryRaw { lo: aligned.lo.with_page_size(false), hi: aligned.hi });
+        // O4.
+        self.rmp_changed(pfn, false);
         ReturnCode::Success
     }
 
@@ -501,6 +539,10 @@ impl RmpModel for DenseRmp {
         if !self.inside(pfn) {
             return Ok(());
         }
+        // O6: RMPOPT marked the region: the check is skipped.
+        if self.rmpopt.is_marked(self.config.geometry, pfn) {
+            return Ok(());
+        }
         // Host write check (RFC v4 10/40; Linux `adjust_direct_map`): the target assigned, or a
         // mapping ≥ 2M whose accessed 2M part holds an assigned page (Choice: immutable alone does
         // not fault).
@@ -535,5 +577,36 @@ impl RmpModel for DenseRmp {
     fn asid_assigned_pages(&self, asid: u16) -> u64 {
         // H7: count the assigned entries of the ASID by scanning (a 2M entry counts `G` by H3).
         self.entries.iter().filter(|e| e.lo.assigned() && e.lo.asid() == asid).count() as u64
+    }
+
+    fn rmpopt_verify(&mut self, region: Pfn) -> RmpoptVerify {
+        // O2/O3: disabled, out of range, or marked iff hypervisor-owned.
+        let outcome = match self.rmpopt.target(self.config.geometry, self.config.pages, region) {
+            Target::Disabled => RmpoptVerify::Disabled,
+            Target::OutOfRange => RmpoptVerify::OutOfRange,
+            Target::Region(idx) => {
+                let hv_owned = self.rmpopt_hv_owned(idx);
+                self.rmpopt.record(idx, hv_owned)
+            }
+        };
+        self.stats.count_verify(outcome);
+        outcome
+    }
+
+    fn rmpopt_enabled(&self) -> bool {
+        self.rmpopt.enabled()
+    }
+
+    fn is_optimized(&self, pfn: Pfn) -> bool {
+        // O6: inside the RMP and in a marked region.
+        self.inside(pfn) && self.rmpopt.is_marked(self.config.geometry, pfn)
+    }
+
+    fn rmpopt_marked_pages(&self) -> u64 {
+        self.rmpopt.marked_pages(self.config.geometry, self.config.pages)
+    }
+
+    fn rmp_stats(&self) -> RmpStats {
+        self.stats
     }
 }

@@ -31,6 +31,7 @@ use snpsim_defs::{
 use crate::model::{
     AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
 };
+use crate::rmpopt::{RmpStats, RmpoptTable, RmpoptVerify, Target};
 use snpsim_stores::{Progression, RegionVec, RunVec};
 
 mod run;
@@ -214,8 +215,9 @@ impl Regions {
 /// The RMP, stored by 2M region so that untouched memory costs one empty slot.
 ///
 /// Implements [`RmpModel`] by the rules of `docs/semantics.md` ("Hardware"). Build it with
-/// [`Rmp::new`]; a fresh RMP is all zero (every page hypervisor-owned, H1).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// [`Rmp::new`]; a fresh RMP is all zero (every page hypervisor-owned, H1), RMPOPT off (O8).
+/// Equality and `Debug` cover the state only, not the instruction counters ([`RmpStats`]).
+#[derive(Clone)]
 pub struct Rmp {
     /// Geometry, size and switchable checks.
     config: RmpConfig,
@@ -227,6 +229,42 @@ pub struct Rmp {
     asid_pages: BTreeMap<u16, u64>,
     /// A planted bug, for checker tests (`crate::mutant`).
     mutant: Option<crate::Mutant>,
+    /// O1–O8: the RMPOPT table (disabled and empty unless [`Rmp::set_rmpopt`]).
+    rmpopt: RmpoptTable,
+    /// Instruction counters: observations, not state.
+    stats: RmpStats,
+}
+
+impl PartialEq for Rmp {
+    fn eq(&self, other: &Self) -> bool {
+        // Every state field; the counters are left out (two RMPs with equal entries behave alike).
+        let Rmp { config, regions, in_flight, asid_pages, mutant, rmpopt, stats: _ } = self;
+        *config == other.config
+            && *regions == other.regions
+            && *in_flight == other.in_flight
+            && *asid_pages == other.asid_pages
+            && *mutant == other.mutant
+            && *rmpopt == other.rmpopt
+    }
+}
+
+impl Eq for Rmp {}
+
+impl core::fmt::Debug for Rmp {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Rmp { config, regions, in_flight, asid_pages, mutant, rmpopt, stats: _ } = self;
+        let mut d = f.debug_struct("Rmp");
+        d.field("config", config)
+            .field("regions", regions)
+            .field("in_flight", in_flight)
+            .field("asid_pages", asid_pages)
+            .field("mutant", mutant);
+        // Printed only when enabled, so a machine without RMPOPT prints as before.
+        if rmpopt.enabled() {
+            d.field("rmpopt", rmpopt);
+        }
+        d.finish()
+    }
 }
 
 /// H3: the raw entry `i` of a 2M region whose aligned entry is `aligned`: it mirrors assigned,
@@ -270,7 +308,31 @@ impl Rmp {
             in_flight: BTreeSet::new(),
             asid_pages: BTreeMap::new(),
             mutant: None,
+            rmpopt: RmpoptTable::default(),
+            stats: RmpStats::default(),
         }
+    }
+
+    /// O8: enable or disable RMPOPT (`[machine] rmpopt`); disabling drops every mark. A fresh
+    /// RMP has it off and no region marked: Linux marks regions by a scan once SNP is
+    /// initialised ([`RmpModel::rmpopt_verify_all`]).
+    pub fn set_rmpopt(&mut self, on: bool) {
+        self.rmpopt.set_enabled(on);
+    }
+
+    /// The RMPOPT table.
+    pub fn rmpopt(&self) -> &RmpoptTable {
+        &self.rmpopt
+    }
+
+    /// O2: whether every entry of RMPOPT region `idx` is hypervisor-owned and none of its 2M
+    /// regions is in flight, read from the stored regions (a region not stored is all zero, H1).
+    fn rmpopt_hv_owned(&self, idx: u64) -> bool {
+        let g = self.g();
+        let n = crate::rmpopt::region_pages(self.config.geometry);
+        let (lo, hi) = (idx * n / g, ((idx + 1) * n).min(self.config.pages).div_ceil(g));
+        let assigned = self.regions.slots.iter_set(lo, hi).any(|(r, _)| self.region_any_assigned(r));
+        !assigned && self.in_flight.range(lo..hi).next().is_none()
     }
 
     /// Plant a bug (checker tests only; see [`crate::Mutant`]).
@@ -289,11 +351,13 @@ impl Rmp {
     pub fn state_bytes(&self) -> usize {
         self.regions.state_bytes()
             + (self.in_flight.len() + self.asid_pages.len()) * snpsim_stores::BTREE_ENTRY_BYTES
+            + self.rmpopt.state_bytes()
     }
 
     /// Append the RMP's state to `out` in a binary form that is equal for two RMPs exactly when
     /// they are equal (`==`, `Debug`): every stored region with its raw entries, the in-flight
-    /// regions, the ASID page counts, the configuration and the planted bug. The model checker
+    /// regions, the ASID page counts, the configuration, the planted bug and, when RMPOPT is
+    /// enabled, the marked regions (nothing when it is off). The model checker
     /// identifies states by it; it is several times faster to write than the `Debug` text.
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
         use core::fmt::Write as _;
@@ -330,6 +394,13 @@ impl Rmp {
         let _ = write!(text, "{:?}{:?}", self.config, self.mutant);
         out.extend_from_slice(&(text.len() as u64).to_le_bytes());
         out.extend_from_slice(text.as_bytes());
+        if self.rmpopt.enabled() {
+            out.push(b'O');
+            for idx in self.rmpopt.marked() {
+                out.extend_from_slice(&idx.to_le_bytes());
+            }
+            out.extend_from_slice(&end);
+        }
     }
 
     /// `G`: pages per 2M region.
@@ -612,6 +683,11 @@ impl RmpModel for Rmp {
             let entry = Self::rmpupdate_entry(self.entry(pfn), false, new, g);
             self.write_4k(pfn, entry);
         }
+        // O4: the RMPUPDATE clears its region's RMPOPT mark; every one flushes all TLBs.
+        self.stats.rmp_updates += 1;
+        if self.rmpopt.clear(self.config.geometry, pfn) {
+            self.stats.rmpopt_marks_cleared += 1;
+        }
         ReturnCode::Success
     }
 
@@ -649,6 +725,11 @@ impl RmpModel for Rmp {
         entries.set_run(1, g, &Entry(others), 1);
         entries.set(0, Entry(aligned_4k));
         self.regions.insert(idx, Region::Small(entries));
+        // O4: a PSMASH changes RMP entries and clears its region's mark (unreachable: by O5 a
+        // marked region holds no assigned 2M entry to smash).
+        if self.rmpopt.clear(self.config.geometry, pfn) {
+            self.stats.rmpopt_marks_cleared += 1;
+        }
         ReturnCode::Success
     }
 
@@ -881,6 +962,10 @@ impl RmpModel for Rmp {
         if !self.in_rmp(pfn) {
             return Ok(());
         }
+        // O6: a write to a region RMPOPT marked skips the check (by O5 it could not fault).
+        if self.rmpopt.is_marked(self.config.geometry, pfn) {
+            return Ok(());
+        }
         // Host write check (RFC v4 10/40, Linux `adjust_direct_map`): the target assigned, or a
         // mapping ≥ 2M whose 2M part holds an assigned page. Choice: immutable alone is writable.
         let (idx, _) = self.split(pfn);
@@ -921,6 +1006,37 @@ impl RmpModel for Rmp {
     fn asid_assigned_pages(&self, asid: u16) -> u64 {
         // H7.
         self.asid_pages.get(&asid).copied().unwrap_or(0)
+    }
+
+    fn rmpopt_verify(&mut self, region: Pfn) -> RmpoptVerify {
+        // O2/O3.
+        let outcome = match self.rmpopt.target(self.config.geometry, self.config.pages, region) {
+            Target::Disabled => RmpoptVerify::Disabled,
+            Target::OutOfRange => RmpoptVerify::OutOfRange,
+            Target::Region(idx) => {
+                let hv_owned = self.rmpopt_hv_owned(idx);
+                self.rmpopt.record(idx, hv_owned)
+            }
+        };
+        self.stats.count_verify(outcome);
+        outcome
+    }
+
+    fn rmpopt_enabled(&self) -> bool {
+        self.rmpopt.enabled()
+    }
+
+    fn is_optimized(&self, pfn: Pfn) -> bool {
+        // O6.
+        self.in_rmp(pfn) && self.rmpopt.is_marked(self.config.geometry, pfn)
+    }
+
+    fn rmpopt_marked_pages(&self) -> u64 {
+        self.rmpopt.marked_pages(self.config.geometry, self.config.pages)
+    }
+
+    fn rmp_stats(&self) -> RmpStats {
+        self.stats
     }
 }
 

@@ -18,7 +18,7 @@ pub mod vm;
 pub use error::{KvmError, KvmInsn, PscRefusal, Unresolved};
 pub use policy::{Era, Policy};
 pub use stats::{KvmStats, Races};
-pub use vm::{Kvm, KvmConfig, NpfStep, PscAdversary, PsmashPlan};
+pub use vm::{InPlaceConversion, Kvm, KvmConfig, NpfStep, PscAdversary, PsmashPlan};
 
 /// The policy seam: the test-only policy (`policy/test_only.rs`, one registry line) runs through
 /// KVM's handlers like any other.

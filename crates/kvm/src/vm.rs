@@ -1,7 +1,7 @@
 //! KVM's per-VM state, and its handlers one concept a file under `vm/`: #NPF (`fault.rs`),
 //! page-state-change VMGEXITs (`psc.rs`), conversions (`convert.rs`), guest_memfd (`gmem.rs`),
-//! zaps and the MMU notifier (`zap.rs`), the huge-capable metric (`capable.rs`) and the
-//! mechanisms policies act through (`ops.rs`).
+//! in-place guest_memfd conversion (`inplace.rs`), zaps and the MMU notifier (`zap.rs`), the
+//! huge-capable metric (`capable.rs`) and the mechanisms policies act through (`ops.rs`).
 
 use snpsim_defs::{Gfn, PageSize, Pfn};
 use snpsim_host::{Host, VmaBacking};
@@ -17,6 +17,9 @@ mod capable;
 mod convert;
 mod fault;
 mod gmem;
+mod inplace;
+
+pub use inplace::InPlaceConversion;
 mod ops;
 mod psc;
 mod range;
@@ -63,6 +66,17 @@ pub struct Kvm {
     pub ranges: bool,
     /// GFNs mapped by pre-fault runs (not state: how much took the range path).
     pub range_mapped: u64,
+    /// Interleaved runs: an in-place conversion to shared stops after its first step
+    /// ([`Kvm::begin_convert_in_place`]) and waits here for the engine to finish it on the vCPU's
+    /// next tick, so that other vCPUs run between the unmap and the split.
+    in_place: InPlaceSteps,
+}
+
+/// Whether in-place conversions run in two steps, and the one between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct InPlaceSteps {
+    split: bool,
+    pending: Option<inplace::InPlaceConversion>,
 }
 
 /// What the first part of #NPF handling left to do ([`Kvm::begin_npf`]).
@@ -104,10 +118,15 @@ impl PscAdversary {
 }
 
 impl Kvm {
-    /// Create the VM and register its memory; the policy may refuse the backing.
+    /// Create the VM and register its memory; the policy may refuse the backing, a policy that
+    /// converts in place needs the host's in-place guest_memfd, and one that does not cannot use
+    /// it (upstream's `gmem` has no HugeTLB folios nor shared pages in guest_memfd).
     pub fn new(config: KvmConfig, policy: &'static dyn Policy, host: &Host) -> Result<Self, KvmError> {
         let backing = host.vma.backing();
         policy.register_memslot(backing)?;
+        if policy.in_place_conversion() != host.gmem_hugetlb.is_some() {
+            return Err(KvmError::Rejected { policy: policy.name(), backing });
+        }
         let geometry = host.memory.geometry();
         Ok(Kvm {
             geometry,
@@ -125,6 +144,7 @@ impl Kvm {
             psc_refusal: None,
             ranges: false,
             range_mapped: 0,
+            in_place: InPlaceSteps::default(),
         })
     }
 
@@ -192,7 +212,7 @@ impl Kvm {
             return Some(pfn);
         }
         if self.policy.in_gmem(&self.attrs, gfn) {
-            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
+            host.gmem_frame(gfn.raw()).map(|(p, _)| p)
         } else {
             host.vma.pfn(gfn.raw())
         }
@@ -202,7 +222,7 @@ impl Kvm {
     /// era (when allocated), its VMA page in the legacy era.
     pub fn conversion_pfn(&self, host: &Host, gfn: Gfn) -> Option<Pfn> {
         if self.policy.converts_gmem_frames() {
-            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(p, _)| p)
+            host.gmem_frame(gfn.raw()).map(|(p, _)| p)
         } else {
             self.bound_pfn(host, gfn)
         }
@@ -215,7 +235,7 @@ impl Kvm {
             return Some(PageSize::Size4K);
         }
         if self.policy.in_gmem(&self.attrs, gfn) {
-            host.gmem.as_ref()?.pfn(gfn.raw()).map(|(_, s)| s)
+            host.gmem_frame(gfn.raw()).map(|(_, s)| s)
         } else {
             host.vma.translate(gfn.raw()).map(|(_, s)| s)
         }

@@ -92,6 +92,7 @@ fn fine_grained(s: &Scenario) -> bool {
 }
 
 /// The estimate for `s`, traced or not.
+#[allow(clippy::too_many_lines)] // one sum over steps and phases, part by part as the user guide lists them
 pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
     let g = s.machine.geometry;
     let region_bytes = mul(g.pages_per_2m(), PAGE_SIZE_4K);

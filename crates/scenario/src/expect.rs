@@ -44,6 +44,10 @@ pub const METRICS: &[&str] = &[
     "recoalesced",
     "npt_coverage",
     "huge_capable",
+    "folio_splits",
+    "folio_merges",
+    "conversions_refused",
+    "rmpopt_coverage",
     "sim_time_ns",
 ];
 
@@ -196,9 +200,10 @@ pub fn check_metric_name(name: &str) -> Result<(), ExpectError> {
     })
 }
 
-/// Whether a metric is a share of guest memory (between 0 and 1) rather than a whole count.
+/// Whether a metric is a share (of guest memory, or of host memory for `rmpopt_coverage`: between
+/// 0 and 1) rather than a whole count.
 fn is_share(metric: &str) -> bool {
-    metric == "huge_capable" || metric.starts_with("npt_coverage.")
+    metric == "huge_capable" || metric == "rmpopt_coverage" || metric.starts_with("npt_coverage.")
 }
 
 /// Whether `expect` of `metric` can both hold and fail over the metric's values: no negative

@@ -173,6 +173,8 @@ pub struct Machine {
     pub geometry: Geometry,
     /// `host_memory` in bytes.
     pub host_memory: u64,
+    /// `rmpopt`: RMPOPT enabled (default `false`; `docs/semantics.md` O1–O8, S8).
+    pub rmpopt: bool,
 }
 
 /// `[vm]`.

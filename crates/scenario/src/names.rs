@@ -226,13 +226,14 @@ mod tests {
     fn names_round_trip() {
         assert_eq!(
             accepted_policies(),
-            "rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem"
+            "rfc-host-split, rfc-v4, refuse-hugetlbfs, fail-psc-hugetlbfs, npt-demote, gmem, gmem-inplace"
         );
     }
 
     #[test]
     fn eras() {
-        assert_eq!(Backing::of_era(Era::Gmem).count(), 3);
+        // gmem-4k, gmem-2m, gmem-1g, and the in-place HugeTLB backings gmem-hugetlb-2m/1g.
+        assert_eq!(Backing::of_era(Era::Gmem).count(), 5);
     }
 
     #[test]

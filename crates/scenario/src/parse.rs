@@ -256,7 +256,7 @@ pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
 
 fn machine(cx: &Cx<'_>, f: &Field<'_>) -> Result<Machine> {
     let m = f.obj(cx, "a table ([machine])")?;
-    m.allow(cx, &["geometry", "host_memory"])?;
+    m.allow(cx, &["geometry", "host_memory", "rmpopt"])?;
     let geometry = opt_or(&m, "geometry", Geometry::X86, |f| {
         let name = f.str(cx)?;
         Geometry::from_name(name).ok_or_else(|| {
@@ -266,7 +266,8 @@ fn machine(cx: &Cx<'_>, f: &Field<'_>) -> Result<Machine> {
     let hm = m.req(cx, "host_memory")?;
     let host_memory = hm.size(cx)?;
     check_memory_size(cx, &hm, host_memory, PAGE_SIZE_4K)?;
-    Ok(Machine { geometry, host_memory })
+    let rmpopt = opt_or(&m, "rmpopt", false, |f| f.bool(cx))?;
+    Ok(Machine { geometry, host_memory, rmpopt })
 }
 
 /// A non-zero multiple of `unit` bytes.
@@ -282,6 +283,33 @@ fn check_memory_size(cx: &Cx<'_>, f: &Field<'_>, bytes: u64, unit: u64) -> Resul
         ));
     }
     Ok(())
+}
+
+/// `vm.shared_backing`: a VMA backing, refused under a policy that converts in place (its shared
+/// memory is guest_memfd's).
+fn shared_backing(cx: &Cx<'_>, v: &Obj<'_>, policy: Policy) -> Result<Option<Backing>> {
+    opt(v, "shared_backing", |f| {
+        let b: Backing = f.named(cx)?;
+        if b.is_gmem() {
+            let accepted = accepted_list(&Backing::of_era(Era::Legacy).collect::<Vec<_>>(), Backing::name);
+            return Err(f.err(
+                cx,
+                ErrorKind::Conflict,
+                format!("the shared side is a VMA, not guest_memfd; accepted: {accepted}"),
+            ));
+        }
+        if policy.in_place_conversion() {
+            return Err(f.err(
+                cx,
+                ErrorKind::Conflict,
+                format!(
+                    "policy {:?} converts in place: shared memory is guest_memfd's, there is no shared backing",
+                    policy.name()
+                ),
+            ));
+        }
+        Ok(b)
+    })
 }
 
 fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
@@ -322,8 +350,8 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
     let policy: Policy = policy_f.policy(cx)?;
     let backing_f = v.req(cx, "backing")?;
     let backing: Backing = backing_f.named(cx)?;
-    if backing.era() != policy.era() {
-        let accepted = accepted_list(&Backing::of_era(policy.era()).collect::<Vec<_>>(), Backing::name);
+    if !backing.fits(policy) {
+        let accepted = accepted_list(&Backing::of_policy(policy).collect::<Vec<_>>(), Backing::name);
         return Err(backing_f.err(
             cx,
             ErrorKind::Conflict,
@@ -336,7 +364,10 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
         ));
     }
     // hugetlbfs files and huge-folio guest_memfd files are made of whole pages.
-    if backing.is_hugetlbfs() || matches!(backing, Backing::Gmem2m | Backing::Gmem1g) {
+    if backing.is_hugetlbfs()
+        || backing.hugetlb_folio().is_some()
+        || matches!(backing, Backing::Gmem2m | Backing::Gmem1g)
+    {
         let page = machine.geometry.bytes(backing.page_size());
         if !memory.is_multiple_of(page) {
             return Err(memory_f.err(
@@ -351,18 +382,7 @@ fn vm(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine) -> Result<Vm> {
             ));
         }
     }
-    let shared = opt(&v, "shared_backing", |f| {
-        let b: Backing = f.named(cx)?;
-        if b.is_gmem() {
-            let accepted = accepted_list(&Backing::of_era(Era::Legacy).collect::<Vec<_>>(), Backing::name);
-            return Err(f.err(
-                cx,
-                ErrorKind::Conflict,
-                format!("the shared side is a VMA, not guest_memfd; accepted: {accepted}"),
-            ));
-        }
-        Ok(b)
-    })?;
+    let shared = shared_backing(cx, &v, policy)?;
     let shared_backing = match policy.era() {
         Era::Gmem => Some(shared.unwrap_or(Backing::Thp)),
         Era::Legacy => shared,
@@ -620,6 +640,10 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
         StepKind::HostSplit => {
             page(scx)?;
             StepOp::HostSplit { gpa }
+        }
+        StepKind::HostPin | StepKind::HostUnpin => {
+            page(scx)?;
+            StepOp::HostPin { gpa, pin: kind == StepKind::HostPin }
         }
         StepKind::HostCollapse => {
             page(scx)?;

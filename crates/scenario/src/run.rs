@@ -88,6 +88,7 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         check,
         adversary: snpsim_engine::adversary::Attacks::of(&vm.adversary),
         interleave: vm.interleave,
+        rmpopt: s.machine.rmpopt,
     }
 }
 
@@ -145,6 +146,7 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
             }
             StepOp::HostWrite { gpa, via } => out.push(Action::HostWrite { gpa: *gpa, via: *via }),
             StepOp::HostRead { gpa, via } => out.push(Action::HostRead { gpa: *gpa, via: *via }),
+            StepOp::HostPin { gpa, pin } => out.push(Action::HostPin { gpa: *gpa, pin: *pin }),
             StepOp::HostSplit { gpa } => out.push(Action::HostSplit { gpa: *gpa }),
             StepOp::HostCollapse { gpa } => out.push(Action::HostCollapse { gpa: *gpa }),
             StepOp::PunchHole { gpa, size } => out.push(Action::PunchHole { gpa: *gpa, pages: pages(*size) }),

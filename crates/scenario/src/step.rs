@@ -47,6 +47,12 @@ pub enum StepKind {
     /// A host read of one guest page.
     #[strum(serialize = "host_read")]
     HostRead,
+    /// The host takes an extra reference on an in-place guest_memfd page.
+    #[strum(serialize = "host_pin")]
+    HostPin,
+    /// The host drops an extra reference on an in-place guest_memfd page.
+    #[strum(serialize = "host_unpin")]
+    HostUnpin,
     /// The host splits the huge page holding a guest page.
     #[strum(serialize = "host_split")]
     HostSplit,
@@ -167,6 +173,13 @@ pub enum StepOp {
         /// The access path (default `vmm`).
         via: HostVia,
     },
+    /// `host_pin` (`pin`) or `host_unpin` of the in-place guest_memfd page at `gpa`.
+    HostPin {
+        /// The guest page.
+        gpa: Gpa,
+        /// Take (`host_pin`) or drop (`host_unpin`) the reference.
+        pin: bool,
+    },
     /// `host_split` of the host page holding `gpa`.
     HostSplit {
         /// A guest page in the host page.
@@ -202,6 +215,8 @@ impl StepOp {
             StepOp::Recoalesce { .. } => StepKind::Recoalesce,
             StepOp::HostWrite { .. } => StepKind::HostWrite,
             StepOp::HostRead { .. } => StepKind::HostRead,
+            StepOp::HostPin { pin: true, .. } => StepKind::HostPin,
+            StepOp::HostPin { pin: false, .. } => StepKind::HostUnpin,
             StepOp::HostSplit { .. } => StepKind::HostSplit,
             StepOp::HostCollapse { .. } => StepKind::HostCollapse,
             StepOp::PunchHole { .. } => StepKind::PunchHole,
@@ -221,6 +236,7 @@ impl StepOp {
             | StepOp::Recoalesce { gpa, .. }
             | StepOp::HostWrite { gpa, .. }
             | StepOp::HostRead { gpa, .. }
+            | StepOp::HostPin { gpa, .. }
             | StepOp::HostSplit { gpa }
             | StepOp::HostCollapse { gpa }
             | StepOp::PunchHole { gpa, .. } => gpa,
@@ -241,7 +257,9 @@ impl StepKind {
             StepKind::Accept => &["gpa", "size", "granularity"],
             StepKind::Recoalesce => &["gpa", "mode"],
             StepKind::HostWrite | StepKind::HostRead => &["gpa", "via"],
-            StepKind::HostSplit | StepKind::HostCollapse => &["gpa"],
+            StepKind::HostSplit | StepKind::HostCollapse | StepKind::HostPin | StepKind::HostUnpin => {
+                &["gpa"]
+            }
             StepKind::PunchHole => &["gpa", "size"],
             StepKind::Barrier => &[],
         }

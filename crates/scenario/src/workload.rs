@@ -782,6 +782,10 @@ fn step_fields(a: &Action) -> (u32, Vec<(&'static str, String)>) {
             f.extend([("op", q(op)), ("gpa", hex(gpa)), ("via", q(v))]);
             0
         }
+        Action::HostPin { gpa, pin } => {
+            f.extend([("op", q(if pin { "host_pin" } else { "host_unpin" })), ("gpa", hex(gpa))]);
+            0
+        }
         Action::HostSplit { gpa } | Action::HostCollapse { gpa } => {
             let op = if matches!(a, Action::HostSplit { .. }) { "host_split" } else { "host_collapse" };
             f.extend([("op", q(op)), ("gpa", hex(gpa))]);

@@ -51,6 +51,9 @@ pub fn action_json(a: &Action) -> Value {
         Action::HostRead { gpa, via } => {
             json!({ "op": "host_read", "gpa": hex(gpa.raw()), "via": via.name() })
         }
+        Action::HostPin { gpa, pin } => {
+            json!({ "op": if pin { "host_pin" } else { "host_unpin" }, "gpa": hex(gpa.raw()) })
+        }
         Action::HostSplit { gpa } => json!({ "op": "host_split", "gpa": hex(gpa.raw()) }),
         Action::HostCollapse { gpa } => json!({ "op": "host_collapse", "gpa": hex(gpa.raw()) }),
         Action::PunchHole { gpa, pages } => {
@@ -232,6 +235,8 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
         }
         "host_write" => Action::HostWrite { gpa, via: f.named::<HostVia>("via")? },
         "host_read" => Action::HostRead { gpa, via: f.named::<HostVia>("via")? },
+        "host_pin" => Action::HostPin { gpa, pin: true },
+        "host_unpin" => Action::HostPin { gpa, pin: false },
         "host_split" => Action::HostSplit { gpa },
         "host_collapse" => Action::HostCollapse { gpa },
         "punch_hole" => {
@@ -244,7 +249,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
                 key: "op".into(),
                 value: other.to_owned(),
                 accepted: "psc, accept, pvalidate, psc_request, rmpadjust, access, recoalesce, host_write, host_read, \
-                           host_split, host_collapse, punch_hole, tick"
+                           host_pin, host_unpin, host_split, host_collapse, punch_hole, tick"
                     .into(),
             });
         }
@@ -313,11 +318,13 @@ pub fn config_json(c: &SimConfig) -> Value {
         check,
         adversary,
         interleave,
+        rmpopt,
     } = *c;
     let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } =
         guest;
     let shared = match backing {
-        MemoryBacking::Vma(_) => Value::Null,
+        // A legacy VMA is the shared side itself; the in-place file holds shared memory too.
+        MemoryBacking::Vma(_) | MemoryBacking::GmemHugetlb(_) => Value::Null,
         MemoryBacking::Gmem { shared, .. } => Value::from(shared.name()),
     };
     let backing = backing.backing().name();
@@ -350,6 +357,9 @@ pub fn config_json(c: &SimConfig) -> Value {
     });
     if interleave {
         v["interleave"] = Value::Bool(true);
+    }
+    if rmpopt {
+        v["rmpopt"] = Value::Bool(true);
     }
     v
 }
@@ -427,7 +437,12 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
         }
     })?;
     let backing: Backing = f.named("backing")?;
-    let backing = if backing.is_gmem() {
+    let backing = if backing.hugetlb_folio().is_some() {
+        if !f.get("shared_backing")?.is_null() {
+            return Err(CodecError::SharedBackingOnLegacy);
+        }
+        backing.memory(VmaBacking::Thp)
+    } else if backing.is_gmem() {
         backing.memory(f.named::<VmaBacking>("shared_backing")?)
     } else {
         if !f.get("shared_backing")?.is_null() {
@@ -452,9 +467,15 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
         None => false,
         Some(_) => f.bool("interleave")?,
     };
+    // Written only for runs with RMPOPT (`[machine] rmpopt`): other traces keep their form.
+    let rmpopt = match f.obj.get("rmpopt") {
+        None => false,
+        Some(_) => f.bool("rmpopt")?,
+    };
     f.done()?;
     Ok(SimConfig {
         interleave,
+        rmpopt,
         geometry,
         host_pages,
         guest_pages,

@@ -82,9 +82,7 @@ fn check_all_covers_every_policy_and_backing_without_violation() {
     // granularities (derived from the lists, so a new policy needs no edit here).
     let expected: usize = snpsim_kvm::policy::ALL
         .iter()
-        .map(|p| {
-            snpsim_check::run::backings(p.era()).len() * snpsim_check::run::follows_settings(*p).len() * 2
-        })
+        .map(|p| snpsim_check::run::backings_of(*p).len() * snpsim_check::run::follows_settings(*p).len() * 2)
         .sum();
     assert_eq!(reports.len(), expected);
     // Both settings for every legacy policy, upstream's for gmem.
@@ -212,5 +210,106 @@ fn the_parallel_explorer_finds_what_a_sequential_search_does() {
             sequential(&model),
             "{policy} {backing:?} {mutant:?}"
         );
+    }
+}
+
+/// The split-before-unmap race as an ordering the checker explores: on gmem-inplace with a 1G
+/// HugeTLB folio (16 pages on the tiny machine) and two vCPUs, vCPU 0's conversion of page 1 to
+/// shared stops between its unmap and its split (two ticks), and vCPU 1's access to its own page
+/// of the same folio may run in between. With the real order no leaf is larger than its folio at
+/// that point and the access waits for the invalidation; with the mutant a 2M leaf survives over
+/// the split folio, and the race model's search finds it.
+#[test]
+fn the_in_place_conversion_is_two_ticks_and_the_mutant_is_caught_between_them() {
+    use snpsim_engine::engine::{Action, Simulation};
+    use snpsim_hw::AccessKind;
+    let backing = MemoryBacking::GmemHugetlb(snpsim_host::HugetlbFolio::Size1G);
+    for mutant in [None, Some(snpsim_hw::Mutant::SplitBeforeUnmap)] {
+        let setup = CheckSetup {
+            policy: by_name("gmem-inplace").unwrap(),
+            backing,
+            granularity: Granularity::K4,
+            depth: 0,
+            mutant,
+            vcpus: 2,
+            npt_level_follows_rmp: None,
+        };
+        // The race model's start under in-place conversion: regions 0 (pages 0..4) and 1
+        // (4..8) private and validated at 2M, two 2M leaves in the one 1G folio.
+        let mut sim: Simulation = snpsim_check::initial_simulation(&setup, None).unwrap();
+        let page = |p: u64| snpsim_defs::Gfn::new(p).gpa();
+        let leaf_2m = |sim: &Simulation, first: u64| {
+            let m = sim.machine().unwrap();
+            m.kvm.npt.leaves().any(|(g, l)| g.raw() == first && l.size == PageSize::Size2M)
+        };
+        assert!(leaf_2m(&sim, 0) && leaf_2m(&sim, 4), "{mutant:?}: the accepted regions are mapped at 2M");
+        // vCPU 0 converts page 1 to shared. The guest rescinds it first, and that #NPF's PSMASH
+        // zaps the leaves of the 1G range; vCPU 1 then writes page 5, mapping region 1 at 2M
+        // again, before vCPU 0's page-state change reaches KVM.
+        sim.step(&Action::Psc {
+            vcpu: 0,
+            gpa: page(1),
+            pages: 1,
+            private: false,
+            granularity: Some(Granularity::K4),
+        });
+        let mut ticks = 0;
+        while leaf_2m(&sim, 4) {
+            assert!(sim.is_busy(0) && ticks < 64, "{mutant:?}: the rescind never zapped region 1");
+            sim.step(&Action::Tick { vcpu: 0 });
+            ticks += 1;
+        }
+        let finish = |sim: &mut Simulation, vcpu: u32| {
+            let mut n = 0;
+            while sim.is_busy(vcpu) && n < 64 && sim.outcome().is_none() {
+                sim.step(&Action::Tick { vcpu });
+                n += 1;
+            }
+        };
+        sim.step(&Action::Access { vcpu: 1, gpa: page(5), kind: AccessKind::Write, private: true });
+        finish(&mut sim, 1);
+        assert!(leaf_2m(&sim, 4), "{mutant:?}: vCPU 1's write maps region 1 at 2M");
+        // vCPU 0 ticks until its conversion waits between its two steps.
+        while sim.running()[0]
+            .as_ref()
+            .and_then(|r| r.exec.as_ref())
+            .and_then(snpsim_engine::vcpu::Exec::in_place)
+            .is_none()
+        {
+            assert!(
+                sim.is_busy(0) && ticks < 128,
+                "{mutant:?}: the conversion never stopped between its steps"
+            );
+            sim.step(&Action::Tick { vcpu: 0 });
+            ticks += 1;
+        }
+        let stale = sim.machine().unwrap().kvm.leaves_larger_than_folio(&sim.machine().unwrap().host);
+        // vCPU 1 writes page 5 again between vCPU 0's two steps (with the real order it waits for the
+        // invalidation: vCPU 0's window), then both finish.
+        sim.step(&Action::Access { vcpu: 1, gpa: page(5), kind: AccessKind::Write, private: true });
+        for vcpu in [1, 0, 1] {
+            finish(&mut sim, vcpu);
+        }
+        let violations: Vec<String> = sim.violations().map(str::to_owned).collect();
+        if mutant.is_none() {
+            // Unmapped before the split: no leaf over the folio at all, and none larger than its
+            // pages at the end.
+            assert_eq!(stale, vec![], "between the steps");
+            assert_eq!(violations, Vec::<String>::new());
+            assert!(!sim.is_busy(0) && !sim.is_busy(1));
+        } else {
+            // Split first, and the unmap still to come covers page 1 only: the 2M leaf over pages
+            // 4..8 outlives the split.
+            assert_eq!(stale, vec![(snpsim_defs::Gfn::new(4), PageSize::Size2M)]);
+            assert!(violations.iter().any(|v| v.starts_with("invariant 1:")), "{violations:?}");
+        }
+        // The race model's exhaustive search agrees: the mutant is caught, the real order is not.
+        let e = snpsim_check::explore(&SnpModel::new(CheckSetup {
+            depth: snpsim_check::mutants::RACE_DEPTH,
+            ..setup
+        }));
+        let caught: Vec<&str> = e.discoveries.iter().filter(|d| d.always).map(|d| d.property).collect();
+        let want: Vec<&str> = if mutant.is_some() { vec!["invariants hold"] } else { vec![] };
+        assert_eq!(caught, want, "{mutant:?}");
     }
 }

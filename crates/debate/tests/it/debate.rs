@@ -62,13 +62,14 @@ fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
     let d = run_debate_with(CheckMode::Full, CheckMode::Incremental).unwrap();
     let verdicts = d.verdicts();
     // One verdict per claim `Debate::verdicts` lists.
-    assert_eq!(verdicts.len(), 10);
+    assert_eq!(verdicts.len(), 11);
     for v in &verdicts {
         assert!(v.supported(), "{}: {}\n  {}", v.status.name(), v.claim, v.evidence);
     }
-    // 5 legacy policies × 4 backings × 2 NPT-level settings × 2 granularities, and gmem × 3 folio
-    // sizes × 2 granularities.
-    assert_eq!(d.matrix.len(), 5 * 4 * 2 * 2 + 3 * 2);
+    // 5 legacy policies × 4 backings × 2 NPT-level settings × 2 granularities, gmem × 3 folio
+    // sizes × 2 granularities, and gmem-inplace × 5 backings (the 3 folio sizes and the 2 HugeTLB
+    // ones) × 2 granularities.
+    assert_eq!(d.matrix.len(), 5 * 4 * 2 * 2 + 3 * 2 + 5 * 2);
     assert_eq!(d.matrix.len(), matrix().len());
     assert_eq!(d.claims.len(), CLAIM_SCENARIOS.len());
     for r in d.matrix.iter().chain(&d.claims) {
@@ -389,6 +390,32 @@ fn the_recoalescing_and_gmem_verdicts_flip_with_the_guest_and_vmm_settings() {
     let mut prefault = claims.clone();
     prefault[at("12-")] = claims[at("13-")].clone();
     assert_eq!(status(prefault, "gmem never faults the host"), Status::Mixed);
+}
+
+/// The in-place verdict turns down when the in-place run's host write splits the host's page,
+/// when the 2021 run's write does not, and when the folio counts are not one per folio.
+#[test]
+fn the_in_place_verdict_flips_with_the_runs_it_reads() {
+    let claims = claim_runs();
+    let at = |part: &str| CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(part)).unwrap();
+    let status = |claims: Vec<ScenarioRun>| {
+        let d = Debate { matrix: Vec::new(), claims, workloads: Vec::new() };
+        verdict(&d.verdicts(), "in-place guest_memfd").status
+    };
+    assert_eq!(status(claims.clone()), Status::Supported);
+    // The 2021 run in place of the in-place one: its write split the THP.
+    let mut swapped = claims.clone();
+    swapped[at("upstream-2026/01-")] = claims[at("upstream-2026/02-")].clone();
+    assert_eq!(status(swapped), Status::Mixed);
+    // The in-place run in place of the 2021 one: no host split before its SIGBUS.
+    let mut no_split = claims.clone();
+    no_split[at("upstream-2026/02-")] = claims[at("upstream-2026/01-")].clone();
+    assert_eq!(status(no_split), Status::Mixed);
+    // The conversion run replaced by 01's (one split, no merge): the counts are no longer one
+    // split and one merge per folio and share episode.
+    let mut per_page = claims.clone();
+    per_page[at("upstream-2026/03-")] = claims[at("upstream-2026/01-")].clone();
+    assert_eq!(status(per_page), Status::Mixed);
 }
 
 /// A gmem-2m guest with the 2M region at 0x400000 private and mapped by a 2M leaf, and a 4K guest

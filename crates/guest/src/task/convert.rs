@@ -280,7 +280,11 @@ impl ChunkCursor {
             return None;
         }
         self.awaiting_run = Some((first, end - first, chunked));
-        Some(Request::PvalidateRun { gpa: Gfn::new(first).gpa(), pages: end - first, validate: self.validate })
+        Some(Request::PvalidateRun {
+            gpa: Gfn::new(first).gpa(),
+            pages: end - first,
+            validate: self.validate,
+        })
     }
 
     fn record(&self, g: &mut Guest, start: u64, end: u64) {

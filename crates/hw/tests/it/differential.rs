@@ -1,9 +1,11 @@
 //! Differential tests: the region-structured [`Rmp`] against the dense oracle [`DenseRmp`].
 //!
 //! Random operation sequences (every `RmpModel` instruction, check and concurrency hook, with
-//! valid and invalid operands) are applied to both models on small hosts whose last 2M region is
-//! partial. After every operation the results must be equal, and so must the `rmpread` and
-//! `raw_entry` views of every page (and a few beyond the RMP) and the per-ASID counters.
+//! valid and invalid operands, and RMPOPT verifies) are applied to both models on small hosts
+//! whose last 2M region is partial, with RMPOPT on for half of the hosts. After every operation the
+//! results must be equal, and so must the `rmpread`, `raw_entry` and `is_optimized` views of every
+//! page (and a few beyond the RMP), the per-ASID counters, the RMPOPT coverage and the instruction
+//! counters.
 //!
 //! Each operation is generated from its own 64-bit seed by a state-free, biased generator: the
 //! operations concentrate on a few regions and a few offsets in them, and guests mostly use the
@@ -26,7 +28,7 @@ use snpsim_hw::reference::DenseRmp;
 use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{
     AccessKind, Geometry, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel,
-    RmpQueryResult,
+    RmpQueryResult, RmpoptVerify,
 };
 
 /// Operations per generated case.
@@ -41,19 +43,19 @@ const ASIDS: [u16; 8] = [0, 1, 2, 3, 1022, 1023, 1024, 5000];
 
 /// The tests' deterministic generator: ChaCha8 seeded from a `u64` (the engine's generator).
 #[derive(Clone, Debug)]
-struct Rng(rand_chacha::ChaCha8Rng);
+pub(crate) struct Rng(rand_chacha::ChaCha8Rng);
 
 impl Rng {
-    fn seeded(seed: u64) -> Self {
+    pub(crate) fn seeded(seed: u64) -> Self {
         Rng(<rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(seed))
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         rand_core::RngCore::next_u64(&mut self.0)
     }
 
     /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
@@ -70,7 +72,7 @@ impl Rng {
 
 /// The hosts the differential runs on: `tiny` and `x86`, each with a partial last region, with
 /// the SIZEM check for smaller NPT leaves on and off.
-fn config(index: u64) -> RmpConfig {
+pub(crate) fn config(index: u64) -> RmpConfig {
     let (geometry, pages) = match index % 3 {
         0 => (Geometry::TINY, 4 * 4 + 3),
         1 => (Geometry::X86, 3 * 512 + 7),
@@ -82,6 +84,12 @@ fn config(index: u64) -> RmpConfig {
 /// Number of distinct configurations of [`config`].
 const CONFIGS: u64 = 6;
 
+/// Whether case `index` (of `0..2 * CONFIGS`, configuration `index % CONFIGS`) runs with RMPOPT
+/// enabled: the upper half.
+fn rmpopt_on(index: u64) -> bool {
+    index >= CONFIGS
+}
+
 /// Full regions of the big host: several chunks of the run-compressed storage
 /// (`snpsim_stores::runs::CHUNK`), one guest owning them all, so that a sweep of 2M assignments
 /// leaves progressions that the random operations then break and the storage compresses again.
@@ -89,7 +97,7 @@ const BIG_REGIONS: u64 = 2 * snpsim_stores::runs::REGION_CHUNK as u64 + 5;
 
 /// One operation on an RMP model.
 #[derive(Clone, Copy, Debug)]
-enum Op {
+pub(crate) enum Op {
     Update(Pfn, RmpArchEntry),
     Psmash(Pfn),
     Pvalidate(GuestContext, Gpa, Pfn, RmpPageSize, bool),
@@ -103,11 +111,12 @@ enum Op {
     HostWrite(Pfn, PageSize, bool),
     Begin(Pfn),
     End(Pfn),
+    Verify(Pfn),
 }
 
 /// The result of one operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Res {
+pub(crate) enum Res {
     Code(ReturnCode),
     Pvalidate(GuestOutcome<PvalidateStatus>),
     Run(u64),
@@ -115,9 +124,10 @@ enum Res {
     Query(GuestOutcome<RmpQueryResult>),
     HostWrite(Result<(), PfErrorCode>),
     Ended(bool),
+    Verify(RmpoptVerify),
 }
 
-fn apply(m: &mut dyn RmpModel, op: Op) -> Res {
+pub(crate) fn apply(m: &mut dyn RmpModel, op: Op) -> Res {
     match op {
         Op::Update(pfn, e) => Res::Code(m.rmpupdate(pfn, e)),
         Op::Psmash(pfn) => Res::Code(m.psmash(pfn)),
@@ -130,6 +140,7 @@ fn apply(m: &mut dyn RmpModel, op: Op) -> Res {
         Op::HostWrite(pfn, size, user) => Res::HostWrite(m.check_host_write(pfn, size, user)),
         Op::Begin(pfn) => Res::Code(m.begin_in_flight(pfn)),
         Op::End(pfn) => Res::Ended(m.end_in_flight(pfn)),
+        Op::Verify(pfn) => Res::Verify(m.rmpopt_verify(pfn)),
     }
 }
 
@@ -140,8 +151,8 @@ fn gpa_of(asid: u64, pfn: u64) -> u64 {
 }
 
 /// The biased operation generator; state-free so that every operation depends on its own seed only.
-struct Gen {
-    cfg: RmpConfig,
+pub(crate) struct Gen {
+    pub(crate) cfg: RmpConfig,
 }
 
 impl Gen {
@@ -189,7 +200,7 @@ impl Gen {
 
     /// On the big host, the sweep the operations start from: every full region assigned 2M to
     /// ASID 1 at its GPA and validated, in rising order, as an eager 2M acceptance does.
-    fn sweep(&self) -> Vec<Op> {
+    pub(crate) fn sweep(&self) -> Vec<Op> {
         if self.regions() <= BIG_REGIONS {
             return Vec::new();
         }
@@ -292,7 +303,17 @@ impl Gen {
         op
     }
 
-    fn op(&self, seed: u64) -> Op {
+    /// A frame naming an RMPOPT region: mostly one of the hot frames, sometimes the start of the
+    /// first region beyond the 2 TB window (O3).
+    fn rmpopt_pfn(&self, r: &mut Rng, hot: u64) -> u64 {
+        if r.chance(95) {
+            self.pfn(r, hot)
+        } else {
+            snpsim_hw::rmpopt::RMPOPT_MAX_REGIONS * snpsim_hw::rmpopt::region_pages(self.cfg.geometry)
+        }
+    }
+
+    pub(crate) fn op(&self, seed: u64) -> Op {
         let r = &mut Rng::seeded(seed);
         // Two hot regions (of the few there are) per operation: region 0/1 most of the time.
         let hot = if r.chance(70) { 0 } else { r.below(self.regions()) };
@@ -366,7 +387,8 @@ impl Gen {
                 Op::HostWrite(Pfn::new(self.pfn(r, hot)), size, r.chance(30))
             }
             930..=944 => Op::Begin(Pfn::new(self.aligned_pfn(r, hot))),
-            _ => Op::End(Pfn::new(self.aligned_pfn(r, hot))),
+            945..=969 => Op::End(Pfn::new(self.aligned_pfn(r, hot))),
+            _ => Op::Verify(Pfn::new(self.rmpopt_pfn(r, hot))),
         }
     }
 }
@@ -423,6 +445,12 @@ impl Stats {
             (Op::Access(_), Res::Unit(GuestOutcome::Npf(e))) if e.vmpl() => self.bump("VMPL #NPF"),
             (Op::Access(_), Res::Unit(GuestOutcome::Vc(_))) => self.bump("access #VC"),
             (Op::HostWrite(..), Res::HostWrite(Err(_))) => self.bump("host write #PF"),
+            (Op::Verify(_), Res::Verify(v)) => self.bump(match v {
+                RmpoptVerify::Optimized => "rmpopt optimized",
+                RmpoptVerify::NotOptimized => "rmpopt not optimized",
+                RmpoptVerify::OutOfRange => "rmpopt out of range",
+                RmpoptVerify::Disabled => "rmpopt disabled",
+            }),
             _ => {}
         }
     }
@@ -483,6 +511,20 @@ impl Views {
                 }
             }
         }
+        for p in (0..pages).chain([pages, pages + 1, pages + g, 1 << 40, u64::MAX]).map(Pfn::new) {
+            let (a, b) = (fast.is_optimized(p), dense.is_optimized(p));
+            if a != b {
+                return Err(format!("is_optimized({p:?}): Rmp {a} vs DenseRmp {b}"));
+            }
+        }
+        let (a, b) = (fast.rmpopt_marked_pages(), dense.rmpopt_marked_pages());
+        if a != b {
+            return Err(format!("rmpopt_marked_pages: Rmp {a} vs DenseRmp {b}"));
+        }
+        let (a, b) = (fast.rmp_stats(), dense.rmp_stats());
+        if a != b {
+            return Err(format!("rmp_stats: Rmp {a:?} vs DenseRmp {b:?}"));
+        }
         for p in [pages, pages + 1, pages + g, 1 << 40, u64::MAX].map(Pfn::new) {
             let (a, b) = (fast.raw_entry(p), dense.raw_entry(p));
             if a != b {
@@ -507,13 +549,20 @@ impl Views {
 /// operations up to it.
 /// The views are compared after every operation from the end of the first `sweep` ones (a
 /// big host's sweep: results are still compared one by one).
-fn run(cfg: RmpConfig, ops: &[Op], sweep: usize, stats: &mut Stats) -> Result<(), String> {
+fn run(cfg: RmpConfig, rmpopt: bool, ops: &[Op], sweep: usize, stats: &mut Stats) -> Result<(), String> {
     let mut fast = Rmp::new(cfg);
     let mut dense = DenseRmp::new(cfg);
+    fast.set_rmpopt(rmpopt);
+    dense.set_rmpopt(rmpopt);
+    // O7: Linux scans all memory once SNP is initialised; with RMPOPT on the run starts marked.
+    let (a, b) = (fast.rmpopt_verify_all(), dense.rmpopt_verify_all());
+    if a != b {
+        return Err(format!("{cfg:?}: rmpopt_verify_all: Rmp {a:?} vs DenseRmp {b:?}"));
+    }
     let mut views = Views::new(cfg, &dense);
     let mut history: Vec<Op> = Vec::new();
     let fail = |history: &[Op], what: String| {
-        let mut s = format!("{cfg:?}\n");
+        let mut s = format!("{cfg:?}, rmpopt {rmpopt}\n");
         for (i, op) in history.iter().enumerate() {
             let _ = writeln!(s, "  op {i}: {op:?}");
         }
@@ -521,7 +570,16 @@ fn run(cfg: RmpConfig, ops: &[Op], sweep: usize, stats: &mut Stats) -> Result<()
     };
     for (n, &op) in ops.iter().enumerate() {
         history.push(op);
+        if let Op::HostWrite(pfn, ..) = op
+            && fast.is_optimized(pfn)
+        {
+            stats.bump("host write check skipped");
+        }
+        let cleared = fast.rmp_stats().rmpopt_marks_cleared;
         let a = apply(&mut fast, op);
+        if fast.rmp_stats().rmpopt_marks_cleared > cleared {
+            stats.bump("rmpopt mark cleared");
+        }
         let b = apply(&mut dense, op);
         if a != b {
             return Err(fail(&history, format!("result: Rmp {a:?} vs DenseRmp {b:?}")));
@@ -540,12 +598,13 @@ fn run(cfg: RmpConfig, ops: &[Op], sweep: usize, stats: &mut Stats) -> Result<()
 /// `case_seed`.
 fn run_case(case_seed: u64, stats: &mut Stats) -> Result<(), String> {
     let mut r = Rng::seeded(case_seed);
-    let cfg = config(r.below(CONFIGS));
+    let index = r.below(2 * CONFIGS);
+    let cfg = config(index % CONFIGS);
     let generator = Gen { cfg };
     let mut ops = generator.sweep();
     let sweep = ops.len();
     ops.extend((0..OPS_PER_CASE).map(|_| generator.op(r.next())));
-    run(cfg, &ops, sweep, stats)
+    run(cfg, rmpopt_on(index), &ops, sweep, stats)
 }
 
 proptest! {
@@ -559,16 +618,16 @@ proptest! {
     /// 400 cases × 256 operations, each compared result by result and page by page.
     #[test]
     fn rmp_matches_dense_reference(
-        cfg in 0..CONFIGS,
+        index in 0..2 * CONFIGS,
         seeds in proptest::collection::vec(any::<u64>(), OPS_PER_CASE),
     ) {
-        let cfg = config(cfg);
+        let cfg = config(index % CONFIGS);
         let generator = Gen { cfg };
         let mut stats = Stats::default();
         let mut ops = generator.sweep();
         let sweep = ops.len();
         ops.extend(seeds.iter().map(|&s| generator.op(s)));
-        if let Err(e) = run(cfg, &ops, sweep, &mut stats) {
+        if let Err(e) = run(cfg, rmpopt_on(index), &ops, sweep, &mut stats) {
             prop_assert!(false, "{}", e);
         }
     }
@@ -607,8 +666,11 @@ fn alternating_pages_match_dense_reference() {
     let mut r = Rng::seeded(0xa17e_4a7e);
     ops.extend((0..OPS_PER_CASE).map(|_| generator.op(r.next())));
     let mut stats = Stats::default();
-    if let Err(e) = run(cfg, &ops, 0, &mut stats) {
-        panic!("{e}");
+    // With RMPOPT off and on (the operations include verifies, which must match the oracle too).
+    for rmpopt in [false, true] {
+        if let Err(e) = run(cfg, rmpopt, &ops, 0, &mut stats) {
+            panic!("rmpopt {rmpopt}: {e}");
+        }
     }
     // The pattern was really built: every region smashed, and the 4K updates (half the pages
     // returned, a quarter assigned again) succeeded; the random operations may add more.
@@ -645,6 +707,12 @@ fn generator_reaches_interesting_states() {
         "VMPL #NPF",
         "access #VC",
         "host write #PF",
+        "rmpopt optimized",
+        "rmpopt not optimized",
+        "rmpopt out of range",
+        "rmpopt disabled",
+        "rmpopt mark cleared",
+        "host write check skipped",
     ] {
         assert!(stats.get(needed) > 0, "never reached: {needed}; {stats:?}");
     }

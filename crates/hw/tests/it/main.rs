@@ -3,4 +3,5 @@
 //! small machine. Run one module with `cargo test -p CRATE --test it MODULE::`.
 
 mod differential;
+mod rmpopt;
 mod rules;

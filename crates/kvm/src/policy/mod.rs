@@ -1,4 +1,4 @@
-//! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K9): one file each, behind
+//! The hypervisor policies compared by snpsim (`docs/semantics.md` K1–K10): one file each, behind
 //! [`Policy`].
 //!
 //! A policy makes every decision that differs between the designs KVM has had: memslot
@@ -43,6 +43,7 @@ registry! {
     fail_psc_hugetlbfs::FailPscHugetlbfs,
     npt_demote::NptDemote,
     gmem::Gmem,
+    gmem_inplace::GmemInplace,
     #[cfg(test)]
     test_only::TestOnly,
 }
@@ -118,6 +119,13 @@ pub trait Policy: fmt::Debug + Sync {
     /// (`kvm_mem_is_private` → `kvm_gmem_get_pfn`).
     fn in_gmem(&self, attrs: &MemoryAttributes, gfn: Gfn) -> bool {
         let _ = (attrs, gfn);
+        false
+    }
+
+    /// Whether one guest_memfd holds the VM's shared and private memory and converts in place
+    /// (the in-place conversion series, v6 of 7 May 2026): KVM then needs the host's in-place file
+    /// ([`snpsim_host::GmemHugetlb`]) and maps shared GFNs from it too. Everyone else: no.
+    fn in_place_conversion(&self) -> bool {
         false
     }
 
@@ -339,6 +347,14 @@ pub trait VmOps {
     /// pages a range made shared (`sev_gmem_invalidate`) or, with `prefault_on_psc`, pre-fault a
     /// range made private.
     fn map_gpa_range(&mut self, range: PscRange) -> Result<(), KvmError>;
+
+    /// The in-place conversion (`KVM_SET_MEMORY_ATTRIBUTES2` on the guest_memfd): refused with
+    /// [`snpsim_host::HostError::ExtraReference`] (nothing changed) while a page of the range holds
+    /// an extra reference; else the file's shareability and KVM's attributes change together, KVM
+    /// unmaps the folios a conversion to shared splits *before* splitting them, the pages made
+    /// shared go back to the hypervisor in the RMP, and folios whose pages are all private again
+    /// merge ([`crate::Kvm::begin_convert_in_place`]).
+    fn convert_in_place(&mut self, range: PscRange) -> Result<(), KvmError>;
 }
 
 #[cfg(test)]

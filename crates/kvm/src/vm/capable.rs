@@ -51,7 +51,7 @@ impl Kvm {
         let in_gmem = self.policy.in_gmem(&self.attrs, start);
         let private = in_gmem || self.policy.shared_maps_private_frames();
         let frame = if in_gmem {
-            match host.gmem.as_ref().map(|g| g.range_backing(start.raw(), n)) {
+            match host.gmem_range_backing(start.raw(), n) {
                 Some(RangeBacking::Folio(pfn)) => pfn,
                 Some(RangeBacking::Unallocated) => return true,
                 Some(RangeBacking::Smaller) | None => return false,

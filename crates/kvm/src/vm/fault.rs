@@ -229,12 +229,18 @@ impl Kvm {
             }
             return self.convert(host, rmp, PscRange { gfn, pages: 1, private, size_2m: false });
         }
-        // The conversion above leaves the attribute equal to the access's C-bit.
-        let gmem_private = self.policy.in_gmem(&self.attrs, gfn);
-        let mut max = if gmem_private {
-            let gmem = host.gmem.as_mut().ok_or_else(|| unbacked(gfn, "no guest_memfd"))?;
-            let (pfn, folio, _) = gmem.get_pfn(&mut host.memory, gfn.raw())?;
-            self.gmem_prepare(host, rmp, gfn, pfn, folio)?;
+        // The conversion above leaves the attribute equal to the access's C-bit. Only private
+        // memory is prepared: under in-place conversion shared GFNs are guest_memfd's too.
+        let in_gmem = self.policy.in_gmem(&self.attrs, gfn);
+        let gmem_private = in_gmem && private;
+        let mut max = if in_gmem {
+            if host.gmem.is_none() && host.gmem_hugetlb.is_none() {
+                return Err(unbacked(gfn, "no guest_memfd"));
+            }
+            let (pfn, folio, _) = host.gmem_get_pfn(gfn.raw())?;
+            if gmem_private {
+                self.gmem_prepare(host, rmp, gfn, pfn, folio)?;
+            }
             folio
         } else {
             // `hva_to_pfn` faults the VMA page in (the gmem era populates it on first touch).
@@ -295,11 +301,7 @@ impl Kvm {
                             continue;
                         }
                         if !entry.is_some_and(|(a, _)| a) {
-                            let folio = host
-                                .gmem
-                                .as_ref()
-                                .and_then(|g| g.pfn(p))
-                                .map_or(PageSize::Size4K, |(_, s)| s);
+                            let folio = host.gmem_frame(p).map_or(PageSize::Size4K, |(_, s)| s);
                             self.gmem_prepare(host, rmp, Gfn::new(p), page_pfn, folio)?;
                         }
                         p += 1;

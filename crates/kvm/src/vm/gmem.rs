@@ -113,34 +113,47 @@ impl Kvm {
         if Mutant::PunchHoleSkipsInvalidate.planted(self.mutant) {
             freed.clear();
         }
-        let per_2m = self.geometry.pages_per_2m();
         for (pfn, n) in freed {
-            let end = pfn.raw() + n;
-            let mut p = pfn.raw();
-            while p < end {
-                let (assigned, level) = rmp.lookup(Pfn::new(p)).unwrap_or((false, RmpPageSize::Size4K));
-                if !assigned {
-                    p += 1;
-                    continue;
-                }
-                let whole =
-                    level == RmpPageSize::Size2M && Pfn::new(p).is_aligned(per_2m) && p + per_2m <= end;
-                if !whole && level == RmpPageSize::Size2M {
-                    // "This shouldn't fail, but if it does, report it, but still try to update
-                    // RMP entry to shared": a WARN_ONCE, and on.
-                    if self.psmash_unchecked(rmp, Pfn::new(p)) != ReturnCode::Success {
-                        self.stats.kvm_warnings += 1;
-                    }
-                }
-                let size = if whole { RmpPageSize::Size2M } else { RmpPageSize::Size4K };
-                match self.make_shared(host, rmp, Pfn::new(p), size) {
-                    Ok(()) => {}
-                    // A failed RMPUPDATE is a WARN_ONCE; the page is skipped (left assigned).
-                    Err(KvmError::Instruction { .. }) => self.stats.kvm_warnings += 1,
-                    Err(e) => return Err(e),
-                }
-                p += if whole { per_2m } else { 1 };
+            self.gmem_invalidate(host, rmp, pfn, n)?;
+        }
+        Ok(())
+    }
+
+    /// `sev_gmem_invalidate` over `n` frames from `pfn`: one 2M RMPUPDATE to shared where a whole
+    /// 2M entry goes, else PSMASH (if inside a 2M entry) and 4K RMPUPDATE; unassigned frames are
+    /// skipped. A failed PSMASH or RMPUPDATE is only a WARN upstream: counted in `kvm_warnings`.
+    pub(super) fn gmem_invalidate(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        pfn: Pfn,
+        n: u64,
+    ) -> Result<(), KvmError> {
+        let per_2m = self.geometry.pages_per_2m();
+        let end = pfn.raw() + n;
+        let mut p = pfn.raw();
+        while p < end {
+            let (assigned, level) = rmp.lookup(Pfn::new(p)).unwrap_or((false, RmpPageSize::Size4K));
+            if !assigned {
+                p += 1;
+                continue;
             }
+            let whole = level == RmpPageSize::Size2M && Pfn::new(p).is_aligned(per_2m) && p + per_2m <= end;
+            if !whole && level == RmpPageSize::Size2M {
+                // "This shouldn't fail, but if it does, report it, but still try to update
+                // RMP entry to shared": a WARN_ONCE, and on.
+                if self.psmash_unchecked(rmp, Pfn::new(p)) != ReturnCode::Success {
+                    self.stats.kvm_warnings += 1;
+                }
+            }
+            let size = if whole { RmpPageSize::Size2M } else { RmpPageSize::Size4K };
+            match self.make_shared(host, rmp, Pfn::new(p), size) {
+                Ok(()) => {}
+                // A failed RMPUPDATE is a WARN_ONCE; the page is skipped (left assigned).
+                Err(KvmError::Instruction { .. }) => self.stats.kvm_warnings += 1,
+                Err(e) => return Err(e),
+            }
+            p += if whole { per_2m } else { 1 };
         }
         Ok(())
     }

@@ -65,4 +65,8 @@ impl VmOps for Ops<'_> {
     fn map_gpa_range(&mut self, range: PscRange) -> Result<(), KvmError> {
         self.kvm.map_gpa_range(self.host, self.rmp, range)
     }
+
+    fn convert_in_place(&mut self, range: PscRange) -> Result<(), KvmError> {
+        self.kvm.convert_in_place(self.host, self.rmp, range)
+    }
 }

@@ -3,7 +3,7 @@
 //! The protocol decoding is [`crate::psc`]; each range is converted as the policy does it.
 
 use snpsim_defs::ghcb::{GhcbMsrPscRequest, GhcbMsrPscResponse, PscBuffer};
-use snpsim_host::Host;
+use snpsim_host::{Host, HostError};
 use snpsim_hw::RmpModel;
 
 use super::Kvm;
@@ -141,6 +141,9 @@ impl Kvm {
                 self.psc_refusal = Some(r);
                 false
             }
+            // An in-place conversion the guest_memfd refused for an extra reference on a page:
+            // the VMM reports it to the guest as a failed page-state change (`gmem-inplace`).
+            Err(KvmError::Host(HostError::ExtraReference { .. })) => false,
             Err(e) => {
                 *fatal = Some(e);
                 false

@@ -2,5 +2,6 @@
 //! binary instead of one per file is most of what a fresh `cargo test --workspace` costs on a
 //! small machine. Run one module with `cargo test -p CRATE --test it MODULE::`.
 
+mod inplace;
 mod policies;
 mod psc;

@@ -140,7 +140,7 @@ fn the_seed_decides_the_run() {
 fn every_preset_boots_invariant_clean_on_every_policy() {
     for &preset in Preset::all() {
         for &policy in snpsim_scenario::policies() {
-            for backing in Backing::of_era(policy.era()) {
+            for backing in Backing::of_policy(policy) {
                 let memory =
                     if backing.page_size() == snpsim_defs::PageSize::Size1G { "1GiB" } else { "128MiB" };
                 let text = scenario_text(

@@ -260,7 +260,8 @@ fn the_slurm_script_of_docs_scale_out_runs_every_shard() {
     let script = &after[start..start + after[start..].find("```").unwrap()];
     assert!(
         script.contains("#SBATCH --array=0-15")
-            && script.contains("--shard \"${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}\"")
+            && script.contains("SHARDS=${SHARDS:-16}")
+            && script.contains("--shard \"${SLURM_ARRAY_TASK_ID}/${SHARDS}\"")
     );
     let d = temp_dir("slurm");
     let f = setup(&d, SWEEP);
@@ -268,21 +269,34 @@ fn the_slurm_script_of_docs_scale_out_runs_every_shard() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_snpsim")).parent().unwrap();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let results = d.join("results");
-    // Slurm runs the script once per array task with these variables set.
-    for task in 0..4 {
+    // Slurm runs the script once per array task with these variables set (an array of 4, so
+    // SHARDS=4); `task_count` is the size of the array submitted.
+    let task = |task: u32, task_count: u32| {
         let o = Command::new("bash")
             .arg(d.join("sweep.sbatch"))
             .env("PATH", &path)
             .env("SLURM_ARRAY_TASK_ID", task.to_string())
-            .env("SLURM_ARRAY_TASK_COUNT", "4")
+            .env("SLURM_ARRAY_TASK_COUNT", task_count.to_string())
             .env("SLURM_CPUS_PER_TASK", "1")
+            .env("SHARDS", "4")
             .env("SWEEP", &f)
             .env("OUT", &results)
             .output()
             .unwrap();
         assert!(o.status.success(), "task {task}: {}", text(&o.stderr));
+    };
+    for t in 0..4 {
+        task(t, 4);
     }
     assert_eq!(files_in(&results).len(), 5, "four shards and the manifest");
+    // Re-running one task as the doc says (`sbatch --array=2`: an array of one) writes shard 2 of
+    // 4 again, the same bytes.
+    let shard = results.join("shard-2-of-4.jsonl");
+    let before = std::fs::read(&shard).unwrap();
+    std::fs::remove_file(&shard).unwrap();
+    task(2, 1);
+    assert_eq!(std::fs::read(&shard).unwrap(), before);
+    assert_eq!(files_in(&results).len(), 5);
     let merged = d.join("merged");
     let m = snpsim(&["merge", s(&results), "--out", s(&merged)]);
     assert_eq!(m.status.code(), Some(0), "{}", text(&m.stderr));

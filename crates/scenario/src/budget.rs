@@ -91,32 +91,24 @@ fn fine_grained(s: &Scenario) -> bool {
         || s.vm.shared_backing == Some(Backing::Anon4k)
 }
 
-/// The estimate for `s`, traced or not.
-pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
+/// What the scripted steps may touch: pages in no order, pages swept, regions kept whole, and
+/// the operations a trace records.
+#[derive(Default)]
+struct Steps {
+    pages: u64,
+    swept: u64,
+    regions: u64,
+    ops: u64,
+}
+
+/// [`Steps`] of `s`'s scripted steps (`fine`: see [`fine_grained`]), and the 4K pages they access.
+fn steps(s: &Scenario, fine: bool) -> (Steps, u64) {
     let g = s.machine.geometry;
     let region_bytes = mul(g.pages_per_2m(), PAGE_SIZE_4K);
-    let guest_pages = s.vm.pages();
     let guest_regions = s.vm.memory.div_ceil(region_bytes);
     let regions_of = |bytes: u64| bytes.div_ceil(region_bytes).saturating_add(1).min(guest_regions);
-    let fine = fine_grained(s);
-    // The operations a trace records for `bytes` handled at 4K (`true`) or per region.
-    let ops_of = |bytes: u64, page_by_page: bool| {
-        if page_by_page { bytes.div_ceil(PAGE_SIZE_4K) } else { bytes.div_ceil(region_bytes) }
-    };
-    // Pages kept page by page, and regions kept whole, that the scenario may touch.
-    let mut pages = 0u64;
-    let mut swept = 0u64;
-    let mut regions = 0u64;
+    let mut t = Steps::default();
     let mut accesses = 0u64;
-    let mut ops = 0u64;
-    let mut actions = 0u64;
-    let touch = |bytes: u64, page_by_page: bool, pages: &mut u64, regions: &mut u64| {
-        if page_by_page {
-            *pages = pages.saturating_add(bytes.div_ceil(PAGE_SIZE_4K));
-        } else {
-            *regions = regions.saturating_add(regions_of(bytes));
-        }
-    };
     for step in &s.steps {
         // A step may break every region it touches into 4K pages, except an acceptance or
         // conversion of whole regions by a guest and backing that keep them whole (a 2M guest
@@ -133,16 +125,50 @@ pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
             }
             _ => (PAGE_SIZE_4K, false, false),
         };
-        ops = ops.saturating_add(1).saturating_add(ops_of(bytes, !whole));
+        let ops = if whole { bytes.div_ceil(region_bytes) } else { bytes.div_ceil(PAGE_SIZE_4K) };
+        t.ops = t.ops.saturating_add(1).saturating_add(ops);
         let broken = mul(regions_of(bytes), g.pages_per_2m());
         if whole {
-            regions = regions.saturating_add(regions_of(bytes));
+            t.regions = t.regions.saturating_add(regions_of(bytes));
         } else if sweep {
-            swept = swept.saturating_add(broken);
+            t.swept = t.swept.saturating_add(broken);
         } else {
-            pages = pages.saturating_add(broken);
+            t.pages = t.pages.saturating_add(broken);
         }
     }
+    (t, accesses)
+}
+
+/// The estimate for `s`, traced or not.
+pub fn estimate(s: &Scenario, traced: bool) -> Estimate {
+    let g = s.machine.geometry;
+    let region_bytes = mul(g.pages_per_2m(), PAGE_SIZE_4K);
+    let guest_pages = s.vm.pages();
+    let guest_regions = s.vm.memory.div_ceil(region_bytes);
+    let regions_of = |bytes: u64| bytes.div_ceil(region_bytes).saturating_add(1).min(guest_regions);
+    let fine = fine_grained(s);
+    // The operations a trace records for `bytes` handled at 4K (`true`) or per region.
+    let ops_of = |bytes: u64, page_by_page: bool| {
+        if page_by_page { bytes.div_ceil(PAGE_SIZE_4K) } else { bytes.div_ceil(region_bytes) }
+    };
+    // Pages kept page by page, and regions kept whole, that the scenario may touch.
+    let mut pages = 0u64;
+    let mut swept = 0u64;
+    let mut regions = 0u64;
+    let mut ops = 0u64;
+    let mut actions = 0u64;
+    let touch = |bytes: u64, page_by_page: bool, pages: &mut u64, regions: &mut u64| {
+        if page_by_page {
+            *pages = pages.saturating_add(bytes.div_ceil(PAGE_SIZE_4K));
+        } else {
+            *regions = regions.saturating_add(regions_of(bytes));
+        }
+    };
+    let (scripted, accesses) = steps(s, fine);
+    pages = pages.saturating_add(scripted.pages);
+    swept = swept.saturating_add(scripted.swept);
+    regions = regions.saturating_add(scripted.regions);
+    ops = ops.saturating_add(scripted.ops);
     for phase in s.workload.iter().flat_map(|w| &w.phases) {
         match phase {
             Phase::Boot if s.guest.resolved().accept == AcceptMode::Eager => {

@@ -22,12 +22,13 @@
 //!   whatever its size: on the `tiny` geometry (4 pages per region) a 4 GiB guest accepted eagerly
 //!   at 4K peaks at 261 MiB (1 KiB per region), a 32 GiB one at 2.0 GiB (issue 19: it was
 //!   estimated at 352 MiB, per page alone);
-//! - [`TRACE_BYTES_PER_OP`], [`TRACE_BYTES_PER_ACTION`]: a traced run holds its trace until it ends: the text (300–490 B per
-//!   4K page an acceptance names, about 430 B per steady-phase touch) and, while a step runs, its
-//!   events as JSON objects. Measured peaks (issue 19): a 64 MiB acceptance at 4K in one step,
-//!   78 MiB (4.8 KiB per page); 4 GiB, 2.4 GiB (2.4 KiB per page); a 100 ms steady phase (800,000
-//!   touches), 677 MB (850 B per touch). The estimate counts operations, not the pages a step may
-//!   break: a traced run of a few accesses costs a few KiB of trace, however large its regions.
+//! - [`TRACE_BYTES_PER_OP`], [`TRACE_BYTES_PER_ACTION`]: a traced run holds its trace until it ends:
+//!   the text (300–490 B per 4K page an acceptance names, about 430 B per steady-phase touch) and,
+//!   while a step runs, its events' text. Measured peaks (issue 19): a 64 MiB acceptance at 4K in
+//!   one step, 38 MiB; 4 GiB, 821 MiB (under 1 KiB per page); a 4 GiB lazy boot, 81 MiB; a
+//!   100 ms steady phase (800,000 touches), 333 MiB (under 512 B per touch). The estimate counts
+//!   operations, not the pages a step may break: a traced run of a few accesses costs a few KiB
+//!   of trace, however large its regions.
 
 use snpsim_defs::PAGE_SIZE_4K;
 use snpsim_guest::BootLayout;
@@ -52,10 +53,10 @@ pub const BYTES_PER_BROKEN_REGION: u64 = 1 << 10;
 /// Bytes of trace per operation of a traced step: a 4K page a step or boot accepts, converts or
 /// accesses, a 2M region it handles whole, the step itself (its events are held as JSON objects
 /// until the step ends).
-pub const TRACE_BYTES_PER_OP: u64 = 2 << 10;
+pub const TRACE_BYTES_PER_OP: u64 = 1 << 10;
 /// Bytes of trace per workload action (a steady phase's touch, conversion or host write): a step
 /// of a few events, held as text.
-pub const TRACE_BYTES_PER_ACTION: u64 = 1 << 10;
+pub const TRACE_BYTES_PER_ACTION: u64 = 512;
 /// Bytes per scripted guest access beyond the page state: the action and its NPT coverage sample.
 const BYTES_PER_ACCESS: u64 = size_of::<Action>() as u64 + 32;
 
@@ -332,11 +333,11 @@ mod tests {
         assert_eq!((e.file.as_str(), e.line, e.field.as_deref()), ("s.toml", 5, Some("vm.memory")));
         assert!(e.message.contains("over the memory budget of 8 GiB"), "{e}");
         assert!(check(&s, u64::MAX, false).is_ok());
-        // Traced, 131,072 pages accepted at boot are as many operations × 2 KiB: 256 MiB of trace.
+        // Traced, 131,072 pages accepted at boot are as many operations × 1 KiB: 128 MiB of trace.
         let traced = scenario("1GiB", "512MiB", "linux-2021", "anon-4k", BOOT);
-        assert!(check(&traced, 128 << 20, false).is_ok());
-        let e = check(&traced, 128 << 20, true).unwrap_err();
-        assert!(e.message.contains("256 MiB of trace (131072 operations recorded)"), "{e}");
+        assert!(check(&traced, 64 << 20, false).is_ok());
+        let e = check(&traced, 64 << 20, true).unwrap_err();
+        assert!(e.message.contains("128 MiB of trace (131072 operations recorded)"), "{e}");
         // 1024 TiB of host memory: 512 Mi regions × 2 B = 1 GiB, more than the guest's part.
         let host = scenario("1024TiB", "1GiB", "linux", "thp", "");
         assert_eq!(check(&host, 512 << 20, false).unwrap_err().field.as_deref(), Some("machine.host_memory"));
@@ -350,8 +351,8 @@ mod tests {
             );
             scenario("256MiB", "64MiB", "linux", "thp", &w)
         };
-        // 100 ms × 8,000,000 touches/s = 800,000 touches, each a step of the trace (1 KiB):
-        // 781 MiB; 400 ms, four times that. Untraced, the touched pages are bounded by the working
+        // 100 ms × 8,000,000 touches/s = 800,000 touches, each a step of the trace (512 B):
+        // 391 MiB; 400 ms, four times that. Untraced, the touched pages are bounded by the working
         // set (4096 pages × 32 B) either way.
         let (short, long) = (estimate(&steady("100ms"), true), estimate(&steady("400ms"), true));
         assert_eq!((short.trace_ops, long.trace_ops), (800_000, 3_200_000));

@@ -265,7 +265,7 @@ fn memory_status() -> (u64, u64) {
 /// User plus system CPU time of this process so far, in seconds (`/proc/self/stat` fields 14 and
 /// 15, in the kernel's USER_HZ ticks, 100 per second on x86 Linux); NaN if unreadable. On a shared
 /// machine it varies less than wall time: waiting for a core is not counted.
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
     // The command name (field 2) is parenthesised and may contain spaces: count after its `)`.
     let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
@@ -305,7 +305,7 @@ fn run_child(name: &str, kind: Kind, check: CheckMode) -> Result<Value> {
                 v["accept_bytes_per_s"] = json!(s.vm.memory as f64 / wall);
                 v["vs_hardware"] = json!(s.vm.memory as f64 / wall / HW_ACCEPT_BYTES_PER_S);
                 v["dense"] = dense_comparison(s.vm.pages(), gran, wall)?;
-                v["oracle"] = same_sequence(&s, check, &run, wall)?;
+                v["oracle"] = same_sequence(&s, check, &Timed { run: &run, cpu_s: cpu }, wall)?;
             }
             Ok(v)
         }
@@ -349,23 +349,25 @@ fn parse(name: &str, steps: u64) -> Result<Value> {
     Ok(v)
 }
 
+/// A benchmark's run and the CPU time it took.
+struct Timed<'a> {
+    run: &'a snpsim_scenario::run::ScenarioRun,
+    cpu_s: f64,
+}
+
 /// Frames of the dense oracle the same instruction sequence is replayed on (80 GiB of host: 320 MiB
 /// of entries); a larger host's sequence is replayed on these frames and the time scaled.
-const ORACLE_FRAMES: u64 = 20 << 18;
+const ORACLE_FRAMES: u64 = 20 << 20;
 
 /// The same scenario page by page (the one-page oracle of the range operations, timed, its
 /// metrics required equal), and its RMP instruction sequence recorded and executed on the dense
 /// oracle RMP (`bench_oracle`): the time of each against the benchmark's `wall`.
-fn same_sequence(
-    s: &Scenario,
-    check: CheckMode,
-    run: &snpsim_scenario::run::ScenarioRun,
-    wall: f64,
-) -> Result<Value> {
-    let start = Instant::now();
+fn same_sequence(s: &Scenario, check: CheckMode, run: &Timed<'_>, wall: f64) -> Result<Value> {
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
     let pages = snpsim_scenario::run::run_scenario_per_page(s, check, None)?;
     let per_page_s = start.elapsed().as_secs_f64();
-    if format!("{:?}", pages.result.metrics) != format!("{:?}", run.result.metrics) {
+    let per_page_cpu = cpu_seconds() - cpu0;
+    if format!("{:?}", pages.result.metrics) != format!("{:?}", run.run.result.metrics) {
         bail!("{}: the page-by-page run's metrics differ from the range run's", s.name);
     }
     let replay = crate::bench_oracle::replay_on_dense(s, check, ORACLE_FRAMES)?;
@@ -375,8 +377,12 @@ fn same_sequence(
     let scaled = replay.seconds * replay.instructions as f64 / replay.replayed.max(1) as f64;
     Ok(json!({
         "per_page_wall_s": per_page_s, "range_speedup": per_page_s / wall,
+        "per_page_cpu_s": per_page_cpu, "range_speedup_cpu": per_page_cpu / run.cpu_s,
         "instructions": replay.instructions, "replayed": replay.replayed, "oracle_frames": replay.frames,
         "dense_s": replay.seconds, "dense_scaled_s": scaled, "vs_dense": scaled / wall,
+        "dense_cpu_s": replay.cpu_seconds,
+        "vs_dense_cpu": replay.cpu_seconds * replay.instructions as f64 / replay.replayed.max(1) as f64
+            / run.cpu_s,
     }))
 }
 

@@ -127,6 +127,8 @@ pub struct Replay {
     pub replayed: u64,
     /// Seconds the oracle took for them.
     pub seconds: f64,
+    /// CPU seconds the oracle took for them.
+    pub cpu_seconds: f64,
     /// Instructions whose result on the oracle differed from the simulation's.
     pub mismatches: u64,
     /// The oracle's size, in 4K frames.
@@ -147,7 +149,7 @@ pub fn replay_on_dense(s: &Scenario, check: CheckMode, cap: u64) -> anyhow::Resu
     let mut dense = DenseRmp::new(RmpConfig::x86(frames));
     let guest = GuestContext { asid: ASID, vmpl: 0 };
     let (mut instructions, mut replayed, mut mismatches) = (0, 0, 0);
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), crate::bench::cpu_seconds());
     for insn in &list {
         match *insn {
             Insn::Update(pfn, new, rc) => {
@@ -181,5 +183,6 @@ pub fn replay_on_dense(s: &Scenario, check: CheckMode, cap: u64) -> anyhow::Resu
             }
         }
     }
-    Ok(Replay { instructions, replayed, seconds: start.elapsed().as_secs_f64(), mismatches, frames })
+    let (seconds, cpu_seconds) = (start.elapsed().as_secs_f64(), crate::bench::cpu_seconds() - cpu0);
+    Ok(Replay { instructions, replayed, seconds, cpu_seconds, mismatches, frames })
 }

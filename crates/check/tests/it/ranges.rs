@@ -160,8 +160,9 @@ fn ranges_match_the_one_page_oracle() {
     println!("{actions} actions, {validated} pages PVALIDATEd and {mapped} pre-faulted by runs");
 }
 
-/// The long form: scenarios of 256 actions until 1,000,000 actions have run. `SNPSIM_RANGES_SEED`
-/// changes the master seed.
+/// The long form: scenarios of 256 actions until 1,000,000 actions have run (`SNPSIM_RANGES_ACTIONS`
+/// sets another count), with progress on standard error every 100 scenarios.
+/// `SNPSIM_RANGES_SEED` changes the master seed.
 #[test]
 #[ignore = "long run: 1,000,000 actions"]
 fn ranges_match_the_one_page_oracle_long() {
@@ -169,12 +170,19 @@ fn ranges_match_the_one_page_oracle_long() {
     let mut master = Rng(seed);
     let (mut actions, mut validated, mut mapped, mut cases) = (0, 0, 0, 0);
     let start = std::time::Instant::now();
-    while actions < 1_000_000 {
+    let target =
+        std::env::var("SNPSIM_RANGES_ACTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    while actions < target {
         let (a, (v, m)) = case(master.next(), 256);
         actions += a;
         validated += v;
         mapped += m;
         cases += 1;
+        if cases % 100 == 0 {
+            eprintln!(
+                "{cases} scenarios, {actions} actions, {validated} + {mapped} pages by runs, 0 divergences"
+            );
+        }
     }
     println!(
         "{cases} scenarios, {actions} actions, {validated} pages PVALIDATEd and {mapped} pre-faulted by runs, \

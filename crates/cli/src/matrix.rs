@@ -164,19 +164,37 @@ pub fn grids(runs: &[RunView<'_>]) -> Vec<(&'static str, Rows)> {
         .collect()
 }
 
-/// The grids as text, columns padded to their widest cell.
+/// The grids as text, columns padded to their widest cell. The gmem era's block (from its header
+/// row on) is padded to its own cells, so that its extra backings do not widen the legacy block,
+/// and the legacy block to every cell of its columns, as before the gmem era had more backings.
 pub fn render(runs: &[RunView<'_>]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     for (what, rows) in grids(runs) {
-        let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..cols)
-            .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.len()).max().unwrap_or(0) + 2)
-            .collect();
+        let split = rows
+            .iter()
+            .skip(1)
+            .position(|r| r.first().is_some_and(|(t, _)| t.is_empty()))
+            .map_or(rows.len(), |i| i + 1);
+        let legacy_cols = rows.first().map_or(0, Vec::len);
+        let widths = |block: &[Vec<(String, Option<Tone>)>], cols: usize| -> Vec<usize> {
+            (0..cols)
+                .map(|c| block.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.len()).max().unwrap_or(0) + 2)
+                .collect()
+        };
+        let mut legacy = widths(&rows, legacy_cols);
+        let gmem_cols = rows[split..].iter().map(Vec::len).max().unwrap_or(0);
+        let mut gmem = widths(&rows[split..], gmem_cols);
+        // The policy names line up across both blocks.
+        if let (Some(l), Some(g)) = (legacy.first_mut(), gmem.first_mut()) {
+            let w = (*l).max(*g);
+            (*l, *g) = (w, w);
+        }
         let _ = writeln!(s, "{what}:");
-        for row in &rows {
+        for (i, row) in rows.iter().enumerate() {
+            let widths = if i < split { &legacy } else { &gmem };
             let mut line = String::new();
-            for ((c, _), w) in row.iter().zip(&widths) {
+            for ((c, _), w) in row.iter().zip(widths) {
                 let _ = write!(line, "{c:<w$}");
             }
             let _ = writeln!(s, "  {}", line.trim_end());

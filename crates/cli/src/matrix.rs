@@ -172,29 +172,51 @@ pub fn render(runs: &[RunView<'_>]) -> String {
 
 /// The grids as text fitted to `width` columns: a grid too wide is dealt into panels that repeat
 /// the policy column ([`crate::table::panels`]); a row with no cell in a panel is left out of it.
+/// The gmem era's block (from its header row on) is padded to its own cells, so that its extra
+/// backings do not widen the legacy block; the policy column lines up across both.
 pub fn render_at(runs: &[RunView<'_>], width: usize) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     for (what, rows) in grids(runs) {
-        let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..cols)
-            .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.chars().count()).max().unwrap_or(0))
-            .collect();
         let _ = writeln!(s, "{what}:");
-        // Two columns of indent.
-        for (i, panel) in crate::table::panels(&widths, 1, width.saturating_sub(2)).iter().enumerate() {
-            if i > 0 {
+        // The gmem block starts at the first header row after the first (its policy cell empty).
+        let split = rows
+            .iter()
+            .skip(1)
+            .position(|r| r.first().is_some_and(|(t, _)| t.is_empty()))
+            .map_or(rows.len(), |i| i + 1);
+        let policy_width =
+            rows.iter().filter_map(|r| r.first()).map(|(t, _)| t.chars().count()).max().unwrap_or(0);
+        let mut panelled = false;
+        for block in [&rows[..split], &rows[split..]] {
+            let cols = block.iter().map(Vec::len).max().unwrap_or(0);
+            let mut widths: Vec<usize> = (0..cols)
+                .map(|c| {
+                    block.iter().filter_map(|r| r.get(c)).map(|(t, _)| t.chars().count()).max().unwrap_or(0)
+                })
+                .collect();
+            if let Some(w) = widths.first_mut() {
+                *w = policy_width;
+            }
+            // Two columns of indent; a block after a block dealt into panels starts its own.
+            let panels = crate::table::panels(&widths, 1, width.saturating_sub(2));
+            if std::mem::replace(&mut panelled, panels.len() > 1) && !block.is_empty() {
                 s.push('\n');
             }
-            for row in &rows {
-                if !panel.iter().any(|&c| c > 0 && c < row.len()) {
-                    continue;
+            for (i, panel) in panels.iter().enumerate() {
+                if i > 0 {
+                    s.push('\n');
                 }
-                let cells: Vec<String> = panel
-                    .iter()
-                    .filter_map(|&c| row.get(c).map(|(t, _)| format!("{t:<w$}", w = widths[c])))
-                    .collect();
-                let _ = writeln!(s, "  {}", cells.join("  ").trim_end());
+                for row in block {
+                    if !panel.iter().any(|&c| c > 0 && c < row.len()) {
+                        continue;
+                    }
+                    let cells: Vec<String> = panel
+                        .iter()
+                        .filter_map(|&c| row.get(c).map(|(t, _)| format!("{t:<w$}", w = widths[c])))
+                        .collect();
+                    let _ = writeln!(s, "  {}", cells.join("  ").trim_end());
+                }
             }
         }
         s.push('\n');

@@ -61,7 +61,7 @@ impl Exec {
     }
 
     /// The in-place conversion this request's page-state change holds between its unmap and its
-    /// split, if it is there ([`Stage::InPlace`]).
+    /// split, if it is there (between the two ticks of an in-place conversion to shared).
     pub fn in_place(&self) -> Option<snpsim_kvm::InPlaceConversion> {
         match &self.stage {
             Stage::InPlace { conversion, .. } => Some(*conversion),

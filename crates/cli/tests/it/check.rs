@@ -173,7 +173,7 @@ fn check_exits_non_zero_for_every_catalogued_mutant() {
     // Each mutant with the configuration and depth of its shortest counterexample in
     // docs/mutants.md (the PSC decoder's two are caught by the conformance table, whatever the
     // configuration): `snpsim check --mutant` must exit 1 for every one.
-    let table: [(&str, &str, &str, &str, &str); 15] = [
+    let table: [(&str, &str, &str, &str, &str); 16] = [
         ("psmash-clears-validated", "npt-demote", "hugetlbfs-2m", "1", "2"),
         ("host-write-ignores-large-mapping", "npt-demote", "hugetlbfs-2m", "1", "2"),
         ("skip-direct-map-split", "npt-demote", "hugetlbfs-2m", "1", "2"),
@@ -189,6 +189,7 @@ fn check_exits_non_zero_for_every_catalogued_mutant() {
         ("guest-keeps-tracking-shared", "npt-demote", "hugetlbfs-2m", "1", "2"),
         ("psmash-race-fatal", "npt-demote", "hugetlbfs-2m", "2", "6"),
         ("fail-inuse-fatal", "npt-demote", "hugetlbfs-2m", "2", "3"),
+        ("split-before-unmap", "gmem-inplace", "gmem-hugetlb-1g", "1", "2"),
     ];
     let names: Vec<&str> = table.iter().map(|t| t.0).collect();
     let catalogue =

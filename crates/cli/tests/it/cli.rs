@@ -87,10 +87,13 @@ fn no_arguments_runs_the_debate_and_prints_every_verdict() {
     let out = Command::new(env!("CARGO_BIN_EXE_snpsim")).env("COLUMNS", "120").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    // The first screen on a 120-column terminal: the who-wins grids and a verdict per line, in 40
-    // lines of at most 120 columns, ending with the summary.
+    // The first screen on a 120-column terminal: the who-wins grids and a verdict per line
+    // within its first 40 lines, then the three-line summary (42 lines in all since
+    // gmem-inplace added a row to each grid and a verdict), at most 120 columns wide.
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines.len() <= 40, "{} lines:\n{stdout}", lines.len());
+    assert!(lines.len() <= 42, "{} lines:\n{stdout}", lines.len());
+    let last_verdict = lines.iter().rposition(|l| l.starts_with("  [")).unwrap();
+    assert!(last_verdict < 40, "the last verdict is line {}:\n{stdout}", last_verdict + 1);
     assert!(lines.iter().all(|l| l.chars().count() <= 120), "{stdout}");
     for grid in ["4K guest (page-state changes of 4K pages):", "2M guest (page-state changes in 2M chunks):"]
     {
@@ -101,9 +104,9 @@ fn no_arguments_runs_the_debate_and_prints_every_verdict() {
     assert!(rfc.contains("VM error: can't split"), "{rfc}");
     let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  [")).collect();
     // One per claim `Debate::verdicts` judges.
-    assert_eq!(verdicts.len(), 10, "{stdout}");
+    assert_eq!(verdicts.len(), 11, "{stdout}");
     assert!(verdicts.iter().all(|l| l.starts_with("  [supported] ")), "{verdicts:#?}");
-    assert!(stdout.contains("10 of 10 verdicts supported; 0 accesses wrongly allowed"), "{stdout}");
+    assert!(stdout.contains("11 of 11 verdicts supported; 0 accesses wrongly allowed"), "{stdout}");
     assert_eq!(text(&out.stderr), "");
 }
 
@@ -115,11 +118,12 @@ fn details_print_every_table_and_each_verdict_with_its_falsifier() {
     assert!(stdout.contains("\nVerdicts:\n"), "{stdout}");
     assert!(stdout.contains("\nClaim scenarios (examples/debate):\n"), "{stdout}");
     // Each verdict names the settings it was judged under and the result that would have
-    // contradicted it; two hold partly by construction (the refusal policies' own definitions).
+    // contradicted it; three hold partly by construction (the refusal policies' own definitions,
+    // and SIGBUS at the in-place file, the series' own rule).
     for prefix in ["        under: ", "        would fail if: "] {
-        assert_eq!(stdout.lines().filter(|l| l.starts_with(prefix)).count(), 10, "{prefix}: {stdout}");
+        assert_eq!(stdout.lines().filter(|l| l.starts_with(prefix)).count(), 11, "{prefix}: {stdout}");
     }
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("        by construction: ")).count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("        by construction: ")).count(), 3, "{stdout}");
 }
 
 #[test]
@@ -411,10 +415,18 @@ fn list_names_every_policy_with_what_it_models() {
     let policies: Vec<&str> = lines.iter().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert_eq!(
         policies,
-        ["rfc-host-split", "rfc-v4", "refuse-hugetlbfs", "fail-psc-hugetlbfs", "npt-demote", "gmem"]
+        [
+            "rfc-host-split",
+            "rfc-v4",
+            "refuse-hugetlbfs",
+            "fail-psc-hugetlbfs",
+            "npt-demote",
+            "gmem",
+            "gmem-inplace"
+        ]
     );
     // Code as posted vs an author's description, labelled on each line.
-    for (line, code) in lines.iter().zip([false, true, false, false, false, true]) {
+    for (line, code) in lines.iter().zip([false, true, false, false, false, true, true]) {
         let label = if code { "[code as posted]" } else { "[as described]" };
         assert!(line.contains(label), "{line}");
     }

@@ -149,7 +149,7 @@ pub fn replay_on_dense(s: &Scenario, check: CheckMode, cap: u64) -> anyhow::Resu
     let mut dense = DenseRmp::new(RmpConfig::x86(frames));
     let guest = GuestContext { asid: ASID, vmpl: 0 };
     let (mut instructions, mut replayed, mut mismatches) = (0, 0, 0);
-    let (start, cpu0) = (Instant::now(), crate::bench::cpu_seconds());
+    let (start, cpu0) = (Instant::now(), crate::cputime::cpu_seconds());
     for insn in &list {
         match *insn {
             Insn::Update(pfn, new, rc) => {
@@ -183,6 +183,6 @@ pub fn replay_on_dense(s: &Scenario, check: CheckMode, cap: u64) -> anyhow::Resu
             }
         }
     }
-    let (seconds, cpu_seconds) = (start.elapsed().as_secs_f64(), crate::bench::cpu_seconds() - cpu0);
+    let (seconds, cpu_seconds) = (start.elapsed().as_secs_f64(), crate::cputime::cpu_seconds() - cpu0);
     Ok(Replay { instructions, replayed, seconds, cpu_seconds, mismatches, frames })
 }

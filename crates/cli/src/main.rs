@@ -16,6 +16,7 @@ mod bench_report;
 mod check;
 mod cleanup;
 mod compare;
+mod cputime;
 mod fail;
 mod input;
 mod list;

@@ -86,7 +86,7 @@ pub struct SimConfig {
     /// The adversarial hypervisor's attacks (empty for an honest host; `[vm] adversary`).
     pub adversary: crate::adversary::Attacks,
     /// vCPUs interleave (`[vm] interleave`): a guest action only starts on its vCPU and
-    /// [`Action::Tick`] advances it one architectural operation at a time; otherwise every
+    /// [`Action::Tick`](crate::action::Action::Tick) advances it one architectural operation at a time; otherwise every
     /// action runs to completion in turn.
     pub interleave: bool,
     /// RMPOPT is enabled (`[machine] rmpopt`, `docs/semantics.md` O1–O8 and S8): the host verifies

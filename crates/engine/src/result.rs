@@ -59,7 +59,7 @@ pub struct RunResult {
     /// Host accesses to private pages of an in-place guest_memfd, counted, with the first named
     /// (`docs/semantics.md` S9); `None` when there were none.
     pub private_access: Option<String>,
-    /// The trace lines not yet taken with [`Simulation::take_trace`], ending with the `end` and
+    /// The trace lines not yet taken with [`Simulation::take_trace`](crate::engine::Simulation::take_trace), ending with the `end` and
     /// `state_hash` lines (`None` when the run was not traced).
     pub trace: Option<Vec<u8>>,
     /// What the adversarial hypervisor did, one line per attack (empty for an honest host).

@@ -342,7 +342,7 @@ pub(super) fn inputs_of(path: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Load what `report` reads from `path` (see [`ReportArgs::results`]).
+/// Load what `report` reads from `path` (see [`ReportArgs::results`](super::ReportArgs::results)).
 pub fn load(path: &Path) -> Result<Report> {
     let name = crate::input::display(path);
     if crate::input::is_stdin(path) {

@@ -195,6 +195,7 @@ pub fn scenario_schema() -> Value {
         json!({
             "host_memory": reference("size", "host RAM: a non-zero multiple of 4 KiB"),
             "geometry": { "enum": ["x86", "tiny"], "description": "x86 (512 entries per level, default) or tiny (4)" },
+            "rmpopt": boolean("RMPOPT: host writes to 1 GiB regions RMPOPT has marked skip the RMP check (default false)"),
         }),
         &["host_memory"],
     );

@@ -64,7 +64,9 @@ const VERSION: &str = concat!(
 /// are split (and which splits were needless), what fails, what is lost, and what it costs, for
 /// any backing, hypervisor policy and guest.
 #[derive(Debug, Parser)]
-#[command(name = "snpsim", version = VERSION, args_conflicts_with_subcommands = true)]
+// `term_width = 0`: help keeps its source line breaks whatever the terminal, so the `--help`
+// examples stay one command per line (a dev-dependency turns on clap's `wrap_help` in test builds).
+#[command(name = "snpsim", version = VERSION, args_conflicts_with_subcommands = true, term_width = 0)]
 #[command(after_help = "With no command, runs the embedded debate suite (same as `snpsim run`).\n\n\
 Examples:\n  snpsim                                  the 2021 debate: who wins, and the verdicts\n  \
 snpsim run examples/debate              every scenario in a directory\n  \

@@ -111,6 +111,23 @@ impl Chunks {
         usize::try_from(self.head + self.huge + self.tail).unwrap_or(usize::MAX)
     }
 
+    /// How many chunks from `i` (below `end`) are 4K pages in a row: the rest of the head, or of
+    /// the tail, or of both when no 2M chunk separates them. Computed, not walked: a walk made each
+    /// run of a 4K-granular range cost its length, and a run cut short (a page that differs) walk
+    /// it again.
+    fn pages_4k_from(&self, i: usize, end: usize) -> u64 {
+        let (i, len) = (i as u64, self.head + self.huge + self.tail);
+        let end = (end as u64).min(len);
+        let segment_end = if i < self.head {
+            if self.huge == 0 { len } else { self.head }
+        } else if i < self.head + self.huge {
+            return 0;
+        } else {
+            len
+        };
+        segment_end.min(end).saturating_sub(i)
+    }
+
     /// Chunk `i`: its first page and size.
     fn get(&self, i: usize) -> Option<(u64, RmpPageSize)> {
         let i = i as u64;
@@ -250,11 +267,7 @@ impl ChunkCursor {
             (None, RmpPageSize::Size4K) => {
                 // Consecutive chunks that are 4K pages in a row (a 4K granularity, or a range's
                 // head or tail).
-                let mut k = 1;
-                while self.i + k < self.end && self.chunks.get(self.i + k) == Some((start + k as u64, size)) {
-                    k += 1;
-                }
-                (start, start + k as u64, true)
+                (start, start + self.chunks.pages_4k_from(self.i, self.end), true)
             }
             (Some(page), RmpPageSize::Size2M) => (page, start + g.span(size), false),
             _ => return None,
@@ -504,6 +517,23 @@ mod tests {
             prop_assert_eq!(chunks.len(), expected.len());
             prop_assert_eq!(chunks.get(expected.len()), None);
             prop_assert_eq!(got, expected);
+        }
+
+        /// The computed length of a run of 4K chunks is the one walking the chunks gives.
+        #[test]
+        fn runs_of_4k_chunks_match_a_walk(start in 0u64..40, pages in 0u64..40, huge: bool, i in 0usize..45, end in 0usize..45) {
+            let chunks = Chunks::new(start, start + pages, 4, huge);
+            let walked = match chunks.get(i) {
+                Some((first, RmpPageSize::Size4K)) if i < end => {
+                    let mut k = 1;
+                    while i + k < end && chunks.get(i + k) == Some((first + k as u64, RmpPageSize::Size4K)) {
+                        k += 1;
+                    }
+                    k as u64
+                }
+                _ => 0,
+            };
+            prop_assert_eq!(chunks.pages_4k_from(i, end), walked);
         }
     }
 }

@@ -69,53 +69,73 @@ fn peak_rss(args: &[&str], stdout: &Path) -> (Option<i32>, u64) {
 }
 
 /// Run every case (a name, its scenario file and scenario), untraced and, when the estimate is
-/// small enough, traced; return the lines of the cases outside the bounds, and the report.
+/// small enough, traced; return the lines of the cases outside the bounds, and the report. The
+/// runs go two at a time (each is its own single-threaded process, measured alone by its own
+/// `python3`), in the order of `cases` in the report.
 fn check(cases: &[(String, PathBuf, Scenario)]) -> (Vec<String>, String) {
     let scratch = temp_dir("budget");
-    let trace = scratch.join("t.jsonl");
-    let mut bad = Vec::new();
-    let mut report = String::new();
-    for (name, file, sc) in cases {
-        for traced in [false, true] {
-            let e = estimate(sc, traced).bytes;
-            if traced && e > TRACED_AT_MOST {
-                continue;
-            }
-            let mut args =
-                vec!["run", s(file), "-q", "--json", "--no-expect", "--memory-budget", "unlimited"];
-            if traced {
-                args.extend(["--trace", s(&trace)]);
-            }
-            let json = scratch.join("results.json");
-            let (code, peak) = peak_rss(&args, &json);
-            let _ = std::fs::remove_file(&trace);
-            let ratio = peak as f64 / e as f64;
-            // The estimate counts the work the scenario asks for; a run that stops early (the VM
-            // refused, the guest killed) does less, so only the upper bound applies to it.
-            let completed = std::fs::read(&json)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v[0].get("outcome").and_then(|o| o.as_str()).map(|o| o == "completed"))
-                .unwrap_or(true);
-            let low = if completed { 0.25 } else { 0.0 };
-            let line = format!(
-                "{name}{}{}: estimate {} MiB, peak {:.1} MiB ({ratio:.2}x), exit {code:?}",
-                if traced { " (traced)" } else { "" },
-                if completed { "" } else { " (stopped early)" },
-                e >> 20,
-                peak as f64 / f64::from(1 << 20)
-            );
-            report.push_str(&line);
-            report.push('\n');
-            // Exit 1 is a failed expectation or invariant: --no-expect drops the former; a run
-            // that breaks an invariant is still measured whole.
-            if !(low..=4.0).contains(&ratio) || !matches!(code, Some(0 | 1)) {
-                bad.push(line);
-            }
-        }
-    }
+    let runs: Vec<(usize, bool)> = (0..cases.len())
+        .flat_map(|i| [(i, false), (i, true)])
+        .filter(|&(i, traced)| !traced || estimate(&cases[i].2, true).bytes <= TRACED_AT_MOST)
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
+    let mut lines: Vec<(usize, String, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (runs, next, scratch) = (&runs, &next, &scratch);
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(i, traced)) = runs.get(k) else { break };
+                        let (line, ok) = measure(&cases[i], traced, &scratch.join(format!("w{w}")));
+                        out.push((k, line, ok));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    lines.sort_by_key(|(k, _, _)| *k);
     let _ = std::fs::remove_dir_all(&scratch);
-    (bad, report)
+    let report = lines.iter().map(|(_, l, _)| l.as_str()).collect::<Vec<_>>().join("\n");
+    (lines.into_iter().filter(|(_, _, ok)| !ok).map(|(_, l, _)| l).collect(), report)
+}
+
+/// Run one case, traced or not, with its files in `dir`: the report line, and whether the peak
+/// is within the bounds.
+fn measure((name, file, sc): &(String, PathBuf, Scenario), traced: bool, dir: &Path) -> (String, bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (trace, json) = (dir.join("t.jsonl"), dir.join("results.json"));
+    let e = estimate(sc, traced).bytes;
+    let mut args = vec!["run", s(file), "-q", "--json", "--no-expect", "--memory-budget", "unlimited"];
+    if traced {
+        args.extend(["--trace", s(&trace)]);
+    }
+    let (code, peak) = peak_rss(&args, &json);
+    let _ = std::fs::remove_file(&trace);
+    let ratio = peak as f64 / e as f64;
+    // The estimate counts the work the scenario asks for; a run that stops early (the VM
+    // refused, the guest killed) does less, so only the upper bound applies to it.
+    let completed = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v[0].get("outcome").and_then(|o| o.as_str()).map(|o| o == "completed"))
+        .unwrap_or(true);
+    let low = if completed { 0.25 } else { 0.0 };
+    let line = format!(
+        "{name}{}{}: estimate {} MiB, peak {:.1} MiB ({ratio:.2}x), exit {code:?}",
+        if traced { " (traced)" } else { "" },
+        if completed { "" } else { " (stopped early)" },
+        e >> 20,
+        peak as f64 / f64::from(1 << 20)
+    );
+    // Exit 1 is a failed expectation or invariant: --no-expect drops the former; a run that
+    // breaks an invariant is still measured whole.
+    let ok = (low..=4.0).contains(&ratio) && matches!(code, Some(0 | 1));
+    (line, ok)
 }
 
 fn shipped(large: bool) -> Vec<(String, PathBuf, Scenario)> {

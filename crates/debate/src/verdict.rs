@@ -9,7 +9,7 @@ use crate::debate::{CLAIM_SCENARIOS, Debate};
 use snpsim_engine::outcome::Reason;
 use snpsim_kvm::policy as k;
 use snpsim_scenario::run::{ScenarioRun, metric_value};
-use snpsim_scenario::{Backing, Granularity, Named, Policy};
+use snpsim_scenario::{Backing, Granularity, Named, Policy, Preset};
 
 /// What the runs say about a claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,6 +115,13 @@ impl Debate {
         })
     }
 
+    /// The realistic workload run of `policy` on `backing` with the Linux guest.
+    fn linux_workload(&self, policy: Policy, backing: Backing) -> Option<&ScenarioRun> {
+        self.workloads.iter().find(|r| {
+            r.policy == policy.name() && r.backing == backing.name() && r.preset == Preset::Linux.name()
+        })
+    }
+
     fn claim_run(&self, file_part: &str) -> Option<&ScenarioRun> {
         CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(file_part)).and_then(|i| self.claims.get(i))
     }
@@ -133,6 +140,8 @@ impl Debate {
             self.recoalescing(),
             self.gmem(),
             self.in_place(),
+            self.in_place_huge_capable(),
+            self.in_place_folio_cost(),
             self.soundness(),
         ]
     }
@@ -482,6 +491,72 @@ impl Debate {
                 m(rfc, "host_splits"),
                 m(conv, "folio_splits"),
                 m(conv, "folio_merges")
+            ),
+        }
+    }
+
+    /// What survives a steady phase of driver conversions under in-place conversion: every folio
+    /// holding a shared page is split (guestmem_hugetlb RFC v2), where gmem keeps shared pages in
+    /// a separate pool and its private folios whole. Read from the Linux workload rows.
+    fn in_place_huge_capable(&self) -> Verdict {
+        let (inplace, gmem) = (
+            self.linux_workload(&k::GmemInplace, Backing::GmemHugetlb2m),
+            self.linux_workload(&k::Gmem, Backing::Gmem2m),
+        );
+        let one_gig: Vec<_> =
+            [Backing::GmemHugetlb1g, Backing::Gmem1g].map(|b| self.linux_workload(&k::GmemInplace, b)).into();
+        let completed = |r: Option<&ScenarioRun>| o(r) == "completed";
+        let pct = |r: Option<&ScenarioRun>| 100.0 * m(r, "huge_capable");
+        Verdict {
+            headline: "gmem-inplace: conversions leave less memory huge-capable than gmem's two pools; on 1G none",
+            claim: "under in-place conversion every folio holding a shared page is split: after the Linux workload's driver conversions less guest memory stays huge-capable on 2M HugeTLB folios than under gmem with its separate shared pool, and on 1G folios none does",
+            settings: "the realistic workload with the Linux guest: gmem-inplace on gmem-hugetlb-2m against gmem on \
+                       gmem-2m (256 MiB guests), gmem-inplace on gmem-hugetlb-1g and gmem-1g (1 GiB guests)"
+                .into(),
+            // A 1 GiB guest on 1G folios has one folio, and its boot shares the SWIOTLB buffer.
+            status: Status::of(&[
+                completed(inplace) && completed(gmem) && m(inplace, "huge_capable") < m(gmem, "huge_capable"),
+                one_gig.iter().all(|&r| completed(r) && m(r, "huge_capable") == 0.0),
+            ]),
+            falsifier: "the in-place 2M HugeTLB row keeping at least as much memory huge-capable as gmem-2m, or a 1G \
+                        row keeping any (or any of them not completing)",
+            by_construction: Some(
+                "a folio with a shared page is split (the HugeTLB series' rule, S9); how much memory that \
+                 leaves huge is the workload's measurement",
+            ),
+            evidence: format!(
+                "huge-capable at the end: gmem-inplace on gmem-hugetlb-2m {:.1} %, gmem on gmem-2m {:.1} %; \
+                 gmem-inplace on gmem-hugetlb-1g {:.1} %, on gmem-1g {:.1} %",
+                pct(inplace),
+                pct(gmem),
+                pct(one_gig[0]),
+                pct(one_gig[1])
+            ),
+        }
+    }
+
+    /// The folio cost of the workload's driver buffers under in-place conversion on 2M HugeTLB
+    /// folios: a buffer's return merges its folio back once no page of it is shared, whatever the
+    /// buffer's size (shareability kept per range, guestmem_hugetlb RFC v2). The boot only shares
+    /// (SWIOTLB), so every merge is a buffer's; splits cannot be told apart the same way.
+    fn in_place_folio_cost(&self) -> Verdict {
+        let r = self.linux_workload(&k::GmemInplace, Backing::GmemHugetlb2m);
+        let buffers = r.and_then(|r| r.workload.as_ref()).map_or(0, |w| w.actions.conversions) as f64;
+        let (splits, merges) = (m(r, "folio_splits"), m(r, "folio_merges"));
+        Verdict {
+            headline: "gmem-inplace on 2M HugeTLB: folios merge back as buffers return, at most once a buffer",
+            claim: "under in-place conversion on 2M HugeTLB folios the folios that driver buffers split merge back as the buffers return, at most once per buffer whatever its size (not once per page)",
+            settings: "the realistic workload with the Linux guest, gmem-inplace on gmem-hugetlb-2m (driver buffers \
+                       of 4K, one in eight 64K)"
+                .into(),
+            status: Status::of(&[o(r) == "completed", merges >= 1.0 && merges <= buffers, splits >= merges]),
+            falsifier: "more folio merges than driver buffers (a cost per page), no merge at all (folios left split \
+                        after their buffers returned), or more merges than splits",
+            by_construction: None,
+            evidence: format!(
+                "{buffers} driver buffers: {merges} folio merges ({:.0} per 1,000 buffers); {splits} folio splits \
+                 over the run, the boot's SWIOTLB share included",
+                1000.0 * merges / buffers
             ),
         }
     }

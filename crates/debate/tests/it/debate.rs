@@ -2,13 +2,14 @@
 //! numbers the verdicts rest on are pinned so that a change of the model is noticed.
 
 use snpsim_debate::debate::{
-    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, run_debate_with,
+    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, run_debate_with, workload_matrix,
+    workload_scenario,
 };
 use snpsim_debate::{Status, Verdict};
 use snpsim_engine::engine::CheckMode;
 use snpsim_engine::outcome::Reason;
 use snpsim_scenario::run::{ScenarioRun, metric_value, run_scenario};
-use snpsim_scenario::{Backing, Granularity, Policy, parse_scenario};
+use snpsim_scenario::{Backing, Granularity, Policy, Preset, parse_scenario};
 
 /// The matrix row with the policy's own `npt_level_follows_rmp` default (false for the policies
 /// that model a description, true for rfc-v4 and gmem).
@@ -56,13 +57,13 @@ fn pin(r: &ScenarioRun, expected: &[(&str, u32)]) {
 
 #[test]
 fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
-    // The scripted runs with the whole-state check; the 48 generated workloads (tens of thousands
+    // The scripted runs with the whole-state check; the 53 generated workloads (tens of thousands
     // of steps each) incrementally: a whole-state check after every step takes minutes per
     // workload, and crates/check/tests/it/incremental.rs shows both checks find the same invariants.
     let d = run_debate_with(CheckMode::Full, CheckMode::Incremental).unwrap();
     let verdicts = d.verdicts();
     // One verdict per claim `Debate::verdicts` lists.
-    assert_eq!(verdicts.len(), 11);
+    assert_eq!(verdicts.len(), 13);
     for v in &verdicts {
         assert!(v.supported(), "{}: {}\n  {}", v.status.name(), v.claim, v.evidence);
     }
@@ -416,6 +417,64 @@ fn the_in_place_verdict_flips_with_the_runs_it_reads() {
     let mut per_page = claims.clone();
     per_page[at("upstream-2026/03-")] = claims[at("upstream-2026/01-")].clone();
     assert_eq!(status(per_page), Status::Mixed);
+}
+
+/// The Linux workload rows the two gmem-inplace workload verdicts read, run as the suite runs
+/// them: gmem-inplace on each of its backings, and gmem on gmem-2m.
+fn in_place_workloads() -> Vec<ScenarioRun> {
+    workload_matrix()
+        .into_iter()
+        .filter(|&(p, b, g)| {
+            g == Preset::Linux && (p.name() == "gmem-inplace" || (p.name() == "gmem" && b == Backing::Gmem2m))
+        })
+        .map(|(p, b, g)| {
+            let s = parse_scenario("workload.toml", &workload_scenario(p, b, g)).unwrap();
+            run_scenario(&s, CheckMode::Incremental).unwrap()
+        })
+        .collect()
+}
+
+/// `from`'s run under the labels of the row of `policy` on `backing`, for a verdict to read.
+fn relabelled(
+    workloads: &[ScenarioRun],
+    from: (&str, &str),
+    to: (&'static str, &'static str),
+) -> Vec<ScenarioRun> {
+    let source = workloads.iter().find(|r| (r.policy, r.backing) == from).unwrap().clone();
+    workloads
+        .iter()
+        .map(|r| {
+            if (r.policy, r.backing) == to {
+                ScenarioRun { policy: to.0, backing: to.1, ..source.clone() }
+            } else {
+                r.clone()
+            }
+        })
+        .collect()
+}
+
+/// The huge-capable verdict turns down when the in-place 2M HugeTLB row keeps as much memory
+/// huge-capable as gmem-2m (gmem's own row in its place), or a 1G row keeps any (the 2M row in
+/// its place); the folio-cost verdict turns down when no folio merges (gmem's row, which has no
+/// folios to merge, in the in-place row's place).
+#[test]
+fn the_in_place_workload_verdicts_flip_with_the_rows_they_read() {
+    let workloads = in_place_workloads();
+    assert_eq!(workloads.len(), 6);
+    let status = |workloads: Vec<ScenarioRun>, part: &str| {
+        let d = Debate { matrix: Vec::new(), claims: Vec::new(), workloads };
+        verdict(&d.verdicts(), part).status
+    };
+    const HUGE: &str = "less guest memory stays huge-capable";
+    const COST: &str = "merge back as the buffers return";
+    assert_eq!(status(workloads.clone(), HUGE), Status::Supported);
+    assert_eq!(status(workloads.clone(), COST), Status::Supported);
+    let gmem_in_place = relabelled(&workloads, ("gmem", "gmem-2m"), ("gmem-inplace", "gmem-hugetlb-2m"));
+    assert_eq!(status(gmem_in_place.clone(), HUGE), Status::Mixed);
+    assert_eq!(status(gmem_in_place, COST), Status::Mixed);
+    let two_meg_as_1g =
+        relabelled(&workloads, ("gmem-inplace", "gmem-hugetlb-2m"), ("gmem-inplace", "gmem-hugetlb-1g"));
+    assert_eq!(status(two_meg_as_1g, HUGE), Status::Mixed);
 }
 
 /// A gmem-2m guest with the 2M region at 0x400000 private and mapped by a 2M leaf, and a 4K guest

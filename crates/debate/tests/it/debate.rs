@@ -459,14 +459,14 @@ fn relabelled(
 /// folios to merge, in the in-place row's place).
 #[test]
 fn the_in_place_workload_verdicts_flip_with_the_rows_they_read() {
+    const HUGE: &str = "less guest memory stays huge-capable";
+    const COST: &str = "merge back as the buffers return";
     let workloads = in_place_workloads();
     assert_eq!(workloads.len(), 6);
     let status = |workloads: Vec<ScenarioRun>, part: &str| {
         let d = Debate { matrix: Vec::new(), claims: Vec::new(), workloads };
         verdict(&d.verdicts(), part).status
     };
-    const HUGE: &str = "less guest memory stays huge-capable";
-    const COST: &str = "merge back as the buffers return";
     assert_eq!(status(workloads.clone(), HUGE), Status::Supported);
     assert_eq!(status(workloads.clone(), COST), Status::Supported);
     let gmem_in_place = relabelled(&workloads, ("gmem", "gmem-2m"), ("gmem-inplace", "gmem-hugetlb-2m"));

@@ -104,10 +104,11 @@ fn check_guest_view(m: &Machine, guest: &Guest, start: u64, end: u64, v: &mut Ve
                         .is_some_and(|e| e.lo.assigned() && e.lo.page_size() && e.lo.validated())
             });
         if !two_meg_ok {
-            // Page by page, only over `start..end`: every change that can break the invariant at
-            // a page (its validation, binding or RMP entry) touches that page, so the region's
-            // other pages were checked when they last changed. Walking the whole region made each
-            // 4K conversion inside a fragmented region cost the region.
+            // Page by page, only over `start..end`: a change that can break the invariant at a
+            // page (its validation, binding or its frame's RMP entry) touches that page — the
+            // caller adds every rebound GFN, whose frame's changes touch another GFN — so the
+            // region's other pages were checked when they last changed. Walking the whole region
+            // made each 4K conversion inside a fragmented region cost the region.
             let (lo, hi) = (r.max(start), r_end.min(end));
             let bad = runs.iter().flat_map(|&(s, e)| s.max(lo)..e.min(hi)).find_map(|g| {
                 match m.kvm.bound_pfn(&m.host, Gfn::new(g)) {
@@ -315,12 +316,11 @@ fn merged(ranges: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
 
 /// Invariants 1, 2, 3 (leaf form), 4, 7 and 8 over what `touched` names: the leaves over every
 /// touched GFN and its bound frames, and every touched frame whose entry is assigned, with the GFN
-/// its GPA names. A step that changes
-/// nothing costs nothing. Over a run it finds the violations the whole-state check finds, with the
-/// same messages, except the per-ASID count of invariant 4, which it replaces by a check of each
-/// touched entry's binding, and invariant 8's, which name the first page of a region found then
-/// (`crates/check/tests/it/incremental.rs` compares both on every mutant and on random operation
-/// streams).
+/// its GPA names. A step that changes nothing costs nothing. Over a run it finds the violations
+/// the whole-state check finds, with the same messages, except the per-ASID count of invariant 4,
+/// which it replaces by a check of each touched entry's binding, and invariant 8's, which name the
+/// first such page of the part of a region checked then (`crates/check/tests/it/incremental.rs`
+/// compares both on every mutant and on random operation streams).
 pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched: &Touched) -> Vec<String> {
     let mut v = Vec::new();
     let g = m.rmp.config().geometry;
@@ -367,10 +367,17 @@ pub fn check_touched(m: &Machine, guest: &Guest, lossy_recoalesce: bool, touched
     let end_gfn = m.kvm.pages();
     let mut frames = FrameRanges::default();
     let gfn_ranges = merged(gfns.take().into_iter().map(|(s, n)| (s, s.saturating_add(n))));
-    // 8 over the touched GFNs and those whose validation may have gone, a 2M region at a time.
+    // 8 over the touched GFNs, those whose validation may have gone and every rebound GFN, a 2M
+    // region at a time. A rebound GFN's frame maps back (through its RMP entry's GPA) to another
+    // GFN, so a change to that frame touches the other GFN, not the rebound one.
     let mut view = Vec::new();
+    let rebound = m.kvm.rebound_gfns().map(|g| (g.raw(), g.raw() + 1));
     for (s, e) in merged(
-        gfn_ranges.iter().copied().chain(touched.unvalidated.iter().map(|&(s, n)| (s, s.saturating_add(n)))),
+        gfn_ranges
+            .iter()
+            .copied()
+            .chain(touched.unvalidated.iter().map(|&(s, n)| (s, s.saturating_add(n))))
+            .chain(rebound),
     ) {
         check_guest_view(m, guest, s, e, &mut view);
     }

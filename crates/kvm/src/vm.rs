@@ -165,6 +165,11 @@ impl Kvm {
         !self.rebound.is_empty()
     }
 
+    /// The GFNs an adversarial host rebound ([`Kvm::rebind`]), in order.
+    pub fn rebound_gfns(&self) -> impl Iterator<Item = Gfn> + '_ {
+        self.rebound.keys().copied()
+    }
+
     /// Make the page-state-change handler adversarial.
     pub fn set_psc_adversary(&mut self, adversary: PscAdversary) {
         self.psc_adversary = adversary;

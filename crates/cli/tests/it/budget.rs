@@ -18,7 +18,7 @@ use snpsim_scenario::budget::estimate;
 use snpsim_scenario::{Scenario, load_scenario};
 
 /// Traced runs are measured only when their estimate is at most this, so the test fits a CI
-/// machine's memory.
+/// machine's memory (two runs at once: twice this at most).
 const TRACED_AT_MOST: u64 = 1 << 30;
 
 /// A scenario is "large" (ignored by default) from this guest size.
@@ -72,8 +72,8 @@ fn peak_rss(args: &[&str], stdout: &Path) -> (Option<i32>, u64) {
 /// small enough, traced; return the lines of the cases outside the bounds, and the report. The
 /// runs go two at a time (each is its own single-threaded process, measured alone by its own
 /// `python3`), in the order of `cases` in the report.
-fn check(cases: &[(String, PathBuf, Scenario)]) -> (Vec<String>, String) {
-    let scratch = temp_dir("budget");
+fn check(test: &str, cases: &[(String, PathBuf, Scenario)]) -> (Vec<String>, String) {
+    let scratch = temp_dir(test);
     let runs: Vec<(usize, bool)> = (0..cases.len())
         .flat_map(|i| [(i, false), (i, true)])
         .filter(|&(i, traced)| !traced || estimate(&cases[i].2, true).bytes <= TRACED_AT_MOST)
@@ -167,7 +167,7 @@ fn small_examples_and_workload_presets_use_what_the_budget_estimates() {
     // 38 small examples and 16 workload presets when this was written: the bound catches a walk
     // that lost a directory.
     assert!(cases.len() >= 40, "only {} cases", cases.len());
-    let (bad, report) = check(&cases);
+    let (bad, report) = check("budget-small", &cases);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(bad.is_empty(), "outside 1/4..4x of the estimate:\n{}\nall:\n{report}", bad.join("\n"));
 }
@@ -180,7 +180,7 @@ fn large_examples_and_benchmarks_use_what_the_budget_estimates() {
     let cases = shipped(true);
     // 3 large examples, 6 benchmarks and 5 suite scenarios when this was written.
     assert!(cases.len() >= 10, "only {} cases", cases.len());
-    let (bad, report) = check(&cases);
+    let (bad, report) = check("budget-large", &cases);
     println!("{report}");
     assert!(bad.is_empty(), "outside 1/4..4x of the estimate:\n{}\nall:\n{report}", bad.join("\n"));
 }

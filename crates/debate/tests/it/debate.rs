@@ -454,9 +454,10 @@ fn relabelled(
 }
 
 /// The huge-capable verdict turns down when the in-place 2M HugeTLB row keeps as much memory
-/// huge-capable as gmem-2m (gmem's own row in its place), or a 1G row keeps any (the 2M row in
-/// its place); the folio-cost verdict turns down when no folio merges (gmem's row, which has no
-/// folios to merge, in the in-place row's place).
+/// huge-capable as gmem-2m (gmem's own row in its place), or either 1G row keeps any (the 2M row
+/// in its place); the folio-cost verdict turns down when no folio merges (gmem's row, which has no
+/// folios to merge, in the in-place row's place) and when folios merge more often than buffers
+/// return (the in-place row with one merge more than its buffers).
 #[test]
 fn the_in_place_workload_verdicts_flip_with_the_rows_they_read() {
     const HUGE: &str = "less guest memory stays huge-capable";
@@ -472,9 +473,17 @@ fn the_in_place_workload_verdicts_flip_with_the_rows_they_read() {
     let gmem_in_place = relabelled(&workloads, ("gmem", "gmem-2m"), ("gmem-inplace", "gmem-hugetlb-2m"));
     assert_eq!(status(gmem_in_place.clone(), HUGE), Status::Mixed);
     assert_eq!(status(gmem_in_place, COST), Status::Mixed);
-    let two_meg_as_1g =
-        relabelled(&workloads, ("gmem-inplace", "gmem-hugetlb-2m"), ("gmem-inplace", "gmem-hugetlb-1g"));
-    assert_eq!(status(two_meg_as_1g, HUGE), Status::Mixed);
+    for one_gig in ["gmem-hugetlb-1g", "gmem-1g"] {
+        let two_meg_as_1g =
+            relabelled(&workloads, ("gmem-inplace", "gmem-hugetlb-2m"), ("gmem-inplace", one_gig));
+        assert_eq!(status(two_meg_as_1g, HUGE), Status::Mixed, "{one_gig}");
+    }
+    // A merge per page rather than per buffer: more merges than buffers.
+    let mut per_page = workloads.clone();
+    let row =
+        per_page.iter_mut().find(|r| (r.policy, r.backing) == ("gmem-inplace", "gmem-hugetlb-2m")).unwrap();
+    row.result.metrics.folio_merges = row.workload.as_ref().unwrap().actions.conversions + 1;
+    assert_eq!(status(per_page, COST), Status::Mixed);
 }
 
 /// A gmem-2m guest with the 2M region at 0x400000 private and mapped by a 2M leaf, and a 4K guest

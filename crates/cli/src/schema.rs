@@ -93,7 +93,7 @@ pub(crate) fn required_step_fields(kind: StepKind) -> &'static [&'static str] {
         StepKind::Psc | StepKind::PscRequest => &["gpa", "to"],
         StepKind::Rmpadjust => &["gpa", "vmpl", "perms"],
         StepKind::Access => &["gpa", "kind"],
-        StepKind::Barrier => &[],
+        StepKind::Barrier | StepKind::Teardown => &[],
         _ => &["gpa"],
     }
 }
@@ -418,7 +418,7 @@ mod tests {
     }
 
     fn vm_for(kind: StepKind) -> &'static str {
-        if kind == StepKind::PunchHole { GMEM } else { LEGACY }
+        if matches!(kind, StepKind::PunchHole | StepKind::Teardown) { GMEM } else { LEGACY }
     }
 
     #[test]

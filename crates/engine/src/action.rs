@@ -132,6 +132,10 @@ pub enum Action {
         /// Pages.
         pages: u64,
     },
+    /// The VMM destroys the VM and closes its guest_memfd ([`snpsim_kvm::Kvm::destroy`]); with
+    /// RMPOPT the guest_memfd teardown hook then re-verifies all memory
+    /// ([`snpsim_host::Host::rmpopt_gmem_teardown`]). The guest is gone afterwards.
+    Teardown,
     /// Advance the operation running on `vcpu` by one architectural operation (interleaved runs;
     /// the scheduler's choice, recorded so that a trace replays the same interleaving).
     Tick {
@@ -174,7 +178,8 @@ impl Action {
             | Action::HostPin { .. }
             | Action::HostSplit { .. }
             | Action::HostCollapse { .. }
-            | Action::PunchHole { .. } => None,
+            | Action::PunchHole { .. }
+            | Action::Teardown => None,
         }
     }
 }

@@ -209,6 +209,23 @@ pub(crate) fn run_action(
             Err(e) => host_error_name(&e).into(),
         },
         Action::Tick { .. } => "idle".into(),
+        Action::Teardown => {
+            // KVM_DESTROY_VM and the file's release run KVM's code; the hook's scan is the host's.
+            let destroyed = m.traced_as(None, Actor::Kvm, |m| {
+                let Machine { kvm, host, rmp, .. } = m;
+                kvm.destroy(host, rmp)
+            });
+            if let Err(e) = destroyed {
+                m.stop(&e);
+                return Err(GuestError::Stopped);
+            }
+            guest.destroyed();
+            m.traced(None, |m| {
+                let Machine { host, rmp, .. } = m;
+                host.rmpopt_gmem_teardown(rmp)
+            });
+            "ok".into()
+        }
         Action::PunchHole { gpa, pages } => {
             // The VMM's fallocate runs KVM's `sev_gmem_invalidate`: its RMP instructions are KVM's.
             let punched = m.traced_as(None, Actor::Kvm, |m| {

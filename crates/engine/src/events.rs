@@ -83,7 +83,7 @@ impl Actor {
             Action::HostWrite { via, .. } | Action::HostRead { via, .. } => (None, Actor::of_via(via)),
             Action::HostPin { .. } => (None, Actor::of_via(HostVia::Vmm)),
             Action::HostSplit { .. } | Action::HostCollapse { .. } => (None, Actor::HostMm),
-            Action::PunchHole { .. } => (None, Actor::Vmm),
+            Action::PunchHole { .. } | Action::Teardown => (None, Actor::Vmm),
         }
     }
 }

@@ -50,6 +50,14 @@ impl Guest {
         self.mutant = mutant;
     }
 
+    /// The VM was destroyed (the `teardown` step): none of its memory is the guest's any more, so
+    /// it believes no page validated and holds no data.
+    pub fn destroyed(&mut self) {
+        self.validated = PageSet::new();
+        self.holding = PageMap::new_flat(self.geometry.pages_per_2m());
+        self.held = 0;
+    }
+
     /// Stop tracking `start..end` as validated (unless a planted bug keeps it tracked).
     pub(crate) fn untrack(&mut self, start: u64, end: u64) {
         if !snpsim_hw::Mutant::GuestKeepsTrackingShared.planted(self.mutant) {

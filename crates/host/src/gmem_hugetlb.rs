@@ -145,7 +145,8 @@ impl GmemHugetlb {
         self.pages
     }
 
-    fn folio_pages(&self) -> u64 {
+    /// Pages per folio.
+    pub fn folio_pages(&self) -> u64 {
         self.geometry.pages(self.folio_size)
     }
 
@@ -212,6 +213,24 @@ impl GmemHugetlb {
             Some((pfn, _)) => RangeBacking::Folio(pfn),
             None => RangeBacking::Unallocated,
         }
+    }
+
+    /// Close the file (VM teardown): every folio goes back to the host's pool, and the file holds
+    /// nothing. The caller has returned their frames to the hypervisor in the RMP first
+    /// (`sev_gmem_invalidate` runs as a folio is freed). A pinned page keeps nothing alive here:
+    /// the teardown step comes last, after every pin the scenario took.
+    pub fn release(&mut self, mem: &mut HostMemory) -> Result<(), HostError> {
+        let folios: Vec<Pfn> = self.folios.iter().map(|(_, _, pfn)| pfn).collect();
+        for pfn in folios {
+            mem.free(pfn, self.folio_size)?;
+        }
+        self.dirty.mark(0, self.pages);
+        self.folios = BlockMap::new(self.geometry);
+        self.shared = PageSet::new();
+        self.split = PageSet::new();
+        self.refs.clear();
+        self.allocated_pages = 0;
+        Ok(())
     }
 
     /// Allocated folios with the offset of their first page, in offset order.

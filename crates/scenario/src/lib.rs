@@ -51,7 +51,8 @@
 //!   [`Vm::vma_backing`]), so one file can be compared across both eras.
 //! - A scenario may have both `[[step]]`s and a `[workload]` (the design's own example does): the
 //!   steps run first, from the post-launch state, then the workload's phases. With neither, only
-//!   the VM's launch runs. `punch_hole` steps need the `gmem` policy.
+//!   the VM's launch runs. `punch_hole` steps need the `gmem` policy; a `teardown` step needs a
+//!   guest_memfd policy and must come last, with no `[workload]` (the VM is gone after it).
 //! - `pvalidate`/`rmpadjust` `size` is the geometry's 4K or 2M page; a 2M one at a gpa that is not
 //!   2M-aligned is left to the hardware (FAIL_INPUT). `access` takes a range (`size`, default
 //!   4 KiB): one access per 4 KiB page. `pvalidate.validate` defaults to true, `host_*.via` to

@@ -238,7 +238,7 @@ pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
     };
 
     let steps = match top.opt("step") {
-        Some(f) => steps(&cx, &f, &machine, &vm, &guest)?,
+        Some(f) => steps(&cx, &f, &machine, &vm, &guest, top.opt("workload").is_some())?,
         None => Vec::new(),
     };
     let workload = opt(&top, "workload", |f| workload(&cx, f, &vm))?;
@@ -478,7 +478,15 @@ struct StepCx<'c> {
     recoalesce: Recoalesce,
 }
 
-fn steps(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine, vm: &Vm, guest: &GuestConfig) -> Result<Vec<Step>> {
+/// The `[[step]]` array; `workload` says whether a `[workload]` runs after the steps.
+fn steps(
+    cx: &Cx<'_>,
+    f: &Field<'_>,
+    machine: &Machine,
+    vm: &Vm,
+    guest: &GuestConfig,
+    workload: bool,
+) -> Result<Vec<Step>> {
     let Val::Array(items) = &f.node.val else {
         return Err(f.wrong_type(cx, "an array of tables ([[step]])"));
     };
@@ -493,7 +501,10 @@ fn steps(cx: &Cx<'_>, f: &Field<'_>, machine: &Machine, vm: &Vm, guest: &GuestCo
     items
         .iter()
         .enumerate()
-        .map(|(i, node)| step(&scx, &Field { path: format!("step[{i}]"), node }))
+        .map(|(i, node)| {
+            let last = i + 1 == items.len() && !workload;
+            step(&scx, &Field { path: format!("step[{i}]"), node }, last)
+        })
         .collect()
 }
 
@@ -567,7 +578,8 @@ impl StepCx<'_> {
     }
 }
 
-fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
+/// One step; `last` says whether nothing runs after it (no later step, no `[workload]`).
+fn step(scx: &StepCx<'_>, f: &Field<'_>, last: bool) -> Result<Step> {
     let cx = scx.cx;
     let s = f.obj(cx, "a table ([[step]])")?;
     let kind: StepKind = s.req(cx, "op")?.named(cx)?;
@@ -579,6 +591,10 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
     let vcpu = step_vcpu(scx, &s)?;
     if kind == StepKind::Barrier {
         return Ok(Step { line, vcpu, op: StepOp::Barrier });
+    }
+    if kind == StepKind::Teardown {
+        teardown_allowed(scx, &s, last)?;
+        return Ok(Step { line, vcpu, op: StepOp::Teardown });
     }
 
     let gpa_f = s.req(cx, "gpa")?;
@@ -660,9 +676,30 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>) -> Result<Step> {
             }
             StepOp::PunchHole { gpa, size: range(scx)? }
         }
-        StepKind::Barrier => unreachable!("handled above"),
+        StepKind::Barrier | StepKind::Teardown => unreachable!("handled above"),
     };
     Ok(Step { line, vcpu, op })
+}
+
+/// A `teardown` step ends a guest_memfd VM: refused under a legacy policy (its reclaim is not
+/// modelled) and anywhere but last (`last`: no later step, no `[workload]`).
+fn teardown_allowed(scx: &StepCx<'_>, s: &Obj<'_>, last: bool) -> Result<()> {
+    let (cx, op) = (scx.cx, s.req(scx.cx, "op")?);
+    if scx.era != Era::Gmem {
+        return Err(op.err(
+            cx,
+            ErrorKind::Conflict,
+            "teardown releases the VM's guest_memfd; it needs policy \"gmem\" or \"gmem-inplace\"",
+        ));
+    }
+    if !last {
+        return Err(op.err(
+            cx,
+            ErrorKind::Conflict,
+            "teardown must be the last step, with no [workload] after it: the VM is gone",
+        ));
+    }
+    Ok(())
 }
 
 /// An `rmpadjust` step's operand fields.

@@ -150,6 +150,7 @@ pub fn action_phases(s: &Scenario) -> Vec<Vec<Action>> {
             StepOp::HostSplit { gpa } => out.push(Action::HostSplit { gpa: *gpa }),
             StepOp::HostCollapse { gpa } => out.push(Action::HostCollapse { gpa: *gpa }),
             StepOp::PunchHole { gpa, size } => out.push(Action::PunchHole { gpa: *gpa, pages: pages(*size) }),
+            StepOp::Teardown => out.push(Action::Teardown),
         }
     }
     phases.push(out);

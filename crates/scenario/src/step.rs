@@ -65,6 +65,9 @@ pub enum StepKind {
     /// In an interleaved run, every vCPU and the host finish the steps before it first.
     #[strum(serialize = "barrier")]
     Barrier,
+    /// The VMM destroys the VM and releases its guest_memfd (gmem era; the last step).
+    #[strum(serialize = "teardown")]
+    Teardown,
 }
 
 /// One scripted step.
@@ -200,6 +203,9 @@ pub enum StepOp {
     /// `barrier`: the steps before it all finish before any after it starts (a no-op in a
     /// sequential run).
     Barrier,
+    /// `teardown`: the VMM destroys the VM and closes its guest_memfd; with RMPOPT the teardown
+    /// hook re-verifies all memory (only with a guest_memfd policy, and only as the last step).
+    Teardown,
 }
 
 impl StepOp {
@@ -221,10 +227,11 @@ impl StepOp {
             StepOp::HostCollapse { .. } => StepKind::HostCollapse,
             StepOp::PunchHole { .. } => StepKind::PunchHole,
             StepOp::Barrier => StepKind::Barrier,
+            StepOp::Teardown => StepKind::Teardown,
         }
     }
 
-    /// The guest address the step names (0 for a barrier).
+    /// The guest address the step names (0 for a barrier or a teardown).
     pub const fn gpa(&self) -> Gpa {
         match *self {
             StepOp::Psc { gpa, .. }
@@ -240,7 +247,7 @@ impl StepOp {
             | StepOp::HostSplit { gpa }
             | StepOp::HostCollapse { gpa }
             | StepOp::PunchHole { gpa, .. } => gpa,
-            StepOp::Barrier => Gpa::new(0),
+            StepOp::Barrier | StepOp::Teardown => Gpa::new(0),
         }
     }
 }
@@ -261,7 +268,7 @@ impl StepKind {
                 &["gpa"]
             }
             StepKind::PunchHole => &["gpa", "size"],
-            StepKind::Barrier => &[],
+            StepKind::Barrier | StepKind::Teardown => &[],
         }
     }
 }

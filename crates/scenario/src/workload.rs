@@ -795,6 +795,10 @@ fn step_fields(a: &Action) -> (u32, Vec<(&'static str, String)>) {
             f.extend([("op", q("punch_hole")), ("gpa", hex(gpa)), ("size", size(pages))]);
             0
         }
+        Action::Teardown => {
+            f.push(("op", q("teardown")));
+            0
+        }
     };
     (vcpu, f)
 }

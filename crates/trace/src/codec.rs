@@ -60,6 +60,7 @@ pub fn action_json(a: &Action) -> Value {
             json!({ "op": "punch_hole", "gpa": hex(gpa.raw()), "pages": pages })
         }
         Action::Tick { vcpu } => json!({ "op": "tick", "vcpu": vcpu }),
+        Action::Teardown => json!({ "op": "teardown" }),
     }
 }
 
@@ -174,6 +175,10 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
     if op == "tick" {
         return tick_from(f, config);
     }
+    if op == "teardown" {
+        f.done()?;
+        return Ok(Action::Teardown);
+    }
     let gpa = Gpa::new(f.hex("gpa")?);
     let guest_bytes = config.guest_pages.saturating_mul(4096);
     let mut vcpu = || -> Result<u32, CodecError> {
@@ -249,7 +254,7 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
                 key: "op".into(),
                 value: other.to_owned(),
                 accepted: "psc, accept, pvalidate, psc_request, rmpadjust, access, recoalesce, host_write, host_read, \
-                           host_pin, host_unpin, host_split, host_collapse, punch_hole, tick"
+                           host_pin, host_unpin, host_split, host_collapse, punch_hole, teardown, tick"
                     .into(),
             });
         }

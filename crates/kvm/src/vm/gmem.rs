@@ -65,6 +65,33 @@ impl Kvm {
         Ok(())
     }
 
+    /// VM teardown (the `teardown` step): KVM_DESTROY_VM zaps every NPT leaf, and closing the
+    /// VM's guest_memfd frees every page, each through `sev_gmem_invalidate` (`kvm_gmem_free_folio`
+    /// calls it as a folio goes): assigned frames back to the hypervisor, a whole 2M entry by one
+    /// RMPUPDATE. For the separate file the hole covers the whole file ([`Kvm::punch_hole`]); for
+    /// the in-place file every folio is invalidated, then released to the host. A VM without
+    /// guest_memfd only loses its NPT here (the legacy reclaim is not modelled; the scenario format
+    /// refuses `teardown` there).
+    pub fn destroy(&mut self, host: &mut Host, rmp: &mut dyn RmpModel) -> Result<(), KvmError> {
+        let (start, pages) = (Gfn::new(0), self.pages);
+        self.npt.zap(start, pages);
+        self.demotions.zapped_elsewhere(self.geometry, start, pages);
+        if host.gmem.is_some() {
+            self.punch_hole(host, rmp, start, pages)?;
+        }
+        if let Some(file) = host.gmem_hugetlb.as_ref() {
+            let (folios, n): (Vec<Pfn>, u64) =
+                (file.folios().map(|(_, pfn)| pfn).collect(), file.folio_pages());
+            for pfn in folios {
+                self.gmem_invalidate(host, rmp, pfn, n)?;
+            }
+            if let Some(file) = host.gmem_hugetlb.as_mut() {
+                file.release(&mut host.memory)?;
+            }
+        }
+        Ok(())
+    }
+
     /// KVM_PRE_FAULT_MEMORY over a private range: map every unmapped GFN, with no exit.
     pub fn prefault(
         &mut self,

@@ -677,6 +677,23 @@ fn policy_and_backing_eras() {
     check(&e, 9, 18, Some("vm.shared_backing"), ErrorKind::Conflict, "accepted: anon-4k, thp");
     let e = err(&with("[[step]]\nop = \"punch_hole\"\ngpa = \"0x0\"\n"));
     check(&e, 10, 6, Some("step[0].op"), ErrorKind::Conflict, "needs policy \"gmem\"");
+    let e = err(&with("[[step]]\nop = \"teardown\"\n"));
+    check(&e, 10, 6, Some("step[0].op"), ErrorKind::Conflict, "needs policy \"gmem\" or \"gmem-inplace\"");
+}
+
+/// `teardown` ends the VM: it parses as the last step of a guest_memfd VM, and nowhere else.
+#[test]
+fn teardown_is_the_last_step_of_a_guest_memfd_vm() {
+    let gmem = BASE.replace("npt-demote", "gmem").replace("\"thp\"", "\"gmem-4k\"");
+    let accept = "[[step]]\nop = \"accept\"\ngpa = \"0x0\"\nsize = \"4KiB\"\n";
+    let teardown = "[[step]]\nop = \"teardown\"\n";
+    let s = ok(&format!("{gmem}{accept}{teardown}"));
+    assert_eq!(s.steps.last().map(|st| st.op.clone()), Some(StepOp::Teardown));
+    let e = err(&format!("{gmem}{teardown}{accept}"));
+    check(&e, 10, 6, Some("step[0].op"), ErrorKind::Conflict, "must be the last step");
+    let workload = "[workload]\nphases = [ { kind = \"boot\" } ]\n";
+    let e = err(&format!("{gmem}{teardown}{workload}"));
+    check(&e, 10, 6, Some("step[0].op"), ErrorKind::Conflict, "no [workload] after it");
 }
 
 #[test]

@@ -752,7 +752,7 @@ fn debate_text(d: &Debate, all: &[&ScenarioRun], details: bool) -> String {
     );
     let _ = writeln!(
         s,
-        "and reads its data back (npt_level_follows_rmp at the policy's default: {}).\n",
+        "and reads its data back (npt_level_follows_rmp at the policy's default: {}).",
         matrix::follows_defaults()
     );
     let views: Vec<matrix::RunView<'_>> = d.matrix.iter().map(run_view).collect();

@@ -196,6 +196,7 @@ pub fn scenario_schema() -> Value {
             "host_memory": reference("size", "host RAM: a non-zero multiple of 4 KiB"),
             "geometry": { "enum": ["x86", "tiny"], "description": "x86 (512 entries per level, default) or tiny (4)" },
             "rmpopt": boolean("RMPOPT: host writes to 1 GiB regions RMPOPT has marked skip the RMP check (default false)"),
+            "allocation": one_of_names(names::<snpsim_host::Allocation>(), "where the host's single 4K blocks come from: contiguous (default) or scattered over every 1 GiB region"),
         }),
         &["host_memory"],
     );

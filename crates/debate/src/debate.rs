@@ -47,6 +47,18 @@ pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
         "examples/upstream-2026/03-inplace-conversions-split-and-merge.toml",
         include_str!("../../../examples/upstream-2026/03-inplace-conversions-split-and-merge.toml"),
     ),
+    (
+        "examples/upstream-2026/06-rmpopt-gmem-hugetlb-1g.toml",
+        include_str!("../../../examples/upstream-2026/06-rmpopt-gmem-hugetlb-1g.toml"),
+    ),
+    (
+        "examples/upstream-2026/08-rmpopt-teardown-remarks.toml",
+        include_str!("../../../examples/upstream-2026/08-rmpopt-teardown-remarks.toml"),
+    ),
+    (
+        "examples/upstream-2026/09-rmpopt-gmem-4k-scattered.toml",
+        include_str!("../../../examples/upstream-2026/09-rmpopt-gmem-4k-scattered.toml"),
+    ),
 ];
 
 /// The matrix workload for one policy, backing and granularity: a guest accepts 64 MiB, writes

@@ -94,6 +94,9 @@ pub struct SimConfig {
     /// and the cost model charges the RMP check of unmarked writes and RMPUPDATE's global TLB
     /// flush.
     pub rmpopt: bool,
+    /// Where the host's single 4K blocks come from (`[machine] allocation`,
+    /// `docs/semantics.md` S7): in order, or scattered over every 1 GiB region (a fragmented host).
+    pub allocation: snpsim_host::Allocation,
 }
 
 impl SimConfig {
@@ -131,6 +134,7 @@ impl SimConfig {
             adversary: crate::adversary::Attacks::NONE,
             interleave: false,
             rmpopt: false,
+            allocation: snpsim_host::Allocation::Contiguous,
         }
     }
 }

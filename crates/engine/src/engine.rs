@@ -156,6 +156,7 @@ impl Simulation {
             _ => Host::new(config.geometry, config.host_pages, config.guest_pages, vma_backing, folio)?,
         };
         host.mutant = mutant;
+        host.memory.set_allocation(config.allocation);
         host.unsplittable_rmp_fault = config.policy.unsplittable_rmp_fault();
         let mut rmp = Rmp::new(RmpConfig {
             geometry: config.geometry,

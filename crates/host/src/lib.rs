@@ -24,7 +24,7 @@ pub use direct_map::DirectMap;
 pub use dirty::DirtyLog;
 pub use gmem::{Folio, Gmem, RangeBacking};
 pub use gmem_hugetlb::{GmemHugetlb, GmemHugetlbStats, HugetlbFolio, PrivateAccess};
-pub use memory::HostMemory;
+pub use memory::{Allocation, HostMemory};
 pub use splits::SplitLedger;
 pub use vma::{GuestVma, Invalidation, VmaBacking};
 

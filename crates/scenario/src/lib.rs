@@ -84,8 +84,8 @@ pub use expect::{
     check_expect_value, check_metric_name, family_members,
 };
 pub use names::{
-    AcceptMode, AccessKind, Backing, Cause, Era, Granularity, GuestParams, HostVia, Named, Outcome,
-    PageState, Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName,
+    AcceptMode, AccessKind, Allocation, Backing, Cause, Era, Granularity, GuestParams, HostVia, Named,
+    Outcome, PageState, Policy, Preset, PscOrder, PscProtocol, Reason, Recoalesce, TouchPattern, UnknownName,
     accepted_policies, policies,
 };
 pub use step::{Step, StepKind, StepOp, parse_perms};
@@ -176,6 +176,9 @@ pub struct Machine {
     pub host_memory: u64,
     /// `rmpopt`: RMPOPT enabled (default `false`; `docs/semantics.md` O1–O8, S8).
     pub rmpopt: bool,
+    /// `allocation`: where the host's single 4K blocks come from, `contiguous` (default) or
+    /// `scattered` over every 1 GiB region (`docs/semantics.md` S7).
+    pub allocation: Allocation,
 }
 
 /// `[vm]`.

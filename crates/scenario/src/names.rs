@@ -8,7 +8,7 @@ pub use snpsim_engine::backing::Backing;
 pub use snpsim_engine::names::{Named, UnknownName, accepted_list};
 pub use snpsim_engine::outcome::{Cause, Outcome, Reason};
 pub use snpsim_guest::{Granularity, Protocol as PscProtocol, PscOrder, Recoalesce};
-pub use snpsim_host::HostVia;
+pub use snpsim_host::{Allocation, HostVia};
 pub use snpsim_hw::AccessKind;
 pub use snpsim_kvm::Era;
 

@@ -256,7 +256,7 @@ pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
 
 fn machine(cx: &Cx<'_>, f: &Field<'_>) -> Result<Machine> {
     let m = f.obj(cx, "a table ([machine])")?;
-    m.allow(cx, &["geometry", "host_memory", "rmpopt"])?;
+    m.allow(cx, &["geometry", "host_memory", "rmpopt", "allocation"])?;
     let geometry = opt_or(&m, "geometry", Geometry::X86, |f| {
         let name = f.str(cx)?;
         Geometry::from_name(name).ok_or_else(|| {
@@ -267,7 +267,8 @@ fn machine(cx: &Cx<'_>, f: &Field<'_>) -> Result<Machine> {
     let host_memory = hm.size(cx)?;
     check_memory_size(cx, &hm, host_memory, PAGE_SIZE_4K)?;
     let rmpopt = opt_or(&m, "rmpopt", false, |f| f.bool(cx))?;
-    Ok(Machine { geometry, host_memory, rmpopt })
+    let allocation = opt_or(&m, "allocation", crate::Allocation::Contiguous, |f| f.named(cx))?;
+    Ok(Machine { geometry, host_memory, rmpopt, allocation })
 }
 
 /// A non-zero multiple of `unit` bytes.

@@ -89,6 +89,7 @@ pub fn sim_config(s: &Scenario, check: CheckMode) -> SimConfig {
         adversary: snpsim_engine::adversary::Attacks::of(&vm.adversary),
         interleave: vm.interleave,
         rmpopt: s.machine.rmpopt,
+        allocation: s.machine.allocation,
     }
 }
 

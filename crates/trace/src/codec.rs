@@ -324,6 +324,7 @@ pub fn config_json(c: &SimConfig) -> Value {
         adversary,
         interleave,
         rmpopt,
+        allocation,
     } = *c;
     let GuestConfig { granularity, protocol, ghcb_entries, validation_tracking, order, msr_until_ghcb } =
         guest;
@@ -365,6 +366,9 @@ pub fn config_json(c: &SimConfig) -> Value {
     }
     if rmpopt {
         v["rmpopt"] = Value::Bool(true);
+    }
+    if allocation != snpsim_host::Allocation::Contiguous {
+        v["allocation"] = Value::from(allocation.name());
     }
     v
 }
@@ -477,10 +481,16 @@ pub fn config_from_json(v: &Value) -> Result<SimConfig, CodecError> {
         None => false,
         Some(_) => f.bool("rmpopt")?,
     };
+    // Written only for a scattered host (`[machine] allocation`): other traces keep their form.
+    let allocation = match f.obj.get("allocation") {
+        None => snpsim_host::Allocation::Contiguous,
+        Some(_) => f.named::<snpsim_host::Allocation>("allocation")?,
+    };
     f.done()?;
     Ok(SimConfig {
         interleave,
         rmpopt,
+        allocation,
         geometry,
         host_pages,
         guest_pages,

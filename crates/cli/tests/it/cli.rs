@@ -89,7 +89,8 @@ fn no_arguments_runs_the_debate_and_prints_every_verdict() {
     let stdout = text(&out.stdout);
     // The first screen on a 120-column terminal: the who-wins grids and a verdict per line
     // within its first 40 lines, then the three-line summary (44 lines in all since
-    // gmem-inplace added a row to each grid and three verdicts), at most 120 columns wide.
+    // gmem-inplace added a row to each grid and four verdicts, and the header lost its blank
+    // line), at most 120 columns wide.
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() <= 44, "{} lines:\n{stdout}", lines.len());
     let last_verdict = lines.iter().rposition(|l| l.starts_with("  [")).unwrap();
@@ -104,9 +105,9 @@ fn no_arguments_runs_the_debate_and_prints_every_verdict() {
     assert!(rfc.contains("VM error: can't split"), "{rfc}");
     let verdicts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  [")).collect();
     // One per claim `Debate::verdicts` judges.
-    assert_eq!(verdicts.len(), 13, "{stdout}");
+    assert_eq!(verdicts.len(), 14, "{stdout}");
     assert!(verdicts.iter().all(|l| l.starts_with("  [supported] ")), "{verdicts:#?}");
-    assert!(stdout.contains("13 of 13 verdicts supported; 0 accesses wrongly allowed"), "{stdout}");
+    assert!(stdout.contains("14 of 14 verdicts supported; 0 accesses wrongly allowed"), "{stdout}");
     assert_eq!(text(&out.stderr), "");
 }
 
@@ -122,7 +123,7 @@ fn details_print_every_table_and_each_verdict_with_its_falsifier() {
     // SIGBUS at the in-place file, the split of a folio holding a shared page and its merge once
     // the last one returns, the series' own rules).
     for prefix in ["        under: ", "        would fail if: "] {
-        assert_eq!(stdout.lines().filter(|l| l.starts_with(prefix)).count(), 13, "{prefix}: {stdout}");
+        assert_eq!(stdout.lines().filter(|l| l.starts_with(prefix)).count(), 14, "{prefix}: {stdout}");
     }
     assert_eq!(stdout.lines().filter(|l| l.starts_with("        by construction: ")).count(), 5, "{stdout}");
 }

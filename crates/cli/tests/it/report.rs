@@ -232,7 +232,7 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);
     assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
     assert_eq!(table_rows(&dom), n + 1, "a header row and one row per run");
-    assert_eq!(dom.matches("class=\"badge ok\"").count(), 13, "thirteen verdicts, all supported");
+    assert_eq!(dom.matches("class=\"badge ok\"").count(), 14, "fourteen verdicts, all supported");
     // Six count charts, the time breakdown, and one coverage chart per run.
     assert_charts_drawn(&dom, 6 + 1 + n);
     // At 1400 px: nothing wider than the window (the results table scrolls inside its own box),

@@ -63,7 +63,7 @@ fn the_debate_suite_supports_every_claim_and_keeps_its_numbers() {
     let d = run_debate_with(CheckMode::Full, CheckMode::Incremental).unwrap();
     let verdicts = d.verdicts();
     // One verdict per claim `Debate::verdicts` lists.
-    assert_eq!(verdicts.len(), 13);
+    assert_eq!(verdicts.len(), 14);
     for v in &verdicts {
         assert!(v.supported(), "{}: {}\n  {}", v.status.name(), v.claim, v.evidence);
     }
@@ -484,6 +484,25 @@ fn the_in_place_workload_verdicts_flip_with_the_rows_they_read() {
         per_page.iter_mut().find(|r| (r.policy, r.backing) == ("gmem-inplace", "gmem-hugetlb-2m")).unwrap();
     row.result.metrics.folio_merges = row.workload.as_ref().unwrap().actions.conversions + 1;
     assert_eq!(status(per_page, COST), Status::Mixed);
+}
+
+/// The RMPOPT verdict turns down when the scattered 4K guest's run keeps as much memory marked as
+/// the 1G one (06's run in 09's place), when the 1G guest's keeps none (09's in 06's place), and
+/// when the teardown marks nothing more (06's in 08's place).
+#[test]
+fn the_rmpopt_verdict_flips_with_the_runs_it_reads() {
+    let claims = claim_runs();
+    let at = |part: &str| CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(part)).unwrap();
+    let status = |claims: Vec<ScenarioRun>| {
+        let d = Debate { matrix: Vec::new(), claims, workloads: Vec::new() };
+        verdict(&d.verdicts(), "RMPOPT's benefit depends on the backing").status
+    };
+    assert_eq!(status(claims.clone()), Status::Supported);
+    for (from, to) in [("06-", "09-"), ("09-", "06-"), ("06-", "08-")] {
+        let mut swapped = claims.clone();
+        swapped[at(&format!("upstream-2026/{to}"))] = claims[at(&format!("upstream-2026/{from}"))].clone();
+        assert_eq!(status(swapped), Status::Mixed, "{from} in place of {to}");
+    }
 }
 
 /// A gmem-2m guest with the 2M region at 0x400000 private and mapped by a 2M leaf, and a 4K guest

@@ -774,7 +774,7 @@ fn debate_text(d: &Debate, all: &[&ScenarioRun], details: bool) -> String {
     let claims: Vec<&ScenarioRun> = d.claims.iter().collect();
     s.push_str("\nThe matrix at both NPT-level settings:\n");
     s.push_str(&table::render(&matrix, false));
-    s.push_str("\nClaim scenarios (examples/debate):\n");
+    s.push_str("\nClaim scenarios (examples/debate, examples/upstream-2026):\n");
     s.push_str(&table::render(&claims, true));
     let workloads: Vec<&ScenarioRun> = d.workloads.iter().collect();
     let guests: Vec<String> = d.workloads.iter().map(|r| r.preset.to_string()).collect();

@@ -117,7 +117,7 @@ fn details_print_every_table_and_each_verdict_with_its_falsifier() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("\nVerdicts:\n"), "{stdout}");
-    assert!(stdout.contains("\nClaim scenarios (examples/debate):\n"), "{stdout}");
+    assert!(stdout.contains("\nClaim scenarios (examples/debate, examples/upstream-2026):\n"), "{stdout}");
     // Each verdict names the settings it was judged under and the result that would have
     // contradicted it; five hold partly by construction (the refusal policies' own definitions,
     // SIGBUS at the in-place file, the split of a folio holding a shared page and its merge once

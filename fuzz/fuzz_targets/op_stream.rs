@@ -93,6 +93,12 @@ fuzz_target!(|data: &[u8]| {
         adversary: snpsim_engine::adversary::Attacks::NONE,
         interleave,
         rmpopt: setup & 0x01 != 0,
+        // A scattered host with RMPOPT now and then (the two together change what RMPOPT marks).
+        allocation: if setup & 0x09 == 0x09 {
+            snpsim_host::Allocation::Scattered
+        } else {
+            snpsim_host::Allocation::Contiguous
+        },
     };
     let Ok(mut sim) = Simulation::new(config) else { return };
     let busy = |sim: &Simulation| (0..2).find(|&v| sim.is_busy(v));

@@ -16,9 +16,14 @@ use snpsim_kvm::Era;
 const STEPS: usize = 24;
 const SEQUENCES: u64 = 6;
 
-/// The invariants named in `sim`'s violations so far ("invariant 3", ...).
+/// The invariants named in violation messages ("invariant 3", ...).
+fn invariant_names<'a>(violations: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    violations.into_iter().filter_map(|v| v.split(':').next()).map(str::to_string).collect()
+}
+
+/// The invariants named in `sim`'s violations so far.
 fn broken(sim: &Simulation) -> BTreeSet<String> {
-    sim.violations().filter_map(|v| v.split(':').next()).map(str::to_string).collect()
+    invariant_names(sim.violations())
 }
 
 #[test]
@@ -134,9 +139,7 @@ mod random_streams {
                 );
             }
             let (full, incr) = (full.finish(), incr.finish());
-            let names = |v: &[String]| -> BTreeSet<String> {
-                v.iter().filter_map(|s| s.split(':').next()).map(str::to_string).collect()
-            };
+            let names = |v: &[String]| invariant_names(v.iter().map(String::as_str));
             prop_assert_eq!(names(&incr.violations), names(&full.violations));
         }
     }
@@ -196,8 +199,6 @@ granularity = "4k"
         full.iter().any(|v| v.starts_with("invariant 8: the guest believes GFN 0x0 validated")),
         "{full:#?}"
     );
-    let names = |v: Vec<String>| {
-        v.iter().filter_map(|v| v.split(':').next()).map(str::to_string).collect::<BTreeSet<_>>()
-    };
+    let names = |v: Vec<String>| invariant_names(v.iter().map(String::as_str));
     assert_eq!(names(run(CheckMode::Incremental)), names(full));
 }

@@ -112,6 +112,12 @@ impl<'a> Sources<'a> {
         self.lines.line_column(self.text, offset)
     }
 
+    /// 1-based line of byte offset `offset` in the file's text (a step's line, without the
+    /// column's character count).
+    pub fn line(&self, offset: usize) -> usize {
+        self.lines.line(offset)
+    }
+
     /// The error at `span`.
     pub fn error(
         &self,
@@ -142,8 +148,14 @@ impl LineIndex {
     /// Index `text` in one pass.
     pub(crate) fn new(text: &str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1));
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         LineIndex { starts }
+    }
+
+    /// 1-based line of byte offset `offset` (past the end: the last line).
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        // The last line start at or before `offset`; `starts[0] == 0`, so there is one.
+        self.starts.partition_point(|&s| s <= offset).max(1)
     }
 
     /// 1-based line and column (in characters) of byte offset `offset` in `text` (the text this
@@ -154,8 +166,7 @@ impl LineIndex {
         while end > 0 && !text.is_char_boundary(end) {
             end -= 1;
         }
-        // The last line start at or before `end`; `starts[0] == 0`, so there is one.
-        let line = self.starts.partition_point(|&s| s <= end).max(1);
+        let line = self.line(end);
         let line_start = self.starts[line - 1];
         let column = text.get(line_start..end).map_or(0, |t| t.chars().count()) + 1;
         (line, column)

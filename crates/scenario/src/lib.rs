@@ -64,6 +64,7 @@ mod error;
 mod expect;
 mod names;
 pub(crate) mod parse;
+mod pieces;
 pub mod run;
 mod step;
 pub mod tree;

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::rc::Rc;
 
 use snpsim_defs::{Gpa, PAGE_SIZE_4K, PageSize, RmpPageSize};
 use snpsim_hw::Geometry;
@@ -31,21 +32,47 @@ fn size(bytes: u64) -> Size {
     Size(bytes)
 }
 
+/// `path.key` (or `key` at the top). Built by hand: every field read makes one, a million steps
+/// make millions, and `format!` was a tenth of parsing them.
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        return key.to_owned();
+    }
+    let mut out = String::with_capacity(path.len() + 1 + key.len());
+    out.push_str(path);
+    out.push('.');
+    out.push_str(key);
+    out
 }
 
 /// A table being read: its path, where it starts, and its entries.
 struct Obj<'a> {
-    path: String,
+    path: Rc<str>,
     span: Span,
     table: &'a Table,
 }
 
-/// A value being read, with its dotted path.
+/// A value being read, with its dotted path: the path of the table it is in and its key there,
+/// joined only when a message needs them (a million steps read millions of fields).
 struct Field<'a> {
-    path: String,
+    parent: Rc<str>,
+    key: Option<&'a str>,
     node: &'a Node,
+}
+
+impl<'a> Field<'a> {
+    /// The value at `path`.
+    fn at(path: String, node: &'a Node) -> Self {
+        Field { parent: path.into(), key: None, node }
+    }
+
+    /// Its dotted path.
+    fn path(&self) -> String {
+        match self.key {
+            None => self.parent.to_string(),
+            Some(key) => join(&self.parent, key),
+        }
+    }
 }
 
 struct Cx<'s> {
@@ -59,7 +86,7 @@ impl Cx<'_> {
 }
 
 impl<'a> Obj<'a> {
-    fn of(cx: &Cx<'_>, path: String, node: &'a Node, what: &str) -> Result<Obj<'a>> {
+    fn of(cx: &Cx<'_>, path: Rc<str>, node: &'a Node, what: &str) -> Result<Obj<'a>> {
         match &node.val {
             Val::Table(table) => Ok(Obj { path, span: node.span, table }),
             other => Err(cx.err(
@@ -73,19 +100,26 @@ impl<'a> Obj<'a> {
 
     /// Reject any key not in `accepted`.
     fn allow(&self, cx: &Cx<'_>, accepted: &[&str]) -> Result<()> {
-        match self.table.entries.iter().find(|e| !accepted.contains(&e.key.as_str())) {
+        self.allow_either(cx, accepted, &[])
+    }
+
+    /// Reject any key in neither `accepted` nor `more` (two lists, so that a step need not
+    /// build one for each of a million steps).
+    fn allow_either(&self, cx: &Cx<'_>, accepted: &[&str], more: &[&str]) -> Result<()> {
+        let known = |k: &str| accepted.contains(&k) || more.contains(&k);
+        match self.table.entries.iter().find(|e| !known(e.key.as_str())) {
             None => Ok(()),
             Some(e) => Err(cx.err(
                 e.key_span,
                 &join(&self.path, &e.key),
                 ErrorKind::UnknownField,
-                format!("unknown field; accepted: {}", accepted.join(", ")),
+                format!("unknown field; accepted: {}", [accepted, more].concat().join(", ")),
             )),
         }
     }
 
     fn opt(&self, key: &str) -> Option<Field<'a>> {
-        self.table.get(key).map(|e| Field { path: join(&self.path, key), node: &e.node })
+        self.table.get(key).map(|e| Field { parent: Rc::clone(&self.path), key: Some(&e.key), node: &e.node })
     }
 
     fn req(&self, cx: &Cx<'_>, key: &str) -> Result<Field<'a>> {
@@ -99,7 +133,7 @@ impl<'a> Obj<'a> {
 
 impl<'a> Field<'a> {
     fn err(&self, cx: &Cx<'_>, kind: ErrorKind, message: impl Into<String>) -> ScenarioError {
-        cx.err(self.node.span, &self.path, kind, message)
+        cx.err(self.node.span, &self.path(), kind, message)
     }
 
     fn wrong_type(&self, cx: &Cx<'_>, expected: &str) -> ScenarioError {
@@ -175,12 +209,13 @@ impl<'a> Field<'a> {
     }
 
     fn named<T: Named>(&self, cx: &Cx<'_>) -> Result<T> {
-        let accepted = accepted_list(T::all(), T::name);
+        // The list is for the messages only: built on an error, not for every value read.
+        let accepted = || accepted_list(T::all(), T::name);
         let Val::Str(s) = &self.node.val else {
-            return Err(self.wrong_type(cx, &format!("a string (one of: {accepted})")));
+            return Err(self.wrong_type(cx, &format!("a string (one of: {})", accepted())));
         };
         T::all().iter().copied().find(|v| v.name() == s).ok_or_else(|| {
-            self.err(cx, ErrorKind::UnknownValue, format!("unknown value {s:?}; accepted: {accepted}"))
+            self.err(cx, ErrorKind::UnknownValue, format!("unknown value {s:?}; accepted: {}", accepted()))
         })
     }
 
@@ -196,7 +231,11 @@ impl<'a> Field<'a> {
     }
 
     fn obj(&self, cx: &Cx<'_>, what: &str) -> Result<Obj<'a>> {
-        Obj::of(cx, self.path.clone(), self.node, what)
+        let path = match self.key {
+            None => Rc::clone(&self.parent),
+            Some(_) => self.path().into(),
+        };
+        Obj::of(cx, path, self.node, what)
     }
 }
 
@@ -220,7 +259,7 @@ fn opt<'a, T>(obj: &Obj<'a>, key: &str, read: impl FnOnce(&Field<'a>) -> Result<
 
 pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
     let cx = Cx { src };
-    let top = Obj::of(&cx, String::new(), root, "a table")?;
+    let top = Obj::of(&cx, Rc::from(""), root, "a table")?;
     top.allow(&cx, &["name", "seed", "machine", "vm", "guest", "step", "workload", "expect", "cost"])?;
 
     let name_field = top.req(&cx, "name")?;
@@ -248,7 +287,7 @@ pub(crate) fn scenario(src: &Sources<'_>, root: &Node) -> Result<Scenario> {
     let site = |table: &str, key: &str| -> Result<Site> {
         let f = top.req(&cx, table)?.obj(&cx, "a table")?.req(&cx, key)?;
         let e = f.err(&cx, ErrorKind::OutOfRange, "");
-        Ok(Site { file: e.file, line: e.line, column: e.column, field: f.path })
+        Ok(Site { file: e.file, line: e.line, column: e.column, field: f.path() })
     };
     let sites = Sites { host_memory: site("machine", "host_memory")?, memory: site("vm", "memory")? };
     Ok(Scenario { name, seed, machine, vm, guest, steps, workload, expect, cost, sites })
@@ -436,7 +475,7 @@ fn adversary(cx: &Cx<'_>, f: &Field<'_>) -> Result<Vec<snpsim_engine::adversary:
         Val::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, node)| one(&Field { path: format!("{}[{i}]", f.path), node }))
+            .map(|(i, node)| one(&Field::at(format!("{}[{i}]", f.path()), node)))
             .collect(),
         _ => Err(f.wrong_type(cx, "an attack name or an array of attack names")),
     }
@@ -504,7 +543,11 @@ fn steps(
         .enumerate()
         .map(|(i, node)| {
             let last = i + 1 == items.len() && !workload;
-            step(&scx, &Field { path: format!("step[{i}]"), node }, last)
+            let mut path = String::with_capacity(16);
+            path.push_str("step[");
+            path.push_str(itoa::Buffer::new().format(i));
+            path.push(']');
+            step(&scx, &Field::at(path, node), last)
         })
         .collect()
 }
@@ -584,11 +627,9 @@ fn step(scx: &StepCx<'_>, f: &Field<'_>, last: bool) -> Result<Step> {
     let cx = scx.cx;
     let s = f.obj(cx, "a table ([[step]])")?;
     let kind: StepKind = s.req(cx, "op")?.named(cx)?;
-    let mut accepted = vec!["op", "vcpu"];
-    accepted.extend_from_slice(kind.fields());
-    s.allow(cx, &accepted)?;
+    s.allow_either(cx, &["op", "vcpu"], kind.fields())?;
 
-    let line = if s.span.src == 0 { cx.src.line_column(s.span.start).0 } else { s.span.src };
+    let line = if s.span.src == 0 { cx.src.line(s.span.start) } else { s.span.src };
     let vcpu = step_vcpu(scx, &s)?;
     if kind == StepKind::Barrier {
         return Ok(Step { line, vcpu, op: StepOp::Barrier });
@@ -790,7 +831,7 @@ fn workload(cx: &Cx<'_>, f: &Field<'_>, vm: &Vm) -> Result<Workload> {
     }
     let mut phases = Vec::with_capacity(items.len());
     for (i, node) in items.iter().enumerate() {
-        let p = Field { path: format!("{}[{i}]", pf.path), node }.obj(cx, "a phase table")?;
+        let p = Field::at(format!("{}[{i}]", pf.path()), node).obj(cx, "a phase table")?;
         let kind = p.req(cx, "kind")?;
         let kind_name = kind.str(cx)?;
         let phase = match kind_name {
@@ -877,7 +918,7 @@ fn cost_table(cx: &Cx<'_>, f: &Field<'_>) -> Result<CostTable> {
                 format!("unknown cost parameter; accepted: {}", snpsim_engine::cost::accepted_names()),
             ));
         };
-        let field = Field { path, node: &entry.node };
+        let field = Field::at(path, &entry.node);
         let unit = snpsim_engine::cost::ALL[item].unit.name();
         let ns = match entry.node.val {
             Val::Int(v) => u64::try_from(v).ok(),
@@ -923,7 +964,7 @@ fn expect_one(
     if let Err(e) = check_metric_name(name) {
         return Err(cx.err(key_span, &path, ErrorKind::UnknownField, e.to_string()));
     }
-    let f = Field { path, node };
+    let f = Field::at(path, node);
     let value_error = |e: &ExpectError| {
         let kind = match e {
             ExpectError::NotComparison { .. } | ExpectError::NotRange { .. } => ErrorKind::UnknownValue,

@@ -6,6 +6,7 @@
 //! exactly like a value in the file, and its errors point into the `--set` argument. Sweep files
 //! are read into the same tree ([`parse_document`], public for them).
 
+use compact_str::CompactString;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -14,8 +15,8 @@ use super::error::{ErrorKind, ScenarioError, Sources, Span};
 /// A TOML value.
 #[derive(Clone, Debug)]
 pub enum Val {
-    /// A string.
-    Str(String),
+    /// A string (inline when short: a scenario of a million steps holds millions of them).
+    Str(CompactString),
     /// An integer that fits in 64 bits.
     Int(i64),
     /// A float.
@@ -23,7 +24,7 @@ pub enum Val {
     /// A boolean.
     Bool(bool),
     /// A datetime, as written.
-    Datetime(String),
+    Datetime(CompactString),
     /// An array.
     Array(Vec<Node>),
     /// A table.
@@ -58,7 +59,7 @@ pub struct Node {
 #[derive(Clone, Debug)]
 pub struct Entry {
     /// The key.
-    pub key: String,
+    pub key: CompactString,
     /// Where the key is written.
     pub key_span: Span,
     /// Its value.
@@ -83,8 +84,17 @@ impl Table {
     }
 }
 
-/// Parse the file into a tree rooted at a table whose span is the start of the file.
+/// Parse the file into a tree rooted at a table whose span is the start of the file; a long
+/// scenario is parsed a piece at a time when that gives the same tree (see `pieces`).
 pub fn parse_document(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
+    if let Some(root) = super::pieces::parse(sources) {
+        return Ok(root);
+    }
+    parse_whole(sources)
+}
+
+/// [`parse_document`] in one piece: every syntax error comes from here.
+pub(crate) fn parse_whole(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
     let doc = DeTable::parse(sources.text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);
         let field = syntax_field(sources.text, start);
@@ -138,7 +148,7 @@ fn override_key(sources: &Sources<'_>, src: usize) -> Option<String> {
 
 /// Convert a parsed value; `offset` is added to its spans (for a value parsed out of a larger
 /// string).
-fn convert(
+pub(crate) fn convert(
     sources: &Sources<'_>,
     src: usize,
     offset: usize,
@@ -152,7 +162,7 @@ fn convert(
         sources.error(span, field.as_deref(), ErrorKind::OutOfRange, message)
     };
     let val = match value.into_inner() {
-        DeValue::String(s) => Val::Str(s.into_owned()),
+        DeValue::String(s) => Val::Str(CompactString::from(s.as_ref())),
         DeValue::Integer(i) => Val::Int(
             i64::from_str_radix(i.as_str(), i.radix())
                 .map_err(|_| out_of_range(format!("integer {i} does not fit in 64 bits")))?,
@@ -161,7 +171,7 @@ fn convert(
             f.as_str().parse::<f64>().map_err(|_| out_of_range(format!("float {f} is not representable")))?,
         ),
         DeValue::Boolean(b) => Val::Bool(b),
-        DeValue::Datetime(d) => Val::Datetime(d.to_string()),
+        DeValue::Datetime(d) => Val::Datetime(d.to_string().into()),
         DeValue::Array(a) => {
             let mut items = Vec::with_capacity(a.len());
             // Consumed, not cloned: a million steps are a million tables.
@@ -174,7 +184,7 @@ fn convert(
             let mut entries = Vec::with_capacity(t.len());
             for (k, v) in t {
                 let key_span = Span::new(src, k.span().start + offset);
-                let key = k.into_inner().into_owned();
+                let key = CompactString::from(k.get_ref().as_ref());
                 entries.push(Entry { key, key_span, node: convert(sources, src, offset, v)? });
             }
             entries.sort_by_key(|e| (e.key_span.src, e.key_span.start));
@@ -201,7 +211,7 @@ pub(crate) fn apply_override(
     let value = value.trim();
     let node = match DeValue::parse(value) {
         Ok(parsed) => convert(sources, index, value_offset, parsed)?,
-        Err(_) => Node { span: Span::new(index, value_offset), val: Val::Str(value.to_owned()) },
+        Err(_) => Node { span: Span::new(index, value_offset), val: Val::Str(value.into()) },
     };
 
     // Split the key into segments with their offsets.
@@ -237,13 +247,13 @@ pub(crate) fn apply_override(
                         entry.node = node;
                         entry.key_span = seg_span;
                     } else {
-                        table.entries.push(Entry { key: seg.to_owned(), key_span: seg_span, node });
+                        table.entries.push(Entry { key: seg.into(), key_span: seg_span, node });
                     }
                     return Ok(());
                 }
                 if table.get(seg).is_none() {
                     table.entries.push(Entry {
-                        key: seg.to_owned(),
+                        key: seg.into(),
                         key_span: seg_span,
                         node: Node { span: seg_span, val: Val::Table(Table::default()) },
                     });

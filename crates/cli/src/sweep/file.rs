@@ -187,7 +187,7 @@ pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
         };
         for e in &entries.entries {
             fixed.push(Override {
-                key: e.key.clone(),
+                key: e.key.to_string(),
                 value: toml_text(&e.node),
                 loc: cx.loc(e.node.span.start),
             });

@@ -58,7 +58,7 @@ pub(super) fn accepted(cx: &Cx<'_>, path: &str, table: &Table, keys: &[&str]) ->
         None => Ok(()),
         Some(e) => {
             let k = &e.key;
-            let field = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let field = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
             Err(cx.err(e.key_span.start, &field, format!("unknown field; accepted: {}", keys.join(", "))))
         }
     }
@@ -82,25 +82,25 @@ pub(super) fn toml_text(n: &Node) -> String {
 
 fn toml_value(n: &Node) -> toml::Value {
     match &n.val {
-        Val::Str(s) | Val::Datetime(s) => toml::Value::String(s.clone()),
+        Val::Str(s) | Val::Datetime(s) => toml::Value::String(s.to_string()),
         Val::Int(i) => toml::Value::Integer(*i),
         Val::Float(f) => toml::Value::Float(*f),
         Val::Bool(b) => toml::Value::Boolean(*b),
         Val::Array(a) => toml::Value::Array(a.iter().map(toml_value).collect()),
         Val::Table(t) => {
-            toml::Value::Table(t.entries.iter().map(|e| (e.key.clone(), toml_value(&e.node))).collect())
+            toml::Value::Table(t.entries.iter().map(|e| (e.key.to_string(), toml_value(&e.node))).collect())
         }
     }
 }
 
 pub(super) fn json(n: &Node) -> Json {
     match &n.val {
-        Val::Str(s) | Val::Datetime(s) => Json::String(s.clone()),
+        Val::Str(s) | Val::Datetime(s) => Json::String(s.to_string()),
         Val::Int(i) => Json::from(*i),
         Val::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Val::Bool(b) => Json::Bool(*b),
         Val::Array(a) => Json::Array(a.iter().map(json).collect()),
-        Val::Table(t) => Json::Object(t.entries.iter().map(|e| (e.key.clone(), json(&e.node))).collect()),
+        Val::Table(t) => Json::Object(t.entries.iter().map(|e| (e.key.to_string(), json(&e.node))).collect()),
     }
 }
 

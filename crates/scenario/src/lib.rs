@@ -60,11 +60,11 @@
 //! - Field paths in messages index steps from 0 (`step[0].gpa`).
 
 pub mod budget;
+pub mod document;
 mod error;
 mod expect;
 mod names;
 pub(crate) mod parse;
-mod pieces;
 pub mod run;
 mod step;
 pub mod tree;
@@ -340,7 +340,7 @@ pub fn parse_scenario_with_overrides(
         text,
         overrides.iter().map(|(k, v)| format!("{k}={v}")).collect(),
     );
-    let mut root = tree::parse_document(&sources)?;
+    let mut root = document::parse_document(&sources)?;
     for (i, (key, value)) in overrides.iter().enumerate() {
         tree::apply_override(&sources, &mut root, i + 1, key, value)?;
     }

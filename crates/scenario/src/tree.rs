@@ -4,7 +4,7 @@
 //! [`Node`]s whose spans name their source (file or `--set` override), and the overrides are then
 //! written into the tree. Every later check reads this tree, so an overridden value is validated
 //! exactly like a value in the file, and its errors point into the `--set` argument. Sweep files
-//! are read into the same tree ([`parse_document`], public for them).
+//! are read into the same tree (`document::parse_document`, public for them).
 
 use compact_str::CompactString;
 use toml::Spanned;
@@ -84,16 +84,9 @@ impl Table {
     }
 }
 
-/// Parse the file into a tree rooted at a table whose span is the start of the file; a long
-/// scenario is parsed a piece at a time when that gives the same tree (see `pieces`).
-pub fn parse_document(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
-    if let Some(root) = super::pieces::parse(sources) {
-        return Ok(root);
-    }
-    parse_whole(sources)
-}
-
-/// [`parse_document`] in one piece: every syntax error comes from here.
+/// Parse the file in one piece into a tree rooted at a table whose span is the start of the file
+/// (`document::parse_document` takes a long file in pieces when that gives the same tree); every
+/// syntax error comes from here.
 pub(crate) fn parse_whole(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
     let doc = DeTable::parse(sources.text).map_err(|e| {
         let start = e.span().map_or(0, |s| s.start);

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::Value as Json;
 use snpsim_scenario::Sources;
-use snpsim_scenario::tree::{self, Node, Val};
+use snpsim_scenario::tree::{Node, Val};
 
 use super::values::{Cx, accepted, as_str, get, json, range, toml_text};
 pub use super::values::{Loc, MAX_RUNS};
@@ -113,7 +113,7 @@ pub struct SweepDef {
 #[allow(clippy::too_many_lines)] // a flat reader, one field after the other, as the format reads
 pub fn parse(file: &str, text: &str) -> Result<SweepDef> {
     let cx = Cx { src: Sources::new(file, text, Vec::new()) };
-    let root = tree::parse_document(&cx.src)?;
+    let root = snpsim_scenario::document::parse_document(&cx.src)?;
     cx.finite(&root)?;
     let Val::Table(top) = &root.val else { bail!("{file}:1:1: expected a table") };
     accepted(&cx, "", top, &["name", "scenario", "seeds", "x", "skip_invalid", "set", "axis"])?;

@@ -1,12 +1,13 @@
-//! Parsing a long document in pieces, cut where a line reads exactly `[[step]]`.
+//! Reading a document into a tree: a long one in pieces, cut where a line reads exactly
+//! `[[step]]`, when that gives the tree one parse would.
 //!
 //! `toml` parses a whole document into tokens, then events, then a borrowed tree, all held at
 //! once: a scenario of a million scripted steps (55 MB of text) peaked at 2.3 GB, and a third of
 //! the parse time was the kernel clearing those pages. Parsed a piece at a time, only one piece's
 //! intermediate forms are alive.
 //!
-//! The cut is only taken where it cannot change the result; otherwise [`parse`] returns `None`
-//! and the caller parses the whole text, which also gives every syntax error its usual message:
+//! The cut is only taken where it cannot change the result; otherwise the whole text is parsed
+//! at once, which also gives every syntax error its message:
 //! - A cut inside a multi-line string leaves the piece before it with an unterminated string, a
 //!   syntax error, so the whole text is parsed instead. A comment ends at its line, and an array
 //!   or inline table cannot hold a bare `[[step]]` line, so no other construct spans a cut.
@@ -21,8 +22,8 @@
 
 use toml::de::DeTable;
 
-use super::error::Sources;
-use super::tree::{Entry, Node, Table, Val, convert};
+use super::error::{ScenarioError, Sources};
+use super::tree::{Entry, Node, Table, Val, convert, parse_whole};
 
 /// The header a piece starts with.
 const CUT: &str = "[[step]]";
@@ -47,13 +48,16 @@ fn cuts(text: &str, piece_bytes: usize) -> Vec<usize> {
     cuts
 }
 
-/// The document as pieces, or `None` when it has no cut or a piece cannot be taken on its own
-/// (the caller then parses the whole text).
-pub(crate) fn parse(sources: &Sources<'_>) -> Option<Node> {
-    parse_cut(sources, PIECE_BYTES)
+/// Parse the file into a tree rooted at a table whose span is the start of the file.
+pub fn parse_document(sources: &Sources<'_>) -> Result<Node, ScenarioError> {
+    match parse_cut(sources, PIECE_BYTES) {
+        Some(root) => Ok(root),
+        None => parse_whole(sources),
+    }
 }
 
-/// [`parse`] with pieces of at least `piece_bytes` (tests cut at every `[[step]]` line).
+/// The document from pieces of at least `piece_bytes` (tests cut at every `[[step]]` line), or
+/// `None` when it has no cut or a piece cannot be taken on its own.
 fn parse_cut(sources: &Sources<'_>, piece_bytes: usize) -> Option<Node> {
     let text = sources.text;
     let cuts = cuts(text, piece_bytes);
@@ -109,8 +113,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::error::Sources;
-    use super::super::tree::parse_whole;
-    use super::parse_cut;
+    use super::{parse_cut, parse_whole};
 
     /// The tree from pieces (if it is taken) is the tree from one parse, and whenever the whole
     /// text is refused, no pieces are taken (so the whole parse gives the error).

@@ -8,7 +8,7 @@
 //! The small scenarios run by default; the 64 GiB examples, the benchmarks and the suite
 //! (minutes of CPU) are `#[ignore]`d and run by `.ci/run` explicitly.
 
-use crate::common::{s, temp_dir};
+use crate::common::{s, temp_dir, two_at_a_time};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,30 +78,11 @@ fn check(test: &str, cases: &[(String, PathBuf, Scenario)]) -> (Vec<String>, Str
         .flat_map(|i| [(i, false), (i, true)])
         .filter(|&(i, traced)| !traced || estimate(&cases[i].2, true).bytes <= TRACED_AT_MOST)
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
-    let mut lines: Vec<(usize, String, bool)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let (runs, next, scratch) = (&runs, &next, &scratch);
-                scope.spawn(move || {
-                    let mut out = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(i, traced)) = runs.get(k) else { break };
-                        let (line, ok) = measure(&cases[i], traced, &scratch.join(format!("w{w}")));
-                        out.push((k, line, ok));
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
-    lines.sort_by_key(|(k, _, _)| *k);
+    let lines: Vec<(String, bool)> =
+        two_at_a_time(&runs, |k, &(i, traced)| measure(&cases[i], traced, &scratch.join(format!("r{k}"))));
     let _ = std::fs::remove_dir_all(&scratch);
-    let report = lines.iter().map(|(_, l, _)| l.as_str()).collect::<Vec<_>>().join("\n");
-    (lines.into_iter().filter(|(_, _, ok)| !ok).map(|(_, l, _)| l).collect(), report)
+    let report = lines.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>().join("\n");
+    (lines.into_iter().filter(|(_, ok)| !ok).map(|(l, _)| l).collect(), report)
 }
 
 /// Run one case, traced or not, with its files in `dir`: the report line, and whether the peak

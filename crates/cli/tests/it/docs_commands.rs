@@ -327,14 +327,31 @@ fn scratch(base: &Path, n: usize) -> PathBuf {
     d
 }
 
-/// Run every group, each in its own scratch directory; returns the failures.
+/// Run every group, each in its own scratch directory, two groups at a time; returns the
+/// failures, in the order of the groups. Groups of the same commands are run once: each starts in
+/// an identical fresh directory and snpsim is deterministic, so one run shows what all would (the
+/// default run is documented in five places, and takes seconds in the test profile).
 fn run_groups(test: &str, groups: &[Vec<Cmd>]) -> Vec<String> {
+    let mut unique: Vec<Vec<Cmd>> = Vec::new();
+    for group in groups {
+        let same =
+            |u: &&mut Vec<Cmd>| u.len() == group.len() && u.iter().zip(group).all(|(a, b)| a.text == b.text);
+        match unique.iter_mut().find(same) {
+            Some(u) => {
+                for (a, b) in u.iter_mut().zip(group) {
+                    a.from = format!("{}, {}", a.from, b.from);
+                }
+            }
+            None => unique.push(group.clone()),
+        }
+    }
+    let groups = &unique;
     let base = temp_dir(test);
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_snpsim")).parent().unwrap().to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let mut failures = Vec::new();
-    for (n, group) in groups.iter().enumerate() {
+    let failures = two_at_a_time(groups, |n, group| {
         let d = scratch(&base, n);
+        let mut failures = Vec::new();
         for cmd in group {
             let (run, note) = match REDUCED.iter().find(|(doc, _, _)| *doc == cmd.text) {
                 Some((_, reduced, _)) => (*reduced, " (reduced)"),
@@ -369,9 +386,11 @@ fn run_groups(test: &str, groups: &[Vec<Cmd>]) -> Vec<String> {
                 ));
             }
         }
-    }
+        let _ = std::fs::remove_dir_all(&d);
+        failures
+    });
     let _ = std::fs::remove_dir_all(&base);
-    failures
+    failures.into_iter().flatten().collect()
 }
 
 /// The commands `snpsim --help` lists (`help` aside).

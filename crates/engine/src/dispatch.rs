@@ -120,23 +120,6 @@ pub(crate) fn collapse_all(m: &mut Machine) {
     }
 }
 
-/// A host step's refusal as a stable lower-case name, for its step's result (the trace's
-/// `step_end`): the [`HostError`](snpsim_host::HostError) variant, not its message.
-fn host_error_name(e: &snpsim_host::HostError) -> &'static str {
-    use snpsim_host::HostError;
-    match e {
-        HostError::OutOfMemory { .. } => "out_of_memory",
-        HostError::DoubleFree { .. } => "double_free",
-        HostError::HugetlbfsSize { .. } => "hugetlbfs_size",
-        HostError::Unsplittable { .. } => "unsplittable",
-        HostError::OutsideVma { .. } => "outside_vma",
-        HostError::OutsideGmem { .. } => "outside_gmem",
-        HostError::ExtraReference { .. } => "extra_reference",
-        HostError::NoReference { .. } => "no_reference",
-        HostError::PrivateGmemPage { .. } => "private_gmem_page",
-    }
-}
-
 pub(crate) fn run_action(
     m: &mut Machine,
     guest: &mut Guest,
@@ -184,7 +167,7 @@ pub(crate) fn run_action(
         },
         Action::HostPin { gpa, pin } => match m.host_pin(gpa, pin) {
             Ok(()) => "ok".into(),
-            Err(e) => host_error_name(&e).into(),
+            Err(e) => <&str>::from(&e).into(),
         },
         Action::HostSplit { gpa } => match m.traced(None, |m| {
             let split = m.host.split_vma(gpa.gfn().raw());
@@ -195,7 +178,7 @@ pub(crate) fn run_action(
         }) {
             Ok(Some(_)) => "split".into(),
             Ok(None) => "already_4k".into(),
-            Err(e) => host_error_name(&e).into(),
+            Err(e) => <&str>::from(&e).into(),
         },
         Action::HostCollapse { gpa } => match m.host.collapse_vma(gpa.gfn().raw()) {
             Ok(Some(inv)) => {
@@ -206,7 +189,7 @@ pub(crate) fn run_action(
                 "collapsed".into()
             }
             Ok(None) => "nothing_to_collapse".into(),
-            Err(e) => host_error_name(&e).into(),
+            Err(e) => <&str>::from(&e).into(),
         },
         Action::Tick { .. } => "idle".into(),
         Action::Teardown => {

@@ -31,8 +31,10 @@ pub use vma::{GuestVma, Invalidation, VmaBacking};
 use snpsim_defs::{Hva, PageSize, Pfn};
 use snpsim_hw::Geometry;
 
-/// Errors of host memory operations.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Errors of host memory operations. A step's result in a trace names the error in snake case
+/// (`out_of_memory`), derived from the variant's name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum HostError {
     /// Host memory cannot satisfy an allocation.
     #[error("host memory exhausted allocating {requested} pages")]
@@ -244,5 +246,31 @@ impl Host {
     /// Fault in the VMA page `offset` (a no-op when the VMA is populated at VM start).
     pub fn populate_vma(&mut self, offset: u64) -> Result<(), HostError> {
         self.vma.populate(&mut self.memory, offset).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HostError, VmaBacking};
+    use snpsim_defs::Pfn;
+
+    /// The names traces carry (a step's result): users' scripts match them, so they must not
+    /// move with a rename of a variant.
+    #[test]
+    fn host_errors_keep_their_trace_names() {
+        let named = [
+            (HostError::OutOfMemory { requested: 1 }, "out_of_memory"),
+            (HostError::DoubleFree { pfn: Pfn::new(1) }, "double_free"),
+            (HostError::HugetlbfsSize { pages: 1, unit: 512 }, "hugetlbfs_size"),
+            (HostError::Unsplittable { backing: VmaBacking::Hugetlbfs2m }, "unsplittable"),
+            (HostError::OutsideVma { offset: 1 }, "outside_vma"),
+            (HostError::OutsideGmem { offset: 1 }, "outside_gmem"),
+            (HostError::ExtraReference { offset: 1, refs: 1 }, "extra_reference"),
+            (HostError::NoReference { offset: 1 }, "no_reference"),
+            (HostError::PrivateGmemPage { offset: 1 }, "private_gmem_page"),
+        ];
+        for (e, name) in named {
+            assert_eq!(<&str>::from(&e), name);
+        }
     }
 }

@@ -144,7 +144,70 @@ pub enum Action {
     },
 }
 
+/// What an action does, by the name a scenario step's `op` and a trace's `action.op` give it:
+/// the one spelling of every operation (`host_pin` and `host_unpin` are one action with a flag).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Op {
+    /// [`Action::Psc`].
+    Psc,
+    /// [`Action::Accept`].
+    Accept,
+    /// [`Action::Pvalidate`].
+    Pvalidate,
+    /// [`Action::PscRequest`].
+    PscRequest,
+    /// [`Action::Rmpadjust`].
+    Rmpadjust,
+    /// [`Action::Access`].
+    Access,
+    /// [`Action::Recoalesce`].
+    Recoalesce,
+    /// [`Action::HostWrite`].
+    HostWrite,
+    /// [`Action::HostRead`].
+    HostRead,
+    /// [`Action::HostPin`] taking a reference.
+    HostPin,
+    /// [`Action::HostPin`] dropping one.
+    HostUnpin,
+    /// [`Action::HostSplit`].
+    HostSplit,
+    /// [`Action::HostCollapse`].
+    HostCollapse,
+    /// [`Action::PunchHole`].
+    PunchHole,
+    /// [`Action::Teardown`].
+    Teardown,
+    /// [`Action::Tick`].
+    Tick,
+}
+
 impl Action {
+    /// Its operation's name-giving kind.
+    pub fn op(&self) -> Op {
+        match *self {
+            Action::Psc { .. } => Op::Psc,
+            Action::Accept { .. } => Op::Accept,
+            Action::Pvalidate { .. } => Op::Pvalidate,
+            Action::PscRequest { .. } => Op::PscRequest,
+            Action::Rmpadjust { .. } => Op::Rmpadjust,
+            Action::Access { .. } => Op::Access,
+            Action::Recoalesce { .. } => Op::Recoalesce,
+            Action::HostWrite { .. } => Op::HostWrite,
+            Action::HostRead { .. } => Op::HostRead,
+            Action::HostPin { pin: true, .. } => Op::HostPin,
+            Action::HostPin { pin: false, .. } => Op::HostUnpin,
+            Action::HostSplit { .. } => Op::HostSplit,
+            Action::HostCollapse { .. } => Op::HostCollapse,
+            Action::PunchHole { .. } => Op::PunchHole,
+            Action::Teardown => Op::Teardown,
+            Action::Tick { .. } => Op::Tick,
+        }
+    }
+
     /// The guest pages a guest action works on (first page and count; `None` for host actions
     /// and ticks).
     pub fn pages(&self, geometry: Geometry) -> Option<(u64, u64)> {

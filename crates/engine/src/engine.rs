@@ -10,7 +10,7 @@ use snpsim_hw::rmp::Rmp;
 use snpsim_hw::{RmpConfig, RmpModel};
 use snpsim_kvm::{Era, Kvm, KvmConfig};
 
-pub use crate::action::Action;
+pub use crate::action::{Action, Op};
 pub use crate::config::{CheckMode, MemoryBacking, SimConfig, SimError, StepReport};
 use crate::cost::CostTable;
 pub use crate::dispatch::Running;

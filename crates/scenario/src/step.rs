@@ -302,6 +302,20 @@ pub fn parse_perms(text: &str) -> Result<VmplPerms, String> {
 mod tests {
     use super::*;
     use crate::names::Named;
+    use snpsim_engine::engine::Op;
+
+    /// A step's `op` is the engine's name of the action it becomes (the name a trace's
+    /// `action.op` and a generated workload's steps carry), except `barrier`, which orders vCPUs
+    /// and becomes no action; every engine operation but the scheduler's `tick` is a step.
+    #[test]
+    fn step_ops_are_the_engines_operations() {
+        let steps: Vec<&str> = StepKind::all().iter().map(|k| k.name()).filter(|&n| n != "barrier").collect();
+        let ops: Vec<&str> = Op::all().iter().map(|o| o.name()).filter(|&n| n != "tick").collect();
+        let (mut a, mut b) = (steps.clone(), ops.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "steps {steps:?}, engine operations {ops:?}");
+    }
 
     #[test]
     fn perms() {

@@ -70,6 +70,7 @@ use snpsim_stores::RangeSet;
 
 use crate::{AcceptMode, BalloonPhase, Era, Phase, Scenario, SteadyPhase, TouchPattern};
 use snpsim_engine::engine::{Action, Simulation};
+use snpsim_engine::names::Named;
 
 pub use snpsim_engine::rng::{Rng, below, plan_rng, rng};
 
@@ -705,35 +706,36 @@ fn insn_size(sz: RmpPageSize) -> String {
 /// The vCPU and the `key = value` fields of the step that is `a`.
 fn step_fields(a: &Action) -> (u32, Vec<(&'static str, String)>) {
     let mut f: Vec<(&'static str, String)> = Vec::new();
+    let op = a.op().name();
     let gran = |f: &mut Vec<(&'static str, String)>, g: Option<Granularity>| {
         if let Some(g) = g {
-            f.push(("granularity", q(if g == Granularity::K4 { "4k" } else { "2m" })));
+            f.push(("granularity", q(g.name())));
         }
     };
     let vcpu = match *a {
         // Generated workloads never schedule ticks; the interleaving is the scheduler's.
         Action::Tick { vcpu } => {
-            f.push(("op", q("tick")));
+            f.push(("op", q(op)));
             vcpu
         }
         Action::Psc { vcpu, gpa, pages, private, granularity } => {
-            f.extend([("op", q("psc")), ("gpa", hex(gpa)), ("size", size(pages))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("size", size(pages))]);
             f.push(("to", q(if private { "private" } else { "shared" })));
             gran(&mut f, granularity);
             vcpu
         }
         Action::Accept { vcpu, gpa, pages, granularity } => {
-            f.extend([("op", q("accept")), ("gpa", hex(gpa)), ("size", size(pages))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("size", size(pages))]);
             gran(&mut f, granularity);
             vcpu
         }
         Action::Pvalidate { vcpu, gpa, size: sz, validate } => {
-            f.extend([("op", q("pvalidate")), ("gpa", hex(gpa)), ("size", insn_size(sz))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("size", insn_size(sz))]);
             f.push(("validate", validate.to_string()));
             vcpu
         }
         Action::PscRequest { vcpu, gpa, size: sz, private, cur_page } => {
-            f.extend([("op", q("psc_request")), ("gpa", hex(gpa)), ("size", insn_size(sz))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("size", insn_size(sz))]);
             f.push(("to", q(if private { "private" } else { "shared" })));
             if cur_page != 0 {
                 f.push(("cur_page", cur_page.to_string()));
@@ -751,52 +753,35 @@ fn step_fields(a: &Action) -> (u32, Vec<(&'static str, String)>) {
             .filter(|(b, _)| *b)
             .map(|(_, c)| *c)
             .collect();
-            f.extend([("op", q("rmpadjust")), ("gpa", hex(gpa)), ("size", insn_size(sz))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("size", insn_size(sz))]);
             f.extend([("vmpl", vmpl.to_string()), ("perms", q(&p)), ("vmsa", vmsa.to_string())]);
             vcpu
         }
         Action::Access { vcpu, gpa, kind, private } => {
-            let k = match kind {
-                AccessKind::Read => "read",
-                AccessKind::Write => "write",
-                AccessKind::Exec => "exec",
-            };
-            f.extend([("op", q("access")), ("gpa", hex(gpa)), ("kind", q(k))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("kind", q(kind.name()))]);
             if !private {
                 f.push(("private", "false".into()));
             }
             vcpu
         }
         Action::Recoalesce { vcpu, gpa, mode } => {
-            let m = if mode == Recoalesce::SaveRestore { "save-restore" } else { "naive" };
-            f.extend([("op", q("recoalesce")), ("gpa", hex(gpa)), ("mode", q(m))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("mode", q(mode.name()))]);
             vcpu
         }
         Action::HostWrite { gpa, via } | Action::HostRead { gpa, via } => {
-            let op = if matches!(a, Action::HostWrite { .. }) { "host_write" } else { "host_read" };
-            let v = match via {
-                HostVia::Vmm => "vmm",
-                HostVia::Uaccess => "uaccess",
-                HostVia::Kernel => "kernel",
-            };
-            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("via", q(v))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("via", q(via.name()))]);
             0
         }
-        Action::HostPin { gpa, pin } => {
-            f.extend([("op", q(if pin { "host_pin" } else { "host_unpin" })), ("gpa", hex(gpa))]);
-            0
-        }
-        Action::HostSplit { gpa } | Action::HostCollapse { gpa } => {
-            let op = if matches!(a, Action::HostSplit { .. }) { "host_split" } else { "host_collapse" };
+        Action::HostPin { gpa, .. } | Action::HostSplit { gpa } | Action::HostCollapse { gpa } => {
             f.extend([("op", q(op)), ("gpa", hex(gpa))]);
             0
         }
         Action::PunchHole { gpa, pages } => {
-            f.extend([("op", q("punch_hole")), ("gpa", hex(gpa)), ("size", size(pages))]);
+            f.extend([("op", q(op)), ("gpa", hex(gpa)), ("size", size(pages))]);
             0
         }
         Action::Teardown => {
-            f.push(("op", q("teardown")));
+            f.push(("op", q(op)));
             0
         }
     };

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 use snpsim_defs::{Gpa, PageSize, RmpPageSize};
 use snpsim_engine::backing::Backing;
-use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, SimConfig};
+use snpsim_engine::engine::{Action, CheckMode, MemoryBacking, Op, SimConfig};
 use snpsim_guest::{Granularity, GuestConfig, Protocol, PscOrder, Recoalesce};
 use snpsim_host::{HostVia, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry};
@@ -20,47 +20,43 @@ use snpsim_engine::names::Named;
 /// An action as the `action` object of a `step` line.
 pub fn action_json(a: &Action) -> Value {
     let gran = |g: Option<Granularity>| g.map_or(Value::Null, |g| Value::from(g.name()));
+    let op = a.op().name();
     match *a {
         Action::Psc { vcpu, gpa, pages, private, granularity } => json!({
-            "op": "psc", "vcpu": vcpu, "gpa": hex(gpa.raw()), "pages": pages,
+            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "pages": pages,
             "to": if private { "private" } else { "shared" }, "granularity": gran(granularity),
         }),
         Action::Accept { vcpu, gpa, pages, granularity } => json!({
-            "op": "accept", "vcpu": vcpu, "gpa": hex(gpa.raw()), "pages": pages, "granularity": gran(granularity),
+            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "pages": pages, "granularity": gran(granularity),
         }),
         Action::Pvalidate { vcpu, gpa, size, validate } => json!({
-            "op": "pvalidate", "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size), "validate": validate,
+            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size), "validate": validate,
         }),
         Action::PscRequest { vcpu, gpa, size, private, cur_page } => json!({
-            "op": "psc_request", "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
+            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
             "to": if private { "private" } else { "shared" }, "cur_page": cur_page,
         }),
         Action::Rmpadjust { vcpu, gpa, size, vmpl, perms, vmsa } => json!({
-            "op": "rmpadjust", "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
+            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
             "vmpl": vmpl, "perms": perms_name(perms), "vmsa": vmsa,
         }),
         Action::Access { vcpu, gpa, kind, private } => json!({
-            "op": "access", "vcpu": vcpu, "gpa": hex(gpa.raw()), "kind": kind.name(), "private": private,
+            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "kind": kind.name(), "private": private,
         }),
         Action::Recoalesce { vcpu, gpa, mode } => json!({
-            "op": "recoalesce", "vcpu": vcpu, "gpa": hex(gpa.raw()), "mode": mode.name(),
+            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "mode": mode.name(),
         }),
-        Action::HostWrite { gpa, via } => {
-            json!({ "op": "host_write", "gpa": hex(gpa.raw()), "via": via.name() })
+        Action::HostWrite { gpa, via } | Action::HostRead { gpa, via } => {
+            json!({ "op": op, "gpa": hex(gpa.raw()), "via": via.name() })
         }
-        Action::HostRead { gpa, via } => {
-            json!({ "op": "host_read", "gpa": hex(gpa.raw()), "via": via.name() })
+        Action::HostPin { gpa, .. } | Action::HostSplit { gpa } | Action::HostCollapse { gpa } => {
+            json!({ "op": op, "gpa": hex(gpa.raw()) })
         }
-        Action::HostPin { gpa, pin } => {
-            json!({ "op": if pin { "host_pin" } else { "host_unpin" }, "gpa": hex(gpa.raw()) })
-        }
-        Action::HostSplit { gpa } => json!({ "op": "host_split", "gpa": hex(gpa.raw()) }),
-        Action::HostCollapse { gpa } => json!({ "op": "host_collapse", "gpa": hex(gpa.raw()) }),
         Action::PunchHole { gpa, pages } => {
-            json!({ "op": "punch_hole", "gpa": hex(gpa.raw()), "pages": pages })
+            json!({ "op": op, "gpa": hex(gpa.raw()), "pages": pages })
         }
-        Action::Tick { vcpu } => json!({ "op": "tick", "vcpu": vcpu }),
-        Action::Teardown => json!({ "op": "teardown" }),
+        Action::Tick { vcpu } => json!({ "op": op, "vcpu": vcpu }),
+        Action::Teardown => json!({ "op": op }),
     }
 }
 
@@ -171,11 +167,11 @@ const SIZES_4K_2M: [(&str, RmpPageSize); 2] = [("4k", RmpPageSize::Size4K), ("2m
 /// engine outside what a scenario could.
 pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecError> {
     let mut f = Fields::new(v, "action")?;
-    let op = f.str("op")?;
-    if op == "tick" {
+    let op: Op = f.named("op")?;
+    if op == Op::Tick {
         return tick_from(f, config);
     }
-    if op == "teardown" {
+    if op == Op::Teardown {
         f.done()?;
         return Ok(Action::Teardown);
     }
@@ -189,9 +185,13 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
         Ok(v)
     };
     let vcpu_val = match op {
-        "psc" | "accept" | "pvalidate" | "psc_request" | "rmpadjust" | "access" | "recoalesce" => {
-            Some(vcpu()?)
-        }
+        Op::Psc
+        | Op::Accept
+        | Op::Pvalidate
+        | Op::PscRequest
+        | Op::Rmpadjust
+        | Op::Access
+        | Op::Recoalesce => Some(vcpu()?),
         _ => None,
     };
     let vcpu = vcpu_val.unwrap_or(0);
@@ -212,52 +212,43 @@ pub fn action_from_json(v: &Value, config: &SimConfig) -> Result<Action, CodecEr
         return Err(CodecError::OutsideGuest { gpa: gpa.raw(), guest_bytes });
     }
     let action = match op {
-        "psc" => {
+        Op::Psc => {
             let pages = pages(&mut f)?;
             let private = f.choice("to", &[("private", true), ("shared", false)])?;
             Action::Psc { vcpu, gpa, pages, private, granularity: gran(&mut f)? }
         }
-        "accept" => {
+        Op::Accept => {
             let pages = pages(&mut f)?;
             Action::Accept { vcpu, gpa, pages, granularity: gran(&mut f)? }
         }
-        "pvalidate" => Action::Pvalidate {
+        Op::Pvalidate => Action::Pvalidate {
             vcpu,
             gpa,
             size: f.choice("size", &SIZES_4K_2M)?,
             validate: f.bool("validate")?,
         },
-        "rmpadjust" => rmpadjust_from(&mut f, vcpu, gpa)?,
-        "psc_request" => psc_request_from(&mut f, vcpu, gpa, config)?,
-        "access" => {
+        Op::Rmpadjust => rmpadjust_from(&mut f, vcpu, gpa)?,
+        Op::PscRequest => psc_request_from(&mut f, vcpu, gpa, config)?,
+        Op::Access => {
             Action::Access { vcpu, gpa, kind: f.named::<AccessKind>("kind")?, private: f.bool("private")? }
         }
-        "recoalesce" => {
+        Op::Recoalesce => {
             if !gpa.raw().is_multiple_of(config.geometry.bytes(PageSize::Size2M)) {
                 return Err(CodecError::Unaligned2m { gpa: gpa.raw() });
             }
             Action::Recoalesce { vcpu, gpa, mode: f.named::<Recoalesce>("mode")? }
         }
-        "host_write" => Action::HostWrite { gpa, via: f.named::<HostVia>("via")? },
-        "host_read" => Action::HostRead { gpa, via: f.named::<HostVia>("via")? },
-        "host_pin" => Action::HostPin { gpa, pin: true },
-        "host_unpin" => Action::HostPin { gpa, pin: false },
-        "host_split" => Action::HostSplit { gpa },
-        "host_collapse" => Action::HostCollapse { gpa },
-        "punch_hole" => {
+        Op::HostWrite => Action::HostWrite { gpa, via: f.named::<HostVia>("via")? },
+        Op::HostRead => Action::HostRead { gpa, via: f.named::<HostVia>("via")? },
+        Op::HostPin => Action::HostPin { gpa, pin: true },
+        Op::HostUnpin => Action::HostPin { gpa, pin: false },
+        Op::HostSplit => Action::HostSplit { gpa },
+        Op::HostCollapse => Action::HostCollapse { gpa },
+        Op::PunchHole => {
             let pages = pages(&mut f)?;
             Action::PunchHole { gpa, pages }
         }
-        other => {
-            return Err(CodecError::Unknown {
-                what: "action".into(),
-                key: "op".into(),
-                value: other.to_owned(),
-                accepted: "psc, accept, pvalidate, psc_request, rmpadjust, access, recoalesce, host_write, host_read, \
-                           host_pin, host_unpin, host_split, host_collapse, punch_hole, teardown, tick"
-                    .into(),
-            });
-        }
+        Op::Tick | Op::Teardown => unreachable!("read above"),
     };
     f.done()?;
     Ok(action)

@@ -297,6 +297,17 @@ fn verdict<'a>(vs: &'a [Verdict], claim_part: &str) -> &'a Verdict {
     vs.iter().find(|v| v.claim.contains(claim_part)).unwrap()
 }
 
+/// The index in `CLAIM_SCENARIOS` of the claim scenario whose file name contains `part`.
+fn at(part: &str) -> usize {
+    CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(part)).unwrap()
+}
+
+/// The status of the verdict whose claim contains `claim_part`, over these claim runs alone.
+fn claims_status(claims: Vec<ScenarioRun>, claim_part: &str) -> Status {
+    let d = Debate { matrix: Vec::new(), claims, workloads: Vec::new() };
+    verdict(&d.verdicts(), claim_part).status
+}
+
 const NEEDLESS: &str = "THP host pages that no access needed";
 
 #[test]
@@ -371,7 +382,6 @@ fn the_hugetlbfs_verdict_is_mixed_when_one_backing_resolves_the_fault() {
 #[test]
 fn the_recoalescing_and_gmem_verdicts_flip_with_the_guest_and_vmm_settings() {
     let claims = claim_runs();
-    let at = |part: &str| CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(part)).unwrap();
     let gmem_rows: Vec<ScenarioRun> = [Backing::Gmem4k, Backing::Gmem2m, Backing::Gmem1g]
         .into_iter()
         .flat_map(|b| [Granularity::K4, Granularity::M2].map(move |g| (b, g)))
@@ -398,11 +408,7 @@ fn the_recoalescing_and_gmem_verdicts_flip_with_the_guest_and_vmm_settings() {
 #[test]
 fn the_in_place_verdict_flips_with_the_runs_it_reads() {
     let claims = claim_runs();
-    let at = |part: &str| CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(part)).unwrap();
-    let status = |claims: Vec<ScenarioRun>| {
-        let d = Debate { matrix: Vec::new(), claims, workloads: Vec::new() };
-        verdict(&d.verdicts(), "in-place guest_memfd").status
-    };
+    let status = |claims: Vec<ScenarioRun>| claims_status(claims, "in-place guest_memfd");
     assert_eq!(status(claims.clone()), Status::Supported);
     // The 2021 run in place of the in-place one: its write split the THP.
     let mut swapped = claims.clone();
@@ -492,11 +498,7 @@ fn the_in_place_workload_verdicts_flip_with_the_rows_they_read() {
 #[test]
 fn the_rmpopt_verdict_flips_with_the_runs_it_reads() {
     let claims = claim_runs();
-    let at = |part: &str| CLAIM_SCENARIOS.iter().position(|(f, _)| f.contains(part)).unwrap();
-    let status = |claims: Vec<ScenarioRun>| {
-        let d = Debate { matrix: Vec::new(), claims, workloads: Vec::new() };
-        verdict(&d.verdicts(), "RMPOPT's benefit depends on the backing").status
-    };
+    let status = |claims: Vec<ScenarioRun>| claims_status(claims, "RMPOPT's benefit depends on the backing");
     assert_eq!(status(claims.clone()), Status::Supported);
     for (from, to) in [("06-", "09-"), ("09-", "06-"), ("06-", "08-")] {
         let mut swapped = claims.clone();

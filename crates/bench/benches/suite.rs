@@ -1,4 +1,4 @@
-//! `cargo bench -p snpsim-scenario`: the kernels of the performance suite (BENCHMARKS.md) with fixed
+//! `cargo bench -p snpsim-bench`: the kernels of the performance suite (BENCHMARKS.md) with fixed
 //! settings — the acceptance instruction sequence on the region RMP and on the dense oracle at
 //! 16 GiB, the whole `accept-1t-2m` simulation, and `accept-1t-4k` cut to 2 GiB with runs of
 //! PVALIDATEs and fault-ins as range operations against page by page (the oracle of the range

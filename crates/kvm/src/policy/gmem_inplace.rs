@@ -4,11 +4,11 @@
 use snpsim_defs::Gfn;
 use snpsim_hw::Geometry;
 
+use super::gmem::Gmem;
 use super::{Era, Policy, PsmashFailure, VmOps};
 use crate::attributes::MemoryAttributes;
-use crate::error::{KvmError, Unresolved};
+use crate::error::KvmError;
 use crate::psc::PscRange;
-use crate::stats::exit;
 
 /// In-place conversion (Ackerley Tng, Sean Christopherson, v6 of 7 May 2026,
 /// `20260507-gmem-inplace-conversion-v6-0-…`; v13 of 10 Sep 2026) on guestmem_hugetlb folios
@@ -30,21 +30,20 @@ use crate::stats::exit;
 #[derive(Clone, Copy, Debug)]
 pub struct GmemInplace;
 
+/// Decisions that are `gmem`'s, stated once there: each method named here calls [`Gmem`]'s.
+macro_rules! as_gmem {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(fn $name(&self, $($arg: $ty),*) -> $ret { Gmem.$name($($arg),*) })*
+    };
+}
+
 impl Policy for GmemInplace {
     fn name(&self) -> &'static str {
         "gmem-inplace"
     }
 
-    fn era(&self) -> Era {
-        Era::Gmem
-    }
-
     fn summary(&self) -> &'static str {
         "upstream (2026): one guest_memfd converted in place on HugeTLB folios; host access to private = SIGBUS"
-    }
-
-    fn npt_level_follows_rmp(&self) -> bool {
-        true
     }
 
     fn in_place_conversion(&self) -> bool {
@@ -56,57 +55,30 @@ impl Policy for GmemInplace {
         true
     }
 
-    fn converts_gmem_frames(&self) -> bool {
-        true
-    }
-
     /// One file: a shared GFN maps the frame its private state would.
     fn shared_maps_private_frames(&self) -> bool {
         true
-    }
-
-    fn leaf_allowed(&self, attrs: &MemoryAttributes, start: Gfn, pages: u64) -> bool {
-        attrs.uniform(start, pages).is_some()
-    }
-
-    fn page_is_private(&self, attrs: &MemoryAttributes, gfn: Gfn, _rmp_assigned: bool) -> bool {
-        attrs.is_private(gfn)
-    }
-
-    fn fault_needs_conversion(&self, attrs: &MemoryAttributes, gfn: Gfn, private: bool) -> bool {
-        attrs.is_private(gfn) != private
-    }
-
-    fn implicit_conversion_exit(&self) -> Option<&'static str> {
-        Some(exit::MEMORY_FAULT)
-    }
-
-    fn psc_range_exit(&self) -> Option<&'static str> {
-        Some(exit::HYPERCALL)
     }
 
     fn convert(&self, vm: &mut dyn VmOps, range: PscRange) -> Result<(), KvmError> {
         vm.convert_in_place(range)
     }
 
-    fn psmash_failure(&self) -> PsmashFailure {
-        PsmashFailure::WarnAndZap
-    }
-
-    fn psmash_on_any_rmp_fault(&self) -> bool {
-        true
-    }
-
-    fn resolve_npt_larger(&self, _vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError> {
-        Err(KvmError::Unresolvable {
-            gfn,
-            why: Unresolved::RmpEntry4k,
-            detail: "the RMP entry is already 4K: sev_handle_rmp_fault does nothing and the fault repeats"
-                .into(),
-        })
-    }
-
-    fn psmash_zap_start(&self, _geometry: Geometry, gfn: Gfn) -> Gfn {
-        gfn
+    // The era, the NPT cap at the RMP level, leaf sizes, what is private, the exits, and fault
+    // handling (`sev_handle_rmp_fault`: PSMASH and zap from the faulting GFN; an RMP #NPF on a 4K
+    // entry repeats) are gmem's.
+    as_gmem! {
+        fn era() -> Era;
+        fn npt_level_follows_rmp() -> bool;
+        fn converts_gmem_frames() -> bool;
+        fn leaf_allowed(attrs: &MemoryAttributes, start: Gfn, pages: u64) -> bool;
+        fn page_is_private(attrs: &MemoryAttributes, gfn: Gfn, rmp_assigned: bool) -> bool;
+        fn fault_needs_conversion(attrs: &MemoryAttributes, gfn: Gfn, private: bool) -> bool;
+        fn implicit_conversion_exit() -> Option<&'static str>;
+        fn psc_range_exit() -> Option<&'static str>;
+        fn psmash_failure() -> PsmashFailure;
+        fn psmash_on_any_rmp_fault() -> bool;
+        fn resolve_npt_larger(vm: &mut dyn VmOps, gfn: Gfn) -> Result<(), KvmError>;
+        fn psmash_zap_start(geometry: Geometry, gfn: Gfn) -> Gfn;
     }
 }

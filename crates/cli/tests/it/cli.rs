@@ -5,6 +5,7 @@ use crate::common::*;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -82,9 +83,16 @@ fn json_runs(out: &Output) -> Vec<Value> {
     v.as_array().unwrap().clone()
 }
 
+/// `snpsim` with no arguments on a 120-column terminal. Two tests read it; it runs once (the
+/// default run is seconds in the test profile, and deterministic).
+fn default_run_at_120() -> &'static Output {
+    static RUN: OnceLock<Output> = OnceLock::new();
+    RUN.get_or_init(|| Command::new(env!("CARGO_BIN_EXE_snpsim")).env("COLUMNS", "120").output().unwrap())
+}
+
 #[test]
 fn no_arguments_runs_the_debate_and_prints_every_verdict() {
-    let out = Command::new(env!("CARGO_BIN_EXE_snpsim")).env("COLUMNS", "120").output().unwrap();
+    let out = default_run_at_120();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     // The first screen on a 120-column terminal: the who-wins grids and a verdict per line
@@ -382,7 +390,13 @@ fn a_bad_file_in_a_directory_stops_everything_before_any_run() {
 #[test]
 fn the_grids_fit_the_width_and_split_into_panels_when_narrower() {
     let at = |cols: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_snpsim")).env("COLUMNS", cols).output().unwrap();
+        let run;
+        let out = if cols == "120" {
+            default_run_at_120()
+        } else {
+            run = Command::new(env!("CARGO_BIN_EXE_snpsim")).env("COLUMNS", cols).output().unwrap();
+            &run
+        };
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         text(&out.stdout)
     };

@@ -26,31 +26,38 @@ macro_rules! byte_address {
 
         impl $name {
             /// The value `raw`. (Every address and frame number is a `u64`; the type says which space.)
+            #[inline]
             pub const fn new(raw: u64) -> Self {
                 Self(raw)
             }
             /// The raw address value.
+            #[inline]
             pub const fn raw(self) -> u64 {
                 self.0
             }
             /// The frame holding this address.
+            #[inline]
             pub const fn $frame_fn(self) -> $frame {
                 $frame(self.0 >> PAGE_SHIFT)
             }
             /// Offset of the address inside its 4 KiB page.
+            #[inline]
             pub const fn page_offset(self) -> u64 {
                 self.0 & (PAGE_SIZE_4K - 1)
             }
             /// Whether the address is a multiple of `bytes` (a power of two).
+            #[inline]
             pub const fn is_aligned(self, bytes: u64) -> bool {
                 self.0 & (bytes - 1) == 0
             }
             /// The address rounded down to a multiple of `bytes` (a power of two).
             #[must_use]
+            #[inline]
             pub const fn align_down(self, bytes: u64) -> Self {
                 Self(self.0 & !(bytes - 1))
             }
             /// `self + bytes`, or `None` on overflow.
+            #[inline]
             pub const fn checked_add(self, bytes: u64) -> Option<Self> {
                 match self.0.checked_add(bytes) {
                     Some(v) => Some(Self(v)),
@@ -58,6 +65,7 @@ macro_rules! byte_address {
                 }
             }
             /// `self - other` in bytes, or `None` if `other > self`.
+            #[inline]
             pub const fn checked_offset_from(self, other: Self) -> Option<u64> {
                 self.0.checked_sub(other.0)
             }
@@ -68,6 +76,7 @@ macro_rules! byte_address {
         /// `checked_add` for untrusted values.
         impl core::ops::Add<u64> for $name {
             type Output = Self;
+            #[inline]
             fn add(self, n: u64) -> Self {
                 match self.checked_add(n) {
                     Some(v) => v,
@@ -76,6 +85,7 @@ macro_rules! byte_address {
             }
         }
         impl core::ops::AddAssign<u64> for $name {
+            #[inline]
             fn add_assign(&mut self, n: u64) {
                 *self = *self + n;
             }
@@ -84,6 +94,7 @@ macro_rules! byte_address {
         /// caller, so it panics; use `checked_offset_from` for untrusted values.
         impl core::ops::Sub for $name {
             type Output = u64;
+            #[inline]
             fn sub(self, other: Self) -> u64 {
                 match self.checked_offset_from(other) {
                     Some(v) => v,
@@ -119,14 +130,17 @@ macro_rules! frame_number {
 
         impl $name {
             /// The value `raw`. (Every address and frame number is a `u64`; the type says which space.)
+            #[inline]
             pub const fn new(raw: u64) -> Self {
                 Self(raw)
             }
             /// The raw frame number.
+            #[inline]
             pub const fn raw(self) -> u64 {
                 self.0
             }
             /// The address of the first byte of the frame, or `None` if it does not fit in 64 bits.
+            #[inline]
             pub const fn checked_addr(self) -> Option<$addr> {
                 if self.0 > (u64::MAX >> PAGE_SHIFT) {
                     None
@@ -136,10 +150,12 @@ macro_rules! frame_number {
             }
             /// The address of the first byte of the frame (frame numbers above 2^52 wrap; use
             /// [`Self::checked_addr`] for untrusted values).
+            #[inline]
             pub const fn $addr_fn(self) -> $addr {
                 $addr(self.0 << PAGE_SHIFT)
             }
             /// `self + frames`, or `None` on overflow.
+            #[inline]
             pub const fn checked_add(self, frames: u64) -> Option<Self> {
                 match self.0.checked_add(frames) {
                     Some(v) => Some(Self(v)),
@@ -147,15 +163,18 @@ macro_rules! frame_number {
                 }
             }
             /// `self - other` in frames, or `None` if `other > self`.
+            #[inline]
             pub const fn checked_offset_from(self, other: Self) -> Option<u64> {
                 self.0.checked_sub(other.0)
             }
             /// Whether the frame number is a multiple of `frames` (a power of two).
+            #[inline]
             pub const fn is_aligned(self, frames: u64) -> bool {
                 self.0 & (frames - 1) == 0
             }
             /// The frame number rounded down to a multiple of `frames` (a power of two).
             #[must_use]
+            #[inline]
             pub const fn align_down(self, frames: u64) -> Self {
                 Self(self.0 & !(frames - 1))
             }
@@ -166,6 +185,7 @@ macro_rules! frame_number {
         /// `checked_add` for untrusted values.
         impl core::ops::Add<u64> for $name {
             type Output = Self;
+            #[inline]
             fn add(self, n: u64) -> Self {
                 match self.checked_add(n) {
                     Some(v) => v,
@@ -174,6 +194,7 @@ macro_rules! frame_number {
             }
         }
         impl core::ops::AddAssign<u64> for $name {
+            #[inline]
             fn add_assign(&mut self, n: u64) {
                 *self = *self + n;
             }
@@ -182,6 +203,7 @@ macro_rules! frame_number {
         /// caller, so it panics; use `checked_offset_from` for untrusted values.
         impl core::ops::Sub for $name {
             type Output = u64;
+            #[inline]
             fn sub(self, other: Self) -> u64 {
                 match self.checked_offset_from(other) {
                     Some(v) => v,

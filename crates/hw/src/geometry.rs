@@ -28,11 +28,13 @@ impl Geometry {
     }
 
     /// The scenario name of the geometry.
+    #[inline]
     pub const fn name(self) -> &'static str {
         if self.level_shift == 9 { "x86" } else { "tiny" }
     }
 
     /// Base pages in a page of `size`.
+    #[inline]
     pub const fn pages(self, size: PageSize) -> u64 {
         match size {
             PageSize::Size4K => 1,
@@ -42,26 +44,31 @@ impl Geometry {
     }
 
     /// Base pages in a 2M page: the size of an RMP region (one 2M-capable RMP entry).
+    #[inline]
     pub const fn pages_per_2m(self) -> u64 {
         self.pages(PageSize::Size2M)
     }
 
     /// Bytes in a page of `size`.
+    #[inline]
     pub const fn bytes(self, size: PageSize) -> u64 {
         self.pages(size) * PAGE_SIZE_4K
     }
 
     /// The first frame of the 2M region holding `pfn`.
+    #[inline]
     pub const fn region_of(self, pfn: Pfn) -> Pfn {
         pfn.align_down(self.pages_per_2m())
     }
 
     /// The first guest frame of the page of `size` holding `gfn`.
+    #[inline]
     pub const fn gfn_align_down(self, gfn: Gfn, size: PageSize) -> Gfn {
         gfn.align_down(self.pages(size))
     }
 
     /// The largest page size whose page holding `pfn` starts at `pfn`.
+    #[inline]
     pub const fn pfn_alignment(self, pfn: Pfn) -> PageSize {
         if pfn.is_aligned(self.pages(PageSize::Size1G)) {
             PageSize::Size1G

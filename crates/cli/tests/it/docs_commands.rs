@@ -428,8 +428,8 @@ fn report(failures: &[String]) {
     assert!(failures.is_empty(), "{} documented command(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
-#[test]
-fn every_command_of_the_readme_and_docs_runs_as_documented() {
+/// The groups and synopses of README.md and docs/*.md.
+fn docs_commands() -> Found {
     let mut files = vec![PathBuf::from(ROOT).join("README.md")];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("docs"))
         .unwrap()
@@ -449,15 +449,12 @@ fn every_command_of_the_readme_and_docs_runs_as_documented() {
     let commands: usize = all.groups.iter().map(Vec::len).sum();
     // The README's and docs' shell blocks and inline commands, at the time of writing: a sudden
     // drop means the extraction broke.
-    assert!(commands >= 40, "only {commands} commands found");
-    let mut failures = run_groups("docs", &all.groups);
-    failures.extend(check_synopses(&all.synopses));
-    eprintln!("{commands} commands run, {} synopses checked", all.synopses.len());
-    report(&failures);
+    assert!(commands >= 40, "only {commands} commands found in README.md and docs/");
+    all
 }
 
-#[test]
-fn every_help_example_runs_as_documented() {
+/// One group per `--help` text: its examples, in order.
+fn help_groups() -> Vec<Vec<Cmd>> {
     let top = text(&snpsim(&["--help"]).stdout);
     let subs = subcommands();
     assert!(subs.len() >= 10, "{subs:?}");
@@ -470,7 +467,21 @@ fn every_help_example_runs_as_documented() {
     for (g, name) in groups.iter().zip(std::iter::once("snpsim").chain(subs.iter().map(String::as_str))) {
         assert!(!g.is_empty(), "`{name} --help` has no examples");
     }
-    let failures = run_groups("help", &groups);
+    groups
+}
+
+/// README.md's and docs/*.md's commands and every `--help` text's examples, in one run so that a
+/// group the two give alike runs once (`snpsim bench --help` and the user guide give the same
+/// three benchmark commands).
+#[test]
+fn every_documented_command_and_help_example_runs_as_documented() {
+    let docs = docs_commands();
+    let mut groups = docs.groups;
+    groups.extend(help_groups());
+    let commands: usize = groups.iter().map(Vec::len).sum();
+    let mut failures = run_groups("documented", &groups);
+    failures.extend(check_synopses(&docs.synopses));
+    eprintln!("{commands} commands run, {} synopses checked", docs.synopses.len());
     report(&failures);
 }
 
@@ -479,21 +490,11 @@ fn every_help_example_runs_as_documented() {
 /// span, or a `--help` example), so an entry whose command was edited or removed is found stale.
 #[test]
 fn every_listed_command_is_still_documented() {
-    let mut found: Vec<String> = Vec::new();
-    for f in std::iter::once(PathBuf::from(ROOT).join("README.md"))
-        .chain(std::fs::read_dir(Path::new(ROOT).join("docs")).unwrap().map(|e| e.unwrap().path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-    {
-        let name = f.strip_prefix(ROOT).unwrap_or(&f).display().to_string();
-        let doc = markdown(name.trim_start_matches('/'), &std::fs::read_to_string(&f).unwrap());
-        found.extend(doc.groups.into_iter().flatten().chain(doc.synopses).map(|c| c.text));
-    }
-    let top = text(&snpsim(&["--help"]).stdout);
-    found.extend(help_examples("snpsim --help", &top).into_iter().map(|c| c.text));
-    for sub in subcommands() {
-        let help = text(&snpsim(&[&sub, "--help"]).stdout);
-        found.extend(help_examples(&sub, &help).into_iter().map(|c| c.text));
-    }
+    let docs = docs_commands();
+    let found: Vec<String> = (docs.groups.into_iter().flatten().chain(docs.synopses))
+        .chain(help_groups().into_iter().flatten())
+        .map(|c| c.text)
+        .collect();
     let said = |c: &str| found.iter().any(|f| f == c);
     for (doc, _, why) in REDUCED {
         assert!(said(doc), "REDUCED lists `{doc}` ({why}), which no longer appears");

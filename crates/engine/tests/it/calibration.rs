@@ -2,7 +2,9 @@
 //! `docs/calibration.md` (§1–§4 below are its sections): every scenario of `examples/calibration/`
 //! meets its expectations, and the figures that compare runs hold within their stated tolerances.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use snpsim_engine::engine::CheckMode;
 use snpsim_scenario::run::{ScenarioRun, run_scenario};
@@ -10,6 +12,15 @@ use snpsim_scenario::{load_scenario, load_scenario_with_overrides};
 
 fn dir() -> PathBuf {
     crate::common::repo("examples/calibration")
+}
+
+/// A file's run without overrides, shared by the tests that read it: each run is deterministic,
+/// so a file several tests read (05 by three; 01-04, 07-09 and 11 by two) runs once.
+fn shared(file: &str) -> Arc<ScenarioRun> {
+    type Runs = BTreeMap<String, Arc<OnceLock<Arc<ScenarioRun>>>>;
+    static RUNS: Mutex<Runs> = Mutex::new(BTreeMap::new());
+    let cell = Arc::clone(RUNS.lock().unwrap().entry(file.to_string()).or_default());
+    Arc::clone(cell.get_or_init(|| Arc::new(run(file, &[]))))
 }
 
 fn run(file: &str, overrides: &[(&str, &str)]) -> ScenarioRun {
@@ -57,8 +68,8 @@ fn every_calibration_scenario_meets_its_expectations() {
         }
         let s = load_scenario(&f).unwrap();
         assert!(!s.expect.is_empty(), "{} has no [expect]", f.display());
-        let r = run_scenario(&s, CheckMode::Incremental).unwrap();
-        assert!(r.passed(), "{}: {}", f.display(), r.failures.join("; "));
+        // `run` asserts that the run meets the expectations.
+        shared(&f.file_name().unwrap().to_string_lossy());
     }
 }
 
@@ -66,11 +77,11 @@ fn every_calibration_scenario_meets_its_expectations() {
 /// a scripted acceptance and for a lazily accepting boot.
 #[test]
 fn gmem_4k_takes_1024_npf_exits_per_4_mib_without_prefault() {
-    let without = run("01-gmem-4k-1024-npf-per-4mib.toml", &[]);
-    let with = run("02-gmem-4k-prefault-no-npf.toml", &[]);
+    let without = shared("01-gmem-4k-1024-npf-per-4mib.toml");
+    let with = shared("02-gmem-4k-prefault-no-npf.toml");
     let chunks = (64 << 20) / (4 << 20);
     assert_eq!(without.result.metrics.exits["npf"] - with.result.metrics.exits["npf"], 1024 * chunks);
-    let lazy = run("05-boot-4gib-lazy.toml", &[]);
+    let lazy = shared("05-boot-4gib-lazy.toml");
     let lazy_no_prefault = run("05-boot-4gib-lazy.toml", &[("vm.prefault_on_psc", "false")]);
     // Every page the boot accepted (in 2M units) took one exit: 1024 per 4 MiB.
     let accepted_pages: u64 = lazy.result.metrics.psc_pages - swiotlb_pages(4 << 30);
@@ -87,7 +98,7 @@ fn swiotlb_pages(memory: u64) -> u64 {
 /// §2: eager acceptance at 1.5 GiB/s per vCPU, ±2 %.
 #[test]
 fn eager_acceptance_runs_at_1_5_gib_per_s() {
-    let r = run("03-eager-accept-1.5gib-per-s.toml", &[]);
+    let r = shared("03-eager-accept-1.5gib-per-s.toml");
     let gib_per_s = 4.0 / (r.result.metrics.sim_time_ns as f64 / 1e9);
     assert!((gib_per_s - 1.5).abs() <= 0.03, "{gib_per_s} GiB/s");
 }
@@ -95,10 +106,10 @@ fn eager_acceptance_runs_at_1_5_gib_per_s() {
 /// §3: lazy vs eager time-to-ready about 2.5× at 4 GiB and 4× at 64 GiB, ±5 %.
 #[test]
 fn lazy_vs_eager_time_to_ready() {
-    let r4 = time_to_ready(&run("04-boot-4gib-eager.toml", &[]))
-        / time_to_ready(&run("05-boot-4gib-lazy.toml", &[]));
-    let r64 = time_to_ready(&run("06-boot-64gib-eager.toml", &[]))
-        / time_to_ready(&run("07-boot-64gib-lazy.toml", &[]));
+    let r4 =
+        time_to_ready(&shared("04-boot-4gib-eager.toml")) / time_to_ready(&shared("05-boot-4gib-lazy.toml"));
+    let r64 = time_to_ready(&shared("06-boot-64gib-eager.toml"))
+        / time_to_ready(&shared("07-boot-64gib-lazy.toml"));
     assert!((r4 / 2.5 - 1.0).abs() <= 0.05, "4 GiB: {r4}");
     assert!((r64 / 4.0 - 1.0).abs() <= 0.05, "64 GiB: {r64}");
 }
@@ -107,8 +118,8 @@ fn lazy_vs_eager_time_to_ready() {
 /// 2M leaves (2M private backing), ±1 ns; the 4K figure is MLC's 169 ns, ±1 ns.
 #[test]
 fn four_k_private_backing_costs_40_ns_per_access() {
-    let k4 = ns_per_access(&run("08-access-gmem-4k.toml", &[]));
-    let m2 = ns_per_access(&run("09-access-gmem-2m.toml", &[]));
+    let k4 = ns_per_access(&shared("08-access-gmem-4k.toml"));
+    let m2 = ns_per_access(&shared("09-access-gmem-2m.toml"));
     assert!((k4 - m2 - 40.0).abs() <= 1.0, "4K {k4} ns, 2M {m2} ns");
     assert!((k4 - 169.0).abs() <= 1.0, "4K {k4} ns");
 }
@@ -128,7 +139,7 @@ fn held_out_figures_within_their_validation_bounds() {
     // §6: 64 GiB accepted at 2M by 64 vCPUs in parallel, under 1 s.
     const PUBLISHED_2M_PARALLEL_S: f64 = 1.0;
 
-    let k4 = run("10-held-out-ohcl-64gib-accept-4k.toml", &[]);
+    let k4 = shared("10-held-out-ohcl-64gib-accept-4k.toml");
     let model_4k_s = k4.result.metrics.sim_time_ns as f64 / 1e9;
     let error_4k = model_4k_s / PUBLISHED_4K_S - 1.0;
 
@@ -136,7 +147,7 @@ fn held_out_figures_within_their_validation_bounds() {
     let vcpus = load_scenario(&dir().join(file)).unwrap().vm.vcpus;
     assert_eq!(vcpus, 64, "the figure is for 64 vCPUs");
     let vcpus = f64::from(vcpus);
-    let m2 = run(file, &[]);
+    let m2 = shared(file);
     // sim_time_ns is serial (a sum of event costs); with the 64 vCPUs each accepting its own
     // 1 GiB and perfect scaling, the parallel time is that sum over the vCPUs.
     let model_2m_s = m2.result.metrics.sim_time_ns as f64 / 1e9 / vcpus;

@@ -215,20 +215,18 @@ impl Recorder {
                 None => line.push_str(",\"vcpu\":null"),
             }
             let _ = write!(line, ",\"actor\":\"{}\"", p.actor.name());
-            match p.fields {
+            let fields = match p.fields {
                 Fields::Open(mut fields) => {
                     if let Some(end) = p.span_end {
                         let end_t = if end >= n { t_end } else { times[end] };
                         fields.insert("dur".into(), Value::from(end_t - times[idx]));
                     }
-                    self.out.extend_from_slice(line.as_bytes());
-                    self.out.extend_from_slice(&fields_text(&fields));
+                    fields_text(&fields)
                 }
-                Fields::Text(text) => {
-                    self.out.extend_from_slice(line.as_bytes());
-                    self.out.extend_from_slice(&text);
-                }
-            }
+                Fields::Text(text) => text,
+            };
+            self.out.extend_from_slice(line.as_bytes());
+            self.out.extend_from_slice(&fields);
             self.out.extend_from_slice(b"}\n");
         }
         self.clock = t_end;

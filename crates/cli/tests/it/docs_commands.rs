@@ -51,8 +51,9 @@ const REDUCED: &[(&str, &str, &str)] = &[
     ),
     (
         "snpsim check --vcpus 2 --race-depth 16",
-        "snpsim check --vcpus 2 --race-depth 8",
-        "16 ticks over every policy takes minutes",
+        "snpsim check --vcpus 2 --race-depth 6",
+        "16 ticks over every policy takes minutes, 8 ticks 23 s in the test profile; crates/cli/tests/it/check.rs runs \
+         the race model 8 ticks deep",
     ),
     (
         "snpsim check --vcpus 2 --race-depth 16 --policy gmem",
@@ -327,65 +328,131 @@ fn scratch(base: &Path, n: usize) -> PathBuf {
     d
 }
 
-/// Run every group, each in its own scratch directory, two groups at a time; returns the
-/// failures, in the order of the groups. Groups of the same commands are run once: each starts in
+/// A command and the commands that follow it in some group: every group that begins with the
+/// same commands shares one node per command.
+#[derive(Debug)]
+struct Node {
+    cmd: Cmd,
+    next: Vec<Node>,
+}
+
+/// The groups as a tree of their commands, in order: groups that begin alike share that beginning,
+/// so a command runs once for all groups that reach it by the same commands. Each group starts in
 /// an identical fresh directory and snpsim is deterministic, so one run shows what all would (the
-/// default run is documented in five places, and takes seconds in the test profile).
-fn run_groups(test: &str, groups: &[Vec<Cmd>]) -> Vec<String> {
-    let mut unique: Vec<Vec<Cmd>> = Vec::new();
+/// default run is documented in five places, the sweep of the user guide and of the scale-out
+/// guide begins with the same two commands, and each takes seconds in the test profile).
+fn tree(groups: &[Vec<Cmd>]) -> Vec<Node> {
+    let mut roots: Vec<Node> = Vec::new();
     for group in groups {
-        let same =
-            |u: &&mut Vec<Cmd>| u.len() == group.len() && u.iter().zip(group).all(|(a, b)| a.text == b.text);
-        match unique.iter_mut().find(same) {
-            Some(u) => {
-                for (a, b) in u.iter_mut().zip(group) {
-                    a.from = format!("{}, {}", a.from, b.from);
+        let mut level = &mut roots;
+        for cmd in group {
+            let i = match level.iter().position(|n| n.cmd.text == cmd.text) {
+                Some(i) => {
+                    let from = &mut level[i].cmd.from;
+                    *from = format!("{from}, {}", cmd.from);
+                    i
                 }
-            }
-            None => unique.push(group.clone()),
+                None => {
+                    level.push(Node { cmd: cmd.clone(), next: Vec::new() });
+                    level.len() - 1
+                }
+            };
+            level = &mut level[i].next;
         }
     }
-    let groups = &unique;
+    roots
+}
+
+/// A copy of directory `from` at `to`, byte for byte.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// What one run of the commands needs besides the command: the `PATH` that finds the built
+/// binary, and fresh names for the copies of a directory.
+struct Runner {
+    path: String,
+    copies: std::sync::atomic::AtomicUsize,
+}
+
+impl Runner {
+    /// Run `node`'s command in `d`, then each way on from it: the last in `d` itself, every other
+    /// in a copy of `d` made before any of them runs. Appends the failures, in the tree's order.
+    fn run(&self, node: &Node, d: &Path, failures: &mut Vec<String>) {
+        let cmd = &node.cmd;
+        let (run, note) = match REDUCED.iter().find(|(doc, _, _)| *doc == cmd.text) {
+            Some((_, reduced, _)) => (*reduced, " (reduced)"),
+            None => (cmd.text.as_str(), ""),
+        };
+        let want = EXIT.iter().find(|(c, _, _)| *c == run).map_or(0, |(_, code, _)| *code);
+        let start = Instant::now();
+        let o = Command::new("bash")
+            .args(["-o", "pipefail", "-c", run])
+            .current_dir(d)
+            .env("PATH", &self.path)
+            .env("HOME", d.join("home"))
+            .env("SWEEP", "examples/sweeps/conversion-rate.toml")
+            .env("SLURM_ARRAY_TASK_ID", "0")
+            .env("JOB_COMPLETION_INDEX", "0")
+            .output()
+            .unwrap();
+        eprintln!(
+            "{:>7.1} s  exit {:?}  {run}{note}  [{}]",
+            start.elapsed().as_secs_f64(),
+            o.status.code(),
+            cmd.from
+        );
+        if o.status.code() != Some(want) {
+            let err = text(&o.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(8).collect();
+            failures.push(format!(
+                "{}: `{run}` exited {:?}, not {want}:\n    {}",
+                cmd.from,
+                o.status.code(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+            ));
+        }
+        let Some((last, others)) = node.next.split_last() else { return };
+        let copies: Vec<PathBuf> = others
+            .iter()
+            .map(|_| {
+                let n = self.copies.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let copy = d.with_file_name(format!("copy{n}"));
+                copy_dir(d, &copy);
+                copy
+            })
+            .collect();
+        for (next, copy) in others.iter().zip(&copies) {
+            self.run(next, copy, failures);
+            let _ = std::fs::remove_dir_all(copy);
+        }
+        self.run(last, d, failures);
+    }
+}
+
+/// Run every group, each in its own scratch directory, two first commands at a time (the groups
+/// that begin alike share their beginning: [`tree`]); returns the failures, in the order of the
+/// groups.
+fn run_groups(test: &str, groups: &[Vec<Cmd>]) -> Vec<String> {
+    let roots = tree(groups);
     let base = temp_dir(test);
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_snpsim")).parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let failures = two_at_a_time(groups, |n, group| {
+    let runner = Runner {
+        path: format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()),
+        copies: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let failures = two_at_a_time(&roots, |n, root| {
         let d = scratch(&base, n);
         let mut failures = Vec::new();
-        for cmd in group {
-            let (run, note) = match REDUCED.iter().find(|(doc, _, _)| *doc == cmd.text) {
-                Some((_, reduced, _)) => (*reduced, " (reduced)"),
-                None => (cmd.text.as_str(), ""),
-            };
-            let want = EXIT.iter().find(|(c, _, _)| *c == run).map_or(0, |(_, code, _)| *code);
-            let start = Instant::now();
-            let o = Command::new("bash")
-                .args(["-o", "pipefail", "-c", run])
-                .current_dir(&d)
-                .env("PATH", &path)
-                .env("HOME", d.join("home"))
-                .env("SWEEP", "examples/sweeps/conversion-rate.toml")
-                .env("SLURM_ARRAY_TASK_ID", "0")
-                .env("JOB_COMPLETION_INDEX", "0")
-                .output()
-                .unwrap();
-            eprintln!(
-                "{:>7.1} s  exit {:?}  {run}{note}  [{}]",
-                start.elapsed().as_secs_f64(),
-                o.status.code(),
-                cmd.from
-            );
-            if o.status.code() != Some(want) {
-                let err = text(&o.stderr);
-                let tail: Vec<&str> = err.lines().rev().take(8).collect();
-                failures.push(format!(
-                    "{}: `{run}` exited {:?}, not {want}:\n    {}",
-                    cmd.from,
-                    o.status.code(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
-                ));
-            }
-        }
+        runner.run(root, &d, &mut failures);
         let _ = std::fs::remove_dir_all(&d);
         failures
     });

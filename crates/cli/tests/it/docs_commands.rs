@@ -346,16 +346,13 @@ fn tree(groups: &[Vec<Cmd>]) -> Vec<Node> {
     for group in groups {
         let mut level = &mut roots;
         for cmd in group {
-            let i = match level.iter().position(|n| n.cmd.text == cmd.text) {
-                Some(i) => {
-                    let from = &mut level[i].cmd.from;
-                    *from = format!("{from}, {}", cmd.from);
-                    i
-                }
-                None => {
-                    level.push(Node { cmd: cmd.clone(), next: Vec::new() });
-                    level.len() - 1
-                }
+            let i = if let Some(i) = level.iter().position(|n| n.cmd.text == cmd.text) {
+                let from = &mut level[i].cmd.from;
+                *from = format!("{from}, {}", cmd.from);
+                i
+            } else {
+                level.push(Node { cmd: cmd.clone(), next: Vec::new() });
+                level.len() - 1
             };
             level = &mut level[i].next;
         }

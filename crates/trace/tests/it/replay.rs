@@ -72,16 +72,26 @@ fn the_fuzz_seeds_replay() {
     assert!(seen >= 2, "{seen} seeds in {}", dir.display());
 }
 
+/// The debate matrix's runs, traced and replayed as two files of many runs each (each file's runs
+/// numbered from 0, as a trace requires), the two halves on two threads.
 #[test]
-fn matrix_runs_replay_in_one_file() {
-    let mut text = String::new();
-    for (i, (p, b, g, f)) in matrix().into_iter().enumerate() {
-        let source = matrix_source(p, b, g, f);
-        let s = parse_scenario(&source, &matrix_scenario(p, b, g, f)).unwrap();
-        text.push_str(&trace_of(&s, &source, i as u64));
-    }
-    let summary = replay(&text).unwrap();
-    assert_eq!(summary.runs, matrix().len());
+fn matrix_runs_replay_in_multi_run_files() {
+    let cells = matrix();
+    let (first, second) = cells.split_at(cells.len() / 2);
+    let replay_half = |half: &[_]| {
+        let mut text = String::new();
+        for (i, &(p, b, g, f)) in half.iter().enumerate() {
+            let source = matrix_source(p, b, g, f);
+            let s = parse_scenario(&source, &matrix_scenario(p, b, g, f)).unwrap();
+            text.push_str(&trace_of(&s, &source, i as u64));
+        }
+        replay(&text).unwrap().runs
+    };
+    let runs = std::thread::scope(|scope| {
+        let other = scope.spawn(|| replay_half(second));
+        replay_half(first) + other.join().unwrap()
+    });
+    assert_eq!(runs, cells.len());
 }
 
 #[test]
@@ -154,6 +164,30 @@ fn a_missing_line_diverges_and_garbage_is_malformed() {
         !err.is_divergence() && err.line() == 3 && err.to_string().contains("accepted: run, step"),
         "{err}"
     );
+
+    // Each rule of a well-formed line, on line 3: what the error says, and that it is malformed.
+    let hash = format!("{{\"state_hash\":\"{}\"}}", "0".repeat(32));
+    for (line, says) in [
+        ("[1, 2]".to_string(), "not a JSON object"),
+        ("\"step\"".to_string(), "not a JSON object"),
+        ("{\"ev\": 3}".to_string(), "needs a string field `ev`"),
+        ("{\"t\": 1}".to_string(), "needs a string field `ev`"),
+        ("{\"ev\":\"step\",\"traceEvents\":[]}".to_string(), "Chrome"),
+        (format!("{{\"ev\":\"step\",{}", &hash[1..]), "state_hash line is"),
+        ("{\"state_hash\":\"abc\"}".to_string(), "state_hash line is"),
+        ("{\"ev\":\"step\",\"x\":{\"y\":[1,}}".to_string(), "not JSON"),
+    ] {
+        let mut bad = lines.clone();
+        bad[2] = &line;
+        let err = replay(&bad.join("\n")).unwrap_err();
+        assert!(!err.is_divergence() && err.line() == 3 && err.to_string().contains(says), "{line}: {err}");
+    }
+    // A state_hash given twice is still one field (the last value counts, as for any JSON object).
+    let mut twice = lines.clone();
+    let last = lines[lines.len() - 1];
+    let doubled = format!("{{\"state_hash\":\"{}\",{}", "0".repeat(32), &last[1..]);
+    *twice.last_mut().unwrap() = &doubled;
+    replay(&(twice.join("\n") + "\n")).unwrap();
 
     let truncated = lines[..lines.len() - 2].join("\n");
     assert!(!replay(&truncated).unwrap_err().is_divergence());

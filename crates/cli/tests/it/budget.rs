@@ -46,14 +46,29 @@ fn scenarios_under(dir: &Path) -> Vec<(PathBuf, Scenario)> {
     files.into_iter().filter_map(|f| load_scenario(&f).ok().map(|sc| (f, sc))).collect()
 }
 
+/// The Python interpreter `python3` names, resolved once: `python3` may be a shim (pyenv's is a
+/// shell script that runs two more processes), and the test starts Python once per run.
+fn python() -> &'static Path {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 runs (it measures the child's peak memory)");
+        let exe = String::from_utf8(out.stdout).unwrap();
+        // An interpreter that cannot name itself is run by its name.
+        PathBuf::from(if exe.trim().is_empty() { "python3" } else { exe.trim() })
+    })
+}
+
 /// Peak resident bytes of `snpsim ARGS` run to its end, and its exit code; its standard output
 /// goes to `stdout`.
 fn peak_rss(args: &[&str], stdout: &Path) -> (Option<i32>, u64) {
     const MEASURE: &str = "import resource, subprocess, sys\n\
         r = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], 'wb'), stderr=subprocess.DEVNULL)\n\
         print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
-    let out = Command::new("python3")
-        .arg("-c")
+    let out = Command::new(python())
+        .args(["-I", "-S", "-c"])
         .arg(MEASURE)
         .arg(stdout)
         .arg(env!("CARGO_BIN_EXE_snpsim"))

@@ -192,7 +192,12 @@ impl<T: Progression> Chunk<T> {
         let (odd, even) = (at(1), at(2));
         let (odd_step, even_step) = (odd.step_to(&at(3))?, even.step_to(&at(4))?);
         let chunk = Chunk::Alternating { head: at(0), odd, odd_step, even, even_step };
-        (5..width).all(|k| *chunk.get(k) == at(k)).then_some(chunk)
+        // The last value first: a vector filled from its start fails there at once, not after a
+        // read of every value written so far (what made filling a region's entries one by one
+        // quadratic).
+        let last = width - 1;
+        ((last < 5 || *chunk.get(last) == at(last)) && (5..last).all(|k| *chunk.get(k) == at(k)))
+            .then_some(chunk)
     }
 
     /// A chunk holding the values `start..` of this one's pattern, for a pattern that holds at
@@ -312,7 +317,10 @@ impl<T: Progression> Chunk<T> {
     fn as_run_at(at: impl Fn(usize) -> T, width: usize) -> Option<Self> {
         let first = at(1);
         let step = first.step_to(&at(2))?;
-        let run = (3..width).all(|k| at(k) == first.nth(step, k as u64 - 1));
+        // The last value first, as in [`Chunk::as_alternating`].
+        let last = width - 1;
+        let run = (last < 3 || at(last) == first.nth(step, last as u64 - 1))
+            && (3..last).all(|k| at(k) == first.nth(step, k as u64 - 1));
         run.then(|| Chunk::Run { head: at(0), first, step })
     }
 

@@ -159,8 +159,12 @@ fn parse_lines(text: &str) -> Result<Lines<'_>, ReplayError> {
             return Err(chrome_hint(n));
         }
         let head: LineHead = serde_json::from_str(l).map_err(|e| match e.classify() {
-            // Every value inside an object is accepted, so a type error is the line's own type.
-            serde_json::error::Category::Data => malformed(n, 1, "not a JSON object"),
+            // Every value inside an object is accepted, so a type error is the line's own type;
+            // reading stopped there, so the line is parsed whole for what is wrong with it.
+            serde_json::error::Category::Data => match serde_json::from_str::<Value>(l) {
+                Err(e) => malformed(n, e.column().max(1), format!("not JSON: {e}")),
+                Ok(_) => malformed(n, 1, "not a JSON object"),
+            },
             _ => malformed(n, e.column().max(1), format!("not JSON: {e}")),
         })?;
         if head.chrome {
@@ -203,12 +207,55 @@ fn parse_lines(text: &str) -> Result<Lines<'_>, ReplayError> {
 /// What [`parse_lines`] checks of a line, read without building the whole line as a
 /// [`Value`]: its `ev` and `state_hash` values, whether `state_hash` is its only field, and whether
 /// it has a Chrome trace's top-level field. Only an object deserializes; every field's value is
-/// accepted (the others are skipped, still checked as JSON).
+/// accepted (the others are read as [`Checked`], as strictly as into a [`Value`]).
 struct LineHead {
     ev: Option<Value>,
     state_hash: Option<Value>,
     only_state_hash: bool,
     chrome: bool,
+}
+
+/// Any JSON value, read as strictly as into a [`Value`] (strings decoded, numbers in range, the
+/// nesting limit) but kept nowhere: the fields [`LineHead`] does not need.
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Checked;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A field name of a trace line, as [`LineHead`] tells them apart (without allocating).
@@ -261,7 +308,7 @@ impl<'de> serde::Deserialize<'de> for LineHead {
                         Key::Chrome | Key::Other => {
                             head.only_state_hash = false;
                             head.chrome |= matches!(key, Key::Chrome);
-                            map.next_value::<serde::de::IgnoredAny>()?;
+                            map.next_value::<Checked>()?;
                         }
                     }
                 }

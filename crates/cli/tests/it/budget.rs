@@ -52,9 +52,14 @@ fn python() -> &'static Path {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON.get_or_init(|| {
         let out = Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
+            .args(["-c", "import sys; print(sys.executable or '')"])
             .output()
             .expect("python3 runs (it measures the child's peak memory)");
+        assert!(
+            out.status.success(),
+            "python3 -c 'import sys' failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let exe = String::from_utf8(out.stdout).unwrap();
         // An interpreter that cannot name itself is run by its name.
         PathBuf::from(if exe.trim().is_empty() { "python3" } else { exe.trim() })

@@ -176,6 +176,12 @@ fn a_missing_line_diverges_and_garbage_is_malformed() {
         (format!("{{\"ev\":\"step\",{}", &hash[1..]), "state_hash line is"),
         ("{\"state_hash\":\"abc\"}".to_string(), "state_hash line is"),
         ("{\"ev\":\"step\",\"x\":{\"y\":[1,}}".to_string(), "not JSON"),
+        // Read as strictly as a whole JSON value: a number out of range, a lone surrogate, a
+        // broken array, trailing characters.
+        ("{\"ev\":\"step\",\"x\":1e400}".to_string(), "not JSON"),
+        ("{\"ev\":\"step\",\"x\":\"\\ud800\"}".to_string(), "not JSON"),
+        ("[1, 2".to_string(), "not JSON"),
+        ("12x".to_string(), "not JSON"),
     ] {
         let mut bad = lines.clone();
         bad[2] = &line;

@@ -158,14 +158,15 @@ fn parse_lines(text: &str) -> Result<Lines<'_>, ReplayError> {
         if n == 1 && l.contains("\"traceEvents\"") {
             return Err(chrome_hint(n));
         }
+        let not_json = |e: serde_json::Error| malformed(n, e.column().max(1), format!("not JSON: {e}"));
         let head: LineHead = serde_json::from_str(l).map_err(|e| match e.classify() {
             // Every value inside an object is accepted, so a type error is the line's own type;
             // reading stopped there, so the line is parsed whole for what is wrong with it.
             serde_json::error::Category::Data => match serde_json::from_str::<Value>(l) {
-                Err(e) => malformed(n, e.column().max(1), format!("not JSON: {e}")),
+                Err(e) => not_json(e),
                 Ok(_) => malformed(n, 1, "not a JSON object"),
             },
-            _ => malformed(n, e.column().max(1), format!("not JSON: {e}")),
+            _ => not_json(e),
         })?;
         if head.chrome {
             return Err(chrome_hint(n));
@@ -259,32 +260,16 @@ impl<'de> serde::Deserialize<'de> for Checked {
 }
 
 /// A field name of a trace line, as [`LineHead`] tells them apart (without allocating).
+#[derive(serde::Deserialize)]
 enum Key {
+    #[serde(rename = "ev")]
     Ev,
+    #[serde(rename = "state_hash")]
     StateHash,
+    #[serde(rename = "traceEvents", alias = "displayTimeUnit")]
     Chrome,
+    #[serde(other)]
     Other,
-}
-
-impl<'de> serde::Deserialize<'de> for Key {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Key;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Key, E> {
-                Ok(match k {
-                    "ev" => Key::Ev,
-                    "state_hash" => Key::StateHash,
-                    "traceEvents" | "displayTimeUnit" => Key::Chrome,
-                    _ => Key::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(V)
-    }
 }
 
 impl<'de> serde::Deserialize<'de> for LineHead {

@@ -608,12 +608,7 @@ fn run_case(case_seed: u64, stats: &mut Stats) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: CASES / 2,
-        rng_seed: RngSeed::Fixed(0x5e5_5a1d),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(half_config(0x5e5_5a1d))]
 
     /// Half of the 400 cases × 256 operations, each compared result by result and page by page:
     /// RMPOPT off (its own test, so that the two halves run in parallel).
@@ -627,13 +622,8 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: CASES / 2,
-        // Its own seed: the other half's cases are not repeated with RMPOPT on.
-        rng_seed: RngSeed::Fixed(0x5e5_5a1d ^ 1),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..ProptestConfig::default()
-    })]
+    // Its own seed: the other half's cases are not repeated with RMPOPT on.
+    #![proptest_config(half_config(0x5e5_5a1d ^ 1))]
 
     /// The other half: RMPOPT on.
     #[test]
@@ -642,6 +632,16 @@ proptest! {
         seeds in proptest::collection::vec(any::<u64>(), OPS_PER_CASE),
     ) {
         differential_case(CONFIGS + config_index, &seeds)?;
+    }
+}
+
+/// The configuration of each half of the differential proptest: half the cases, from `seed`.
+fn half_config(seed: u64) -> ProptestConfig {
+    ProptestConfig {
+        cases: CASES / 2,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        ..ProptestConfig::default()
     }
 }
 

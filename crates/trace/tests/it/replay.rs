@@ -173,6 +173,7 @@ fn a_missing_line_diverges_and_garbage_is_malformed() {
         ("{\"ev\": 3}".to_string(), "needs a string field `ev`"),
         ("{\"t\": 1}".to_string(), "needs a string field `ev`"),
         ("{\"ev\":\"step\",\"traceEvents\":[]}".to_string(), "Chrome"),
+        ("{\"ev\":\"step\",\"displayTimeUnit\":\"ns\"}".to_string(), "Chrome"),
         (format!("{{\"ev\":\"step\",{}", &hash[1..]), "state_hash line is"),
         ("{\"state_hash\":\"abc\"}".to_string(), "state_hash line is"),
         ("{\"ev\":\"step\",\"x\":{\"y\":[1,}}".to_string(), "not JSON"),

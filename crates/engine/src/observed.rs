@@ -188,6 +188,31 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         self.inner.assigned_4k_run(pfn, pages)
     }
 
+    /// The run's RMPUPDATEs as [`Observed::rmpupdate`] of each would record them: each page
+    /// stamped with the next sequence number, marked dirty, counted, and given its own event. The
+    /// entries were unassigned, so no validation is lost.
+    fn rmpupdate_4k_run(&mut self, pfn: Pfn, gpa: Gpa, asid: u16, pages: u64) -> u64 {
+        let done = self.inner.rmpupdate_4k_run(pfn, gpa, asid, pages);
+        if done == 0 {
+            return 0;
+        }
+        self.counts.rmpupdate_4k += done;
+        self.changed.set_progression(pfn.raw(), done, self.seq + 1, 1);
+        self.seq += done;
+        self.dirty.mark(pfn.raw(), done);
+        if let Some(r) = &mut self.sink {
+            let bytes = self.inner.config().geometry.bytes(PageSize::Size4K);
+            for k in 0..done {
+                let new = RmpArchEntry::new()
+                    .with_assigned(true)
+                    .with_asid(u32::from(asid))
+                    .with_gpa(Gpa::new(gpa.raw() + k * bytes));
+                r.rmpupdate(pfn + k, new, ReturnCode::Success);
+            }
+        }
+        done
+    }
+
     fn pvalidate_4k_run(
         &mut self,
         guest: GuestContext,

@@ -218,6 +218,33 @@ pub trait RmpModel: core::fmt::Debug {
             .map_or(pages, |k| k as u64)
     }
 
+    /// A run of 4K RMPUPDATEs to private (docs/semantics.md, "Ranges"): the RMPUPDATEs that make
+    /// `pages` consecutive frames from `pfn` assigned 4K entries of `asid`, at the GPAs rising one
+    /// page per frame from `gpa`, executed in order for as long as each frame's entry reads
+    /// unassigned before its RMPUPDATE ([`RmpModel::lookup`] `Some((false, 4K))`) and the
+    /// RMPUPDATE succeeds. Returns how many did; the state is then exactly what that many
+    /// [`RmpModel::rmpupdate`]s would have left, and the frame after them (if any) is as it was,
+    /// for the caller to update alone. Like [`RmpModel::pvalidate_4k_run`] it may stop early
+    /// wherever a run is not uniform. This default executes the frames one at a time (a failed
+    /// RMPUPDATE changes nothing).
+    fn rmpupdate_4k_run(&mut self, pfn: Pfn, gpa: Gpa, asid: u16, pages: u64) -> u64 {
+        let bytes = self.config().geometry.bytes(PageSize::Size4K);
+        for k in 0..pages {
+            let p = Pfn::new(pfn.raw().wrapping_add(k));
+            if self.lookup(p) != Some((false, RmpPageSize::Size4K)) {
+                return k;
+            }
+            let new = RmpArchEntry::new()
+                .with_assigned(true)
+                .with_asid(u32::from(asid))
+                .with_gpa(Gpa::new(gpa.raw().wrapping_add(k.wrapping_mul(bytes))));
+            if self.rmpupdate(p, new) != ReturnCode::Success {
+                return k;
+            }
+        }
+        pages
+    }
+
     /// RMPADJUST (guest): set the permissions (and VMSA flag) of a less-privileged VMPL.
     fn rmpadjust(
         &mut self,

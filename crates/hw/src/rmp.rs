@@ -791,6 +791,10 @@ impl RmpModel for Rmp {
         self.assigned_run(pfn, pages)
     }
 
+    fn rmpupdate_4k_run(&mut self, pfn: Pfn, gpa: Gpa, asid: u16, pages: u64) -> u64 {
+        self.update_run(pfn, gpa, asid, pages)
+    }
+
     fn rmpadjust(
         &mut self,
         guest: GuestContext,

@@ -66,6 +66,8 @@ pub struct Kvm {
     pub ranges: bool,
     /// GFNs mapped by pre-fault runs (not state: how much took the range path).
     pub range_mapped: u64,
+    /// Of those, fresh guest_memfd pages allocated and made private by runs of 4K RMPUPDATEs.
+    pub range_prepared: u64,
     /// Interleaved runs: an in-place conversion to shared stops after its first step
     /// ([`Kvm::begin_convert_in_place`]) and waits here for the engine to finish it on the vCPU's
     /// next tick, so that other vCPUs run between the unmap and the split.
@@ -144,6 +146,7 @@ impl Kvm {
             psc_refusal: None,
             ranges: false,
             range_mapped: 0,
+            range_prepared: 0,
             in_place: InPlaceSteps::default(),
         })
     }

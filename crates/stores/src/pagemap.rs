@@ -191,6 +191,50 @@ impl<T: Progression + Copy> PageMap<T> {
         }
     }
 
+    /// Set the pages of `start..start + pages` to the progression `first, first+step, …` (stamps
+    /// rising page by page): the values [`PageMap::set`] of each page in turn would leave, each
+    /// region's share written as one run.
+    pub fn set_progression(&mut self, start: u64, pages: u64, first: T, step: T::Step) {
+        let end = start + pages;
+        let mut p = start;
+        while p < end {
+            let (r, i) = self.split(p);
+            let stop = ((r + 1) * self.region_pages).min(end);
+            let value = first.nth(step, p - start);
+            let n = self.region_pages;
+            let region = self.regions.get_mut(r);
+            let len = stop - p;
+            match region {
+                Region::Uniform(v) if self.flat => {
+                    let mut all = vec![*v; n as usize].into_boxed_slice();
+                    for (k, slot) in all[i..i + len as usize].iter_mut().enumerate() {
+                        *slot = value.nth(step, k as u64);
+                    }
+                    *region = Region::Flat(all);
+                }
+                Region::Uniform(v) => {
+                    let mut runs = Box::new(RunVec::new());
+                    runs.set_run(0, n, v, T::Step::default());
+                    runs.set_run(i as u64, i as u64 + len, &value, step);
+                    *region = Region::Pages(runs);
+                }
+                Region::Flat(all) => {
+                    for (k, slot) in all[i..i + len as usize].iter_mut().enumerate() {
+                        *slot = value.nth(step, k as u64);
+                    }
+                }
+                Region::Pages(runs) => {
+                    runs.set_run(i as u64, i as u64 + len, &value, step);
+                    let chunks = n.div_ceil(CHUNK as u64) as usize;
+                    if 2 * runs.dense_chunks() >= chunks.max(2) {
+                        *region = Region::Flat((0..n).map(|k| *runs.get(k)).collect());
+                    }
+                }
+            }
+            p = stop;
+        }
+    }
+
     /// Every page whose value is not the default, with its value, in page order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, T)> + '_ {
         let n = self.region_pages;
@@ -245,7 +289,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_a_dense_array(flat: bool, ops in proptest::collection::vec((0u64..1200, 1u64..400, 0u8..3, 0u8..3), 1..60)) {
+        fn matches_a_dense_array(flat: bool, ops in proptest::collection::vec((0u64..1200, 1u64..400, 0u8..3, 0u8..4), 1..60)) {
             let mut m = if flat { PageMap::<u8>::new_flat(4) } else { PageMap::<u8>::new(4) };
             let mut dense = vec![0u8; 1600];
             for (s, n, v, kind) in ops {
@@ -257,6 +301,11 @@ mod tests {
                     1 => {
                         m.set_range(s, n, v);
                         for p in s..s + n { dense[p as usize] = v; }
+                    }
+                    3 => {
+                        // Stamps rising page by page (a run of 4K RMPUPDATEs).
+                        m.set_progression(s, n, v, 1);
+                        for p in s..s + n { dense[p as usize] = v.wrapping_add((p - s) as u8); }
                     }
                     _ => {
                         // A stamp per region, rising region by region (a 2M sweep's RMPUPDATEs).

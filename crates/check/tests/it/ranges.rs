@@ -116,12 +116,13 @@ fn observed(sim: &Simulation) -> (Vec<u8>, String) {
 }
 
 /// Run one random scenario of `actions` actions both ways; returns the actions run and the pages
-/// the range run PVALIDATEd and pre-faulted by runs.
-fn case(seed: u64, actions: usize, prefault: bool) -> (u64, (u64, u64)) {
+/// the range run PVALIDATEd, pre-faulted, and of those made private (fresh guest_memfd pages) by
+/// runs.
+fn case(seed: u64, actions: usize, prefault: bool) -> (u64, (u64, u64, u64)) {
     let mut r = Rng(seed);
     let config = config(&mut r, prefault);
     let (Ok(mut ranges), Ok(mut pages)) = (Simulation::new(config), Simulation::new(config)) else {
-        return (0, (0, 0));
+        return (0, (0, 0, 0));
     };
     pages.set_ranges(false);
     let mut run = 0;
@@ -141,9 +142,11 @@ fn case(seed: u64, actions: usize, prefault: bool) -> (u64, (u64, u64)) {
         assert!(cx == cy, "canonical states differ: {}", what());
         assert_eq!(tx, ty, "{}", what());
     }
-    let used = |s: &Simulation| s.machine().map_or((0, 0), |m| (m.range_pages(), m.kvm.range_mapped));
+    let used = |s: &Simulation| {
+        s.machine().map_or((0, 0, 0), |m| (m.range_pages(), m.kvm.range_mapped, m.kvm.range_prepared))
+    };
     let (used, none) = (used(&ranges), used(&pages));
-    assert_eq!(none, (0, 0), "the oracle took a range path");
+    assert_eq!(none, (0, 0, 0), "the oracle took a range path");
     let (x, y) = (ranges.finish(), pages.finish());
     assert_eq!(format!("{:?}", x.metrics), format!("{:?}", y.metrics), "seed {seed:#x}");
     assert_eq!(x.violations, y.violations, "seed {seed:#x}");
@@ -153,18 +156,25 @@ fn case(seed: u64, actions: usize, prefault: bool) -> (u64, (u64, u64)) {
 
 #[test]
 fn ranges_match_the_one_page_oracle() {
-    let (mut actions, mut validated, mut mapped) = (0, 0, 0);
+    let (mut actions, mut validated, mut mapped, mut prepared) = (0, 0, 0, 0);
     let mut master = Rng(0x0a11_7a9e);
     // Every fourth scenario is one where pre-fault runs can happen.
     for i in 0..48 {
-        let (a, (v, m)) = case(master.next(), 96, i % 4 == 0);
+        let (a, (v, m, p)) = case(master.next(), 96, i % 4 == 0);
         actions += a;
         validated += v;
         mapped += m;
+        prepared += p;
     }
-    // The comparison means something only if runs were taken: thousands of pages of each.
-    assert!(validated > 4096 && mapped > 1024, "{validated} pages PVALIDATEd, {mapped} pre-faulted by runs");
-    println!("{actions} actions, {validated} pages PVALIDATEd and {mapped} pre-faulted by runs");
+    // The comparison means something only if runs were taken: thousands of pages of each, and
+    // fresh guest_memfd pages among the pre-faulted ones.
+    assert!(
+        validated > 4096 && mapped > 1024 && prepared > 512,
+        "{validated} pages PVALIDATEd, {mapped} pre-faulted ({prepared} of them fresh) by runs"
+    );
+    println!(
+        "{actions} actions, {validated} pages PVALIDATEd and {mapped} pre-faulted ({prepared} fresh) by runs"
+    );
 }
 
 /// The long form: scenarios of 256 actions until 1,000,000 actions have run (`SNPSIM_RANGES_ACTIONS`
@@ -194,7 +204,7 @@ fn ranges_match_the_one_page_oracle_long() {
                         if (i - 1) % WORKERS != w {
                             continue;
                         }
-                        let (a, (v, m)) = case(case_seed, 256, (i - 1).is_multiple_of(4));
+                        let (a, (v, m, _)) = case(case_seed, 256, (i - 1).is_multiple_of(4));
                         actions += a;
                         validated += v;
                         mapped += m;

@@ -8,10 +8,11 @@
 //!
 //! [`RmpModel::pvalidate_4k_run`]: crate::RmpModel::pvalidate_4k_run
 
-use snpsim_defs::{Gpa, Pfn, RmpEntryRaw};
+use snpsim_defs::rmp::RMP_GPA_LIMIT;
+use snpsim_defs::{Gpa, PageSize, Pfn, RmpArchEntry, RmpEntryRaw};
 use snpsim_stores::{Progression, RunVec};
 
-use super::{Entry, Region, Rmp};
+use super::{Entry, Region, Rmp, ZERO};
 use crate::model::GuestContext;
 
 impl Rmp {
@@ -59,6 +60,73 @@ impl Rmp {
 }
 
 impl Rmp {
+    /// [`crate::RmpModel::rmpupdate_4k_run`] on the region RMP: region by region, the prefix of the
+    /// run whose entries are unassigned and not immutable (RMPUPDATE steps 1–6 pass for each:
+    /// inside the RMP, a valid operand, the region neither in flight nor 2M), written as one
+    /// progression (GPA rising page by page) with the effects each RMPUPDATE has: step 7's fresh
+    /// entry (Validated clear, permissions reset), H4's sub-page count in the aligned entry, H7's
+    /// ASID counter, and O4 (the region's RMPOPT mark cleared). A planted bug
+    /// (`crate::Mutant`) disables the run.
+    pub(super) fn update_run(&mut self, pfn: Pfn, gpa: Gpa, asid: u16, pages: u64) -> u64 {
+        let g = self.g();
+        let bytes = self.config.geometry.bytes(PageSize::Size4K);
+        let template = RmpArchEntry::new().with_assigned(true).with_asid(u32::from(asid)).with_gpa(gpa);
+        // Step 3: the operand (ASID, 4K-aligned GPA) is valid for every page whose GPA is below
+        // the limit; the run stops at the first that is not.
+        if self.mutant.is_some() || !self.rmpupdate_operand_valid(template) {
+            return 0;
+        }
+        let pages = pages.min((RMP_GPA_LIMIT - gpa.raw()).div_ceil(bytes));
+        let mut done = 0;
+        while done < pages {
+            let p = pfn.raw() + done;
+            // Step 1: inside the RMP.
+            if p >= self.config.pages {
+                break;
+            }
+            let (idx, i) = self.split(Pfn::new(p));
+            // Step 4: not in flight.
+            if self.in_flight.contains(&idx) {
+                break;
+            }
+            let i = i as u64;
+            let end = (i + (pages - done)).min(g).min(self.config.pages - idx * g);
+            // Steps 5–6: a 2M region overlaps; an assigned or immutable entry ends the run.
+            let n = match &*self.regions.get(idx) {
+                None => end - i,
+                Some(Region::Huge(_)) => 0,
+                Some(Region::Small(entries)) => fresh_prefix(entries, i, end),
+            };
+            if n == 0 {
+                break;
+            }
+            // Step 7, written as the progression of the fresh entries of the run's GPAs.
+            let gfn = gpa.gfn().raw() + done;
+            let first = Self::rmpupdate_entry(ZERO, false, template, g);
+            let first = Entry(RmpEntryRaw { lo: first.lo.with_gpa_frame(gfn), hi: first.hi });
+            let region = self.regions.get_or_insert_with(idx, || Region::Small(Box::default()));
+            let Region::Small(entries) = region else { unreachable!("a 2M region ends the run") };
+            let aligned_count = entries.get(0).0.lo.subpage_count();
+            entries.set_run(i, i + n, &first, 1);
+            // H4: the aligned entry counts the assigned entries other than itself.
+            let others = n - u64::from(i == 0);
+            let mut aligned = entries.get(0).0;
+            aligned.lo = aligned.lo.with_subpage_count(aligned_count + others as u16);
+            entries.set(0, Entry(aligned));
+            // H7, and O4 once for the region (a second clear finds no mark).
+            self.count_add(asid, n);
+            self.stats.rmp_updates += n;
+            if self.rmpopt.clear(self.config.geometry, Pfn::new(p)) {
+                self.stats.rmpopt_marks_cleared += 1;
+            }
+            done += n;
+            if i + n < end {
+                break;
+            }
+        }
+        done
+    }
+
     /// [`crate::RmpModel::assigned_4k_run`] on the region RMP: a frame is assigned and governed by
     /// a 4K entry exactly when its region is stored as 4K entries and its own entry is assigned;
     /// a stored progression's entries differ only in their GPA, so each is judged by its first.
@@ -89,6 +157,22 @@ impl Rmp {
         }
         done
     }
+}
+
+/// How many entries from `from` (before `to`) are unassigned and not immutable, in a row: a stored
+/// progression's entries differ only in their GPA, so each is judged by its first; entries past
+/// the stored ones are zero.
+fn fresh_prefix(entries: &RunVec<Entry>, from: u64, to: u64) -> u64 {
+    let mut n = 0;
+    for (at, count, first, _) in entries.runs(from, to) {
+        let lo = first.0.lo;
+        if lo.assigned() || lo.immutable() {
+            return at - from;
+        }
+        n = at + count - from;
+    }
+    // Past the stored extent every entry is zero.
+    if n < to - from && entries.extent() <= from + n { to - from } else { n }
 }
 
 /// Whether PVALIDATE steps 4, 7 would pass for `e` at `gfn`: assigned, mutable, owned by `asid`,

@@ -105,6 +105,9 @@ pub(crate) enum Op {
     PvalidateRun(GuestContext, Gpa, Pfn, u64, bool),
     /// How many frames in a row are assigned 4K (the region RMP's runs against lookups).
     AssignedRun(Pfn, u64),
+    /// A run of 4K RMPUPDATEs to private (frame, first GPA, ASID, pages): the region RMP's
+    /// progressions against the oracle's one page at a time.
+    UpdateRun(Pfn, Gpa, u16, u64),
     Adjust(GuestContext, Gpa, Pfn, RmpPageSize, RmpAdjustOperand),
     Query(GuestContext, Gpa, Pfn, u8),
     Access(GuestAccess),
@@ -134,6 +137,7 @@ pub(crate) fn apply(m: &mut dyn RmpModel, op: Op) -> Res {
         Op::Pvalidate(g, gpa, pfn, size, v) => Res::Pvalidate(m.pvalidate(g, gpa, pfn, size, v)),
         Op::PvalidateRun(g, gpa, pfn, pages, v) => Res::Run(m.pvalidate_4k_run(g, gpa, pfn, pages, v)),
         Op::AssignedRun(pfn, pages) => Res::Run(m.assigned_4k_run(pfn, pages)),
+        Op::UpdateRun(pfn, gpa, asid, pages) => Res::Run(m.rmpupdate_4k_run(pfn, gpa, asid, pages)),
         Op::Adjust(g, gpa, pfn, size, o) => Res::Unit(m.rmpadjust(g, gpa, pfn, size, o)),
         Op::Query(g, gpa, pfn, t) => Res::Query(m.rmpquery(g, gpa, pfn, t)),
         Op::Access(a) => Res::Unit(m.check_guest_access(&a)),
@@ -330,6 +334,19 @@ impl Gen {
                 if r.chance(20) {
                     return Op::AssignedRun(Pfn::new(pfn), pages);
                 }
+                if r.chance(25) {
+                    // Mostly the owner at the host's GPA layout; sometimes an invalid ASID or GPA.
+                    let asid = match r.below(100) {
+                        0..=89 => self.owner(pfn),
+                        _ => r.pick(&[0, 1023, 1024]),
+                    };
+                    let gpa = match r.below(100) {
+                        0..=89 => Gpa::new(gpa_of(u64::from(asid), pfn)),
+                        90..=94 => Gpa::new(gpa_of(u64::from(asid), pfn).wrapping_add(0x800)),
+                        _ => Gpa::new((1 << 51) - 0x2000),
+                    };
+                    return Op::UpdateRun(Pfn::new(pfn), gpa, asid, pages);
+                }
                 Op::PvalidateRun(guest, gpa, Pfn::new(pfn), pages, r.chance(75))
             }
             330..=449 => {
@@ -434,6 +451,7 @@ impl Stats {
             (Op::Pvalidate(..), Res::Pvalidate(GuestOutcome::Npf(e))) if sizem(e) => self.bump("SIZEM #NPF"),
             (Op::PvalidateRun(..), Res::Run(n)) if n >= 2 => self.bump("pvalidate run of 2 or more"),
             (Op::AssignedRun(..), Res::Run(n)) if n >= 2 => self.bump("assigned 4K run of 2 or more"),
+            (Op::UpdateRun(..), Res::Run(n)) if n >= 2 => self.bump("rmpupdate run of 2 or more"),
             (Op::Adjust(..), Res::Unit(GuestOutcome::Done(()))) => self.bump("rmpadjust success"),
             (Op::Adjust(..), Res::Unit(GuestOutcome::Fail(ReturnCode::FailPermission))) => {
                 self.bump("rmpadjust FAIL_PERMISSION");
@@ -721,6 +739,7 @@ fn generator_reaches_interesting_states() {
         "pvalidate 4K changed",
         "pvalidate run of 2 or more",
         "assigned 4K run of 2 or more",
+        "rmpupdate run of 2 or more",
         "FAIL_OVERLAP",
         "FAIL_INUSE",
         "rmpadjust success",

@@ -103,7 +103,13 @@ impl Kvm {
         let mut g = start.raw();
         while g < start.raw() + pages {
             if self.npt.translate(Gfn::new(g)).is_none() {
-                let run = self.prefault_run_4k(host, rmp, Gfn::new(g), start.raw() + pages - g);
+                let rest = start.raw() + pages - g;
+                let run = self.prefault_run_4k(host, rmp, Gfn::new(g), rest);
+                if run > 0 {
+                    g += run;
+                    continue;
+                }
+                let run = self.prefault_fresh_run_4k(host, rmp, Gfn::new(g), rest);
                 if run > 0 {
                     g += run;
                     continue;

@@ -5,8 +5,14 @@
 //! `sev_gmem_prepare` has nothing to do — the 4K leaves are installed in one pass with the checks
 //! that decide them, not through the whole of [`Kvm::fault_in`] page by page. The first GFN that
 //! differs ends the run and takes the one-page path, which stays the oracle (`Kvm::ranges` off).
+//!
+//! The first fault-in of fresh 4K guest_memfd pages (a 4K-folio file, pages not yet allocated)
+//! is a run too ([`Kvm::prefault_fresh_run_4k`]): each page's folio is allocated as
+//! `kvm_gmem_get_pfn` does, and the pages whose frames follow each other are made private by one
+//! run of 4K RMPUPDATEs (`sev_gmem_prepare`'s `rmp_make_private`,
+//! [`RmpModel::rmpupdate_4k_run`]) and mapped with 4K leaves.
 
-use snpsim_defs::{Gfn, PageSize};
+use snpsim_defs::{Gfn, PageSize, Pfn, RmpPageSize};
 use snpsim_host::Host;
 use snpsim_hw::RmpModel;
 
@@ -60,5 +66,109 @@ impl Kvm {
         }
         self.range_mapped += n;
         n
+    }
+
+    /// Map GFNs from `gfn` (at most `pages`) as [`Kvm::fault_in`] of each, in order, would for a
+    /// private fault on fresh guest_memfd pages: returns how many. A GFN is in the run when it is
+    /// inside the memslot, private by attribute and in guest_memfd, unmapped and not rebound, the
+    /// policy allows a 4K leaf there, and its page is not yet allocated in a file of 4K folios.
+    /// Its folio is then allocated (`kvm_gmem_get_pfn`: the allocation is the first thing the
+    /// one-page path does too, and nothing in between depends on it), and the run goes on while
+    /// the frame's RMP entry is unassigned 4K and its region not in flight, as the RMP answers.
+    /// Each stretch of consecutive frames is made private by one run of 4K RMPUPDATEs (the
+    /// direct map split first, `rmp_make_private`) and mapped 4K (the RMP-level cap). A GFN that
+    /// fails a condition after its allocation ends the run and takes the one-page path with its
+    /// page allocated, as that path would have left it. Off with a planted bug, without the
+    /// RMP-level cap, or for the in-place file.
+    pub(super) fn prefault_fresh_run_4k(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gfn: Gfn,
+        pages: u64,
+    ) -> u64 {
+        if !self.ranges
+            || self.mutant.is_some()
+            || !self.config.npt_level_follows_rmp
+            || host.gmem_hugetlb.is_some()
+            || host.gmem.as_ref().is_none_or(|g| g.folio_size() != PageSize::Size4K)
+        {
+            return 0;
+        }
+        let pages = pages.min(self.pages.saturating_sub(gfn.raw()));
+        let mut done = 0;
+        // Frames allocated for the GFNs from `gfn + done`, consecutive from the first.
+        let mut pending: Option<(Pfn, u64)> = None;
+        loop {
+            let queued = pending.map_or(0, |(_, c)| c);
+            let next =
+                if done + queued < pages { self.fresh_frame(host, rmp, gfn + (done + queued)) } else { None };
+            match (pending, next) {
+                (None, Some(f)) => {
+                    pending = Some((f, 1));
+                    continue;
+                }
+                (Some((first, c)), Some(f)) if f == first + c => {
+                    pending = Some((first, c + 1));
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some((first, c)) = pending.take() {
+                let made = self.make_private_run(host, rmp, gfn + done, first, c);
+                done += made;
+                if made < c {
+                    // The RMP refused a page the checks let through: the rest go one by one.
+                    return done;
+                }
+            }
+            match next {
+                Some(f) => pending = Some((f, 1)),
+                None => return done,
+            }
+        }
+    }
+
+    /// The frame of fresh page `gfn` for [`Kvm::prefault_fresh_run_4k`], allocated, or `None`
+    /// when `gfn` is not in the run (allocated or not).
+    fn fresh_frame(&mut self, host: &mut Host, rmp: &dyn RmpModel, gfn: Gfn) -> Option<Pfn> {
+        if self.policy.fault_needs_conversion(&self.attrs, gfn, true)
+            || !self.policy.in_gmem(&self.attrs, gfn)
+            || !self.policy.leaf_allowed(&self.attrs, gfn, 1)
+            || self.rebound.contains_key(&gfn)
+            || self.npt.any_mapped(gfn, 1)
+        {
+            return None;
+        }
+        let gmem = host.gmem.as_mut()?;
+        if gmem.pfn(gfn.raw()).is_some() {
+            return None;
+        }
+        // `kvm_gmem_get_pfn`: allocates the 4K folio (an error leaves everything as it was).
+        let (pfn, _, _) = gmem.get_pfn(&mut host.memory, gfn.raw()).ok()?;
+        let fresh = rmp.lookup(pfn) == Some((false, RmpPageSize::Size4K)) && !rmp.in_flight(pfn);
+        fresh.then_some(pfn)
+    }
+
+    /// `sev_gmem_prepare` of `count` fresh pages from `gfn`, bound to the frames from `pfn`, as one
+    /// run of 4K RMPUPDATEs, then their 4K leaves; returns how many pages the RMP took.
+    fn make_private_run(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gfn: Gfn,
+        pfn: Pfn,
+        count: u64,
+    ) -> u64 {
+        let made = rmp.rmpupdate_4k_run(pfn, gfn.gpa(), self.config.asid, count);
+        self.stats.rmpupdate += made;
+        for k in 0..made {
+            host.adjust_direct_map(pfn + k);
+            self.npt.map(gfn + k, PageSize::Size4K, pfn + k);
+            self.demotions.remapped(gfn + k, PageSize::Size4K);
+        }
+        self.range_mapped += made;
+        self.range_prepared += made;
+        made
     }
 }

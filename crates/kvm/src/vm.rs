@@ -68,6 +68,8 @@ pub struct Kvm {
     pub range_mapped: u64,
     /// Of those, fresh guest_memfd pages allocated and made private by runs of 4K RMPUPDATEs.
     pub range_prepared: u64,
+    /// GFNs a legacy page-state change made private by runs of 4K RMPUPDATEs (not state).
+    pub range_converted: u64,
     /// Interleaved runs: an in-place conversion to shared stops after its first step
     /// ([`Kvm::begin_convert_in_place`]) and waits here for the engine to finish it on the vCPU's
     /// next tick, so that other vCPUs run between the unmap and the split.
@@ -147,6 +149,7 @@ impl Kvm {
             ranges: false,
             range_mapped: 0,
             range_prepared: 0,
+            range_converted: 0,
             in_place: InPlaceSteps::default(),
         })
     }

@@ -75,6 +75,11 @@ impl Kvm {
                 }
             }
             if range.private && !assigned {
+                let run = self.make_private_legacy_run(host, rmp, gfn, end, range.size_2m);
+                if run > 0 {
+                    g += run;
+                    continue;
+                }
                 let within = self.leaf_within_cap(rmp, gfn);
                 self.make_private(host, rmp, pfn, gfn.gpa(), RmpPageSize::Size4K)?;
                 self.note_rmp_shrank(gfn, within);

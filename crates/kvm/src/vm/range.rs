@@ -11,6 +11,9 @@
 //! `kvm_gmem_get_pfn` does, and the pages whose frames follow each other are made private by one
 //! run of 4K RMPUPDATEs (`sev_gmem_prepare`'s `rmp_make_private`,
 //! [`RmpModel::rmpupdate_4k_run`]) and mapped with 4K leaves.
+//!
+//! A legacy page-state change to private over consecutive host frames whose RMP entries are
+//! unassigned is one such run of 4K RMPUPDATEs as well ([`Kvm::make_private_legacy_run`]).
 
 use snpsim_defs::{Gfn, PageSize, Pfn, RmpPageSize};
 use snpsim_host::Host;
@@ -170,5 +173,56 @@ impl Kvm {
         self.range_mapped += made;
         self.range_prepared += made;
         made
+    }
+
+    /// The 4K conversions to private of a legacy page-state change ([`Kvm::convert_legacy`]) from
+    /// `gfn` (before `end`) as runs: returns how many GFNs were converted, each as the one-page
+    /// path would (`rmp_make_private`: the direct map split, then RMPUPDATE to an assigned 4K
+    /// entry). A 2M region at a time, the GFNs whose VMA frames follow each other go to the RMP as
+    /// one run ([`RmpModel::rmpupdate_4k_run`], which lasts while each entry is unassigned); the
+    /// runs stop before a 2M-aligned GFN the 2M path would take (a 2M request over a huge host
+    /// page), at an NPT leaf larger than 4K (the RMP-level cap's bookkeeping goes page by page),
+    /// at a GFN outside the VMA, and where the RMP stops; that GFN takes the one-page path. The
+    /// work is proportional to the pages converted plus one region. Off with a planted bug.
+    pub(super) fn make_private_legacy_run(
+        &mut self,
+        host: &mut Host,
+        rmp: &mut dyn RmpModel,
+        gfn: Gfn,
+        end: u64,
+        size_2m: bool,
+    ) -> u64 {
+        if !self.ranges || self.mutant.is_some() {
+            return 0;
+        }
+        let per_2m = self.geometry.pages_per_2m();
+        let mut at = gfn.raw();
+        while at < end {
+            let whole_2m = size_2m
+                && at.is_multiple_of(per_2m)
+                && at + per_2m <= end
+                && host.vma.level(at) >= PageSize::Size2M;
+            if (at != gfn.raw() && whole_2m)
+                || self.npt.leaf(Gfn::new(at)).is_some_and(|(_, leaf)| leaf.size > PageSize::Size4K)
+            {
+                break;
+            }
+            let region_end = ((at / per_2m + 1) * per_2m).min(end);
+            let Some(&(offset, pfn, frames)) = host.vma.runs_in(at, region_end).first() else { break };
+            if offset != at {
+                break;
+            }
+            let made = rmp.rmpupdate_4k_run(pfn, Gfn::new(at).gpa(), self.config.asid, frames);
+            self.stats.rmpupdate += made;
+            for k in 0..made {
+                host.adjust_direct_map(pfn + k);
+            }
+            self.range_converted += made;
+            at += made;
+            if made < frames {
+                break;
+            }
+        }
+        at - gfn.raw()
     }
 }

@@ -10,9 +10,10 @@
 //! Each operation is generated from its own 64-bit seed by a state-free, biased generator: the
 //! operations concentrate on a few regions and a few offsets in them, and guests mostly use the
 //! GPA that the host assigned (a fixed GPA layout per ASID), so that the interesting states
-//! (validated 2M pages, smashed regions, VMPL permissions, overlaps) are reached. proptest shrinks
-//! a failing case by dropping operations; the `#[ignore]`d long run draws the seeds from one
-//! seeded generator and prints the case seed on failure.
+//! (validated 2M pages, smashed regions, VMPL permissions, overlaps) are reached; each half of the
+//! differential fails unless its own cases reached every outcome of [`REACHED`] (and the RMPOPT
+//! outcomes of its half). proptest shrinks a failing case by dropping operations; the `#[ignore]`d
+//! long run draws the seeds from one seeded generator and prints the case seed on failure.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -612,8 +613,7 @@ fn run(cfg: RmpConfig, rmpopt: bool, ops: &[Op], sweep: usize, stats: &mut Stats
     Ok(())
 }
 
-/// One case of the long run and of the coverage test: configuration and operation seeds from
-/// `case_seed`.
+/// One case of the long run: configuration and operation seeds from `case_seed`.
 fn run_case(case_seed: u64, stats: &mut Stats) -> Result<(), String> {
     let mut r = Rng::seeded(case_seed);
     let index = r.below(2 * CONFIGS);
@@ -625,35 +625,72 @@ fn run_case(case_seed: u64, stats: &mut Stats) -> Result<(), String> {
     run(cfg, rmpopt_on(index), &ops, sweep, stats)
 }
 
-proptest! {
-    #![proptest_config(half_config(0x5e5_5a1d))]
+/// The outcomes both halves of the differential must reach, so that it cannot silently test
+/// nothing.
+const REACHED: &[&str] = &[
+    "psmash success",
+    "psmash FAIL_UNSUPPORTED",
+    "pvalidate 2M changed",
+    "pvalidate 4K changed",
+    "pvalidate run of 2 or more",
+    "assigned 4K run of 2 or more",
+    "rmpupdate run of 2 or more",
+    "FAIL_OVERLAP",
+    "FAIL_INUSE",
+    "rmpadjust success",
+    "SIZEM #NPF",
+    "rmpupdate 2M success",
+    "rmpupdate FAIL_PERMISSION",
+    "pvalidate FAIL_SIZEMISMATCH",
+    "rmpquery success",
+    "private access ok",
+    "VMPL #NPF",
+    "access #VC",
+    "host write #PF",
+];
 
-    /// Half of the 400 cases × 256 operations, each compared result by result and page by page:
-    /// RMPOPT off (its own test, so that the two halves run in parallel).
-    #[test]
-    fn rmp_matches_dense_reference(
-        config_index in 0..CONFIGS,
-        seeds in proptest::collection::vec(any::<u64>(), OPS_PER_CASE),
-    ) {
-        differential_case(config_index, &seeds)?;
+/// Half of the 400 cases × 256 operations (configurations `offset..offset + CONFIGS`), each
+/// compared result by result and page by page; panics on a difference. Returns the outcomes the
+/// cases reached.
+fn differential_half(seed: u64, offset: u64) -> Stats {
+    let stats = std::cell::RefCell::new(Stats::default());
+    let mut runner = proptest::test_runner::TestRunner::new(half_config(seed));
+    let cases = (0..CONFIGS, proptest::collection::vec(any::<u64>(), OPS_PER_CASE));
+    if let Err(e) = runner.run(&cases, |(config_index, seeds)| {
+        differential_case(offset + config_index, &seeds, &mut stats.borrow_mut())
+    }) {
+        panic!("{e}");
+    }
+    let stats = stats.into_inner();
+    for needed in REACHED {
+        assert!(stats.get(needed) > 0, "never reached: {needed}; {stats:?}");
+    }
+    stats
+}
+
+/// RMPOPT off (its own test, so that the two halves run in parallel).
+#[test]
+fn rmp_matches_dense_reference() {
+    let stats = differential_half(0x5e5_5a1d, 0);
+    assert!(stats.get("rmpopt disabled") > 0, "never reached: rmpopt disabled; {stats:?}");
+}
+
+/// RMPOPT on, from its own seed (the other half's cases are not repeated with RMPOPT on).
+#[test]
+fn rmp_matches_dense_reference_with_rmpopt() {
+    let stats = differential_half(0x5e5_5a1d ^ 1, CONFIGS);
+    for needed in [
+        "rmpopt optimized",
+        "rmpopt not optimized",
+        "rmpopt out of range",
+        "rmpopt mark cleared",
+        "host write check skipped",
+    ] {
+        assert!(stats.get(needed) > 0, "never reached: {needed}; {stats:?}");
     }
 }
 
-proptest! {
-    // Its own seed: the other half's cases are not repeated with RMPOPT on.
-    #![proptest_config(half_config(0x5e5_5a1d ^ 1))]
-
-    /// The other half: RMPOPT on.
-    #[test]
-    fn rmp_matches_dense_reference_with_rmpopt(
-        config_index in 0..CONFIGS,
-        seeds in proptest::collection::vec(any::<u64>(), OPS_PER_CASE),
-    ) {
-        differential_case(CONFIGS + config_index, &seeds)?;
-    }
-}
-
-/// The configuration of each half of the differential proptest: half the cases, from `seed`.
+/// The configuration of each half of the differential: half the cases, from `seed`.
 fn half_config(seed: u64) -> ProptestConfig {
     ProptestConfig {
         cases: CASES / 2,
@@ -663,15 +700,15 @@ fn half_config(seed: u64) -> ProptestConfig {
     }
 }
 
-/// One proptest case: the configuration sweep, then one operation per seed, against the oracle.
-fn differential_case(index: u64, seeds: &[u64]) -> Result<(), TestCaseError> {
+/// One proptest case: the configuration sweep, then one operation per seed, against the oracle;
+/// the outcomes reached are added to `stats`.
+fn differential_case(index: u64, seeds: &[u64], stats: &mut Stats) -> Result<(), TestCaseError> {
     let cfg = config(index % CONFIGS);
     let generator = Gen { cfg };
-    let mut stats = Stats::default();
     let mut ops = generator.sweep();
     let sweep = ops.len();
     ops.extend(seeds.iter().map(|&s| generator.op(s)));
-    if let Err(e) = run(cfg, rmpopt_on(index), &ops, sweep, &mut stats) {
+    if let Err(e) = run(cfg, rmpopt_on(index), &ops, sweep, stats) {
         prop_assert!(false, "{}", e);
     }
     Ok(())
@@ -720,48 +757,6 @@ fn alternating_pages_match_dense_reference() {
     // returned, a quarter assigned again) succeeded; the random operations may add more.
     assert!(stats.get("psmash success") >= full / g);
     assert!(stats.get("rmpupdate 4K success") >= full / 2 + full / 4);
-}
-
-/// The generator reaches every interesting outcome in a fixed-seed run, so the differential test
-/// cannot silently test nothing.
-#[test]
-fn generator_reaches_interesting_states() {
-    let mut stats = Stats::default();
-    let mut master = Rng::seeded(0xc0ff_ee00);
-    for _ in 0..200 {
-        let seed = master.next();
-        run_case(seed, &mut stats).unwrap_or_else(|e| panic!("case seed {seed:#x}: {e}"));
-    }
-    for needed in [
-        "psmash success",
-        "psmash FAIL_UNSUPPORTED",
-        "pvalidate 2M changed",
-        "pvalidate 4K changed",
-        "pvalidate run of 2 or more",
-        "assigned 4K run of 2 or more",
-        "rmpupdate run of 2 or more",
-        "FAIL_OVERLAP",
-        "FAIL_INUSE",
-        "rmpadjust success",
-        "SIZEM #NPF",
-        "rmpupdate 2M success",
-        "rmpupdate FAIL_PERMISSION",
-        "pvalidate FAIL_SIZEMISMATCH",
-        "rmpquery success",
-        "private access ok",
-        "VMPL #NPF",
-        "access #VC",
-        "host write #PF",
-        "rmpopt optimized",
-        "rmpopt not optimized",
-        "rmpopt out of range",
-        "rmpopt disabled",
-        "rmpopt mark cleared",
-        "host write check skipped",
-    ] {
-        assert!(stats.get(needed) > 0, "never reached: {needed}; {stats:?}");
-    }
-    println!("{stats:#?}");
 }
 
 /// The long run: ≥ 10,000,000 operations (`cargo test --release -p snpsim-hw --test differential

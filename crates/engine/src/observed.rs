@@ -188,6 +188,10 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         self.inner.assigned_4k_run(pfn, pages)
     }
 
+    fn rmpupdate_operand_valid(&self, new: RmpArchEntry) -> bool {
+        self.inner.rmpupdate_operand_valid(new)
+    }
+
     /// The run's RMPUPDATEs as [`Observed::rmpupdate`] of each would record them: each page
     /// stamped with the next sequence number, marked dirty, counted, and given its own event. The
     /// entries were unassigned, so no validation is lost.

@@ -218,6 +218,11 @@ pub trait RmpModel: core::fmt::Debug {
             .map_or(pages, |k| k as u64)
     }
 
+    /// Whether RMPUPDATE step 3 accepts `new` as its operand (the ASID, the GPA and its alignment;
+    /// an unassigned operand all zero). Software cannot ask this of the hardware; a range form
+    /// asks it so that it never starts work that an RMPUPDATE of its run would then refuse.
+    fn rmpupdate_operand_valid(&self, new: RmpArchEntry) -> bool;
+
     /// A run of 4K RMPUPDATEs to private (docs/semantics.md, "Ranges"): the RMPUPDATEs that make
     /// `pages` consecutive frames from `pfn` assigned 4K entries of `asid`, at the GPAs rising one
     /// page per frame from `gpa`, executed in order for as long as each frame's entry reads

@@ -223,6 +223,10 @@ impl RmpModel for DenseRmp {
         self.config
     }
 
+    fn rmpupdate_operand_valid(&self, new: RmpArchEntry) -> bool {
+        self.operand_valid(&new)
+    }
+
     fn rmpupdate(&mut self, pfn: Pfn, new: RmpArchEntry) -> ReturnCode {
         // Step 1 (H6): the frame must have an entry.
         if !self.inside(pfn) {

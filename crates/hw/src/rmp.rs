@@ -560,7 +560,7 @@ impl Rmp {
     }
 
     /// RMPUPDATE step 3: operand validity.
-    fn rmpupdate_operand_valid(&self, new: RmpArchEntry) -> bool {
+    fn operand_valid(&self, new: RmpArchEntry) -> bool {
         if new.assigned() {
             let bytes =
                 if new.page_size() { self.bytes_2m() } else { self.config.geometry.bytes(PageSize::Size4K) };
@@ -624,7 +624,7 @@ impl RmpModel for Rmp {
             return ReturnCode::FailInput;
         }
         // Step 3 (Choice): operand validity.
-        if !self.rmpupdate_operand_valid(new) {
+        if !self.operand_valid(new) {
             return ReturnCode::FailInput;
         }
         let (idx, i) = self.split(pfn);
@@ -793,6 +793,10 @@ impl RmpModel for Rmp {
 
     fn rmpupdate_4k_run(&mut self, pfn: Pfn, gpa: Gpa, asid: u16, pages: u64) -> u64 {
         self.update_run(pfn, gpa, asid, pages)
+    }
+
+    fn rmpupdate_operand_valid(&self, new: RmpArchEntry) -> bool {
+        self.operand_valid(new)
     }
 
     fn rmpadjust(

@@ -47,14 +47,14 @@ const REDUCED: &[(&str, &str, &str)] = &[
     (
         "snpsim check",
         "snpsim check --depth 3 --race-depth 4",
-        "the full model check takes minutes (6 race ticks 12 s of CPU in the test profile, 4 ticks 3 s); \
-         crates/cli/tests/it/check.rs checks its depths",
+        "the full model check takes minutes; its race model at 6 ticks over every policy (12 s of CPU in the \
+         test profile, 3 s at 4) is what the next form explores",
     ),
     (
         "snpsim check --vcpus 2 --race-depth 16",
-        "snpsim check --vcpus 2 --race-depth 4",
-        "16 ticks over every policy takes minutes, 6 ticks 8 s of CPU in the test profile, 4 ticks 2 s; \
-         crates/cli/tests/it/check.rs runs the race model 8 ticks deep",
+        "snpsim check --vcpus 2 --race-depth 6",
+        "16 ticks over every policy takes minutes; 6 (8 s of CPU in the test profile) is the shortest depth with a \
+         PSMASH race (check.rs), so every policy's race model is explored through one",
     ),
     (
         "snpsim check --vcpus 2 --race-depth 16 --policy gmem",
@@ -75,7 +75,7 @@ const REDUCED: &[(&str, &str, &str)] = &[
         "snpsim check --policy npt-demote --vcpus 2",
         "snpsim check --policy npt-demote --vcpus 2 --race-depth 6",
         "the race model at 12 ticks takes 1 min 43 s and 3 GB (docs/model-checking.md); 8 ticks 7 s of CPU in the \
-         test profile, 6 ticks 2 s",
+         test profile, 6 ticks 2 s; crates/cli/tests/it/check.rs explores npt-demote on hugetlbfs-2m 8 deep",
     ),
     (
         "snpsim check --policy rfc-v4 --vcpus 1",

@@ -73,7 +73,7 @@ impl Rmp {
         let template = RmpArchEntry::new().with_assigned(true).with_asid(u32::from(asid)).with_gpa(gpa);
         // Step 3: the operand (ASID, 4K-aligned GPA) is valid for every page whose GPA is below
         // the limit; the run stops at the first that is not.
-        if self.mutant.is_some() || !self.rmpupdate_operand_valid(template) {
+        if self.mutant.is_some() || !self.operand_valid(template) {
             return 0;
         }
         let pages = pages.min((RMP_GPA_LIMIT - gpa.raw()).div_ceil(bytes));

@@ -452,7 +452,14 @@ impl Stats {
             (Op::Pvalidate(..), Res::Pvalidate(GuestOutcome::Npf(e))) if sizem(e) => self.bump("SIZEM #NPF"),
             (Op::PvalidateRun(..), Res::Run(n)) if n >= 2 => self.bump("pvalidate run of 2 or more"),
             (Op::AssignedRun(..), Res::Run(n)) if n >= 2 => self.bump("assigned 4K run of 2 or more"),
-            (Op::UpdateRun(..), Res::Run(n)) if n >= 2 => self.bump("rmpupdate run of 2 or more"),
+            (Op::UpdateRun(.., pages), Res::Run(n)) => {
+                if n >= 2 {
+                    self.bump("rmpupdate run of 2 or more");
+                }
+                if n > 0 && n < pages {
+                    self.bump("rmpupdate run stopped short");
+                }
+            }
             (Op::Adjust(..), Res::Unit(GuestOutcome::Done(()))) => self.bump("rmpadjust success"),
             (Op::Adjust(..), Res::Unit(GuestOutcome::Fail(ReturnCode::FailPermission))) => {
                 self.bump("rmpadjust FAIL_PERMISSION");
@@ -603,6 +610,12 @@ fn run(cfg: RmpConfig, rmpopt: bool, ops: &[Op], sweep: usize, stats: &mut Stats
         if a != b {
             return Err(fail(&history, format!("result: Rmp {a:?} vs DenseRmp {b:?}")));
         }
+        if let Op::Update(_, e) = op {
+            let (x, y) = (fast.rmpupdate_operand_valid(e), dense.rmpupdate_operand_valid(e));
+            if x != y {
+                return Err(fail(&history, format!("rmpupdate_operand_valid: Rmp {x} vs DenseRmp {y}")));
+            }
+        }
         stats.record(op, a);
         if n + 1 < sweep {
             continue;
@@ -635,6 +648,7 @@ const REACHED: &[&str] = &[
     "pvalidate run of 2 or more",
     "assigned 4K run of 2 or more",
     "rmpupdate run of 2 or more",
+    "rmpupdate run stopped short",
     "FAIL_OVERLAP",
     "FAIL_INUSE",
     "rmpadjust success",

@@ -15,7 +15,7 @@
 //! A legacy page-state change to private over consecutive host frames whose RMP entries are
 //! unassigned is one such run of 4K RMPUPDATEs as well ([`Kvm::make_private_legacy_run`]).
 
-use snpsim_defs::{Gfn, PageSize, Pfn, RmpPageSize};
+use snpsim_defs::{Gfn, PageSize, Pfn, RmpArchEntry, RmpPageSize};
 use snpsim_host::Host;
 use snpsim_hw::RmpModel;
 
@@ -77,7 +77,9 @@ impl Kvm {
     /// policy allows a 4K leaf there, and its page is not yet allocated in a file of 4K folios.
     /// Its folio is then allocated (`kvm_gmem_get_pfn`: the allocation is the first thing the
     /// one-page path does too, and nothing in between depends on it), and the run goes on while
-    /// the frame's RMP entry is unassigned 4K and its region not in flight, as the RMP answers.
+    /// the frame's RMP entry is unassigned 4K, its region not in flight and the RMPUPDATE's
+    /// operand valid, as the RMP answers: then that RMPUPDATE succeeds (an unassigned entry is
+    /// all zero, so never immutable), so no page is allocated ahead of a refused one.
     /// Each stretch of consecutive frames is made private by one run of 4K RMPUPDATEs (the
     /// direct map split first, `rmp_make_private`) and mapped 4K (the RMP-level cap). A GFN that
     /// fails a condition after its allocation ends the run and takes the one-page path with its
@@ -141,6 +143,15 @@ impl Kvm {
             || self.rebound.contains_key(&gfn)
             || self.npt.any_mapped(gfn, 1)
         {
+            return None;
+        }
+        // The RMPUPDATE's operand is valid (its frame is checked below): the run never allocates
+        // a page whose RMPUPDATE, or an earlier one's, would then be refused.
+        let operand = RmpArchEntry::new()
+            .with_assigned(true)
+            .with_asid(u32::from(self.config.asid))
+            .with_gpa(gfn.gpa());
+        if !rmp.rmpupdate_operand_valid(operand) {
             return None;
         }
         let gmem = host.gmem.as_mut()?;

@@ -14,6 +14,9 @@
 //! differential fails unless its own cases reached every outcome of [`REACHED`] (and the RMPOPT
 //! outcomes of its half). proptest shrinks a failing case by dropping operations; the `#[ignore]`d
 //! long run draws the seeds from one seeded generator and prints the case seed on failure.
+//!
+//! Why one long file: the operations, their biased generator, the outcome counters and the
+//! page-by-page comparison are one instrument, and the tests here only choose its cases.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

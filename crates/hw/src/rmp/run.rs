@@ -16,6 +16,20 @@ use super::{Entry, Region, Rmp, ZERO};
 use crate::model::GuestContext;
 
 impl Rmp {
+    /// The next piece of a run over `pages` frames from `pfn` of which `done` are done: its region
+    /// index, its first index in the region and the index it ends before (the run's end, the
+    /// region's or the RMP's); `None` once the frame is outside the RMP (H6).
+    fn region_piece(&self, pfn: Pfn, done: u64, pages: u64) -> Option<(u64, u64, u64)> {
+        let p = pfn.raw() + done;
+        if p >= self.config.pages {
+            return None;
+        }
+        let g = self.g();
+        let (idx, i) = self.split(Pfn::new(p));
+        let i = i as u64;
+        Some((idx, i, (i + (pages - done)).min(g).min(self.config.pages - idx * g)))
+    }
+
     /// [`crate::RmpModel::pvalidate_4k_run`] on the region RMP: region by region, the prefix of the
     /// run that PVALIDATE steps 1–8 would each retire `Changed`, written as progressions. A planted
     /// bug (`crate::Mutant`) disables the run: every page then goes through the one-page rules.
@@ -31,21 +45,14 @@ impl Rmp {
         if guest.vmpl != 0 || self.mutant.is_some() {
             return 0;
         }
-        let g = self.g();
         let mut done = 0;
         while done < pages {
-            let p = pfn.raw() + done;
             // Step 2: inside the RMP (a 4K operand has no alignment rule).
-            if p >= self.config.pages {
-                break;
-            }
-            let (idx, i) = self.split(Pfn::new(p));
+            let Some((idx, i, end)) = self.region_piece(pfn, done, pages) else { break };
             // Step 3: not in flight.
             if self.in_flight.contains(&idx) {
                 break;
             }
-            let i = i as u64;
-            let end = (i + (pages - done)).min(g).min(self.config.pages - idx * g);
             let gfn = gpa.gfn().raw() + done;
             // Steps 4–5: a 2M region's entry governs its pages: a 4K PVALIDATE takes an #NPF.
             let Some(Region::Small(entries)) = self.regions.get_mut(idx) else { break };
@@ -77,20 +84,16 @@ impl Rmp {
             return 0;
         }
         let pages = pages.min((RMP_GPA_LIMIT - gpa.raw()).div_ceil(bytes));
+        // Step 7's entry for the run's first page; the others differ only in their GPA.
+        let fresh = Self::rmpupdate_entry(ZERO, false, template, g);
         let mut done = 0;
         while done < pages {
-            let p = pfn.raw() + done;
             // Step 1: inside the RMP.
-            if p >= self.config.pages {
-                break;
-            }
-            let (idx, i) = self.split(Pfn::new(p));
+            let Some((idx, i, end)) = self.region_piece(pfn, done, pages) else { break };
             // Step 4: not in flight.
             if self.in_flight.contains(&idx) {
                 break;
             }
-            let i = i as u64;
-            let end = (i + (pages - done)).min(g).min(self.config.pages - idx * g);
             // Steps 5–6: a 2M region overlaps; an assigned or immutable entry ends the run.
             let n = match &*self.regions.get(idx) {
                 None => end - i,
@@ -102,8 +105,7 @@ impl Rmp {
             }
             // Step 7, written as the progression of the fresh entries of the run's GPAs.
             let gfn = gpa.gfn().raw() + done;
-            let first = Self::rmpupdate_entry(ZERO, false, template, g);
-            let first = Entry(RmpEntryRaw { lo: first.lo.with_gpa_frame(gfn), hi: first.hi });
+            let first = Entry(RmpEntryRaw { lo: fresh.lo.with_gpa_frame(gfn), hi: fresh.hi });
             let region = self.regions.get_or_insert_with(idx, || Region::Small(Box::default()));
             let Region::Small(entries) = region else { unreachable!("a 2M region ends the run") };
             let aligned_count = entries.get(0).0.lo.subpage_count();
@@ -116,7 +118,7 @@ impl Rmp {
             // H7, and O4 once for the region (a second clear finds no mark).
             self.count_add(asid, n);
             self.stats.rmp_updates += n;
-            if self.rmpopt.clear(self.config.geometry, Pfn::new(p)) {
+            if self.rmpopt.clear(self.config.geometry, pfn + done) {
                 self.stats.rmpopt_marks_cleared += 1;
             }
             done += n;
@@ -131,16 +133,9 @@ impl Rmp {
     /// a 4K entry exactly when its region is stored as 4K entries and its own entry is assigned;
     /// a stored progression's entries differ only in their GPA, so each is judged by its first.
     pub(super) fn assigned_run(&self, pfn: Pfn, pages: u64) -> u64 {
-        let g = self.g();
         let mut done = 0;
         while done < pages {
-            let p = pfn.raw() + done;
-            if p >= self.config.pages {
-                break;
-            }
-            let (idx, i) = self.split(Pfn::new(p));
-            let i = i as u64;
-            let end = (i + (pages - done)).min(g).min(self.config.pages - idx * g);
+            let Some((idx, i, end)) = self.region_piece(pfn, done, pages) else { break };
             let region = self.regions.get(idx);
             let Some(Region::Small(entries)) = &*region else { break };
             let mut n = 0;

@@ -194,12 +194,16 @@ impl Kvm {
         if size == RmpPageSize::Size4K {
             host.adjust_direct_map(pfn);
         }
-        let state = RmpArchEntry::new()
+        self.rmpupdate(rmp, pfn, self.private_entry(gpa, size))
+    }
+
+    /// `rmp_make_private`'s RMPUPDATE operand: assigned to the VM's ASID at `gpa`, of `size`.
+    pub(super) fn private_entry(&self, gpa: Gpa, size: RmpPageSize) -> RmpArchEntry {
+        RmpArchEntry::new()
             .with_assigned(true)
             .with_asid(u32::from(self.config.asid))
             .with_gpa(gpa)
-            .with_page_size(size.bit());
-        self.rmpupdate(rmp, pfn, state)
+            .with_page_size(size.bit())
     }
 
     /// Linux `rmp_make_shared`: RMPUPDATE to hypervisor-owned.

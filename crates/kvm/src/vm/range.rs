@@ -15,7 +15,7 @@
 //! A legacy page-state change to private over consecutive host frames whose RMP entries are
 //! unassigned is one such run of 4K RMPUPDATEs as well ([`Kvm::make_private_legacy_run`]).
 
-use snpsim_defs::{Gfn, PageSize, Pfn, RmpArchEntry, RmpPageSize};
+use snpsim_defs::{Gfn, PageSize, Pfn, RmpPageSize};
 use snpsim_host::Host;
 use snpsim_hw::RmpModel;
 
@@ -147,11 +147,7 @@ impl Kvm {
         }
         // The RMPUPDATE's operand is valid (its frame is checked below): the run never allocates
         // a page whose RMPUPDATE, or an earlier one's, would then be refused.
-        let operand = RmpArchEntry::new()
-            .with_assigned(true)
-            .with_asid(u32::from(self.config.asid))
-            .with_gpa(gfn.gpa());
-        if !rmp.rmpupdate_operand_valid(operand) {
+        if !rmp.rmpupdate_operand_valid(self.private_entry(gfn.gpa(), RmpPageSize::Size4K)) {
             return None;
         }
         let gmem = host.gmem.as_mut()?;

@@ -148,39 +148,48 @@ impl<T: Progression + Copy> PageMap<T> {
                 p = regions_end * self.region_pages;
             } else {
                 let stop = region_end.min(end);
-                self.set_in_region(p, stop - p, value);
+                self.set_in_region(p, stop - p, value, T::Step::default());
                 p = stop;
             }
         }
     }
 
-    /// Set `pages` pages from `page`, all in one region, to `value`: a region stored as runs
-    /// takes them as one run (its whole chunks without expanding them), as [`PageMap::set`] of
-    /// each page would leave them.
-    fn set_in_region(&mut self, page: u64, pages: u64, value: T) {
-        if pages == 1 {
+    /// Set `pages` pages from `page`, all in one region, to the progression `value, value + step,
+    /// …` (`step` the default: all to `value`): a region stored as runs takes them as one run (its
+    /// whole chunks without expanding them), as [`PageMap::set`] of each page would leave them.
+    fn set_in_region(&mut self, page: u64, pages: u64, value: T, step: T::Step) {
+        let same = step == T::Step::default();
+        if same && pages == 1 {
             return self.set(page, value);
         }
         let (r, i) = self.split(page);
-        if matches!(&*self.regions.get(r), Region::Uniform(v) if *v == value) {
+        if same && matches!(&*self.regions.get(r), Region::Uniform(v) if *v == value) {
             return;
         }
         let n = self.region_pages;
-        let step = T::Step::default();
+        let fill = |slots: &mut [T]| {
+            if same {
+                slots.fill(value);
+            } else {
+                for (k, slot) in slots.iter_mut().enumerate() {
+                    *slot = value.nth(step, k as u64);
+                }
+            }
+        };
         let region = self.regions.get_mut(r);
         match region {
             Region::Uniform(v) if self.flat => {
                 let mut all = vec![*v; n as usize].into_boxed_slice();
-                all[i..i + pages as usize].fill(value);
+                fill(&mut all[i..i + pages as usize]);
                 *region = Region::Flat(all);
             }
             Region::Uniform(v) => {
                 let mut runs = Box::new(RunVec::new());
-                runs.set_run(0, n, v, step);
+                runs.set_run(0, n, v, T::Step::default());
                 runs.set_run(i as u64, i as u64 + pages, &value, step);
                 *region = Region::Pages(runs);
             }
-            Region::Flat(all) => all[i..i + pages as usize].fill(value),
+            Region::Flat(all) => fill(&mut all[i..i + pages as usize]),
             Region::Pages(runs) => {
                 runs.set_run(i as u64, i as u64 + pages, &value, step);
                 let chunks = n.div_ceil(CHUNK as u64) as usize;
@@ -198,39 +207,8 @@ impl<T: Progression + Copy> PageMap<T> {
         let end = start + pages;
         let mut p = start;
         while p < end {
-            let (r, i) = self.split(p);
-            let stop = ((r + 1) * self.region_pages).min(end);
-            let value = first.nth(step, p - start);
-            let n = self.region_pages;
-            let region = self.regions.get_mut(r);
-            let len = stop - p;
-            match region {
-                Region::Uniform(v) if self.flat => {
-                    let mut all = vec![*v; n as usize].into_boxed_slice();
-                    for (k, slot) in all[i..i + len as usize].iter_mut().enumerate() {
-                        *slot = value.nth(step, k as u64);
-                    }
-                    *region = Region::Flat(all);
-                }
-                Region::Uniform(v) => {
-                    let mut runs = Box::new(RunVec::new());
-                    runs.set_run(0, n, v, T::Step::default());
-                    runs.set_run(i as u64, i as u64 + len, &value, step);
-                    *region = Region::Pages(runs);
-                }
-                Region::Flat(all) => {
-                    for (k, slot) in all[i..i + len as usize].iter_mut().enumerate() {
-                        *slot = value.nth(step, k as u64);
-                    }
-                }
-                Region::Pages(runs) => {
-                    runs.set_run(i as u64, i as u64 + len, &value, step);
-                    let chunks = n.div_ceil(CHUNK as u64) as usize;
-                    if 2 * runs.dense_chunks() >= chunks.max(2) {
-                        *region = Region::Flat((0..n).map(|k| *runs.get(k)).collect());
-                    }
-                }
-            }
+            let stop = ((p / self.region_pages + 1) * self.region_pages).min(end);
+            self.set_in_region(p, stop - p, first.nth(step, p - start), step);
             p = stop;
         }
     }

@@ -11,6 +11,7 @@ use snpsim_defs::{
 };
 use snpsim_hw::{
     GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
+    run_4k_operand,
 };
 
 use snpsim_stores::PageMap;
@@ -205,13 +206,9 @@ impl<R: RmpModel> RmpModel for Observed<R> {
         self.seq += done;
         self.dirty.mark(pfn.raw(), done);
         if let Some(r) = &mut self.sink {
-            let bytes = self.inner.config().geometry.bytes(PageSize::Size4K);
+            let geometry = self.inner.config().geometry;
             for k in 0..done {
-                let new = RmpArchEntry::new()
-                    .with_assigned(true)
-                    .with_asid(u32::from(asid))
-                    .with_gpa(Gpa::new(gpa.raw() + k * bytes));
-                r.rmpupdate(pfn + k, new, ReturnCode::Success);
+                r.rmpupdate(pfn + k, run_4k_operand(geometry, asid, gpa, k), ReturnCode::Success);
             }
         }
         done

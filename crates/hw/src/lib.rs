@@ -14,7 +14,8 @@ pub mod rmpopt;
 
 pub use geometry::Geometry;
 pub use model::{
-    AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel, RmpQueryResult,
+    AccessKind, GuestAccess, GuestContext, GuestOutcome, PvalidateStatus, RmpConfig, RmpModel,
+    RmpQueryResult, run_4k_operand,
 };
 pub use mutant::Mutant;
 pub use rmpopt::{RmpStats, RmpoptScan, RmpoptVerify};

@@ -154,6 +154,15 @@ pub struct RmpQueryResult {
     pub page_size: RmpPageSize,
 }
 
+/// The RMPUPDATE operand of page `k` of a [`RmpModel::rmpupdate_4k_run`] from `gpa`: an assigned
+/// 4K entry of `asid` at the GPA `k` pages on (Linux `rmp_make_private` of a 4K page).
+pub fn run_4k_operand(geometry: Geometry, asid: u16, gpa: Gpa, k: u64) -> RmpArchEntry {
+    RmpArchEntry::new()
+        .with_assigned(true)
+        .with_asid(u32::from(asid))
+        .with_gpa(Gpa::new(gpa.raw().wrapping_add(k.wrapping_mul(geometry.bytes(PageSize::Size4K)))))
+}
+
 /// An RMP: the per-page ownership table of SEV-SNP and the instructions and checks that use it.
 ///
 /// Frame numbers are system frames (`Pfn`); the caller (host or KVM layer) has already translated
@@ -233,17 +242,13 @@ pub trait RmpModel: core::fmt::Debug {
     /// wherever a run is not uniform. This default executes the frames one at a time (a failed
     /// RMPUPDATE changes nothing).
     fn rmpupdate_4k_run(&mut self, pfn: Pfn, gpa: Gpa, asid: u16, pages: u64) -> u64 {
-        let bytes = self.config().geometry.bytes(PageSize::Size4K);
+        let geometry = self.config().geometry;
         for k in 0..pages {
             let p = Pfn::new(pfn.raw().wrapping_add(k));
             if self.lookup(p) != Some((false, RmpPageSize::Size4K)) {
                 return k;
             }
-            let new = RmpArchEntry::new()
-                .with_assigned(true)
-                .with_asid(u32::from(asid))
-                .with_gpa(Gpa::new(gpa.raw().wrapping_add(k.wrapping_mul(bytes))));
-            if self.rmpupdate(p, new) != ReturnCode::Success {
+            if self.rmpupdate(p, run_4k_operand(geometry, asid, gpa, k)) != ReturnCode::Success {
                 return k;
             }
         }

@@ -9,11 +9,11 @@
 //! [`RmpModel::pvalidate_4k_run`]: crate::RmpModel::pvalidate_4k_run
 
 use snpsim_defs::rmp::RMP_GPA_LIMIT;
-use snpsim_defs::{Gpa, PageSize, Pfn, RmpArchEntry, RmpEntryRaw};
+use snpsim_defs::{Gpa, PageSize, Pfn, RmpEntryRaw};
 use snpsim_stores::{Progression, RunVec};
 
 use super::{Entry, Region, Rmp, ZERO};
-use crate::model::GuestContext;
+use crate::model::{GuestContext, run_4k_operand};
 
 impl Rmp {
     /// The next piece of a run over `pages` frames from `pfn` of which `done` are done: its region
@@ -77,7 +77,7 @@ impl Rmp {
     pub(super) fn update_run(&mut self, pfn: Pfn, gpa: Gpa, asid: u16, pages: u64) -> u64 {
         let g = self.g();
         let bytes = self.config.geometry.bytes(PageSize::Size4K);
-        let template = RmpArchEntry::new().with_assigned(true).with_asid(u32::from(asid)).with_gpa(gpa);
+        let template = run_4k_operand(self.config.geometry, asid, gpa, 0);
         // Step 3: the operand (ASID, 4K-aligned GPA) is valid for every page whose GPA is below
         // the limit; the run stops at the first that is not.
         if self.mutant.is_some() || !self.operand_valid(template) {

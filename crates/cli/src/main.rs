@@ -36,14 +36,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
-use snpsim_debate::debate::{
-    CLAIM_SCENARIOS, Debate, matrix, matrix_scenario, matrix_source, workload_matrix, workload_scenario,
-};
+use snpsim_debate::debate::{Debate, Part, run_each, suite};
 use snpsim_engine::engine::CheckMode;
 use snpsim_scenario::Named;
 use snpsim_scenario::TraceMetaExt;
 use snpsim_scenario::run::{ScenarioRun, run_scenario_traced};
-use snpsim_scenario::{Scenario, parse_scenario, parse_scenario_bytes, split_override};
+use snpsim_scenario::{Scenario, parse_scenario_bytes, split_override};
 use snpsim_trace::TraceMeta;
 
 use crate::output::set::Policy;
@@ -327,6 +325,10 @@ struct RunArgs {
     /// scenario run with a `--set` or `--seed` its expectations were not written for.
     #[arg(long)]
     no_expect: bool,
+    /// Run the embedded suite's runs JOBS at a time (default: one per CPU); the results do not
+    /// depend on it. Scenario files run one after another (each may need gigabytes).
+    #[arg(long, value_name = "JOBS")]
+    jobs: Option<usize>,
     #[command(flatten)]
     scenario: ScenarioOpts,
     #[command(flatten)]
@@ -505,6 +507,10 @@ fn run(args: &RunArgs) -> Result<bool> {
     if args.paths.is_empty() && !overrides.is_empty() {
         bail!("--set and --seed apply to scenario files; the embedded suite takes none");
     }
+    if !args.paths.is_empty() && args.jobs.is_some() {
+        bail!("--jobs applies to the embedded suite; scenario files run one after another");
+    }
+    let threads = jobs(args.jobs)?;
     let files = if args.paths.is_empty() { Vec::new() } else { input::scenario_files(&args.paths)? };
     if !args.paths.is_empty() && files.is_empty() {
         bail!("no scenario files (*.toml) found");
@@ -513,7 +519,7 @@ fn run(args: &RunArgs) -> Result<bool> {
     let plan = args.output.plan(&inputs)?;
     let traced = args.output.traced();
     let (jobs, debate) = if args.paths.is_empty() {
-        let (jobs, d) = run_debate(check, args.scenario.check, traced, args.output.quiet)?;
+        let (jobs, d) = run_debate(check, args.scenario.check, traced, threads, args.output.quiet)?;
         (jobs, Some(d))
     } else {
         let ov: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -562,47 +568,44 @@ fn run(args: &RunArgs) -> Result<bool> {
     emit(jobs, &args.output, &plan, table::json, verdicts.as_ref(), &stdout)
 }
 
-/// The embedded suite, run as [`snpsim_debate::debate::run_debate`] does, each run traced if asked.
-fn run_debate(check: CheckMode, c: Check, traced: bool, quiet: bool) -> Result<(Vec<Job>, Debate)> {
+/// The embedded suite, run as [`snpsim_debate::debate::run_debate`] does (`jobs` runs at a time,
+/// the results in the suite's order), each run traced if asked.
+fn run_debate(
+    check: CheckMode,
+    c: Check,
+    traced: bool,
+    jobs: usize,
+    quiet: bool,
+) -> Result<(Vec<Job>, Debate)> {
     let bug = "the embedded debate suite failed to run (a bug in snpsim)";
+    let entries = suite().context(bug)?;
+    let progress = progress::Progress::new(entries.len() as u64, "runs", quiet);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .context("cannot start the threads of --jobs")?;
+    let runs = pool
+        .install(|| {
+            run_each(&entries, |i, e| {
+                let r = run_one(&e.scenario, &e.source, i as u64, check, traced);
+                progress.inc();
+                r
+            })
+        })
+        .context(bug)?;
     let mut jobs = Vec::new();
-    let mut index = 0u64;
-    let mut matrix_runs = Vec::new();
-    let progress = progress::Progress::new((matrix().len() + CLAIM_SCENARIOS.len()) as u64, "runs", quiet);
-    for (p, b, g, f) in matrix() {
-        progress.inc();
-        let source = matrix_source(p, b, g, f);
-        let s = parse_scenario(&source, &matrix_scenario(p, b, g, f)).context(bug)?;
-        let mut r = run_one(&s, &source, index, check, traced).context(bug)?;
-        index += 1;
+    let mut untraced = Vec::new();
+    for (e, mut r) in entries.iter().zip(runs) {
         let trace = r.result.trace.take();
-        matrix_runs.push(r.clone());
+        untraced.push(r.clone());
         r.result.trace = trace;
-        jobs.push(Job { run: r, seed: s.seed, repro: format!("snpsim run --check {}", check_name(c)) });
+        let repro = match e.part {
+            Part::Claim => repro_command(&e.source, &[], e.scenario.seed, c),
+            Part::Matrix | Part::Workload => format!("snpsim run --check {}", check_name(c)),
+        };
+        jobs.push(Job { run: r, seed: e.scenario.seed, repro });
     }
-    let mut claims = Vec::new();
-    for (file, text) in CLAIM_SCENARIOS {
-        progress.inc();
-        let s = parse_scenario(file, text).context(bug)?;
-        let mut r = run_one(&s, file, index, check, traced).context(bug)?;
-        index += 1;
-        let trace = r.result.trace.take();
-        claims.push(r.clone());
-        r.result.trace = trace;
-        jobs.push(Job { run: r, seed: s.seed, repro: repro_command(file, &[], s.seed, c) });
-    }
-    let mut workloads = Vec::new();
-    for (p, b, g) in workload_matrix() {
-        let source = format!("<embedded workload {}/{}/{}>", p.name(), b.name(), g.name());
-        let s = parse_scenario(&source, &workload_scenario(p, b, g)).context(bug)?;
-        let mut r = run_one(&s, &source, index, check, traced).context(bug)?;
-        index += 1;
-        let trace = r.result.trace.take();
-        workloads.push(r.clone());
-        r.result.trace = trace;
-        jobs.push(Job { run: r, seed: s.seed, repro: format!("snpsim run --check {}", check_name(c)) });
-    }
-    Ok((jobs, Debate { matrix: matrix_runs, claims, workloads }))
+    Ok((jobs, Debate::from_runs(&entries, untraced)))
 }
 
 /// The debate's verdicts as `verdicts.json` holds them: one object per claim.

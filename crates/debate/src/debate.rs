@@ -3,11 +3,12 @@
 //! generated workload (boot and steady state with driver conversions and host writes) per policy ×
 //! backing × guest preset, and a verdict per claim of the seed computed from the runs.
 
+use rayon::prelude::*;
 use snpsim_defs::PageSize;
 use snpsim_engine::engine::{CheckMode, SimError};
 use snpsim_kvm::policy as k;
 use snpsim_scenario::run::{ScenarioRun, run_scenario};
-use snpsim_scenario::{Backing, Granularity, Named, Policy, Preset, ScenarioError, parse_scenario};
+use snpsim_scenario::{Backing, Granularity, Named, Policy, Preset, Scenario, ScenarioError, parse_scenario};
 
 /// The claim scenarios, embedded from `examples/debate/` (file name, text).
 pub const CLAIM_SCENARIOS: &[(&str, &str)] = &[
@@ -281,30 +282,89 @@ pub struct Debate {
     pub workloads: Vec<ScenarioRun>,
 }
 
+/// Which part of the suite a run belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// A cell of the [`matrix`].
+    Matrix,
+    /// One of the [`CLAIM_SCENARIOS`].
+    Claim,
+    /// A realistic workload of the [`workload_matrix`].
+    Workload,
+}
+
+/// One run of the suite, parsed: its part, the name its scenario was parsed under (what its
+/// errors and its trace's `source` show), and the scenario.
+#[derive(Debug)]
+pub struct Entry {
+    /// The part of the suite.
+    pub part: Part,
+    /// The scenario's source name.
+    pub source: String,
+    /// The scenario.
+    pub scenario: Scenario,
+}
+
+/// Every run of the suite in report order: the matrix, the claims, the workloads. All are parsed
+/// before any runs.
+pub fn suite() -> Result<Vec<Entry>, ScenarioError> {
+    let matrix = matrix()
+        .into_iter()
+        .map(|(p, b, g, f)| (Part::Matrix, matrix_source(p, b, g, f), matrix_scenario(p, b, g, f)));
+    let claims =
+        CLAIM_SCENARIOS.iter().map(|&(file, text)| (Part::Claim, file.to_string(), text.to_string()));
+    let workloads = workload_matrix().into_iter().map(|(p, b, g)| {
+        (
+            Part::Workload,
+            format!("<embedded workload {}/{}/{}>", p.name(), b.name(), g.name()),
+            workload_scenario(p, b, g),
+        )
+    });
+    matrix
+        .chain(claims)
+        .chain(workloads)
+        .map(|(part, source, text)| Ok(Entry { scenario: parse_scenario(&source, &text)?, part, source }))
+        .collect()
+}
+
+/// `run(i, entry)` for every entry of `entries`, as many at a time as the current rayon pool has
+/// threads; the results in the entries' order whatever order the runs end in. Each run is
+/// single-threaded and depends on its scenario alone, so the results do not depend on the number
+/// of threads. If runs fail, one of their errors.
+pub fn run_each<T: Send, E: Send>(
+    entries: &[Entry],
+    run: impl Fn(usize, &Entry) -> Result<T, E> + Sync,
+) -> Result<Vec<T>, E> {
+    entries.par_iter().enumerate().map(|(i, e)| run(i, e)).collect()
+}
+
+impl Debate {
+    /// The suite's results split into its parts: `runs[i]` is the run of `entries[i]`.
+    pub fn from_runs(entries: &[Entry], runs: Vec<ScenarioRun>) -> Debate {
+        let mut d = Debate { matrix: Vec::new(), claims: Vec::new(), workloads: Vec::new() };
+        for (e, r) in entries.iter().zip(runs) {
+            match e.part {
+                Part::Matrix => d.matrix.push(r),
+                Part::Claim => d.claims.push(r),
+                Part::Workload => d.workloads.push(r),
+            }
+        }
+        d
+    }
+}
+
 /// Run the whole default suite, every run (the generated workloads too) checked as `check` says.
 pub fn run_debate(check: CheckMode) -> Result<Debate, DebateError> {
     run_debate_with(check, check)
 }
 
 /// Run the whole default suite, the scripted runs checked as `check` says and the generated
-/// workloads (tens of thousands of steps each) as `workloads` says.
+/// workloads (tens of thousands of steps each) as `workloads` says; the runs in parallel
+/// ([`run_each`]).
 pub fn run_debate_with(check: CheckMode, workloads_check: CheckMode) -> Result<Debate, DebateError> {
-    let mut matrix_runs = Vec::new();
-    for (p, b, g, f) in matrix() {
-        let text = matrix_scenario(p, b, g, f);
-        let s = parse_scenario(&matrix_source(p, b, g, f), &text)?;
-        matrix_runs.push(run_scenario(&s, check)?);
-    }
-    let mut claims = Vec::new();
-    for (file, text) in CLAIM_SCENARIOS {
-        claims.push(run_scenario(&parse_scenario(file, text)?, check)?);
-    }
-    let mut workloads = Vec::new();
-    for (p, b, g) in workload_matrix() {
-        let text = workload_scenario(p, b, g);
-        let s =
-            parse_scenario(&format!("<embedded workload {}/{}/{}>", p.name(), b.name(), g.name()), &text)?;
-        workloads.push(run_scenario(&s, workloads_check)?);
-    }
-    Ok(Debate { matrix: matrix_runs, claims, workloads })
+    let entries = suite()?;
+    let runs = run_each(&entries, |_, e| {
+        run_scenario(&e.scenario, if e.part == Part::Workload { workloads_check } else { check })
+    })?;
+    Ok(Debate::from_runs(&entries, runs))
 }

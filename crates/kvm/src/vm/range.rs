@@ -151,11 +151,12 @@ impl Kvm {
             return None;
         }
         let gmem = host.gmem.as_mut()?;
-        if gmem.pfn(gfn.raw()).is_some() {
+        // `kvm_gmem_get_pfn`: allocates the 4K folio (an error leaves everything as it was); a
+        // page already allocated is not in the run.
+        let (pfn, _, allocated) = gmem.get_pfn(&mut host.memory, gfn.raw()).ok()?;
+        if !allocated {
             return None;
         }
-        // `kvm_gmem_get_pfn`: allocates the 4K folio (an error leaves everything as it was).
-        let (pfn, _, _) = gmem.get_pfn(&mut host.memory, gfn.raw()).ok()?;
         let fresh = rmp.lookup(pfn) == Some((false, RmpPageSize::Size4K)) && !rmp.in_flight(pfn);
         fresh.then_some(pfn)
     }

@@ -235,11 +235,31 @@ impl BlockMap {
         }
     }
 
-    /// Every block in order: `(first page, size, first frame)`.
+    /// Every block in order: `(first page, size, first frame)`, read from each stored run of
+    /// regions once (the whole-state check lists a file's folios after every step).
     pub fn iter(&self) -> impl Iterator<Item = (u64, PageSize, Pfn)> + '_ {
-        let end =
-            (self.regions.extent() * self.g2).max(self.huge.keys().next_back().map_or(0, |k| k + self.g1));
-        self.keys_in(0, end).into_iter().filter_map(|k| self.get(k).map(|(s, p)| (k, s, p)))
+        let g2 = self.g2;
+        let mut out = Vec::new();
+        for (at, n, slot, step) in self.regions.runs(0, self.regions.extent()) {
+            match slot.as_ref() {
+                Slot::Empty => {}
+                Slot::Huge(_) => out.extend((0..n).filter_map(|k| match slot.nth(step, k) {
+                    Slot::Huge(pfn) => Some(((at + k) * g2, PageSize::Size2M, pfn)),
+                    Slot::Empty | Slot::Small(..) => None,
+                })),
+                // 1 + the frame, 0 where there is no block.
+                Slot::Small(_, pages) => {
+                    out.extend(
+                        pages.iter_set(0, g2).map(|(i, p)| (at * g2 + i, PageSize::Size4K, Pfn::new(*p - 1))),
+                    );
+                }
+            }
+        }
+        if !self.huge.is_empty() {
+            out.extend(self.huge.iter().map(|(&k, &pfn)| (k, PageSize::Size1G, pfn)));
+            out.sort_unstable_by_key(|&(k, _, _)| k);
+        }
+        out.into_iter()
     }
 }
 
@@ -247,6 +267,30 @@ impl BlockMap {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn iter_lists_progressions_of_2m_blocks_4k_blocks_and_1g_blocks_in_order() {
+        let g = Geometry::TINY;
+        let (g2, g1) = (g.pages(PageSize::Size2M), g.pages(PageSize::Size1G));
+        let mut b = BlockMap::new(g);
+        let mut plain: BTreeMap<u64, (PageSize, Pfn)> = BTreeMap::new();
+        let mut add = |start: u64, size: PageSize, pfn: u64| {
+            b.insert(start, size, Pfn::new(pfn));
+            plain.insert(start, (size, Pfn::new(pfn)));
+        };
+        // More than two chunks of regions of 2M blocks on frames rising by 12: progressions.
+        for r in 0..1100 {
+            add(r * g2, PageSize::Size2M, 1000 + 12 * r);
+        }
+        for page in [1100 * g2 + 1, 1100 * g2 + 3, 1102 * g2] {
+            add(page, PageSize::Size4K, 50_000 + page);
+        }
+        add((1102 * g2 / g1 + 1) * g1, PageSize::Size1G, 90_000);
+        // Stored as progressions, not a value per region.
+        assert!(b.state_bytes() < 1100 * size_of::<Slot>(), "{} bytes", b.state_bytes());
+        let expected: Vec<(u64, PageSize, Pfn)> = plain.iter().map(|(&s, &(z, f))| (s, z, f)).collect();
+        assert_eq!(b.iter().collect::<Vec<_>>(), expected);
+    }
 
     proptest! {
         #[test]

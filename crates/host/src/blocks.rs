@@ -301,7 +301,8 @@ mod tests {
             let sizes = [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G];
             for (add, at, sz) in ops {
                 if sz == 3 {
-                    // A sweep of 2M blocks on rising frames: stored as progressions.
+                    // A sweep of 2M blocks on rising frames (at most 150 regions: never a whole
+                    // chunk of 512 stored as one progression, which the test above covers).
                     let g2 = g.pages(PageSize::Size2M);
                     for r in at / g2..(at / g2 + 150).min(300) {
                         let start = r * g2;

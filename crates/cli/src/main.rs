@@ -325,9 +325,10 @@ struct RunArgs {
     /// scenario run with a `--set` or `--seed` its expectations were not written for.
     #[arg(long)]
     no_expect: bool,
-    /// Run the embedded suite's runs JOBS at a time (default: one per CPU); the results do not
-    /// depend on it. Scenario files run one after another (each may need gigabytes).
-    #[arg(long, value_name = "JOBS")]
+    /// The embedded suite's runs at a time (default: one per CPU; at most 4 per CPU); results do
+    /// not depend on it. Not with scenario files, which run one after another (each may need
+    /// gigabytes).
+    #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     #[command(flatten)]
     scenario: ScenarioOpts,
@@ -583,7 +584,7 @@ fn run_debate(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build()
-        .context("cannot start the threads of --jobs")?;
+        .context("cannot start the worker threads")?;
     let runs = pool
         .install(|| {
             run_each(&entries, |i, e| {

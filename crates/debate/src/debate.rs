@@ -328,19 +328,24 @@ pub fn suite() -> Result<Vec<Entry>, ScenarioError> {
 }
 
 /// `run(i, entry)` for every entry of `entries`, as many at a time as the current rayon pool has
-/// threads; the results in the entries' order whatever order the runs end in. Each run is
-/// single-threaded and depends on its scenario alone, so the results do not depend on the number
-/// of threads. If runs fail, one of their errors.
+/// threads (wrap the call in `ThreadPool::install` to bound them); the results in the entries'
+/// order whatever order the runs end in, and if runs fail, the error of the first in that order.
+/// When each `run` depends on its entry alone (a simulation run is single-threaded and depends on
+/// its scenario alone), nothing returned depends on the number of threads.
 pub fn run_each<T: Send, E: Send>(
     entries: &[Entry],
     run: impl Fn(usize, &Entry) -> Result<T, E> + Sync,
 ) -> Result<Vec<T>, E> {
-    entries.par_iter().enumerate().map(|(i, e)| run(i, e)).collect()
+    // Every run ends before the errors are looked at, so the first in order wins, not the first
+    // to happen.
+    let all: Vec<Result<T, E>> = entries.par_iter().enumerate().map(|(i, e)| run(i, e)).collect();
+    all.into_iter().collect()
 }
 
 impl Debate {
     /// The suite's results split into its parts: `runs[i]` is the run of `entries[i]`.
     pub fn from_runs(entries: &[Entry], runs: Vec<ScenarioRun>) -> Debate {
+        debug_assert_eq!(entries.len(), runs.len(), "one run per entry");
         let mut d = Debate { matrix: Vec::new(), claims: Vec::new(), workloads: Vec::new() };
         for (e, r) in entries.iter().zip(runs) {
             match e.part {
@@ -359,8 +364,8 @@ pub fn run_debate(check: CheckMode) -> Result<Debate, DebateError> {
 }
 
 /// Run the whole default suite, the scripted runs checked as `check` says and the generated
-/// workloads (tens of thousands of steps each) as `workloads` says; the runs in parallel
-/// ([`run_each`]).
+/// workloads (tens of thousands of steps each) as `workloads` says; the runs in parallel on the
+/// current rayon pool (one thread per CPU unless the caller installs another: [`run_each`]).
 pub fn run_debate_with(check: CheckMode, workloads_check: CheckMode) -> Result<Debate, DebateError> {
     let entries = suite()?;
     let runs = run_each(&entries, |_, e| {

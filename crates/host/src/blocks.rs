@@ -278,14 +278,16 @@ mod tests {
             b.insert(start, size, Pfn::new(pfn));
             plain.insert(start, (size, Pfn::new(pfn)));
         };
-        // More than two chunks of regions of 2M blocks on frames rising by 12: progressions.
-        for r in 0..1100 {
+        // A 1G block first, then more than two chunks of regions of 2M blocks on frames rising by
+        // 12 (progressions), 4K blocks, and another 1G block.
+        add(0, PageSize::Size1G, 90_000);
+        for r in g1 / g2..1100 {
             add(r * g2, PageSize::Size2M, 1000 + 12 * r);
         }
         for page in [1100 * g2 + 1, 1100 * g2 + 3, 1102 * g2] {
             add(page, PageSize::Size4K, 50_000 + page);
         }
-        add((1102 * g2 / g1 + 1) * g1, PageSize::Size1G, 90_000);
+        add((1102 * g2 / g1 + 1) * g1, PageSize::Size1G, 91_000);
         // Stored as progressions, not a value per region.
         assert!(b.state_bytes() < 1100 * size_of::<Slot>(), "{} bytes", b.state_bytes());
         let expected: Vec<(u64, PageSize, Pfn)> = plain.iter().map(|(&s, &(z, f))| (s, z, f)).collect();

@@ -1,3 +1,4 @@
 //! The debate's integration tests, one binary.
 
 mod debate;
+mod driver;

@@ -325,9 +325,8 @@ struct RunArgs {
     /// scenario run with a `--set` or `--seed` its expectations were not written for.
     #[arg(long)]
     no_expect: bool,
-    /// The embedded suite's runs at a time (default: one per CPU; at most 4 per CPU); results do
-    /// not depend on it. Not with scenario files, which run one after another (each may need
-    /// gigabytes).
+    /// Runs at a time (default: one per CPU; at most 4 per CPU); results do not depend on it.
+    /// Each run is held to --memory-budget on its own, so N runs may together need N times it.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     #[command(flatten)]
@@ -508,9 +507,6 @@ fn run(args: &RunArgs) -> Result<bool> {
     if args.paths.is_empty() && !overrides.is_empty() {
         bail!("--set and --seed apply to scenario files; the embedded suite takes none");
     }
-    if !args.paths.is_empty() && args.jobs.is_some() {
-        bail!("--jobs applies to the embedded suite; scenario files run one after another");
-    }
     let threads = jobs(args.jobs)?;
     let files = if args.paths.is_empty() { Vec::new() } else { input::scenario_files(&args.paths)? };
     if !args.paths.is_empty() && files.is_empty() {
@@ -538,13 +534,17 @@ fn run(args: &RunArgs) -> Result<bool> {
         for s in &scenarios {
             check_budget(s, args.scenario.memory_budget, traced)?;
         }
-        let mut jobs = Vec::new();
         let progress = progress::Progress::new(files.len() as u64, "runs", args.output.quiet);
-        for (i, (f, s)) in files.iter().zip(&scenarios).enumerate() {
-            let source = input::display(f);
+        let runs = in_order(threads, files.len(), |i| {
+            let source = input::display(&files[i]);
             progress.set_message(term::name(&source).into_owned());
-            let mut r = run_one(s, &source, i as u64, check, traced)?;
+            let r = run_one(&scenarios[i], &source, i as u64, check, traced);
             progress.inc();
+            r
+        })?;
+        let mut jobs = Vec::new();
+        for ((f, s), mut r) in files.iter().zip(&scenarios).zip(runs) {
+            let source = input::display(f);
             r.name = format!("{} ({source})", s.name);
             jobs.push(Job {
                 run: r,
@@ -567,6 +567,18 @@ fn run(args: &RunArgs) -> Result<bool> {
     };
     let verdicts = debate.as_ref().map(verdicts_json);
     emit(jobs, &args.output, &plan, table::json, verdicts.as_ref(), &stdout)
+}
+
+/// `run(i)` for `i` in `0..n`, `threads` at a time; the results in that order, and if runs fail,
+/// the error of the first in that order (every run ends before the errors are looked at).
+fn in_order<T: Send>(threads: usize, n: usize, run: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start the worker threads")?;
+    let all: Vec<Result<T>> = pool.install(|| (0..n).into_par_iter().map(&run).collect());
+    all.into_iter().collect()
 }
 
 /// The embedded suite, run as [`snpsim_debate::debate::run_debate`] does (`jobs` runs at a time,

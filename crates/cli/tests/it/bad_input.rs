@@ -842,13 +842,6 @@ fn safety_rows(trace: &[u8]) -> Vec<Row> {
             says: &["--jobs 100000", "at most"],
         },
         Row {
-            what: "run --jobs with scenario files",
-            files: vec![base()],
-            args: "run @/base.toml --jobs 2 --out @/out",
-            code: 2,
-            says: &["--jobs", "embedded suite", "one after another"],
-        },
-        Row {
             what: "sweep --jobs beyond the machine",
             files: vec![base(), ("w.toml", SWEEP.into())],
             args: "sweep @/w.toml --jobs 65536 --out @/out",

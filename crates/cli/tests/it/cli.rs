@@ -9,8 +9,6 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/debate");
-
 /// The metric keys every run reports (JSON `metrics` keys; their names are the contract).
 const METRICS: [&str; 26] = [
     "rmp_npf",

@@ -4,6 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The claim scenarios of the debate, `examples/debate/`.
+pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/debate");
+
+/// The file `name` of [`EXAMPLES`].
+pub fn example(name: &str) -> String {
+    format!("{EXAMPLES}/{name}")
+}
+
 /// Run the `snpsim` binary built for this test.
 pub fn snpsim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_snpsim")).args(args).output().unwrap()

@@ -9,5 +9,6 @@ mod cli;
 mod commands;
 mod common;
 mod docs_commands;
+mod jobs;
 mod report;
 mod sweep;

@@ -326,7 +326,8 @@ struct RunArgs {
     #[arg(long)]
     no_expect: bool,
     /// Runs at a time (default: one per CPU; at most 4 per CPU); results do not depend on it.
-    /// Each run is held to --memory-budget on its own, so N runs may together need N times it.
+    /// Each run is held to --memory-budget on its own, so N runs may together need N times it
+    /// (and every run's trace is kept until the command ends).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
     #[command(flatten)]
@@ -537,7 +538,10 @@ fn run(args: &RunArgs) -> Result<bool> {
         let progress = progress::Progress::new(files.len() as u64, "runs", args.output.quiet);
         let runs = in_order(threads, files.len(), |i| {
             let source = input::display(&files[i]);
-            progress.set_message(term::name(&source).into_owned());
+            // The bar names what is running: one file only when one runs at a time.
+            if threads == 1 {
+                progress.set_message(term::name(&source).into_owned());
+            }
             let r = run_one(&scenarios[i], &source, i as u64, check, traced);
             progress.inc();
             r

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use rayon::prelude::*;
 use serde_json::Value;
 use snpsim_scenario::Named;
 use snpsim_scenario::run::ScenarioRun;
@@ -162,14 +161,14 @@ pub fn compare(args: &CompareArgs) -> Result<bool> {
     for c in &combos {
         crate::check_budget(&c.scenario, args.scenario_opts.memory_budget, traced)?;
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start the worker threads")?;
-    let runs = run_all(&pool, &combos, &file, check, traced, args.output.quiet);
+    let progress = crate::progress::Progress::new(combos.len() as u64, "runs", args.output.quiet);
+    let runs = crate::in_order(threads, combos.len(), |i| {
+        let r = run_one(&combos[i].scenario, &file, i as u64, check, traced);
+        progress.inc();
+        r
+    })?;
     let mut jobs = Vec::new();
-    for (c, r) in combos.iter().zip(runs) {
-        let mut r = r?;
+    for (c, mut r) in combos.iter().zip(runs) {
         // [expect] describes one configuration; a comparison checks only the invariants.
         r.failures.retain(|f| f.starts_with("invariant violated"));
         jobs.push(Job {
@@ -217,29 +216,6 @@ fn read_text(path: &std::path::Path, file: &str) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let located = snpsim_scenario::parse_scenario_bytes(file, e.as_bytes(), &[]).err();
         located.map_or_else(|| anyhow::anyhow!("{file}: the file is not UTF-8 text"), Into::into)
-    })
-}
-
-/// Run every combination on `pool`, in parallel, results in combination order.
-fn run_all(
-    pool: &rayon::ThreadPool,
-    combos: &[Combo],
-    file: &str,
-    check: snpsim_engine::engine::CheckMode,
-    traced: bool,
-    quiet: bool,
-) -> Vec<Result<ScenarioRun>> {
-    let progress = crate::progress::Progress::new(combos.len() as u64, "runs", quiet);
-    pool.install(|| {
-        combos
-            .par_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let r = run_one(&c.scenario, file, i as u64, check, traced);
-                progress.inc();
-                r
-            })
-            .collect()
     })
 }
 

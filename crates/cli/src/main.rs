@@ -574,8 +574,14 @@ fn run(args: &RunArgs) -> Result<bool> {
 }
 
 /// `run(i)` for `i` in `0..n`, `threads` at a time; the results in that order, and if runs fail,
-/// the error of the first in that order (every run ends before the errors are looked at).
-fn in_order<T: Send>(threads: usize, n: usize, run: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+/// the error of the first in that order (every run ends before the errors are looked at). The
+/// scenario files of `run` and the configurations of `compare` (the embedded suite's runs go
+/// through the library's `snpsim_debate::debate::run_each`, which keeps the same order).
+pub(crate) fn in_order<T: Send>(
+    threads: usize,
+    n: usize,
+    run: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
     use rayon::prelude::*;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
-use snpsim_debate::debate::{Debate, Part, run_each, suite};
+use snpsim_debate::debate::{Debate, Part, suite};
 use snpsim_engine::engine::CheckMode;
 use snpsim_scenario::Named;
 use snpsim_scenario::TraceMetaExt;
@@ -574,9 +574,8 @@ fn run(args: &RunArgs) -> Result<bool> {
 }
 
 /// `run(i)` for `i` in `0..n`, `threads` at a time; the results in that order, and if runs fail,
-/// the error of the first in that order (every run ends before the errors are looked at). The
-/// scenario files of `run` and the configurations of `compare` (the embedded suite's runs go
-/// through the library's `snpsim_debate::debate::run_each`, which keeps the same order).
+/// the error of the first in that order (every run ends before the errors are looked at): the
+/// embedded suite's runs, the scenario files of `run` and the configurations of `compare`.
 pub(crate) fn in_order<T: Send>(
     threads: usize,
     n: usize,
@@ -603,19 +602,12 @@ fn run_debate(
     let bug = "the embedded debate suite failed to run (a bug in snpsim)";
     let entries = suite().context(bug)?;
     let progress = progress::Progress::new(entries.len() as u64, "runs", quiet);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .build()
-        .context("cannot start the worker threads")?;
-    let runs = pool
-        .install(|| {
-            run_each(&entries, |i, e| {
-                let r = run_one(&e.scenario, &e.source, i as u64, check, traced);
-                progress.inc();
-                r
-            })
-        })
-        .context(bug)?;
+    let runs = in_order(jobs, entries.len(), |i| {
+        let r = run_one(&entries[i].scenario, &entries[i].source, i as u64, check, traced);
+        progress.inc();
+        r
+    })
+    .context(bug)?;
     let mut jobs = Vec::new();
     let mut untraced = Vec::new();
     for (e, mut r) in entries.iter().zip(runs) {

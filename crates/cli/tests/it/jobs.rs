@@ -18,47 +18,36 @@ fn traces_are_byte_identical_across_runs_and_job_counts() {
     compare_at_job_counts(&d, &file, &["--guests", "4k,2m"], &["1", "3", "8"]);
 }
 
+/// `snpsim ARGS --jobs JOBS --out DIR/NAMEJOBS --with-trace`, which must exit 0: its stdout and the
+/// results.json, trace.jsonl and report.html it wrote.
+fn outputs_at(d: &Path, name: &str, args: &[&str], jobs: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let o = d.join(format!("{name}{jobs}"));
+    let mut args = args.to_vec();
+    args.extend_from_slice(&["--jobs", jobs, "--out", s(&o), "--with-trace"]);
+    let r = snpsim(&args);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let read = |f: &str| std::fs::read(o.join(f)).unwrap();
+    (r.stdout, read("results.json"), read("trace.jsonl"), read("report.html"))
+}
+
 /// `snpsim compare FILE --policies all --backings all EXTRA` at each job count into `DIR/cmpN`:
 /// the stdout, trace, results and report must not depend on the job count, and the trace must
 /// replay. Returns the first job count's trace.
 fn compare_at_job_counts(d: &Path, file: &str, extra: &[&str], jobs: &[&str]) -> String {
-    let mut outs = Vec::new();
-    for &j in jobs {
-        let o = d.join(format!("cmp{j}"));
-        let mut args = vec!["compare", file, "--policies", "all", "--backings", "all"];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["--jobs", j, "--out", s(&o), "--with-trace"]);
-        let r = snpsim(&args);
-        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-        outs.push((
-            r.stdout,
-            std::fs::read(o.join("trace.jsonl")).unwrap(),
-            std::fs::read(o.join("results.json")).unwrap(),
-            std::fs::read(o.join("report.html")).unwrap(),
-        ));
-    }
+    let mut args = vec!["compare", file, "--policies", "all", "--backings", "all"];
+    args.extend_from_slice(extra);
+    let outs: Vec<_> = jobs.iter().map(|j| outputs_at(d, "cmp", &args, j)).collect();
     assert!(outs.windows(2).all(|w| w[0] == w[1]), "compare output of {file} depends on --jobs");
     let rp = snpsim(&["replay", s(&d.join(format!("cmp{}/trace.jsonl", jobs[0])))]);
     assert_eq!(rp.status.code(), Some(0), "{}", text(&rp.stderr));
-    text(&outs[0].1)
+    text(&outs[0].2)
 }
 
 #[test]
 fn scenario_files_run_in_parallel_give_what_one_at_a_time_gives() {
     // The claim scenarios: 16 files, each run in milliseconds; one job, then three.
     let d = temp_dir("run-jobs");
-    let mut outs = Vec::new();
-    for j in ["1", "3"] {
-        let o = d.join(format!("out{j}"));
-        let r = snpsim(&["run", EXAMPLES, "--jobs", j, "--out", s(&o), "--with-trace"]);
-        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-        outs.push((
-            r.stdout,
-            std::fs::read(o.join("results.json")).unwrap(),
-            std::fs::read(o.join("trace.jsonl")).unwrap(),
-            std::fs::read(o.join("report.html")).unwrap(),
-        ));
-    }
+    let outs: Vec<_> = ["1", "3"].iter().map(|j| outputs_at(&d, "out", &["run", EXAMPLES], j)).collect();
     assert!(outs[0] == outs[1], "run's output depends on --jobs");
     // In the files' order (results.json is what --json prints: commands.rs): the sources are
     // sorted as the directory's files are.

@@ -13,50 +13,85 @@ use snpsim_host::{HostVia, VmaBacking};
 use snpsim_hw::{AccessKind, Geometry};
 
 use crate::error::CodecError;
-use crate::names::{hex, parse_perms, perms_name, rmp_size_name};
+use crate::fields::{F, object};
+use crate::names::{parse_perms, perms_name, rmp_size_name};
 use crate::{FORMAT_VERSION, TraceMeta};
 use snpsim_engine::names::Named;
 
 /// An action as the `action` object of a `step` line.
 pub fn action_json(a: &Action) -> Value {
-    let gran = |g: Option<Granularity>| g.map_or(Value::Null, |g| Value::from(g.name()));
-    let op = a.op().name();
+    object(action_fields(a))
+}
+
+/// The fields of an action's `action` object ([`action_json`]), for writing straight into a line.
+pub(crate) fn action_fields(a: &Action) -> Vec<(&'static str, F<'static>)> {
+    let gran = |g: Option<Granularity>| F::opt_str(g.map(Named::name));
+    let to = |private: bool| F::Str(if private { "private" } else { "shared" });
+    let op = ("op", F::Str(a.op().name()));
     match *a {
-        Action::Psc { vcpu, gpa, pages, private, granularity } => json!({
-            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "pages": pages,
-            "to": if private { "private" } else { "shared" }, "granularity": gran(granularity),
-        }),
-        Action::Accept { vcpu, gpa, pages, granularity } => json!({
-            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "pages": pages, "granularity": gran(granularity),
-        }),
-        Action::Pvalidate { vcpu, gpa, size, validate } => json!({
-            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size), "validate": validate,
-        }),
-        Action::PscRequest { vcpu, gpa, size, private, cur_page } => json!({
-            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
-            "to": if private { "private" } else { "shared" }, "cur_page": cur_page,
-        }),
-        Action::Rmpadjust { vcpu, gpa, size, vmpl, perms, vmsa } => json!({
-            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "size": rmp_size_name(size),
-            "vmpl": vmpl, "perms": perms_name(perms), "vmsa": vmsa,
-        }),
-        Action::Access { vcpu, gpa, kind, private } => json!({
-            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "kind": kind.name(), "private": private,
-        }),
-        Action::Recoalesce { vcpu, gpa, mode } => json!({
-            "op": op, "vcpu": vcpu, "gpa": hex(gpa.raw()), "mode": mode.name(),
-        }),
+        Action::Psc { vcpu, gpa, pages, private, granularity } => vec![
+            op,
+            ("vcpu", F::Uint(vcpu.into())),
+            ("gpa", F::Hex(gpa.raw())),
+            ("pages", F::Uint(pages)),
+            ("to", to(private)),
+            ("granularity", gran(granularity)),
+        ],
+        Action::Accept { vcpu, gpa, pages, granularity } => vec![
+            op,
+            ("vcpu", F::Uint(vcpu.into())),
+            ("gpa", F::Hex(gpa.raw())),
+            ("pages", F::Uint(pages)),
+            ("granularity", gran(granularity)),
+        ],
+        Action::Pvalidate { vcpu, gpa, size, validate } => vec![
+            op,
+            ("vcpu", F::Uint(vcpu.into())),
+            ("gpa", F::Hex(gpa.raw())),
+            ("size", F::Str(rmp_size_name(size))),
+            ("validate", F::Bool(validate)),
+        ],
+        Action::PscRequest { vcpu, gpa, size, private, cur_page } => vec![
+            op,
+            ("vcpu", F::Uint(vcpu.into())),
+            ("gpa", F::Hex(gpa.raw())),
+            ("size", F::Str(rmp_size_name(size))),
+            ("to", to(private)),
+            ("cur_page", F::Uint(cur_page.into())),
+        ],
+        Action::Rmpadjust { vcpu, gpa, size, vmpl, perms, vmsa } => vec![
+            op,
+            ("vcpu", F::Uint(vcpu.into())),
+            ("gpa", F::Hex(gpa.raw())),
+            ("size", F::Str(rmp_size_name(size))),
+            ("vmpl", F::Uint(vmpl.into())),
+            ("perms", F::Text(perms_name(perms))),
+            ("vmsa", F::Bool(vmsa)),
+        ],
+        Action::Access { vcpu, gpa, kind, private } => vec![
+            op,
+            ("vcpu", F::Uint(vcpu.into())),
+            ("gpa", F::Hex(gpa.raw())),
+            ("kind", F::Str(kind.name())),
+            ("private", F::Bool(private)),
+        ],
+        Action::Recoalesce { vcpu, gpa, mode } => {
+            vec![
+                op,
+                ("vcpu", F::Uint(vcpu.into())),
+                ("gpa", F::Hex(gpa.raw())),
+                ("mode", F::Str(mode.name())),
+            ]
+        }
         Action::HostWrite { gpa, via } | Action::HostRead { gpa, via } => {
-            json!({ "op": op, "gpa": hex(gpa.raw()), "via": via.name() })
+            vec![op, ("gpa", F::Hex(gpa.raw())), ("via", F::Str(via.name()))]
         }
         Action::HostPin { gpa, .. } | Action::HostSplit { gpa } | Action::HostCollapse { gpa } => {
-            json!({ "op": op, "gpa": hex(gpa.raw()) })
+            vec![op, ("gpa", F::Hex(gpa.raw()))]
         }
-        Action::PunchHole { gpa, pages } => {
-            json!({ "op": op, "gpa": hex(gpa.raw()), "pages": pages })
-        }
-        Action::Tick { vcpu } => json!({ "op": op, "vcpu": vcpu }),
-        Action::Teardown => json!({ "op": op }),
+        Action::PunchHole { gpa, pages } => vec![op, ("gpa", F::Hex(gpa.raw())), ("pages", F::Uint(pages))],
+        Action::Tick { vcpu } => vec![op, ("vcpu", F::Uint(vcpu.into()))],
+        Action::Teardown => vec![op],
     }
 }
 

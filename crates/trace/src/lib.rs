@@ -28,6 +28,7 @@
 pub mod chrome;
 pub mod codec;
 mod error;
+mod fields;
 pub mod names;
 pub mod recorder;
 pub mod replay;

@@ -3,17 +3,12 @@
 //! kinds, host paths and results, granularities, backings, check modes, ...) are named by their
 //! own types ([`snpsim_engine::names::Named`]).
 
-use serde_json::Value;
 use snpsim_defs::{NpfErrorCode, PageSize, RmpPageSize, VmplPerms};
 use snpsim_hw::GuestOutcome;
 
 /// The name of a page size in traces (`4k`, `2m`, `1g`).
 pub fn size_name(s: PageSize) -> &'static str {
     s.name()
-}
-
-pub(crate) fn hex(v: u64) -> Value {
-    Value::String(format!("{v:#x}"))
 }
 
 /// The `|`-joined names of the set bits of an #NPF error code (`P|W|RMP|SIZEM|ENC`).

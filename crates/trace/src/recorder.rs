@@ -31,8 +31,9 @@ use snpsim_host::{HostVia, HostWriteOutcome};
 use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 
 use crate::TraceMeta;
-use crate::codec::{action_json, header_json};
-use crate::names::{hex, npf_bits, outcome_name, perms_name, rmp_size_name};
+use crate::codec::{action_fields, header_json};
+use crate::fields::{F, object, write_fields, write_uint};
+use crate::names::{npf_bits, outcome_name, perms_name, rmp_size_name};
 
 /// An event's fields while it waits for its time: an exit's as an object (its result and
 /// duration are added when its handling ends), every other event's already written out, in the
@@ -45,8 +46,7 @@ enum Fields {
 }
 
 /// `,"k":v` for each field of `m`, in its (sorted) key order: the compact JSON `Value`'s
-/// `Display` writes, serialized straight into bytes (through `fmt::Write` it was a quarter of a
-/// traced run's time).
+/// `Display` writes, serialized straight into bytes.
 fn fields_text(m: &Map<String, Value>) -> Vec<u8> {
     let mut t = Vec::with_capacity(16 * m.len());
     for (k, v) in m {
@@ -164,13 +164,16 @@ impl Recorder {
     }
 
     /// Record an event on the current vCPU or actor; returns its index in the step.
-    fn push(&mut self, ev: &'static str, fields: Value, cost: u64) -> usize {
-        let fields = match fields {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
+    fn push(&mut self, ev: &'static str, mut fields: Vec<(&'static str, F<'_>)>, cost: u64) -> usize {
         // Only an exit is changed after it is recorded ([`Recorder::set`], its `dur`).
-        let fields = if ev == "exit" { Fields::Open(fields) } else { Fields::Text(fields_text(&fields)) };
+        let fields = if ev == "exit" {
+            let Value::Object(m) = object(fields) else { unreachable!("an object") };
+            Fields::Open(m)
+        } else {
+            let mut text = Vec::with_capacity(24 * fields.len());
+            write_fields(&mut text, &mut fields);
+            Fields::Text(text)
+        };
         self.pending.push(Pending { ev, vcpu: self.vcpu, actor: self.actor, fields, cost, span_end: None });
         self.pending.len() - 1
     }
@@ -204,30 +207,34 @@ impl Recorder {
             }
         }
         let pending = std::mem::take(&mut self.pending);
-        let mut line = String::new();
+        let out = &mut self.out;
         for (idx, p) in pending.into_iter().enumerate() {
-            line.clear();
-            let _ = write!(line, "{{\"ev\":\"{}\",\"t\":{}", p.ev, times[idx]);
+            // `{"ev":"…","t":…,"vcpu":…,"actor":"…"`: names of the engine's, none needing escapes.
+            out.extend_from_slice(b"{\"ev\":\"");
+            out.extend_from_slice(p.ev.as_bytes());
+            out.extend_from_slice(b"\",\"t\":");
+            write_uint(out, times[idx]);
             match p.vcpu {
                 Some(v) => {
-                    let _ = write!(line, ",\"vcpu\":{v}");
+                    out.extend_from_slice(b",\"vcpu\":");
+                    write_uint(out, v.into());
                 }
-                None => line.push_str(",\"vcpu\":null"),
+                None => out.extend_from_slice(b",\"vcpu\":null"),
             }
-            let _ = write!(line, ",\"actor\":\"{}\"", p.actor.name());
-            let fields = match p.fields {
+            out.extend_from_slice(b",\"actor\":\"");
+            out.extend_from_slice(p.actor.name().as_bytes());
+            out.push(b'"');
+            match p.fields {
                 Fields::Open(mut fields) => {
                     if let Some(end) = p.span_end {
                         let end_t = if end >= n { t_end } else { times[end] };
                         fields.insert("dur".into(), Value::from(end_t - times[idx]));
                     }
-                    fields_text(&fields)
+                    out.extend_from_slice(&fields_text(&fields));
                 }
-                Fields::Text(text) => text,
-            };
-            self.out.extend_from_slice(line.as_bytes());
-            self.out.extend_from_slice(&fields);
-            self.out.extend_from_slice(b"}\n");
+                Fields::Text(text) => out.extend_from_slice(&text),
+            }
+            out.extend_from_slice(b"}\n");
         }
         self.clock = t_end;
     }
@@ -250,7 +257,7 @@ impl EventSink for Recorder {
         self.set_actor(vcpu, actor);
         let i = self.steps;
         self.steps += 1;
-        self.push("step", json!({ "i": i, "action": action_json(action) }), 0);
+        self.push("step", vec![("i", F::Uint(i)), ("action", F::Obj(action_fields(action)))], 0);
     }
 
     /// A step ends at simulated time `t_end`: give every event of the step its time and write it.
@@ -259,14 +266,21 @@ impl EventSink for Recorder {
         self.actor_stack.clear();
         self.set_actor(self.step_who.0, self.step_who.1);
         for v in violations {
-            self.push("violation", json!({ "what": v }), 0);
+            self.push("violation", vec![("what", F::Str(v))], 0);
         }
         let o = ending.map(|e| e.outcome().name());
         let cause = ending.and_then(Ending::cause).map(Cause::name);
         let (reason, detail) = (ending.map(|e| e.reason.name()), ending.map(|e| e.detail.as_str()));
         self.push(
             "step_end",
-            json!({ "i": i, "result": result, "outcome": o, "cause": cause, "reason": reason, "detail": detail }),
+            vec![
+                ("i", F::Uint(i)),
+                ("result", F::Str(result)),
+                ("outcome", F::opt_str(o)),
+                ("cause", F::opt_str(cause)),
+                ("reason", F::opt_str(reason)),
+                ("detail", F::opt_str(detail)),
+            ],
             0,
         );
         self.flush(t_end);
@@ -321,17 +335,26 @@ impl EventSink for Recorder {
         self.touch(pfn);
         self.push(
             "rmpupdate",
-            json!({
-                "pfn": hex(pfn.raw()), "assigned": new.assigned(), "asid": new.asid(), "gpa": hex(new.gpa().raw()),
-                "size": if new.page_size() { "2m" } else { "4k" }, "immutable": new.immutable(), "rc": rc.name(),
-            }),
+            vec![
+                ("pfn", F::Hex(pfn.raw())),
+                ("assigned", F::Bool(new.assigned())),
+                ("asid", F::Uint(new.asid().into())),
+                ("gpa", F::Hex(new.gpa().raw())),
+                ("size", F::Str(if new.page_size() { "2m" } else { "4k" })),
+                ("immutable", F::Bool(new.immutable())),
+                ("rc", F::Str(rc.name())),
+            ],
             self.cost(if new.page_size() { cost::item::RMPUPDATE_2M } else { cost::item::RMPUPDATE_4K }),
         );
     }
 
     fn psmash(&mut self, pfn: Pfn, rc: ReturnCode) {
         self.touch(pfn);
-        self.push("psmash", json!({ "pfn": hex(pfn.raw()), "rc": rc.name() }), self.cost(cost::item::PSMASH));
+        self.push(
+            "psmash",
+            vec![("pfn", F::Hex(pfn.raw())), ("rc", F::Str(rc.name()))],
+            self.cost(cost::item::PSMASH),
+        );
     }
 
     fn pvalidate(
@@ -352,10 +375,13 @@ impl EventSink for Recorder {
         });
         self.push(
             "pvalidate",
-            json!({
-                "gpa": hex(gpa.raw()), "pfn": hex(pfn.raw()), "size": rmp_size_name(size),
-                "validate": validate, "result": result,
-            }),
+            vec![
+                ("gpa", F::Hex(gpa.raw())),
+                ("pfn", F::Hex(pfn.raw())),
+                ("size", F::Str(rmp_size_name(size))),
+                ("validate", F::Bool(validate)),
+                ("result", F::Text(result)),
+            ],
             cost,
         );
     }
@@ -372,11 +398,15 @@ impl EventSink for Recorder {
         let cost = if snpsim_engine::observed::retired(r) { self.cost(cost::item::RMPADJUST) } else { 0 };
         self.push(
             "rmpadjust",
-            json!({
-                "gpa": hex(gpa.raw()), "pfn": hex(pfn.raw()), "size": rmp_size_name(size),
-                "vmpl": op.target_vmpl(), "perms": perms_name(op.perms()), "vmsa": op.vmsa(),
-                "result": outcome_name(r, |()| "done"),
-            }),
+            vec![
+                ("gpa", F::Hex(gpa.raw())),
+                ("pfn", F::Hex(pfn.raw())),
+                ("size", F::Str(rmp_size_name(size))),
+                ("vmpl", F::Uint(op.target_vmpl().into())),
+                ("perms", F::Text(perms_name(op.perms()))),
+                ("vmsa", F::Bool(op.vmsa())),
+                ("result", F::Text(outcome_name(r, |()| "done"))),
+            ],
             cost,
         );
     }
@@ -388,10 +418,12 @@ impl EventSink for Recorder {
     fn npf(&mut self, gpa: Gpa, code: NpfErrorCode, leaf: Option<PageSize>) -> ExitId {
         self.push(
             "npf",
-            json!({
-                "gpa": hex(gpa.raw()), "code": hex(code.into_bits()), "bits": npf_bits(code),
-                "leaf": leaf.map(PageSize::name),
-            }),
+            vec![
+                ("gpa", F::Hex(gpa.raw())),
+                ("code", F::Hex(code.into_bits())),
+                ("bits", F::Text(npf_bits(code))),
+                ("leaf", F::opt_str(leaf.map(PageSize::name))),
+            ],
             0,
         );
         self.exit("npf")
@@ -401,7 +433,7 @@ impl EventSink for Recorder {
     fn exit(&mut self, reason: &'static str) -> ExitId {
         // Every reason KVM counts has an item (`cost::tests::every_exit_reason_is_priced`).
         let cost = cost::exit_item(reason).map_or(0, |i| self.cost(i));
-        let i = self.push("exit", json!({ "reason": reason }), cost);
+        let i = self.push("exit", vec![("reason", F::Str(reason))], cost);
         self.enter(self.vcpu, Actor::Kvm);
         ExitId(i)
     }
@@ -428,18 +460,22 @@ impl EventSink for Recorder {
 
     fn psc_entry(&mut self, e: &PscEntry) {
         let op = match snpsim_defs::ghcb::PscOp::from_raw(e.op) {
-            Some(snpsim_defs::ghcb::PscOp::Private) => "private".to_string(),
-            Some(snpsim_defs::ghcb::PscOp::Shared) => "shared".to_string(),
-            Some(snpsim_defs::ghcb::PscOp::Psmash) => "psmash".to_string(),
-            Some(snpsim_defs::ghcb::PscOp::Unsmash) => "unsmash".to_string(),
-            None => format!("invalid:{}", e.op),
+            Some(snpsim_defs::ghcb::PscOp::Private) => F::Str("private"),
+            Some(snpsim_defs::ghcb::PscOp::Shared) => F::Str("shared"),
+            Some(snpsim_defs::ghcb::PscOp::Psmash) => F::Str("psmash"),
+            Some(snpsim_defs::ghcb::PscOp::Unsmash) => F::Str("unsmash"),
+            None => F::Text(format!("invalid:{}", e.op)),
         };
         self.push(
             "psc",
-            json!({
-                "protocol": e.protocol.name(), "entry": e.entry, "gpa": hex(e.gpa.raw()), "op": op,
-                "size": if e.size_2m { "2m" } else { "4k" }, "cur_page": e.cur_page,
-            }),
+            vec![
+                ("protocol", F::Str(e.protocol.name())),
+                ("entry", e.entry.map_or(F::Null, |x| F::Uint(x as u64))),
+                ("gpa", F::Hex(e.gpa.raw())),
+                ("op", op),
+                ("size", F::Str(if e.size_2m { "2m" } else { "4k" })),
+                ("cur_page", F::Uint(e.cur_page.into())),
+            ],
             0,
         );
     }
@@ -456,24 +492,30 @@ impl EventSink for Recorder {
     ) {
         self.push(
             "access",
-            json!({
-                "gpa": hex(gpa.raw()), "kind": kind.name(), "private": private,
-                "pfn": hex(pfn.raw()), "leaf": leaf.name(), "result": outcome_name(r, |()| "done"),
-            }),
+            vec![
+                ("gpa", F::Hex(gpa.raw())),
+                ("kind", F::Str(kind.name())),
+                ("private", F::Bool(private)),
+                ("pfn", F::Hex(pfn.raw())),
+                ("leaf", F::Str(leaf.name())),
+                ("result", F::Text(outcome_name(r, |()| "done"))),
+            ],
             0,
         );
     }
 
     /// A host write's result.
     fn host_write(&mut self, gpa: Gpa, via: HostVia, target: Option<(Pfn, PageSize)>, r: HostWriteOutcome) {
-        let (pfn, mapping) =
-            target.map_or((Value::Null, Value::Null), |(p, s)| (hex(p.raw()), s.name().into()));
+        let (pfn, mapping) = target.map_or((F::Null, F::Null), |(p, s)| (F::Hex(p.raw()), F::Str(s.name())));
         self.push(
             "host_write",
-            json!({
-                "gpa": hex(gpa.raw()), "via": via.name(), "pfn": pfn, "mapping": mapping,
-                "result": r.name(),
-            }),
+            vec![
+                ("gpa", F::Hex(gpa.raw())),
+                ("via", F::Str(via.name())),
+                ("pfn", pfn),
+                ("mapping", mapping),
+                ("result", F::Str(r.name())),
+            ],
             0,
         );
     }
@@ -494,23 +536,26 @@ impl EventSink for Recorder {
         let bits: Vec<&str> = bits.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
         self.push(
             "host_pf",
-            json!({
-                "gpa": hex(gpa.raw()), "pfn": hex(pfn.raw()), "mapping": mapping.name(),
-                "code": hex(u64::from(code.into_bits())), "bits": bits.join("|"),
-            }),
+            vec![
+                ("gpa", F::Hex(gpa.raw())),
+                ("pfn", F::Hex(pfn.raw())),
+                ("mapping", F::Str(mapping.name())),
+                ("code", F::Hex(u64::from(code.into_bits()))),
+                ("bits", F::Text(bits.join("|"))),
+            ],
             0,
         );
     }
 
     /// khugepaged (or a `host_collapse`) collapsed the THP range from VMA page `offset`.
     fn host_collapse(&mut self, offset: u64, pages: u64) {
-        self.push("host_collapse", json!({ "gpa": hex(offset * 4096), "pages": pages }), 0);
+        self.push("host_collapse", vec![("gpa", F::Hex(offset * 4096)), ("pages", F::Uint(pages))], 0);
     }
 
     /// A guest access at `gpa` required the last unrequired part of a zapped leaf: that
     /// demotion is needed after all.
     fn demotion_needed(&mut self, gpa: Gpa) {
-        self.push("npt_demotion_needed", json!({ "gpa": hex(gpa.raw()), "count": 1 }), 0);
+        self.push("npt_demotion_needed", vec![("gpa", F::Hex(gpa.raw())), ("count", F::Uint(1))], 0);
     }
 
     /// Derived events: what changed in the counters between `before` and `after`.
@@ -530,7 +575,7 @@ impl EventSink for Recorder {
         if after.implicit_conversions > before.implicit_conversions {
             self.push(
                 "implicit_conversion",
-                json!({ "count": after.implicit_conversions - before.implicit_conversions }),
+                vec![("count", F::Uint(after.implicit_conversions - before.implicit_conversions))],
                 0,
             );
         }
@@ -541,31 +586,31 @@ impl EventSink for Recorder {
                 let (from, to) = key.split_once('_').unwrap_or((key, ""));
                 self.push(
                     "npt_demotion",
-                    json!({ "from": from, "to": to, "count": d }),
+                    vec![("from", F::Str(from)), ("to", F::Str(to)), ("count", F::Uint(d))],
                     d.saturating_mul(self.cost(cost::item::NPT_ZAP)),
                 );
             }
         }
         if needless > 0 {
-            self.push("npt_demotion_needless", json!({ "count": needless }), 0);
+            self.push("npt_demotion_needless", vec![("count", F::Uint(needless))], 0);
         }
         let splits = after.host_splits - before.host_splits;
         if splits > 0 {
             self.push(
                 "host_split",
-                json!({ "count": splits }),
+                vec![("count", F::Uint(splits))],
                 splits.saturating_mul(self.cost(cost::item::HOST_SPLIT)),
             );
         }
         let needed = after.host_splits_needed - before.host_splits_needed;
         if needed > 0 {
-            self.push("host_split_needed", json!({ "count": needed }), 0);
+            self.push("host_split_needed", vec![("count", F::Uint(needed))], 0);
         }
         let dm = after.direct_map_splits - before.direct_map_splits;
         if dm > 0 {
             self.push(
                 "direct_map_split",
-                json!({ "count": dm }),
+                vec![("count", F::Uint(dm))],
                 dm.saturating_mul(self.cost(cost::item::DIRECT_MAP_SPLIT)),
             );
         }

@@ -313,15 +313,39 @@ impl<T: Progression> Chunk<T> {
         run.then(|| Chunk::Run { head: head.clone(), first: first.clone(), step })
     }
 
-    /// The same as [`Chunk::as_run`], the values read through `at` (`width ≥ 3`).
-    fn as_run_at(at: impl Fn(usize) -> T, width: usize) -> Option<Self> {
+    /// The values of `chunks` (`width` each, `chunks.len() · width ≥ 3`) as one progression after
+    /// their first value, if they form one: what [`Chunk::as_run`] answers for all the values in
+    /// a row. A chunk stored as a run of the same step whose first two values continue the
+    /// progression holds it without its other values being read: its value `j ≥ 1` is
+    /// `f.nth(step, j - 1)` with `f = first.nth(step, base)`, which is `first.nth(step, base + j -
+    /// 1)` by [`Progression`]'s law `a.nth(s, j).nth(s, k) == a.nth(s, j + k)`. Any other chunk
+    /// is read value by value. (Reading every value made a region filled in order from its start
+    /// read 2,240 values for its 512: each chunk's end read every value before it again.)
+    fn whole_run(chunks: &[Self], width: usize) -> Option<Self> {
+        let at = |k: usize| chunks[k / width].get(k % width).into_owned();
         let first = at(1);
         let step = first.step_to(&at(2))?;
         // The last value first, as in [`Chunk::as_alternating`].
-        let last = width - 1;
-        let run = (last < 3 || at(last) == first.nth(step, last as u64 - 1))
-            && (3..last).all(|k| at(k) == first.nth(step, k as u64 - 1));
-        run.then(|| Chunk::Run { head: at(0), first, step })
+        let last = chunks.len() * width - 1;
+        if last >= 3 && at(last) != first.nth(step, last as u64 - 1) {
+            return None;
+        }
+        for (c, chunk) in chunks.iter().enumerate() {
+            let base = c * width;
+            let held = match chunk {
+                Chunk::Run { head, first: f, step: s } if *s == step => {
+                    // Chunk 0's first value is `first` itself and its head is no part of the
+                    // progression.
+                    c == 0
+                        || (*head == first.nth(step, base as u64 - 1) && *f == first.nth(step, base as u64))
+                }
+                _ => false,
+            };
+            if !held && !(base.max(3)..base + width).all(|k| at(k) == first.nth(step, k as u64 - 1)) {
+                return None;
+            }
+        }
+        Some(Chunk::Run { head: at(0), first, step })
     }
 
     /// Store the chunk as a progression if its values form one; returns the values' storage
@@ -417,7 +441,8 @@ impl<T: Progression, const C: usize> RunVec<T, C> {
             return;
         }
         let at = |k: usize| self.chunks[k / C].get(k % C).into_owned();
-        let Some(whole) = Chunk::as_run_at(at, n * C).or_else(|| Chunk::as_alternating(at, n * C)) else {
+        let Some(whole) = Chunk::whole_run(&self.chunks, C).or_else(|| Chunk::as_alternating(at, n * C))
+        else {
             return;
         };
         self.chunks = vec![whole];
@@ -824,6 +849,46 @@ mod tests {
         stamps.set(300, 5);
         assert_eq!((*stamps.get(300), *stamps.get(301), *stamps.get(302)), (5, 1050, 40));
         assert_eq!(stamps.chunks.len(), 8);
+    }
+
+    /// A region vector whose chunks are each stored as a run of the same step is one pattern
+    /// exactly when their values continue one progression: a chunk one off, or a chunk whose head
+    /// alone breaks it, keeps the chunks apart, and every value reads back either way.
+    #[test]
+    fn chunks_of_one_step_are_one_pattern_only_when_they_continue_it() {
+        // `shift`: chunk `c`'s values after its head `d` higher; `restep`: chunk `c`'s values from
+        // its third on rising by 4, not 3; `head`: the value at this index 7.
+        let filled = |shift: Option<(u64, u64)>, restep: Option<u64>, head: Option<u64>| {
+            let mut v = RunVec::<u64>::new();
+            let expected = |i: u64| {
+                let (c, j) = (i / 64, i % 64);
+                let mut x = 1000 + 3 * i + shift.filter(|&(sc, _)| c == sc && j > 0).map_or(0, |(_, d)| d);
+                if restep == Some(c) && j > 1 {
+                    x += j - 1;
+                }
+                if Some(i) == head { 7 } else { x }
+            };
+            // In order from the start, a value at a time (a 4K fill of a region), so that each
+            // chunk is stored as a run before the next is written.
+            for i in 0..512 {
+                v.set(i, expected(i));
+            }
+            for i in 0..512 {
+                assert_eq!(*v.get(i), expected(i), "{i} with {shift:?} {restep:?} {head:?}");
+            }
+            v.span
+        };
+        assert_eq!(filled(None, None, None), 8, "one progression: one pattern");
+        assert_eq!(filled(None, None, Some(0)), 8, "the first value is no part of the progression");
+        assert_eq!(
+            filled(Some((3, 3)), None, None),
+            0,
+            "chunk 3 after its head a step on: a run of the same step"
+        );
+        assert_eq!(filled(Some((7, 1)), None, None), 0, "the last chunk one off");
+        assert_eq!(filled(None, Some(2), None), 0, "chunk 2 a run of another step from the same two values");
+        assert_eq!(filled(None, None, Some(128)), 0, "a chunk's head alone breaks it");
+        assert_eq!(filled(None, None, Some(511)), 0, "the last value alone breaks it");
     }
 
     #[test]

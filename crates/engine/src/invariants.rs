@@ -165,8 +165,10 @@ fn check_guest_view(m: &Machine, guest: &Guest, start: u64, end: u64, v: &mut Ve
 fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: &mut Vec<String>) {
     let g = m.rmp.config().geometry;
     let n = g.pages(leaf.size);
+    // The first GFN's bound frame and backing level, from one look.
+    let bound = m.kvm.bound_frame(&m.host, start);
     // 1. NPT leaf level ≤ the backing's level.
-    match m.kvm.backing_level(&m.host, start) {
+    match bound.map(|(_, level)| level) {
         Some(level) if leaf.size <= level => {}
         level => v.push(format!(
             "invariant 1: NPT leaf {} at GFN {start} exceeds its backing level {level:?}",
@@ -174,7 +176,7 @@ fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: 
         )),
     }
     // 2. The leaf maps the frames bound to its GFNs, and no frame twice.
-    if m.kvm.bound_pfn(&m.host, start) != Some(leaf.pfn)
+    if bound.map(|(pfn, _)| pfn) != Some(leaf.pfn)
         || n > 1 && m.kvm.bound_pfn(&m.host, start + (n - 1)) != Some(leaf.pfn + (n - 1))
     {
         v.push(format!("invariant 2: NPT leaf at GFN {start} maps frame {} not bound to it", leaf.pfn));

@@ -222,10 +222,25 @@ impl Kvm {
         if let Some(&pfn) = self.rebound.get(&gfn) {
             return Some(pfn);
         }
+        // [`Kvm::bound_frame`]'s frame, without the VMA's mapping level.
         if self.policy.in_gmem(&self.attrs, gfn) {
             host.gmem_frame(gfn.raw()).map(|(p, _)| p)
         } else {
             host.vma.pfn(gfn.raw())
+        }
+    }
+
+    /// [`Kvm::bound_pfn`] and [`Kvm::backing_level`] of `gfn` from one look at its backing (the
+    /// whole-state check asks both of every leaf): a rebound GFN's frame at 4K, a guest_memfd
+    /// page's frame and folio size, a VMA page's frame and host mapping level.
+    pub fn bound_frame(&self, host: &Host, gfn: Gfn) -> Option<(Pfn, PageSize)> {
+        if let Some(&pfn) = self.rebound.get(&gfn) {
+            return Some((pfn, PageSize::Size4K));
+        }
+        if self.policy.in_gmem(&self.attrs, gfn) {
+            host.gmem_frame(gfn.raw())
+        } else {
+            host.vma.translate(gfn.raw())
         }
     }
 
@@ -242,13 +257,6 @@ impl Kvm {
     /// The largest leaf KVM may use for `gfn` given its backing: host mapping level (legacy, or a
     /// shared GFN in the gmem era) or gmem folio size (private, gmem era).
     pub fn backing_level(&self, host: &Host, gfn: Gfn) -> Option<PageSize> {
-        if self.rebound.contains_key(&gfn) {
-            return Some(PageSize::Size4K);
-        }
-        if self.policy.in_gmem(&self.attrs, gfn) {
-            host.gmem_frame(gfn.raw()).map(|(_, s)| s)
-        } else {
-            host.vma.translate(gfn.raw()).map(|(_, s)| s)
-        }
+        self.bound_frame(host, gfn).map(|(_, s)| s)
     }
 }

@@ -278,13 +278,9 @@ impl ChunkCursor {
         let end = if !g.config().validation_tracking {
             limit
         } else if self.validate {
-            // Pages not validated yet, up to the first validated one (searched inside the run
-            // only: the set may hold nothing beyond it for a long way).
-            if g.validated.count_in(first, limit) == 0 {
-                limit
-            } else {
-                g.validated.runs_in(first, limit).first().map_or(limit, |r| r.0)
-            }
+            // Pages not validated yet, up to the first validated one (the set's summary skips
+            // to it, however far beyond the run it is).
+            g.validated.first_from(first).filter(|&p| p < limit).unwrap_or(limit)
         } else {
             // Validated pages, up to the first one that is not.
             g.validated.runs_in(first, limit).first().filter(|r| r.0 == first).map_or(first, |r| r.1)
@@ -358,9 +354,10 @@ impl ChunkCursor {
             }
             match self.page {
                 None => {
-                    let tracked = g.validated.count_in(start, start + n);
+                    // Pages of the chunk the guest tracks as validated (a guest that tracks
+                    // nothing treats every chunk alike).
+                    let tracked = if tracking { g.validated.count_in(start, start + n) } else { 0 };
                     if self.validate {
-                        let tracked = if tracking { tracked } else { 0 };
                         g.stats.refused_validations += tracked;
                         if size == RmpPageSize::Size2M && tracked == 0 {
                             return Ok(Some(self.issue(g, start, size)));

@@ -229,8 +229,17 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     let (_, err) = headless(&chrome, &bad, &["--dump-dom"]);
     assert!(!console_messages(&err).is_empty(), "a blocked load must show on the console:\n{err}");
 
-    let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);
+    // The DOM and the light screenshot from one launch (Chromium starts once, not twice).
+    let a = artefacts();
+    let light = a.join("debate-light.png");
+    let _ = std::fs::remove_file(&light);
+    let shot_arg = format!("--screenshot={}", light.display());
+    let (dom, err) = headless(&chrome, &page, &["--window-size=1400,2400", &shot_arg, "--dump-dom"]);
     assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
+    assert!(
+        std::fs::metadata(&light).is_ok_and(|m| m.len() > 10_000),
+        "screenshot debate-light.png missing:\n{err}"
+    );
     assert_eq!(table_rows(&dom), n + 1, "a header row and one row per run");
     assert_eq!(dom.matches("class=\"badge ok\"").count(), 14, "fourteen verdicts, all supported");
     // Six count charts, the time breakdown, and one coverage chart per run.
@@ -271,11 +280,9 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     ] {
         assert!(dom.contains(&format!("id=\"{id}\"")), "{id}");
     }
-    let a = artefacts();
-    for (name, extra) in [
-        ("debate-light.png", vec![]),
-        ("debate-dark.png", vec!["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]),
-    ] {
+    for (name, extra) in
+        [("debate-dark.png", vec!["--force-dark-mode", "--blink-settings=preferredColorScheme=0"])]
+    {
         let shot = a.join(name);
         let _ = std::fs::remove_file(&shot);
         let mut args =
@@ -321,8 +328,13 @@ fn the_sweep_report_renders_in_chromium_without_console_errors() {
     let Some(chrome) = chromium() else {
         return;
     };
-    let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);
+    // The DOM and the screenshot from one launch.
+    let shot = artefacts().join("sweep-light.png");
+    let _ = std::fs::remove_file(&shot);
+    let shot_arg = format!("--screenshot={}", shot.display());
+    let (dom, err) = headless(&chrome, &page, &["--window-size=1400,2400", &shot_arg, "--dump-dom"]);
     assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
+    assert!(std::fs::metadata(&shot).is_ok(), "{err}");
     // 2 policies × 2 backings × 3 sizes = 12 runs, and the header row.
     assert_eq!(table_rows(&dom), 12 + 1);
     // Per-run charts (6 counts, time, 12 coverage) and at least the needless-splits sweep chart.
@@ -331,11 +343,6 @@ fn the_sweep_report_renders_in_chromium_without_console_errors() {
     assert_charts_drawn(&dom, 6 + 1 + 12 + sweep_charts);
     let (overflowing, _) = layout_at_1400(&chrome, &page, &[]);
     assert!(overflowing.is_empty(), "overflowing at 1400 px: {overflowing:?}");
-    let shot = artefacts().join("sweep-light.png");
-    let _ = std::fs::remove_file(&shot);
-    let (_, err) =
-        headless(&chrome, &page, &["--window-size=1400,2400", &format!("--screenshot={}", shot.display())]);
-    assert!(std::fs::metadata(&shot).is_ok(), "{err}");
 }
 
 /// Cells of each body row of the table with id `id` in `html`, tags stripped.
@@ -437,12 +444,12 @@ fn the_attack_table_shows_every_attack_against_both_guests() {
     let Some(chrome) = chromium() else {
         return;
     };
-    let (dom, err) = headless(&chrome, &page, &["--dump-dom"]);
-    assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
-    assert_eq!(rows_of(&dom, "attack-table").len(), 2 * ATTACKS.len());
+    // The DOM and the screenshot from one launch.
     let shot = artefacts().join("attacks-light.png");
     let _ = std::fs::remove_file(&shot);
-    let (_, err) =
-        headless(&chrome, &page, &["--window-size=1400,2400", &format!("--screenshot={}", shot.display())]);
+    let shot_arg = format!("--screenshot={}", shot.display());
+    let (dom, err) = headless(&chrome, &page, &["--window-size=1400,2400", &shot_arg, "--dump-dom"]);
+    assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
     assert!(std::fs::metadata(&shot).is_ok(), "{err}");
+    assert_eq!(rows_of(&dom, "attack-table").len(), 2 * ATTACKS.len());
 }

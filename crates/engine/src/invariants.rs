@@ -177,7 +177,7 @@ fn check_leaf(m: &Machine, start: Gfn, leaf: Leaf, frames: &mut FrameRanges, v: 
     }
     // 2. The leaf maps the frames bound to its GFNs, and no frame twice.
     if bound.map(|(pfn, _)| pfn) != Some(leaf.pfn)
-        || n > 1 && m.kvm.bound_pfn(&m.host, start + (n - 1)) != Some(leaf.pfn + (n - 1))
+        || (n > 1 && m.kvm.bound_pfn(&m.host, start + (n - 1)) != Some(leaf.pfn + (n - 1)))
     {
         v.push(format!("invariant 2: NPT leaf at GFN {start} maps frame {} not bound to it", leaf.pfn));
     }

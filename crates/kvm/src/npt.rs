@@ -156,7 +156,7 @@ impl Npt {
         // A leaf starting inside a range of one page starts at `start`, so holds it: for one
         // page (each 4K map and pre-fault asks) the look for leaves inside the range adds nothing.
         self.leaf(start).is_some()
-            || pages > 1 && self.leaves.first_in(start.raw(), start.raw() + pages).is_some()
+            || (pages > 1 && self.leaves.first_in(start.raw(), start.raw() + pages).is_some())
     }
 
     /// Install a leaf of `size` at the `size`-aligned `gfn`, mapping frames from `pfn`. The caller

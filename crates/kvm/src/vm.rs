@@ -232,7 +232,8 @@ impl Kvm {
 
     /// [`Kvm::bound_pfn`] and [`Kvm::backing_level`] of `gfn` from one look at its backing (the
     /// whole-state check asks both of every leaf): a rebound GFN's frame at 4K, a guest_memfd
-    /// page's frame and folio size, a VMA page's frame and host mapping level.
+    /// page's frame and the size it is mapped at (its folio's; the in-place file's mapping
+    /// size), a VMA page's frame and host mapping level.
     pub fn bound_frame(&self, host: &Host, gfn: Gfn) -> Option<(Pfn, PageSize)> {
         if let Some(&pfn) = self.rebound.get(&gfn) {
             return Some((pfn, PageSize::Size4K));

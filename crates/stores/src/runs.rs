@@ -319,8 +319,7 @@ impl<T: Progression> Chunk<T> {
     /// progression holds it without its other values being read: its value `j ≥ 1` is
     /// `f.nth(step, j - 1)` with `f = first.nth(step, base)`, which is `first.nth(step, base + j -
     /// 1)` by [`Progression`]'s law `a.nth(s, j).nth(s, k) == a.nth(s, j + k)`. Any other chunk
-    /// is read value by value. (Reading every value made a region filled in order from its start
-    /// read 2,240 values for its 512: each chunk's end read every value before it again.)
+    /// is read value by value, so a region filled in order is checked a chunk at a time.
     fn whole_run(chunks: &[Self], width: usize) -> Option<Self> {
         let at = |k: usize| chunks[k / width].get(k % width).into_owned();
         let first = at(1);

@@ -32,7 +32,7 @@ use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 
 use crate::TraceMeta;
 use crate::codec::{action_fields, header_json};
-use crate::fields::{F, object, write_fields, write_uint};
+use crate::fields::{F, map, write_fields, write_uint};
 use crate::names::{npf_bits, outcome_name, perms_name, rmp_size_name};
 
 /// An event's fields while it waits for its time: an exit's as an object (its result and
@@ -167,8 +167,7 @@ impl Recorder {
     fn push(&mut self, ev: &'static str, mut fields: Vec<(&'static str, F<'_>)>, cost: u64) -> usize {
         // Only an exit is changed after it is recorded ([`Recorder::set`], its `dur`).
         let fields = if ev == "exit" {
-            let Value::Object(m) = object(fields) else { unreachable!("an object") };
-            Fields::Open(m)
+            Fields::Open(map(fields))
         } else {
             let mut text = Vec::with_capacity(24 * fields.len());
             write_fields(&mut text, &mut fields);

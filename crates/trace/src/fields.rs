@@ -70,14 +70,7 @@ impl<'a> F<'a> {
                 out.push(b'{');
                 let mut sorted: Vec<&(&'static str, F<'a>)> = fields.iter().collect();
                 sorted.sort_unstable_by_key(|(k, _)| *k);
-                debug_assert!(sorted.windows(2).all(|w| w[0].0 != w[1].0), "a key twice");
-                for (n, (k, v)) in sorted.into_iter().enumerate() {
-                    if n > 0 {
-                        out.push(b',');
-                    }
-                    write_key(out, k);
-                    v.write(out);
-                }
+                write_sorted(out, sorted, false);
                 out.push(b'}');
             }
         }
@@ -124,23 +117,32 @@ fn write_key(out: &mut Vec<u8>, key: &str) {
 /// `,"k":v` for each field, in key order: an object's fields after keys written before them.
 pub(crate) fn write_fields(out: &mut Vec<u8>, fields: &mut [(&'static str, F<'_>)]) {
     fields.sort_unstable_by_key(|(k, _)| *k);
-    // An object holds a key once (a `Map` keeps the last value; these would write both).
-    debug_assert!(fields.windows(2).all(|w| w[0].0 != w[1].0), "a key twice");
-    for (k, v) in fields.iter() {
-        out.push(b',');
+    write_sorted(out, fields.iter(), true);
+}
+
+/// `"k":v` for each field, given in key order, comma-separated, with a comma before the first
+/// too when `lead`.
+fn write_sorted<'f, 'a: 'f>(
+    out: &mut Vec<u8>,
+    fields: impl IntoIterator<Item = &'f (&'static str, F<'a>)>,
+    lead: bool,
+) {
+    let mut prev = None;
+    for (k, v) in fields {
+        // An object holds a key once (a `Map` keeps the last value; this would write both).
+        debug_assert!(prev != Some(*k), "the key {k} twice");
+        if lead || prev.is_some() {
+            out.push(b',');
+        }
         write_key(out, k);
         v.write(out);
+        prev = Some(*k);
     }
 }
 
 /// The JSON object of these fields.
 pub(crate) fn object(fields: Vec<(&'static str, F<'_>)>) -> Value {
-    Value::Object(map(fields))
-}
-
-/// The map of these fields.
-pub(crate) fn map(fields: Vec<(&'static str, F<'_>)>) -> Map<String, Value> {
-    fields.into_iter().map(|(k, v)| (k.to_string(), v.into_value())).collect()
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v.into_value())).collect::<Map<_, _>>())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use snpsim_defs::{
     Gpa, NpfErrorCode, PageSize, PfErrorCode, Pfn, ReturnCode, RmpAdjustOperand, RmpArchEntry, RmpPageSize,
 };
@@ -32,31 +32,17 @@ use snpsim_hw::{AccessKind, Geometry, GuestOutcome, PvalidateStatus};
 
 use crate::TraceMeta;
 use crate::codec::{action_fields, header_json};
-use crate::fields::{F, map, write_fields, write_uint};
+use crate::fields::{F, write_fields, write_uint};
 use crate::names::{npf_bits, outcome_name, perms_name, rmp_size_name};
 
-/// An event's fields while it waits for its time: an exit's as an object (its result and
-/// duration are added when its handling ends), every other event's already written out, in the
-/// object's key order (`,"k":v` each), so that a step of a million events holds their text, not a
-/// million JSON objects (about a quarter of the memory; issue 19).
+/// An event's fields while it waits for its time: an exit's still open (its result and duration
+/// are added when its handling ends), every other event's already written out, in the object's
+/// key order (`,"k":v` each), so that a step of a million events holds their text, not a million
+/// field lists (about a quarter of the memory; issue 19).
 #[derive(Clone, Debug)]
 enum Fields {
-    Open(Map<String, Value>),
+    Open(Vec<(&'static str, F<'static>)>),
     Text(Vec<u8>),
-}
-
-/// `,"k":v` for each field of `m`, in its (sorted) key order: the compact JSON `Value`'s
-/// `Display` writes, serialized straight into bytes.
-fn fields_text(m: &Map<String, Value>) -> Vec<u8> {
-    let mut t = Vec::with_capacity(16 * m.len());
-    for (k, v) in m {
-        t.push(b',');
-        // Writing JSON into a `Vec` cannot fail: strings and numbers always serialize.
-        let _ = serde_json::to_writer(&mut t, k);
-        t.push(b':');
-        let _ = serde_json::to_writer(&mut t, v);
-    }
-    t
 }
 
 /// One event waiting for its time.
@@ -163,24 +149,26 @@ impl Recorder {
         self.steps
     }
 
-    /// Record an event on the current vCPU or actor; returns its index in the step.
+    /// Record an event on the current vCPU or actor, its fields written out now; returns its
+    /// index in the step.
     fn push(&mut self, ev: &'static str, mut fields: Vec<(&'static str, F<'_>)>, cost: u64) -> usize {
-        // Only an exit is changed after it is recorded ([`Recorder::set`], its `dur`).
-        let fields = if ev == "exit" {
-            Fields::Open(map(fields))
-        } else {
-            let mut text = Vec::with_capacity(24 * fields.len());
-            write_fields(&mut text, &mut fields);
-            Fields::Text(text)
-        };
+        let mut text = Vec::with_capacity(24 * fields.len());
+        write_fields(&mut text, &mut fields);
+        self.push_fields(ev, Fields::Text(text), cost)
+    }
+
+    fn push_fields(&mut self, ev: &'static str, fields: Fields, cost: u64) -> usize {
         self.pending.push(Pending { ev, vcpu: self.vcpu, actor: self.actor, fields, cost, span_end: None });
         self.pending.len() - 1
     }
 
-    /// Set a field of an event already recorded in this step (an exit's result).
-    fn set(&mut self, index: usize, key: &str, v: Value) {
-        if let Some(Pending { fields: Fields::Open(m), .. }) = self.pending.get_mut(index) {
-            m.insert(key.to_string(), v);
+    /// Set a field of an event still open in this step (an exit's result), replacing its value.
+    fn set(&mut self, index: usize, key: &'static str, v: F<'static>) {
+        if let Some(Pending { fields: Fields::Open(fields), .. }) = self.pending.get_mut(index) {
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, old)) => *old = v,
+                None => fields.push((key, v)),
+            }
         }
     }
 
@@ -227,9 +215,9 @@ impl Recorder {
                 Fields::Open(mut fields) => {
                     if let Some(end) = p.span_end {
                         let end_t = if end >= n { t_end } else { times[end] };
-                        fields.insert("dur".into(), Value::from(end_t - times[idx]));
+                        fields.push(("dur", F::Uint(end_t - times[idx])));
                     }
-                    out.extend_from_slice(&fields_text(&fields));
+                    write_fields(out, &mut fields);
                 }
                 Fields::Text(text) => out.extend_from_slice(&text),
             }
@@ -432,7 +420,8 @@ impl EventSink for Recorder {
     fn exit(&mut self, reason: &'static str) -> ExitId {
         // Every reason KVM counts has an item (`cost::tests::every_exit_reason_is_priced`).
         let cost = cost::exit_item(reason).map_or(0, |i| self.cost(i));
-        let i = self.push("exit", vec![("reason", F::Str(reason))], cost);
+        // Open: its result and duration come when its handling ends.
+        let i = self.push_fields("exit", Fields::Open(vec![("reason", F::Str(reason))]), cost);
         self.enter(self.vcpu, Actor::Kvm);
         ExitId(i)
     }
@@ -449,10 +438,10 @@ impl EventSink for Recorder {
     /// One page-state-change entry as the guest sent it.
     fn exit_result(&mut self, exit: ExitId, result: ExitResult) {
         match result {
-            ExitResult::PscMsr { error } => self.set(exit.0, "result", error.into()),
+            ExitResult::PscMsr { error } => self.set(exit.0, "result", F::Uint(error.into())),
             ExitResult::PscGhcb { info2, cur_entry } => {
-                self.set(exit.0, "result", format!("{info2:#x}").into());
-                self.set(exit.0, "cur_entry", cur_entry.into());
+                self.set(exit.0, "result", F::Hex(info2));
+                self.set(exit.0, "cur_entry", F::Uint(cur_entry.into()));
             }
         }
     }

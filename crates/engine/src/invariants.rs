@@ -94,10 +94,12 @@ impl FrameRanges {
 pub fn check(m: &Machine, guest: &Guest, lossy_recoalesce: bool) -> Vec<String> {
     let mut v = Vec::new();
     let g = m.rmp.config().geometry;
+    // The leaves listed once, for both uses (a 4K-mapped guest has a leaf per page).
+    let leaves: Vec<(Gfn, Leaf)> = m.kvm.npt.leaves().collect();
     let mut frames = FrameRanges::screened(
-        m.kvm.npt.leaves().map(|(_, leaf)| (leaf.pfn.raw(), leaf.pfn.raw() + g.pages(leaf.size))),
+        leaves.iter().map(|(_, leaf)| (leaf.pfn.raw(), leaf.pfn.raw() + g.pages(leaf.size))),
     );
-    for (start, leaf) in m.kvm.npt.leaves() {
+    for &(start, leaf) in &leaves {
         check_leaf(m, start, leaf, &mut frames, &mut v);
     }
     check_assigned(m, &mut v);

@@ -28,17 +28,23 @@ pub const RMP_GPA_LIMIT: u64 = 1 << 51;
 #[derive(PartialEq, Eq, Hash)]
 pub struct VmplPerms {
     /// Read.
+    #[inline]
     pub read: bool,
     /// Write.
+    #[inline]
     pub write: bool,
     /// Execute at CPL 3.
+    #[inline]
     pub exec_user: bool,
     /// Execute at CPL 0–2.
+    #[inline]
     pub exec_supervisor: bool,
     /// Supervisor shadow-stack access.
+    #[inline]
     pub supervisor_shadow_stack: bool,
     /// Reserved, must be zero.
     #[bits(3)]
+    #[inline]
     pub reserved: u8,
 }
 
@@ -57,25 +63,34 @@ impl VmplPerms {
 #[derive(PartialEq, Eq, Hash)]
 pub struct RmpEntryLo {
     /// Owned by a guest (ASID ≠ 0) or by firmware (ASID 0).
+    #[inline]
     pub assigned: bool,
     /// 0 = 4 KiB, 1 = 2 MiB; meaningful only in a 2M-aligned entry.
+    #[inline]
     pub page_size: bool,
     /// RMPUPDATE may not change the entry.
+    #[inline]
     pub immutable: bool,
     /// In a 2M-aligned entry: the number of assigned 4 KiB pages of its region other than itself.
     #[bits(9)]
+    #[inline]
     pub subpage_count: u16,
     /// GPA bits 50:12 of the page this system page is bound to.
     #[bits(39)]
+    #[inline]
     pub gpa_frame: u64,
     /// Owning guest ASID (0 for hypervisor or firmware pages).
     #[bits(10)]
+    #[inline]
     pub asid: u16,
     /// The page is a VMSA.
+    #[inline]
     pub vmsa: bool,
     /// The guest validated the page (PVALIDATE).
+    #[inline]
     pub validated: bool,
     /// Firmware lock.
+    #[inline]
     pub lock: bool,
 }
 
@@ -88,17 +103,22 @@ pub struct RmpEntryLo {
 pub struct RmpEntryHi {
     /// VMPL0 permissions.
     #[bits(8)]
+    #[inline]
     pub vmpl0: VmplPerms,
     /// VMPL1 permissions.
     #[bits(8)]
+    #[inline]
     pub vmpl1: VmplPerms,
     /// VMPL2 permissions.
     #[bits(8)]
+    #[inline]
     pub vmpl2: VmplPerms,
     /// VMPL3 permissions.
     #[bits(8)]
+    #[inline]
     pub vmpl3: VmplPerms,
     /// Not modelled (key select, IDE stream, migration state).
+    #[inline]
     pub reserved: u32,
 }
 
@@ -160,24 +180,30 @@ impl RmpEntryRaw {
 pub struct RmpArchEntry {
     /// The GPA the page is bound to.
     #[bits(64, from = Gpa::new, into = Gpa::raw)]
+    #[inline]
     pub gpa: Gpa,
     /// Byte 8 bit 0: assigned.
+    #[inline]
     pub assigned: bool,
     #[bits(7)]
     _rsvd0: u8,
     /// Byte 9 bit 0: 0 = 4 KiB, 1 = 2 MiB.
+    #[inline]
     pub page_size: bool,
     /// Byte 9 bit 1 (RMPREAD only): some page of the 2 MiB region is assigned.
+    #[inline]
     pub hpage_region_status: bool,
     #[bits(6)]
     _rsvd1: u8,
     /// Byte 10 bit 0: immutable.
+    #[inline]
     pub immutable: bool,
     #[bits(7)]
     _rsvd2: u8,
     /// Byte 11: reserved.
     _rsvd3: u8,
     /// Bytes 12–15: owning ASID.
+    #[inline]
     pub asid: u32,
 }
 
@@ -191,11 +217,14 @@ const _: () = assert!(core::mem::size_of::<RmpArchEntry>() == 16);
 #[derive(PartialEq, Eq, Hash)]
 pub struct RmpAdjustOperand {
     /// Bits 7:0: the VMPL whose permissions change.
+    #[inline]
     pub target_vmpl: u8,
     /// Bits 15:8: the new permissions (bit 12, supervisor shadow stack, needs VmplSSS).
     #[bits(8)]
+    #[inline]
     pub perms: VmplPerms,
     /// Bit 16: mark (or unmark) the page as a VMSA; honoured only at VMPL0.
+    #[inline]
     pub vmsa: bool,
     #[bits(47)]
     _rsvd: u64,

@@ -70,6 +70,7 @@ impl BlockMap {
     }
 
     /// The region of `page` and the page's index in it.
+    #[inline]
     fn split(&self, page: u64) -> (u64, u64) {
         (page >> self.g2_shift, page & (self.g2 - 1))
     }

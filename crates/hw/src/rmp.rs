@@ -404,6 +404,7 @@ impl Rmp {
     }
 
     /// `G`: pages per 2M region.
+    #[inline]
     fn g(&self) -> u64 {
         self.config.geometry.pages_per_2m()
     }
@@ -418,13 +419,16 @@ impl Rmp {
         pfn.raw() < self.config.pages
     }
 
-    /// The region index of `pfn` and its index inside the region.
+    /// The region index of `pfn` and its index inside the region: by shift and mask, not division
+    /// (a region's page count is a power of two in every geometry).
+    #[inline]
     fn split(&self, pfn: Pfn) -> (u64, usize) {
         let g = self.g();
-        (pfn.raw() / g, (pfn.raw() % g) as usize)
+        (pfn.raw() >> g.trailing_zeros(), (pfn.raw() & (g - 1)) as usize)
     }
 
     /// The raw entry of `pfn` (zero when nothing is stored, including beyond the RMP).
+    #[inline]
     fn entry(&self, pfn: Pfn) -> RmpEntryRaw {
         let (idx, i) = self.split(pfn);
         match &*self.regions.get(idx) {

@@ -26,6 +26,7 @@ impl<T: Progression> Default for Region<T> {
 /// does.
 impl<T: Progression> Progression for Region<T> {
     type Step = T::Step;
+    #[inline]
     fn step_to(&self, next: &Self) -> Option<T::Step> {
         match (self, next) {
             (Region::Uniform(a), Region::Uniform(b)) => a.step_to(b),
@@ -33,6 +34,7 @@ impl<T: Progression> Progression for Region<T> {
         }
     }
 
+    #[inline]
     fn nth(&self, step: T::Step, k: u64) -> Self {
         match self {
             Region::Uniform(v) => Region::Uniform(v.nth(step, k)),
@@ -86,6 +88,7 @@ impl<T: Progression + Copy> PageMap<T> {
     }
 
     /// The value of `page`.
+    #[inline]
     pub fn get(&self, page: u64) -> T {
         let (r, i) = self.split(page);
         match &*self.regions.get(r) {

@@ -70,12 +70,15 @@ pub trait Progression: Clone + PartialEq + Default {
 
 impl Progression for u64 {
     type Step = u64;
+    #[inline]
     fn step_to(&self, next: &Self) -> Option<u64> {
         Some(next.wrapping_sub(*self))
     }
+    #[inline]
     fn nth(&self, step: u64, k: u64) -> u64 {
         self.wrapping_add(step.wrapping_mul(k))
     }
+    #[inline]
     fn step_over(&self, next: &Self, k: u64) -> Option<u64> {
         let diff = next.checked_sub(*self)?;
         diff.is_multiple_of(k).then(|| diff / k)
@@ -84,9 +87,11 @@ impl Progression for u64 {
 
 impl Progression for u32 {
     type Step = u32;
+    #[inline]
     fn step_to(&self, next: &Self) -> Option<u32> {
         Some(next.wrapping_sub(*self))
     }
+    #[inline]
     fn nth(&self, step: u32, k: u64) -> u32 {
         // Truncation is the modular arithmetic of the type: k·step mod 2³².
         self.wrapping_add(step.wrapping_mul(k as u32))
@@ -95,9 +100,11 @@ impl Progression for u32 {
 
 impl Progression for u8 {
     type Step = u8;
+    #[inline]
     fn step_to(&self, next: &Self) -> Option<u8> {
         Some(next.wrapping_sub(*self))
     }
+    #[inline]
     fn nth(&self, step: u8, k: u64) -> u8 {
         self.wrapping_add(step.wrapping_mul(k as u8))
     }
@@ -105,9 +112,11 @@ impl Progression for u8 {
 
 impl Progression for bool {
     type Step = ();
+    #[inline]
     fn step_to(&self, next: &Self) -> Option<()> {
         (self == next).then_some(())
     }
+    #[inline]
     fn nth(&self, (): (), _: u64) -> bool {
         *self
     }
@@ -115,12 +124,15 @@ impl Progression for bool {
 
 impl<A: Progression, B: Progression> Progression for (A, B) {
     type Step = (A::Step, B::Step);
+    #[inline]
     fn step_to(&self, next: &Self) -> Option<Self::Step> {
         Some((self.0.step_to(&next.0)?, self.1.step_to(&next.1)?))
     }
+    #[inline]
     fn nth(&self, step: Self::Step, k: u64) -> Self {
         (self.0.nth(step.0, k), self.1.nth(step.1, k))
     }
+    #[inline]
     fn step_over(&self, next: &Self, k: u64) -> Option<Self::Step> {
         Some((self.0.step_over(&next.0, k)?, self.1.step_over(&next.1, k)?))
     }

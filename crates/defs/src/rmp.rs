@@ -19,6 +19,11 @@ pub const RMP_LOCK_ASID: u16 = 0x3ff;
 /// Largest GPA an RMP entry can hold: the raw entry keeps GPA bits 50:12.
 pub const RMP_GPA_LIMIT: u64 = 1 << 51;
 
+// The `#[inline]` on each field of these layouts goes to the field's generated getter and setters
+// (bitfield-struct copies a field's attributes, `#[bits]` aside, onto them): without it the test
+// profile (opt-level 1, no LTO) calls `RmpEntryLo::assigned` and the like across crates as
+// functions.
+
 /// Permissions one VMPL has on a page: one byte of the raw entry's high quadword per VMPL, and
 /// bits 8–15 of the RMPADJUST operand.
 ///

@@ -94,7 +94,8 @@ impl FrameRanges {
 pub fn check(m: &Machine, guest: &Guest, lossy_recoalesce: bool) -> Vec<String> {
     let mut v = Vec::new();
     let g = m.rmp.config().geometry;
-    // The leaves listed once, for both uses (a 4K-mapped guest has a leaf per page).
+    // The leaves listed once, for both uses (a 4K-mapped guest has a leaf per page): the one list
+    // the leaf checks held before, kept for the frame screen too.
     let leaves: Vec<(Gfn, Leaf)> = m.kvm.npt.leaves().collect();
     let mut frames = FrameRanges::screened(
         leaves.iter().map(|(_, leaf)| (leaf.pfn.raw(), leaf.pfn.raw() + g.pages(leaf.size))),

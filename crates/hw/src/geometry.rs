@@ -49,6 +49,13 @@ impl Geometry {
         self.pages(PageSize::Size2M)
     }
 
+    /// log2 of [`Geometry::pages_per_2m`]: a frame's region is `pfn >> region_shift()` (a region's
+    /// page count is a power of two by construction).
+    #[inline]
+    pub const fn region_shift(self) -> u32 {
+        self.level_shift
+    }
+
     /// Bytes in a page of `size`.
     #[inline]
     pub const fn bytes(self, size: PageSize) -> u64 {

@@ -419,12 +419,11 @@ impl Rmp {
         pfn.raw() < self.config.pages
     }
 
-    /// The region index of `pfn` and its index inside the region: by shift and mask, not division
-    /// (a region's page count is a power of two in every geometry).
+    /// The region index of `pfn` and its index inside the region: by shift and mask, not division.
     #[inline]
     fn split(&self, pfn: Pfn) -> (u64, usize) {
-        let g = self.g();
-        (pfn.raw() >> g.trailing_zeros(), (pfn.raw() & (g - 1)) as usize)
+        let geometry = self.config.geometry;
+        (pfn.raw() >> geometry.region_shift(), (pfn.raw() & (geometry.pages_per_2m() - 1)) as usize)
     }
 
     /// The raw entry of `pfn` (zero when nothing is stored, including beyond the RMP).

@@ -104,8 +104,8 @@ fn write_hex(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// `s` as a JSON string, as `serde_json` writes it. A string with no byte that JSON escapes (a
-/// control character, `"` or `\`; `serde_json` writes every other byte as it is) is copied between
-/// quotes: the names and keys of a trace are such strings, and the escaping writer, out of line in
+/// byte below 0x20, `"` or `\`; `serde_json` writes every other byte as it is, DEL and non-ASCII
+/// characters included) is copied between quotes: the names and keys of a trace are such strings, and the escaping writer, out of line in
 /// the test profile, was a tenth of a traced run's time.
 fn write_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
@@ -162,8 +162,8 @@ mod tests {
     /// A string is written as `serde_json` writes it, escaped or not.
     #[test]
     fn strings_are_written_as_serde_json_writes_them() {
-        // Every ASCII character alone and inside a name, DEL, and characters of two to four bytes:
-        // those copied as they are and those escaped alike.
+        // Every ASCII character (DEL included) alone and inside a name, and characters of two to
+        // four bytes: those copied as they are and those escaped alike.
         let mut cases: Vec<String> = (0u8..=0x7f).map(|b| char::from(b).to_string()).collect();
         cases.extend((0u8..=0x7f).map(|b| format!("rmp{}update", char::from(b))));
         cases.extend(["", "é", "\u{2028}", "日本", "🦀", "a\"b\\c\u{1f}"].map(String::from));

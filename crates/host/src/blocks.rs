@@ -62,7 +62,7 @@ impl BlockMap {
     pub fn new(geometry: Geometry) -> Self {
         BlockMap {
             g2: geometry.pages(PageSize::Size2M),
-            g2_shift: geometry.pages(PageSize::Size2M).trailing_zeros(),
+            g2_shift: geometry.region_shift(),
             g1: geometry.pages(PageSize::Size1G),
             regions: RegionVec::new(),
             huge: BTreeMap::new(),

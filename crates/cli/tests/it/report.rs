@@ -72,6 +72,18 @@ fn headless(chrome: &Path, page: &Path, extra: &[&str]) -> (String, String) {
     (text(&out.stdout), text(&out.stderr))
 }
 
+/// A screenshot of `page` at 1400 × 2400 into the artefacts as `name` (an old one removed first)
+/// and its DOM, from one launch with `extra` arguments; returns (DOM, stderr, screenshot path).
+fn screenshot_and_dom(chrome: &Path, page: &Path, name: &str, extra: &[&str]) -> (String, String, PathBuf) {
+    let shot = artefacts().join(name);
+    let _ = std::fs::remove_file(&shot);
+    let shot_arg = format!("--screenshot={}", shot.display());
+    let mut args = vec!["--window-size=1400,2400", shot_arg.as_str(), "--dump-dom"];
+    args.extend_from_slice(extra);
+    let (dom, err) = headless(chrome, page, &args);
+    (dom, err, shot)
+}
+
 /// Console messages Chromium logged for the page.
 fn console_messages(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| l.contains(":CONSOLE")).collect()
@@ -230,11 +242,7 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
     assert!(!console_messages(&err).is_empty(), "a blocked load must show on the console:\n{err}");
 
     // The DOM and the light screenshot from one launch (Chromium starts once, not twice).
-    let a = artefacts();
-    let light = a.join("debate-light.png");
-    let _ = std::fs::remove_file(&light);
-    let shot_arg = format!("--screenshot={}", light.display());
-    let (dom, err) = headless(&chrome, &page, &["--window-size=1400,2400", &shot_arg, "--dump-dom"]);
+    let (dom, err, light) = screenshot_and_dom(&chrome, &page, "debate-light.png", &[]);
     assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
     assert!(
         std::fs::metadata(&light).is_ok_and(|m| m.len() > 10_000),
@@ -281,25 +289,18 @@ fn the_debate_report_renders_in_chromium_without_console_errors() {
         assert!(dom.contains(&format!("id=\"{id}\"")), "{id}");
     }
     // Dark mode: its own launch.
-    let dark = a.join("debate-dark.png");
-    let _ = std::fs::remove_file(&dark);
-    let dark_arg = format!("--screenshot={}", dark.display());
-    let (_, err) = headless(
+    let (_, err, dark) = screenshot_and_dom(
         &chrome,
         &page,
-        &[
-            "--window-size=1400,2400",
-            &dark_arg,
-            "--force-dark-mode",
-            "--blink-settings=preferredColorScheme=0",
-        ],
+        "debate-dark.png",
+        &["--force-dark-mode", "--blink-settings=preferredColorScheme=0"],
     );
     assert!(console_messages(&err).is_empty(), "{err}");
     assert!(
         std::fs::metadata(&dark).is_ok_and(|m| m.len() > 10_000),
         "screenshot debate-dark.png missing:\n{err}"
     );
-    eprintln!("screenshots: {}", a.display());
+    eprintln!("screenshots: {}", artefacts().display());
     // Keep only the screenshots.
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -332,10 +333,7 @@ fn the_sweep_report_renders_in_chromium_without_console_errors() {
         return;
     };
     // The DOM and the screenshot from one launch.
-    let shot = artefacts().join("sweep-light.png");
-    let _ = std::fs::remove_file(&shot);
-    let shot_arg = format!("--screenshot={}", shot.display());
-    let (dom, err) = headless(&chrome, &page, &["--window-size=1400,2400", &shot_arg, "--dump-dom"]);
+    let (dom, err, shot) = screenshot_and_dom(&chrome, &page, "sweep-light.png", &[]);
     assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
     assert!(std::fs::metadata(&shot).is_ok(), "{err}");
     // 2 policies × 2 backings × 3 sizes = 12 runs, and the header row.
@@ -448,10 +446,7 @@ fn the_attack_table_shows_every_attack_against_both_guests() {
         return;
     };
     // The DOM and the screenshot from one launch.
-    let shot = artefacts().join("attacks-light.png");
-    let _ = std::fs::remove_file(&shot);
-    let shot_arg = format!("--screenshot={}", shot.display());
-    let (dom, err) = headless(&chrome, &page, &["--window-size=1400,2400", &shot_arg, "--dump-dom"]);
+    let (dom, err, shot) = screenshot_and_dom(&chrome, &page, "attacks-light.png", &[]);
     assert!(console_messages(&err).is_empty(), "console messages:\n{}", console_messages(&err).join("\n"));
     assert!(std::fs::metadata(&shot).is_ok(), "{err}");
     assert_eq!(rows_of(&dom, "attack-table").len(), 2 * ATTACKS.len());
